@@ -1,0 +1,109 @@
+"""The ``pimgpt`` command: one entry point, a subcommand per job, ``--help`` on each.
+
+Handlers live next to the code they drive and are imported lazily, so ``pimgpt --help`` is quick.
+Every user-facing error is a :class:`pimgpt.errors.PimgptError` printed as one line, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pimgpt.errors import PimgptError
+
+# subcommand -> (module, function, one-line help)
+HANDLERS = {
+    "verilog": ("pimgpt.hdl.export", "cli_verilog", "write Verilog for an RTL block"),
+    "compile": ("pimgpt.sw.compile_cli", "cli_compile", "compile a GPT model into a PIM program"),
+    "run": ("pimgpt.run_cli", "cli_run", "run a model on the golden, perf or RTL backend"),
+    "paper": ("pimgpt.sim.perf.paper", "cli_paper", "reproduce the PIM-GPT evaluation"),
+    "models": ("pimgpt.sw.models_cli", "cli_models", "list model and hardware presets"),
+    "demo": ("pimgpt.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
+    "bench": ("pimgpt.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"),
+}
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default="tiny",
+                   help="preset name, shipped model, HF checkpoint dir or model YAML (default: tiny)")
+    p.add_argument("--hw", default=None,
+                   help="hardware preset or YAML file (default: pimgpt-gddr6-8ch)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pimgpt",
+        description="DRAM processing-in-memory GPT accelerator: RTL, golden model, compiler, "
+        "performance simulator.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("verilog", help=HANDLERS["verilog"][2],
+                       description="Convert an Amaranth block to Verilog.")
+    p.add_argument("block", help="block name (mac, bf16mul, fp32add, ...; `list` lists them)")
+    p.add_argument("-o", "--output", default="build/verilog", help="output directory")
+    p.add_argument("--hw", default=None, help="hardware preset or YAML (blocks that need it)")
+
+    p = sub.add_parser("compile", help=HANDLERS["compile"][2],
+                       description="Compile a model into program.bin, program.asm, memmap.yaml "
+                       "and program.aim. By default one decode step at position --context - 1.")
+    _add_model_args(p)
+    p.add_argument("--context", type=int, default=None,
+                   help="tokens attended by the compiled decode step (default: model maximum)")
+    p.add_argument("--prompt", default=None,
+                   help="comma-separated prompt token ids: compile prefill plus --new-tokens decode "
+                   "steps instead of a single step")
+    p.add_argument("--new-tokens", type=int, default=1, help="decode steps with --prompt")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+
+    p = sub.add_parser("run", help=HANDLERS["run"][2],
+                       description="Compile and run a model; print generated tokens (or text).")
+    _add_model_args(p)
+    p.add_argument("--backend", choices=["golden", "perf", "rtl"], default="golden")
+    p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
+    p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
+    p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")
+    p.add_argument("--context", type=int, default=None,
+                   help="perf backend: context length of the simulated decode step")
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights (presets)")
+    p.add_argument("--stats", default=None, help="write statistics JSON here")
+    p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
+    p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
+    p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
+                   help="rtl: HDL simulator")
+
+    p = sub.add_parser("paper", help=HANDLERS["paper"][2],
+                       description="Run the 8 presets over context lengths; write Markdown, CSV and "
+                       "PNG plots.")
+    p.add_argument("-o", "--output", default="build/paper", help="output directory")
+    p.add_argument("--hw", default=None, help="hardware preset or YAML")
+    p.add_argument("--models", default=None, help="comma-separated subset of models")
+    p.add_argument("--contexts", default=None, help="comma-separated context lengths")
+
+    sub.add_parser("models", help=HANDLERS["models"][2], description=HANDLERS["models"][2])
+    p = sub.add_parser("demo", help=HANDLERS["demo"][2], description=HANDLERS["demo"][2])
+    p.add_argument("-o", "--output", default="build/demo", help="output directory")
+    p = sub.add_parser("bench", help=HANDLERS["bench"][2], description=HANDLERS["bench"][2])
+    p.add_argument("--quick", action="store_true", help="smaller sizes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func, _ = HANDLERS[args.command]
+    try:
+        handler = getattr(importlib.import_module(module), func)
+        return int(handler(args) or 0)
+    except PimgptError as exc:
+        print(f"pimgpt {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"pimgpt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
