@@ -1,0 +1,588 @@
+"""Model weights: Hugging Face GPT-2 checkpoints, random weights, model YAML files, shipped models.
+
+A checkpoint directory holds ``config.json`` (Hugging Face ``GPT2Config``) and ``model.safetensors``
+(or shards listed in ``model.safetensors.index.json``). Tensor names may carry the ``transformer.``
+prefix that ``GPT2LMHeadModel.save_pretrained`` writes or not (the original ``gpt2`` hub files); the
+tied ``lm_head.weight`` and the causal-mask buffers ``attn.bias``/``attn.masked_bias`` are dropped.
+Weights are returned as a ``dict[str, numpy.ndarray]`` of float32 arrays named as documented in
+:mod:`pimgpt.sw.models` (``wte``, ``wpe``, ``h.0.attn.c_attn.weight`` ... ``ln_f.bias``), Conv1D
+weights ``[in, out]``.
+
+Files are read with ``safetensors`` (``safe_open``/``safetensors.numpy``) and ``json``/``yaml``
+(``safe_load``) only, never pickle. Every problem raises :class:`~pimgpt.sw.models.ModelError` with
+one line naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+import tempfile
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from pimgpt.sw.models import ModelConfig, ModelError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+#: Prefix of the decoder tensors in ``GPT2LMHeadModel`` files (written by :func:`save_checkpoint`).
+HF_PREFIX = "transformer."
+
+# Hugging Face activation names that are the tanh form of GELU used by GPT-2 and by pimgpt.
+_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Buffers (causal masks) that some GPT-2 checkpoints store next to the parameters.
+_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+# safetensors dtypes accepted as weights; all are widened to float32.
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_SHIPPED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensor names and shapes
+# ----------------------------------------------------------------------------------------------
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight of ``cfg``, in a fixed order (embeddings, layers, ln_f).
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Model shape.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        Conv1D weights are ``[in, out]``; the LM head is tied to ``wte`` and not listed.
+    """
+    d, f = cfg.d_model, cfg.d_ff
+    shapes: dict[str, tuple[int, ...]] = {"wte": (cfg.vocab, d), "wpe": (cfg.ctx, d)}
+    for i in range(cfg.n_layer):
+        p = f"h.{i}."
+        shapes.update({
+            p + "ln_1.weight": (d,), p + "ln_1.bias": (d,),
+            p + "attn.c_attn.weight": (d, 3 * d), p + "attn.c_attn.bias": (3 * d,),
+            p + "attn.c_proj.weight": (d, d), p + "attn.c_proj.bias": (d,),
+            p + "ln_2.weight": (d,), p + "ln_2.bias": (d,),
+            p + "mlp.c_fc.weight": (d, f), p + "mlp.c_fc.bias": (f,),
+            p + "mlp.c_proj.weight": (f, d), p + "mlp.c_proj.bias": (d,),
+        })
+    shapes.update({"ln_f.weight": (d,), "ln_f.bias": (d,)})
+    return shapes
+
+
+def _hf_name(name: str) -> str:
+    """pimgpt name -> Hugging Face ``GPT2LMHeadModel`` name."""
+    if name in ("wte", "wpe"):
+        name += ".weight"
+    return HF_PREFIX + name
+
+
+def _pimgpt_name(hf_name: str) -> str:
+    """Hugging Face name (with or without ``transformer.``) -> pimgpt name."""
+    name = hf_name[len(HF_PREFIX):] if hf_name.startswith(HF_PREFIX) else hf_name
+    if name in ("wte.weight", "wpe.weight"):
+        name = name[: -len(".weight")]
+    return name
+
+
+def check_weights(cfg: ModelConfig, weights: dict, source: str = "weights") -> None:
+    """Check that ``weights`` holds exactly the tensors of ``cfg`` with the right shapes.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Model shape.
+    weights : dict of str to numpy.ndarray
+        Weights in pimgpt names.
+    source : str
+        What to name in the error message (a file, or "weights").
+
+    Raises
+    ------
+    ModelError
+        Naming the first missing, unexpected or misshapen tensor.
+    """
+    shapes = expected_shapes(cfg)
+    missing = [n for n in shapes if n not in weights]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ModelError(
+            f"{source}: missing tensor {missing[0]} (shape {list(shapes[missing[0]])}){more} for "
+            f"model {cfg.name} ({cfg.n_layer} layers, d_model {cfg.d_model}); check that the "
+            "weights match the model's config"
+        )
+    extra = sorted(n for n in weights if n not in shapes)
+    if extra:
+        raise ModelError(
+            f"{source}: unexpected tensor {extra[0]} for model {cfg.name}; only GPT-2 decoder "
+            "weights (wte, wpe, h.*, ln_f) are supported"
+        )
+    for name, shape in shapes.items():
+        got = tuple(np.shape(weights[name]))
+        if got != shape:
+            hint = ""
+            if len(got) == 2 and got == shape[::-1]:
+                hint = " (it looks transposed: GPT-2 Conv1D weights are stored [in, out])"
+            raise ModelError(
+                f"{source}: tensor {name} has shape {list(got)}, expected {list(shape)}{hint}; "
+                "check that config.json matches the weights"
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# Configurations
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(
+            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or re-export the file"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} must hold a JSON object (a Hugging Face GPT2Config)")
+    return data
+
+
+def _weights_files(path: Path) -> list[Path]:
+    """The safetensors file(s) of a checkpoint directory, or ModelError."""
+    single = path / WEIGHTS_FILE
+    if single.is_file():
+        return [single]
+    index = path / INDEX_FILE
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelError(f"{index}: no 'weight_map'; re-export the sharded checkpoint")
+        shards = [path / s for s in sorted(set(map(str, weight_map.values())))]
+        for shard in shards:
+            if not shard.is_file():
+                raise ModelError(f"{index} lists {shard.name}, which is missing; copy it there")
+        return shards
+    hint = ""
+    if (path / "pytorch_model.bin").exists():
+        hint = " (pytorch_model.bin is a pickle and is never loaded)"
+    raise ModelError(
+        f"{single} not found{hint}; save the model with safetensors "
+        "(save_pretrained(..., safe_serialization=True))"
+    )
+
+
+def config_from_dir(path: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` of a Hugging Face GPT-2 checkpoint directory.
+
+    Reads ``config.json`` (``n_layer``, ``n_embd``, ``n_head``, ``n_positions`` or ``n_ctx``,
+    ``vocab_size``, ``layer_norm_epsilon``, ``n_inner``) and checks that the weights file exists.
+    The model is named after the directory; ``checkpoint`` is the resolved directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint directory.
+
+    Raises
+    ------
+    ModelError
+        For a missing directory or file, malformed JSON, missing keys or a non-GPT-2 model.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"checkpoint directory {path} not found; pass an existing directory")
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ModelError(
+            f"{cfg_path} not found; a checkpoint directory needs the Hugging Face config.json "
+            "next to model.safetensors"
+        )
+    raw = _read_json(cfg_path)
+    model_type = raw.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise ModelError(f"{cfg_path}: model_type is {model_type!r}; only 'gpt2' is supported")
+    act = raw.get("activation_function", "gelu_new")
+    if act not in _TANH_GELUS:
+        raise ModelError(
+            f"{cfg_path}: activation_function {act!r} is not supported; pimgpt computes the tanh "
+            f"form of GELU ({', '.join(_TANH_GELUS)})"
+        )
+    for key, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                    ("reorder_and_upcast_attn", False)):
+        if key in raw and bool(raw[key]) != ok:
+            raise ModelError(f"{cfg_path}: {key}={raw[key]!r} is not supported; it must be {ok}")
+    ctx_key = "n_positions" if "n_positions" in raw else "n_ctx"
+    missing = [k for k in ("n_layer", "n_embd", "n_head", ctx_key, "vocab_size") if k not in raw]
+    if missing:
+        raise ModelError(
+            f"{cfg_path}: missing key {missing[0]}; a GPT-2 config.json needs n_layer, n_embd, "
+            "n_head, n_positions and vocab_size"
+        )
+    d_ff = raw.get("n_inner")
+    eps = raw.get("layer_norm_epsilon", 1e-5)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        raise ModelError(f"{cfg_path}: layer_norm_epsilon must be a number, got {eps!r}")
+    _weights_files(path)
+    return ModelConfig(
+        name=path.resolve().name,
+        n_layer=raw["n_layer"],
+        d_model=raw["n_embd"],
+        n_head=raw["n_head"],
+        ctx=raw[ctx_key],
+        vocab=raw["vocab_size"],
+        d_ff=0 if d_ff is None else d_ff,
+        ln_eps=float(eps),
+        checkpoint=str(path.resolve()),
+    )
+
+
+def config_from_yaml(path: str | Path) -> ModelConfig:
+    """A :class:`ModelConfig` from a model YAML file.
+
+    The keys are the fields of :class:`ModelConfig` (``name`` defaults to the file's stem,
+    ``d_ff`` to ``4 * d_model``). An optional ``checkpoint:`` names a checkpoint directory
+    (relative paths are taken from the YAML file's folder); the shape keys may then be left out and
+    are read from its ``config.json``, and any that are given must agree with it.
+
+    Raises
+    ------
+    ModelError
+        For unreadable or malformed YAML, unknown keys, bad values or a disagreeing checkpoint.
+    """
+    import yaml  # local: only model YAML files need it
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}; check the path") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ModelError(f"{path} is not valid YAML{where}; fix its syntax") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path} must be a mapping of ModelConfig fields (n_layer: 2, ...)")
+    allowed = [f.name for f in fields(ModelConfig)]
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if unknown:
+        raise ModelError(
+            f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(allowed)}"
+        )
+    values = dict(raw)
+    values.setdefault("name", path.stem)
+    values["name"] = str(values["name"])
+    if isinstance(values.get("ln_eps"), str):
+        # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number it means.
+        try:
+            values["ln_eps"] = float(values["ln_eps"])
+        except ValueError as exc:
+            raise ModelError(f"{path}: ln_eps must be a number, got {raw['ln_eps']!r}") from exc
+    ckpt = values.get("checkpoint")
+    if ckpt is not None:
+        ckpt_path = Path(str(ckpt))
+        if not ckpt_path.is_absolute():
+            ckpt_path = path.parent / ckpt_path
+        base = config_from_dir(ckpt_path)
+        for key in allowed:
+            if key in ("name", "checkpoint") or key not in raw:
+                continue
+            if values[key] != getattr(base, key):
+                raise ModelError(
+                    f"{path}: {key}={raw[key]!r} disagrees with {ckpt_path / CONFIG_FILE} "
+                    f"({getattr(base, key)!r}); remove the key or fix it"
+                )
+        return ModelConfig(**{**base.to_dict(), "name": values["name"]})
+    required = [k for k in ("n_layer", "d_model", "n_head", "ctx") if k not in values]
+    if required:
+        raise ModelError(
+            f"{path}: missing key {required[0]}; a model file needs n_layer, d_model, n_head, ctx "
+            "(and usually vocab), or a checkpoint: directory"
+        )
+    try:
+        return ModelConfig(**values)
+    except TypeError as exc:  # a non-numeric value reaching a comparison
+        raise ModelError(f"{path}: invalid value ({exc}); use numbers for the shape keys") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and saving weights
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_header(path: Path) -> tuple[int, dict]:
+    """Header length and header of a safetensors file (already validated by ``safe_open``)."""
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        return n, json.loads(fh.read(n))
+
+
+def _read_bf16(path: Path, name: str, header: tuple[int, dict]) -> np.ndarray:
+    """Read one BF16 tensor as float32 (numpy has no bfloat16, so safetensors.numpy refuses it)."""
+    n, entries = header
+    info = entries[name]
+    begin, end = info["data_offsets"]
+    count = (end - begin) // 2
+    raw = np.fromfile(path, dtype="<u2", count=count, offset=8 + n + begin)
+    # bf16 is the upper half of a float32: widening is exact.
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+
+
+def _read_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
+    """All tensors of ``files`` as float32, in pimgpt names, without the buffers and the LM head."""
+    from safetensors import SafetensorError, safe_open
+
+    out: dict[str, np.ndarray] = {}
+    head = None
+    for file in files:
+        header = None
+        try:
+            with safe_open(str(file), framework="numpy") as fh:
+                for key in fh.keys():
+                    if key.endswith(_BUFFER_SUFFIXES):
+                        continue
+                    dtype = fh.get_slice(key).get_dtype()
+                    if dtype not in _FLOAT_DTYPES:
+                        raise ModelError(
+                            f"{file}: tensor {key} has dtype {dtype}; only F16, BF16, F32 and F64 "
+                            "weights are supported (dequantise the checkpoint first)"
+                        )
+                    if dtype == "BF16":
+                        header = header or _read_header(file)
+                        arr = _read_bf16(file, key, header)
+                    else:
+                        arr = np.asarray(fh.get_tensor(key), dtype=np.float32)
+                    if key == "lm_head.weight":
+                        head = (file, arr)
+                        continue
+                    name = _pimgpt_name(key)
+                    if name in out:
+                        raise ModelError(
+                            f"{file}: tensor {name} appears twice (with and without the "
+                            f"'{HF_PREFIX}' prefix); keep one"
+                        )
+                    out[name] = arr
+        except SafetensorError as exc:
+            raise ModelError(
+                f"{file} is not a valid safetensors file ({exc}); re-export the checkpoint"
+            ) from exc
+        except OSError as exc:
+            raise ModelError(f"cannot read {file}: {exc}; check the file") from exc
+    if head is not None and "wte" in out and not np.array_equal(head[1], out["wte"]):
+        raise ModelError(
+            f"{head[0]}: lm_head.weight differs from wte; pimgpt needs GPT-2's tied LM head"
+        )
+    return out
+
+
+def load_weights(cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """The float32 weights of ``cfg`` read from its checkpoint directory.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        A model with ``checkpoint`` set (from :func:`config_from_dir`, a YAML file or a shipped
+        model).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Float32 arrays in pimgpt names (see :mod:`pimgpt.sw.models`), validated against ``cfg``.
+
+    Raises
+    ------
+    ModelError
+        If there is no checkpoint, a file is missing or invalid, or a tensor is missing or has the
+        wrong shape.
+    """
+    if not cfg.checkpoint:
+        raise ModelError(
+            f"model {cfg.name} has no checkpoint; use random_weights() or weights_for()"
+        )
+    path = Path(cfg.checkpoint)
+    if not path.is_dir():
+        raise ModelError(f"checkpoint directory {path} not found; pass an existing directory")
+    files = _weights_files(path)
+    weights = _read_safetensors(files)
+    check_weights(cfg, weights, source=str(files[0] if len(files) == 1 else path / INDEX_FILE))
+    order = expected_shapes(cfg)
+    return {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in order}
+
+
+def random_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic random float32 weights with GPT-2's initialisation scales.
+
+    Matrices and embeddings are N(0, 0.02); the residual projections (``attn.c_proj``,
+    ``mlp.c_proj``) are scaled by ``1 / sqrt(2 * n_layer)`` as in GPT-2; LayerNorm weights are 1 and
+    biases 0; linear biases are N(0, 0.002) rather than 0 so that the bias path is exercised.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Model shape.
+    seed : int
+        Seed of the numpy generator; the same seed and shape give the same weights.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Float32 arrays in pimgpt names.
+    """
+    rng = np.random.default_rng(seed)
+    std = 0.02
+    proj_std = std / math.sqrt(2 * cfg.n_layer)
+    out: dict[str, np.ndarray] = {}
+    for name, shape in expected_shapes(cfg).items():
+        if ".ln_" in name or name.startswith("ln_f"):
+            fill = 1.0 if name.endswith(".weight") else 0.0
+            out[name] = np.full(shape, fill, dtype=np.float32)
+            continue
+        scale = std
+        if name.endswith(".bias"):
+            scale = 0.1 * std
+        elif name.endswith("c_proj.weight"):
+            scale = proj_std
+        arr = rng.standard_normal(shape, dtype=np.float32)
+        arr *= np.float32(scale)
+        out[name] = arr
+    return out
+
+
+def weights_for(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Checkpoint weights if ``cfg.checkpoint`` is set, else :func:`random_weights` (``seed``)."""
+    return load_weights(cfg) if cfg.checkpoint else random_weights(cfg, seed)
+
+
+def hf_config(cfg: ModelConfig) -> dict:
+    """The Hugging Face ``GPT2Config`` dictionary (``config.json``) of ``cfg``."""
+    byte_level = cfg.vocab == 256
+    return {
+        "activation_function": "gelu_new",
+        "architectures": ["GPT2LMHeadModel"],
+        "attn_pdrop": 0.0,
+        # GPT-2's <|endoftext|> is 50256; a byte-level model has no such token.
+        "bos_token_id": None if byte_level else min(50256, cfg.vocab - 1),
+        "embd_pdrop": 0.0,
+        "eos_token_id": None if byte_level else min(50256, cfg.vocab - 1),
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": cfg.ln_eps,
+        "model_type": "gpt2",
+        "n_ctx": cfg.ctx,
+        "n_embd": cfg.d_model,
+        "n_head": cfg.n_head,
+        "n_inner": None if cfg.d_ff == 4 * cfg.d_model else cfg.d_ff,
+        "n_layer": cfg.n_layer,
+        "n_positions": cfg.ctx,
+        "reorder_and_upcast_attn": False,
+        "resid_pdrop": 0.0,
+        "scale_attn_by_inverse_layer_idx": False,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "vocab_size": cfg.vocab,
+    }
+
+
+def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
+                    dtype: str = "float32") -> Path:
+    """Write ``config.json`` and ``model.safetensors`` in Hugging Face GPT-2 layout.
+
+    Tensor names are those ``GPT2LMHeadModel.save_pretrained`` writes (``transformer.wte.weight``,
+    ``transformer.h.0.attn.c_attn.weight`` ...; the tied ``lm_head.weight`` is left out), with the
+    safetensors metadata ``{"format": "pt"}``. The files are written under temporary names and
+    renamed, so a failure leaves no partial checkpoint.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Model shape (written as ``config.json``).
+    weights : dict of str to numpy.ndarray
+        Weights in pimgpt names; checked against ``cfg``.
+    directory : str or Path
+        Output directory, created if needed.
+    dtype : {"float32", "float16"}
+        Storage type of the tensors.
+
+    Returns
+    -------
+    Path
+        The directory.
+
+    Raises
+    ------
+    ModelError
+        For weights that do not match ``cfg`` or an unsupported ``dtype``.
+    """
+    from safetensors.numpy import save_file
+
+    if dtype not in ("float32", "float16"):
+        raise ModelError(
+            f"save_checkpoint: dtype {dtype!r} is not supported; use float32 or float16"
+        )
+    check_weights(cfg, weights)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        _hf_name(name): np.ascontiguousarray(weights[name], dtype=dtype)
+        for name in expected_shapes(cfg)
+    }
+    tmp_names = []
+    try:
+        fd, tmp_weights = tempfile.mkstemp(dir=directory, suffix=".safetensors.tmp")
+        os.close(fd)
+        tmp_names.append(tmp_weights)
+        save_file(tensors, tmp_weights, metadata={"format": "pt"})
+        fd, tmp_cfg = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
+        tmp_names.append(tmp_cfg)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(hf_config(cfg), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp_weights, directory / WEIGHTS_FILE)
+        os.replace(tmp_cfg, directory / CONFIG_FILE)
+    finally:
+        for tmp in tmp_names:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return directory
+
+
+# ----------------------------------------------------------------------------------------------
+# Models shipped in the package (pimgpt/models/<name>/)
+# ----------------------------------------------------------------------------------------------
+
+
+def _shipped_root():
+    return resources.files("pimgpt").joinpath("models")
+
+
+def shipped_model_dir(name: str) -> Path | None:
+    """The directory of the model ``name`` shipped under ``pimgpt/models/``, or None."""
+    if not _SHIPPED_NAME.match(str(name)):
+        return None
+    entry = _shipped_root().joinpath(str(name))
+    if not entry.is_dir() or not entry.joinpath(CONFIG_FILE).is_file():
+        return None
+    return Path(str(entry))
+
+
+def shipped_model_names() -> list[str]:
+    """Sorted names of the trained models shipped under ``pimgpt/models/``."""
+    root = _shipped_root()
+    if not root.is_dir():
+        return []
+    return sorted(
+        e.name for e in root.iterdir()
+        if e.is_dir() and _SHIPPED_NAME.match(e.name) and e.joinpath(CONFIG_FILE).is_file()
+    )
