@@ -1,0 +1,337 @@
+"""Measured accuracy and speed of the numerics contract and the vector unit's nonlinear functions.
+
+``python -m pimgpt.bench_numerics`` prints the tables of ``docs/numerics.md``; ``numerics_report()``
+returns the same figures as dicts (the lead's ``pimgpt bench`` may call it). All inputs come from
+seeded generators, so the figures are reproducible.
+
+Error units: for a float64 reference value ``r``,
+``ulp_fp32(r) = 2**(max(floor(log2|r|), -126) - 23)`` and
+``ulp_bf16(r) = 2**(max(floor(log2|r|), -126) - 7)``, i.e. the spacing of the format at ``r`` (for
+``r = 0`` the spacing at the smallest normal). An error in ulps is ``|got - r| / ulp(r)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from pimgpt.sim import nonlinear as nl
+from pimgpt.sim import numerics as nm
+
+_PRECISION = {"fp32": 24, "bf16": 8}
+
+
+# ---------------------------------------------------------------------------------------------
+# Error measures
+# ---------------------------------------------------------------------------------------------
+def ulp(ref, fmt: str = "fp32", floor=None) -> np.ndarray:
+    """Spacing of ``fmt`` (``"fp32"`` or ``"bf16"``) at float64 values ``ref``.
+
+    Parameters
+    ----------
+    ref : array_like of float64
+        Reference values.
+    fmt : str
+        ``"fp32"`` (24 significant bits) or ``"bf16"`` (8).
+    floor : float, optional
+        Measure at ``max(|ref|, floor)`` instead of ``|ref|`` (an absolute-error scale for outputs
+        that cancel, e.g. LayerNorm).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ulps.
+    """
+    mag = np.abs(np.asarray(ref, dtype=np.float64))
+    if floor is not None:
+        mag = np.maximum(mag, floor)
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(np.where(mag > 0, mag, 2.0**-126)))
+    e = np.maximum(e, -126)
+    return np.ldexp(1.0, (e - (_PRECISION[fmt] - 1)).astype(np.int64))
+
+
+def ulp_error(got, ref, fmt: str = "fp32", floor=None) -> np.ndarray:
+    """``|got - ref| / ulp(ref)`` elementwise (float64); see :func:`ulp`."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    return np.abs(got - ref) / ulp(ref, fmt, floor)
+
+
+def _err_stats(got, ref, floor=None) -> dict:
+    e32 = ulp_error(got, ref, "fp32", floor)
+    e16 = ulp_error(got, ref, "bf16", floor)
+    return {
+        "max_ulp_fp32": float(e32.max()),
+        "mean_ulp_fp32": float(e32.mean()),
+        "max_ulp_bf16": float(e16.max()),
+        "max_abs": float(np.abs(np.asarray(got, np.float64) - ref).max()),
+        "count": int(np.size(ref)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# float64 references of the nonlinear functions (exact math on the same fp32 inputs)
+# ---------------------------------------------------------------------------------------------
+def gelu_f64(x) -> np.ndarray:
+    """GELU, tanh form, in float64 with the exact constants.
+
+    Evaluated as the identical ``x / (1 + exp(-2u))``: float64 ``1 + tanh(u)`` cancels to 0 for
+    ``u < -19`` and would make the reference, not the function under test, wrong in the tail.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+    with np.errstate(over="ignore"):
+        return x / (1.0 + np.exp(-2.0 * u))
+
+
+def softmax_f64(x) -> np.ndarray:
+    """Softmax along the last axis in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm_f64(x, gamma, beta, eps) -> np.ndarray:
+    """LayerNorm along the last axis in float64 (biased variance)."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + float(eps)) * np.asarray(gamma, np.float64) + np.asarray(
+        beta, np.float64
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Input generators
+# ---------------------------------------------------------------------------------------------
+def _uniform_f32(rng, lo: float, hi: float, n: int) -> np.ndarray:
+    return rng.uniform(lo, hi, n).astype(np.float32)
+
+
+def _log_uniform_positive(rng, lo_exp: int, hi_exp: int, n: int) -> np.ndarray:
+    """Positive normal fp32 values with exponents uniform in [lo_exp, hi_exp], random fractions."""
+    e = rng.integers(lo_exp, hi_exp + 1, n)
+    frac = rng.integers(0, 1 << 23, n, dtype=np.uint32)
+    bits = ((e + 127).astype(np.uint32) << np.uint32(23)) | frac
+    return bits.view(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+def dot_error_table(n_dots: int = 10_000, length: int = 1024, seed: int = 0) -> dict:
+    """Error of ``numerics.dot_bf16`` on N(0,1) data.
+
+    Inputs are float64 N(0,1) samples rounded to bf16 (``f64_to_bf16``). Two references: the float64
+    dot of the same bf16 values (the arithmetic's own error) and the float64 dot of the unrounded
+    samples (arithmetic plus bf16 quantisation). ``rel`` divides by ``|ref|``; ``scaled`` divides by
+    ``sum |a_i b_i|`` (the usual condition-free measure; robust where ``ref`` is near 0).
+    """
+    rng = np.random.default_rng(seed)
+    out = {"n_dots": n_dots, "length": length}
+    a_parts, b_parts, got_parts = [], [], []
+    block = max(1, 2_000_000 // length)  # bounded memory
+    for start in range(0, n_dots, block):
+        rows = min(block, n_dots - start)
+        a = rng.standard_normal((rows, length))
+        b = rng.standard_normal((rows, length))
+        got_parts.append(nm.dot_bf16(nm.f64_to_bf16(a), nm.f64_to_bf16(b)).astype(np.float64))
+        a_parts.append(a)
+        b_parts.append(b)
+    got = np.concatenate(got_parts)
+    a = np.concatenate(a_parts)
+    b = np.concatenate(b_parts)
+    a16 = nm.bf16_to_f32(nm.f64_to_bf16(a)).astype(np.float64)
+    b16 = nm.bf16_to_f32(nm.f64_to_bf16(b)).astype(np.float64)
+    for name, (x, y) in (("vs_f64_same_bf16_inputs", (a16, b16)), ("vs_f64_unrounded", (a, b))):
+        ref = np.einsum("ij,ij->i", x, y)
+        scale = np.einsum("ij,ij->i", np.abs(x), np.abs(y))
+        err = np.abs(got - ref)
+        rel = err / np.abs(ref)
+        out[name] = {
+            "max_abs": float(err.max()),
+            "mean_abs": float(err.mean()),
+            "max_rel": float(rel.max()),
+            "median_rel": float(np.median(rel)),
+            "max_scaled": float((err / scale).max()),
+            "mean_scaled": float((err / scale).mean()),
+        }
+    return out
+
+
+def exp_error(n: int = 1_000_000, seed: int = 1) -> dict:
+    """``nonlinear.exp`` on uniform x in [-87.3, 88.7] (normal results) and on [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    res = {}
+    for name, (lo, hi) in (("[-87.3, 88.7]", (-87.3, 88.7)), ("[-1, 1]", (-1.0, 1.0))):
+        x = _uniform_f32(rng, lo, hi, n)
+        res[name] = _err_stats(nl.exp(x), np.exp(x.astype(np.float64)))
+    return res
+
+
+def reciprocal_error(n: int = 1_000_000, seed: int = 2) -> dict:
+    """``nonlinear.reciprocal`` on random-significand normals of both signs, 2**-126..2**125."""
+    rng = np.random.default_rng(seed)
+    x = _log_uniform_positive(rng, -126, 125, n) * rng.choice(np.float32([-1, 1]), n)
+    return {"|x| in [2^-126, 2^126)": _err_stats(nl.reciprocal(x), 1.0 / x.astype(np.float64))}
+
+
+def rsqrt_error(n: int = 1_000_000, seed: int = 3) -> dict:
+    """``nonlinear.rsqrt`` on random-significand positive normals 2**-126..2**127."""
+    rng = np.random.default_rng(seed)
+    x = _log_uniform_positive(rng, -126, 127, n)
+    return {"x in [2^-126, 2^128)": _err_stats(nl.rsqrt(x), 1.0 / np.sqrt(x.astype(np.float64)))}
+
+
+def gelu_error(n: int = 1_000_000, seed: int = 4) -> dict:
+    """``nonlinear.gelu`` on uniform x in [-4, 4], in [-9.8, 20] and in [-1e4, 1e4].
+
+    Below about -9.9 the true result is under 2**-122 and ``exp(-2|u|)`` flushes, so the function
+    returns -0 there: the widest range is meaningful as an absolute error only.
+    """
+    rng = np.random.default_rng(seed)
+    res = {}
+    for name, (lo, hi) in (("[-4, 4]", (-4.0, 4.0)), ("[-9.8, 20]", (-9.8, 20.0)),
+                           ("[-1e4, 1e4] (abs err)", (-1e4, 1e4))):
+        x = _uniform_f32(rng, lo, hi, n)
+        res[name] = _err_stats(nl.gelu(x), gelu_f64(x))
+    return res
+
+
+def softmax_error(batches=((4096, 16, 1.0), (1024, 128, 3.0), (256, 1024, 1.0), (64, 1024, 5.0)),
+                  seed: int = 5) -> dict:
+    """``nonlinear.softmax`` on vectors of N(0, sigma) scores, per (vectors, length, sigma)."""
+    rng = np.random.default_rng(seed)
+    res = {}
+    for rows, length, sigma in batches:
+        x = (sigma * rng.standard_normal((rows, length))).astype(np.float32)
+        res[f"n={length}, sigma={sigma:g}"] = _err_stats(nl.softmax(x), softmax_f64(x))
+    return res
+
+
+def layernorm_error(rows: int = 512, length: int = 768, eps: float = 1e-5, seed: int = 6) -> dict:
+    """``nonlinear.layernorm`` on x = N(mu_row, sigma_row) with mu in [-4, 4], sigma in [0.1, 10],
+    gamma ~ N(1, 0.2), beta ~ N(0, 0.2) (fresh per row).
+
+    Because ``y = d*rstd*gamma + beta`` cancels, ulps are measured at ``max(|ref|, 1)`` (the
+    output's unit scale): an absolute error relative to ulp(1) for small outputs.
+    """
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(-4, 4, (rows, 1))
+    sigma = np.exp(rng.uniform(np.log(0.1), np.log(10.0), (rows, 1)))
+    x = (mu + sigma * rng.standard_normal((rows, length))).astype(np.float32)
+    gamma = (1 + 0.2 * rng.standard_normal((rows, length))).astype(np.float32)
+    beta = (0.2 * rng.standard_normal((rows, length))).astype(np.float32)
+    got = nl.layernorm(x, gamma, beta, eps)
+    ref = layernorm_f64(x, gamma, beta, np.float32(eps))
+    return {f"n={length}, eps={eps:g}": _err_stats(got, ref, floor=1.0)}
+
+
+def throughput(repeat: int = 3) -> dict:
+    """Speed of the golden arithmetic on this machine (best of ``repeat``)."""
+    rng = np.random.default_rng(7)
+
+    def best(fn):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    w = nm.f64_to_bf16(rng.standard_normal((4096, 1024)))
+    v = nm.f64_to_bf16(rng.standard_normal(1024))
+    x = rng.standard_normal(1 << 20).astype(np.float32)
+    y = rng.standard_normal(1 << 20).astype(np.float32)
+    s = rng.standard_normal((1024, 1024)).astype(np.float32)
+    return {
+        "dot_bf16 MAC/s": w.size / best(lambda: nm.dot_bf16(v, w)),
+        "f32_add Mop/s": x.size / best(lambda: nm.f32_add(x, y)) / 1e6,
+        "f32_mul Mop/s": x.size / best(lambda: nm.f32_mul(x, y)) / 1e6,
+        "exp Melem/s": x.size / best(lambda: nl.exp(x)) / 1e6,
+        "gelu Melem/s": x.size / best(lambda: nl.gelu(x)) / 1e6,
+        "softmax 1024x1024 Melem/s": s.size / best(lambda: nl.softmax(s)) / 1e6,
+    }
+
+
+def numerics_report(quick: bool = False) -> dict:
+    """All tables of ``docs/numerics.md``.
+
+    Parameters
+    ----------
+    quick : bool
+        Use 10x fewer samples (for smoke tests).
+
+    Returns
+    -------
+    dict
+        ``{"dot": ..., "nonlinear": {fn: {range: stats}}, "throughput": ...}``.
+    """
+    k = 10 if quick else 1
+    return {
+        "dot": dot_error_table(n_dots=10_000 // k),
+        "nonlinear": {
+            "exp": exp_error(1_000_000 // k),
+            "reciprocal": reciprocal_error(1_000_000 // k),
+            "rsqrt": rsqrt_error(1_000_000 // k),
+            "gelu": gelu_error(1_000_000 // k),
+            "softmax": softmax_error(),
+            "layernorm": layernorm_error(rows=512 // k),
+        },
+        "throughput": throughput(),
+    }
+
+
+def format_report(rep: dict) -> str:
+    """Markdown tables of :func:`numerics_report`'s result."""
+    lines = []
+    d = rep["dot"]
+    lines += [
+        f"Dot products: {d['n_dots']} dots of length {d['length']}, N(0,1) inputs rounded to bf16",
+        "",
+        "| reference | max abs | mean abs | max rel | median rel | max err/sum|ab| |"
+        " mean err/sum|ab| |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("vs_f64_same_bf16_inputs", "vs_f64_unrounded"):
+        s = d[name]
+        lines.append(
+            f"| {name} | {s['max_abs']:.3g} | {s['mean_abs']:.3g} | {s['max_rel']:.3g} | "
+            f"{s['median_rel']:.3g} | {s['max_scaled']:.3g} | {s['mean_scaled']:.3g} |"
+        )
+    lines += [
+        "",
+        "Nonlinear functions vs float64 on the same fp32 inputs",
+        "",
+        "| function | input range | samples | max err (bf16 ulp) | max err (fp32 ulp) |"
+        " mean err (fp32 ulp) | max abs err |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fn, table in rep["nonlinear"].items():
+        for rng_name, s in table.items():
+            lines.append(
+                f"| {fn} | {rng_name} | {s['count']} | {s['max_ulp_bf16']:.4f} | "
+                f"{s['max_ulp_fp32']:.2f} | {s['mean_ulp_fp32']:.3f} | {s['max_abs']:.3g} |"
+            )
+    lines += ["", "Throughput of the golden arithmetic (numpy, this machine)", "",
+              "| operation | rate |", "|---|---|"]
+    for name, val in rep["throughput"].items():
+        lines.append(f"| {name} | {val:.4g} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10x fewer samples")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    print(format_report(numerics_report(quick=args.quick)))
+    print(f"\n(report took {time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
