@@ -7,7 +7,8 @@ binary form is fixed-width: a 16-byte header then 32 bytes per instruction, litt
     instr  : opcode u16 | flags u16 | f0..f6 u32
 
 The text form is one instruction per line, ``OPNAME key=value ...`` with ``#`` comments. Float
-immediates are written as decimal (exact for float32) and stored as their fp32 bit pattern.
+immediates are written as decimal (exact for float32) and stored as their fp32 bit pattern; a NaN
+is written as its hexadecimal bit pattern (``scale_f32=0x7fc00000``) so that its bits survive.
 
 Semantics are specified in ``docs/isa.md``; the executors are ``pimgpt.sim.golden`` (values) and
 ``pimgpt.sim.perf`` (timing).
@@ -109,6 +110,10 @@ FIELDS: dict[Op, tuple[str, ...]] = {
     Op.VFILL: ("dst", "n", "value_f32"),
 }
 
+#: Flag bits each opcode accepts (all others must be zero).
+VALID_FLAGS: dict[Op, int] = {op: 0 for op in Op}
+VALID_FLAGS[Op.RD_VEC] = FLAG_VEC_FROM_REG
+
 PIM_OPS = frozenset(op for op in Op if op < 0x20)
 ASIC_OPS = frozenset(op for op in Op if op >= 0x20)
 
@@ -151,8 +156,14 @@ class Instr:
                 raise ProgramError(f"{op.name} has no field {key!r}; its fields are {names}")
             if not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 2**32:
                 raise ProgramError(f"{op.name}.{key}={value!r} is not an unsigned 32-bit integer")
-        if not 0 <= self.flags < 2**16:
+        if not isinstance(self.flags, (int, np.integer)) or not 0 <= int(self.flags) < 2**16:
             raise ProgramError(f"{op.name} flags={self.flags!r} do not fit 16 bits")
+        if int(self.flags) & ~VALID_FLAGS[op]:
+            raise ProgramError(
+                f"{op.name} flags={int(self.flags):#x} sets undefined bits (valid: "
+                f"{VALID_FLAGS[op]:#x})"
+            )
+        object.__setattr__(self, "flags", int(self.flags))
         # Normalise to every field present, so equal instructions compare equal.
         object.__setattr__(self, "args", {n: int(self.args.get(n, 0)) for n in names})
 
@@ -170,7 +181,9 @@ class Instr:
         for name in FIELDS[self.op]:
             v = self[name]
             if name.endswith("_f32"):
-                parts.append(f"{name}={bits_f32(v)!r}")
+                f = bits_f32(v)
+                # NaN payloads/signs do not survive a decimal round trip: write NaNs as bits.
+                parts.append(f"{name}={v:#010x}" if f != f else f"{name}={f!r}")
             elif name == "ch_mask":
                 parts.append(f"{name}={v:#x}")
             else:
@@ -209,12 +222,16 @@ def decode(blob: bytes, source: str = "program") -> list[Instr]:
             f"{source}: {len(blob)} bytes is shorter than the {HEADER.size}-byte header; "
             "the file is truncated or not a pimgpt program (recompile with `pimgpt compile`)"
         )
-    magic, version, _, count = HEADER.unpack_from(blob, 0)
+    magic, version, reserved, count = HEADER.unpack_from(blob, 0)
     if magic != MAGIC:
         raise ProgramError(f"{source}: bad magic {magic!r}; not a pimgpt program binary")
     if version != VERSION:
         raise ProgramError(
             f"{source}: program version {version}, this pimgpt reads version {VERSION}; recompile"
+        )
+    if reserved:
+        raise ProgramError(
+            f"{source}: reserved header field is {reserved:#x}, not 0; corrupt program"
         )
     expected = HEADER.size + count * INSTR.size
     if len(blob) != expected:
@@ -237,7 +254,10 @@ def decode(blob: bytes, source: str = "program") -> list[Instr]:
             raise ProgramError(
                 f"{source}: instruction {index} ({op.name}) sets unused fields; corrupt program"
             )
-        program.append(Instr(op, dict(zip(names, slots)), flags))
+        try:
+            program.append(Instr(op, dict(zip(names, slots[: len(names)], strict=True)), flags))
+        except ProgramError as exc:
+            raise ProgramError(f"{source}: instruction {index}: {exc}; corrupt program") from None
     return program
 
 
@@ -261,16 +281,20 @@ def parse_asm(text: str, source: str = "program.asm") -> list[Instr]:
             op = Op[name.upper()]
         except KeyError:
             raise ProgramError(f"{source}:{lineno}: unknown instruction {name!r}") from None
-        args, flags = {}, 0
+        args, flags, seen = {}, 0, set()
         for pair in pairs:
             key, sep, value = pair.partition("=")
             if not sep:
                 raise ProgramError(f"{source}:{lineno}: expected key=value, got {pair!r}")
+            if key in seen:
+                raise ProgramError(f"{source}:{lineno}: field {key!r} given twice")
+            seen.add(key)
             try:
                 if key == "flags":
                     flags = int(value, 0)
                 elif key.endswith("_f32"):
-                    args[key] = f32_bits(float(value))
+                    is_bits = value.lower().startswith("0x")
+                    args[key] = int(value, 16) if is_bits else f32_bits(float(value))
                 else:
                     args[key] = int(value, 0)
             except ValueError:
