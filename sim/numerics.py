@@ -58,7 +58,8 @@ def flush_f32(x: np.ndarray) -> np.ndarray:
         ``float32`` values with no subnormals and only the canonical NaN.
     """
     x = np.asarray(x, dtype=np.float32)
-    out = np.where(np.abs(x) < FP32_MIN_NORMAL, x * np.float32(0.0), x)
+    with np.errstate(invalid="ignore"):  # Inf * 0 in the lanes np.where discards
+        out = np.where(np.abs(x) < FP32_MIN_NORMAL, x * np.float32(0.0), x)
     nan = np.isnan(out)
     if nan.any():
         out = np.where(nan, f32_from_bits(np.full(out.shape, FP32_CANONICAL_NAN)), out)
