@@ -45,6 +45,9 @@ class DramConfig:
     tck_ns: float
     io_gbps_per_pin: float
     io_pins: int
+    #: perf model: a second row buffer per bank (subarray-level parallelism) so the next row can
+    #: be activated while the current one computes; see docs/paper.md.
+    act_overlap: bool = False
 
     @property
     def row_elems(self) -> int:
@@ -84,6 +87,11 @@ class AsicConfig:
     clock_ghz: float
     scratchpad_words: int
     vector_lanes: int
+    #: perf model (optional keys): issue-to-result cycles of one vector instruction, cycles per
+    #: dependent fp32 add of a left-to-right sum, fp32 add/mul count per element of each function.
+    pipeline_cycles: int | None = None
+    seq_add_cycles: int | None = None
+    elem_ops: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,10 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         tck_ns=_need(d, "tck_ns", float, where),
         io_gbps_per_pin=_need(d, "io_gbps_per_pin", float, where),
         io_pins=_need(d, "io_pins", int, where),
+        act_overlap=d.get("act_overlap", False),
     )
+    if not isinstance(dram.act_overlap, bool):
+        raise ConfigError(f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}")
     if dram.column_bytes != 32:
         raise ConfigError(f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}")
     if dram.row_bytes % dram.column_bytes or not _is_pow2(dram.row_bytes):
@@ -155,12 +166,46 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         clock_ghz=_need(a, "clock_ghz", float, where),
         scratchpad_words=_need(a, "scratchpad_words", int, where),
         vector_lanes=_need(a, "vector_lanes", int, where),
+        pipeline_cycles=_need(a, "pipeline_cycles", int, where, False) if "pipeline_cycles" in a
+        else None,
+        seq_add_cycles=_need(a, "seq_add_cycles", int, where) if "seq_add_cycles" in a else None,
+        elem_ops=_elem_ops(a.get("elem_ops", {}), where),
     )
-    energy = data.get("energy", {}) or {}
-    if not isinstance(energy, dict):
-        raise ConfigError(f"{where}: 'energy' must be a mapping")
+    energy = _energy(data.get("energy", {}) or {}, where)
     name = str(data.get("name", where))
     return HwConfig(name=name, dram=dram, timing=timing, asic=asic, energy=energy, raw=data)
+
+
+#: Keys of the optional ``asic.elem_ops`` mapping (fp32 operations per element).
+ELEM_OP_KEYS = ("exp", "recip", "rsqrt", "gelu")
+#: Keys of the optional ``energy`` section (pJ per event, mW static); see the default preset.
+ENERGY_KEYS = (
+    "act_pj", "pre_pj", "mac_col_pj", "rdwr_col_pj", "gb_col_pj", "acc_rw_pj", "io_pj_per_bit",
+    "ref_pj", "asic_op_pj", "asic_sram_pj_per_word", "dram_static_mw_per_channel",
+    "asic_static_mw",
+)
+
+
+def _elem_ops(ops, where: str) -> dict:
+    if not isinstance(ops, dict):
+        raise ConfigError(f"{where}: 'asic.elem_ops' must be a mapping of {ELEM_OP_KEYS}")
+    unknown = set(ops) - set(ELEM_OP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where} asic.elem_ops: unknown keys {sorted(unknown)}; valid: {ELEM_OP_KEYS}")
+    return {k: _need(ops, k, int, f"{where} asic.elem_ops") for k in ops}
+
+
+def _energy(energy, where: str) -> dict:
+    if not isinstance(energy, dict):
+        raise ConfigError(f"{where}: 'energy' must be a mapping")
+    unknown = set(energy) - set(ENERGY_KEYS)
+    if unknown:
+        raise ConfigError(f"{where} energy: unknown keys {sorted(unknown)}; valid: {ENERGY_KEYS}")
+    out = {k: _need(energy, k, float, f"{where} energy", positive=False) for k in energy}
+    for k, v in out.items():
+        if v < 0:
+            raise ConfigError(f"{where} energy: '{k}' must be >= 0, got {v!r}")
+    return out
 
 
 def hw_presets() -> list[str]:
