@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""Train the byte-level GPT-2 models shipped with pimgpt (``tiny-py``, ``small-py``) on CPU.
+
+The training text is the Python source of the running interpreter's standard library, which every
+machine with Python has offline: every top-level ``*.py`` file of ``sysconfig``'s ``stdlib``
+directory, sorted by name. Files whose index in that sorted list is ``9 mod 10`` are held out for
+evaluation; the rest, concatenated in order, are the training stream. The text is (c) the Python
+Software Foundation under the PSF License Version 2.
+
+The model is exactly the architecture pimgpt computes (see ``docs/dataflow.md``): pre-LayerNorm
+GPT-2 blocks, GELU in its tanh form, learned positions, biases everywhere, LayerNorm eps 1e-5 and
+an LM head tied to the token embedding. It is saved with
+:func:`pimgpt.sw.checkpoint.save_checkpoint` (Hugging Face GPT-2 layout, float32) together with
+``training.json`` (data files, hashes, settings, losses, a check vector for the tests) and
+``TRAINING.md``.
+
+Needs PyTorch (the ``train`` extra: ``.venv/bin/pip install torch==2.13.0``, CPU build)::
+
+    .venv/bin/python tools/train_bytegpt.py tiny-py
+    .venv/bin/python tools/train_bytegpt.py small-py
+
+Runs are seeded; with the same Python (hence the same stdlib text), torch version, thread count and
+CPU they give the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pimgpt.sw.checkpoint import load_weights, save_checkpoint
+from pimgpt.sw.models import PRESETS, ModelConfig, ModelError
+from pimgpt.sw.tokenizer import decode, encode
+
+REPO = Path(__file__).resolve().parent.parent
+HELD_OUT_EVERY = 10  # file i is held out when i % 10 == 9
+# A fixed Python snippet (written for this script) on which training.json records the float64
+# loss, so that tests can check an independent implementation of the architecture against torch.
+CHECK_TEXT = (
+    "import os\n\n\ndef read_lines(path, encoding='utf-8'):\n"
+    "    \"\"\"Return the lines of a file.\"\"\"\n"
+    "    with open(path, encoding=encoding) as f:\n        return f.read().splitlines()\n"
+)
+SAMPLE_PROMPT = "def "
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Model shape and training settings of one shipped model."""
+
+    model: ModelConfig
+    steps: int
+    batch: int
+    lr: float
+    warmup: int
+    eval_windows: int
+
+
+RECIPES = {
+    # The RTL-sized model: exactly the shape of the `tiny` preset.
+    "tiny-py": Recipe(
+        ModelConfig("tiny-py", **{k: v for k, v in PRESETS["tiny"].to_dict().items()
+                                  if k not in ("name", "checkpoint")}),
+        steps=8000, batch=32, lr=3e-3, warmup=100, eval_windows=1024,
+    ),
+    "small-py": Recipe(
+        ModelConfig("small-py", n_layer=4, d_model=128, n_head=4, ctx=128, vocab=256),
+        steps=1600, batch=24, lr=3e-3, warmup=100, eval_windows=512,
+    ),
+}
+
+
+def stdlib_corpus() -> tuple[Path, list[str], list[str]]:
+    """The stdlib directory and the sorted train and held-out file names."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    names = sorted(p.name for p in root.glob("*.py") if p.is_file())
+    if len(names) < 2 * HELD_OUT_EVERY:
+        raise SystemExit(f"error: only {len(names)} .py files in {root}; is this a full Python?")
+    held = [n for i, n in enumerate(names) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+    train = [n for i, n in enumerate(names) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
+    return root, train, held
+
+
+def read_stream(root: Path, names: list[str]) -> np.ndarray:
+    return np.frombuffer(b"".join((root / n).read_bytes() for n in names), dtype=np.uint8)
+
+
+def build_model(cfg: ModelConfig):
+    """A torch GPT-2 of shape ``cfg`` with GPT-2's initialisation."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    d, f = cfg.d_model, cfg.d_ff
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(d, eps=cfg.ln_eps)
+            self.c_attn = nn.Linear(d, 3 * d)
+            self.attn_proj = nn.Linear(d, d)
+            self.ln_2 = nn.LayerNorm(d, eps=cfg.ln_eps)
+            self.c_fc = nn.Linear(d, f)
+            self.mlp_proj = nn.Linear(f, d)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+            q, k, v = (z.view(b, t, cfg.n_head, cfg.d_head).transpose(1, 2) for z in (q, k, v))
+            # Default scale 1/sqrt(d_head), causal mask: GPT-2 attention.
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.attn_proj(o.transpose(1, 2).reshape(b, t, d))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(cfg.vocab, d)
+            self.wpe = nn.Embedding(cfg.ctx, d)
+            self.h = nn.ModuleList(Block() for _ in range(cfg.n_layer))
+            self.ln_f = nn.LayerNorm(d, eps=cfg.ln_eps)
+            for name, p in self.named_parameters():
+                if name.endswith("bias"):
+                    nn.init.zeros_(p)
+                elif ".ln_" in name or name.startswith("ln_f"):
+                    nn.init.ones_(p)
+                elif name.endswith("proj.weight"):
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+                else:
+                    nn.init.normal_(p, 0.0, 0.02)
+
+        def forward(self, idx):
+            pos = torch.arange(idx.shape[1], device=idx.device)
+            x = self.wte(idx) + self.wpe(pos)
+            for block in self.h:
+                x = block(x)
+            return self.ln_f(x) @ self.wte.weight.T  # tied LM head, no bias
+
+    return GPT()
+
+
+def export_weights(model, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """Torch parameters -> pimgpt weights (Conv1D ``[in, out]``: nn.Linear weights transposed)."""
+    sd = {k: v.detach().to("cpu").double().numpy() for k, v in model.state_dict().items()}
+    out = {"wte": sd["wte.weight"], "wpe": sd["wpe.weight"]}
+    for i in range(cfg.n_layer):
+        p = f"h.{i}."
+        for ours, theirs in (("ln_1", "ln_1"), ("ln_2", "ln_2")):
+            out[p + ours + ".weight"] = sd[p + theirs + ".weight"]
+            out[p + ours + ".bias"] = sd[p + theirs + ".bias"]
+        for ours, theirs in (("attn.c_attn", "c_attn"), ("attn.c_proj", "attn_proj"),
+                             ("mlp.c_fc", "c_fc"), ("mlp.c_proj", "mlp_proj")):
+            out[p + ours + ".weight"] = sd[p + theirs + ".weight"].T
+            out[p + ours + ".bias"] = sd[p + theirs + ".bias"]
+    out["ln_f.weight"], out["ln_f.bias"] = sd["ln_f.weight"], sd["ln_f.bias"]
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def eval_offsets(n: int, ctx: int, count: int) -> np.ndarray:
+    """Evenly spaced window starts over a stream (deterministic, no sampling)."""
+    return np.linspace(0, n - ctx - 1, num=count).astype(np.int64)
+
+
+def windows(stream: np.ndarray, starts: np.ndarray, ctx: int):
+    import torch
+
+    idx = starts[:, None] + np.arange(ctx + 1)[None, :]
+    chunk = torch.from_numpy(stream[idx].astype(np.int64))
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def mean_loss(model, stream: np.ndarray, starts: np.ndarray, ctx: int, batch: int = 64) -> float:
+    """Mean next-byte cross-entropy (nats) over all positions of the given windows."""
+    import torch
+    from torch.nn import functional as F
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(starts), batch):
+            x, y = windows(stream, starts[i:i + batch], ctx)
+            logits = model(x)
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+            count += y.numel()
+    return total / count
+
+
+def greedy(model, prompt: list[int], new_tokens: int) -> list[int]:
+    """Greedy continuation (the first maximum, as pimgpt's argmax)."""
+    import torch
+
+    toks = list(prompt)
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            logits = model(torch.tensor([toks], dtype=torch.long))[0, -1]
+            toks.append(int(torch.argmax(logits)))
+    return toks
+
+
+def check_nll(model, text: str) -> float:
+    """Float64 mean NLL (nats/byte) of ``text``'s bytes after the first (for the tests)."""
+    import torch
+    from torch.nn import functional as F
+
+    ids = torch.tensor([encode(text)], dtype=torch.long)
+    with torch.no_grad():
+        logits = model(ids[:, :-1])
+        return F.cross_entropy(logits[0], ids[0, 1:]).item()
+
+
+def write_report(out: Path, rep: dict) -> None:
+    cfg = rep["model"]
+    held = ", ".join(rep["data"]["held_out_files"])
+    sample = rep["sample"]["text"]
+    fence = "````"
+    text = f"""# {cfg['name']}: a byte-level GPT-2 trained on Python source
+
+Shape: {cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads
+(d_head {cfg['d_model'] // cfg['n_head']}), context {cfg['ctx']}, vocabulary 256 (one token per
+UTF-8 byte), {rep['n_params']:,} parameters (tied LM head counted once). Architecture: GPT-2 as
+pimgpt computes it (pre-LayerNorm, GELU tanh, learned positions, biases, LayerNorm eps
+{cfg['ln_eps']}, tied head). Stored as float32 in Hugging Face GPT-2 layout (`config.json`,
+`model.safetensors`); `training.json` has every number below in machine-readable form.
+
+## How it was made
+
+```
+{rep['command']}
+```
+
+- Python {rep['env']['python']}, torch {rep['env']['torch']}, {rep['env']['threads']} CPU thread(s),
+  {rep['env']['machine']}; seed {rep['train']['seed']}.
+- Steps {rep['train']['steps']}, batch {rep['train']['batch']} windows of {cfg['ctx']} bytes,
+  AdamW (betas 0.9/0.95, weight decay 0.01 on matrices), peak learning rate {rep['train']['lr']},
+  {rep['train']['warmup']} warm-up steps then cosine decay to 10 %, gradient clip 1.0.
+- Wall time: {rep['train']['wall_s']:.0f} s for training and evaluation.
+
+## Data
+
+The Python {rep['env']['python']} standard library's top-level `*.py` files (the directory
+`sysconfig.get_paths()["stdlib"]`), sorted by name: {rep['data']['n_train_files']} files
+({rep['data']['train_bytes']:,} bytes, sha256 `{rep['data']['train_sha256'][:16]}...`) for
+training, and every tenth file (index 9 mod 10) held out, {len(rep['data']['held_out_files'])}
+files ({rep['data']['held_out_bytes']:,} bytes, sha256 `{rep['data']['held_out_sha256'][:16]}...`):
+{held}.
+
+Licence of the training text: Python Software Foundation License Version 2 (CPython's standard
+library, (c) Python Software Foundation). Another Python version has other text and gives other
+weights.
+
+## Results
+
+Mean next-byte cross-entropy over {rep['eval']['windows']} evenly spaced windows of each stream
+(all positions of each window):
+
+| | nats/byte | bits/byte |
+|---|---|---|
+| train | {rep['eval']['train_loss']:.4f} | {rep['eval']['train_loss'] / math.log(2):.3f} |
+| held-out | {rep['eval']['held_out_loss']:.4f} | {rep['eval']['held_out_loss'] / math.log(2):.3f} |
+
+A uniform guess is 5.545 nats/byte (8 bits).
+
+Greedy sample in float64 (prompt `{SAMPLE_PROMPT}`, {rep['sample']['new_tokens']} new bytes, all
+within the {cfg['ctx']}-byte context, so `pimgpt run --model {cfg['name']}
+--prompt-text '{SAMPLE_PROMPT}'` computes the same continuation up to bf16 rounding):
+
+{fence}python
+{sample}
+{fence}
+"""
+    (out / "TRAINING.md").write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=sorted(RECIPES), help="which shipped model to train")
+    ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", default=None,
+                    help="output directory (default pimgpt/models/<model>)")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("error: PyTorch is missing; run `.venv/bin/pip install torch==2.13.0`",
+              file=sys.stderr)
+        return 1
+    recipe = RECIPES[args.model]
+    cfg = recipe.model
+    steps = args.steps or recipe.steps
+    out = Path(args.output) if args.output else REPO / "pimgpt" / "models" / cfg.name
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    root, train_files, held_files = stdlib_corpus()
+    train = read_stream(root, train_files)
+    held = read_stream(root, held_files)
+    print(f"{cfg.name}: {cfg.n_params:,} params; train {len(train):,} bytes in "
+          f"{len(train_files)} files, held-out {len(held):,} bytes in {len(held_files)} files")
+
+    model = build_model(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup:
+            return recipe.lr * (step + 1) / recipe.warmup
+        frac = (step - recipe.warmup) / max(1, steps - recipe.warmup)
+        return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    ev_train = eval_offsets(len(train), cfg.ctx, recipe.eval_windows)
+    ev_held = eval_offsets(len(held), cfg.ctx, recipe.eval_windows)
+    t0 = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        starts = rng.integers(0, len(train) - cfg.ctx - 1, size=recipe.batch)
+        x, y = windows(train, starts, cfg.ctx)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 250 == 0 or step == steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr_at(step):.2e}  "
+                  f"{time.time() - t0:6.1f} s", flush=True)
+    model.eval()
+    train_loss = mean_loss(model, train, ev_train, cfg.ctx)
+    held_loss = mean_loss(model, held, ev_held, cfg.ctx)
+    wall = time.time() - t0
+    print(f"final: train {train_loss:.4f}  held-out {held_loss:.4f} nats/byte  ({wall:.0f} s)")
+
+    weights = export_weights(model, cfg)
+    # Sample and check vector in float64 from the float32 weights that are saved.
+    model = model.double()
+    prompt = encode(SAMPLE_PROMPT)
+    new = cfg.ctx - len(prompt)
+    sample = greedy(model, prompt, new)
+    nll = check_nll(model, CHECK_TEXT[: cfg.ctx])
+    print("sample:\n" + decode(sample))
+
+    rep = {
+        "model": {k: v for k, v in cfg.to_dict().items() if k != "checkpoint"},
+        "n_params": cfg.n_params,
+        "command": " ".join([".venv/bin/python tools/train_bytegpt.py", cfg.name]
+                            + ([f"--steps {steps}"] if args.steps else [])
+                            + ([f"--threads {args.threads}"] if args.threads != 2 else [])
+                            + ([f"--seed {args.seed}"] if args.seed else [])),
+        "env": {"python": platform.python_version(), "torch": torch.__version__,
+                "threads": args.threads, "machine": f"{platform.machine()} {platform.system()}"},
+        "data": {
+            "source": "CPython standard library, top-level *.py files of "
+                      "sysconfig.get_paths()['stdlib'], sorted by name",
+            "licence": "Python Software Foundation License Version 2",
+            "held_out_rule": f"file index % {HELD_OUT_EVERY} == {HELD_OUT_EVERY - 1}",
+            "n_train_files": len(train_files),
+            "train_files": train_files,
+            "held_out_files": held_files,
+            "train_bytes": int(len(train)),
+            "held_out_bytes": int(len(held)),
+            "train_sha256": hashlib.sha256(train.tobytes()).hexdigest(),
+            "held_out_sha256": hashlib.sha256(held.tobytes()).hexdigest(),
+        },
+        "train": {"seed": args.seed, "steps": steps, "batch": recipe.batch, "lr": recipe.lr,
+                  "warmup": recipe.warmup, "wall_s": round(wall, 1)},
+        "eval": {"windows": recipe.eval_windows, "train_loss": round(train_loss, 5),
+                 "held_out_loss": round(held_loss, 5)},
+        "sample": {"prompt": SAMPLE_PROMPT, "new_tokens": new, "tokens": sample,
+                   "text": decode(sample)},
+        "check": {"text": CHECK_TEXT[: cfg.ctx], "nll_float64": nll},
+    }
+    try:
+        save_checkpoint(cfg, weights, out)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    (out / "training.json").write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
+    write_report(out, rep)
+    # The saved files must load back through pimgpt to exactly the trained float32 weights.
+    back = load_weights(ModelConfig(**{**cfg.to_dict(), "checkpoint": str(out)}))
+    assert all(np.array_equal(back[k], weights[k]) for k in weights)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
