@@ -1,4 +1,4 @@
-"""The PIM DRAM standard as data: commands, their footprints and the timing constraints between them.
+"""The PIM DRAM standard as data: commands, footprints and the timing constraints between them.
 
 Like a Ramulator 2 standard, the timing of the device is a table of rows, never nested ifs::
 
@@ -34,7 +34,8 @@ less than ``nBL``. Negative results clamp to 0.
 A command's *footprint* is one node of the channel tree: one bank (``ACT``, ``PRE``, ``RD``,
 ``WR``, ``MAC``, ``RDCP``, ``WRCP``), one bank group (``ACT4``, ``PRE4``) or the whole channel
 (``ACT16``, ``PREA``, ``MAC16``, ``WR16``, ``WRGB``, ``RDMAC16``, ``WRMAC16``, ``REFab``).
-Row commands also name a row buffer (``sub``); channel buffers (GB, accumulators) and refresh do not.
+Row commands also name a row buffer (``sub``); channel buffers (GB, accumulators) and refresh
+do not.
 
 What is not modelled: per-bank refresh (``nRFCpb``), AiM's element-wise/activation-function
 commands (``nRCDEWMUL``, ``nRCDRDAF``: the ISA has no such instruction), and the mode-register
