@@ -88,7 +88,7 @@ _FM2 = np.float32(-2.0)
 # Bit-level helpers (no rounding happens in any of them)
 # ---------------------------------------------------------------------------------------------
 def _bits(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
 
 
 def _neg(x: np.ndarray) -> np.ndarray:

@@ -35,13 +35,13 @@ _SIGN_MASK32 = np.uint32(0x80000000)
 # Bit-pattern views and flushing
 # ---------------------------------------------------------------------------------------------
 def f32_from_bits(bits) -> np.ndarray:
-    """Reinterpret ``uint32`` bit patterns as ``float32`` values (no conversion)."""
-    return np.ascontiguousarray(bits, dtype=np.uint32).view(np.float32)
+    """Reinterpret ``uint32`` bit patterns as ``float32`` values (no conversion; shape kept)."""
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)
 
 
 def bits_from_f32(values) -> np.ndarray:
-    """Reinterpret ``float32`` values as ``uint32`` bit patterns (no conversion)."""
-    return np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    """Reinterpret ``float32`` values as ``uint32`` bit patterns (no conversion; shape kept)."""
+    return np.asarray(values, dtype=np.float32).view(np.uint32)
 
 
 def flush_f32(x: np.ndarray) -> np.ndarray:

@@ -134,7 +134,7 @@ def f(bits) -> np.ndarray:
 
 
 def b(values) -> np.ndarray:
-    return nm.bits_from_f32(np.asarray(values, dtype=np.float32))
+    return np.atleast_1d(nm.bits_from_f32(np.asarray(values, dtype=np.float32)))
 
 
 def add_bits(x: int, y: int) -> int:
