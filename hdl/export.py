@@ -128,7 +128,8 @@ def write_verilog(name: str, outdir, hw=None) -> Path:
     """Write ``outdir/<name>.v`` and return its path.
 
     The text is generated before anything is written, and the file is written to a temporary name
-    and renamed, so a failure leaves no partial output.
+    and renamed, so a failure leaves no partial output. A file that already holds the same text
+    is left untouched.
     """
     text = verilog_text(name, hw)
     outdir = Path(outdir)
@@ -137,6 +138,9 @@ def write_verilog(name: str, outdir, hw=None) -> Path:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         path = outdir / f"{name}.v"
+        # An unchanged file keeps its timestamp, so simulator builds that depend on it stay valid.
+        if path.is_file() and path.read_text() == text:
+            return path
         tmp = path.with_name(f".{name}.v.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
@@ -205,7 +209,8 @@ def cli_verilog(args) -> int:
         for name in block_names():
             print(f"{name:<{width}}  {BLOCKS[name].description}")
         return 0
-    build_block(args.block)  # unknown names fail before the config is even read
+    if args.block not in BLOCKS:  # unknown names fail before the config is even read
+        build_block(args.block)
     hw = None
     if getattr(args, "hw", None):
         from pimgpt.config import load_hw
