@@ -334,7 +334,7 @@ class PerfEngine:
             self.log.append((c, g.mask, fpi, sub, row, t, 1, 0))
         return t
 
-    def _train(self, st, c, fpi, sub, n, t_min, g, inject=()) -> int:
+    def _train(self, st, c, fpi, sub, n, t_min, g, inject=(), row=-1) -> int:
         """Issue ``n`` identical commands; returns the cycle of the last one.
 
         ``inject`` lists ``(cmd, fpi, sub, row)`` commands placed between the members as early as
@@ -356,7 +356,7 @@ class PerfEngine:
                     t_last = t0 + (k - 1) * gap
                     self._apply(st, c, fpi, sub, t_last)
                     if self.log is not None:
-                        self.log.append((c, g.mask, fpi, sub, -1, t0, k, gap))
+                        self.log.append((c, g.mask, fpi, sub, row, t0, k, gap))
                     remaining -= k
                     t0 = t_last
             self._issue(st, ic, ifpi, isub, t_min, g, irow)
@@ -367,7 +367,7 @@ class PerfEngine:
             t_last = t0 + (remaining - 1) * gap
             self._apply(st, c, fpi, sub, t_last)
             if self.log is not None:
-                self.log.append((c, g.mask, fpi, sub, -1, t0, remaining, gap))
+                self.log.append((c, g.mask, fpi, sub, row, t0, remaining, gap))
         self.counts[c] += n * m
         if self.row_cmd[c]:
             self.bank_cols += n * m * self.fp_banks[c]
@@ -669,7 +669,7 @@ class PerfEngine:
             inject = ()
             if la is not None and la[0] % self.NS != sub and (la[1] & g.mask) == g.mask:
                 inject = self._plan_open(st, range(NB), la[0])
-            return self._train(st, C_MAC16, 0, sub, n, t, g, inject) + self.done[C_MAC16]
+            return self._train(st, C_MAC16, 0, sub, n, t, g, inject, row) + self.done[C_MAC16]
         return self._uniform(mask, t_min, body)
 
     def _h_mac_sbk(self, ins, t_min, mask, _la):
@@ -681,7 +681,8 @@ class PerfEngine:
             if not n:
                 return t
             self._open(st, (bank,), row, t, g)
-            return self._train(st, C_MAC, bank, row % self.NS, n, t, g) + self.done[C_MAC]
+            return (self._train(st, C_MAC, bank, row % self.NS, n, t, g, (), row)
+                    + self.done[C_MAC])
         return self._uniform(mask, t_min, body)
 
     def _h_rd_mac(self, ins, t_min, mask, _la):
@@ -720,7 +721,7 @@ class PerfEngine:
             last = t
             for bank, row, _col, ncols in runs:
                 self._open(st, (bank,), row, t, g)
-                last = self._train(st, c, bank, row % self.NS, ncols, t, g)
+                last = self._train(st, c, bank, row % self.NS, ncols, t, g, (), row)
             return last + self.done[c]
         return body
 
@@ -752,7 +753,8 @@ class PerfEngine:
 
         def body(st, t, g):
             self._open(st, range(self.NB), row, t, g)
-            return self._train(st, C_WR16, 0, row % self.NS, nc, t, g) + self.done[C_WR16]
+            return (self._train(st, C_WR16, 0, row % self.NS, nc, t, g, (), row)
+                    + self.done[C_WR16])
         return self._uniform(mask, t_min, body)
 
     def _h_copy(self, ins, t_min, mask, _la):
@@ -857,7 +859,7 @@ class PerfEngine:
             for row, banks in by_row.items():
                 self._open(st, banks, row, t, g)
             for bank, row, _ in wave:
-                last = self._train(st, C_WR, bank, row % self.NS, 1, t, g)
+                last = self._train(st, C_WR, bank, row % self.NS, 1, t, g, (), row)
         return last + self.done[C_WR]
 
     # ------------------------------------------------------------------------------------------
