@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (presets)")
     p.add_argument("--stats", default=None, help="write statistics JSON here")
     p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
+    p.add_argument("--program", default=None,
+                   help="golden: run this program.bin (from `pimgpt compile --prompt`) instead of "
+                   "compiling one")
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],

@@ -1,0 +1,168 @@
+"""``pimgpt run --backend golden``: compile, load weights, run on the golden simulator.
+
+Prints the generated token ids (and the decoded text for byte-level models). ``--stats F`` writes a
+JSON object with at least ``tokens``, ``prompt``, ``model``, ``hw``, ``backend``,
+``instructions``, ``seconds`` (golden execution time), ``seconds_per_token`` (execution seconds per
+generated token) and, with ``--logits F.npy``, ``logits_file`` (float32 ``[new_tokens, vocab]``).
+``--program program.bin`` runs a program made by ``pimgpt compile --prompt ...`` instead of
+compiling one (the ``memmap.yaml`` beside it gives the KV-cache capacity; the prompt and the
+number of tokens are those compiled into it, ``--prompt``/``--new-tokens`` are ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pimgpt.errors import PimgptError
+
+
+class RunError(PimgptError):
+    """Bad arguments or files for a golden run."""
+
+
+def prompt_from_args(args, cfg) -> list[int]:
+    """Prompt ids from ``--prompt`` or ``--prompt-text`` (byte-level models); default ``[0]``."""
+    from pimgpt.sw import tokenizer
+    from pimgpt.sw.compile_cli import parse_prompt
+
+    ids_text = getattr(args, "prompt", None)
+    text = getattr(args, "prompt_text", None)
+    if ids_text is not None and text is not None:
+        raise RunError("give either --prompt (token ids) or --prompt-text, not both")
+    if text is not None:
+        if not tokenizer.is_byte_level(cfg):
+            raise RunError(
+                f"--prompt-text needs a byte-level model (vocabulary 256); {cfg.name} has "
+                f"{cfg.vocab} tokens, so give token ids with --prompt"
+            )
+        ids = tokenizer.encode(text)
+        if not ids:
+            raise RunError("--prompt-text is empty; give at least one character")
+        return ids
+    if ids_text is not None:
+        return parse_prompt(ids_text, cfg)
+    print("pimgpt run: no --prompt given, using the single token 0", file=sys.stderr)
+    return [0]
+
+
+def _atomic_write(path: str | Path, write) -> Path:
+    """Write a file via a temporary file in the same directory, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _program_file(path: str, cfg, hw):
+    """A CompiledProgram wrapping a program.bin (and the memmap beside it)."""
+    from pimgpt.sw.compiler import CompiledProgram, Step
+    from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op, decode
+    from pimgpt.sw.mapper import map_model
+
+    p = Path(path)
+    try:
+        blob = p.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such program file; make one with `pimgpt compile`") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror})") from None
+    program = decode(blob, source=str(path))
+    context = None
+    mm_file = p.with_name("memmap.yaml")
+    if mm_file.exists():
+        try:
+            info = yaml.safe_load(mm_file.read_text()) or {}
+        except yaml.YAMLError:
+            raise RunError(f"{mm_file}: malformed YAML; recompile") from None
+        if not isinstance(info, dict) or info.get("model") != cfg.name:
+            raise RunError(
+                f"{mm_file} is for model {info.get('model') if isinstance(info, dict) else '?'}, "
+                f"not {cfg.name}; pass the same --model as at compile time"
+            )
+        context = info.get("context")
+    memmap = map_model(cfg, hw, context)
+    # Every compiled step reads its token embedding by register once: that marks the steps.
+    starts = [i for i, ins in enumerate(program)
+              if ins.op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG]
+    steps = [Step(start, pos, None, False) for pos, start in enumerate(starts)]
+    prompt = [ins["imm"] for ins in program if ins.op is Op.SETR]
+    compiled = CompiledProgram(program=program, memmap=memmap, tags=[""] * len(program),
+                               scratchpad_words_used=0, steps=steps)
+    return compiled, prompt
+
+
+def cli_run(args) -> int:
+    """Run a generation on the golden simulator; see the module docstring."""
+    from pimgpt.sim.golden import run_golden
+    from pimgpt.sw import checkpoint, tokenizer
+    from pimgpt.sw.compiler import compile_generation
+    from pimgpt.sw.models import get_model
+
+    from pimgpt.config import load_hw
+
+    cfg = get_model(args.model)
+    hw = load_hw(args.hw)
+    program_path = getattr(args, "program", None)
+    prompt = [] if program_path else prompt_from_args(args, cfg)
+    new_tokens = args.new_tokens
+    if new_tokens < 1:
+        raise RunError(f"--new-tokens must be at least 1, got {new_tokens}")
+    if program_path:
+        compiled, prompt = _program_file(program_path, cfg, hw)
+    else:
+        compiled = compile_generation(cfg, hw, prompt, new_tokens)
+    t0 = time.perf_counter()
+    weights = checkpoint.weights_for(cfg, args.seed)
+    weights_seconds = time.perf_counter() - t0
+    tokens, logits, stats = run_golden(cfg, hw, weights, prompt, new_tokens, progress=True,
+                                       compiled=compiled)
+    print("tokens: " + ",".join(str(t) for t in tokens))
+    if tokenizer.is_byte_level(cfg) and all(0 <= t < 256 for t in tokens):
+        print("text: " + repr(tokenizer.decode(prompt) + tokenizer.decode(tokens)))
+    out = {
+        "backend": "golden",
+        "model": cfg.name,
+        "hw": hw.name,
+        "prompt": prompt,
+        "tokens": [int(t) for t in tokens],
+        "new_tokens": len(tokens),
+        "seed": args.seed,
+        "instructions": stats["instructions"],
+        "seconds": stats["seconds"],
+        "seconds_per_token": stats["seconds"] / max(1, len(tokens)),
+        "steps": stats["steps"],
+        "seconds_per_step": stats["seconds"] / max(1, stats["steps"]),
+        "compile_seconds": stats["compile_seconds"],
+        "load_seconds": stats["load_seconds"],
+        "weights_seconds": weights_seconds,
+        "mac_columns": stats["mac_columns"],
+        "ops": stats["ops"],
+        "scratchpad_words_used": stats["scratchpad_words_used"],
+    }
+    if args.logits:
+        array = (np.stack(logits) if logits else np.zeros((0, cfg.vocab))).astype(np.float32)
+        def save(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+
+        path = _atomic_write(args.logits, save)
+        out["logits_file"] = str(path)
+    if args.stats:
+        text = json.dumps(out, indent=2) + "\n"
+        _atomic_write(args.stats, lambda tmp: Path(tmp).write_text(text))
+    return 0

@@ -1,0 +1,67 @@
+"""``pimgpt compile``: write program.bin, program.asm, program.aim and memmap.yaml for a model."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from pimgpt.errors import PimgptError
+
+
+class PromptError(PimgptError):
+    """A prompt that cannot be used with the model."""
+
+
+def parse_prompt(text: str, cfg) -> list[int]:
+    """Comma-separated token ids -> list of int, each checked against ``cfg.vocab``."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not any(items):
+        raise PromptError("the prompt is empty; give comma-separated token ids such as 1,2,3")
+    ids = []
+    for item in items:
+        try:
+            tok = int(item)
+        except ValueError:
+            raise PromptError(
+                f"prompt item {item!r} is not a token id; give comma-separated integers"
+            ) from None
+        if not 0 <= tok < cfg.vocab:
+            raise PromptError(
+                f"prompt token {tok} is outside model {cfg.name}'s vocabulary 0..{cfg.vocab - 1}"
+            )
+        ids.append(tok)
+    return ids
+
+
+def cli_compile(args) -> int:
+    """Compile a decode step (default) or a whole generation (``--prompt``) into ``-o DIR``."""
+    from pimgpt.sw.compiler import compile_decode_step, compile_generation
+    from pimgpt.sw.isa import Op
+    from pimgpt.sw.mapper import map_model, summary
+    from pimgpt.sw.models import get_model
+
+    from pimgpt.config import load_hw
+
+    cfg = get_model(args.model)
+    hw = load_hw(args.hw)
+    t0 = time.perf_counter()
+    if args.prompt is not None:
+        prompt = parse_prompt(args.prompt, cfg)
+        memmap = map_model(cfg, hw, args.context) if args.context is not None else None
+        compiled = compile_generation(cfg, hw, prompt, args.new_tokens, memmap)
+        what = f"{len(prompt)}-token prefill + {args.new_tokens} generated tokens"
+    else:
+        compiled = compile_decode_step(cfg, hw, args.context)
+        what = f"one decode step at context {args.context or cfg.ctx}"
+    seconds = time.perf_counter() - t0
+    paths = compiled.write(args.output)
+    syncs = sum(1 for ins in compiled.program if ins.op is Op.SYNC)
+    print(f"compiled {cfg.name} for {hw.name}: {what}")
+    print(f"  {len(compiled.program)} instructions ({syncs} SYNC), "
+          f"{compiled.scratchpad_words_used}/{hw.asic.scratchpad_words} scratchpad words, "
+          f"{seconds:.2f} s")
+    print(f"  {summary(compiled.memmap)}")
+    for path in paths.values():
+        print(f"  wrote {path}")
+    sys.stdout.flush()
+    return 0

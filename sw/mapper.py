@@ -1,0 +1,444 @@
+"""Place a GPT model in PIM DRAM: every matrix, vector and KV cache as an ISA region.
+
+A *region* (``docs/isa.md``, "Regions") stores ``V`` vectors of ``vec_len`` bf16 elements: vector
+``v`` lives in bank slot ``v % slots`` at local index ``v // slots``, and the vectors of a slot are
+stored chunk-major (chunk ``t`` of every local vector, then chunk ``t + 1``, ...), so one
+global-buffer load of an input chunk serves a stream of whole DRAM rows in every bank.
+
+Mapping decisions (see ``docs`` of the compiler for the loop order that streams them):
+
+* weight matrices ``W[in, out]`` (``c_attn``, ``attn.c_proj``, ``c_fc``, ``mlp.c_proj``) are one
+  region each, one vector per output neuron (``vec_len = in``), so every output neuron's dot product
+  runs in one bank and all banks work on one GEMV at once;
+* ``wte`` (vocabulary vectors of ``d_model``) is both the embedding table and the tied LM head;
+  ``wpe`` has one vector per position;
+* the K cache of a layer has one vector per token (``vec_len = d_model``: all heads of a token are
+  concatenated in one vector, hence in one row stream); the V cache is stored transposed, one
+  vector per model dimension with ``vec_len`` = cache capacity rounded up to 16, so the softmax
+  probabilities are the broadcast operand of ``score . V``;
+* small vectors (LayerNorm gains/shifts, biases) are packed into three regions by length
+  (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one mostly empty
+  region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
+* every region starts on a row boundary (the same row in every bank); regions are placed one after
+  another from row 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+from pimgpt.sim.numerics import f32_to_bf16
+from pimgpt.sw.models import ModelConfig
+
+from pimgpt.config import HwConfig
+from pimgpt.errors import PimgptError
+
+COL = 16  # bf16 elements per DRAM column = one MAC step (column_bytes is validated to be 32)
+
+
+class MappingError(PimgptError):
+    """The model does not fit the hardware, or a mapping request is invalid."""
+
+
+def round_up(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
+    return -(-n // m) * m
+
+
+@dataclass(frozen=True)
+class Region:
+    """``n_vectors`` vectors of ``vec_len`` bf16 elements laid out as in ``docs/isa.md``.
+
+    Parameters
+    ----------
+    name : str
+        Region name (checkpoint name of the matrix, or ``h.{i}.k_cache`` ...).
+    row : int
+        First DRAM row (``region_row``), the same in every bank.
+    n_vectors, vec_len : int
+        Number and length of the vectors; ``vec_len`` is a multiple of 16.
+    slots, row_elems, gb_elems : int
+        Geometry of the hardware: banks in the system, elements per row, elements per GB.
+    """
+
+    name: str
+    row: int
+    n_vectors: int
+    vec_len: int
+    slots: int
+    row_elems: int
+    gb_elems: int
+
+    @property
+    def n_local(self) -> int:
+        """Vectors per bank slot (``ceil(V / slots)``)."""
+        return -(-self.n_vectors // self.slots)
+
+    @property
+    def n_elems(self) -> int:
+        """Elements used in each bank."""
+        return self.n_local * self.vec_len
+
+    @property
+    def n_rows(self) -> int:
+        """Rows occupied in every bank."""
+        return -(-self.n_elems // self.row_elems)
+
+    @property
+    def bytes(self) -> int:
+        """DRAM bytes the region occupies over all banks (whole rows)."""
+        return self.n_rows * self.row_elems * 2 * self.slots
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of the vectors themselves."""
+        return self.n_vectors * self.vec_len * 2
+
+    def isa(self) -> dict:
+        """The region fields of ``RD_VEC`` / ``WR_VEC`` / ``WR_ELEM``."""
+        return {"region_row": self.row, "n_local": self.n_local, "vec_len": self.vec_len}
+
+    def chunks(self) -> list[tuple[int, int, int]]:
+        """``(t, start, length)`` of every chunk of a vector (chunks of ``gb_elems``)."""
+        g = self.gb_elems
+        return [(t, s, min(g, self.vec_len - s)) for t, s in enumerate(range(0, self.vec_len, g))]
+
+    def flat(self, local: int, elem: int) -> int:
+        """Element offset from row 0 of a bank of element ``elem`` of local vector ``local``."""
+        g = self.gb_elems
+        t = elem // g
+        length = min(g, self.vec_len - t * g)
+        return self.row * self.row_elems + t * self.n_local * g + local * length + elem - t * g
+
+    def segments(self, local: int, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+        """MAC pieces over elements ``[lo, hi)`` of local vector ``local``, within one chunk.
+
+        Returns
+        -------
+        list of (row, col, ncols, gb_col)
+            One piece per DRAM row touched; ``gb_col`` is the GB column of element ``lo`` when the
+            GB holds the chunk from its first element.
+        """
+        g = self.gb_elems
+        t = lo // g
+        if lo % COL or hi % COL or not 0 <= lo < hi <= min((t + 1) * g, self.vec_len):
+            raise MappingError(f"{self.name}: bad MAC range [{lo}, {hi}) (one chunk, 16-aligned)")
+        start = self.flat(local, lo)
+        end = start + (hi - lo)
+        gb_col = (lo - t * g) // COL
+        out = []
+        re = self.row_elems
+        while start < end:
+            row, elem = divmod(start, re)
+            n = min(end - start, re - elem)
+            out.append((row, elem // COL, n // COL, gb_col))
+            gb_col += n // COL
+            start += n
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "region_row": self.row,
+            "n_rows": self.n_rows,
+            "n_local": self.n_local,
+            "vec_len": self.vec_len,
+            "n_vectors": self.n_vectors,
+            "bytes": self.bytes,
+        }
+
+
+def element_address(
+    region_row, n_local, vec_len, vec, elem, *, channels, banks, row_elems, gb_elems
+):
+    """DRAM address of elements of region vectors, vectorised (``docs/isa.md``, "Regions").
+
+    Parameters
+    ----------
+    region_row, n_local, vec_len : int
+        Region fields as in the instruction.
+    vec, elem : array_like of int
+        Vector indices and element indices (broadcast together).
+    channels, banks, row_elems, gb_elems : int
+        Hardware geometry.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(channel, bank, row, elem_in_row)`` int64 arrays.
+    """
+    vec = np.asarray(vec, dtype=np.int64)
+    elem = np.asarray(elem, dtype=np.int64)
+    slots = channels * banks
+    slot = vec % slots
+    local = vec // slots
+    t = elem // gb_elems
+    length = np.minimum(gb_elems, vec_len - t * gb_elems)
+    flat = region_row * row_elems + t * n_local * gb_elems + local * length + elem - t * gb_elems
+    row, in_row = np.divmod(flat, row_elems)
+    ch, bank = np.divmod(slot, banks)
+    return ch, bank, row, in_row
+
+
+# Small vectors, packed by length: (region, per-layer names, global names, length in units of d).
+_PARAMS_D = ("ln_1.weight", "ln_1.bias", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+             "mlp.c_proj.bias")
+
+
+@dataclass
+class MemoryMap:
+    """Where every tensor of a model lives in DRAM.
+
+    Attributes
+    ----------
+    cfg : ModelConfig
+    hw : HwConfig
+    context : int
+        KV-cache capacity in tokens.
+    regions : dict of str to Region
+        In placement order.
+    vectors : dict of str to (str, int)
+        Packed small vectors: checkpoint name -> (region name, vector index).
+    """
+
+    cfg: ModelConfig
+    hw: HwConfig
+    context: int
+    regions: dict = field(default_factory=dict)
+    vectors: dict = field(default_factory=dict)
+
+    @property
+    def rows_used(self) -> int:
+        return max((r.row + r.n_rows for r in self.regions.values()), default=0)
+
+    def region(self, name: str) -> Region:
+        try:
+            return self.regions[name]
+        except KeyError:
+            raise MappingError(f"no region {name!r} in the memory map") from None
+
+    def vector(self, name: str) -> tuple[Region, int]:
+        """The region and vector index of a packed small vector (e.g. ``h.0.ln_1.weight``)."""
+        try:
+            region, index = self.vectors[name]
+        except KeyError:
+            raise MappingError(f"no small vector {name!r} in the memory map") from None
+        return self.regions[region], index
+
+    def to_dict(self) -> dict:
+        d = self.hw.dram
+        weight_bytes = sum(r.bytes for n, r in self.regions.items() if not n.endswith("_cache"))
+        kv_bytes = sum(r.bytes for n, r in self.regions.items() if n.endswith("_cache"))
+        used = self.rows_used * d.row_bytes * d.slots
+        return {
+            "model": self.cfg.name,
+            "hw": self.hw.name,
+            "context": self.context,
+            "geometry": {
+                "channels": d.channels, "banks": d.banks, "slots": d.slots, "rows": d.rows,
+                "row_elems": d.row_elems, "gb_elems": d.gb_elems,
+            },
+            "regions": {name: r.to_dict() for name, r in self.regions.items()},
+            "vectors": {
+                name: {"region": reg, "vec": idx, "n": self.vec_length(name)}
+                for name, (reg, idx) in self.vectors.items()
+            },
+            "totals": {
+                "rows_used": self.rows_used,
+                "rows_available": d.rows,
+                "bytes_used": used,
+                "bytes_available": d.capacity_bytes,
+                "weight_bytes": weight_bytes,
+                "kv_cache_bytes": kv_bytes,
+                "utilisation": round(used / d.capacity_bytes, 6),
+            },
+        }
+
+    def vec_length(self, name: str) -> int:
+        """Length of the packed small vector ``name``."""
+        d = self.cfg.d_model
+        if name.endswith("c_attn.bias"):
+            return 3 * d
+        if name.endswith("c_fc.bias"):
+            return self.cfg.d_ff
+        return d
+
+    def to_yaml(self) -> str:
+        """YAML text: regions (region_row, n_rows, n_local, vec_len, n_vectors, bytes), packed
+        vectors and totals."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> MemoryMap:
+    """Place ``cfg``'s weights and KV caches in ``hw``'s DRAM.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        The model.
+    hw : HwConfig
+        The hardware.
+    context : int, optional
+        KV-cache capacity in tokens (default and maximum: ``cfg.ctx``).
+
+    Returns
+    -------
+    MemoryMap
+
+    Raises
+    ------
+    MappingError
+        If the context is out of range or the model does not fit.
+    """
+    if context is None:
+        context = cfg.ctx
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= cfg.ctx:
+        raise MappingError(
+            f"context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}"
+        )
+    dram = hw.dram
+    geo = {"slots": dram.slots, "row_elems": dram.row_elems, "gb_elems": dram.gb_elems}
+    mm = MemoryMap(cfg=cfg, hw=hw, context=context)
+    d, f = cfg.d_model, cfg.d_ff
+    next_row = 0
+
+    def add(name: str, n_vectors: int, vec_len: int) -> None:
+        nonlocal next_row
+        reg = Region(name=name, row=next_row, n_vectors=n_vectors, vec_len=vec_len, **geo)
+        mm.regions[name] = reg
+        next_row += reg.n_rows
+
+    add("wte", cfg.vocab, d)
+    add("wpe", cfg.ctx, d)
+    params_d = [f"h.{i}.{p}" for i in range(cfg.n_layer) for p in _PARAMS_D]
+    params_d += ["ln_f.weight", "ln_f.bias"]
+    for region, names, length in (
+        ("params_d", params_d, d),
+        ("bias_qkv", [f"h.{i}.attn.c_attn.bias" for i in range(cfg.n_layer)], 3 * d),
+        ("bias_fc", [f"h.{i}.mlp.c_fc.bias" for i in range(cfg.n_layer)], f),
+    ):
+        add(region, len(names), round_up(length, COL))
+        for index, name in enumerate(names):
+            mm.vectors[name] = (region, index)
+    for i in range(cfg.n_layer):
+        add(f"h.{i}.attn.c_attn.weight", 3 * d, d)
+        add(f"h.{i}.attn.c_proj.weight", d, d)
+        add(f"h.{i}.mlp.c_fc.weight", f, d)
+        add(f"h.{i}.mlp.c_proj.weight", d, round_up(f, COL))
+        add(f"h.{i}.k_cache", context, d)
+        add(f"h.{i}.v_cache", d, round_up(context, COL))
+
+    if mm.rows_used > dram.rows:
+        need = mm.rows_used * dram.row_bytes * dram.slots
+        raise MappingError(
+            f"model {cfg.name} with a {context}-token KV cache needs {mm.rows_used} rows per bank "
+            f"({_mib(need)}) but hw {hw.name} has {dram.rows} rows per bank "
+            f"({_mib(dram.capacity_bytes)}); use a bigger --hw (more channels/banks/rows) "
+            "or a smaller model or --context"
+        )
+    return mm
+
+
+def to_bf16(values: np.ndarray) -> np.ndarray:
+    """``numerics.f32_to_bf16`` with a fast path for arrays free of subnormals and NaNs.
+
+    For normal, zero and infinite inputs the contract's rounding ``(b + 0x7FFF + lsb) >> 16`` cannot
+    overflow 32 bits, so it runs in uint32 without the flush/NaN passes; anything else goes
+    through :func:`pimgpt.sim.numerics.f32_to_bf16`. Bit-identical to it (tested).
+    """
+    x = np.ascontiguousarray(values, dtype=np.float32)
+    flat = x.reshape(-1).view(np.uint32)
+    out = np.empty(flat.shape, dtype=np.uint16)
+    block = 1 << 18  # cache-sized pieces: the passes below then stay in cache
+    for lo in range(0, flat.size, block):
+        b = flat[lo:lo + block]
+        exp = b & np.uint32(0x7F800000)
+        mant = b & np.uint32(0x7FFFFF)
+        if (((exp == 0) | (exp == np.uint32(0x7F800000))) & (mant != 0)).any():
+            return f32_to_bf16(x)
+        r = b >> np.uint32(16)
+        r &= np.uint32(1)
+        r += b
+        r += np.uint32(0x7FFF)
+        r >>= np.uint32(16)
+        out[lo:lo + block] = r
+    return out.reshape(x.shape)
+
+
+def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
+    """The bf16 vectors (rows) that region ``name`` stores, ``uint16 [n_vectors, <=vec_len]``."""
+    if name.endswith("_cache"):
+        return None
+    if name in ("wte", "wpe"):
+        return to_bf16(weights[name])
+    if name in ("params_d", "bias_qkv", "bias_fc"):
+        members = [n for n, (reg, _) in mm.vectors.items() if reg == name]
+        return to_bf16(np.stack([np.asarray(weights[n], dtype=np.float32) for n in members]))
+    return to_bf16(weights[name]).T  # Conv1D [in, out] -> one vector per output neuron
+
+
+def write_region(image: np.ndarray, region: Region, bf16: np.ndarray) -> None:
+    """Store bf16 vectors (``uint16 [n, <= vec_len]``, row ``v`` = vector ``v``) in ``image``.
+
+    Vectorised over all vectors: one strided copy per chunk.
+    """
+    n, length = bf16.shape
+    if n > region.n_vectors or length > region.vec_len:
+        raise MappingError(
+            f"{region.name}: {n}x{length} values do not fit {region.n_vectors}x{region.vec_len}"
+        )
+    s, nl, g = region.slots, region.n_local, region.gb_elems
+    padded = np.zeros((nl * s, region.vec_len), dtype=np.uint16)
+    padded[:n, :length] = bf16
+    padded = padded.reshape(nl, s, region.vec_len)
+    buf = np.zeros((s, region.n_rows * region.row_elems), dtype=np.uint16)
+    for t, start, size in region.chunks():
+        block = padded[:, :, start:start + size].transpose(1, 0, 2).reshape(s, nl * size)
+        buf[:, t * nl * g:t * nl * g + nl * size] = block
+    channels, banks = image.shape[:2]
+    image[:, :, region.row:region.row + region.n_rows, :] = buf.reshape(
+        channels, banks, region.n_rows, region.row_elems
+    )
+
+
+def build_dram_image(mm: MemoryMap, weights: dict) -> np.ndarray:
+    """DRAM contents holding ``weights`` as bf16 (RNE), KV caches zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint16 [channels, banks, rows_used, row_elems]``.
+    """
+    d = mm.hw.dram
+    image = np.zeros((d.channels, d.banks, mm.rows_used, d.row_elems), dtype=np.uint16)
+    for name, region in mm.regions.items():
+        try:
+            matrix = _bf16_vectors(mm, name, weights)
+        except KeyError as exc:
+            raise MappingError(f"weights lack {exc.args[0]!r} needed by region {name}") from None
+        if matrix is None:
+            continue
+        expect_rows = region.n_vectors
+        if matrix.shape[0] != expect_rows:
+            raise MappingError(
+                f"{name}: weights have {matrix.shape[0]} vectors, the map expects {expect_rows}"
+            )
+        write_region(image, region, matrix)
+    return image
+
+
+def summary(mm: MemoryMap) -> str:
+    """One line: rows and bytes used of the hardware."""
+    t = mm.to_dict()["totals"]
+    return (
+        f"{mm.cfg.name} on {mm.hw.name}: {t['rows_used']}/{t['rows_available']} rows per bank, "
+        f"{t['bytes_used'] / 2**20:.1f} MiB of {t['bytes_available'] / 2**20:.0f} MiB "
+        f"({100 * t['utilisation']:.1f} %)"
+    )
+
+
