@@ -113,6 +113,16 @@ class PerfResult:
     busy: np.ndarray = field(repr=False, default=None)  # own time of each instruction (tCK)
     log: list | None = field(repr=False, default=None)
     wall_s: float = 0.0
+    channels: int = 0
+    marks: dict = field(repr=False, default_factory=dict)  # instruction index -> counters
+
+    def counters(self) -> dict:
+        """The additive event counters of the whole run (see :meth:`PerfEngine.counters`)."""
+        return {"counts": dict(self.counts), "bank_acts": self.bank_acts,
+                "bank_pres": self.bank_pres, "mac_bank_cols": self.mac_bank_cols,
+                "bank_col_accesses": self.bank_col_accesses, "io_bytes_in": self.io_bytes_in,
+                "io_bytes_out": self.io_bytes_out, "asic_ops": self.asic_ops,
+                "asic_words": self.asic_words}
 
     @property
     def latency_ns(self) -> float:
@@ -502,7 +512,16 @@ class PerfEngine:
     # ------------------------------------------------------------------------------------------
     # Program execution
     # ------------------------------------------------------------------------------------------
-    def run(self, program, log: bool = False) -> PerfResult:
+    def counters(self) -> dict:
+        """Snapshot of the additive event counters (for per-range energy)."""
+        counts = {S.COMMANDS[c]: self.counts[c] for c in range(self.K)}
+        return {"counts": counts, "bank_acts": self.bank_acts, "bank_pres": self.bank_pres,
+                "mac_bank_cols": counts["MAC16"] * self.NB + counts["MAC"],
+                "bank_col_accesses": self.bank_cols, "io_bytes_in": self.io_in,
+                "io_bytes_out": self.io_out, "asic_ops": self.asic_ops,
+                "asic_words": self.asic_words}
+
+    def run(self, program, log: bool = False, marks=()) -> PerfResult:
         """Simulate ``program`` (a list of :class:`pimgpt.sw.isa.Instr`).
 
         Parameters
@@ -511,6 +530,9 @@ class PerfEngine:
             The program; ``EOC`` (or the end of the list) ends it.
         log : bool
             Keep the command log (``result.log``) for the checker and the timeline.
+        marks : iterable of int
+            Instruction indices at which to snapshot the event counters (``result.marks``), e.g.
+            the first instruction of each generation step.
 
         Returns
         -------
@@ -542,7 +564,11 @@ class PerfEngine:
         sp_done = 0  # completion of PIM instructions that write the scratchpad
         asic_free = 0
         handlers = self._handlers()
+        marks = set(marks)
+        snaps = {}
         for i, ins in enumerate(program):
+            if marks and i in marks:
+                snaps[i] = self.counters()
             op = ops[i]
             if op >= 0x20:
                 t0 = asic_free if asic_free > barrier else barrier
@@ -590,6 +616,8 @@ class PerfEngine:
             nccdl=self.nCCDL, n_instr=n, ops=ops[:n], start=start[:n], end=end[:n],
             side=side[:n], chmask=chm[:n], busy=busy[:n], log=self.log,
         )
+        res.channels = self.C
+        res.marks = snaps
         res.wall_s = time.perf_counter() - wall0
         return res
 

@@ -1,0 +1,206 @@
+"""``pimgpt run --backend perf``: compile a model, simulate it, print and save the statistics.
+
+Without ``--prompt`` one decode step at ``--context`` (default: the model's maximum context) is
+simulated. With ``--prompt`` the whole generation (prefill of the prompt, one token per step, then
+``--new-tokens - 1`` decode steps) is simulated and prefill and decode are reported separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pimgpt.sim.perf.energy import counter_diff, energy_of
+from pimgpt.sim.perf.engine import PerfEngine, PerfResult
+from pimgpt.sim.perf.report import breakdown
+from pimgpt.sw.models import get_model
+
+from pimgpt.config import load_hw
+from pimgpt.errors import PimgptError
+
+
+class PerfCliError(PimgptError):
+    """Bad arguments of the perf backend."""
+
+
+def parse_prompt(text: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]`` (one-line error on anything else)."""
+    try:
+        toks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PerfCliError(f"--prompt {text!r} is not a comma-separated list of token ids, "
+                           "e.g. --prompt 1,2,3") from None
+    if not toks:
+        raise PerfCliError("--prompt is empty; give token ids such as --prompt 1,2,3")
+    return toks
+
+
+def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
+                 t0: int, t1: int) -> dict:
+    cycles = max(t1 - t0, 0)
+    cnt = counter_diff(c0, c1)
+    en = energy_of(cnt, cycles, hw)
+    acc, acts = cnt["bank_col_accesses"], cnt["bank_acts"]
+    floor = cnt["mac_bank_cols"] / res.slots * res.nccdl
+    return {
+        "cycles": int(cycles),
+        "latency_ns": cycles * res.tck_ns,
+        "energy_nj": en["total_nj"],
+        "energy_by_component_nj": en["by_component_nj"],
+        "row_hit_rate": max(0.0, 1 - acts / acc) if acc else 0.0,
+        "mac_utilization": floor / cycles if cycles else 0.0,
+        "mac_bytes": cnt["mac_bank_cols"] * 32,
+        "commands": cnt["counts"],
+        **breakdown(res, tags, lo, hi),
+    }
+
+
+def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
+    """Statistics of a run: totals, per-token figures and breakdowns.
+
+    Parameters
+    ----------
+    res : PerfResult
+    hw : HwConfig
+    tags : list of str or None
+        Instruction tags (``CompiledProgram.tags``).
+    steps : list of Step, optional
+        Generation steps (``CompiledProgram.steps``): splits prefill (prompt tokens) and decode.
+    """
+    zero = {k: (dict.fromkeys(v, 0) if isinstance(v, dict) else 0)
+            for k, v in res.counters().items()}
+    whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles)
+    out = {
+        "hw": res.hw_name,
+        "instructions": res.n_instr,
+        "cycles": res.cycles,
+        "tck_ns": res.tck_ns,
+        "latency_ns": whole["latency_ns"],
+        "energy_nj": whole["energy_nj"],
+        "row_hit_rate": whole["row_hit_rate"],
+        "mac_utilization": whole["mac_utilization"],
+        "sim_wall_s": res.wall_s,
+        "whole": whole,
+    }
+    if not steps:
+        out["tokens"] = 1
+        out["latency_ns_per_token"] = whole["latency_ns"]
+        out["energy_nj_per_token"] = whole["energy_nj"]
+        out["decode"] = whole
+        return out
+    bounds = [s.start for s in steps] + [res.n_instr]
+    ends = [0]
+    for k in range(len(steps)):
+        hi = bounds[k + 1]
+        ends.append(int(res.end[bounds[k]:hi].max()) if hi > bounds[k] else ends[-1])
+    ends[-1] = res.cycles
+    final = res.counters()
+
+    def snap(i):
+        return res.marks.get(i, final) if i < res.n_instr else final
+    n_prefill = sum(1 for s in steps if s.token is not None)
+    parts = {}
+    for name, k0, k1 in (("prefill", 0, n_prefill), ("decode", n_prefill, len(steps))):
+        if k1 <= k0:
+            continue
+        st = _range_stats(res, hw, tags, bounds[k0], bounds[k1], snap(bounds[k0]),
+                          snap(bounds[k1]), ends[k0], ends[k1])
+        st["tokens"] = k1 - k0
+        st["latency_ns_per_token"] = st["latency_ns"] / st["tokens"]
+        st["energy_nj_per_token"] = st["energy_nj"] / st["tokens"]
+        parts[name] = st
+    out.update(parts)
+    out["tokens"] = len(steps)
+    per = parts.get("decode", parts.get("prefill"))
+    out["latency_ns_per_token"] = per["latency_ns_per_token"]
+    out["energy_nj_per_token"] = per["energy_nj_per_token"]
+    return out
+
+
+def write_json_atomic(path, data) -> None:
+    """Write JSON through a temporary file and a rename, so no partial file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
+    """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``."""
+    from pimgpt.sw.compiler import compile_decode_step, compile_generation
+
+    if prompt is not None:
+        comp = compile_generation(model, hw, prompt, new_tokens)
+        marks = [s.start for s in comp.steps]
+    else:
+        comp = compile_decode_step(model, hw, context)
+        marks = ()
+    res = PerfEngine(hw).run(comp.program, log=log, marks=marks)
+    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None)
+    stats["model"] = model.name
+    stats["context"] = context if prompt is None else None
+    return comp, res, stats
+
+
+def _fmt(stats: dict) -> str:
+    lines = [f"model {stats['model']} on {stats['hw']}: {stats['instructions']} instructions, "
+             f"{stats['cycles']} cycles (simulated in {stats['sim_wall_s']:.2f} s)"]
+    for part in ("prefill", "decode"):
+        st = stats.get(part)
+        if st is None:
+            continue
+        cls = st["by_class_ns"]
+        tot = sum(cls.values()) or 1.0
+        lines.append(
+            f"  {part}: {st.get('tokens', 1)} token(s), "
+            f"{st.get('latency_ns_per_token', st['latency_ns']) / 1e3:.2f} us/token, "
+            f"{st.get('energy_nj_per_token', st['energy_nj']) / 1e3:.2f} uJ/token, "
+            f"row hits {st['row_hit_rate'] * 100:.2f} %, "
+            f"bank-bandwidth floor reached {st['mac_utilization'] * 100:.1f} %")
+        lines.append("    time: " + ", ".join(f"{k} {v / tot * 100:.1f} %" for k, v in cls.items()))
+    return "\n".join(lines)
+
+
+def cli_run(args) -> int:
+    """Entry point of ``pimgpt run --backend perf``."""
+    model = get_model(args.model)
+    hw = load_hw(args.hw)
+    prompt = None
+    if getattr(args, "prompt", None):
+        prompt = parse_prompt(args.prompt)
+    elif getattr(args, "prompt_text", None):
+        from pimgpt.sw.tokenizer import encode as encode_text  # byte-level models
+
+        prompt = list(encode_text(args.prompt_text))
+    context = getattr(args, "context", None)
+    if prompt is None:
+        context = model.ctx if context is None else context
+        if isinstance(context, bool) or not isinstance(context, int) or not (
+                1 <= context <= model.ctx):
+            raise PerfCliError(f"--context {context!r} is out of range for {model.name}; "
+                               f"use 1..{model.ctx}")
+    new_tokens = getattr(args, "new_tokens", 1) or 1
+    comp, res, stats = simulate_model(model, hw, context, prompt, new_tokens,
+                                      log=False)
+    print(_fmt(stats))
+    # Write outputs only once everything has been computed; each file atomically.
+    trace = None
+    if getattr(args, "timeline", None):
+        from pimgpt.sim.perf.timeline import trace_events
+
+        trace = trace_events(res, comp.tags, comp.program)
+    if getattr(args, "stats", None):
+        write_json_atomic(args.stats, stats)
+        print(f"statistics: {args.stats}")
+    if trace is not None:
+        write_json_atomic(args.timeline, trace)
+        print(f"timeline: {args.timeline} (open in ui.perfetto.dev)")
+    return 0

@@ -1,0 +1,82 @@
+"""Chrome/Perfetto trace of a simulated program (open it in ui.perfetto.dev or chrome://tracing).
+
+Size stays bounded: one complete event (``"ph": "X"``) per *instruction*, not per DRAM command.
+Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM instructions; thread ``1 + bank``:
+single-bank instructions), the last process is the ASIC (thread 0: vector unit, thread 1: SYNC
+barriers). Times are microseconds (the trace format's unit). Instructions that select several
+channels appear on each of them. ``max_events`` caps the file; the rest is summarised in the
+trace's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
+
+#: Instructions that address one bank (shown on that bank's thread).
+_BANK_FIELD = {"MAC_SBK", "WR_SBK", "RD_SBK", "COPY_BKGB", "COPY_GBBK"}
+
+
+def trace_events(res: PerfResult, tags: list | None = None, program=None,
+                 max_events: int = 200_000) -> dict:
+    """The trace as a JSON-able dict (``traceEvents`` plus metadata)."""
+    us = res.tck_ns * 1e-3
+    channels = max(res.channels, 1)
+    events = []
+    for c in range(channels):
+        events.append({"ph": "M", "name": "process_name", "pid": c, "tid": 0,
+                       "args": {"name": f"DRAM channel {c}"}})
+        events.append({"ph": "M", "name": "thread_name", "pid": c, "tid": 0,
+                       "args": {"name": "all-bank / channel"}})
+    events.append({"ph": "M", "name": "process_name", "pid": channels, "tid": 0,
+                   "args": {"name": "ASIC"}})
+    events.append({"ph": "M", "name": "thread_name", "pid": channels, "tid": 0,
+                   "args": {"name": "vector unit"}})
+    events.append({"ph": "M", "name": "thread_name", "pid": channels, "tid": 1,
+                   "args": {"name": "SYNC"}})
+    dropped = 0
+    for i in range(res.n_instr):
+        name = res.ops[i].name
+        tag = tags[i] if tags is not None and i < len(tags) else ""
+        ts = float(res.start[i]) * us
+        dur = max(float(res.end[i] - res.start[i]) * us, 0.0)
+        args = {"i": i, "tag": tag}
+        if res.side[i] == ASIC_SIDE or res.side[i] == BARRIER:
+            targets = [(channels, 0 if res.side[i] == ASIC_SIDE else 1)]
+        else:
+            mask = int(res.chmask[i])
+            tid = 0
+            if program is not None and name in _BANK_FIELD:
+                tid = 1 + int(program[i].args.get("bank", 0))
+            targets = [(c, tid) for c in range(channels) if mask >> c & 1]
+        for pid, tid in targets:
+            if len(events) >= max_events:
+                dropped += 1
+                continue
+            events.append({"ph": "X", "name": name, "cat": tag.split(".")[-1] or name,
+                           "pid": pid, "tid": tid, "ts": round(ts, 4), "dur": round(dur, 4),
+                           "args": args})
+    return {"traceEvents": events, "displayTimeUnit": "ns",
+            "metadata": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
+                         "dropped_events": dropped}}
+
+
+def write_trace(path, res: PerfResult, tags: list | None = None, program=None,
+                max_events: int = 200_000) -> Path:
+    """Write the trace JSON atomically (temporary file, then rename: no partial file)."""
+    path = Path(path)
+    data = trace_events(res, tags, program, max_events)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
