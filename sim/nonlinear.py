@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from pimgpt.sim.numerics import (
     FP32_CANONICAL_NAN,
+    FP32_MIN_NORMAL,
     f32_add,
     f32_from_bits,
     f32_mul,
@@ -349,6 +350,40 @@ def gelu(x) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Reductions: max, softmax, layernorm
 # ---------------------------------------------------------------------------------------------
+#: Up to this many vectors, sums run as a scalar loop (same bits, far less numpy call overhead).
+_SCALAR_SUM_MAX_ROWS = 8
+
+
+def sum_sequential(x) -> np.ndarray:
+    """``numerics.f32_sum_sequential`` along the last axis, bit for bit, faster for few vectors.
+
+    The vector unit's reduction: ``acc = +0; acc = add(acc, x[i])`` for ``i = 0..n-1``. For a
+    handful of vectors (a decode step's LayerNorm and softmax) the per-element numpy calls of
+    ``f32_sum_sequential`` dominate, so this runs the same adds on ``float32`` scalars (IEEE
+    binary32 RNE, exactly ``f32_add`` on flushed operands) and flushes each partial sum below
+    2**-126 to signed zero, as ``f32_add`` does; NaNs are canonicalised at the end (a NaN partial
+    sum stays NaN). Larger batches call ``f32_sum_sequential`` itself.
+    """
+    x = _as_f32(x)
+    lead = x.shape[:-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    if rows > _SCALAR_SUM_MAX_ROWS:
+        return f32_sum_sequential(x, axis=-1)
+    flat = x.reshape(rows, x.shape[-1])
+    out = np.zeros(rows, dtype=np.float32)
+    tiny = FP32_MIN_NORMAL
+    zero = np.float32(0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for r in range(rows):
+            acc = zero
+            for v in flat[r]:
+                acc = acc + v
+                if -tiny < acc < tiny:
+                    acc = acc * zero  # keeps the sign
+            out[r] = acc
+    return flush_f32(out.reshape(lead))
+
+
 def vmax(x, axis: int = -1) -> np.ndarray:
     """Maximum along ``axis`` as the vector unit scans it (``VMAX``).
 
@@ -408,7 +443,7 @@ def softmax(x) -> np.ndarray:
         raise ValueError(f"softmax needs a non-empty last axis, got shape {x.shape}")
     m = vmax(x, axis=-1)
     e = exp(f32_add(x, _neg(m)[..., None]))
-    r = reciprocal(f32_sum_sequential(e, axis=-1))
+    r = reciprocal(sum_sequential(e))
     return np.asarray(f32_mul(e, r[..., None]), dtype=np.float32)
 
 
@@ -455,9 +490,9 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
             ) from err
     eps32 = _as_f32(eps)
     inv_n = reciprocal(np.float32(n))
-    mean = f32_mul(f32_sum_sequential(x, axis=-1), inv_n)
+    mean = f32_mul(sum_sequential(x), inv_n)
     d = f32_add(x, _neg(mean)[..., None])
-    var = f32_mul(f32_sum_sequential(f32_mul(d, d), axis=-1), inv_n)
+    var = f32_mul(sum_sequential(f32_mul(d, d)), inv_n)
     rstd = rsqrt(f32_add(var, eps32))
     y = f32_add(f32_mul(f32_mul(d, rstd[..., None]), gamma), beta)
     return np.asarray(y, dtype=np.float32)

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pimgpt.sim import nonlinear as nl
 from pimgpt.sim import numerics as nm
 
@@ -286,3 +288,33 @@ class TestLayernorm:
             nl.layernorm(np.zeros(8, np.float32), np.ones(7, np.float32), np.zeros(8), 1e-5)
         with pytest.raises(ValueError, match="non-empty"):
             nl.layernorm(np.zeros(0, np.float32), np.ones(0), np.zeros(0), 1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast sequential sum equals numerics.f32_sum_sequential bit for bit
+# ---------------------------------------------------------------------------------------------
+_SUM_SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 2.0**-126, -(2.0**-126), 1.5 * 2.0**-126,
+                 3e38, -3e38, 1.0, -1.0, 2.0**-24, 1e-40]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 0xFFFFFFFF).map(lambda v: float(f32(v))),
+                          st.sampled_from(_SUM_SPECIALS)), min_size=1, max_size=40))
+def test_sum_sequential_equals_numerics(values):
+    x = np.asarray(values, dtype=np.float32)
+    np.testing.assert_array_equal(bits(nl.sum_sequential(x)), bits(nm.f32_sum_sequential(x)))
+
+
+def test_sum_sequential_flushes_partial_sums():
+    # 1.5*2**-126 - 2**-126 = 2**-127 flushes to +0, so adding 2**-126 gives 2**-126 (not 1.5x).
+    x = np.float32([1.5 * 2.0**-126, -(2.0**-126), 2.0**-126])
+    assert nl.sum_sequential(x) == np.float32(2.0**-126)
+    assert nm.f32_sum_sequential(x) == np.float32(2.0**-126)
+
+
+@pytest.mark.parametrize("shape", [(3, 50), (2, 2, 30), (20, 17)])
+def test_sum_sequential_batched(shape):
+    x = (RNG.standard_normal(shape) * np.exp(RNG.uniform(-20, 20, shape))).astype(np.float32)
+    got = nl.sum_sequential(x)
+    assert got.shape == shape[:-1]
+    np.testing.assert_array_equal(bits(got), bits(nm.f32_sum_sequential(x)))
