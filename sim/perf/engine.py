@@ -5,8 +5,9 @@ How a program runs
 * Two in-order issue sides: PIM instructions go to the channels' command queues, ASIC
   instructions to the vector unit; the two overlap freely between ``SYNC``\\ s. ``SYNC`` (and
   ``EOC``) waits until every earlier instruction of both sides has completed. A PIM instruction
-  that reads the scratchpad also waits for earlier PIM instructions that write it (``RD_MAC``,
-  ``RD_SBK``, ``RD_VEC``), since they share no ``SYNC`` with it.
+  that reads scratchpad words also waits for earlier PIM instructions (since the last ``SYNC``)
+  that write any of them (``RD_MAC``, ``RD_SBK``, ``RD_VEC``): the compiler only places ``SYNC``
+  between the two sides.
 * Each PIM instruction expands, per selected channel, into DRAM commands (``standard.COMMANDS``):
   an open-page policy keeps rows open until a conflicting access; a miss precharges and activates
   with the widest command that fits (``PREA``/``ACT16`` when every bank needs the row, ``PRE4``/
@@ -561,7 +562,7 @@ class PerfEngine:
         next_mac = self._lookahead(program) if self.NS > 1 else None
         barrier = 0  # both sides dispatch at or after this cycle
         pim_done = 0  # completion of every PIM instruction so far
-        sp_done = 0  # completion of PIM instructions that write the scratchpad
+        sp_writes = []  # (lo, hi, completion) of PIM scratchpad writes since the last SYNC
         asic_free = 0
         handlers = self._handlers()
         marks = set(marks)
@@ -583,14 +584,18 @@ class PerfEngine:
                     b = barrier
                 start[i], end[i], side[i] = barrier, b, BARRIER
                 barrier = b
+                sp_writes = []
                 self._merge(barrier)
                 if op == Op.EOC:
                     n = i + 1
                     break
                 continue
             t_min = barrier
-            if op in SP_READERS and sp_done > t_min:
-                t_min = sp_done
+            if op in SP_READERS and sp_writes:
+                lo, hi = self._sp_range(ins)
+                for wlo, whi, wdone in sp_writes:
+                    if wlo < hi and lo < whi and wdone > t_min:
+                        t_min = wdone
             mask = ins.args.get("ch_mask", None)
             if mask is None:
                 mask = 1 << ins.args["ch"] if "ch" in ins.args else all_mask
@@ -599,8 +604,9 @@ class PerfEngine:
             start[i], end[i], side[i], chm[i], busy[i] = s0, e0, PIM_SIDE, mask, self.own
             if e0 > pim_done:
                 pim_done = e0
-            if op in SP_WRITERS and e0 > sp_done:
-                sp_done = e0
+            if op in SP_WRITERS:
+                lo, hi = self._sp_range(ins)
+                sp_writes.append((lo, hi, e0))
         total = max(pim_done, asic_free, barrier)
         # Refreshes that fall due before the end still cost energy.
         for s in {id(x): x for x in self.states}.values():
@@ -620,6 +626,19 @@ class PerfEngine:
         res.marks = snaps
         res.wall_s = time.perf_counter() - wall0
         return res
+
+    def _sp_range(self, ins) -> tuple:
+        """Scratchpad words ``[lo, hi)`` a PIM instruction reads or writes."""
+        a = ins.args
+        op = ins.op
+        if op == Op.WR_GB:
+            return a["src"], a["src"] + a["ncols"] * self.col_elems
+        if op in (Op.RD_MAC, Op.WR_BIAS):
+            base = a["dst"] if op == Op.RD_MAC else a["src"]
+            return base, base + self.NB * bin(a["ch_mask"]).count("1")
+        if op in (Op.RD_SBK, Op.RD_VEC):
+            return a["dst"], a["dst"] + a["n"]
+        return a["src"], a["src"] + a["n"]
 
     def _lookahead(self, program) -> list:
         """For each MAC_ABK, the (row, ch_mask) of the next MAC_ABK before the next SYNC."""

@@ -1,0 +1,296 @@
+"""Device-timing tests of the perf simulator, one per constraint (after Ramulator 2's harness).
+
+Each test runs a micro-program and asserts the issue cycle of a command (or the program's cycle
+count) that is derived by hand below from the config's timing numbers. Where the default preset
+makes two constraints coincide, the test uses a variant config in which the constraint under test
+is the binding one. All cycles are DRAM tCK; the default preset has
+nRCDRDMAC 56, nRCDRD 36, nRCDWR 28, nRP 32, nRAS 54, nRC 89, nRTP 12, nWR 33, nCWL 6, nBL 2, nCL 50,
+nCCDS 2, nCCDL 2, nRRDS 11, nRRDL 11, nWTRS 9, nWTRL 11, nFAW 42, nRFC 210, nREFI 3333, and a
+32 GB/s channel (one 32-byte burst = 1 ns = 2 tCK = nIO).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.sim.perf.checker import check_log
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sw.isa import I, Op, f32_bits
+
+ALL = 0xFF
+
+
+def hw_with(timing=None, dram=None, asic=None, base="pimgpt-gddr6-8ch"):
+    """The default preset with some keys replaced."""
+    raw = copy.deepcopy(load_hw(base).raw)
+    raw["timing"].update(timing or {})
+    raw["dram"].update(dram or {})
+    raw["asic"].update(asic or {})
+    return hw_from_dict(raw, where="test variant")
+
+
+def run(program, hw=None):
+    hw = hw or load_hw("pimgpt-gddr6-8ch")
+    res = PerfEngine(hw).run(list(program) + [I(Op.EOC)], log=True)
+    assert check_log(res.log, hw) == []  # every run of these tests is also legal
+    return res
+
+
+def issues(res, name, ch=0):
+    """Issue cycles of every command ``name`` on channel ``ch`` (trains expanded)."""
+    from pimgpt.sim.perf.standard import CMD
+
+    out = []
+    for c, mask, _fpi, _sub, _row, t0, n, g in res.log:
+        if c == CMD[name] and mask >> ch & 1:
+            out.extend(t0 + k * g for k in range(n))
+    return sorted(out)
+
+
+def mac(row, ncols=1, mask=ALL, col=0):
+    return I(Op.MAC_ABK, ch_mask=mask, row=row, col=col, ncols=ncols, gb_col=0)
+
+
+# ---- row activation and column timing --------------------------------------------------------
+def test_nrcdrdmac_act_to_first_mac():
+    t = load_hw().timing
+    res = run([mac(0)])
+    # ACT16 at cycle 0 (nothing before it); MAC16 nRCDRDMAC later.
+    assert issues(res, "ACT16") == [0]
+    assert issues(res, "MAC16") == [t["nRCDRDMAC"]] == [56]
+
+
+def test_nccdl_train_spacing():
+    # 4 MAC16 after the ACT16: 56, then every max(nCCDL, nCCDS, command bus) = 2 cycles.
+    res = run([mac(0, ncols=4)])
+    assert issues(res, "MAC16") == [56, 58, 60, 62]
+    slow = hw_with(timing={"nCCDL": 5})
+    assert issues(run([mac(0, ncols=3)], slow), "MAC16") == [56, 61, 66]
+
+
+def test_nrtp_then_nrp_on_row_switch():
+    # MAC16 at 56 -> PREA >= max(ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 68;
+    # ACT16 >= max(PREA + nRP = 100, ACT16 + nRC = 89, ACT16 + nFAW = 42) = 100; MAC16 at 156.
+    res = run([mac(0), mac(1)])
+    assert issues(res, "PREA") == [68]
+    assert issues(res, "ACT16") == [0, 100]
+    assert issues(res, "MAC16") == [56, 156]
+
+
+def test_nras_binds_precharge():
+    # nRCDRDMAC 10: MAC16 at 10, PREA >= max(10 + nRTP = 22, 0 + nRAS = 54) = 54.
+    hw = hw_with(timing={"nRCDRDMAC": 10})
+    res = run([mac(0), mac(1)], hw)
+    assert issues(res, "MAC16")[0] == 10
+    assert issues(res, "PREA") == [54]
+
+
+def test_nrc_binds_next_activation():
+    # nRAS 20, nRCDRDMAC 10: PREA at max(10 + 12, 20) = 22; ACT16 >= max(22 + nRP = 54,
+    # 0 + nRC = 89) = 89.
+    hw = hw_with(timing={"nRAS": 20, "nRCDRDMAC": 10})
+    res = run([mac(0), mac(1)], hw)
+    assert issues(res, "PREA") == [22]
+    assert issues(res, "ACT16") == [0, 89]
+
+
+def test_row_hit_needs_no_activation():
+    # Same row twice: one ACT16; the second MAC16 follows the first at nCCDL.
+    res = run([mac(0, ncols=1), mac(0, ncols=1, col=1)])
+    assert issues(res, "ACT16") == [0]
+    assert issues(res, "MAC16") == [56, 58]
+    assert res.bank_col_accesses == 2 * 16 * 8 and res.bank_acts == 16 * 8
+    assert res.row_hit_rate == pytest.approx(0.5)
+
+
+# ---- activation to activation ------------------------------------------------------------------
+def wr_elem(vec, n):
+    """V-cache style write of element 0 of vectors vec..vec+n-1 (row 0, column 0 of each slot)."""
+    return I(Op.WR_ELEM, src=0, n=n, vec=vec, region_row=0, n_local=1, vec_len=16, elem=0)
+
+
+def test_nrrds_other_bank_group():
+    # Vectors 3 and 4 live in banks 3 (group 0) and 4 (group 1) of channel 0: ACT at 0, the
+    # next ACT nRRDS = 11 later (nRRDL set to 20 so that the two differ).
+    res = run([wr_elem(3, 2)], hw_with(timing={"nRRDL": 20}))
+    assert issues(res, "ACT") == [0, 11]
+
+
+def test_nrrdl_same_bank_group():
+    # Banks 2 and 3 share group 0: the second ACT nRRDL = 20 after the first.
+    res = run([wr_elem(2, 2)], hw_with(timing={"nRRDL": 20}))
+    assert issues(res, "ACT") == [0, 20]
+
+
+def test_nfaw_window_after_group_activation():
+    # Vectors 0..4: banks 0-3 are one whole bank group -> ACT4 (weight 4 in the nFAW window) at
+    # 0; the ACT of bank 4 must wait for the window: 0 + nFAW = 42 (> nRRDS = 11).
+    res = run([wr_elem(0, 5)])
+    assert issues(res, "ACT4") == [0]
+    assert issues(res, "ACT") == [42]
+
+
+def test_nfaw_four_single_activations():
+    # nRRDS = nRRDL = 2, nFAW 42: banks 3,4,5,6,7 (vectors 3..7 minus the whole group 1 = banks
+    # 4-7, which take one ACT4): ACT b3 at 0, ACT4 (group 1) >= 0 + nFAW (needs an empty window)
+    # = 42.
+    res = run([wr_elem(3, 5)], hw_with(timing={"nRRDS": 2, "nRRDL": 2}))
+    assert issues(res, "ACT") == [0]
+    assert issues(res, "ACT4") == [42]
+
+
+# ---- writes, reads and turnarounds -----------------------------------------------------------
+def wr_sbk(bank, row, elem=0, n=16, src=1000):
+    return I(Op.WR_SBK, ch=0, bank=bank, row=row, elem=elem, n=n, src=src)
+
+
+def rd_sbk(bank, row, elem=0, n=16):
+    return I(Op.RD_SBK, ch=0, bank=bank, row=row, elem=elem, n=n, dst=0)
+
+
+def test_nrcdwr_and_write_recovery():
+    # ACT at 0, WR at nRCDWR = 28; PRE >= max(0 + nRAS = 54, 28 + nCWL + nBL + nWR = 69) = 69;
+    # ACT at 69 + nRP = 101 (> nRC = 89); RD at 101 + nRCDRD = 137.
+    res = run([wr_sbk(0, 0), rd_sbk(0, 1)])
+    assert issues(res, "WR") == [28]
+    assert issues(res, "PRE") == [69]
+    assert issues(res, "ACT") == [0, 101]
+    assert issues(res, "RD") == [137]
+
+
+def test_write_to_read_same_bank_group():
+    # WR at 28; RD (same bank, row open) >= max(28 + nCWL + nBL + nWTRL = 47,
+    # 28 + nCWL + nIO + nWTRS = 45, ACT + nRCDRD = 36) = 47.
+    res = run([wr_sbk(0, 0), rd_sbk(0, 0, elem=16)])
+    assert issues(res, "RD") == [47]
+
+
+def test_read_to_write_turnaround():
+    # RD b0 at 36; ACT b4 next in order at 37; WR b4 >= max(37 + nRCDWR = 65,
+    # 36 + nCL + nIO - nCWL = 82) = 82.
+    res = run([rd_sbk(0, 0), wr_sbk(4, 0)])
+    assert issues(res, "RD") == [36]
+    assert issues(res, "ACT") == [0, 37]
+    assert issues(res, "WR") == [82]
+
+
+def test_scratchpad_hazard_between_pim_instructions():
+    # WR_SBK reading the words RD_SBK writes is dispatched when RD's data have arrived:
+    # 36 + nCL + nIO = 88; bank 4's ACT then issues at 88 and the WR nRCDWR = 28 later.
+    res = run([rd_sbk(0, 0), wr_sbk(4, 0, src=0)])
+    assert issues(res, "ACT") == [0, 88]
+    assert issues(res, "WR") == [88 + 28]
+
+
+def test_read_latency_ncl_completes_sync():
+    # RD at 36; its data are in the scratchpad nCL + nIO = 52 later: SYNC ends at 88.
+    res = run([rd_sbk(0, 0), I(Op.SYNC)])
+    assert res.cycles == 88
+
+
+# ---- global buffer, accumulators, data pins ----------------------------------------------------
+def test_gb_write_lands_before_mac():
+    # nRCDRDMAC 2: WRGB at 0, ACT16 at 1 (in order), MAC16 >= max(1 + 2, 0 + nCWL + nBL = 8) = 8.
+    res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=1, src=0), mac(0)],
+              hw_with(timing={"nRCDRDMAC": 2}))
+    assert issues(res, "WRGB") == [0]
+    assert issues(res, "ACT16") == [1]
+    assert issues(res, "MAC16") == [8]
+
+
+def test_mac_pipeline_before_rdmac():
+    # nCCDL 4: MAC16 at 56, 60; RDMAC16 >= 60 + nCCDL = 64; the second burst of 16 fp32
+    # accumulators (64 B = 2 bursts) at 64 + max(nCCDL, nIO) = 68; done at 68 + nIO = 70.
+    res = run([mac(0, ncols=2), I(Op.RD_MAC, ch_mask=ALL, dst=0), I(Op.SYNC)],
+              hw_with(timing={"nCCDL": 4}))
+    assert issues(res, "MAC16") == [56, 60]
+    assert issues(res, "RDMAC16") == [64, 68]
+    assert res.cycles == 70
+
+
+def test_io_rate_spaces_bursts():
+    # 8 Gb/s per pin x 16 pins: a 32-byte burst takes 2 ns = 4 tCK = nIO > nCCDL: WRGB every 4.
+    res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=3, src=0)],
+              hw_with(dram={"io_gbps_per_pin": 8}))
+    assert issues(res, "WRGB") == [0, 4, 8]
+    # WRGB bursts take the pins: 3 x 32 B into each of 8 channels.
+    assert res.io_bytes_in == 3 * 32 * 8
+
+
+# ---- refresh ----------------------------------------------------------------------------------
+def test_refresh_every_nrefi_closes_rows():
+    # Rows streamed back to back for > nREFI: the first refresh is due at nREFI = 3333; the open
+    # row is precharged (PREA >= 3333), REFab follows nRP later, and the next ACT16 waits nRFC.
+    prog = [mac(r % 4, ncols=64) for r in range(20)]
+    res = run(prog)
+    refs = issues(res, "REFab")
+    assert refs, "no refresh issued"
+    pre_before = max(t for t in issues(res, "PREA") if t < refs[0])
+    assert pre_before >= 3333
+    assert refs[0] >= pre_before + 32
+    act_after = min(t for t in issues(res, "ACT16") if t > refs[0])
+    assert act_after >= refs[0] + 210
+
+
+# ---- second row buffer (act_overlap) -------------------------------------------------------------
+def test_act_overlap_hides_activation():
+    # Without overlap: MAC16 of row 0 at 56..182; PREA 182 + nRTP = 194; ACT16 194 + nRP = 226;
+    # first MAC16 of row 1 at 226 + nRCDRDMAC = 282.
+    base = run([mac(0, ncols=64), mac(1, ncols=64)])
+    assert issues(base, "MAC16")[64] == 282
+    # With a second row buffer, row 1 (buffer 1) is activated during row 0's MACs, at
+    # ACT16 + nFAW = 42 (an ACT16 needs an empty window); its data are ready at 42 + 56 = 98, so
+    # row 1's first MAC16 directly follows row 0's last: 182 + nCCDL = 184.
+    hw = hw_with(dram={"act_overlap": True})
+    ov = run([mac(0, ncols=64), mac(1, ncols=64)], hw)
+    assert issues(ov, "ACT16") == [0, 42]
+    assert issues(ov, "MAC16")[64] == 184
+    assert ov.cycles < base.cycles
+
+
+def test_act_overlap_precharges_the_other_buffer_between_macs():
+    # Rows 0, 1, 2: row 2 reuses buffer 0, so its PREA must follow row 0's last MAC16 (182) by
+    # nRTP: 194, but row 1's MAC16s hold the even cycles (184, 186, ...) of the command bus, so
+    # it takes 195; its ACT16 195 + nRP = 227 (odd, free).
+    hw = hw_with(dram={"act_overlap": True})
+    res = run([mac(0, ncols=64), mac(1, ncols=64), mac(2, ncols=64)], hw)
+    assert issues(res, "PREA") == [195]
+    assert issues(res, "ACT16") == [0, 42, 227]
+    macs = issues(res, "MAC16")
+    assert macs[128] == macs[127] + 2  # row 2 follows row 1 without a bubble
+
+
+def test_act_overlap_config_is_validated():
+    from pimgpt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="act_overlap"):
+        hw_with(dram={"act_overlap": "yes"})
+
+
+# ---- ASIC and ordering ------------------------------------------------------------------------
+def test_asic_vector_latency():
+    # VADD of 64: pipeline 4 + 64 / 16 lanes = 8 ASIC cycles at 1 GHz = 16 tCK of 0.5 ns.
+    res = run([I(Op.VADD, dst=0, a=64, b=128, n=64)])
+    assert res.cycles == 16
+    # SOFTMAX of 32: 4 + ceil(32 * (3 + exp 21) / 16) = 48 lane cycles + (32 + recip 11)
+    # sequential = 95 cycles = 190 tCK.
+    res = run([I(Op.SOFTMAX, dst=0, src=0, n=32)])
+    assert res.cycles == 190
+
+
+def test_pim_and_asic_overlap_until_sync():
+    # PIM: MAC16s of one row end at 56 + 126 + nCCDL = 184. ASIC: VSCALE of 1600 = 4 + 100 = 104
+    # cycles = 208 tCK. Without SYNC they overlap: 208; with SYNC between: 184 + 208 = 392.
+    pim = mac(0, ncols=64)
+    vec = I(Op.VSCALE, dst=0, a=0, n=1600, scale_f32=f32_bits(0.5))
+    assert run([pim, vec]).cycles == 208
+    assert run([pim, I(Op.SYNC), vec]).cycles == 392
+
+
+def test_channel_mask_limits_work_to_selected_channels():
+    res = run([mac(0, ncols=2, mask=0x3)])
+    assert res.counts["MAC16"] == 2 * 2 and res.counts["ACT16"] == 2
+    assert issues(res, "MAC16", ch=5) == []
