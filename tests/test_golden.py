@@ -1,0 +1,289 @@
+"""The golden simulator: every opcode's semantics, the MAC fast path, address checks, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pimgpt.sim import nonlinear
+from pimgpt.sim.golden import GoldenError, GoldenMachine, run_program
+from pimgpt.sim.numerics import (
+    bf16_to_f32,
+    bits_from_f32,
+    f32_add,
+    f32_mul,
+    f32_to_bf16,
+    mac_columns,
+)
+from pimgpt.sw.isa import FLAG_VEC_FROM_REG, I, Op, ProgramError, encode, f32_bits
+from pimgpt.sw.mapper import element_address
+
+from pimgpt.config import hw_from_dict, load_hw
+
+
+def make_hw(channels=2, banks=4, rows=64, row_bytes=256, gb_bytes=128, scratch=4096):
+    base = load_hw("tiny-rtl").raw
+    data = {**base,
+            "dram": {**base["dram"], "channels": channels, "banks": banks, "rows": rows,
+                     "row_bytes": row_bytes, "gb_bytes": gb_bytes,
+                     "bank_groups": 1},
+            "asic": {**base["asic"], "scratchpad_words": scratch}}
+    return hw_from_dict(data, where="test")
+
+
+HW = make_hw()  # 2 channels x 4 banks, rows of 128 elements (8 columns), GB of 64 (4 columns)
+
+
+def machine(rows=8, seed=0, fill=True):
+    d = HW.dram
+    rng = np.random.default_rng(seed)
+    img = np.zeros((d.channels, d.banks, rows, d.row_elems), dtype=np.uint16)
+    if fill:
+        img[:] = f32_to_bf16(rng.standard_normal(img.shape).astype(np.float32))
+    return GoldenMachine(HW, img)
+
+
+def run(m, *instrs):
+    m.run(list(instrs) + [I(Op.EOC)])
+    return m
+
+
+def bits(x):
+    return bits_from_f32(np.asarray(x, dtype=np.float32))
+
+
+def test_wr_gb_mac_rd_mac_matches_mac_columns():
+    m = machine()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(64).astype(np.float32)
+    m.sp[100:164] = x
+    run(m,
+        I(Op.WR_GB, ch_mask=0b11, gb_col=0, ncols=4, src=100),
+        I(Op.MAC_ABK, ch_mask=0b11, row=3, col=2, ncols=3, gb_col=1),
+        I(Op.MAC_ABK, ch_mask=0b01, row=5, col=0, ncols=1, gb_col=0),
+        I(Op.RD_MAC, ch_mask=0b11, dst=0))
+    gb = f32_to_bf16(x)
+    dram = m.dram
+    want = mac_columns(np.zeros((2, 4), np.float32), dram[:, :, 3, 32:80].reshape(2, 4, 3, 16),
+                       np.broadcast_to(gb[16:64].reshape(3, 16), (2, 4, 3, 16)))
+    want[0] = mac_columns(want[0], dram[0, :, 5, 0:16].reshape(4, 1, 16),
+                          np.broadcast_to(gb[0:16], (4, 1, 16)))
+    np.testing.assert_array_equal(bits(m.sp[0:8]), bits(want.reshape(-1)))
+    assert not m.acc.any()  # RD_MAC resets the accumulators
+    assert m.fast_macs == 2
+
+
+def test_rd_mac_packs_selected_channels_in_slot_order():
+    hw = make_hw(channels=3, banks=2)
+    m = GoldenMachine(hw, np.zeros((3, 2, 1, 128), np.uint16))
+    m.acc[:] = np.arange(6, dtype=np.float32).reshape(3, 2) + 1
+    m.run([I(Op.RD_MAC, ch_mask=0b101, dst=10), I(Op.EOC)])
+    np.testing.assert_array_equal(m.sp[10:14], [1, 2, 5, 6])
+    np.testing.assert_array_equal(m.acc, [[0, 0], [3, 4], [0, 0]])
+    m.sp[20:24] = [7, 8, 9, 10]
+    m.run([I(Op.WR_BIAS, ch_mask=0b110, src=20), I(Op.EOC)])
+    np.testing.assert_array_equal(m.acc, [[0, 0], [7, 8], [9, 10]])
+
+
+SPECIAL16 = [0x0000, 0x8000, 0x0001, 0x807F, 0x7F80, 0xFF80, 0x7FC0, 0x7F7F, 0xFF7F, 0x0080,
+             0x0180, 0x3F80, 0xBF80, 0x1F80, 0x2000]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(SPECIAL16) | st.integers(0, 0xFFFF), min_size=16, max_size=16),
+       st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 1e-30, -3.0, 2.0**-100, 1e38]))
+def test_mac_equals_contract_for_any_bits(lanes, seed, ncols, gseed, bias):
+    """Fast or fallback, a MAC equals numerics.mac_columns on arbitrary bit patterns."""
+    rng = np.random.default_rng(seed)
+    m = machine(fill=False)
+    words = rng.integers(0, 0x10000, m.dram.shape, dtype=np.uint32).astype(np.uint16)
+    scale = rng.integers(0, 3)
+    if scale == 0:  # ordinary values: exercises the fast path
+        words = f32_to_bf16(rng.standard_normal(m.dram.shape).astype(np.float32))
+    words[0, 0, 1, :16] = lanes
+    m.dram[:] = words
+    g = np.random.default_rng(gseed)
+    gbv = (g.standard_normal(64) * 10.0 ** g.integers(-40, 30)).astype(np.float32)
+    gbv[:16] = bf16_to_f32(np.array(lanes, np.uint16))[::-1]
+    m.sp[0:64] = gbv
+    m.sp[200:208] = bias
+    run(m, I(Op.WR_GB, ch_mask=3, gb_col=0, ncols=4, src=0),
+        I(Op.WR_BIAS, ch_mask=3, src=200),
+        I(Op.MAC_ABK, ch_mask=3, row=1, col=0, ncols=ncols, gb_col=0),
+        I(Op.MAC_ABK, ch_mask=2, row=2, col=8 - ncols, ncols=ncols, gb_col=4 - ncols),
+        I(Op.RD_MAC, ch_mask=3, dst=300))
+    gb16 = f32_to_bf16(gbv)
+    acc = np.full((2, 4), bias, dtype=np.float32)
+    acc = mac_columns(acc, words[:, :, 1, :16 * ncols].reshape(2, 4, ncols, 16),
+                      np.broadcast_to(gb16[:16 * ncols].reshape(ncols, 16), (2, 4, ncols, 16)))
+    lo = 16 * (4 - ncols)
+    acc[1] = mac_columns(acc[1], words[1, :, 2, 128 - 16 * ncols:].reshape(4, ncols, 16),
+                         np.broadcast_to(gb16[lo:64].reshape(ncols, 16), (4, ncols, 16)))
+    np.testing.assert_array_equal(bits(m.sp[300:308]), bits(acc.reshape(-1)))
+
+
+def test_mac_sbk_touches_one_bank():
+    m = machine()
+    m.sp[0:64] = 1.0
+    run(m, I(Op.WR_GB, ch_mask=3, gb_col=0, ncols=4, src=0),
+        I(Op.MAC_SBK, ch_mask=2, bank=3, row=0, col=0, ncols=2, gb_col=0))
+    assert np.count_nonzero(m.acc) == 1 and m.acc[1, 3] != 0
+
+
+def test_region_vector_ops_follow_the_layout():
+    d = HW.dram
+    geo = {"channels": d.channels, "banks": d.banks, "row_elems": d.row_elems,
+           "gb_elems": d.gb_elems}
+    m = machine(rows=40, fill=False)
+    region = {"region_row": 2, "n_local": 3, "vec_len": 96}  # 24 vectors, 2 chunks (64 + 32)
+    vals = np.arange(1, 97, dtype=np.float32)
+    m.sp[0:96] = vals
+    m.sp[500:520] = -np.arange(20, dtype=np.float32)
+    run(m, I(Op.WR_VEC, src=0, n=96, vec=13, **region),
+        I(Op.WR_ELEM, src=500, n=20, vec=2, elem=70, **region),
+        I(Op.SETR, reg=4, imm=13),
+        I(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=1000, n=96, vec=4, **region),
+        I(Op.RD_VEC, dst=2000, n=80, vec=9, **region))
+    # vector 13 element 70 was overwritten by WR_ELEM (j = 11): -11
+    want = vals.copy()
+    want[70] = -11
+    ch, bank, row, el = element_address(2, 3, 96, 13, np.arange(96), **geo)
+    np.testing.assert_array_equal(bf16_to_f32(m.dram[ch, bank, row, el]), want)
+    np.testing.assert_array_equal(m.sp[1000:1096], want)
+    ch, bank, row, el = element_address(2, 3, 96, np.arange(2, 22), 70, **geo)
+    np.testing.assert_array_equal(bf16_to_f32(m.dram[ch, bank, row, el]), -np.arange(20))
+    expect9 = np.zeros(80, np.float32)
+    expect9[70] = -7
+    np.testing.assert_array_equal(m.sp[2000:2080], expect9)
+    assert np.count_nonzero(m.dram) == 96 + 19  # vec 13 elem 70 counted once
+
+
+def test_single_bank_and_copy_ops():
+    m = machine(rows=4, fill=False)
+    m.sp[0:20] = np.linspace(-1, 1, 20)
+    run(m, I(Op.WR_SBK, ch=1, bank=2, row=3, elem=100, n=20, src=0),
+        I(Op.RD_SBK, ch=1, bank=2, row=3, elem=96, n=30, dst=50),
+        I(Op.WR_ABK, ch_mask=1, row=0, elem=0, n=16, src=0),
+        I(Op.COPY_BKGB, ch_mask=2, bank=2, row=3, col=6, ncols=2, gb_col=1),
+        I(Op.COPY_GBBK, ch_mask=2, bank=0, row=1, col=0, ncols=4, gb_col=0))
+    want = bf16_to_f32(f32_to_bf16(m.sp[0:20]))
+    np.testing.assert_array_equal(m.sp[54:74], want)
+    assert not m.sp[50:54].any() and not m.sp[74:80].any()
+    assert (m.dram[0, :, 0, :16] == f32_to_bf16(m.sp[0:16])).all()
+    assert not m.dram[1, :, 0].any()
+    np.testing.assert_array_equal(m.gb[1, 16:48], m.dram[1, 2, 3, 96:128])
+    np.testing.assert_array_equal(m.dram[1, 0, 1, :64], m.gb[1, :64])
+
+
+def test_asic_ops_match_contract():
+    m = machine(fill=False)
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(32).astype(np.float32) * 3
+    b = rng.standard_normal(32).astype(np.float32)
+    m.sp[0:32], m.sp[32:64] = a, b
+    run(m, I(Op.VADD, dst=100, a=0, b=32, n=32),
+        I(Op.VMUL, dst=140, a=0, b=32, n=32),
+        I(Op.VSCALE, dst=180, a=0, n=32, scale_f32=f32_bits(0.3)),
+        I(Op.VEXP, dst=220, src=0, n=32),
+        I(Op.VRECIP, dst=260, src=0, n=32),
+        I(Op.VRSQRT, dst=300, src=32, n=32),
+        I(Op.VGELU, dst=340, src=0, n=32),
+        I(Op.SOFTMAX, dst=380, src=0, n=32),
+        I(Op.LAYERNORM, dst=420, src=0, gamma=32, beta=0, n=32, eps_f32=f32_bits(1e-5)),
+        I(Op.VREDUCE, dst=460, src=0, n=16, k=4),
+        I(Op.VMAX, dst=480, src=0, n=32),
+        I(Op.VFILL, dst=490, n=4, value_f32=f32_bits(-2.5)),
+        I(Op.VMOV, dst=2, src=0, n=8),  # overlapping: memmove semantics
+        I(Op.ARGMAX, reg=3, src=32, n=32),
+        I(Op.OUT, reg=3), I(Op.SETR, reg=15, imm=77), I(Op.OUT, reg=15))
+    checks = {
+        100: f32_add(a, b), 140: f32_mul(a, b), 180: f32_mul(a, np.float32(0.3)),
+        220: nonlinear.exp(a), 260: nonlinear.reciprocal(a), 300: nonlinear.rsqrt(b),
+        340: nonlinear.gelu(a), 380: nonlinear.softmax(a),
+        420: nonlinear.layernorm(a, b, a, np.float32(1e-5)),
+        460: f32_add(f32_add(f32_add(a[:16], a[16:]), b[:16]), b[16:]),
+    }
+    for addr, want in checks.items():
+        np.testing.assert_array_equal(bits(m.sp[addr:addr + want.size]), bits(want), str(addr))
+    assert m.sp[480] == a.max()
+    np.testing.assert_array_equal(m.sp[490:494], -2.5)
+    np.testing.assert_array_equal(m.sp[2:10], a[:8])
+    assert m.out == [int(np.argmax(b)), 77]
+    np.testing.assert_array_equal(m.logits[0], b)
+
+
+@pytest.mark.parametrize(
+    "ins, words",
+    [
+        (I(Op.MAC_ABK, ch_mask=4, row=0, col=0, ncols=1), "ch_mask"),
+        (I(Op.MAC_ABK, ch_mask=0, row=0, col=0, ncols=1), "ch_mask"),
+        (I(Op.MAC_ABK, ch_mask=1, row=64, col=0, ncols=1), "row 64 out of range"),
+        (I(Op.MAC_ABK, ch_mask=1, row=0, col=6, ncols=3), "columns"),
+        (I(Op.MAC_ABK, ch_mask=1, row=0, col=0, ncols=5), "columns"),
+        (I(Op.MAC_SBK, ch_mask=1, bank=4, row=0, col=0, ncols=1), "bank 4"),
+        (I(Op.RD_MAC, ch_mask=3, dst=4090), "scratchpad"),
+        (I(Op.WR_GB, ch_mask=1, gb_col=0, ncols=1, src=4095), "scratchpad"),
+        (I(Op.WR_SBK, ch=2, bank=0, row=0, elem=0, n=1), "channel 2"),
+        (I(Op.WR_SBK, ch=0, bank=0, row=0, elem=120, n=9), "exceed a row"),
+        (I(Op.RD_VEC, dst=0, n=16, vec=8, region_row=0, n_local=1, vec_len=16), "beyond"),
+        (I(Op.RD_VEC, dst=0, n=17, vec=0, region_row=0, n_local=1, vec_len=16), "beyond"),
+        (I(Op.RD_VEC, dst=0, n=8, vec=0, region_row=0, n_local=1, vec_len=12), "bad region"),
+        (I(Op.RD_VEC, dst=0, n=8, vec=0, region_row=63, n_local=9, vec_len=16), "row"),
+        (I(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=0, n=8, vec=16, region_row=0, n_local=1,
+           vec_len=16), "register"),
+        (I(Op.WR_ELEM, src=0, n=9, vec=0, elem=0, region_row=0, n_local=1, vec_len=16),
+         "beyond"),
+        (I(Op.SOFTMAX, dst=0, src=0, n=0), "at least 1"),
+        (I(Op.VREDUCE, dst=0, src=0, n=4, k=0), "at least 1"),
+        (I(Op.OUT, reg=16), "register"),
+        (I(Op.VADD, dst=4000, a=0, b=0, n=200), "scratchpad"),
+    ],
+)
+def test_bad_instructions_raise(ins, words):
+    m = machine()
+    with pytest.raises(GoldenError, match=rf"instruction 1 \({ins.op.name}\).*{words}"):
+        m.run([I(Op.SYNC), ins, I(Op.EOC)])
+
+
+def test_dram_grows_up_to_hw_rows():
+    m = GoldenMachine(HW)  # no image: rows appear on demand, zero-filled
+    m.sp[0:16] = 3.0
+    run(m, I(Op.WR_SBK, ch=0, bank=1, row=40, elem=16, n=16, src=0),
+        I(Op.RD_SBK, ch=0, bank=1, row=40, elem=16, n=16, dst=100))
+    assert m.dram.shape[2] >= 41
+    np.testing.assert_array_equal(m.sp[100:116], 3.0)
+
+
+def test_program_must_end_with_eoc_and_binary_is_checked():
+    with pytest.raises(GoldenError, match="without EOC"):
+        run_program(HW, [I(Op.SYNC)])
+    blob = bytearray(encode([I(Op.SETR, reg=0, imm=5), I(Op.OUT, reg=0), I(Op.EOC)]))
+    machine_, stats = run_program(HW, bytes(blob))
+    assert machine_.out == [5] and stats["instructions"] == 3
+    blob[16] = 0x7E  # unknown opcode
+    with pytest.raises(ProgramError, match="unknown opcode"):
+        run_program(HW, bytes(blob), source="x.bin")
+    with pytest.raises(ProgramError, match="truncated"):
+        run_program(HW, bytes(blob[:-4]))
+
+
+def test_image_shape_validated():
+    with pytest.raises(GoldenError, match="DRAM image"):
+        GoldenMachine(HW, np.zeros((2, 4, 8, 100), np.uint16))
+    with pytest.raises(GoldenError, match="DRAM image"):
+        GoldenMachine(HW, np.zeros((2, 4, 8, 128), np.float32))
+
+
+def test_tiny_products_take_the_exact_path():
+    """Products near the subnormal range must flush exactly as the contract says."""
+    m = machine(fill=False)
+    m.dram[:, :, 0, :16] = f32_to_bf16(np.float32(2.0**-70) * np.arange(1, 17, dtype=np.float32))
+    m.sp[0:16] = np.float32(2.0**-60) * np.arange(16, 0, -1, dtype=np.float32)
+    m.sp[16:64] = 1.0
+    run(m, I(Op.WR_GB, ch_mask=3, gb_col=0, ncols=4, src=0),
+        I(Op.MAC_ABK, ch_mask=3, row=0, col=0, ncols=1, gb_col=0),
+        I(Op.RD_MAC, ch_mask=3, dst=100))
+    assert m.slow_macs == 1 and m.fast_macs == 0
+    want = mac_columns(np.float32(0), m.dram[0, 0, 0, :16].reshape(1, 16),
+                       f32_to_bf16(m.sp[0:16]).reshape(1, 16))
+    assert np.all(bits(m.sp[100:108]) == bits(want))  # some products flush, some do not
