@@ -1,0 +1,142 @@
+"""The command-log checker: legal logs of real compiled programs pass, and every kind of broken log
+(mutated by hand from a legal one) is caught with a message naming the constraint."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from pimgpt.sim.perf.checker import TimingViolation, assert_legal, check_log
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.standard import CMD
+from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sw.isa import I, Op
+from pimgpt.sw.models import get_model
+
+from pimgpt.config import hw_from_dict, load_hw
+
+HW = load_hw("pimgpt-gddr6-8ch")
+
+
+def overlap_hw():
+    raw = copy.deepcopy(HW.raw)
+    raw["dram"]["act_overlap"] = True
+    return hw_from_dict(raw, where="overlap")
+
+
+def log_of(program, hw=HW):
+    return PerfEngine(hw).run(program + [I(Op.EOC)], log=True).log
+
+
+def mac(row, ncols=4):
+    return I(Op.MAC_ABK, ch_mask=0xFF, row=row, col=0, ncols=ncols, gb_col=0)
+
+
+def find(log, name, k=0):
+    """Index of the k-th record of command ``name``."""
+    idx = [i for i, r in enumerate(log) if r[0] == CMD[name]]
+    return idx[k]
+
+
+def with_record(log, i, **change):
+    names = ("cmd", "mask", "fpi", "sub", "row", "t0", "n", "g")
+    rec = dict(zip(names, log[i], strict=True))
+    rec.update(change)
+    out = list(log)
+    out[i] = tuple(rec[n] for n in names)
+    return out
+
+
+# ---- legal logs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("model,hw_name,ctx", [("tiny", "tiny-rtl", 40),
+                                               ("gpt2-small", "pimgpt-gddr6-8ch", 32)])
+def test_compiled_decode_steps_are_legal(model, hw_name, ctx):
+    hw = load_hw(hw_name)
+    comp = compile_decode_step(get_model(model), hw, ctx)
+    res = PerfEngine(hw).run(comp.program, log=True)
+    assert res.log and res.counts["MAC16"] > 0
+    assert check_log(res.log, hw) == []
+
+
+def test_compiled_decode_step_with_second_row_buffer_is_legal():
+    hw = overlap_hw()
+    comp = compile_decode_step(get_model("tiny"), hw, 64)
+    res = PerfEngine(hw).run(comp.program, log=True)
+    assert check_log(res.log, hw) == []
+
+
+def test_hand_program_log_is_legal():
+    assert check_log(log_of([mac(0), mac(1), mac(2)]), HW) == []
+
+
+# ---- broken logs ------------------------------------------------------------------------------
+def test_mac_too_soon_after_activation():
+    log = log_of([mac(0)])
+    i = find(log, "MAC16")
+    bad = with_record(log, i, t0=log[i][5] - 1)
+    errors = check_log(bad, HW)
+    assert any("nRCDRDMAC" in e for e in errors), errors
+
+
+def test_train_stride_below_nccd():
+    log = log_of([mac(0)])
+    bad = with_record(log, find(log, "MAC16"), g=1)
+    errors = check_log(bad, HW)
+    assert any("stride 1" in e and "nCCD" in e for e in errors), errors
+
+
+def test_activation_of_an_open_bank():
+    log = log_of([mac(0), mac(1)])
+    bad = [r for k, r in enumerate(log) if k != find(log, "PREA")]
+    errors = check_log(bad, HW)
+    assert any("still open" in e for e in errors), errors
+
+
+def test_column_command_on_a_closed_row():
+    log = log_of([mac(0)])
+    bad = with_record(log, find(log, "MAC16"), row=7)
+    errors = check_log(bad, HW)
+    assert any("row 7 not open" in e for e in errors), errors
+
+
+def test_activation_before_precharge_completes():
+    log = log_of([mac(0), mac(1)])
+    i = find(log, "ACT16", 1)
+    # Move the second ACT16 (and what follows it) 1 cycle earlier than PREA + nRP allows.
+    bad = with_record(log, i, t0=log[i][5] - 1)
+    errors = check_log(bad, HW)
+    assert any("nRP" in e for e in errors), errors
+
+
+def test_two_commands_in_one_cycle():
+    log = log_of([I(Op.WR_GB, ch_mask=0xFF, gb_col=0, ncols=1, src=0), mac(0)])
+    i = find(log, "ACT16")
+    bad = with_record(log, i, t0=log[find(log, "WRGB")][5])
+    errors = check_log(bad, HW)
+    assert any("command bus" in e for e in errors), errors
+
+
+def test_four_activation_window():
+    prog = [I(Op.WR_ELEM, src=0, n=5, vec=0, region_row=0, n_local=1, vec_len=16, elem=0)]
+    log = log_of(prog)
+    i = find(log, "ACT")
+    bad = with_record(log, i, t0=log[find(log, "ACT4")][5] + 11)  # nRRDS ok, nFAW not
+    errors = check_log(bad, HW)
+    assert any("nFAW" in e for e in errors), errors
+
+
+def test_missing_refresh():
+    # 150 rows x ~228 cycles > 9 x nREFI = 29997 cycles: without REFab the limit is broken.
+    log = log_of([mac(r % 4, ncols=64) for r in range(150)])
+    assert any(r[0] == CMD["REFab"] for r in log)
+    bad = [r for r in log if r[0] != CMD["REFab"]]
+    errors = check_log(bad, HW)
+    assert any("without REFab" in e for e in errors), errors
+
+
+def test_assert_legal_raises_with_the_first_violations():
+    log = log_of([mac(0)])
+    bad = with_record(log, find(log, "MAC16"), g=1)
+    with pytest.raises(TimingViolation, match="violation"):
+        assert_legal(bad, HW)
+    assert_legal(log, HW)
