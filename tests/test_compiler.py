@@ -1,0 +1,230 @@
+"""Compiler: program structure, SYNC placement, locality, scratchpad limits, errors, outputs."""
+
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import yaml
+from pimgpt.sw import isa
+from pimgpt.sw.aim import AimError, parse_aim
+from pimgpt.sw.compiler import (
+    CompileError,
+    compile_decode_step,
+    compile_generation,
+    hazards,
+)
+from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
+from pimgpt.sw.mapper import map_model
+from pimgpt.sw.models import ModelConfig, get_model
+
+from pimgpt.config import hw_from_dict, load_hw
+
+HW = load_hw("pimgpt-gddr6-8ch")
+
+
+def custom_hw(dram=None, asic=None):
+    base = load_hw("tiny-rtl").raw
+    return hw_from_dict({**base, "dram": {**base["dram"], **(dram or {})},
+                         "asic": {**base["asic"], **(asic or {})}}, where="test")
+
+
+@pytest.fixture(scope="module")
+def small_step():
+    return compile_decode_step(get_model("gpt2-small"), HW, 300)
+
+
+def mac_cells(cp, tag):
+    """(row, column) of every MAC_ABK column streamed under ``tag``, in program order."""
+    cells = []
+    for ins, t in zip(cp.program, cp.tags, strict=True):
+        if t == tag and ins.op is Op.MAC_ABK:
+            cells += [(ins["row"], ins["col"] + k) for k in range(ins["ncols"])]
+    return cells
+
+
+@pytest.mark.parametrize("name", ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"])
+def test_gemv_streams_every_weight_column_once_in_row_order(small_step, name):
+    cp = small_step
+    tag = {"attn.c_attn": "L4.attn.qkv", "attn.c_proj": "L4.attn.proj",
+           "mlp.c_fc": "L4.mlp.fc", "mlp.c_proj": "L4.mlp.proj"}[name]
+    region = cp.memmap.region(f"h.4.{name}.weight")
+    cells = mac_cells(cp, tag)
+    cols_per_row = HW.dram.cols_per_row
+    flat = [r * cols_per_row + c for r, c in cells]
+    first = region.row * cols_per_row
+    assert flat == list(range(first, first + region.n_elems // 16))  # whole rows, in order
+    rows = [r for r, _ in cells]
+    assert sum(1 for a, b in zip(rows, rows[1:], strict=False) if a != b) == region.n_rows - 1
+
+
+def test_all_banks_busy_in_gemvs(small_step):
+    masks = Counter(ins["ch_mask"] for ins, t in zip(small_step.program, small_step.tags,
+                                                       strict=True)
+                    if ins.op is Op.MAC_ABK and t.endswith((".qkv", ".fc", ".proj")))
+    full = (1 << HW.dram.channels) - 1
+    assert masks[full] / sum(masks.values()) > 0.9
+
+
+def test_program_shape(small_step):
+    cp = small_step
+    prog = cp.program
+    assert prog[-1].op is Op.EOC and sum(i.op is Op.EOC for i in prog) == 1
+    assert len(cp.tags) == len(prog)
+    assert hazards(prog, HW.dram.banks) == []
+    assert 0 < cp.scratchpad_words_used <= HW.asic.scratchpad_words
+    kinds = cp.tag_counts("kind")
+    for kind in ("attn.qkv", "attn.kv", "attn.score", "attn.softmax", "attn.av", "attn.proj",
+                 "mlp.fc", "mlp.gelu", "mlp.proj", "ln1", "ln2", "embed", "lm_head", "argmax"):
+        assert kinds[kind] > 0, kind
+    layers = cp.tag_counts("layer")
+    assert layers["L0"] == layers["L11"] and "L12" not in layers
+    ops = Counter(i.op for i in prog)
+    assert ops[Op.LAYERNORM] == 2 * 12 + 1 and ops[Op.VGELU] == 12
+    assert ops[Op.SOFTMAX] == 12 * 12 and ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
+    assert ops[Op.ARGMAX] == 1 and ops[Op.OUT] == 1
+    # score MACs: one RD_MAC per head per local token group (300 tokens -> 3 locals of 128)
+    score_rd = sum(1 for i, t in zip(prog, cp.tags, strict=True)
+                   if t == "L0.attn.score" and i.op is Op.RD_MAC)
+    assert score_rd == 12 * 3
+    # every SYNC sits between a producer on one side and a consumer on the other
+    for k, ins in enumerate(prog):
+        if ins.op is Op.SYNC and k + 1 < len(prog) - 2:
+            assert hazards(prog[:k] + prog[k + 1:], HW.dram.banks), "a SYNC is redundant"
+            break
+
+
+def test_hazard_checker_catches_missing_sync():
+    cp = compile_generation(get_model("tiny"), HW, [1, 2], 2)
+    syncs = [k for k, i in enumerate(cp.program) if i.op is Op.SYNC]
+    removed = 0
+    for k in syncs[:-1]:
+        prog = cp.program[:k] + cp.program[k + 1:]
+        removed += bool(hazards(prog, HW.dram.banks))
+    assert removed == len(syncs) - 1  # no SYNC is superfluous
+
+
+def test_generation_structure():
+    cfg = get_model("tiny")
+    cp = compile_generation(cfg, HW, [5, 6, 7], 4)
+    ops = Counter(i.op for i in cp.program)
+    assert ops[Op.OUT] == 4 and ops[Op.ARGMAX] == 4
+    assert [i["imm"] for i in cp.program if i.op is Op.SETR] == [5, 6, 7]
+    by_reg = [i for i in cp.program if i.op is Op.RD_VEC and i.flags & FLAG_VEC_FROM_REG]
+    assert len(by_reg) == len(cp.steps) == 3 + 3
+    assert [s.pos for s in cp.steps] == list(range(6))
+    assert [s.logits for s in cp.steps] == [False, False, True, True, True, True]
+    assert [cp.program[s.start].op for s in cp.steps[:3]] == [Op.SETR] * 3
+    # K/V appends at every position
+    assert [i["vec"] for i in cp.program if i.op is Op.WR_VEC][::2] == list(range(6))
+    assert [i["elem"] for i in cp.program if i.op is Op.WR_ELEM][1::2] == list(range(6))
+    assert hazards(cp.program, HW.dram.banks) == []
+
+
+def test_text_forms_round_trip(tmp_path):
+    cp = compile_generation(get_model("tiny"), HW, [1], 2)
+    assert isa.parse_asm(cp.to_asm()) == cp.program
+    assert isa.decode(cp.encode()) == cp.program
+    lines = parse_aim(cp.to_aim(), HW)
+    pim = [i for i in cp.program if i.op in isa.PIM_OPS]
+    macs = [ln for ln in lines if ln.op in ("MAC_ABK", "MAC_SBK")]
+    assert len(macs) == sum(i.op in (Op.MAC_ABK, Op.MAC_SBK) for i in pim)
+    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in pim)
+    assert lines[-1].op == "EOC"
+    paths = cp.write(tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == ["memmap.yaml", "program.aim",
+                                                      "program.asm", "program.bin"]
+    assert isa.decode((tmp_path / "out" / "program.bin").read_bytes()) == cp.program
+    assert yaml.safe_load((tmp_path / "out" / "memmap.yaml").read_text())["model"] == "tiny"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left
+
+
+def test_write_leaves_nothing_on_error(tmp_path, monkeypatch):
+    cp = compile_decode_step(get_model("tiny"), HW, 10)
+
+    def boom(self):
+        raise CompileError("simulated failure")
+
+    monkeypatch.setattr(type(cp.memmap), "to_yaml", boom)
+    with pytest.raises(CompileError):
+        cp.write(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_aim_parser_rejects_bad_traces():
+    good = "# c\nAiM WR_GB 4 0 0xff\nAiM MAC_ABK 64 0xff 7\nW GPR 3\nR MEM 0 1 2\nAiM EOC\n"
+    assert len(parse_aim(good, HW)) == 5
+    bad = {
+        "AiM FROB 1\nAiM EOC\n": r"t.aim:1: unknown AiM op",
+        "AiM MAC_ABK 64 0xff\nAiM EOC\n": r"t.aim:1: AiM MAC_ABK takes 3",
+        "AiM MAC_ABK 65 0xff 7\nAiM EOC\n": r"t.aim:1: opsize",
+        "AiM RD_MAC 0 0x100\nAiM EOC\n": r"t.aim:1: channel mask",
+        "AiM MAC_SBK 1 0x1 16 0\nAiM EOC\n": r"t.aim:1: bank 16",
+        "AiM MAC_ABK 1 0x1 99999\nAiM EOC\n": r"t.aim:1: row 99999",
+        "AiM WR_GB x 0 1\nAiM EOC\n": r"t.aim:1: opsize 'x'",
+        "\nX GPR 1\nAiM EOC\n": r"t.aim:2: a line starts",
+        "W FOO 1\nAiM EOC\n": r"t.aim:1: expected",
+        "AiM EOC\nAiM SYNC\n": r"t.aim:2: .*after EOC",
+        "AiM SYNC\n": r"does not end",
+        "AiM\nAiM EOC": r"t.aim:1: 'AiM' without",
+    }
+    for text, words in bad.items():
+        with pytest.raises(AimError, match=words):
+            parse_aim(text, HW, source="t.aim")
+
+
+def test_heads_narrower_than_a_channel_use_single_bank_macs():
+    hw = custom_hw({"channels": 1, "banks": 32, "bank_groups": 4})
+    cp = compile_decode_step(get_model("tiny"), hw, 20)  # d_head 16 < 32 banks
+    ops = Counter(i.op for i in cp.program)
+    assert ops[Op.MAC_SBK] > 0 and hazards(cp.program, 32) == []
+
+
+def test_scratchpad_limit_error():
+    hw = custom_hw({"rows": 4096}, {"scratchpad_words": 1000})
+    with pytest.raises(CompileError, match=r"needs \d+ scratchpad words .* has 1000.*"
+                                           r"scratchpad_words"):
+        compile_decode_step(get_model("tiny"), hw)
+
+
+def test_input_errors():
+    cfg = get_model("tiny")
+    with pytest.raises(CompileError, match="empty"):
+        compile_generation(cfg, HW, [], 1)
+    with pytest.raises(CompileError, match="not an id"):
+        compile_generation(cfg, HW, [256], 1)
+    with pytest.raises(CompileError, match="not an id"):
+        compile_generation(cfg, HW, [1.5], 1)
+    with pytest.raises(CompileError, match="new_tokens"):
+        compile_generation(cfg, HW, [1], 0)
+    with pytest.raises(CompileError, match="KV cache holds 64"):
+        compile_generation(cfg, HW, list(range(60)), 6)
+    with pytest.raises(CompileError, match="KV cache holds 10"):
+        compile_generation(cfg, HW, [1] * 8, 4, memmap=map_model(cfg, HW, 10))
+    with pytest.raises(CompileError, match="context"):
+        compile_decode_step(cfg, HW, 65)
+    with pytest.raises(CompileError, match="another model"):
+        compile_decode_step(cfg, HW, 8, memmap=map_model(get_model("gpt2-small"), HW))
+    compile_generation(cfg, HW, list(range(60)), 5)  # exactly fills the context
+
+
+def test_straddling_heads_and_long_context():
+    """d_head 48 with GB chunks of 32 (heads straddle chunks); context longer than a chunk."""
+    hw = custom_hw({"row_bytes": 256, "gb_bytes": 64, "rows": 2048})
+    cfg = ModelConfig("s", n_layer=1, d_model=96, n_head=2, ctx=80, vocab=40)
+    cp = compile_decode_step(cfg, hw, 70)
+    assert hazards(cp.program, hw.dram.banks) == []
+    ops = Counter(i.op for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax")
+    assert ops[Op.VADD] == 2  # each head straddles one chunk boundary: 2 partial scores each
+    av = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.av"]
+    assert [i for i in av if i.op is Op.VREDUCE][0]["k"] == 3  # 70 tokens -> 3 chunks of 32
+
+
+def test_gpt2_xl_decode_compiles_fast():
+    t0 = time.perf_counter()
+    cp = compile_decode_step(get_model("gpt2-xl"), HW, 1024)
+    seconds = time.perf_counter() - t0
+    assert seconds < 20, seconds  # about 1.5 s on a 2-core machine
+    assert len(cp.program) > 50_000
+    assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
+    assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
