@@ -37,8 +37,9 @@ def run_valid_stream(dut, payloads, *, idle: float = 0.0, seed: int = 0,
     -------
     dict
         ``outputs`` (list of int payloads in order), ``latencies`` (cycles from each input to the
-        output with the same index; meaningful when every input yields one output), ``cycles``,
-        ``seconds`` (wall time of the simulation).
+        output with the same index; meaningful when every input yields one output), ``in_ticks``
+        and ``out_ticks`` (the cycle of each input and output), ``cycles``, ``seconds`` (wall
+        time of the simulation).
     """
     latency = getattr(dut, "latency", 0)
     drain = latency + 4 if drain is None else drain
@@ -83,7 +84,7 @@ def run_valid_stream(dut, payloads, *, idle: float = 0.0, seed: int = 0,
     seconds = time.perf_counter() - t0
     lat = [o[0] - i for o, i in zip(out, in_ticks, strict=False)]
     return {"outputs": [o[1] for o in out], "latencies": lat, "cycles": state["ticks"],
-            "seconds": seconds}
+            "in_ticks": in_ticks, "out_ticks": [o[0] for o in out], "seconds": seconds}
 
 
 def rtl_binary_op(op: str, a, b, *, latency: int | None = None, idle: float = 0.0,

