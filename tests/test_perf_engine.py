@@ -1,0 +1,223 @@
+"""The perf engine on whole programs: construction errors, lockstep channels, statistics, energy,
+attribution, channel scaling, the second row buffer, the CLI and its output files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import numpy as np
+import pytest
+from pimgpt.sim.perf.energy import energy_breakdown
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.report import attribute, breakdown
+from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sw.isa import I, Op
+from pimgpt.sw.models import get_model
+
+from pimgpt.cli import main
+from pimgpt.config import ConfigError, hw_from_dict, load_hw
+from pimgpt.errors import PimgptError
+
+HW = load_hw("pimgpt-gddr6-8ch")
+
+
+def variant(section, **keys):
+    raw = copy.deepcopy(HW.raw)
+    if section == "energy":
+        raw["energy"] = keys
+    else:
+        raw[section].update(keys)
+    return hw_from_dict(raw, where="variant")
+
+
+def mac(row, ncols=64, mask=0xFF):
+    return I(Op.MAC_ABK, ch_mask=mask, row=row, col=0, ncols=ncols, gb_col=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """gpt2-small, one decode step at context 128, simulated once."""
+    comp = compile_decode_step(get_model("gpt2-small"), HW, 128)
+    return comp, PerfEngine(HW).run(comp.program)
+
+
+# ---- construction and bad programs -------------------------------------------------------------
+def test_engine_rejects_non_config():
+    with pytest.raises(TypeError, match="HwConfig"):
+        PerfEngine({"dram": {}})
+
+
+def test_engine_needs_asic_cost_keys():
+    raw = copy.deepcopy(HW.raw)
+    del raw["asic"]["elem_ops"]
+    with pytest.raises(ConfigError, match="elem_ops"):
+        PerfEngine(hw_from_dict(raw, where="no-ops"))
+
+
+def test_program_for_more_channels_is_rejected():
+    with pytest.raises(PimgptError, match="ch_mask 0x100"):
+        PerfEngine(HW).run([mac(0, mask=0x100)])
+
+
+# ---- lockstep channels ---------------------------------------------------------------------------
+def test_lockstep_channels_time_like_one_channel():
+    prog = [mac(r) for r in range(6)] + [I(Op.RD_MAC, ch_mask=0, dst=0)]
+    prog[-1] = I(Op.RD_MAC, ch_mask=0xFF, dst=0)
+    one = PerfEngine(HW).run([I(Op.MAC_ABK, **{**p.args, "ch_mask": 1}) if p.op == Op.MAC_ABK
+                              else I(Op.RD_MAC, ch_mask=1, dst=0) for p in prog])
+    all8 = PerfEngine(HW).run(prog)
+    assert all8.cycles == one.cycles
+    assert all8.counts["MAC16"] == 8 * one.counts["MAC16"]
+    assert all8.bank_acts == 8 * one.bank_acts
+
+
+def test_diverged_channels_merge_at_sync():
+    eng = PerfEngine(HW)
+    prog = [mac(0, mask=0x0F), mac(0, mask=0xF0), I(Op.SYNC), mac(1)]
+    eng.run(prog)
+    assert len({id(s) for s in eng.states}) == 1
+
+
+# ---- statistics of a real decode step ------------------------------------------------------
+def test_mac_bytes_cover_weights_and_kv_cache(small):
+    comp, res = small
+    cfg = get_model("gpt2-small")
+    d, ctx = cfg.d_model, 128
+    weights = cfg.n_layer * 12 * d * d + cfg.vocab * d  # qkv, proj, fc, mlp proj; tied LM head
+    kv = cfg.n_layer * 2 * ctx * d
+    ratio = res.mac_bytes / (2 * (weights + kv))
+    # Every weight and cache element is read once; padding of partly used rows adds a little.
+    assert 1.0 <= ratio < 1.1
+
+
+def test_row_hits_and_utilization(small):
+    _, res = small
+    # Rows are streamed whole: at most one activation per 64 columns (plus cache appends).
+    assert 0.97 < res.row_hit_rate <= 63 / 64 + 1e-9
+    assert 0 < res.mac_utilization < 1
+    assert res.floor_cycles < res.cycles
+
+
+def test_attribution_adds_up_to_latency(small):
+    comp, res = small
+    charged, hidden = attribute(res, comp.tags)
+    assert charged.sum() == pytest.approx(res.cycles, rel=1e-9)
+    assert hidden >= 0
+    b = breakdown(res, comp.tags)
+    total = res.latency_ns
+    assert sum(b["by_class_ns"].values()) == pytest.approx(total, rel=1e-9)
+    assert sum(b["by_layer_ns"].values()) == pytest.approx(total, rel=1e-9)
+    assert {"L0", "L11", "lm_head"} <= set(b["by_layer_ns"])
+    assert b["by_class_ns"]["gemv"] > b["by_class_ns"]["attention"] > 0
+
+
+def test_energy_breakdown(small):
+    _, res = small
+    en = energy_breakdown(res, HW)
+    parts = en["by_component_nj"]
+    assert en["total_nj"] == pytest.approx(sum(parts.values()))
+    assert all(v >= 0 for v in parts.values())
+    e = HW.energy
+    assert parts["mac"] == pytest.approx(e["mac_col_pj"] * res.mac_bank_cols / 1e3)
+    assert parts["activate"] == pytest.approx(e["act_pj"] * res.bank_acts / 1e3)
+    static_w = (e["dram_static_mw_per_channel"] * 8 + e["asic_static_mw"]) / 1e3
+    assert parts["dram_static"] + parts["asic_static"] == pytest.approx(
+        static_w * res.latency_ns)  # W x ns = nJ
+
+
+def test_energy_needs_every_key():
+    with pytest.raises(ConfigError, match="energy keys"):
+        energy_breakdown(PerfEngine(HW).run([mac(0)]), variant("energy", act_pj=1.0))
+
+
+def test_energy_rejects_negative_values():
+    with pytest.raises(ConfigError, match="act_pj"):
+        variant("energy", act_pj=-1.0)
+
+
+# ---- scaling and the second row buffer -----------------------------------------------------------
+def test_gemv_time_scales_with_channels():
+    """Half the channels hold twice the rows per bank: GEMV time about doubles."""
+    cfg = get_model("gpt2-small")
+    times = {}
+    for ch in (4, 8):
+        hw = variant("dram", channels=ch)
+        comp = compile_decode_step(cfg, hw, 64)
+        res = PerfEngine(hw).run(comp.program)
+        times[ch] = breakdown(res, comp.tags)["by_class_ns"]["gemv"]
+    assert 1.8 < times[4] / times[8] < 2.2
+
+
+def test_act_overlap_raises_utilization(small):
+    comp, base = small
+    hw = variant("dram", act_overlap=True)
+    ov = PerfEngine(hw).run(compile_decode_step(get_model("gpt2-small"), hw, 128).program)
+    assert ov.mac_utilization > base.mac_utilization
+    assert ov.cycles < base.cycles
+    assert ov.mac_bank_cols == base.mac_bank_cols
+
+
+def test_gpt2_xl_decode_simulates_quickly():
+    comp = compile_decode_step(get_model("gpt2-xl"), HW, 1024)
+    t = time.perf_counter()
+    res = PerfEngine(HW).run(comp.program)
+    wall = time.perf_counter() - t
+    # The requirement is < 5 s on this 2-core machine (see pimgpt.bench_perf); the bound here
+    # leaves room for a loaded machine while still catching a return to per-command ticking.
+    assert wall < 10.0
+    assert res.counts["MAC16"] > 6e6
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def test_cli_decode_stats_and_timeline(tmp_path, capsys):
+    stats, trace = tmp_path / "s.json", tmp_path / "t.json"
+    rc = main(["run", "--backend", "perf", "-m", "tiny", "--hw", "tiny-rtl", "--context", "32",
+               "--stats", str(stats), "--timeline", str(trace)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "us/token" in out and "row hits" in out
+    s = json.loads(stats.read_text())
+    for key in ("latency_ns_per_token", "energy_nj_per_token", "row_hit_rate", "cycles",
+                "mac_utilization"):
+        assert s[key] > 0, key
+    assert s["latency_ns_per_token"] == pytest.approx(s["cycles"] * 0.5)
+    assert set(s["decode"]["by_class_ns"]) == {"gemv", "attention", "asic", "io"}
+    assert "L1" in s["decode"]["by_layer_ns"] and "attn.qkv" in s["decode"]["by_kind_ns"]
+    t = json.loads(trace.read_text())
+    xs = [e for e in t["traceEvents"] if e["ph"] == "X"]
+    assert xs and all({"pid", "tid", "ts", "dur", "name"} <= set(e) for e in xs)
+    assert {e["pid"] for e in xs} == {0, 1, 2}  # two channels and the ASIC
+
+
+def test_cli_prompt_reports_prefill_and_decode(tmp_path):
+    stats = tmp_path / "s.json"
+    rc = main(["run", "--backend", "perf", "-m", "tiny", "--hw", "tiny-rtl", "--prompt", "1,2,3",
+               "--new-tokens", "3", "--stats", str(stats)])
+    assert rc == 0
+    s = json.loads(stats.read_text())
+    assert s["prefill"]["tokens"] == 3 and s["decode"]["tokens"] == 2
+    whole = s["whole"]
+    assert s["prefill"]["latency_ns"] + s["decode"]["latency_ns"] == pytest.approx(
+        whole["latency_ns"])
+    assert s["prefill"]["energy_nj"] + s["decode"]["energy_nj"] == pytest.approx(
+        whole["energy_nj"], rel=1e-9)
+    assert s["latency_ns_per_token"] == pytest.approx(s["decode"]["latency_ns"] / 2)
+
+
+@pytest.mark.parametrize("args,msg", [(["--context", "999"], "out of range"),
+                                      (["--prompt", "1,x"], "comma-separated")])
+def test_cli_errors_leave_no_files(tmp_path, capsys, args, msg):
+    stats, trace = tmp_path / "s.json", tmp_path / "t.json"
+    rc = main(["run", "--backend", "perf", "-m", "tiny", "--hw", "tiny-rtl", *args,
+               "--stats", str(stats), "--timeline", str(trace)])
+    assert rc == 1
+    assert msg in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_instruction_spans_are_ordered(small):
+    _, res = small
+    assert np.all(res.end >= res.start)
+    assert res.end.max() == res.cycles
