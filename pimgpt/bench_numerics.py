@@ -258,6 +258,62 @@ def throughput(repeat: int = 3) -> dict:
     }
 
 
+def reference_speed(model: str = "gpt2-small", prompt_len: int = 4, new_tokens: int = 2,
+                    gb_elems: int = 1024, seed: int = 0) -> dict:
+    """Wall time per step of the reference models on random weights, and their logit agreement.
+
+    Parameters
+    ----------
+    model : str
+        Model preset.
+    prompt_len, new_tokens : int
+        Steps run: ``prompt_len + new_tokens - 1``, of which ``new_tokens`` compute the LM head.
+    gb_elems : int
+        Chunk size G.
+    seed : int
+        Seed of the random weights and the prompt.
+
+    Returns
+    -------
+    dict
+        Seconds per step with and without the LM head, float64 seconds per step, and the largest
+        logit difference relative to the largest |logit|.
+    """
+    from pimgpt.sim import reference as ref
+    from pimgpt.sw.checkpoint import random_weights
+    from pimgpt.sw.models import get_model
+
+    cfg = get_model(model)
+    weights = random_weights(cfg, seed)
+    prompt = [int(t) for t in np.random.default_rng(seed).integers(0, cfg.vocab, prompt_len)]
+    t0 = time.perf_counter()
+    pim = ref.PimModel(cfg, weights, gb_elems)
+    t_prep = time.perf_counter() - t0
+    f64 = ref.F64Model(cfg, weights)
+    no_head, head, t_f64, worst = [], [], [], 0.0
+    toks = list(prompt)
+    for pos in range(prompt_len + new_tokens - 1):
+        need = pos >= prompt_len - 1
+        t0 = time.perf_counter()
+        lp = pim.step(toks[pos], pos, need)
+        (head if need else no_head).append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        lf = f64.step(toks[pos], pos, need)
+        t_f64.append(time.perf_counter() - t0)
+        if need:
+            worst = max(worst, float(np.abs(lp - lf).max() / np.abs(lf).max()))
+            if pos + 1 >= len(toks):
+                toks.append(int(np.argmax(lp)))
+    return {
+        "model": model,
+        "prepare_s": t_prep,
+        "pim_step_s": float(np.mean(no_head)) if no_head else float("nan"),
+        "pim_step_with_head_s": float(np.mean(head)),
+        "f64_step_s": float(np.mean(t_f64)),
+        "max_logit_err_rel": worst,
+    }
+
+
 def numerics_report(quick: bool = False) -> dict:
     """All tables of ``docs/numerics.md``.
 
@@ -327,9 +383,18 @@ def format_report(rep: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer samples")
+    parser.add_argument("--reference", default=None, metavar="MODEL",
+                        help="also time the reference models on this preset (e.g. gpt2-small)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     print(format_report(numerics_report(quick=args.quick)))
+    if args.reference:
+        r = reference_speed(args.reference)
+        print(f"\nReference models on {r['model']} (random weights): "
+              f"prepare {r['prepare_s']:.1f} s, PIM step {r['pim_step_s']:.2f} s, "
+              f"with LM head {r['pim_step_with_head_s']:.2f} s, "
+              f"float64 step {r['f64_step_s']:.2f} s, max |logit err| / max |logit| "
+              f"{r['max_logit_err_rel']:.2e}")
     print(f"\n(report took {time.perf_counter() - t0:.1f} s)")
 
 
