@@ -1,0 +1,354 @@
+"""``pimgpt paper``: the PIM-GPT evaluation on the perf simulator.
+
+For the 8 presets of the paper (``sw.models.PAPER_MODELS``) and context lengths 128, 256, 512, 1024
+(and 2048 for the GPT-3 models) one decode step is compiled and simulated, once on the hardware as
+configured and once with ``dram.act_overlap: true`` (the second row buffer that hides activation).
+Measured GPU (H200) and CPU baselines come from ``../shared/anchors`` next to the repository (or
+``$PIMGPT_ANCHORS``), matched by model and context, both modes (``hf-eager`` and ``graph``).
+Two small sweeps follow: channel scaling (gpt2-medium, context 1024, 4-32 channels) and the
+vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test.
+
+Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at the end):
+``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pimgpt.sim.perf.cli import summarize
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sw.models import PAPER_MODELS, get_model
+
+from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.errors import PimgptError
+
+DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
+SCALING_MODEL, SCALING_CTX, SCALING_CHANNELS = "gpt2-medium", 1024, (4, 8, 16, 32)
+LANES_MODEL, LANES_CTX, LANES = "gpt3-xl", 2048, (16, 64, 256, 1024)
+#: Board power of the GPU baseline used only for a rough energy-per-token estimate: NVIDIA H200
+#: SXM, configurable TDP up to 700 W (vendor specification). Decode at batch 1 draws less, so the
+#: GPU energy below is an upper bound and the efficiency ratio an optimistic one.
+GPU_TDP_W = 700.0
+
+
+class PaperError(PimgptError):
+    """Bad arguments of ``pimgpt paper``."""
+
+
+def anchors_dir() -> Path | None:
+    """``$PIMGPT_ANCHORS`` or ``../shared/anchors`` beside the repository, if it exists."""
+    env = os.environ.get("PIMGPT_ANCHORS")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    repo = Path(__file__).resolve().parents[2]
+    cand = repo.parent / "shared" / "anchors"
+    return cand if cand.is_dir() else None
+
+
+def load_anchors(folder: Path | None) -> dict:
+    """``{(device, mode, model, ctx): median seconds}`` from the anchors' JSON-lines files."""
+    out: dict = {}
+    if folder is None:
+        return out
+    for path, dev in (("gpu_h200_decode.jsonl", "gpu"), ("cpu_xeon16_decode.jsonl", "cpu")):
+        f = folder / path
+        if not f.is_file():
+            continue
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "mode" in rec and "model" in rec and "ctx" in rec:
+                out[(dev, rec["mode"], rec["model"], int(rec["ctx"]))] = float(rec["median_s"])
+    return out
+
+
+def _variant(hw, section: str, **keys):
+    raw = copy.deepcopy(hw.raw)
+    raw[section].update(keys)
+    return hw_from_dict(raw, where=f"{hw.name} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
+
+
+def _parse_list(text, what, cast):
+    try:
+        vals = [cast(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PaperError(f"--{what} {text!r} is not a comma-separated list") from None
+    if not vals:
+        raise PaperError(f"--{what} is empty")
+    return vals
+
+
+def plan(models=None, contexts=None) -> list[tuple[str, int]]:
+    """(model, context) points: every requested context the model's KV cache holds."""
+    names = models or PAPER_MODELS
+    for n in names:
+        get_model(n)  # raises a one-line error for unknown names
+    pts = []
+    for n in names:
+        cfg = get_model(n)
+        ctxs = contexts or [c for c in DEFAULT_CONTEXTS if c <= cfg.ctx]
+        for c in ctxs:
+            if not 1 <= c <= cfg.ctx:
+                raise PaperError(f"context {c} is out of range for {n} (1..{cfg.ctx})")
+            pts.append((n, c))
+    return pts
+
+
+def simulate_point(model: str, ctx: int, hw, hw_overlap=None) -> dict:
+    """One decode step: statistics on ``hw`` (and the gain with ``hw_overlap``)."""
+    from pimgpt.sw.compiler import compile_decode_step
+
+    cfg = get_model(model)
+    comp = compile_decode_step(cfg, hw, ctx)
+    res = PerfEngine(hw).run(comp.program)
+    st = summarize(res, hw, comp.tags)
+    cls = st["decode"]["by_class_ns"]
+    tot = sum(cls.values()) or 1.0
+    row = {
+        "model": model, "ctx": ctx,
+        "latency_us": st["latency_ns_per_token"] / 1e3,
+        "energy_uj": st["energy_nj_per_token"] / 1e3,
+        "row_hit_rate": st["row_hit_rate"],
+        "mac_utilization": st["mac_utilization"],
+        **{f"frac_{k}": v / tot for k, v in cls.items()},
+        "sim_wall_s": res.wall_s,
+    }
+    if hw_overlap is not None:
+        ov = PerfEngine(hw_overlap).run(comp.program)
+        row["latency_overlap_us"] = ov.latency_ns / 1e3
+        row["mac_utilization_overlap"] = ov.mac_utilization
+        row["overlap_speedup"] = res.cycles / ov.cycles
+    return row
+
+
+def add_baselines(row: dict, anchors: dict) -> None:
+    for dev in ("gpu", "cpu"):
+        for mode in ("graph", "hf-eager"):
+            s = anchors.get((dev, mode, row["model"], row["ctx"]))
+            key = f"{dev}_{mode.replace('-', '_')}"
+            row[f"{key}_ms"] = s * 1e3 if s is not None else None
+            row[f"speedup_{key}"] = s * 1e6 / row["latency_us"] if s is not None else None
+    g = row.get("gpu_graph_ms")
+    row["gpu_energy_uj_tdp"] = g * GPU_TDP_W * 1e3 if g is not None else None
+
+
+def _csv(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    return buf.getvalue()
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def markdown(rows, scaling, lanes, hw_name, anchors_found) -> str:
+    out = [f"# PIM-GPT evaluation on the perf simulator ({hw_name})", "",
+           "One decode step (batch 1) per model and context. Latency and energy per token; "
+           "speedup = baseline median latency / simulated latency (baselines: `../shared/anchors`"
+           f"{'' if anchors_found else ', not found: no speedups'}); floor = achieved fraction "
+           "of the bank-bandwidth floor; `+ovl` = with `dram.act_overlap: true`.", "",
+           "| model | ctx | us/token | uJ/token | row hits | floor | floor +ovl | gain +ovl | "
+           "GEMV | attn | ASIC | I/O | x GPU graph | x GPU eager | x CPU graph | x CPU eager |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(
+            f"| {r['model']} | {r['ctx']} | {r['latency_us']:.1f} | {r['energy_uj']:.0f} | "
+            f"{r['row_hit_rate'] * 100:.2f} % | {r['mac_utilization'] * 100:.1f} % | "
+            f"{_f(r.get('mac_utilization_overlap'), '.1%')} | "
+            f"{_f(r.get('overlap_speedup'), '.3f')}x | "
+            f"{r['frac_gemv'] * 100:.1f} % | {r['frac_attention'] * 100:.1f} % | "
+            f"{r['frac_asic'] * 100:.1f} % | {r['frac_io'] * 100:.1f} % | "
+            + " | ".join(_f(r.get(f"speedup_{k}"), ".2f") for k in
+                         ("gpu_graph", "gpu_hf_eager", "cpu_graph", "cpu_hf_eager")) + " |")
+    if scaling:
+        base = scaling[0]
+        out += ["", f"## Channel scaling ({SCALING_MODEL}, context {SCALING_CTX})", "",
+                "| channels | us/token | speedup vs "
+                f"{base['channels']} ch | GEMV us | GEMV speedup | floor |",
+                "|---|---|---|---|---|---|"]
+        for r in scaling:
+            out.append(f"| {r['channels']} | {r['latency_us']:.1f} | "
+                       f"{base['latency_us'] / r['latency_us']:.2f} | {r['gemv_us']:.1f} | "
+                       f"{base['gemv_us'] / r['gemv_us']:.2f} | "
+                       f"{r['mac_utilization'] * 100:.1f} % |")
+    if lanes:
+        out += ["", f"## Vector-unit width ({LANES_MODEL}, context {LANES_CTX})", "",
+                "| vector lanes | us/token | non-GEMV (ASIC) share | floor |", "|---|---|---|---|"]
+        for r in lanes:
+            out.append(f"| {r['lanes']} | {r['latency_us']:.1f} | {r['frac_asic'] * 100:.1f} % | "
+                       f"{r['mac_utilization'] * 100:.1f} % |")
+    return "\n".join(out) + "\n"
+
+
+def plots(rows, scaling, lanes, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    files = []
+
+    def per_model(key, ylabel, fname, log=False, scale=1.0, extra=None):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for n in names:
+            pts = [(r["ctx"], r[key]) for r in rows if r["model"] == n and r.get(key) is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] * scale for p in pts], marker="o", label=n)
+        if extra:
+            extra(ax)
+        ax.set_xscale("log", base=2)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(folder / fname, dpi=120)
+        plt.close(fig)
+        files.append(fname)
+
+    per_model("latency_us", "latency per token (us)", "latency_per_token.png", log=True)
+    per_model("energy_uj", "energy per token (uJ)", "energy_per_token.png", log=True)
+    per_model("row_hit_rate", "row-buffer hit rate (%)", "row_hit_rate.png", scale=100)
+    per_model("mac_utilization", "fraction of bank-bandwidth floor (%)", "mac_utilization.png",
+              scale=100)
+    if any(r.get("speedup_gpu_graph") for r in rows):
+        per_model("speedup_gpu_graph", "speedup vs H200 (graph)", "speedup_gpu_graph.png",
+                  log=True)
+        per_model("speedup_gpu_hf_eager", "speedup vs H200 (hf-eager)",
+                  "speedup_gpu_hf_eager.png", log=True)
+    # Time breakdown at each model's largest context.
+    last = {}
+    for r in rows:
+        if r["model"] not in last or r["ctx"] > last[r["model"]]["ctx"]:
+            last[r["model"]] = r
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    bottom = [0.0] * len(last)
+    labels = [f"{m}\n{r['ctx']}" for m, r in last.items()]
+    for cls in ("gemv", "attention", "asic", "io"):
+        vals = [r[f"frac_{cls}"] * 100 for r in last.values()]
+        ax.bar(labels, vals, bottom=bottom, label=cls)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.set_ylabel("share of latency (%)")
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "breakdown.png", dpi=120)
+    plt.close(fig)
+    files.append("breakdown.png")
+    if scaling:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ch = [r["channels"] for r in scaling]
+        b = scaling[0]
+        ax.plot(ch, [b["latency_us"] / r["latency_us"] for r in scaling], marker="o",
+                label="whole token")
+        ax.plot(ch, [b["gemv_us"] / r["gemv_us"] for r in scaling], marker="s", label="GEMV")
+        ax.plot(ch, [c / ch[0] for c in ch], "k--", label="linear")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("channels")
+        ax.set_ylabel(f"speedup vs {ch[0]} channels")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(folder / "channel_scaling.png", dpi=120)
+        plt.close(fig)
+        files.append("channel_scaling.png")
+    return files
+
+
+def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
+              progress=True) -> dict:
+    """Run the evaluation and write the report into ``output``; returns the rows."""
+    from pimgpt.sw.compiler import compile_decode_step
+    from tqdm import tqdm
+
+    hw = load_hw(hw_name)
+    hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
+    points = plan(models, contexts)
+    anchors_path = anchors_dir()
+    anchors = load_anchors(anchors_path)
+    rows = []
+    extra = []
+    if sweeps:
+        extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
+    bar = tqdm(total=len(points) + len(extra), desc="pimgpt paper", disable=not progress,
+               unit="run")
+    for model, ctx in points:
+        bar.set_postfix_str(f"{model} ctx {ctx}")
+        row = simulate_point(model, ctx, hw, hw_ovl)
+        add_baselines(row, anchors)
+        rows.append(row)
+        bar.update()
+    scaling, lanes = [], []
+    for kind, v in extra:
+        bar.set_postfix_str(f"{kind} {v}")
+        if kind == "scaling":
+            h = _variant(hw, "dram", channels=v)
+            model, ctx = SCALING_MODEL, SCALING_CTX
+        else:
+            h = _variant(hw, "asic", vector_lanes=v)
+            model, ctx = LANES_MODEL, LANES_CTX
+        comp = compile_decode_step(get_model(model), h, ctx)
+        res = PerfEngine(h).run(comp.program)
+        st = summarize(res, h, comp.tags)["decode"]
+        cls = st["by_class_ns"]
+        tot = sum(cls.values()) or 1.0
+        rec = {"latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,
+               "mac_utilization": st["mac_utilization"], "frac_asic": cls["asic"] / tot}
+        (scaling if kind == "scaling" else lanes).append(
+            {"channels" if kind == "scaling" else "lanes": v, **rec})
+        bar.update()
+    bar.close()
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".paper-", dir=out.parent))
+    try:
+        (tmp / "results.md").write_text(markdown(rows, scaling, lanes, hw.name, bool(anchors)))
+        (tmp / "results.csv").write_text(_csv(rows))
+        if scaling:
+            (tmp / "scaling.csv").write_text(_csv(scaling))
+        if lanes:
+            (tmp / "lanes.csv").write_text(_csv(lanes))
+        plots(rows, scaling, lanes, tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"rows": rows, "scaling": scaling, "lanes": lanes, "anchors": str(anchors_path)}
+
+
+def cli_paper(args) -> int:
+    """Entry point of ``pimgpt paper``."""
+    models = _parse_list(args.models, "models", str) if args.models else None
+    contexts = _parse_list(args.contexts, "contexts", int) if args.contexts else None
+    # A subset run (--models/--contexts) skips the fixed sweeps unless it asks for everything.
+    sweeps = models is None and contexts is None
+    result = run_paper(args.output, args.hw, models, contexts, sweeps=sweeps)
+    out = Path(args.output)
+    print((out / "results.md").read_text())
+    print(f"written: {out}/results.md, results.csv and PNG plots")
+    if result["anchors"] == "None":
+        print("note: no anchors directory found (set PIMGPT_ANCHORS); speedups left empty")
+    return 0
