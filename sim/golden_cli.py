@@ -82,6 +82,8 @@ def _program_file(path: str, cfg, hw):
     except OSError as exc:
         raise RunError(f"{path}: cannot read ({exc.strerror})") from None
     program = decode(blob, source=str(path))
+    if not program or program[-1].op is not Op.EOC:
+        raise RunError(f"{path}: the program does not end with EOC; it is truncated, recompile it")
     context = None
     mm_file = p.with_name("memmap.yaml")
     if mm_file.exists():

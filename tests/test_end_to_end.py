@@ -1,0 +1,169 @@
+"""End to end: compiled programs on the golden simulator vs the independent reference model, bit
+for bit; compile of every preset; the `pimgpt compile` and `pimgpt run --backend golden` CLIs."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from pimgpt.sim.golden import run_golden
+from pimgpt.sim.reference import pim_generate
+from pimgpt.sw import isa
+from pimgpt.sw.checkpoint import random_weights
+from pimgpt.sw.compiler import compile_decode_step, hazards
+from pimgpt.sw.models import PRESETS, ModelConfig, get_model
+
+from pimgpt.cli import main
+from pimgpt.config import hw_from_dict, load_hw
+
+HW = load_hw("pimgpt-gddr6-8ch")
+
+
+def custom_hw(**dram):
+    base = load_hw("tiny-rtl").raw
+    return hw_from_dict({**base, "dram": {**base["dram"], **dram}}, where="test")
+
+
+def assert_same_generation(cfg, hw, weights, prompt, new_tokens):
+    tokens, logits, stats = run_golden(cfg, hw, weights, prompt, new_tokens)
+    ref_tokens, ref_logits = pim_generate(cfg, weights, hw.dram.gb_elems, prompt, new_tokens)
+    assert tokens == ref_tokens
+    assert len(logits) == len(ref_logits) == new_tokens
+    for got, want in zip(logits, ref_logits, strict=True):
+        assert got.shape == (cfg.vocab,)
+        np.testing.assert_array_equal(got.view(np.uint32), np.asarray(want, np.float32)
+                                      .view(np.uint32))
+    return stats
+
+
+def test_tiny_bit_identical():
+    cfg = get_model("tiny")
+    stats = assert_same_generation(cfg, HW, random_weights(cfg, 7), [1, 2, 3], 5)
+    assert stats["steps"] == 7 and stats["slow_macs"] == 0
+
+
+def test_tiny_on_tiny_rtl_hw_bit_identical():
+    cfg = get_model("tiny")
+    assert_same_generation(cfg, load_hw("tiny-rtl"), random_weights(cfg, 8), [200], 4)
+
+
+def test_gpt2_small_bit_identical():
+    """Two prompt tokens, then three generated tokens (two decode steps): about 40 s."""
+    cfg = get_model("gpt2-small")
+    assert_same_generation(cfg, HW, random_weights(cfg, 0), [464, 3290], 3)
+
+
+def test_chunked_dots_straddling_heads_and_long_context_bit_identical():
+    """GB of 32 elements: 3 chunks per d_model=96 vector, both heads (d_head 48) straddle a chunk
+    boundary, rows of 128 elements split token vectors, and 35 tokens exceed one chunk of p . V."""
+    hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
+    cfg = ModelConfig("stress", n_layer=1, d_model=96, n_head=2, ctx=48, vocab=40)
+    assert_same_generation(cfg, hw, random_weights(cfg, 3), list(range(1, 35)), 2)
+
+
+def test_heads_narrower_than_channel_bit_identical():
+    hw = custom_hw(channels=1, banks=32, bank_groups=4)
+    cfg = get_model("tiny")
+    assert_same_generation(cfg, hw, random_weights(cfg, 4), [9, 10], 3)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_compiles_at_max_context(name):
+    cfg = PRESETS[name]
+    cp = compile_decode_step(cfg, HW)
+    assert cp.steps[0].pos == cfg.ctx - 1
+    assert cp.program[-1].op is isa.Op.EOC
+    assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
+    assert hazards(cp.program, HW.dram.banks) == []
+    score = [i for i, t in zip(cp.program, cp.tags, strict=True)
+             if t == "L0.attn.score" and i.op is isa.Op.RD_MAC]
+    g, dh = HW.dram.gb_elems, cfg.d_head
+    parts = sum(((a + 1) * dh - 1) // g - (a * dh) // g + 1 for a in range(cfg.n_head))
+    assert len(score) == parts * -(-cfg.ctx // HW.dram.slots)
+
+
+def test_cli_compile_and_memmap(tmp_path):
+    out = tmp_path / "c"
+    assert main(["compile", "-m", "tiny", "--context", "33", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["memmap.yaml", "program.aim",
+                                                     "program.asm", "program.bin"]
+    mm = yaml.safe_load((out / "memmap.yaml").read_text())
+    assert mm["model"] == "tiny" and mm["context"] == 64
+    assert mm["regions"]["h.0.k_cache"]["n_vectors"] == 64
+    assert mm["totals"]["rows_used"] == max(r["region_row"] + r["n_rows"]
+                                            for r in mm["regions"].values())
+    prog = isa.decode((out / "program.bin").read_bytes())
+    assert isa.parse_asm((out / "program.asm").read_text()) == prog
+    assert (out / "program.aim").read_text().rstrip().endswith("AiM EOC")
+    wr = [i for i in prog if i.op is isa.Op.WR_VEC]
+    assert [i["vec"] for i in wr] == [32, 32]  # one decode step at position 32
+
+
+def test_cli_errors(tmp_path, capsys):
+    out = tmp_path / "big"
+    assert main(["compile", "-m", "gpt2-small", "--hw", "tiny-rtl", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "rows per bank" in err and "--hw" in err and "\n" == err[-1] and err.count("\n") == 1
+    assert not out.exists()
+    assert main(["run", "-m", "no-such-model"]) == 1
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+    assert main(["compile", "-m", "tiny", "--prompt", "1,x", "-o", str(out)]) == 1
+    assert "not a token id" in capsys.readouterr().err
+    assert main(["run", "-m", "gpt2-small", "--prompt-text", "hi"]) == 1
+    assert "byte-level" in capsys.readouterr().err
+    assert main(["run", "-m", "tiny", "--prompt", "1", "--new-tokens", "65"]) == 1
+    assert "KV cache holds 64" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_run_golden_matches_reference(tmp_path, capsys):
+    cfg = get_model("tiny")
+    stats_file, logits_file = tmp_path / "s.json", tmp_path / "l.npy"
+    rc = main(["run", "-m", "tiny", "--backend", "golden", "--prompt", "4,5", "--new-tokens", "3",
+               "--seed", "2", "--stats", str(stats_file), "--logits", str(logits_file)])
+    assert rc == 0
+    tokens, logits = pim_generate(cfg, random_weights(cfg, 2), HW.dram.gb_elems, [4, 5], 3)
+    assert f"tokens: {','.join(map(str, tokens))}" in capsys.readouterr().out
+    stats = json.loads(stats_file.read_text())
+    for key in ("tokens", "prompt", "model", "hw", "backend", "instructions", "seconds",
+                "seconds_per_token", "logits_file"):
+        assert key in stats, key
+    assert stats["tokens"] == tokens and stats["prompt"] == [4, 5] and stats["backend"] == "golden"
+    assert stats["model"] == "tiny" and stats["hw"] == HW.name and stats["instructions"] > 0
+    saved = np.load(stats["logits_file"])
+    np.testing.assert_array_equal(saved.view(np.uint32), np.stack(logits).view(np.uint32))
+
+
+def test_cli_run_compiled_program_and_corrupt_files(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["compile", "-m", "tiny", "--prompt", "7,8,9", "--new-tokens", "2",
+                 "-o", str(out)]) == 0
+    capsys.readouterr()
+    stats_file = tmp_path / "s.json"
+    assert main(["run", "-m", "tiny", "--program", str(out / "program.bin"),
+                 "--stats", str(stats_file)]) == 0
+    stats = json.loads(stats_file.read_text())
+    cfg = get_model("tiny")
+    want, _ = pim_generate(cfg, random_weights(cfg, 0), HW.dram.gb_elems, [7, 8, 9], 2)
+    assert stats["tokens"] == want and stats["prompt"] == [7, 8, 9]
+    capsys.readouterr()
+    blob = (out / "program.bin").read_bytes()
+    cases = {"short.bin": blob[:100], "magic.bin": b"NOTPIMGP" + blob[8:],
+             "opcode.bin": blob[:16] + b"\x77\x00" + blob[18:], "noeoc.bin": None}
+    prog = isa.decode(blob)
+    cases["noeoc.bin"] = isa.encode(prog[:-1])
+    words = {"short.bin": "truncated", "magic.bin": "bad magic", "opcode.bin": "unknown opcode",
+             "noeoc.bin": "does not end with EOC"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert main(["run", "-m", "tiny", "--program", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        assert words[name] in err and name in err, err
+    assert main(["run", "-m", "tiny", "--program", str(tmp_path / "missing.bin")]) == 1
+    assert "no such program file" in capsys.readouterr().err
+
+
+def test_cli_prompt_text_byte_model(capsys):
+    assert main(["run", "-m", "tiny", "--prompt-text", "ab", "--new-tokens", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tokens: ") and "text: 'ab" in out
