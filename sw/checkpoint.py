@@ -375,7 +375,8 @@ def _read_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
                     out[name] = arr
         except SafetensorError as exc:
             raise ModelError(
-                f"{file} is not a valid safetensors file ({exc}); re-export the checkpoint"
+                f"{file} is not a valid safetensors file ({str(exc).splitlines()[0]}); "
+                "re-export the checkpoint"
             ) from exc
         except OSError as exc:
             raise ModelError(f"cannot read {file}: {exc}; check the file") from exc
@@ -549,6 +550,11 @@ def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(hf_config(cfg), fh, indent=2, sort_keys=True)
             fh.write("\n")
+        # mkstemp creates 0600 files; give them the mode an ordinary open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp in tmp_names:
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp_weights, directory / WEIGHTS_FILE)
         os.replace(tmp_cfg, directory / CONFIG_FILE)
     finally:

@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import platform
 import sys
 import sysconfig
@@ -217,18 +218,24 @@ def check_nll(model, text: str) -> float:
 
 
 def write_report(out: Path, rep: dict) -> None:
+    """Write ``TRAINING.md`` from the ``training.json`` record ``rep``."""
     cfg = rep["model"]
-    held = ", ".join(rep["data"]["held_out_files"])
-    sample = rep["sample"]["text"]
-    fence = "````"
+    data, train, ev, env = rep["data"], rep["train"], rep["eval"], rep["env"]
+    held = ", ".join(f"`{n}`" for n in data["held_out_files"])
+    fence = "````"  # the sample may contain ``` itself
+    load = env.get("loadavg_end")
+    load_text = f" (1-minute load average {load:.1f} at the end)" if load is not None else ""
+    notes = "".join(f"- {n}\n" for n in rep.get("notes", []))
     text = f"""# {cfg['name']}: a byte-level GPT-2 trained on Python source
 
-Shape: {cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads
-(d_head {cfg['d_model'] // cfg['n_head']}), context {cfg['ctx']}, vocabulary 256 (one token per
-UTF-8 byte), {rep['n_params']:,} parameters (tied LM head counted once). Architecture: GPT-2 as
-pimgpt computes it (pre-LayerNorm, GELU tanh, learned positions, biases, LayerNorm eps
-{cfg['ln_eps']}, tied head). Stored as float32 in Hugging Face GPT-2 layout (`config.json`,
-`model.safetensors`); `training.json` has every number below in machine-readable form.
+Shape: {cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads (d_head \
+{cfg['d_model'] // cfg['n_head']}), context {cfg['ctx']}, vocabulary 256 (one token per UTF-8 \
+byte), {rep['n_params']:,} parameters (tied LM head counted once).
+
+Architecture: GPT-2 exactly as pimgpt computes it: pre-LayerNorm blocks, GELU (tanh form), learned
+positions, biases, LayerNorm eps {cfg['ln_eps']}, LM head tied to the token embedding. Stored as
+float32 in Hugging Face GPT-2 layout (`config.json`, `model.safetensors`, names
+`transformer.h.0.attn.c_attn.weight` ...); `training.json` holds every number below.
 
 ## How it was made
 
@@ -236,21 +243,20 @@ pimgpt computes it (pre-LayerNorm, GELU tanh, learned positions, biases, LayerNo
 {rep['command']}
 ```
 
-- Python {rep['env']['python']}, torch {rep['env']['torch']}, {rep['env']['threads']} CPU thread(s),
-  {rep['env']['machine']}; seed {rep['train']['seed']}.
-- Steps {rep['train']['steps']}, batch {rep['train']['batch']} windows of {cfg['ctx']} bytes,
-  AdamW (betas 0.9/0.95, weight decay 0.01 on matrices), peak learning rate {rep['train']['lr']},
-  {rep['train']['warmup']} warm-up steps then cosine decay to 10 %, gradient clip 1.0.
-- Wall time: {rep['train']['wall_s']:.0f} s for training and evaluation.
-
+- Python {env['python']}, torch {env['torch']}, {env['threads']} CPU thread(s), \
+{env['machine']}; seed {train['seed']}.
+- {train['steps']} steps of {train['batch']} random windows of {cfg['ctx']} bytes; AdamW \
+(betas 0.9/0.95, weight decay 0.01 on matrices only), peak learning rate {train['lr']}, \
+{train['warmup']} warm-up steps then cosine decay to 10 %, gradient clipping at 1.0.
+- Wall time {train['wall_s']:.0f} s for training and evaluation{load_text}.
+{notes}
 ## Data
 
-The Python {rep['env']['python']} standard library's top-level `*.py` files (the directory
-`sysconfig.get_paths()["stdlib"]`), sorted by name: {rep['data']['n_train_files']} files
-({rep['data']['train_bytes']:,} bytes, sha256 `{rep['data']['train_sha256'][:16]}...`) for
-training, and every tenth file (index 9 mod 10) held out, {len(rep['data']['held_out_files'])}
-files ({rep['data']['held_out_bytes']:,} bytes, sha256 `{rep['data']['held_out_sha256'][:16]}...`):
-{held}.
+The Python {env['python']} standard library: every top-level `*.py` file of the directory
+`sysconfig.get_paths()["stdlib"]`, sorted by name. Every tenth file (index 9 mod 10) is held out
+for evaluation, {len(data['held_out_files'])} files, {data['held_out_bytes']:,} bytes (sha256
+`{data['held_out_sha256']}`): {held}. The other {data['n_train_files']} files, concatenated in
+order, are the training stream: {data['train_bytes']:,} bytes (sha256 `{data['train_sha256']}`).
 
 Licence of the training text: Python Software Foundation License Version 2 (CPython's standard
 library, (c) Python Software Foundation). Another Python version has other text and gives other
@@ -258,22 +264,23 @@ weights.
 
 ## Results
 
-Mean next-byte cross-entropy over {rep['eval']['windows']} evenly spaced windows of each stream
-(all positions of each window):
+Mean next-byte cross-entropy over {ev['windows']} evenly spaced windows of {cfg['ctx']} bytes of
+each stream (all positions of each window):
 
-| | nats/byte | bits/byte |
+| stream | nats/byte | bits/byte |
 |---|---|---|
-| train | {rep['eval']['train_loss']:.4f} | {rep['eval']['train_loss'] / math.log(2):.3f} |
-| held-out | {rep['eval']['held_out_loss']:.4f} | {rep['eval']['held_out_loss'] / math.log(2):.3f} |
+| train | {ev['train_loss']:.4f} | {ev['train_loss'] / math.log(2):.3f} |
+| held-out | {ev['held_out_loss']:.4f} | {ev['held_out_loss'] / math.log(2):.3f} |
 
-A uniform guess is 5.545 nats/byte (8 bits).
+(A uniform guess is 5.545 nats, 8 bits per byte.)
 
-Greedy sample in float64 (prompt `{SAMPLE_PROMPT}`, {rep['sample']['new_tokens']} new bytes, all
-within the {cfg['ctx']}-byte context, so `pimgpt run --model {cfg['name']}
---prompt-text '{SAMPLE_PROMPT}'` computes the same continuation up to bf16 rounding):
+Greedy sample, computed in float64 from the stored float32 weights: the prompt \
+`{rep['sample']['prompt']}` and {rep['sample']['new_tokens']} generated bytes, which fill the \
+{cfg['ctx']}-byte context. pimgpt's bf16 datapath rounds differently and may pick another byte \
+where two are nearly tied.
 
 {fence}python
-{sample}
+{rep['sample']['text']}
 {fence}
 """
     (out / "TRAINING.md").write_text(text, encoding="utf-8")
@@ -287,7 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", default=None,
                     help="output directory (default pimgpt/models/<model>)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only rewrite TRAINING.md from the output directory's training.json")
     args = ap.parse_args(argv)
+    if args.report_only:
+        out = Path(args.output) if args.output else REPO / "pimgpt" / "models" / args.model
+        rep = json.loads((out / "training.json").read_text(encoding="utf-8"))
+        write_report(out, rep)
+        print(f"wrote {out / 'TRAINING.md'}")
+        return 0
     try:
         import torch
     except ImportError:
@@ -361,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                             + ([f"--threads {args.threads}"] if args.threads != 2 else [])
                             + ([f"--seed {args.seed}"] if args.seed else [])),
         "env": {"python": platform.python_version(), "torch": torch.__version__,
-                "threads": args.threads, "machine": f"{platform.machine()} {platform.system()}"},
+                "threads": args.threads, "machine": f"{platform.machine()} {platform.system()}",
+                # Training time depends on what else runs: the load says how busy the CPUs were.
+                "loadavg_end": round(os.getloadavg()[0], 2)},
         "data": {
             "source": "CPython standard library, top-level *.py files of "
                       "sysconfig.get_paths()['stdlib'], sorted by name",
