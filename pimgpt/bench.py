@@ -1,0 +1,42 @@
+"""``pimgpt bench`` (``make bench``): every benchmark of the tools and of the modelled hardware.
+
+Each section lives beside the code it measures (``pimgpt/bench_*.py``) and exposes a
+``main(argv)`` that prints its own table; this command runs them in turn. It prints figures and
+asserts nothing about times; the figures are collected in ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+# (title, module, whether the section takes --quick)
+SECTIONS = [
+    ("Numerics: golden MAC throughput and nonlinear-function errors", "pimgpt.bench_numerics", True),
+    ("Compiler speed and golden simulator seconds per token", "pimgpt.bench_compiler", True),
+    ("Performance simulator speed", "pimgpt.bench_perf", True),
+    ("RTL MAC unit: area and simulation speed", "pimgpt.bench_rtl_mac", True),
+    ("RTL system: co-simulation speed", "pimgpt.bench_rtl_system", True),
+]
+
+
+def cli_bench(args) -> int:
+    """Run every benchmark section, printing each section's figures."""
+    failed = []
+    for title, module, takes_quick in SECTIONS:
+        print(f"\n=== {title} ({module}) ===", flush=True)
+        argv = ["--quick"] if args.quick and takes_quick else []
+        t0 = time.perf_counter()
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            print(f"section unavailable: {exc}")
+            failed.append(module)
+            continue
+        rc = mod.main(argv)
+        print(f"--- {module}: {time.perf_counter() - t0:.1f} s wall", flush=True)
+        if rc:
+            failed.append(module)
+    if failed:
+        print(f"\nsections that failed: {', '.join(failed)}")
+    return 1 if failed else 0
