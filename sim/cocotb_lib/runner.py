@@ -121,6 +121,7 @@ def run_cocotb(
     waves: bool = False,
     always_build: bool = False,
     seed: int | None = None,
+    quiet: bool = False,
 ) -> CocotbRun:
     """Build ``sources`` (top ``toplevel``) in ``build_dir`` and run cocotb ``test_module`` on it.
 
@@ -151,6 +152,9 @@ def run_cocotb(
         sources change either way).
     seed : int, optional
         cocotb random seed.
+    quiet : bool
+        Send the build and simulation logs to ``build.log`` / ``test.log`` in the build
+        directory instead of the terminal.
 
     Returns
     -------
@@ -197,6 +201,7 @@ def run_cocotb(
             always=always_build,
             waves=waves,
             timescale=("1ns", "1ps"),
+            log_file=build_dir / "build.log" if quiet else None,
         )
     except (SystemExit, Exception) as exc:  # the runner exits on a failing compiler
         raise CocotbError(
@@ -217,6 +222,7 @@ def run_cocotb(
         waves=waves,
         seed=seed,
         timescale=("1ns", "1ps") if simulator == "icarus" else None,
+        log_file=build_dir / "test.log" if quiet else None,
     )
     t2 = time.perf_counter()
     try:

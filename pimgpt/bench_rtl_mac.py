@@ -1,0 +1,137 @@
+"""Benchmarks of the MAC unit: golden-model throughput and RTL simulation speed.
+
+* :func:`golden_mac_throughput` -- bf16 multiply-accumulates per second of
+  :func:`pimgpt.sim.numerics.dot_bf16` (numpy, vectorised over a batch of dot products).
+* :func:`amaranth_sim_speed` -- MAC-unit cycles per second in the Amaranth Python simulator.
+* :func:`hdl_sim_speed` -- MAC-unit cycles per second under Verilator or Icarus driven by cocotb
+  (the cocotb driver/monitor/scoreboard included, build time excluded and reported apart).
+* :func:`run_all` -- all of them; ``python -m pimgpt.bench_rtl_mac [--quick]`` prints a table.
+
+Every RTL run also checks its results bit-exact against the golden model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pimgpt.sim import numerics as nx
+
+__all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run_all"]
+
+
+def golden_mac_throughput(rows: int = 256, length: int = 1024, repeat: int = 3,
+                          seed: int = 0) -> dict:
+    """MAC/s of ``numerics.dot_bf16`` on ``rows`` dot products of ``length`` bf16 pairs.
+
+    Returns
+    -------
+    dict
+        ``macs`` (per call), ``seconds`` (best of ``repeat``), ``macs_per_s``, and the same for
+        a single dot product (``single_macs_per_s``), which is dominated by per-call overhead.
+    """
+    rng = np.random.default_rng(seed)
+    a = nx.f64_to_bf16(rng.standard_normal((rows, length)))
+    b = nx.f64_to_bf16(rng.standard_normal((rows, length)))
+
+    def best(fn):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    batch_s = best(lambda: nx.dot_bf16(a, b))
+    single_s = best(lambda: nx.dot_bf16(a[0], b[0]))
+    return {"rows": rows, "length": length, "macs": rows * length, "seconds": batch_s,
+            "macs_per_s": rows * length / batch_s, "single_macs_per_s": length / single_s}
+
+
+def _random_mac_stream(ncols: int, dot_len: int, seed: int):
+    from pimgpt.sim.cocotb_lib import stimulus
+
+    rng = np.random.default_rng(seed)
+    a16, b16, _ = stimulus.mac_random(rng, ncols)
+    lengths = np.full(ncols // dot_len, dot_len)
+    n = int(lengths.sum())
+    return a16[:n], b16[:n], lengths
+
+
+def amaranth_sim_speed(ncols: int = 2048, dot_len: int = 64, seed: int = 3) -> dict:
+    """Cycles/s of the MAC unit in the Amaranth simulator (full-rate columns), checked bit-exact.
+
+    Returns
+    -------
+    dict
+        ``simulator``, ``cycles``, ``seconds``, ``cycles_per_s``, ``results_checked``.
+    """
+    from pimgpt.hdl.testing import rtl_mac
+    from pimgpt.sim.cocotb_lib import stimulus
+
+    a16, b16, lengths = _random_mac_stream(ncols, dot_len, seed)
+    res = rtl_mac(stimulus.pack_mac_columns(a16, b16, lengths))
+    got = np.array(res["outputs"], np.uint32)
+    if not np.array_equal(got, stimulus.mac_reference(a16, b16, lengths)):
+        raise AssertionError("Amaranth simulation of the MAC unit differs from the golden model")
+    return {"simulator": "amaranth", "cycles": res["cycles"], "seconds": res["seconds"],
+            "cycles_per_s": res["cycles"] / res["seconds"], "results_checked": len(got)}
+
+
+def hdl_sim_speed(simulator: str = "verilator", ncols: int = 20000, dot_len: int = 64,
+                  build_root=None) -> dict:
+    """Cycles/s of the MAC unit's Verilog under ``simulator`` with the cocotb testbench.
+
+    Returns
+    -------
+    dict
+        ``simulator``, ``cycles``, ``seconds``, ``cycles_per_s``, ``results_checked``,
+        ``build_s`` (0 when an up-to-date build was reused); ``{"simulator", "skipped": reason}``
+        when the simulator is not installed.
+    """
+    from pimgpt.hdl.export import write_verilog
+    from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+
+    ok, why = simulator_available(simulator)
+    if not ok:
+        return {"simulator": simulator, "skipped": why}
+    d = Path(build_root or default_build_root()) / "bench_mac"
+    out = d / f"bench_{simulator}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    run = run_cocotb(sources=[write_verilog("mac", d)], toplevel="mac",
+                     test_module="pimgpt.sim.cocotb_lib.mac_run", testcase="throughput",
+                     build_dir=d, simulator=simulator, quiet=True,
+                     env={"PIMGPT_NCOLS": str(ncols), "PIMGPT_DOT_LEN": str(dot_len),
+                          "PIMGPT_BENCH_OUT": str(out.resolve())})
+    res = json.loads(out.read_text())
+    res.update(simulator=simulator, build_s=round(run.build_s, 1))
+    return res
+
+
+def run_all(quick: bool = False) -> dict:
+    """Run every MAC benchmark (``quick``: smaller sizes) and print a summary table."""
+    golden = golden_mac_throughput(rows=64 if quick else 256)
+    sims = [amaranth_sim_speed(ncols=512 if quick else 2048),
+            hdl_sim_speed("verilator", ncols=5000 if quick else 20000),
+            hdl_sim_speed("icarus", ncols=256 if quick else 1024)]
+    print(f"golden numerics.dot_bf16: {golden['macs_per_s']:.3e} MAC/s "
+          f"({golden['rows']} x {golden['length']} batch), single dot "
+          f"{golden['single_macs_per_s']:.3e} MAC/s")
+    for s in sims:
+        if "skipped" in s:
+            print(f"{s['simulator']:>9}: skipped ({s['skipped']})")
+        else:
+            print(f"{s['simulator']:>9}: {s['cycles_per_s']:10.0f} cycles/s "
+                  f"({s['cycles']} cycles in {s['seconds']:.2f} s, "
+                  f"{s['results_checked']} results checked bit-exact)"
+                  + (f", build {s['build_s']} s" if "build_s" in s else ""))
+    return {"golden": golden, "simulators": sims}
+
+
+if __name__ == "__main__":
+    run_all(quick="--quick" in sys.argv[1:])
