@@ -340,22 +340,28 @@ class CompiledProgram:
         of them are complete, so an error leaves no partial output.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
         contents = {
             "program.bin": self.encode(),
             "program.asm": self.to_asm().encode(),
             "program.aim": self.to_aim().encode(),
             "memmap.yaml": self.memmap.to_yaml().encode(),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=".pimgpt-compile-", dir=directory.parent))
         try:
-            for name, data in contents.items():
-                (tmp / name).write_bytes(data)
-            directory.mkdir(exist_ok=True)
-            for name in contents:
-                os.replace(tmp / name, directory / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".pimgpt-compile-", dir=directory.parent))
+            try:
+                for name, data in contents.items():
+                    (tmp / name).write_bytes(data)
+                directory.mkdir(exist_ok=True)
+                for name in contents:
+                    os.replace(tmp / name, directory / name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            raise CompileError(
+                f"{directory}: cannot write the outputs ({exc.strerror or exc}); choose another "
+                "output directory"
+            ) from None
         return {name: directory / name for name in contents}
 
 

@@ -228,3 +228,12 @@ def test_gpt2_xl_decode_compiles_fast():
     assert len(cp.program) > 50_000
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
+
+
+def test_write_to_a_file_path_is_a_clear_error(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    cp = compile_decode_step(get_model("tiny"), HW, 4)
+    with pytest.raises(CompileError, match="cannot write"):
+        cp.write(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -1,0 +1,122 @@
+"""Benchmarks of the compiler and the golden simulator.
+
+``python -m pimgpt.bench_compiler [--quick]`` prints
+
+* compile time of one decode step at the model's maximum context for every preset (plus the time
+  to encode program.bin and to write the AiM trace), instruction and SYNC counts;
+* golden-simulator seconds per model step and per generated token for ``tiny`` and
+  ``gpt2-small`` (random weights), with the time to load the weights into the DRAM image.
+
+:func:`run` returns the same figures as a dict (for ``pimgpt bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pimgpt.config import load_hw
+from pimgpt.sw.models import PRESETS, get_model
+
+
+def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
+    """Compile one decode step at maximum context per model; return timings and counts."""
+    from pimgpt.sw.compiler import compile_decode_step
+    from pimgpt.sw.isa import Op
+
+    hw = load_hw(hw_name)
+    rows = []
+    for name in models or list(PRESETS):
+        cfg = get_model(name)
+        t0 = time.perf_counter()
+        cp = compile_decode_step(cfg, hw, cfg.ctx)
+        t1 = time.perf_counter()
+        cp.encode()
+        t2 = time.perf_counter()
+        aim = cp.to_aim()
+        t3 = time.perf_counter()
+        rows.append({
+            "model": name,
+            "context": cfg.ctx,
+            "instructions": len(cp.program),
+            "syncs": sum(1 for i in cp.program if i.op is Op.SYNC),
+            "mac_instructions": sum(1 for i in cp.program if i.op in (Op.MAC_ABK, Op.MAC_SBK)),
+            "aim_lines": aim.count("\n"),
+            "scratchpad_words": cp.scratchpad_words_used,
+            "compile_s": t1 - t0,
+            "encode_s": t2 - t1,
+            "aim_s": t3 - t2,
+        })
+    return rows
+
+
+def bench_golden(models=("tiny", "gpt2-small"), prompt_len: int = 2, new_tokens: int = 3,
+                 hw_name: str | None = None) -> list[dict]:
+    """Golden-simulator speed on random weights: ``prompt_len`` prefill steps + decode steps."""
+    from pimgpt.sim.golden import run_golden
+    from pimgpt.sw.checkpoint import random_weights
+
+    hw = load_hw(hw_name)
+    rows = []
+    for name in models:
+        cfg = get_model(name)
+        t0 = time.perf_counter()
+        weights = random_weights(cfg, 0)
+        t1 = time.perf_counter()
+        prompt = [(7 * k + 1) % cfg.vocab for k in range(prompt_len)]
+        tokens, _, stats = run_golden(cfg, hw, weights, prompt, new_tokens)
+        rows.append({
+            "model": name,
+            "prompt": prompt_len,
+            "new_tokens": new_tokens,
+            "steps": stats["steps"],
+            "instructions": stats["instructions"],
+            "weights_s": t1 - t0,
+            "compile_s": stats["compile_seconds"],
+            "load_s": stats["load_seconds"],
+            "run_s": stats["seconds"],
+            "s_per_step": stats["seconds"] / stats["steps"],
+            "s_per_token": stats["seconds"] / len(tokens),
+            "exact_fallback_macs": stats["slow_macs"],
+        })
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def run(quick: bool = False, hw_name: str | None = None) -> dict:
+    """All compiler/golden benchmarks; ``quick`` skips the largest models and gpt2-small."""
+    models = [m for m in PRESETS if not quick or m in ("tiny", "gpt2-small", "gpt2-xl")]
+    golden = ("tiny",) if quick else ("tiny", "gpt2-small")
+    return {"compile": bench_compile(models, hw_name), "golden": bench_golden(golden,
+                                                                              hw_name=hw_name)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer models")
+    parser.add_argument("--hw", default=None, help="hardware preset or YAML")
+    args = parser.parse_args(argv)
+    res = run(args.quick, args.hw)
+    print("Compile: one decode step at maximum context")
+    print(_table(res["compile"]))
+    print("\nGolden simulator (random weights)")
+    print(_table(res["golden"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
