@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
-from pimgpt.sim.perf.report import breakdown
+from pimgpt.sim.perf.report import MAC_OPS, breakdown
 from pimgpt.sw.models import get_model
 
 from pimgpt.config import load_hw
@@ -44,6 +44,7 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
     en = energy_of(cnt, cycles, hw)
     acc, acts = cnt["bank_col_accesses"], cnt["bank_acts"]
     floor = cnt["mac_bank_cols"] / res.slots * res.nccdl
+    mac_busy = sum(int(res.busy[i]) for i in range(lo, hi) if res.ops[i] in MAC_OPS)
     return {
         "cycles": int(cycles),
         "latency_ns": cycles * res.tck_ns,
@@ -51,6 +52,9 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         "energy_by_component_nj": en["by_component_nj"],
         "row_hit_rate": max(0.0, 1 - acts / acc) if acc else 0.0,
         "mac_utilization": floor / cycles if cycles else 0.0,
+        # The same floor against the time the MAC instructions themselves took (activation,
+        # precharge and column streaming; not the ASIC work or data transfers around them).
+        "mac_busy_efficiency": floor / mac_busy if mac_busy else 0.0,
         "mac_bytes": cnt["mac_bank_cols"] * 32,
         "commands": cnt["counts"],
         **breakdown(res, tags, lo, hi),

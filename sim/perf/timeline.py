@@ -5,7 +5,7 @@ Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM instructions; threa
 single-bank instructions), the last process is the ASIC (thread 0: vector unit, thread 1: SYNC
 barriers). Times are microseconds (the trace format's unit). Instructions that select several
 channels appear on each of them. ``max_events`` caps the file; the rest is summarised in the
-trace's metadata.
+trace's ``otherData``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
     events.append({"ph": "M", "name": "thread_name", "pid": channels, "tid": 1,
                    "args": {"name": "SYNC"}})
     dropped = 0
+    # Slices of one thread must not overlap (they would nest wrongly): an instruction whose first
+    # command precedes the previous one's completion on that thread starts at that completion.
+    busy_until: dict = {}
     for i in range(res.n_instr):
         name = res.ops[i].name
         tag = tags[i] if tags is not None and i < len(tags) else ""
@@ -57,11 +60,14 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
             if len(events) >= max_events:
                 dropped += 1
                 continue
+            t0 = max(ts, busy_until.get((pid, tid), 0.0))
+            d = max(ts + dur - t0, 0.0)
+            busy_until[(pid, tid)] = t0 + d
             events.append({"ph": "X", "name": name, "cat": tag.split(".")[-1] or name,
-                           "pid": pid, "tid": tid, "ts": round(ts, 4), "dur": round(dur, 4),
+                           "pid": pid, "tid": tid, "ts": round(t0, 4), "dur": round(d, 4),
                            "args": args})
     return {"traceEvents": events, "displayTimeUnit": "ns",
-            "metadata": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
+            "otherData": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
                          "dropped_events": dropped}}
 
 
