@@ -287,3 +287,24 @@ def test_tiny_products_take_the_exact_path():
     want = mac_columns(np.float32(0), m.dram[0, 0, 0, :16].reshape(1, 16),
                        f32_to_bf16(m.sp[0:16]).reshape(1, 16))
     assert np.all(bits(m.sp[100:108]) == bits(want))  # some products flush, some do not
+
+
+def test_mac_on_non_contiguous_channels():
+    hw = make_hw(channels=3, banks=2)
+    rng = np.random.default_rng(9)
+    img = f32_to_bf16(rng.standard_normal((3, 2, 2, 128)).astype(np.float32))
+    m = GoldenMachine(hw, img.copy())
+    m.sp[0:64] = rng.standard_normal(64).astype(np.float32)
+    m.run([I(Op.WR_GB, ch_mask=0b111, gb_col=0, ncols=4, src=0),
+           I(Op.MAC_ABK, ch_mask=0b101, row=1, col=4, ncols=4, gb_col=0),
+           I(Op.MAC_SBK, ch_mask=0b101, bank=1, row=0, col=0, ncols=2, gb_col=2),
+           I(Op.RD_MAC, ch_mask=0b111, dst=100), I(Op.EOC)])
+    gb = f32_to_bf16(m.sp[0:64])
+    want = np.zeros((3, 2), np.float32)
+    for c in (0, 2):
+        want[c] = mac_columns(want[c], img[c, :, 1, 64:128].reshape(2, 4, 16),
+                              np.broadcast_to(gb.reshape(4, 16), (2, 4, 16)))
+        want[c, 1] = mac_columns(want[c, 1], img[c, 1, 0, 0:32].reshape(2, 16),
+                                 gb[32:64].reshape(2, 16))
+    np.testing.assert_array_equal(bits(m.sp[100:106]), bits(want.reshape(-1)))
+    assert m.sp[102] == 0 and m.sp[103] == 0
