@@ -5,7 +5,7 @@ A *region* (``docs/isa.md``, "Regions") stores ``V`` vectors of ``vec_len`` bf16
 stored chunk-major (chunk ``t`` of every local vector, then chunk ``t + 1``, ...), so one
 global-buffer load of an input chunk serves a stream of whole DRAM rows in every bank.
 
-Mapping decisions (see ``docs`` of the compiler for the loop order that streams them):
+Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that streams them):
 
 * weight matrices ``W[in, out]`` (``c_attn``, ``attn.c_proj``, ``c_fc``, ``mlp.c_proj``) are one
   region each, one vector per output neuron (``vec_len = in``), so every output neuron's dot product
