@@ -18,6 +18,7 @@ HANDLERS = {
     "compile": ("pimgpt.sw.compile_cli", "cli_compile", "compile a GPT model into a PIM program"),
     "run": ("pimgpt.run_cli", "cli_run", "run a model on the golden, perf or RTL backend"),
     "paper": ("pimgpt.sim.perf.paper", "cli_paper", "reproduce the PIM-GPT evaluation"),
+    "accuracy": ("pimgpt.accuracy", "cli_accuracy", "PIM numerics vs float64: logits, top-1, perplexity"),
     "models": ("pimgpt.sw.models_cli", "cli_models", "list model and hardware presets"),
     "demo": ("pimgpt.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
     "bench": ("pimgpt.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"),
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", default=None, help="hardware preset or YAML")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
+
+    p = sub.add_parser("accuracy", help=HANDLERS["accuracy"][2],
+                       description="Measure the PIM numerics against float64 and write "
+                       "docs/accuracy.md-style Markdown plus JSON.")
+    p.add_argument("-o", "--output", default="build/accuracy", help="output directory")
+    p.add_argument("--quick", action="store_true", help="fewer steps/tokens (smoke run)")
+    p.add_argument("--models", default=None, help="comma-separated subset of models")
 
     sub.add_parser("models", help=HANDLERS["models"][2], description=HANDLERS["models"][2])
     p = sub.add_parser("demo", help=HANDLERS["demo"][2], description=HANDLERS["demo"][2])
