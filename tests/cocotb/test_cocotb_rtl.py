@@ -105,3 +105,23 @@ def test_mac_cocotb(simulator):
     print(f"[{simulator}] mac: {rnd['columns'] + directed['columns']} columns, "
           f"{rnd['matched'] + directed['matched']} dot products checked bit-exact; "
           f"build {run.build_s:.1f} s, simulation {run.test_s:.1f} s")
+
+
+def test_mac_demo_on_verilator(capsys):
+    """The 1024-long demo dot product; reuses the MAC build of test_mac_cocotb when present."""
+    import numpy as np
+    from pimgpt.sim import numerics as nx
+
+    from pimgpt.mac_demo import run_mac_demo
+
+    _need("verilator")
+    d = _build_dir("test_mac_verilator")
+    res = run_mac_demo(d, build_dir=d, seed=4)
+    ab = np.load(d / "dot_operands.npy", allow_pickle=False)
+    assert ab.shape == (2, 1024)
+    golden = nx.bits_from_f32(np.atleast_1d(nx.dot_bf16(ab[0], ab[1])))[0]
+    assert res["bit_exact"] and res["rtl_bits"] == res["golden_bits"] == f"0x{int(golden):08x}"
+    assert res["rel_error"] < 1e-4  # fp32 accumulation of 1024 exact products vs float64
+    assert res["cycles"] >= 64  # one column (16 pairs) per cycle
+    out = capsys.readouterr().out
+    assert "float64 reference" in out and res["rtl_bits"] in out
