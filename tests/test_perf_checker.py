@@ -49,13 +49,23 @@ def with_record(log, i, **change):
 
 # ---- legal logs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("model,hw_name,ctx", [("tiny", "tiny-rtl", 40),
-                                               ("gpt2-small", "pimgpt-gddr6-8ch", 32)])
+                                               ("gpt2-small", "pimgpt-gddr6-8ch", 128)])
 def test_compiled_decode_steps_are_legal(model, hw_name, ctx):
     hw = load_hw(hw_name)
     comp = compile_decode_step(get_model(model), hw, ctx)
     res = PerfEngine(hw).run(comp.program, log=True)
     assert res.log and res.counts["MAC16"] > 0
     assert check_log(res.log, hw) == []
+
+
+def test_compiled_generation_is_legal():
+    # Prefill + decode of tiny on the 8-channel part: refreshes, lockstep merges at SYNCs.
+    from pimgpt.sw.compiler import compile_generation
+
+    comp = compile_generation(get_model("tiny"), HW, [1, 2, 3, 4, 5], 6)
+    res = PerfEngine(HW).run(comp.program, log=True)
+    assert res.counts["REFab"] > 0
+    assert check_log(res.log, HW) == []
 
 
 def test_compiled_decode_step_with_second_row_buffer_is_legal():

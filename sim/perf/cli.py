@@ -93,7 +93,7 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         out["latency_ns_per_token"] = whole["latency_ns"]
         out["energy_nj_per_token"] = whole["energy_nj"]
         out["decode"] = whole
-        return out
+        return _top_breakdowns(out, whole)
     bounds = [s.start for s in steps] + [res.n_instr]
     ends = [0]
     for k in range(len(steps)):
@@ -120,6 +120,14 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
     per = parts.get("decode", parts.get("prefill"))
     out["latency_ns_per_token"] = per["latency_ns_per_token"]
     out["energy_nj_per_token"] = per["energy_nj_per_token"]
+    return _top_breakdowns(out, per)
+
+
+def _top_breakdowns(out: dict, part: dict) -> dict:
+    """Copy the per-token part's breakdowns to the top level of the statistics."""
+    for key in ("by_layer_ns", "by_kind_ns", "by_class_ns", "energy_by_component_nj"):
+        out[f"breakdown_{key}"] = part[key]
+    out["mac_busy_efficiency"] = part["mac_busy_efficiency"]
     return out
 
 

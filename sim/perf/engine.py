@@ -397,6 +397,12 @@ class PerfEngine:
             self._issue(st, C_REF, 0, 0, due, g)
             st.next_ref += self.nREFI
 
+    def _refresh_all(self, t: int) -> None:
+        """Issue the refreshes due by cycle ``t`` on every channel."""
+        for s in {id(x): x for x in self.states}.values():
+            chans = [c for c in range(self.C) if self.states[c] is s]
+            self._refresh(s, t, _Group(s, chans, len(chans), self._mask_of(chans)))
+
     def _plan_open(self, st: ChannelState, banks, row: int) -> list:
         """Commands ``(cmd, fpi, sub, row)`` that open ``row`` in ``banks`` (PRE then ACT)."""
         sub = row % self.NS
@@ -585,6 +591,9 @@ class PerfEngine:
                 start[i], end[i], side[i] = barrier, b, BARRIER
                 barrier = b
                 sp_writes = []
+                # Refreshes that fell due while the channels idled are issued (at their due
+                # cycles) before the merge: after it, every command is at or after the barrier.
+                self._refresh_all(barrier)
                 self._merge(barrier)
                 if op == Op.EOC:
                     n = i + 1
@@ -609,9 +618,7 @@ class PerfEngine:
                 sp_writes.append((lo, hi, e0))
         total = max(pim_done, asic_free, barrier)
         # Refreshes that fall due before the end still cost energy.
-        for s in {id(x): x for x in self.states}.values():
-            chans = [c for c in range(self.C) if self.states[c] is s]
-            self._refresh(s, total, _Group(s, chans, len(chans), sum(1 << c for c in chans)))
+        self._refresh_all(total)
         res = PerfResult(
             hw_name=self.hw.name, tck_ns=self.hw.dram.tck_ns, cycles=int(total),
             counts={S.COMMANDS[c]: self.counts[c] for c in range(self.K)},
