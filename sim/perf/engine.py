@@ -407,6 +407,8 @@ class PerfEngine:
         """Commands ``(cmd, fpi, sub, row)`` that open ``row`` in ``banks`` (PRE then ACT)."""
         sub = row % self.NS
         op = st.open[sub]
+        if len(banks) == self.NB and op.count(row) == self.NB:
+            return []  # every bank already holds the row
         need = [b for b in banks if op[b] != row]
         if not need:
             return []
@@ -448,14 +450,13 @@ class PerfEngine:
     # Channel groups (lockstep sharing)
     # ------------------------------------------------------------------------------------------
     def _groups(self, chans: list) -> list:
+        """Groups of ``chans`` sharing one state (copy-on-write when a state is shared with
+        channels outside ``chans``); cached until the channel-to-state assignment changes."""
+        key = tuple(chans)
+        hit = self._gcache.get(key)
+        if hit is not None:
+            return hit
         states = self.states
-        s = states[chans[0]]
-        if len(chans) == 1 or all(states[ch] is s for ch in chans):
-            # Fast path: one group.
-            owners = self.owners[id(s)]
-            if owners > len(chans):
-                s = self._reassign(s.clone(), chans)
-            return [_Group(s, chans, len(chans), self._mask_of(chans))]
         by_id: dict = {}
         for ch in chans:
             x = states[ch]
@@ -468,6 +469,7 @@ class PerfEngine:
             if self.owners[id(x)] > len(cs):
                 x = self._reassign(x.clone(), cs)
             out.append(_Group(x, cs, len(cs), self._mask_of(cs)))
+        self._gcache[key] = out
         return out
 
     def _mask_of(self, chans) -> int:
@@ -478,6 +480,7 @@ class PerfEngine:
 
     def _reassign(self, new: ChannelState, chans) -> ChannelState:
         """Point ``chans`` at state ``new``, keeping the owner counts."""
+        self._gcache.clear()
         owners = self.owners
         for ch in chans:
             old = self.states[ch]
@@ -512,6 +515,7 @@ class PerfEngine:
             for k in keys:
                 rep[k] = distinct[keys[0]]
         self.states = [rep[id(s)] for s in self.states]
+        self._gcache.clear()
         self.owners = {}
         for s in self.states:
             self.owners[id(s)] = self.owners.get(id(s), 0) + 1
@@ -558,6 +562,7 @@ class PerfEngine:
         st0 = ChannelState(self.size, self.NS, self.NB, windows, self.nREFI)
         self.states = [st0] * self.C
         self.owners = {id(st0): self.C}
+        self._gcache = {}
         all_mask = (1 << self.C) - 1
         start = np.zeros(n, dtype=np.int64)
         end = np.zeros(n, dtype=np.int64)
@@ -689,7 +694,8 @@ class PerfEngine:
 
     def _run_group(self, g, t_min, body, e0) -> int:
         st = g.st
-        self._refresh(st, t_min, g)
+        if st.next_ref <= t_min or st.next_ref <= st.last:
+            self._refresh(st, t_min, g)
         prev = st.done if st.done > t_min else t_min
         done = body(st, t_min, g)
         # Own time of the instruction on this channel: from when the channel finished its
