@@ -141,7 +141,9 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         act_overlap=d.get("act_overlap", False),
     )
     if not isinstance(dram.act_overlap, bool):
-        raise ConfigError(f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}")
+        raise ConfigError(
+            f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}"
+        )
     if dram.column_bytes != 32:
         raise ConfigError(f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}")
     if dram.row_bytes % dram.column_bytes or not _is_pow2(dram.row_bytes):
@@ -191,7 +193,9 @@ def _elem_ops(ops, where: str) -> dict:
         raise ConfigError(f"{where}: 'asic.elem_ops' must be a mapping of {ELEM_OP_KEYS}")
     unknown = set(ops) - set(ELEM_OP_KEYS)
     if unknown:
-        raise ConfigError(f"{where} asic.elem_ops: unknown keys {sorted(unknown)}; valid: {ELEM_OP_KEYS}")
+        raise ConfigError(
+            f"{where} asic.elem_ops: unknown keys {sorted(unknown)}; valid: {ELEM_OP_KEYS}"
+        )
     return {k: _need(ops, k, int, f"{where} asic.elem_ops") for k in ops}
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-
-from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.isa import I, Op, f32_bits
+
+from pimgpt.config import hw_from_dict, load_hw
 
 ALL = 0xFF
 
