@@ -66,8 +66,19 @@ def run(quick: bool = False) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="gpt2-small only")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
-    print(json.dumps(run(args.quick), indent=1))
+    res = run(args.quick)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"{'run':28} {'instr':>7} {'DRAM cmds':>10} {'compile s':>9} {'sim s':>7} "
+          f"{'sim ns/wall s':>14} {'check s':>8}")
+    for name, r in res.items():
+        check = f"{r['check_wall_s']:.2f}" if "check_wall_s" in r else "-"
+        print(f"{name:28} {r['instructions']:>7} {r['dram_commands']:>10} "
+              f"{r['compile_wall_s']:>9.2f} {r['sim_wall_s']:>7.2f} "
+              f"{r['simulated_ns_per_wall_s']:>14.3g} {check:>8}")
     return 0
 
 

@@ -221,3 +221,22 @@ def test_instruction_spans_are_ordered(small):
     _, res = small
     assert np.all(res.end >= res.start)
     assert res.end.max() == res.cycles
+
+
+def test_timeline_merges_by_tag_when_large(small):
+    from pimgpt.sim.perf.timeline import trace_events
+
+    comp, res = small
+    full = trace_events(res, comp.tags, comp.program, max_events=10**7)
+    merged = trace_events(res, comp.tags, comp.program, max_events=1000)
+    fx = [e for e in full["traceEvents"] if e["ph"] == "X"]
+    mx = [e for e in merged["traceEvents"] if e["ph"] == "X"]
+    assert not full["otherData"]["merged_by_tag"] and merged["otherData"]["merged_by_tag"]
+    assert len(mx) < len(fx) / 10
+    assert sum(e["args"]["instructions"] for e in mx) == len(fx)
+    assert {e["name"] for e in mx} <= set(comp.tags)
+    # Slices of a thread never overlap.
+    for track in {(e["pid"], e["tid"]) for e in mx}:
+        ev = sorted((e for e in mx if (e["pid"], e["tid"]) == track), key=lambda e: e["ts"])
+        assert all(a["ts"] + a["dur"] <= b["ts"] + 1e-3
+                   for a, b in zip(ev, ev[1:], strict=False))

@@ -1,11 +1,12 @@
 """Chrome/Perfetto trace of a simulated program (open it in ui.perfetto.dev or chrome://tracing).
 
-Size stays bounded: one complete event (``"ph": "X"``) per *instruction*, not per DRAM command.
-Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM instructions; thread ``1 + bank``:
-single-bank instructions), the last process is the ASIC (thread 0: vector unit, thread 1: SYNC
-barriers). Times are microseconds (the trace format's unit). Instructions that select several
-channels appear on each of them. ``max_events`` caps the file; the rest is summarised in the
-trace's ``otherData``.
+Size stays bounded: one complete event (``"ph": "X"``) per *instruction*, not per DRAM command;
+when that would exceed ``max_events``, consecutive instructions with the same tag on the same
+track are merged into one slice named after the tag (``args`` counts the instructions by opcode),
+so a gpt2-xl token stays a few MB. Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM
+instructions; thread ``1 + bank``: single-bank instructions), the last process is the ASIC (thread
+0: vector unit, thread 1: SYNC barriers). Times are microseconds (the trace format's unit).
+Instructions that select several channels appear on each of them.
 """
 
 from __future__ import annotations
@@ -38,16 +39,33 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
                    "args": {"name": "vector unit"}})
     events.append({"ph": "M", "name": "thread_name", "pid": channels, "tid": 1,
                    "args": {"name": "SYNC"}})
-    dropped = 0
+    n_per_instr = sum(bin(int(m)).count("1") if side == 0 else 1
+                      for m, side in zip(res.chmask, res.side, strict=True))
+    merge = n_per_instr > max_events
     # Slices of one thread must not overlap (they would nest wrongly): an instruction whose first
     # command precedes the previous one's completion on that thread starts at that completion.
     busy_until: dict = {}
+    open_slice: dict = {}  # merged mode: track -> slice being extended
+
+    def emit(key, ev):
+        if merge:
+            cur = open_slice.get(key)
+            if cur is not None and cur["name"] == ev["name"]:
+                cur["dur"] = round(ev["ts"] + ev["dur"] - cur["ts"], 4)
+                ops = cur["args"]["ops"]
+                ops[ev["args"]["op"]] = ops.get(ev["args"]["op"], 0) + 1
+                cur["args"]["instructions"] += 1
+                return
+            ev = {**ev, "args": {"first": ev["args"]["i"], "instructions": 1,
+                                 "ops": {ev["args"]["op"]: 1}}}
+            open_slice[key] = ev
+        events.append(ev)
+
     for i in range(res.n_instr):
         name = res.ops[i].name
         tag = tags[i] if tags is not None and i < len(tags) else ""
         ts = float(res.start[i]) * us
         dur = max(float(res.end[i] - res.start[i]) * us, 0.0)
-        args = {"i": i, "tag": tag}
         if res.side[i] == ASIC_SIDE or res.side[i] == BARRIER:
             targets = [(channels, 0 if res.side[i] == ASIC_SIDE else 1)]
         else:
@@ -57,18 +75,16 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
                 tid = 1 + int(program[i].args.get("bank", 0))
             targets = [(c, tid) for c in range(channels) if mask >> c & 1]
         for pid, tid in targets:
-            if len(events) >= max_events:
-                dropped += 1
-                continue
             t0 = max(ts, busy_until.get((pid, tid), 0.0))
             d = max(ts + dur - t0, 0.0)
             busy_until[(pid, tid)] = t0 + d
-            events.append({"ph": "X", "name": name, "cat": tag.split(".")[-1] or name,
-                           "pid": pid, "tid": tid, "ts": round(t0, 4), "dur": round(d, 4),
-                           "args": args})
+            emit((pid, tid), {"ph": "X", "name": (tag or name) if merge else name,
+                              "cat": tag.split(".")[-1] or name, "pid": pid, "tid": tid,
+                              "ts": round(t0, 4), "dur": round(d, 4),
+                              "args": {"i": i, "tag": tag, "op": name}})
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
-                         "dropped_events": dropped}}
+                         "merged_by_tag": merge}}
 
 
 def write_trace(path, res: PerfResult, tags: list | None = None, program=None,
