@@ -294,3 +294,54 @@ def test_channel_mask_limits_work_to_selected_channels():
     res = run([mac(0, ncols=2, mask=0x3)])
     assert res.counts["MAC16"] == 2 * 2 and res.counts["ACT16"] == 2
     assert issues(res, "MAC16", ch=5) == []
+
+
+# ---- more constraints -------------------------------------------------------------------------
+def test_nccds_other_bank_group_column_spacing():
+    # nRRDS 2, nCCDS 5: ACT b3 at 0, ACT b4 at 2; WR b3 at 0 + nRCDWR = 28; WR b4 >= max(2 + 28,
+    # 28 + nCCDS = 33) = 33.
+    res = run([wr_elem(3, 2)], hw_with(timing={"nRRDS": 2, "nCCDS": 5}))
+    assert issues(res, "ACT") == [0, 2]
+    assert issues(res, "WR") == [28, 33]
+
+
+def test_nccdl_same_bank_group_column_spacing():
+    # nRRDS = nRRDL = 2 (the channel-wide nRRDS row applies to same-group pairs too), nCCDL 7:
+    # banks 2 and 3 share a group: ACTs at 0 and 2, WR at 28 and max(2 + 28, 28 + 7) = 35.
+    res = run([wr_elem(2, 2)], hw_with(timing={"nRRDS": 2, "nRRDL": 2, "nCCDL": 7}))
+    assert issues(res, "ACT") == [0, 2]
+    assert issues(res, "WR") == [28, 35]
+
+
+def test_nwtrs_gb_write_to_accumulator_read():
+    # WRGB at 0; RDMAC16 >= 0 + nCWL + nIO + nWTRS = 6 + 2 + 9 = 17 (no MAC before it).
+    res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=1, src=0),
+               I(Op.RD_MAC, ch_mask=ALL, dst=4096)])
+    assert issues(res, "RDMAC16")[0] == 17
+
+
+def test_nrcd_variants_of_gb_copies():
+    # COPY_BKGB: ACT at 0, RDCP at nRCDRDCP = 66; COPY_GBBK of another bank's row: ACT at 67
+    # (in order), WRCP at 67 + nRCDWRCP = 115.
+    cp = dict(ch_mask=1, row=0, col=0, ncols=1, gb_col=0)
+    res = run([I(Op.COPY_BKGB, bank=0, **cp), I(Op.COPY_GBBK, bank=5, **cp)])
+    assert issues(res, "RDCP") == [66]
+    assert issues(res, "ACT") == [0, 67]
+    assert issues(res, "WRCP") == [115]
+
+
+def test_latency_expressions_come_from_the_config():
+    from pimgpt.sim.perf.standard import build_standard, derived_timing, evaluate
+
+    from pimgpt.config import ConfigError
+
+    t = derived_timing(load_hw())
+    assert t["nIO"] == 2  # 32 B at 16 Gb/s x 16 pins = 1 ns = 2 tCK
+    assert evaluate("nCWL+nBL+nWR", t) == 6 + 2 + 33
+    assert evaluate("nCL+nIO-nCWL", t) == 50 + 2 - 6
+    assert evaluate("nBL-nCL", t) == 0  # clamps at 0
+    with pytest.raises(ConfigError, match="nXYZ"):
+        evaluate("nRP+nXYZ", t)
+    std = build_standard(load_hw())
+    lat = {(r.note or r.latency): v for r, v in std.rows}
+    assert lat["nRCDRDMAC"] == 56 and lat["row cycle"] == 89 and lat["write recovery"] == 41
