@@ -134,8 +134,11 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
 def write_json_atomic(path, data) -> None:
     """Write JSON through a temporary file and a rename, so no partial file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=path.parent)
+    except OSError as exc:
+        raise PerfCliError(f"cannot write {path} ({exc.strerror}); choose another path") from None
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, default=float)

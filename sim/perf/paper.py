@@ -92,18 +92,20 @@ def _parse_list(text, what, cast):
 
 
 def plan(models=None, contexts=None) -> list[tuple[str, int]]:
-    """(model, context) points: every requested context the model's KV cache holds."""
+    """(model, context) points: every requested context the model's KV cache holds (contexts
+    beyond a model's maximum are skipped for that model)."""
     names = models or PAPER_MODELS
     for n in names:
         get_model(n)  # raises a one-line error for unknown names
+    for c in contexts or ():
+        if c < 1:
+            raise PaperError(f"context {c} is not a positive number of tokens")
     pts = []
     for n in names:
         cfg = get_model(n)
-        ctxs = contexts or [c for c in DEFAULT_CONTEXTS if c <= cfg.ctx]
-        for c in ctxs:
-            if not 1 <= c <= cfg.ctx:
-                raise PaperError(f"context {c} is out of range for {n} (1..{cfg.ctx})")
-            pts.append((n, c))
+        pts += [(n, c) for c in (contexts or DEFAULT_CONTEXTS) if c <= cfg.ctx]
+    if not pts:
+        raise PaperError(f"no model among {names} holds contexts {contexts}; use shorter ones")
     return pts
 
 
@@ -327,8 +329,12 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
         bar.update()
     bar.close()
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".paper-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".paper-", dir=out.parent))
+    except OSError as exc:
+        raise PaperError(
+            f"cannot write into {out.parent} ({exc.strerror}); choose another -o") from None
     try:
         (tmp / "results.md").write_text(markdown(rows, scaling, lanes, hw.name, bool(anchors)))
         (tmp / "results.csv").write_text(_csv(rows))
