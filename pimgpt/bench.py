@@ -12,7 +12,11 @@ import time
 
 # (title, module, whether the section takes --quick)
 SECTIONS = [
-    ("Numerics: golden MAC throughput and nonlinear-function errors", "pimgpt.bench_numerics", True),
+    (
+        "Numerics: golden MAC throughput and nonlinear-function errors",
+        "pimgpt.bench_numerics",
+        True,
+    ),
     ("Compiler speed and golden simulator seconds per token", "pimgpt.bench_compiler", True),
     ("Performance simulator speed", "pimgpt.bench_perf", True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.bench_rtl_mac", True),

@@ -18,7 +18,11 @@ HANDLERS = {
     "compile": ("pimgpt.sw.compile_cli", "cli_compile", "compile a GPT model into a PIM program"),
     "run": ("pimgpt.run_cli", "cli_run", "run a model on the golden, perf or RTL backend"),
     "paper": ("pimgpt.sim.perf.paper", "cli_paper", "reproduce the PIM-GPT evaluation"),
-    "accuracy": ("pimgpt.accuracy", "cli_accuracy", "PIM numerics vs float64: logits, top-1, perplexity"),
+    "accuracy": (
+        "pimgpt.accuracy",
+        "cli_accuracy",
+        "PIM numerics vs float64: logits, top-1, perplexity",
+    ),
     "models": ("pimgpt.sw.models_cli", "cli_models", "list model and hardware presets"),
     "demo": ("pimgpt.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
     "bench": ("pimgpt.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"),
@@ -26,10 +30,15 @@ HANDLERS = {
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default="tiny",
-                   help="preset name, shipped model, HF checkpoint dir or model YAML (default: tiny)")
-    p.add_argument("--hw", default=None,
-                   help="hardware preset or YAML file (default: pimgpt-gddr6-8ch)")
+    p.add_argument(
+        "--model",
+        "-m",
+        default="tiny",
+        help="preset name, shipped model, HF checkpoint dir or model YAML (default: tiny)",
+    )
+    p.add_argument(
+        "--hw", default=None, help="hardware preset or YAML file (default: pimgpt-gddr6-8ch)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,55 +50,85 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("verilog", help=HANDLERS["verilog"][2],
-                       description="Convert an Amaranth block to Verilog.")
+    p = sub.add_parser(
+        "verilog", help=HANDLERS["verilog"][2], description="Convert an Amaranth block to Verilog."
+    )
     p.add_argument("block", help="block name (mac, bf16mul, fp32add, ...; `list` lists them)")
     p.add_argument("-o", "--output", default="build/verilog", help="output directory")
     p.add_argument("--hw", default=None, help="hardware preset or YAML (blocks that need it)")
 
-    p = sub.add_parser("compile", help=HANDLERS["compile"][2],
-                       description="Compile a model into program.bin, program.asm, memmap.yaml "
-                       "and program.aim. By default one decode step at position --context - 1.")
+    p = sub.add_parser(
+        "compile",
+        help=HANDLERS["compile"][2],
+        description="Compile a model into program.bin, program.asm, memmap.yaml "
+        "and program.aim. By default one decode step at position --context - 1.",
+    )
     _add_model_args(p)
-    p.add_argument("--context", type=int, default=None,
-                   help="tokens attended by the compiled decode step (default: model maximum)")
-    p.add_argument("--prompt", default=None,
-                   help="comma-separated prompt token ids: compile prefill plus --new-tokens decode "
-                   "steps instead of a single step")
+    p.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="tokens attended by the compiled decode step (default: model maximum)",
+    )
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="comma-separated prompt token ids: compile prefill plus --new-tokens decode "
+        "steps instead of a single step",
+    )
     p.add_argument("--new-tokens", type=int, default=1, help="decode steps with --prompt")
     p.add_argument("-o", "--output", required=True, help="output directory")
 
-    p = sub.add_parser("run", help=HANDLERS["run"][2],
-                       description="Compile and run a model; print generated tokens (or text).")
+    p = sub.add_parser(
+        "run",
+        help=HANDLERS["run"][2],
+        description="Compile and run a model; print generated tokens (or text).",
+    )
     _add_model_args(p)
     p.add_argument("--backend", choices=["golden", "perf", "rtl"], default="golden")
     p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
     p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
     p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")
-    p.add_argument("--context", type=int, default=None,
-                   help="perf backend: context length of the simulated decode step")
+    p.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="perf backend: context length of the simulated decode step",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (presets)")
     p.add_argument("--stats", default=None, help="write statistics JSON here")
     p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
-    p.add_argument("--program", default=None,
-                   help="golden: run this program.bin (from `pimgpt compile --prompt`) instead of "
-                   "compiling one")
+    p.add_argument(
+        "--program",
+        default=None,
+        help="golden: run this program.bin (from `pimgpt compile --prompt`) instead of "
+        "compiling one",
+    )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
-                   help="rtl: HDL simulator")
+    p.add_argument(
+        "--simulator",
+        default="verilator",
+        choices=["verilator", "icarus"],
+        help="rtl: HDL simulator",
+    )
 
-    p = sub.add_parser("paper", help=HANDLERS["paper"][2],
-                       description="Run the 8 presets over context lengths; write Markdown, CSV and "
-                       "PNG plots.")
+    p = sub.add_parser(
+        "paper",
+        help=HANDLERS["paper"][2],
+        description="Run the 8 presets over context lengths; write Markdown, CSV and PNG plots.",
+    )
     p.add_argument("-o", "--output", default="build/paper", help="output directory")
     p.add_argument("--hw", default=None, help="hardware preset or YAML")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
 
-    p = sub.add_parser("accuracy", help=HANDLERS["accuracy"][2],
-                       description="Measure the PIM numerics against float64 and write "
-                       "docs/accuracy.md-style Markdown plus JSON.")
+    p = sub.add_parser(
+        "accuracy",
+        help=HANDLERS["accuracy"][2],
+        description="Measure the PIM numerics against float64 and write "
+        "docs/accuracy.md-style Markdown plus JSON.",
+    )
     p.add_argument("-o", "--output", default="build/accuracy", help="output directory")
     p.add_argument("--quick", action="store_true", help="fewer steps/tokens (smoke run)")
     p.add_argument("--models", default=None, help="comma-separated subset of models")

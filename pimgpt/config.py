@@ -108,7 +108,9 @@ class HwConfig:
 
 def _need(section: dict, key: str, kind, where: str, positive: bool = True):
     if key not in section:
-        raise ConfigError(f"{where}: missing key '{key}'; add it (see pimgpt/configs/{DEFAULT_HW}.yaml)")
+        raise ConfigError(
+            f"{where}: missing key '{key}'; add it (see pimgpt/configs/{DEFAULT_HW}.yaml)"
+        )
     value = section[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
@@ -141,19 +143,23 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         act_overlap=d.get("act_overlap", False),
     )
     if not isinstance(dram.act_overlap, bool):
-        raise ConfigError(
-            f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}"
-        )
+        raise ConfigError(f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}")
     if dram.column_bytes != 32:
-        raise ConfigError(f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}")
+        raise ConfigError(
+            f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}"
+        )
     if dram.row_bytes % dram.column_bytes or not _is_pow2(dram.row_bytes):
-        raise ConfigError(f"{where}: row_bytes must be a power of two multiple of 32, got {dram.row_bytes}")
+        raise ConfigError(
+            f"{where}: row_bytes must be a power of two multiple of 32, got {dram.row_bytes}"
+        )
     if dram.gb_bytes % dram.column_bytes or dram.gb_bytes > dram.row_bytes:
         raise ConfigError(
             f"{where}: gb_bytes must be a multiple of 32 and at most row_bytes, got {dram.gb_bytes}"
         )
     if dram.banks % dram.bank_groups:
-        raise ConfigError(f"{where}: banks ({dram.banks}) must divide into bank_groups ({dram.bank_groups})")
+        raise ConfigError(
+            f"{where}: banks ({dram.banks}) must divide into bank_groups ({dram.bank_groups})"
+        )
     if dram.channels > 32:
         raise ConfigError(f"{where}: at most 32 channels (ch_mask is 32 bits), got {dram.channels}")
     timing = {}
@@ -163,12 +169,15 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
             raise ConfigError(f"{where} timing: '{key}' must be >= 0, got {timing[key]}")
     unknown = set(t) - set(TIMING_KEYS)
     if unknown:
-        raise ConfigError(f"{where} timing: unknown keys {sorted(unknown)}; valid keys: {TIMING_KEYS}")
+        raise ConfigError(
+            f"{where} timing: unknown keys {sorted(unknown)}; valid keys: {TIMING_KEYS}"
+        )
     asic = AsicConfig(
         clock_ghz=_need(a, "clock_ghz", float, where),
         scratchpad_words=_need(a, "scratchpad_words", int, where),
         vector_lanes=_need(a, "vector_lanes", int, where),
-        pipeline_cycles=_need(a, "pipeline_cycles", int, where, False) if "pipeline_cycles" in a
+        pipeline_cycles=_need(a, "pipeline_cycles", int, where, False)
+        if "pipeline_cycles" in a
         else None,
         seq_add_cycles=_need(a, "seq_add_cycles", int, where) if "seq_add_cycles" in a else None,
         elem_ops=_elem_ops(a.get("elem_ops", {}), where),
@@ -182,8 +191,17 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
 ELEM_OP_KEYS = ("exp", "recip", "rsqrt", "gelu")
 #: Keys of the optional ``energy`` section (pJ per event, mW static); see the default preset.
 ENERGY_KEYS = (
-    "act_pj", "pre_pj", "mac_col_pj", "rdwr_col_pj", "gb_col_pj", "acc_rw_pj", "io_pj_per_bit",
-    "ref_pj", "asic_op_pj", "asic_sram_pj_per_word", "dram_static_mw_per_channel",
+    "act_pj",
+    "pre_pj",
+    "mac_col_pj",
+    "rdwr_col_pj",
+    "gb_col_pj",
+    "acc_rw_pj",
+    "io_pj_per_bit",
+    "ref_pj",
+    "asic_op_pj",
+    "asic_sram_pj_per_word",
+    "dram_static_mw_per_channel",
     "asic_static_mw",
 )
 
@@ -223,7 +241,9 @@ def load_yaml(path: Path) -> dict:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; give a preset name or an existing YAML path") from None
+        raise ConfigError(
+            f"{path}: no such file; give a preset name or an existing YAML path"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -242,5 +262,7 @@ def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
             return hw_from_dict(load_yaml(p), where=name)
     path = Path(name)
     if not path.suffix and not path.exists():
-        raise ConfigError(f"unknown hardware preset '{name}'; choose one of {hw_presets()} or a YAML path")
+        raise ConfigError(
+            f"unknown hardware preset '{name}'; choose one of {hw_presets()} or a YAML path"
+        )
     return hw_from_dict(load_yaml(path), where=str(path))

@@ -4,8 +4,8 @@
    checked bit for bit against the golden model.
 2. gpt2-small compiled to a PIM program; its simulated latency and energy per decode token against
    the measured GPU and CPU baselines.
-3. The trained byte-level model ``small-py`` writing Python on the golden backend, with its simulated
-   latency per token.
+3. The trained byte-level model ``small-py`` writing Python on the golden backend, with its
+   simulated latency per token.
 4. ``tiny-py`` generating text on the RTL system, every logit checked against the golden model.
 """
 
@@ -33,8 +33,10 @@ def demo_mac(outdir: Path) -> dict:
     print(f"  RTL result      {res['rtl']!r:>24}  bits {res['rtl_bits']}")
     print(f"  golden model    {res['golden']!r:>24}  bits {res['golden_bits']}")
     print(f"  float64 exact   {res['reference']!r:>24}")
-    print(f"  bit-exact: {res['bit_exact']}; error vs float64 {res['abs_error']:.3g} "
-          f"(relative {res['rel_error']:.3g}); {res['cycles']} cycles")
+    print(
+        f"  bit-exact: {res['bit_exact']}; error vs float64 {res['abs_error']:.3g} "
+        f"(relative {res['rel_error']:.3g}); {res['cycles']} cycles"
+    )
     return res
 
 
@@ -44,25 +46,33 @@ def demo_gpt2_small_perf() -> dict:
     from pimgpt.sim.perf.paper import anchors_dir, load_anchors
     from pimgpt.sw.models import get_model
 
-    _banner(f"2. gpt2-small on PIM-GPT (pimgpt-gddr6-8ch): one decode token at context "
-            f"{DEMO_CONTEXT}, cycle-accurate")
+    _banner(
+        f"2. gpt2-small on PIM-GPT (pimgpt-gddr6-8ch): one decode token at context "
+        f"{DEMO_CONTEXT}, cycle-accurate"
+    )
     hw = load_hw()
     t0 = time.perf_counter()
     comp, _, stats = simulate_model(get_model("gpt2-small"), hw, context=DEMO_CONTEXT)
     wall = time.perf_counter() - t0
     lat_ms = stats["latency_ns_per_token"] / 1e6
-    print(f"  compiled {len(comp.program)} instructions and simulated {stats['cycles']} DRAM "
-          f"cycles in {wall:.1f} s")
-    print(f"  latency {lat_ms * 1e3:.1f} us/token, energy {stats['energy_nj_per_token'] / 1e3:.1f} "
-          f"uJ/token, row-buffer hits {stats['row_hit_rate'] * 100:.1f} %, "
-          f"bank-bandwidth floor reached {stats['mac_utilization'] * 100:.1f} %")
+    print(
+        f"  compiled {len(comp.program)} instructions and simulated {stats['cycles']} DRAM "
+        f"cycles in {wall:.1f} s"
+    )
+    print(
+        f"  latency {lat_ms * 1e3:.1f} us/token, energy {stats['energy_nj_per_token'] / 1e3:.1f} "
+        f"uJ/token, row-buffer hits {stats['row_hit_rate'] * 100:.1f} %, "
+        f"bank-bandwidth floor reached {stats['mac_utilization'] * 100:.1f} %"
+    )
     anchors = load_anchors(anchors_dir())
     for dev, label in (("gpu", "GPU (NVIDIA H200, fp16)"), ("cpu", "CPU (16 Xeon cores, fp32)")):
         for mode in ("graph", "hf-eager"):
             base = anchors.get((dev, mode, "gpt2-small", DEMO_CONTEXT))
             if base is not None:
-                print(f"  vs measured {label:<27} {mode:<8}: {base * 1e3:7.3f} ms/token "
-                      f"-> PIM-GPT is {base * 1e3 / lat_ms:6.1f}x faster")
+                print(
+                    f"  vs measured {label:<27} {mode:<8}: {base * 1e3:7.3f} ms/token "
+                    f"-> PIM-GPT is {base * 1e3 / lat_ms:6.1f}x faster"
+                )
     if not anchors:
         print("  (measured baselines not found: set PIMGPT_ANCHORS to the anchors folder)")
     return stats
@@ -85,17 +95,22 @@ def demo_small_py_golden(new_tokens: int) -> dict:
     _, _, stats = simulate_model(cfg, hw, context=len(prompt) + new_tokens)
     print(f"  prompt {PROMPT_TEXT!r} -> {new_tokens} bytes in {wall:.1f} s of golden simulation:")
     print("  " + (PROMPT_TEXT + decode(tokens)).replace("\n", "\n  "))
-    print(f"  simulated PIM latency {stats['latency_ns_per_token'] / 1e3:.1f} us/token "
-          f"at context {len(prompt) + new_tokens}")
+    print(
+        f"  simulated PIM latency {stats['latency_ns_per_token'] / 1e3:.1f} us/token "
+        f"at context {len(prompt) + new_tokens}"
+    )
     return {"tokens": tokens, **stats}
 
 
 def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
     from pimgpt.hdl.system_cli import run_rtl_generation
 
-    _banner("4. tiny-py on the RTL system (Verilator), every logit checked against the golden model")
-    res = run_rtl_generation("tiny-py", prompt_text=PROMPT_TEXT, new_tokens=new_tokens,
-                             outdir=outdir / "rtl")
+    _banner(
+        "4. tiny-py on the RTL system (Verilator), every logit checked against the golden model"
+    )
+    res = run_rtl_generation(
+        "tiny-py", prompt_text=PROMPT_TEXT, new_tokens=new_tokens, outdir=outdir / "rtl"
+    )
     print(f"  {res['cycles']} cycles, golden_match={res['golden_match']}")
     print("  " + (PROMPT_TEXT + res["text"]).replace("\n", "\n  "))
     if not res["golden_match"]:

@@ -237,7 +237,7 @@ def dot_bf16(a16, b16, acc=0.0) -> np.ndarray:
 
 
 def f32_sum_sequential(x, axis: int = -1) -> np.ndarray:
-    """Sum along ``axis`` left to right with fp32 RNE/FTZ adds (the vector unit's reduction order)."""
+    """Sum along ``axis`` left to right with fp32 RNE/FTZ adds (the vector unit's order)."""
     x = np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1)
     acc = np.zeros(x.shape[:-1], dtype=np.float32)
     for i in range(x.shape[-1]):

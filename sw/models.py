@@ -61,10 +61,13 @@ class ModelConfig:
         for key in ("n_layer", "d_model", "n_head", "ctx", "vocab", "d_ff"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ModelError(f"model {self.name}: {key} must be a positive integer, got {value!r}")
+                raise ModelError(
+                    f"model {self.name}: {key} must be a positive integer, got {value!r}"
+                )
         if self.d_model % self.n_head:
             raise ModelError(
-                f"model {self.name}: d_model {self.d_model} is not divisible by n_head {self.n_head}"
+                f"model {self.name}: d_model {self.d_model} is not divisible by "
+                f"n_head {self.n_head}"
             )
         if self.d_head % 16:
             raise ModelError(
