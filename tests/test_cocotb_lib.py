@@ -1,0 +1,72 @@
+"""Pure-Python parts of the cocotb library: scoreboard, payload packing, runner helpers."""
+
+import numpy as np
+import pytest
+from pimgpt.hdl.mac import mac_column_layout
+from pimgpt.sim.cocotb_lib import runner, stimulus
+from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
+
+from pimgpt.errors import PimgptError
+
+
+def test_scoreboard_counts_and_reports():
+    sb = Scoreboard("t", context=lambda i: f"op{i}")
+    sb.add_expected([1, 2, 3])
+    sb.compare(1)
+    sb.compare(5)
+    assert sb.summary() == {"name": "t", "matched": 1, "mismatched": 1, "unexpected": 0,
+                            "pending": 1}
+    msg = r"item 1: got 0x00000005, expected 0x00000002 \(op1\)"
+    with pytest.raises(AssertionError, match=msg):
+        sb.check()
+    sb.compare(3)
+    sb.compare(4)
+    assert sb.unexpected == 1 and sb.pending == 0
+    ok = Scoreboard("ok")
+    ok.add_expected([7, 8])
+    ok.compare(7)
+    ok.compare(8)
+    assert ok.check() == 2
+
+
+def test_mac_packing_matches_the_rtl_layout():
+    layout = mac_column_layout(16)
+    a = np.arange(32, dtype=np.uint16).reshape(2, 16) + 0x100
+    b = np.arange(32, dtype=np.uint16).reshape(2, 16) + 0x8000
+    p = stimulus.pack_mac_columns(a, b, np.array([2]))
+    for col in range(2):
+        for k in range(16):
+            off_a = layout["a"].offset + 16 * k
+            off_b = layout["b"].offset + 16 * k
+            assert (p[col] >> off_a) & 0xFFFF == a[col, k]
+            assert (p[col] >> off_b) & 0xFFFF == b[col, k]
+    first, last = layout["first"].offset, layout["last"].offset
+    assert [(x >> first) & 1 for x in p] == [1, 0] and [(x >> last) & 1 for x in p] == [0, 1]
+
+
+def test_pack_pairs_and_golden():
+    assert stimulus.pack_pairs(np.array([0x3F80]), np.array([0x4000]), 16) == [0x40003F80]
+    got = stimulus.golden("fp32add", np.array([0x3F800000], np.uint32),
+                          np.array([0x3F800000], np.uint32))
+    assert got.tolist() == [0x40000000]
+    with pytest.raises(ValueError, match="unknown op 'div'"):
+        stimulus.golden("div", np.zeros(1), np.zeros(1))
+
+
+def test_random_mac_stream_shape():
+    a16, b16, lengths = stimulus.mac_random(np.random.default_rng(0), 1000)
+    assert a16.shape == b16.shape == (1000, 16) and lengths.sum() == 1000
+    assert lengths.min() >= 1 and lengths.max() <= 8
+    results = stimulus.mac_reference(a16, b16, lengths)
+    normal = ((results >> 23) & 0xFF)
+    assert np.mean((normal > 0) & (normal < 255)) > 0.8  # mostly finite, non-zero results
+
+
+def test_runner_helpers(tmp_path):
+    with pytest.raises(PimgptError, match="unknown simulator 'vcs'"):
+        runner.simulator_available("vcs")
+    v = tmp_path / "x.v"
+    v.write_text("module other(a);\nendmodule\nmodule top(clk, i__payload,\n  o__valid);\n")
+    assert runner._top_ports([v], "top") == ["clk", "i__payload", "o__valid"]
+    with pytest.raises(runner.CocotbError, match="module nope not found"):
+        runner._top_ports([v], "nope")
