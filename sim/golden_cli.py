@@ -12,60 +12,19 @@ number of tokens are those compiled into it, ``--prompt``/``--new-tokens`` are i
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from pimgpt.sw.prompt import prompt_from_args  # noqa: F401 (re-exported)
 
 from pimgpt.errors import PimgptError
+from pimgpt.fileio import atomic_write, atomic_write_text
 
 
 class RunError(PimgptError):
     """Bad arguments or files for a golden run."""
-
-
-def prompt_from_args(args, cfg) -> list[int]:
-    """Prompt ids from ``--prompt`` or ``--prompt-text`` (byte-level models); default ``[0]``."""
-    from pimgpt.sw import tokenizer
-    from pimgpt.sw.compile_cli import parse_prompt
-
-    ids_text = getattr(args, "prompt", None)
-    text = getattr(args, "prompt_text", None)
-    if ids_text is not None and text is not None:
-        raise RunError("give either --prompt (token ids) or --prompt-text, not both")
-    if text is not None:
-        if not tokenizer.is_byte_level(cfg):
-            raise RunError(
-                f"--prompt-text needs a byte-level model (vocabulary 256); {cfg.name} has "
-                f"{cfg.vocab} tokens, so give token ids with --prompt"
-            )
-        ids = tokenizer.encode(text)
-        if not ids:
-            raise RunError("--prompt-text is empty; give at least one character")
-        return ids
-    if ids_text is not None:
-        return parse_prompt(ids_text, cfg)
-    print("pimgpt run: no --prompt given, using the single token 0", file=sys.stderr)
-    return [0]
-
-
-def _atomic_write(path: str | Path, write) -> Path:
-    """Write a file via a temporary file in the same directory, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _program_file(path: str, cfg, hw):
@@ -164,9 +123,9 @@ def cli_run(args) -> int:
             with open(tmp, "wb") as fh:
                 np.save(fh, array)
 
-        path = _atomic_write(args.logits, save)
+        path = atomic_write(args.logits, save)
         out["logits_file"] = str(path)
     if args.stats:
         text = json.dumps(out, indent=2) + "\n"
-        _atomic_write(args.stats, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(args.stats, text)
     return 0

@@ -5,32 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pimgpt.errors import PimgptError
-
-
-class PromptError(PimgptError):
-    """A prompt that cannot be used with the model."""
-
-
-def parse_prompt(text: str, cfg) -> list[int]:
-    """Comma-separated token ids -> list of int, each checked against ``cfg.vocab``."""
-    items = [t.strip() for t in str(text).split(",")]
-    if not any(items):
-        raise PromptError("the prompt is empty; give comma-separated token ids such as 1,2,3")
-    ids = []
-    for item in items:
-        try:
-            tok = int(item)
-        except ValueError:
-            raise PromptError(
-                f"prompt item {item!r} is not a token id; give comma-separated integers"
-            ) from None
-        if not 0 <= tok < cfg.vocab:
-            raise PromptError(
-                f"prompt token {tok} is outside model {cfg.name}'s vocabulary 0..{cfg.vocab - 1}"
-            )
-        ids.append(tok)
-    return ids
+from pimgpt.sw.prompt import PromptError, parse_prompt  # noqa: F401 (re-exported)
 
 
 def cli_compile(args) -> int:

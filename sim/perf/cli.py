@@ -7,34 +7,19 @@ simulated. With ``--prompt`` the whole generation (prefill of the prompt, one to
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
 from pimgpt.sim.perf.report import MAC_OPS, breakdown
 from pimgpt.sw.models import get_model
+from pimgpt.sw.prompt import prompt_from_args
 
 from pimgpt.config import load_hw
 from pimgpt.errors import PimgptError
+from pimgpt.fileio import atomic_write_json
 
 
 class PerfCliError(PimgptError):
     """Bad arguments of the perf backend."""
-
-
-def parse_prompt(text: str) -> list[int]:
-    """``"1,2,3"`` -> ``[1, 2, 3]`` (one-line error on anything else)."""
-    try:
-        toks = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise PerfCliError(f"--prompt {text!r} is not a comma-separated list of token ids, "
-                           "e.g. --prompt 1,2,3") from None
-    if not toks:
-        raise PerfCliError("--prompt is empty; give token ids such as --prompt 1,2,3")
-    return toks
 
 
 def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
@@ -133,19 +118,7 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
 
 def write_json_atomic(path, data) -> None:
     """Write JSON through a temporary file and a rename, so no partial file is left."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=path.parent)
-    except OSError as exc:
-        raise PerfCliError(f"cannot write {path} ({exc.strerror}); choose another path") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data, indent=1)
 
 
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
@@ -188,13 +161,7 @@ def cli_run(args) -> int:
     """Entry point of ``pimgpt run --backend perf``."""
     model = get_model(args.model)
     hw = load_hw(args.hw)
-    prompt = None
-    if getattr(args, "prompt", None):
-        prompt = parse_prompt(args.prompt)
-    elif getattr(args, "prompt_text", None):
-        from pimgpt.sw.tokenizer import encode as encode_text  # byte-level models
-
-        prompt = list(encode_text(args.prompt_text))
+    prompt = prompt_from_args(args, model, default=None)
     context = getattr(args, "context", None)
     if prompt is None:
         context = model.ctx if context is None else context

@@ -12,11 +12,11 @@ Instructions that select several channels appear on each of them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
+
+from pimgpt.fileio import atomic_write
 
 #: Instructions that address one bank (shown on that bank's thread).
 _BANK_FIELD = {"MAC_SBK", "WR_SBK", "RD_SBK", "COPY_BKGB", "COPY_GBBK"}
@@ -92,13 +92,5 @@ def write_trace(path, res: PerfResult, tags: list | None = None, program=None,
     """Write the trace JSON atomically (temporary file, then rename: no partial file)."""
     path = Path(path)
     data = trace_events(res, tags, program, max_events)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, separators=(",", ":"))))
     return path
