@@ -75,7 +75,7 @@ RECIPES = {
     ),
     "small-py": Recipe(
         ModelConfig("small-py", n_layer=4, d_model=128, n_head=4, ctx=128, vocab=256),
-        steps=1600, batch=24, lr=3e-3, warmup=100, eval_windows=512,
+        steps=3000, batch=16, lr=4e-3, warmup=100, eval_windows=512,
     ),
 }
 
