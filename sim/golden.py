@@ -26,6 +26,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
+
+from pimgpt.config import HwConfig
+from pimgpt.errors import PimgptError
 from pimgpt.sim import nonlinear
 from pimgpt.sim.numerics import (
     bf16_to_f32,
@@ -38,9 +41,6 @@ from pimgpt.sim.numerics import (
 )
 from pimgpt.sw.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
 from pimgpt.sw.mapper import COL, element_address
-
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed
 _NAN = f32_from_bits(np.uint32(0x7FC00000))

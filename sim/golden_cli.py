@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pimgpt.sw.prompt import prompt_from_args  # noqa: F401 (re-exported)
 
 from pimgpt.errors import PimgptError
 from pimgpt.fileio import atomic_write, atomic_write_text
+from pimgpt.sw.prompt import prompt_from_args  # noqa: F401 (re-exported)
 
 
 class RunError(PimgptError):
@@ -69,12 +69,11 @@ def _program_file(path: str, cfg, hw):
 
 def cli_run(args) -> int:
     """Run a generation on the golden simulator; see the module docstring."""
+    from pimgpt.config import load_hw
     from pimgpt.sim.golden import run_golden
     from pimgpt.sw import checkpoint, tokenizer
     from pimgpt.sw.compiler import compile_generation
     from pimgpt.sw.models import get_model
-
-    from pimgpt.config import load_hw
 
     cfg = get_model(args.model)
     hw = load_hw(args.hw)

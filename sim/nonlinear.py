@@ -25,6 +25,7 @@ is within a few fp32 ulps for ``exp``, ``reciprocal`` and ``rsqrt``, and far bel
 from __future__ import annotations
 
 import numpy as np
+
 from pimgpt.sim.numerics import (
     FP32_CANONICAL_NAN,
     FP32_MIN_NORMAL,

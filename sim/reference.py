@@ -21,11 +21,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from pimgpt.errors import PimgptError
 from pimgpt.sim import nonlinear as nl
 from pimgpt.sim import numerics as nm
 from pimgpt.sw.models import ModelConfig
-
-from pimgpt.errors import PimgptError
 
 MAC_LANES = nm.MAC_LANES
 #: Output neurons per dot_bf16 call: bounds the temporaries (about 100 bytes per product).

@@ -42,11 +42,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Instr, Op
-from pimgpt.sw.mapper import COL, element_address
 
 from pimgpt.config import HwConfig
 from pimgpt.errors import PimgptError
+from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Instr, Op
+from pimgpt.sw.mapper import COL, element_address
 
 
 class AimError(PimgptError):

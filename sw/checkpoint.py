@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from pimgpt.sw.models import ModelConfig, ModelError
 
 CONFIG_FILE = "config.json"

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import yaml
-from pimgpt.sim.numerics import f32_to_bf16
-from pimgpt.sw.models import ModelConfig
 
 from pimgpt.config import HwConfig
 from pimgpt.errors import PimgptError
+from pimgpt.sim.numerics import f32_to_bf16
+from pimgpt.sw.models import ModelConfig
 
 COL = 16  # bf16 elements per DRAM column = one MAC step (column_bytes is validated to be 32)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 
 def cli_models(args) -> int:
-    from pimgpt.sw.models import get_model, list_models
-
     from pimgpt.config import hw_presets
+    from pimgpt.sw.models import get_model, list_models
 
     print(
         f"{'model':<16}{'layers':>7}{'d_model':>8}{'heads':>6}{'ctx':>6}{'vocab':>7}{'params':>10}"

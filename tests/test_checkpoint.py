@@ -6,6 +6,9 @@ import time
 
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
 from pimgpt.sw.checkpoint import (
     check_weights,
     config_from_dir,
@@ -17,8 +20,6 @@ from pimgpt.sw.checkpoint import (
     weights_for,
 )
 from pimgpt.sw.models import PRESETS, ModelConfig, ModelError, get_model
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
 # A small model: 2 layers, d 32, 2 heads of 16, d_ff 4*32, ctx 8, vocab 40.
 SMALL = ModelConfig("small", n_layer=2, d_model=32, n_head=2, ctx=8, vocab=40)

@@ -6,6 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import yaml
+
+from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sw import isa
 from pimgpt.sw.aim import AimError, parse_aim
 from pimgpt.sw.compiler import (
@@ -17,8 +19,6 @@ from pimgpt.sw.compiler import (
 from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
 from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import ModelConfig, get_model
-
-from pimgpt.config import hw_from_dict, load_hw
 
 HW = load_hw("pimgpt-gddr6-8ch")
 

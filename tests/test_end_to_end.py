@@ -6,15 +6,15 @@ import json
 import numpy as np
 import pytest
 import yaml
+
+from pimgpt.cli import main
+from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sim.golden import run_golden
 from pimgpt.sim.reference import pim_generate
 from pimgpt.sw import isa
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.compiler import compile_decode_step, hazards
 from pimgpt.sw.models import PRESETS, ModelConfig, get_model
-
-from pimgpt.cli import main
-from pimgpt.config import hw_from_dict, load_hw
 
 HW = load_hw("pimgpt-gddr6-8ch")
 

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sim import nonlinear
 from pimgpt.sim.golden import GoldenError, GoldenMachine, run_program
 from pimgpt.sim.numerics import (
@@ -16,8 +18,6 @@ from pimgpt.sim.numerics import (
 )
 from pimgpt.sw.isa import FLAG_VEC_FROM_REG, I, Op, ProgramError, encode, f32_bits
 from pimgpt.sw.mapper import element_address
-
-from pimgpt.config import hw_from_dict, load_hw
 
 
 def make_hw(channels=2, banks=4, rows=64, row_bytes=256, gb_bytes=128, scratch=4096):

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import yaml
+
+from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sim.numerics import bf16_to_f32, f32_to_bf16
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.mapper import (
@@ -15,8 +17,6 @@ from pimgpt.sw.mapper import (
     write_region,
 )
 from pimgpt.sw.models import PRESETS, ModelConfig, get_model
-
-from pimgpt.config import hw_from_dict, load_hw
 
 
 @pytest.fixture(scope="module")

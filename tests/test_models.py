@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from pimgpt.cli import main as cli_main
 from pimgpt.sw.checkpoint import (
     expected_shapes,
     load_weights,
@@ -12,8 +14,6 @@ from pimgpt.sw.checkpoint import (
 )
 from pimgpt.sw.models import PAPER_MODELS, PRESETS, ModelConfig, ModelError, get_model, list_models
 from pimgpt.sw.tokenizer import decode, encode
-
-from pimgpt.cli import main as cli_main
 
 SHIPPED = ["small-py", "tiny-py"]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nm
 
 from pimgpt import bench_numerics as bn
+from pimgpt.sim import nonlinear as nl
+from pimgpt.sim import numerics as nm
 
 NAN_BITS = 0x7FC00000
 

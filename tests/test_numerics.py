@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pimgpt.sim import numerics as nm
 
 CANON32 = 0x7FC00000

@@ -9,16 +9,16 @@ import time
 
 import numpy as np
 import pytest
+
+from pimgpt.cli import main
+from pimgpt.config import ConfigError, hw_from_dict, load_hw
+from pimgpt.errors import PimgptError
 from pimgpt.sim.perf.energy import energy_breakdown
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sim.perf.report import attribute, breakdown
 from pimgpt.sw.compiler import compile_decode_step
 from pimgpt.sw.isa import I, Op
 from pimgpt.sw.models import get_model
-
-from pimgpt.cli import main
-from pimgpt.config import ConfigError, hw_from_dict, load_hw
-from pimgpt.errors import PimgptError
 
 HW = load_hw("pimgpt-gddr6-8ch")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+
+from pimgpt.config import hw_from_dict, load_hw
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.isa import I, Op, f32_bits
-
-from pimgpt.config import hw_from_dict, load_hw
 
 ALL = 0xFF
 
@@ -331,9 +331,8 @@ def test_nrcd_variants_of_gb_copies():
 
 
 def test_latency_expressions_come_from_the_config():
-    from pimgpt.sim.perf.standard import build_standard, derived_timing, evaluate
-
     from pimgpt.config import ConfigError
+    from pimgpt.sim.perf.standard import build_standard, derived_timing, evaluate
 
     t = derived_timing(load_hw())
     assert t["nIO"] == 2  # 32 B at 16 Gb/s x 16 pins = 1 ns = 2 tCK

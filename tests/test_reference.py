@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+
+from pimgpt.errors import PimgptError
 from pimgpt.sim import numerics as nm
 from pimgpt.sim import reference as ref
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.models import ModelConfig, get_model
-
-from pimgpt.errors import PimgptError
 
 TINY = get_model("tiny")
 # One layer, two heads of 32: with G = 48 the second head straddles a chunk boundary.

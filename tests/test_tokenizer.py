@@ -1,10 +1,10 @@
 """Byte-level tokenizer."""
 
 import pytest
-from pimgpt.sw.models import get_model
-from pimgpt.sw.tokenizer import BYTE_VOCAB, TokenizerError, decode, encode, is_byte_level
 
 from pimgpt.errors import PimgptError
+from pimgpt.sw.models import get_model
+from pimgpt.sw.tokenizer import BYTE_VOCAB, TokenizerError, decode, encode, is_byte_level
 
 
 def test_encode_is_utf8_bytes():

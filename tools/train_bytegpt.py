@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from pimgpt.sw.checkpoint import load_weights, save_checkpoint
 from pimgpt.sw.models import PRESETS, ModelConfig, ModelError
 from pimgpt.sw.tokenizer import decode, encode

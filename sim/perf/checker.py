@@ -19,9 +19,9 @@ A log record is ``(cmd, ch_mask, footprint index, sub, row, first cycle, count, 
 from __future__ import annotations
 
 import numpy as np
-from pimgpt.sim.perf import standard as S
 
 from pimgpt.config import HwConfig
+from pimgpt.sim.perf import standard as S
 
 #: Refreshes may be postponed by up to eight intervals (JEDEC), so at most 9 x nREFI apart.
 MAX_REFRESH_INTERVALS = 9

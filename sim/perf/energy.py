@@ -22,9 +22,8 @@ sources and assumptions are commented there):
 
 from __future__ import annotations
 
-from pimgpt.sim.perf.engine import PerfResult
-
 from pimgpt.config import ENERGY_KEYS, ConfigError, HwConfig
+from pimgpt.sim.perf.engine import PerfResult
 
 
 def _need(hw: HwConfig) -> dict:

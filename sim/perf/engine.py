@@ -43,10 +43,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from pimgpt.sim.perf import standard as S
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
 
 from pimgpt.config import ConfigError, HwConfig
+from pimgpt.sim.perf import standard as S
+from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
 
 C_ACT, C_ACT4, C_ACT16 = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["ACT16"]
 C_PRE, C_PRE4, C_PREA = S.CMD["PRE"], S.CMD["PRE4"], S.CMD["PREA"]

@@ -23,12 +23,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.errors import PimgptError
 from pimgpt.sim.perf.cli import summarize
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.models import PAPER_MODELS, get_model
-
-from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.errors import PimgptError
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
 SCALING_MODEL, SCALING_CTX, SCALING_CHANNELS = "gpt2-medium", 1024, (4, 8, 16, 32)
@@ -288,8 +287,9 @@ def plots(rows, scaling, lanes, folder: Path) -> list[str]:
 def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
               progress=True) -> dict:
     """Run the evaluation and write the report into ``output``; returns the rows."""
-    from pimgpt.sw.compiler import compile_decode_step
     from tqdm import tqdm
+
+    from pimgpt.sw.compiler import compile_decode_step
 
     hw = load_hw(hw_name)
     hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None

@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 
 import numpy as np
+
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PIM_SIDE, PerfResult
 from pimgpt.sw.isa import Op
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
-
 from pimgpt.fileio import atomic_write
+from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
 
 #: Instructions that address one bank (shown on that bank's thread).
 _BANK_FIELD = {"MAC_SBK", "WR_SBK", "RD_SBK", "COPY_BKGB", "COPY_GBBK"}
