@@ -258,30 +258,50 @@ class AblatedF64:
     def _gelu(x):
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """float64 logits ``[len(tokens), vocab]``; row ``i`` predicts token ``i + 1``."""
-        cfg, w, A = self.cfg, self.w, self.act
+    @staticmethod
+    def _mm(x, m):
+        # One 2-D product: numpy's stacked (3-D @ 2-D) matmul is ~50x slower here.
+        return (x.reshape(-1, x.shape[-1]) @ m).reshape(*x.shape[:-1], m.shape[1])
+
+    def logits(self, tokens) -> np.ndarray:
+        """float64 logits; row ``i`` predicts token ``i + 1``.
+
+        Parameters
+        ----------
+        tokens : array_like of int, shape (T,) or (B, T)
+            One sequence, or a batch of equal-length sequences (evaluated independently).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[T, vocab]`` or ``[B, T, vocab]``.
+        """
+        cfg, w, A, mm = self.cfg, self.w, self.act, self._mm
         toks = np.asarray(tokens, dtype=np.int64)
-        T, d, dh, H = len(toks), cfg.d_model, cfg.d_head, cfg.n_head
+        single = toks.ndim == 1
+        toks = np.atleast_2d(toks)
+        B, T = toks.shape
+        d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
         x = w["wte"][toks] + w["wpe"][:T]
         mask = np.triu(np.ones((T, T), dtype=bool), 1)
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             h = A(self._ln(x, p + "ln_1"))
-            qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
-            q = A(qkv[:, :d]).reshape(T, H, dh)
-            k = self.kv(qkv[:, d:2 * d]).reshape(T, H, dh)
-            v = self.kv(qkv[:, 2 * d:]).reshape(T, H, dh)
-            s = np.einsum("thd,uhd->htu", q, k) / math.sqrt(dh)
-            s[:, mask] = -np.inf
+            qkv = mm(h, w[p + "attn.c_attn.weight"]) + w[p + "attn.c_attn.bias"]
+            q = A(qkv[..., :d]).reshape(B, T, H, dh)
+            k = self.kv(qkv[..., d:2 * d]).reshape(B, T, H, dh)
+            v = self.kv(qkv[..., 2 * d:]).reshape(B, T, H, dh)
+            s = np.einsum("bthd,buhd->bhtu", q, k) / math.sqrt(dh)
+            s[..., mask] = -np.inf
             e = np.exp(s - s.max(axis=-1, keepdims=True))
             prob = A(e / e.sum(axis=-1, keepdims=True))
-            o = A(np.einsum("htu,uhd->thd", prob, v).reshape(T, d))
-            x = x + o @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
+            o = A(np.einsum("bhtu,buhd->bthd", prob, v).reshape(B, T, d))
+            x = x + mm(o, w[p + "attn.c_proj.weight"]) + w[p + "attn.c_proj.bias"]
             h = A(self._ln(x, p + "ln_2"))
-            g = A(self._gelu(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]))
-            x = x + g @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-        return A(self._ln(x, "ln_f")) @ w["wte"].T
+            g = A(self._gelu(mm(h, w[p + "mlp.c_fc.weight"]) + w[p + "mlp.c_fc.bias"]))
+            x = x + mm(g, w[p + "mlp.c_proj.weight"]) + w[p + "mlp.c_proj.bias"]
+        out = mm(A(self._ln(x, "ln_f")), w["wte"].T)
+        return out[0] if single else out
 
 
 #: Ablation variants: label -> AblatedF64 flags.
@@ -311,25 +331,33 @@ def ablation(cfg, weights: dict, sequences: list[list[int]], rows: list[slice],
     Returns
     -------
     dict
-        label -> ``{"mean_abs", "max_abs", "mean_rel_spread", "top1"[, "nll"]}``; ``"pim"`` is the
-        full PIM numerics.
+        label -> ``{"mean_abs", "max_abs", "mean_rel_spread", "top1"[, "nll", "nll_delta"]}``
+        (``nll_delta``: NLL minus the float64 NLL); ``"pim"`` is the full PIM numerics, with
+        ``vs_all_three_mean_abs``: its mean distance to the float64 model with all three bf16
+        roundings, i.e. what fp32 arithmetic and the vector-unit functions add.
     """
     out = {}
+    f64_nll = None if targets is None else float(nll_nats(f64, targets).mean())
 
     def entry(got):
         s = logit_error_stats(got, f64)
         e = {k: s[k] for k in ("mean_abs", "max_abs", "mean_rel_spread", "top1")}
         if targets is not None:
             e["nll"] = float(nll_nats(got, targets).mean())
+            e["nll_delta"] = e["nll"] - f64_nll
         return e
 
+    kept = None
     for label, flags in ABLATIONS.items():
         model = AblatedF64(cfg, weights, **flags)
         got = np.concatenate([model.logits(seq)[r] for seq, r in zip(sequences, rows,
                                                                       strict=True)])
         out[label] = entry(got)
+        if label == "all three":
+            kept = got
         del model
     out["pim"] = entry(pim)
+    out["pim"]["vs_all_three_mean_abs"] = float(np.abs(np.asarray(pim, np.float64) - kept).mean())
     return out
 
 
@@ -472,11 +500,33 @@ def greedy_compare(cfg, weights: dict, gb_elems: int, stream: np.ndarray,
     res.update(logit_error_stats(np.concatenate(pims), np.concatenate(f64s)))
     res["identical_free"] = sum(r["free_prefix"] == new for r in runs)
     res["mean_free_prefix"] = float(np.mean([r["free_prefix"] for r in runs]))
-    first = private[0]
-    res["example"] = {"prompt": first["prompt"], "pim": first["tokens"], "f64": first["f64_free"]}
+    # The example is the first continuation where the free-running runs part (if any does).
+    pick = next((i for i, r in enumerate(runs) if r["free_prefix"] < new), 0)
+    ex = private[pick]
+    res["example"] = {"index": pick, "prompt": ex["prompt"], "pim": ex["tokens"],
+                      "f64": ex["f64_free"], "free_prefix": runs[pick]["free_prefix"]}
     res.update(runs=runs, pim_seconds=pim_time, f64_seconds=f64_time)
     res["_runs"] = private
     return res
+
+
+def f64_window_loss(cfg, weights: dict, stream: np.ndarray, starts: Sequence[int],
+                    batch: int = 64) -> float:
+    """Mean float64 next-token NLL (nats) over windows, as the training script evaluates.
+
+    Uses the batched :class:`AblatedF64` without rounding (``F64Model`` up to summation order),
+    which is fast enough for the training script's full set of evaluation windows.
+    """
+    model = AblatedF64(cfg, weights)
+    starts = np.asarray(starts, dtype=np.int64)
+    total, count = 0.0, 0
+    for b in range(0, len(starts), batch):
+        idx = starts[b:b + batch, None] + np.arange(cfg.ctx + 1)[None, :]
+        win = np.asarray(stream, dtype=np.int64)[idx]
+        logits = model.logits(win[:, :-1]).reshape(-1, cfg.vocab)
+        total += float(nll_nats(logits, win[:, 1:].reshape(-1)).sum())
+        count += win[:, 1:].size
+    return total / count
 
 
 def golden_crosscheck(cfg, hw, weights: dict, runs: list[dict], new_tokens: int) -> dict:
@@ -717,6 +767,14 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
                     data = json.loads(tj.read_text(encoding="utf-8")).get("data", {})
                     entry["held_out_matches_training"] = (
                         data.get("held_out_sha256") == rep["meta"]["held_out"]["sha256"])
+                    train_eval = json.loads(tj.read_text(encoding="utf-8")).get("eval", {})
+                    recipe = getattr(mod, "RECIPES", {}).get(name)
+                    if recipe is not None and not quick:
+                        ev = mod.eval_offsets(len(held), cfg.ctx, recipe.eval_windows)
+                        entry["f64_training_windows"] = {
+                            "windows": len(ev),
+                            "nats": f64_window_loss(cfg, weights, held, ev),
+                            "training_json_nats": train_eval.get("held_out_loss")}
                 model = ref.PimModel(cfg, weights, G)
                 starts = mod.eval_offsets(len(held), cfg.ctx, sizes.ppl_windows[name])
                 with bar(len(starts) * cfg.ctx, f"{name} perplexity") as b:
@@ -837,6 +895,13 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
                 f"{p['ppl_ratio']:.5f} | {_pct(p['f64']['acc'])} / {_pct(p['pim']['acc'])} | "
                 f"{p['top1_agree']}/{p['rows']} ({_pct(p['top1'])}) | {_g(p['max_abs'])} | "
                 f"{_pct(p['mean_rel_spread'])} |")
+        for name, e in rep["trained"].items():
+            fw = e.get("f64_training_windows")
+            if fw:
+                lines += ["", f"{name}: float64 over the training script's own {fw['windows']} "
+                          f"evaluation windows: {fw['nats']:.4f} nats/byte (training.json, torch "
+                          f"float32: {_g(fw['training_json_nats'], 5)}); the windows above are a "
+                          "subset, so their absolute loss differs, not the PIM-float64 pairing."]
         lines += [
             "", "### Greedy continuations of held-out prompts", "",
             "Each prompt (bytes at evenly spaced held-out offsets) is continued greedily with the "
@@ -859,8 +924,10 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
         for name, e in rep["trained"].items():
             ex = e["greedy"]["example"]
             fence = "````"
-            lines += ["", f"Example ({name}): prompt, then the PIM and the float64 greedy "
-                      "continuations.", "", fence,
+            how = (f"they part after {ex['free_prefix']} identical byte(s)" if ex["free_prefix"]
+                   < len(ex["pim"]) else "identical")
+            lines += ["", f"Example ({name}, prompt {ex['index'] + 1}, the first whose PIM and "
+                      f"free-running float64 continuations differ, if any; {how}):", "", fence,
                       f"prompt : {_text(ex['prompt'])!r}", f"PIM    : {_text(ex['pim'])!r}",
                       f"float64: {_text(ex['f64'])!r}", fence]
             if e.get("held_out_matches_training") is False:
@@ -891,15 +958,19 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
             "pim: the full PIM numerics (adds fp32 arithmetic and the vector unit's functions).",
             "",
             "| model | variant | mean abs logit err | max abs logit err | mean err/spread | "
-            "top-1 vs float64 | NLL nats (trained) |",
+            "top-1 vs float64 | NLL - float64 NLL (nats) |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, ab in rep["ablation"].items():
             for label, a in ab.items():
-                nll = f"{a['nll']:.5f}" if "nll" in a else "-"
+                nll = f"{a['nll_delta']:+.5f}" if "nll_delta" in a else "-"
                 lines.append(f"| {name} | {label} | {_g(a['mean_abs'])} | {_g(a['max_abs'])} | "
                              f"{_pct(a['mean_rel_spread'])} | {_pct(a['top1'])} | {nll} |")
-        lines += [""]
+        lines += ["", "Mean |PIM - (float64 with all three roundings)|, i.e. what fp32 "
+                  "arithmetic and the vector-unit functions add: " + "; ".join(
+                      f"{n} {_g(ab['pim']['vs_all_three_mean_abs'])} "
+                      f"({_pct(ab['pim']['vs_all_three_mean_abs'] / ab['pim']['mean_abs'])} of "
+                      "the PIM error)" for n, ab in rep["ablation"].items()) + ".", ""]
     if rep["skipped"]:
         lines += ["## Skipped", ""] + [f"- {n}: {why}" for n, why in rep["skipped"].items()]
         lines += [""]
