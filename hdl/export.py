@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pimgpt.errors import PimgptError
 
+from .rtl_blocks import register as _register_rtl_blocks
+
 __all__ = [
     "BLOCKS",
     "Block",
@@ -95,6 +97,9 @@ register_block("bf16mul", _bf16mul, "exact bf16 x bf16 -> fp32 multiplier (1 cyc
 register_block("fp32add", _fp32add, "fp32 adder, RNE, DAZ/FTZ (2 cycles)")
 register_block("fp32mul", _fp32mul, "fp32 multiplier, RNE, DAZ/FTZ (2 cycles)")
 
+# System-level blocks (bank, channel, ASIC, system...): see rtl_blocks.py.
+_register_rtl_blocks(register_block)
+
 
 def block_names() -> list[str]:
     """Names of the registered blocks, sorted."""
@@ -121,7 +126,9 @@ def verilog_text(name: str, hw=None) -> str:
     ``rst``, and the ports are the flattened signature members (``i__payload``, ``o__valid``...)."""
     from amaranth.back import verilog
 
-    return verilog.convert(build_block(name, hw), name=name, emit_src=False)
+    block = build_block(name, hw)
+    # Simulation models a block instantiates (the DRAM array) follow its own module.
+    return verilog.convert(block, name=name, emit_src=False) + getattr(block, "extra_verilog", "")
 
 
 def write_verilog(name: str, outdir, hw=None) -> Path:

@@ -7,6 +7,7 @@ binary form unchanged and decoding is wiring.
 
 # No ``from __future__ import annotations``: data.Struct reads its annotations as objects.
 from amaranth.lib import data
+
 from pimgpt.sw import isa
 
 __all__ = ["InstrWord", "instr_word", "INSTR_BITS"]

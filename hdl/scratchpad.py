@@ -1,35 +1,56 @@
-"""The ASIC's SRAM scratchpad: fp32 words, several independent read and write ports.
+"""The ASIC's SRAM scratchpad: fp32 words in ``lanes`` interleaved banks.
 
-Every client (vector unit, PIM engine, host) gets its own ports, so no arbitration is needed: the
-compiler's ``SYNC`` rules guarantee that the PIM side and the vector unit never touch the same words
-at the same time, and the host only uses its ports while the ASIC is stopped.
+Word ``a`` lives in lane ``a % lanes`` at index ``a // lanes``. That gives two kinds of port:
+
+* *word* ports (vector unit, host): one word per cycle;
+* *wide* ports (PIM engine): ``lanes`` consecutive words ``a .. a+lanes-1`` at any alignment per
+  cycle (lane ``j`` is addressed at ``a // lanes + (j < a % lanes)`` and the words are rotated), so
+  a whole DRAM column of operands moves in one cycle, with a per-word enable for writes.
+
+Every client has its own ports, so there is no arbitration: the compiler's ``SYNC`` rules keep the
+PIM side and the vector unit off each other's words, and the host uses its ports only while the
+ASIC is stopped. Reads are synchronous (data one cycle after ``en``; the data holds while ``en``
+is low).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Module, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .fp import check_int
 
-__all__ = ["Scratchpad", "sp_read_signature", "sp_write_signature"]
+__all__ = ["Scratchpad", "sp_read_signature", "sp_write_signature", "sp_wide_read_signature",
+           "sp_wide_write_signature"]
 
 #: Largest scratchpad (fp32 words) the address fields can describe.
 MAX_WORDS = 1 << 26
 
 
 def sp_read_signature(addr_width: int) -> wiring.Signature:
-    """A synchronous read port seen from the client: ``addr`` and ``en`` out, ``data`` back one
-    cycle after ``en``."""
+    """A word read port seen from the client: ``addr`` and ``en`` out, ``data`` back one cycle
+    after ``en``."""
     return wiring.Signature({"addr": Out(addr_width), "en": Out(1), "data": In(32)})
 
 
 def sp_write_signature(addr_width: int) -> wiring.Signature:
-    """A write port seen from the client: ``addr``, ``data`` and ``en``."""
+    """A word write port seen from the client: ``addr``, ``data`` and ``en``."""
     return wiring.Signature({"addr": Out(addr_width), "data": Out(32), "en": Out(1)})
+
+
+def sp_wide_read_signature(addr_width: int, lanes: int) -> wiring.Signature:
+    """A wide read port: words ``addr .. addr+lanes-1`` arrive in ``data`` a cycle after ``en``."""
+    return wiring.Signature({"addr": Out(addr_width), "en": Out(1),
+                             "data": In(data.ArrayLayout(32, lanes))})
+
+
+def sp_wide_write_signature(addr_width: int, lanes: int) -> wiring.Signature:
+    """A wide write port: ``data[k]`` goes to word ``addr + k`` where ``mask[k]`` is set."""
+    return wiring.Signature({"addr": Out(addr_width), "mask": Out(lanes),
+                             "data": Out(data.ArrayLayout(32, lanes))})
 
 
 class Scratchpad(wiring.Component):
@@ -38,33 +59,48 @@ class Scratchpad(wiring.Component):
     Parameters
     ----------
     words : int
-        Capacity in 32-bit words (``asic.scratchpad_words``), 16 .. 2**26.
-    read_ports, write_ports : int
-        Number of ports of each kind, 1..8.
+        Capacity in 32-bit words (``asic.scratchpad_words``): a multiple of ``lanes``, at most
+        2**26.
+    lanes : int
+        Interleaved banks = words per wide access (16: one DRAM column), a power of two 1..64.
+    word_read_ports, word_write_ports : int
+        Number of word ports of each kind, 0..4.
 
     Attributes
     ----------
-    rd : list of In(sp_read_signature)
-        Read ports ``rd0``, ``rd1``...: data arrives one cycle after ``en``.
-    wr : list of In(sp_write_signature)
-        Write ports ``wr0``...; if two write the same word in one cycle the higher-numbered wins.
+    rd0.., wr0.. : In(sp_read_signature), In(sp_write_signature)
+        Word ports.
+    wide_rd, wide_wr : In(sp_wide_read_signature), In(sp_wide_write_signature)
+        Wide ports.
     """
 
-    def __init__(self, words: int, *, read_ports: int = 2, write_ports: int = 2):
-        self._words = check_int("words", words, 16, MAX_WORDS)
-        self._nr = check_int("read_ports", read_ports, 1, 8)
-        self._nw = check_int("write_ports", write_ports, 1, 8)
-        self.addr_width = ceil_log2(words)
+    def __init__(self, words: int, *, lanes: int = 16, word_read_ports: int = 2,
+                 word_write_ports: int = 2):
+        self._lanes = check_int("lanes", lanes, 1, 64)
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
+        self._words = check_int("words", words, lanes, MAX_WORDS)
+        if words % lanes:
+            raise ValueError(f"words ({words}) must be a multiple of lanes ({lanes})")
+        self._nr = check_int("word_read_ports", word_read_ports, 0, 4)
+        self._nw = check_int("word_write_ports", word_write_ports, 0, 4)
+        self.addr_width = max(1, ceil_log2(words))
         members = {}
-        for i in range(read_ports):
+        for i in range(word_read_ports):
             members[f"rd{i}"] = In(sp_read_signature(self.addr_width))
-        for i in range(write_ports):
+        for i in range(word_write_ports):
             members[f"wr{i}"] = In(sp_write_signature(self.addr_width))
+        members["wide_rd"] = In(sp_wide_read_signature(self.addr_width, lanes))
+        members["wide_wr"] = In(sp_wide_write_signature(self.addr_width, lanes))
         super().__init__(members)
 
     @property
     def words(self) -> int:
         return self._words
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
 
     @property
     def rd(self) -> list:
@@ -76,11 +112,61 @@ class Scratchpad(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=32, depth=self._words, init=[])
+        n = self._lanes
+        lb = ceil_log2(n)
+        depth = self._words // n
+        mems = []
+        for j in range(n):
+            mem = Memory(shape=32, depth=depth, init=[])
+            m.submodules[f"lane{j}"] = mem
+            mems.append(mem)
+
+        def split(addr):
+            return addr[lb:], addr[:lb] if lb else 0
+
+        # Word read ports: every lane reads the same index, the lane is selected a cycle later.
         for port in self.rd:
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
+            idx, lane = split(port.addr)
+            lane_q = Signal(max(1, lb))
+            with m.If(port.en):
+                m.d.sync += lane_q.eq(lane)
+            outs = []
+            for mem in mems:
+                rp = mem.read_port()
+                m.d.comb += [rp.addr.eq(idx), rp.en.eq(port.en)]
+                outs.append(rp.data)
+            m.d.comb += port.data.eq(Array(outs)[lane_q] if n > 1 else outs[0])
         for port in self.wr:
+            idx, lane = split(port.addr)
+            for j, mem in enumerate(mems):
+                wp = mem.write_port()
+                m.d.comb += [wp.addr.eq(idx), wp.data.eq(port.data),
+                             wp.en.eq(port.en & (lane == j) if n > 1 else port.en)]
+
+        # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n).
+        rot_q = Signal(max(1, lb))
+        idx, off = split(self.wide_rd.addr)
+        with m.If(self.wide_rd.en):
+            m.d.sync += rot_q.eq(off)
+        lane_data = []
+        for j, mem in enumerate(mems):
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(idx + (j < off) if n > 1 else idx),
+                         rp.en.eq(self.wide_rd.en)]
+            lane_data.append(rp.data)
+        lane_arr = Array(lane_data)
+        for k in range(n):
+            m.d.comb += self.wide_rd.data[k].eq(lane_arr[(rot_q + k)[:lb]] if n > 1
+                                                 else lane_data[0])
+
+        # Wide write: lane j takes word k = (j - a) mod n.
+        idx, off = split(self.wide_wr.addr)
+        words = Array(self.wide_wr.data[k] for k in range(n))
+        mask = self.wide_wr.mask
+        for j, mem in enumerate(mems):
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
+            k = (j - off)[:lb] if n > 1 else 0
+            m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx),
+                         wp.data.eq(words[k] if n > 1 else words[0]),
+                         wp.en.eq(mask.bit_select(k, 1) if n > 1 else mask[0])]
         return m

@@ -20,9 +20,11 @@ The cycle count of every instruction equals :class:`.vu_microcode.VectorISS`'s.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from pimgpt.sw.isa import Op
 
 from .fp import check_int
 from .fp32add import FP32Add
@@ -31,7 +33,7 @@ from .isa_layout import InstrWord
 from .scratchpad import sp_read_signature, sp_write_signature
 from .vu_microcode import N_REGS, VU_OPS, UOp, build_microcode
 
-__all__ = ["VectorUnit", "sreg_write_signature"]
+__all__ = ["VectorUnit", "VectorUnitTop", "sreg_write_signature"]
 
 
 def sreg_write_signature() -> wiring.Signature:
@@ -72,6 +74,9 @@ class VectorUnit(wiring.Component):
         Scratchpad ports.
     sreg : Out(sreg_write_signature())
         Scalar-register writes (``ARGMAX``).
+    tap : Out(StructLayout)
+        ``valid``/``data``: every word an ``ARGMAX`` loads, in index order (the logits; a test
+        and debug port that costs no cycles).
     busy : Out(1)
         An instruction is executing.
     """
@@ -86,6 +91,7 @@ class VectorUnit(wiring.Component):
             "sp_rd": Out(sp_read_signature(sp_addr_width)),
             "sp_wr": Out(sp_write_signature(sp_addr_width)),
             "sreg": Out(sreg_write_signature()),
+            "tap": Out(data.StructLayout({"valid": 1, "data": 32})),
             "busy": Out(1),
         })
 
@@ -144,6 +150,7 @@ class VectorUnit(wiring.Component):
                     m.d.comb += taken.eq(value)
 
         pending = Signal(5)  # destination of an outstanding LD / fp op
+        cur_op = Signal(16)  # the ASIC opcode being executed
 
         def write(reg, value):
             with m.If(reg != 0):
@@ -154,6 +161,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     ins = self.cmd.payload
+                    m.d.sync += cur_op.eq(ins.op)
                     for k in range(7):
                         m.d.sync += regs[1 + k].eq(ins.f[k])
                     with m.Switch(ins.op):
@@ -205,7 +213,59 @@ class VectorUnit(wiring.Component):
                         write(pending, unit.o.payload.as_value())
                         m.next = "RUN"
             with m.State("WAIT_LD"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), self.tap.valid.eq(cur_op == int(Op.ARGMAX)),
+                             self.tap.data.eq(self.sp_rd.data)]
                 write(pending, self.sp_rd.data)
                 m.next = "RUN"
+        return m
+
+
+class VectorUnitTop(wiring.Component):
+    """A vector unit with its own scratchpad and host ports (block tests, benchmarks).
+
+    Parameters
+    ----------
+    words : int
+        Scratchpad size (fp32 words, a multiple of 16).
+    add_latency, mul_latency : int
+        Passed to :class:`VectorUnit`.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(InstrWord))
+    host_rd, host_wr : In(sp_read_signature), In(sp_write_signature)
+        Scratchpad access for the testbench.
+    sreg, tap, busy : Out
+        The vector unit's ports.
+    """
+
+    def __init__(self, words: int = 4096, *, add_latency: int = 1, mul_latency: int = 1):
+        from amaranth.utils import ceil_log2
+
+        self.words = check_int("words", words, 16, 1 << 26)
+        self.aw = max(4, ceil_log2(words))
+        self._lat = (add_latency, mul_latency)
+        super().__init__({
+            "cmd": In(stream.Signature(InstrWord)),
+            "host_rd": In(sp_read_signature(self.aw)),
+            "host_wr": In(sp_write_signature(self.aw)),
+            "sreg": Out(sreg_write_signature()),
+            "tap": Out(data.StructLayout({"valid": 1, "data": 32})),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        from .scratchpad import Scratchpad
+
+        m = Module()
+        m.submodules.vu = vu = VectorUnit(sp_addr_width=self.aw, add_latency=self._lat[0],
+                                          mul_latency=self._lat[1])
+        m.submodules.sp = sp = Scratchpad(self.words, word_read_ports=2, word_write_ports=2)
+        wiring.connect(m, wiring.flipped(self.cmd), vu.cmd)
+        wiring.connect(m, vu.sp_rd, sp.rd0)
+        wiring.connect(m, vu.sp_wr, sp.wr0)
+        wiring.connect(m, wiring.flipped(self.host_rd), sp.rd1)
+        wiring.connect(m, wiring.flipped(self.host_wr), sp.wr1)
+        m.d.comb += [self.sreg.eq(vu.sreg), self.tap.eq(vu.tap), self.busy.eq(vu.busy)]
+        m.d.comb += [sp.wide_rd.en.eq(0), sp.wide_wr.mask.eq(0)]
         return m

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
+
 from pimgpt.sim import nonlinear as nl
 from pimgpt.sim import numerics as nx
 from pimgpt.sw.isa import Op
@@ -517,11 +518,38 @@ def _vmax(a: Asm):
 
 
 def _argmax(a: Asm):
-    """ARGMAX reg=r1 src=r2 n=r3: R[reg] = first index of the maximum (first NaN if any)."""
+    """ARGMAX reg=r1 src=r2 n=r3: R[reg] = first index of the maximum (first NaN if any).
+
+    Unlike VMAX it reads every element even after a NaN (r14 = NaN seen), so the unit's logit
+    tap (the words ARGMAX loads) always carries the whole vector.
+    """
     a.label("argmax")
-    nan = a.fresh("argmax.nan")
-    _scan_max(a, 2, 3, 12, 13, nan)
-    a.label(nan)
+    top, end, skip, nan_here = (a.fresh("amax"), a.fresh("amax.end"), a.fresh("amax.skip"),
+                                a.fresh("amax.nan"))
+    a.li(8, 0)
+    a.li(13, 0)
+    a.li(14, 0)
+    a.li(12, f32(float("-inf")))
+    a.br(UOp.BGEU, 8, 3, end)
+    a.label(top)
+    a.op3(UOp.LD, 11, 2, 8)
+    a.br(UOp.BNE, 14, 0, skip)
+    _is_nan(a, 9, 11, 10)
+    a.br(UOp.BNE, 9, 0, nan_here)
+    a.br(UOp.BEQ, 8, 0, "amax.take")  # element 0 is the first candidate
+    a.op3(UOp.FLT, 9, 12, 11)
+    a.br(UOp.BEQ, 9, 0, skip)
+    a.label("amax.take")
+    a.mov(12, 11)
+    a.mov(13, 8)
+    a.j(skip)
+    a.label(nan_here)
+    a.li(14, 1)
+    a.mov(13, 8)
+    a.label(skip)
+    a.op3(UOp.ADD, 8, 8, imm=1)
+    a.br(UOp.BLTU, 8, 3, top)
+    a.label(end)
     a.emit(UOp.WSR, 0, 1, 13)
     a.emit(UOp.DONE)
 

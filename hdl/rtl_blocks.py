@@ -1,0 +1,104 @@
+"""Export-registry entries of the system-level RTL blocks (``pimgpt verilog list``).
+
+Factories import lazily so listing the blocks stays quick. Blocks that need a hardware config
+use ``--hw`` (default: the default preset). Blocks that instantiate simulation models carry their
+Verilog in ``extra_verilog``, which the export writes after the block's own module.
+"""
+
+from __future__ import annotations
+
+__all__ = ["register", "BLOCK_INFO"]
+
+
+def _hw(hw):
+    if hw is not None:
+        return hw
+    from pimgpt.config import load_hw
+
+    return load_hw(None)
+
+
+def _with_model(component):
+    from .bank import ARRAY_VERILOG
+
+    component.extra_verilog = ARRAY_VERILOG
+    return component
+
+
+def _system(hw):
+    from .system import System
+
+    return System(_hw(hw))
+
+
+def _asic(hw):
+    from .controller import Asic
+
+    return Asic(_hw(hw))
+
+
+def _channel(hw):
+    from .channel import Channel
+
+    return _with_model(Channel(_hw(hw)))
+
+
+def _bank(hw):
+    from .bank import Bank
+
+    return _with_model(Bank(_hw(hw), 0))
+
+
+def _vector_unit(hw):
+    from amaranth.utils import ceil_log2
+
+    from .vector_unit import VectorUnit
+
+    return VectorUnit(sp_addr_width=max(4, ceil_log2(_hw(hw).asic.scratchpad_words)))
+
+
+def _scratchpad(hw):
+    from .scratchpad import Scratchpad
+
+    return Scratchpad(_hw(hw).asic.scratchpad_words)
+
+
+def _pim_engine(hw):
+    from amaranth.utils import ceil_log2
+
+    from .pim_engine import PimEngine
+
+    hw = _hw(hw)
+    return PimEngine(hw, sp_addr_width=max(4, ceil_log2(hw.asic.scratchpad_words)))
+
+
+def _scheduler(hw):
+    from .pim_sched import ChannelScheduler
+
+    return ChannelScheduler(_hw(hw))
+
+
+def _frontend(hw):
+    from .controller import Frontend
+
+    return Frontend()
+
+
+#: name -> (factory, description)
+BLOCK_INFO = {
+    "system": (_system, "whole system: host interface + ASIC + PIM channels (--hw)"),
+    "asic": (_asic, "ASIC: fetch/decode, PIM command generator, schedulers, vector unit, SRAM"),
+    "channel": (_channel, "PIM channel: banks, global buffer, command decode (--hw)"),
+    "bank": (_bank, "PIM bank: array model, row buffer, MAC unit, result register, timers"),
+    "vector_unit": (_vector_unit, "one-lane microcoded vector unit (nonlinear ops, bit-exact)"),
+    "scratchpad": (_scratchpad, "ASIC SRAM scratchpad, word and 16-word unaligned ports"),
+    "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander"),
+    "channel_scheduler": (_scheduler, "per-channel DRAM command scheduler (earliest legal issue)"),
+    "frontend": (_frontend, "program memory, fetch, decode, in-order dispatch"),
+}
+
+
+def register(register_block) -> None:
+    """Register every block of :data:`BLOCK_INFO` with ``register_block(name, factory, desc)``."""
+    for name, (factory, description) in BLOCK_INFO.items():
+        register_block(name, factory, description)

@@ -1,0 +1,185 @@
+"""The whole PIM-GPT system: host interface + ASIC + PIM channels.
+
+The host talks to the system through one command stream (:data:`HostOp`), one command per cycle:
+
+========== ============================================================= ========================
+op          effect                                                        ``addr``
+========== ============================================================= ========================
+WR_PROG     program memory word ``addr`` = ``data`` (256-bit instruction)  instruction index
+WR_DRAM     DRAM column = ``data`` (preload of the weight image)           see :func:`dram_addr`
+WR_SP       scratchpad word ``addr`` = ``data[0:32]``                      word address
+RD_SP       ``rdata[0:32]`` = scratchpad word, ``rvalid`` one cycle later  word address
+START       run the program from instruction 0                             --
+RD_OUT      ``rdata[0:32]`` = output token ``addr``                        token index
+RD_CAP      ``rdata[0:32]`` = captured logit word ``addr``                 word index
+========== ============================================================= ========================
+
+Status (``running``, ``done``, ``error``, ``dram_error``, ``n_out``, ``n_cap``, ``cycles``) is on
+plain output ports. For monitors, the command bus of every channel is also registered into
+``mon{c}_*`` ports (``mon{c}_count`` increments once per command, ``mon{c}_cycle`` is the issue
+cycle counted from ``START``), so a testbench can wake up only when a command was issued.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from pimgpt.config import HwConfig
+
+from .bank import ARRAY_VERILOG
+from .channel import Channel
+from .controller import Asic
+from .fp import check_int
+
+__all__ = ["System", "HostOp", "host_cmd_layout", "dram_addr"]
+
+
+class HostOp(enum.Enum, shape=4):
+    """Host command opcodes."""
+
+    NOP = 0
+    WR_PROG = 1
+    WR_DRAM = 2
+    WR_SP = 3
+    RD_SP = 4
+    START = 5
+    RD_OUT = 6
+    RD_CAP = 7
+
+
+def host_cmd_layout() -> data.StructLayout:
+    return data.StructLayout({"op": HostOp, "addr": 32, "data": 256})
+
+
+def dram_addr(hw: HwConfig, ch: int, bank: int, row: int, col: int) -> int:
+    """``addr`` of a WR_DRAM command: ``((ch * banks + bank) << word_bits) | row * cols + col``."""
+    d = hw.dram
+    word_bits = ceil_log2(d.rows * d.cols_per_row)
+    return ((ch * d.banks + bank) << word_bits) | (row * d.cols_per_row + col)
+
+
+class System(wiring.Component):
+    """Host interface, ASIC and ``hw.dram.channels`` PIM channels.
+
+    Parameters
+    ----------
+    hw : HwConfig
+        Hardware configuration.
+    prog_depth : int
+        Program memory (instructions; a power of two).
+    out_depth, cap_depth : int
+        Output-token and logit-capture memory sizes.
+    array_model : str
+        DRAM array model of the banks (:class:`pimgpt.hdl.bank.Bank`): ``"verilog"`` for
+        Verilator/Icarus, ``"amaranth"`` for Amaranth's simulator (small configs only).
+
+    Attributes
+    ----------
+    host : In(stream.Signature(host_cmd_layout()))
+        Host commands (always ready).
+    rdata, rvalid : Out(256), Out(1)
+        Read results, one cycle after a read command.
+    running, done, error, dram_error, n_out, n_cap, cycles : Out
+        Status; ``dram_error`` is set when a bank saw a protocol or timing violation.
+    """
+
+    def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
+                 cap_depth: int = 8192, array_model: str = "verilog"):
+        if not isinstance(hw, HwConfig):
+            raise TypeError(f"hw must be a HwConfig, not {hw!r}")
+        self.hw = hw
+        check_int("prog_depth", prog_depth, 16, 1 << 20)
+        self.asic = Asic(hw, prog_depth=prog_depth, out_depth=out_depth, cap_depth=cap_depth)
+        self.channels = [Channel(hw, array_model=array_model) for _ in range(hw.dram.channels)]
+        d = hw.dram
+        members = {
+            "host": In(stream.Signature(host_cmd_layout())),
+            "rdata": Out(256),
+            "rvalid": Out(1),
+            "running": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "dram_error": Out(1),
+            "n_out": Out(len(self.asic.n_out)),
+            "n_cap": Out(len(self.asic.n_cap)),
+            "cycles": Out(48),
+            "pc": Out(len(self.asic.pc)),
+        }
+        for c in range(d.channels):
+            members.update({
+                f"mon{c}_count": Out(32), f"mon{c}_cycle": Out(48), f"mon{c}_cmd": Out(5),
+                f"mon{c}_fpi": Out(max(1, ceil_log2(d.banks))),
+                f"mon{c}_row": Out(max(1, ceil_log2(d.rows))), f"mon{c}_col": Out(8),
+            })
+        super().__init__(members)
+
+    #: Verilog of the simulation models the design instantiates (written beside its Verilog).
+    extra_verilog = ARRAY_VERILOG
+
+    @property
+    def prog_depth(self) -> int:
+        return self.asic.prog_depth
+
+    def elaborate(self, platform):
+        m = Module()
+        hw = self.hw
+        d = hw.dram
+        m.submodules.asic = asic = self.asic
+        for c, ch in enumerate(self.channels):
+            m.submodules[f"ch{c}"] = ch
+            bus = getattr(asic, f"bus{c}")
+            m.d.comb += [ch.cmd.eq(bus)]
+            ret = getattr(asic, f"ret{c}")
+            m.d.comb += [ret.rd_valid.eq(ch.rd.valid), ret.rd_data.eq(ch.rd.data),
+                         ret.acc_valid.eq(ch.acc.valid), ret.acc_data.eq(ch.acc.data)]
+            with m.If(bus.valid):
+                m.d.sync += [
+                    getattr(self, f"mon{c}_count").eq(getattr(self, f"mon{c}_count") + 1),
+                    getattr(self, f"mon{c}_cycle").eq(asic.cycles),
+                    getattr(self, f"mon{c}_cmd").eq(bus.p.cmd.as_value()),
+                    getattr(self, f"mon{c}_fpi").eq(bus.p.fpi),
+                    getattr(self, f"mon{c}_row").eq(bus.p.row),
+                    getattr(self, f"mon{c}_col").eq(bus.p.col),
+                ]
+
+        cmd = self.host.payload
+        go = self.host.valid
+        m.d.comb += self.host.ready.eq(1)
+        is_op = {op: go & (cmd.op == op) for op in HostOp}
+        word_bits = ceil_log2(d.rows * d.cols_per_row)
+        slot = cmd.addr[word_bits:]
+        for c, ch in enumerate(self.channels):
+            m.d.comb += [
+                ch.load.en.eq(is_op[HostOp.WR_DRAM] & (slot // d.banks == c)),
+                ch.load.bank.eq(slot % d.banks), ch.load.addr.eq(cmd.addr[:word_bits]),
+                ch.load.data.eq(cmd.data),
+            ]
+        m.d.comb += [
+            asic.host_prog.en.eq(is_op[HostOp.WR_PROG]), asic.host_prog.addr.eq(cmd.addr),
+            asic.host_prog.data.eq(cmd.data),
+            asic.host_sp_wr.en.eq(is_op[HostOp.WR_SP]), asic.host_sp_wr.addr.eq(cmd.addr),
+            asic.host_sp_wr.data.eq(cmd.data[:32]),
+            asic.host_sp_rd.en.eq(is_op[HostOp.RD_SP]), asic.host_sp_rd.addr.eq(cmd.addr),
+            asic.host_out_addr.eq(cmd.addr), asic.host_cap_addr.eq(cmd.addr),
+            asic.start.eq(is_op[HostOp.START]),
+        ]
+        which = Signal(HostOp)
+        m.d.sync += [self.rvalid.eq(is_op[HostOp.RD_SP] | is_op[HostOp.RD_OUT] |
+                                    is_op[HostOp.RD_CAP]), which.eq(cmd.op)]
+        with m.Switch(which):
+            with m.Case(HostOp.RD_SP):
+                m.d.comb += self.rdata.eq(asic.host_sp_rd.data)
+            with m.Case(HostOp.RD_OUT):
+                m.d.comb += self.rdata.eq(asic.host_out_data)
+            with m.Case(HostOp.RD_CAP):
+                m.d.comb += self.rdata.eq(asic.host_cap_data)
+        m.d.comb += [
+            self.running.eq(asic.running), self.done.eq(asic.done), self.error.eq(asic.error),
+            self.dram_error.eq(Cat(*[ch.error for ch in self.channels]).any()),
+            self.n_out.eq(asic.n_out), self.n_cap.eq(asic.n_cap), self.cycles.eq(asic.cycles),
+            self.pc.eq(asic.pc),
+        ]
+        return m

@@ -1,0 +1,174 @@
+"""Run programs on the system RTL from Python: Verilog generation (cached), job files, results.
+
+One Verilator build serves every program on a given hardware configuration: the Verilog only
+depends on the config and the memory sizes, and is regenerated only when they or the RTL sources
+change (a key file beside it), so the simulator's own rebuild check sees an unchanged file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pimgpt.config import HwConfig
+from pimgpt.errors import PimgptError
+
+from .runner import default_build_root, run_cocotb
+
+__all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
+
+TOPLEVEL = "pimgpt_system"
+
+
+class SystemRunError(PimgptError):
+    """The RTL run could not be set up (program too large, bad inputs...)."""
+
+
+@dataclass
+class SystemResult:
+    """What one RTL run produced."""
+
+    tokens: list
+    capture: np.ndarray  # uint32: every word ARGMAX read, in order
+    cycles: int
+    status: dict
+    traces: dict = field(default_factory=dict)  # channel -> int64 [n, 3] (cycle, cmd, fpi)
+    build_s: float = 0.0
+    test_s: float = 0.0
+    verilog_s: float = 0.0
+    build_dir: Path | None = None
+
+
+def prog_depth_for(n: int) -> int:
+    """Program memory size for ``n`` instructions: a power of two, at least 8192."""
+    depth = 8192
+    while depth < n:
+        depth *= 2
+    return depth
+
+
+def _rtl_key(hw: HwConfig, params: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(hw.raw, sort_keys=True, default=str).encode())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    here = Path(__file__).resolve().parents[2]
+    for folder in ("hdl", "sim/perf"):
+        for src in sorted((here / folder).glob("*.py")):
+            h.update(src.name.encode())
+            h.update(src.read_bytes())
+    return h.hexdigest()
+
+
+def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: int = 256,
+                   cap_depth: int = 8192) -> tuple[Path, float]:
+    """Write ``outdir/pimgpt_system.v`` (with the simulation models) unless it is up to date.
+
+    Returns
+    -------
+    (Path, float)
+        The file and the seconds spent generating it (0 when it was reused).
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    params = {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth}
+    key = _rtl_key(hw, params)
+    path = outdir / f"{TOPLEVEL}.v"
+    key_file = outdir / "rtl.key"
+    if path.exists() and key_file.exists() and key_file.read_text() == key:
+        return path, 0.0
+    from amaranth.back import verilog
+
+    from pimgpt.hdl.system import System
+
+    t0 = time.perf_counter()
+    top = System(hw, **params)
+    text = verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog
+    if not path.exists() or path.read_text() != text:  # same text: keep the build
+        tmp = path.with_suffix(".v.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    key_file.write_text(key)
+    return path, time.perf_counter() - t0
+
+
+def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int = 50_000_000,
+              sp_init=None) -> Path:
+    """Write a job file: the binary program, the DRAM image and what to read back."""
+    from pimgpt.sw.isa import HEADER, encode
+
+    blob = encode(program) if not isinstance(program, (bytes, bytearray)) else bytes(program)
+    words = np.frombuffer(blob, dtype=np.uint8, offset=HEADER.size).reshape(-1, 32)
+    path = Path(path)
+    np.savez(path, program=words, image=np.asarray(image, dtype=np.uint16),
+             sp_read=np.asarray(list(sp_read), dtype=np.int64).reshape(-1, 2),
+             max_cycles=np.int64(max_cycles),
+             sp_init=np.asarray(sp_init if sp_init is not None else [], dtype=np.uint32))
+    return path
+
+
+def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_dir=None,
+               simulator: str = "verilator", waves: bool = False, p_idle: float = 0.0,
+               seed: int = 0, sp_read=(), max_cycles: int = 50_000_000,
+               quiet: bool = True) -> SystemResult:
+    """Simulate ``program`` on the system RTL with ``image`` preloaded.
+
+    Parameters
+    ----------
+    hw : HwConfig
+        Hardware configuration; ``hw_spec`` is how the simulator process loads it again (a
+        preset name or a YAML path).
+    program : list of Instr or bytes
+    image : numpy.ndarray
+        ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
+    build_dir : path, optional
+        Build directory (default ``build/cocotb/system-<hw name>``); reused across runs.
+    waves : bool
+        Record waveforms (FST) in the build directory.
+    sp_read : iterable of (addr, n)
+        Scratchpad ranges to read back after the run.
+
+    Returns
+    -------
+    SystemResult
+    """
+    from pimgpt.sw.isa import decode
+
+    prog = decode(bytes(program)) if isinstance(program, (bytes, bytearray)) else list(program)
+    depth = prog_depth_for(len(prog))
+    d = hw.dram
+    img = np.asarray(image, dtype=np.uint16)
+    if img.ndim != 4 or img.shape[:2] != (d.channels, d.banks) or img.shape[3] != d.row_elems \
+            or img.shape[2] > d.rows:
+        raise SystemRunError(
+            f"DRAM image shape {img.shape} does not fit hw {hw.name} "
+            f"([{d.channels}, {d.banks}, <= {d.rows}, {d.row_elems}])")
+    build_dir = Path(build_dir) if build_dir else default_build_root() / f"system-{hw.name}"
+    src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
+    job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles)
+    result_path = build_dir / "result.json"
+    result_path.unlink(missing_ok=True)
+    run = run_cocotb(
+        sources=[src], toplevel=TOPLEVEL, test_module="pimgpt.sim.cocotb_lib.system_cocotb",
+        build_dir=build_dir, simulator=simulator, waves=waves, quiet=quiet,
+        build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        if simulator == "verilator" else [],
+        env={"PIMGPT_JOB": str(job), "PIMGPT_HW": hw_spec, "PIMGPT_RESULT": str(result_path),
+             "PIMGPT_IDLE": str(p_idle), "PIMGPT_SEED": str(seed)},
+    )
+    if not result_path.exists():
+        raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
+    res = json.loads(result_path.read_text())
+    traces = {}
+    if Path(res["trace"]).exists():
+        with np.load(res["trace"], allow_pickle=False) as z:
+            traces = {int(k[2:]): z[k] for k in z.files}
+    return SystemResult(
+        tokens=res["tokens"], capture=np.array(res["capture"], dtype=np.uint32),
+        cycles=res["cycles"], status=res, traces=traces, build_s=run.build_s, test_s=run.test_s,
+        verilog_s=verilog_s, build_dir=build_dir)
