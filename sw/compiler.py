@@ -204,8 +204,13 @@ def hazards(program: list[Instr], banks: int) -> list[int]:
 # Program builder: instructions, tags, automatic SYNC
 # ---------------------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, banks: int):
+    """Appends instructions; ``collect=True`` records them in program order without any SYNC
+    (the pipelined schedule places SYNCs afterwards), otherwise a SYNC is inserted before every
+    instruction that races with the other side."""
+
+    def __init__(self, banks: int, collect: bool = False):
         self.banks = banks
+        self.collect = collect
         self.program: list[Instr] = []
         self.tags: list[str] = []
         self.tag = ""
@@ -220,6 +225,10 @@ class _Builder:
 
     def emit(self, op: Op, flags: int = 0, **fields) -> None:
         ins = Instr(op, fields, flags)
+        if self.collect:
+            self.program.append(ins)
+            self.tags.append(self.tag)
+            return
         pim, reads, writes = sp_effects(ins, self.banks)
         other_r, other_w = self._pend[not pim]
         if any(other_w.hits(lo, hi) for lo, hi in reads) or any(
@@ -233,6 +242,189 @@ class _Builder:
             mine_w.add(lo, hi)
         self.program.append(ins)
         self.tags.append(self.tag)
+
+
+# ---------------------------------------------------------------------------------------------
+# Software pipelining: a list scheduler of the two in-order sides into SYNC intervals
+# ---------------------------------------------------------------------------------------------
+class _CostModel:
+    """Rough duration (DRAM tCK) of instructions, only to choose where SYNC intervals end.
+
+    ASIC: the vector-unit cost the hardware config states (``pipeline_cycles`` + element ops /
+    lanes + ``seq_add_cycles`` per dependent add). PIM: column streaming at ``nCCDL``, a row
+    switch (``nRTP + nRP + nRCDRDMAC``) when a MAC needs another row, transfers at the pin rate.
+    Estimates need not be exact: a wrong one costs some overlap, never correctness.
+    """
+
+    def __init__(self, hw: HwConfig):
+        d, t, a = hw.dram, hw.timing, hw.asic
+        self.C, self.NB = d.channels, d.banks
+        self.ccd = max(t.get("nCCDL", 2), t.get("nCCDS", 2), 1)
+        self.miss = t.get("nRTP", 12) + t.get("nRP", 32) + t.get("nRCDRDMAC", 56)
+        self.io_col = max(d.column_bytes / d.channel_gbytes_per_s / d.tck_ns, 1.0)
+        self.lat = t.get("nCL", 50)
+        self.asic_tck = 1.0 / a.clock_ghz / d.tck_ns
+        self.lanes = a.vector_lanes
+        self.pipe = 4 if a.pipeline_cycles is None else a.pipeline_cycles
+        self.seq = 1 if a.seq_add_cycles is None else a.seq_add_cycles
+        e = {"exp": 21, "recip": 11, "rsqrt": 17, "gelu": 40}
+        e.update(a.elem_ops)
+        self.e = e
+
+    def asic(self, ins: Instr) -> float:
+        op, a = ins.op, ins.args
+        n = a.get("n", 0)
+        e = self.e
+        par = n
+        seq = 0
+        if op is Op.VREDUCE:
+            par = n * max(a["k"] - 1, 1)
+        elif op in (Op.VMAX, Op.ARGMAX):
+            seq = math.ceil(math.log2(max(self.lanes, 2)))
+        elif op is Op.VEXP:
+            par = n * e["exp"]
+        elif op is Op.VRECIP:
+            par = n * e["recip"]
+        elif op is Op.VRSQRT:
+            par = n * e["rsqrt"]
+        elif op is Op.VGELU:
+            par = n * e["gelu"]
+        elif op is Op.SOFTMAX:
+            par, seq = n * (3 + e["exp"]), n + e["recip"]
+        elif op is Op.LAYERNORM:
+            par, seq = 5 * n, 2 * n + e["recip"] + e["rsqrt"] + 3
+        elif op in (Op.SETR, Op.OUT):
+            return self.asic_tck
+        cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
+        return cycles * self.asic_tck
+
+    def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
+        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
+        op, a = ins.op, ins.args
+        mask = a.get("ch_mask")
+        if mask is None:
+            chans = (a["ch"],) if "ch" in a else tuple(range(self.C))
+        else:
+            chans = tuple(c for c in range(self.C) if mask >> c & 1)
+        if op in (Op.MAC_ABK, Op.MAC_SBK):
+            row = a["row"]
+            miss = any(open_rows[c] != row for c in chans)
+            for c in chans:
+                open_rows[c] = row
+            return chans, a["ncols"] * self.ccd + (self.miss if miss else 0)
+        if op in (Op.RD_MAC, Op.WR_BIAS):
+            return chans, 40.0
+        if op is Op.WR_GB:
+            return chans, a["ncols"] * self.io_col + 10
+        for c in chans:
+            open_rows[c] = None
+        n = a.get("n", a.get("ncols", 1) * COL)
+        if op is Op.WR_ELEM:
+            return chans, n / self.C * 8 + self.miss
+        return chans, -(-n // COL) * self.io_col + self.miss + self.lat
+
+
+def _schedule(program: list, tags: list, banks: int, cost: _CostModel,
+              limit: int) -> list[tuple[list, list]]:
+    """Split a sequential instruction stream into SYNC intervals that overlap the two sides.
+
+    Each side keeps its own program order; an instruction may join an interval only when every
+    earlier (in ``program``) instruction of the other side that it conflicts with (scratchpad or
+    register words: read-after-write, write-after-read, write-after-write) sits in an earlier
+    interval. So no two instructions of one interval conflict across the sides, the golden
+    simulator (program order) computes exactly what ``program`` computes, and :func:`hazards`
+    finds nothing. Intervals are built greedily with :class:`_CostModel` times: both sides run
+    what is ready; when one side stalls on an instruction the other side has already executed,
+    the interval ends at the other side's first instruction boundary after the stall (a SYNC
+    there costs the busy side nothing).
+
+    Returns
+    -------
+    list of (list of int, list of int)
+        Per interval, the PIM and the ASIC instruction indices into ``program``.
+    """
+    n = len(program)
+    effects = [sp_effects(ins, banks) for ins in program]
+    top = limit
+    for _, rs, ws in effects:
+        for lo, hi in rs + ws:
+            if lo < REG_BASE:
+                top = max(top, hi)
+    size = top + 16
+
+    def words(lo, hi):
+        return (lo - REG_BASE + top, hi - REG_BASE + top) if lo >= REG_BASE else (lo, hi)
+
+    last_w = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
+    last_r = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
+    queues: dict = {True: [], False: []}
+    deps: dict = {True: [], False: []}
+    for u in range(n):
+        pim, rs, ws = effects[u]
+        q = queues[pim]
+        pos = len(q)
+        ow, orr = last_w[not pim], last_r[not pim]
+        dep = -1
+        for lo, hi in rs:
+            lo, hi = words(lo, hi)
+            dep = max(dep, int(ow[lo:hi].max()))
+        for lo, hi in ws:
+            lo, hi = words(lo, hi)
+            dep = max(dep, int(ow[lo:hi].max()), int(orr[lo:hi].max()))
+        mw, mr = last_w[pim], last_r[pim]
+        for lo, hi in rs:
+            lo, hi = words(lo, hi)
+            mr[lo:hi] = pos
+        for lo, hi in ws:
+            lo, hi = words(lo, hi)
+            mw[lo:hi] = pos
+        q.append(u)
+        deps[pim].append(dep)
+    P, A = queues[True], queues[False]
+    dP, dA = deps[True], deps[False]
+    nP, nA = len(P), len(A)
+    cP = [0.0] * nP
+    pchans: list = [()] * nP
+    open_rows: list = [None] * cost.C
+    for k, u in enumerate(P):
+        pchans[k], cP[k] = cost.pim(program[u], open_rows)
+    cA = [cost.asic(program[u]) for u in A]
+    out = []
+    p = a = 0
+    while p < nP or a < nA:
+        ch = [0.0] * cost.C
+        tP = tA = 0.0
+        i, j = p, a
+        while True:
+            pr = i < nP and dP[i] < a
+            ar = j < nA and dA[j] < p
+            if pr and ar:
+                run_p = tP <= tA
+            elif pr:
+                if j < nA and i > dA[j] and tP >= tA:
+                    break  # the ASIC waits on PIM work done in this interval: SYNC now
+                run_p = True
+            elif ar:
+                if i < nP and j > dP[i] and tA >= tP:
+                    break
+                run_p = False
+            else:
+                break
+            if run_p:
+                cs = pchans[i]
+                t0 = max(ch[c] for c in cs) if cs else tP
+                t1 = t0 + cP[i]
+                for c in cs:
+                    ch[c] = t1
+                if t1 > tP:
+                    tP = t1
+                i += 1
+            else:
+                tA += cA[j]
+                j += 1
+        out.append((P[p:i], A[a:j]))
+        p, a = i, j
+    return out
 
 
 class _Scratch:
@@ -287,6 +479,8 @@ class CompiledProgram:
         Parallel to ``program``: ``L3.attn.qkv``, ``L3.attn.score``, ``lm_head``, ...
     scratchpad_words_used : int
     steps : list of Step
+    schedule : str
+        ``"pipelined"`` or ``"serial"`` (see :func:`compile_generation`).
     """
 
     program: list
@@ -294,6 +488,7 @@ class CompiledProgram:
     tags: list
     scratchpad_words_used: int
     steps: list = field(default_factory=list)
+    schedule: str = "pipelined"
 
     def encode(self) -> bytes:
         """``program.bin`` contents."""
@@ -368,14 +563,25 @@ class CompiledProgram:
 # ---------------------------------------------------------------------------------------------
 # The compiler
 # ---------------------------------------------------------------------------------------------
+#: Schedules of :func:`compile_generation` / :func:`compile_decode_step`.
+SCHEDULES = ("pipelined", "serial")
+
+
 class _Compiler:
-    def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap):
+    def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap,
+                 schedule: str = "pipelined"):
+        if schedule not in SCHEDULES:
+            raise CompileError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
         self.cfg, self.hw, self.mm = cfg, hw, mm
         dram = hw.dram
         self.C, self.B, self.S = dram.channels, dram.banks, dram.slots
         self.G = dram.gb_elems
         self.all_ch = (1 << self.C) - 1
-        self.b = _Builder(self.B)
+        self.pipelined = schedule == "pipelined"
+        # Pipelined: each step is recorded in self.b without SYNCs, then scheduled into self.out.
+        self.out = _Builder(self.B)
+        self.b = _Builder(self.B, collect=True) if self.pipelined else self.out
+        self.cost = _CostModel(hw) if self.pipelined else None
         self.d = cfg.d_model
         self.dh = cfg.d_head
         self.H = cfg.n_head
@@ -522,7 +728,12 @@ class _Compiler:
             if npad > npos:
                 b.emit(Op.VFILL, dst=base + npos, n=npad - npos, value_f32=0)
 
-        b.tag = f"L{layer}.attn.av"
+        self._av_all(vreg, npad)
+
+    def _av_all(self, vreg: Region, npad: int) -> None:
+        """``o = p . V`` of every head (the serial schedule's loop)."""
+        b, d, S = self.b, self.d, self.S
+        b.tag = b.tag.rsplit(".", 1)[0] + ".av"
         vchunks = [(t, s, min(n, npad - s)) for t, s, n in vreg.chunks() if s < npad]
         target = self.o if len(vchunks) == 1 else self.o_part
         for t_idx, (_t, start, size) in enumerate(vchunks):
@@ -633,12 +844,254 @@ class _Compiler:
             b.emit(Op.ARGMAX, reg=TOKEN_REG, src=self.logits, n=cfg.vocab)
             b.emit(Op.OUT, reg=TOKEN_REG)
 
+    # ---- pipelined schedule ----------------------------------------------------------------
+    # The same arithmetic as above, recorded in a program order that lets the two sides overlap:
+    # GEMV outputs are finished group by group (reduction, bias, GELU or residual add of each
+    # group of local vectors as soon as its RD_MACs are in), scores are computed in head blocks
+    # (head 0 first) and each head's softmax is followed by that head's p . V, so the vector
+    # unit works on head h while the PIM computes later heads' scores and earlier heads' p . V.
+    # :func:`_schedule` then cuts the recording into SYNC intervals.
+    def _groups(self, n_local: int) -> list[tuple[int, int]]:
+        per = max(1, -(-n_local // 32))  # at most 32 groups: enough overlap, few instructions
+        return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
+
+    def gemv_p(self, region: Region, x: int, dst: int, n_out: int, part: int,
+               bias: int | None = None, prefetch: tuple = (), post=None) -> None:
+        """``dst = chunkdot(bf16(x), region) (+ bias)``, then ``post(lo, n)`` per output group.
+
+        Several input chunks: the partial sums of output group ``[i0*S, i0*S + n_g)`` lie at
+        ``part + k*i0*S + t*n_g`` (chunk ``t`` of ``k``) so that one ``VREDUCE`` per group adds
+        them in chunk order, as the single ``VREDUCE`` of the serial schedule does.
+        """
+        b, S = self.b, self.S
+        for name, addr in prefetch:
+            self._rd_vec(name, addr)
+        chunks = region.chunks()
+        k = len(chunks)
+        nl = region.n_local
+        masks = [self._mask(n_out - i * S) for i in range(nl)]
+        groups = self._groups(nl)
+        group_of = [g for g, (i0, i1) in enumerate(groups) for _ in range(i0, i1)]
+        tag = b.tag
+        for t, start, size in chunks:
+            b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
+            for i in range(nl):
+                i0, i1 = groups[group_of[i]]
+                n_g = min(n_out, i1 * S) - i0 * S
+                for row, col, ncols, gb_col in region.segments(i, start, start + size):
+                    b.emit(Op.MAC_ABK, ch_mask=masks[i], row=row, col=col, ncols=ncols,
+                           gb_col=gb_col)
+                where = dst + i * S if k == 1 else part + k * i0 * S + t * n_g + (i - i0) * S
+                b.emit(Op.RD_MAC, ch_mask=masks[i], dst=where)
+                if t == k - 1 and i == i1 - 1:
+                    lo = i0 * S
+                    if k > 1:
+                        b.emit(Op.VREDUCE, dst=dst + lo, src=part + k * lo, n=n_g, k=k)
+                    if bias is not None:
+                        b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n_g)
+                    if post is not None:
+                        post(lo, n_g)
+                        b.tag = tag
+
+    def linear_p(self, layer: int, name: str, x: int, dst: int, n_out: int, bias: int,
+                 prefetch: tuple = (), post=None) -> None:
+        region = self.mm.region(f"h.{layer}.{name}.weight")
+        self.gemv_p(region, x, dst, n_out, self.part, bias,
+                    ((f"h.{layer}.{name}.bias", bias),) + tuple(prefetch), post)
+
+    def _residual(self, tag: str):
+        def post(lo: int, n: int) -> None:
+            self.b.tag = tag
+            self.b.emit(Op.VADD, dst=self.x + lo, a=self.x + lo, b=self.y + lo, n=n)
+        return post
+
+    def _gelu(self, tag: str):
+        def post(lo: int, n: int) -> None:
+            self.b.tag = tag
+            self.b.emit(Op.VGELU, dst=self.g + lo, src=self.u + lo, n=n)
+        return post
+
+    def _head_blocks(self) -> list[list[int]]:
+        """Heads ``[0], [1], [2, 3], [4..7], ...``: the first softmax can start early and each
+        later block's scores take no longer than the softmaxes that hide them."""
+        blocks, first, width = [[0]], 1, 1
+        while first < self.H:
+            blocks.append(list(range(first, min(self.H, first + width))))
+            first += width
+            width *= 2
+        return blocks
+
+    def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int) -> None:
+        b, S = self.b, self.S
+        b.tag = f"L{layer}.attn.score"
+        q = self.qkv
+        n_tok_local = -(-npos // S)
+        for t, start, size in kreg.chunks():
+            parts = [(a, k_, lo, hi) for a in heads
+                     for k_, (tt, lo, hi) in enumerate(self.head_parts[a]) if tt == t]
+            if not parts:
+                continue
+            b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=q + start)
+            for i in range(n_tok_local):
+                mask = self._mask(npos - i * S)
+                for a, k_, lo, hi in parts:
+                    for row, col, ncols, gb_col in kreg.segments(i, lo, hi):
+                        b.emit(Op.MAC_ABK, ch_mask=mask, row=row, col=col, ncols=ncols,
+                               gb_col=gb_col)
+                    b.emit(Op.RD_MAC, ch_mask=mask, dst=self.score_addr[a][k_] + i * S)
+
+    def _softmax(self, layer: int, a: int, npos: int, npad: int) -> None:
+        b = self.b
+        b.tag = f"L{layer}.attn.softmax"
+        base = self.score_addr[a][0]
+        for extra in self.score_addr[a][1:]:
+            b.emit(Op.VADD, dst=base, a=base, b=extra, n=npos)
+        b.emit(Op.VSCALE, dst=base, a=base, n=npos, scale_f32=self.scale)
+        b.emit(Op.SOFTMAX, dst=base, src=base, n=npos)
+        if npad > npos:
+            b.emit(Op.VFILL, dst=base + npos, n=npad - npos, value_f32=0)
+
+    def _av_head(self, layer: int, vreg: Region, a: int, vchunks: list) -> None:
+        """``o[a*dh : (a+1)*dh] = p_a . V``: only the channels holding head ``a``'s dimensions."""
+        b, S, B, dh = self.b, self.S, self.B, self.dh
+        b.tag = f"L{layer}.attn.av"
+        nvc = len(vchunks)
+        lo_dim, hi_dim = a * dh, (a + 1) * dh
+        for t_idx, (_t, start, size) in enumerate(vchunks):
+            for i in range(lo_dim // S, (hi_dim - 1) // S + 1):
+                chans = [c for c in range(self.C) if lo_dim <= i * S + c * B < hi_dim]
+                chm = sum(1 << c for c in chans)
+                dim0 = i * S + chans[0] * B
+                b.emit(Op.WR_GB, ch_mask=chm, gb_col=0, ncols=size // COL,
+                       src=self._p_src(a, start))
+                for row, col, ncols, gb_col in vreg.segments(i, start, start + size):
+                    b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=ncols,
+                           gb_col=gb_col)
+                dst = (self.o + dim0 if nvc == 1 else
+                       self.o_part + a * nvc * dh + t_idx * dh + dim0 - lo_dim)
+                b.emit(Op.RD_MAC, ch_mask=chm, dst=dst)
+        if nvc > 1:
+            b.emit(Op.VREDUCE, dst=self.o + lo_dim, src=self.o_part + a * nvc * dh, n=dh, k=nvc)
+
+    def attention_p(self, layer: int, pos: int) -> None:
+        b, mm, d = self.b, self.mm, self.d
+        kreg = mm.region(f"h.{layer}.k_cache")
+        vreg = mm.region(f"h.{layer}.v_cache")
+        k, v = self.qkv + d, self.qkv + 2 * d
+        npos = pos + 1
+        npad = round_up(npos, COL)
+        b.tag = f"L{layer}.attn.kv"
+        b.emit(Op.WR_VEC, src=k, n=d, vec=pos, **kreg.isa())
+        b.emit(Op.WR_ELEM, src=v, n=d, vec=0, elem=pos, **vreg.isa())
+        blocks = self._head_blocks()
+        if not self.heads_fit_banks:
+            for heads in blocks:
+                self._scores(layer, kreg, heads, npos)
+            for a in range(self.H):
+                self._softmax(layer, a, npos, npad)
+            b.tag = f"L{layer}.attn.av"
+            self._av_all(vreg, npad)
+            return
+        vchunks = [(t, s, min(n, npad - s)) for t, s, n in vreg.chunks() if s < npad]
+        later = {heads[0]: heads for heads in blocks[2:]}
+        for heads in blocks[:2]:
+            self._scores(layer, kreg, heads, npos)
+        for a in range(self.H):
+            if a + 2 in later:  # scores of head a+2.. run on the PIM during softmax a
+                self._scores(layer, kreg, later[a + 2], npos)
+            self._softmax(layer, a, npos, npad)
+            self._av_head(layer, vreg, a, vchunks)
+
+    def step_p(self, pos: int, token: int | None, logits: bool) -> None:
+        b, mm, d, cfg = self.b, self.mm, self.d, self.cfg
+        wte, wpe = mm.region("wte"), mm.region("wpe")
+        b.tag = "embed"
+        if token is not None:
+            b.emit(Op.SETR, reg=TOKEN_REG, imm=token)
+        b.emit(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=self.x, n=d, vec=TOKEN_REG, **wte.isa())
+        b.emit(Op.RD_VEC, dst=self.tmp, n=d, vec=pos, **wpe.isa())
+        self._rd_vec("h.0.ln_1.weight", self.ln1w)
+        self._rd_vec("h.0.ln_1.bias", self.ln1b)
+        b.emit(Op.VADD, dst=self.x, a=self.x, b=self.tmp, n=d)
+        eps = self.eps
+        for layer in range(cfg.n_layer):
+            p = f"h.{layer}."
+            b.tag = f"L{layer}.ln1"
+            b.emit(Op.LAYERNORM, dst=self.h, src=self.x, gamma=self.ln1w, beta=self.ln1b, n=d,
+                   eps_f32=eps)
+            b.tag = f"L{layer}.attn.qkv"
+            self.linear_p(layer, "attn.c_attn", self.h, self.qkv, 3 * d, self.bqkv)
+            self.attention_p(layer, pos)
+            b.tag = f"L{layer}.attn.proj"
+            self.linear_p(layer, "attn.c_proj", self.o, self.y, d, self.bproj,
+                          ((p + "ln_2.weight", self.ln2w), (p + "ln_2.bias", self.ln2b)),
+                          self._residual(f"L{layer}.attn.residual"))
+            b.tag = f"L{layer}.ln2"
+            b.emit(Op.LAYERNORM, dst=self.h, src=self.x, gamma=self.ln2w, beta=self.ln2b, n=d,
+                   eps_f32=eps)
+            b.tag = f"L{layer}.mlp.fc"
+            self.linear_p(layer, "mlp.c_fc", self.h, self.u, cfg.d_ff, self.bfc,
+                          post=self._gelu(f"L{layer}.mlp.gelu"))
+            b.tag = f"L{layer}.mlp.proj"
+            if layer + 1 < cfg.n_layer:
+                nxt = ((f"h.{layer + 1}.ln_1.weight", self.ln1w),
+                       (f"h.{layer + 1}.ln_1.bias", self.ln1b))
+            elif logits:
+                nxt = (("ln_f.weight", self.lnfw), ("ln_f.bias", self.lnfb))
+            else:
+                nxt = ()
+            self.linear_p(layer, "mlp.c_proj", self.g, self.y, d, self.bmproj, nxt,
+                          self._residual(f"L{layer}.mlp.residual"))
+        if logits:
+            b.tag = "ln_f"
+            b.emit(Op.LAYERNORM, dst=self.h, src=self.x, gamma=self.lnfw, beta=self.lnfb, n=d,
+                   eps_f32=eps)
+            b.tag = "lm_head"
+            self.gemv_p(wte, self.h, self.logits, cfg.vocab, self.part_lm)
+            b.tag = "argmax"
+            b.emit(Op.ARGMAX, reg=TOKEN_REG, src=self.logits, n=cfg.vocab)
+            b.emit(Op.OUT, reg=TOKEN_REG)
+
+    # ---- driver ----------------------------------------------------------------------------
+    def here(self) -> int:
+        """Index in the final program at which the next step starts."""
+        return len(self.out.program)
+
+    def run_step(self, pos: int, token: int | None, logits: bool) -> None:
+        if not self.pipelined:
+            self.step(pos, token, logits)
+            return
+        self.step_p(pos, token, logits)
+        rec, out = self.b, self.out
+        intervals = _schedule(rec.program, rec.tags, self.B, self.cost,
+                              self.hw.asic.scratchpad_words)
+        prog, tags = out.program, out.tags
+        for k, (pim, asic) in enumerate(intervals):
+            first = [rec.program[u] for u in pim + asic]
+            if k:
+                prog.append(Instr(Op.SYNC))
+                tags.append(tags[-1])
+            elif prog and prog[-1].op is not Op.SYNC:
+                # Between steps: a SYNC only if the step's first interval races with the end
+                # of the previous step.
+                tail = len(prog)
+                while tail and prog[tail - 1].op is not Op.SYNC:
+                    tail -= 1
+                if hazards(prog[tail:] + first, self.B):
+                    prog.append(Instr(Op.SYNC))
+                    tags.append(rec.tags[(pim + asic)[0]])
+            prog += first
+            tags += [rec.tags[u] for u in pim + asic]
+        rec.program, rec.tags = [], []
+
     def finish(self, steps: list[Step]) -> CompiledProgram:
-        self.b.tag = "end"
-        self.b.sync()
-        self.b.emit(Op.EOC)
-        return CompiledProgram(program=self.b.program, memmap=self.mm, tags=self.b.tags,
-                               scratchpad_words_used=self.sp.high, steps=steps)
+        out = self.out
+        out.tag = "end"
+        out.sync()
+        out.emit(Op.EOC)
+        return CompiledProgram(program=out.program, memmap=self.mm, tags=out.tags,
+                               scratchpad_words_used=self.sp.high, steps=steps,
+                               schedule="pipelined" if self.pipelined else "serial")
 
 
 def _check_memmap(cfg: ModelConfig, hw: HwConfig, memmap: MemoryMap | None) -> MemoryMap:
@@ -650,7 +1103,8 @@ def _check_memmap(cfg: ModelConfig, hw: HwConfig, memmap: MemoryMap | None) -> M
 
 
 def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
-                       memmap: MemoryMap | None = None) -> CompiledProgram:
+                       memmap: MemoryMap | None = None,
+                       schedule: str = "pipelined") -> CompiledProgram:
     """Prefill ``prompt`` one token per step, then decode ``new_tokens - 1`` more steps.
 
     The last prefill step and every decode step compute the LM head, ``ARGMAX`` into ``R0`` and
@@ -666,6 +1120,10 @@ def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
         Tokens to generate (>= 1).
     memmap : MemoryMap, optional
         Placement to use (default ``map_model(cfg, hw)``).
+    schedule : {"pipelined", "serial"}
+        ``"pipelined"`` (default) overlaps vector-unit work with PIM work (software pipelining,
+        see the module notes); ``"serial"`` is the earlier schedule, kept for comparison. Both
+        compute the same values bit for bit.
 
     Returns
     -------
@@ -691,21 +1149,22 @@ def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
             f"the KV cache holds {mm.context} (model {cfg.name}); shorten the prompt or generate "
             "fewer tokens"
         )
-    comp = _Compiler(cfg, hw, mm)
+    comp = _Compiler(cfg, hw, mm, schedule)
     steps = []
     for pos, tok in enumerate(prompt):
         last = pos == len(prompt) - 1
-        steps.append(Step(len(comp.b.program), pos, int(tok), last))
-        comp.step(pos, int(tok), last)
+        steps.append(Step(comp.here(), pos, int(tok), last))
+        comp.run_step(pos, int(tok), last)
     for k in range(1, new_tokens):
         pos = len(prompt) - 1 + k
-        steps.append(Step(len(comp.b.program), pos, None, True))
-        comp.step(pos, None, True)
+        steps.append(Step(comp.here(), pos, None, True))
+        comp.run_step(pos, None, True)
     return comp.finish(steps)
 
 
 def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = None,
-                        memmap: MemoryMap | None = None) -> CompiledProgram:
+                        memmap: MemoryMap | None = None,
+                        schedule: str = "pipelined") -> CompiledProgram:
     """One decode step attending ``context`` tokens (position ``context - 1``).
 
     The KV cache is assumed to hold the earlier ``context - 1`` tokens. The step's token is set by
@@ -717,6 +1176,8 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
     context : int, optional
         Tokens attended, 1..cfg.ctx (default ``cfg.ctx``).
     memmap : MemoryMap, optional
+    schedule : {"pipelined", "serial"}
+        See :func:`compile_generation`.
 
     Returns
     -------
@@ -731,7 +1192,7 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
         raise CompileError(
             f"context {context} exceeds the memory map's KV-cache capacity {mm.context}; remap"
         )
-    comp = _Compiler(cfg, hw, mm)
+    comp = _Compiler(cfg, hw, mm, schedule)
     steps = [Step(0, context - 1, 0, True)]
-    comp.step(context - 1, 0, True)
+    comp.run_step(context - 1, 0, True)
     return comp.finish(steps)
