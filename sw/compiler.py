@@ -43,6 +43,28 @@ writes, or writes what it reads or writes (RAW, WAR, WAW). Hence a ``SYNC`` foll
 of ``RD_MAC``\\ s before the ASIC reduces them, and precedes each ``WR_GB`` / ``WR_VEC`` of a
 vector the ASIC just produced. Parameter loads (``RD_VEC`` of biases and LayerNorm parameters)
 are issued with the PIM work of the preceding GEMV so that they need no extra ``SYNC``.
+
+Software pipelining (``schedule="pipelined"``, the default)
+-----------------------------------------------------------
+The serial schedule above leaves one side idle most of the time (the vector unit waits for each
+GEMV, the PIM for each softmax / GELU / LayerNorm). The pipelined schedule computes the same
+values with the same instructions split finer, recorded in an order that exposes overlap:
+
+* every GEMV finishes its outputs group by group of local vectors (``VREDUCE`` of the group's
+  chunk partials, laid out per group; bias ``VADD``; then GELU for ``mlp.c_fc`` or the residual
+  add for the projections), so GELU runs while the PIM streams the remaining fc rows and the
+  MLP projection's early input chunks; the fc GEMV with several input chunks runs group-outer
+  (groups of 1, 2, 4, 8, 8, ... local vectors) so that its first outputs complete early;
+* attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and each head's
+  softmax is followed by that head's ``p . V`` on the channels holding its dimensions, so the
+  vector unit's softmax of head h runs while the PIM computes later heads' scores and earlier
+  heads' ``p . V``; LayerNorm stays a barrier, the next GEMV's parameter loads overlap it.
+
+Each step is recorded without any ``SYNC`` and :func:`_schedule` cuts it into ``SYNC`` intervals:
+each side keeps its order, an instruction joins an interval only once every conflicting earlier
+instruction of the other side sits in an earlier interval (so :func:`hazards` finds nothing and
+program order computes exactly what the recording computes), and a :class:`_CostModel` picks
+where intervals end. ``schedule="serial"`` gives the schedule above, for comparison.
 """
 
 from __future__ import annotations
@@ -856,12 +878,17 @@ class _Compiler:
         return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
 
     def gemv_p(self, region: Region, x: int, dst: int, n_out: int, part: int,
-               bias: int | None = None, prefetch: tuple = (), post=None) -> None:
+               bias: int | None = None, prefetch: tuple = (), post=None,
+               group_outer: bool = False) -> None:
         """``dst = chunkdot(bf16(x), region) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Several input chunks: the partial sums of output group ``[i0*S, i0*S + n_g)`` lie at
         ``part + k*i0*S + t*n_g`` (chunk ``t`` of ``k``) so that one ``VREDUCE`` per group adds
-        them in chunk order, as the single ``VREDUCE`` of the serial schedule does.
+        them in chunk order, as the single ``VREDUCE`` of the serial schedule does. The loops
+        run chunk-outer (one GB load per chunk; outputs complete only in the last chunk's pass)
+        or, with ``group_outer``, group-outer with groups of 1, 2, 4, 8, 8, ... local vectors
+        (one GB load per group and chunk, but the first outputs complete early: for a heavy
+        ``post`` such as GELU).
         """
         b, S = self.b, self.S
         for name, addr in prefetch:
@@ -870,34 +897,43 @@ class _Compiler:
         k = len(chunks)
         nl = region.n_local
         masks = [self._mask(n_out - i * S) for i in range(nl)]
-        groups = self._groups(nl)
+        if group_outer and k > 1:
+            groups, i0, width = [], 0, 1
+            while i0 < nl:
+                groups.append((i0, min(nl, i0 + width)))
+                i0, width = i0 + width, min(2 * width, 8)
+            passes = [(chunks, g0, g1) for g0, g1 in groups]
+        else:
+            groups = self._groups(nl)
+            passes = [([c], 0, nl) for c in chunks]
         group_of = [g for g, (i0, i1) in enumerate(groups) for _ in range(i0, i1)]
         tag = b.tag
-        for t, start, size in chunks:
-            b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
-            for i in range(nl):
-                i0, i1 = groups[group_of[i]]
-                n_g = min(n_out, i1 * S) - i0 * S
-                for row, col, ncols, gb_col in region.segments(i, start, start + size):
-                    b.emit(Op.MAC_ABK, ch_mask=masks[i], row=row, col=col, ncols=ncols,
-                           gb_col=gb_col)
-                where = dst + i * S if k == 1 else part + k * i0 * S + t * n_g + (i - i0) * S
-                b.emit(Op.RD_MAC, ch_mask=masks[i], dst=where)
-                if t == k - 1 and i == i1 - 1:
-                    lo = i0 * S
-                    if k > 1:
-                        b.emit(Op.VREDUCE, dst=dst + lo, src=part + k * lo, n=n_g, k=k)
-                    if bias is not None:
-                        b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n_g)
-                    if post is not None:
-                        post(lo, n_g)
-                        b.tag = tag
+        for pass_chunks, p0, p1 in passes:
+            for t, start, size in pass_chunks:
+                b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
+                for i in range(p0, p1):
+                    i0, i1 = groups[group_of[i]]
+                    n_g = min(n_out, i1 * S) - i0 * S
+                    for row, col, ncols, gb_col in region.segments(i, start, start + size):
+                        b.emit(Op.MAC_ABK, ch_mask=masks[i], row=row, col=col, ncols=ncols,
+                               gb_col=gb_col)
+                    where = dst + i * S if k == 1 else part + k * i0 * S + t * n_g + (i - i0) * S
+                    b.emit(Op.RD_MAC, ch_mask=masks[i], dst=where)
+                    if t == k - 1 and i == i1 - 1:
+                        lo = i0 * S
+                        if k > 1:
+                            b.emit(Op.VREDUCE, dst=dst + lo, src=part + k * lo, n=n_g, k=k)
+                        if bias is not None:
+                            b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n_g)
+                        if post is not None:
+                            post(lo, n_g)
+                            b.tag = tag
 
     def linear_p(self, layer: int, name: str, x: int, dst: int, n_out: int, bias: int,
-                 prefetch: tuple = (), post=None) -> None:
+                 prefetch: tuple = (), post=None, group_outer: bool = False) -> None:
         region = self.mm.region(f"h.{layer}.{name}.weight")
         self.gemv_p(region, x, dst, n_out, self.part, bias,
-                    ((f"h.{layer}.{name}.bias", bias),) + tuple(prefetch), post)
+                    ((f"h.{layer}.{name}.bias", bias),) + tuple(prefetch), post, group_outer)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -1031,7 +1067,7 @@ class _Compiler:
                    eps_f32=eps)
             b.tag = f"L{layer}.mlp.fc"
             self.linear_p(layer, "mlp.c_fc", self.h, self.u, cfg.d_ff, self.bfc,
-                          post=self._gelu(f"L{layer}.mlp.gelu"))
+                          post=self._gelu(f"L{layer}.mlp.gelu"), group_outer=True)
             b.tag = f"L{layer}.mlp.proj"
             if layer + 1 < cfg.n_layer:
                 nxt = ((f"h.{layer + 1}.ln_1.weight", self.ln1w),
