@@ -5,7 +5,9 @@
 * compile time of one decode step at the model's maximum context for every preset (plus the time
   to encode program.bin and to write the AiM trace), instruction and SYNC counts;
 * golden-simulator seconds per model step and per generated token for ``tiny`` and
-  ``gpt2-small`` (random weights), with the time to load the weights into the DRAM image.
+  ``gpt2-small`` (random weights), with the time to load the weights into the DRAM image;
+* with ``--schedules`` only: the serial and the pipelined schedule on the perf simulator
+  (latency per token, hidden overlap time, ASIC share, compile time).
 
 :func:`run` returns the same figures as a dict (for ``pimgpt bench``).
 """
@@ -82,6 +84,48 @@ def bench_golden(models=("tiny", "gpt2-small"), prompt_len: int = 2, new_tokens:
     return rows
 
 
+#: Decode workloads of the schedule comparison: (model, context).
+SCHEDULE_CASES = (("gpt2-small", 128), ("gpt2-small", 1024), ("gpt2-xl", 128),
+                  ("gpt2-xl", 1024), ("gpt3-xl", 2048))
+
+
+def bench_schedules(cases=SCHEDULE_CASES, hw_name: str | None = None) -> list[dict]:
+    """Serial vs pipelined schedule on the perf simulator: one decode step per case.
+
+    Per case and schedule: latency per token, the time hidden by PIM/ASIC overlap
+    (``hidden_ns`` of :func:`pimgpt.sim.perf.report.breakdown`), the ASIC share of the charged
+    time, instruction and SYNC counts, and the compile time.
+    """
+    from pimgpt.sim.perf.cli import summarize
+    from pimgpt.sim.perf.engine import PerfEngine
+    from pimgpt.sw.compiler import compile_decode_step
+    from pimgpt.sw.isa import Op
+
+    hw = load_hw(hw_name)
+    rows = []
+    for name, ctx in cases:
+        cfg = get_model(name)
+        for schedule in ("serial", "pipelined"):
+            t0 = time.perf_counter()
+            cp = compile_decode_step(cfg, hw, ctx, schedule=schedule)
+            t1 = time.perf_counter()
+            res = PerfEngine(hw).run(cp.program)
+            st = summarize(res, hw, cp.tags)["decode"]
+            cls = st["by_class_ns"]
+            rows.append({
+                "model": name,
+                "context": ctx,
+                "schedule": schedule,
+                "us_per_token": st["latency_ns"] / 1e3,
+                "hidden_us": st["hidden_ns"] / 1e3,
+                "asic_share": cls["asic"] / sum(cls.values()),
+                "instructions": len(cp.program),
+                "syncs": sum(1 for i in cp.program if i.op is Op.SYNC),
+                "compile_s": t1 - t0,
+            })
+    return rows
+
+
 def _table(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -109,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer models")
     parser.add_argument("--hw", default=None, help="hardware preset or YAML")
+    parser.add_argument("--schedules", action="store_true",
+                        help="only compare the serial and pipelined schedules (perf simulator)")
     args = parser.parse_args(argv)
+    if args.schedules:
+        print("Decode step, serial vs pipelined schedule (perf simulator)")
+        print(_table(bench_schedules(hw_name=args.hw)))
+        return 0
     res = run(args.quick, args.hw)
     print("Compile: one decode step at maximum context")
     print(_table(res["compile"]))
