@@ -113,7 +113,8 @@ def logit_error_stats(pim, ref) -> dict:
         ``mean_rel_spread`` the mean of ``|err| / spread``; ``top1_agree`` how many rows have the
         same first argmax, ``top1`` that fraction; ``margin_median`` the median float64 gap between
         the best and second-best logit, ``disagree_margin_max`` the largest such gap on a row
-        where the argmaxes differ (None if none).
+        where the argmaxes differ (None if none); ``top_abs_mean`` / ``top_abs_max`` the error of
+        the logit at the float64 argmax (the one that matters for prediction).
     """
     pim = np.asarray(pim, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
@@ -126,6 +127,7 @@ def logit_error_stats(pim, ref) -> dict:
     agree = pim.argmax(axis=1) == ref.argmax(axis=1)
     top2 = np.sort(ref, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
+    top_err = err[np.arange(len(ref)), ref.argmax(axis=1)]
     return {
         "rows": int(pim.shape[0]),
         "max_abs": float(err.max()),
@@ -137,6 +139,8 @@ def logit_error_stats(pim, ref) -> dict:
         "top1": float(agree.mean()),
         "margin_median": float(np.median(margin)),
         "disagree_margin_max": float(margin[~agree].max()) if (~agree).any() else None,
+        "top_abs_mean": float(top_err.mean()),
+        "top_abs_max": float(top_err.max()),
     }
 
 
@@ -334,7 +338,8 @@ def ablation(cfg, weights: dict, sequences: list[list[int]], rows: list[slice],
         label -> ``{"mean_abs", "max_abs", "mean_rel_spread", "top1"[, "nll", "nll_delta"]}``
         (``nll_delta``: NLL minus the float64 NLL); ``"pim"`` is the full PIM numerics, with
         ``vs_all_three_mean_abs``: its mean distance to the float64 model with all three bf16
-        roundings, i.e. what fp32 arithmetic and the vector-unit functions add.
+        roundings (not an error measure: a tiny fp32 difference that flips one bf16 rounding
+        decision sends the two runs to different bf16 neighbours).
     """
     out = {}
     f64_nll = None if targets is None else float(nll_nats(f64, targets).mean())
@@ -850,14 +855,16 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
             "the same tokens. Free-running float64 greedy: an independent float64 greedy run "
             "from the same prompt, tokens identical to the PIM run before the first difference.",
             "",
-            "| model | shape | prompt + steps | max abs err | mean abs err | mean spread | "
-            "max err/spread | mean err/spread | top-1 | free-running float64 same | PIM time |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model | shape | prompt + steps | max abs err | mean abs err | err of top logit "
+            "mean / max | mean spread | max err/spread | mean err/spread | top-1 | "
+            "free-running float64 same | PIM time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in rep["random"].items():
             lines.append(
                 f"| {name} | {r['shape']} | {len(r['prompt'])} + {r['steps']} | "
-                f"{_g(r['max_abs'])} | {_g(r['mean_abs'])} | {_g(r['spread'])} | "
+                f"{_g(r['max_abs'])} | {_g(r['mean_abs'])} | {_g(r['top_abs_mean'])} / "
+                f"{_g(r['top_abs_max'])} | {_g(r['spread'])} | "
                 f"{_pct(r['max_rel_spread'])} | {_pct(r['mean_rel_spread'])} | "
                 f"{r['top1_agree']}/{r['rows']} | {r['f64_free_prefix']}/{r['steps']} | "
                 f"{r['pim_seconds']:.1f} s |")
@@ -883,8 +890,9 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
             "float64 argmaxes agree.", "",
             "| model | bytes scored | float64 nats/byte | float64 bits/byte | float64 ppl | "
             "PIM nats/byte | PIM bits/byte | PIM ppl | PIM/float64 ppl | acc float64 / PIM | "
-            "next-byte top-1 | max abs logit err | mean err/spread |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "next-byte top-1 | largest margin where top-1 differs | max abs logit err | "
+            "err of top logit mean / max | mean spread | mean err/spread |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, e in rep["trained"].items():
             p = e["perplexity"]
@@ -893,8 +901,9 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
                 f"{p['f64']['nats']:.4f} | {p['f64']['bits']:.4f} | {p['f64']['ppl']:.4f} | "
                 f"{p['pim']['nats']:.4f} | {p['pim']['bits']:.4f} | {p['pim']['ppl']:.4f} | "
                 f"{p['ppl_ratio']:.5f} | {_pct(p['f64']['acc'])} / {_pct(p['pim']['acc'])} | "
-                f"{p['top1_agree']}/{p['rows']} ({_pct(p['top1'])}) | {_g(p['max_abs'])} | "
-                f"{_pct(p['mean_rel_spread'])} |")
+                f"{p['top1_agree']}/{p['rows']} ({_pct(p['top1'])}) | "
+                f"{_g(p['disagree_margin_max'])} | {_g(p['max_abs'])} | {_g(p['top_abs_mean'])} / "
+                f"{_g(p['top_abs_max'])} | {_g(p['spread'])} | {_pct(p['mean_rel_spread'])} |")
         for name, e in rep["trained"].items():
             fw = e.get("f64_training_windows")
             if fw:
@@ -966,11 +975,13 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
                 nll = f"{a['nll_delta']:+.5f}" if "nll_delta" in a else "-"
                 lines.append(f"| {name} | {label} | {_g(a['mean_abs'])} | {_g(a['max_abs'])} | "
                              f"{_pct(a['mean_rel_spread'])} | {_pct(a['top1'])} | {nll} |")
-        lines += ["", "Mean |PIM - (float64 with all three roundings)|, i.e. what fp32 "
-                  "arithmetic and the vector-unit functions add: " + "; ".join(
+        lines += ["", "Mean |PIM - (float64 with all three roundings)|: "
+                  "not an error of either (once a tiny fp32-vs-float64 difference flips one bf16 "
+                  "rounding, the two runs land on different bf16 neighbours); compare instead "
+                  "the error sizes of `all three` and `pim` above: " + "; ".join(
                       f"{n} {_g(ab['pim']['vs_all_three_mean_abs'])} "
                       f"({_pct(ab['pim']['vs_all_three_mean_abs'] / ab['pim']['mean_abs'])} of "
-                      "the PIM error)" for n, ab in rep["ablation"].items()) + ".", ""]
+                      "the PIM error's mean)" for n, ab in rep["ablation"].items()) + ".", ""]
     if rep["skipped"]:
         lines += ["## Skipped", ""] + [f"- {n}: {why}" for n, why in rep["skipped"].items()]
         lines += [""]

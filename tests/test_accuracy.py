@@ -20,7 +20,8 @@ from pimgpt.sw.models import get_model
 
 TOP_KEYS = {"meta", "random", "trained", "golden", "ablation", "skipped"}
 ERR_KEYS = {"rows", "max_abs", "mean_abs", "spread", "max_rel_spread", "mean_rel_spread",
-            "top1_agree", "top1", "margin_median", "disagree_margin_max"}
+            "top1_agree", "top1", "margin_median", "disagree_margin_max", "top_abs_mean",
+            "top_abs_max"}
 
 
 @pytest.fixture(scope="module")
