@@ -141,7 +141,8 @@ class Bank(wiring.Component):
     hw : HwConfig
         Geometry (rows, columns per row) and timing.
     index : int
-        This bank's number in its channel (selects its RDMAC16/WRMAC16 burst word).
+        Default bank number for the ``id`` input (the channel drives ``id``; a bank's logic does
+        not depend on its number, so every bank is the same Verilog module).
     mac_add_latency : int
         Pipeline depth of the MAC unit's tree adders (1..3).
     array_model : str
@@ -161,6 +162,8 @@ class Bank(wiring.Component):
         Accumulator captured by RDMAC16.
     load : In(StructLayout)
         Preload port: ``en``, ``addr`` (``row * columns + col``), ``data``.
+    id : In
+        This bank's number in its channel (selects its RDMAC16/WRMAC16 burst word).
     is_open, open_row, error : Out
         Row-buffer state and the sticky protocol-error flag.
     """
@@ -179,7 +182,6 @@ class Bank(wiring.Component):
         self.cols = d.cols_per_row
         self.depth = d.rows * d.cols_per_row
         self.cmd_layout = dram_cmd_layout(hw)
-        self.bank_group = index // (d.banks // d.bank_groups)
         self.mac_latency = self.mac_latency_for(d.col_elems, mac_add_latency)
         super().__init__({
             "cmd": In(data.StructLayout({"valid": 1, "sel": 1, "p": self.cmd_layout})),
@@ -189,6 +191,7 @@ class Bank(wiring.Component):
             "acc_valid": Out(1),
             "load": In(data.StructLayout({"en": 1, "addr": max(1, ceil_log2(self.depth)),
                                           "data": 8 * d.column_bytes})),
+            "id": In(max(1, ceil_log2(d.banks)), init=index),
             "is_open": Out(1),
             "open_row": Out(max(1, ceil_log2(d.rows))),
             "error": Out(1),
@@ -255,8 +258,8 @@ class Bank(wiring.Component):
         assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
         mac_q = Signal()
         m.d.sync += mac_q.eq(is_("MAC", "MAC16"))
-        burst = self._index // ACCS_PER_BURST
-        word = self._index % ACCS_PER_BURST
+        burst = self.id >> 3  # ACCS_PER_BURST = 8 accumulators per 32-byte burst
+        word = self.id[:3]
         mine = c.col == burst
         wrmac = is_("WRMAC16") & mine
         rdmac = is_("RDMAC16") & mine
@@ -264,6 +267,7 @@ class Bank(wiring.Component):
         bias_q = Signal()
         bias = Signal(32)
         m.d.sync += [bias_q.eq(wrmac), bias.eq(c.data.word_select(word, 32))]
+        assert ACCS_PER_BURST == 8
         # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
         hi = bias[16:32]
         r1 = Signal(32)

@@ -15,7 +15,7 @@ command's footprint (one bank, one bank group or all). The channel itself
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,7 +26,30 @@ from pimgpt.config import HwConfig
 from .bank import ACCS_PER_BURST, Bank, dram_cmd_layout
 from .dram_timing import BANK, BANKGROUP, DramCmd, TimingTables
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "BANK_MODULE", "bank_verilog"]
+
+#: Verilog module name of a bank when the channel instantiates banks (``bank_instances``).
+BANK_MODULE = "pimgpt_bank"
+
+
+def bank_verilog(hw: HwConfig, *, mac_add_latency: int = 1) -> str:
+    """Verilog of the :data:`BANK_MODULE` that ``Channel(bank_instances=True)`` instantiates."""
+    from amaranth.back import verilog
+
+    bank = Bank(hw, 0, mac_add_latency=mac_add_latency, array_model="verilog")
+    return verilog.convert(bank, name=BANK_MODULE, emit_src=False)
+
+
+def _instance(bank: Bank) -> Instance:
+    """An instance of :data:`BANK_MODULE` wired to ``bank``'s port signals (which the channel
+    drives and reads exactly as it would an elaborated bank)."""
+    bank._MustUse__silence = True  # only its port signals are used (Amaranth's must-use check)
+    ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+    for name, member in bank.signature.members.items():
+        sig = getattr(bank, name)
+        value = sig.as_value() if hasattr(sig, "as_value") else sig
+        ports[("i_" if member.flow == In else "o_") + name] = value
+    return Instance(BANK_MODULE, **ports)
 
 
 class Channel(wiring.Component):
@@ -38,6 +61,10 @@ class Channel(wiring.Component):
         Hardware configuration.
     mac_add_latency, array_model
         Passed to every :class:`Bank`.
+    bank_instances : bool
+        Instantiate the banks as the one Verilog module :data:`BANK_MODULE` (see
+        :func:`bank_verilog`) instead of elaborating each bank: the same hardware, generated and
+        compiled once instead of once per bank (Verilator/Icarus only).
 
     Attributes
     ----------
@@ -53,13 +80,15 @@ class Channel(wiring.Component):
         Sticky: some bank saw a protocol or timing violation.
     """
 
-    def __init__(self, hw: HwConfig, *, mac_add_latency: int = 1, array_model: str = "verilog"):
+    def __init__(self, hw: HwConfig, *, mac_add_latency: int = 1, array_model: str = "verilog",
+                 bank_instances: bool = False):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         self.hw = hw
         self.tables = TimingTables(hw)
         self._mac_add_latency = mac_add_latency
         self._array_model = array_model
+        self._bank_instances = bool(bank_instances)
         d = hw.dram
         width = 8 * d.column_bytes
         super().__init__({
@@ -105,7 +134,11 @@ class Channel(wiring.Component):
         for b in range(nb):
             bank = Bank(self.hw, b, mac_add_latency=self._mac_add_latency,
                         array_model=self._array_model)
-            m.submodules[f"bank{b}"] = bank
+            if self._bank_instances:
+                m.submodules[f"bank{b}"] = _instance(bank)
+            else:
+                m.submodules[f"bank{b}"] = bank
+            m.d.comb += bank.id.eq(b)
             banks.append(bank)
             sel = ((fp == BANK) & (c.fpi == b)) | ((fp == BANKGROUP) & (c.fpi == b // bpg)) | \
                 (fp > BANKGROUP)

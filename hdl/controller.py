@@ -216,10 +216,13 @@ class Asic(wiring.Component):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         self.hw = hw
-        self.prog_depth = prog_depth
-        self.out_depth = out_depth
+        self.prog_depth = check_int("prog_depth", prog_depth, 16, 1 << 20)
+        if prog_depth & (prog_depth - 1):
+            raise ValueError(f"prog_depth must be a power of two, not {prog_depth!r}")
+        self.out_depth = check_int("out_depth", out_depth, 16, 1 << 16)
         self.cap_depth = check_int("cap_depth", cap_depth, 16, 1 << 20)
-        self.queue_depth = queue_depth
+        self.queue_depth = check_int("queue_depth", queue_depth, 2, 1024)
+        asic_clock_ratio(hw)  # validates the clocks
         words = hw.asic.scratchpad_words
         self.sp_aw = max(4, ceil_log2(words))
         members = {}
@@ -273,7 +276,8 @@ class Asic(wiring.Component):
             m.submodules[f"sched{c}"] = s
             scheds.append(s)
             wiring.connect(m, pim.ch[c], s.op)
-            m.d.comb += [getattr(self, f"bus{c}").eq(s.bus), s.start.eq(self.start)]
+            m.d.comb += [getattr(self, f"bus{c}").eq(s.bus), s.start.eq(self.start),
+                         s.run.eq(self.running)]
             wiring.connect(m, wiring.flipped(getattr(self, f"ret{c}")), pim.ret[c])
 
         wiring.connect(m, fe.pim, pim.instr)

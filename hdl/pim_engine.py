@@ -44,9 +44,13 @@ from .scratchpad import sp_wide_read_signature, sp_wide_write_signature
 __all__ = ["PimEngine", "f32_to_bf16", "bf16_to_f32", "return_signature"]
 
 DM_NONE, DM_BF16, DM_FP32 = 0, 1, 2
+#: Scratchpad ranges of in-flight PIM reads tracked for read-after-write hazards.
+N_ENT = 8
 TAG_RD, TAG_ACC = 0, 1
 #: PIM instructions that read the scratchpad (they wait for earlier reads to land).
 SP_READERS = (Op.WR_GB, Op.WR_BIAS, Op.WR_SBK, Op.WR_ABK, Op.WR_VEC, Op.WR_ELEM)
+#: PIM instructions that write the scratchpad (their reads land later).
+SP_WRITERS = (Op.RD_MAC, Op.RD_SBK, Op.RD_VEC)
 
 
 def f32_to_bf16(x):
@@ -148,10 +152,12 @@ class PimEngine(wiring.Component):
         b_tagkind = Signal()
         b_tagbase = Signal(aw)  # sp address of word 0 (RDMAC16: + channel rank * banks)
         b_tagmask = Signal(16)
+        b_ent = Signal(max(1, ceil_log2(N_ENT)))
+        cur_ent = Signal.like(b_ent)  # hazard-table entry of the instruction being expanded
         marked = Signal(C)  # channels that already got this instruction's first op
 
         # Read tags and returned data, per channel and kind.
-        tag_layout = data.StructLayout({"base": aw, "mask": 16})
+        tag_layout = data.StructLayout({"base": aw, "mask": 16, "ent": max(1, ceil_log2(N_ENT))})
         tags = {}
         rets = {}
         for c in range(C):
@@ -198,7 +204,7 @@ class PimEngine(wiring.Component):
                 base = b_tagbase + (rank(b_chm, c) * B if k == TAG_ACC else 0)
                 m.d.comb += [
                     tf.w_en.eq(b_push & b_chm[c] & b_tag & (b_tagkind == k)),
-                    tf.w_data.eq(Cat(base[:aw], b_tagmask)),
+                    tf.w_data.eq(Cat(base[:aw], b_tagmask, b_ent)),
                 ]
         with m.If(b_push):
             m.d.sync += marked.eq(marked | b_chm)
@@ -210,6 +216,7 @@ class PimEngine(wiring.Component):
         # ------------------------------------------------------------------------------------
         sources = [(c, k) for c in range(C) for k in (TAG_RD, TAG_ACC)]
         done_one = Signal()
+        done_ent = Signal.like(b_ent)
         first = Signal(len(sources))
         avail = Cat(*[rets[s].r_rdy & tags[s].r_rdy for s in sources])
         m.d.comb += first.eq(avail & -avail)  # lowest available source, one-hot
@@ -217,7 +224,7 @@ class PimEngine(wiring.Component):
             rf, tf = rets[(c, k)], tags[(c, k)]
             tag = data.View(tag_layout, tf.r_data)
             with m.If(first[idx]):
-                m.d.comb += [rf.r_en.eq(1), tf.r_en.eq(1), done_one.eq(1),
+                m.d.comb += [rf.r_en.eq(1), tf.r_en.eq(1), done_one.eq(1), done_ent.eq(tag.ent),
                              self.sp_wr.addr.eq(tag.base), self.sp_wr.mask.eq(tag.mask)]
                 for w in range(16):
                     if k == TAG_RD:
@@ -248,7 +255,7 @@ class PimEngine(wiring.Component):
         with m.If(a_take):
             m.d.sync += [b_valid.eq(1), b_op.eq(a_op), b_chm.eq(a_chm), b_dmode.eq(a_dmode),
                          b_tag.eq(a_tag), b_tagkind.eq(a_tagkind), b_tagbase.eq(a_tagbase),
-                         b_tagmask.eq(a_tagmask)]
+                         b_tagmask.eq(a_tagmask), b_ent.eq(cur_ent)]
         with m.Elif(b_push):
             m.d.sync += b_valid.eq(0)
         m.d.comb += [self.sp_rd.en.eq(a_take), self.sp_rd.addr.eq(a_sp)]
@@ -352,13 +359,62 @@ class PimEngine(wiring.Component):
             with m.If(pending_fa[k]):
                 m.d.comb += low_pending.eq(k)
 
+        # ---- scratchpad hazards between PIM instructions (as the perf model): a reader waits
+        # only for earlier reads whose landing range overlaps what it reads. One entry per
+        # writer instruction: its range and its reads not yet landed.
+        ew = max(1, ceil_log2(N_ENT))
+        ent_valid = Signal(N_ENT)
+        ent_open = Signal(N_ENT)  # its instruction is still being expanded
+        ent_lo = [Signal(aw + 1, name=f"ent_lo{k}") for k in range(N_ENT)]
+        ent_hi = [Signal(aw + 2, name=f"ent_hi{k}") for k in range(N_ENT)]
+        ent_cnt = [Signal(10, name=f"ent_cnt{k}") for k in range(N_ENT)]
+        fi = ins.f
+        nch = sum((fi[0][k] for k in range(C)), Const(0, 6))
+        r_lo = Signal(aw + 1)
+        r_len = Signal(aw + 2)
+        with m.Switch(ins.op):
+            with m.Case(Op.WR_GB):
+                m.d.comb += [r_lo.eq(fi[3]), r_len.eq(fi[2] * 16)]
+            with m.Case(Op.WR_BIAS, Op.RD_MAC):
+                m.d.comb += [r_lo.eq(fi[1]), r_len.eq(nch * B)]
+            with m.Case(Op.WR_SBK, Op.RD_SBK):
+                m.d.comb += [r_lo.eq(fi[5]), r_len.eq(fi[4])]
+            with m.Case(Op.WR_ABK):
+                m.d.comb += [r_lo.eq(fi[4]), r_len.eq(fi[3])]
+            with m.Default():  # WR_VEC, WR_ELEM, RD_VEC
+                m.d.comb += [r_lo.eq(fi[0]), r_len.eq(fi[1])]
+        r_hi = r_lo + r_len
+        conflict = Cat(*[ent_valid[k] & (r_lo < ent_hi[k]) & (ent_lo[k] < r_hi)
+                         for k in range(N_ENT)]).any()
+        free = ~ent_valid
+        free_idx = Signal(ew)
+        for k in reversed(range(N_ENT)):
+            with m.If(free[k]):
+                m.d.comb += free_idx.eq(k)
+        tags_out = Signal(6)  # tags created by stage A this cycle (one per target channel)
+        m.d.comb += tags_out.eq(Mux(a_take & a_tag, sum((a_chm[c] for c in range(C)),
+                                                        Const(0, 6)), 0))
+        for k in range(N_ENT):
+            up = Mux(cur_ent == k, tags_out, 0)
+            down = Mux(done_one & (done_ent == k), 1, 0)
+            m.d.sync += ent_cnt[k].eq(ent_cnt[k] + up - down)
+            with m.If(ent_valid[k] & ~ent_open[k] & (ent_cnt[k] == 0) & (up == 0)):
+                m.d.sync += ent_valid[k].eq(0)
+        is_writer = Cat(*[ins.op == int(o) for o in SP_WRITERS]).any()
         is_reader = Cat(*[ins.op == int(o) for o in SP_READERS]).any()
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 # A new instruction resets the per-channel marks, so the previous instruction's
                 # last op must have left stage B; scratchpad readers wait for every read.
-                m.d.comb += self.instr.ready.eq((~b_valid | b_push) & ~(
-                    is_reader & ((outstanding != 0) | b_valid)))
+                m.d.comb += self.instr.ready.eq((~b_valid | b_push) & ~(is_reader & conflict) &
+                                                ~(is_writer & (free == 0)))
+                m.d.sync += ent_open.eq(0)  # the previous instruction is fully expanded
+                with m.If(self.instr.valid & self.instr.ready & is_writer):
+                    m.d.sync += [cur_ent.eq(free_idx)]
+                    for k in range(N_ENT):
+                        with m.If(free_idx == k):
+                            m.d.sync += [ent_valid[k].eq(1), ent_open[k].eq(1),
+                                         ent_lo[k].eq(r_lo), ent_hi[k].eq(r_hi)]
                 with m.If(self.instr.valid & self.instr.ready):
                     m.d.sync += [opc.eq(ins.op), marked.eq(0), newrow.eq(1), e.eq(0),
                                  burst.eq(0), cidx.eq(0), rowless.eq(0), reading.eq(0),
@@ -368,7 +424,7 @@ class PimEngine(wiring.Component):
                     fi = ins.f
                     with m.Switch(ins.op):
                         with m.Case(Op.WR_GB):
-                            m.d.sync += [chm.eq(fi[0]), cmd.eq(DramCmd.WRGB), cur.eq(0),
+                            m.d.sync += [chm.eq(fi[0]), cmd.eq(DramCmd.WRGB), cur.eq(0), fpi.eq(0),
                                          end.eq(fi[2] * 16), spp.eq(fi[3]), gbc.eq(fi[1]),
                                          dmode.eq(DM_BF16), rowless.eq(1), bmask.eq(0)]
                             m.next = "RUN"

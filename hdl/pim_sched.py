@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from pimgpt.config import HwConfig
@@ -62,6 +62,8 @@ class ChannelScheduler(wiring.Component):
         The command bus: ``valid`` and ``p`` (:func:`pimgpt.hdl.bank.dram_cmd_layout`).
     start : In(1)
         Restart the refresh interval (pulse when a program starts).
+    run : In(1)
+        A program is running: refresh is issued only then (not while the host loads).
     idle : Out(1)
         No op queued or in progress and every issued command's effect complete
         (the standard's ``done_after``).
@@ -77,6 +79,7 @@ class ChannelScheduler(wiring.Component):
             "op": In(stream.Signature(chop_layout(hw))),
             "bus": Out(data.StructLayout({"valid": 1, "p": dram_cmd_layout(hw)})),
             "start": In(1),
+            "run": In(1),
             "idle": Out(1),
         })
 
@@ -88,7 +91,7 @@ class ChannelScheduler(wiring.Component):
         all_banks = (1 << nb) - 1
         layout = chop_layout(hw)
 
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=layout.size, depth=self._depth)
+        m.submodules.fifo = fifo = SyncFIFO(width=layout.size, depth=self._depth)
         m.d.comb += [fifo.w_data.eq(self.op.payload.as_value()), fifo.w_en.eq(self.op.valid),
                      self.op.ready.eq(fifo.w_rdy)]
         head = data.View(layout, fifo.r_data)
@@ -150,7 +153,7 @@ class ChannelScheduler(wiring.Component):
         do_refresh = Signal()
         # Refresh when due at an instruction boundary (mark) or while idle; not due, a mark costs
         # nothing.
-        m.d.comb += do_refresh.eq(refreshing | (due & ((have & head.mark) | ~have)))
+        m.d.comb += do_refresh.eq(refreshing | (self.run & due & ((have & head.mark) | ~have)))
         with m.If(do_refresh):
             m.d.comb += cand_valid.eq(1)
             with m.If(is_open != 0):

@@ -30,7 +30,7 @@ from amaranth.utils import ceil_log2
 from pimgpt.config import HwConfig
 
 from .bank import ARRAY_VERILOG
-from .channel import Channel
+from .channel import Channel, bank_verilog
 from .controller import Asic
 from .fp import check_int
 
@@ -75,6 +75,9 @@ class System(wiring.Component):
     array_model : str
         DRAM array model of the banks (:class:`pimgpt.hdl.bank.Bank`): ``"verilog"`` for
         Verilator/Icarus, ``"amaranth"`` for Amaranth's simulator (small configs only).
+    bank_instances : bool
+        Instantiate every bank as one shared Verilog module (see
+        :class:`pimgpt.hdl.channel.Channel`); :attr:`extra_verilog` then carries it.
 
     Attributes
     ----------
@@ -87,13 +90,16 @@ class System(wiring.Component):
     """
 
     def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
-                 cap_depth: int = 8192, array_model: str = "verilog"):
+                 cap_depth: int = 8192, array_model: str = "verilog",
+                 bank_instances: bool = False):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         self.hw = hw
         check_int("prog_depth", prog_depth, 16, 1 << 20)
         self.asic = Asic(hw, prog_depth=prog_depth, out_depth=out_depth, cap_depth=cap_depth)
-        self.channels = [Channel(hw, array_model=array_model) for _ in range(hw.dram.channels)]
+        self.channels = [Channel(hw, array_model=array_model, bank_instances=bank_instances)
+                         for _ in range(hw.dram.channels)]
+        self._bank_instances = bank_instances
         d = hw.dram
         members = {
             "host": In(stream.Signature(host_cmd_layout())),
@@ -116,8 +122,13 @@ class System(wiring.Component):
             })
         super().__init__(members)
 
-    #: Verilog of the simulation models the design instantiates (written beside its Verilog).
-    extra_verilog = ARRAY_VERILOG
+    @property
+    def extra_verilog(self) -> str:
+        """Verilog of the modules the design instantiates (written after its own)."""
+        text = ARRAY_VERILOG
+        if self._bank_instances:
+            text = bank_verilog(self.hw) + text
+        return text
 
     @property
     def prog_depth(self) -> int:

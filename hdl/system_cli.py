@@ -65,9 +65,8 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     """
     from pimgpt.config import load_hw
     from pimgpt.sim.cocotb_lib.runner import simulator_available
-    from pimgpt.sim.cocotb_lib.system_run import run_system
+    from pimgpt.sim.cocotb_lib.system_run import compare_with_perf, run_system
     from pimgpt.sim.golden import GoldenMachine
-    from pimgpt.sim.perf import simulate
     from pimgpt.sw import checkpoint, tokenizer
     from pimgpt.sw.compiler import compile_generation
     from pimgpt.sw.mapper import build_dram_image
@@ -101,10 +100,10 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     golden = GoldenMachine(hwc, image.copy())
     golden.run(compiled.program)
     golden_s = time.perf_counter() - t0
-    perf = simulate(compiled.program, hwc)
 
     res = run_system(hwc, hw_spec, compiled.program, image, build_dir=outdir,
                      simulator=simulator, waves=waves is not None, p_idle=p_idle)
+    cmp = compare_with_perf(hwc, compiled.program, res.traces, tokens=res.tokens)
     want_logits = [np.asarray(x, dtype=np.float32).view(np.uint32) for x in golden.logits]
     want = np.concatenate(want_logits) if want_logits else np.zeros(0, dtype=np.uint32)
     got = res.capture
@@ -133,11 +132,13 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
         "tokens_match": bool(tokens_match),
         "logits_checked": int(len(want)),
         "logits_matching": n_match,
-        "perf_cycles": int(perf.cycles),
-        "cycle_difference": (res.cycles - perf.cycles) / perf.cycles if perf.cycles else None,
+        "perf_cycles": cmp["perf_cycles"],
+        "cycle_difference": (res.cycles - cmp["perf_cycles"]) / cmp["perf_cycles"]
+        if cmp["perf_cycles"] else None,
+        "column_commands_match_perf": cmp["column_sequences_equal"],
+        "commands_rtl_vs_perf": {str(c): v["rtl_vs_perf"] for c, v in cmp["channels"].items()},
         "instructions": len(compiled.program),
         "dram_commands": st.get("dram_commands"),
-        "perf_dram_commands": int(sum(perf.counts.values())),
         "protocol_violations": st.get("violations", []),
         "dram_error": bool(st.get("dram_error")),
         "sim_seconds": sim_s,

@@ -76,7 +76,8 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    params = {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth}
+    params = {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth,
+              "bank_instances": True}
     key = _rtl_key(hw, params)
     path = outdir / f"{TOPLEVEL}.v"
     key_file = outdir / "rtl.key"
@@ -114,7 +115,7 @@ def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int =
 
 def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_dir=None,
                simulator: str = "verilator", waves: bool = False, p_idle: float = 0.0,
-               seed: int = 0, sp_read=(), max_cycles: int = 50_000_000,
+               seed: int = 0, sp_read=(), max_cycles: int = 50_000_000, sp_init=None,
                quiet: bool = True) -> SystemResult:
     """Simulate ``program`` on the system RTL with ``image`` preloaded.
 
@@ -132,6 +133,8 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         Record waveforms (FST) in the build directory.
     sp_read : iterable of (addr, n)
         Scratchpad ranges to read back after the run.
+    sp_init : array of uint32, optional
+        Scratchpad words 0.. written through the host port before the run.
 
     Returns
     -------
@@ -150,7 +153,8 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
             f"([{d.channels}, {d.banks}, <= {d.rows}, {d.row_elems}])")
     build_dir = Path(build_dir) if build_dir else default_build_root() / f"system-{hw.name}"
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
-    job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles)
+    job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
+                    sp_init=sp_init)
     result_path = build_dir / "result.json"
     result_path.unlink(missing_ok=True)
     run = run_cocotb(
@@ -172,3 +176,74 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         tokens=res["tokens"], capture=np.array(res["capture"], dtype=np.uint32),
         cycles=res["cycles"], status=res, traces=traces, build_s=run.build_s, test_s=run.test_s,
         verilog_s=verilog_s, build_dir=build_dir)
+
+
+#: Column commands: their sequence per channel does not depend on refresh timing.
+COLUMN_COMMANDS = ("RD", "WR", "MAC", "MAC16", "WR16", "RDCP", "WRCP", "WRGB", "RDMAC16",
+                   "WRMAC16")
+
+
+def resolve_registers(program, tokens) -> list:
+    """``program`` with every register-indexed ``RD_VEC`` turned into a literal one.
+
+    The perf engine cannot know data: it reads ``R[vec]`` as set by ``SETR`` and takes 0 for an
+    ``ARGMAX`` result. Given the tokens the run really produced (``ARGMAX`` results in order),
+    this gives it the vectors the hardware really fetched, so both issue the same commands.
+    """
+    from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Instr, Op
+
+    regs = [0] * 16
+    produced = iter(tokens)
+    out = []
+    for ins in program:
+        if ins.op is Op.SETR:
+            regs[ins["reg"] % 16] = ins["imm"]
+        elif ins.op is Op.ARGMAX:
+            regs[ins["reg"] % 16] = next(produced, 0)
+        elif ins.op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG:
+            args = dict(ins.args, vec=regs[ins["vec"] % 16])
+            ins = Instr(Op.RD_VEC, args, 0)
+        out.append(ins)
+    return out
+
+
+def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
+    """Compare the RTL's command traces with the perf engine's log of the same program.
+
+    ``tokens``: the tokens the run generated (see :func:`resolve_registers`).
+
+    Returns
+    -------
+    dict
+        ``perf_cycles``; per channel the RTL and perf command counts; ``column_sequences_equal``
+        (every channel issued the same column commands to the same banks in the same order:
+        row activations and refreshes depend on the run's length and are compared by count only).
+    """
+    from pimgpt.sim.perf import simulate
+    from pimgpt.sim.perf.standard import CMD, COMMANDS
+
+    res = simulate(resolve_registers(program, tokens), hw, log=True)
+    perf = {c: [] for c in range(hw.dram.channels)}
+    for cmd, mask, fpi, _sub, _row, t, n, gap in res.log:
+        for ch in range(hw.dram.channels):
+            if mask >> ch & 1:
+                perf[ch].extend((t + k * gap, cmd, fpi) for k in range(n))
+    cols = {CMD[c] for c in COLUMN_COMMANDS}
+    out = {"perf_cycles": int(res.cycles), "channels": {}}
+    equal = True
+    for ch in range(hw.dram.channels):
+        rtl = [tuple(int(v) for v in x) for x in traces.get(ch, [])]
+        pf = sorted(perf[ch])
+        a = [(c, f) for _, c, f in rtl if c in cols]
+        b = [(c, f) for _, c, f in pf if c in cols]
+        equal &= a == b
+        count = {}
+        for name in COMMANDS:
+            code = CMD[name]
+            r = sum(1 for _, c, _ in rtl if c == code)
+            p = sum(1 for _, c, _ in pf if c == code)
+            if r or p:
+                count[name] = (r, p)
+        out["channels"][ch] = {"rtl_vs_perf": count, "column_commands": (len(a), len(b))}
+    out["column_sequences_equal"] = bool(equal)
+    return out
