@@ -43,7 +43,9 @@ def test_verilog_unknown_block_names_the_valid_ones(tmp_path, capsys):
     out = tmp_path / "v"
     assert main(["verilog", "adder9", "-o", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "unknown RTL block 'adder9'" in err and "bf16mul, fp32add, fp32mul, mac" in err
+    assert "unknown RTL block 'adder9'" in err
+    for block in ("bf16mul", "fp32add", "fp32mul", "mac", "system"):
+        assert block in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()  # no partial output
 
