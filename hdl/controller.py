@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -192,6 +193,8 @@ class Asic(wiring.Component):
         Words of the logit-capture memory (every word ``ARGMAX`` reads is appended), 16..2**20.
     queue_depth : int
         Op queue depth of each channel scheduler.
+    iq_depth : int
+        Depth of the PIM instruction queue between the front end and the PIM engine.
 
     Attributes
     ----------
@@ -212,7 +215,7 @@ class Asic(wiring.Component):
     """
 
     def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
-                 cap_depth: int = 8192, queue_depth: int = 32):
+                 cap_depth: int = 8192, queue_depth: int = 32, iq_depth: int = 32):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         self.hw = hw
@@ -222,6 +225,7 @@ class Asic(wiring.Component):
         self.out_depth = check_int("out_depth", out_depth, 16, 1 << 16)
         self.cap_depth = check_int("cap_depth", cap_depth, 16, 1 << 20)
         self.queue_depth = check_int("queue_depth", queue_depth, 2, 1024)
+        self.iq_depth = check_int("iq_depth", iq_depth, 2, 1024)
         asic_clock_ratio(hw)  # validates the clocks
         words = hw.asic.scratchpad_words
         self.sp_aw = max(4, ceil_log2(words))
@@ -280,11 +284,22 @@ class Asic(wiring.Component):
                          s.run.eq(self.running)]
             wiring.connect(m, wiring.flipped(getattr(self, f"ret{c}")), pim.ret[c])
 
-        wiring.connect(m, fe.pim, pim.instr)
+        # Instruction queues decouple the two sides: the front end keeps dispatching PIM
+        # instructions while the vector unit works and vice versa (as the perf model assumes).
+        m.submodules.pim_q = pim_q = SyncFIFO(width=INSTR_BITS, depth=self.iq_depth)
+        m.submodules.vu_q = vu_q = SyncFIFO(width=INSTR_BITS, depth=8)
+        m.d.comb += [
+            pim_q.w_data.eq(fe.pim.payload.as_value()), pim_q.w_en.eq(fe.pim.valid),
+            fe.pim.ready.eq(pim_q.w_rdy),
+            pim.instr.payload.eq(pim_q.r_data), pim.instr.valid.eq(pim_q.r_rdy),
+            pim_q.r_en.eq(pim.instr.ready),
+            vu_q.w_data.eq(fe.vu.payload.as_value()), vu_q.w_en.eq(fe.vu.valid),
+            fe.vu.ready.eq(vu_q.w_rdy),
+        ]
         # Handshakes and strobes of the vector unit count only on its clock's edges.
         m.d.comb += [
-            vu.cmd.payload.eq(fe.vu.payload), vu.cmd.valid.eq(fe.vu.valid & ce),
-            fe.vu.ready.eq(vu.cmd.ready & ce),
+            vu.cmd.payload.eq(vu_q.r_data), vu.cmd.valid.eq(vu_q.r_rdy & ce),
+            vu_q.r_en.eq(vu.cmd.ready & ce),
             fe.sreg.idx.eq(vu.sreg.idx), fe.sreg.data.eq(vu.sreg.data),
             fe.sreg.en.eq(vu.sreg.en & ce),
             sp.rd0.addr.eq(vu.sp_rd.addr), sp.rd0.en.eq(vu.sp_rd.en & ce),
@@ -298,9 +313,10 @@ class Asic(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host_sp_rd), sp.rd1)
         wiring.connect(m, wiring.flipped(self.host_sp_wr), sp.wr1)
 
-        pim_idle = ~pim.busy & Cat(*[s.idle for s in scheds]).all()
+        pim_idle = ~pim.busy & Cat(*[s.idle for s in scheds]).all() & ~pim_q.r_rdy
         m.d.comb += [
-            fe.start.eq(self.start), fe.pim_idle.eq(pim_idle), fe.vu_idle.eq(~vu.busy),
+            fe.start.eq(self.start), fe.pim_idle.eq(pim_idle),
+            fe.vu_idle.eq(~vu.busy & ~vu_q.r_rdy),
             fe.prog_wr.eq(self.host_prog),
             fe.out_addr.eq(self.host_out_addr), self.host_out_data.eq(fe.out_data),
             self.running.eq(fe.running), self.done.eq(fe.done), self.error.eq(fe.error),

@@ -10,8 +10,11 @@ bit with the golden run.
 
 Printed: the tokens (and the text for byte-level models), cycles, golden match. ``--stats F``
 writes JSON with ``tokens``, ``cycles``, ``golden_match`` (true only when every token and every
-logit matched bit for bit), ``perf_cycles``, ``cycle_difference`` (relative), the DRAM command
-counts, protocol violations (always empty in a passing run) and timings. ``--logits F.npy`` writes
+logit matched bit for bit), ``perf_cycles``, ``cycle_difference`` (relative),
+``perf_cycles_rtl_vector_unit`` / ``cycle_difference_rtl_vector_unit`` (the perf engine with each
+vector instruction costing what the RTL's one-lane unit takes: the fidelity of everything but the
+vector unit's speed), the DRAM command counts, protocol violations (always empty in a passing run)
+and timings. ``--logits F.npy`` writes
 the RTL's logits (float32 ``[new_tokens, vocab]``), ``--waves F.fst|F.vcd`` the waveforms.
 """
 
@@ -65,7 +68,11 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     """
     from pimgpt.config import load_hw
     from pimgpt.sim.cocotb_lib.runner import simulator_available
-    from pimgpt.sim.cocotb_lib.system_run import compare_with_perf, run_system
+    from pimgpt.sim.cocotb_lib.system_run import (
+        compare_with_perf,
+        perf_with_rtl_vector_unit,
+        run_system,
+    )
     from pimgpt.sim.golden import GoldenMachine
     from pimgpt.sw import checkpoint, tokenizer
     from pimgpt.sw.compiler import compile_generation
@@ -104,6 +111,7 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     res = run_system(hwc, hw_spec, compiled.program, image, build_dir=outdir,
                      simulator=simulator, waves=waves is not None, p_idle=p_idle)
     cmp = compare_with_perf(hwc, compiled.program, res.traces, tokens=res.tokens)
+    same_vu = perf_with_rtl_vector_unit(hwc, compiled.program, image, tokens=res.tokens)
     want_logits = [np.asarray(x, dtype=np.float32).view(np.uint32) for x in golden.logits]
     want = np.concatenate(want_logits) if want_logits else np.zeros(0, dtype=np.uint32)
     got = res.capture
@@ -135,6 +143,9 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
         "perf_cycles": cmp["perf_cycles"],
         "cycle_difference": (res.cycles - cmp["perf_cycles"]) / cmp["perf_cycles"]
         if cmp["perf_cycles"] else None,
+        "perf_cycles_rtl_vector_unit": same_vu["cycles"],
+        "cycle_difference_rtl_vector_unit": (res.cycles - same_vu["cycles"]) / same_vu["cycles"],
+        "rtl_vector_unit_tck": same_vu["vector_tck"],
         "column_commands_match_perf": cmp["column_sequences_equal"],
         "commands_rtl_vs_perf": {str(c): v["rtl_vs_perf"] for c, v in cmp["channels"].items()},
         "instructions": len(compiled.program),
@@ -188,7 +199,9 @@ def cli_run(args) -> int:
         print("text: " + repr(tokenizer.decode(stats["prompt"]) + stats["text"]))
     diff = stats["cycle_difference"]
     print(f"cycles: {stats['cycles']} (perf simulator {stats['perf_cycles']}, "
-          f"{100 * diff:+.1f} %)" if diff is not None else f"cycles: {stats['cycles']}")
+          f"{100 * diff:+.1f} %; perf simulator with the RTL's vector-unit costs "
+          f"{stats['perf_cycles_rtl_vector_unit']}, "
+          f"{100 * stats['cycle_difference_rtl_vector_unit']:+.2f} %)")
     print(f"golden_match: {str(stats['golden_match']).lower()} ({stats['logits_matching']}/"
           f"{stats['logits_checked']} logits bit-exact, tokens "
           f"{'equal' if stats['tokens_match'] else 'DIFFER'})")

@@ -33,6 +33,7 @@ DONE      end of the routine                                   1
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -695,6 +696,43 @@ def _f32op(fn, a: int, b: int) -> int:
     return int(nx.bits_from_f32(fn(x, y))[0])
 
 
+_CANON = int(nx.FP32_CANONICAL_NAN)
+
+
+def _daz(bits: int) -> int:
+    """DAZ of a bit pattern (subnormal -> signed zero)."""
+    return bits & 0x80000000 if not bits & 0x7F800000 else bits
+
+
+def _to_f(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def _finish(value: float) -> int | None:
+    """Bits of a Python float that is exactly a float32 value; FTZ, canonical NaN."""
+    if value != value:
+        return _CANON
+    bits = struct.unpack("<I", struct.pack("<f", value))[0]
+    return _daz(bits)
+
+
+def fast_add(a: int, b: int) -> int:
+    """``numerics.f32_add`` of bit patterns (scalar fast path)."""
+    fa, fb = np.float32(_to_f(_daz(a))), np.float32(_to_f(_daz(b)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finish(float(fa + fb))
+
+
+def fast_mul(a: int, b: int) -> int:
+    """``numerics.f32_mul`` of bit patterns: the float64 product is exact; round it to fp32
+    directly unless it is in the subnormal range, where the contract's rule is applied."""
+    p = _to_f(_daz(a)) * _to_f(_daz(b))
+    if p != p or p == 0.0 or abs(p) >= 2.0 ** -100 or p in (float("inf"), float("-inf")):
+        with np.errstate(over="ignore"):
+            return _finish(float(np.float32(p)))
+    return _f32op(nx.f32_mul, a, b)
+
+
 class VectorISS:
     """Executes microcode on a scratchpad (``numpy.uint32`` array) and counts cycles.
 
@@ -754,10 +792,10 @@ class VectorISS:
             elif uop == UOp.SLTU:
                 res = int(a < b)
             elif uop == UOp.FADD:
-                res = _f32op(nx.f32_add, a, b)
+                res = fast_add(a, b)
                 cycles += self.add_latency
             elif uop == UOp.FMUL:
-                res = _f32op(nx.f32_mul, a, b)
+                res = fast_mul(a, b)
                 cycles += self.mul_latency
             elif uop == UOp.FLT:
                 res = int(flt(a, b))

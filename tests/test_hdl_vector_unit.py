@@ -138,3 +138,21 @@ def test_vector_unit_rtl_cocotb():
     assert s["cycles vs ISS"]["matched"] == s["instructions"]
     print(f"vector unit: {s['instructions']} instructions, {s['elements']} elements, "
           f"{s['cycles']} cycles, bit-exact; build {run.build_s:.1f} s, sim {run.test_s:.1f} s")
+
+
+def test_iss_fast_fp_paths_match_the_contract():
+    rng = np.random.default_rng(9)
+    n = 20000
+    a = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    # Products near the bottom of the range (the rounding/flush corner) and ordinary values.
+    e = rng.integers(-75, -40, n)
+    b = nx.bits_from_f32((rng.uniform(1, 2, n) * np.exp2(e)).astype(np.float32))
+    c = nx.bits_from_f32((rng.uniform(1, 2, n) * np.exp2(-e - 88)).astype(np.float32))
+    for x, y in ((a, a[::-1]), (b, c), (b, a), (CORNERS.repeat(len(CORNERS)),
+                                           np.tile(CORNERS, len(CORNERS)))):
+        add = nx.bits_from_f32(nx.f32_add(nx.f32_from_bits(x), nx.f32_from_bits(y)))
+        mul = nx.bits_from_f32(nx.f32_mul(nx.f32_from_bits(x), nx.f32_from_bits(y)))
+        got_add = [mc.fast_add(int(p), int(q)) for p, q in zip(x, y, strict=True)]
+        got_mul = [mc.fast_mul(int(p), int(q)) for p, q in zip(x, y, strict=True)]
+        assert np.array_equal(np.array(got_add, dtype=np.uint32), add)
+        assert np.array_equal(np.array(got_mul, dtype=np.uint32), mul)

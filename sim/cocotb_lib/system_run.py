@@ -247,3 +247,58 @@ def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
         out["channels"][ch] = {"rtl_vs_perf": count, "column_commands": (len(a), len(b))}
     out["column_sequences_equal"] = bool(equal)
     return out
+
+
+def rtl_vector_costs(hw: HwConfig, program, image) -> list:
+    """tCK each vector-unit instruction of ``program`` takes on the RTL's one-lane unit.
+
+    The microcode ISS (:class:`pimgpt.hdl.vu_microcode.VectorISS`, cycle-equal to the RTL unit)
+    runs every vector instruction on the scratchpad contents the golden model has at that point
+    (branches of the special-value paths depend on data); ASIC cycles are converted to tCK with
+    the hardware's clock ratio.
+    """
+    from pimgpt.hdl.controller import asic_clock_ratio
+    from pimgpt.hdl.vu_microcode import VU_OPS, VectorISS, build_microcode
+    from pimgpt.sim.golden import GoldenMachine
+    from pimgpt.sw.isa import I, Op
+
+    ratio = asic_clock_ratio(hw)
+    code = build_microcode()
+    golden = GoldenMachine(hw, np.array(image, dtype=np.uint16, copy=True))
+    costs = []
+    eoc = I(Op.EOC)
+    vu_ops = set(VU_OPS)
+    for ins in program:
+        if ins.op is Op.EOC:
+            break
+        if ins.op in vu_ops:
+            iss = VectorISS(golden.sp.view(np.uint32).copy(), microcode=code)
+            costs.append(iss.run(ins.op, ins.fields()) * ratio)
+        golden.run([ins, eoc])
+    return costs
+
+
+def perf_with_rtl_vector_unit(hw: HwConfig, program, image, tokens=()) -> dict:
+    """The perf engine's schedule of ``program`` with each vector instruction costing what the
+    RTL's vector unit takes (:func:`rtl_vector_costs`) instead of the perf model's 16-lane
+    estimate. Everything else -- DRAM commands, their timing, the overlap of the two sides --
+    is the perf engine's own, so comparing this with the RTL's cycles measures the fidelity of
+    everything but the vector unit's speed.
+    """
+    from pimgpt.hdl.vu_microcode import VU_OPS
+    from pimgpt.sim.perf.engine import PerfEngine
+
+    costs = rtl_vector_costs(hw, program, image)
+    vu_ops = set(VU_OPS)
+
+    class _Engine(PerfEngine):
+        def _asic(self, ins):
+            if ins.op in vu_ops:
+                return self._rtl_costs.pop(0)
+            return super()._asic(ins)
+
+    engine = _Engine(hw)
+    engine._rtl_costs = list(costs)
+    res = engine.run(resolve_registers(program, tokens))
+    return {"cycles": int(res.cycles), "vector_tck": int(sum(costs)),
+            "vector_instructions": len(costs), "asic_busy": int(res.asic_busy)}
