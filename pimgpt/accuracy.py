@@ -63,6 +63,8 @@ class Sizes:
     steps_max: int  # decode steps (capped by the context), random models
     gpt2_prompt: int
     gpt2_steps: int
+    tf_max: int  # teacher-forced random tokens (capped by the context), random models
+    gpt2_tf: int
     ppl_windows: dict  # trained model -> number of context-length windows
     greedy_prompts: dict  # trained model -> number of held-out prompts
     greedy_prompt_len: dict  # trained model -> prompt length in bytes
@@ -71,14 +73,14 @@ class Sizes:
 
 
 FULL = Sizes(
-    prompt_random=4, steps_max=128, gpt2_prompt=4, gpt2_steps=64,
+    prompt_random=4, steps_max=128, gpt2_prompt=4, gpt2_steps=64, tf_max=128, gpt2_tf=32,
     ppl_windows={"tiny-py": 64, "small-py": 32},
     greedy_prompts={"tiny-py": 24, "small-py": 12},
     greedy_prompt_len={"tiny-py": 16, "small-py": 32},
     golden_prompts=2, golden_tokens=16,
 )
 QUICK = Sizes(
-    prompt_random=4, steps_max=16, gpt2_prompt=2, gpt2_steps=2,
+    prompt_random=4, steps_max=16, gpt2_prompt=2, gpt2_steps=2, tf_max=16, gpt2_tf=2,
     ppl_windows={"tiny-py": 4, "small-py": 2},
     greedy_prompts={"tiny-py": 4, "small-py": 2},
     greedy_prompt_len={"tiny-py": 16, "small-py": 32},
@@ -414,6 +416,29 @@ def decode_compare(cfg, weights: dict, gb_elems: int, prompt: Sequence[int], ste
     return res
 
 
+def teacher_forced_compare(cfg, weights: dict, tokens: Sequence[int], pim_model,
+                           tick: Tick = _noop) -> dict:
+    """PIM and float64 logits at every position of ``tokens`` (teacher forced), compared.
+
+    Returns
+    -------
+    dict
+        ``positions``, the :func:`logit_error_stats` entries, wall times and the private
+        ``_arrays`` (``pim``, ``f64``).
+    """
+    from pimgpt.sim import reference as ref
+
+    t0 = time.perf_counter()
+    pim = pim_teacher_forced(pim_model, tokens, tick)
+    t1 = time.perf_counter()
+    f64 = ref.f64_logits_teacher_forced(cfg, weights, tokens)
+    res = {"positions": len(tokens)}
+    res.update(logit_error_stats(pim, f64))
+    res.update(pim_seconds=t1 - t0, f64_seconds=time.perf_counter() - t1)
+    res["_arrays"] = {"pim": pim, "f64": f64}
+    return res
+
+
 def perplexity_compare(cfg, weights: dict, gb_elems: int, stream: np.ndarray,
                        starts: Sequence[int], tick: Tick = _noop, pim_model=None) -> dict:
     """Teacher-forced next-token loss over windows of ``cfg.ctx`` tokens, float64 vs PIM.
@@ -746,9 +771,19 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
                     res = decode_compare(cfg, weights, G, prompt, steps, b.update,
                                          pim_model=model)
                 res["shape"] = _shape(cfg)
-                arr = res.pop("_arrays")
-                rep["ablation"][name] = ablation(cfg, weights, [arr["seq"]], [arr["rows"]],
-                                                 arr["f64"], arr["pim"])
+                # Random weights make greedy decoding repeat one token; teacher forcing on random
+                # tokens adds varied contexts (every position's logits compared).
+                n_tf = sizes.gpt2_tf if name == "gpt2-small" else min(sizes.tf_max, cfg.ctx)
+                tf_toks = [int(t) for t in
+                           np.random.default_rng(SEED + 1).integers(0, cfg.vocab, n_tf)]
+                with bar(n_tf, f"{name} teacher forced") as b:
+                    tf = teacher_forced_compare(cfg, weights, tf_toks, model, b.update)
+                res["teacher_forced"] = tf
+                arr, tarr = res.pop("_arrays"), tf.pop("_arrays")
+                rep["ablation"][name] = ablation(
+                    cfg, weights, [arr["seq"], tf_toks], [arr["rows"], slice(None)],
+                    np.concatenate([arr["f64"], tarr["f64"]]),
+                    np.concatenate([arr["pim"], tarr["pim"]]))
                 if name == "tiny":
                     b_runs = [{"prompt": prompt, "tokens": res["tokens"], "logits": arr["pim"]}]
                     rep["golden"][name] = golden_crosscheck(cfg, hw, weights, b_runs,
@@ -868,10 +903,26 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
                 f"{_pct(r['max_rel_spread'])} | {_pct(r['mean_rel_spread'])} | "
                 f"{r['top1_agree']}/{r['rows']} | {r['f64_free_prefix']}/{r['steps']} | "
                 f"{r['pim_seconds']:.1f} s |")
+        lines += [
+            "", "Random weights make greedy decoding settle on one repeated token, so the same "
+            "models are also run teacher forced on uniformly random tokens (seed "
+            f"{meta['seed'] + 1}): every position's logits compared.", "",
+            "| model | positions | max abs err | mean abs err | err of top logit mean / max | "
+            "mean spread | max err/spread | mean err/spread | top-1 | median margin | PIM time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r in rep["random"].items():
+            t = r["teacher_forced"]
+            lines.append(
+                f"| {name} | {t['positions']} | {_g(t['max_abs'])} | {_g(t['mean_abs'])} | "
+                f"{_g(t['top_abs_mean'])} / {_g(t['top_abs_max'])} | {_g(t['spread'])} | "
+                f"{_pct(t['max_rel_spread'])} | {_pct(t['mean_rel_spread'])} | "
+                f"{t['top1_agree']}/{t['rows']} | {_g(t['margin_median'])} | "
+                f"{t['pim_seconds']:.1f} s |")
         lines += [""]
         dis = [(n, r) for n, r in rep["random"].items() if r["disagree_margin_max"] is not None]
         lines += [
-            "Float64 margin (best - second-best logit), median over steps: "
+            "Greedy decode runs: float64 margin (best - second-best logit), median over steps: "
             + "; ".join(f"{n} {_g(r['margin_median'])}" for n, r in rep["random"].items())
             + "." + ("" if not dis else " Largest margin where top-1 differs: " + "; ".join(
                 f"{n} {_g(r['disagree_margin_max'])}" for n, r in dis) + "."), ""]
@@ -961,9 +1012,10 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
             "## Where the error comes from (ablation in float64)", "",
             "float64 forwards that round only one group of values to bf16 (round to nearest "
             "even, 8 significant bits), on the same tokens as above (random models: the decode "
-            "rows; trained: the perplexity windows). weights: every parameter as stored in "
-            "DRAM; activations: every vector written to the global buffer (inputs of the linear "
-            "layers, q, softmax probabilities, final LayerNorm output); kv: the K/V caches. "
+            "rows and the teacher-forced random tokens; trained: the perplexity windows). "
+            "weights: every parameter as stored in DRAM; activations: every vector written to "
+            "the global buffer (inputs of the linear layers, q, softmax probabilities, final "
+            "LayerNorm output); kv: the K/V caches. "
             "pim: the full PIM numerics (adds fp32 arithmetic and the vector unit's functions).",
             "",
             "| model | variant | mean abs logit err | max abs logit err | mean err/spread | "
