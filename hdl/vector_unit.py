@@ -266,6 +266,7 @@ class VectorUnitTop(wiring.Component):
         wiring.connect(m, vu.sp_wr, sp.wr0)
         wiring.connect(m, wiring.flipped(self.host_rd), sp.rd1)
         wiring.connect(m, wiring.flipped(self.host_wr), sp.wr1)
-        m.d.comb += [self.sreg.eq(vu.sreg), self.tap.eq(vu.tap), self.busy.eq(vu.busy)]
+        wiring.connect(m, vu.sreg, wiring.flipped(self.sreg))
+        m.d.comb += [self.tap.eq(vu.tap), self.busy.eq(vu.busy)]
         m.d.comb += [sp.wide_rd.en.eq(0), sp.wide_wr.mask.eq(0)]
         return m

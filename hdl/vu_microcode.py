@@ -443,8 +443,24 @@ def _vfill(a: Asm):
 
 
 def _vreduce(a: Asm):
-    """VREDUCE dst=r1 src=r2 n=r3 k=r4: dst[i] = ((src[i] + src[n+i]) + ...) over k parts."""
+    """VREDUCE dst=r1 src=r2 n=r3 k=r4: dst[i] = ((src[i] + src[n+i]) + ...) over k parts.
+
+    Part 0 is taken after DAZ (golden: ``flush_f32(src[:n])``); with k >= 2 the first add does
+    that, with k == 1 a multiply by 1.0 does (it flushes and canonicalises NaNs, nothing else).
+    """
     a.label("vreduce")
+    general = a.fresh("vred.general")
+    a.li(9, 1)
+    a.br(UOp.BNE, 4, 9, general)
+
+    def flush_only():
+        a.op3(UOp.LD, ARG, 2, 8)
+        a.op3(UOp.FMUL, ARG, ARG, imm=ONE)
+        a.op3(UOp.ST, ARG, 1, 8)
+
+    _loop(a, 3, flush_only)
+    a.emit(UOp.DONE)
+    a.label(general)
 
     def body():
         a.op3(UOp.LD, ARG, 2, 8)  # part 0 (k >= 1)

@@ -64,9 +64,12 @@ def test_microcode_reductions_match_golden():
         g = rng.normal(1, 0.1, n).astype(np.float32)
         sp = np.zeros(hw.asic.scratchpad_words, dtype=np.float32)
         sp[:n], sp[100:100 + n], sp[200:200 + n] = x, g, g[::-1]
+        sp[700:700 + len(CORNERS)] = CORNERS.view(np.float32)
         prog = [I(Op.VMAX, dst=300, src=0, n=n), I(Op.SOFTMAX, dst=400, src=0, n=n),
                 I(Op.LAYERNORM, dst=500, src=0, gamma=100, beta=200, n=n, eps_f32=mc.f32(1e-5)),
                 I(Op.ARGMAX, reg=2, src=0, n=n), I(Op.VREDUCE, dst=600, src=0, n=n, k=1),
+                I(Op.VREDUCE, dst=800, src=700, n=len(CORNERS), k=1),
+                I(Op.VREDUCE, dst=900, src=700, n=len(CORNERS) // 2, k=2),
                 I(Op.VMOV, dst=1, src=0, n=n)]
         golden = GoldenMachine(hw)
         golden.sp[:] = sp
@@ -126,7 +129,7 @@ def test_vector_unit_rtl_cocotb():
     summary_path.unlink(missing_ok=True)
     run = run_cocotb(sources=[src], toplevel="vu_top", test_module="cocotb_vu", build_dir=d,
                      module_dirs=[HERE], quiet=True,
-                     env={"PIMGPT_SEED": "5", "PIMGPT_NELEM": "300",
+                     env={"PIMGPT_SEED": "5", "PIMGPT_NELEM": "200",
                           "PIMGPT_SUMMARY": str(summary_path)})
     assert run.tests == 1 and run.failed == 0
     s = json.loads(summary_path.read_text())

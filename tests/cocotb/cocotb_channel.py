@@ -18,6 +18,7 @@ import random
 
 import cocotb
 import numpy as np
+from amaranth.hdl import Shape
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
@@ -36,7 +37,8 @@ def _pack(layout, **fields) -> int:
     value = 1
     for name, field in layout:
         v = int(fields.get(name, 0))
-        value |= (v & ((1 << field.shape.width) - 1)) << (1 + field.offset)
+        width = Shape.cast(field.shape).width
+        value |= (v & ((1 << width) - 1)) << (1 + field.offset)
     return value
 
 

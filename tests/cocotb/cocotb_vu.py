@@ -14,6 +14,7 @@ microcode ISS. A JSON summary goes to ``PIMGPT_SUMMARY``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 
@@ -89,6 +90,8 @@ def stimulus(seed: int, n_elem: int):
     sp[3010:3016] = [f32(1.0), 0x7FC00000, f32(9.0), 0xFFC00001, f32(2.0), f32(3.0)]
     prog += [I(Op.ARGMAX, reg=3, src=3000, n=8), I(Op.ARGMAX, reg=7, src=3010, n=6),
              I(Op.ARGMAX, reg=15, src=4096, n=257)]
+    if base + 2105 > WORDS:
+        raise ValueError(f"PIMGPT_NELEM={n_elem} is too large for a {WORDS}-word scratchpad")
     return sp, prog
 
 
@@ -127,14 +130,13 @@ class VuTB:
     async def dump(self, n: int) -> np.ndarray:
         d = self.dut
         out = np.zeros(n, dtype=np.uint32)
+        await FallingEdge(d.clk)
         d.host_rd__en.value = 1
-        for addr in range(n + 1):
-            if addr < n:
-                d.host_rd__addr.value = addr
-            await RisingEdge(d.clk)
+        for addr in range(n):
+            d.host_rd__addr.value = addr
+            await RisingEdge(d.clk)  # the address is taken at this edge...
             await ReadOnly()
-            if addr:
-                out[addr - 1] = int(d.host_rd__data.value)
+            out[addr] = int(d.host_rd__data.value)  # ...and its word is out after it
             await FallingEdge(d.clk)
         d.host_rd__en.value = 0
         return out
@@ -144,8 +146,9 @@ class VuTB:
         while True:
             await RisingEdge(d.clk)
             await ReadOnly()
-            if int(d.tap__valid.value):
-                self.taps.append(int(d.tap__data.value))
+            tap = int(d.tap.value)  # one vector: valid in bit 0, the word above it
+            if tap & 1:
+                self.taps.append(tap >> 1)
             if int(d.sreg__en.value):
                 self.sregs.append((int(d.sreg__idx.value), int(d.sreg__data.value)))
 
@@ -153,29 +156,30 @@ class VuTB:
         """Send one instruction (random idle gap first, then wait for ``ready``); returns the
         cycles from acceptance until the unit is idle again."""
         d = self.dut
+        await FallingEdge(d.clk)  # leave the previous ReadOnly phase before driving
         for _ in range(self.rng.choice((0, 0, 1, 3))):
-            await RisingEdge(d.clk)
+            await FallingEdge(d.clk)
         d.cmd__payload.value = instr_word(ins)
         d.cmd__valid.value = 1
         while True:
             await ReadOnly()
             if int(d.cmd__ready.value):
                 break
-            await RisingEdge(d.clk)
-        t0 = get_sim_time("ns")
-        await RisingEdge(d.clk)
+            await FallingEdge(d.clk)
+        t0 = math.floor(get_sim_time("ns"))  # half a period before the accepting edge
+        await FallingEdge(d.clk)
         d.cmd__valid.value = 0
         await ReadOnly()
         while int(d.busy.value):
             await RisingEdge(d.clk)
             await ReadOnly()
-        return int(round(get_sim_time("ns") - t0))
+        return int(get_sim_time("ns")) - t0  # at the edge after which the unit is idle
 
 
 @cocotb.test()
 async def vector_unit_vs_golden(dut):
     seed = int(os.environ.get("PIMGPT_SEED", "1"))
-    n_elem = int(os.environ.get("PIMGPT_NELEM", "300"))
+    n_elem = int(os.environ.get("PIMGPT_NELEM", "200"))
     sp, prog = stimulus(seed, n_elem)
     hw = load_hw("tiny-rtl")
     golden = GoldenMachine(hw)
