@@ -13,8 +13,10 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
+	@echo "installing pimgpt and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install -q --upgrade pip setuptools wheel > $(VENV)/install.log 2>&1 \
+	  && $(PY) -m pip install -q -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+	  || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
 test: $(STAMP)
