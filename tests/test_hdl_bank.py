@@ -5,16 +5,15 @@ import json
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.hdl.bank import ARRAY_VERILOG, Bank, bank_timing_rows
+from pimgpt.hdl.bank import Bank, bank_timing_rows
 from pimgpt.hdl.channel import Channel
 from pimgpt.hdl.dram_timing import DramCmd, TimingTables
 from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
-from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
 
 HERE = __import__("pathlib").Path(__file__).parent / "cocotb"
 
@@ -133,17 +132,13 @@ def test_channel_cocotb():
     ok, why = simulator_available("verilator")
     if not ok:
         pytest.skip(f"verilator tests skipped: {why}")
-    hw = load_hw("tiny-rtl")
-    d = default_build_root() / "test_channel"
-    d.mkdir(parents=True, exist_ok=True)
-    src = d / "pim_channel.v"
-    text = verilog.convert(Channel(hw), name="pim_channel", emit_src=False) + ARRAY_VERILOG
-    if not src.exists() or src.read_text() != text:
-        src.write_text(text)
-    s1, s2 = d / "summary.json", d / "summary_illegal.json"
+    from pimgpt.sim.cocotb_lib.blocks_run import BLOCKS_TOP, blocks_verilog
+
+    src, d = blocks_verilog(load_hw("tiny-rtl"))
+    s1, s2 = d / "summary_ch.json", d / "summary_ch_illegal.json"
     for p in (s1, s2):
         p.unlink(missing_ok=True)
-    run = run_cocotb(sources=[src], toplevel="pim_channel", test_module="cocotb_channel",
+    run = run_cocotb(sources=[src], toplevel=BLOCKS_TOP, test_module="cocotb_channel",
                      build_dir=d, module_dirs=[HERE], quiet=True,
                      env={"PIMGPT_HW": "tiny-rtl", "PIMGPT_SEED": "2", "PIMGPT_OPS": "400",
                           "PIMGPT_SUMMARY": str(s1), "PIMGPT_SUMMARY2": str(s2)})

@@ -16,7 +16,7 @@ from pimgpt.hdl import vu_microcode as mc
 from pimgpt.hdl.vector_unit import VectorUnit, VectorUnitTop
 from pimgpt.sim import nonlinear as nl
 from pimgpt.sim import numerics as nx
-from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
 from pimgpt.sim.golden import GoldenMachine
 from pimgpt.sw.isa import I, Op
 
@@ -117,17 +117,12 @@ def test_vector_unit_rtl_cocotb():
     ok, why = simulator_available("verilator")
     if not ok:
         pytest.skip(f"verilator tests skipped: {why}")
-    from amaranth.back import verilog
+    from pimgpt.sim.cocotb_lib.blocks_run import BLOCKS_TOP, blocks_verilog
 
-    d = default_build_root() / "test_vector_unit"
-    d.mkdir(parents=True, exist_ok=True)
-    src = d / "vu_top.v"
-    text = verilog.convert(VectorUnitTop(16384), name="vu_top", emit_src=False)
-    if not src.exists() or src.read_text() != text:
-        src.write_text(text)
-    summary_path = d / "summary.json"
+    src, d = blocks_verilog(load_hw("tiny-rtl"))
+    summary_path = d / "summary_vu.json"
     summary_path.unlink(missing_ok=True)
-    run = run_cocotb(sources=[src], toplevel="vu_top", test_module="cocotb_vu", build_dir=d,
+    run = run_cocotb(sources=[src], toplevel=BLOCKS_TOP, test_module="cocotb_vu", build_dir=d,
                      module_dirs=[HERE], quiet=True,
                      env={"PIMGPT_SEED": "5", "PIMGPT_NELEM": "200",
                           "PIMGPT_SUMMARY": str(summary_path)})

@@ -46,8 +46,24 @@ def _pack_bf16(vals: np.ndarray) -> int:
     return int.from_bytes(np.asarray(vals, dtype=np.uint16).tobytes(), "little")
 
 
+class _Prefixed:
+    """The ports of one block of a harness top (``<prefix><port>``), plus its clock and reset."""
+
+    def __init__(self, dut, prefix: str):
+        self._dut, self._prefix = dut, prefix
+        self.clk, self.rst = dut.clk, dut.rst
+
+    def __getattr__(self, name):
+        return getattr(self._dut, self._prefix + name)
+
+
+def _block(dut):
+    return _Prefixed(dut, os.environ.get("PIMGPT_PREFIX", "ch_"))
+
+
 class ChannelTB:
     def __init__(self, dut, hw, seed: int):
+        dut = _block(dut)
         self.dut, self.hw = dut, hw
         self.rng = random.Random(seed)
         self.nrng = np.random.default_rng(seed)
@@ -212,6 +228,7 @@ async def channel_random_commands(dut):
     seed = int(os.environ.get("PIMGPT_SEED", "1"))
     n_ops = int(os.environ.get("PIMGPT_OPS", "400"))
     tb = ChannelTB(dut, hw, seed)
+    dut = tb.dut
     await tb.reset()
     await tb.preload()
     cocotb.start_soon(tb.clock())
@@ -249,6 +266,7 @@ async def channel_random_commands(dut):
 async def channel_flags_illegal_commands(dut):
     hw = load_hw(os.environ.get("PIMGPT_HW", "tiny-rtl"))
     layout = dram_cmd_layout(hw)
+    dut = _block(dut)
     Clock(dut.clk, 1, unit="ns").start()
     results = {}
     for name, sequence in (

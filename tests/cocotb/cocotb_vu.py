@@ -95,10 +95,22 @@ def stimulus(seed: int, n_elem: int):
     return sp, prog
 
 
+class _Prefixed:
+    """The ports of one block of a harness top (``<prefix><port>``), plus its clock and reset."""
+
+    def __init__(self, dut, prefix: str):
+        self._dut, self._prefix = dut, prefix
+        self.clk, self.rst = dut.clk, dut.rst
+
+    def __getattr__(self, name):
+        return getattr(self._dut, self._prefix + name)
+
+
 class VuTB:
-    """Driver, monitors and scoreboards of ``VectorUnitTop``."""
+    """Driver, monitors and scoreboards of ``VectorUnitTop`` (ports ``vu_*`` of the harness)."""
 
     def __init__(self, dut, seed: int):
+        dut = _Prefixed(dut, os.environ.get("PIMGPT_PREFIX", "vu_"))
         self.dut = dut
         self.rng = random.Random(seed)
         Clock(dut.clk, 1, unit="ns").start()
@@ -190,6 +202,7 @@ async def vector_unit_vs_golden(dut):
     want_cycles = [iss.run(ins.op, ins.fields()) for ins in prog]
 
     tb = VuTB(dut, seed)
+    dut = tb.dut
     await tb.reset()
     await tb.load(sp)
     cocotb.start_soon(tb.watch())
