@@ -81,8 +81,8 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     prompt_random=4, steps_max=16, gpt2_prompt=2, gpt2_steps=2, tf_max=16, gpt2_tf=2,
-    ppl_windows={"tiny-py": 4, "small-py": 2},
-    greedy_prompts={"tiny-py": 4, "small-py": 2},
+    ppl_windows={"tiny-py": 4, "small-py": 1},
+    greedy_prompts={"tiny-py": 4, "small-py": 1},
     greedy_prompt_len={"tiny-py": 16, "small-py": 32},
     golden_prompts=1, golden_tokens=4,
 )
