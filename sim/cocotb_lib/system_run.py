@@ -151,7 +151,9 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         raise SystemRunError(
             f"DRAM image shape {img.shape} does not fit hw {hw.name} "
             f"([{d.channels}, {d.banks}, <= {d.rows}, {d.row_elems}])")
+    # Absolute: the cocotb test runs inside the simulator build directory, not here.
     build_dir = Path(build_dir) if build_dir else default_build_root() / f"system-{hw.name}"
+    build_dir = build_dir.resolve()
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
