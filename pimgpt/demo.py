@@ -110,7 +110,12 @@ def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
     res = run_rtl_generation(
         "tiny-py", prompt_text=PROMPT_TEXT, new_tokens=new_tokens, outdir=outdir / "rtl"
     )
-    print(f"  {res['cycles']} cycles, golden_match={res['golden_match']}")
+    print(f"  {res['cycles']} RTL cycles; the perf simulator with the RTL's one-lane vector unit "
+          f"predicts {res['perf_cycles_rtl_vector_unit']} "
+          f"({res['cycle_difference_rtl_vector_unit'] * 100:+.1f} %); "
+          f"{res['logits_matching']}/{res['logits_checked']} logit vectors bit-exact, "
+          f"golden_match={res['golden_match']}, "
+          f"DRAM-protocol violations: {len(res['protocol_violations'])}")
     print("  " + (PROMPT_TEXT + res["text"]).replace("\n", "\n  "))
     if not res["golden_match"]:
         raise PimgptError("RTL logits differ from the golden model; see the stats above")
