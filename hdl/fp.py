@@ -16,6 +16,7 @@ only cost area; every block is a fixed-latency pipeline that accepts one item pe
 from amaranth.hdl import Const, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
+
 from pimgpt.sim import numerics
 
 __all__ = [

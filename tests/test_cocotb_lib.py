@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+
+from pimgpt.errors import PimgptError
 from pimgpt.hdl.mac import mac_column_layout
 from pimgpt.sim.cocotb_lib import runner, stimulus
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
-
-from pimgpt.errors import PimgptError
 
 
 def test_scoreboard_counts_and_reports():

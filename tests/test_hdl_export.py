@@ -2,10 +2,10 @@
 
 
 import pytest
-from pimgpt.hdl import export
 
 from pimgpt.cli import main
 from pimgpt.errors import PimgptError
+from pimgpt.hdl import export
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Signal
 from amaranth.lib import data, wiring
+
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.fp import BF16, FP32, FP32_CANONICAL_NAN, BF16Pair, FP32Pair, check_int
 from pimgpt.hdl.fp32add import FP32Add

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
+
 from pimgpt.hdl.fp import FP32
 from pimgpt.hdl.mac import MAC, mac_column_layout
 from pimgpt.hdl.testing import rtl_mac, run_valid_stream
@@ -74,9 +75,8 @@ def test_construction_rejects_bad_arguments(kwargs, exc, msg):
 
 
 def test_lanes_come_from_the_hardware_config():
-    from pimgpt.hdl.export import build_block
-
     from pimgpt.config import load_hw
+    from pimgpt.hdl.export import build_block
 
     hw = load_hw("pimgpt-gddr6-8ch")
     assert build_block("mac", hw).lanes == hw.dram.col_elems == 16

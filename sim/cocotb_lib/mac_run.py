@@ -15,6 +15,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
+
 from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib import stimulus
 from pimgpt.sim.cocotb_lib.tb import MacTB

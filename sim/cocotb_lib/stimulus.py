@@ -7,6 +7,7 @@ the benches. Golden results always come from :mod:`pimgpt.sim.numerics`.
 from __future__ import annotations
 
 import numpy as np
+
 from pimgpt.sim import numerics as nx
 
 __all__ = [

@@ -11,6 +11,7 @@ import os
 
 import cocotb
 import numpy as np
+
 from pimgpt.sim.cocotb_lib import stimulus
 from pimgpt.sim.cocotb_lib.drivers import burst_pauses, random_pauses
 from pimgpt.sim.cocotb_lib.tb import FpUnitTB

@@ -10,6 +10,7 @@ import os
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
+
 from pimgpt.sim.cocotb_lib import stimulus
 from pimgpt.sim.cocotb_lib.drivers import burst_pauses, random_pauses
 from pimgpt.sim.cocotb_lib.tb import MacTB

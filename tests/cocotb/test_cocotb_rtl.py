@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.export import write_verilog
 from pimgpt.hdl.fp32add import FP32Add
@@ -110,9 +111,9 @@ def test_mac_cocotb(simulator):
 def test_mac_demo_on_verilator(capsys):
     """The 1024-long demo dot product; reuses the MAC build of test_mac_cocotb when present."""
     import numpy as np
-    from pimgpt.sim import numerics as nx
 
     from pimgpt.mac_demo import run_mac_demo
+    from pimgpt.sim import numerics as nx
 
     _need("verilator")
     d = _build_dir("test_mac_verilator")
