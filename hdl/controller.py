@@ -108,6 +108,7 @@ class Frontend(wiring.Component):
             "error": Out(1),
             "n_out": Out(ow + 1),
             "pc": Out(pw),
+            "advance": Out(1),
         })
 
     def elaborate(self, platform):
@@ -128,7 +129,7 @@ class Frontend(wiring.Component):
             m.d.sync += regs[self.sreg.idx].eq(self.sreg.data)
 
         pc = self.pc
-        advance = Signal()
+        advance = self.advance
         primed = Signal()  # rp.data holds instruction pc
         m.d.comb += [rp.addr.eq(Mux(advance, pc + 1, pc)[:pw]), rp.en.eq(1)]
         with m.If(advance):
@@ -193,8 +194,8 @@ class Asic(wiring.Component):
         Words of the logit-capture memory (every word ``ARGMAX`` reads is appended), 16..2**20.
     queue_depth : int
         Op queue depth of each channel scheduler.
-    iq_depth : int
-        Depth of the PIM instruction queue between the front end and the PIM engine.
+    iq_depth, vq_depth : int
+        Depths of the PIM and vector instruction queues behind the front end.
 
     Attributes
     ----------
@@ -215,7 +216,8 @@ class Asic(wiring.Component):
     """
 
     def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
-                 cap_depth: int = 8192, queue_depth: int = 32, iq_depth: int = 32):
+                 cap_depth: int = 8192, queue_depth: int = 32, iq_depth: int = 64,
+                 vq_depth: int = 32):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         self.hw = hw
@@ -226,6 +228,7 @@ class Asic(wiring.Component):
         self.cap_depth = check_int("cap_depth", cap_depth, 16, 1 << 20)
         self.queue_depth = check_int("queue_depth", queue_depth, 2, 1024)
         self.iq_depth = check_int("iq_depth", iq_depth, 2, 1024)
+        self.vq_depth = check_int("vq_depth", vq_depth, 2, 1024)
         asic_clock_ratio(hw)  # validates the clocks
         words = hw.asic.scratchpad_words
         self.sp_aw = max(4, ceil_log2(words))
@@ -251,6 +254,7 @@ class Asic(wiring.Component):
             "n_cap": Out(cw + 1),
             "cycles": Out(48),
             "pc": Out(ceil_log2(prog_depth)),
+            "advance": Out(1),
         })
         super().__init__(members)
 
@@ -259,7 +263,7 @@ class Asic(wiring.Component):
         hw = self.hw
         C = hw.dram.channels
         m.submodules.fe = fe = Frontend(prog_depth=self.prog_depth, out_depth=self.out_depth)
-        vu = VectorUnit(sp_addr_width=self.sp_aw)
+        vu = VectorUnit(sp_addr_width=self.sp_aw, lanes=hw.asic.vector_lanes)
         # The vector unit runs at the ASIC clock: one step every `ratio` DRAM clocks (tCK).
         ratio = asic_clock_ratio(hw)
         ce = Signal()
@@ -273,7 +277,7 @@ class Asic(wiring.Component):
             m.submodules.vu = vu
         m.submodules.pim = pim = PimEngine(hw, sp_addr_width=self.sp_aw)
         m.submodules.sp = sp = Scratchpad(hw.asic.scratchpad_words, lanes=16,
-                                          word_read_ports=2, word_write_ports=2)
+                                          word_read_ports=2, word_write_ports=2, wide_ports=2)
         scheds = []
         for c in range(C):
             s = ChannelScheduler(hw, depth=self.queue_depth)
@@ -287,25 +291,38 @@ class Asic(wiring.Component):
         # Instruction queues decouple the two sides: the front end keeps dispatching PIM
         # instructions while the vector unit works and vice versa (as the perf model assumes).
         m.submodules.pim_q = pim_q = SyncFIFO(width=INSTR_BITS, depth=self.iq_depth)
-        m.submodules.vu_q = vu_q = SyncFIFO(width=INSTR_BITS, depth=8)
+        m.submodules.vu_q = vu_q = SyncFIFO(width=INSTR_BITS, depth=self.vq_depth)
+        # An instruction reaching an empty PIM queue goes straight to the engine if it takes it.
+        pim_direct = ~pim_q.r_rdy & fe.pim.valid
         m.d.comb += [
-            pim_q.w_data.eq(fe.pim.payload.as_value()), pim_q.w_en.eq(fe.pim.valid),
+            pim_q.w_data.eq(fe.pim.payload.as_value()),
+            pim_q.w_en.eq(fe.pim.valid & ~(pim_direct & pim.instr.ready)),
             fe.pim.ready.eq(pim_q.w_rdy),
-            pim.instr.payload.eq(pim_q.r_data), pim.instr.valid.eq(pim_q.r_rdy),
-            pim_q.r_en.eq(pim.instr.ready),
-            vu_q.w_data.eq(fe.vu.payload.as_value()), vu_q.w_en.eq(fe.vu.valid),
-            fe.vu.ready.eq(vu_q.w_rdy),
+            pim.instr.payload.eq(Mux(pim_q.r_rdy, pim_q.r_data, fe.pim.payload.as_value())),
+            pim.instr.valid.eq(pim_q.r_rdy | fe.pim.valid),
+            pim_q.r_en.eq(pim.instr.ready & pim_q.r_rdy),
         ]
         # Handshakes and strobes of the vector unit count only on its clock's edges.
+        # Likewise the vector queue (the unit takes an instruction on an ASIC clock edge).
+        vu_direct = ~vu_q.r_rdy & fe.vu.valid
+        vu_take = vu.cmd.ready & ce
         m.d.comb += [
-            vu.cmd.payload.eq(vu_q.r_data), vu.cmd.valid.eq(vu_q.r_rdy & ce),
-            vu_q.r_en.eq(vu.cmd.ready & ce),
+            vu_q.w_data.eq(fe.vu.payload.as_value()),
+            vu_q.w_en.eq(fe.vu.valid & ~(vu_direct & vu_take)),
+            fe.vu.ready.eq(vu_q.w_rdy),
+            vu.cmd.payload.eq(Mux(vu_q.r_rdy, vu_q.r_data, fe.vu.payload.as_value())),
+            vu.cmd.valid.eq((vu_q.r_rdy | fe.vu.valid) & ce),
+            vu_q.r_en.eq(vu_take & vu_q.r_rdy),
             fe.sreg.idx.eq(vu.sreg.idx), fe.sreg.data.eq(vu.sreg.data),
             fe.sreg.en.eq(vu.sreg.en & ce),
             sp.rd0.addr.eq(vu.sp_rd.addr), sp.rd0.en.eq(vu.sp_rd.en & ce),
             vu.sp_rd.data.eq(sp.rd0.data),
             sp.wr0.addr.eq(vu.sp_wr.addr), sp.wr0.data.eq(vu.sp_wr.data),
             sp.wr0.en.eq(vu.sp_wr.en & ce),
+            sp.wide_rd1.addr.eq(vu.sp_vrd.addr), sp.wide_rd1.en.eq(vu.sp_vrd.en & ce),
+            vu.sp_vrd.data.eq(sp.wide_rd1.data),
+            sp.wide_wr1.addr.eq(vu.sp_vwr.addr), sp.wide_wr1.data.eq(vu.sp_vwr.data),
+            sp.wide_wr1.mask.eq(vu.sp_vwr.mask & ce.replicate(16)),
         ]
         tap_valid = vu.tap.valid & ce
         wiring.connect(m, pim.sp_rd, sp.wide_rd)
@@ -320,7 +337,7 @@ class Asic(wiring.Component):
             fe.prog_wr.eq(self.host_prog),
             fe.out_addr.eq(self.host_out_addr), self.host_out_data.eq(fe.out_data),
             self.running.eq(fe.running), self.done.eq(fe.done), self.error.eq(fe.error),
-            self.n_out.eq(fe.n_out), self.pc.eq(fe.pc),
+            self.n_out.eq(fe.n_out), self.pc.eq(fe.pc), self.advance.eq(fe.advance),
         ]
 
         # Logit capture: every word ARGMAX loads, appended.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -162,8 +162,8 @@ class PimEngine(wiring.Component):
         rets = {}
         for c in range(C):
             for kind in (TAG_RD, TAG_ACC):
-                tf = SyncFIFOBuffered(width=tag_layout.size, depth=self._tag_depth)
-                rf = SyncFIFOBuffered(width=8 * d.column_bytes, depth=4)
+                tf = SyncFIFO(width=tag_layout.size, depth=self._tag_depth)
+                rf = SyncFIFO(width=8 * d.column_bytes, depth=4)
                 m.submodules[f"tag{c}_{kind}"] = tf
                 m.submodules[f"ret{c}_{kind}"] = rf
                 tags[(c, kind)] = tf

@@ -92,10 +92,15 @@ class ChannelScheduler(wiring.Component):
         layout = chop_layout(hw)
 
         m.submodules.fifo = fifo = SyncFIFO(width=layout.size, depth=self._depth)
-        m.d.comb += [fifo.w_data.eq(self.op.payload.as_value()), fifo.w_en.eq(self.op.valid),
-                     self.op.ready.eq(fifo.w_rdy)]
-        head = data.View(layout, fifo.r_data)
-        have = fifo.r_rdy
+        # An op arriving at an empty queue is the head at once (bypass); it is queued only if
+        # it is not consumed in that cycle.
+        direct = ~fifo.r_rdy & self.op.valid
+        head = data.View(layout, Mux(fifo.r_rdy, fifo.r_data, self.op.payload.as_value()))
+        have = fifo.r_rdy | self.op.valid
+        pop = Signal()
+        m.d.comb += [fifo.w_data.eq(self.op.payload.as_value()),
+                     fifo.w_en.eq(self.op.valid & ~(direct & pop)),
+                     self.op.ready.eq(fifo.w_rdy), fifo.r_en.eq(pop & fifo.r_rdy)]
 
         # ---- row state --------------------------------------------------------------------
         row_w = len(head.c.row)
@@ -284,9 +289,9 @@ class ChannelScheduler(wiring.Component):
         m.d.sync += done_cnt.eq(Mux(issue & (done_raise > dec), done_raise, dec))
 
         # Pop the head op.
-        pop = Signal()
-        m.d.comb += [pop.eq((issue & cand_pops & ~do_refresh) | skip_op), fifo.r_en.eq(pop)]
+        m.d.comb += pop.eq((issue & cand_pops & ~do_refresh) | skip_op)
         m.d.comb += self.idle.eq(~have & (done_cnt == 0) & ~issue)
+
         return m
 
 

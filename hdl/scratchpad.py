@@ -70,12 +70,14 @@ class Scratchpad(wiring.Component):
     ----------
     rd0.., wr0.. : In(sp_read_signature), In(sp_write_signature)
         Word ports.
-    wide_rd, wide_wr : In(sp_wide_read_signature), In(sp_wide_write_signature)
-        Wide ports.
+    wide_rd, wide_wr, wide_rd1, wide_wr1 ... : In(wide read / write signatures)
+        Wide ports (``wide_ports`` pairs).
+    wide_ports : int
+        Pairs of wide read/write ports, 1..4.
     """
 
     def __init__(self, words: int, *, lanes: int = 16, word_read_ports: int = 2,
-                 word_write_ports: int = 2):
+                 word_write_ports: int = 2, wide_ports: int = 1):
         self._lanes = check_int("lanes", lanes, 1, 64)
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
@@ -84,14 +86,17 @@ class Scratchpad(wiring.Component):
             raise ValueError(f"words ({words}) must be a multiple of lanes ({lanes})")
         self._nr = check_int("word_read_ports", word_read_ports, 0, 4)
         self._nw = check_int("word_write_ports", word_write_ports, 0, 4)
+        self._nwide = check_int("wide_ports", wide_ports, 1, 4)
         self.addr_width = max(1, ceil_log2(words))
         members = {}
         for i in range(word_read_ports):
             members[f"rd{i}"] = In(sp_read_signature(self.addr_width))
         for i in range(word_write_ports):
             members[f"wr{i}"] = In(sp_write_signature(self.addr_width))
-        members["wide_rd"] = In(sp_wide_read_signature(self.addr_width, lanes))
-        members["wide_wr"] = In(sp_wide_write_signature(self.addr_width, lanes))
+        for i in range(wide_ports):
+            sfx = str(i) if i else ""
+            members[f"wide_rd{sfx}"] = In(sp_wide_read_signature(self.addr_width, lanes))
+            members[f"wide_wr{sfx}"] = In(sp_wide_write_signature(self.addr_width, lanes))
         super().__init__(members)
 
     @property
@@ -109,6 +114,31 @@ class Scratchpad(wiring.Component):
     @property
     def wr(self) -> list:
         return [getattr(self, f"wr{i}") for i in range(self._nw)]
+
+    def _wide(self, m, mems, rd, wr, split, lb):
+        n = self._lanes
+        # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n).
+        rot_q = Signal(max(1, lb))
+        idx, off = split(rd.addr)
+        with m.If(rd.en):
+            m.d.sync += rot_q.eq(off)
+        lane_data = []
+        for j, mem in enumerate(mems):
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(idx + (j < off) if n > 1 else idx), rp.en.eq(rd.en)]
+            lane_data.append(rp.data)
+        lane_arr = Array(lane_data)
+        for k in range(n):
+            m.d.comb += rd.data[k].eq(lane_arr[(rot_q + k)[:lb]] if n > 1 else lane_data[0])
+        # Wide write: lane j takes word k = (j - a) mod n.
+        idx, off = split(wr.addr)
+        words = Array(wr.data[k] for k in range(n))
+        for j, mem in enumerate(mems):
+            wp = mem.write_port()
+            k = (j - off)[:lb] if n > 1 else 0
+            m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx),
+                         wp.data.eq(words[k] if n > 1 else words[0]),
+                         wp.en.eq(wr.mask.bit_select(k, 1) if n > 1 else wr.mask[0])]
 
     def elaborate(self, platform):
         m = Module()
@@ -143,30 +173,8 @@ class Scratchpad(wiring.Component):
                 m.d.comb += [wp.addr.eq(idx), wp.data.eq(port.data),
                              wp.en.eq(port.en & (lane == j) if n > 1 else port.en)]
 
-        # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n).
-        rot_q = Signal(max(1, lb))
-        idx, off = split(self.wide_rd.addr)
-        with m.If(self.wide_rd.en):
-            m.d.sync += rot_q.eq(off)
-        lane_data = []
-        for j, mem in enumerate(mems):
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(idx + (j < off) if n > 1 else idx),
-                         rp.en.eq(self.wide_rd.en)]
-            lane_data.append(rp.data)
-        lane_arr = Array(lane_data)
-        for k in range(n):
-            m.d.comb += self.wide_rd.data[k].eq(lane_arr[(rot_q + k)[:lb]] if n > 1
-                                                 else lane_data[0])
-
-        # Wide write: lane j takes word k = (j - a) mod n.
-        idx, off = split(self.wide_wr.addr)
-        words = Array(self.wide_wr.data[k] for k in range(n))
-        mask = self.wide_wr.mask
-        for j, mem in enumerate(mems):
-            wp = mem.write_port()
-            k = (j - off)[:lb] if n > 1 else 0
-            m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx),
-                         wp.data.eq(words[k] if n > 1 else words[0]),
-                         wp.en.eq(mask.bit_select(k, 1) if n > 1 else mask[0])]
+        for i in range(self._nwide):
+            sfx = str(i) if i else ""
+            self._wide(m, mems, getattr(self, f"wide_rd{sfx}"), getattr(self, f"wide_wr{sfx}"),
+                       split, lb)
         return m

@@ -17,7 +17,8 @@ RD_CAP      ``rdata[0:32]`` = captured logit word ``addr``                 word 
 Status (``running``, ``done``, ``error``, ``dram_error``, ``n_out``, ``n_cap``, ``cycles``) is on
 plain output ports. For monitors, the command bus of every channel is also registered into
 ``mon{c}_*`` ports (``mon{c}_count`` increments once per command, ``mon{c}_cycle`` is the issue
-cycle counted from ``START``), so a testbench can wake up only when a command was issued.
+cycle counted from ``START``), so a testbench can wake up only when a command was issued; likewise
+``mon_pc_count``/``mon_pc``/``mon_pc_cycle`` for every instruction the front end dispatches.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class System(wiring.Component):
             "n_cap": Out(len(self.asic.n_cap)),
             "cycles": Out(48),
             "pc": Out(len(self.asic.pc)),
+            "mon_pc_count": Out(32),
+            "mon_pc": Out(len(self.asic.pc)),
+            "mon_pc_cycle": Out(48),
         }
         for c in range(d.channels):
             members.update({
@@ -155,6 +159,11 @@ class System(wiring.Component):
                     getattr(self, f"mon{c}_row").eq(bus.p.row),
                     getattr(self, f"mon{c}_col").eq(bus.p.col),
                 ]
+
+        # Dispatch monitor: the cycle each instruction leaves the front end.
+        with m.If(asic.advance):
+            m.d.sync += [self.mon_pc_count.eq(self.mon_pc_count + 1), self.mon_pc.eq(asic.pc),
+                         self.mon_pc_cycle.eq(asic.cycles)]
 
         cmd = self.host.payload
         go = self.host.valid

@@ -1,25 +1,27 @@
-"""The ASIC vector unit: a one-lane, in-order microcoded sequencer over one fp32 adder and one
-fp32 multiplier.
+"""The ASIC vector unit: an in-order microcoded sequencer with a scalar part and ``L`` SIMD lanes.
 
 Each ASIC instruction (``VADD`` ... ``LAYERNORM``, ``ARGMAX``, ``VFILL``) runs the microcode routine
 of :mod:`.vu_microcode`, which follows :mod:`pimgpt.sim.nonlinear` step by step, so results are bit
-for bit those of the golden model. The micro-architecture is deliberately simple (the micro-ISA and
-cycle costs are tabled in :mod:`.vu_microcode`):
+for bit those of the golden model. The micro-architecture (micro-ISA and cycle costs are tabled in
+:mod:`.vu_microcode`):
 
-* a 64-bit microcode ROM read combinationally at ``upc``;
-* 32 x 32-bit registers (``r0`` reads as zero); on dispatch the instruction's fields go to
-  ``r1..r7`` in the same cycle;
-* integer ALU and fp32 compare in one cycle; fp add/multiply through :class:`.FP32Add` /
-  :class:`.FP32Mul` (the sequencer waits for the result: ``1 + latency`` cycles);
-* one scratchpad read port (``LD``: address this cycle, data next) and one write port (``ST``);
-* one scalar-register write port for ``ARGMAX`` (``WSR``).
+* a 64-bit microcode ROM read combinationally at ``upc``, one micro-instruction at a time;
+* scalar part: 32 x 32-bit registers (``r0`` reads as zero; on dispatch the instruction's fields
+  go to ``r1..r7``), integer ALU, fp32 compare, one :class:`.FP32Add` and one :class:`.FP32Mul`
+  (the sequencer waits for the result: ``1 + latency`` cycles), a scratchpad word port, and a
+  scalar-register write port for ``ARGMAX``;
+* ``L`` lanes (``asic.vector_lanes``): 32 vector registers of ``L`` words, per lane an integer
+  ALU, an fp32 compare, an :class:`.FP32Add` and an :class:`.FP32Mul`, conditional moves, and a
+  scratchpad port of ``L`` consecutive words at any alignment (stores write lanes ``< VL``).
 
-The cycle count of every instruction equals :class:`.vu_microcode.VectorISS`'s.
+Element-wise instructions process ``L`` elements per pass of their routine; the sums and scans
+that the numerics contract orders left to right run on the scalar part. The cycle count of every
+instruction equals :class:`.vu_microcode.VectorISS`'s.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -30,10 +32,18 @@ from .fp import check_int
 from .fp32add import FP32Add
 from .fp32mul import FP32Mul
 from .isa_layout import InstrWord
-from .scratchpad import sp_read_signature, sp_write_signature
-from .vu_microcode import N_REGS, VU_OPS, UOp, build_microcode
+from .scratchpad import (
+    sp_read_signature,
+    sp_wide_read_signature,
+    sp_wide_write_signature,
+    sp_write_signature,
+)
+from .vu_microcode import MAX_LANES, N_REGS, VU_OPS, UOp, build_microcode
 
 __all__ = ["VectorUnit", "VectorUnitTop", "sreg_write_signature"]
+
+ALU_UOPS = (UOp.ADD, UOp.SUB, UOp.AND, UOp.OR, UOp.XOR, UOp.SHL, UOp.SHR, UOp.SRA, UOp.SLT,
+            UOp.SLTU, UOp.FLT)
 
 
 def sreg_write_signature() -> wiring.Signature:
@@ -56,22 +66,42 @@ def _fp_lt(a, b):
     return ~na & ~nb & (ka < kb)
 
 
+def _alu(m: Module, op, a, b, name: str):
+    """32-bit result of the integer/compare micro-op ``op`` on ``a`` and ``b``."""
+    out = Signal(32, name=name)
+    a_s, b_s = a.as_signed(), b.as_signed()
+    with m.Switch(op):
+        for uop, value in (
+            (UOp.ADD, a + b), (UOp.SUB, a - b), (UOp.AND, a & b), (UOp.OR, a | b),
+            (UOp.XOR, a ^ b), (UOp.SHL, a << b[:5]), (UOp.SHR, a >> b[:5]),
+            (UOp.SRA, a_s >> b[:5]), (UOp.SLT, a_s < b_s), (UOp.SLTU, a < b),
+            (UOp.FLT, _fp_lt(a, b)),
+        ):
+            with m.Case(uop):
+                m.d.comb += out.eq(value)
+    return out
+
+
 class VectorUnit(wiring.Component):
-    """Microcoded one-lane vector unit.
+    """Microcoded vector unit with ``lanes`` SIMD lanes.
 
     Parameters
     ----------
     sp_addr_width : int
         Scratchpad address width (``ceil_log2(scratchpad_words)``), 4..26.
+    lanes : int
+        SIMD lanes (``asic.vector_lanes``), a power of two 1..16.
     add_latency, mul_latency : int
-        Pipeline latencies of the fp32 adder (1..3) and multiplier (1..2).
+        Pipeline latencies of the fp32 adders (1..3) and multipliers (1..2).
 
     Attributes
     ----------
     cmd : In(stream.Signature(InstrWord))
         Instructions; accepted only when the unit is idle (``ready``), one at a time.
     sp_rd, sp_wr : Out(sp_read_signature), Out(sp_write_signature)
-        Scratchpad ports.
+        Scratchpad word ports (scalar ``LD``/``ST``).
+    sp_vrd, sp_vwr : Out(sp_wide_read_signature), Out(sp_wide_write_signature)
+        Scratchpad wide ports (vector ``LD``/``ST``; 16 words, the first ``lanes`` used).
     sreg : Out(sreg_write_signature())
         Scalar-register writes (``ARGMAX``).
     tap : Out(StructLayout)
@@ -81,19 +111,29 @@ class VectorUnit(wiring.Component):
         An instruction is executing.
     """
 
-    def __init__(self, *, sp_addr_width: int = 14, add_latency: int = 1, mul_latency: int = 1):
+    def __init__(self, *, sp_addr_width: int = 14, lanes: int = MAX_LANES, add_latency: int = 1,
+                 mul_latency: int = 1):
         self._aw = check_int("sp_addr_width", sp_addr_width, 4, 26)
+        self._lanes = check_int("lanes", lanes, 1, MAX_LANES)
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         self._add_latency = check_int("add_latency", add_latency, 1, 3)
         self._mul_latency = check_int("mul_latency", mul_latency, 1, 2)
-        self.microcode = build_microcode()
+        self.microcode = build_microcode(lanes)
         super().__init__({
             "cmd": In(stream.Signature(InstrWord)),
             "sp_rd": Out(sp_read_signature(sp_addr_width)),
             "sp_wr": Out(sp_write_signature(sp_addr_width)),
+            "sp_vrd": Out(sp_wide_read_signature(sp_addr_width, MAX_LANES)),
+            "sp_vwr": Out(sp_wide_write_signature(sp_addr_width, MAX_LANES)),
             "sreg": Out(sreg_write_signature()),
             "tap": Out(data.StructLayout({"valid": 1, "data": 32})),
             "busy": Out(1),
         })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
 
     @property
     def add_latency(self) -> int:
@@ -103,9 +143,10 @@ class VectorUnit(wiring.Component):
     def mul_latency(self) -> int:
         return self._mul_latency
 
-    def elaborate(self, platform):
+    def elaborate(self, platform):  # noqa: C901 - one sequencer, kept in one place
         m = Module()
         mc = self.microcode
+        L = self._lanes
         m.submodules.rom = rom = Memory(shape=64, depth=len(mc.words), init=mc.words)
         upc = Signal(range(len(mc.words)))
         rom_rd = rom.read_port(domain="comb")
@@ -113,35 +154,24 @@ class VectorUnit(wiring.Component):
         word = rom_rd.data
 
         op, rd, ra, rb = word[0:6], word[6:11], word[11:16], word[16:21]
-        use_imm, imm = word[21], word[32:64]
+        use_imm, vec, imm = word[21], word[22], word[32:64]
+
+        # ---- scalar part ------------------------------------------------------------------
         regs = Array(Signal(32, name=f"r{i}") for i in range(N_REGS))
         a = Signal(32)
         b = Signal(32)
         d = Signal(32)
         m.d.comb += [a.eq(regs[ra]), b.eq(Mux(use_imm, imm, regs[rb])), d.eq(regs[rd])]
-
         m.submodules.fadd = fadd = FP32Add(latency=self._add_latency)
         m.submodules.fmul = fmul = FP32Mul(latency=self._mul_latency)
-        m.d.comb += [
-            fadd.i.payload.a.eq(a), fadd.i.payload.b.eq(b),
-            fmul.i.payload.a.eq(a), fmul.i.payload.b.eq(b),
-        ]
-
+        m.d.comb += [fadd.i.payload.a.eq(a), fadd.i.payload.b.eq(b),
+                     fmul.i.payload.a.eq(a), fmul.i.payload.b.eq(b)]
         addr = (a + b)[:self._aw]
-        m.d.comb += [self.sp_rd.addr.eq(addr), self.sp_wr.addr.eq(addr), self.sp_wr.data.eq(d)]
-
+        m.d.comb += [self.sp_rd.addr.eq(addr), self.sp_wr.addr.eq(addr), self.sp_wr.data.eq(d),
+                     self.sp_vrd.addr.eq(addr), self.sp_vwr.addr.eq(addr)]
+        alu = _alu(m, op, a, b, "alu")
         c = regs[rb]
-        a_s, b_s, c_s = a.as_signed(), b.as_signed(), c.as_signed()
-        alu = Signal(32)
-        with m.Switch(op):
-            for uop, value in (
-                (UOp.ADD, a + b), (UOp.SUB, a - b), (UOp.AND, a & b), (UOp.OR, a | b),
-                (UOp.XOR, a ^ b), (UOp.SHL, a << b[:5]), (UOp.SHR, a >> b[:5]),
-                (UOp.SRA, a_s >> b[:5]), (UOp.SLT, a_s < b_s), (UOp.SLTU, a < b),
-                (UOp.FLT, _fp_lt(a, b)),
-            ):
-                with m.Case(uop):
-                    m.d.comb += alu.eq(value)
+        a_s, c_s = a.as_signed(), c.as_signed()
         taken = Signal()
         with m.Switch(op):
             for uop, value in ((UOp.BEQ, a == c), (UOp.BNE, a != c), (UOp.BLT, a_s < c_s),
@@ -149,12 +179,49 @@ class VectorUnit(wiring.Component):
                 with m.Case(uop):
                     m.d.comb += taken.eq(value)
 
-        pending = Signal(5)  # destination of an outstanding LD / fp op
+        # ---- lanes ------------------------------------------------------------------------
+        lane_layout = data.ArrayLayout(32, L)
+        vregs = Array(Signal(lane_layout, name=f"v{i}") for i in range(N_REGS))
+        va = Signal(lane_layout)
+        vb = Signal(lane_layout)
+        vd = Signal(lane_layout)
+        m.d.comb += [va.eq(vregs[ra]), vd.eq(vregs[rd])]
+        with m.If(use_imm):
+            m.d.comb += [vb[k].eq(imm) for k in range(L)]
+        with m.Else():
+            m.d.comb += vb.eq(vregs[rb])
+        vl = Signal(range(L + 1))
+        valu = Signal(lane_layout)
+        vcmov = Signal(lane_layout)
+        vbcast = Signal(lane_layout)
+        vadds, vmuls = [], []
+        for k in range(L):
+            add = FP32Add(latency=self._add_latency)
+            mul = FP32Mul(latency=self._mul_latency)
+            m.submodules[f"vadd{k}"] = add
+            m.submodules[f"vmul{k}"] = mul
+            vadds.append(add)
+            vmuls.append(mul)
+            m.d.comb += [add.i.payload.a.eq(va[k]), add.i.payload.b.eq(vb[k]),
+                         mul.i.payload.a.eq(va[k]), mul.i.payload.b.eq(vb[k]),
+                         valu[k].eq(_alu(m, op, va[k], vb[k], f"valu{k}")),
+                         vcmov[k].eq(Mux(va[k] != 0, vb[k], vd[k])),
+                         vbcast[k].eq(Mux(use_imm, imm, a))]
+            m.d.comb += [self.sp_vwr.data[k].eq(vd[k])]
+        m.d.comb += self.sp_vwr.mask.eq(0)  # default; set by vector ST below
+
+        pending = Signal(5)  # destination of an outstanding load / fp op
         cur_op = Signal(16)  # the ASIC opcode being executed
 
         def write(reg, value):
             with m.If(reg != 0):
                 m.d.sync += regs[reg].eq(value)
+
+        def vwrite(reg, value):
+            m.d.sync += vregs[reg].eq(value)
+
+        def vresult(units):
+            return Cat(*[u.o.payload.as_value() for u in units])
 
         with m.FSM():
             with m.State("IDLE"):
@@ -172,39 +239,63 @@ class VectorUnit(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += upc.eq(upc + 1)
-                with m.Switch(op):
-                    with m.Case(*[int(u) for u in (UOp.ADD, UOp.SUB, UOp.AND, UOp.OR, UOp.XOR,
-                                                   UOp.SHL, UOp.SHR, UOp.SRA, UOp.SLT,
-                                                   UOp.SLTU, UOp.FLT)]):
-                        write(rd, alu)
-                    with m.Case(UOp.FADD):
-                        m.d.comb += fadd.i.valid.eq(1)
-                        m.d.sync += pending.eq(rd)
-                        m.next = "WAIT_ADD"
-                    with m.Case(UOp.FMUL):
-                        m.d.comb += fmul.i.valid.eq(1)
-                        m.d.sync += pending.eq(rd)
-                        m.next = "WAIT_MUL"
-                    with m.Case(UOp.LD):
-                        m.d.comb += self.sp_rd.en.eq(1)
-                        m.d.sync += pending.eq(rd)
-                        m.next = "WAIT_LD"
-                    with m.Case(UOp.ST):
-                        m.d.comb += self.sp_wr.en.eq(1)
-                    with m.Case(*[int(u) for u in (UOp.BEQ, UOp.BNE, UOp.BLT, UOp.BGE,
-                                                   UOp.BLTU, UOp.BGEU)]):
-                        with m.If(taken):
+                with m.If(vec):
+                    with m.Switch(op):
+                        with m.Case(*[int(u) for u in ALU_UOPS]):
+                            vwrite(rd, valu)
+                        with m.Case(UOp.FADD):
+                            m.d.comb += [u.i.valid.eq(1) for u in vadds]
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_VADD"
+                        with m.Case(UOp.FMUL):
+                            m.d.comb += [u.i.valid.eq(1) for u in vmuls]
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_VMUL"
+                        with m.Case(UOp.LD):
+                            m.d.comb += self.sp_vrd.en.eq(1)
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_VLD"
+                        with m.Case(UOp.ST):
+                            m.d.comb += self.sp_vwr.mask.eq(
+                                Cat(*[vl > k for k in range(L)]))
+                        with m.Case(UOp.CMOV):
+                            vwrite(rd, vcmov)
+                        with m.Case(UOp.BCAST):
+                            vwrite(rd, vbcast)
+                with m.Else():
+                    with m.Switch(op):
+                        with m.Case(*[int(u) for u in ALU_UOPS]):
+                            write(rd, alu)
+                        with m.Case(UOp.FADD):
+                            m.d.comb += fadd.i.valid.eq(1)
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_ADD"
+                        with m.Case(UOp.FMUL):
+                            m.d.comb += fmul.i.valid.eq(1)
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_MUL"
+                        with m.Case(UOp.LD):
+                            m.d.comb += self.sp_rd.en.eq(1)
+                            m.d.sync += pending.eq(rd)
+                            m.next = "WAIT_LD"
+                        with m.Case(UOp.ST):
+                            m.d.comb += self.sp_wr.en.eq(1)
+                        with m.Case(*[int(u) for u in (UOp.BEQ, UOp.BNE, UOp.BLT, UOp.BGE,
+                                                       UOp.BLTU, UOp.BGEU)]):
+                            with m.If(taken):
+                                m.d.sync += upc.eq(imm)
+                        with m.Case(UOp.JAL):
+                            write(rd, upc + 1)
                             m.d.sync += upc.eq(imm)
-                    with m.Case(UOp.JAL):
-                        write(rd, upc + 1)
-                        m.d.sync += upc.eq(imm)
-                    with m.Case(UOp.JR):
-                        m.d.sync += upc.eq(a)
-                    with m.Case(UOp.WSR):
-                        m.d.comb += [self.sreg.en.eq(1), self.sreg.idx.eq(a[:4]),
-                                     self.sreg.data.eq(c)]
-                    with m.Case(UOp.DONE):
-                        m.next = "IDLE"
+                        with m.Case(UOp.JR):
+                            m.d.sync += upc.eq(a)
+                        with m.Case(UOp.WSR):
+                            m.d.comb += [self.sreg.en.eq(1), self.sreg.idx.eq(a[:4]),
+                                         self.sreg.data.eq(c)]
+                        with m.Case(UOp.SETVL):
+                            m.d.sync += vl.eq(Mux(a < L, a, L))
+                        with m.Case(UOp.DONE):
+                            m.next = "IDLE"
             # Waiting states hold upc (already advanced) and write the result when it arrives.
             for state, unit in (("WAIT_ADD", fadd), ("WAIT_MUL", fmul)):
                 with m.State(state):
@@ -212,10 +303,20 @@ class VectorUnit(wiring.Component):
                     with m.If(unit.o.valid):
                         write(pending, unit.o.payload.as_value())
                         m.next = "RUN"
+            for state, units in (("WAIT_VADD", vadds), ("WAIT_VMUL", vmuls)):
+                with m.State(state):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(units[0].o.valid):
+                        vwrite(pending, vresult(units))
+                        m.next = "RUN"
             with m.State("WAIT_LD"):
                 m.d.comb += [self.busy.eq(1), self.tap.valid.eq(cur_op == int(Op.ARGMAX)),
                              self.tap.data.eq(self.sp_rd.data)]
                 write(pending, self.sp_rd.data)
+                m.next = "RUN"
+            with m.State("WAIT_VLD"):
+                m.d.comb += self.busy.eq(1)
+                vwrite(pending, Cat(*[self.sp_vrd.data[k] for k in range(L)]))
                 m.next = "RUN"
         return m
 
@@ -227,7 +328,7 @@ class VectorUnitTop(wiring.Component):
     ----------
     words : int
         Scratchpad size (fp32 words, a multiple of 16).
-    add_latency, mul_latency : int
+    lanes, add_latency, mul_latency : int
         Passed to :class:`VectorUnit`.
 
     Attributes
@@ -239,12 +340,14 @@ class VectorUnitTop(wiring.Component):
         The vector unit's ports.
     """
 
-    def __init__(self, words: int = 4096, *, add_latency: int = 1, mul_latency: int = 1):
+    def __init__(self, words: int = 4096, *, lanes: int = MAX_LANES, add_latency: int = 1,
+                 mul_latency: int = 1):
         from amaranth.utils import ceil_log2
 
         self.words = check_int("words", words, 16, 1 << 26)
         self.aw = max(4, ceil_log2(words))
         self._lat = (add_latency, mul_latency)
+        self._lanes = lanes
         super().__init__({
             "cmd": In(stream.Signature(InstrWord)),
             "host_rd": In(sp_read_signature(self.aw)),
@@ -258,9 +361,10 @@ class VectorUnitTop(wiring.Component):
         from .scratchpad import Scratchpad
 
         m = Module()
-        m.submodules.vu = vu = VectorUnit(sp_addr_width=self.aw, add_latency=self._lat[0],
-                                          mul_latency=self._lat[1])
-        m.submodules.sp = sp = Scratchpad(self.words, word_read_ports=2, word_write_ports=2)
+        m.submodules.vu = vu = VectorUnit(sp_addr_width=self.aw, lanes=self._lanes,
+                                          add_latency=self._lat[0], mul_latency=self._lat[1])
+        m.submodules.sp = sp = Scratchpad(self.words, word_read_ports=2, word_write_ports=2,
+                                          wide_ports=2)
         wiring.connect(m, wiring.flipped(self.cmd), vu.cmd)
         wiring.connect(m, vu.sp_rd, sp.rd0)
         wiring.connect(m, vu.sp_wr, sp.wr0)
@@ -268,5 +372,7 @@ class VectorUnitTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host_wr), sp.wr1)
         wiring.connect(m, vu.sreg, wiring.flipped(self.sreg))
         m.d.comb += [self.tap.eq(vu.tap), self.busy.eq(vu.busy)]
+        wiring.connect(m, vu.sp_vrd, sp.wide_rd1)
+        wiring.connect(m, vu.sp_vwr, sp.wide_wr1)
         m.d.comb += [sp.wide_rd.en.eq(0), sp.wide_wr.mask.eq(0)]
         return m

@@ -1,34 +1,43 @@
 """Microcode of the vector unit: micro-ISA, assembler, the routine of every ASIC instruction, and an
 instruction-set simulator (ISS) that is the cycle and bit reference of :mod:`.vector_unit`.
 
-The vector unit is a one-lane, in-order microcoded sequencer: 32 integer/fp32 registers, one fp32
-adder and one fp32 multiplier (:mod:`.fp32add`, :mod:`.fp32mul`), integer logic and one scratchpad
-read/write port. Each ASIC instruction (``VADD`` ... ``LAYERNORM``) starts the routine at its entry
-point with the instruction's fields in ``r1..r7`` (``f0..f6``). The routines follow the step lists
-in :mod:`pimgpt.sim.nonlinear` literally, so the unit reproduces those functions bit for bit with
-only fp32 adds and multiplies.
+The vector unit is an in-order microcoded sequencer with a scalar part (32 registers ``r0..r31``,
+one fp32 adder and multiplier, integer logic, a scratchpad word port) and ``L`` SIMD lanes (32
+vector registers ``v0..v31`` of ``L`` words, ``L`` fp32 adders and multipliers, a scratchpad port of
+``L`` consecutive words). Each ASIC instruction (``VADD`` ... ``LAYERNORM``) starts the routine at
+its entry point with the instruction's fields in ``r1..r7`` (``f0..f6``). Element-wise work runs
+``L`` elements at a time and is branch-free (special values are handled by per-lane conditional
+moves); the left-to-right sums and scans that the numerics contract prescribes run on the scalar
+part. The routines follow the step lists in :mod:`pimgpt.sim.nonlinear` literally, so the unit
+reproduces those functions bit for bit with only fp32 adds and multiplies.
 
 Micro-instruction word (64 bits, fields from bit 0)::
 
-    op[6] | rd[5] | ra[5] | rb[5] | use_imm[1] | unused[10] | imm[32]
+    op[6] | rd[5] | ra[5] | rb[5] | use_imm[1] | vec[1] | unused[9] | imm[32]
 
-``B`` below is ``imm`` when ``use_imm`` is set, else ``R[rb]``; ``r0`` reads as zero.
+``B`` below is ``imm`` when ``use_imm`` is set, else register ``rb``; ``r0`` reads as zero. With
+``vec`` set, an ALU/fp op works on vector registers lane by lane (an immediate is broadcast),
+``LD``/``ST`` move ``L`` words between ``v[rd]`` and the scratchpad at the scalar address
+``r[ra] + B`` (a vector store writes only lanes ``< VL``).
 
-======== ==================================================== ===========================
-op        semantics                                            cycles
-======== ==================================================== ===========================
-ADD..SRA  ``rd = ra (+ - & | ^ << >>u >>s) B`` (32-bit)        1
-SLT/SLTU  ``rd = ra < B`` (signed / unsigned)                  1
-FADD/FMUL ``rd = f32_add/f32_mul(ra, B)``                      1 + unit latency
-FLT       ``rd = ra < B`` as fp32 (DAZ; false if either NaN)   1
-LD        ``rd = sp[ra + B]``                                  2
-ST        ``sp[ra + B] = rd``                                  1
-Bcc       ``if ra cc rb: pc = imm`` (EQ NE LT GE LTU GEU)      1
-JAL       ``rd = pc + 1; pc = imm``                            1
-JR        ``pc = ra``                                          1
-WSR       scalar register ``R[ra] = rb`` (ARGMAX)              1
-DONE      end of the routine                                   1
-======== ==================================================== ===========================
+========== ==================================================== ========================
+op          semantics                                            cycles
+========== ==================================================== ========================
+ADD..SRA    ``rd = ra (+ - & | ^ << >>u >>s) B`` (32-bit)        1
+SLT/SLTU    ``rd = ra < B`` (signed / unsigned)                  1
+FADD/FMUL   ``rd = f32_add/f32_mul(ra, B)``                      1 + unit latency
+FLT         ``rd = ra < B`` as fp32 (DAZ; false if either NaN)   1
+LD          ``rd = sp[ra + B]``                                  2
+ST          ``sp[ra + B] = rd``                                  1
+Bcc         ``if ra cc rb: pc = imm`` (EQ NE LT GE LTU GEU)      1
+JAL         ``rd = pc + 1; pc = imm``                            1
+JR          ``pc = ra``                                          1
+WSR         scalar register ``R[ra] = rb`` (ARGMAX)              1
+DONE        end of the routine                                   1
+CMOV        ``v[rd][l] = B[l] if v[ra][l] != 0`` (vector)        1
+BCAST       ``v[rd][l] = imm`` or ``r[ra]`` (vector)             1
+SETVL       ``VL = min(L, r[ra])``                               1
+========== ==================================================== ========================
 """
 
 from __future__ import annotations
@@ -85,6 +94,9 @@ class UOp(IntEnum):
     JR = 22
     WSR = 23
     DONE = 24
+    CMOV = 25
+    BCAST = 26
+    SETVL = 27
 
 
 ALU_OPS = (UOp.ADD, UOp.SUB, UOp.AND, UOp.OR, UOp.XOR, UOp.SHL, UOp.SHR, UOp.SRA, UOp.SLT,
@@ -97,27 +109,29 @@ def f32(value: float) -> int:
     return int(np.array(value, dtype=np.float32).view(np.uint32))
 
 
-def encode(op: UOp, rd: int = 0, ra: int = 0, rb: int = 0, imm: int | None = None) -> int:
+def encode(op: UOp, rd: int = 0, ra: int = 0, rb: int = 0, imm: int | None = None,
+           vec: bool = False) -> int:
     """Pack one micro-instruction into a 64-bit word (``imm`` given: ``B`` is the immediate)."""
     for name, r in (("rd", rd), ("ra", ra), ("rb", rb)):
         if not 0 <= r < N_REGS:
             raise ValueError(f"register {name}={r} out of range 0..{N_REGS - 1}")
     use_imm = imm is not None
     imm = 0 if imm is None else imm & 0xFFFFFFFF
-    return int(op) | rd << 6 | ra << 11 | rb << 16 | int(use_imm) << 21 | imm << 32
+    return (int(op) | rd << 6 | ra << 11 | rb << 16 | int(use_imm) << 21 | int(bool(vec)) << 22
+            | imm << 32)
 
 
-def decode(word: int) -> tuple[UOp, int, int, int, bool, int]:
-    """Unpack a micro-instruction word into ``(op, rd, ra, rb, use_imm, imm)``."""
+def decode(word: int) -> tuple[UOp, int, int, int, bool, int, bool]:
+    """Unpack a micro-instruction word into ``(op, rd, ra, rb, use_imm, imm, vec)``."""
     return (UOp(word & 0x3F), (word >> 6) & 31, (word >> 11) & 31, (word >> 16) & 31,
-            bool((word >> 21) & 1), (word >> 32) & 0xFFFFFFFF)
+            bool((word >> 21) & 1), (word >> 32) & 0xFFFFFFFF, bool((word >> 22) & 1))
 
 
 class Asm:
     """A two-pass assembler: methods emit micro-instructions, labels resolve at :meth:`words`."""
 
     def __init__(self):
-        self.code: list[tuple] = []  # (op, rd, ra, rb, imm or label or None)
+        self.code: list[tuple] = []  # (op, rd, ra, rb, imm or label or None, vec)
         self.labels: dict[str, int] = {}
         self._n = 0
 
@@ -131,12 +145,27 @@ class Asm:
         self._n += 1
         return f"{stem}.{self._n}"
 
-    def emit(self, op: UOp, rd=0, ra=0, rb=0, imm=None) -> None:
-        self.code.append((op, rd, ra, rb, imm))
+    def emit(self, op: UOp, rd=0, ra=0, rb=0, imm=None, vec=False) -> None:
+        self.code.append((op, rd, ra, rb, imm, vec))
 
     # Register-register and register-immediate forms: ``b`` is a register number unless ``imm``.
     def op3(self, op, rd, ra, rb=0, imm=None):
         self.emit(op, rd, ra, rb, imm)
+
+    def vop(self, op, vd, va, vb=0, imm=None):
+        """Vector form of an ALU/fp op, or ``LD``/``ST`` of ``v[vd]`` at scalar ``r[va] + B``."""
+        self.emit(op, vd, va, vb, imm, vec=True)
+
+    def cmov(self, vd, vcond, vsrc=0, imm=None):
+        """``v[vd][l] = (imm or v[vsrc][l]) where v[vcond][l] != 0``."""
+        self.emit(UOp.CMOV, vd, vcond, vsrc, imm, vec=True)
+
+    def bcast(self, vd, ra=0, imm=None):
+        """``v[vd] = imm`` (or scalar ``r[ra]``) in every lane."""
+        self.emit(UOp.BCAST, vd, ra, 0, imm, vec=True)
+
+    def vmov(self, vd, va):
+        self.vop(UOp.XOR, vd, va, imm=0)
 
     def li(self, rd, value):
         self.emit(UOp.ADD, rd, 0, 0, value)
@@ -158,12 +187,12 @@ class Asm:
 
     def words(self) -> list[int]:
         out = []
-        for op, rd, ra, rb, imm in self.code:
+        for op, rd, ra, rb, imm, vec in self.code:
             if isinstance(imm, str):
                 if imm not in self.labels:
                     raise ValueError(f"undefined microcode label {imm!r}")
                 imm = self.labels[imm]
-            out.append(encode(op, rd, ra, rb, imm))
+            out.append(encode(op, rd, ra, rb, imm, vec))
         return out
 
 
@@ -181,56 +210,6 @@ def _is_nan(a: Asm, rd, rx, tmp):
     a.op3(UOp.AND, tmp, rx, imm=ABS)
     a.op3(UOp.SLTU, rd, tmp, imm=INF + 1)
     a.op3(UOp.XOR, rd, rd, imm=1)
-
-
-def _sub_exp(a: Asm):
-    """``nonlinear.exp`` steps 0-5 on r16."""
-    a.label("exp")
-    done, nan = a.fresh("exp.done"), a.fresh("exp.nan")
-    _is_nan(a, 17, ARG, 18)
-    a.br(UOp.BNE, 17, 0, nan)
-    # 0. clamp: xc = min(max(x, -104), 89) (compare and select)
-    lo, hi = a.fresh("exp.lo"), a.fresh("exp.hi")
-    a.op3(UOp.FLT, 17, ARG, imm=f32(nl.EXP_X_MIN))
-    a.br(UOp.BEQ, 17, 0, lo)
-    a.li(ARG, f32(nl.EXP_X_MIN))
-    a.label(lo)
-    a.li(18, f32(nl.EXP_X_MAX))
-    a.op3(UOp.FLT, 17, 18, ARG)
-    a.br(UOp.BEQ, 17, 0, hi)
-    a.mov(ARG, 18)
-    a.label(hi)
-    # 1. t = xc * log2e; n = rint(t) by adding 1.5*2**23 (exact RNE for |t| < 2**22); nf = float(n)
-    a.op3(UOp.FMUL, 17, ARG, imm=nl.LOG2E_BITS)
-    a.op3(UOp.FADD, 17, 17, imm=ROUND_MAGIC)
-    a.op3(UOp.SUB, 19, 17, imm=ROUND_MAGIC)  # n (integer)
-    a.op3(UOp.FADD, 18, 17, imm=ROUND_MAGIC | SIGN)  # nf (exact)
-    # 2. Cody-Waite: r = (xc - nf*LN2_HI) - nf*LN2_LO; neg(mul(nf, c)) == mul(nf, -c) bit for bit
-    # before an add (RNE is sign-symmetric; a NaN product becomes the canonical NaN in the add).
-    a.op3(UOp.FMUL, 20, 18, imm=nl.LN2_HI_BITS | SIGN)
-    a.op3(UOp.FADD, 20, ARG, 20)
-    a.op3(UOp.FMUL, 21, 18, imm=nl.LN2_LO_BITS | SIGN)
-    a.op3(UOp.FADD, 20, 20, 21)  # r
-    # 3. Horner, degree 7
-    a.li(21, f32(nl.EXP_TAYLOR[nl.EXP_TAYLOR_DEGREE]))
-    for k in range(nl.EXP_TAYLOR_DEGREE - 1, -1, -1):
-        a.op3(UOp.FMUL, 21, 21, 20)
-        a.op3(UOp.FADD, 21, 21, imm=f32(nl.EXP_TAYLOR[k]))
-    # 4. n1 = n >> 1 (floor), n2 = n - n1; s = 2**n by exponent-field insertion
-    a.op3(UOp.SRA, 22, 19, imm=1)
-    a.op3(UOp.SUB, 23, 19, 22)
-    a.op3(UOp.ADD, 22, 22, imm=127)
-    a.op3(UOp.SHL, 22, 22, imm=23)
-    a.op3(UOp.ADD, 23, 23, imm=127)
-    a.op3(UOp.SHL, 23, 23, imm=23)
-    # 5. y = (p * s1) * s2
-    a.op3(UOp.FMUL, 21, 21, 22)
-    a.op3(UOp.FMUL, ARG, 21, 23)
-    a.j(done)
-    a.label(nan)
-    a.li(ARG, NAN)
-    a.label(done)
-    a.ret()
 
 
 def _sub_recip(a: Asm):
@@ -335,41 +314,170 @@ def _sub_rsqrt(a: Asm):
     a.ret()
 
 
-def _sub_gelu(a: Asm):
-    """``nonlinear.gelu`` on r16 (calls exp and recip; saves x in r26, the link in r27)."""
-    a.label("gelu")
-    done, pos = a.fresh("gelu.done"), a.fresh("gelu.pos")
+# ---------------------------------------------------------------------------------------------
+# Vector subroutines: argument and result in v16, all lanes, branch-free
+# ---------------------------------------------------------------------------------------------
+VARG = 16
+
+
+def _v_is_nan(a: Asm, vd, vx):
+    """v[vd] = 1 in the lanes where v[vx] is a NaN."""
+    a.vop(UOp.AND, vd, vx, imm=ABS)
+    a.vop(UOp.SLTU, vd, vd, imm=INF + 1)
+    a.vop(UOp.XOR, vd, vd, imm=1)
+
+
+def _vsub_exp(a: Asm):
+    """``nonlinear.exp`` on every lane of v16 (clobbers v17..v24)."""
+    a.label("vexp")
+    _v_is_nan(a, 24, VARG)
+    # 0. clamp to [-104, 89] (compare and select)
+    a.vop(UOp.FLT, 17, VARG, imm=f32(nl.EXP_X_MIN))
+    a.cmov(VARG, 17, imm=f32(nl.EXP_X_MIN))
+    a.bcast(18, imm=f32(nl.EXP_X_MAX))
+    a.vop(UOp.FLT, 17, 18, VARG)
+    a.cmov(VARG, 17, imm=f32(nl.EXP_X_MAX))
+    # 1. t = x * log2e; n = rint(t) through 1.5*2**23; nf = float(n)
+    a.vop(UOp.FMUL, 17, VARG, imm=nl.LOG2E_BITS)
+    a.vop(UOp.FADD, 17, 17, imm=ROUND_MAGIC)
+    a.vop(UOp.SUB, 19, 17, imm=ROUND_MAGIC)
+    a.vop(UOp.FADD, 18, 17, imm=ROUND_MAGIC | SIGN)
+    # 2. Cody-Waite (neg(mul(nf, c)) == mul(nf, -c) before an add)
+    a.vop(UOp.FMUL, 20, 18, imm=nl.LN2_HI_BITS | SIGN)
+    a.vop(UOp.FADD, 20, VARG, 20)
+    a.vop(UOp.FMUL, 21, 18, imm=nl.LN2_LO_BITS | SIGN)
+    a.vop(UOp.FADD, 20, 20, 21)
+    # 3. Horner, degree 7
+    a.bcast(21, imm=f32(nl.EXP_TAYLOR[nl.EXP_TAYLOR_DEGREE]))
+    for k in range(nl.EXP_TAYLOR_DEGREE - 1, -1, -1):
+        a.vop(UOp.FMUL, 21, 21, 20)
+        a.vop(UOp.FADD, 21, 21, imm=f32(nl.EXP_TAYLOR[k]))
+    # 4.-5. scale by 2**n1 * 2**n2
+    a.vop(UOp.SRA, 22, 19, imm=1)
+    a.vop(UOp.SUB, 23, 19, 22)
+    a.vop(UOp.ADD, 22, 22, imm=127)
+    a.vop(UOp.SHL, 22, 22, imm=23)
+    a.vop(UOp.ADD, 23, 23, imm=127)
+    a.vop(UOp.SHL, 23, 23, imm=23)
+    a.vop(UOp.FMUL, 21, 21, 22)
+    a.vop(UOp.FMUL, VARG, 21, 23)
+    a.cmov(VARG, 24, imm=NAN)
+    a.ret()
+
+
+def _vsub_recip(a: Asm):
+    """``nonlinear.reciprocal`` on every lane of v16 (clobbers v17..v23, v25..v27)."""
+    a.label("vrecip")
+    a.vmov(27, VARG)
+    a.vop(UOp.AND, 17, VARG, imm=SIGN)
+    a.vop(UOp.SHR, 18, VARG, imm=23)
+    a.vop(UOp.AND, 18, 18, imm=0xFF)
+    a.vop(UOp.AND, 19, VARG, imm=MANT)
+    a.vop(UOp.OR, 19, 19, imm=ONE)
+    a.vop(UOp.OR, 20, 19, imm=SIGN)
+    a.bcast(21, imm=nl.RECIP_MAGIC)
+    a.vop(UOp.SUB, 21, 21, 19)
+    for _ in range(nl.RECIP_NEWTON_STEPS):
+        a.vop(UOp.FMUL, 22, 20, 21)
+        a.vop(UOp.FADD, 22, 22, imm=ONE)
+        a.vop(UOp.FMUL, 22, 21, 22)
+        a.vop(UOp.FADD, 21, 21, 22)
+    a.vop(UOp.OR, 21, 21, 17)
+    a.bcast(22, imm=127)
+    a.vop(UOp.SUB, 22, 22, 18)
+    a.vop(UOp.SRA, 23, 22, imm=1)
+    a.vop(UOp.SUB, 20, 22, 23)
+    a.vop(UOp.ADD, 23, 23, imm=127)
+    a.vop(UOp.SHL, 23, 23, imm=23)
+    a.vop(UOp.ADD, 20, 20, imm=127)
+    a.vop(UOp.SHL, 20, 20, imm=23)
+    a.vop(UOp.FMUL, 21, 21, 23)
+    a.vop(UOp.FMUL, VARG, 21, 20)
+    # specials: zero/subnormal -> +-Inf; +-Inf -> +-0; NaN -> NaN
+    a.vop(UOp.SLTU, 25, 18, imm=1)
+    a.vop(UOp.OR, 26, 17, imm=INF)
+    a.cmov(VARG, 25, 26)
+    a.vop(UOp.SLTU, 25, 18, imm=0xFF)
+    a.vop(UOp.XOR, 25, 25, imm=1)
+    a.cmov(VARG, 25, 17)
+    _v_is_nan(a, 26, 27)
+    a.cmov(VARG, 26, imm=NAN)
+    a.ret()
+
+
+def _vsub_rsqrt(a: Asm):
+    """``nonlinear.rsqrt`` on every lane of v16 (clobbers v17..v27)."""
+    a.label("vrsqrt")
+    a.vmov(27, VARG)
+    a.vop(UOp.SHR, 18, VARG, imm=23)
+    a.vop(UOp.AND, 18, 18, imm=0xFF)
+    a.vop(UOp.AND, 19, VARG, imm=MANT)
+    a.vop(UOp.OR, 19, 19, imm=ONE)
+    a.vop(UOp.SUB, 20, 18, imm=127)
+    a.vop(UOp.AND, 21, 20, imm=1)
+    a.vop(UOp.FMUL, 22, 19, imm=f32(2.0))
+    a.cmov(19, 21, 22)
+    a.vop(UOp.SUB, 22, 20, imm=1)
+    a.cmov(20, 21, 22)
+    a.vop(UOp.SHR, 21, 19, imm=1)
+    a.bcast(22, imm=nl.RSQRT_MAGIC)
+    a.vop(UOp.SUB, 22, 22, 21)
+    a.vop(UOp.FMUL, 21, 19, imm=f32(0.5) | SIGN)
+    for _ in range(nl.RSQRT_NEWTON_STEPS):
+        a.vop(UOp.FMUL, 23, 22, 22)
+        a.vop(UOp.FMUL, 23, 23, 21)
+        a.vop(UOp.FADD, 23, 23, imm=f32(0.5))
+        a.vop(UOp.FMUL, 23, 22, 23)
+        a.vop(UOp.FADD, 22, 22, 23)
+    a.vop(UOp.SRA, 20, 20, imm=1)
+    a.bcast(23, imm=0)
+    a.vop(UOp.SUB, 20, 23, 20)
+    a.vop(UOp.ADD, 20, 20, imm=127)
+    a.vop(UOp.SHL, 20, 20, imm=23)
+    a.vop(UOp.FMUL, VARG, 22, 20)
+    # specials in the golden order: zero -> +-Inf; +Inf -> +0; NaN or negative -> NaN
+    a.vop(UOp.SLTU, 25, 18, imm=1)
+    a.vop(UOp.AND, 26, 27, imm=SIGN)
+    a.vop(UOp.OR, 26, 26, imm=INF)
+    a.cmov(VARG, 25, 26)
+    a.vop(UOp.XOR, 26, 27, imm=INF)
+    a.vop(UOp.SLTU, 26, 26, imm=1)
+    a.cmov(VARG, 26, imm=0)
+    _v_is_nan(a, 26, 27)
+    a.vop(UOp.SHR, 24, 27, imm=31)
+    a.vop(UOp.XOR, 25, 25, imm=1)  # exponent field non-zero
+    a.vop(UOp.AND, 24, 24, 25)
+    a.vop(UOp.OR, 26, 26, 24)
+    a.cmov(VARG, 26, imm=NAN)
+    a.ret()
+
+
+def _vsub_gelu(a: Asm):
+    """``nonlinear.gelu`` on every lane of v16 (calls vexp and vrecip; keeps x, u, z in
+    v28..v30 and the link in r27)."""
+    a.label("vgelu")
     a.mov(27, LINK)
-    a.mov(26, ARG)
-    # 1.-2. x3 = (x*x)*x; u = C * (x + A*x3)
-    a.op3(UOp.FMUL, 17, ARG, ARG)
-    a.op3(UOp.FMUL, 17, 17, ARG)
-    a.op3(UOp.FMUL, 17, 17, imm=nl.GELU_A_BITS)
-    a.op3(UOp.FADD, 17, ARG, 17)
-    a.op3(UOp.FMUL, 25, 17, imm=nl.GELU_SQRT_2_OVER_PI_BITS)  # u (kept in r25)
-    # 3. z = exp(-2 * |u|)
-    a.op3(UOp.AND, ARG, 25, imm=ABS)
-    a.op3(UOp.FMUL, ARG, ARG, imm=f32(-2.0))
-    a.call("exp")
-    a.mov(24, ARG)  # z (exp clobbers r17..r23 only)
-    # 4. s = recip(1 + z)
-    a.op3(UOp.FADD, ARG, 24, imm=ONE)
-    a.call("recip")
-    # 5. g = s if u >= 0 else z * s
-    a.op3(UOp.SHR, 17, 25, imm=31)
-    a.br(UOp.BEQ, 17, 0, pos)
-    a.op3(UOp.FMUL, ARG, 24, ARG)
-    a.label(pos)
-    # 6. y = x * g; 7. specials
-    a.op3(UOp.FMUL, ARG, 26, ARG)
-    a.li(17, 0xFF800000)
-    a.br(UOp.BNE, 26, 17, "gelu.nan_check")
-    a.li(ARG, SIGN)  # -Inf -> -0
-    a.label("gelu.nan_check")
-    _is_nan(a, 17, 26, 18)
-    a.br(UOp.BEQ, 17, 0, done)
-    a.li(ARG, NAN)
-    a.label(done)
+    a.vmov(28, VARG)
+    a.vop(UOp.FMUL, 17, VARG, VARG)
+    a.vop(UOp.FMUL, 17, 17, VARG)
+    a.vop(UOp.FMUL, 17, 17, imm=nl.GELU_A_BITS)
+    a.vop(UOp.FADD, 17, VARG, 17)
+    a.vop(UOp.FMUL, 29, 17, imm=nl.GELU_SQRT_2_OVER_PI_BITS)  # u
+    a.vop(UOp.AND, VARG, 29, imm=ABS)
+    a.vop(UOp.FMUL, VARG, VARG, imm=f32(-2.0))
+    a.call("vexp")
+    a.vmov(30, VARG)  # z
+    a.vop(UOp.FADD, VARG, 30, imm=ONE)
+    a.call("vrecip")  # s
+    a.vop(UOp.FMUL, 17, 30, VARG)
+    a.vop(UOp.SHR, 18, 29, imm=31)
+    a.cmov(VARG, 18, 17)  # g = z*s where u < 0
+    a.vop(UOp.FMUL, VARG, 28, VARG)
+    a.vop(UOp.XOR, 18, 28, imm=0xFF800000)
+    a.vop(UOp.SLTU, 18, 18, imm=1)
+    a.cmov(VARG, 18, imm=SIGN)  # -Inf -> -0
+    _v_is_nan(a, 18, 28)
+    a.cmov(VARG, 18, imm=NAN)
     a.mov(LINK, 27)
     a.ret()
 
@@ -378,7 +486,7 @@ def _sub_gelu(a: Asm):
 # Routines of the ASIC instructions (fields in r1..r7)
 # ---------------------------------------------------------------------------------------------
 def _loop(a: Asm, n_reg: int, body, idx: int = 8):
-    """``for idx in range(R[n_reg]): body()``; ``body`` may use r9..r15 and r28..r30."""
+    """``for idx in range(R[n_reg]): body()`` (scalar); ``body`` may use r9..r15, r28..r30."""
     top, end = a.fresh("loop"), a.fresh("loop.end")
     a.li(idx, 0)
     a.br(UOp.BGEU, idx, n_reg, end)
@@ -389,60 +497,84 @@ def _loop(a: Asm, n_reg: int, body, idx: int = 8):
     a.label(end)
 
 
-def _elementwise(a: Asm, name: str, sub: str | None = None, fop: UOp | None = None,
+def _vloop(a: Asm, n_reg: int, body, lanes: int):
+    """``for r8 in range(0, R[n_reg], lanes)`` with ``VL = min(lanes, R[n_reg] - r8)``."""
+    top, end = a.fresh("vloop"), a.fresh("vloop.end")
+    a.li(8, 0)
+    a.br(UOp.BGEU, 8, n_reg, end)
+    a.label(top)
+    a.op3(UOp.SUB, 9, n_reg, 8)
+    a.emit(UOp.SETVL, 0, 9)
+    body()
+    a.op3(UOp.ADD, 8, 8, imm=lanes)
+    a.br(UOp.BLTU, 8, n_reg, top)
+    a.label(end)
+
+
+def _elementwise(a: Asm, name: str, lanes: int, sub: str | None = None, fop: UOp | None = None,
                  two: bool = False, scale: bool = False):
-    """dst[i] = f(src[i]) (or f(a[i], b[i]), or a[i]*scale): r1 dst, r2 a/src, r3 b/n."""
+    """dst[i] = f(src[i]) (or f(a[i], b[i]), or a[i]*scale), ``lanes`` elements at a time:
+    r1 dst, r2 a/src, r3 b/n, r4 n/scale."""
     a.label(name)
     n_reg = 4 if two else 3
+    if scale:
+        a.bcast(2, ra=4)
 
     def body():
-        a.op3(UOp.LD, ARG, 2, 8)
+        a.vop(UOp.LD, VARG, 2, 8)
         if two:
-            a.op3(UOp.LD, 9, 3, 8)
-            a.op3(fop, ARG, ARG, 9)
+            a.vop(UOp.LD, 1, 3, 8)
+            a.vop(fop, VARG, VARG, 1)
         elif scale:
-            a.op3(UOp.FMUL, ARG, ARG, 4)
+            a.vop(UOp.FMUL, VARG, VARG, 2)
         else:
             a.call(sub)
-        a.op3(UOp.ST, ARG, 1, 8)
+        a.vop(UOp.ST, VARG, 1, 8)
 
-    _loop(a, n_reg, body)
+    _vloop(a, n_reg, body, lanes)
     a.emit(UOp.DONE)
 
 
-def _vmov(a: Asm):
-    """VMOV dst=r1 src=r2 n=r3 with memmove semantics (backwards when dst > src)."""
+def _vmov(a: Asm, lanes: int):
+    """VMOV dst=r1 src=r2 n=r3 with memmove semantics: chunks of ``lanes`` words, first to last
+    when dst <= src, last to first otherwise (each chunk is read whole before it is written)."""
     a.label("vmov")
-    back, end = a.fresh("vmov.back"), a.fresh("vmov.end")
+    back, end, top = a.fresh("vmov.back"), a.fresh("vmov.end"), a.fresh("vmov.top")
     a.br(UOp.BLTU, 2, 1, back)
 
     def fwd():
-        a.op3(UOp.LD, 9, 2, 8)
-        a.op3(UOp.ST, 9, 1, 8)
+        a.vop(UOp.LD, 1, 2, 8)
+        a.vop(UOp.ST, 1, 1, 8)
 
-    _loop(a, 3, fwd)
+    _vloop(a, 3, fwd, lanes)
     a.j(end)
     a.label(back)
-    top = a.fresh("vmov.top")
-    a.mov(8, 3)
-    a.br(UOp.BEQ, 8, 0, end)
+    a.br(UOp.BEQ, 3, 0, end)
+    shift = lanes.bit_length() - 1
+    a.op3(UOp.SUB, 8, 3, imm=1)
+    a.op3(UOp.SHR, 8, 8, imm=shift)
+    a.op3(UOp.SHL, 8, 8, imm=shift)  # start of the last chunk
     a.label(top)
-    a.op3(UOp.SUB, 8, 8, imm=1)
-    a.op3(UOp.LD, 9, 2, 8)
-    a.op3(UOp.ST, 9, 1, 8)
-    a.br(UOp.BNE, 8, 0, top)
+    a.op3(UOp.SUB, 9, 3, 8)
+    a.emit(UOp.SETVL, 0, 9)
+    a.vop(UOp.LD, 1, 2, 8)
+    a.vop(UOp.ST, 1, 1, 8)
+    a.br(UOp.BEQ, 8, 0, end)
+    a.op3(UOp.SUB, 8, 8, imm=lanes)
+    a.j(top)
     a.label(end)
     a.emit(UOp.DONE)
 
 
-def _vfill(a: Asm):
+def _vfill(a: Asm, lanes: int):
     """VFILL dst=r1 n=r2 value=r3."""
     a.label("vfill")
-    _loop(a, 2, lambda: a.op3(UOp.ST, 3, 1, 8))
+    a.bcast(1, ra=3)
+    _vloop(a, 2, lambda: a.vop(UOp.ST, 1, 1, 8), lanes)
     a.emit(UOp.DONE)
 
 
-def _vreduce(a: Asm):
+def _vreduce(a: Asm, lanes: int):
     """VREDUCE dst=r1 src=r2 n=r3 k=r4: dst[i] = ((src[i] + src[n+i]) + ...) over k parts.
 
     Part 0 is taken after DAZ (golden: ``flush_f32(src[:n])``); with k >= 2 the first add does
@@ -450,34 +582,34 @@ def _vreduce(a: Asm):
     """
     a.label("vreduce")
     general = a.fresh("vred.general")
-    a.li(9, 1)
-    a.br(UOp.BNE, 4, 9, general)
+    a.li(10, 1)
+    a.br(UOp.BNE, 4, 10, general)
 
     def flush_only():
-        a.op3(UOp.LD, ARG, 2, 8)
-        a.op3(UOp.FMUL, ARG, ARG, imm=ONE)
-        a.op3(UOp.ST, ARG, 1, 8)
+        a.vop(UOp.LD, VARG, 2, 8)
+        a.vop(UOp.FMUL, VARG, VARG, imm=ONE)
+        a.vop(UOp.ST, VARG, 1, 8)
 
-    _loop(a, 3, flush_only)
+    _vloop(a, 3, flush_only, lanes)
     a.emit(UOp.DONE)
     a.label(general)
 
     def body():
-        a.op3(UOp.LD, ARG, 2, 8)  # part 0 (k >= 1)
+        a.vop(UOp.LD, VARG, 2, 8)  # part 0 (k >= 1)
         a.op3(UOp.ADD, 10, 2, 8)  # address of part p
-        a.li(9, 1)
+        a.li(11, 1)
         top, end = a.fresh("vred.p"), a.fresh("vred.pend")
-        a.br(UOp.BGEU, 9, 4, end)
+        a.br(UOp.BGEU, 11, 4, end)
         a.label(top)
         a.op3(UOp.ADD, 10, 10, 3)
-        a.op3(UOp.LD, 11, 10, imm=0)
-        a.op3(UOp.FADD, ARG, ARG, 11)
-        a.op3(UOp.ADD, 9, 9, imm=1)
-        a.br(UOp.BLTU, 9, 4, top)
+        a.vop(UOp.LD, 1, 10, imm=0)
+        a.vop(UOp.FADD, VARG, VARG, 1)
+        a.op3(UOp.ADD, 11, 11, imm=1)
+        a.br(UOp.BLTU, 11, 4, top)
         a.label(end)
-        a.op3(UOp.ST, ARG, 1, 8)
+        a.vop(UOp.ST, VARG, 1, 8)
 
-    _loop(a, 3, body)
+    _vloop(a, 3, body, lanes)
     a.emit(UOp.DONE)
 
 
@@ -571,8 +703,9 @@ def _argmax(a: Asm):
     a.emit(UOp.DONE)
 
 
-def _softmax(a: Asm):
-    """SOFTMAX dst=r1 src=r2 n=r3: nonlinear.softmax."""
+def _softmax(a: Asm, lanes: int):
+    """SOFTMAX dst=r1 src=r2 n=r3: nonlinear.softmax (max and sum left to right on the scalar
+    part, subtract/exp/scale on the lanes)."""
     a.label("softmax")
     nan, have_m = a.fresh("smax.nan"), a.fresh("smax.m")
     _scan_max(a, 2, 3, 12, 13, nan)
@@ -582,31 +715,38 @@ def _softmax(a: Asm):
     a.li(12, NAN)
     a.label(have_m)
     a.op3(UOp.XOR, 12, 12, imm=SIGN)  # -m
-    a.li(14, 0)  # sum from +0
+    a.bcast(2, ra=12)
 
-    def pass1():
-        a.op3(UOp.LD, ARG, 2, 8)
-        a.op3(UOp.FADD, ARG, ARG, 12)
-        a.call("exp")
-        a.op3(UOp.ST, ARG, 1, 8)
-        a.op3(UOp.FADD, 14, 14, ARG)
+    def exps():
+        a.vop(UOp.LD, VARG, 2, 8)
+        a.vop(UOp.FADD, VARG, VARG, 2)
+        a.call("vexp")
+        a.vop(UOp.ST, VARG, 1, 8)
 
-    _loop(a, 3, pass1)
+    _vloop(a, 3, exps, lanes)
+    a.li(14, 0)  # sum from +0, left to right
+
+    def add():
+        a.op3(UOp.LD, 9, 1, 8)
+        a.op3(UOp.FADD, 14, 14, 9)
+
+    _loop(a, 3, add)
     a.mov(ARG, 14)
     a.call("recip")
-    a.mov(14, ARG)
+    a.bcast(2, ra=ARG)
 
-    def pass2():
-        a.op3(UOp.LD, ARG, 1, 8)
-        a.op3(UOp.FMUL, ARG, ARG, 14)
-        a.op3(UOp.ST, ARG, 1, 8)
+    def scale():
+        a.vop(UOp.LD, VARG, 1, 8)
+        a.vop(UOp.FMUL, VARG, VARG, 2)
+        a.vop(UOp.ST, VARG, 1, 8)
 
-    _loop(a, 3, pass2)
+    _vloop(a, 3, scale, lanes)
     a.emit(UOp.DONE)
 
 
-def _layernorm(a: Asm):
-    """LAYERNORM dst=r1 src=r2 gamma=r3 beta=r4 n=r5 eps=r6: nonlinear.layernorm."""
+def _layernorm(a: Asm, lanes: int):
+    """LAYERNORM dst=r1 src=r2 gamma=r3 beta=r4 n=r5 eps=r6: nonlinear.layernorm (the two sums
+    left to right on the scalar part, the element-wise passes on the lanes)."""
     a.label("layernorm")
     # 1. inv_n = recip(float(n)); float(n) = (2**23 + n) - 2**23, exact for n < 2**23
     a.op3(UOp.OR, ARG, 5, imm=INT_MAGIC)
@@ -623,34 +763,41 @@ def _layernorm(a: Asm):
     _loop(a, 5, sum_x)
     a.op3(UOp.FMUL, 14, 14, 15)
     a.op3(UOp.XOR, 14, 14, imm=SIGN)  # -mean
-    # 3.-4. d = x - mean (kept in dst); var = sum(d*d) * inv_n
+    a.bcast(2, ra=14)
+
+    # 3. d = x - mean (kept in dst)
+    def centre():
+        a.vop(UOp.LD, 1, 2, 8)
+        a.vop(UOp.FADD, 1, 1, 2)
+        a.vop(UOp.ST, 1, 1, 8)
+
+    _vloop(a, 5, centre, lanes)
+    # 4. var = sum(d*d) * inv_n
     a.li(12, 0)
 
-    def centre():
-        a.op3(UOp.LD, 9, 2, 8)
-        a.op3(UOp.FADD, 9, 9, 14)
-        a.op3(UOp.ST, 9, 1, 8)
+    def squares():
+        a.op3(UOp.LD, 9, 1, 8)
         a.op3(UOp.FMUL, 9, 9, 9)
         a.op3(UOp.FADD, 12, 12, 9)
 
-    _loop(a, 5, centre)
+    _loop(a, 5, squares)
     a.op3(UOp.FMUL, 12, 12, 15)
     # 5. rstd = rsqrt(var + eps)
     a.op3(UOp.FADD, ARG, 12, 6)
     a.call("rsqrt")
-    a.mov(12, ARG)
+    a.bcast(2, ra=ARG)
 
     # 6. y = (d * rstd) * gamma + beta
     def scale():
-        a.op3(UOp.LD, 9, 1, 8)
-        a.op3(UOp.FMUL, 9, 9, 12)
-        a.op3(UOp.LD, 10, 3, 8)
-        a.op3(UOp.FMUL, 9, 9, 10)
-        a.op3(UOp.LD, 10, 4, 8)
-        a.op3(UOp.FADD, 9, 9, 10)
-        a.op3(UOp.ST, 9, 1, 8)
+        a.vop(UOp.LD, 1, 1, 8)
+        a.vop(UOp.FMUL, 1, 1, 2)
+        a.vop(UOp.LD, 3, 3, 8)
+        a.vop(UOp.FMUL, 1, 1, 3)
+        a.vop(UOp.LD, 3, 4, 8)
+        a.vop(UOp.FADD, 1, 1, 3)
+        a.vop(UOp.ST, 1, 1, 8)
 
-    _loop(a, 5, scale)
+    _vloop(a, 5, scale, lanes)
     a.emit(UOp.DONE)
 
 
@@ -660,41 +807,51 @@ class Microcode:
 
     words: list[int]
     entries: dict[Op, int]
+    lanes: int = 1
     labels: dict[str, int] = field(repr=False, default_factory=dict)
 
 
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL)
+#: Largest SIMD width (the scratchpad's wide ports move 16 words).
+MAX_LANES = 16
 
 
-def build_microcode() -> Microcode:
-    """Assemble the vector unit's microcode ROM."""
+def build_microcode(lanes: int = MAX_LANES) -> Microcode:
+    """Assemble the vector unit's microcode ROM for ``lanes`` SIMD lanes (a power of two, 1..16).
+    """
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES \
+            or lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two in 1..{MAX_LANES}, not {lanes!r}")
     a = Asm()
-    _elementwise(a, "vadd", fop=UOp.FADD, two=True)
-    _elementwise(a, "vmul", fop=UOp.FMUL, two=True)
-    _elementwise(a, "vscale", scale=True)
-    _elementwise(a, "vexp", sub="exp")
-    _elementwise(a, "vrecip", sub="recip")
-    _elementwise(a, "vrsqrt", sub="rsqrt")
-    _elementwise(a, "vgelu", sub="gelu")
-    _vmov(a)
-    _vfill(a)
-    _vreduce(a)
+    _elementwise(a, "vadd", lanes, fop=UOp.FADD, two=True)
+    _elementwise(a, "vmul", lanes, fop=UOp.FMUL, two=True)
+    _elementwise(a, "vscale", lanes, scale=True)
+    _elementwise(a, "vexp_i", lanes, sub="vexp")
+    _elementwise(a, "vrecip_i", lanes, sub="vrecip")
+    _elementwise(a, "vrsqrt_i", lanes, sub="vrsqrt")
+    _elementwise(a, "vgelu_i", lanes, sub="vgelu")
+    _vmov(a, lanes)
+    _vfill(a, lanes)
+    _vreduce(a, lanes)
     _vmax(a)
     _argmax(a)
-    _softmax(a)
-    _layernorm(a)
-    _sub_exp(a)
+    _softmax(a, lanes)
+    _layernorm(a, lanes)
     _sub_recip(a)
     _sub_rsqrt(a)
-    _sub_gelu(a)
+    _vsub_exp(a)
+    _vsub_recip(a)
+    _vsub_rsqrt(a)
+    _vsub_gelu(a)
     names = {Op.VADD: "vadd", Op.VMUL: "vmul", Op.VSCALE: "vscale", Op.VMOV: "vmov",
-             Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
-             Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
+             Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp_i", Op.VRECIP: "vrecip_i",
+             Op.VRSQRT: "vrsqrt_i", Op.VGELU: "vgelu_i", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill"}
     words = a.words()
-    return Microcode(words, {op: a.labels[name] for op, name in names.items()}, dict(a.labels))
+    return Microcode(words, {op: a.labels[name] for op, name in names.items()}, lanes,
+                     dict(a.labels))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,87 +914,153 @@ class VectorISS:
     scratchpad : numpy.ndarray of uint32
         The scratchpad, modified in place.
     add_latency, mul_latency : int
-        Pipeline latencies of the fp32 adder and multiplier (cycles of an fp op = 1 + latency).
+        Pipeline latencies of the fp32 adders and multipliers (cycles of an fp op = 1 + latency).
     microcode : Microcode, optional
-        The ROM (default: :func:`build_microcode`).
+        The ROM (default: :func:`build_microcode` with ``lanes``).
+    lanes : int
+        SIMD lanes (used when ``microcode`` is not given).
     """
 
     def __init__(self, scratchpad: np.ndarray, add_latency: int = 1, mul_latency: int = 1,
-                 microcode: Microcode | None = None):
+                 microcode: Microcode | None = None, lanes: int = MAX_LANES):
         self.sp = scratchpad
         self.add_latency = add_latency
         self.mul_latency = mul_latency
-        self.mc = microcode or build_microcode()
+        self.mc = microcode or build_microcode(lanes)
+        self.lanes = self.mc.lanes
         self.decoded = [decode(w) for w in self.mc.words]
         self.sregs = [0] * 16
         self.cycles = 0
+        self._lane = np.arange(self.lanes, dtype=np.int64)
+
+    def _vector(self, uop, va, vb, lat_add, lat_mul):
+        """One vector ALU/fp op on uint32 lane arrays; returns (result, extra cycles)."""
+        if uop == UOp.ADD:
+            return va + vb, 0
+        if uop == UOp.SUB:
+            return va - vb, 0
+        if uop == UOp.AND:
+            return va & vb, 0
+        if uop == UOp.OR:
+            return va | vb, 0
+        if uop == UOp.XOR:
+            return va ^ vb, 0
+        if uop == UOp.SHL:
+            return va << (vb & np.uint32(31)), 0
+        if uop == UOp.SHR:
+            return va >> (vb & np.uint32(31)), 0
+        if uop == UOp.SRA:
+            return (va.view(np.int32) >> (vb & np.uint32(31)).astype(np.int32)).view(np.uint32), 0
+        if uop == UOp.SLT:
+            return (va.view(np.int32) < vb.view(np.int32)).astype(np.uint32), 0
+        if uop == UOp.SLTU:
+            return (va < vb).astype(np.uint32), 0
+        if uop == UOp.FADD:
+            return nx.bits_from_f32(nx.f32_add(nx.f32_from_bits(va), nx.f32_from_bits(vb))), \
+                lat_add
+        if uop == UOp.FMUL:
+            return nx.bits_from_f32(nx.f32_mul(nx.f32_from_bits(va), nx.f32_from_bits(vb))), \
+                lat_mul
+        if uop == UOp.FLT:
+            fa, fb = nx.flush_f32(nx.f32_from_bits(va)), nx.flush_f32(nx.f32_from_bits(vb))
+            return (fa < fb).astype(np.uint32), 0
+        raise ValueError(f"{uop.name} has no vector form")
 
     def run(self, op: Op, fields: tuple[int, ...] | list[int]) -> int:
         """Run one instruction (its seven field values); return its cycle count."""
         regs = [0] * N_REGS
         for k, v in enumerate(fields[:7]):
             regs[1 + k] = int(v) & 0xFFFFFFFF
+        lanes = self.lanes
+        vregs = np.zeros((N_REGS, lanes), dtype=np.uint32)
+        vl = 0
+        sp = self.sp
+        size = len(sp)
         pc = self.mc.entries[Op(op)]
         cycles = 1  # dispatch: fields into r1..r7
         m32 = 0xFFFFFFFF
-        while True:
-            uop, rd, ra, rb, use_imm, imm = self.decoded[pc]
-            a = regs[ra]
-            b = imm if use_imm else regs[rb]
-            pc += 1
-            cycles += 1
-            res = None
-            if uop == UOp.ADD:
-                res = a + b
-            elif uop == UOp.SUB:
-                res = a - b
-            elif uop == UOp.AND:
-                res = a & b
-            elif uop == UOp.OR:
-                res = a | b
-            elif uop == UOp.XOR:
-                res = a ^ b
-            elif uop == UOp.SHL:
-                res = a << (b & 31)
-            elif uop == UOp.SHR:
-                res = a >> (b & 31)
-            elif uop == UOp.SRA:
-                res = _signed(a) >> (b & 31)
-            elif uop == UOp.SLT:
-                res = int(_signed(a) < _signed(b))
-            elif uop == UOp.SLTU:
-                res = int(a < b)
-            elif uop == UOp.FADD:
-                res = fast_add(a, b)
-                cycles += self.add_latency
-            elif uop == UOp.FMUL:
-                res = fast_mul(a, b)
-                cycles += self.mul_latency
-            elif uop == UOp.FLT:
-                res = int(flt(a, b))
-            elif uop == UOp.LD:
-                res = int(self.sp[(a + b) & m32])
+        with np.errstate(over="ignore"):
+            while True:
+                uop, rd, ra, rb, use_imm, imm, vec = self.decoded[pc]
+                pc += 1
                 cycles += 1
-            elif uop == UOp.ST:
-                self.sp[(a + b) & m32] = regs[rd]
-            elif uop in BRANCH_OPS:
-                c = regs[rb]
-                taken = {UOp.BEQ: a == c, UOp.BNE: a != c, UOp.BLT: _signed(a) < _signed(c),
-                         UOp.BGE: _signed(a) >= _signed(c), UOp.BLTU: a < c,
-                         UOp.BGEU: a >= c}[uop]
-                if taken:
+                if vec:
+                    if uop == UOp.LD:
+                        addr = (regs[ra] + (imm if use_imm else regs[rb])) & m32
+                        vregs[rd] = sp[(addr + self._lane) % size]
+                        cycles += 1
+                    elif uop == UOp.ST:
+                        addr = (regs[ra] + (imm if use_imm else regs[rb])) & m32
+                        n = min(vl, lanes)
+                        sp[(addr + self._lane[:n]) % size] = vregs[rd][:n]
+                    elif uop == UOp.CMOV:
+                        src = np.uint32(imm) if use_imm else vregs[rb]
+                        vregs[rd] = np.where(vregs[ra] != 0, src, vregs[rd])
+                    elif uop == UOp.BCAST:
+                        vregs[rd] = imm if use_imm else regs[ra]
+                    else:
+                        vb = np.full(lanes, imm, dtype=np.uint32) if use_imm else vregs[rb]
+                        res, extra = self._vector(uop, vregs[ra], vb, self.add_latency,
+                                                  self.mul_latency)
+                        vregs[rd] = res
+                        cycles += extra
+                    continue
+                a = regs[ra]
+                b = imm if use_imm else regs[rb]
+                res = None
+                if uop == UOp.ADD:
+                    res = a + b
+                elif uop == UOp.SUB:
+                    res = a - b
+                elif uop == UOp.AND:
+                    res = a & b
+                elif uop == UOp.OR:
+                    res = a | b
+                elif uop == UOp.XOR:
+                    res = a ^ b
+                elif uop == UOp.SHL:
+                    res = a << (b & 31)
+                elif uop == UOp.SHR:
+                    res = a >> (b & 31)
+                elif uop == UOp.SRA:
+                    res = _signed(a) >> (b & 31)
+                elif uop == UOp.SLT:
+                    res = int(_signed(a) < _signed(b))
+                elif uop == UOp.SLTU:
+                    res = int(a < b)
+                elif uop == UOp.FADD:
+                    res = fast_add(a, b)
+                    cycles += self.add_latency
+                elif uop == UOp.FMUL:
+                    res = fast_mul(a, b)
+                    cycles += self.mul_latency
+                elif uop == UOp.FLT:
+                    res = int(flt(a, b))
+                elif uop == UOp.LD:
+                    res = int(sp[((a + b) & m32) % size])
+                    cycles += 1
+                elif uop == UOp.ST:
+                    sp[((a + b) & m32) % size] = regs[rd]
+                elif uop in BRANCH_OPS:
+                    c = regs[rb]
+                    taken = {UOp.BEQ: a == c, UOp.BNE: a != c, UOp.BLT: _signed(a) < _signed(c),
+                             UOp.BGE: _signed(a) >= _signed(c), UOp.BLTU: a < c,
+                             UOp.BGEU: a >= c}[uop]
+                    if taken:
+                        pc = imm
+                elif uop == UOp.JAL:
+                    res = pc
                     pc = imm
-            elif uop == UOp.JAL:
-                res = pc
-                pc = imm
-            elif uop == UOp.JR:
-                pc = a
-            elif uop == UOp.WSR:
-                self.sregs[a & 15] = regs[rb]
-            elif uop == UOp.DONE:
-                break
-            if res is not None and rd:
-                regs[rd] = res & m32
+                elif uop == UOp.JR:
+                    pc = a
+                elif uop == UOp.WSR:
+                    self.sregs[a & 15] = regs[rb]
+                elif uop == UOp.SETVL:
+                    vl = min(lanes, a)
+                elif uop == UOp.DONE:
+                    break
+                if res is not None and rd:
+                    regs[rd] = res & m32
         self.cycles += cycles
         return cycles
 

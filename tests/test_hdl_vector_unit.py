@@ -36,18 +36,21 @@ def _inputs(seed: int, n: int) -> np.ndarray:
     return np.concatenate([CORNERS, a, b, c])
 
 
+@pytest.mark.parametrize("lanes", [16, 4, 1])
 @pytest.mark.parametrize("op,fn", [(Op.VEXP, nl.exp), (Op.VRECIP, nl.reciprocal),
                                    (Op.VRSQRT, nl.rsqrt), (Op.VGELU, nl.gelu)])
-def test_microcode_elementwise_bit_exact(op, fn):
-    x = _inputs(3, 120)
+def test_microcode_elementwise_bit_exact(op, fn, lanes):
+    x = _inputs(3, 40 if lanes == 1 else 120)
     n = len(x)
     sp = np.zeros(2 * n, dtype=np.uint32)
     sp[:n] = x
-    iss = mc.VectorISS(sp)
+    iss = mc.VectorISS(sp, lanes=lanes)
     cycles = iss.run(op, (n, 0, n))
     want = nx.bits_from_f32(fn(nx.f32_from_bits(x)))
     assert np.array_equal(sp[n:], want)
-    assert cycles > 10 * n  # a microcoded one-lane unit: many cycles per element
+    # One pass of the branch-free routine serves `lanes` elements.
+    passes = -(-n // lanes)
+    assert passes * 20 < cycles < passes * 200
 
 
 def test_microcode_reductions_match_golden():
@@ -93,7 +96,10 @@ def test_microcode_assembler_rejects_bad_programs():
     with pytest.raises(ValueError, match="register"):
         mc.encode(mc.UOp.ADD, rd=32)
     word = mc.encode(mc.UOp.FADD, 3, 4, 5, imm=0x3F800000)
-    assert mc.decode(word) == (mc.UOp.FADD, 3, 4, 5, True, 0x3F800000)
+    assert mc.decode(word) == (mc.UOp.FADD, 3, 4, 5, True, 0x3F800000, False)
+    assert mc.decode(mc.encode(mc.UOp.CMOV, 1, 2, 3, vec=True))[-1] is True
+    with pytest.raises(ValueError, match="lanes"):
+        mc.build_microcode(3)
 
 
 def test_microcode_covers_every_vector_op():

@@ -181,6 +181,7 @@ class DramMonitor:
         self.hw = hw
         self.fail_fast = fail_fast
         self.checkers = [ProtocolChecker(hw, c) for c in range(hw.dram.channels)]
+        self.dispatch: list = []  # (pc, cycle) of every dispatched instruction
         self._tasks = []
 
     def start(self) -> None:
@@ -188,6 +189,17 @@ class DramMonitor:
 
         for c in range(self.hw.dram.channels):
             self._tasks.append(cocotb.start_soon(self._watch(c)))
+        if hasattr(self.dut, "mon_pc_count"):
+            self._tasks.append(cocotb.start_soon(self._watch_dispatch()))
+
+    async def _watch_dispatch(self) -> None:
+        from cocotb.triggers import ValueChange
+
+        dut = self.dut
+        count = dut.mon_pc_count
+        while True:
+            await ValueChange(count)
+            self.dispatch.append((int(dut.mon_pc.value), int(dut.mon_pc_cycle.value)))
 
     def stop(self) -> None:
         for task in self._tasks:

@@ -47,7 +47,8 @@ async def run_job(dut):
     trace = os.path.splitext(out)[0] + "_trace.npz"
     np.savez(trace, **{f"ch{c}": np.array([(t, code_of(name), fpi) for t, name, fpi, _, _ in cmds],
                                           dtype=np.int64).reshape(-1, 3)
-                       for c, cmds in enumerate(tb.monitor.commands)})
+                       for c, cmds in enumerate(tb.monitor.commands)},
+             dispatch=np.array(tb.monitor.dispatch, dtype=np.int64).reshape(-1, 2))
     result = dict(status)
     result.update(
         tokens=tokens, capture=capture.tolist(), sp_words=sp_words, dram_columns_loaded=columns,

@@ -43,6 +43,7 @@ class SystemResult:
     test_s: float = 0.0
     verilog_s: float = 0.0
     build_dir: Path | None = None
+    dispatch: np.ndarray | None = None  # int64 [n, 2]: (pc, cycle) of every dispatch
 
 
 def prog_depth_for(n: int) -> int:
@@ -171,13 +172,15 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
     res = json.loads(result_path.read_text())
     traces = {}
+    dispatch = None
     if Path(res["trace"]).exists():
         with np.load(res["trace"], allow_pickle=False) as z:
-            traces = {int(k[2:]): z[k] for k in z.files}
+            traces = {int(k[2:]): z[k] for k in z.files if k.startswith("ch")}
+            dispatch = z["dispatch"] if "dispatch" in z.files else None
     return SystemResult(
         tokens=res["tokens"], capture=np.array(res["capture"], dtype=np.uint32),
         cycles=res["cycles"], status=res, traces=traces, build_s=run.build_s, test_s=run.test_s,
-        verilog_s=verilog_s, build_dir=build_dir)
+        verilog_s=verilog_s, build_dir=build_dir, dispatch=dispatch)
 
 
 #: Column commands: their sequence per channel does not depend on refresh timing.
@@ -265,7 +268,7 @@ def rtl_vector_costs(hw: HwConfig, program, image) -> list:
     from pimgpt.sw.isa import I, Op
 
     ratio = asic_clock_ratio(hw)
-    code = build_microcode()
+    code = build_microcode(hw.asic.vector_lanes)
     golden = GoldenMachine(hw, np.array(image, dtype=np.uint16, copy=True))
     costs = []
     eoc = I(Op.EOC)
