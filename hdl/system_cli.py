@@ -109,7 +109,8 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     golden_s = time.perf_counter() - t0
 
     res = run_system(hwc, hw_spec, compiled.program, image, build_dir=outdir,
-                     simulator=simulator, waves=waves is not None, p_idle=p_idle)
+                     simulator=simulator, waves=Path(waves).suffix[1:] if waves else None,
+                     p_idle=p_idle)
     cmp = compare_with_perf(hwc, compiled.program, res.traces, tokens=res.tokens)
     same_vu = perf_with_rtl_vector_unit(hwc, compiled.program, image, tokens=res.tokens)
     want_logits = [np.asarray(x, dtype=np.float32).view(np.uint32) for x in golden.logits]

@@ -10,7 +10,8 @@ for bit those of the golden model. The micro-architecture (micro-ISA and cycle c
   go to ``r1..r7``), integer ALU, fp32 compare, one :class:`.FP32Add` and one :class:`.FP32Mul`
   (the sequencer waits for the result: ``1 + latency`` cycles), a scratchpad word port, and a
   scalar-register write port for ``ARGMAX``;
-* ``L`` lanes (``asic.vector_lanes``): 32 vector registers of ``L`` words, per lane an integer
+* ``L`` lanes (``asic.vector_lanes``): 32 vector registers of ``L`` words (a register-file
+  memory: three reads, one write per cycle), per lane an integer
   ALU, an fp32 compare, an :class:`.FP32Add` and an :class:`.FP32Mul`, conditional moves, and a
   scratchpad port of ``L`` consecutive words at any alignment (stores write lanes ``< VL``).
 
@@ -181,15 +182,19 @@ class VectorUnit(wiring.Component):
 
         # ---- lanes ------------------------------------------------------------------------
         lane_layout = data.ArrayLayout(32, L)
-        vregs = Array(Signal(lane_layout, name=f"v{i}") for i in range(N_REGS))
+        # Vector registers: a register-file memory, three combinational reads, one write.
+        m.submodules.vrf = vrf = Memory(shape=lane_layout, depth=N_REGS, init=[])
+        rd_a, rd_b, rd_d = (vrf.read_port(domain="comb") for _ in range(3))
+        vrf_w = vrf.write_port()
         va = Signal(lane_layout)
         vb = Signal(lane_layout)
         vd = Signal(lane_layout)
-        m.d.comb += [va.eq(vregs[ra]), vd.eq(vregs[rd])]
+        m.d.comb += [rd_a.addr.eq(ra), rd_b.addr.eq(rb), rd_d.addr.eq(rd),
+                     va.eq(rd_a.data), vd.eq(rd_d.data)]
         with m.If(use_imm):
             m.d.comb += [vb[k].eq(imm) for k in range(L)]
         with m.Else():
-            m.d.comb += vb.eq(vregs[rb])
+            m.d.comb += vb.eq(rd_b.data)
         vl = Signal(range(L + 1))
         valu = Signal(lane_layout)
         vcmov = Signal(lane_layout)
@@ -218,7 +223,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += regs[reg].eq(value)
 
         def vwrite(reg, value):
-            m.d.sync += vregs[reg].eq(value)
+            m.d.comb += [vrf_w.addr.eq(reg), vrf_w.data.eq(value), vrf_w.en.eq(1)]
 
         def vresult(units):
             return Cat(*[u.o.payload.as_value() for u in units])

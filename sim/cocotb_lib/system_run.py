@@ -115,7 +115,7 @@ def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int =
 
 
 def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_dir=None,
-               simulator: str = "verilator", waves: bool = False, p_idle: float = 0.0,
+               simulator: str = "verilator", waves: str | None = None, p_idle: float = 0.0,
                seed: int = 0, sp_read=(), max_cycles: int = 50_000_000, sp_init=None,
                quiet: bool = True) -> SystemResult:
     """Simulate ``program`` on the system RTL with ``image`` preloaded.
@@ -130,8 +130,9 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
     build_dir : path, optional
         Build directory (default ``build/cocotb/system-<hw name>``); reused across runs.
-    waves : bool
-        Record waveforms (FST) in the build directory.
+    waves : {"vcd", "fst"}, optional
+        Record waveforms in that format (in a build directory of its own, so that the traced
+        build does not replace the fast one).
     sp_read : iterable of (addr, n)
         Scratchpad ranges to read back after the run.
     sp_init : array of uint32, optional
@@ -154,6 +155,14 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
             f"([{d.channels}, {d.banks}, <= {d.rows}, {d.row_elems}])")
     # Absolute: the cocotb test runs inside the simulator build directory, not here.
     build_dir = Path(build_dir) if build_dir else default_build_root() / f"system-{hw.name}"
+    build_args = ["-O3", "--x-assign", "fast", "--x-initial", "fast"] \
+        if simulator == "verilator" else []
+    if waves not in (None, "vcd", "fst"):
+        raise SystemRunError(f"waveform format {waves!r}: use vcd or fst")
+    if waves:
+        build_dir = build_dir.with_name(f"{build_dir.name}-waves-{waves}")
+        if simulator == "verilator" and waves == "fst":
+            build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
@@ -162,9 +171,8 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     result_path.unlink(missing_ok=True)
     run = run_cocotb(
         sources=[src], toplevel=TOPLEVEL, test_module="pimgpt.sim.cocotb_lib.system_cocotb",
-        build_dir=build_dir, simulator=simulator, waves=waves, quiet=quiet,
-        build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"]
-        if simulator == "verilator" else [],
+        build_dir=build_dir, simulator=simulator, waves=bool(waves), quiet=quiet,
+        build_args=build_args,
         env={"PIMGPT_JOB": str(job), "PIMGPT_HW": hw_spec, "PIMGPT_RESULT": str(result_path),
              "PIMGPT_IDLE": str(p_idle), "PIMGPT_SEED": str(seed)},
     )
