@@ -19,7 +19,7 @@ import numpy as np
 from pimgpt.config import HwConfig
 from pimgpt.errors import PimgptError
 
-from .runner import default_build_root, run_cocotb
+from .runner import CocotbError, default_build_root, run_cocotb
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
 
@@ -169,15 +169,33 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
                     sp_init=sp_init)
     result_path = build_dir / "result.json"
     result_path.unlink(missing_ok=True)
-    run = run_cocotb(
+    try:
+        run = _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path,
+                   p_idle, seed)
+    except CocotbError as exc:
+        log = build_dir / simulator / "build.log"
+        if waves == "fst" and log.exists() and "lz4.h" in log.read_text(errors="replace"):
+            raise SystemRunError(
+                "this Verilator cannot write FST (its FST writer needs the lz4 headers: "
+                "apt-get install liblz4-dev); use --waves FILE.vcd") from None
+        raise exc
+    if not result_path.exists():
+        raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
+    return _result(result_path, run, verilog_s, build_dir)
+
+
+def _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path, p_idle,
+         seed):
+    return run_cocotb(
         sources=[src], toplevel=TOPLEVEL, test_module="pimgpt.sim.cocotb_lib.system_cocotb",
         build_dir=build_dir, simulator=simulator, waves=bool(waves), quiet=quiet,
         build_args=build_args,
         env={"PIMGPT_JOB": str(job), "PIMGPT_HW": hw_spec, "PIMGPT_RESULT": str(result_path),
              "PIMGPT_IDLE": str(p_idle), "PIMGPT_SEED": str(seed)},
     )
-    if not result_path.exists():
-        raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
+
+
+def _result(result_path, run, verilog_s, build_dir) -> SystemResult:
     res = json.loads(result_path.read_text())
     traces = {}
     dispatch = None
