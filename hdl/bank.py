@@ -39,8 +39,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.config import HwConfig
-from pimgpt.sim.perf import standard as S
+from pimgpt.core import dram as S
+from pimgpt.core.config import HwConfig
 
 from .dram_timing import DramCmd
 from .fp import check_int

@@ -2,7 +2,7 @@
 
 The product of two 8-bit significands has at most 16 significant bits, so it always fits the fp32
 significand: nothing is ever rounded. Only the exponent range limits apply, as in
-:func:`pimgpt.sim.numerics.bf16_mul`: a product below 2**-126 becomes a signed zero (FTZ), one of
+:func:`pimgpt.core.numerics.bf16_mul`: a product below 2**-126 becomes a signed zero (FTZ), one of
 2**128 or more becomes a signed Inf.
 """
 

@@ -21,7 +21,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.config import HwConfig
+from pimgpt.core.config import HwConfig
 
 from .bank import ACCS_PER_BURST, Bank, dram_cmd_layout
 from .dram_timing import BANK, BANKGROUP, DramCmd, TimingTables

@@ -27,8 +27,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.config import HwConfig
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, N_REGS, Op
+from pimgpt.core.config import HwConfig
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op
 
 from .bank import dram_cmd_layout
 from .fp import check_int

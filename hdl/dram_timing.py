@@ -1,6 +1,6 @@
 """DRAM command set and timing tables of the RTL, compiled from the one DRAM standard.
 
-The timing of a PIM channel is defined once, as data, in :mod:`pimgpt.sim.perf.standard` (rows of
+The timing of a PIM channel is defined once, as data, in :mod:`pimgpt.core.dram` (rows of
 scope / preceding commands / following commands / latency, evaluated against the hardware
 config). The perf simulator schedules with it; this module compiles the same rows into the form the
 RTL needs:
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from amaranth.lib import enum
 
-from pimgpt.config import HwConfig
-from pimgpt.sim.perf import standard as S
+from pimgpt.core import dram as S
+from pimgpt.core.config import HwConfig
 
 __all__ = ["DramCmd", "TimingTables", "BANK", "BANKGROUP", "CHANNEL", "CMD_WIDTH"]
 

@@ -1,7 +1,8 @@
 """Verilog export and synthesis statistics of the pimgpt RTL blocks; the ``pimgpt verilog`` command.
 
 Blocks are registered by name in :data:`BLOCKS` with a factory taking a
-:class:`~pimgpt.config.HwConfig` (or ``None`` for the defaults), so later blocks (bank, channel,
+:class:`~pimgpt.core.config.HwConfig` (or ``None`` for the defaults), so later blocks (bank,
+channel,
 ASIC) plug in with :func:`register_block` and appear in ``pimgpt verilog list`` without touching the
 command.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 from .rtl_blocks import register as _register_rtl_blocks
 
@@ -55,7 +56,7 @@ def register_block(name: str, factory: Callable, description: str) -> None:
     name : str
         Block name (a Verilog identifier); also the module name and the file stem.
     factory : callable
-        ``factory(hw)`` returns the component; ``hw`` is a :class:`~pimgpt.config.HwConfig` or
+        ``factory(hw)`` returns the component; ``hw`` is a :class:`~pimgpt.core.config.HwConfig` or
         ``None`` (use the defaults).
     description : str
         One line shown by ``pimgpt verilog list``.
@@ -318,7 +319,7 @@ def cli_verilog(args) -> int:
         build_block(args.block)
     hw = None
     if getattr(args, "hw", None):
-        from pimgpt.config import load_hw
+        from pimgpt.core.config import load_hw
 
         hw = load_hw(args.hw)
     path = write_verilog(args.block, args.output, hw)

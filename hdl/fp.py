@@ -2,7 +2,7 @@
 
 The layouts mirror Amaranth's ``IEEE754Single`` example: fields from the least significant bit up,
 ``mant`` (fraction without the hidden bit), ``exp`` (biased exponent), ``sign``. Every arithmetic
-block follows the numerics contract of :mod:`pimgpt.sim.numerics` bit for bit: inputs with a zero
+block follows the numerics contract of :mod:`pimgpt.core.numerics` bit for bit: inputs with a zero
 exponent field are zeros (DAZ), results below the smallest normal are signed zeros (FTZ), rounding
 is round-to-nearest-even and every NaN result is the canonical quiet NaN.
 
@@ -17,7 +17,7 @@ from amaranth.hdl import Const, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
-from pimgpt.sim import numerics
+from pimgpt.core import numerics
 
 __all__ = [
     "BF16",

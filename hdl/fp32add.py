@@ -1,6 +1,6 @@
 """fp32 + fp32 -> fp32 adder: RNE, DAZ/FTZ, IEEE signed zeros, canonical NaN.
 
-Bit-exact with :func:`pimgpt.sim.numerics.f32_add`. The datapath is the classic single-path adder
+Bit-exact with :func:`pimgpt.core.numerics.f32_add`. The datapath is the classic single-path adder
 with guard, round and sticky bits:
 
 1. *align*: classify, order the operands by magnitude, shift the smaller significand right by the

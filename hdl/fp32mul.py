@@ -1,6 +1,6 @@
 """fp32 x fp32 -> fp32 multiplier: RNE, DAZ/FTZ, canonical NaN (shared with the vector unit).
 
-Rounding follows :func:`pimgpt.sim.numerics.f32_mul`: the 48-bit exact product is rounded to 24
+Rounding follows :func:`pimgpt.core.numerics.f32_mul`: the 48-bit exact product is rounded to 24
 significant bits with an *unbounded* exponent first, and only then is the range checked; a result
 that rounds up to 2**-126 therefore survives as the smallest normal, anything smaller becomes a
 signed zero, and 2**128 or more becomes a signed Inf.

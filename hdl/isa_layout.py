@@ -1,4 +1,4 @@
-"""Hardware views of the instruction set (``sw/isa.py``): the 256-bit instruction word.
+"""Hardware views of the instruction set (``pimgpt/core/isa.py``): the 256-bit instruction word.
 
 The binary instruction (``opcode u16 | flags u16 | f0..f6 u32``, little endian, 32 bytes) read as
 one little-endian 256-bit integer is exactly :class:`InstrWord`, so program memory holds the
@@ -8,7 +8,7 @@ binary form unchanged and decoding is wiring.
 # No ``from __future__ import annotations``: data.Struct reads its annotations as objects.
 from amaranth.lib import data
 
-from pimgpt.sw import isa
+from pimgpt.core import isa
 
 __all__ = ["InstrWord", "instr_word", "INSTR_BITS"]
 

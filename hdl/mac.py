@@ -1,6 +1,6 @@
 """The in-bank MAC unit: one 32-byte DRAM column (16 bf16 pairs) per cycle into an fp32 accumulator.
 
-Bit-exact with :func:`pimgpt.sim.numerics.mac_step` / :func:`~pimgpt.sim.numerics.dot_bf16`::
+Bit-exact with :func:`pimgpt.core.numerics.mac_step` / :func:`~pimgpt.core.numerics.dot_bf16`::
 
     acc = f32_add(acc, tree(bf16_mul(a[0:16], b[0:16])))
 

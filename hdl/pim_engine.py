@@ -31,8 +31,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.config import HwConfig
-from pimgpt.sw.isa import Op
+from pimgpt.core.config import HwConfig
+from pimgpt.core.isa import Op
 
 from .bank import ACCS_PER_BURST
 from .dram_timing import DramCmd

@@ -26,7 +26,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from pimgpt.config import HwConfig
+from pimgpt.core.config import HwConfig
 
 from .bank import dram_cmd_layout
 from .dram_timing import BANK, BANKGROUP, CHANNEL, DramCmd, TimingTables

@@ -13,7 +13,7 @@ __all__ = ["register", "BLOCK_INFO"]
 def _hw(hw):
     if hw is not None:
         return hw
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
 
     return load_hw(None)
 

@@ -28,7 +28,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.config import HwConfig
+from pimgpt.core.config import HwConfig
 
 from .bank import ARRAY_VERILOG
 from .channel import Channel, bank_verilog

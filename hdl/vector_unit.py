@@ -1,7 +1,7 @@
 """The ASIC vector unit: an in-order microcoded sequencer with a scalar part and ``L`` SIMD lanes.
 
 Each ASIC instruction (``VADD`` ... ``LAYERNORM``, ``ARGMAX``, ``VFILL``) runs the microcode routine
-of :mod:`.vu_microcode`, which follows :mod:`pimgpt.sim.nonlinear` step by step, so results are bit
+of :mod:`.vu_microcode`, which follows :mod:`pimgpt.core.nonlinear` step by step, so results are bit
 for bit those of the golden model. The micro-architecture (micro-ISA and cycle costs are tabled in
 :mod:`.vu_microcode`):
 
@@ -27,7 +27,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from pimgpt.sw.isa import Op
+from pimgpt.core.isa import Op
 
 from .fp import check_int
 from .fp32add import FP32Add

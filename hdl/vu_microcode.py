@@ -8,7 +8,7 @@ vector registers ``v0..v31`` of ``L`` words, ``L`` fp32 adders and multipliers, 
 its entry point with the instruction's fields in ``r1..r7`` (``f0..f6``). Element-wise work runs
 ``L`` elements at a time and is branch-free (special values are handled by per-lane conditional
 moves); the left-to-right sums and scans that the numerics contract prescribes run on the scalar
-part. The routines follow the step lists in :mod:`pimgpt.sim.nonlinear` literally, so the unit
+part. The routines follow the step lists in :mod:`pimgpt.core.nonlinear` literally, so the unit
 reproduces those functions bit for bit with only fp32 adds and multiplies.
 
 Micro-instruction word (64 bits, fields from bit 0)::
@@ -48,9 +48,9 @@ from enum import IntEnum
 
 import numpy as np
 
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nx
-from pimgpt.sw.isa import Op
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nx
+from pimgpt.core.isa import Op
 
 N_REGS = 32
 WORD_BITS = 64

@@ -1,7 +1,8 @@
 """The ``pimgpt`` command: one entry point, a subcommand per job, ``--help`` on each.
 
 Handlers live next to the code they drive and are imported lazily, so ``pimgpt --help`` is quick.
-Every user-facing error is a :class:`pimgpt.errors.PimgptError` printed as one line, exit status 1.
+Every user-facing error is a :class:`pimgpt.core.errors.PimgptError` printed as one line, exit
+status 1.
 """
 
 from __future__ import annotations
@@ -10,22 +11,26 @@ import argparse
 import importlib
 import sys
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 # subcommand -> (module, function, one-line help)
 HANDLERS = {
     "verilog": ("pimgpt.hdl.export", "cli_verilog", "write Verilog for an RTL block"),
-    "compile": ("pimgpt.sw.compile_cli", "cli_compile", "compile a GPT model into a PIM program"),
-    "run": ("pimgpt.run_cli", "cli_run", "run a model on the golden, perf or RTL backend"),
-    "paper": ("pimgpt.sim.perf.paper", "cli_paper", "reproduce the PIM-GPT evaluation"),
+    "compile": (
+        "pimgpt.apps.compile_cli", "cli_compile", "compile a GPT model into a PIM program"
+    ),
+    "run": ("pimgpt.apps.run_cli", "cli_run", "run a model on the golden, perf or RTL backend"),
+    "paper": ("pimgpt.apps.paper", "cli_paper", "reproduce the PIM-GPT evaluation"),
     "accuracy": (
-        "pimgpt.accuracy",
+        "pimgpt.apps.accuracy",
         "cli_accuracy",
         "PIM numerics vs float64: logits, top-1, perplexity",
     ),
-    "models": ("pimgpt.sw.models_cli", "cli_models", "list model and hardware presets"),
-    "demo": ("pimgpt.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
-    "bench": ("pimgpt.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"),
+    "models": ("pimgpt.apps.models_cli", "cli_models", "list model and hardware presets"),
+    "demo": ("pimgpt.apps.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
+    "bench": (
+        "pimgpt.apps.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"
+    ),
 }
 
 

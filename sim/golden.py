@@ -1,8 +1,8 @@
 """The golden functional simulator: executes pimgpt programs with ``docs/isa.md`` semantics.
 
-Arithmetic is exactly ``sim/numerics.py`` (bf16 storage, exact products, fp32 RNE/FTZ sums) and
-``sim/nonlinear.py`` (vector-unit functions). Instructions run in program order; ``SYNC`` is a
-no-op here (ordering only matters to timing models).
+Arithmetic is exactly ``pimgpt/core/numerics.py`` (bf16 storage, exact products, fp32 RNE/FTZ
+sums) and ``pimgpt/core/nonlinear.py`` (vector-unit functions). Instructions run in program
+order; ``SYNC`` is a no-op here (ordering only matters to timing models).
 
 MAC speed. A MAC step is 16 exact bf16 products, a pairwise fp32 adder tree and an fp32
 accumulation. For the bulk of a ``MAC_ABK`` (all banks x all columns) the simulator computes the
@@ -13,7 +13,7 @@ so if ``Ea + Eb >= 142`` (and no operand is subnormal) every non-zero intermedia
 ``>= 2**-126`` and flush-to-zero never triggers; Inf/NaN propagate identically and NaNs are made
 canonical at the end. The simulator keeps the minimum exponent of every DRAM row and of each
 global buffer, checks the condition per MAC and otherwise falls back to
-:func:`pimgpt.sim.numerics.mac_columns`.
+:func:`pimgpt.core.numerics.mac_columns`.
 
 The DRAM image (``uint16 [channels, banks, rows, row_elems]``) may cover only the rows a memory map
 uses; it grows (zero-filled) if a program touches rows beyond it, up to the hardware's row count.
@@ -27,10 +27,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
-from pimgpt.sim import nonlinear
-from pimgpt.sim.numerics import (
+from pimgpt.core import nonlinear
+from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
+from pimgpt.core.numerics import (
     bf16_to_f32,
     f32_add,
     f32_from_bits,
@@ -39,7 +40,6 @@ from pimgpt.sim.numerics import (
     flush_f32,
     mac_columns,
 )
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
 from pimgpt.sw.mapper import COL, element_address
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed

@@ -1,8 +1,8 @@
 """Independent reference GPT-2 forwards: the PIM arithmetic of ``docs/dataflow.md`` and float64.
 
 This module shares no code with the compiler (``sw/compiler.py``) or the executor
-(``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.sim.numerics`), the vector
-unit's functions (:mod:`pimgpt.sim.nonlinear`) and the weight-shape check of
+(``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
+unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:
 
 * ``pim_*``: exactly the arithmetic of one GPT step in ``docs/dataflow.md`` (bf16 weights, bf16
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pimgpt.errors import PimgptError
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nm
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nm
+from pimgpt.core.errors import PimgptError
 from pimgpt.sw.models import ModelConfig
 
 MAC_LANES = nm.MAC_LANES

@@ -1,6 +1,6 @@
 """AiM command traces (``program.aim``): writer for pimgpt programs, and a parser/validator.
 
-Grammar (REFERENCE section 3, the trace format of the open GDDR6-AiM Ramulator-2 simulators)::
+Grammar (the trace format read by the open GDDR6-AiM simulators built on Ramulator 2)::
 
     # comment
     AiM <OP> [opsize] [GPR_0] [GPR_1] [channel_mask] [bank] [row]
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Instr, Op
+from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, Instr, Op
 from pimgpt.sw.mapper import COL, element_address
 
 
@@ -53,7 +53,7 @@ class AimError(PimgptError):
     """A malformed AiM trace; the message names the line."""
 
 
-#: Field names of every AiM op, in trace order (REFERENCE section 3).
+#: Field names of every AiM op, in trace order (the open AiM simulators' trace format).
 AIM_FIELDS: dict[str, tuple[str, ...]] = {
     "WR_SBK": ("gpr", "ch_mask", "bank", "row"),
     "WR_ABK": ("gpr", "ch_mask", "row"),

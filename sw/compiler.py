@@ -79,9 +79,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, PIM_OPS, Instr, Op, encode, f32_bits
+from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, PIM_OPS, Instr, Op, encode, f32_bits
 from pimgpt.sw.mapper import COL, MemoryMap, Region, map_model, round_up
 from pimgpt.sw.models import ModelConfig
 

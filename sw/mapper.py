@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
-from pimgpt.sim.numerics import f32_to_bf16
+from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.numerics import f32_to_bf16
 from pimgpt.sw.models import ModelConfig
 
 COL = 16  # bf16 elements per DRAM column = one MAC step (column_bytes is validated to be 32)
@@ -349,7 +349,7 @@ def to_bf16(values: np.ndarray) -> np.ndarray:
 
     For normal, zero and infinite inputs the contract's rounding ``(b + 0x7FFF + lsb) >> 16`` cannot
     overflow 32 bits, so it runs in uint32 without the flush/NaN passes; anything else goes
-    through :func:`pimgpt.sim.numerics.f32_to_bf16`. Bit-identical to it (tested).
+    through :func:`pimgpt.core.numerics.f32_to_bf16`. Bit-identical to it (tested).
     """
     x = np.ascontiguousarray(values, dtype=np.float32)
     flat = x.reshape(-1).view(np.uint32)

@@ -1,4 +1,4 @@
-"""GPT model descriptions: the presets of REFERENCE §4, ``tiny`` for RTL, and model YAML files.
+"""GPT model descriptions: the published GPT-2/GPT-3 shapes, ``tiny`` for RTL, and model YAML files.
 
 A model is a :class:`ModelConfig`; its weights are a ``dict[str, numpy.ndarray]`` of float32 arrays
 named and laid out as in a Hugging Face GPT-2 checkpoint (Conv1D weights ``[in, out]``)::
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 
 class ModelError(PimgptError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 
 class PromptError(PimgptError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 #: Vocabulary size of a byte-level model.
 BYTE_VOCAB = 256

@@ -1,4 +1,4 @@
-"""Tests of pimgpt/accuracy.py: PIM numerics vs float64 stay close, and `pimgpt accuracy` works.
+"""Tests of pimgpt/apps/accuracy.py: PIM numerics vs float64 stay close; `pimgpt accuracy` works.
 
 One quick CLI run (tiny with random weights and the trained tiny-py, about 15-20 s) feeds most
 tests; the thresholds below are justified from the full run in docs/accuracy.md.
@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from pimgpt import accuracy as acc
+from pimgpt.apps import accuracy as acc
 from pimgpt.cli import main
-from pimgpt.sim import numerics as nm
+from pimgpt.core import numerics as nm
 from pimgpt.sim import reference as ref
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.models import get_model

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 from pimgpt.hdl.mac import mac_column_layout
 from pimgpt.sim.cocotb_lib import runner, stimulus
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard

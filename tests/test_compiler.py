@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.sw import isa
+from pimgpt.core import isa
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op
 from pimgpt.sw.aim import AimError, parse_aim
 from pimgpt.sw.compiler import (
     CompileError,
@@ -16,7 +17,6 @@ from pimgpt.sw.compiler import (
     compile_generation,
     hazards,
 )
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
 from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import ModelConfig, get_model
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pimgpt.config import ConfigError, hw_from_dict, hw_presets, load_hw
+from pimgpt.core.config import ConfigError, hw_from_dict, hw_presets, load_hw
 
 
 def test_presets_load_and_derive():

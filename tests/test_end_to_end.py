@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from pimgpt.cli import main
-from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.core import isa
+from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.sim.golden import run_golden
 from pimgpt.sim.reference import pim_generate
-from pimgpt.sw import isa
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.compiler import compile_decode_step, hazards
 from pimgpt.sw.models import PRESETS, ModelConfig, get_model

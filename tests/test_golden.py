@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.sim import nonlinear
-from pimgpt.sim.golden import GoldenError, GoldenMachine, run_program
-from pimgpt.sim.numerics import (
+from pimgpt.core import nonlinear
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, I, Op, ProgramError, encode, f32_bits
+from pimgpt.core.numerics import (
     bf16_to_f32,
     bits_from_f32,
     f32_add,
@@ -16,7 +16,7 @@ from pimgpt.sim.numerics import (
     f32_to_bf16,
     mac_columns,
 )
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, I, Op, ProgramError, encode, f32_bits
+from pimgpt.sim.golden import GoldenError, GoldenMachine, run_program
 from pimgpt.sw.mapper import element_address
 
 

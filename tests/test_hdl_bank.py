@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.hdl.bank import Bank, bank_timing_rows
 from pimgpt.hdl.channel import Channel
 from pimgpt.hdl.dram_timing import DramCmd, TimingTables
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
 

@@ -4,7 +4,7 @@
 import pytest
 
 from pimgpt.cli import main
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 from pimgpt.hdl import export
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")

@@ -1,17 +1,17 @@
 """Amaranth-level tests of the floating-point blocks: layouts, construction, then simulation
-against pimgpt.sim.numerics (bit-exact) at every supported latency."""
+against pimgpt.core.numerics (bit-exact) at every supported latency."""
 
 import numpy as np
 import pytest
 from amaranth.hdl import Signal
 from amaranth.lib import data, wiring
 
+from pimgpt.core import numerics as nx
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.fp import BF16, FP32, FP32_CANONICAL_NAN, BF16Pair, FP32Pair, check_int
 from pimgpt.hdl.fp32add import FP32Add
 from pimgpt.hdl.fp32mul import FP32Mul
 from pimgpt.hdl.testing import rtl_binary_op, run_valid_stream
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib import stimulus
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")

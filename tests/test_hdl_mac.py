@@ -1,15 +1,15 @@
 """Amaranth-level tests of the MAC unit: construction, wrong arguments, then simulation against
-pimgpt.sim.numerics (bit-exact), latency, full throughput and the accumulator register."""
+pimgpt.core.numerics (bit-exact), latency, full throughput and the accumulator register."""
 
 import numpy as np
 import pytest
 from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
+from pimgpt.core import numerics as nx
 from pimgpt.hdl.fp import FP32
 from pimgpt.hdl.mac import MAC, mac_column_layout
 from pimgpt.hdl.testing import rtl_mac, run_valid_stream
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib import stimulus
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
@@ -75,7 +75,7 @@ def test_construction_rejects_bad_arguments(kwargs, exc, msg):
 
 
 def test_lanes_come_from_the_hardware_config():
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
     from pimgpt.hdl.export import build_block
 
     hw = load_hw("pimgpt-gddr6-8ch")

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.isa import I, Op
 from pimgpt.hdl.controller import asic_clock_ratio
 from pimgpt.hdl.system import System
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 from pimgpt.sim.cocotb_lib.runner import simulator_available
 from pimgpt.sim.cocotb_lib.system_run import compare_with_perf, run_system
 from pimgpt.sim.golden import GoldenMachine
-from pimgpt.sw.isa import I, Op
 
 HW = "tiny-rtl"
 
@@ -50,8 +50,8 @@ def test_construction_checks():
 
 def test_perf_command_log_passes_the_protocol_checker():
     """The monitor's checker and the perf engine read the same standard the same way."""
+    from pimgpt.core.dram import COMMANDS
     from pimgpt.sim.perf import simulate
-    from pimgpt.sim.perf.standard import COMMANDS
     from pimgpt.sw.compiler import compile_generation
     from pimgpt.sw.models import get_model
 
@@ -169,7 +169,7 @@ def test_system_tiny_py_text_prompt():
 
     if "tiny-py" not in shipped_model_names():
         pytest.skip("tiny-py is not shipped in this checkout")
-    from pimgpt.hdl.system_cli import run_rtl_generation
+    from pimgpt.apps.rtl_cli import run_rtl_generation
 
     stats = run_rtl_generation("tiny-py", hw=HW, prompt_text="#", new_tokens=2)
     stats.pop("_logits")

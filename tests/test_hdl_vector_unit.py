@@ -1,4 +1,4 @@
-"""Vector unit: microcode (ISS) bit-exact vs sim/nonlinear and the golden model; the RTL vs both.
+"""Vector unit: microcode (ISS) bit-exact vs core/nonlinear and the golden model; the RTL vs both.
 
 Fast tests run the microcode instruction-set simulator; the cocotb test builds ``VectorUnitTop``
 with Verilator (one build, reused) and checks the RTL bit for bit against the golden model and
@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimgpt.config import load_hw
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import load_hw
+from pimgpt.core.isa import I, Op
 from pimgpt.hdl import vu_microcode as mc
 from pimgpt.hdl.vector_unit import VectorUnit, VectorUnitTop
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
 from pimgpt.sim.golden import GoldenMachine
-from pimgpt.sw.isa import I, Op
 
 HERE = Path(__file__).parent / "cocotb"
 CORNERS = np.array([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x00800000, 0x80800000,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimgpt.errors import PimgptError
-from pimgpt.sw import isa
-from pimgpt.sw.isa import FIELDS, HEADER, INSTR, Instr, Op, ProgramError
+from pimgpt.core import isa
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.isa import FIELDS, HEADER, INSTR, Instr, Op, ProgramError
 
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.sim.numerics import bf16_to_f32, f32_to_bf16
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.numerics import bf16_to_f32, f32_to_bf16
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.mapper import (
     MappingError,

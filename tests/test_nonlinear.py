@@ -1,4 +1,4 @@
-"""Tests of sim/nonlinear.py: accuracy bounds against float64, special values, structure."""
+"""Tests of pimgpt/core/nonlinear.py: accuracy bounds against float64, special values, structure."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimgpt import bench_numerics as bn
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nm
+from pimgpt.apps import bench_numerics as bn
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nm
 
 NAN_BITS = 0x7FC00000
 

@@ -1,4 +1,4 @@
-"""Tests of sim/numerics.py: corner cases, and properties against an exact rational model.
+"""Tests of pimgpt/core/numerics.py: corner cases, and properties against an exact rational model.
 
 The model below is written independently of numerics.py: it decodes bit patterns into exact
 ``Fraction`` values (subnormal inputs read as signed zero), computes the exact sum/product, rounds
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimgpt.sim import numerics as nm
+from pimgpt.core import numerics as nm
 
 CANON32 = 0x7FC00000
 CANON16 = 0x7FC0

@@ -7,12 +7,12 @@ import copy
 
 import pytest
 
-from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.dram import CMD
+from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.checker import TimingViolation, assert_legal, check_log
 from pimgpt.sim.perf.engine import PerfEngine
-from pimgpt.sim.perf.standard import CMD
 from pimgpt.sw.compiler import compile_decode_step
-from pimgpt.sw.isa import I, Op
 from pimgpt.sw.models import get_model
 
 HW = load_hw("pimgpt-gddr6-8ch")

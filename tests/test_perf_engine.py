@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from pimgpt.cli import main
-from pimgpt.config import ConfigError, hw_from_dict, load_hw
-from pimgpt.errors import PimgptError
+from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.energy import energy_breakdown
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sim.perf.report import attribute, breakdown
 from pimgpt.sw.compiler import compile_decode_step
-from pimgpt.sw.isa import I, Op
 from pimgpt.sw.models import get_model
 
 HW = load_hw("pimgpt-gddr6-8ch")
@@ -164,7 +164,7 @@ def test_gpt2_xl_decode_simulates_quickly():
     t = time.perf_counter()
     res = PerfEngine(HW).run(comp.program)
     wall = time.perf_counter() - t
-    # The requirement is < 5 s on this 2-core machine (see pimgpt.bench_perf); the bound here
+    # The requirement is < 5 s on this 2-core machine (see pimgpt.apps.bench_perf); the bound here
     # leaves room for a loaded machine while still catching a return to per-command ticking.
     assert wall < 10.0
     assert res.counts["MAC16"] > 6e6

@@ -15,10 +15,10 @@ import copy
 
 import pytest
 
-from pimgpt.config import hw_from_dict, load_hw
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.isa import I, Op, f32_bits
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
-from pimgpt.sw.isa import I, Op, f32_bits
 
 ALL = 0xFF
 
@@ -41,7 +41,7 @@ def run(program, hw=None):
 
 def issues(res, name, ch=0):
     """Issue cycles of every command ``name`` on channel ``ch`` (trains expanded)."""
-    from pimgpt.sim.perf.standard import CMD
+    from pimgpt.core.dram import CMD
 
     out = []
     for c, mask, _fpi, _sub, _row, t0, n, g in res.log:
@@ -264,7 +264,7 @@ def test_act_overlap_precharges_the_other_buffer_between_macs():
 
 
 def test_act_overlap_config_is_validated():
-    from pimgpt.config import ConfigError
+    from pimgpt.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="act_overlap"):
         hw_with(dram={"act_overlap": "yes"})
@@ -331,8 +331,8 @@ def test_nrcd_variants_of_gb_copies():
 
 
 def test_latency_expressions_come_from_the_config():
-    from pimgpt.config import ConfigError
-    from pimgpt.sim.perf.standard import build_standard, derived_timing, evaluate
+    from pimgpt.core.config import ConfigError
+    from pimgpt.core.dram import build_standard, derived_timing, evaluate
 
     t = derived_timing(load_hw())
     assert t["nIO"] == 2  # 32 B at 16 Gb/s x 16 pins = 1 ns = 2 tCK

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pimgpt.errors import PimgptError
-from pimgpt.sim import numerics as nm
+from pimgpt.core import numerics as nm
+from pimgpt.core.errors import PimgptError
 from pimgpt.sim import reference as ref
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.models import ModelConfig, get_model

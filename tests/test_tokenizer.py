@@ -2,7 +2,7 @@
 
 import pytest
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 from pimgpt.sw.models import get_model
 from pimgpt.sw.tokenizer import BYTE_VOCAB, TokenizerError, decode, encode, is_byte_level
 

@@ -8,7 +8,7 @@ Layers, each reusable by later blocks (bank, channel, ASIC):
   valid-stream monitor, for the ``<port>__payload`` / ``<port>__valid`` ports of Amaranth exports.
 * :mod:`.scoreboard` -- in-order, bit-exact comparison of observed against expected items.
 * :mod:`.stimulus` -- random and directed bf16/fp32 operands and their golden results
-  (:mod:`pimgpt.sim.numerics`).
+  (:mod:`pimgpt.core.numerics`).
 * :mod:`.tb` -- testbench classes binding clock, reset, driver, monitor, reference model and
   scoreboard for the floating-point units and the MAC unit.
 

@@ -14,7 +14,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from pimgpt.config import HwConfig
+from pimgpt.core.config import HwConfig
 
 from .runner import default_build_root
 

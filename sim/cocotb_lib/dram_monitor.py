@@ -2,7 +2,7 @@
 
 :class:`ProtocolChecker` is pure Python and independent of the RTL scheduler's counters: it keeps
 the issue cycle of the latest command of each kind on each bank and, for every new command,
-evaluates each row of :mod:`pimgpt.sim.perf.standard` directly (scope = common channel / bank
+evaluates each row of :mod:`pimgpt.core.dram` directly (scope = common channel / bank
 group / bank of the two commands' footprints), plus the activation window, one command per cycle
 and the row state (no ``ACT`` to an open bank, no column command to a closed bank, no ``REFab``
 with a row open). :class:`DramMonitor` feeds it from a running simulation: it wakes up only when
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pimgpt.config import HwConfig
-from pimgpt.sim.perf import standard as S
+from pimgpt.core import dram as S
+from pimgpt.core.config import HwConfig
 
 __all__ = ["Violation", "ProtocolChecker", "DramMonitor"]
 
@@ -193,12 +193,13 @@ class DramMonitor:
             self._tasks.append(cocotb.start_soon(self._watch_dispatch()))
 
     async def _watch_dispatch(self) -> None:
-        from cocotb.triggers import ValueChange
+        from cocotb.triggers import ReadOnly, ValueChange
 
         dut = self.dut
         count = dut.mon_pc_count
         while True:
             await ValueChange(count)
+            await ReadOnly()
             self.dispatch.append((int(dut.mon_pc.value), int(dut.mon_pc_cycle.value)))
 
     def stop(self) -> None:
@@ -207,7 +208,7 @@ class DramMonitor:
         self._tasks = []
 
     async def _watch(self, c: int) -> None:
-        from cocotb.triggers import ValueChange
+        from cocotb.triggers import ReadOnly, ValueChange
 
         dut = self.dut
         count = getattr(dut, f"mon{c}_count")
@@ -215,7 +216,8 @@ class DramMonitor:
         checker = self.checkers[c]
         while True:
             await ValueChange(count)
-            now = int(count.value)
+            await ReadOnly()  # every register of the monitor port has settled (Icarus updates
+            now = int(count.value)  # them one by one within the time step)
             if now != seen + 1:
                 raise AssertionError(f"ch{c}: monitor missed {now - seen - 1} commands")
             seen = now

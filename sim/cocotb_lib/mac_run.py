@@ -16,7 +16,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from pimgpt.sim import numerics as nx
+from pimgpt.core import numerics as nx
 from pimgpt.sim.cocotb_lib import stimulus
 from pimgpt.sim.cocotb_lib.tb import MacTB
 

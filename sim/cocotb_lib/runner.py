@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 __all__ = [
     "SIMULATORS",

@@ -1,14 +1,14 @@
 """Operands, directed corner cases, payload packing and golden results for the arithmetic blocks.
 
 Pure numpy (no cocotb): the same stimulus feeds the Amaranth simulator tests, the cocotb tests and
-the benches. Golden results always come from :mod:`pimgpt.sim.numerics`.
+the benches. Golden results always come from :mod:`pimgpt.core.numerics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pimgpt.sim import numerics as nx
+from pimgpt.core import numerics as nx
 
 __all__ = [
     "FP32_DIRECTED",

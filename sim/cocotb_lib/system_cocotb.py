@@ -17,7 +17,7 @@ import time
 import cocotb
 import numpy as np
 
-from pimgpt.config import load_hw
+from pimgpt.core.config import load_hw
 from pimgpt.sim.cocotb_lib.system_tb import SystemTB
 
 
@@ -64,6 +64,6 @@ async def run_job(dut):
 
 
 def code_of(name: str) -> int:
-    from pimgpt.sim.perf.standard import CMD
+    from pimgpt.core.dram import CMD
 
     return CMD[name]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.config import HwConfig
-from pimgpt.errors import PimgptError
+from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import PimgptError
 
 from .runner import CocotbError, default_build_root, run_cocotb
 
@@ -102,7 +102,7 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
 def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int = 50_000_000,
               sp_init=None) -> Path:
     """Write a job file: the binary program, the DRAM image and what to read back."""
-    from pimgpt.sw.isa import HEADER, encode
+    from pimgpt.core.isa import HEADER, encode
 
     blob = encode(program) if not isinstance(program, (bytes, bytearray)) else bytes(program)
     words = np.frombuffer(blob, dtype=np.uint8, offset=HEADER.size).reshape(-1, 32)
@@ -142,7 +142,7 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     -------
     SystemResult
     """
-    from pimgpt.sw.isa import decode
+    from pimgpt.core.isa import decode
 
     prog = decode(bytes(program)) if isinstance(program, (bytes, bytearray)) else list(program)
     depth = prog_depth_for(len(prog))
@@ -221,7 +221,7 @@ def resolve_registers(program, tokens) -> list:
     ``ARGMAX`` result. Given the tokens the run really produced (``ARGMAX`` results in order),
     this gives it the vectors the hardware really fetched, so both issue the same commands.
     """
-    from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Instr, Op
+    from pimgpt.core.isa import FLAG_VEC_FROM_REG, Instr, Op
 
     regs = [0] * 16
     produced = iter(tokens)
@@ -250,8 +250,8 @@ def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
         (every channel issued the same column commands to the same banks in the same order:
         row activations and refreshes depend on the run's length and are compared by count only).
     """
+    from pimgpt.core.dram import CMD, COMMANDS
     from pimgpt.sim.perf import simulate
-    from pimgpt.sim.perf.standard import CMD, COMMANDS
 
     res = simulate(resolve_registers(program, tokens), hw, log=True)
     perf = {c: [] for c in range(hw.dram.channels)}
@@ -288,10 +288,10 @@ def rtl_vector_costs(hw: HwConfig, program, image) -> list:
     (branches of the special-value paths depend on data); ASIC cycles are converted to tCK with
     the hardware's clock ratio.
     """
+    from pimgpt.core.isa import I, Op
     from pimgpt.hdl.controller import asic_clock_ratio
     from pimgpt.hdl.vu_microcode import VU_OPS, VectorISS, build_microcode
     from pimgpt.sim.golden import GoldenMachine
-    from pimgpt.sw.isa import I, Op
 
     ratio = asic_clock_ratio(hw)
     code = build_microcode(hw.asic.vector_lanes)

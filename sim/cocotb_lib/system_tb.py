@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
-from pimgpt.config import HwConfig
+from pimgpt.core.config import HwConfig
 
 from .dram_monitor import DramMonitor
 

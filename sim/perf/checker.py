@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pimgpt.config import HwConfig
-from pimgpt.sim.perf import standard as S
+from pimgpt.core import dram as S
+from pimgpt.core.config import HwConfig
 
 #: Refreshes may be postponed by up to eight intervals (JEDEC), so at most 9 x nREFI apart.
 MAX_REFRESH_INTERVALS = 9

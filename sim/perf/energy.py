@@ -22,7 +22,7 @@ sources and assumptions are commented there):
 
 from __future__ import annotations
 
-from pimgpt.config import ENERGY_KEYS, ConfigError, HwConfig
+from pimgpt.core.config import ENERGY_KEYS, ConfigError, HwConfig
 from pimgpt.sim.perf.engine import PerfResult
 
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pimgpt.config import ConfigError, HwConfig
-from pimgpt.sim.perf import standard as S
-from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op
+from pimgpt.core import dram as S
+from pimgpt.core.config import ConfigError, HwConfig
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op
 
 C_ACT, C_ACT4, C_ACT16 = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["ACT16"]
 C_PRE, C_PRE4, C_PREA = S.CMD["PRE"], S.CMD["PRE4"], S.CMD["PREA"]
@@ -533,7 +533,7 @@ class PerfEngine:
                 "asic_words": self.asic_words}
 
     def run(self, program, log: bool = False, marks=()) -> PerfResult:
-        """Simulate ``program`` (a list of :class:`pimgpt.sw.isa.Instr`).
+        """Simulate ``program`` (a list of :class:`pimgpt.core.isa.Instr`).
 
         Parameters
         ----------

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from pimgpt.core.isa import Op
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PIM_SIDE, PerfResult
-from pimgpt.sw.isa import Op
 
 #: Instruction classes of the paper's time breakdown.
 CLASSES = ("gemv", "attention", "asic", "io")

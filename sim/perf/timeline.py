@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pimgpt.fileio import atomic_write
+from pimgpt.core.fileio import atomic_write
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
 
 #: Instructions that address one bank (shown on that bank's thread).

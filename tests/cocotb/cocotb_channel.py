@@ -22,12 +22,12 @@ from amaranth.hdl import Shape
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from pimgpt.config import load_hw
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import load_hw
+from pimgpt.core.dram import CMD
 from pimgpt.hdl.bank import dram_cmd_layout
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
-from pimgpt.sim.perf.standard import CMD
 
 ROWS_USED = 6
 

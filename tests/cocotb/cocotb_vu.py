@@ -24,13 +24,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
-from pimgpt.config import load_hw
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import load_hw
+from pimgpt.core.isa import I, Op
 from pimgpt.hdl.isa_layout import instr_word
 from pimgpt.hdl.vu_microcode import VectorISS, f32
-from pimgpt.sim import numerics as nx
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
 from pimgpt.sim.golden import GoldenMachine
-from pimgpt.sw.isa import I, Op
 
 WORDS = 16384
 CORNERS = [0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x00800000, 0x80800000,

@@ -2,7 +2,7 @@
 
 Each test builds into its own directory ``build/cocotb/<test>/<simulator>`` through the cocotb
 Python runner (``cocotb_tools.runner``) and asserts, from the summary the cocotb tests write, how
-many vectors were checked bit-exact against ``pimgpt.sim.numerics``.
+many vectors were checked bit-exact against ``pimgpt.core.numerics``.
 """
 
 import json
@@ -112,8 +112,8 @@ def test_mac_demo_on_verilator(capsys):
     """The 1024-long demo dot product; reuses the MAC build of test_mac_cocotb when present."""
     import numpy as np
 
-    from pimgpt.mac_demo import run_mac_demo
-    from pimgpt.sim import numerics as nx
+    from pimgpt.apps.mac_demo import run_mac_demo
+    from pimgpt.core import numerics as nx
 
     _need("verilator")
     d = _build_dir("test_mac_verilator")

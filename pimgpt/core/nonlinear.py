@@ -17,7 +17,8 @@ in each docstring in order. Constants are fp32 values; their bit patterns are gi
 constants below (``*_BITS``). All functions are vectorised over ``float32`` numpy arrays, flush
 subnormal inputs (DAZ) and return ``float32`` arrays of the input's shape.
 
-Accuracy against float64 (measured by ``python -m pimgpt.bench_numerics``, see ``docs/numerics.md``)
+Accuracy against float64 (measured by ``python -m pimgpt.apps.bench_numerics``, see
+``docs/numerics.md``)
 is within a few fp32 ulps for ``exp``, ``reciprocal`` and ``rsqrt``, and far below one bf16 ulp for
 ``gelu``, ``softmax`` and ``layernorm``.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pimgpt.sim.numerics import (
+from pimgpt.core.numerics import (
     FP32_CANONICAL_NAN,
     FP32_MIN_NORMAL,
     f32_add,

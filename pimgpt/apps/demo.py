@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
-DEMO_CONTEXT = 128  # the context of the measured GPU/CPU anchors quoted in REFERENCE §5
+DEMO_CONTEXT = 128  # a context every shipped GPU/CPU baseline has (pimgpt/data/baselines)
 PROMPT_TEXT = "def main("
 SMALL_PY_PROMPTS = ("def main(", "    if not ")
 
@@ -26,7 +26,7 @@ def _banner(text: str) -> None:
 
 
 def demo_mac(outdir: Path) -> dict:
-    from pimgpt.mac_demo import run_mac_demo
+    from pimgpt.apps.mac_demo import run_mac_demo
 
     _banner("1. RTL MAC unit: 1024-long bf16 dot product on Verilator vs the golden model")
     # Prints the RTL, golden and float64 results; raises if RTL and golden differ.
@@ -34,9 +34,9 @@ def demo_mac(outdir: Path) -> dict:
 
 
 def demo_gpt2_small_perf() -> dict:
-    from pimgpt.config import load_hw
-    from pimgpt.sim.perf.cli import simulate_model
-    from pimgpt.sim.perf.paper import anchors_dir, load_anchors
+    from pimgpt.apps.paper import anchors_dir, load_anchors
+    from pimgpt.apps.perf_cli import simulate_model
+    from pimgpt.core.config import load_hw
     from pimgpt.sw.models import get_model
 
     _banner(
@@ -67,14 +67,14 @@ def demo_gpt2_small_perf() -> dict:
                     f"-> PIM-GPT is {base * 1e3 / lat_ms:6.1f}x faster"
                 )
     if not anchors:
-        print("  (measured baselines not found: set PIMGPT_ANCHORS to the anchors folder)")
+        print("  (measured baselines not found: PIMGPT_ANCHORS names a folder without them)")
     return stats
 
 
 def demo_small_py_golden(new_tokens: int) -> dict:
-    from pimgpt.config import load_hw
+    from pimgpt.apps.perf_cli import simulate_model
+    from pimgpt.core.config import load_hw
     from pimgpt.sim.golden import run_golden
-    from pimgpt.sim.perf.cli import simulate_model
     from pimgpt.sw.checkpoint import weights_for
     from pimgpt.sw.models import get_model
     from pimgpt.sw.tokenizer import decode, encode
@@ -102,7 +102,7 @@ def demo_small_py_golden(new_tokens: int) -> dict:
 
 
 def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
-    from pimgpt.hdl.system_cli import run_rtl_generation
+    from pimgpt.apps.rtl_cli import run_rtl_generation
 
     _banner(
         "4. tiny-py on the RTL system (Verilator), every logit checked against the golden model"

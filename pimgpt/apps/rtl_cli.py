@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.errors import PimgptError
-from pimgpt.fileio import atomic_write, atomic_write_text
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import atomic_write, atomic_write_text
 
 __all__ = ["run_rtl_generation", "cli_run", "DEFAULT_RTL_HW"]
 
@@ -66,7 +66,7 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     p_idle : float
         Probability of an idle cycle before each host command while loading.
     """
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
     from pimgpt.sim.cocotb_lib.runner import simulator_available
     from pimgpt.sim.cocotb_lib.system_run import (
         compare_with_perf,

@@ -1,6 +1,6 @@
 """Benchmarks of the compiler and the golden simulator.
 
-``python -m pimgpt.bench_compiler [--quick]`` prints
+``python -m pimgpt.apps.bench_compiler [--quick]`` prints
 
 * compile time of one decode step at the model's maximum context for every preset (plus the time
   to encode program.bin and to write the AiM trace), instruction and SYNC counts;
@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from pimgpt.config import load_hw
+from pimgpt.core.config import load_hw
 from pimgpt.sw.models import PRESETS, get_model
 
 
 def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
     """Compile one decode step at maximum context per model; return timings and counts."""
+    from pimgpt.core.isa import Op
     from pimgpt.sw.compiler import compile_decode_step
-    from pimgpt.sw.isa import Op
 
     hw = load_hw(hw_name)
     rows = []
@@ -96,10 +96,10 @@ def bench_schedules(cases=SCHEDULE_CASES, hw_name: str | None = None) -> list[di
     (``hidden_ns`` of :func:`pimgpt.sim.perf.report.breakdown`), the ASIC share of the charged
     time, instruction and SYNC counts, and the compile time.
     """
-    from pimgpt.sim.perf.cli import summarize
+    from pimgpt.apps.perf_cli import summarize
+    from pimgpt.core.isa import Op
     from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sw.compiler import compile_decode_step
-    from pimgpt.sw.isa import Op
 
     hw = load_hw(hw_name)
     rows = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def cli_models(args) -> int:
-    from pimgpt.config import hw_presets
+    from pimgpt.core.config import hw_presets
     from pimgpt.sw.models import get_model, list_models
 
     print(

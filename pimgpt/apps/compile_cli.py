@@ -10,9 +10,9 @@ from pimgpt.sw.prompt import PromptError, parse_prompt  # noqa: F401 (re-exporte
 
 def cli_compile(args) -> int:
     """Compile a decode step (default) or a whole generation (``--prompt``) into ``-o DIR``."""
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
+    from pimgpt.core.isa import Op
     from pimgpt.sw.compiler import compile_decode_step, compile_generation
-    from pimgpt.sw.isa import Op
     from pimgpt.sw.mapper import map_model, summary
     from pimgpt.sw.models import get_model
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pimgpt.errors import PimgptError
-from pimgpt.fileio import atomic_write, atomic_write_text
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import atomic_write, atomic_write_text
 from pimgpt.sw.prompt import prompt_from_args  # noqa: F401 (re-exported)
 
 
@@ -29,8 +29,8 @@ class RunError(PimgptError):
 
 def _program_file(path: str, cfg, hw):
     """A CompiledProgram wrapping a program.bin (and the memmap beside it)."""
+    from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, decode
     from pimgpt.sw.compiler import CompiledProgram, Step
-    from pimgpt.sw.isa import FLAG_VEC_FROM_REG, Op, decode
     from pimgpt.sw.mapper import map_model
 
     p = Path(path)
@@ -69,7 +69,7 @@ def _program_file(path: str, cfg, hw):
 
 def cli_run(args) -> int:
     """Run a generation on the golden simulator; see the module docstring."""
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
     from pimgpt.sim.golden import run_golden
     from pimgpt.sw import checkpoint, tokenizer
     from pimgpt.sw.compiler import compile_generation

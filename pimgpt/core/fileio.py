@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 
 def _umask_mode() -> int:

@@ -1,11 +1,11 @@
 """Benchmarks of the MAC unit: golden-model throughput and RTL simulation speed.
 
 * :func:`golden_mac_throughput` -- bf16 multiply-accumulates per second of
-  :func:`pimgpt.sim.numerics.dot_bf16` (numpy, vectorised over a batch of dot products).
+  :func:`pimgpt.core.numerics.dot_bf16` (numpy, vectorised over a batch of dot products).
 * :func:`amaranth_sim_speed` -- MAC-unit cycles per second in the Amaranth Python simulator.
 * :func:`hdl_sim_speed` -- MAC-unit cycles per second under Verilator or Icarus driven by cocotb
   (the cocotb driver/monitor/scoreboard included, build time excluded and reported apart).
-* :func:`run_all` -- all of them; ``python -m pimgpt.bench_rtl_mac [--quick]`` prints a table.
+* :func:`run_all` -- all of them; ``python -m pimgpt.apps.bench_rtl_mac [--quick]`` prints a table.
 
 Every RTL run also checks its results bit-exact against the golden model.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.sim import numerics as nx
+from pimgpt.core import numerics as nx
 
 __all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run_all"]
 

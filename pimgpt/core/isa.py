@@ -22,7 +22,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 MAGIC = b"PIMGPT\x00\x00"
 VERSION = 1

@@ -1,6 +1,7 @@
 """Benchmarks of the perf simulator itself: how fast it simulates, and what it costs to check.
 
-``python -m pimgpt.bench_perf [--quick]`` prints one JSON object; :func:`run` returns it as a dict
+``python -m pimgpt.apps.bench_perf [--quick]`` prints one JSON object; :func:`run` returns it as
+a dict
 (used by ``pimgpt bench``). Figures:
 
 * ``gpt2_xl_ctx1024``: compile and simulation wall time of one gpt2-xl decode step at context 1024
@@ -16,7 +17,7 @@ import argparse
 import json
 import time
 
-from pimgpt.config import load_hw
+from pimgpt.core.config import load_hw
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.compiler import compile_decode_step

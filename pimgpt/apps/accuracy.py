@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 #: Every model this command knows, in report order.
 ALL_MODELS = ("tiny", "test-ckpt", "gpt2-small", "tiny-py", "small-py")
@@ -242,7 +242,7 @@ class AblatedF64:
 
     def __init__(self, cfg, weights: dict, weights_bf16: bool = False, acts_bf16: bool = False,
                  kv_bf16: bool = False):
-        from pimgpt.sim import numerics as nm
+        from pimgpt.core import numerics as nm
 
         self.cfg = cfg
         if weights_bf16:
@@ -727,7 +727,7 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
     """
     from tqdm import tqdm
 
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
     from pimgpt.sim import reference as ref
     from pimgpt.sw.checkpoint import weights_for
     from pimgpt.sw.models import get_model

@@ -6,7 +6,7 @@
   simulator on the same program and hardware.
 * :func:`cell_counts` -- Yosys cells of the ASIC alone, of one bank's PIM logic and of the vector
   unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic).
-* ``python -m pimgpt.bench_rtl_system [--quick] [--no-area]`` prints both tables.
+* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area]`` prints both tables.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ HW = "tiny-rtl"
 
 def cosim(simulator: str = "verilator", new_tokens: int = 4, prompt=(1, 2, 3),
           model: str = "tiny") -> dict:
-    """Run a generation on the system RTL; returns its statistics (see ``hdl/system_cli.py``)."""
-    from pimgpt.hdl.system_cli import run_rtl_generation
+    """Run a generation on the system RTL; returns its statistics (``pimgpt/apps/rtl_cli.py``)."""
+    from pimgpt.apps.rtl_cli import run_rtl_generation
 
     t0 = time.perf_counter()
     stats = run_rtl_generation(model, hw=HW, prompt=list(prompt), new_tokens=new_tokens,
@@ -40,7 +40,7 @@ def cell_counts(blocks=("asic", "bank", "vector_unit"), hw: str = HW) -> list[di
     is not part of the bank's logic). A gate-level ``synth`` of the ASIC does not finish in a
     reasonable time on a small machine.
     """
-    from pimgpt.config import load_hw
+    from pimgpt.core.config import load_hw
     from pimgpt.hdl.export import yosys_cell_counts
 
     hwc = load_hw(hw)
@@ -57,7 +57,7 @@ def cell_counts(blocks=("asic", "bank", "vector_unit"), hw: str = HW) -> list[di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pimgpt.bench_rtl_system")
+    parser = argparse.ArgumentParser(prog="python -m pimgpt.apps.bench_rtl_system")
     parser.add_argument("--quick", action="store_true", help="2 new tokens instead of 4")
     parser.add_argument("--no-area", action="store_true", help="skip the Yosys cell counts")
     args = parser.parse_args(argv)

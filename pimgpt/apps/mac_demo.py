@@ -2,8 +2,8 @@
 
 ``run_mac_demo(outdir)`` writes ``outdir/mac.v``, builds it with Verilator (cocotb runner, build
 directory ``outdir/sim``), streams 64 columns of 16 bf16 pairs through it and compares the result
-with :func:`pimgpt.sim.numerics.dot_bf16` and with a float64 reference.
-Command line: ``python -m pimgpt.mac_demo [OUTDIR]``.
+with :func:`pimgpt.core.numerics.dot_bf16` and with a float64 reference.
+Command line: ``python -m pimgpt.apps.mac_demo [OUTDIR]``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pimgpt.errors import PimgptError
-from pimgpt.sim import numerics as nx
+from pimgpt.core import numerics as nx
+from pimgpt.core.errors import PimgptError
 
 __all__ = ["run_mac_demo"]
 

@@ -7,9 +7,9 @@ simulated. With ``--prompt`` the whole generation (prefill of the prompt, one to
 
 from __future__ import annotations
 
-from pimgpt.config import load_hw
-from pimgpt.errors import PimgptError
-from pimgpt.fileio import atomic_write_json
+from pimgpt.core.config import load_hw
+from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import atomic_write_json
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
 from pimgpt.sim.perf.report import MAC_OPS, breakdown

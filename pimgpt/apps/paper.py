@@ -3,8 +3,9 @@
 For the 8 presets of the paper (``sw.models.PAPER_MODELS``) and context lengths 128, 256, 512, 1024
 (and 2048 for the GPT-3 models) one decode step is compiled and simulated, once on the hardware as
 configured and once with ``dram.act_overlap: true`` (the second row buffer that hides activation).
-Measured GPU (H200) and CPU baselines come from ``../shared/anchors`` next to the repository (or
-``$PIMGPT_ANCHORS``), matched by model and context, both modes (``hf-eager`` and ``graph``).
+Measured GPU (H200) and CPU baselines ship with the package (``pimgpt/data/baselines``, provenance
+in its README; ``$PIMGPT_ANCHORS`` names another folder), matched by model and context, both modes
+(``hf-eager`` and ``graph``).
 Two small sweeps follow: channel scaling (gpt2-medium, context 1024, 4-32 channels) and the
 vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test.
 
@@ -21,11 +22,12 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
-from pimgpt.config import hw_from_dict, load_hw
-from pimgpt.errors import PimgptError
-from pimgpt.sim.perf.cli import summarize
+from pimgpt.apps.perf_cli import summarize
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.errors import PimgptError
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
@@ -43,13 +45,11 @@ class PaperError(PimgptError):
 
 
 def anchors_dir() -> Path | None:
-    """``$PIMGPT_ANCHORS`` or ``../shared/anchors`` beside the repository, if it exists."""
+    """``$PIMGPT_ANCHORS`` if set (``None`` when it is not a folder), else the shipped baselines."""
     env = os.environ.get("PIMGPT_ANCHORS")
     if env:
         return Path(env) if Path(env).is_dir() else None
-    repo = Path(__file__).resolve().parents[2]
-    cand = repo.parent / "shared" / "anchors"
-    return cand if cand.is_dir() else None
+    return Path(str(resources.files("pimgpt") / "data" / "baselines"))
 
 
 def load_anchors(folder: Path | None) -> dict:
@@ -166,7 +166,8 @@ def _f(v, fmt):
 def markdown(rows, scaling, lanes, hw_name, anchors_found) -> str:
     out = [f"# PIM-GPT evaluation on the perf simulator ({hw_name})", "",
            "One decode step (batch 1) per model and context. Latency and energy per token; "
-           "speedup = baseline median latency / simulated latency (baselines: `../shared/anchors`"
+           "speedup = baseline median latency / simulated latency (baselines: "
+           "`pimgpt/data/baselines`"
            f"{'' if anchors_found else ', not found: no speedups'}); floor = achieved fraction "
            "of the bank-bandwidth floor over the whole token; MAC eff = the same floor against "
            "the time of the MAC instructions alone; `+ovl` = with `dram.act_overlap: true`.", "",

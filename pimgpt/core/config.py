@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from pimgpt.errors import PimgptError
+from pimgpt.core.errors import PimgptError
 
 DEFAULT_HW = "pimgpt-gddr6-8ch"
 

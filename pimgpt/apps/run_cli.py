@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 
 BACKENDS = {
-    "golden": "pimgpt.sim.golden_cli",  # functional, bit-exact: tokens and logits
-    "perf": "pimgpt.sim.perf.cli",  # cycle-accurate timing and energy
-    "rtl": "pimgpt.hdl.system_cli",  # the Verilog system under Verilator/Icarus, checked vs golden
+    "golden": "pimgpt.apps.golden_cli",  # functional, bit-exact: tokens and logits
+    "perf": "pimgpt.apps.perf_cli",  # cycle-accurate timing and energy
+    "rtl": "pimgpt.apps.rtl_cli",  # the Verilog system under Verilator/Icarus, checked vs golden
 }
 
 

@@ -1,6 +1,7 @@
 """Measured accuracy and speed of the numerics contract and the vector unit's nonlinear functions.
 
-``python -m pimgpt.bench_numerics`` prints the tables of ``docs/numerics.md``; ``numerics_report()``
+``python -m pimgpt.apps.bench_numerics`` prints the tables of ``docs/numerics.md``;
+``numerics_report()``
 returns the same figures as dicts (the lead's ``pimgpt bench`` may call it). All inputs come from
 seeded generators, so the figures are reproducible.
 
@@ -18,8 +19,8 @@ import time
 
 import numpy as np
 
-from pimgpt.sim import nonlinear as nl
-from pimgpt.sim import numerics as nm
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nm
 
 _PRECISION = {"fp32": 24, "bf16": 8}
 

@@ -48,7 +48,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from pimgpt.config import ConfigError, HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 
 # ---------------------------------------------------------------------------------------------
 # Commands

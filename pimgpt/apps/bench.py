@@ -1,6 +1,6 @@
 """``pimgpt bench`` (``make bench``): every benchmark of the tools and of the modelled hardware.
 
-Each section lives beside the code it measures (``pimgpt/bench_*.py``) and exposes a
+Each section lives beside the code it measures (``pimgpt/apps/bench_*.py``) and exposes a
 ``main(argv)`` that prints its own table; this command runs them in turn. It prints figures and
 asserts nothing about times; the figures are collected in ``BENCHMARKS.md``.
 """
@@ -14,13 +14,13 @@ import time
 SECTIONS = [
     (
         "Numerics: golden MAC throughput and nonlinear-function errors",
-        "pimgpt.bench_numerics",
+        "pimgpt.apps.bench_numerics",
         True,
     ),
-    ("Compiler speed and golden simulator seconds per token", "pimgpt.bench_compiler", True),
-    ("Performance simulator speed", "pimgpt.bench_perf", True),
-    ("RTL MAC unit: area and simulation speed", "pimgpt.bench_rtl_mac", True),
-    ("RTL system: co-simulation speed", "pimgpt.bench_rtl_system", True),
+    ("Compiler speed and golden simulator seconds per token", "pimgpt.apps.bench_compiler", True),
+    ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
+    ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
+    ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
 ]
 
 
