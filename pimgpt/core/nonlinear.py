@@ -4,63 +4,77 @@ Every function here is the executable specification of one vector-unit operation
 ``VRECIP``, ``VRSQRT``, ``VGELU``, ``VMAX``, ``SOFTMAX``, ``LAYERNORM`` in ``docs/isa.md``). Each is
 a *fixed* sequence of
 
-* ``numerics.f32_add`` / ``numerics.f32_mul`` (fp32, RNE, DAZ/FTZ, canonical NaN),
+* ``numerics.f32_add`` / ``numerics.f32_mul`` / ``numerics.f32_mad`` (fp32, RNE, DAZ/FTZ,
+  canonical NaN; ``mad`` is a multiply then an add, two roundings),
 * sign-bit operations (negate = flip bit 31, absolute value = clear bit 31), which never round,
-* integer work on bit fields (extract the exponent field, insert an exponent field to build ``2**k``
-  or to normalise a significand into ``[1, 2)``, integer subtraction for the bit-trick seeds),
-* float -> integer rounding (round half to even) of an in-range value,
-* comparisons and selects.
+* 32-bit integer work on bit patterns (shifts, adds, masks: exponent-field insertion, seeds),
+* a lookup in a small constant table (``EXP_TABLE``, 8 entries),
+* comparisons and selects (``fmax``/``fmin`` in the total order of ``numerics.f32_order_key``).
 
-No other floating-point operation is used, so an RTL vector unit made of one fp32 adder, one fp32
-multiplier and some integer logic reproduces every output bit for bit by running the steps listed
-in each docstring in order. Constants are fp32 values; their bit patterns are given in the module
-constants below (``*_BITS``). All functions are vectorised over ``float32`` numpy arrays, flush
-subnormal inputs (DAZ) and return ``float32`` arrays of the input's shape.
+No other floating-point operation is used, so a vector unit made of per-lane fp32 multiply-add
+pipelines and integer logic reproduces every output bit for bit (``pimgpt/core/vu`` holds its
+microcode). Constants are fp32 values; their bit patterns are the module constants ``*_BITS``.
+All functions are vectorised over ``float32`` numpy arrays, flush subnormal inputs (DAZ) and return
+``float32`` arrays of the input's shape. Sums are ``numerics.f32_tree_sum`` (lane-parallel order).
 
-Accuracy against float64 (measured by ``python -m pimgpt.apps.bench_numerics``, see
-``docs/numerics.md``)
-is within a few fp32 ulps for ``exp``, ``reciprocal`` and ``rsqrt``, and far below one bf16 ulp for
-``gelu``, ``softmax`` and ``layernorm``.
+Error bounds (measured by ``python -m pimgpt.apps.bench_numerics``, ``docs/numerics.md``): every
+function is within 0.1 bf16 ulp of float64 math on its documented domain.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from pimgpt.core.numerics import (
     FP32_CANONICAL_NAN,
-    FP32_MIN_NORMAL,
     f32_add,
     f32_from_bits,
+    f32_mad,
+    f32_max_total,
     f32_mul,
-    f32_sum_sequential,
+    f32_order_key,
+    f32_tree_sum,
     flush_f32,
 )
+
 
 # ---------------------------------------------------------------------------------------------
 # Constants (fp32 bit patterns are the specification; the float values are derived from them)
 # ---------------------------------------------------------------------------------------------
-#: log2(e) rounded to fp32 (1.44269502...).
-LOG2E_BITS = 0x3FB8AA3B
-#: High part of ln(2) for the Cody-Waite reduction: 0.693145751953125, 15 significant bits, so
-#: ``n * LN2_HI`` is exact for ``|n| <= 2**9``.
-LN2_HI_BITS = 0x3F317200
-#: Low part: fp32(ln(2) - LN2_HI) = 1.42860677e-06.
-LN2_LO_BITS = 0x35BFBE8E
-#: Inputs above this give +Inf, below ``EXP_X_MIN`` give +0 (the clamp keeps ``n`` in [-150, 129]).
-EXP_X_MAX = np.float32(89.0)
-EXP_X_MIN = np.float32(-104.0)
-#: Taylor coefficients 1/k! for k = 2..7, each rounded to fp32 (k = 0, 1 use the exact 1.0).
-EXP_TAYLOR_DEGREE = 7
-#: Seed constant of the reciprocal (max relative seed error 0.0505 on [1, 2)).
+def _bits_of(value: float) -> int:
+    return int(np.float32(value).view(np.uint32))
+
+
+#: 1.5 * 2**23: ``mad(v, c, ROUND_MAGIC)`` leaves ``round_half_even(v*c)`` in the low bits.
+ROUND_MAGIC_BITS = 0x4B400000
+#: exp: 8 / ln 2, the scale to units of ln(2)/8.
+EXP_C8_BITS = _bits_of(8.0 / math.log(2.0))
+#: exp: ``2**(r/8) ~ 1 + r*(P1 + P2*r)`` on ``|r| <= 1/2`` (relative error 3.5e-6).
+EXP_P1_BITS = 0x3DB17CAF
+EXP_P2_BITS = 0x3B75FE88
+#: exp: ``EXP_TABLE[j]`` = fp32(2**(j/8)); ``EXP_TABLE_ADJ[j] = EXP_TABLE[j] - (j << 20)`` (mod
+#: 2**32) so that ``EXP_TABLE_ADJ[t & 7] + (t << 20)`` inserts the exponent (see :func:`exp`).
+EXP_TABLE = tuple(_bits_of(2.0 ** (j / 8.0)) for j in range(8))
+EXP_TABLE_ADJ = tuple((b - (j << 20)) & 0xFFFFFFFF for j, b in enumerate(EXP_TABLE))
+#: exp clamps: below ``EXP_X_LO`` the result flushes to +0, above ``EXP_X_HI`` it is +Inf.
+EXP_X_LO = np.float32(-87.35)
+EXP_X_HI = np.float32(88.75)
+#: Seed constant of the reciprocal (max relative seed error 0.0505).
 RECIP_MAGIC = 0x7EF311C3
 RECIP_NEWTON_STEPS = 3
 #: Seed constant of the inverse square root (max relative seed error 0.0344 on [1, 4)).
 RSQRT_MAGIC = 0x5F3759DF
 RSQRT_NEWTON_STEPS = 3
-#: GELU (tanh form) constants: fp32(0.044715) and fp32(sqrt(2/pi)).
-GELU_A_BITS = 0x3D372713
-GELU_SQRT_2_OVER_PI_BITS = 0x3F4C422A
+#: GELU (tanh form): ``w = -2u = x*(G1 + G3*x**2)``, G1 = fp32(-2*sqrt(2/pi)),
+#: G3 = fp32(-2*sqrt(2/pi)*0.044715).
+GELU_G1_BITS = _bits_of(-2.0 * math.sqrt(2.0 / math.pi))
+GELU_G3_BITS = _bits_of(-2.0 * math.sqrt(2.0 / math.pi) * 0.044715)
+#: GELU clamps: x below GELU_X_MIN gives -0; w is kept in [EXP_X_LO, GELU_W_HI].
+GELU_X_MIN = np.float32(-16.0)
+GELU_W_HI = np.float32(87.6)
+GELU_NEWTON_STEPS = 2
 
 _SIGN = np.uint32(0x80000000)
 _ABS = np.uint32(0x7FFFFFFF)
@@ -73,18 +87,17 @@ def _c(bits: int) -> np.float32:
     return np.uint32(bits).view(np.float32)
 
 
-LOG2E = _c(LOG2E_BITS)
-LN2_HI = _c(LN2_HI_BITS)
-LN2_LO = _c(LN2_LO_BITS)
-GELU_A = _c(GELU_A_BITS)
-GELU_SQRT_2_OVER_PI = _c(GELU_SQRT_2_OVER_PI_BITS)
-#: fp32(1/k!) for k = 0..7 (index k).
-EXP_TAYLOR = tuple(np.float32(1.0 / float(np.prod(np.arange(1, k + 1)))) for k in range(8))
+ROUND_MAGIC = _c(ROUND_MAGIC_BITS)
+EXP_C8 = _c(EXP_C8_BITS)
+EXP_P1 = _c(EXP_P1_BITS)
+EXP_P2 = _c(EXP_P2_BITS)
+GELU_G1 = _c(GELU_G1_BITS)
+GELU_G3 = _c(GELU_G3_BITS)
 
 _F1 = np.float32(1.0)
 _F2 = np.float32(2.0)
 _FHALF = np.float32(0.5)
-_FM2 = np.float32(-2.0)
+_FM1 = np.float32(-1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,38 +143,60 @@ def _as_f32(x) -> np.ndarray:
     return flush_f32(np.asarray(x, dtype=np.float32))
 
 
+def fmax(a, b) -> np.ndarray:
+    """Larger of ``a`` and ``b`` in the total order (``numerics.f32_order_key``); NaN if either is.
+    """
+    a, b = _as_f32(a), _as_f32(b)
+    a, b = np.broadcast_arrays(a, b)
+    out = np.where(f32_order_key(b) > f32_order_key(a), b, a)
+    return np.where(np.isnan(a) | np.isnan(b), _canonical_nan(out.shape), out).astype(np.float32)
+
+
+def fmin(a, b) -> np.ndarray:
+    """Smaller of ``a`` and ``b`` in the total order; NaN if either is NaN."""
+    a, b = _as_f32(a), _as_f32(b)
+    a, b = np.broadcast_arrays(a, b)
+    out = np.where(f32_order_key(b) < f32_order_key(a), b, a)
+    return np.where(np.isnan(a) | np.isnan(b), _canonical_nan(out.shape), out).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # exp
 # ---------------------------------------------------------------------------------------------
+def _exp2_parts(xc: np.ndarray, negate: bool = False):
+    """Steps 2-4 of :func:`exp` on clamped ``xc``: ``(t bits, p, EXP_TABLE_ADJ[t & 7])``; with
+    ``negate`` the polynomial is evaluated with negated constants, giving exactly ``-p``."""
+    t = f32_mad(xc, EXP_C8, ROUND_MAGIC)
+    nnf = f32_mad(t, _FM1, ROUND_MAGIC)
+    r = f32_mad(xc, EXP_C8, nnf)
+    sg = _FM1 if negate else _F1
+    q = f32_mad(r, sg * EXP_P2, sg * EXP_P1)
+    p = f32_mad(q, r, sg)
+    tb = np.asarray(EXP_TABLE_ADJ, dtype=np.uint32)[_bits(t) & np.uint32(7)]
+    return _bits(t), p, tb
+
+
 def exp(x) -> np.ndarray:
-    """Element-wise ``e**x`` (``VEXP``).
+    """Element-wise ``e**x`` (``VEXP``; SOFTMAX uses it on ``x <= 0``).
 
-    Algorithm (``x`` after DAZ; every ``add``/``mul`` is ``f32_add``/``f32_mul``):
+    Algorithm (``x`` after DAZ; ``mad(a, b, c) = add(mul(a, b), c)``):
 
-    0. Specials: NaN -> canonical NaN. Clamp ``xc = min(max(x, -104.0), 89.0)`` (compare and
-       select); this maps +Inf to 89 (result overflows to +Inf in step 5) and -Inf to -104 (result
-       flushes to +0), and keeps ``n`` in [-150, 129].
-    1. ``t = mul(xc, LOG2E)``; ``n = round_half_even(t)`` as an integer (float -> int conversion;
-       ``|t| <= 150.1``); ``nf = float(n)`` (exact).
-    2. Cody-Waite reduction: ``r = add(xc, neg(mul(nf, LN2_HI)))``; ``r = add(r, neg(mul(nf,
-       LN2_LO)))``. ``mul(nf, LN2_HI)`` is exact (15 + 8 significant bits) and the first add is
-       exact (Sterbenz), so ``r`` carries only the rounding of the ``LN2_LO`` step and the last
-       add; ``|r| <= 0.3467``.
-    3. Taylor polynomial of degree 7 by Horner, ``c_k = fp32(1/k!)`` (``EXP_TAYLOR``)::
+    1. ``xc = fmin(fmax(x, EXP_X_LO), EXP_X_HI)`` (total order; NaN stays NaN, -Inf becomes
+       ``EXP_X_LO`` whose result flushes to +0, +Inf becomes ``EXP_X_HI`` whose result is +Inf).
+    2. ``t = mad(xc, C8, ROUND_MAGIC)`` with ``C8 = fp32(8/ln 2)``: the bits of ``t`` are
+       ``0x4B400000 + m`` with ``m = round_half_even(mul(xc, C8))``, ``|m| <= 1025``.
+    3. ``nnf = mad(t, -1, ROUND_MAGIC)`` (= ``-m`` exactly); ``r = mad(xc, C8, nnf)`` (=
+       ``mul(xc, C8) - m``, exact, ``|r| <= 1/2``).
+    4. ``p = mad(mad(r, P2, P1), r, 1)``: ``2**(r/8)`` (relative error 3.5e-6; ``p(0) = 1``).
+    5. ``s = EXP_TABLE_ADJ[t & 7] + (t << 20)`` (32-bit integer add): ``t << 20`` is
+       ``m << 20 = (k << 23) + (j << 20)`` with ``m = 8k + j``, ``0 <= j < 8`` (the high bits of
+       ``t`` shift out), so ``s = 2**(k + j/8)`` exactly, a normal for ``-126 <= k <= 127``.
+    6. ``y = mul(p, s)`` (flushes to +0 below ``2**-126``). Where ``x > 0`` instead
+       ``y = mul(mul(p, s'), 2.0)`` with ``s' = EXP_TABLE_ADJ[t & 7] + ((t - 8) << 20) =
+       2**(k - 1 + j/8)`` (integer ``t - 8``), which reaches ``k = 128`` and overflows to +Inf
+       correctly; where both are normal the two give the same bits.
 
-           p = c7
-           p = add(mul(p, r), c6);  p = add(mul(p, r), c5);  p = add(mul(p, r), c4)
-           p = add(mul(p, r), c3);  p = add(mul(p, r), c2)
-           p = add(mul(p, r), 1.0); p = add(mul(p, r), 1.0)
-
-       (truncation error below 7e-9 relative on ``|r| <= ln2/2``; ``p`` in [0.70, 1.42]).
-    4. Split the scale: ``n1 = floor(n / 2)`` (arithmetic shift), ``n2 = n - n1``, both in
-       [-75, 65]; ``s1 = 2**n1``, ``s2 = 2**n2`` built by exponent-field insertion.
-    5. ``y = mul(mul(p, s1), s2)``. The first product is exact; the second is ``p * 2**n`` rounded
-       by the multiplier, so overflow gives +Inf and a result below 2**-126 flushes to +0 exactly
-       as the numerics contract says.
-
-    ``exp(+-0) = 1`` exactly, ``exp(+Inf) = +Inf``, ``exp(-Inf) = +0``.
+    ``exp(+-0) = 1`` exactly, ``exp(+Inf) = +Inf``, ``exp(-Inf) = +0``, NaN gives NaN.
 
     Parameters
     ----------
@@ -174,21 +209,13 @@ def exp(x) -> np.ndarray:
         ``float32`` results, same shape.
     """
     x = _as_f32(x)
-    nan = np.isnan(x)
-    xc = np.minimum(np.maximum(np.where(nan, np.float32(0.0), x), EXP_X_MIN), EXP_X_MAX)
-    t = f32_mul(xc, LOG2E)
-    n = np.rint(t).astype(np.int64)  # numpy rint is round half to even
-    nf = n.astype(np.float32)
-    r = f32_add(xc, _neg(f32_mul(nf, LN2_HI)))
-    r = f32_add(r, _neg(f32_mul(nf, LN2_LO)))
-    p = np.full(r.shape, EXP_TAYLOR[EXP_TAYLOR_DEGREE], dtype=np.float32)
-    for k in range(EXP_TAYLOR_DEGREE - 1, -1, -1):
-        p = f32_add(f32_mul(p, r), EXP_TAYLOR[k])
-    n1 = n >> 1  # floor division by 2 for negative n as well
-    n2 = n - n1
-    y = f32_mul(f32_mul(p, _pow2(n1)), _pow2(n2))
-    if nan.any():
-        y = np.where(nan, _canonical_nan(y.shape), y)
+    xc = fmin(fmax(x, EXP_X_LO), EXP_X_HI)
+    t, p, tb = _exp2_parts(xc)
+    y = f32_mul(p, f32_from_bits(tb + (t << np.uint32(20))))
+    hi = x > 0
+    if hi.any():
+        s_hi = f32_from_bits(tb + ((t - np.uint32(8)) << np.uint32(20)))
+        y = np.where(hi, f32_mul(f32_mul(p, s_hi), _F2), y)
     return np.asarray(y, dtype=np.float32)
 
 
@@ -308,23 +335,24 @@ def rsqrt(x) -> np.ndarray:
 def gelu(x) -> np.ndarray:
     """Element-wise GELU, tanh form (``VGELU``).
 
-    ``gelu(x) = 0.5 * x * (1 + tanh(u))`` with ``u = sqrt(2/pi) * (x + 0.044715 * x**3)``. Since
-    ``0.5 * (1 + tanh(u)) = 1 / (1 + exp(-2u))``, it is computed as ``x * sigmoid(2u)``, with the
-    sigmoid evaluated on ``-2|u|`` so that ``exp`` never overflows and no ``Inf/Inf`` appears.
+    ``gelu(x) = 0.5 * x * (1 + tanh(u))`` with ``u = sqrt(2/pi) * (x + 0.044715 * x**3)``,
+    computed as the identical ``x / (1 + exp(w))`` with ``w = -2u``: no cancellation for negative
+    ``x`` (the quotient keeps its relative accuracy) and one reciprocal of ``den >= 1``.
 
-    Algorithm (``x`` after DAZ; ``exp`` and ``reciprocal`` are this module's functions):
+    Algorithm (``x`` after DAZ; ``exp`` steps 2-5 are those of :func:`exp`):
 
-    1. ``x3 = mul(mul(x, x), x)``
-    2. ``u = mul(GELU_SQRT_2_OVER_PI, add(x, mul(GELU_A, x3)))``
-    3. ``z = exp(mul(-2.0, abs(u)))``  (``z`` in [0, 1]; ``abs`` clears the sign bit)
-    4. ``s = reciprocal(add(1.0, z))``  (``s`` in [0.5, 1])
-    5. ``g = s`` if the sign bit of ``u`` is clear, else ``g = mul(z, s)`` (select)
-    6. ``y = mul(x, g)``
-    7. Specials (select): NaN -> canonical NaN; ``-Inf -> -0`` (step 6 would give ``-Inf * 0``).
+    1. ``xc = fmax(x, GELU_X_MIN)`` (-16; NaN stays NaN, -Inf gives -16).
+    2. ``w = mul(mad(mul(xc, xc), G3, G1), xc)``.
+    3. ``wc = fmax(fmin(w, GELU_W_HI), EXP_X_LO)``.
+    4. ``t, s`` of ``exp`` steps 2-5 on ``wc`` and ``pn = mad(mad(r, -P2, -P1), r, -1)`` (exactly
+       ``-p``), then ``nd = mad(pn, s, -1)`` (``-(p*s + 1)``, the negated denominator).
+    5. Seed ``y = bits_to_f32(RECIP_MAGIC - f32_to_bits(neg(nd)))`` (32-bit integer subtraction).
+    6. Two Newton steps ``y = mul(y, mad(nd, y, 2))`` (the form ``y*(2 - den*y)``: no product
+       smaller than ``y`` itself, so nothing flushes while ``y`` is normal).
+    7. ``result = mul(xc, y)``.
 
-    Large ``|x|`` needs no special case: ``x3`` or ``u`` may overflow to +-Inf, giving ``z = 0``,
-    hence ``y = x`` for positive and ``y = -0`` for negative ``x``. For ``x`` below about -9.9 the
-    true result is under about 1.3e-37 and ``z`` flushes to +0, so the result is -0.
+    For ``w`` at ``GELU_W_HI`` the seed is below 2**-126, so ``y`` is +0 and the result is -0:
+    that is every ``x`` below about -10.01 (true results below 2**-126 start at -10.06).
 
     Parameters
     ----------
@@ -337,61 +365,26 @@ def gelu(x) -> np.ndarray:
         ``float32`` results, same shape.
     """
     x = _as_f32(x)
-    x3 = f32_mul(f32_mul(x, x), x)
-    u = f32_mul(GELU_SQRT_2_OVER_PI, f32_add(x, f32_mul(GELU_A, x3)))
-    z = exp(f32_mul(_FM2, _abs(u)))
-    s = reciprocal(f32_add(_F1, z))
-    u_neg = (_bits(u) & _SIGN) != 0
-    g = np.where(u_neg, f32_mul(z, s), s)
-    y = f32_mul(x, g)
-    y = np.where(np.isneginf(x), np.float32(-0.0), y)
-    y = np.where(np.isnan(x), _canonical_nan(x.shape), y)
-    return np.asarray(y, dtype=np.float32)
+    xc = fmax(x, GELU_X_MIN)
+    w = f32_mul(f32_mad(f32_mul(xc, xc), GELU_G3, GELU_G1), xc)
+    wc = fmax(fmin(w, GELU_W_HI), EXP_X_LO)
+    t, pn, tb = _exp2_parts(wc, negate=True)
+    s = f32_from_bits(tb + (t << np.uint32(20)))
+    nd = f32_mad(pn, s, _FM1)
+    y = f32_from_bits(np.uint32(RECIP_MAGIC) - (_bits(nd) ^ _SIGN))
+    for _ in range(GELU_NEWTON_STEPS):
+        y = f32_mul(y, f32_mad(nd, y, _F2))
+    return np.asarray(f32_mul(xc, y), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reductions: max, softmax, layernorm
 # ---------------------------------------------------------------------------------------------
-#: Up to this many vectors, sums run as a scalar loop (same bits, far less numpy call overhead).
-_SCALAR_SUM_MAX_ROWS = 8
-
-
-def sum_sequential(x) -> np.ndarray:
-    """``numerics.f32_sum_sequential`` along the last axis, bit for bit, faster for few vectors.
-
-    The vector unit's reduction: ``acc = +0; acc = add(acc, x[i])`` for ``i = 0..n-1``. For a
-    handful of vectors (a decode step's LayerNorm and softmax) the per-element numpy calls of
-    ``f32_sum_sequential`` dominate, so this runs the same adds on ``float32`` scalars (IEEE
-    binary32 RNE, exactly ``f32_add`` on flushed operands) and flushes each partial sum below
-    2**-126 to signed zero, as ``f32_add`` does; NaNs are canonicalised at the end (a NaN partial
-    sum stays NaN). Larger batches call ``f32_sum_sequential`` itself.
-    """
-    x = _as_f32(x)
-    lead = x.shape[:-1]
-    rows = int(np.prod(lead, dtype=np.int64))
-    if rows > _SCALAR_SUM_MAX_ROWS:
-        return f32_sum_sequential(x, axis=-1)
-    flat = x.reshape(rows, x.shape[-1])
-    out = np.zeros(rows, dtype=np.float32)
-    tiny = FP32_MIN_NORMAL
-    zero = np.float32(0.0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for r in range(rows):
-            acc = zero
-            for v in flat[r]:
-                acc = acc + v
-                if -tiny < acc < tiny:
-                    acc = acc * zero  # keeps the sign
-            out[r] = acc
-    return flush_f32(out.reshape(lead))
-
-
 def vmax(x, axis: int = -1) -> np.ndarray:
-    """Maximum along ``axis`` as the vector unit scans it (``VMAX``).
+    """Maximum along ``axis`` (``VMAX``; the softmax maximum): ``numerics.f32_max_total``.
 
-    ``m = x[0]``; for ``i = 1..n-1``: ``m = x[i] if x[i] > m else m``; the result is the canonical
-    NaN if any element is NaN. Hence among equal maxima the first wins, which only matters for the
-    sign of a zero maximum (``vmax([-0.0, +0.0]) = -0.0``).
+    The total order ``-Inf < ... < -0 < +0 < ... < +Inf < NaN`` makes the result independent of the
+    order of comparison: any NaN gives the canonical NaN, ``vmax([-0.0, +0.0]) = +0``.
 
     Parameters
     ----------
@@ -405,30 +398,22 @@ def vmax(x, axis: int = -1) -> np.ndarray:
     numpy.ndarray
         ``float32`` maxima, ``axis`` removed.
     """
-    x = _as_f32(x)
-    if x.shape[axis] == 0:
-        raise ValueError("vmax of an empty vector")
-    x = np.moveaxis(x, axis, -1)
-    # np.argmax returns the first index of the maximum (and the first NaN if any is present).
-    idx = np.argmax(x, axis=-1)
-    m = np.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
-    return flush_f32(m)
+    return f32_max_total(_as_f32(x), axis=axis)
 
 
 def softmax(x) -> np.ndarray:
-    """Softmax along the last axis (``SOFTMAX``); 1-D or batched.
+    """Softmax along the last axis (``SOFTMAX``, ``rows`` = the product of the leading axes).
 
-    Algorithm for each vector ``x[0..n-1]`` (after DAZ):
+    Algorithm for each row ``x[0..n-1]`` (after DAZ):
 
-    1. ``m = vmax(x)`` (left to right, first maximum wins).
-    2. ``d[i] = add(x[i], neg(m))`` (so ``d[i] <= 0`` and the maximum gives exactly +0).
+    1. ``m = vmax(x)`` (total order).
+    2. ``d[i] = add(x[i], neg(m))`` (``d[i] <= 0``; the maximum gives +0).
     3. ``e[i] = exp(d[i])`` (the maximum gives exactly 1.0, so the sum is >= 1).
-    4. ``s = ((e[0] + e[1]) + e[2]) + ...`` with ``add``, left to right starting from +0
-       (``numerics.f32_sum_sequential``).
+    4. ``s = f32_tree_sum(e)``.
     5. ``r = reciprocal(s)``.
     6. ``p[i] = mul(e[i], r)``.
 
-    A NaN anywhere, or an infinite maximum, makes every output NaN (``Inf - Inf``).
+    A NaN anywhere, or an infinite maximum, makes every output of the row NaN (``Inf - Inf``).
 
     Parameters
     ----------
@@ -445,15 +430,14 @@ def softmax(x) -> np.ndarray:
         raise ValueError(f"softmax needs a non-empty last axis, got shape {x.shape}")
     m = vmax(x, axis=-1)
     e = exp(f32_add(x, _neg(m)[..., None]))
-    r = reciprocal(sum_sequential(e))
+    r = reciprocal(f32_tree_sum(e))
     return np.asarray(f32_mul(e, r[..., None]), dtype=np.float32)
 
 
 def layernorm(x, gamma, beta, eps) -> np.ndarray:
     """LayerNorm along the last axis (``LAYERNORM``); 1-D or batched.
 
-    Algorithm for each vector ``x[0..n-1]`` (after DAZ; ``sum`` is the left-to-right
-    ``f32_sum_sequential`` starting from +0):
+    Algorithm for each vector ``x[0..n-1]`` (after DAZ; ``sum`` is ``numerics.f32_tree_sum``):
 
     1. ``inv_n = reciprocal(float(n))`` (the vector unit's own reciprocal of the length; equals
        fp32(1/n) for powers of two).
@@ -461,7 +445,7 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
     3. ``d[i] = add(x[i], neg(mean))``.
     4. ``var = mul(sum(mul(d[i], d[i])), inv_n)`` (biased variance, as GPT-2).
     5. ``rstd = rsqrt(add(var, eps))``.
-    6. ``y[i] = add(mul(mul(d[i], rstd), gamma[i]), beta[i])``.
+    6. ``y[i] = mad(mul(d[i], rstd), gamma[i], beta[i])``.
 
     Parameters
     ----------
@@ -492,9 +476,9 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
             ) from err
     eps32 = _as_f32(eps)
     inv_n = reciprocal(np.float32(n))
-    mean = f32_mul(sum_sequential(x), inv_n)
+    mean = f32_mul(f32_tree_sum(x), inv_n)
     d = f32_add(x, _neg(mean)[..., None])
-    var = f32_mul(sum_sequential(f32_mul(d, d)), inv_n)
+    var = f32_mul(f32_tree_sum(f32_mul(d, d)), inv_n)
     rstd = rsqrt(f32_add(var, eps32))
-    y = f32_add(f32_mul(f32_mul(d, rstd[..., None]), gamma), beta)
+    y = f32_mad(f32_mul(d, rstd[..., None]), gamma, beta)
     return np.asarray(y, dtype=np.float32)

@@ -15,6 +15,9 @@ Rules (see ``docs/numerics.md``):
 * **NaN**: any NaN result is the one canonical quiet NaN, ``0x7FC00000`` (fp32) / ``0x7FC0`` (bf16).
 * **MAC step**: 16 exact bf16 x bf16 products (fp32), an adder tree ``((p0+p1)+(p2+p3))+...`` in
   pairs, level by level, then ``acc = acc + tree``; every add is one fp32 RNE/FTZ add.
+* **Vector-unit sums** (:func:`f32_tree_sum`): a fold into 128 virtual lanes, then a halving tree;
+  the same bits for every lane count that divides 128. Maxima use a total order
+  (:func:`f32_max_total`), ARGMAX the first index (:func:`f32_argmax`): both order-independent.
 """
 
 from __future__ import annotations
@@ -236,10 +239,101 @@ def dot_bf16(a16, b16, acc=0.0) -> np.ndarray:
     return mac_columns(acc, a16.reshape(shape_a), b16.reshape(shape_b))
 
 
-def f32_sum_sequential(x, axis: int = -1) -> np.ndarray:
-    """Sum along ``axis`` left to right with fp32 RNE/FTZ adds (the vector unit's order)."""
-    x = np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1)
-    acc = np.zeros(x.shape[:-1], dtype=np.float32)
-    for i in range(x.shape[-1]):
-        acc = f32_add(acc, x[..., i])
-    return acc
+def f32_mad(a, b, c) -> np.ndarray:
+    """Multiply-add with two roundings: ``f32_add(f32_mul(a, b), c)`` (the vector unit's ``MAD``).
+
+    Not fused: the product is rounded (RNE, FTZ) before the add, exactly as the two operations
+    written out. ``MAD(a, 1.0, c)`` is ``f32_add(a, c)``, ``MAD(a, b, -0.0)`` is ``f32_mul(a, b)``
+    (``-0`` is an exact additive identity), so one multiply-add pipeline does all three.
+    """
+    return f32_add(f32_mul(a, b), c)
+
+
+#: Width of the contract's reduction: every sum folds its input into this many partial sums (one
+#: per "virtual lane") before the tree. Any vector unit whose lane count divides it computes the
+#: same bits; see :func:`f32_tree_sum`.
+REDUCE_LANES = 128
+
+
+def f32_tree_sum(x, axis: int = -1) -> np.ndarray:
+    """Sum along ``axis`` in the contract's fixed lane-parallel order (every vector-unit sum).
+
+    With ``F = REDUCE_LANES`` (128) and ``n`` elements (after DAZ):
+
+    1. **Fold**: virtual lane ``l < min(n, F)`` starts at ``x[l]`` and adds ``x[l + F]``,
+       ``x[l + 2F]``, ... in order (each ``acc = acc + x``); lanes ``l >= n`` are empty.
+    2. **Tree**: for ``h = F/2, F/4, ..., 1``: ``acc[i] = acc[i] + acc[i + h]`` for ``i < h``,
+       where adding an empty lane leaves ``acc[i]`` as it is.
+    3. The result is ``acc[0]``.
+
+    A unit with ``W`` lanes (``W`` divides ``F``) keeps virtual lane ``l`` in lane ``l % W`` of
+    register ``l // W``: the fold and the tree levels ``h >= W`` are plain vector adds, the last
+    ``log2(W)`` levels shift lanes. An empty lane behaves as ``-0``, an exact additive identity,
+    so hardware pads with ``-0`` (or ``+0`` where every value is ``>= +0``). A sum of one element
+    is that element (``[-0]`` sums to ``-0``).
+
+    Parameters
+    ----------
+    x : array_like of float32
+        Values; the summed axis must not be empty.
+    axis : int
+        Axis to sum.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` sums, ``axis`` removed.
+    """
+    x = flush_f32(np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1))
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("tree sum of an empty vector")
+    lanes = REDUCE_LANES
+    blocks = -(-n // lanes)
+    pad = np.full(x.shape[:-1] + (blocks * lanes - n,), -0.0, dtype=np.float32)
+    v = np.concatenate([x, pad], axis=-1).reshape(x.shape[:-1] + (blocks, lanes))
+    acc = v[..., 0, :]
+    for b in range(1, blocks):
+        acc = f32_add(acc, v[..., b, :])
+    h = lanes // 2
+    while h >= 1:
+        acc = f32_add(acc[..., :h], acc[..., h:2 * h])
+        h //= 2
+    return acc[..., 0]
+
+
+def f32_order_key(x) -> np.ndarray:
+    """Total-order key of fp32 values (``uint32``; larger key = larger value), after DAZ.
+
+    ``-Inf < ... < -0 < +0 < ... < +Inf < NaN`` (NaNs become the canonical NaN first). This is the
+    order of ``VMAX``/``FMAX`` and of the softmax maximum: a maximum under it does not depend on
+    the order in which elements are compared.
+    """
+    b = bits_from_f32(flush_f32(x))
+    return np.where(b >> np.uint32(31) != 0, ~b, b | _SIGN_MASK32).astype(np.uint32)
+
+
+def f32_max_total(x, axis: int = -1) -> np.ndarray:
+    """Maximum along ``axis`` under :func:`f32_order_key` (canonical NaN if any element is NaN).
+
+    Order-independent (ties are identical bit patterns), so any tree gives these bits.
+    """
+    x = flush_f32(np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1))
+    if x.shape[-1] == 0:
+        raise ValueError("maximum of an empty vector")
+    idx = np.argmax(f32_order_key(x), axis=-1)
+    return np.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
+
+
+def f32_argmax(x, axis: int = -1) -> np.ndarray:
+    """First index of the maximum along ``axis`` (``ARGMAX``), comparing as floats after DAZ.
+
+    ``-0 == +0``; a NaN is greater than every number and equal to every NaN (so the first NaN wins
+    if there is one). Order-independent with the index tie-break (the smaller index wins a tie).
+    """
+    x = flush_f32(np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1))
+    if x.shape[-1] == 0:
+        raise ValueError("argmax of an empty vector")
+    key = f32_order_key(x)
+    key = np.where(key == np.uint32(0x7FFFFFFF), np.uint32(0x80000000), key)  # -0 ties +0
+    return np.argmax(key, axis=-1)

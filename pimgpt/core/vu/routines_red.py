@@ -1,0 +1,349 @@
+"""Routines with reductions: VMAX, ARGMAX, SOFTMAX (``rows`` rows) and LAYERNORM.
+
+Sums follow ``numerics.f32_tree_sum`` exactly: block ``b`` of a row adds into accumulator
+``b mod A`` (``A = 128/W`` registers = the contract's 128 virtual lanes), the accumulators are
+added pairwise (tree levels ``h >= W``), then the in-register levels: with two rows, one ``VUZP``
+pair puts both rows' halves side by side and one add does level ``W/2`` for both, then ``VSHD``
+shifts serve the remaining levels of both rows at once. Maxima (order-independent) use the same
+trees with ``VFMAX``; ARGMAX carries an index register per value register and breaks ties towards
+the smaller index.
+"""
+
+from __future__ import annotations
+
+from pimgpt.core import nonlinear as nl
+from pimgpt.core.numerics import REDUCE_LANES
+
+from . import routines_fn as fn
+from .asm import Asm, SReg, VReg
+from .routines import F, Scalars, blocks, blocks_of, copy_reg, log2, window
+from .uisa import MODE_UPPER, Fill, UOp
+
+NEG_INF = 0xFF800000
+NEG_ZERO = 0x80000000
+
+
+def _op(a: Asm, op: UOp, x: VReg, y: VReg) -> VReg:
+    z = a.vreg()
+    a.v(op, z, x, y)
+    return z
+
+
+def tree_regs(a: Asm, op: UOp, regs: list[VReg]) -> VReg:
+    """Register levels of the tree: ``r[i] = op(r[i], r[i + len/2])`` until one is left."""
+    regs = list(regs)
+    while len(regs) > 1:
+        h = len(regs) // 2
+        regs = [_op(a, op, regs[i], regs[i + h]) for i in range(h)]
+    return regs[0]
+
+
+def tree_rows(a: Asm, op: UOp, rows: list[VReg]) -> VReg:
+    """In-register levels for ``G`` rows (one register each, ``G`` a power of two): zip levels
+    ``h = W/2 .. W/G`` pack the rows side by side, shift levels finish them. Row ``q``'s result
+    is lane ``q * W/G`` of the returned register."""
+    W = a.lanes
+    regs, h = list(rows), W // 2
+    while len(regs) > 1:
+        nxt = []
+        for i in range(0, len(regs), 2):
+            lo, hi = a.vreg("zl"), a.vreg("zh")
+            a.v(UOp.VUZP, lo, regs[i], h, vc=regs[i + 1])
+            a.v(UOp.VUZP, hi, regs[i], h, mode=MODE_UPPER, vc=regs[i + 1])
+            nxt.append(_op(a, op, lo, hi))
+        regs, h = nxt, h // 2
+    r = regs[0]
+    while h >= 1:
+        sh = a.vreg("sh")
+        a.v(UOp.VSHD, sh, r, h)
+        r = _op(a, op, r, sh)
+        h //= 2
+    return r
+
+
+def _bcast(a: Asm, value: int) -> VReg:
+    r = a.vreg("init")
+    a.v(UOp.VBCAST, r, None, value)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# VMAX, ARGMAX
+# ---------------------------------------------------------------------------------------------
+def vmax(a: Asm) -> None:
+    """VMAX dst=s1 src=s2 n=s3: ``dst[0] = numerics.f32_max_total(src)``."""
+    a.label("vmax")
+    S = Scalars()
+    K = 4
+    acc = [_bcast(a, NEG_INF) for _ in range(K)]
+    p, hi = copy_reg(a, S, F[2]), window(a, S, F[2], F[3])
+    nb = blocks_of(a, S, F[3])
+
+    def body(q, b, off):
+        x = a.vreg("x")
+        a.ld(x, p, F[2], hi, Fill.NEG_INF, off=off)
+        a.v(UOp.VFMAX, acc[b], acc[b], x)
+
+    blocks(a, S, nb, 1, K, [p], body)
+    m = tree_rows(a, UOp.VFMAX, [tree_regs(a, UOp.VFMAX, acc)])
+    one = window(a, S, F[1], SReg(0))
+    a.s(UOp.SADD, one, F[1], 1)
+    a.st(m, F[1], F[1], one)
+    a.done()
+
+
+def _pick(a: Asm, v1: VReg, i1: VReg, v2: VReg, i2: VReg) -> tuple[VReg, VReg]:
+    """``(v2, i2)`` where it beats ``(v1, i1)``: greater, or equal with a smaller index."""
+    gt, eq, lt, tie, take = (a.vreg() for _ in range(5))
+    a.v(UOp.VFGT, gt, v2, v1)
+    a.v(UOp.VFEQ, eq, v2, v1)
+    a.v(UOp.VSLTU, lt, i2, i1)
+    a.v(UOp.VAND, tie, eq, lt)
+    a.v(UOp.VOR, take, gt, tie)
+    a.v(UOp.VCMOV, v1, take, v2)
+    a.v(UOp.VCMOV, i1, take, i2)
+    return v1, i1
+
+
+def argmax(a: Asm) -> None:
+    """ARGMAX reg=s1 src=s2 n=s3: ``R[reg] = numerics.f32_argmax(src)``.
+
+    ``K`` (value, index) register pairs. The first ``K`` blocks are loaded directly (lanes beyond
+    ``n`` read -Inf with an index >= n, so they never win a tie); each later block replaces a
+    lane only when strictly greater, which keeps the first index within a lane. The index
+    register records the block pointer; lane and block offsets are added at the end, then the
+    pairs are combined with the tie-break.
+    """
+    a.label("argmax")
+    S = Scalars()
+    W, K = a.lanes, 4
+    p, hi = copy_reg(a, S, F[2]), window(a, S, F[2], F[3])
+    nb = blocks_of(a, S, F[3])
+    val = [a.vreg("av") for _ in range(K)]
+    idx = [a.vreg("ai") for _ in range(K)]
+    with a.sched():
+        for b in range(K):
+            with a.copy(b):
+                a.ld(val[b], p, F[2], hi, Fill.NEG_INF, off=b * W)
+                a.v(UOp.VBCAST, idx[b], None, p)
+        a.s(UOp.SADD, p, p, K * W)
+    rest = S()
+    a.s(UOp.SMAX, rest, nb, K)
+    a.s(UOp.SSUB, rest, rest, K)
+
+    def body(q, b, off):
+        x, c = a.vreg("x"), a.vreg("c")
+        a.ld(x, p, F[2], hi, Fill.NEG_INF, off=off)
+        a.v(UOp.VFGT, c, x, val[b])
+        a.v(UOp.VCMOV, val[b], c, x)
+        a.v(UOp.VCMOV, idx[b], c, p)
+
+    blocks(a, S, rest, 1, K, [p], body)
+    for b in range(K):  # element index = pointer + b*W + lane - src
+        io, t = a.vreg(), a.vreg()
+        a.v(UOp.VIOTA, io, None, b * W)
+        a.v(UOp.VADD, t, idx[b], io)
+        a.v(UOp.VSUB, idx[b], t, F[2])
+    v, i = val, idx
+    while len(v) > 1:
+        h = len(v) // 2
+        pairs = [_pick(a, v[j], i[j], v[j + h], i[j + h]) for j in range(h)]
+        v, i = [x for x, _ in pairs], [y for _, y in pairs]
+    v0, i0 = v[0], i[0]
+    h = W // 2
+    while h >= 1:
+        sv, si = a.vreg(), a.vreg()
+        a.v(UOp.VSHD, sv, v0, h)
+        a.v(UOp.VSHD, si, i0, h)
+        v0, i0 = _pick(a, v0, i0, sv, si)
+        h //= 2
+    r = S()
+    a.movv(r, i0, 0)
+    a.wsr(r, F[1])
+    a.done()
+
+
+# ---------------------------------------------------------------------------------------------
+# SOFTMAX
+# ---------------------------------------------------------------------------------------------
+def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_d: SReg,
+                   n: SReg, nb: SReg) -> None:
+    """Softmax of ``G`` rows starting at ``base_s`` (results at ``base_d``)."""
+    W = a.lanes
+    A = REDUCE_LANES // W
+    seg = W // G
+    lo, hi, p, dlo, dhi, dp = ([S() for _ in range(G)] for _ in range(6))
+    for q in range(G):
+        a.s(UOp.SADD, lo[q], base_s if q == 0 else lo[q - 1], 0 if q == 0 else n)
+        a.s(UOp.SADD, hi[q], lo[q], n)
+        a.s(UOp.SADD, dlo[q], base_d if q == 0 else dlo[q - 1], 0 if q == 0 else n)
+        a.s(UOp.SADD, dhi[q], dlo[q], n)
+    # pass 1: maxima (order-independent: K accumulators per row)
+    Km = max(1, 4 // G)
+    mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
+    for q in range(G):
+        a.s(UOp.SADD, p[q], lo[q], 0)
+
+    def max_body(q, b, off):
+        x = a.vreg("x")
+        a.ld(x, p[q], lo[q], hi[q], Fill.NEG_INF, off=off)
+        a.v(UOp.VFMAX, mx[q][b], mx[q][b], x)
+
+    blocks(a, S, nb, G, Km, p, max_body)
+    neg_m = a.vreg("nm")
+    a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, [tree_regs(a, UOp.VFMAX, r) for r in mx]),
+        fn.SIGN)
+    nm = [a.vreg("nmq") for _ in range(G)]
+    for q in range(G):
+        a.v(UOp.VBCL, nm[q], neg_m, q * seg)
+        a.s(UOp.SADD, p[q], lo[q], 0)
+        a.s(UOp.SADD, dp[q], dlo[q], 0)
+    # pass 2: e = exp(x - m), stored; the sums in the contract's order
+    Ks = max(A, 2)
+    acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
+
+    def exp_body(q, b, off):
+        x, d = a.vreg("x"), a.vreg("d")
+        a.ld(x, p[q], lo[q], hi[q], Fill.NEG_INF, off=off)
+        a.v(UOp.VFADD, d, x, nm[q])
+        e = fn.exp_nonpos(a, k, d)
+        a.st(e, dp[q], dlo[q], dhi[q], off=off)
+        a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
+
+    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=3)
+    inv = fn.reciprocal(a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
+    rq = [a.vreg("rq") for _ in range(G)]
+    for q in range(G):
+        a.v(UOp.VBCL, rq[q], inv, q * seg)
+        a.s(UOp.SADD, dp[q], dlo[q], 0)
+
+    # pass 3: p = e * r
+    def scale_body(q, b, off):
+        e, y = a.vreg("e"), a.vreg("y")
+        a.ld(e, dp[q], dlo[q], dhi[q], Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFMUL, y, e, rq[q])
+        a.st(y, dp[q], dlo[q], dhi[q], off=off)
+
+    blocks(a, S, nb, G, 4 // G, dp, scale_body)
+
+
+def softmax(a: Asm) -> None:
+    """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``, ``G`` rows at a time
+    (two on 64 and 128 lanes), then the remaining row."""
+    a.label("softmax")
+    S = Scalars()
+    k = fn.Consts(a)
+    k.need(*fn.EXP_CONSTS)
+    G = 2 if a.lanes >= 64 else 1
+    n = F[3]
+    rows, base_s, base_d, stride = S(), S(), S(), S()
+    a.s(UOp.SMAX, rows, F[4], 1)  # a program of format 1 has no rows field: one row
+    a.s(UOp.SADD, base_s, F[2], 0)
+    a.s(UOp.SADD, base_d, F[1], 0)
+    nb = blocks_of(a, S, n)
+    ngroups = S()
+    a.s(UOp.SSHR, ngroups, rows, log2(G))
+    a.s(UOp.SSHL, stride, n, log2(G))
+    S.shared("niter"), S.shared("nrem"), S.shared("kb")
+    mark = S.next
+    with a.loop(ngroups):
+        _softmax_group(a, S, k, G, base_s, base_d, n, nb)
+        a.s(UOp.SADD, base_s, base_s, stride)
+        a.s(UOp.SADD, base_d, base_d, stride)
+    g = G // 2
+    while g >= 1:
+        S.next = mark
+        bit, skip = S(), a.fresh("smax.skip")
+        a.s(UOp.SAND, bit, rows, g)
+        a.br(UOp.BEQ, bit, SReg(0), skip)
+        _softmax_group(a, S, k, g, base_s, base_d, n, nb)
+        a.label(skip)
+        g //= 2
+    a.done()
+
+
+# ---------------------------------------------------------------------------------------------
+# LAYERNORM
+# ---------------------------------------------------------------------------------------------
+def layernorm(a: Asm) -> None:
+    """LAYERNORM dst=s1 src=s2 gamma=s3 beta=s4 n=s5 eps=s6 (``nonlinear.layernorm``).
+
+    Passes: (1) ``sum(x)``; (2) ``d = x - mean`` stored in ``dst``; (3) ``sum(d*d)`` from ``dst``
+    (lanes beyond ``n`` read +0, so their squares add nothing); (4) ``y = (d*rstd)*gamma + beta``.
+    """
+    a.label("layernorm")
+    S = Scalars()
+    W = a.lanes
+    A = REDUCE_LANES // W
+    K = max(A, 2)
+    n = F[5]
+    nb = blocks_of(a, S, n)
+    xhi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
+    ghi, bhi = window(a, S, F[3], n), window(a, S, F[4], n)
+    # inv_n = reciprocal(float(n)): float(n) = (2**23 | n) - 2**23 (n < 2**23)
+    fnv, fl = a.vreg(), a.vreg()
+    a.v(UOp.VBCAST, fnv, None, n)
+    a.v(UOp.VOR, fl, fnv, 0x4B000000)
+    nf = a.vreg()
+    a.v(UOp.VFADD, nf, fl, 0xCB000000)
+    inv_n = fn.reciprocal(a, nf)
+    # pass 1: sum(x)
+    p = copy_reg(a, S, F[2])
+    acc = [_bcast(a, NEG_ZERO) for _ in range(A)]
+
+    def sum_body(q, b, off):
+        x = a.vreg("x")
+        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFADD, acc[b % A], acc[b % A], x)
+
+    blocks(a, S, nb, 1, K, [p], sum_body)
+    mean, nmean = a.vreg("mean"), a.vreg("nmean")
+    a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
+    nm0 = a.vreg()
+    a.v(UOp.VXOR, nm0, mean, fn.SIGN)
+    a.v(UOp.VBCL, nmean, nm0, 0)
+    # pass 2: d = x - mean into dst
+    a.s(UOp.SADD, p, F[2], 0)
+    dp = copy_reg(a, S, F[1])
+
+    def d_body(q, b, off):
+        x, d = a.vreg("x"), a.vreg("d")
+        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFADD, d, x, nmean)
+        a.st(d, dp, F[1], dhi, off=off)
+
+    blocks(a, S, nb, 1, 4, [p, dp], d_body)
+    # pass 3: sum(d*d)
+    a.s(UOp.SADD, dp, F[1], 0)
+    sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
+
+    def sq_body(q, b, off):
+        d = a.vreg("d")
+        a.ld(d, dp, F[1], dhi, Fill.POS_ZERO, off=off)
+        a.mad(sq[b % A], d, d, sq[b % A])
+
+    blocks(a, S, nb, 1, K, [dp], sq_body)
+    var, ve = a.vreg("var"), a.vreg("ve")
+    a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
+    a.v(UOp.VFADD, ve, var, F[6])
+    rs0 = fn.rsqrt(a, ve)
+    rstd = a.vreg("rstd")
+    a.v(UOp.VBCL, rstd, rs0, 0)
+    # pass 4: y = (d * rstd) * gamma + beta
+    a.s(UOp.SADD, dp, F[1], 0)
+    gp, bp = copy_reg(a, S, F[3]), copy_reg(a, S, F[4])
+
+    def y_body(q, b, off):
+        d, g, be, e, y = (a.vreg(s) for s in ("d", "g", "b", "e", "y"))
+        a.ld(d, dp, F[1], dhi, Fill.NEG_ZERO, off=off)
+        a.ld(g, gp, F[3], ghi, Fill.NEG_ZERO, off=off)
+        a.ld(be, bp, F[4], bhi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFMUL, e, d, rstd)
+        a.mad(y, e, g, be)
+        a.st(y, dp, F[1], dhi, off=off)
+
+    blocks(a, S, nb, 1, 4, [dp, gp, bp], y_body)
+    a.done()
+
+
+__all__ = ["argmax", "layernorm", "nl", "softmax", "tree_regs", "tree_rows", "vmax"]
