@@ -104,6 +104,8 @@ class VectorISS:
         if not timing_only and scratchpad is None:
             raise ISSError("functional mode needs a scratchpad")
         self.fe_regs = [0] * 16
+        #: Set to a list to record ``(pc, issue cycle)`` of every micro-operation.
+        self.trace: list | None = None
         self._lane = np.arange(self.W, dtype=np.int64)
         self._info = [(w, vector_reads(w), vector_writes(w), self.lat.of(w.op))
                       for w in microcode.words]
@@ -142,6 +144,8 @@ class VectorISS:
                 for r in vw:
                     ready[r] = ti + lat
             t = ti
+            if self.trace is not None:
+                self.trace.append((pc, ti))
             st.uops += 1
             if uop in VFP_OPS:
                 st.fp_ops += self.W * (2 if uop is UOp.VMAD else 1)

@@ -111,7 +111,7 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
 # Element-wise instructions
 # ---------------------------------------------------------------------------------------------
 def _elementwise(a: Asm, name: str, ins: tuple[int, ...], n_field: int, func, consts=(),
-                 K: int = 4, max_open: int = 4) -> None:
+                 K: int = 8, max_open: int = 4) -> None:
     """``dst[i] = func(src...[i])``: inputs at the fields ``ins``, ``dst`` in field 1."""
     a.label(name)
     S = Scalars()
@@ -287,8 +287,8 @@ def build_microcode(lanes: int, lat: Latency | None = None) -> Microcode:
     _elementwise(a, "vadd", (2, 3), 4, _binary(UOp.VFADD))
     _elementwise(a, "vmul", (2, 3), 4, _binary(UOp.VFMUL))
     _elementwise(a, "vscale", (2,), 3, _scale)
-    _elementwise(a, "vexp", (2,), 3, fn.exp_full, fn.EXP_CONSTS, max_open=3)
-    _elementwise(a, "vgelu", (2,), 3, fn.gelu, fn.GELU_CONSTS, max_open=3)
+    _elementwise(a, "vexp", (2,), 3, fn.exp_full, fn.EXP_CONSTS)
+    _elementwise(a, "vgelu", (2,), 3, fn.gelu, fn.GELU_CONSTS)
     _elementwise(a, "vrecip", (2,), 3, lambda a, k, x: fn.reciprocal(a, x), max_open=2)
     _elementwise(a, "vrsqrt", (2,), 3, lambda a, k, x: fn.rsqrt(a, x), max_open=2)
     _vmov(a)

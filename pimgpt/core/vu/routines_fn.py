@@ -184,6 +184,19 @@ def reciprocal(a: Asm, x: VReg) -> VReg:
     return out
 
 
+def recip_newton(a: Asm, s: VReg) -> VReg:
+    """``nonlinear.recip_newton`` (SOFTMAX's 1/sum): 8 micro-operations."""
+    ns, y = a.vreg(), a.vreg()
+    a.v(UOp.VXOR, ns, s, SIGN)
+    a.v(UOp.VRSUB, y, s, nl.RECIP_MAGIC)
+    for _ in range(nl.RECIP_NEWTON_STEPS):
+        e, y2 = a.vreg(), a.vreg()
+        a.mad(e, ns, y, f32(1.0))
+        a.mad(y2, y, e, y)
+        y = y2
+    return y
+
+
 def rsqrt(a: Asm, x: VReg) -> VReg:
     """``nonlinear.rsqrt`` (three Newton steps on the significand, specials by select)."""
     e0, ee, m0, m, e, odd, m2, e1, sh, y, hn = (a.vreg() for _ in range(11))

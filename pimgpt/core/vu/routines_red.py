@@ -16,7 +16,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, SReg, VReg
-from .routines import F, Scalars, blocks, blocks_of, copy_reg, log2, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, copy_reg, log2, window
 from .uisa import MODE_UPPER, Fill, UOp
 
 NEG_INF = 0xFF800000
@@ -168,94 +168,103 @@ def argmax(a: Asm) -> None:
 # ---------------------------------------------------------------------------------------------
 def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_d: SReg,
                    n: SReg, nb: SReg) -> None:
-    """Softmax of ``G`` rows starting at ``base_s`` (results at ``base_d``)."""
+    """Softmax of ``G`` rows starting at ``base_s`` (results at ``base_d``). Row ``q``'s window is
+    ``[0, end of row q)``: its blocks never reach below its start, so the lower bound can be 0."""
     W = a.lanes
     A = REDUCE_LANES // W
     seg = W // G
-    lo, hi, p, dlo, dhi, dp = ([S() for _ in range(G)] for _ in range(6))
+    hi, p, dhi, dp = ([S() for _ in range(G)] for _ in range(4))
     for q in range(G):
-        a.s(UOp.SADD, lo[q], base_s if q == 0 else lo[q - 1], 0 if q == 0 else n)
-        a.s(UOp.SADD, hi[q], lo[q], n)
-        a.s(UOp.SADD, dlo[q], base_d if q == 0 else dlo[q - 1], 0 if q == 0 else n)
-        a.s(UOp.SADD, dhi[q], dlo[q], n)
+        a.s(UOp.SADD, hi[q], base_s if q == 0 else hi[q - 1], n)
+        a.s(UOp.SADD, dhi[q], base_d if q == 0 else dhi[q - 1], n)
+
+    def starts(ptrs, bases, ends):
+        for q in range(G):
+            a.s(UOp.SADD, ptrs[q], bases if q == 0 else ends[q - 1], 0)
+
     # pass 1: maxima (order-independent: K accumulators per row)
     Km = max(1, 4 // G)
     mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
-    for q in range(G):
-        a.s(UOp.SADD, p[q], lo[q], 0)
+    starts(p, base_s, hi)
 
     def max_body(q, b, off):
         x = a.vreg("x")
-        a.ld(x, p[q], lo[q], hi[q], Fill.NEG_INF, off=off)
+        a.ld(x, p[q], ZERO, hi[q], Fill.NEG_INF, off=off)
         a.v(UOp.VFMAX, mx[q][b], mx[q][b], x)
 
     blocks(a, S, nb, G, Km, p, max_body)
     neg_m = a.vreg("nm")
-    a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, [tree_regs(a, UOp.VFMAX, r) for r in mx]),
-        fn.SIGN)
     nm = [a.vreg("nmq") for _ in range(G)]
-    for q in range(G):
-        a.v(UOp.VBCL, nm[q], neg_m, q * seg)
-        a.s(UOp.SADD, p[q], lo[q], 0)
-        a.s(UOp.SADD, dp[q], dlo[q], 0)
+    with a.sched():
+        a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, [tree_regs(a, UOp.VFMAX, r) for r in mx]),
+            fn.SIGN)
+        for q in range(G):
+            a.v(UOp.VBCL, nm[q], neg_m, q * seg)
+        starts(p, base_s, hi)
+        starts(dp, base_d, dhi)
     # pass 2: e = exp(x - m), stored; the sums in the contract's order
     Ks = max(A, 2)
     acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
 
     def exp_body(q, b, off):
         x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p[q], lo[q], hi[q], Fill.NEG_INF, off=off)
+        a.ld(x, p[q], ZERO, hi[q], Fill.NEG_INF, off=off)
         a.v(UOp.VFADD, d, x, nm[q])
         e = fn.exp_nonpos(a, k, d)
-        a.st(e, dp[q], dlo[q], dhi[q], off=off)
+        a.st(e, dp[q], ZERO, dhi[q], off=off)
         a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
 
     blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=3)
-    inv = fn.reciprocal(a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
     rq = [a.vreg("rq") for _ in range(G)]
-    for q in range(G):
-        a.v(UOp.VBCL, rq[q], inv, q * seg)
-        a.s(UOp.SADD, dp[q], dlo[q], 0)
+    with a.sched():
+        inv = fn.recip_newton(
+            a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
+        for q in range(G):
+            a.v(UOp.VBCL, rq[q], inv, q * seg)
+        starts(dp, base_d, dhi)
 
     # pass 3: p = e * r
     def scale_body(q, b, off):
         e, y = a.vreg("e"), a.vreg("y")
-        a.ld(e, dp[q], dlo[q], dhi[q], Fill.NEG_ZERO, off=off)
+        a.ld(e, dp[q], ZERO, dhi[q], Fill.NEG_ZERO, off=off)
         a.v(UOp.VFMUL, y, e, rq[q])
-        a.st(y, dp[q], dlo[q], dhi[q], off=off)
+        a.st(y, dp[q], ZERO, dhi[q], off=off)
 
-    blocks(a, S, nb, G, 4 // G, dp, scale_body)
+    blocks(a, S, nb, G, max(1, 4 // G), dp, scale_body)
+    a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
+    a.s(UOp.SADD, base_d, dhi[G - 1], 0)
+
+
+#: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
+SOFTMAX_ROWS = {16: 1, 32: 1, 64: 2, 128: 4}
 
 
 def softmax(a: Asm) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``, ``G`` rows at a time
-    (two on 64 and 128 lanes), then the remaining row."""
+    (:data:`SOFTMAX_ROWS`), then the remaining rows in groups of ``G/2, G/4, ..., 1``."""
     a.label("softmax")
     S = Scalars()
     k = fn.Consts(a)
     k.need(*fn.EXP_CONSTS)
-    G = 2 if a.lanes >= 64 else 1
+    G = SOFTMAX_ROWS[a.lanes]
     n = F[3]
-    rows, base_s, base_d, stride = S(), S(), S(), S()
+    rows, base_s, base_d = S(), S(), S()
     a.s(UOp.SMAX, rows, F[4], 1)  # a program of format 1 has no rows field: one row
     a.s(UOp.SADD, base_s, F[2], 0)
     a.s(UOp.SADD, base_d, F[1], 0)
     nb = blocks_of(a, S, n)
     ngroups = S()
     a.s(UOp.SSHR, ngroups, rows, log2(G))
-    a.s(UOp.SSHL, stride, n, log2(G))
     S.shared("niter"), S.shared("nrem"), S.shared("kb")
     mark = S.next
     with a.loop(ngroups):
         _softmax_group(a, S, k, G, base_s, base_d, n, nb)
-        a.s(UOp.SADD, base_s, base_s, stride)
-        a.s(UOp.SADD, base_d, base_d, stride)
     g = G // 2
     while g >= 1:
         S.next = mark
         bit, skip = S(), a.fresh("smax.skip")
         a.s(UOp.SAND, bit, rows, g)
-        a.br(UOp.BEQ, bit, SReg(0), skip)
+        a.br(UOp.BEQ, bit, ZERO, skip)
         _softmax_group(a, S, k, g, base_s, base_d, n, nb)
         a.label(skip)
         g //= 2
