@@ -128,15 +128,24 @@ def _first_non_finite(data, where: str = "") -> str | None:
     return None
 
 
+def _json_default(obj):
+    """numpy scalars and arrays as JSON values (``json`` knows only Python's own types)."""
+    if hasattr(obj, "tolist"):  # numpy scalar or array: int, float, bool or nested lists
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def json_text(data, what: str = "output", **dump_kwargs) -> str:
-    """Standard JSON text of ``data`` (numpy scalars as numbers; NaN/Infinity refused).
+    """Standard JSON text of ``data`` (numpy values as numbers; NaN/Infinity refused).
 
     Raises
     ------
     OutputError
         Naming the first key whose value is not a finite number.
     """
-    dump_kwargs.setdefault("default", float)
+    dump_kwargs.setdefault("default", _json_default)
     try:
         return json.dumps(data, allow_nan=False, **dump_kwargs) + "\n"
     except ValueError:
@@ -176,7 +185,7 @@ class Outputs:
             path = check_destination(self._name(opt), raw)
             key = path.resolve()
             if key in seen:
-                raise OutputError(f"{opt} and {seen[key]} both name {raw}; give each output its "
+                raise OutputError(f"{seen[key]} and {opt} both name {raw}; give each output its "
                                   "own file")
             seen[key] = opt
             self.targets[opt] = path
@@ -294,7 +303,7 @@ class Outputs:
             shutil.rmtree(stage, ignore_errors=True)
         self._stage_dirs.clear()
         self._staged.clear()
-        for d in reversed(self._made_dirs):
+        for d in sorted(set(self._made_dirs), key=lambda p: len(p.parts), reverse=True):
             try:
                 d.rmdir()
             except OSError:

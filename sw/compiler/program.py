@@ -296,13 +296,12 @@ class CompiledProgram:
 
         outs = outputs if outputs is not None else program_outputs(directory)
         blob = self.encode()
-        memmap = self.memmap.to_dict()
-        memmap["fingerprint"] = fingerprint(self.memmap.cfg, self.memmap.hw, blob)
+        stamp = {"fingerprint": fingerprint(self.memmap.cfg, self.memmap.hw, blob)}
         contents = {
             "program.bin": blob,
             "program.asm": self.to_asm().encode(),
             "program.aim": self.to_aim().encode(),
-            "memmap.yaml": yaml.safe_dump(memmap, sort_keys=False).encode(),
+            "memmap.yaml": (self.memmap.to_yaml() + yaml.safe_dump(stamp)).encode(),
         }
         with outs:
             for name, data in contents.items():
