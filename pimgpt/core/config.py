@@ -259,6 +259,9 @@ def load_yaml(path: Path) -> dict:
 
 def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
     """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``)."""
+    if name_or_path is not None and str(name_or_path) == "":
+        raise ConfigError("--hw is an empty string; give a preset name or a YAML path (or leave "
+                          f"it out for {DEFAULT_HW})")
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
         with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:

@@ -10,7 +10,6 @@ so the simulator's own rebuild check sees an unchanged file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from amaranth.hdl import Module
@@ -18,10 +17,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from pimgpt.core.config import HwConfig
+from pimgpt.core.fileio import atomic_write_text
 
 from .runner import default_build_root
 
-__all__ = ["Harness", "harness_verilog", "write_if_changed", "BLOCKS_TOP", "blocks_verilog"]
+__all__ = ["Harness", "harness_verilog", "write_if_changed", "BLOCKS_TOP", "blocks_build_dir",
+           "blocks_verilog"]
 
 #: Top-level module name of :func:`blocks_verilog`.
 BLOCKS_TOP = "pimgpt_blocks"
@@ -66,14 +67,11 @@ class Harness(wiring.Component):
 
 
 def write_if_changed(path, text: str) -> Path:
-    """Write ``text`` to ``path`` unless it already holds exactly that (keeps the timestamp, so
-    the simulator does not rebuild); atomically, through a temporary file beside it."""
+    """Write ``text`` to ``path`` (atomically) unless it already holds exactly that: the file
+    keeps its timestamp, so the simulator does not rebuild."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return path
 
 
@@ -85,20 +83,22 @@ def harness_verilog(blocks: dict, name: str, outdir, extra: str = "") -> Path:
     return write_if_changed(Path(outdir) / f"{name}.v", text)
 
 
-def blocks_verilog(hw: HwConfig, vu_words: int = 16384) -> tuple[Path, Path]:
-    """The block testbenches' shared top level (:data:`BLOCKS_TOP`): the vector unit with its
-    scratchpad (ports ``vu_*``) and one PIM channel (ports ``ch_*``).
+def blocks_build_dir(hw: HwConfig) -> Path:
+    """Build directory of :func:`blocks_verilog` (``blocks-<hw name>`` in the build cache)."""
+    return default_build_root() / f"blocks-{hw.name}"
 
-    Returns
-    -------
-    (Path, Path)
-        The Verilog file and its build directory (``build/cocotb/blocks-<hw name>``).
+
+def blocks_verilog(hw: HwConfig, outdir, vu_words: int = 16384) -> Path:
+    """The block testbenches' shared top level (:data:`BLOCKS_TOP`): the vector unit with its
+    scratchpad (ports ``vu_*``) and one PIM channel (ports ``ch_*``), written to ``outdir``.
+
+    The build cache is shared by every checkout: write and simulate under
+    ``runner.build_lock(outdir)``.
     """
     from pimgpt.hdl.bank import ARRAY_VERILOG
     from pimgpt.hdl.channel import Channel, bank_verilog
     from pimgpt.hdl.vector_unit import VectorUnitTop
 
-    build_dir = default_build_root() / f"blocks-{hw.name}"
-    src = harness_verilog({"vu": VectorUnitTop(vu_words), "ch": Channel(hw, bank_instances=True)},
-                          BLOCKS_TOP, build_dir, extra=bank_verilog(hw) + ARRAY_VERILOG)
-    return src, build_dir
+    return harness_verilog(
+        {"vu": VectorUnitTop(vu_words), "ch": Channel(hw, bank_instances=True)},
+        BLOCKS_TOP, outdir, extra=bank_verilog(hw) + ARRAY_VERILOG)

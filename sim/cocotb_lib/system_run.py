@@ -19,7 +19,7 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 
 from .harness import write_if_changed
-from .runner import CocotbError, call_in_simulator, default_build_root
+from .runner import CocotbError, build_lock, call_in_simulator, default_build_root
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
 
@@ -55,13 +55,18 @@ def prog_depth_for(n: int) -> int:
 
 
 def _rtl_key(hw: HwConfig, params: dict) -> str:
+    import pimgpt.core
+    import pimgpt.hdl
+
     h = hashlib.sha256()
     h.update(json.dumps(hw.raw, sort_keys=True, default=str).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
-    here = Path(__file__).resolve().parents[2]
-    for folder in ("hdl", "pimgpt/core"):  # the RTL and the definitions it is generated from
-        for src in sorted((here / folder).glob("*.py")):
-            h.update(src.name.encode())
+    # Everything the generated Verilog is made from (the builds live in a cache shared by every
+    # checkout, so the key, not the folder, tells versions apart).
+    for pkg in (pimgpt.core, pimgpt.hdl):
+        folder = Path(pkg.__file__).resolve().parent
+        for src in sorted(folder.rglob("*.py")):
+            h.update(str(src.relative_to(folder)).encode())
             h.update(src.read_bytes())
     return h.hexdigest()
 
@@ -125,7 +130,9 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     image : numpy.ndarray
         ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
     build_dir : path, optional
-        Build directory (default ``build/cocotb/system-<hw name>``); reused across runs.
+        Build directory (default ``system-<hw name>`` under
+        :func:`~pimgpt.sim.cocotb_lib.runner.default_build_root`, the user cache); reused
+        across runs and locked while one uses it.
     waves : {"vcd", "fst"}, optional
         Record waveforms in that format (in a build directory of its own, so that the traced
         build does not replace the fast one).
@@ -160,6 +167,13 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         if simulator == "verilator" and waves == "fst":
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
+    with build_lock(build_dir):  # the build folder is in a cache shared by every process
+        return _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet,
+                           build_args, p_idle, seed, sp_read, max_cycles, sp_init)
+
+
+def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
+                p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)

@@ -1,12 +1,13 @@
 """Run the cocotb test modules of this folder on the generated Verilog (Verilator; Icarus where
 installed).
 
-Each build has its own directory under ``build/cocotb`` (the cocotb Python runner,
-``cocotb_tools.runner``, through :func:`pimgpt.sim.cocotb_lib.runner.run_cocotb`); the assertions
-read the scoreboard summaries the cocotb tests report: how many items were checked bit-exact
-against the golden model (:mod:`pimgpt.core.numerics`, :class:`pimgpt.sim.golden.GoldenMachine`).
-The vector unit and the channel share one top level (:func:`~pimgpt.sim.cocotb_lib.harness.
-blocks_verilog`), hence one Verilator build.
+Each build has its own directory in the build cache (:func:`pimgpt.sim.cocotb_lib.runner.
+default_build_root`), run through :func:`~pimgpt.sim.cocotb_lib.runner.run_cocotb` (the cocotb
+Python runner, ``cocotb_tools.runner``). The assertions read the scoreboard summaries the cocotb
+tests report: how many items were checked bit-exact against the golden model
+(:mod:`pimgpt.core.numerics`, :class:`pimgpt.sim.golden.GoldenMachine`). The vector unit and the
+channel share one top level (:func:`~pimgpt.sim.cocotb_lib.harness.blocks_verilog`), hence one
+Verilator build.
 """
 
 from pathlib import Path
@@ -21,8 +22,18 @@ from pimgpt.hdl.fp32add import FP32Add
 from pimgpt.hdl.fp32mul import FP32Mul
 from pimgpt.hdl.mac import MAC
 from pimgpt.sim.cocotb_lib import stimulus
-from pimgpt.sim.cocotb_lib.harness import BLOCKS_TOP, blocks_verilog, harness_verilog
-from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+from pimgpt.sim.cocotb_lib.harness import (
+    BLOCKS_TOP,
+    blocks_build_dir,
+    blocks_verilog,
+    harness_verilog,
+)
+from pimgpt.sim.cocotb_lib.runner import (
+    build_lock,
+    default_build_root,
+    run_cocotb,
+    simulator_available,
+)
 
 HERE = Path(__file__).parent
 
@@ -34,15 +45,18 @@ COUNTS = {
 }
 
 
-def _run(module: str, source: Path, toplevel: str, build_dir: Path, tests: int, params: dict,
+def _run(module: str, make_source, toplevel: str, build_dir: Path, tests: int, params: dict,
          simulator: str = "verilator"):
-    """Run cocotb ``module`` (of this folder) on ``source``; skip if the simulator is missing."""
+    """Run cocotb ``module`` (of this folder) on the Verilog ``make_source(build_dir)`` writes;
+    skip if the simulator is missing. The build cache is shared by every checkout, so writing
+    the source and simulating it happen under the build directory's lock."""
     ok, why = simulator_available(simulator)
     if not ok:
         pytest.skip(f"{simulator} tests skipped: {why}")
-    run = run_cocotb(sources=[source], toplevel=toplevel, test_module=module,
-                     build_dir=build_dir, simulator=simulator, module_dirs=[HERE], quiet=True,
-                     params=params)
+    with build_lock(build_dir):
+        run = run_cocotb(sources=[make_source(build_dir)], toplevel=toplevel, test_module=module,
+                         build_dir=build_dir, simulator=simulator, module_dirs=[HERE],
+                         quiet=True, params=params)
     assert run.tests == tests and run.failed == 0
     return run
 
@@ -52,7 +66,7 @@ def test_fp_units_cocotb(simulator):
     units = {"bf16mul": BF16Mul(), "fp32add": FP32Add(), "fp32mul": FP32Mul()}
     d = default_build_root() / f"test_fp_units_{simulator}"
     n = COUNTS[simulator]["nvec"]
-    run = _run("cocotb_fp", harness_verilog(units, "fp_units", d), "fp_units", d, 3,
+    run = _run("cocotb_fp", lambda out: harness_verilog(units, "fp_units", out), "fp_units", d, 3,
                {"nvec": n, "seed": 11, "latency": {op: u.latency for op, u in units.items()}},
                simulator)
     for op, corners in (("bf16mul", stimulus.BF16_DIRECTED), ("fp32add", stimulus.FP32_DIRECTED),
@@ -73,7 +87,7 @@ def test_mac_cocotb(simulator):
     d = default_build_root() / f"test_mac_{simulator}"
     ncols = COUNTS[simulator]["ncols"]
     mac = MAC()
-    run = _run("cocotb_mac", write_verilog("mac", d), "mac", d, 2,
+    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 2,
                {"ncols": ncols, "seed": 5, "lanes": mac.lanes, "latency": mac.latency},
                simulator)
     _, _, lengths, _ = stimulus.mac_directed()
@@ -108,8 +122,9 @@ def test_mac_demo_on_verilator(capsys):
 
 
 def test_vector_unit_cocotb():
-    src, d = blocks_verilog(load_hw("tiny-rtl"))
-    run = _run("cocotb_vu", src, BLOCKS_TOP, d, 1, {"seed": 5, "nelem": 200, "prefix": "vu_"})
+    hw = load_hw("tiny-rtl")
+    run = _run("cocotb_vu", lambda out: blocks_verilog(hw, out), BLOCKS_TOP, blocks_build_dir(hw),
+               1, {"seed": 5, "nelem": 200, "prefix": "vu_"})
     s = run.report["vector_unit"]
     for name in ("scratchpad", "argmax registers", "logit tap", "cycles vs ISS"):
         assert s[name]["mismatched"] == 0 and s[name]["pending"] == 0, (name, s[name])
@@ -122,9 +137,9 @@ def test_vector_unit_cocotb():
 
 
 def test_channel_cocotb():
-    src, d = blocks_verilog(load_hw("tiny-rtl"))
-    run = _run("cocotb_channel", src, BLOCKS_TOP, d, 2,
-               {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
+    hw = load_hw("tiny-rtl")
+    run = _run("cocotb_channel", lambda out: blocks_verilog(hw, out), BLOCKS_TOP,
+               blocks_build_dir(hw), 2, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
     s = run.report["random_commands"]
     assert s["error"] == 0
     assert s["rd"]["mismatched"] == 0 and s["rd"]["pending"] == 0 and s["rd"]["matched"] > 20
