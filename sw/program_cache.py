@@ -12,8 +12,9 @@ that differ only there share one compiled program.
 the compiler on a configuration that records every field it reads and fails when the compiler
 reads a field missing from this list (so the list cannot silently fall behind the compiler).
 
-The cache lives under the user cache directory (``$PIMGPT_CACHE_DIR``, else
-``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``), in ``programs/``: per key a ``.bin``
+The cache lives in the user cache folder (:func:`pimgpt.core.fileio.cache_dir`:
+``$PIMGPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``), in
+``programs/``: per key a ``.bin``
 (:func:`pimgpt.core.isa.encode`) and a ``.json`` (instruction tags, the ``.bin``'s SHA-256),
 each written atomically, the JSON last, so a reader sees a complete entry or none.
 """
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write, atomic_write_text
+from pimgpt.core.fileio import CACHE_ENV, atomic_write, atomic_write_text, cache_dir
 from pimgpt.core.isa import decode, encode
+from pimgpt.sw.fingerprint import model_fingerprint
 from pimgpt.sw.models import ModelConfig
 
 #: Hardware fields (dotted paths into the hardware YAML) that the mapper and the compiler read.
@@ -41,18 +42,15 @@ PROGRAM_HW_FIELDS = (
     "dram.gb_bytes",
     # ISA v2: MAC accumulators per bank (the compiler batches RD_MACs over them)
     "dram.accumulators",
-    # the pipelined schedule's cost model: pin rate and the DRAM clock
-    "dram.tck_ns", "dram.io_gbps_per_pin", "dram.io_pins",
-    # ... DRAM timings it prices MAC trains and row switches with
-    "timing.nCCDL", "timing.nCCDS", "timing.nCL", "timing.nRCDRDMAC", "timing.nRP", "timing.nRTP",
+    # the pipelined schedule's cost model: pin rate, DRAM clock and burst (transfer times)
+    "dram.tck_ns", "dram.io_gbps_per_pin", "dram.io_pins", "timing.nBL",
+    # ... the DRAM timings it prices MAC trains, row switches and transfers with
+    "timing.nCCDL", "timing.nCCDS", "timing.nCL", "timing.nCWL", "timing.nRCDRDMAC", "timing.nRP",
+    "timing.nRTP",
     # scratchpad plan; the vector unit's cost
     "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.pipeline_cycles",
     "asic.seq_add_cycles", "asic.elem_ops",
 )
-
-#: Environment variable naming the cache directory (overrides ``$XDG_CACHE_HOME/pimgpt``).
-CACHE_ENV = "PIMGPT_CACHE_DIR"
-
 
 class ProgramCacheError(PimgptError):
     """The program cache directory cannot be used."""
@@ -114,7 +112,7 @@ def program_key(cfg: ModelConfig, hw: HwConfig, context: int, schedule: str = "p
     """
     material = {
         "kind": "decode_step",
-        "model": cfg.to_dict(),
+        "model": model_fingerprint(cfg),
         "context": context,
         "schedule": schedule,
         "hw": program_hw(hw),
@@ -122,14 +120,6 @@ def program_key(cfg: ModelConfig, hw: HwConfig, context: int, schedule: str = "p
     }
     text = json.dumps(material, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$PIMGPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "pimgpt"
 
 
 def _rle(tags: list) -> list:
@@ -149,11 +139,12 @@ class ProgramCache:
     Parameters
     ----------
     root : path, optional
-        Cache directory (default :func:`default_cache_dir`); programs go in ``root/programs``.
+        Cache folder (default :func:`pimgpt.core.fileio.cache_dir`); programs go in
+        ``root/programs``.
     """
 
     def __init__(self, root: str | Path | None = None):
-        self.dir = Path(root if root is not None else default_cache_dir()) / "programs"
+        self.dir = Path(root) / "programs" if root is not None else cache_dir("programs")
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         sub = self.dir / key[:2]

@@ -23,53 +23,89 @@ from pimgpt.sw.program_cache import (
     PROGRAM_HW_FIELDS,
     ProgramCache,
     compile_decode_step_cached,
-    default_cache_dir,
     program_hw,
     program_key,
 )
 
+#: Operations through which a number's value is used (arithmetic, comparison, conversion).
+_USES = ("add radd sub rsub mul rmul truediv rtruediv floordiv rfloordiv mod rmod divmod rdivmod "
+         "pow rpow neg pos abs and rand or ror xor rxor lshift rlshift rshift rrshift invert "
+         "lt le gt ge eq ne hash bool int float index round trunc floor ceil format repr str "
+         "bytes").split()
+
+
+def _recording_number(kind):
+    """A subclass of ``kind`` whose instances add their path to ``seen`` whenever used."""
+
+    def make(name):
+        base = getattr(kind, f"__{name}__", None)
+
+        def method(self, *args):
+            self._seen.add(self._path)
+            return base(self, *args)
+        return method if base is not None else None
+
+    ns = {f"__{n}__": m for n in _USES if (m := make(n)) is not None}
+    return type(f"Recording{kind.__name__.title()}", (kind,), ns)
+
+
+_REC = {int: _recording_number(int), float: _recording_number(float)}
+
+
+def _value(value, path, seen):
+    """``value`` that records its use; non-numbers are recorded as read at once."""
+    kind = type(value)
+    if kind in _REC:
+        out = _REC[kind](value)
+        out._path, out._seen = path, seen
+        return out
+    seen.add(path)
+    return value
+
 
 class _ReadDict(dict):
-    """A dict that records the keys read (iteration reads them all)."""
+    """A config section (dict) whose values record their *use*, not their copying.
+
+    Copying a section (``dict(hw.timing)``) is not a dependency; doing arithmetic with, comparing
+    or converting a value taken from it (or from any copy) is. Non-numeric values and whole-key
+    iteration without lookups are recorded when read.
+    """
 
     def __init__(self, data, prefix, seen):
         super().__init__(data)
         self._prefix, self._seen = prefix, seen
 
-    def _all(self):
-        self._seen.update(self._prefix + str(k) for k in dict.keys(self))
-
     def __getitem__(self, k):
-        self._seen.add(self._prefix + str(k))
-        return super().__getitem__(k)
+        return _value(super().__getitem__(k), self._prefix + str(k), self._seen)
 
     def get(self, k, default=None):
-        self._seen.add(self._prefix + str(k))
-        return super().get(k, default)
+        return self[k] if dict.__contains__(self, k) else default
 
-    def __contains__(self, k):
-        self._seen.add(self._prefix + str(k))
-        return super().__contains__(k)
-
-    def __iter__(self):
-        self._all()
-        return super().__iter__()
+    def __iter__(self):  # the generic (slow) dict-merge path: copies go through __getitem__
+        return iter(list(dict.keys(self)))
 
     def keys(self):
-        self._all()
-        return super().keys()
+        return list(dict.keys(self))
 
     def items(self):
-        self._all()
-        return super().items()
+        return [(k, self[k]) for k in dict.keys(self)]
 
     def values(self):
-        self._all()
-        return super().values()
+        return [self[k] for k in dict.keys(self)]
 
     def copy(self):
-        self._all()
-        return dict(self)
+        return {k: self[k] for k in dict.keys(self)}
+
+
+def test_the_recorder_sees_uses_through_copies():
+    seen: set = set()
+    d = _ReadDict({"a": 3, "b": 2.5, "c": 1, "d": 4}, "t.", seen)
+    copies = (dict(d), {**d}, d.copy(), dict(d.items()))
+    assert not seen  # copying is no use
+    assert copies[0]["a"] * 2 == 6 and max(copies[1]["b"], 1.0) == 2.5
+    assert f"{copies[3]['d']}" == "4"
+    assert seen == {"t.a", "t.b", "t.d"}
+    assert d.get("zz") is None and "t.zz" not in seen
 
 
 def _recording(obj, prefix: str, seen: set):
@@ -198,12 +234,9 @@ def test_cache_round_trip_and_damage(tmp_path):
     assert cache.get(key) is None
 
 
-def test_default_cache_dir(monkeypatch, tmp_path):
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PIMGPT_CACHE_DIR", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("PIMGPT_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert default_cache_dir() == tmp_path / "x" / "pimgpt"
+    assert ProgramCache().dir == tmp_path / "c" / "programs"
 
 
 def test_tasks_share_a_simulation_across_energy_values(tmp_path):
@@ -237,5 +270,5 @@ def test_tasks_record_invalid_and_failing_points(tmp_path):
     rec = simulate_task(pts, bad)[0]
     assert rec["status"] == "invalid" and rec["error"] == bad["error"]
     crashed = compile_task("not a model config", 16, hw, str(tmp_path), True)
-    assert crashed["status"] == "error" and crashed["error"].startswith("AttributeError")
+    assert crashed["status"] == "error" and crashed["error"].startswith("TypeError: ")
     assert "\n" not in crashed["error"]

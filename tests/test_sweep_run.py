@@ -170,7 +170,7 @@ def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["missing.yaml", "-o", "{o}"], "missing.yaml: no such file"),
-    (["{spec}", "-o", "{file}"], "exists and is not a directory"),
+    (["{spec}", "-o", "{file}"], "exists and is not a folder"),
     (["{spec}", "-o", "{o}", "--workers", "0"], "--workers 0 must be at least 1"),
     (["{bad}", "-o", "{o}"], "axes.dram.chanels"),
 ])

@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -27,7 +26,8 @@ from pathlib import Path
 from pimgpt.apps.sweep_spec import SweepSpec, load_spec
 from pimgpt.core.config import hw_from_dict
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write_text
+from pimgpt.core.fileio import atomic_write_text, check_directory
+from pimgpt.core.progress import progress as progress_bar
 from pimgpt.sw.program_cache import program_key
 
 #: Seconds to wait for a scheduler to answer (``--scheduler``) or for ``--workers`` to join it.
@@ -206,14 +206,14 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, client, *, cache_dir: str | 
     use_cache : bool
         ``False`` compiles and simulates every point on its own (the baseline of the bench).
     progress : bool, optional
-        Progress bar on stderr (default: when stderr is a terminal).
+        ``False``: no progress bar; otherwise one on stderr when stderr is a terminal
+        (:mod:`pimgpt.core.progress`).
 
     Returns
     -------
     SweepOutcome
     """
     from dask.distributed import as_completed
-    from tqdm import tqdm
 
     from pimgpt.apps import sweep_report
 
@@ -233,25 +233,22 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, client, *, cache_dir: str | 
         outcome.computed.update(r["status"] for r in invalid)
         t_submit = time.perf_counter()
         futures, pending = _submit(client, spec, groups, cache_dir, use_cache)
-        if progress is None:
-            progress = sys.stderr.isatty()
-        bar = tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="point", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
         last_csv = time.perf_counter()
-        seen_programs = set()
+        seen_programs: set = set()
         try:
-            for fut in as_completed(futures):
-                records = _records_of(fut, pending)
-                fut.release()
-                store.append(records)
-                _count(outcome, records, seen_programs)
-                bar.update(len(records))
-                if time.perf_counter() - last_csv > CSV_EVERY_S:
-                    sweep_report.write_csv(out, spec, points, store.records)
-                    last_csv = time.perf_counter()
+            with progress_bar(len(todo), f"sweep {spec.name}", unit="point",
+                              enabled=progress is not False) as bar:
+                for fut in as_completed(futures):
+                    records = _records_of(fut, pending)
+                    fut.release()
+                    store.append(records)
+                    _count(outcome, records, seen_programs)
+                    bar.update(len(records))
+                    if time.perf_counter() - last_csv > CSV_EVERY_S:
+                        sweep_report.write_csv(out, spec, points, store.records)
+                        last_csv = time.perf_counter()
             outcome.compute_s = time.perf_counter() - t_submit
         finally:
-            bar.close()
             store.close()
             sweep_report.write_csv(out, spec, points, store.records)
         outcome.wall_s = time.perf_counter() - t0
@@ -301,21 +298,13 @@ def _count(outcome: SweepOutcome, records: list[dict], seen_programs: set) -> No
             outcome.program_hits += ok[0]["program_cache"] == "hit"
 
 
-def _check_dir(out_dir) -> Path:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise SweepError(f"-o {out}: exists and is not a directory; choose a directory")
-    return out
-
-
 def _prepare_dir(out_dir) -> Path:
-    out = _check_dir(out_dir)
+    out = check_directory("-o", out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SweepError(f"-o {out}: cannot create it ({exc.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise SweepError(f"-o {out}: not writable; choose another directory")
+        raise SweepError(f"-o {out}: cannot create it ({exc.strerror}); choose another path") \
+            from None
     return out
 
 
@@ -346,7 +335,7 @@ def cli_sweep(args) -> int:
     spec = load_spec(args.spec)
     if args.workers is not None and args.workers < 1:
         raise SweepError(f"--workers {args.workers} must be at least 1")
-    _check_dir(args.output)  # before a cluster is started for nothing
+    check_directory("-o", args.output)  # before a cluster is started for nothing
     use_cache = not getattr(args, "no_cache", False)
     with dask_client(args.workers, args.scheduler) as client:
         nworkers = len(client.scheduler_info()["workers"])

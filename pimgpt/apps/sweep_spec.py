@@ -236,21 +236,25 @@ def _parse_axis(path, spec, base: dict) -> Axis:
 
 
 def _check_field_exists(path: str, axis: Axis, base: dict) -> None:
-    """A path the base lacks must change the validated config (else it is a typo)."""
-    try:
-        ref = hw_from_dict(base)
-    except PimgptError:
-        return
-    values = axis.values or (axis.low, axis.high)
-    for value in values:
+    """A path the base lacks must be a field the config accepts and reads (else it is a typo).
+
+    Invalid *values* of a real field make invalid points, recorded by the sweep; but when no
+    value at all is accepted, or none changes the configuration, the path itself is wrong.
+    """
+    ref = hw_from_dict(base)
+    accepted, first_error = False, None
+    for value in axis.values or (axis.low, axis.high):
         try:
             if hw_from_dict(apply_overrides(base, {path: value})) != ref:
                 return
-        except PimgptError:
-            return  # the config validates the key: points record why they are invalid
+            accepted = True
+        except PimgptError as exc:
+            first_error = first_error or " ".join(str(exc).split())
+    if not accepted:
+        raise SweepSpecError(f"axes.{path}: no value is accepted ({first_error})")
     raise SweepSpecError(
-        f"axes.{path}: the base config has no such field and setting it changes nothing; "
-        "check the spelling (see the preset YAML for the fields)"
+        f"axes.{path}: the base config lacks this field and every value given equals its "
+        "default; drop the axis or add other values"
     )
 
 
