@@ -40,6 +40,7 @@ from pimgpt.core.numerics import (
     flush_f32,
     mac_columns,
 )
+from pimgpt.core.progcheck import check_program
 from pimgpt.sw.mapper import COL, element_address
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed
@@ -200,6 +201,8 @@ class GoldenMachine:
         """
         if isinstance(program, (bytes, bytearray)):
             program = decode(bytes(program), source=source)
+        # Every operand against this hardware first: no instruction starts work it cannot finish.
+        check_program(program, self.hw, source, GoldenError)
         starts = {s: k for k, s in enumerate(step_starts)}
         t0 = time.perf_counter()
         dispatch = self._dispatch
@@ -447,6 +450,8 @@ class GoldenMachine:
         n, k = a["n"], a["k"]
         if k == 0:
             self._fail("k must be at least 1")
+        if n == 0:  # nothing to sum: the loop over k is not run (k is bounded only when n > 0)
+            return
         src = self._vec(a["src"], n * k)
         acc = flush_f32(src[:n])
         for j in range(1, k):

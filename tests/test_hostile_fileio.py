@@ -164,7 +164,7 @@ def test_read_text_errors_are_one_line(tmp_path):
     with pytest.raises(MyError, match=r"bad.yaml: the hw file is not UTF-8 text \(byte 0xe9 at "
                                       r"offset 10\); save it as UTF-8"):
         read_text(tmp_path / "bad.yaml", "hw file", MyError)
-    with pytest.raises(MyError, match="no such hw file; look"):
+    with pytest.raises(MyError, match="none.yaml: no such file; look"):
         read_text(tmp_path / "none.yaml", "hw file", MyError, missing="look")
     with pytest.raises(MyError, match="is a directory, not a hw file"):
         read_text(tmp_path, "hw file", MyError)

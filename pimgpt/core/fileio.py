@@ -64,7 +64,7 @@ def read_text(path: str | Path, what: str = "file", error: type[PimgptError] = P
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise error(f"{path}: no such {what}; {missing}") from None
+        raise error(f"{path}: no such file; {missing}") from None
     except IsADirectoryError:
         raise error(f"{path} is a directory, not a {what}; name the file") from None
     except OSError as exc:
