@@ -34,6 +34,7 @@ from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
 from pimgpt.core.numerics import (
     bf16_to_f32,
     f32_add,
+    f32_argmax,
     f32_from_bits,
     f32_mul,
     f32_to_bf16,
@@ -427,16 +428,29 @@ class GoldenMachine:
         if n == 0:
             self._fail("n must be at least 1")
 
+    def _no_partial_overlap(self, dst: int, n_dst: int, *sources, strict=()) -> None:
+        """The vector unit works block by block: its destination may be one of its sources
+        exactly (in place, the same first word) or disjoint from it, never shifted against it
+        (``docs/isa.md``). ``sources``: (addr, length) pairs; ``strict``: sources that must
+        not overlap at all (LAYERNORM's gamma and beta, read after dst is written)."""
+        for (lo, n), exact_ok in [(s, True) for s in sources] + [(s, False) for s in strict]:
+            if n and n_dst and lo < dst + n_dst and dst < lo + n and not (exact_ok and lo == dst):
+                self._fail(f"dst [{dst}, {dst + n_dst}) overlaps a source [{lo}, {lo + n}); use "
+                           "the same start (in place) or disjoint ranges")
+
     def _vadd(self, a, flags):
         n = a["n"]
+        self._no_partial_overlap(a["dst"], n, (a["a"], n), (a["b"], n))
         self._store(a["dst"], f32_add(self._vec(a["a"], n), self._vec(a["b"], n)))
 
     def _vmul(self, a, flags):
         n = a["n"]
+        self._no_partial_overlap(a["dst"], n, (a["a"], n), (a["b"], n))
         self._store(a["dst"], f32_mul(self._vec(a["a"], n), self._vec(a["b"], n)))
 
     def _vscale(self, a, flags):
         scale = f32_from_bits(np.uint32(a["scale_f32"]))
+        self._no_partial_overlap(a["dst"], a["n"], (a["a"], a["n"]))
         self._store(a["dst"], f32_mul(self._vec(a["a"], a["n"]), scale))
 
     def _vmov(self, a, flags):
@@ -452,6 +466,7 @@ class GoldenMachine:
             self._fail("k must be at least 1")
         if n == 0:  # nothing to sum: the loop over k is not run (k is bounded only when n > 0)
             return
+        self._no_partial_overlap(a["dst"], n, (a["src"], n * k))
         src = self._vec(a["src"], n * k)
         acc = flush_f32(src[:n])
         for j in range(1, k):
@@ -464,6 +479,7 @@ class GoldenMachine:
 
     def _unary(self, fn, a):
         if a["n"]:
+            self._no_partial_overlap(a["dst"], a["n"], (a["src"], a["n"]))
             self._store(a["dst"], fn(self._vec(a["src"], a["n"])))
 
     def _vexp(self, a, flags):
@@ -483,6 +499,7 @@ class GoldenMachine:
         self._need_n(n)
         if rows == 0:
             self._fail("rows must be at least 1")
+        self._no_partial_overlap(a["dst"], n * rows, (a["src"], n * rows))
         x = self._vec(a["src"], n * rows).reshape(rows, n)
         self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
 
@@ -490,6 +507,8 @@ class GoldenMachine:
         n = a["n"]
         self._need_n(n)
         eps = f32_from_bits(np.uint32(a["eps_f32"]))
+        self._no_partial_overlap(a["dst"], n, (a["src"], n), strict=((a["gamma"], n),
+                                                                     (a["beta"], n)))
         y = nonlinear.layernorm(self._vec(a["src"], n), self._vec(a["gamma"], n),
                                 self._vec(a["beta"], n), eps)
         self._store(a["dst"], y)
@@ -503,8 +522,7 @@ class GoldenMachine:
         self._need_n(a["n"])
         values = self._vec(a["src"], a["n"])
         self.logits.append(values.copy())
-        # First index of the maximum (np.argmax; a NaN counts as the maximum, as in vmax).
-        self.regs[self._reg(a["reg"])] = int(np.argmax(flush_f32(values)))
+        self.regs[self._reg(a["reg"])] = int(f32_argmax(values))
 
     def _setr(self, a, flags):
         self.regs[self._reg(a["reg"])] = a["imm"]

@@ -34,7 +34,7 @@ from pimgpt.sw.fingerprint import model_fingerprint
 from pimgpt.sw.models import ModelConfig
 
 #: Hardware fields (dotted paths into the hardware YAML) that the mapper and the compiler read.
-#: A path names a field or a whole mapping (``asic.elem_ops``). A field missing from a config
+#: A path names a field or a whole mapping. A field missing from a config
 #: is keyed as ``None``.
 PROGRAM_HW_FIELDS = (
     # mapper: bank slots, row and global-buffer geometry, capacity check
@@ -48,8 +48,8 @@ PROGRAM_HW_FIELDS = (
     "timing.nCCDL", "timing.nCCDS", "timing.nCL", "timing.nCWL", "timing.nRCDRDMAC", "timing.nRP",
     "timing.nRTP",
     # scratchpad plan; the vector unit's cost
-    "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.pipeline_cycles",
-    "asic.seq_add_cycles", "asic.elem_ops",
+    "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.fp_add_latency",
+    "asic.fp_mul_latency", "asic.sp_read_latency",
 )
 
 class ProgramCacheError(PimgptError):

@@ -45,8 +45,10 @@ def _raw():
                                             "'channels'?)"),
     (lambda r: r["asic"].update(clock_ghz=float("nan")), "'asic.clock_ghz' must be a finite"),
     (lambda r: r["asic"].update(lanes=4), "unknown keys ['lanes'] in asic:"),
-    (lambda r: r["asic"]["elem_ops"].update(exp=0), "'asic.elem_ops.exp' must be an integer in 1"),
-    (lambda r: r["asic"]["elem_ops"].update(tanh=3), "unknown keys ['tanh'] in asic.elem_ops:"),
+    (lambda r: r["asic"].update(vector_lanes=48), "'asic.vector_lanes' must be an integer in "
+                                                  "16..128 and a power of two"),
+    (lambda r: r["asic"].update(fp_add_latency=0), "'asic.fp_add_latency' must be an integer in 1"),
+    (lambda r: r["asic"].pop("sp_read_latency"), "missing key 'sp_read_latency' in asic:"),
     (lambda r: r["asic"].update(scratchpad_words=2**40), "'asic.scratchpad_words' must be an "
                                                          "integer in 16..16777216"),
     (lambda r: r.update(chanels=4), "unknown keys ['chanels'] in the top level"),

@@ -6,7 +6,7 @@ and the fix.
 
 The schema is defined once, here: the fields of :class:`DramConfig` and :class:`AsicConfig` (each
 field's :func:`key` metadata gives its type, range and whether it may be left out),
-:data:`TIMING_KEYS` (each timing's minimum), :data:`ELEM_OP_KEYS` and :data:`ENERGY_KEYS`. Every
+:data:`TIMING_KEYS` (each timing's minimum) and :data:`ENERGY_KEYS`. Every
 value is checked: the right type, finite, in range; no unknown key in any section (a misspelt key
 would otherwise be ignored silently); and timings that let a simulation make progress (a refresh
 interval longer than the refresh itself plus a row cycle). Adding a hardware parameter is adding
@@ -122,12 +122,13 @@ class DramConfig:
 class AsicConfig:
     clock_ghz: float = key(float, 1e-3, 1e2)
     scratchpad_words: int = key(int, 16, 2**24)  # fp32 words of SRAM
-    vector_lanes: int = key(int, 1, 4096)
-    #: perf model (optional keys): issue-to-result cycles of one vector instruction, cycles per
-    #: dependent fp32 add of a left-to-right sum, fp32 add/mul count per element of each function.
-    pipeline_cycles: int | None = key(int, 0, MAX_CYCLES, default=None)
-    seq_add_cycles: int | None = key(int, 1, MAX_CYCLES, default=None)
-    elem_ops: dict = field(default_factory=dict)
+    #: SIMD lanes of the vector unit (the microcode exists for 16, 32, 64 and 128)
+    vector_lanes: int = key(int, 16, 128, pow2=True)
+    #: pipeline latencies (ASIC cycles) of the vector unit's fp32 adder and multiplier and of a
+    #: scratchpad read: the microcode's schedule and cost (pimgpt/core/vu) follow them
+    fp_add_latency: int = key(int, 1, 8)
+    fp_mul_latency: int = key(int, 1, 8)
+    sp_read_latency: int = key(int, 1, 8)
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,6 @@ class HwConfig:
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-#: Keys of the optional ``asic.elem_ops`` mapping (fp32 operations per element).
-ELEM_OP_KEYS = ("exp", "recip", "rsqrt", "gelu")
 #: Keys of the optional ``energy`` section (pJ per event, mW static); see the default preset.
 ENERGY_KEYS = (
     "act_pj",
@@ -287,16 +286,7 @@ def _timing(t: dict, where: str) -> dict:
 
 
 def _asic(a: dict, where: str) -> AsicConfig:
-    values = _from_fields(AsicConfig, a, where, "asic")
-    ops = a.get("elem_ops", {})
-    if ops is None:
-        ops = {}
-    if not isinstance(ops, dict):
-        raise ConfigError(f"{where}: 'asic.elem_ops' must be a mapping of {ELEM_OP_KEYS}")
-    _no_unknown(ops, ELEM_OP_KEYS, where, "asic.elem_ops:")
-    values["elem_ops"] = {k: check_value(v, Key(int, 1, MAX_CYCLES), f"asic.elem_ops.{k}", where)
-                          for k, v in ops.items()}
-    return AsicConfig(**values)
+    return AsicConfig(**_from_fields(AsicConfig, a, where, "asic"))
 
 
 def _energy(energy: dict, where: str) -> dict:

@@ -31,9 +31,9 @@ How a program runs
   ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` before the next
   ``SYNC`` is precharged/activated in the other buffer, its commands placed between the MAC
   commands (the train is split around them).
-* ASIC: one vector unit; an instruction occupies it ``pipeline_cycles + ceil(ops / lanes)`` cycles
-  plus ``seq_add_cycles`` per dependent add of a left-to-right sum (and per op of a scalar
-  reciprocal/rsqrt), at ``asic.clock_ghz``, rounded up to DRAM tCK, the common time base.
+* ASIC: one vector unit; an instruction occupies it for the cycles its microcode takes
+  (:mod:`pimgpt.core.vu.cost`), at ``asic.clock_ghz``, rounded up to DRAM tCK, the common time
+  base.
 """
 
 from __future__ import annotations
@@ -164,14 +164,6 @@ class PerfEngine:
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, got {type(hw).__name__}")
         a = hw.asic
-        missing = [k for k in ("pipeline_cycles", "seq_add_cycles") if getattr(a, k) is None]
-        missing += [f"elem_ops.{k}" for k in ("exp", "recip", "rsqrt", "gelu")
-                    if k not in a.elem_ops]
-        if missing:
-            raise ConfigError(
-                f"{hw.name}: the perf model needs asic keys {missing}; copy them from "
-                "pimgpt/configs/pimgpt-gddr6-8ch.yaml"
-            )
         self.hw = hw
         self.std = std = S.build_standard(hw)
         d = hw.dram

@@ -3,96 +3,84 @@
 The one definition consumed by the performance simulator (``sim/perf``: timing and energy) and
 by the compiler's scheduler (``sw``: where SYNC intervals end).
 
-Model: an instruction occupies the unit ``pipeline_cycles + ceil(parallel ops / vector_lanes)``
-ASIC cycles plus ``seq_add_cycles`` per dependent operation (left-to-right sums, scalar
-reciprocal/rsqrt), with the per-element operation counts of ``asic.elem_ops``. ``SETR`` and
-``OUT`` take one cycle.
+Derived from the microcode itself: the instruction's routine (:mod:`.routines`, assembled for the
+configuration's ``asic.vector_lanes`` and pipeline latencies ``asic.fp_add_latency``,
+``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in timing mode (:mod:`.iss`), which
+follows the cycle rules the RTL implements. Routines branch only on the instruction's fields, so
+the cost is a function of the opcode and its shape (``n``, ``k``, ``rows``; for ``VMOV`` also the
+copy direction) and is cached per shape. ``SETR`` and ``OUT`` (front end) take one cycle.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import lru_cache
 
-from pimgpt.core.config import ConfigError, HwConfig
+from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import Instr, Op
+
+from .iss import Microcode, VectorISS
+from .routines import VU_OPS, build_microcode
+from .uisa import Latency
 
 
 @dataclass(frozen=True)
 class VuCost:
     """Work of one vector-unit instruction."""
 
-    cycles: int  #: ASIC clock cycles the unit is busy
-    ops: int  #: fp32 adds/multiplies (energy)
+    cycles: int  #: ASIC clock cycles the unit is busy (dispatch to the next dispatch)
+    ops: int  #: fp32 adds/multiplies over all lanes (a multiply-add counts two; energy)
     words: int  #: scratchpad words read and written (energy)
+
+
+def latency_of(hw: HwConfig) -> Latency:
+    """The vector unit's pipeline latencies from a hardware configuration."""
+    a = hw.asic
+    return Latency(add=a.fp_add_latency, mul=a.fp_mul_latency, load=a.sp_read_latency)
+
+
+@lru_cache(maxsize=16)
+def microcode_for(lanes: int, lat: Latency) -> Microcode:
+    """The ROM for ``lanes`` lanes and latencies ``lat`` (assembled once per process)."""
+    return build_microcode(lanes, lat)
+
+
+_SHAPE = ("n", "k", "rows")
+_FRONT_END = VuCost(cycles=1, ops=0, words=0)
 
 
 class VectorUnitModel:
     """The cost model of one hardware configuration's vector unit.
 
-    Raises
-    ------
-    ConfigError
-        If the configuration lacks a value the model needs.
+    Parameters
+    ----------
+    hw : HwConfig
+        ``asic.vector_lanes`` and the pipeline latencies select the microcode.
     """
 
     def __init__(self, hw: HwConfig):
-        a = hw.asic
-        missing = [k for k in ("pipeline_cycles", "seq_add_cycles") if getattr(a, k) is None]
-        missing += [f"elem_ops.{k}" for k in ("exp", "recip", "rsqrt", "gelu")
-                    if k not in a.elem_ops]
-        if missing:
-            raise ConfigError(
-                f"{hw.name}: the vector-unit cost model needs asic.{', asic.'.join(missing)}; "
-                "add them (see pimgpt/configs/pimgpt-gddr6-8ch.yaml)"
-            )
-        self.lanes = a.vector_lanes
-        self.pipe = a.pipeline_cycles
-        self.seq = a.seq_add_cycles
-        self.e = dict(a.elem_ops)
-        self._cache: dict = {}
+        self.lanes = hw.asic.vector_lanes
+        self.lat = latency_of(hw)
+        self.microcode = microcode_for(self.lanes, self.lat)
+        self._iss = VectorISS(self.microcode, timing_only=True)
+        self._cache = _shared_cache(self.lanes, self.lat)
 
     def cost(self, ins: Instr) -> VuCost:
         """The cost of ``ins`` (an ASIC-side instruction)."""
         op, a = ins.op, ins.args
-        key = (op, a.get("n", 0), a.get("k", 0), a.get("rows", 1))
+        if op not in VU_OPS:
+            return _FRONT_END
+        key = (op,) + tuple(a.get(f, 0) for f in _SHAPE)
+        if op is Op.VMOV:
+            key += (a["src"] < a["dst"],)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._cost(op, *key[1:])
+            st = self._iss.run(op, ins.fields())
+            hit = self._cache[key] = VuCost(cycles=st.cycles, ops=st.fp_ops, words=st.words)
         return hit
 
-    def _cost(self, op: Op, n: int, k: int, rows: int) -> VuCost:
-        e = self.e
-        par = seq = words = 0  # parallel element ops, dependent (sequential) ops, sp words
-        if op in (Op.VADD, Op.VMUL):
-            par, words = n, 3 * n
-        elif op in (Op.VSCALE, Op.VMOV):
-            par, words = n, 2 * n
-        elif op == Op.VFILL:
-            par, words = n, n
-        elif op == Op.VREDUCE:
-            kk = max(k, 1)
-            par, words = (n * (kk - 1) if kk > 1 else n), n * kk + n
-        elif op in (Op.VMAX, Op.ARGMAX):
-            par, words = n, n + 1
-            seq = math.ceil(math.log2(max(self.lanes, 2)))
-        elif op in (Op.VEXP, Op.VRECIP, Op.VRSQRT, Op.VGELU):
-            name = {Op.VEXP: "exp", Op.VRECIP: "recip", Op.VRSQRT: "rsqrt", Op.VGELU: "gelu"}[op]
-            par, words = n * e[name], 2 * n
-        elif op == Op.SOFTMAX:
-            # per row: max scan, subtract, exp, final multiply in lanes; the sum is left to
-            # right; one scalar reciprocal.
-            par = rows * n * (3 + e["exp"])
-            seq = rows * (n + e["recip"])
-            words = 4 * n * rows
-        elif op == Op.LAYERNORM:
-            # d = x - mean, d*d, d*rstd, *gamma, +beta in lanes; two left-to-right sums; scalar
-            # 1/n, mean, var, +eps and rsqrt.
-            par = 5 * n
-            seq = 2 * n + e["recip"] + e["rsqrt"] + 3
-            words = 6 * n
-        if op in (Op.SETR, Op.OUT):
-            cycles = 1
-        else:
-            cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
-        return VuCost(cycles=cycles, ops=par + seq, words=words)
+
+@lru_cache(maxsize=16)
+def _shared_cache(lanes: int, lat: Latency) -> dict:
+    """One shape cache per microcode, shared by every model in the process."""
+    return {}
