@@ -49,7 +49,7 @@ PROGRAM_HW_FIELDS = (
     "timing.nRTP",
     # scratchpad plan; the vector unit's cost
     "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.fp_add_latency",
-    "asic.fp_mul_latency", "asic.sp_read_latency",
+    "asic.fp_mul_latency", "asic.sp_read_latency", "asic.vector_issue_width",
 )
 
 class ProgramCacheError(PimgptError):

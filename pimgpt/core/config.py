@@ -129,6 +129,8 @@ class AsicConfig:
     fp_add_latency: int = key(int, 1, 8)
     fp_mul_latency: int = key(int, 1, 8)
     sp_read_latency: int = key(int, 1, 8)
+    #: micro-operations the vector unit issues per cycle (1, or 2 of different classes)
+    vector_issue_width: int = key(int, 1, 2)
 
 
 @dataclass(frozen=True)

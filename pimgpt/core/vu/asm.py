@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 
 from .uisa import (
     MODE_CIMM,
-    MODE_POSTINC,
     N_SREGS,
     N_VREGS,
     BSel,
     Fill,
-    Latency,
+    Pipeline,
+    Unit,
     UOp,
     UWord,
+    unit_of,
 )
 
 
@@ -100,7 +101,7 @@ class _Sched:
 class Asm:
     """Microcode assembler for a ``lanes``-wide unit with pipeline latencies ``lat``."""
 
-    def __init__(self, lanes: int, lat: Latency):
+    def __init__(self, lanes: int, lat: Pipeline):
         self.lanes = lanes
         self.lat = lat
         self.items: list = []
@@ -160,18 +161,15 @@ class Asm:
             self.v(UOp.VMAD, vd, va, b, vc=c)
 
     def ld(self, vd: VReg, addr: SReg, lo: SReg, hi: SReg, fill: Fill = Fill.NEG_ZERO,
-           postinc: bool = False, off: int = 0):
+           off: int = 0):
         """``vd`` = the ``W`` words at ``addr + off`` inside the window ``[lo, hi)``."""
-        mode = int(fill) | (MODE_POSTINC if postinc else 0)
-        reads = (vd,) if fill is Fill.KEEP else ()
-        self._emit(_Op(UOp.VLD, (vd, addr, hi, lo), BSel.REG, mode, off & 0xFFFFFFFF, reads,
-                       (vd,), (addr, hi, lo), (addr,) if postinc else (), mem=True))
+        self._emit(_Op(UOp.VLD, (vd, addr, hi, lo), BSel.REG, int(fill), off & 0xFFFFFFFF, (),
+                       (vd,), (addr, hi, lo), (), mem=True))
 
-    def st(self, vs: VReg, addr: SReg, lo: SReg, hi: SReg, postinc: bool = False, off: int = 0):
+    def st(self, vs: VReg, addr: SReg, lo: SReg, hi: SReg, off: int = 0):
         """Store ``vs`` to the ``W`` words at ``addr + off`` inside the window ``[lo, hi)``."""
-        mode = MODE_POSTINC if postinc else 0
-        self._emit(_Op(UOp.VST, (vs, addr, hi, lo), BSel.REG, mode, off & 0xFFFFFFFF, (vs,), (),
-                       (addr, hi, lo), (addr,) if postinc else (), mem=True))
+        self._emit(_Op(UOp.VST, (vs, addr, hi, lo), BSel.REG, 0, off & 0xFFFFFFFF, (vs,), (),
+                       (addr, hi, lo), (), mem=True))
 
     def s(self, op: UOp, rd: SReg, ra: SReg, b=0):
         """A scalar operation ``rd = op(ra, B)`` (``b``: SReg or immediate)."""
@@ -280,7 +278,7 @@ def _num(r) -> int:
 # ---------------------------------------------------------------------------------------------
 # List scheduling of a straight-line region
 # ---------------------------------------------------------------------------------------------
-def _schedule(ops: list[_Op], lat: Latency, max_open: int) -> list[_Op]:
+def _schedule(ops: list[_Op], lat: Pipeline, max_open: int) -> list[_Op]:
     n = len(ops)
     preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     last_w: dict = {}
@@ -326,20 +324,29 @@ def _schedule(ops: list[_Op], lat: Latency, max_open: int) -> list[_Op]:
     opened: set = set()
     ready = [i for i in range(n) if remaining[i] == 0]
     out: list[_Op] = []
-    t = 0
+    unit = [unit_of(o.op) for o in ops]
+    t, room = 0, None  # cycle of the last issue; the class there if a second op may join it
     while ready:
         n_live = sum(1 for c in opened if c is not None and left_in_copy[c])
         cands = [i for i in ready if ops[i].copy is None or ops[i].copy in opened
                  or n_live < max_open] or ready
-        best = min(cands, key=lambda i: (max(earliest[i], t), -height[i], i))
+
+        def when(i, t=t, room=room):
+            if room is not None and unit[i] is not room and earliest[i] <= t:
+                return t
+            return max(earliest[i], t + 1)
+
+        best = min(cands, key=lambda i: (when(i), -height[i], i))
         ready.remove(best)
-        t = max(earliest[best], t) + 1
+        tb = when(best)
+        room = None if (tb == t or lat.issue == 1 or unit[best] is Unit.CONTROL) else unit[best]
+        t = tb
         o = ops[best]
         opened.add(o.copy)
         left_in_copy[o.copy] -= 1
         out.append(o)
         for k, d in succs[best]:
-            earliest[k] = max(earliest[k], t - 1 + d)
+            earliest[k] = max(earliest[k], t + max(d, 1 if d else 0))
             remaining[k] -= 1
             if remaining[k] == 0:
                 ready.append(k)
@@ -348,7 +355,7 @@ def _schedule(ops: list[_Op], lat: Latency, max_open: int) -> list[_Op]:
     return out
 
 
-def _lat(producer: _Op, reg, lat: Latency) -> int:
+def _lat(producer: _Op, reg, lat: Pipeline) -> int:
     if isinstance(reg, SReg):
         return 1
     return max(lat.of(producer.op), 1)

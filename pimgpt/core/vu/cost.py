@@ -4,11 +4,12 @@ The one definition consumed by the performance simulator (``sim/perf``: timing a
 by the compiler's scheduler (``sw``: where SYNC intervals end).
 
 Derived from the microcode itself: the instruction's routine (:mod:`.routines`, assembled for the
-configuration's ``asic.vector_lanes`` and pipeline latencies ``asic.fp_add_latency``,
-``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in timing mode (:mod:`.iss`), which
-follows the cycle rules the RTL implements. Routines branch only on the instruction's fields, so
-the cost is a function of the opcode and its shape (``n``, ``k``, ``rows``; for ``VMOV`` also the
-copy direction) and is cached per shape. ``SETR`` and ``OUT`` (front end) take one cycle.
+configuration's ``asic.vector_lanes``, issue width ``asic.vector_issue_width`` and pipeline
+latencies ``asic.fp_add_latency``, ``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in
+timing mode (:mod:`.iss`), which follows the cycle rules the RTL implements. Routines branch only
+on the instruction's fields, so the cost is a function of the opcode and its shape (``n``, ``k``,
+``rows``; for ``VMOV`` also the copy direction) and is cached per shape. ``SETR`` and ``OUT``
+(front end) take one cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pimgpt.core.isa import Instr, Op
 
 from .iss import Microcode, VectorISS
 from .routines import VU_OPS, build_microcode
-from .uisa import Latency
+from .uisa import Pipeline
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,15 @@ class VuCost:
     words: int  #: scratchpad words read and written (energy)
 
 
-def latency_of(hw: HwConfig) -> Latency:
-    """The vector unit's pipeline latencies from a hardware configuration."""
+def pipeline_of(hw: HwConfig) -> Pipeline:
+    """The vector unit's pipeline parameters from a hardware configuration."""
     a = hw.asic
-    return Latency(add=a.fp_add_latency, mul=a.fp_mul_latency, load=a.sp_read_latency)
+    return Pipeline(add=a.fp_add_latency, mul=a.fp_mul_latency, load=a.sp_read_latency,
+                    issue=a.vector_issue_width)
 
 
 @lru_cache(maxsize=16)
-def microcode_for(lanes: int, lat: Latency) -> Microcode:
+def microcode_for(lanes: int, lat: Pipeline) -> Microcode:
     """The ROM for ``lanes`` lanes and latencies ``lat`` (assembled once per process)."""
     return build_microcode(lanes, lat)
 
@@ -60,7 +62,7 @@ class VectorUnitModel:
 
     def __init__(self, hw: HwConfig):
         self.lanes = hw.asic.vector_lanes
-        self.lat = latency_of(hw)
+        self.lat = pipeline_of(hw)
         self.microcode = microcode_for(self.lanes, self.lat)
         self._iss = VectorISS(self.microcode, timing_only=True)
         self._cache = _shared_cache(self.lanes, self.lat)
@@ -81,6 +83,6 @@ class VectorUnitModel:
 
 
 @lru_cache(maxsize=16)
-def _shared_cache(lanes: int, lat: Latency) -> dict:
+def _shared_cache(lanes: int, lat: Pipeline) -> dict:
     """One shape cache per microcode, shared by every model in the process."""
     return {}

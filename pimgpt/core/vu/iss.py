@@ -27,7 +27,6 @@ from pimgpt.core.isa import Op
 from .uisa import (
     BRANCH_OPS,
     MODE_CIMM,
-    MODE_POSTINC,
     MODE_SIGN,
     MODE_UPPER,
     N_SREGS,
@@ -36,9 +35,13 @@ from .uisa import (
     VFP_OPS,
     BSel,
     Fill,
-    Latency,
+    Pipeline,
+    Unit,
     UOp,
     UWord,
+    scalar_reads,
+    scalar_writes,
+    unit_of,
     vector_reads,
     vector_writes,
 )
@@ -58,7 +61,7 @@ class Microcode:
     words: list[UWord]
     entries: dict[Op, int]
     lanes: int
-    lat: Latency
+    lat: Pipeline
     labels: dict[str, int] = field(default_factory=dict, repr=False)
 
 
@@ -107,8 +110,18 @@ class VectorISS:
         #: Set to a list to record ``(pc, issue cycle)`` of every micro-operation.
         self.trace: list | None = None
         self._lane = np.arange(self.W, dtype=np.int64)
-        self._info = [(w, vector_reads(w), vector_writes(w), self.lat.of(w.op))
-                      for w in microcode.words]
+        self._info = [self._decode(w) for w in microcode.words]
+
+    def _decode(self, w: UWord) -> tuple:
+        """Per micro-word: the word, vector reads, vector writes, latency, issue class, write
+        port, and every register it touches / writes (scalars as ``32 + n``) for dual issue."""
+        vr, vw = vector_reads(w), vector_writes(w)
+        sw = scalar_writes(w)
+        touched = frozenset(vr + vw + tuple(32 + r for r in scalar_reads(w) + sw))
+        writes = frozenset(vw + tuple(32 + r for r in sw))
+        unit = unit_of(w.op)
+        port = "F" if unit is Unit.FP else ("I" if vw else None)
+        return w, vr, vw, self.lat.of(w.op), unit, port, touched, writes
 
     # ---- one instruction ---------------------------------------------------------------------
     def run(self, op: Op, fields) -> RunStats:
@@ -119,28 +132,41 @@ class VectorISS:
         v = None if self.timing_only else np.zeros((N_VREGS, self.W), dtype=np.uint32)
         st = RunStats()
         ready = [0] * N_VREGS
-        reserved: set[int] = set()
+        reserved = {"F": set(), "I": set()}
         t = 0  # cycle of the last issue (dispatch is cycle 0)
         pc = self.mc.entries[Op(op)]
         frames: list[dict] = []
         info = self._info
+        dual = self.lat.issue == 2
+        prev = None  # (pc, class, registers written) of the last op if its cycle has room
         while True:
-            w, vr, vw, lat = info[pc]
+            w, vr, vw, lat, unit, port, touched, writes = info[pc]
             uop = w.op
-            # ---- issue time (cycle rules 1, 2, 5)
-            ti = t + 1
-            for r in vr:
-                if ready[r] > ti:
-                    ti = ready[r]
-            for r in vw:
-                if ready[r] > ti:
-                    ti = ready[r]
-            if uop is UOp.DONE:
-                ti = max([ti] + ready)
-            if vw:
-                while ti + lat in reserved:
-                    ti += 1
-                reserved.add(ti + lat)
+            # ---- issue time (cycle rules 1-3, 6)
+            ti = None
+            if (dual and prev is not None and prev[0] == pc - 1 and unit is not Unit.CONTROL
+                    and unit is not prev[1] and not touched & prev[2]
+                    and all(ready[r] <= t for r in vr + vw)
+                    and (port is None or t + lat not in reserved[port])):
+                ti = t  # paired with the previous operation
+            if ti is None:
+                ti = t + 1
+                for r in vr:
+                    if ready[r] > ti:
+                        ti = ready[r]
+                for r in vw:
+                    if ready[r] > ti:
+                        ti = ready[r]
+                if uop is UOp.DONE:
+                    ti = max([ti] + ready)
+                if port is not None:
+                    while ti + lat in reserved[port]:
+                        ti += 1
+                prev = None if unit is Unit.CONTROL else (pc, unit, writes)
+            else:
+                prev = None
+            if port is not None:
+                reserved[port].add(ti + lat)
                 for r in vw:
                     ready[r] = ti + lat
             t = ti
@@ -189,16 +215,22 @@ class VectorISS:
                         t = self._fast_forward(f, t, s, ready, reserved, st)
                     break
                 frames.pop()  # an enclosing loop may end at the same micro-op
+            if npc != pc + 1:
+                prev = None
             pc = npc
-            if len(reserved) > 64:
-                reserved = {c for c in reserved if c > t}
+            for port_set in reserved.values():
+                if len(port_set) > 64:
+                    live = {c for c in port_set if c > t}
+                    port_set.clear()
+                    port_set.update(live)
         st.cycles = t + 1
         return st
 
-    def _fast_forward(self, f: dict, t: int, s: list, ready: list, reserved: set,
+    def _fast_forward(self, f: dict, t: int, s: list, ready: list, reserved: dict,
                       st: RunStats) -> int:
         """At the start of an iteration: skip to the last one if iterations repeat exactly."""
-        rel = (tuple(max(r - t, 0) for r in ready), tuple(sorted(c - t for c in reserved if c > t)))
+        rel = (tuple(max(r - t, 0) for r in ready),
+               tuple(tuple(sorted(c - t for c in p if c > t)) for p in reserved.values()))
         hist = f["hist"]
         hist.append((t, rel, tuple(s), st.as_tuple()))
         if len(hist) < 3 or f["left"] < 2:
@@ -221,9 +253,10 @@ class VectorISS:
         for k in range(N_VREGS):
             if ready[k] > t:
                 ready[k] += dt
-        shifted = {c + dt for c in reserved if c > t}
-        reserved.clear()
-        reserved.update(shifted)
+        for port_set in reserved.values():
+            shifted = {c + dt for c in port_set if c > t}
+            port_set.clear()
+            port_set.update(shifted)
         st.uops += m * dq[1]
         st.fp_ops += m * dq[2]
         st.words += m * dq[3]
@@ -245,17 +278,13 @@ class VectorISS:
         addr = (a + self._lane) & _M32
         valid = (addr >= lo) & (addr < hi)
         count = int(valid.sum())
-        if w.mode & MODE_POSTINC:
-            s[w.ra] = (s[w.ra] + W) & _M32
         if v is None:
             return count
         if count and int(addr[valid].max()) >= len(self.sp):
             raise ISSError(f"{w.op.name} at word {int(addr[valid].max())} is beyond the "
                            f"{len(self.sp)}-word scratchpad")
         if w.op is UOp.VLD:
-            fill = Fill(w.mode & 3)
-            old = v[w.rd] if fill is Fill.KEEP else np.full(W, _FILL_BITS[fill], dtype=np.uint32)
-            new = old.copy()
+            new = np.full(W, _FILL_BITS[Fill(w.mode)], dtype=np.uint32)
             new[valid] = self.sp[addr[valid]]
             v[w.rd] = new
         else:
@@ -287,8 +316,6 @@ class VectorISS:
             res = min(a, b)
         elif uop is UOp.SMAX:
             res = max(a, b)
-        elif uop is UOp.SCLOG2:
-            res = max(a - 1, 0).bit_length()
         else:
             raise ISSError(f"unknown micro-operation {uop.name}")
         if w.rd:
@@ -349,8 +376,6 @@ class VectorISS:
                 h = int(b[0])
                 src = self._lane + h
                 res = np.where(src < W, a[np.minimum(src, W - 1)], np.uint32(0x80000000))
-            elif uop is UOp.VSBC:
-                res = a[self._lane & ~(int(b[0]) - 1)]
             elif uop is UOp.VBCL:
                 res = np.full(W, a[int(b[0]) % W], dtype=np.uint32)
             elif uop is UOp.VUZP:

@@ -26,7 +26,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 from . import routines_fn as fn
 from .asm import Asm, AsmError, SReg, VReg
 from .iss import Microcode
-from .uisa import Fill, Latency, UOp, check_lanes
+from .uisa import Fill, Pipeline, UOp, check_lanes
 
 F = [SReg(i) for i in range(8)]  # F[1..7]: the instruction's fields
 ZERO = SReg(0)
@@ -271,7 +271,7 @@ VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL)
 
 
-def build_microcode(lanes: int, lat: Latency | None = None) -> Microcode:
+def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     """Assemble the ROM for ``lanes`` lanes (16, 32, 64 or 128) and pipeline latencies ``lat``.
 
     The routines do not depend on the latencies for correctness; the scheduler uses them to order
@@ -282,7 +282,7 @@ def build_microcode(lanes: int, lat: Latency | None = None) -> Microcode:
     check_lanes(lanes)
     if REDUCE_LANES % lanes:
         raise ValueError(f"lanes {lanes} must divide the contract's {REDUCE_LANES} reduce lanes")
-    lat = lat or Latency()
+    lat = lat or Pipeline()
     a = Asm(lanes, lat)
     _elementwise(a, "vadd", (2, 3), 4, _binary(UOp.VFADD))
     _elementwise(a, "vmul", (2, 3), 4, _binary(UOp.VFMUL))

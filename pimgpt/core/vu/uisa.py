@@ -6,7 +6,7 @@ Machine (``W`` lanes, ``W`` a power of two in 16..128, ``asic.vector_lanes``):
   instruction's seven fields go to ``s1..s7`` (``docs/isa.md`` field order).
 * 32 vector registers ``v0..v31`` of ``W`` lanes x 32 bits.
 * Per lane: a multiply-add pipeline (fp32 multiplier then fp32 adder), an integer ALU with fp32
-  compare/select, a constant table, and the lane network (shift, segment broadcast, unzip).
+  compare/select, a constant table, and the lane network (shift, lane broadcast, unzip).
 * A scratchpad port of ``W`` consecutive words at any alignment, masked by an address window.
 * A hardware loop stack (4 levels) and the front end's scalar registers ``R0..R15`` (``WSR``).
 
@@ -27,14 +27,13 @@ VFMUL       ``vd = f32_mul(va, B)``                                          ``L
 VMAD        ``vd = f32_add(f32_mul(va, B), C)`` (two roundings)              ``Lm + La``
 VADD..VSRA  32-bit ``+ - (B - va) & | ^ << >>u >>s`` (shift by ``B & 31``)    1
 VFMAX/VFMIN total-order max/min (``numerics.f32_order_key``), NaN if either  1
-VFGT/VFEQ   ``va > B`` / ``va == B`` as floats (DAZ, ``-0 == +0``, NaN above   1
+VFGT/VFEQ   ``va > B`` / ``va == B`` as floats (DAZ, ``-0 == +0``, NaN above   1 (FP)
             every number and equal to NaN) -> 1 or 0
 VSLTU       ``va < B`` unsigned -> 1 or 0                                     1
 VCMOV       ``vd = B`` where ``cond(va)`` else ``vd`` (mode 1: sign bit of     1
             ``va``; mode 0: ``va != 0``)
 VTBL        ``vd = TABLES[mode][va & (len - 1)]``                            1
 VSHD        ``vd[l] = va[l + B]`` if ``l + B < W`` else ``-0`` (lane shift)   1
-VSBC        ``vd[l] = va[l & ~(B - 1)]`` (broadcast within segments of B)     1
 VBCL        ``vd[l] = va[B]`` (broadcast one lane)                            1
 VUZP        unzip: lanes ``< W/2`` from ``va``, the rest from ``v[rc]``; with   1
             ``s = B``, ``j`` the lane within its half: ``src[(j // s) * 2s +
@@ -42,13 +41,11 @@ VUZP        unzip: lanes ``< W/2`` from ``va``, the rest from ``v[rc]``; with   
 VIOTA       ``vd[l] = l + B``                                                 1
 VBCAST      ``vd[l] = B``                                                     1
 VLD         ``vd[l] = sp[a + l]`` for ``a = s[ra] + imm`` where ``s[rc] <=     ``Lld``
-            a + l < s[rb]`` (the window); other lanes by ``mode & 3``: -0,
-            -Inf, +0, keep ``vd``. ``mode`` bit 2: ``s[ra] += W`` after
-VST         ``sp[a + l] = vd[l]`` inside the window (``a``, window, bit 2 as   --
-            VLD)
+            a + l < s[rb]`` (the window, 32-bit addresses); other lanes get
+            ``mode``: 0 -> -0, 1 -> -Inf, 2 -> +0
+VST         ``sp[a + l] = vd[l]`` inside the window (``a`` and window as VLD)  --
 SADD..SSHR  scalar ``s[rd] = s[ra] (+ - & | << >>u) B``                      1
 SMIN/SMAX   unsigned                                                         1
-SCLOG2      ``s[rd] = ceil(log2(max(s[ra], 1)))``                            1
 SMOVV       ``s[rd] = v[ra][B]``                                             1
 WSR         ``R[B & 15] = s[ra]`` (front-end register, ARGMAX)               --
 LOOP        run ``pc+1 .. imm`` ``s[ra]`` times (skip to ``imm+1`` if 0)     --
@@ -56,17 +53,22 @@ BEQ..BGEU   ``if s[ra] cmp s[rb]: pc = imm`` (``==``, ``!=``, ``<u``, ``>=u``)  
 DONE        end of the routine                                               --
 =========== ============================================================== ==========
 
-Cycle rules (the ISS and the RTL follow them exactly):
+Cycle rules (the ISS and the RTL follow them exactly; ``Unit`` gives the issue classes):
 
-1. Dispatch takes one cycle (fields to ``s1..s7``); micro-operations issue in order, at most one
-   per cycle, from cycle 1.
+1. Dispatch takes one cycle (fields to ``s1..s7``); micro-operations issue in order from cycle 1.
 2. An operation issues at the first cycle ``t`` at which every vector register it reads or
-   writes is ready (its last write has completed: scoreboard, no bypass beyond the latency), and
-   the vector register file's single write port is free at ``t + latency`` (no earlier operation
-   completes then). Its result is ready at ``t + latency``. Scalar results are ready at ``t + 1``.
-3. ``VST`` writes the scratchpad at ``t``; ``VLD`` reads it at ``t``; so memory is in order.
-4. ``LOOP``, branches and ``WSR`` take their issue cycle; the jump back of a loop costs nothing.
-5. ``DONE`` issues when every vector register is ready; the instruction takes ``t_DONE + 1``
+   writes is ready (its last write has completed: a scoreboard, no bypass beyond the latency)
+   and its register-file write port is free at ``t + latency`` (port F takes the results of the
+   FP class, port I those of the INT class and ``VLD`` data; one write per port and cycle). Its
+   result is ready at ``t + latency``; scalar results at ``t + 1``.
+3. Dual issue (``issue = 2``): the next operation in program order issues in the same cycle as
+   the previous one when it is the very next micro-word (no taken branch or loop jump between
+   them), neither is a ``CONTROL`` operation, their classes differ, it reads and writes no
+   register (vector or scalar) that the previous one writes, and rule 2 holds for it at ``t``.
+   At most two per cycle.
+4. ``VST`` writes the scratchpad at ``t``; ``VLD`` reads it at ``t``; so memory is in order.
+5. ``LOOP`` and branches take their issue cycle; the jump back of a loop costs nothing.
+6. ``DONE`` issues when every vector register is ready; the instruction takes ``t_DONE + 1``
    cycles and the next one dispatches in the following cycle.
 """
 
@@ -112,13 +114,12 @@ class UOp(IntEnum):
     VCMOV = 17
     VTBL = 18
     VSHD = 19
-    VSBC = 20
-    VBCL = 21
-    VUZP = 22
-    VIOTA = 23
-    VBCAST = 24
-    VLD = 25
-    VST = 26
+    VBCL = 20
+    VUZP = 21
+    VIOTA = 22
+    VBCAST = 23
+    VLD = 24
+    VST = 25
     SADD = 32
     SSUB = 33
     SAND = 34
@@ -127,9 +128,8 @@ class UOp(IntEnum):
     SSHR = 37
     SMIN = 38
     SMAX = 39
-    SCLOG2 = 40
-    SMOVV = 41
-    WSR = 42
+    SMOVV = 40
+    WSR = 41
     LOOP = 48
     BEQ = 49
     BNE = 50
@@ -147,19 +147,17 @@ class BSel(IntEnum):
 
 
 class Fill(IntEnum):
-    """``VLD`` value of lanes outside the window (``mode & 3``)."""
+    """``VLD`` value of lanes outside the window (``mode``)."""
 
     NEG_ZERO = 0
     NEG_INF = 1
     POS_ZERO = 2
-    KEEP = 3
 
 
 #: ``mode`` bits.
 MODE_CIMM = 0x1  # VMAD: C is the immediate
 MODE_UPPER = 0x1  # VUZP: upper halves
 MODE_SIGN = 0x1  # VCMOV: condition is the sign bit
-MODE_POSTINC = 0x4  # VLD/VST: s[ra] += W afterwards
 
 #: Constant tables of ``VTBL`` (``mode`` selects one): 0 is ``nonlinear.EXP_TABLE_ADJ``.
 TABLES: tuple[tuple[int, ...], ...] = (tuple(nl.EXP_TABLE_ADJ),)
@@ -171,27 +169,54 @@ SCALAR_OPS = frozenset(op for op in UOp if UOp.SADD <= op <= UOp.SMOVV)
 BRANCH_OPS = frozenset({UOp.BEQ, UOp.BNE, UOp.BLTU, UOp.BGEU})
 
 
+class Unit(IntEnum):
+    """Issue classes: two micro-operations of different classes may issue in one cycle."""
+
+    FP = 0  #: VFADD, VFMUL, VMAD, and the float compares VFGT, VFEQ (write port F)
+    INT = 1  #: the other vector operations except memory (write port I)
+    MEM = 2  #: VLD (write port I), VST
+    SCALAR = 3  #: scalar operations, SMOVV, WSR
+    CONTROL = 4  #: LOOP, branches, DONE (always issue alone)
+
+
+def unit_of(op: UOp) -> Unit:
+    """The issue class of a micro-operation."""
+    if op in VFP_OPS or op in (UOp.VFGT, UOp.VFEQ):
+        return Unit.FP
+    if op in VALU_OPS:
+        return Unit.INT
+    if op in (UOp.VLD, UOp.VST):
+        return Unit.MEM
+    if op in SCALAR_OPS or op is UOp.WSR:
+        return Unit.SCALAR
+    return Unit.CONTROL
+
+
 @dataclass(frozen=True)
-class Latency:
-    """Result latencies (ASIC cycles) of the vector unit's pipelines.
+class Pipeline:
+    """Pipeline parameters of the vector unit (``asic.*`` keys of the hardware config).
 
     Parameters
     ----------
     add, mul : int
-        fp32 adder and multiplier pipeline depths (``asic.fp_add_latency``/``fp_mul_latency``).
+        fp32 adder and multiplier pipeline depths, ASIC cycles (``fp_add_latency``,
+        ``fp_mul_latency``).
     load : int
-        Scratchpad read latency of ``VLD`` (``asic.sp_read_latency``).
+        Scratchpad read latency of ``VLD`` (``sp_read_latency``).
+    issue : int
+        Micro-operations issued per cycle, 1 or 2 (``vector_issue_width``).
     """
 
     add: int = 2
     mul: int = 2
     load: int = 2
+    issue: int = 2
 
     def __post_init__(self):
-        for name in ("add", "mul", "load"):
+        for name, hi in (("add", 8), ("mul", 8), ("load", 8), ("issue", 2)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8:
-                raise ValueError(f"latency {name}={v!r} must be an integer in 1..8")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ValueError(f"pipeline {name}={v!r} must be an integer in 1..{hi}")
 
     def of(self, op: UOp) -> int:
         """Cycles from issue to a ready result of a vector operation (0: writes no register)."""
@@ -297,8 +322,6 @@ def vector_reads(w: UWord) -> tuple[int, ...]:
         if op is UOp.VCMOV:
             regs.append(w.rd)
         return tuple(regs)
-    if op is UOp.VLD:
-        return (w.rd,) if (w.mode & 3) == Fill.KEEP else ()
     if op is UOp.VST:
         return (w.rd,)
     if op is UOp.SMOVV:
@@ -309,3 +332,28 @@ def vector_reads(w: UWord) -> tuple[int, ...]:
 def vector_writes(w: UWord) -> tuple[int, ...]:
     """Vector registers ``w`` writes."""
     return (w.rd,) if (w.op in VFP_OPS or w.op in VALU_OPS or w.op is UOp.VLD) else ()
+
+
+def scalar_reads(w: UWord) -> tuple[int, ...]:
+    """Scalar registers ``w`` reads."""
+    op = w.op
+    if op in (UOp.VLD, UOp.VST):
+        return (w.ra, w.rb, w.rc)
+    if op in BRANCH_OPS:
+        return (w.ra, w.rb)
+    if op is UOp.LOOP:
+        return (w.ra,)
+    if op in SCALAR_OPS or op is UOp.WSR:
+        regs = () if op is UOp.SMOVV else (w.ra,)
+        return regs + ((w.rb,) if w.bsel is not BSel.IMM else ())
+    if w.bsel is BSel.SREG:
+        return (w.rb,)
+    return ()
+
+
+def scalar_writes(w: UWord) -> tuple[int, ...]:
+    """Scalar registers ``w`` writes (``s0`` is never written)."""
+    op = w.op
+    if op in SCALAR_OPS and w.rd:
+        return (w.rd,)
+    return ()
