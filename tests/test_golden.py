@@ -287,12 +287,26 @@ def test_asic_ops_match_contract():
         (I(Op.VREDUCE, dst=0, src=0, n=4, k=0), "at least 1"),
         (I(Op.OUT, reg=16), "register"),
         (I(Op.VADD, dst=4000, a=0, b=0, n=200), "scratchpad"),
+        # the vector unit works in blocks: dst in place (same start) or disjoint, never shifted
+        (I(Op.VADD, dst=8, a=0, b=100, n=16), "overlaps"),
+        (I(Op.VGELU, dst=0, src=1, n=16), "overlaps"),
+        (I(Op.SOFTMAX, dst=4, src=0, n=8, rows=2), "overlaps"),
+        (I(Op.VREDUCE, dst=8, src=0, n=8, k=2), "overlaps"),
+        (I(Op.LAYERNORM, dst=100, src=0, gamma=100, beta=200, n=16), "overlaps"),
     ],
 )
 def test_bad_instructions_raise(ins, words):
     m = machine()
     with pytest.raises(GoldenError, match=rf"instruction 1 \({ins.op.name}\).*{words}"):
         m.run([I(Op.SYNC), ins, I(Op.EOC)])
+
+
+def test_in_place_and_memmove_are_allowed():
+    m = machine()
+    m.sp[0:64] = np.arange(64, dtype=np.float32)
+    m.run([I(Op.VADD, dst=0, a=0, b=32, n=16), I(Op.VMOV, dst=3, src=0, n=20),
+           I(Op.VREDUCE, dst=32, src=32, n=8, k=2), I(Op.EOC)])
+    assert m.sp[3] == 32.0 and m.sp[32] == 32.0 + 40.0
 
 
 def test_dram_grows_up_to_hw_rows():

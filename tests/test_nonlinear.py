@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pimgpt.apps import bench_numerics as bn
 from pimgpt.core import nonlinear as nl
@@ -67,16 +65,16 @@ def test_elementwise_results_do_not_depend_on_shape():
 class TestExp:
     def test_accuracy_full_range(self):
         x = RNG.uniform(-87.3, 88.7, 100_000).astype(np.float32)
-        err = bn.ulp_error(nl.exp(x), np.exp(x.astype(np.float64)))
-        assert err.max() <= 1.5  # measured 1.15 fp32 ulp (docs/numerics.md)
+        err = bn.ulp_error(nl.exp(x), np.exp(x.astype(np.float64)), "bf16")
+        assert err.max() <= 0.002  # measured 0.0018 bf16 ulp (docs/numerics.md)
 
     def test_accuracy_reduced_range_dense(self):
-        # Every 4096th fp32 value of (-0.35, 0.35) (the polynomial's domain after reduction).
+        # Every 4096th fp32 value of (-0.35, 0.35).
         lo = int(bits(np.float32(0.35))[0])
         pos = f32(np.arange(0x00800000, lo, 4096, dtype=np.uint32))
         x = np.concatenate([pos, -pos])
-        err = bn.ulp_error(nl.exp(x), np.exp(x.astype(np.float64)))
-        assert err.max() <= 1.5
+        err = bn.ulp_error(nl.exp(x), np.exp(x.astype(np.float64)), "bf16")
+        assert err.max() <= 0.002
 
     def test_exact_points(self):
         assert bits(nl.exp(np.float32([0.0, -0.0]))).tolist() == [0x3F800000] * 2
@@ -90,11 +88,11 @@ class TestExp:
 
     def test_overflow_and_underflow_thresholds(self):
         # Overflow to +Inf exactly where the true result rounds (RNE) to >= 2**128, except within
-        # the function's ~1 ulp error of that threshold.
+        # the function's error (7e-6 relative) of that threshold.
         x = np.linspace(88.70, 88.75, 2001).astype(np.float32)
         ref = np.exp(x.astype(np.float64))
         limit = 2.0**128 - 2.0**103
-        clear = np.abs(ref / limit - 1) > 2e-7
+        clear = np.abs(ref / limit - 1) > 2e-5
         np.testing.assert_array_equal((nl.exp(x) == np.inf)[clear], (ref >= limit)[clear])
         assert clear.sum() > 1900
         # exp(-87.33654) ~ 2**-126: results below the smallest normal are flushed to +0.
@@ -107,6 +105,13 @@ class TestExp:
     def test_monotonic_on_dense_grid(self):
         x = np.sort(RNG.uniform(-10, 10, 200_000).astype(np.float32))
         assert (np.diff(nl.exp(x).astype(np.float64)) >= 0).all()
+
+    def test_table_inserts_exponents_exactly(self):
+        # EXP_TABLE_ADJ[j] + (m << 20) is 2**(k + j/8) for m = 8k + j: integer exponent insertion.
+        for m in (-1008, -9, -8, -1, 0, 1, 7, 8, 1023):
+            t = (0x4B400000 + m) & 0xFFFFFFFF
+            s = (nl.EXP_TABLE_ADJ[t & 7] + (t << 20)) & 0xFFFFFFFF
+            assert f32(s) == np.float32(2.0 ** (m // 8) * 2.0 ** ((m % 8) / 8))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,24 +178,26 @@ class TestRsqrt:
 # ---------------------------------------------------------------------------------------------
 class TestGelu:
     def test_accuracy(self):
-        x = RNG.uniform(-9.8, 20, 100_000).astype(np.float32)
+        x = RNG.uniform(-9.95, 20, 100_000).astype(np.float32)
         got, ref = nl.gelu(x), bn.gelu_f64(x)
-        assert bn.ulp_error(got, ref, "bf16").max() <= 0.01  # measured 0.0028
+        assert bn.ulp_error(got, ref, "bf16").max() <= 0.005  # measured 0.0041
         x = RNG.uniform(-4, 4, 100_000).astype(np.float32)
-        assert bn.ulp_error(nl.gelu(x), bn.gelu_f64(x)).max() <= 40  # fp32 ulps; measured 22
+        assert bn.ulp_error(nl.gelu(x), bn.gelu_f64(x), "bf16").max() <= 0.005
 
     def test_matches_tanh_form_in_float64(self):
         x = np.linspace(-5, 5, 1001).astype(np.float32)
         x64 = x.astype(np.float64)
         tanh_form = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))
-        assert np.abs(nl.gelu(x) - tanh_form).max() < 1e-6
+        assert (np.abs(nl.gelu(x) - tanh_form) <= 1e-5 * np.abs(tanh_form) + 1e-12).all()
 
     def test_specials_and_large_inputs(self):
-        x = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 1e20, -1e20, 3e38, -3e38, -50.0])
-        y = nl.gelu(x)
-        assert bits(y).tolist() == [0, 0x80000000, 0x7F800000, 0x80000000, NAN_BITS,
-                                    bits(np.float32(1e20))[0], 0x80000000,
-                                    bits(np.float32(3e38))[0], 0x80000000, 0x80000000]
+        x = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, -1e20, -3e38, -50.0, -10.02])
+        assert bits(nl.gelu(x)).tolist() == [0, 0x80000000, 0x7F800000, 0x80000000, NAN_BITS,
+                                              0x80000000, 0x80000000, 0x80000000, 0x80000000]
+        # Large x: x times the reciprocal of 1 after two Newton steps (1 - 6.5e-6).
+        big = np.float32([12.0, 1e20, 3e38])
+        ratio = nl.gelu(big).astype(np.float64) / big
+        assert ((ratio > 1 - 1e-5) & (ratio <= 1)).all()
 
     def test_no_nan_for_finite_inputs(self):
         x = f32(RNG.integers(0, 0x7F800000, 100_000, dtype=np.uint32)) * RNG.choice(
@@ -202,9 +209,10 @@ class TestGelu:
 # vmax, softmax, layernorm
 # ---------------------------------------------------------------------------------------------
 class TestVmax:
-    def test_first_maximum_wins(self):
-        assert bits(nl.vmax(np.float32([-1.0, -0.0, 0.0])))[0] == 0x80000000
+    def test_total_order(self):
+        assert bits(nl.vmax(np.float32([-1.0, -0.0, 0.0])))[0] == 0
         assert bits(nl.vmax(np.float32([0.0, -0.0])))[0] == 0
+        assert bits(nl.vmax(np.float32([-0.0, -1.0])))[0] == 0x80000000
         assert nl.vmax(np.float32([1, 5, 3, 5])) == 5
 
     def test_nan_and_inf(self):
@@ -221,12 +229,25 @@ class TestVmax:
             nl.vmax(np.zeros(0, np.float32))
 
 
+class TestRecipNewton:
+    def test_accuracy_on_its_domain(self):
+        m = f32(np.arange(0x3F800000, 0x40000000, 37, dtype=np.uint32))
+        assert bn.ulp_error(nl.recip_newton(m), 1.0 / m.astype(np.float64)).max() <= 1.2
+        x = bn._log_uniform_positive(RNG, -100, 100, 50_000)
+        assert bn.ulp_error(nl.recip_newton(x), 1.0 / x.astype(np.float64)).max() <= 1.2
+
+    def test_equals_reciprocal_on_softmax_sums(self):
+        s = RNG.uniform(1, 2**24, 10_000).astype(np.float32)
+        np.testing.assert_array_equal(bits(nl.recip_newton(s)), bits(nl.reciprocal(s)))
+        assert np.isnan(nl.recip_newton(np.float32([np.nan]))).all()
+
+
 class TestSoftmax:
     @pytest.mark.parametrize("n,sigma", [(1, 1.0), (16, 1.0), (128, 3.0), (1024, 5.0)])
     def test_accuracy(self, n, sigma):
         x = (sigma * RNG.standard_normal((64, n))).astype(np.float32)
         err = bn.ulp_error(nl.softmax(x), bn.softmax_f64(x), "bf16")
-        assert err.max() <= 0.01  # measured <= 0.0009 bf16 ulp (docs/numerics.md)
+        assert err.max() <= 0.002  # measured <= 0.0017 bf16 ulp (docs/numerics.md)
 
     def test_batched_equals_rows(self):
         x = (3 * RNG.standard_normal((5, 40))).astype(np.float32)
@@ -239,10 +260,10 @@ class TestSoftmax:
                                           np.full(n, 1.0 / n, np.float32))
 
     def test_follows_documented_steps(self):
-        x = (2 * RNG.standard_normal(100)).astype(np.float32)
-        m = x.max()
+        x = (2 * RNG.standard_normal(300)).astype(np.float32)
+        m = nm.f32_max_total(x)
         e = nl.exp(nm.f32_add(x, -m))
-        want = nm.f32_mul(e, nl.reciprocal(nm.f32_sum_sequential(e)))
+        want = nm.f32_mul(e, nl.recip_newton(nm.f32_tree_sum(e)))
         np.testing.assert_array_equal(bits(nl.softmax(x)), bits(want))
 
     def test_large_and_special_scores(self):
@@ -250,27 +271,28 @@ class TestSoftmax:
         assert p.tolist() == [1.0, 0.0, 0.0, 0.0]
         assert np.isnan(nl.softmax(np.float32([1.0, np.nan]))).all()
         assert np.isnan(nl.softmax(np.float32([np.inf, 1.0]))).all()
+        assert np.isnan(nl.softmax(np.float32([-np.inf, -np.inf]))).all()
 
 
 class TestLayernorm:
     def test_accuracy(self):
         rep = bn.layernorm_error(rows=64)
         stats = next(iter(rep.values()))
-        assert stats["max_ulp_bf16"] <= 0.01  # measured 0.0027 bf16 ulp at max(|y|, 1)
+        assert stats["max_ulp_bf16"] <= 0.001  # measured 0.0005 bf16 ulp at max(|y|, 1)
 
     def test_batched_equals_rows_and_follows_steps(self):
-        x = (2 + 3 * RNG.standard_normal((4, 96))).astype(np.float32)
-        g = (1 + 0.1 * RNG.standard_normal(96)).astype(np.float32)
-        bta = (0.1 * RNG.standard_normal(96)).astype(np.float32)
+        x = (2 + 3 * RNG.standard_normal((4, 300))).astype(np.float32)
+        g = (1 + 0.1 * RNG.standard_normal(300)).astype(np.float32)
+        bta = (0.1 * RNG.standard_normal(300)).astype(np.float32)
         y = nl.layernorm(x, g, bta, 1e-5)
         for r in range(4):
             xr = x[r]
-            inv_n = nl.reciprocal(np.float32(96))
-            mean = nm.f32_mul(nm.f32_sum_sequential(xr), inv_n)
+            inv_n = nl.reciprocal(np.float32(300))
+            mean = nm.f32_mul(nm.f32_tree_sum(xr), inv_n)
             d = nm.f32_add(xr, -mean)
-            var = nm.f32_mul(nm.f32_sum_sequential(nm.f32_mul(d, d)), inv_n)
+            var = nm.f32_mul(nm.f32_tree_sum(nm.f32_mul(d, d)), inv_n)
             rstd = nl.rsqrt(nm.f32_add(var, np.float32(1e-5)))
-            want = nm.f32_add(nm.f32_mul(nm.f32_mul(d, rstd), g), bta)
+            want = nm.f32_mad(nm.f32_mul(d, rstd), g, bta)
             np.testing.assert_array_equal(bits(y[r]), bits(want))
 
     def test_constant_input_gives_beta(self):
@@ -288,33 +310,3 @@ class TestLayernorm:
             nl.layernorm(np.zeros(8, np.float32), np.ones(7, np.float32), np.zeros(8), 1e-5)
         with pytest.raises(ValueError, match="non-empty"):
             nl.layernorm(np.zeros(0, np.float32), np.ones(0), np.zeros(0), 1e-5)
-
-
-# ---------------------------------------------------------------------------------------------
-# The fast sequential sum equals numerics.f32_sum_sequential bit for bit
-# ---------------------------------------------------------------------------------------------
-_SUM_SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 2.0**-126, -(2.0**-126), 1.5 * 2.0**-126,
-                 3e38, -3e38, 1.0, -1.0, 2.0**-24, 1e-40]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.integers(0, 0xFFFFFFFF).map(lambda v: float(f32(v))),
-                          st.sampled_from(_SUM_SPECIALS)), min_size=1, max_size=40))
-def test_sum_sequential_equals_numerics(values):
-    x = np.asarray(values, dtype=np.float32)
-    np.testing.assert_array_equal(bits(nl.sum_sequential(x)), bits(nm.f32_sum_sequential(x)))
-
-
-def test_sum_sequential_flushes_partial_sums():
-    # 1.5*2**-126 - 2**-126 = 2**-127 flushes to +0, so adding 2**-126 gives 2**-126 (not 1.5x).
-    x = np.float32([1.5 * 2.0**-126, -(2.0**-126), 2.0**-126])
-    assert nl.sum_sequential(x) == np.float32(2.0**-126)
-    assert nm.f32_sum_sequential(x) == np.float32(2.0**-126)
-
-
-@pytest.mark.parametrize("shape", [(3, 50), (2, 2, 30), (20, 17)])
-def test_sum_sequential_batched(shape):
-    x = (RNG.standard_normal(shape) * np.exp(RNG.uniform(-20, 20, shape))).astype(np.float32)
-    got = nl.sum_sequential(x)
-    assert got.shape == shape[:-1]
-    np.testing.assert_array_equal(bits(got), bits(nm.f32_sum_sequential(x)))

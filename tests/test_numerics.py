@@ -185,9 +185,11 @@ class TestSignedZero:
         assert mul_bits(NEG_ZERO, ONE | 0x80000000) == POS_ZERO
         assert mul_bits(POS_ZERO, ONE | 0x80000000) == NEG_ZERO
 
-    def test_sequential_sum_starts_from_positive_zero(self):
-        assert b(nm.f32_sum_sequential(np.float32([-0.0, -0.0])))[0] == POS_ZERO
-        assert b(nm.f32_sum_sequential(np.float32([-1.0, 1.0])))[0] == POS_ZERO
+    def test_tree_sum_keeps_the_sign_of_zeros(self):
+        # A sum starts at its first element (not at +0): [-0] and [-0, -0] sum to -0.
+        assert b(nm.f32_tree_sum(np.float32([-0.0])))[0] == NEG_ZERO
+        assert b(nm.f32_tree_sum(np.float32([-0.0, -0.0])))[0] == NEG_ZERO
+        assert b(nm.f32_tree_sum(np.float32([-1.0, 1.0])))[0] == POS_ZERO
 
 
 class TestInfNan:
@@ -322,7 +324,6 @@ class TestMacOrder:
         a = np.zeros(16, dtype=np.float32)
         a[0], a[2], a[3] = 1.0, 2.0**-24, 2.0**-24
         assert nm.f32_fma_free_dot_tree(a) == np.float32(1 + 2.0**-23)
-        assert nm.f32_sum_sequential(a) == np.float32(1.0)
 
     def test_tree_needs_16_lanes(self):
         with pytest.raises(ValueError, match="16 lanes"):
@@ -440,10 +441,97 @@ def test_dot_bf16_random_gaussian_against_exact_mac():
         assert int(got[i]) == _exact_mac_dot([int(v) for v in a[i]], [int(v) for v in c[i]])
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(bits32, min_size=1, max_size=12))
-def test_sum_sequential_matches_exact(xs):
-    acc = 0
-    for x in xs:
-        acc = exact_add(acc, x)
-    assert int(b(nm.f32_sum_sequential(f(xs)))[0]) == acc
+# ---------------------------------------------------------------------------------------------
+# Vector-unit reductions: tree sum, total-order max, argmax, multiply-add
+# ---------------------------------------------------------------------------------------------
+def _exact_tree_sum(xs: list[int]) -> int:
+    """The contract's order written out: fold into 128 lanes, then halve (empty lanes: None)."""
+    lanes = [None] * nm.REDUCE_LANES
+    for i, x in enumerate(xs):
+        lane = i % nm.REDUCE_LANES
+        lanes[lane] = x if lanes[lane] is None else exact_add(lanes[lane], x)
+    h = nm.REDUCE_LANES // 2
+    while h:
+        for i in range(h):
+            a, c = lanes[i], lanes[i + h]
+            lanes[i] = c if a is None else (a if c is None else exact_add(a, c))
+        h //= 2
+    return exact_add(lanes[0], 0x80000000)  # x + (-0) = x after DAZ: the flush of one element
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(bits32, min_size=1, max_size=300))
+def test_tree_sum_matches_exact_order(xs):
+    assert int(b(nm.f32_tree_sum(f(xs)))[0]) == _exact_tree_sum(xs)
+
+
+@pytest.mark.parametrize("lanes", [16, 32, 64, 128])
+def test_tree_sum_is_what_a_w_lane_unit_computes(lanes):
+    """A unit with W lanes: block k adds into register k mod (128/W), registers pair up, then
+    lane shifts halve the last register; the bits do not depend on W."""
+    rng = np.random.default_rng(lanes)
+    for n in (1, 7, lanes, 128, 129, 300, 1000):
+        x = (rng.standard_normal(n) * np.exp(rng.uniform(-30, 30, n))).astype(np.float32)
+        regs = [np.full(lanes, -0.0, np.float32) for _ in range(nm.REDUCE_LANES // lanes)]
+        pad = np.concatenate([x, np.full(-n % lanes, -0.0, np.float32)])
+        for k in range(len(pad) // lanes):
+            r = k % len(regs)
+            regs[r] = nm.f32_add(regs[r], pad[k * lanes:(k + 1) * lanes])
+        while len(regs) > 1:
+            h = len(regs) // 2
+            regs = [nm.f32_add(regs[i], regs[i + h]) for i in range(h)]
+        v, h = regs[0], lanes // 2
+        while h:
+            shifted = np.concatenate([v[h:], np.full(h, -0.0, np.float32)])
+            v, h = nm.f32_add(v, shifted), h // 2
+        assert b(v[0]) == b(nm.f32_tree_sum(x)), n
+
+
+def test_tree_sum_batched_and_axis():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 200)).astype(np.float32)
+    got = nm.f32_tree_sum(x)
+    assert got.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            assert b(got[i, j]) == b(nm.f32_tree_sum(x[i, j]))
+    np.testing.assert_array_equal(b(nm.f32_tree_sum(x, axis=1)),
+                                  b(nm.f32_tree_sum(np.moveaxis(x, 1, -1))))
+    with pytest.raises(ValueError, match="empty"):
+        nm.f32_tree_sum(np.zeros(0, np.float32))
+
+
+def test_order_key_and_total_max():
+    vals = np.float32([-np.inf, -3.0, -0.0, 0.0, 1e-30, 2.0, np.inf, np.nan])
+    keys = nm.f32_order_key(vals)
+    assert (np.diff(keys.astype(np.int64)) > 0).all()
+    assert b(nm.f32_max_total(np.float32([-0.0, 0.0])))[0] == POS_ZERO
+    assert b(nm.f32_max_total(np.float32([0.0, -0.0])))[0] == POS_ZERO
+    assert b(nm.f32_max_total(np.float32([1.0, np.nan, np.inf])))[0] == 0x7FC00000
+    assert nm.f32_max_total(np.float32([-np.inf])) == -np.inf
+    assert b(nm.f32_max_total(f([0x80000001, 0x80000002])))[0] == NEG_ZERO  # DAZ first
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 50)).astype(np.float32)
+    for perm in (rng.permutation(50) for _ in range(3)):  # order-independent
+        np.testing.assert_array_equal(nm.f32_max_total(x[:, perm]), x.max(axis=-1))
+
+
+def test_argmax_first_index():
+    assert nm.f32_argmax(np.float32([1, 5, 3, 5])) == 1
+    assert nm.f32_argmax(np.float32([-0.0, 0.0])) == 0  # -0 == +0: the first wins
+    assert nm.f32_argmax(np.float32([0.0, -0.0, 0.0])) == 0
+    assert nm.f32_argmax(np.float32([1, np.nan, np.inf, np.nan])) == 1  # first NaN
+    assert nm.f32_argmax(np.float32([-np.inf, -np.inf])) == 0
+    assert nm.f32_argmax(f([0x00000001, 0x80000000])) == 0  # DAZ: both zero
+    with pytest.raises(ValueError, match="empty"):
+        nm.f32_argmax(np.zeros(0, np.float32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits32, bits32, bits32)
+def test_mad_is_multiply_then_add(x, y, z):
+    want = exact_add(exact_mul(x, y), z)
+    assert int(b(nm.f32_mad(f(x), f(y), f(z)))[0]) == want
+    # one pipeline does all three: mad(a, 1, c) = add(a, c), mad(a, c, -0) = mul(a, c)
+    assert int(b(nm.f32_mad(f(x), np.float32(1.0), f(z)))[0]) == exact_add(x, z)
+    assert int(b(nm.f32_mad(f(x), f(y), np.float32(-0.0)))[0]) == exact_mul(x, y)

@@ -138,6 +138,13 @@ def _split_normal(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e_field, m
 
 
+def _u32(a, b, sub: bool = False) -> np.ndarray:
+    """32-bit integer ``a + b`` (or ``a - b``) with wrap-around, as the hardware adds."""
+    a = np.asarray(a, dtype=np.uint32).astype(np.int64)
+    b = np.asarray(b, dtype=np.uint32).astype(np.int64)
+    return ((a - b if sub else a + b) & 0xFFFFFFFF).astype(np.uint32)
+
+
 def _as_f32(x) -> np.ndarray:
     """Input conversion of every function: float32, subnormals flushed (DAZ), canonical NaN."""
     return flush_f32(np.asarray(x, dtype=np.float32))
@@ -211,10 +218,10 @@ def exp(x) -> np.ndarray:
     x = _as_f32(x)
     xc = fmin(fmax(x, EXP_X_LO), EXP_X_HI)
     t, p, tb = _exp2_parts(xc)
-    y = f32_mul(p, f32_from_bits(tb + (t << np.uint32(20))))
+    y = f32_mul(p, f32_from_bits(_u32(tb, t << np.uint32(20))))
     hi = x > 0
     if hi.any():
-        s_hi = f32_from_bits(tb + ((t - np.uint32(8)) << np.uint32(20)))
+        s_hi = f32_from_bits(_u32(tb, _u32(t, 8, sub=True) << np.uint32(20)))
         y = np.where(hi, f32_mul(f32_mul(p, s_hi), _F2), y)
     return np.asarray(y, dtype=np.float32)
 
@@ -274,16 +281,18 @@ def reciprocal(x) -> np.ndarray:
 
 
 def recip_newton(s) -> np.ndarray:
-    """``1/s`` for positive normal ``s`` in ``[2**-125, 2**125]`` (SOFTMAX's sum, ``s >= 1``).
+    """``1/s`` for positive ``s`` in ``[2**-100, 2**100]`` (SOFTMAX's sum: ``1 <= s <= n``).
 
     Algorithm: seed ``y = bits_to_f32(RECIP_MAGIC - f32_to_bits(s))`` (32-bit integer subtraction
     on the whole pattern: relative error <= 0.0505), then ``RECIP_NEWTON_STEPS`` steps
-    ``e = mad(neg(s), y, 1); y = mad(y, e, y)`` (error 4e-11 before rounding). A NaN gives NaN;
-    outside the domain the result is what these steps give (no special cases).
+    ``e = mad(neg(s), y, 1); y = mad(y, e, y)`` (error 4e-11 before rounding; the same bits as
+    :func:`reciprocal` on the domain, within 1.13 fp32 ulp). A NaN gives NaN; outside the domain
+    the result is what these steps give (no special cases; above 2**100 the last correction
+    ``y*e`` flushes to zero).
     """
     s = _as_f32(s)
     ns = _neg(s)
-    y = f32_from_bits(np.uint32(RECIP_MAGIC) - _bits(s))
+    y = f32_from_bits(_u32(RECIP_MAGIC, _bits(s), sub=True))
     for _ in range(RECIP_NEWTON_STEPS):
         y = f32_mad(y, f32_mad(ns, y, _F1), y)
     return np.asarray(y, dtype=np.float32)
@@ -385,9 +394,9 @@ def gelu(x) -> np.ndarray:
     w = f32_mul(f32_mad(f32_mul(xc, xc), GELU_G3, GELU_G1), xc)
     wc = fmax(fmin(w, GELU_W_HI), EXP_X_LO)
     t, pn, tb = _exp2_parts(wc, negate=True)
-    s = f32_from_bits(tb + (t << np.uint32(20)))
+    s = f32_from_bits(_u32(tb, t << np.uint32(20)))
     nd = f32_mad(pn, s, _FM1)
-    y = f32_from_bits(np.uint32(RECIP_MAGIC) - (_bits(nd) ^ _SIGN))
+    y = f32_from_bits(_u32(RECIP_MAGIC, _bits(nd) ^ _SIGN, sub=True))
     for _ in range(GELU_NEWTON_STEPS):
         y = f32_mul(y, f32_mad(nd, y, _F2))
     return np.asarray(f32_mul(xc, y), dtype=np.float32)

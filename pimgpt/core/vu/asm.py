@@ -375,7 +375,7 @@ def _allocate(ops: list[_Op], loops: list[tuple[int, int]]) -> None:
             refs.setdefault(r, []).append(o.pos)
             if r not in first:
                 first[r] = o.pos
-                first_is_read[r] = r in o.vr and r not in o.vw
+                first_is_read[r] = r in o.vr
             last[r] = o.pos
     changed = True
     while changed:  # widen live ranges over loops until stable (nested loops)

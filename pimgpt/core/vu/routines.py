@@ -78,28 +78,47 @@ def copy_reg(a: Asm, S: Scalars, src: SReg) -> SReg:
 
 
 def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], body,
-           max_open: int = 4) -> None:
-    """Run ``body(q, b, off)`` for every block of ``rows`` rows: ``K`` blocks per loop iteration
-    (offsets ``off = b*W`` from pointers ``ptrs``, advanced by ``K*W`` per iteration), then the
-    ``nb mod K`` remaining blocks. Block ``b`` of an iteration is copy ``b*rows + q``."""
+           max_open: int = 4, period: int = 1) -> None:
+    """Run ``body(q, b, off)`` for every block of ``rows`` rows.
+
+    A loop runs ``K`` blocks per iteration (offsets ``off = b*W`` from the pointers ``ptrs``,
+    which advance with the blocks done; block ``b`` of row ``q`` is copy ``b*rows + q`` of the
+    scheduled body). The ``nb mod K`` blocks left run in chunks of ``K/2, K/4, ..., period``
+    (each when its bit of the count is set), then the last ``< period`` one by one, all behind
+    forward branches. ``body`` may depend on ``b mod period`` only (``period = A`` for the
+    accumulators of a sum)."""
     W = a.lanes
-    niter, nrem = S.shared("niter"), S.shared("nrem")
-    a.s(UOp.SSHR, niter, nb, log2(K))
-    with a.loop(niter):
+    niter, nrem, bit = S.shared("niter"), S.shared("nrem"), S.shared("kb")
+
+    def chunk(n_blocks: int, advance: bool):
         with a.sched(max_open):
-            for b in range(K):
+            for b in range(n_blocks):
                 for q in range(rows):
                     with a.copy(b * rows + q):
                         body(q, b, b * W)
-            for p in ptrs:
-                a.s(UOp.SADD, p, p, K * W)
+            if advance:
+                for p in ptrs:
+                    a.s(UOp.SADD, p, p, n_blocks * W)
+
+    a.s(UOp.SSHR, niter, nb, log2(K))
+    with a.loop(niter):
+        chunk(K, True)
     if K == 1:
         return
     a.s(UOp.SAND, nrem, nb, K - 1)
-    end, kb = a.fresh("rem.end"), S.shared("kb")
-    for b in range(K - 1):
-        a.li(kb, b + 1)
-        a.br(UOp.BLTU, nrem, kb, end)
+    c = K // 2
+    while c >= period:
+        skip = a.fresh("chunk")
+        a.s(UOp.SAND, bit, nrem, c)
+        a.br(UOp.BEQ, bit, ZERO, skip)
+        chunk(c, True)
+        a.label(skip)
+        c //= 2
+    end = a.fresh("rem.end")
+    for b in range(period - 1):
+        a.s(UOp.SAND, bit, nrem, period - 1)
+        a.li(niter, b + 1)
+        a.br(UOp.BLTU, bit, niter, end)
         with a.sched(max_open):
             for q in range(rows):
                 with a.copy(q):

@@ -214,7 +214,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.st(e, dp[q], ZERO, dhi[q], off=off)
         a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
 
-    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=3)
+    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=3, period=A)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         inv = fn.recip_newton(
@@ -305,7 +305,7 @@ def layernorm(a: Asm) -> None:
         a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
         a.v(UOp.VFADD, acc[b % A], acc[b % A], x)
 
-    blocks(a, S, nb, 1, K, [p], sum_body)
+    blocks(a, S, nb, 1, K, [p], sum_body, period=A)
     mean, nmean = a.vreg("mean"), a.vreg("nmean")
     a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
     nm0 = a.vreg()
@@ -331,7 +331,7 @@ def layernorm(a: Asm) -> None:
         a.ld(d, dp, F[1], dhi, Fill.POS_ZERO, off=off)
         a.mad(sq[b % A], d, d, sq[b % A])
 
-    blocks(a, S, nb, 1, K, [dp], sq_body)
+    blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
     var, ve = a.vreg("var"), a.vreg("ve")
     a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
     a.v(UOp.VFADD, ve, var, F[6])

@@ -1,0 +1,312 @@
+"""The vector unit's micro-architecture: micro-word, cycle rules, routines vs the golden functions,
+timing mode vs functional mode, and the cost model derived from them (pimgpt/core/vu)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pimgpt.core import nonlinear as nl
+from pimgpt.core import numerics as nm
+from pimgpt.core.config import load_hw
+from pimgpt.core.isa import I, Op
+from pimgpt.core.vu import uisa
+from pimgpt.core.vu.asm import Asm, AsmError, SReg
+from pimgpt.core.vu.cost import VectorUnitModel, microcode_for, pipeline_of
+from pimgpt.core.vu.iss import Microcode, VectorISS
+from pimgpt.core.vu.uisa import BSel, Pipeline, UOp, UWord
+
+LANES = (16, 32, 64, 128)
+PIPE = Pipeline(add=2, mul=2, load=2, issue=2)
+
+
+def b32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The micro-word: one field table
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(UOp)), *[st.integers(0, 31) for _ in range(4)],
+       st.sampled_from(list(BSel)), st.integers(0, 15), st.integers(0, 2**32 - 1))
+def test_word_round_trip(op, rd, ra, rb, rc, bsel, mode, imm):
+    w = UWord(op, rd, ra, rb, rc, bsel, mode, imm)
+    word = uisa.encode(w)
+    assert 0 <= word < 2**uisa.WORD_BITS
+    assert uisa.decode(word) == w
+
+
+def test_word_layout_is_the_field_table():
+    assert uisa.WORD_BITS == 64
+    layout = uisa.amaranth_layout()
+    assert layout.size == 64
+    offset = 0
+    for name, width in uisa.FIELDS:
+        assert layout[name].offset == offset
+        assert layout[name].shape.width == width if hasattr(layout[name].shape, "width") else True
+        offset += width
+    # the enum-typed fields carry the micro-operations and operand sources by name
+    op_enum = layout["op"].shape
+    assert {m.name for m in op_enum} == {m.name for m in UOp}
+    word = uisa.encode(UWord(UOp.VMAD, rd=1, imm=0xDEADBEEF))
+    assert word & 0x3F == UOp.VMAD and word >> 32 == 0xDEADBEEF
+
+
+def test_bad_fields_are_refused():
+    with pytest.raises(ValueError, match="rd=32"):
+        UWord(UOp.VADD, rd=32)
+    with pytest.raises(ValueError, match="mode=16"):
+        UWord(UOp.VADD, mode=16)
+    with pytest.raises(ValueError, match="lanes"):
+        uisa.check_lanes(48)
+    with pytest.raises(ValueError, match="issue"):
+        Pipeline(issue=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cycle rules, on hand-written micro-programs
+# ---------------------------------------------------------------------------------------------
+def _cycles(build, pipe: Pipeline = PIPE, lanes: int = 16) -> int:
+    a = Asm(lanes, pipe)
+    build(a)
+    a.done()
+    words, _ = a.assemble()
+    mc = Microcode(words, {Op.VADD: 0}, lanes, pipe)
+    sp = np.zeros(4096, np.uint32)
+    functional = VectorISS(mc, sp).run(Op.VADD, [0] * 7).cycles
+    assert VectorISS(mc, timing_only=True).run(Op.VADD, [0] * 7).cycles == functional
+    return functional
+
+
+def test_dependent_chain_waits_for_each_result():
+    def chain(a, n):
+        r = a.vreg()
+        a.v(UOp.VBCAST, r, None, 0x3F800000)  # cycle 1, ready at 2
+        for _ in range(n):
+            r2 = a.vreg()
+            a.mad(r2, r, r, 0x3F800000)  # Lm + La = 4 cycles each
+            r = r2
+    # dispatch 0, BCAST 1, MADs at 2, 6, 10, DONE when the last is ready (14): 15 cycles
+    assert _cycles(lambda a: chain(a, 3)) == 15
+    assert _cycles(lambda a: chain(a, 3), Pipeline(add=3, mul=1)) == 15
+    assert _cycles(lambda a: chain(a, 3), Pipeline(add=3, mul=2)) == 18
+
+
+def test_independent_operations_issue_every_cycle_and_pair_across_classes():
+    def prog(a, classes):
+        k = a.vreg()
+        a.v(UOp.VBCAST, k, None, 0x3F800000)  # cycle 1
+        for c in classes:
+            r = a.vreg()
+            if c == "fp":
+                a.v(UOp.VFMUL, r, k, k)  # ready 2 cycles later
+            else:
+                a.v(UOp.VXOR, r, k, 1)
+
+    # four FP ops: cycles 2..5, the last ready at 7, DONE at 7: 8 cycles
+    assert _cycles(lambda a: prog(a, ["fp"] * 4)) == 8
+    # FP and INT alternate: two per cycle (2, 2, 3, 3); last FP ready at 5 -> DONE at 5
+    assert _cycles(lambda a: prog(a, ["fp", "int"] * 2)) == 6
+    # single issue: one per cycle (2..5), FP at 4 ready at 6
+    assert _cycles(lambda a: prog(a, ["fp", "int"] * 2), Pipeline(issue=1)) == 7
+
+
+def test_pair_needs_independence():
+    def prog(a):
+        k, r1, r2 = a.vreg(), a.vreg(), a.vreg()
+        a.v(UOp.VBCAST, k, None, 7)  # 1
+        a.v(UOp.VXOR, r1, k, 1)  # 2 (INT), ready 3
+        a.v(UOp.VFMUL, r2, r1, k)  # FP but reads r1: waits for 3, ready 5
+
+    assert _cycles(prog) == 6
+
+
+def test_write_port_conflict_delays_issue():
+    def prog(a):
+        k, r1, r2 = a.vreg(), a.vreg(), a.vreg()
+        a.v(UOp.VBCAST, k, None, 0x3F800000)  # 1
+        a.mad(r1, k, k, 0x3F800000)  # 2 -> port F at 6
+        x = a.vreg()
+        a.v(UOp.VXOR, x, k, 0)  # INT, pairs with the MAD at 2 (port I at 3)
+        a.v(UOp.VFMUL, r2, k, k)  # 3 -> F at 5
+        r3 = a.vreg()
+        a.v(UOp.VFMUL, r3, k, k)  # 4 -> F at 6: taken by the MAD -> issues at 5, ready 7
+
+    assert _cycles(prog) == 8
+
+
+def test_loops_cost_nothing_per_iteration_and_zero_trips_skip():
+    def prog(a, n):
+        cnt = SReg(8)
+        a.li(cnt, n)
+        k = a.vreg()
+        a.v(UOp.VBCAST, k, None, 1)
+        with a.loop(cnt):
+            r = a.vreg()
+            a.v(UOp.VXOR, r, k, 1)
+            a.v(UOp.VXOR, r, r, 1)
+
+    base = _cycles(lambda a: prog(a, 0))
+    assert _cycles(lambda a: prog(a, 1)) == base + 2
+    assert _cycles(lambda a: prog(a, 50)) == base + 100
+
+
+def test_assembler_refuses_bad_code():
+    a = Asm(16, PIPE)
+    r = a.vreg()
+    a.v(UOp.VXOR, r, r, 1)  # read before written
+    a.done()
+    with pytest.raises(AsmError, match="read before"):
+        a.assemble()
+    a = Asm(16, PIPE)
+    a.br(UOp.BEQ, SReg(0), SReg(0), "nowhere")
+    a.done()
+    with pytest.raises(AsmError, match="undefined label"):
+        a.assemble()
+
+
+# ---------------------------------------------------------------------------------------------
+# Routines: bit-exact with the golden functions, for every lane count
+# ---------------------------------------------------------------------------------------------
+SPECIAL = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3e38, -3e38, 88.72,
+                      -87.34, 1.0, -9.99])
+
+
+def _data(rng, n: int, scale: float = 4.0) -> np.ndarray:
+    x = (rng.standard_normal(n) * scale).astype(np.float32)
+    x[: min(n, len(SPECIAL)) // 3] = SPECIAL[: min(n, len(SPECIAL)) // 3]
+    return x
+
+
+def _run(lanes: int, op: Op, fields: tuple, sp: np.ndarray):
+    mc = microcode_for(lanes, PIPE)
+    iss = VectorISS(mc, sp)
+    st_f = iss.run(op, fields)
+    st_t = VectorISS(mc, timing_only=True).run(op, fields)
+    assert st_t.as_tuple() == st_f.as_tuple(), (op.name, fields)
+    return iss, st_f
+
+
+UNARY = {Op.VEXP: nl.exp, Op.VGELU: nl.gelu, Op.VRECIP: nl.reciprocal, Op.VRSQRT: nl.rsqrt}
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_elementwise_routines_match_golden(lanes):
+    rng = np.random.default_rng(lanes)
+    for n in (1, lanes + 3, 9 * lanes + 5):
+        x, y = _data(rng, n), _data(rng, n)
+        x = x * np.float32(8.0) if n > 1 else x
+        for op, fn in UNARY.items():
+            sp = np.zeros(8192, np.uint32)
+            sp[100:100 + n] = b32(x)
+            _run(lanes, op, (4000, 100, n), sp)
+            np.testing.assert_array_equal(sp[4000:4000 + n], b32(fn(x)), err_msg=op.name)
+            assert not sp[4000 + n:].any()
+        for op, fn in ((Op.VADD, nm.f32_add), (Op.VMUL, nm.f32_mul)):
+            sp = np.zeros(8192, np.uint32)
+            sp[100:100 + n], sp[2000:2000 + n] = b32(x), b32(y)
+            _run(lanes, op, (100, 100, 2000, n), sp)  # in place on a
+            np.testing.assert_array_equal(sp[100:100 + n], b32(fn(x, y)), err_msg=op.name)
+        sp = np.zeros(8192, np.uint32)
+        sp[100:100 + n] = b32(x)
+        _run(lanes, Op.VSCALE, (4000, 100, n, int(b32(np.float32(-0.125)))), sp)
+        np.testing.assert_array_equal(sp[4000:4000 + n], b32(nm.f32_mul(x, np.float32(-0.125))))
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_move_fill_reduce_routines_match_golden(lanes):
+    rng = np.random.default_rng(lanes + 1)
+    for n in (1, 2 * lanes + 7):
+        x = _data(rng, 3 * n)
+        for dst, src in ((1000, 1000 + n // 2 + 1), (1000 + n // 2 + 1, 1000), (5000, 1000)):
+            sp = np.zeros(8192, np.uint32)
+            sp[1000:1000 + 3 * n] = b32(x)
+            want = sp.copy()
+            want[dst:dst + n] = sp[src:src + n].copy()
+            _run(lanes, Op.VMOV, (dst, src, n), sp)  # memmove in both directions
+            np.testing.assert_array_equal(sp, want)
+        sp = np.zeros(8192, np.uint32)
+        _run(lanes, Op.VFILL, (300, n, int(b32(np.float32(2.5)))), sp)
+        assert (sp[300:300 + n] == b32(np.float32(2.5))).all() and not sp[300 + n:].any()
+        for k in (1, 3):
+            sp = np.zeros(8192, np.uint32)
+            sp[1000:1000 + 3 * n] = b32(x)
+            _run(lanes, Op.VREDUCE, (1000, 1000, n, k), sp)  # in place on part 0
+            parts = x[:k * n].reshape(k, n)
+            acc = nm.flush_f32(parts[0])
+            for j in range(1, k):
+                acc = nm.f32_add(acc, parts[j])
+            np.testing.assert_array_equal(sp[1000:1000 + n], b32(acc))
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_reduction_routines_match_golden(lanes):
+    rng = np.random.default_rng(lanes + 2)
+    for n in (1, 5, lanes, 3 * 128 + 5):
+        x = _data(rng, n)
+        if n > 3:
+            x[2] = np.nan if n % 2 else x[2]
+        g, bta = _data(rng, n, 1.0), _data(rng, n, 0.2)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + n], sp[3000:3000 + n], sp[6000:6000 + n] = b32(x), b32(g), b32(bta)
+        _run(lanes, Op.VMAX, (9000, 100, n), sp)
+        assert sp[9000] == b32(nl.vmax(x))
+        iss, _ = _run(lanes, Op.ARGMAX, (5, 100, n), sp)
+        assert iss.fe_regs[5] == int(nm.f32_argmax(x))
+        eps = int(b32(np.float32(1e-5)))
+        _run(lanes, Op.LAYERNORM, (9000, 100, 3000, 6000, n, eps), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n],
+                                      b32(nl.layernorm(x, g, bta, np.float32(1e-5))))
+        _run(lanes, Op.LAYERNORM, (100, 100, 3000, 6000, n, eps), sp)  # in place
+        np.testing.assert_array_equal(sp[100:100 + n], sp[9000:9000 + n])
+
+
+@pytest.mark.parametrize("lanes", LANES)
+@pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12)])
+def test_softmax_rows_match_golden(lanes, n, rows):
+    rng = np.random.default_rng(n * rows + lanes)
+    x = (rng.standard_normal((rows, n)) * 5).astype(np.float32)
+    if rows > 3:
+        x[1, 0] = np.nan  # one row all NaN, the others untouched
+        x[2, :] = -np.inf
+    want = b32(nl.softmax(x)).reshape(-1)
+    for dst in (8000, 200):  # to another place, and in place
+        sp = np.zeros(16384, np.uint32)
+        sp[200:200 + x.size] = b32(x).reshape(-1)
+        _run(lanes, Op.SOFTMAX, (dst, 200, n, rows), sp)
+        np.testing.assert_array_equal(sp[dst:dst + x.size], want)
+        outside = np.ones(16384, bool)
+        outside[dst:dst + x.size] = outside[200:200 + x.size] = False
+        assert not sp[outside].any()
+
+
+# ---------------------------------------------------------------------------------------------
+# The cost model
+# ---------------------------------------------------------------------------------------------
+def test_cost_is_the_microcode_cycles_and_is_cached():
+    hw = load_hw("pimgpt-gddr6-8ch")
+    model = VectorUnitModel(hw)
+    assert model.microcode is microcode_for(hw.asic.vector_lanes, pipeline_of(hw))
+    ins = I(Op.SOFTMAX, dst=0, src=4096, n=100, rows=3)
+    sp = np.zeros(hw.asic.scratchpad_words, np.uint32)
+    cyc = VectorISS(model.microcode, sp).run(ins.op, ins.fields()).cycles
+    c = model.cost(ins)
+    assert c.cycles == cyc
+    assert c.words == 3 * 100 * 5  # read twice, written twice, read once more per element
+    assert model.cost(I(Op.SOFTMAX, dst=50000, src=90000, n=100, rows=3)) is c  # per shape
+    assert model.cost(I(Op.SETR, reg=1, imm=5)).cycles == 1
+    assert model.cost(I(Op.OUT, reg=1)).cycles == 1
+    # more work costs more; a wider unit costs less on long vectors
+    n1 = model.cost(I(Op.VGELU, dst=0, src=8192, n=512)).cycles
+    n2 = model.cost(I(Op.VGELU, dst=0, src=8192, n=4096)).cycles
+    assert n2 > n1 > 0
+    raw = dict(hw.raw)
+    raw["asic"] = dict(raw["asic"], vector_lanes=128)
+    from pimgpt.core.config import hw_from_dict
+
+    wide = VectorUnitModel(hw_from_dict(raw, where="wide"))
+    if hw.asic.vector_lanes < 128:
+        assert wide.cost(I(Op.VGELU, dst=0, src=8192, n=4096)).cycles < n2
