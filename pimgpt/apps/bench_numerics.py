@@ -164,14 +164,63 @@ def dot_error_table(n_dots: int = 10_000, length: int = 1024, seed: int = 0) -> 
     return out
 
 
-def exp_error(n: int = 1_000_000, seed: int = 1) -> dict:
-    """``nonlinear.exp`` on uniform x in [-87.3, 88.7] (normal results) and on [-1, 1]."""
+def _patterns(lo: float, hi: float, stride: int) -> np.ndarray:
+    """Every ``stride``-th fp32 bit pattern of ``[lo, hi]`` (both signs when ``lo < 0 < hi``)."""
+    parts = []
+    if hi > 0:
+        a = 0x00800000 if lo <= 0 else int(np.float32(lo).view(np.uint32))
+        parts.append(np.arange(a, int(np.float32(hi).view(np.uint32)) + 1, stride,
+                               dtype=np.uint32))
+    if lo < 0:
+        a = 0x00800000 if hi >= 0 else int(np.float32(-hi).view(np.uint32))
+        neg = np.arange(a, int(np.float32(-lo).view(np.uint32)) + 1, stride, dtype=np.uint32)
+        parts.append(neg | np.uint32(0x80000000))
+    return np.concatenate(parts).view(np.float32)
+
+
+def _exhaustive(fn, ref, lo: float, hi: float, stride: int, chunk: int = 1 << 22,
+                min_abs: float = 0.0) -> dict:
+    """Error stats of ``fn`` over every ``stride``-th fp32 pattern of ``[lo, hi]`` with
+    ``|x| >= min_abs`` (chunked)."""
+    x = _patterns(lo, hi, stride)
+    x = x[np.abs(x) >= min_abs]
+    stats = None
+    for i in range(0, len(x), chunk):
+        xs = x[i:i + chunk]
+        s = _err_stats(fn(xs), ref(xs))
+        if stats is None:
+            stats = dict(s, mean_ulp_fp32=s["mean_ulp_fp32"] * s["count"])
+        else:
+            for k in ("max_ulp_fp32", "max_ulp_bf16", "max_abs"):
+                stats[k] = max(stats[k], s[k])
+            stats["mean_ulp_fp32"] += s["mean_ulp_fp32"] * s["count"]
+            stats["count"] += s["count"]
+    stats["mean_ulp_fp32"] /= stats["count"]
+    return stats
+
+
+def exp_error(n: int = 1_000_000, seed: int = 1, stride: int = 0) -> dict:
+    """``nonlinear.exp`` on uniform x in [-87.3, 88.7] (normal results) and on [-1, 1]; with
+    ``stride``, also every ``stride``-th fp32 pattern of [-87.33, 88.72]."""
     rng = np.random.default_rng(seed)
     res = {}
     for name, (lo, hi) in (("[-87.3, 88.7]", (-87.3, 88.7)), ("[-1, 1]", (-1.0, 1.0))):
         x = _uniform_f32(rng, lo, hi, n)
         res[name] = _err_stats(nl.exp(x), np.exp(x.astype(np.float64)))
+    if stride:
+        res[f"every {stride}th pattern of [-87.33, 88.72]"] = _exhaustive(
+            nl.exp, lambda v: np.exp(v.astype(np.float64)), -87.33, 88.72, stride)
     return res
+
+
+def recip_newton_error(n: int = 1_000_000, seed: int = 8) -> dict:
+    """``nonlinear.recip_newton`` (SOFTMAX's 1/sum) on every significand of [1, 2) and on
+    uniform sums in [1, 2**24]."""
+    rng = np.random.default_rng(seed)
+    m = np.arange(0x3F800000, 0x40000000, dtype=np.uint32).view(np.float32)
+    s = rng.uniform(1.0, 2.0**24, n).astype(np.float32)
+    return {"all of [1, 2)": _err_stats(nl.recip_newton(m), 1.0 / m.astype(np.float64)),
+            "[1, 2^24]": _err_stats(nl.recip_newton(s), 1.0 / s.astype(np.float64))}
 
 
 def reciprocal_error(n: int = 1_000_000, seed: int = 2) -> dict:
@@ -188,18 +237,24 @@ def rsqrt_error(n: int = 1_000_000, seed: int = 3) -> dict:
     return {"x in [2^-126, 2^128)": _err_stats(nl.rsqrt(x), 1.0 / np.sqrt(x.astype(np.float64)))}
 
 
-def gelu_error(n: int = 1_000_000, seed: int = 4) -> dict:
-    """``nonlinear.gelu`` on uniform x in [-4, 4], in [-9.8, 20] and in [-1e4, 1e4].
+def gelu_error(n: int = 1_000_000, seed: int = 4, stride: int = 0) -> dict:
+    """``nonlinear.gelu`` on uniform x in [-4, 4], in [-9.95, 20] and in [-1e4, 1e4]; with
+    ``stride``, also every ``stride``-th fp32 pattern of [-9.95, 20].
 
-    Below about -9.9 the true result is under 2**-122 and ``exp(-2|u|)`` flushes, so the function
-    returns -0 there: the widest range is meaningful as an absolute error only.
+    Below about -9.95 the true result is under 3e-37 and the function is only roughly right
+    (-0 below -10.01): the widest range is meaningful as an absolute error only. For
+    ``|x| < 2**-124`` the result is within a few millionths of the flush threshold 2**-126 and may
+    flush to zero (the FTZ rule), so the pattern sweep starts there.
     """
     rng = np.random.default_rng(seed)
     res = {}
-    for name, (lo, hi) in (("[-4, 4]", (-4.0, 4.0)), ("[-9.8, 20]", (-9.8, 20.0)),
+    for name, (lo, hi) in (("[-4, 4]", (-4.0, 4.0)), ("[-9.95, 20]", (-9.95, 20.0)),
                            ("[-1e4, 1e4] (abs err)", (-1e4, 1e4))):
         x = _uniform_f32(rng, lo, hi, n)
         res[name] = _err_stats(nl.gelu(x), gelu_f64(x))
+    if stride:
+        res[f"every {stride}th pattern of [-9.95, 20], |x| >= 2^-124"] = _exhaustive(
+            nl.gelu, gelu_f64, -9.95, 20.0, stride, min_abs=2.0**-124)
     return res
 
 
@@ -315,13 +370,16 @@ def reference_speed(model: str = "gpt2-small", prompt_len: int = 4, new_tokens: 
     }
 
 
-def numerics_report(quick: bool = False) -> dict:
+def numerics_report(quick: bool = False, stride: int = 0) -> dict:
     """All tables of ``docs/numerics.md``.
 
     Parameters
     ----------
     quick : bool
         Use 10x fewer samples (for smoke tests).
+    stride : int
+        If positive, also test exp and GELU on every ``stride``-th fp32 pattern of their domains
+        (``stride=1`` is exhaustive: about 2**31 values, an hour or more).
 
     Returns
     -------
@@ -332,10 +390,11 @@ def numerics_report(quick: bool = False) -> dict:
     return {
         "dot": dot_error_table(n_dots=10_000 // k),
         "nonlinear": {
-            "exp": exp_error(1_000_000 // k),
+            "exp": exp_error(1_000_000 // k, stride=stride),
             "reciprocal": reciprocal_error(1_000_000 // k),
+            "recip_newton": recip_newton_error(1_000_000 // k),
             "rsqrt": rsqrt_error(1_000_000 // k),
-            "gelu": gelu_error(1_000_000 // k),
+            "gelu": gelu_error(1_000_000 // k, stride=stride),
             "softmax": softmax_error(),
             "layernorm": layernorm_error(rows=512 // k),
         },
@@ -384,11 +443,15 @@ def format_report(rep: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer samples")
+    parser.add_argument("--stride", type=int, default=0, metavar="K",
+                        help="also test exp and GELU on every K-th fp32 pattern (1: all)")
     parser.add_argument("--reference", default=None, metavar="MODEL",
                         help="also time the reference models on this preset (e.g. gpt2-small)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    print(format_report(numerics_report(quick=args.quick)))
+    if args.stride < 0:
+        parser.error("--stride must be 0 (off) or a positive stride")
+    print(format_report(numerics_report(quick=args.quick, stride=args.stride)))
     if args.reference:
         r = reference_speed(args.reference)
         print(f"\nReference models on {r['model']} (random weights): "
