@@ -237,37 +237,104 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
 
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
 SOFTMAX_ROWS = {16: 1, 32: 1, 64: 2, 128: 4}
+#: Rows per group when a row fits one register (``n <= W``): everything stays in registers.
+SOFTMAX_SHORT_ROWS = 4
+
+
+def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SReg,
+                   base_d: SReg, n: SReg) -> None:
+    """Softmax of ``G`` rows of ``n <= B*W`` (``B`` = 1 or 2): ``B`` registers per row, loaded
+    once, stored once, the whole group in one scheduled region. Row ``q`` spans
+    ``[bs[q], bs[q+1])``. With two registers the sum's first step is ``e0 + e1`` (the fold, or
+    the register-level tree level of the contract, with the empty virtual lanes left out)."""
+    W = a.lanes
+    seg = W // G
+    bs, bd = [base_s] + [S() for _ in range(G)], [base_d] + [S() for _ in range(G)]
+    for q in range(G):
+        a.s(UOp.SADD, bs[q + 1], bs[q], n)
+        a.s(UOp.SADD, bd[q + 1], bd[q], n)
+    with a.sched(max_open=G * B):
+        x = [[a.vreg("x") for _ in range(B)] for _ in range(G)]
+        for q in range(G):
+            for j in range(B):
+                with a.copy(q * B + j):
+                    a.ld(x[q][j], bs[q], ZERO, bs[q + 1], Fill.NEG_INF, off=j * W)
+        neg_m = a.vreg("nm")
+        a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, [tree_regs(a, UOp.VFMAX, r) for r in x]),
+            fn.SIGN)
+        e = [[None] * B for _ in range(G)]
+        for q in range(G):
+            nm = a.vreg("nmq")
+            a.v(UOp.VBCL, nm, neg_m, q * seg)
+            for j in range(B):
+                with a.copy(G * B + q * B + j):
+                    d = a.vreg("d")
+                    a.v(UOp.VFADD, d, x[q][j], nm)
+                    e[q][j] = fn.exp_nonpos(a, k, d)
+        inv = fn.recip_newton(a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in e]))
+        for q in range(G):
+            r = a.vreg("rq")
+            a.v(UOp.VBCL, r, inv, q * seg)
+            for j in range(B):
+                with a.copy(2 * G * B + q * B + j):
+                    y = a.vreg("y")
+                    a.v(UOp.VFMUL, y, e[q][j], r)
+                    a.st(y, bd[q], ZERO, bd[q + 1], off=j * W)
+    a.s(UOp.SADD, base_s, bs[G], 0)
+    a.s(UOp.SADD, base_d, bd[G], 0)
+
+
+def _by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
+    """``group(g)`` for ``rows // G`` groups of ``G`` rows, then one group of each ``g = G/2, G/4,
+    ..., 1`` whose bit is set in ``rows``."""
+    ngroups = S()
+    a.s(UOp.SSHR, ngroups, rows, log2(G))
+    mark = S.next
+    with a.loop(ngroups):
+        group(G)
+    g = G // 2
+    while g >= 1:
+        S.next = mark
+        bit, skip = S(), a.fresh("rows.skip")
+        a.s(UOp.SAND, bit, rows, g)
+        a.br(UOp.BEQ, bit, ZERO, skip)
+        group(g)
+        a.label(skip)
+        g //= 2
 
 
 def softmax(a: Asm) -> None:
-    """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``, ``G`` rows at a time
-    (:data:`SOFTMAX_ROWS`), then the remaining rows in groups of ``G/2, G/4, ..., 1``."""
+    """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
+    register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
+    that fit two half as many; longer rows ``G`` at a time (:data:`SOFTMAX_ROWS`) in three passes
+    over the scratchpad."""
     a.label("softmax")
     S = Scalars()
     k = fn.Consts(a)
     k.need(*fn.EXP_CONSTS)
-    G = SOFTMAX_ROWS[a.lanes]
     n = F[3]
     rows, base_s, base_d = S(), S(), S()
+    S.shared("niter"), S.shared("nrem")
+    wreg = S.shared("kb")
     a.s(UOp.SMAX, rows, F[4], 1)  # a program of format 1 has no rows field: one row
     a.s(UOp.SADD, base_s, F[2], 0)
     a.s(UOp.SADD, base_d, F[1], 0)
-    nb = blocks_of(a, S, n)
-    ngroups = S()
-    a.s(UOp.SSHR, ngroups, rows, log2(G))
-    S.shared("niter"), S.shared("nrem"), S.shared("kb")
     mark = S.next
-    with a.loop(ngroups):
-        _softmax_group(a, S, k, G, base_s, base_d, n, nb)
-    g = G // 2
-    while g >= 1:
+    end = a.fresh("smax.end")
+    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
+        longer = a.fresh("smax.longer")
+        a.li(wreg, B * a.lanes + 1)
+        a.br(UOp.BGEU, n, wreg, longer)
         S.next = mark
-        bit, skip = S(), a.fresh("smax.skip")
-        a.s(UOp.SAND, bit, rows, g)
-        a.br(UOp.BEQ, bit, ZERO, skip)
-        _softmax_group(a, S, k, g, base_s, base_d, n, nb)
-        a.label(skip)
-        g //= 2
+        _by_groups(a, S, rows, G,
+                   lambda g, B=B: _softmax_short(a, S, k, g, B, base_s, base_d, n))
+        a.br(UOp.BEQ, ZERO, ZERO, end)
+        a.label(longer)
+    S.next = mark
+    nb = blocks_of(a, S, n)
+    _by_groups(a, S, rows, SOFTMAX_ROWS[a.lanes],
+               lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb))
+    a.label(end)
     a.done()
 
 
