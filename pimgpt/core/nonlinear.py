@@ -354,6 +354,22 @@ def rsqrt(x) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+def rsqrt_newton(x) -> np.ndarray:
+    """``1/sqrt(x)`` for positive ``x`` in ``[2**-100, 2**100]`` (LAYERNORM's ``var + eps``).
+
+    Algorithm: seed ``y = bits_to_f32(RSQRT_MAGIC - (f32_to_bits(x) >> 1))`` on the whole pattern,
+    ``hn = mul(x, -0.5)``, then ``RSQRT_NEWTON_STEPS`` steps ``y = mad(y, mad(mul(y, y), hn, 0.5),
+    y)``. On the domain these are :func:`rsqrt`'s steps scaled by a power of two, so the bits are
+    the same (tested); a NaN gives NaN; outside the domain the result is what the steps give.
+    """
+    x = _as_f32(x)
+    hn = f32_mul(x, np.float32(-0.5))
+    y = f32_from_bits(_u32(RSQRT_MAGIC, _bits(x) >> np.uint32(1), sub=True))
+    for _ in range(RSQRT_NEWTON_STEPS):
+        y = f32_mad(y, f32_mad(f32_mul(y, y), hn, _FHALF), y)
+    return np.asarray(y, dtype=np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # GELU
 # ---------------------------------------------------------------------------------------------
@@ -464,12 +480,13 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
 
     Algorithm for each vector ``x[0..n-1]`` (after DAZ; ``sum`` is ``numerics.f32_tree_sum``):
 
-    1. ``inv_n = reciprocal(float(n))`` (the vector unit's own reciprocal of the length; equals
-       fp32(1/n) for powers of two).
+    1. ``inv_n = recip_newton(float(n))`` (the vector unit's own reciprocal of the length, the
+       same bits as ``reciprocal``; equals fp32(1/n) for powers of two).
     2. ``mean = mul(sum(x), inv_n)``.
     3. ``d[i] = add(x[i], neg(mean))``.
     4. ``var = mul(sum(mul(d[i], d[i])), inv_n)`` (biased variance, as GPT-2).
-    5. ``rstd = rsqrt(add(var, eps))``.
+    5. ``rstd = rsqrt_newton(add(var, eps))`` (the same bits as ``rsqrt`` for ``var + eps`` in
+       ``[2**-100, 2**100]``).
     6. ``y[i] = mad(mul(d[i], rstd), gamma[i], beta[i])``.
 
     Parameters
@@ -500,10 +517,10 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
                 f"layernorm {name} shape {v.shape} does not fit x shape {x.shape}"
             ) from err
     eps32 = _as_f32(eps)
-    inv_n = reciprocal(np.float32(n))
+    inv_n = recip_newton(np.float32(n))
     mean = f32_mul(f32_tree_sum(x), inv_n)
     d = f32_add(x, _neg(mean)[..., None])
     var = f32_mul(f32_tree_sum(f32_mul(d, d)), inv_n)
-    rstd = rsqrt(f32_add(var, eps32))
+    rstd = rsqrt_newton(f32_add(var, eps32))
     y = f32_mad(f32_mul(d, rstd[..., None]), gamma, beta)
     return np.asarray(y, dtype=np.float32)

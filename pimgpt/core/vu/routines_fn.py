@@ -197,6 +197,21 @@ def recip_newton(a: Asm, s: VReg) -> VReg:
     return y
 
 
+def rsqrt_newton(a: Asm, x: VReg) -> VReg:
+    """``nonlinear.rsqrt_newton`` (LAYERNORM's 1/sqrt(var + eps)): 11 micro-operations."""
+    hn, sh, y = a.vreg(), a.vreg(), a.vreg()
+    a.v(UOp.VFMUL, hn, x, f32(-0.5))
+    a.v(UOp.VSHR, sh, x, 1)
+    a.v(UOp.VRSUB, y, sh, nl.RSQRT_MAGIC)
+    for _ in range(nl.RSQRT_NEWTON_STEPS):
+        t1, t2, y2 = a.vreg(), a.vreg(), a.vreg()
+        a.v(UOp.VFMUL, t1, y, y)
+        a.mad(t2, t1, hn, f32(0.5))
+        a.mad(y2, y, t2, y)
+        y = y2
+    return y
+
+
 def rsqrt(a: Asm, x: VReg) -> VReg:
     """``nonlinear.rsqrt`` (three Newton steps on the significand, specials by select)."""
     e0, ee, m0, m, e, odd, m2, e1, sh, y, hn = (a.vreg() for _ in range(11))

@@ -356,13 +356,11 @@ def layernorm(a: Asm) -> None:
     nb = blocks_of(a, S, n)
     xhi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
     ghi, bhi = window(a, S, F[3], n), window(a, S, F[4], n)
-    # inv_n = reciprocal(float(n)): float(n) = (2**23 | n) - 2**23 (n < 2**23)
-    fnv, fl = a.vreg(), a.vreg()
+    # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
+    fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
     a.v(UOp.VBCAST, fnv, None, n)
     a.v(UOp.VOR, fl, fnv, 0x4B000000)
-    nf = a.vreg()
     a.v(UOp.VFADD, nf, fl, 0xCB000000)
-    inv_n = fn.reciprocal(a, nf)
     # pass 1: sum(x)
     p = copy_reg(a, S, F[2])
     acc = [_bcast(a, NEG_ZERO) for _ in range(A)]
@@ -373,11 +371,12 @@ def layernorm(a: Asm) -> None:
         a.v(UOp.VFADD, acc[b % A], acc[b % A], x)
 
     blocks(a, S, nb, 1, K, [p], sum_body, period=A)
-    mean, nmean = a.vreg("mean"), a.vreg("nmean")
-    a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
-    nm0 = a.vreg()
-    a.v(UOp.VXOR, nm0, mean, fn.SIGN)
-    a.v(UOp.VBCL, nmean, nm0, 0)
+    mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
+    with a.sched():
+        inv_n = fn.recip_newton(a, nf)
+        a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
+        a.v(UOp.VXOR, nm0, mean, fn.SIGN)
+        a.v(UOp.VBCL, nmean, nm0, 0)
     # pass 2: d = x - mean into dst
     a.s(UOp.SADD, p, F[2], 0)
     dp = copy_reg(a, S, F[1])
@@ -399,12 +398,11 @@ def layernorm(a: Asm) -> None:
         a.mad(sq[b % A], d, d, sq[b % A])
 
     blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
-    var, ve = a.vreg("var"), a.vreg("ve")
-    a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
-    a.v(UOp.VFADD, ve, var, F[6])
-    rs0 = fn.rsqrt(a, ve)
-    rstd = a.vreg("rstd")
-    a.v(UOp.VBCL, rstd, rs0, 0)
+    var, ve, rstd = a.vreg("var"), a.vreg("ve"), a.vreg("rstd")
+    with a.sched():
+        a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
+        a.v(UOp.VFADD, ve, var, F[6])
+        a.v(UOp.VBCL, rstd, fn.rsqrt_newton(a, ve), 0)
     # pass 4: y = (d * rstd) * gamma + beta
     a.s(UOp.SADD, dp, F[1], 0)
     gp, bp = copy_reg(a, S, F[3]), copy_reg(a, S, F[4])
