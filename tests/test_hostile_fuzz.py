@@ -43,7 +43,8 @@ from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import SHAPE_LIMITS, ModelConfig
 
 #: Example counts (also reported in docs/reliability.md).
-N_HW_DICT, N_HW_BYTES, N_MODEL, N_CKPT, N_GOLDEN, N_PERF = 300, 150, 200, 200, 400, 100
+N_HW_DICT, N_HW_BYTES, N_TIMING, N_MODEL, N_CKPT, N_GOLDEN, N_PERF = (
+    300, 150, 100, 200, 200, 400, 100)
 #: Seconds one example may take (they take milliseconds; CI machines are shared).
 EXAMPLE_SECONDS = 5.0
 #: Bytes the golden executor may allocate on one fuzzed program (its machine is ~0.2 MB).
@@ -138,8 +139,9 @@ SMALL_PROGRAM = [
     I(Op.MAC_SBK, ch_mask=1, bank=0, row=0, col=0, ncols=1, gb_col=0, acc=0),
     I(Op.MAC_ABK, ch_mask=1, row=0, col=0, ncols=1, gb_col=0, acc=0),
     I(Op.RD_SBK, ch=0, bank=0, row=0, elem=0, n=16, dst=0),
-    I(Op.SYNC), I(Op.EOC),
+    I(Op.SYNC),
 ]
+SMALL_PROGRAM = SMALL_PROGRAM + [I(Op.EOC)]
 
 
 @settings(max_examples=N_HW_DICT)
@@ -162,6 +164,24 @@ def test_fuzz_hardware_config(raw):
     except PimgptError:
         pass
     assert time.perf_counter() - t0 < EXAMPLE_SECONDS
+
+
+@settings(max_examples=N_TIMING)
+@given(st.fixed_dictionaries({k: st.one_of(st.integers(lo, lo + 3), st.integers(lo, 400))
+                              for k, lo in TIMING_MIN.items()}))
+def test_fuzz_timings_make_progress(timing):
+    """Any accepted set of timings lets the perf engine finish a program (no refresh livelock)."""
+    raw = copy.deepcopy(PRESET)
+    raw["timing"] = timing
+    try:
+        hw = hw_from_dict(raw, "fuzz")
+    except PimgptError:
+        event("refused")
+        return
+    event("accepted")
+    with time_limit():
+        res = PerfEngine(hw).run(SMALL_PROGRAM[:-1] * 3 + SMALL_PROGRAM)
+    assert res.cycles > 0
 
 
 @settings(max_examples=N_HW_BYTES)
