@@ -222,14 +222,16 @@ class Asm:
         self._copy = old
 
     @contextmanager
-    def sched(self, max_open: int = 4):
-        """Collect the operations of the block and emit them list-scheduled (see module doc)."""
+    def sched(self, max_open: int = 4, tail: int = 0):
+        """Collect the operations of the block and emit them list-scheduled (see module doc):
+        at most ``max_open`` copies in flight, not counting those with ``tail`` or fewer
+        operations left."""
         if self._sched is not None:
             raise AsmError("nested scheduled regions")
         self._sched = _Sched(max_open=max_open)
         yield
         ops, self._sched = self._sched.ops, None
-        self.items.extend(_schedule(ops, self.lat, max_open))
+        self.items.extend(_schedule(ops, self.lat, max_open, tail))
 
     # ---- assembly ----------------------------------------------------------------------------
     def assemble(self) -> tuple[list[UWord], dict[str, int]]:
@@ -278,7 +280,9 @@ def _num(r) -> int:
 # ---------------------------------------------------------------------------------------------
 # List scheduling of a straight-line region
 # ---------------------------------------------------------------------------------------------
-def _schedule(ops: list[_Op], lat: Pipeline, max_open: int) -> list[_Op]:
+def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0) -> list[_Op]:
+    """List-schedule ``ops``; a copy with at most ``tail`` operations left no longer counts
+    against ``max_open`` (its last operations overlap the next copy's first ones)."""
     n = len(ops)
     preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     last_w: dict = {}
@@ -327,7 +331,7 @@ def _schedule(ops: list[_Op], lat: Pipeline, max_open: int) -> list[_Op]:
     unit = [unit_of(o.op) for o in ops]
     t, room = 0, None  # cycle of the last issue; the class there if a second op may join it
     while ready:
-        n_live = sum(1 for c in opened if c is not None and left_in_copy[c])
+        n_live = sum(1 for c in opened if c is not None and left_in_copy[c] > tail)
         cands = [i for i in ready if ops[i].copy is None or ops[i].copy in opened
                  or n_live < max_open] or ready
 

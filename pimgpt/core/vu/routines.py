@@ -78,7 +78,7 @@ def copy_reg(a: Asm, S: Scalars, src: SReg) -> SReg:
 
 
 def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], body,
-           max_open: int = 4, period: int = 1) -> None:
+           max_open: int = 4, period: int = 1, tail: int = 0) -> None:
     """Run ``body(q, b, off)`` for every block of ``rows`` rows.
 
     A loop runs ``K`` blocks per iteration (offsets ``off = b*W`` from the pointers ``ptrs``,
@@ -91,7 +91,7 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     niter, nrem, bit = S.shared("niter"), S.shared("nrem"), S.shared("kb")
 
     def chunk(n_blocks: int, advance: bool):
-        with a.sched(max_open):
+        with a.sched(max_open, tail):
             for b in range(n_blocks):
                 for q in range(rows):
                     with a.copy(b * rows + q):
@@ -119,7 +119,7 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
         a.s(UOp.SAND, bit, nrem, period - 1)
         a.li(niter, b + 1)
         a.br(UOp.BLTU, bit, niter, end)
-        with a.sched(max_open):
+        with a.sched(max_open, tail):
             for q in range(rows):
                 with a.copy(q):
                     body(q, b, b * W)

@@ -183,7 +183,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
             a.s(UOp.SADD, ptrs[q], bases if q == 0 else ends[q - 1], 0)
 
     # pass 1: maxima (order-independent: K accumulators per row)
-    Km = max(1, 4 // G)
+    Km = max(2, 8 // G)
     mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
     starts(p, base_s, hi)
 
@@ -203,7 +203,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         starts(p, base_s, hi)
         starts(dp, base_d, dhi)
     # pass 2: e = exp(x - m), stored; the sums in the contract's order
-    Ks = max(A, 2)
+    Ks = max(A, 4)
     acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
 
     def exp_body(q, b, off):
@@ -214,7 +214,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.st(e, dp[q], ZERO, dhi[q], off=off)
         a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
 
-    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=3, period=A)
+    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=4 if G <= 2 else 3, period=A)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         inv = fn.recip_newton(
