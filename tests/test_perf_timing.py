@@ -17,6 +17,7 @@ import pytest
 
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.isa import I, Op, f32_bits
+from pimgpt.core.vu.cost import VectorUnitModel
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
 
@@ -272,22 +273,24 @@ def test_act_overlap_config_is_validated():
 
 # ---- ASIC and ordering ------------------------------------------------------------------------
 def test_asic_vector_latency():
-    # VADD of 64: pipeline 4 + 64 / 16 lanes = 8 ASIC cycles at 1 GHz = 16 tCK of 0.5 ns.
-    res = run([I(Op.VADD, dst=0, a=64, b=128, n=64)])
-    assert res.cycles == 16
-    # SOFTMAX of 32: 4 + ceil(32 * (3 + exp 21) / 16) = 48 lane cycles + (32 + recip 11)
-    # sequential = 95 cycles = 190 tCK.
-    res = run([I(Op.SOFTMAX, dst=0, src=0, n=32)])
-    assert res.cycles == 190
+    # A vector instruction occupies the unit for its microcode's cycles (pimgpt.core.vu.cost),
+    # at 1 GHz = 2 tCK of 0.5 ns per ASIC cycle.
+    vu = VectorUnitModel(load_hw("pimgpt-gddr6-8ch"))
+    for ins in (I(Op.VADD, dst=0, a=64, b=128, n=64), I(Op.SOFTMAX, dst=0, src=0, n=32)):
+        cycles = vu.cost(ins).cycles
+        assert 10 < cycles < 200
+        assert run([ins]).cycles == 2 * cycles
 
 
 def test_pim_and_asic_overlap_until_sync():
-    # PIM: MAC16s of one row end at 56 + 126 + nCCDL = 184. ASIC: VSCALE of 1600 = 4 + 100 = 104
-    # cycles = 208 tCK. Without SYNC they overlap: 208; with SYNC between: 184 + 208 = 392.
+    # PIM: MAC16s of one row end at 56 + 126 + nCCDL = 184. ASIC: VSCALE of 16000 (longer than
+    # the MACs). Without SYNC they overlap: the ASIC's time; with SYNC between: the sum.
     pim = mac(0, ncols=64)
-    vec = I(Op.VSCALE, dst=0, a=0, n=1600, scale_f32=f32_bits(0.5))
-    assert run([pim, vec]).cycles == 208
-    assert run([pim, I(Op.SYNC), vec]).cycles == 392
+    vec = I(Op.VSCALE, dst=0, a=0, n=16000, scale_f32=f32_bits(0.5))
+    t_vec = 2 * VectorUnitModel(load_hw("pimgpt-gddr6-8ch")).cost(vec).cycles
+    assert t_vec > 184
+    assert run([pim, vec]).cycles == t_vec
+    assert run([pim, I(Op.SYNC), vec]).cycles == 184 + t_vec
 
 
 def test_channel_mask_limits_work_to_selected_channels():
