@@ -290,13 +290,15 @@ def test_cost_is_the_microcode_cycles_and_is_cached():
     hw = load_hw("pimgpt-gddr6-8ch")
     model = VectorUnitModel(hw)
     assert model.microcode is microcode_for(hw.asic.vector_lanes, pipeline_of(hw))
-    ins = I(Op.SOFTMAX, dst=0, src=4096, n=100, rows=3)
+    ins = I(Op.SOFTMAX, dst=0, src=4096, n=300, rows=3)  # rows longer than 2W: three passes
     sp = np.zeros(hw.asic.scratchpad_words, np.uint32)
     cyc = VectorISS(model.microcode, sp).run(ins.op, ins.fields()).cycles
     c = model.cost(ins)
     assert c.cycles == cyc
-    assert c.words == 3 * 100 * 5  # read twice, written twice, read once more per element
-    assert model.cost(I(Op.SOFTMAX, dst=50000, src=90000, n=100, rows=3)) is c  # per shape
+    assert c.words == 3 * 300 * 5  # read twice, written twice, read once more per element
+    assert model.cost(I(Op.SOFTMAX, dst=50000, src=90000, n=300, rows=3)) is c  # per shape
+    short = model.cost(I(Op.SOFTMAX, dst=0, src=0, n=model.lanes, rows=4))
+    assert short.words == 4 * model.lanes * 2  # rows of one register: read once, written once
     assert model.cost(I(Op.SETR, reg=1, imm=5)).cycles == 1
     assert model.cost(I(Op.OUT, reg=1)).cycles == 1
     # more work costs more; a wider unit costs less on long vectors
