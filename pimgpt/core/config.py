@@ -48,6 +48,12 @@ class DramConfig:
     #: perf model: a second row buffer per bank (subarray-level parallelism) so the next row can
     #: be activated while the current one computes; see docs/paper.md.
     act_overlap: bool = False
+    #: DRAM standard preset (``pimgpt.core.dram.STANDARDS``): rows, modes, command timing;
+    #: ``None`` in a file means the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
+    standard: str | None = None
+    #: Model the standard's mode switches (GDDR6-AiM's register-access mode, nMODCH each way);
+    #: false is the idealised variant with no switches.
+    mode_switch: bool = True
 
     @property
     def row_elems(self) -> int:
@@ -141,9 +147,13 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         io_gbps_per_pin=_need(d, "io_gbps_per_pin", float, where),
         io_pins=_need(d, "io_pins", int, where),
         act_overlap=d.get("act_overlap", False),
+        standard=_standard_name(d.get("standard"), where),
+        mode_switch=d.get("mode_switch", True),
     )
-    if not isinstance(dram.act_overlap, bool):
-        raise ConfigError(f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}")
+    for key in ("act_overlap", "mode_switch"):
+        if not isinstance(getattr(dram, key), bool):
+            raise ConfigError(
+                f"{where}: '{key}' must be true or false, got {getattr(dram, key)!r}")
     if dram.column_bytes != 32:
         raise ConfigError(
             f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}"
@@ -185,6 +195,19 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
     energy = _energy(data.get("energy", {}) or {}, where)
     name = str(data.get("name", where))
     return HwConfig(name=name, dram=dram, timing=timing, asic=asic, energy=energy, raw=data)
+
+
+def _standard_name(name, where: str) -> str:
+    """``dram.standard`` checked against the presets (the default preset when absent)."""
+    # The presets are defined with the standard (pimgpt.core.dram), which imports this module.
+    from pimgpt.core.dram import DEFAULT_STANDARD, STANDARDS
+
+    if name is None:
+        return DEFAULT_STANDARD
+    if not isinstance(name, str) or name not in STANDARDS:
+        raise ConfigError(
+            f"{where}: unknown dram.standard {name!r}; choose one of {sorted(STANDARDS)}")
+    return name
 
 
 #: Keys of the optional ``asic.elem_ops`` mapping (fp32 operations per element).
