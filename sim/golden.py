@@ -113,7 +113,8 @@ class GoldenMachine:
         self.gb = np.zeros((self.C, self.G), dtype=np.uint16)
         self.gb32 = np.zeros((self.C, self.G), dtype=np.float32)
         self.gb_emin = np.full(self.C, 255, dtype=np.int64)
-        self.acc = np.zeros((self.C, self.B), dtype=np.float32)
+        self.A = d.accumulators
+        self.acc = np.zeros((self.C, self.B, self.A), dtype=np.float32)
         self.regs = [0] * N_REGS
         self.out: list[int] = []
         self.logits: list[np.ndarray] = []
@@ -250,7 +251,13 @@ class GoldenMachine:
             em = self.row_emin[chs, banks, row]
         return int(np.min(em))
 
-    def _mac(self, chs, nch: int, banks, row: int, col: int, ncols: int, gb_col: int):
+    def _check_acc(self, acc: int, n: int = 1) -> None:
+        if n == 0 or acc + n > self.A:
+            self._fail(f"accumulators [{acc}, {acc + n}) do not exist (hw has {self.A} per bank; "
+                       "nacc must be at least 1)")
+
+    def _mac(self, chs, nch: int, banks, row: int, col: int, ncols: int, gb_col: int, k: int):
+        self._check_acc(k)
         self._ensure_rows(row + 1)
         dcols = self._cols(col, ncols)
         gcols = self._cols(gb_col, ncols, "global buffer")
@@ -258,7 +265,7 @@ class GoldenMachine:
         if a16.ndim == 2:  # a single bank
             a16 = a16[:, None, :]
         nb = a16.shape[1]
-        acc = self.acc[chs, banks].reshape(nch, nb)
+        acc = self.acc[chs, banks, k].reshape(nch, nb)
         ea = self._row_emin(chs, banks, row)
         eb = int(np.min(self.gb_emin[chs]))
         acc_bits = acc.view(np.uint32)
@@ -284,27 +291,32 @@ class GoldenMachine:
             b16 = self.gb[chs, gcols][:, None, :]
             acc = mac_columns(acc, a16.reshape(nch, nb, ncols, COL),
                               np.broadcast_to(b16, a16.shape).reshape(nch, nb, ncols, COL))
-        self.acc[chs, banks] = acc.reshape(self.acc[chs, banks].shape)
+        self.acc[chs, banks, k] = acc.reshape(self.acc[chs, banks, k].shape)
 
     def _mac_abk(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        self._mac(chs, nch, slice(None), a["row"], a["col"], a["ncols"], a["gb_col"])
+        self._mac(chs, nch, slice(None), a["row"], a["col"], a["ncols"], a["gb_col"], a["acc"])
 
     def _mac_sbk(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
         self._check_bank(a["bank"])
-        self._mac(chs, nch, a["bank"], a["row"], a["col"], a["ncols"], a["gb_col"])
+        self._mac(chs, nch, a["bank"], a["row"], a["col"], a["ncols"], a["gb_col"], a["acc"])
 
     def _rd_mac(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        dst = self._sp_range(a["dst"], nch * self.B)
-        self.sp[dst] = self.acc[chs].reshape(-1)
-        self.acc[chs] = 0.0
+        k, nk = a["acc"], a["nacc"]
+        self._check_acc(k, nk)
+        dst = self._sp_range(a["dst"], nk * nch * self.B)
+        # Word dst + j*S + slot: accumulator acc + j of the slot-th selected bank.
+        self.sp[dst] = np.moveaxis(self.acc[chs, :, k:k + nk], -1, 0).reshape(-1)
+        self.acc[chs, :, k:k + nk] = 0.0
 
     def _wr_bias(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        src = self._sp_range(a["src"], nch * self.B)
-        self.acc[chs] = self.sp[src].reshape(nch, self.B)
+        k, nk = a["acc"], a["nacc"]
+        self._check_acc(k, nk)
+        src = self._sp_range(a["src"], nk * nch * self.B)
+        self.acc[chs, :, k:k + nk] = np.moveaxis(self.sp[src].reshape(nk, nch, self.B), 0, -1)
 
     def _elems(self, elem: int, n: int) -> slice:
         if elem + n > self.re:
@@ -462,8 +474,12 @@ class GoldenMachine:
         self._unary(nonlinear.gelu, a)
 
     def _softmax(self, a, flags):
-        self._need_n(a["n"])
-        self._unary(nonlinear.softmax, a)
+        n, rows = a["n"], a["rows"]
+        self._need_n(n)
+        if rows == 0:
+            self._fail("rows must be at least 1")
+        x = self._vec(a["src"], n * rows).reshape(rows, n)
+        self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
 
     def _layernorm(self, a, flags):
         n = a["n"]

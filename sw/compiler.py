@@ -81,7 +81,8 @@ import numpy as np
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.isa import FLAG_VEC_FROM_REG, PIM_OPS, Instr, Op, encode, f32_bits
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, Instr, Op, Side, effects, encode, f32_bits
+from pimgpt.core.vu.cost import VectorUnitModel
 from pimgpt.sw.mapper import COL, MemoryMap, Region, map_model, round_up
 from pimgpt.sw.models import ModelConfig
 
@@ -99,70 +100,23 @@ REG_BASE = 1 << 33
 # ---------------------------------------------------------------------------------------------
 # Scratchpad effects of instructions (used for SYNC placement and its checker)
 # ---------------------------------------------------------------------------------------------
-def _popcount(x: int) -> int:
-    return bin(x).count("1")
-
-
 def sp_effects(ins: Instr, banks: int) -> tuple[bool, list, list]:
     """Which side executes ``ins`` and the scratchpad/register ranges it reads and writes.
 
-    Parameters
-    ----------
-    ins : Instr
-        The instruction.
-    banks : int
-        Banks per channel (``RD_MAC``/``WR_BIAS`` move one word per selected bank).
+    A view of :func:`pimgpt.core.isa.effects` in one address space: register ``r`` is
+    ``REG_BASE + r``.
 
     Returns
     -------
     (bool, list of (int, int), list of (int, int))
-        ``is_pim`` and half-open ranges read and written; register ``r`` is ``REG_BASE + r``.
+        ``is_pim`` and half-open ranges read and written.
     """
-    op, a = ins.op, ins.args
-    pim = op in PIM_OPS
-    r: list = []
-    w: list = []
-    if op is Op.WR_GB:
-        r.append((a["src"], a["src"] + COL * a["ncols"]))
-    elif op is Op.RD_MAC:
-        w.append((a["dst"], a["dst"] + _popcount(a["ch_mask"]) * banks))
-    elif op is Op.WR_BIAS:
-        r.append((a["src"], a["src"] + _popcount(a["ch_mask"]) * banks))
-    elif op in (Op.WR_SBK, Op.WR_ABK, Op.WR_VEC, Op.WR_ELEM):
-        r.append((a["src"], a["src"] + a["n"]))
-    elif op in (Op.RD_SBK, Op.RD_VEC):
-        w.append((a["dst"], a["dst"] + a["n"]))
-        if op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG:
-            r.append((REG_BASE + a["vec"], REG_BASE + a["vec"] + 1))
-    elif op in (Op.VADD, Op.VMUL):
-        r += [(a["a"], a["a"] + a["n"]), (a["b"], a["b"] + a["n"])]
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VSCALE:
-        r.append((a["a"], a["a"] + a["n"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VFILL:
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VREDUCE:
-        r.append((a["src"], a["src"] + a["n"] * a["k"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VMAX:
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((a["dst"], a["dst"] + 1))
-    elif op in (Op.VMOV, Op.VEXP, Op.VRECIP, Op.VRSQRT, Op.VGELU, Op.SOFTMAX):
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.LAYERNORM:
-        n = a["n"]
-        r += [(a["src"], a["src"] + n), (a["gamma"], a["gamma"] + n), (a["beta"], a["beta"] + n)]
-        w.append((a["dst"], a["dst"] + n))
-    elif op is Op.ARGMAX:
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    elif op is Op.SETR:
-        w.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    elif op is Op.OUT:
-        r.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    return pim, r, w
+    side, reads, writes = effects(ins, banks)
+
+    def flat(ranges):
+        return [(lo + REG_BASE, hi + REG_BASE) if space == "reg" else (lo, hi)
+                for space, lo, hi in ranges]
+    return side is Side.PIM, flat(reads), flat(writes)
 
 
 class _Ranges:
@@ -272,8 +226,8 @@ class _Builder:
 class _CostModel:
     """Rough duration (DRAM tCK) of instructions, only to choose where SYNC intervals end.
 
-    ASIC: the vector-unit cost the hardware config states (``pipeline_cycles`` + element ops /
-    lanes + ``seq_add_cycles`` per dependent add). PIM: column streaming at ``nCCDL``, a row
+    ASIC: the vector unit's cost model (:mod:`pimgpt.core.vu.cost`, shared with the perf
+    simulator). PIM: column streaming at ``nCCDL``, a row
     switch (``nRTP + nRP + nRCDRDMAC``) when a MAC needs another row, transfers at the pin rate.
     Estimates need not be exact: a wrong one costs some overlap, never correctness.
     """
@@ -286,39 +240,10 @@ class _CostModel:
         self.io_col = max(d.column_bytes / d.channel_gbytes_per_s / d.tck_ns, 1.0)
         self.lat = t.get("nCL", 50)
         self.asic_tck = 1.0 / a.clock_ghz / d.tck_ns
-        self.lanes = a.vector_lanes
-        self.pipe = 4 if a.pipeline_cycles is None else a.pipeline_cycles
-        self.seq = 1 if a.seq_add_cycles is None else a.seq_add_cycles
-        e = {"exp": 21, "recip": 11, "rsqrt": 17, "gelu": 40}
-        e.update(a.elem_ops)
-        self.e = e
+        self.vu = VectorUnitModel(hw)
 
     def asic(self, ins: Instr) -> float:
-        op, a = ins.op, ins.args
-        n = a.get("n", 0)
-        e = self.e
-        par = n
-        seq = 0
-        if op is Op.VREDUCE:
-            par = n * max(a["k"] - 1, 1)
-        elif op in (Op.VMAX, Op.ARGMAX):
-            seq = math.ceil(math.log2(max(self.lanes, 2)))
-        elif op is Op.VEXP:
-            par = n * e["exp"]
-        elif op is Op.VRECIP:
-            par = n * e["recip"]
-        elif op is Op.VRSQRT:
-            par = n * e["rsqrt"]
-        elif op is Op.VGELU:
-            par = n * e["gelu"]
-        elif op is Op.SOFTMAX:
-            par, seq = n * (3 + e["exp"]), n + e["recip"]
-        elif op is Op.LAYERNORM:
-            par, seq = 5 * n, 2 * n + e["recip"] + e["rsqrt"] + 3
-        elif op in (Op.SETR, Op.OUT):
-            return self.asic_tck
-        cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
-        return cycles * self.asic_tck
+        return self.vu.cost(ins).cycles * self.asic_tck
 
     def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
         """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
@@ -778,7 +703,7 @@ class _Compiler:
         """Every channel's banks at local ``i`` hold dimensions of one head."""
         b = self.b
         groups: dict[int, int] = {}
-        for c in range(_popcount(mask)):
+        for c in range(bin(mask).count("1")):
             head = (i * self.S + c * self.B) // self.dh
             if loaded.get(c) != head:
                 groups[head] = groups.get(head, 0) | (1 << c)

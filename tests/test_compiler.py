@@ -132,7 +132,7 @@ def test_text_forms_round_trip(tmp_path):
     pim = [i for i in cp.program if i.op in isa.PIM_OPS]
     macs = [ln for ln in lines if ln.op in ("MAC_ABK", "MAC_SBK")]
     assert len(macs) == sum(i.op in (Op.MAC_ABK, Op.MAC_SBK) for i in pim)
-    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in pim)
+    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in cp.program)
     assert lines[-1].op == "EOC"
     paths = cp.write(tmp_path / "out")
     assert sorted(p.name for p in paths.values()) == ["memmap.yaml", "program.aim",

@@ -48,6 +48,8 @@ class DramConfig:
     #: perf model: a second row buffer per bank (subarray-level parallelism) so the next row can
     #: be activated while the current one computes; see docs/paper.md.
     act_overlap: bool = False
+    #: fp32 MAC accumulators per bank (``MAC ... acc``; ``RD_MAC`` reads several in one visit)
+    accumulators: int = 1
     #: DRAM standard preset (``pimgpt.core.dram.STANDARDS``): rows, modes, command timing;
     #: ``None`` in a file means the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
     standard: str | None = None
@@ -147,6 +149,7 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
         io_gbps_per_pin=_need(d, "io_gbps_per_pin", float, where),
         io_pins=_need(d, "io_pins", int, where),
         act_overlap=d.get("act_overlap", False),
+        accumulators=_need(d, "accumulators", int, where) if "accumulators" in d else 1,
         standard=_standard_name(d.get("standard"), where),
         mode_switch=d.get("mode_switch", True),
     )
