@@ -131,7 +131,7 @@ class Expander:
 
     def _acc_transfer(self, ins, t_min, mask, c):
         """``RD_MAC``/``WR_BIAS``: ``nacc`` accumulators of every bank, one train per channel."""
-        nacc = ins.args.get("nacc", 1)
+        nacc = ins.args["nacc"]
         k = S.acc_bursts(self.hw, nacc)
         nbytes = nacc * self.NB * S.ACC_BYTES * bin(mask).count("1")
         if c == C_RDMAC16:
