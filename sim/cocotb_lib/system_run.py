@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import atomic_write_text
 
-from .runner import CocotbError, default_build_root, run_cocotb
+from .runner import CocotbError, build_lock, default_build_root, run_cocotb
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
 
@@ -55,13 +55,19 @@ def prog_depth_for(n: int) -> int:
 
 
 def _rtl_key(hw: HwConfig, params: dict) -> str:
+    import pimgpt.core
+    import pimgpt.hdl
+    import pimgpt.sim.perf
+
     h = hashlib.sha256()
     h.update(json.dumps(hw.raw, sort_keys=True, default=str).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
-    here = Path(__file__).resolve().parents[2]
-    for folder in ("hdl", "sim/perf"):
-        for src in sorted((here / folder).glob("*.py")):
-            h.update(src.name.encode())
+    # Everything the generated Verilog is made from (the builds live in a cache shared by every
+    # checkout, so the key, not the folder, tells versions apart).
+    for pkg in (pimgpt.core, pimgpt.hdl, pimgpt.sim.perf):
+        folder = Path(pkg.__file__).resolve().parent
+        for src in sorted(folder.rglob("*.py")):
+            h.update(str(src.relative_to(folder)).encode())
             h.update(src.read_bytes())
     return h.hexdigest()
 
@@ -92,9 +98,7 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
     top = System(hw, **params)
     text = verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog
     if not path.exists() or path.read_text() != text:  # same text: keep the build
-        tmp = path.with_suffix(".v.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     key_file.write_text(key)
     return path, time.perf_counter() - t0
 
@@ -129,7 +133,9 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     image : numpy.ndarray
         ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
     build_dir : path, optional
-        Build directory (default ``build/cocotb/system-<hw name>``); reused across runs.
+        Build directory (default ``system-<hw name>`` under
+        :func:`~pimgpt.sim.cocotb_lib.runner.default_build_root`, the user cache); reused
+        across runs and locked while one uses it.
     waves : {"vcd", "fst"}, optional
         Record waveforms in that format (in a build directory of its own, so that the traced
         build does not replace the fast one).
@@ -164,6 +170,13 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         if simulator == "verilator" and waves == "fst":
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
+    with build_lock(build_dir):  # the build folder is in a cache shared by every process
+        return _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet,
+                           build_args, p_idle, seed, sp_read, max_cycles, sp_init)
+
+
+def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
+                p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
