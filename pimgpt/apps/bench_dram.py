@@ -22,7 +22,7 @@ import copy
 import json
 
 from pimgpt.apps.perf_cli import summarize
-from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.config import MAX_CYCLES, hw_from_dict, load_hw
 from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.compiler import compile_decode_step
@@ -49,7 +49,7 @@ def _variant(hw, section: str, **keys):
 
 def calibration(hw_name: str | None = None) -> dict:
     """The two calibration programs on one channel, refresh out of the window."""
-    hw = _variant(load_hw(hw_name), "timing", nREFI=10**9)
+    hw = _variant(load_hw(hw_name), "timing", nREFI=MAX_CYCLES)
     macs = [I(Op.MAC_ABK, ch_mask=1, row=r, col=0, ncols=64, gb_col=0) for r in range(200)]
     reads = [x for m in macs for x in (m, I(Op.RD_MAC, ch_mask=1, dst=0))]
     out = {}
