@@ -164,7 +164,7 @@ def test_array_command_left_in_register_mode():
     log = log_of([mac(0), I(Op.RD_MAC, ch_mask=0xFF, dst=0), mac(1)])
     bad = [r for k, r in enumerate(log) if k != find(log, "MODARR")]
     errors = check_log(bad, HW)
-    assert any("PREA" in e and "needs array mode" in e for e in errors), errors
+    assert any("MAC16" in e and "needs array mode" in e for e in errors), errors
 
 
 def test_command_within_nmodch_of_a_switch():

@@ -22,6 +22,10 @@ from pimgpt.sim.perf.engine import PerfEngine
 ALL = 0xFF
 
 
+#: The in-order controller (no row opened ahead of a register-mode visit): the rows bind alone.
+IN_ORDER = {"early_activate": False}
+
+
 def hw_with(timing=None, dram=None, base="pimgpt-gddr6-8ch"):
     raw = copy.deepcopy(load_hw(base).raw)
     raw["timing"].update(timing or {})
@@ -101,7 +105,7 @@ def test_nmodch_to_enter_and_to_leave_register_mode():
     # MAC16 at 56. MODREG: next command-bus cycle 57. RDMAC16 (16 fp32 = 2 bursts) at
     # 57 + nMODCH = 89, 91. MODARR >= max(91 + nIO = 93, 57 + 32 = 89) = 93. PREA >= max(93 + 32,
     # 56 + nRTP, 0 + nRAS) = 125; ACT16 at 125 + nRP = 157; MAC16 at 157 + 56 = 213.
-    res = run([mac(0), rd_mac(), mac(1)])
+    res = run([mac(0), rd_mac(), mac(1)], hw_with(dram=IN_ORDER))
     assert issues(res, "MODREG") == [57]
     assert issues(res, "RDMAC16") == [89, 91]
     assert issues(res, "MODARR") == [93]
@@ -113,7 +117,7 @@ def test_nmodch_to_enter_and_to_leave_register_mode():
 def test_register_read_leaves_the_pins_before_the_switch():
     # nMODCH 4 so that the data rows bind: MODREG at 57; RDMAC16 >= max(57 + 4, 56 + nCCDL) = 61,
     # 63; MODARR >= max(63 + nIO = 65, 57 + 4) = 65; PREA >= max(65 + 4, 56 + 12, 54) = 69.
-    res = run([mac(0), rd_mac(), mac(1)], hw_with(timing={"nMODCH": 4}))
+    res = run([mac(0), rd_mac(), mac(1)], hw_with(timing={"nMODCH": 4}, dram=IN_ORDER))
     assert issues(res, "RDMAC16") == [61, 63]
     assert issues(res, "MODARR") == [65]
     assert issues(res, "PREA") == [69]
@@ -122,7 +126,8 @@ def test_register_read_leaves_the_pins_before_the_switch():
 def test_register_write_lands_before_the_switch():
     # nMODCH 4: MODREG at 0; WRMAC16 at 4, 6; MODARR >= 6 + nCWL + nIO = 14; ACT16 at 14 + 4 = 18;
     # MAC16 >= max(18 + nRCDRDMAC = 74, 6 + nCWL + nBL = 14) = 74.
-    res = run([I(Op.WR_BIAS, ch_mask=ALL, src=0), mac(0)], hw_with(timing={"nMODCH": 4}))
+    res = run([I(Op.WR_BIAS, ch_mask=ALL, src=0), mac(0)],
+              hw_with(timing={"nMODCH": 4}, dram=IN_ORDER))
     assert issues(res, "MODREG") == [0]
     assert issues(res, "WRMAC16") == [4, 6]
     assert issues(res, "MODARR") == [14]
@@ -133,7 +138,8 @@ def test_register_write_lands_before_the_switch():
 def test_gb_write_needs_register_mode():
     # WRGB (the ISA's WR_GB) is a register-mode command: MODREG at 0, WRGB at 32, 34; MODARR >=
     # max(34 + nCWL + nIO = 42, 0 + 32) = 42; ACT16 at 42 + 32 = 74; MAC16 at 130.
-    res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=2, src=0), mac(0)])
+    res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=2, src=0), mac(0)],
+              hw_with(dram=IN_ORDER))
     assert issues(res, "WRGB") == [32, 34]
     assert issues(res, "MODARR") == [42]
     assert issues(res, "MAC16") == [130]
@@ -186,8 +192,8 @@ def test_calibration_against_the_silicon_calibrated_aim_model():
 
     Reference (the AiM simulator on GDDR6-AiM timing, refresh not modelled, as quoted in the issue
     that asked for the mode switch): 45,159 and 56,538 tCK, i.e. about 57 tCK per RD_MAC between
-    MAC trains. Refresh is moved out of the window here (nREFI at its maximum) to compare like
-    with like.
+    MAC trains. Refresh is moved out of the window here (nREFI at its maximum) and our controller
+    issues in order like AiM's (``dram.early_activate: false``) to compare like with like.
 
     Ours: a row takes 226 tCK (first MAC16 56 after ACT16, 63 x 2 more column slots, nRTP 12,
     nRP 32), so 56 + 199 x 226 + 126 + nCCDL = 45,158 (-1 tCK). An RD_MAC between MAC trains
@@ -198,7 +204,7 @@ def test_calibration_against_the_silicon_calibrated_aim_model():
     instruction, ours moves 16 fp32 accumulators in two bursts and leaves the mode once the data
     are off the pins.
     """
-    hw = hw_with(timing={"nREFI": MAX_CYCLES})
+    hw = hw_with(timing={"nREFI": MAX_CYCLES}, dram={"early_activate": False})
     rows = [mac(r, ncols=64, mask=1) for r in range(200)]
     with_reads = [x for r in rows for x in (r, rd_mac(mask=1))]
     macs_only = run(rows, hw)
@@ -228,3 +234,25 @@ def test_cocotb_monitor_checks_modes_like_the_checker():
             bad.check(t, name, fpi, row)
     assert not good.violations
     assert any("needs register mode" in str(v) for v in bad.violations)
+
+
+def test_early_activate_hides_the_row_switch_under_the_visit():
+    """``dram.early_activate`` (default): the RD_MAC between two MAC trains first opens the next
+    row. Last MAC16 at 182 (64 columns from 56); PREA 182 + nRTP = 194, ACT16 194 + nRP = 226;
+    MODREG 227; RDMAC16 259, 261; MODARR 263; the next MAC16 >= max(263 + nMODCH = 295,
+    226 + nRCDRDMAC = 282) = 295, 13 tCK later than with no RD_MAC at all (282), against 57 for
+    the in-order controller (339)."""
+    prog = [mac(0, ncols=64), rd_mac(), mac(1, ncols=64)]
+    res = run(prog)
+    assert issues(res, "PREA") == [194] and issues(res, "ACT16") == [0, 226]
+    assert issues(res, "MODREG") == [227] and issues(res, "RDMAC16") == [259, 261]
+    assert issues(res, "MODARR") == [263]
+    assert issues(res, "MAC16")[64] == 295
+    in_order = run(prog, hw_with(dram={"early_activate": False}))
+    assert issues(in_order, "MAC16")[64] == 339
+    no_read = run([mac(0, ncols=64), mac(1, ncols=64)])
+    assert issues(no_read, "MAC16")[64] == 282
+    # Only register instructions may separate the visit from the MAC it opens a row for.
+    res = run([mac(0, ncols=64), rd_mac(), I(Op.RD_SBK, ch=0, bank=0, row=5, elem=0, n=16,
+                                             dst=64), mac(1, ncols=64)])
+    assert issues(res, "MODREG")[0] == 183  # right after the last MAC16: no row opened first

@@ -5,8 +5,9 @@
 * the calibration micro-programs against the silicon-calibrated AiM model (200 full-row
   ``MAC_ABK`` on distinct rows, then with an ``RD_MAC`` after each; refresh off, as there);
 * per decode token of gpt2-small at context 128 and gpt2-xl at context 1024 (``--quick``:
-  gpt2-small only), for the hardware as configured (``gddr6-aim``, mode switches on), without
-  mode switches (``dram.mode_switch: false``), with ``dram.act_overlap: true``, and on the plain
+  gpt2-small only), for the hardware as configured (``gddr6-aim``, mode switches on), with the
+  in-order controller (``dram.early_activate: false``), without mode switches
+  (``dram.mode_switch: false``), with ``dram.act_overlap: true``, and on the plain
   ``gddr6`` standard: latency, PIM-side busy time against the bank-bandwidth floor, activations and
   pin bytes against their ideals, register-mode visits, the vector unit's exposed time;
 * the same figures for ``dram.accumulators`` 1, 4, 8 and 16 (gpt2-small; the compiler decides how
@@ -33,6 +34,7 @@ from pimgpt.sw.models import get_model
 AIM_REFERENCE = {"macs": 45159, "macs_rdmac": 56538}
 VARIANTS = {
     "as configured": {},
+    "in-order controller": {"early_activate": False},
     "no mode switch": {"mode_switch": False},
     "act_overlap": {"act_overlap": True},
     "plain gddr6": {"standard": "gddr6"},

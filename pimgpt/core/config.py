@@ -87,6 +87,9 @@ class DramConfig:
     #: Model the standard's mode switches (GDDR6-AiM's register-access mode, nMODCH each way);
     #: false is the idealised variant with no switches.
     mode_switch: bool = key(bool, default=True)
+    #: perf model (controller policy): a register-mode visit that sits between two MAC_ABKs first
+    #: precharges and activates the next MAC_ABK's row, so the activation runs during the visit.
+    early_activate: bool = key(bool, default=True)
     #: DRAM standard preset (a name of ``pimgpt.core.dram.STANDARDS``: rows, modes, command
     #: timing); left out, the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
     standard: str | None = None

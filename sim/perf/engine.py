@@ -12,6 +12,10 @@ How a program runs
   standard (:mod:`.expand`); every command issues at the earliest cycle the standard's timing
   table allows (:mod:`.device`: ready-time tables, closed-form trains, open-page rows, mode
   switches, refresh, lockstep channels). Nothing is ticked.
+* ``dram.early_activate`` (with mode switches): a register instruction (``WR_GB``, ``RD_MAC``,
+  ``WR_BIAS``) that enters register mode while only register instructions separate it from the
+  next ``MAC_ABK`` first opens that ``MAC_ABK``'s row, so the precharge and activation run during
+  the register-mode visit instead of after it.
 * ``dram.act_overlap``: each bank gets a second row buffer (subarray group; row ``r`` uses buffer
   ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` before the next
   ``SYNC`` is precharged/activated in the other buffer, its commands placed between the MAC
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pimgpt.core import dram as S
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import PIM_SP_READERS, PIM_SP_WRITERS, Op, effects
 from pimgpt.sim.perf.asic import AsicModel
@@ -156,6 +161,9 @@ class PerfEngine:
         self.expand = Expander(self.dev, hw, self.regs)
         self.std = self.dev.std
         self.C, self.NB, self.NS = hw.dram.channels, hw.dram.banks, self.dev.NS
+        # Register instructions that may open the next MAC row before their visit.
+        self.early = (frozenset(REGISTER_OPS) if self.std.modes and hw.dram.early_activate
+                      else frozenset())
 
     @property
     def states(self) -> list:
@@ -206,7 +214,8 @@ class PerfEngine:
         busy = np.zeros(n, dtype=np.int64)
         pins = np.zeros(n, dtype=np.int64)
         ops = [ins.op for ins in program]
-        next_mac = _lookahead(program) if self.NS > 1 else None
+        next_mac = (_lookahead(program, self.NS > 1, self.early)
+                    if self.NS > 1 or self.early else None)
         barrier = 0  # both sides dispatch at or after this cycle
         pim_done = 0  # completion of every PIM instruction so far
         sp_writes = []  # (lo, hi, completion) of PIM scratchpad writes since the last SYNC
@@ -286,18 +295,32 @@ class PerfEngine:
         return 0, 0
 
 
-def _lookahead(program) -> list:
-    """For each MAC_ABK, the (row, ch_mask) of the next MAC_ABK before the next SYNC."""
+#: PIM instructions whose commands are register-mode commands of the standard.
+REGISTER_OPS = (Op.WR_GB, Op.RD_MAC, Op.WR_BIAS)
+assert {S.CMD[c] for c in ("WRGB", "RDMAC16", "WRMAC16")} == {
+    S.CMD[c] for c in S.STANDARDS["gddr6-aim"].register_mode}
+
+
+def _lookahead(program, macs: bool, early: frozenset) -> list:
+    """For each MAC_ABK (when ``macs``), the ``(row, ch_mask)`` of the next MAC_ABK before the next
+    SYNC; for each instruction of ``early``, that of the next MAC_ABK if only instructions of
+    ``early`` and ASIC instructions lie between (else ``None``)."""
     out = [None] * len(program)
-    nxt = None
+    nxt = None  # next MAC_ABK before the next barrier
+    reg_only = True  # only early/ASIC instructions between here and ``nxt``
     for i in range(len(program) - 1, -1, -1):
         op = program[i].op
         if op == Op.SYNC or op == Op.EOC:
-            nxt = None
+            nxt, reg_only = None, True
         elif op == Op.MAC_ABK:
-            out[i] = nxt
+            if macs:
+                out[i] = nxt
             a = program[i].args
-            nxt = (a["row"], a["ch_mask"])
+            nxt, reg_only = (a["row"], a["ch_mask"]), True
+        elif op in early:
+            out[i] = nxt if reg_only else None
+        elif op < 0x20:
+            reg_only = False
     return out
 
 

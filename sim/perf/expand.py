@@ -88,7 +88,13 @@ class Expander:
         return body
 
     # ---- handlers ---------------------------------------------------------------------------
-    def _wr_gb(self, ins, t_min, mask, _la):
+    def _open_ahead(self, st, la, t, g) -> None:
+        """Before a register-mode visit: open the row of the next ``MAC_ABK`` (``la``) on channels
+        it selects, while the channel is still in array mode (``dram.early_activate``)."""
+        if la is not None and st.mode != S.REGISTER_MODE and (la[1] & g.mask) == g.mask:
+            self.dev.open(st, range(self.NB), la[0], t, g)
+
+    def _wr_gb(self, ins, t_min, mask, la):
         n = ins.args["ncols"]
         self.io_in += n * self.burst_bytes * bin(mask).count("1")
         dev = self.dev
@@ -96,6 +102,7 @@ class Expander:
         def body(st, t, g):
             if not n:
                 return t
+            self._open_ahead(st, la, t, g)
             return dev.train(st, C_WRGB, 0, 0, n, t, g) + self.done[C_WRGB]
         return dev.uniform(mask, t_min, body)
 
@@ -129,7 +136,7 @@ class Expander:
                     + self.done[C_MAC])
         return dev.uniform(mask, t_min, body)
 
-    def _acc_transfer(self, ins, t_min, mask, c):
+    def _acc_transfer(self, ins, t_min, mask, c, la):
         """``RD_MAC``/``WR_BIAS``: ``nacc`` accumulators of every bank, one train per channel."""
         nacc = ins.args["nacc"]
         k = S.acc_bursts(self.hw, nacc)
@@ -143,14 +150,15 @@ class Expander:
         def body(st, t, g):
             if not k:
                 return t
+            self._open_ahead(st, la, t, g)
             return dev.train(st, c, 0, 0, k, t, g) + self.done[c]
         return dev.uniform(mask, t_min, body)
 
-    def _rd_mac(self, ins, t_min, mask, _la):
-        return self._acc_transfer(ins, t_min, mask, C_RDMAC16)
+    def _rd_mac(self, ins, t_min, mask, la):
+        return self._acc_transfer(ins, t_min, mask, C_RDMAC16, la)
 
-    def _wr_bias(self, ins, t_min, mask, _la):
-        return self._acc_transfer(ins, t_min, mask, C_WRMAC16)
+    def _wr_bias(self, ins, t_min, mask, la):
+        return self._acc_transfer(ins, t_min, mask, C_WRMAC16, la)
 
     def _wr_sbk(self, ins, t_min, mask, _la):
         a = ins.args
