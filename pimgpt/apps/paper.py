@@ -38,7 +38,7 @@ from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
 SCALING_MODEL, SCALING_CTX, SCALING_CHANNELS = "gpt2-medium", 1024, (4, 8, 16, 32)
-LANES_MODEL, LANES_CTX, LANES = "gpt3-xl", 2048, (16, 64, 256, 1024)
+LANES_MODEL, LANES_CTX, LANES = "gpt3-xl", 2048, (16, 32, 64, 128)
 #: Board power of the GPU baseline used only for a rough energy-per-token estimate: NVIDIA H200
 #: SXM, configurable TDP up to 700 W (vendor specification). Decode at batch 1 draws less, so the
 #: GPU energy below is an upper bound and the efficiency ratio an optimistic one.
