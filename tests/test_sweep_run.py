@@ -62,6 +62,7 @@ def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
     # programs: channels x contexts (act_overlap and energy do not change the program);
     # simulations: channels x act_overlap at context 16 (energy values share one)
     assert o.programs == 4 and o.simulations == 4 and o.program_hits == 0
+    assert o.cpu_s > 0 and 0 < o.compute_s <= o.wall_s
     rows = _rows(out)
     assert len(rows) == 16 and len({r["id"] for r in rows}) == 16
     ok = [r for r in rows if r["status"] == "ok"]
