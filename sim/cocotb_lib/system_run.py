@@ -17,9 +17,9 @@ import numpy as np
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write_text
 
-from .runner import CocotbError, build_lock, default_build_root, run_cocotb
+from .harness import write_if_changed
+from .runner import CocotbError, build_lock, call_in_simulator, default_build_root
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
 
@@ -57,14 +57,13 @@ def prog_depth_for(n: int) -> int:
 def _rtl_key(hw: HwConfig, params: dict) -> str:
     import pimgpt.core
     import pimgpt.hdl
-    import pimgpt.sim.perf
 
     h = hashlib.sha256()
     h.update(json.dumps(hw.raw, sort_keys=True, default=str).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
     # Everything the generated Verilog is made from (the builds live in a cache shared by every
     # checkout, so the key, not the folder, tells versions apart).
-    for pkg in (pimgpt.core, pimgpt.hdl, pimgpt.sim.perf):
+    for pkg in (pimgpt.core, pimgpt.hdl):
         folder = Path(pkg.__file__).resolve().parent
         for src in sorted(folder.rglob("*.py")):
             h.update(str(src.relative_to(folder)).encode())
@@ -96,9 +95,7 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
 
     t0 = time.perf_counter()
     top = System(hw, **params)
-    text = verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog
-    if not path.exists() or path.read_text() != text:  # same text: keep the build
-        atomic_write_text(path, text)
+    write_if_changed(path, verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog)
     key_file.write_text(key)
     return path, time.perf_counter() - t0
 
@@ -180,11 +177,13 @@ def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quie
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
-    result_path = build_dir / "result.json"
-    result_path.unlink(missing_ok=True)
     try:
-        run = _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path,
-                   p_idle, seed)
+        run = call_in_simulator(
+            "pimgpt.sim.cocotb_lib.system_tb:run_job",
+            {"job": str(job), "hw": hw_spec, "trace": str(build_dir / "trace.npz"),
+             "p_idle": p_idle, "seed": seed},
+            sources=[src], toplevel=TOPLEVEL, build_dir=build_dir, simulator=simulator,
+            waves=bool(waves), quiet=quiet, build_args=build_args)
     except CocotbError as exc:
         log = build_dir / simulator / "build.log"
         if waves == "fst" and log.exists() and "lz4.h" in log.read_text(errors="replace"):
@@ -192,24 +191,18 @@ def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quie
                 "this Verilator cannot write FST (its FST writer needs the lz4 headers: "
                 "apt-get install liblz4-dev); use --waves FILE.vcd") from None
         raise exc
-    if not result_path.exists():
-        raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
-    return _result(result_path, run, verilog_s, build_dir)
+    res = run.result
+    if res["violations"]:
+        raise SystemRunError(f"DRAM protocol violation: {res['violations'][0]} (see {build_dir})")
+    if res["error"]:
+        raise SystemRunError(f"the front end stopped on a bad instruction (pc {res['pc']}); "
+                             f"see {build_dir}")
+    if res["dram_error"]:
+        raise SystemRunError(f"a bank flagged a protocol or timing violation; see {build_dir}")
+    return _result(res, run, verilog_s, build_dir)
 
 
-def _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path, p_idle,
-         seed):
-    return run_cocotb(
-        sources=[src], toplevel=TOPLEVEL, test_module="pimgpt.sim.cocotb_lib.system_cocotb",
-        build_dir=build_dir, simulator=simulator, waves=bool(waves), quiet=quiet,
-        build_args=build_args,
-        env={"PIMGPT_JOB": str(job), "PIMGPT_HW": hw_spec, "PIMGPT_RESULT": str(result_path),
-             "PIMGPT_IDLE": str(p_idle), "PIMGPT_SEED": str(seed)},
-    )
-
-
-def _result(result_path, run, verilog_s, build_dir) -> SystemResult:
-    res = json.loads(result_path.read_text())
+def _result(res: dict, run, verilog_s, build_dir) -> SystemResult:
     traces = {}
     dispatch = None
     if Path(res["trace"]).exists():
