@@ -158,15 +158,18 @@ def _cli(capsys, *argv):
     return rc, cap.out, cap.err
 
 
-def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
+def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path, monkeypatch):
     spec = tmp_path / "s.yaml"
     spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8]\n"
                     "axes: {dram.act_overlap: [false, true]}\n")
-    rc, out, err = _cli(capsys, str(spec), "-o", str(tmp_path / "o"), "--workers", "1")
+    monkeypatch.chdir(tmp_path)  # a relative --cache-dir is the driver's, made absolute
+    rc, out, err = _cli(capsys, str(spec), "-o", str(tmp_path / "o"), "--workers", "1",
+                        "--cache-dir", "progs")
     assert rc == 0, err
     assert "2 points: 0 already done, computed 2 (ok 2, invalid 0, error 0)" in out
     assert "%|" not in err  # no progress bar when stderr is not a terminal
     assert (tmp_path / "o" / "pareto.png").is_file()
+    assert len(list((tmp_path / "progs" / "programs").rglob("*.bin"))) == 1
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -174,6 +177,8 @@ def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
     (["{spec}", "-o", "{file}"], "exists and is not a folder"),
     (["{spec}", "-o", "{o}", "--workers", "0"], "--workers 0 must be at least 1"),
     (["{bad}", "-o", "{o}"], "axes.dram.chanels"),
+    (["{spec}", "-o", "{o}", "--cache-dir", "{file}"], "--cache-dir: "),
+    (["{spec}", "-o", "{o}", "--cache-dir", ""], "--cache-dir is an empty path"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, argv, needle):
     (tmp_path / "s.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\n")

@@ -341,13 +341,16 @@ def cli_sweep(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise SweepError(f"--workers {args.workers} must be at least 1")
     check_directory("-o", args.output)  # before a cluster is started for nothing
+    cache_dir = args.cache_dir
+    if cache_dir is not None:  # workers of a local cluster may run in another directory
+        cache_dir = str(check_directory("--cache-dir", cache_dir).resolve())
     use_cache = not getattr(args, "no_cache", False)
     with dask_client(args.workers, args.scheduler) as client:
         nworkers = len(client.scheduler_info()["workers"])
         where = args.scheduler or "a local cluster"
         print(f"sweep {spec.name}: {len(spec.points())} points on {where} "
               f"({nworkers} workers), output {args.output}", flush=True)
-        o = run_sweep(spec, args.output, client, cache_dir=args.cache_dir, use_cache=use_cache)
+        o = run_sweep(spec, args.output, client, cache_dir=cache_dir, use_cache=use_cache)
     from pimgpt.apps.sweep_report import format_outcome
 
     print(format_outcome(o))
