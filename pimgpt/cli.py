@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile and run a model; print generated tokens (or text).",
     )
     _add_model_args(p)
-    p.add_argument("--backend", choices=["golden", "perf", "rtl"], default="golden")
+    from pimgpt.apps.run_cli import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), default="golden",
+                   help="; ".join(f"{name}: {e.description}" for name, e in BACKENDS.items()))
     p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
     p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
     p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")

@@ -26,11 +26,11 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from pimgpt.apps.perf_cli import summarize
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.summary import summarize
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
