@@ -161,8 +161,8 @@ def check_finite(weights: dict, source: str = "weights") -> None:
         first = tuple(int(i) for i in bad[0])
         raise ModelError(
             f"{source}: tensor {name} has {len(bad)} value(s) that are NaN, infinite or beyond "
-            f"bf16's range (first {arr[first]!r} at index {list(first)}); fix or re-export the "
-            "weights"
+            f"bf16's range (first {float(arr[first])!r} at index {list(first)}); fix or re-export "
+            "the weights"
         )
 
 
