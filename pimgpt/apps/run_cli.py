@@ -199,9 +199,12 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
         backend = make_backend(backend)
     entry = BACKENDS.get(backend.name)
     cfg = get_model(model)
-    hwc = load_hw(hw or (entry.default_hw if entry else None))
+    hwc = load_hw(entry.default_hw if hw is None and entry else hw)
     checkpoint.check_seed(seed)
     _check_new_tokens(new_tokens)
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int)
+                                or not 1 <= context <= cfg.ctx):
+        raise RunError(f"--context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}")
     if prompt_text is not None:
         if not tokenizer.is_byte_level(cfg):
             raise RunError(f"--prompt-text needs a byte-level model; {cfg.name} has {cfg.vocab} "
