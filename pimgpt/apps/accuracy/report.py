@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pimgpt.apps.markdown import table
+
 from .experiments import TRAINED_MODELS
 
 __all__ = ["format_markdown"]
@@ -19,6 +21,18 @@ def _text(tokens) -> str:
     from pimgpt.sw.tokenizer import decode
 
     return decode(tokens)
+
+
+#: Columns of a logit-error entry (:func:`~pimgpt.apps.accuracy.metrics.logit_error_stats`).
+ERROR_COLUMNS = ["max abs err", "mean abs err", "err of top logit mean / max", "mean spread",
+                 "max err/spread", "mean err/spread"]
+
+
+def _errors(s: dict) -> list[str]:
+    """The :data:`ERROR_COLUMNS` cells of one logit-error entry."""
+    return [_g(s["max_abs"]), _g(s["mean_abs"]),
+            f"{_g(s['top_abs_mean'])} / {_g(s['top_abs_max'])}", _g(s["spread"]),
+            _pct(s["max_rel_spread"]), _pct(s["mean_rel_spread"])]
 
 
 def format_markdown(rep: dict, command: str | None = None) -> str:
@@ -67,35 +81,23 @@ def _random_section(rep: dict) -> list[str]:
         "the same tokens. Free-running float64 greedy: an independent float64 greedy run "
         "from the same prompt, tokens identical to the PIM run before the first difference.",
         "",
-        "| model | shape | prompt + steps | max abs err | mean abs err | err of top logit "
-        "mean / max | mean spread | max err/spread | mean err/spread | top-1 | "
-        "free-running float64 same | PIM time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rep["random"].items():
-        lines.append(
-            f"| {name} | {r['shape']} | {len(r['prompt'])} + {r['steps']} | "
-            f"{_g(r['max_abs'])} | {_g(r['mean_abs'])} | {_g(r['top_abs_mean'])} / "
-            f"{_g(r['top_abs_max'])} | {_g(r['spread'])} | "
-            f"{_pct(r['max_rel_spread'])} | {_pct(r['mean_rel_spread'])} | "
-            f"{r['top1_agree']}/{r['rows']} | {r['f64_free_prefix']}/{r['steps']} | "
-            f"{r['pim_seconds']:.1f} s |")
+    lines += table(
+        ["model", "shape", "prompt + steps", *ERROR_COLUMNS, "top-1", "free-running float64 same",
+         "PIM time"],
+        [[name, r["shape"], f"{len(r['prompt'])} + {r['steps']}", *_errors(r),
+          f"{r['top1_agree']}/{r['rows']}", f"{r['f64_free_prefix']}/{r['steps']}",
+          f"{r['pim_seconds']:.1f} s"] for name, r in rep["random"].items()])
     lines += [
         "", "Random weights make greedy decoding settle on one repeated token, so the same "
         "models are also run teacher forced on uniformly random tokens (seed "
         f"{meta['seed'] + 1}): every position's logits compared.", "",
-        "| model | positions | max abs err | mean abs err | err of top logit mean / max | "
-        "mean spread | max err/spread | mean err/spread | top-1 | median margin | PIM time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rep["random"].items():
-        t = r["teacher_forced"]
-        lines.append(
-            f"| {name} | {t['positions']} | {_g(t['max_abs'])} | {_g(t['mean_abs'])} | "
-            f"{_g(t['top_abs_mean'])} / {_g(t['top_abs_max'])} | {_g(t['spread'])} | "
-            f"{_pct(t['max_rel_spread'])} | {_pct(t['mean_rel_spread'])} | "
-            f"{t['top1_agree']}/{t['rows']} | {_g(t['margin_median'])} | "
-            f"{t['pim_seconds']:.1f} s |")
+    tf = [(name, r["teacher_forced"]) for name, r in rep["random"].items()]
+    lines += table(
+        ["model", "positions", *ERROR_COLUMNS, "top-1", "median margin", "PIM time"],
+        [[name, t["positions"], *_errors(t), f"{t['top1_agree']}/{t['rows']}",
+          _g(t["margin_median"]), f"{t['pim_seconds']:.1f} s"] for name, t in tf])
     lines += [""]
     dis = [(n, r) for n, r in rep["random"].items() if r["disagree_margin_max"] is not None]
     lines += [
@@ -122,22 +124,19 @@ def _trained_section(rep: dict) -> list[str]:
         "script), every position scored; NLL from each model's logits with a float64 "
         "log-softmax. acc = argmax equals the true next byte; next-byte top-1 = the PIM and "
         "float64 argmaxes agree.", "",
-        "| model | bytes scored | float64 nats/byte | float64 bits/byte | float64 ppl | "
-        "PIM nats/byte | PIM bits/byte | PIM ppl | PIM/float64 ppl | acc float64 / PIM | "
-        "next-byte top-1 | largest margin where top-1 differs | max abs logit err | "
-        "err of top logit mean / max | mean spread | mean err/spread |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, e in rep["trained"].items():
-        p = e["perplexity"]
-        lines.append(
-            f"| {name} | {p['tokens']:,} ({p['windows']} x {p['tokens'] // p['windows']}) | "
-            f"{p['f64']['nats']:.4f} | {p['f64']['bits']:.4f} | {p['f64']['ppl']:.4f} | "
-            f"{p['pim']['nats']:.4f} | {p['pim']['bits']:.4f} | {p['pim']['ppl']:.4f} | "
-            f"{p['ppl_ratio']:.5f} | {_pct(p['f64']['acc'])} / {_pct(p['pim']['acc'])} | "
-            f"{p['top1_agree']}/{p['rows']} ({_pct(p['top1'])}) | "
-            f"{_g(p['disagree_margin_max'])} | {_g(p['max_abs'])} | {_g(p['top_abs_mean'])} / "
-            f"{_g(p['top_abs_max'])} | {_g(p['spread'])} | {_pct(p['mean_rel_spread'])} |")
+    ppl = [(name, e["perplexity"]) for name, e in rep["trained"].items()]
+    lines += table(
+        ["model", "bytes scored", "float64 nats/byte", "float64 bits/byte", "float64 ppl",
+         "PIM nats/byte", "PIM bits/byte", "PIM ppl", "PIM/float64 ppl", "acc float64 / PIM",
+         "next-byte top-1", "largest margin where top-1 differs", "max abs logit err",
+         "err of top logit mean / max", "mean spread", "mean err/spread"],
+        [[name, f"{p['tokens']:,} ({p['windows']} x {p['tokens'] // p['windows']})",
+          *(f"{p[m][k]:.4f}" for m in ("f64", "pim") for k in ("nats", "bits", "ppl")),
+          f"{p['ppl_ratio']:.5f}", f"{_pct(p['f64']['acc'])} / {_pct(p['pim']['acc'])}",
+          f"{p['top1_agree']}/{p['rows']} ({_pct(p['top1'])})", _g(p["disagree_margin_max"]),
+          _g(p["max_abs"]), f"{_g(p['top_abs_mean'])} / {_g(p['top_abs_max'])}",
+          _g(p["spread"]), _pct(p["mean_rel_spread"])] for name, p in ppl])
     for name, e in rep["trained"].items():
         fw = e.get("f64_training_windows")
         if fw:
@@ -151,19 +150,18 @@ def _trained_section(rep: dict) -> list[str]:
         "PIM numerics until the context is full; every step is compared with the float64 "
         "argmax on the same prefix. Free-running: an independent float64 greedy run from the "
         "same prompt.", "",
-        "| model | prompts x (prompt + new bytes) | steps compared | top-1 | median margin | "
-        "largest margin where top-1 differs | identical free-running continuations | "
-        "mean identical prefix | PIM time |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, e in rep["trained"].items():
-        g = e["greedy"]
-        lines.append(
-            f"| {name} | {g['prompts']} x ({g['prompt_len']} + {g['new_tokens']}) | "
-            f"{g['compared']:,} | {g['top1_agree']}/{g['rows']} ({_pct(g['top1'])}) | "
-            f"{_g(g['margin_median'])} | {_g(g['disagree_margin_max'])} | "
-            f"{g['identical_free']}/{g['prompts']} | {g['mean_free_prefix']:.1f} of "
-            f"{g['new_tokens']} | {g['pim_seconds']:.0f} s |")
+    greedy = [(name, e["greedy"]) for name, e in rep["trained"].items()]
+    lines += table(
+        ["model", "prompts x (prompt + new bytes)", "steps compared", "top-1", "median margin",
+         "largest margin where top-1 differs", "identical free-running continuations",
+         "mean identical prefix", "PIM time"],
+        [[name, f"{g['prompts']} x ({g['prompt_len']} + {g['new_tokens']})",
+          f"{g['compared']:,}", f"{g['top1_agree']}/{g['rows']} ({_pct(g['top1'])})",
+          _g(g["margin_median"]), _g(g["disagree_margin_max"]),
+          f"{g['identical_free']}/{g['prompts']}",
+          f"{g['mean_free_prefix']:.1f} of {g['new_tokens']}", f"{g['pim_seconds']:.0f} s"]
+         for name, g in greedy])
     for name, e in rep["trained"].items():
         ex = e["greedy"]["example"]
         fence = "````"
@@ -187,12 +185,11 @@ def _golden_section(rep: dict) -> list[str]:
         "The first tokens of some of the runs above, compiled (`compile_generation`) and "
         "executed by `run_golden`; tokens and every logit's fp32 bit pattern compared with "
         "the reference model's.", "",
-        "| model | prompts x tokens | tokens equal | logits bit-identical | time |",
-        "|---|---|---|---|---|",
     ]
-    for name, g in rep["golden"].items():
-        lines.append(f"| {name} | {g['prompts']} x {g['new_tokens']} | {g['tokens_equal']} | "
-                     f"{g['logits_bit_identical']} | {g['seconds']:.1f} s |")
+    lines += table(
+        ["model", "prompts x tokens", "tokens equal", "logits bit-identical", "time"],
+        [[name, f"{g['prompts']} x {g['new_tokens']}", g["tokens_equal"],
+          g["logits_bit_identical"], f"{g['seconds']:.1f} s"] for name, g in rep["golden"].items()])
     lines += [""]
     return lines
 
@@ -209,15 +206,13 @@ def _ablation_section(rep: dict) -> list[str]:
         "LayerNorm output); kv: the K/V caches. "
         "pim: the full PIM numerics (adds fp32 arithmetic and the vector unit's functions).",
         "",
-        "| model | variant | mean abs logit err | max abs logit err | mean err/spread | "
-        "top-1 vs float64 | NLL - float64 NLL (nats) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, ab in rep["ablation"].items():
-        for label, a in ab.items():
-            nll = f"{a['nll_delta']:+.5f}" if "nll_delta" in a else "-"
-            lines.append(f"| {name} | {label} | {_g(a['mean_abs'])} | {_g(a['max_abs'])} | "
-                         f"{_pct(a['mean_rel_spread'])} | {_pct(a['top1'])} | {nll} |")
+    lines += table(
+        ["model", "variant", "mean abs logit err", "max abs logit err", "mean err/spread",
+         "top-1 vs float64", "NLL - float64 NLL (nats)"],
+        [[name, label, _g(a["mean_abs"]), _g(a["max_abs"]), _pct(a["mean_rel_spread"]),
+          _pct(a["top1"]), f"{a['nll_delta']:+.5f}" if "nll_delta" in a else "-"]
+         for name, ab in rep["ablation"].items() for label, a in ab.items()])
     lines += ["", "Mean |PIM - (float64 with all three roundings)|: "
               "not an error of either (once a tiny fp32-vs-float64 difference flips one bf16 "
               "rounding, the two runs land on different bf16 neighbours); compare instead "
