@@ -117,12 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
-    p.add_argument(
-        "--simulator",
-        default="verilator",
-        choices=["verilator", "icarus"],
-        help="rtl: HDL simulator",
-    )
+    from pimgpt.sim.cocotb_lib.runner import SIMULATORS
+
+    p.add_argument("--simulator", default=SIMULATORS[0], choices=SIMULATORS,
+                   help="rtl: HDL simulator")
 
     p = sub.add_parser(
         "paper",

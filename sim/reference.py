@@ -1,6 +1,6 @@
 """Independent reference GPT-2 forwards: the PIM arithmetic of ``docs/dataflow.md`` and float64.
 
-This module shares no code with the compiler (``sw/compiler.py``) or the executor
+This module shares no code with the compiler (``sw/compiler/``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
 unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:

@@ -286,7 +286,7 @@ def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
 
 
 def rtl_vector_costs(hw: HwConfig, program, image) -> list:
-    """tCK each vector-unit instruction of ``program`` takes on the RTL's one-lane unit.
+    """tCK each vector-unit instruction of ``program`` takes on the RTL's vector unit.
 
     The microcode ISS (:class:`pimgpt.hdl.vu_microcode.VectorISS`, cycle-equal to the RTL unit)
     runs every vector instruction on the scratchpad contents the golden model has at that point
