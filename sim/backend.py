@@ -145,7 +145,8 @@ class PerfBackend:
 
         marks = [s.start for s in program.steps] if self.generation else ()
         res = PerfEngine(hw).run(program.program, log=False, marks=marks)
-        stats = summarize(res, hw, program.tags, program.steps if self.generation else None)
+        stats = summarize(res, hw, program.tags, program.steps if self.generation else None,
+                          program.program)
         stats["model"] = program.memmap.cfg.name
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:

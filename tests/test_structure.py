@@ -21,7 +21,6 @@ PENDING = {
     "hdl/pim_sched.py",  # ChannelScheduler.elaborate
     "hdl/vector_unit.py",  # VectorUnit.elaborate: the vector-unit rework
     "hdl/vu_microcode.py",  # micro-ISA, assembler, routines and ISS in one file
-    "sim/perf/engine.py",  # device state, command expansion, ASIC model and engine
     "sw/checkpoint.py",  # the Llama checkpoint work
 }
 
