@@ -13,11 +13,11 @@ import pytest
 
 from pimgpt import cli
 from pimgpt.apps import sweep_run
-from pimgpt.apps.perf_cli import simulate_model
-from pimgpt.apps.sweep_report import pareto_front
+from pimgpt.apps.sweep_report import flatten, pareto_front
 from pimgpt.apps.sweep_run import ResultStore, run_sweep
 from pimgpt.apps.sweep_spec import parse_spec
 from pimgpt.core.config import hw_from_dict
+from pimgpt.sim.perf.summary import simulate_model
 from pimgpt.sw.models import get_model
 
 SPEC = {
@@ -80,6 +80,11 @@ def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
     assert float(row["latency_ns_per_token"]) == stats["latency_ns_per_token"]
     assert float(row["energy_nj_per_token"]) == stats["energy_nj_per_token"]
     assert int(row["whole.cycles"]) == stats["whole"]["cycles"]
+    rec = ResultStore(out / "results.jsonl").load()[row["id"]]["stats"]
+    mine, ref = flatten(rec), flatten(json.loads(json.dumps(stats, default=float)))
+    assert mine.keys() == ref.keys()  # every key of `pimgpt run --backend perf --stats`
+    assert {k: v for k, v in mine.items() if "wall" not in k} == {
+        k: v for k, v in ref.items() if "wall" not in k}
     # outputs
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([".lock", "results.jsonl", "results.csv", "summary.md",
