@@ -1,4 +1,4 @@
-"""One PIM DRAM bank: array, row buffer, MAC unit, MAC result register, per-bank timing counters.
+"""One PIM DRAM bank: array, row buffer, MAC unit with accumulator file, per-bank timing counters.
 
 The bank sees every command of its channel's command bus (``cmd``), with ``sel`` set when the
 command's footprint contains this bank. What it does (``t`` = issue cycle):
@@ -12,14 +12,19 @@ command's footprint contains this bank. What it does (``t`` = issue cycle):
 * ``WR``/``WR16``: write the command's data into the lanes set in ``mask``; ``WRCP``: write the
   channel's global-buffer column (on ``gb`` at ``t + 1``) into the column.
 * ``MAC``/``MAC16``: the column (at ``t + 1``) and the GB column (``gb`` at ``t + 1``) enter the
-  MAC unit (:class:`pimgpt.hdl.mac.MAC`).
-* ``RDMAC16`` burst ``k`` (``col`` field): banks ``8k .. 8k+7`` capture their accumulator and clear
-  it. The capture travels through a delay line as long as the MAC pipeline, so it sees exactly the
-  MAC columns issued before it, and ``acc`` / ``acc_valid`` show it ``1 + mac.latency`` cycles after
-  issue. "Clear" is kept as a flag: the next column enters the MAC unit with ``first`` set, which
-  restarts the accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
-* ``WRMAC16`` burst ``k``: banks ``8k ..`` load their word of the command data as the bias. The MAC
-  unit has no load port, so the bias enters as a column with ``first`` set whose products are the
+  MAC unit (:class:`pimgpt.hdl.mac.MAC`), into accumulator ``acc`` of the bank's
+  ``dram.accumulators`` (the MAC unit's accumulator file).
+* ``RDMAC16`` / ``WRMAC16``: a burst of 8 fp32 words; ``col`` (:func:`acc_burst_col`) names its
+  first accumulator ``a0`` and ``mask`` its words (:func:`burst_word`: with ``B`` < 8 banks word
+  ``w`` is accumulator ``a0 + w // B`` of bank ``w % B``, so one burst moves ``8 / B`` accumulators
+  of every bank; with ``B`` >= 8, ``col`` also names the group of 8 banks). ``RDMAC16``: the banks
+  capture those accumulators and clear them. The capture travels through a delay line as long as
+  the MAC pipeline, so it sees exactly the MAC columns issued before it, and ``acc`` /
+  ``acc_valid`` show it ``1 + mac.latency`` cycles after issue. "Clear" is kept as a flag per
+  accumulator: the next column into it enters the MAC unit with ``first`` set, which restarts the
+  accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
+* ``WRMAC16``: the banks load their words of the command data as biases, one per cycle. The MAC
+  unit has no load port, so a bias enters as a column with ``first`` set whose products are the
   bias split into three bf16 pieces times 1.0; the adder tree sums them exactly, so the
   accumulator becomes the bias bit for bit whenever ``|bias| >= 2**-103`` or ``bias = +0`` (smaller
   magnitudes lose bits below the bf16 range to DAZ, and ``-0`` becomes ``+0``). The compiler never
@@ -33,7 +38,7 @@ a violation, an ``ACT`` to an open bank or a column command to a closed bank set
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -44,10 +49,11 @@ from pimgpt.core.config import HwConfig
 
 from .dram_timing import DramCmd
 from .fp import check_int
-from .mac import MAC
+from .mac import MAC, MAX_ACCUMULATORS
 
 __all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_VERILOG",
-           "acc_bits", "acc_burst_col"]
+           "acc_bits", "acc_burst_col", "acc_slots", "burst_word", "acc_transfer_bursts",
+           "check_acc_transfers"]
 
 #: Name and Verilog source of the DRAM array's simulation model. Amaranth keeps every initial
 #: bit of a ``Memory`` as an object, which makes a 4-Mbit bank array take seconds and hundreds of
@@ -100,10 +106,63 @@ def _burst_bits(hw: HwConfig) -> int:
     return ceil_log2(-(-hw.dram.banks // ACCS_PER_BURST))
 
 
-def acc_burst_col(hw: HwConfig, acc, burst):
-    """``col`` field of an RDMAC16/WRMAC16: burst ``burst`` (banks ``8 * burst ..``) of
-    accumulator ``acc``, i.e. ``acc * 2**ceil(log2(bursts)) + burst``."""
-    return Cat(Value.cast(burst)[:_burst_bits(hw)], Value.cast(acc)[:acc_bits(hw)])
+def acc_burst_col(hw: HwConfig, acc, group=0):
+    """``col`` field of an RDMAC16/WRMAC16 whose first accumulator is ``acc`` (and, with more
+    than 8 banks, whose banks are ``8 * group ..``): ``acc * 2**ceil(log2(B / 8)) + group``.
+    Integers give an integer, hardware values a value."""
+    gb = _burst_bits(hw)
+    if isinstance(acc, int) and isinstance(group, int):
+        return acc << gb | group
+    return Cat(Value.cast(group)[:gb], Value.cast(acc)[:acc_bits(hw)])
+
+
+def acc_slots(hw: HwConfig) -> int:
+    """Accumulators of one bank in one RDMAC16/WRMAC16 burst: ``8 / B`` for ``B`` < 8 banks (a
+    burst packs several accumulators of every bank), else 1."""
+    return max(1, ACCS_PER_BURST // hw.dram.banks)
+
+
+def burst_word(hw: HwConfig, w: int, group: int = 0) -> tuple[int, int]:
+    """``(bank, accumulator offset from a0)`` of word ``w`` of a burst (see :class:`Bank`)."""
+    B = hw.dram.banks
+    if acc_slots(hw) > 1:
+        return w % B, w // B
+    return ACCS_PER_BURST * group + w, 0
+
+
+def acc_transfer_bursts(hw: HwConfig, nacc: int) -> list[tuple[int, int, int]]:
+    """The bursts that move ``nacc`` accumulators of every bank of a channel (RD_MAC/WR_BIAS):
+    ``(accumulator offset a0, bank group, word count)`` in order; as many as the DRAM standard's
+    ``ceil(nacc * B * 4 B / 32 B)``."""
+    B, P = hw.dram.banks, acc_slots(hw)
+    groups = max(1, B // ACCS_PER_BURST)
+    return [(a, g, min(ACCS_PER_BURST, min(P, nacc - a) * B))
+            for a in range(0, nacc, P) for g in range(groups)]
+
+
+def check_acc_transfers(hw: HwConfig) -> None:
+    """The bank count must be a power of two (bursts hold whole accumulators or whole groups of
+    8 banks), and for fewer than 8 banks the standard must keep MAC/WRMAC16 commands at least
+    ``8 / B`` cycles after a WRMAC16 (its biases enter the MAC unit one per cycle)."""
+    B = hw.dram.banks
+    if B & (B - 1):
+        raise ValueError(f"{hw.name}: the RTL needs a power-of-two dram.banks, not {B}")
+    if hw.dram.accumulators > MAX_ACCUMULATORS:
+        raise ValueError(f"{hw.name}: the RTL MAC unit has at most {MAX_ACCUMULATORS} "
+                         f"accumulators, not dram.accumulators {hw.dram.accumulators}")
+    P = acc_slots(hw)
+    if P > 1:
+        std = S.build_standard(hw)
+        gaps = {f: 0 for f in ("MAC", "MAC16", "WRMAC16")}
+        for row, lat in std.rows:
+            if not row.window and "WRMAC16" in S.expand(row.preceding):
+                for f in gaps:
+                    if f in S.expand(row.following):
+                        gaps[f] = max(gaps[f], lat)
+        if min(gaps.values()) < P:
+            raise ValueError(f"{hw.name}: {B} banks put {P} biases of a bank in one WRMAC16, "
+                             f"but the DRAM standard allows the next MAC/WRMAC16 after "
+                             f"{min(gaps.values())} tCK; use at least {ACCS_PER_BURST // 2} banks")
 
 
 def dram_cmd_layout(hw: HwConfig) -> data.StructLayout:
@@ -177,8 +236,8 @@ class Bank(wiring.Component):
         The channel's global-buffer column, one cycle after a MAC/WRCP command.
     rdata : Out(256)
         Column read by RD/RDCP (one cycle after the command).
-    acc, acc_valid : Out(32), Out(1)
-        Accumulator captured by RDMAC16.
+    acc, acc_valid : Out(ArrayLayout(32, P)), Out(P)
+        Accumulators captured by RDMAC16, per slot (``P`` = :func:`acc_slots`).
     load : In(StructLayout)
         Preload port: ``en``, ``addr`` (``row * columns + col``), ``data``.
     id : In
@@ -201,13 +260,14 @@ class Bank(wiring.Component):
         self.cols = d.cols_per_row
         self.depth = d.rows * d.cols_per_row
         self.cmd_layout = dram_cmd_layout(hw)
+        check_acc_transfers(hw)
         self.mac_latency = self.mac_latency_for(d.col_elems, mac_add_latency)
         super().__init__({
             "cmd": In(data.StructLayout({"valid": 1, "sel": 1, "p": self.cmd_layout})),
             "gb": In(8 * d.column_bytes),
             "rdata": Out(8 * d.column_bytes),
-            "acc": Out(32),
-            "acc_valid": Out(1),
+            "acc": Out(data.ArrayLayout(32, acc_slots(hw))),
+            "acc_valid": Out(acc_slots(hw)),
             "load": In(data.StructLayout({"en": 1, "addr": max(1, ceil_log2(self.depth)),
                                           "data": 8 * d.column_bytes})),
             "id": In(max(1, ceil_log2(d.banks)), init=index),
@@ -272,58 +332,7 @@ class Bank(wiring.Component):
         with m.Elif(is_("WR", "WR16")):
             m.d.comb += [wp.addr.eq(col_addr), wp.data.eq(c.data), wp.en.eq(c.mask)]
 
-        # ---- MAC unit and the accumulator ---------------------------------------------------
-        m.submodules.mac = mac = MAC(lanes=lanes, add_latency=self._mac_add_latency)
-        assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
-        mac_q = Signal()
-        m.d.sync += mac_q.eq(is_("MAC", "MAC16"))
-        burst = self.id >> 3  # ACCS_PER_BURST = 8 accumulators per 32-byte burst
-        word = self.id[:3]
-        mine = c.col == burst
-        wrmac = is_("WRMAC16") & mine
-        rdmac = is_("RDMAC16") & mine
-        cleared_in = Signal(init=1)  # the next column restarts the accumulator at +0
-        bias_q = Signal()
-        bias = Signal(32)
-        m.d.sync += [bias_q.eq(wrmac), bias.eq(c.data.word_select(word, 32))]
-        assert ACCS_PER_BURST == 8
-        # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
-        hi = bias[16:32]
-        r1 = Signal(32)
-        r2 = Signal(32)
-        m.d.comb += [r1.eq(_f32_minus_bf16(bias, hi))]
-        mid = r1[16:32]
-        m.d.comb += r2.eq(_f32_minus_bf16(r1, mid))
-        lo = r2[16:32]
-        one = 0x3F80
-        inj_a = Cat(hi, mid, lo, Const(0, 16 * (lanes - 3)))
-        inj_b = Cat(Const(one, 16), Const(one, 16), Const(one, 16), Const(0, 16 * (lanes - 3)))
-        m.d.comb += [
-            mac.i.valid.eq(mac_q | bias_q),
-            mac.i.payload.a.eq(Mux(bias_q, inj_a, rp.data)),
-            mac.i.payload.b.eq(Mux(bias_q, inj_b, self.gb)),
-            mac.i.payload.first.eq(cleared_in | bias_q),
-            mac.i.payload.last.eq(0),
-        ]
-        with m.If(mac_q | bias_q):
-            m.d.sync += cleared_in.eq(0)
-        with m.If(rdmac):
-            m.d.sync += cleared_in.eq(1)
-        # Delay lines beside the MAC pipeline: column landed / capture marker.
-        col_line = Signal(self.capture_latency)
-        cap_line = Signal(self.capture_latency)
-        m.d.sync += [col_line.eq(Cat(mac_q | bias_q, col_line[:-1])),
-                     cap_line.eq(Cat(rdmac, cap_line[:-1]))]
-        landed, capture = col_line[-2], cap_line[-1]
-        # col_line enters one cycle after the command (with the MAC input), cap_line at issue:
-        # both reach the end when the MAC unit's accumulator shows every earlier column.
-        cleared_out = Signal(init=1)
-        with m.If(landed):
-            m.d.sync += cleared_out.eq(0)
-        with m.If(capture):
-            m.d.sync += cleared_out.eq(1)
-        m.d.comb += [self.acc_valid.eq(capture),
-                     self.acc.eq(Mux(cleared_out, 0, mac.acc.as_value()))]
+        self._mac_unit(m, c, is_, rp.data)
 
         # ---- device-side timing counters and state checks -----------------------------------
         rows = bank_timing_rows(self.hw)
@@ -345,6 +354,112 @@ class Bank(wiring.Component):
         with m.If(violation):
             m.d.sync += self.error.eq(1)
         return m
+
+
+    def _mac_unit(self, m, c, is_, column):
+        """The MAC unit with its accumulator file; RDMAC16 capture and WRMAC16 bias."""
+        hw, d = self.hw, self.hw.dram
+        lanes, P = d.col_elems, acc_slots(hw)
+        m.submodules.mac = mac = MAC(lanes=lanes, add_latency=self._mac_add_latency,
+                                     accumulators=d.accumulators)
+        assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
+        # RDMAC16/WRMAC16: ``col`` names the burst's first accumulator (and for more than 8 banks
+        # the group of 8 banks), ``mask`` its words; slot j of this bank is word j*B + id (P > 1)
+        # or word id % 8 (P = 1), of accumulator a0 + j.
+        lgb, ab = _burst_bits(hw), acc_bits(hw)
+        a0 = c.col[lgb:lgb + ab]
+        if P > 1:
+            words = [j * d.banks + self.id for j in range(P)]
+            here = Const(1, 1)
+        else:
+            words = [self.id[:3]]
+            here = (c.col[:lgb] == (self.id >> 3)[:lgb]) if lgb else Const(1, 1)
+        # (a slot beyond the last accumulator is ignored)
+        slot_on = Cat(*[here & c.mask.bit_select(w, 1) & (a0 + j < d.accumulators)
+                        for j, w in enumerate(words)])
+        slot_acc = [(a0 + j)[:ab] for j in range(P)]
+        rdmac = Mux(is_("RDMAC16"), slot_on, 0)
+        # Biases wait in a small queue and enter the MAC unit one per cycle (P > 1: the standard
+        # keeps the next MAC/WRMAC16 at least P cycles away, checked in the constructor).
+        pend = Signal(P)
+        vals = [Signal(32, name=f"bias{j}") for j in range(P)]
+        pend_a0 = Signal(ab)
+        bsel = Signal(range(max(2, P)))  # lowest pending slot
+        for j in reversed(range(P)):
+            with m.If(pend[j]):
+                m.d.comb += bsel.eq(j)
+        bias_q = pend.any()
+        bias = Array(vals)[bsel]
+        with m.If(bias_q):
+            m.d.sync += pend.bit_select(bsel, 1).eq(0)
+        with m.If(is_("WRMAC16")):
+            m.d.sync += [pend.eq(slot_on), pend_a0.eq(a0)]
+            m.d.sync += [v.eq(c.data.word_select(w, 32)) for v, w in zip(vals, words, strict=True)]
+        mac_q = Signal()  # a column enters the MAC unit (one cycle after the command)
+        mac_acc = Signal(ab)
+        m.d.sync += [mac_q.eq(is_("MAC", "MAC16")), mac_acc.eq(c.acc)]
+        in_acc = Signal(ab)  # accumulator of the column entering the MAC unit
+        m.d.comb += in_acc.eq(Mux(bias_q, pend_a0 + bsel, mac_acc))
+        # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
+        hi = bias[16:32]
+        r1 = Signal(32)
+        r2 = Signal(32)
+        m.d.comb += [r1.eq(_f32_minus_bf16(bias, hi))]
+        mid = r1[16:32]
+        m.d.comb += r2.eq(_f32_minus_bf16(r1, mid))
+        lo = r2[16:32]
+        one = 0x3F80
+        inj_a = Cat(hi, mid, lo, Const(0, 16 * (lanes - 3)))
+        inj_b = Cat(Const(one, 16), Const(one, 16), Const(one, 16), Const(0, 16 * (lanes - 3)))
+        # cleared_in[a]: the next column into accumulator a restarts it at +0 (set by its RDMAC16).
+        all_acc = (1 << d.accumulators) - 1
+        cleared_in = Signal(d.accumulators, init=all_acc)
+        m.d.comb += [
+            mac.i.valid.eq(mac_q | bias_q),
+            mac.i.payload.a.eq(Mux(bias_q, inj_a, column)),
+            mac.i.payload.b.eq(Mux(bias_q, inj_b, self.gb)),
+            mac.i.payload.first.eq(cleared_in.bit_select(in_acc, 1) | bias_q),
+            mac.i.payload.last.eq(0),
+            mac.i.payload.acc.eq(in_acc),
+        ]
+        with m.If(mac_q | bias_q):
+            m.d.sync += cleared_in.bit_select(in_acc, 1).eq(0)
+        for j in range(P):
+            with m.If(rdmac[j]):
+                m.d.sync += cleared_in.bit_select(slot_acc[j], 1).eq(1)
+        self._capture(m, mac, mac_q | bias_q, in_acc, rdmac, a0)
+
+    def _capture(self, m, mac, col_in, col_acc, rdmac, a0):
+        """RDMAC16 capture: delay lines beside the MAC pipeline (a column landed / a capture
+        marker, with their accumulators). The column line enters one cycle after the command
+        (with the MAC input), the capture line at issue: both reach the end when the MAC unit's
+        accumulators show every earlier column."""
+        d = self.hw.dram
+        P, ab = acc_slots(self.hw), acc_bits(self.hw)
+        n = self.capture_latency
+        col_v = [Signal(name=f"col_v{k}") for k in range(n)]
+        col_a = [Signal(ab, name=f"col_a{k}") for k in range(n)]
+        cap_v = [Signal(P, name=f"cap_v{k}") for k in range(n)]
+        cap_a = [Signal(ab, name=f"cap_a{k}") for k in range(n)]
+        m.d.sync += [col_v[0].eq(col_in), col_a[0].eq(col_acc), cap_v[0].eq(rdmac),
+                     cap_a[0].eq(a0)]
+        for k in range(1, n):
+            m.d.sync += [col_v[k].eq(col_v[k - 1]), col_a[k].eq(col_a[k - 1]),
+                         cap_v[k].eq(cap_v[k - 1]), cap_a[k].eq(cap_a[k - 1])]
+        landed, landed_acc = col_v[-2], col_a[-2]
+        capture, cap_a0 = cap_v[-1], cap_a[-1]
+        # cleared_out[a]: accumulator a was read and no column has landed in it since (reads +0).
+        cleared_out = Signal(d.accumulators, init=(1 << d.accumulators) - 1)
+        with m.If(landed):
+            m.d.sync += cleared_out.bit_select(landed_acc, 1).eq(0)
+        file = Value.cast(mac.acc)
+        for j in range(P):
+            a = (cap_a0 + j)[:ab]
+            with m.If(capture[j]):
+                m.d.sync += cleared_out.bit_select(a, 1).eq(1)
+            m.d.comb += self.acc[j].eq(Mux(cleared_out.bit_select(a, 1), 0,
+                                           file.word_select(a, 32)))
+        m.d.comb += self.acc_valid.eq(capture)
 
 
 def _f32_minus_bf16(x, hi16):

@@ -8,15 +8,15 @@ from amaranth.sim import Simulator
 
 from pimgpt.core import numerics as nx
 from pimgpt.core.config import hw_from_dict, load_hw
-from pimgpt.hdl.bank import Bank, bank_timing_rows
+from pimgpt.hdl.bank import Bank, acc_burst_col, acc_slots, bank_timing_rows, burst_word
 from pimgpt.hdl.channel import Channel
 from pimgpt.hdl.dram_timing import DramCmd, TimingTables
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 
 
-def _small_hw(rows=4):
+def _small_hw(rows=4, accumulators=1, **dram):
     raw = dict(load_hw("tiny-rtl").raw)
-    raw["dram"] = dict(raw["dram"], rows=rows)
+    raw["dram"] = dict(raw["dram"], rows=rows, accumulators=accumulators, **dram)
     return hw_from_dict(raw, "small")
 
 
@@ -30,6 +30,10 @@ def test_bank_rejects_bad_parameters():
         Bank(hw, 0, mac_add_latency=0)
     with pytest.raises(ValueError):
         Bank(hw, 0, array_model="sram")
+    with pytest.raises(ValueError, match="power-of-two dram.banks"):
+        Bank(_small_hw(banks=6), 0)
+    with pytest.raises(ValueError, match="dram.accumulators 100"):
+        Bank(_small_hw(accumulators=100), 0)
     with pytest.raises(TypeError):
         Channel({"dram": {}})
 
@@ -90,8 +94,9 @@ def _bank_sim(hw, program):
             await ctx.tick()
             ctx.set(bank.cmd.valid, 0)
             for _ in range(wait):
-                if ctx.get(bank.acc_valid):
-                    captures.append(ctx.get(bank.acc))
+                valid = ctx.get(bank.acc_valid)
+                captures.extend(ctx.get(bank.acc[j])
+                                for j in range(len(bank.acc_valid)) if valid >> j & 1)
                 await ctx.tick()
         captures.append(("error", ctx.get(bank.error)))
 
@@ -111,10 +116,10 @@ def test_bank_bias_mac_capture_bit_exact():
     prog = [(60, {"cmd": DramCmd.ACT, "row": 1})]
     for bias in biases:
         bits = int(nx.bits_from_f32(np.array([bias]))[0])
-        prog += [(2, {"cmd": DramCmd.WRMAC16, "col": 0, "data": bits}),
+        prog += [(2, {"cmd": DramCmd.WRMAC16, "col": 0, "mask": 1, "data": bits}),
                  (2, {"cmd": DramCmd.MAC, "col": 0, "gb": gbw}),
-                 (12, {"cmd": DramCmd.RDMAC16, "col": 0})]
-    prog += [(12, {"cmd": DramCmd.RDMAC16, "col": 0})]  # nothing since: reads +0
+                 (12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]
+    prog += [(12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]  # nothing since: reads +0
     got = _bank_sim(hw, prog)
     assert got[-1] == ("error", 0)
     zeros = np.zeros(16, dtype=np.uint16)  # the array is zero: MAC adds a +0 tree
@@ -122,3 +127,41 @@ def test_bank_bias_mac_capture_bit_exact():
         want = nx.mac_columns(bias, zeros[None, :], gb[None, :])
         assert got[k] == int(nx.bits_from_f32(np.array([want]))[0]), k
     assert got[len(biases)] == 0
+
+
+def test_bank_accumulator_file_bit_exact():
+    """Four accumulators, bank 0 of four: biases into two accumulators with one WRMAC16 (a burst
+    holds 2 accumulators of each of the 4 banks), MAC columns into different accumulators back to
+    back, reads of two accumulators per RDMAC16; each read accumulator returns to +0 and the
+    others keep their values."""
+    hw = _small_hw(accumulators=4)
+    assert acc_slots(hw) == 2 and burst_word(hw, 4) == (0, 1)
+    rng = np.random.default_rng(8)
+    gb = nx.f32_to_bf16(rng.normal(0, 1, 16).astype(np.float32))
+    gbw = int.from_bytes(gb.tobytes(), "little")
+    zeros = np.zeros((1, 16), dtype=np.uint16)  # the array is zero: a MAC adds a +0 tree
+
+    def mac(acc):  # one MAC column into a value, as the numerics contract
+        return nx.mac_columns(np.float32(acc), zeros, gb[None, :])
+
+    b1, b2 = np.float32(1.5), np.float32(-2.0**-30)
+    words = {0: b1, 4: b2}  # bank 0's words of the burst: accumulators a0 and a0 + 1
+    data = sum(int(nx.bits_from_f32(np.array([v]))[0]) << (32 * w) for w, v in words.items())
+    prog = [(60, {"cmd": DramCmd.ACT, "row": 1}),
+            (2, {"cmd": DramCmd.WRMAC16, "col": acc_burst_col(hw, 1), "mask": 0x11,
+                 "data": data}),
+            (1, {"cmd": DramCmd.MAC, "acc": 0, "gb": gbw}),
+            (1, {"cmd": DramCmd.MAC, "acc": 2, "gb": gbw}),
+            (1, {"cmd": DramCmd.MAC, "acc": 0, "gb": gbw}),
+            (12, {"cmd": DramCmd.MAC16, "acc": 3, "gb": gbw}),
+            (12, {"cmd": DramCmd.RDMAC16, "col": acc_burst_col(hw, 0), "mask": 0x11}),
+            (12, {"cmd": DramCmd.RDMAC16, "col": acc_burst_col(hw, 2), "mask": 0x11}),
+            (2, {"cmd": DramCmd.MAC, "acc": 1, "gb": gbw}),
+            (12, {"cmd": DramCmd.RDMAC16, "col": acc_burst_col(hw, 0), "mask": 0x11}),
+            (12, {"cmd": DramCmd.RDMAC16, "col": acc_burst_col(hw, 3), "mask": 0x11})]
+    got = _bank_sim(hw, prog)
+    assert got[-1] == ("error", 0)
+    want = [mac(mac(0.0)), b1, mac(b2), mac(0.0),  # acc 0, 1 | acc 2, 3
+            0.0, mac(0.0),                         # acc 0 was read; acc 1 restarted at +0
+            0.0]                                   # acc 3 was read (acc 4 does not exist)
+    assert got[:-1] == [int(nx.bits_from_f32(np.array([v], np.float32))[0]) for v in want]

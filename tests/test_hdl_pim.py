@@ -9,9 +9,10 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from pimgpt.core import isa
-from pimgpt.core.config import load_hw
+from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.isa import Op
 from pimgpt.hdl import export
+from pimgpt.hdl.bank import acc_transfer_bursts
 from pimgpt.hdl.isa_layout import (
     INSTR_BITS,
     InstrWord,
@@ -122,3 +123,59 @@ def test_pim_blocks_convert_to_verilog(block):
     assert f"module {block}(" in text and text.rstrip().endswith("endmodule")
     for name in export.build_block(block, hw).signature.members:  # every port is there
         assert f" {name}" in text, name
+
+
+def _hw(**dram):
+    raw = dict(load_hw(HW).raw)
+    raw["dram"] = dict(raw["dram"], **dram)
+    return hw_from_dict(raw, "tiny-rtl-variant")
+
+
+def test_accumulator_bursts_follow_the_standard_and_the_isa_layout():
+    """RD_MAC / WR_BIAS with several accumulators: as many bursts per channel as the DRAM
+    standard counts (``ceil(nacc * B / 8)``), each naming its first accumulator and its words;
+    RDMAC16 data land at ``dst + a * S + j`` (S selected banks), WRMAC16 data come from there."""
+    hw = load_hw(HW)  # 2 channels x 4 banks, 4 accumulators: a burst holds 2 per bank
+    B = hw.dram.banks
+    gen = AccGen(hw, sp_addr_width=14)
+    cases = [dict(write=0, chm=3, sp=100, acc=1, nacc=3), dict(write=1, chm=3, sp=500, acc=0,
+                                                               nacc=4)]
+    seen = []
+
+    async def bench(ctx):
+        for case in cases:
+            for k, v in case.items():
+                ctx.set(getattr(gen.cmd.payload, k), v)
+            ctx.set(gen.cmd.valid, 1)
+            await ctx.tick()
+            ctx.set(gen.cmd.valid, 0)
+            ctx.set(gen.o.ready, 1)
+            for _ in range(20):
+                if ctx.get(gen.o.valid):
+                    p = gen.o.payload
+                    op = (ctx.get(p.chm), ctx.get(p.op.c.col), ctx.get(p.op.c.mask),
+                          ctx.get(p.nch))
+                    if case["write"]:
+                        seen.append(("WRMAC16",) + op + (ctx.get(p.sp),))
+                    else:
+                        seen.append(("RDMAC16",) + op + (ctx.get(p.tagbase),
+                                                         ctx.get(p.tagmask)))
+                await ctx.tick()
+
+    sim = Simulator(gen)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    S = 2 * B
+    # RD_MAC acc=1 nacc=3: accumulators 1, 2 (8 words) then 3 (4 words), both channels at once
+    assert len(acc_transfer_bursts(hw, 3)) == 2 == -(-3 * B // 8)
+    rd = [("RDMAC16", 3, 1, 0xFF, 2, 100, 0xFF), ("RDMAC16", 3, 3, 0x0F, 2, 100 + 2 * S, 0x0F)]
+    # WR_BIAS acc=0 nacc=4: per channel two bursts; channel 1's words start at rank 1 * B
+    wr = [("WRMAC16", 1 << c, a0, 0xFF, 2, 500 + a0 * S + c * B) for c in (0, 1) for a0 in (0, 2)]
+    assert seen == rd + wr
+
+
+def test_engine_rejects_accumulator_bursts_wider_than_its_port():
+    # 4 banks: a burst spans (2 - 1) * S + 4 scratchpad words, S = 4 banks x 4 channels: 20 > 16
+    with pytest.raises(ValueError, match="spans 20 scratchpad words"):
+        PimEngine(_hw(channels=4), sp_addr_width=14)
