@@ -19,6 +19,8 @@ SECTIONS = [
     ),
     ("Compiler speed and golden simulator seconds per token", "pimgpt.apps.bench_compiler", True),
     ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
+    ("DRAM side per token: silicon timing, floor, activations, pins", "pimgpt.apps.bench_dram",
+     True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
     ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
     ("Design-space sweep: throughput and reuse of work", "pimgpt.apps.bench_sweep", True),

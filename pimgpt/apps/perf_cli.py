@@ -13,7 +13,7 @@ from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, atomic_write_json
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
-from pimgpt.sim.perf.report import MAC_OPS, breakdown
+from pimgpt.sim.perf.report import MAC_OPS, breakdown, dram_figures, side_times
 from pimgpt.sw.models import get_model
 from pimgpt.sw.prompt import prompt_from_args
 
@@ -23,7 +23,7 @@ class PerfCliError(PimgptError):
 
 
 def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
-                 t0: int, t1: int) -> dict:
+                 t0: int, t1: int, program=None) -> dict:
     cycles = max(t1 - t0, 0)
     cnt = counter_diff(c0, c1)
     en = energy_of(cnt, cycles, hw)
@@ -43,10 +43,12 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         "mac_bytes": cnt["mac_bank_cols"] * 32,
         "commands": cnt["counts"],
         **breakdown(res, tags, lo, hi),
+        **side_times(res, lo, hi),
+        "dram": dram_figures(res, cnt, program, tags, hw, lo, hi),
     }
 
 
-def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
+def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
     """Statistics of a run: totals, per-token figures and breakdowns.
 
     Parameters
@@ -57,10 +59,13 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         Instruction tags (``CompiledProgram.tags``).
     steps : list of Step, optional
         Generation steps (``CompiledProgram.steps``): splits prefill (prompt tokens) and decode.
+    program : list of Instr, optional
+        The simulated program (for the ideal pin bytes of ``dram``; ``None`` leaves them out).
     """
     zero = {k: (dict.fromkeys(v, 0) if isinstance(v, dict) else 0)
             for k, v in res.counters().items()}
-    whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles)
+    whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles,
+                         program)
     out = {
         "hw": res.hw_name,
         "instructions": res.n_instr,
@@ -95,7 +100,7 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         if k1 <= k0:
             continue
         st = _range_stats(res, hw, tags, bounds[k0], bounds[k1], snap(bounds[k0]),
-                          snap(bounds[k1]), ends[k0], ends[k1])
+                          snap(bounds[k1]), ends[k0], ends[k1], program)
         st["tokens"] = k1 - k0
         st["latency_ns_per_token"] = st["latency_ns"] / st["tokens"]
         st["energy_nj_per_token"] = st["energy_nj"] / st["tokens"]
@@ -112,7 +117,11 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     """Copy the per-token part's breakdowns to the top level of the statistics."""
     for key in ("by_layer_ns", "by_kind_ns", "by_class_ns", "energy_by_component_nj"):
         out[f"breakdown_{key}"] = part[key]
-    out["mac_busy_efficiency"] = part["mac_busy_efficiency"]
+    tokens = part.get("tokens", 1)
+    for key in ("mac_busy_efficiency", "dram"):
+        out[key] = part[key]
+    for key in ("pim_busy_ns", "asic_busy_ns", "asic_exposed_ns", "hidden_ns"):
+        out[f"{key[:-3]}_ns_per_token"] = part[key] / tokens
     return out
 
 
@@ -139,7 +148,8 @@ def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, lo
         comp = compile_decode_step(model, hw, context)
         marks = ()
     res = PerfEngine(hw).run(comp.program, log=log, marks=marks)
-    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None)
+    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None,
+                      comp.program)
     stats["model"] = model.name
     stats["context"] = context
     return comp, res, stats
@@ -161,7 +171,29 @@ def _fmt(stats: dict) -> str:
             f"row hits {st['row_hit_rate'] * 100:.2f} %, "
             f"bank-bandwidth floor reached {st['mac_utilization'] * 100:.1f} %")
         lines.append("    time: " + ", ".join(f"{k} {v / tot * 100:.1f} %" for k, v in cls.items()))
+        lines.append(_fmt_sides(st))
+        lines.append(_fmt_dram(st["dram"], st.get("tokens", 1)))
     return "\n".join(lines)
+
+
+def _fmt_sides(st: dict) -> str:
+    n = st.get("tokens", 1)
+    lat = st["latency_ns"] or 1.0
+    return (f"    PIM busy {st['pim_busy_ns'] / n / 1e3:.2f} us/token, vector unit busy "
+            f"{st['asic_busy_ns'] / n / 1e3:.2f} us/token of which exposed "
+            f"{st['asic_exposed_ns'] / n / 1e3:.2f} (ASIC share {st['asic_exposed_ns'] / lat:.1%})"
+            f", hidden {st['hidden_ns'] / n / 1e3:.2f}")
+
+
+def _fmt_dram(d: dict, n: int) -> str:
+    def ratio(v):
+        return "-" if v is None else f"{v:.2f}x"
+    pins = "-" if d["ideal_pin_bytes"] is None else f"{d['ideal_pin_bytes'] / n / 1e3:.1f}"
+    return (f"    PIM busy / bank-bandwidth floor {ratio(d['pim_busy_over_floor'])}; activations "
+            f"{d['bank_activations'] / n:.0f}/token ({ratio(d['activations_over_ideal'])} the "
+            f"whole-row ideal); pins {d['pin_bytes'] / n / 1e3:.1f} kB/token (ideal {pins}, "
+            f"{ratio(d['pin_bytes_over_ideal'])}); register-mode visits "
+            f"{d['register_mode_visits'] / n:.0f}/token per channel")
 
 
 def cli_run(args) -> int:
