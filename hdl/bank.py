@@ -14,18 +14,17 @@ command's footprint contains this bank. What it does (``t`` = issue cycle):
 * ``MAC``/``MAC16``: the column (at ``t + 1``) and the GB column (``gb`` at ``t + 1``) enter the
   MAC unit (:class:`pimgpt.hdl.mac.MAC`), into accumulator ``acc`` of the bank's
   ``dram.accumulators`` (the MAC unit's accumulator file).
-* ``RDMAC16`` / ``WRMAC16``: a burst of 8 fp32 words; ``col`` (:func:`acc_burst_col`) names its
-  first accumulator ``a0`` and ``mask`` its words (:func:`burst_word`: with ``B`` < 8 banks word
-  ``w`` is accumulator ``a0 + w // B`` of bank ``w % B``, so one burst moves ``8 / B`` accumulators
-  of every bank; with ``B`` >= 8, ``col`` also names the group of 8 banks). ``RDMAC16``: the banks
-  capture those accumulators and clear them. The capture travels through a delay line as long as
+* ``RDMAC16`` / ``WRMAC16``: a burst of 8 fp32 words, one accumulator of up to 8 banks:
+  ``col`` (:func:`acc_burst_col`) names the accumulator ``a`` and the group ``g`` of 8 banks,
+  ``mask`` the words; word ``w`` is bank ``8 g + w``. ``RDMAC16``: the banks capture accumulator
+  ``a`` and clear it. The capture travels through a delay line as long as
   the MAC pipeline, so it sees exactly the MAC columns issued before it, and ``acc`` /
   ``acc_valid`` show it ``1 + mac.latency`` cycles after issue. "Clear" is kept as a flag per
   accumulator: the next column into it enters the MAC unit with ``first`` set, which restarts the
   accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
-* ``WRMAC16``: the banks load their words of the command data as biases, one per cycle. The MAC
-  unit has no load port, so a bias enters as a column with ``first`` set whose products are the
-  bias split into three bf16 pieces times 1.0; the adder tree sums them exactly, so the
+* ``WRMAC16``: the banks load their word of the command data as the bias of accumulator ``a``.
+  The MAC unit has no load port, so the bias enters as a column with ``first`` set whose products
+  are the bias split into three bf16 pieces times 1.0; the adder tree sums them exactly, so the
   accumulator becomes the bias bit for bit whenever ``|bias| >= 2**-103`` or ``bias = +0`` (smaller
   magnitudes lose bits below the bf16 range to DAZ, and ``-0`` becomes ``+0``). The compiler never
   emits ``WR_BIAS``; see ``docs/rtl.md``.
@@ -38,7 +37,7 @@ a violation, an ``ACT`` to an open bank or a column command to a closed bank set
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,8 +51,7 @@ from .fp import check_int
 from .mac import MAC, MAX_ACCUMULATORS
 
 __all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_VERILOG",
-           "acc_bits", "acc_burst_col", "acc_slots", "burst_word", "acc_transfer_bursts",
-           "check_acc_transfers"]
+           "acc_bits", "acc_burst_col", "acc_transfer_bursts", "check_acc_transfers"]
 
 #: Name and Verilog source of the DRAM array's simulation model. Amaranth keeps every initial
 #: bit of a ``Memory`` as an object, which makes a 4-Mbit bank array take seconds and hundreds of
@@ -107,62 +105,30 @@ def _burst_bits(hw: HwConfig) -> int:
 
 
 def acc_burst_col(hw: HwConfig, acc, group=0):
-    """``col`` field of an RDMAC16/WRMAC16 whose first accumulator is ``acc`` (and, with more
-    than 8 banks, whose banks are ``8 * group ..``): ``acc * 2**ceil(log2(B / 8)) + group``.
-    Integers give an integer, hardware values a value."""
+    """``col`` field of an RDMAC16/WRMAC16 moving accumulator ``acc`` of banks ``8 * group ..
+    8 * group + 7``: ``acc * 2**ceil(log2(ceil(B / 8))) + group``. Integers give an integer,
+    hardware values a value."""
     gb = _burst_bits(hw)
     if isinstance(acc, int) and isinstance(group, int):
         return acc << gb | group
     return Cat(Value.cast(group)[:gb], Value.cast(acc)[:acc_bits(hw)])
 
 
-def acc_slots(hw: HwConfig) -> int:
-    """Accumulators of one bank in one RDMAC16/WRMAC16 burst: ``8 / B`` for ``B`` < 8 banks (a
-    burst packs several accumulators of every bank), else 1."""
-    return max(1, ACCS_PER_BURST // hw.dram.banks)
-
-
-def burst_word(hw: HwConfig, w: int, group: int = 0) -> tuple[int, int]:
-    """``(bank, accumulator offset from a0)`` of word ``w`` of a burst (see :class:`Bank`)."""
-    B = hw.dram.banks
-    if acc_slots(hw) > 1:
-        return w % B, w // B
-    return ACCS_PER_BURST * group + w, 0
-
-
 def acc_transfer_bursts(hw: HwConfig, nacc: int) -> list[tuple[int, int, int]]:
-    """The bursts that move ``nacc`` accumulators of every bank of a channel (RD_MAC/WR_BIAS):
-    ``(accumulator offset a0, bank group, word count)`` in order; as many as the DRAM standard's
-    ``ceil(nacc * B * 4 B / 32 B)``."""
-    B, P = hw.dram.banks, acc_slots(hw)
-    groups = max(1, B // ACCS_PER_BURST)
-    return [(a, g, min(ACCS_PER_BURST, min(P, nacc - a) * B))
-            for a in range(0, nacc, P) for g in range(groups)]
+    """The bursts that move ``nacc`` accumulators of every bank of a channel (RD_MAC/WR_BIAS),
+    accumulator-major as the DRAM standard counts them (``pimgpt.core.dram.acc_bursts``):
+    ``(accumulator offset, bank group, words)``; word ``w`` of group ``g`` is bank ``8 g + w``."""
+    B = hw.dram.banks
+    groups = -(-B // ACCS_PER_BURST)
+    return [(a, g, min(ACCS_PER_BURST, B - ACCS_PER_BURST * g))
+            for a in range(nacc) for g in range(groups)]
 
 
 def check_acc_transfers(hw: HwConfig) -> None:
-    """The bank count must be a power of two (bursts hold whole accumulators or whole groups of
-    8 banks), and for fewer than 8 banks the standard must keep MAC/WRMAC16 commands at least
-    ``8 / B`` cycles after a WRMAC16 (its biases enter the MAC unit one per cycle)."""
-    B = hw.dram.banks
-    if B & (B - 1):
-        raise ValueError(f"{hw.name}: the RTL needs a power-of-two dram.banks, not {B}")
+    """The MAC unit's accumulator file must hold ``dram.accumulators``."""
     if hw.dram.accumulators > MAX_ACCUMULATORS:
         raise ValueError(f"{hw.name}: the RTL MAC unit has at most {MAX_ACCUMULATORS} "
                          f"accumulators, not dram.accumulators {hw.dram.accumulators}")
-    P = acc_slots(hw)
-    if P > 1:
-        std = S.build_standard(hw)
-        gaps = {f: 0 for f in ("MAC", "MAC16", "WRMAC16")}
-        for row, lat in std.rows:
-            if not row.window and "WRMAC16" in S.expand(row.preceding):
-                for f in gaps:
-                    if f in S.expand(row.following):
-                        gaps[f] = max(gaps[f], lat)
-        if min(gaps.values()) < P:
-            raise ValueError(f"{hw.name}: {B} banks put {P} biases of a bank in one WRMAC16, "
-                             f"but the DRAM standard allows the next MAC/WRMAC16 after "
-                             f"{min(gaps.values())} tCK; use at least {ACCS_PER_BURST // 2} banks")
 
 
 def dram_cmd_layout(hw: HwConfig) -> data.StructLayout:
@@ -236,8 +202,8 @@ class Bank(wiring.Component):
         The channel's global-buffer column, one cycle after a MAC/WRCP command.
     rdata : Out(256)
         Column read by RD/RDCP (one cycle after the command).
-    acc, acc_valid : Out(ArrayLayout(32, P)), Out(P)
-        Accumulators captured by RDMAC16, per slot (``P`` = :func:`acc_slots`).
+    acc, acc_valid : Out(32), Out(1)
+        Accumulator captured by RDMAC16 (the one its ``col`` names).
     load : In(StructLayout)
         Preload port: ``en``, ``addr`` (``row * columns + col``), ``data``.
     id : In
@@ -266,8 +232,8 @@ class Bank(wiring.Component):
             "cmd": In(data.StructLayout({"valid": 1, "sel": 1, "p": self.cmd_layout})),
             "gb": In(8 * d.column_bytes),
             "rdata": Out(8 * d.column_bytes),
-            "acc": Out(data.ArrayLayout(32, acc_slots(hw))),
-            "acc_valid": Out(acc_slots(hw)),
+            "acc": Out(32),
+            "acc_valid": Out(1),
             "load": In(data.StructLayout({"en": 1, "addr": max(1, ceil_log2(self.depth)),
                                           "data": 8 * d.column_bytes})),
             "id": In(max(1, ceil_log2(d.banks)), init=index),
@@ -359,47 +325,28 @@ class Bank(wiring.Component):
     def _mac_unit(self, m, c, is_, column):
         """The MAC unit with its accumulator file; RDMAC16 capture and WRMAC16 bias."""
         hw, d = self.hw, self.hw.dram
-        lanes, P = d.col_elems, acc_slots(hw)
+        lanes = d.col_elems
         m.submodules.mac = mac = MAC(lanes=lanes, add_latency=self._mac_add_latency,
                                      accumulators=d.accumulators)
         assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
-        # RDMAC16/WRMAC16: ``col`` names the burst's first accumulator (and for more than 8 banks
-        # the group of 8 banks), ``mask`` its words; slot j of this bank is word j*B + id (P > 1)
-        # or word id % 8 (P = 1), of accumulator a0 + j.
+        # RDMAC16/WRMAC16: ``col`` names the accumulator and the group of 8 banks, ``mask`` the
+        # words of the burst; this bank's word is ``id % 8`` of group ``id // 8``.
+        assert ACCS_PER_BURST == 8
         lgb, ab = _burst_bits(hw), acc_bits(hw)
-        a0 = c.col[lgb:lgb + ab]
-        if P > 1:
-            words = [j * d.banks + self.id for j in range(P)]
-            here = Const(1, 1)
-        else:
-            words = [self.id[:3]]
-            here = (c.col[:lgb] == (self.id >> 3)[:lgb]) if lgb else Const(1, 1)
-        # (a slot beyond the last accumulator is ignored)
-        slot_on = Cat(*[here & c.mask.bit_select(w, 1) & (a0 + j < d.accumulators)
-                        for j, w in enumerate(words)])
-        slot_acc = [(a0 + j)[:ab] for j in range(P)]
-        rdmac = Mux(is_("RDMAC16"), slot_on, 0)
-        # Biases wait in a small queue and enter the MAC unit one per cycle (P > 1: the standard
-        # keeps the next MAC/WRMAC16 at least P cycles away, checked in the constructor).
-        pend = Signal(P)
-        vals = [Signal(32, name=f"bias{j}") for j in range(P)]
-        pend_a0 = Signal(ab)
-        bsel = Signal(range(max(2, P)))  # lowest pending slot
-        for j in reversed(range(P)):
-            with m.If(pend[j]):
-                m.d.comb += bsel.eq(j)
-        bias_q = pend.any()
-        bias = Array(vals)[bsel]
-        with m.If(bias_q):
-            m.d.sync += pend.bit_select(bsel, 1).eq(0)
-        with m.If(is_("WRMAC16")):
-            m.d.sync += [pend.eq(slot_on), pend_a0.eq(a0)]
-            m.d.sync += [v.eq(c.data.word_select(w, 32)) for v, w in zip(vals, words, strict=True)]
+        cmd_acc = c.col[lgb:lgb + ab]
+        word = self.id[:3]
+        mine = c.mask.bit_select(word, 1)
+        if lgb:
+            mine &= c.col[:lgb] == (self.id >> 3)[:lgb]
+        wrmac = is_("WRMAC16") & mine
+        rdmac = is_("RDMAC16") & mine
         mac_q = Signal()  # a column enters the MAC unit (one cycle after the command)
-        mac_acc = Signal(ab)
-        m.d.sync += [mac_q.eq(is_("MAC", "MAC16")), mac_acc.eq(c.acc)]
-        in_acc = Signal(ab)  # accumulator of the column entering the MAC unit
-        m.d.comb += in_acc.eq(Mux(bias_q, pend_a0 + bsel, mac_acc))
+        bias_q = Signal()
+        in_acc = Signal(ab)  # its accumulator
+        bias = Signal(32)
+        m.d.sync += [mac_q.eq(is_("MAC", "MAC16")), bias_q.eq(wrmac),
+                     in_acc.eq(Mux(is_("WRMAC16"), cmd_acc, c.acc)),
+                     bias.eq(c.data.word_select(word, 32))]
         # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
         hi = bias[16:32]
         r1 = Signal(32)
@@ -424,43 +371,38 @@ class Bank(wiring.Component):
         ]
         with m.If(mac_q | bias_q):
             m.d.sync += cleared_in.bit_select(in_acc, 1).eq(0)
-        for j in range(P):
-            with m.If(rdmac[j]):
-                m.d.sync += cleared_in.bit_select(slot_acc[j], 1).eq(1)
-        self._capture(m, mac, mac_q | bias_q, in_acc, rdmac, a0)
+        with m.If(rdmac):
+            m.d.sync += cleared_in.bit_select(cmd_acc, 1).eq(1)
+        self._capture(m, mac, mac_q | bias_q, in_acc, rdmac, cmd_acc)
 
-    def _capture(self, m, mac, col_in, col_acc, rdmac, a0):
+    def _capture(self, m, mac, col_in, col_acc, rdmac, rd_acc):
         """RDMAC16 capture: delay lines beside the MAC pipeline (a column landed / a capture
         marker, with their accumulators). The column line enters one cycle after the command
         (with the MAC input), the capture line at issue: both reach the end when the MAC unit's
         accumulators show every earlier column."""
         d = self.hw.dram
-        P, ab = acc_slots(self.hw), acc_bits(self.hw)
+        ab = acc_bits(self.hw)
         n = self.capture_latency
         col_v = [Signal(name=f"col_v{k}") for k in range(n)]
         col_a = [Signal(ab, name=f"col_a{k}") for k in range(n)]
-        cap_v = [Signal(P, name=f"cap_v{k}") for k in range(n)]
+        cap_v = [Signal(name=f"cap_v{k}") for k in range(n)]
         cap_a = [Signal(ab, name=f"cap_a{k}") for k in range(n)]
         m.d.sync += [col_v[0].eq(col_in), col_a[0].eq(col_acc), cap_v[0].eq(rdmac),
-                     cap_a[0].eq(a0)]
+                     cap_a[0].eq(rd_acc)]
         for k in range(1, n):
             m.d.sync += [col_v[k].eq(col_v[k - 1]), col_a[k].eq(col_a[k - 1]),
                          cap_v[k].eq(cap_v[k - 1]), cap_a[k].eq(cap_a[k - 1])]
         landed, landed_acc = col_v[-2], col_a[-2]
-        capture, cap_a0 = cap_v[-1], cap_a[-1]
+        capture, cap_acc = cap_v[-1], cap_a[-1]
         # cleared_out[a]: accumulator a was read and no column has landed in it since (reads +0).
         cleared_out = Signal(d.accumulators, init=(1 << d.accumulators) - 1)
         with m.If(landed):
             m.d.sync += cleared_out.bit_select(landed_acc, 1).eq(0)
-        file = Value.cast(mac.acc)
-        for j in range(P):
-            a = (cap_a0 + j)[:ab]
-            with m.If(capture[j]):
-                m.d.sync += cleared_out.bit_select(a, 1).eq(1)
-            m.d.comb += self.acc[j].eq(Mux(cleared_out.bit_select(a, 1), 0,
-                                           file.word_select(a, 32)))
-        m.d.comb += self.acc_valid.eq(capture)
-
+        with m.If(capture):
+            m.d.sync += cleared_out.bit_select(cap_acc, 1).eq(1)
+        value = Value.cast(mac.acc).word_select(cap_acc, 32)
+        m.d.comb += [self.acc_valid.eq(capture),
+                     self.acc.eq(Mux(cleared_out.bit_select(cap_acc, 1), 0, value))]
 
 def _f32_minus_bf16(x, hi16):
     """``x - hi`` for ``hi`` = ``x`` truncated to bf16 (its top 16 bits), exactly.

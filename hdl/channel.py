@@ -10,8 +10,7 @@ command's footprint (one bank, one bank group or all). The channel itself
   the standard) through a delay line;
 * returns ``RDMAC16`` data on ``acc`` when the banks capture their accumulators (``t + 1 +
   mac.latency``; the standard's ``done_after`` of ``nIO`` is shorter than any pipelined MAC unit,
-  see ``docs/rtl.md``), word ``w`` of a burst being the bank and accumulator of
-  :func:`pimgpt.hdl.bank.burst_word`.
+  see ``docs/rtl.md``), word ``j`` of a burst of bank group ``g`` being bank ``8g + j``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
 
-from .bank import ACCS_PER_BURST, Bank, acc_slots, burst_word, dram_cmd_layout
+from .bank import ACCS_PER_BURST, Bank, dram_cmd_layout
 from .dram_timing import BANK, BANKGROUP, DramCmd, TimingTables
 
 __all__ = ["Channel", "BANK_MODULE", "bank_verilog"]
@@ -182,15 +181,13 @@ class Channel(wiring.Component):
             valid, dat = v, x
         m.d.comb += [self.rd.valid.eq(valid), self.rd.data.eq(dat)]
 
-        # RDMAC16: the banks of the burst capture together; pack their words (burst_word): only
-        # the capturing banks' slots are valid.
+        # RDMAC16: the banks of the burst capture together; word j is bank 8g + j of the group g
+        # the burst names (only the capturing banks have acc_valid).
         acc_words = []
-        for w in range(ACCS_PER_BURST):
+        for j in range(ACCS_PER_BURST):
             word = 0
-            for b in range(nb):
-                for j in range(acc_slots(self.hw)):
-                    if burst_word(self.hw, w, b // ACCS_PER_BURST) == (b, j):
-                        word = word | (banks[b].acc[j] & banks[b].acc_valid[j].replicate(32))
+            for b in range(j, nb, ACCS_PER_BURST):
+                word = word | (banks[b].acc & banks[b].acc_valid.replicate(32))
             acc_words.append(word)
         m.d.comb += [self.acc.valid.eq(Cat(*[b.acc_valid for b in banks]).any()),
                      self.acc.data.eq(Cat(*acc_words))]

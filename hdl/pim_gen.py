@@ -24,7 +24,7 @@ from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
 
-from .bank import ACCS_PER_BURST, acc_burst_col, acc_slots
+from .bank import ACCS_PER_BURST, acc_burst_col
 from .dram_timing import DramCmd
 from .pim_ops import (
     WORD,
@@ -194,11 +194,11 @@ class RegionGen(wiring.Component):
 class AccGen(wiring.Component):
     """``RD_MAC`` / ``WR_BIAS``: accumulator bursts.
 
-    Per channel, the ``nacc`` accumulators of every bank move in the bursts of
-    :func:`pimgpt.hdl.bank.acc_transfer_bursts` (``8 / B`` accumulators per burst for ``B`` < 8
-    banks, else one accumulator per group of 8 banks): ``RDMAC16`` to all selected channels at
-    once, ``WRMAC16`` channel by channel (each its own data). Accumulator ``acc + a`` of the
-    ``j``-th selected bank is scratchpad word ``sp + a * S + j`` (``docs/isa.md``).
+    Per channel, accumulator-major: for each of the ``nacc`` accumulators, one burst per group of
+    8 banks (:func:`pimgpt.hdl.bank.acc_transfer_bursts`, the DRAM standard's count); ``RDMAC16``
+    to all selected channels at once, ``WRMAC16`` channel by channel (each its own data).
+    Accumulator ``acc + a`` of the ``j``-th selected bank is scratchpad word ``sp + a * S + j``
+    (``S`` selected banks, ``docs/isa.md``), so a burst's words are contiguous.
 
     Attributes
     ----------
@@ -219,37 +219,35 @@ class AccGen(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self.hw.dram
-        C, B, P = d.channels, d.banks, acc_slots(self.hw)
-        groups = max(1, B // ACCS_PER_BURST)
+        C, B = d.channels, d.banks
+        groups = -(-B // ACCS_PER_BURST)
         k = Signal(acc_cmd_layout(self.hw))
-        a = Signal(WORD)  # accumulator offset of the burst (steps of P)
-        g = Signal(range(groups))  # group of 8 banks (more than 8 banks)
+        a = Signal(WORD)  # accumulator offset
+        g = Signal(range(groups))  # group of 8 banks
         a_sp = Signal(self._aw)  # a * S: its scratchpad offset
         cidx = Signal(range(C + 1))  # WR_BIAS: channel being written
-        nch = Signal(range(C + 1))
-        m.d.comb += nch.eq(popcount(k.chm, C))
-        left = Signal(WORD)  # accumulators left, from a
-        m.d.comb += left.eq(k.nacc - a)
-        words = Signal(range(ACCS_PER_BURST + 1))  # words of this burst
-        m.d.comb += words.eq(Mux(left < P, left * B, min(P * B, ACCS_PER_BURST)))
+        stride = Signal(self._aw)  # S
+        m.d.comb += stride.eq(popcount(k.chm, C) * B)
+        words = Signal(range(ACCS_PER_BURST + 1))  # banks of group g
+        m.d.comb += words.eq(Mux(B - g * ACCS_PER_BURST < ACCS_PER_BURST,
+                                 B - g * ACCS_PER_BURST, ACCS_PER_BURST))
         wmask = Signal(ACCS_PER_BURST)
         m.d.comb += wmask.eq((Const(1, ACCS_PER_BURST + 1) << words) - 1)
-        last = (g == groups - 1) & (left <= P)
+        last = (g == groups - 1) & (a == k.nacc - 1)
         o = self.o.payload
         take = self.o.valid & self.o.ready
-        common = [self.o.valid.eq(1), o.op.kind.eq(OP_COL), o.nch.eq(nch),
-                  o.op.c.col.eq(acc_burst_col(self.hw, (k.acc + a)[:WORD], g)),
-                  o.op.c.mask.eq(wmask)]
+        common = [self.o.valid.eq(1), o.op.kind.eq(OP_COL), o.op.c.mask.eq(wmask),
+                  o.op.c.col.eq(acc_burst_col(self.hw, (k.acc + a)[:WORD], g))]
 
         def advance():
-            """Next group of banks, then the next P accumulators; after the last, from the
-            start again (for the next channel of WR_BIAS)."""
+            """Next group of banks, then the next accumulator; after the last, from the start
+            again (for the next channel of WR_BIAS)."""
             with m.If(g != groups - 1):
                 m.d.sync += g.eq(g + 1)
             with m.Else():
                 m.d.sync += g.eq(0)
                 with m.If(~last):
-                    m.d.sync += [a.eq(a + P), a_sp.eq(a_sp + nch * (P * B))]
+                    m.d.sync += [a.eq(a + 1), a_sp.eq(a_sp + stride)]
                 with m.Else():
                     m.d.sync += [a.eq(0), a_sp.eq(0)]
 

@@ -25,7 +25,6 @@ from .pim_ops import (
     ENT_BITS,
     DataMode,
     TagKind,
-    acc_window,
     bf16_to_f32,
     check_engine_args,
     engine_op_layout,
@@ -105,12 +104,7 @@ class IssueStage(wiring.Component):
         # The scratchpad words (read when the op was taken) as the op's data.
         words = self.sp_rd.data
         bf = Cat(*[f32_to_bf16(words[k]) for k in range(16)])
-        fp = Signal(32 * ACCS_PER_BURST)  # WRMAC16: the burst's words (acc_window)
-        with m.Switch(b.nch):
-            for n, lanes in acc_window(self.hw).items():
-                with m.Case(n):
-                    by_word = {w: lane for lane, w in lanes.items()}
-                    m.d.comb += fp.eq(Cat(*[words[by_word[w]] for w in range(ACCS_PER_BURST)]))
+        fp = Cat(*[words[k] for k in range(ACCS_PER_BURST)])  # WRMAC16: 8 accumulator words
         op_data = Mux(b.dmode == DataMode.BF16, bf,
                       Mux(b.dmode == DataMode.FP32, fp, b.op.c.data))
         for c in range(C):
@@ -128,7 +122,7 @@ class IssueStage(wiring.Component):
                 m.d.comb += [
                     t.valid.eq(push & b.chm[c] & b.tag & (b.tagkind == k)),
                     t.payload.base.eq(base[:aw]), t.payload.mask.eq(b.tagmask),
-                    t.payload.ent.eq(b_ent), t.payload.nch.eq(b.nch),
+                    t.payload.ent.eq(b_ent),
                 ]
         with m.If(push):
             m.d.sync += marked.eq(marked | b.chm)
@@ -203,22 +197,12 @@ class ReturnWriter(wiring.Component):
             tag = data.View(layout, tf.r_data)
             with m.If(first[idx]):
                 m.d.comb += [rf.r_en.eq(1), tf.r_en.eq(1), self.done.valid.eq(1),
-                             self.done.ent.eq(tag.ent), self.sp_wr.addr.eq(tag.base)]
-                if k == TagKind.RD:
-                    m.d.comb += self.sp_wr.mask.eq(tag.mask)
-                    for w in range(16):
-                        m.d.comb += self.sp_wr.data[w].eq(bf16_to_f32(rf.r_data[16 * w:][:16]))
-                else:
-                    self._acc_words(m, tag, rf.r_data)
+                             self.done.ent.eq(tag.ent), self.sp_wr.addr.eq(tag.base),
+                             self.sp_wr.mask.eq(tag.mask)]
+                for w in range(16):
+                    if k == TagKind.RD:
+                        val = bf16_to_f32(rf.r_data[16 * w:][:16])
+                    else:  # 8 fp32 accumulators (lanes 8..15 are masked off)
+                        val = rf.r_data[32 * (w % ACCS_PER_BURST):][:32]
+                    m.d.comb += self.sp_wr.data[w].eq(val)
         return m
-
-    def _acc_words(self, m, tag, burst):
-        """An RDMAC16 burst into the scratchpad lanes of its words (:func:`acc_window`)."""
-        windows = acc_window(self.hw)
-        if len(set(map(tuple, (sorted(v.items()) for v in windows.values())))) == 1:
-            windows = {None: windows[1]}  # the same for any channel count
-        for n, lanes in windows.items():
-            with m.If(tag.nch == n) if n is not None else m.If(1):
-                for lane, w in lanes.items():
-                    m.d.comb += [self.sp_wr.data[lane].eq(burst[32 * w:][:32]),
-                                 self.sp_wr.mask[lane].eq(tag.mask[w])]

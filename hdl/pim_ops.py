@@ -20,7 +20,7 @@ from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
 
-from .bank import ACCS_PER_BURST, acc_slots, check_acc_transfers
+from .bank import check_acc_transfers
 from .dram_timing import DramCmd
 from .fp import check_int
 from .pim_sched import chop_layout
@@ -28,7 +28,7 @@ from .pim_sched import chop_layout
 __all__ = ["DataMode", "TagKind", "N_ENT", "ENT_BITS", "WORD", "engine_op_layout", "run_layout",
            "region_cmd_layout", "acc_cmd_layout", "elem_cmd_layout", "tag_layout",
            "return_signature", "f32_to_bf16", "bf16_to_f32", "flat_width", "popcount",
-           "check_engine_args", "acc_window"]
+           "check_engine_args"]
 
 #: Width of the instruction fields the generators keep (the ISA's 32-bit slots).
 WORD = 32
@@ -60,12 +60,6 @@ def check_engine_args(hw: HwConfig, sp_addr_width: int) -> int:
         raise ValueError(f"{hw.name}: the PIM engine needs 16-element columns (dram.column_bytes "
                          f"32), not {hw.dram.col_elems}")
     check_acc_transfers(hw)
-    span = max(max(lanes) for lanes in acc_window(hw).values()) + 1
-    if span > hw.dram.col_elems:
-        raise ValueError(f"{hw.name}: an accumulator burst of {hw.dram.banks} banks spans {span} "
-                         f"scratchpad words with {hw.dram.channels} channels, more than the "
-                         f"engine's {hw.dram.col_elems}-word port; use at least 8 banks or fewer "
-                         "channels")
     return check_int("sp_addr_width", sp_addr_width, 4, 26)
 
 
@@ -83,12 +77,10 @@ def engine_op_layout(hw: HwConfig, aw: int) -> data.StructLayout:
     """One channel op from a generator: ``op`` (the channel op; ``mark`` is set later), ``chm``
     (target channels), ``dmode``, ``sp`` (scratchpad address of its operand words) and the read
     tag it creates: ``tag`` (creates one per target channel), ``tagkind``, ``tagbase``,
-    ``tagmask`` (RD: scratchpad lanes; ACC: burst words); ``nch``: channels of the
-    accumulator instruction (its scratchpad layout, :func:`acc_window`)."""
+    ``tagmask``."""
     return data.StructLayout({
         "op": chop_layout(hw), "chm": hw.dram.channels, "dmode": DataMode, "sp": aw,
         "tag": 1, "tagkind": TagKind, "tagbase": aw, "tagmask": hw.dram.col_elems,
-        "nch": range(hw.dram.channels + 1),
     })
 
 
@@ -125,30 +117,8 @@ def acc_cmd_layout(hw: HwConfig) -> data.StructLayout:
 
 
 def tag_layout(hw: HwConfig, aw: int) -> data.StructLayout:
-    """An outstanding read: scratchpad ``base`` of word 0, ``mask`` (RD: lanes; RDMAC16: burst
-    words), hazard entry ``ent``, ``nch`` (RDMAC16: channels of the instruction)."""
-    return data.StructLayout({"base": aw, "mask": hw.dram.col_elems, "ent": ENT_BITS,
-                              "nch": range(hw.dram.channels + 1)})
-
-
-def acc_window(hw: HwConfig) -> dict:
-    """Where the words of an accumulator burst are in the scratchpad, relative to word 0.
-
-    ``RD_MAC``/``WR_BIAS`` keep accumulator ``acc + a`` of the ``j``-th selected bank at word
-    ``a * S + j`` (``S`` = banks x selected channels). A burst of one channel holds ``8 / B``
-    accumulators of its ``B`` banks when ``B`` < 8 (:func:`pimgpt.hdl.bank.burst_word`), so its
-    words are ``B``-word runs ``S`` apart.
-
-    Returns
-    -------
-    dict
-        ``{n: {lane: word}}`` for ``n`` = 1 .. channels selected: burst word ``word`` is
-        scratchpad word ``base + lane``.
-    """
-    d = hw.dram
-    B, P = d.banks, acc_slots(hw)
-    return {n: {(w // B) * n * B + w % B if P > 1 else w: w for w in range(ACCS_PER_BURST)}
-            for n in range(1, d.channels + 1)}
+    """An outstanding read: scratchpad ``base`` of word 0, lane ``mask``, hazard entry ``ent``."""
+    return data.StructLayout({"base": aw, "mask": hw.dram.col_elems, "ent": ENT_BITS})
 
 
 def return_signature(hw: HwConfig) -> wiring.Signature:

@@ -133,13 +133,16 @@ def _hw(**dram):
 
 def test_accumulator_bursts_follow_the_standard_and_the_isa_layout():
     """RD_MAC / WR_BIAS with several accumulators: as many bursts per channel as the DRAM
-    standard counts (``ceil(nacc * B / 8)``), each naming its first accumulator and its words;
-    RDMAC16 data land at ``dst + a * S + j`` (S selected banks), WRMAC16 data come from there."""
-    hw = load_hw(HW)  # 2 channels x 4 banks, 4 accumulators: a burst holds 2 per bank
+    standard counts (accumulator-major, ``pimgpt.core.dram.acc_bursts``), each naming its
+    accumulator and its words; RDMAC16 data land at ``dst + a * S + j`` (S selected banks),
+    WRMAC16 data come from there."""
+    from pimgpt.core.dram import acc_bursts
+
+    hw = load_hw(HW)  # 2 channels x 4 banks, 4 accumulators
     B = hw.dram.banks
     gen = AccGen(hw, sp_addr_width=14)
-    cases = [dict(write=0, chm=3, sp=100, acc=1, nacc=3), dict(write=1, chm=3, sp=500, acc=0,
-                                                               nacc=4)]
+    cases = [dict(write=0, chm=3, sp=100, acc=1, nacc=3),
+             dict(write=1, chm=3, sp=500, acc=0, nacc=4)]
     seen = []
 
     async def bench(ctx):
@@ -153,8 +156,7 @@ def test_accumulator_bursts_follow_the_standard_and_the_isa_layout():
             for _ in range(20):
                 if ctx.get(gen.o.valid):
                     p = gen.o.payload
-                    op = (ctx.get(p.chm), ctx.get(p.op.c.col), ctx.get(p.op.c.mask),
-                          ctx.get(p.nch))
+                    op = (ctx.get(p.chm), ctx.get(p.op.c.col), ctx.get(p.op.c.mask))
                     if case["write"]:
                         seen.append(("WRMAC16",) + op + (ctx.get(p.sp),))
                     else:
@@ -167,15 +169,14 @@ def test_accumulator_bursts_follow_the_standard_and_the_isa_layout():
     sim.add_testbench(bench)
     sim.run()
     S = 2 * B
-    # RD_MAC acc=1 nacc=3: accumulators 1, 2 (8 words) then 3 (4 words), both channels at once
-    assert len(acc_transfer_bursts(hw, 3)) == 2 == -(-3 * B // 8)
-    rd = [("RDMAC16", 3, 1, 0xFF, 2, 100, 0xFF), ("RDMAC16", 3, 3, 0x0F, 2, 100 + 2 * S, 0x0F)]
-    # WR_BIAS acc=0 nacc=4: per channel two bursts; channel 1's words start at rank 1 * B
-    wr = [("WRMAC16", 1 << c, a0, 0xFF, 2, 500 + a0 * S + c * B) for c in (0, 1) for a0 in (0, 2)]
+    assert len(acc_transfer_bursts(hw, 3)) == acc_bursts(hw, 3) == 3
+    # RD_MAC acc=1 nacc=3: accumulators 1, 2, 3 of the 4 banks, both channels at once
+    rd = [("RDMAC16", 3, 1 + a, 0x0F, 100 + a * S, 0x0F) for a in range(3)]
+    # WR_BIAS acc=0 nacc=4: channel by channel; channel 1's words start at rank 1 * B
+    wr = [("WRMAC16", 1 << c, a, 0x0F, 500 + a * S + c * B) for c in (0, 1) for a in range(4)]
     assert seen == rd + wr
 
 
-def test_engine_rejects_accumulator_bursts_wider_than_its_port():
-    # 4 banks: a burst spans (2 - 1) * S + 4 scratchpad words, S = 4 banks x 4 channels: 20 > 16
-    with pytest.raises(ValueError, match="spans 20 scratchpad words"):
-        PimEngine(_hw(channels=4), sp_addr_width=14)
+def test_engine_rejects_more_accumulators_than_the_mac_unit_holds():
+    with pytest.raises(ValueError, match="dram.accumulators 100"):
+        PimEngine(_hw(accumulators=100), sp_addr_width=14)

@@ -6,10 +6,10 @@ cycle the standard allows (:meth:`ProtocolChecker.earliest`) plus 0-2 random idl
 checks each with the protocol checker before it goes out. Its Python model of the channel (bank
 arrays, global buffer, ``dram.accumulators`` accumulators per bank with
 :func:`pimgpt.core.numerics.mac_columns`) predicts every ``RD`` column and every ``RDMAC16`` burst
-(words packed as :func:`pimgpt.hdl.bank.burst_word` says); monitors on ``rd`` and ``acc`` feed the
-scoreboards. Every port is packed and unpacked from the channel's own signature
-(:class:`~pimgpt.sim.cocotb_lib.bus.Codec`). The ``op_*`` coroutines each perform one operation
-and update the model; a test chooses the mix.
+(one accumulator of up to 8 banks, :func:`pimgpt.hdl.bank.acc_burst_col`); monitors on ``rd``
+and ``acc`` feed the scoreboards. Every port is packed and unpacked from the channel's own
+signature (:class:`~pimgpt.sim.cocotb_lib.bus.Codec`). The ``op_*`` coroutines each perform one
+operation and update the model; a test chooses the mix.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ChannelTB:
     """
 
     def __init__(self, dut, hw: HwConfig, seed: int = 0, prefix: str = "", rows_used: int = 6):
-        from pimgpt.hdl.bank import ACCS_PER_BURST, acc_burst_col, acc_slots, burst_word
+        from pimgpt.hdl.bank import ACCS_PER_BURST, acc_burst_col
         from pimgpt.hdl.channel import Channel
 
         self.dut = Ports(dut, prefix)
@@ -73,7 +73,7 @@ class ChannelTB:
         self.rd_codec = port_codec(shape, "rd")
         self.acc_codec = port_codec(shape, "acc")
         self.accs_per_burst = ACCS_PER_BURST
-        self.slots, self.burst_word, self.acc_col = acc_slots(hw), burst_word, acc_burst_col
+        self.acc_col = acc_burst_col
         self.pending_masks: list[int] = []  # word masks of the RDMAC16 bursts not yet seen
         self.checker = ProtocolChecker(hw)
         self.cycle = 0
@@ -196,16 +196,17 @@ class ChannelTB:
                                             self.gb[g0:g0 + n])
 
     def _burst(self) -> tuple[int, int, dict]:
-        """A random accumulator burst: ``col``, word ``mask`` and {word: (bank, accumulator)}."""
-        a0 = self.rng.randrange(self.A)
-        group = self.rng.randrange(max(1, self.B // self.accs_per_burst))
+        """A random accumulator burst: ``col``, word ``mask`` and {word: (bank, accumulator)}:
+        accumulator ``a`` of banks ``8 g + w`` (most of them)."""
+        a = self.rng.randrange(self.A)
+        group = self.rng.randrange(-(-self.B // self.accs_per_burst))
         words = {}
         for w in range(self.accs_per_burst):
-            bank, j = self.burst_word(self.hw, w, group)
-            if a0 + j < self.A and (w == 0 or self.rng.random() < 0.9):
-                words[w] = (bank, a0 + j)
+            bank = self.accs_per_burst * group + w
+            if bank < self.B and (w == 0 or self.rng.random() < 0.9):
+                words[w] = (bank, a)
         mask = sum(1 << w for w in words)
-        return self.acc_col(self.hw, a0, group), mask, words
+        return self.acc_col(self.hw, a, group), mask, words
 
     async def op_rdmac(self) -> None:
         col, mask, words = self._burst()
