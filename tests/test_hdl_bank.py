@@ -165,3 +165,79 @@ def test_bank_accumulator_file_bit_exact():
     want = [mac(mac(0.0)), b1, mac(b2), mac(0.0),  # acc 0, 1 (the mask 0xE read skipped), 2, 3
             0.0, mac(0.0), 0.0]                    # read before; acc 1 restarted at +0
     assert got[:-1] == [bits(v) for v in want]
+
+
+def _sched_run(hw, ops, cycles):
+    """Feed channel ops to a ChannelScheduler (Amaranth sim); returns the issued commands as
+    (cycle, name, fpi, row) and whether it ended idle."""
+    from pimgpt.hdl.pim_sched import OP_COL, ChannelScheduler
+
+    sched = ChannelScheduler(hw)
+    issued = []
+
+    async def bench(ctx):
+        ctx.set(sched.run, 1)
+        ctx.set(sched.start, 1)
+        await ctx.tick()
+        ctx.set(sched.start, 0)
+        queue = list(ops)
+        for cycle in range(cycles):
+            if queue:
+                kind, mark, open_, cmd, row, col = queue[0]
+                p = sched.op.payload
+                ctx.set(p.kind, kind if kind is not None else OP_COL)
+                ctx.set(p.mark, mark)
+                ctx.set(p.open, open_)
+                ctx.set(p.bmask, (1 << hw.dram.banks) - 1)
+                ctx.set(p.c.cmd, cmd)
+                ctx.set(p.c.row, row)
+                ctx.set(p.c.col, col)
+                ctx.set(p.c.mask, 0xF)
+                ctx.set(sched.op.valid, 1)
+            else:
+                ctx.set(sched.op.valid, 0)
+            if ctx.get(sched.bus.valid):
+                issued.append((cycle, DramCmd(ctx.get(sched.bus.p.cmd)).name,
+                               ctx.get(sched.bus.p.fpi), ctx.get(sched.bus.p.row)))
+            if queue and ctx.get(sched.op.ready):
+                queue.pop(0)
+            await ctx.tick()
+        issued.append(("idle", ctx.get(sched.idle)))
+
+    sim = Simulator(sched)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return issued
+
+
+def test_scheduler_mode_switches():
+    """GDDR6-AiM's register-access mode: the scheduler inserts MODREG before a register command
+    (RDMAC16, WRGB) and MODARR before an array command or a refresh, exactly when needed, at
+    the earliest legal cycle; the protocol checker (its own mode replay) finds no violation, and
+    the commands follow nMODCH after each switch as early as they may."""
+    from pimgpt.hdl.pim_sched import OP_COL
+
+    raw = dict(load_hw("tiny-rtl").raw)
+    raw["dram"] = dict(raw["dram"], mode_switch=True)
+    hw = hw_from_dict(raw, "tiny-rtl-modes")
+    D = DramCmd
+    ops = [(OP_COL, 1, 1, D.MAC16, 3, 0), (OP_COL, 0, 0, D.MAC16, 3, 1),
+           (OP_COL, 1, 0, D.RDMAC16, 0, 0), (OP_COL, 1, 0, D.WRGB, 0, 0),  # one visit
+           (OP_COL, 1, 1, D.MAC16, 3, 2), (OP_COL, 1, 0, D.RDMAC16, 0, 0)]
+    # The last RDMAC16 leaves the channel in register mode until the refresh (nREFI) is due.
+    issued = _sched_run(hw, ops, hw.timing["nREFI"] + 400)
+    assert issued[-1] == ("idle", 1)
+    names = [c[1] for c in issued[:-1]]
+    assert names == ["ACT16", "MAC16", "MAC16", "MODREG", "RDMAC16", "WRGB", "MODARR", "MAC16",
+                     "MODREG", "RDMAC16", "MODARR", "PREA", "REFab"]
+    checker = ProtocolChecker(hw)
+    prev = -1
+    for k, (cycle, name, fpi, row) in enumerate(issued[:-1]):
+        if k != len(names) - 3:  # all but the refresh's MODARR (issued when refresh is due)
+            assert cycle == max(checker.earliest(name, fpi), prev + 1), (k, name)
+        assert not checker.check(cycle, name, fpi, row), (cycle, name)
+        prev = cycle
+    t = {n: c for c, n, *_ in reversed(issued[:-1])}  # first occurrence of each
+    assert t["RDMAC16"] == t["MODREG"] + hw.timing["nMODCH"]
+    assert issued[-4][0] >= hw.timing["nREFI"]  # the refresh returns to array mode first
