@@ -22,11 +22,10 @@ import argparse
 import copy
 import json
 
-from pimgpt.apps.perf_cli import summarize
 from pimgpt.core.config import MAX_CYCLES, hw_from_dict, load_hw
 from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.engine import PerfEngine
-from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sim.perf.summary import simulate_model
 from pimgpt.sw.models import get_model
 
 #: The AiM model's figures for the calibration programs (tCK), as quoted by the issue that asked
@@ -65,9 +64,7 @@ def calibration(hw_name: str | None = None) -> dict:
 
 def token_figures(model: str, ctx: int, hw) -> dict:
     """One decode step's per-token DRAM figures on ``hw``."""
-    comp = compile_decode_step(get_model(model), hw, ctx)
-    res = PerfEngine(hw).run(comp.program)
-    st = summarize(res, hw, comp.tags, program=comp.program)
+    _, _, st = simulate_model(get_model(model), hw, context=ctx)
     d = st["dram"]
     return {
         "latency_us": st["latency_ns_per_token"] / 1e3,

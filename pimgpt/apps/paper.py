@@ -28,12 +28,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from pimgpt.apps.perf_cli import summarize
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.summary import simulate_model, summarize
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
@@ -121,12 +121,8 @@ def plan(models=None, contexts=None) -> list[tuple[str, int]]:
 def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) -> dict:
     """One decode step: statistics on ``hw`` (and the gain with ``hw_overlap``, the cost of the
     mode switches against ``hw_noswitch``)."""
-    from pimgpt.sw.compiler import compile_decode_step
-
     cfg = get_model(model)
-    comp = compile_decode_step(cfg, hw, ctx)
-    res = PerfEngine(hw).run(comp.program)
-    st = summarize(res, hw, comp.tags, program=comp.program)
+    comp, res, st = simulate_model(cfg, hw, context=ctx)
     dec = st["decode"]
     cls = dec["by_class_ns"]
     tot = sum(cls.values()) or 1.0
@@ -337,8 +333,6 @@ def plots(rows, scaling, lanes, folder: Path) -> list[str]:
 
 def _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors):
     """Simulate every (model, context) point and the channel/lane sweeps."""
-    from pimgpt.sw.compiler import compile_decode_step
-
     rows = []
     for model, ctx in points:
         bar.set_postfix_str(f"{model} ctx {ctx}")
@@ -355,9 +349,7 @@ def _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors):
         else:
             h = _variant(hw, "asic", vector_lanes=v)
             model, ctx = LANES_MODEL, LANES_CTX
-        comp = compile_decode_step(get_model(model), h, ctx)
-        res = PerfEngine(h).run(comp.program)
-        st = summarize(res, h, comp.tags)["decode"]
+        st = simulate_model(get_model(model), h, context=ctx)[2]["decode"]
         cls = st["by_class_ns"]
         tot = sum(cls.values()) or 1.0
         rec = {"latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,

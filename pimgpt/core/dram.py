@@ -386,8 +386,9 @@ def mode_switching(hw: HwConfig) -> bool:
 
 def acc_bursts(hw: HwConfig, nacc: int = 1) -> int:
     """Bursts one channel moves for ``nacc`` accumulators of every bank (``RDMAC16``/``WRMAC16``
-    commands of one ``RD_MAC``/``WR_BIAS``)."""
-    return -(-nacc * hw.dram.banks * ACC_BYTES // hw.dram.column_bytes)
+    commands of one ``RD_MAC``/``WR_BIAS``): accumulator-major, each burst one accumulator index
+    of up to ``column_bytes / ACC_BYTES`` (8) banks."""
+    return nacc * -(-hw.dram.banks * ACC_BYTES // hw.dram.column_bytes)
 
 
 def build_standard(hw: HwConfig) -> Standard:

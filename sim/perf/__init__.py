@@ -13,9 +13,12 @@ The DRAM standard (commands, modes, timing rows as data, as in Ramulator 2) is
 * :mod:`.checker` -- replays a command log and re-checks every constraint, independently of the
   engine's scheduling code;
 * :mod:`.report` -- time attribution, side busy times, DRAM figures per token;
+* :mod:`.summary` -- the statistics every consumer reports (``pimgpt run --backend perf``,
+  ``pimgpt paper``, the sweep, the benches);
 * :mod:`.timeline` -- Chrome/Perfetto trace JSON.
 
-``pimgpt run --backend perf`` and ``pimgpt paper`` are in :mod:`pimgpt.apps`.
+The perf backend of ``pimgpt run`` is :class:`pimgpt.sim.backend.PerfBackend`; ``pimgpt paper``
+is in :mod:`pimgpt.apps`.
 """
 
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult, simulate

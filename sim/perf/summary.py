@@ -1,25 +1,17 @@
-"""``pimgpt run --backend perf``: compile a model, simulate it, print and save the statistics.
+"""Statistics of a simulated program: totals, per-token figures (prefill and decode apart),
+energy, row hits, MAC utilisation and the breakdowns of :mod:`pimgpt.sim.perf.report`.
 
-Without ``--prompt`` one decode step at ``--context`` (default: the model's maximum context) is
-simulated. With ``--prompt`` the whole generation (prefill of the prompt, one token per step, then
-``--new-tokens - 1`` decode steps) is simulated and prefill and decode are reported separately;
-``--context`` is then the KV-cache capacity (as for ``pimgpt compile --prompt``).
+:func:`summarize` is what every consumer of the perf engine reports (``pimgpt run --backend perf``,
+``pimgpt paper``, the sweep, the benches); :func:`simulate_model` compiles a model and simulates it.
 """
 
 from __future__ import annotations
 
-from pimgpt.core.config import load_hw
-from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import Outputs, atomic_write_json
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
 from pimgpt.sim.perf.report import MAC_OPS, breakdown, dram_figures, side_times
-from pimgpt.sw.models import get_model
-from pimgpt.sw.prompt import prompt_from_args
 
-
-class PerfCliError(PimgptError):
-    """Bad arguments of the perf backend."""
+__all__ = ["summarize", "simulate_model", "format_summary"]
 
 
 def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
@@ -40,7 +32,7 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         # The same floor against the time the MAC instructions themselves took (activation,
         # precharge and column streaming; not the ASIC work or data transfers around them).
         "mac_busy_efficiency": floor / mac_busy if mac_busy else 0.0,
-        "mac_bytes": cnt["mac_bank_cols"] * 32,
+        "mac_bytes": cnt["mac_bank_cols"] * hw.dram.column_bytes,
         "commands": cnt["counts"],
         **breakdown(res, tags, lo, hi),
         **side_times(res, lo, hi),
@@ -125,11 +117,6 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     return out
 
 
-def write_json_atomic(path, data) -> None:
-    """Write JSON through a temporary file and a rename, so no partial file is left."""
-    atomic_write_json(path, data, indent=1)
-
-
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
     """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``.
 
@@ -155,7 +142,9 @@ def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, lo
     return comp, res, stats
 
 
-def _fmt(stats: dict) -> str:
+def format_summary(stats: dict) -> str:
+    """The lines ``pimgpt run --backend perf`` prints: totals, then per part time, energy, row
+    hits, the bank-bandwidth floor reached and the time by instruction class."""
     lines = [f"model {stats['model']} on {stats['hw']}: {stats['instructions']} instructions, "
              f"{stats['cycles']} cycles (simulated in {stats['sim_wall_s']:.2f} s)"]
     for part in ("prefill", "decode"):
@@ -194,39 +183,3 @@ def _fmt_dram(d: dict, n: int) -> str:
             f"whole-row ideal); pins {d['pin_bytes'] / n / 1e3:.1f} kB/token (ideal {pins}, "
             f"{ratio(d['pin_bytes_over_ideal'])}); register-mode visits "
             f"{d['register_mode_visits'] / n:.0f}/token per channel")
-
-
-def cli_run(args) -> int:
-    """Entry point of ``pimgpt run --backend perf``."""
-    outs = Outputs({"--stats": getattr(args, "stats", None),
-                    "--timeline": getattr(args, "timeline", None)})
-    model = get_model(args.model)
-    hw = load_hw(args.hw)
-    prompt = prompt_from_args(args, model, default=None)
-    context = getattr(args, "context", None)
-    if context is not None or prompt is None:
-        context = model.ctx if context is None else context
-        if isinstance(context, bool) or not isinstance(context, int) or not (
-                1 <= context <= model.ctx):
-            raise PerfCliError(f"--context {context!r} is out of range for {model.name}; "
-                               f"use 1..{model.ctx}")
-    new_tokens = getattr(args, "new_tokens", 1)
-    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
-        raise PerfCliError(f"--new-tokens must be at least 1, got {new_tokens!r}")
-    comp, res, stats = simulate_model(model, hw, context, prompt, new_tokens, log=False)
-    print(_fmt(stats))
-    # Outputs are committed together once everything has been computed.
-    with outs:
-        if "--timeline" in outs:
-            from pimgpt.sim.perf.timeline import trace_events
-
-            outs.write_json("--timeline", trace_events(res, comp.tags, comp.program),
-                            separators=(",", ":"))
-        if "--stats" in outs:
-            outs.write_json("--stats", stats, indent=1)
-        outs.commit()
-    if "--stats" in outs:
-        print(f"statistics: {args.stats}")
-    if "--timeline" in outs:
-        print(f"timeline: {args.timeline} (open in ui.perfetto.dev)")
-    return 0
