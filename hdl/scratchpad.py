@@ -2,10 +2,11 @@
 
 Word ``a`` lives in lane ``a % lanes`` at index ``a // lanes``. That gives two kinds of port:
 
-* *word* ports (vector unit, host): one word per cycle;
-* *wide* ports (PIM engine): ``lanes`` consecutive words ``a .. a+lanes-1`` at any alignment per
-  cycle (lane ``j`` is addressed at ``a // lanes + (j < a % lanes)`` and the words are rotated), so
-  a whole DRAM column of operands moves in one cycle, with a per-word enable for writes.
+* *word* ports (host): one word per cycle;
+* *wide* ports (PIM engine, vector unit): up to ``lanes`` consecutive words ``a ..`` at any
+  alignment per cycle (lane ``j`` is addressed at ``a // lanes + (j < a % lanes)`` and the words
+  are rotated), so a whole DRAM column of operands, or a vector register, moves in one cycle,
+  with a per-word enable for writes.
 
 Every client has its own ports, so there is no arbitration: the compiler's ``SYNC`` rules keep the
 PIM side and the vector unit off each other's words, and the host uses its ports only while the
@@ -15,7 +16,7 @@ is low).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -62,9 +63,12 @@ class Scratchpad(wiring.Component):
         Capacity in 32-bit words (``asic.scratchpad_words``): a multiple of ``lanes``, at most
         2**26.
     lanes : int
-        Interleaved banks = words per wide access (16: one DRAM column), a power of two 1..64.
+        Interleaved banks = the widest wide access (16: one DRAM column), a power of two 1..128.
     word_read_ports, word_write_ports : int
         Number of word ports of each kind, 0..4.
+    wide_widths : tuple of int, optional
+        Words per access of each wide port pair (each 1..``lanes``); default ``lanes`` for all.
+        The PIM engine moves one DRAM column (16 words), the vector unit ``asic.vector_lanes``.
 
     Attributes
     ----------
@@ -77,8 +81,8 @@ class Scratchpad(wiring.Component):
     """
 
     def __init__(self, words: int, *, lanes: int = 16, word_read_ports: int = 2,
-                 word_write_ports: int = 2, wide_ports: int = 1):
-        self._lanes = check_int("lanes", lanes, 1, 64)
+                 word_write_ports: int = 2, wide_ports: int = 1, wide_widths=None):
+        self._lanes = check_int("lanes", lanes, 1, 128)
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, not {lanes!r}")
         self._words = check_int("words", words, lanes, MAX_WORDS)
@@ -87,6 +91,11 @@ class Scratchpad(wiring.Component):
         self._nr = check_int("word_read_ports", word_read_ports, 0, 4)
         self._nw = check_int("word_write_ports", word_write_ports, 0, 4)
         self._nwide = check_int("wide_ports", wide_ports, 1, 4)
+        widths = (lanes,) * wide_ports if wide_widths is None else tuple(wide_widths)
+        if len(widths) != wide_ports:
+            raise ValueError(f"wide_widths {wide_widths!r} must give one width per wide port "
+                             f"({wide_ports})")
+        self._widths = tuple(check_int("wide width", w, 1, lanes) for w in widths)
         self.addr_width = max(1, ceil_log2(words))
         members = {}
         for i in range(word_read_ports):
@@ -95,8 +104,8 @@ class Scratchpad(wiring.Component):
             members[f"wr{i}"] = In(sp_write_signature(self.addr_width))
         for i in range(wide_ports):
             sfx = str(i) if i else ""
-            members[f"wide_rd{sfx}"] = In(sp_wide_read_signature(self.addr_width, lanes))
-            members[f"wide_wr{sfx}"] = In(sp_wide_write_signature(self.addr_width, lanes))
+            members[f"wide_rd{sfx}"] = In(sp_wide_read_signature(self.addr_width, widths[i]))
+            members[f"wide_wr{sfx}"] = In(sp_wide_write_signature(self.addr_width, widths[i]))
         super().__init__(members)
 
     @property
@@ -115,7 +124,7 @@ class Scratchpad(wiring.Component):
     def wr(self) -> list:
         return [getattr(self, f"wr{i}") for i in range(self._nw)]
 
-    def _wide(self, m, mems, rd, wr, split, lb):
+    def _wide(self, m, mems, rd, wr, split, lb, width):
         n = self._lanes
         # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n).
         rot_q = Signal(max(1, lb))
@@ -128,17 +137,18 @@ class Scratchpad(wiring.Component):
             m.d.comb += [rp.addr.eq(idx + (j < off) if n > 1 else idx), rp.en.eq(rd.en)]
             lane_data.append(rp.data)
         lane_arr = Array(lane_data)
-        for k in range(n):
+        for k in range(width):
             m.d.comb += rd.data[k].eq(lane_arr[(rot_q + k)[:lb]] if n > 1 else lane_data[0])
-        # Wide write: lane j takes word k = (j - a) mod n.
+        # Wide write: lane j takes word k = (j - a) mod n (if k < width).
         idx, off = split(wr.addr)
-        words = Array(wr.data[k] for k in range(n))
+        words = Array([wr.data[k] for k in range(width)] + [0] * (n - width))
+        mask = Cat(wr.mask, Const(0, n - width))
         for j, mem in enumerate(mems):
             wp = mem.write_port()
             k = (j - off)[:lb] if n > 1 else 0
             m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx),
                          wp.data.eq(words[k] if n > 1 else words[0]),
-                         wp.en.eq(wr.mask.bit_select(k, 1) if n > 1 else wr.mask[0])]
+                         wp.en.eq(mask.bit_select(k, 1) if n > 1 else mask[0])]
 
     def elaborate(self, platform):
         m = Module()
@@ -176,5 +186,5 @@ class Scratchpad(wiring.Component):
         for i in range(self._nwide):
             sfx = str(i) if i else ""
             self._wide(m, mems, getattr(self, f"wide_rd{sfx}"), getattr(self, f"wide_wr{sfx}"),
-                       split, lb)
+                       split, lb, self._widths[i])
         return m

@@ -1,329 +1,239 @@
-"""The ASIC vector unit: an in-order microcoded sequencer with a scalar part and ``L`` SIMD lanes.
+"""The ASIC vector unit: the micro-architecture of ``pimgpt/core/vu`` in RTL.
 
-Each ASIC instruction (``VADD`` ... ``LAYERNORM``, ``ARGMAX``, ``VFILL``) runs the microcode routine
-of :mod:`.vu_microcode`, which follows :mod:`pimgpt.core.nonlinear` step by step, so results are bit
-for bit those of the golden model. The micro-architecture (micro-ISA and cycle costs are tabled in
-:mod:`.vu_microcode`):
+Each ASIC instruction (``VADD`` ... ``LAYERNORM``, ``ARGMAX``, ``VFILL``) runs its routine from
+the microcode ROM that ``pimgpt.core.vu.cost.microcode_for`` assembles for the configuration; the
+cycle rules and the semantics of every micro-operation are those of ``pimgpt/core/vu/uisa.py``,
+so results are bit for bit the golden model's and cycles are the ISS's (and therefore the perf
+model's). Blocks:
 
-* a 64-bit microcode ROM read combinationally at ``upc``, one micro-instruction at a time;
-* scalar part: 32 x 32-bit registers (``r0`` reads as zero; on dispatch the instruction's fields
-  go to ``r1..r7``), integer ALU, fp32 compare, one :class:`.FP32Add` and one :class:`.FP32Mul`
-  (the sequencer waits for the result: ``1 + latency`` cycles), a scratchpad word port, and a
-  scalar-register write port for ``ARGMAX``;
-* ``L`` lanes (``asic.vector_lanes``): 32 vector registers of ``L`` words (a register-file
-  memory: three reads, one write per cycle), per lane an integer
-  ALU, an fp32 compare, an :class:`.FP32Add` and an :class:`.FP32Mul`, conditional moves, and a
-  scratchpad port of ``L`` consecutive words at any alignment (stores write lanes ``< VL``).
+* :class:`~.vu_seq.Sequencer`: ROM, in-order dual issue, scoreboard, write-port reservations,
+  hardware loops, scalar registers and ALU;
+* :class:`~.vu_lanes.VectorLanes`: ``W`` lanes (multiply-add pipelines, integer/compare/select
+  units) and the lane network;
+* :class:`VRegFile`: 32 vector registers of ``W`` x 32 bits (flip-flops), eight read ports (three
+  per FP and INT operation, the stored register of ``VST``, the register of ``SMOVV``) and the two
+  write ports F and I;
+* the memory stage here: ``VLD``/``VST`` of ``W`` consecutive scratchpad words at any alignment
+  masked by the address window ``[lo, hi)``, loads filled and written through port I
+  ``asic.sp_read_latency`` cycles after issue.
 
-Element-wise instructions process ``L`` elements per pass of their routine; the sums and scans
-that the numerics contract orders left to right run on the scalar part. The cycle count of every
-instruction equals :class:`.vu_microcode.VectorISS`'s.
+``ARGMAX``'s loads also leave on the ``tap`` port (the logits it scans, with each block's element
+index), which costs no cycles.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
+from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import Op
+from pimgpt.core.vu import uisa
+from pimgpt.core.vu.cost import microcode_for, pipeline_of
+from pimgpt.core.vu.iss import Microcode
+from pimgpt.core.vu.uisa import MODE_CIMM, BSel, Fill, Pipeline, UOp
 
 from .fp import check_int
-from .fp32add import FP32Add
-from .fp32mul import FP32Mul
 from .isa_layout import InstrWord
-from .scratchpad import (
-    sp_read_signature,
-    sp_wide_read_signature,
-    sp_wide_write_signature,
-    sp_write_signature,
-)
-from .vu_microcode import MAX_LANES, N_REGS, VU_OPS, UOp, build_microcode
+from .scratchpad import sp_wide_read_signature, sp_wide_write_signature
+from .vu_decode import uop
+from .vu_lanes import VectorLanes, delay, write_port_layout
+from .vu_seq import TRACE, Sequencer, sreg_write_signature
 
-__all__ = ["VectorUnit", "VectorUnitTop", "sreg_write_signature"]
+__all__ = ["VectorUnit", "VectorUnitTop", "VRegFile", "READ_PORTS", "sreg_write_signature",
+           "tap_layout"]
 
-ALU_UOPS = (UOp.ADD, UOp.SUB, UOp.AND, UOp.OR, UOp.XOR, UOp.SHL, UOp.SHR, UOp.SRA, UOp.SLT,
-            UOp.SLTU, UOp.FLT)
-
-
-def sreg_write_signature() -> wiring.Signature:
-    """Write port into the front end's scalar registers ``R0..R15``."""
-    return wiring.Signature({"en": Out(1), "idx": Out(4), "data": Out(32)})
+_FILL = {Fill.NEG_ZERO: 0x80000000, Fill.NEG_INF: 0xFF800000, Fill.POS_ZERO: 0}
+#: Read ports of the register file, by use.
+READ_PORTS = ("fa", "fb", "fc", "ia", "ib", "ic", "st", "mv")
 
 
-def _fp_lt(a, b):
-    """fp32 ``a < b`` of 32-bit values with DAZ (zeros and subnormals equal +0); false on NaN."""
-
-    def parts(x):
-        exp, mant, sign = x[23:31], x[:23], x[31]
-        nan = (exp == 0xFF) & (mant != 0)
-        # Order-preserving unsigned key: negatives reversed below the positives, zeros in between.
-        key = Mux(exp == 0, Const(0x80000000, 32), Mux(sign, ~x, x | 0x80000000))
-        return nan, key
-
-    na, ka = parts(a)
-    nb, kb = parts(b)
-    return ~na & ~nb & (ka < kb)
+def tap_layout(lanes: int) -> data.StructLayout:
+    """The logit tap: a block ``ARGMAX`` loaded (element index of lane 0, lanes inside the vector,
+    their words), and the end of an ``ARGMAX`` (``end``, with its length ``count``)."""
+    return data.StructLayout({"valid": 1, "index": 32, "mask": lanes,
+                              "data": data.ArrayLayout(32, lanes), "end": 1, "count": 32})
 
 
-def _alu(m: Module, op, a, b, name: str):
-    """32-bit result of the integer/compare micro-op ``op`` on ``a`` and ``b``."""
-    out = Signal(32, name=name)
-    a_s, b_s = a.as_signed(), b.as_signed()
-    with m.Switch(op):
-        for uop, value in (
-            (UOp.ADD, a + b), (UOp.SUB, a - b), (UOp.AND, a & b), (UOp.OR, a | b),
-            (UOp.XOR, a ^ b), (UOp.SHL, a << b[:5]), (UOp.SHR, a >> b[:5]),
-            (UOp.SRA, a_s >> b[:5]), (UOp.SLT, a_s < b_s), (UOp.SLTU, a < b),
-            (UOp.FLT, _fp_lt(a, b)),
-        ):
-            with m.Case(uop):
-                m.d.comb += out.eq(value)
-    return out
+class VRegFile(wiring.Component):
+    """32 vector registers of ``lanes`` words: read ports :data:`READ_PORTS` (combinational),
+    write ports ``wf`` and ``wi`` (the sequencer never lets both write one register at once)."""
+
+    def __init__(self, lanes: int):
+        self.lanes = uisa.check_lanes(lanes)
+        vec = data.ArrayLayout(32, lanes)
+        members = {}
+        for p in READ_PORTS:
+            members[f"{p}_addr"] = In(5)
+            members[f"{p}_data"] = Out(vec)
+        members.update(wf=In(write_port_layout(lanes)), wi=In(write_port_layout(lanes)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = [Signal(data.ArrayLayout(32, self.lanes), name=f"v{r}")
+                for r in range(uisa.N_VREGS)]
+        arr = Array(regs)
+        for p in READ_PORTS:
+            m.d.comb += getattr(self, f"{p}_data").eq(arr[getattr(self, f"{p}_addr")])
+        for r, reg in enumerate(regs):
+            with m.If(self.wf.en & (self.wf.rd == r)):
+                m.d.sync += reg.eq(self.wf.data)
+            with m.Elif(self.wi.en & (self.wi.rd == r)):
+                m.d.sync += reg.eq(self.wi.data)
+        return m
 
 
 class VectorUnit(wiring.Component):
-    """Microcoded vector unit with ``lanes`` SIMD lanes.
+    """The vector unit (see the module docstring).
 
     Parameters
     ----------
-    sp_addr_width : int
-        Scratchpad address width (``ceil_log2(scratchpad_words)``), 4..26.
     lanes : int
-        SIMD lanes (``asic.vector_lanes``), a power of two 1..16.
-    add_latency, mul_latency : int
-        Pipeline latencies of the fp32 adders (1..3) and multipliers (1..2).
+        SIMD lanes (``asic.vector_lanes``: 16, 32, 64 or 128).
+    lat : Pipeline
+        Latencies and issue width (``pimgpt.core.vu.cost.pipeline_of(hw)``); ``lat.load`` >= 2
+        (one cycle of synchronous SRAM read, the rest pipeline).
+    sp_addr_width : int
+        Scratchpad address width, 4..26.
+    microcode : Microcode, optional
+        The ROM (default: ``microcode_for(lanes, lat)``, the one the perf model costs).
 
     Attributes
     ----------
     cmd : In(stream.Signature(InstrWord))
-        Instructions; accepted only when the unit is idle (``ready``), one at a time.
-    sp_rd, sp_wr : Out(sp_read_signature), Out(sp_write_signature)
-        Scratchpad word ports (scalar ``LD``/``ST``).
-    sp_vrd, sp_vwr : Out(sp_wide_read_signature), Out(sp_wide_write_signature)
-        Scratchpad wide ports (vector ``LD``/``ST``; 16 words, the first ``lanes`` used).
+        Instructions; taken only while idle (``ready``), one at a time.
+    sp_rd, sp_wr : Out(sp_wide_read_signature), Out(sp_wide_write_signature)
+        ``lanes`` consecutive scratchpad words (read data one cycle after ``en``).
     sreg : Out(sreg_write_signature())
-        Scalar-register writes (``ARGMAX``).
-    tap : Out(StructLayout)
-        ``valid``/``data``: every word an ``ARGMAX`` loads, in index order (the logits; a test
-        and debug port that costs no cycles).
+        Front-end register writes (``ARGMAX``).
+    tap : Out(tap_layout(lanes))
+        ``ARGMAX``'s loads (a test and debug port that costs no cycles).
     busy : Out(1)
-        An instruction is executing.
+    trace : Out(TRACE)
+        Micro-operations issued this cycle and the ``pc`` of the first.
     """
 
-    def __init__(self, *, sp_addr_width: int = 14, lanes: int = MAX_LANES, add_latency: int = 1,
-                 mul_latency: int = 1):
+    def __init__(self, *, lanes: int = 16, lat: Pipeline | None = None,
+                 sp_addr_width: int = 14, microcode: Microcode | None = None):
+        self.lanes = uisa.check_lanes(lanes)
+        lat = Pipeline() if lat is None else lat
+        if not isinstance(lat, Pipeline):
+            raise TypeError(f"lat must be a uisa.Pipeline, not {lat!r}")
+        if lat.load < 2:
+            raise ValueError(f"sp_read_latency {lat.load} must be >= 2 in RTL (the scratchpad "
+                             "read is synchronous, then the lanes take the words)")
+        self.lat = lat
         self._aw = check_int("sp_addr_width", sp_addr_width, 4, 26)
-        self._lanes = check_int("lanes", lanes, 1, MAX_LANES)
-        if lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
-        self._add_latency = check_int("add_latency", add_latency, 1, 3)
-        self._mul_latency = check_int("mul_latency", mul_latency, 1, 2)
-        self.microcode = build_microcode(lanes)
+        self.microcode = microcode_for(lanes, lat) if microcode is None else microcode
+        if self.microcode.lanes != lanes or self.microcode.lat != lat:
+            raise ValueError("microcode was assembled for other lanes or latencies")
         super().__init__({
             "cmd": In(stream.Signature(InstrWord)),
-            "sp_rd": Out(sp_read_signature(sp_addr_width)),
-            "sp_wr": Out(sp_write_signature(sp_addr_width)),
-            "sp_vrd": Out(sp_wide_read_signature(sp_addr_width, MAX_LANES)),
-            "sp_vwr": Out(sp_wide_write_signature(sp_addr_width, MAX_LANES)),
+            "sp_rd": Out(sp_wide_read_signature(sp_addr_width, lanes)),
+            "sp_wr": Out(sp_wide_write_signature(sp_addr_width, lanes)),
             "sreg": Out(sreg_write_signature()),
-            "tap": Out(data.StructLayout({"valid": 1, "data": 32})),
+            "tap": Out(tap_layout(lanes)),
             "busy": Out(1),
+            "trace": Out(TRACE),
         })
 
-    @property
-    def lanes(self) -> int:
-        return self._lanes
+    @classmethod
+    def from_hw(cls, hw: HwConfig, sp_addr_width: int) -> VectorUnit:
+        """The vector unit of a hardware configuration."""
+        return cls(lanes=hw.asic.vector_lanes, lat=pipeline_of(hw), sp_addr_width=sp_addr_width)
 
-    @property
-    def add_latency(self) -> int:
-        return self._add_latency
-
-    @property
-    def mul_latency(self) -> int:
-        return self._mul_latency
-
-    def elaborate(self, platform):  # noqa: C901 - one sequencer, kept in one place
+    def elaborate(self, platform):
         m = Module()
-        mc = self.microcode
-        L = self._lanes
-        m.submodules.rom = rom = Memory(shape=64, depth=len(mc.words), init=mc.words)
-        upc = Signal(range(len(mc.words)))
-        rom_rd = rom.read_port(domain="comb")
-        m.d.comb += rom_rd.addr.eq(upc)
-        word = rom_rd.data
+        W = self.lanes
+        m.submodules.seq = seq = Sequencer(self.microcode)
+        m.submodules.lanes = lanes = VectorLanes(W, self.lat)
+        m.submodules.vrf = vrf = VRegFile(W)
+        wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)
+        wiring.connect(m, seq.sreg, wiring.flipped(self.sreg))
+        m.d.comb += [self.busy.eq(seq.busy), self.trace.eq(seq.trace)]
 
-        op, rd, ra, rb = word[0:6], word[6:11], word[11:16], word[16:21]
-        use_imm, vec, imm = word[21], word[22], word[32:64]
+        def port(p, reg):
+            m.d.comb += getattr(vrf, f"{p}_addr").eq(reg)
+            return getattr(vrf, f"{p}_data")
 
-        # ---- scalar part ------------------------------------------------------------------
-        regs = Array(Signal(32, name=f"r{i}") for i in range(N_REGS))
-        a = Signal(32)
-        b = Signal(32)
-        d = Signal(32)
-        m.d.comb += [a.eq(regs[ra]), b.eq(Mux(use_imm, imm, regs[rb])), d.eq(regs[rd])]
-        m.submodules.fadd = fadd = FP32Add(latency=self._add_latency)
-        m.submodules.fmul = fmul = FP32Mul(latency=self._mul_latency)
-        m.d.comb += [fadd.i.payload.a.eq(a), fadd.i.payload.b.eq(b),
-                     fmul.i.payload.a.eq(a), fmul.i.payload.b.eq(b)]
-        addr = (a + b)[:self._aw]
-        m.d.comb += [self.sp_rd.addr.eq(addr), self.sp_wr.addr.eq(addr), self.sp_wr.data.eq(d),
-                     self.sp_vrd.addr.eq(addr), self.sp_vwr.addr.eq(addr)]
-        alu = _alu(m, op, a, b, "alu")
-        c = regs[rb]
-        a_s, c_s = a.as_signed(), c.as_signed()
-        taken = Signal()
-        with m.Switch(op):
-            for uop, value in ((UOp.BEQ, a == c), (UOp.BNE, a != c), (UOp.BLT, a_s < c_s),
-                               (UOp.BGE, a_s >= c_s), (UOp.BLTU, a < c), (UOp.BGEU, a >= c)):
-                with m.Case(uop):
-                    m.d.comb += taken.eq(value)
+        def operand_b(slot, reg_value, name):
+            w = slot.word
+            out = Signal(data.ArrayLayout(32, W), name=name)
+            scalar = Mux(w.bsel == BSel.IMM, w.imm, slot.sb)
+            with m.If(w.bsel == BSel.REG):
+                m.d.comb += out.eq(reg_value)
+            with m.Else():
+                m.d.comb += [out[k].eq(scalar) for k in range(W)]
+            return out
 
-        # ---- lanes ------------------------------------------------------------------------
-        lane_layout = data.ArrayLayout(32, L)
-        # Vector registers: a register-file memory, three combinational reads, one write.
-        m.submodules.vrf = vrf = Memory(shape=lane_layout, depth=N_REGS, init=[])
-        rd_a, rd_b, rd_d = (vrf.read_port(domain="comb") for _ in range(3))
-        vrf_w = vrf.write_port()
-        va = Signal(lane_layout)
-        vb = Signal(lane_layout)
-        vd = Signal(lane_layout)
-        m.d.comb += [rd_a.addr.eq(ra), rd_b.addr.eq(rb), rd_d.addr.eq(rd),
-                     va.eq(rd_a.data), vd.eq(rd_d.data)]
-        with m.If(use_imm):
-            m.d.comb += [vb[k].eq(imm) for k in range(L)]
+        fw, iw = seq.fp.word, seq.vint.word
+        fc = port("fc", fw.rc)
+        cimm = (fw.op == uop(UOp.VMAD)) & ((fw.mode & MODE_CIMM) != 0)
+        m.d.comb += [
+            lanes.fp.valid.eq(seq.fp.valid), lanes.fp.op.eq(fw.op), lanes.fp.rd.eq(fw.rd),
+            lanes.fp.mode.eq(fw.mode),
+            lanes.fa.eq(port("fa", fw.ra)),
+            lanes.fb.eq(operand_b(seq.fp, port("fb", fw.rb), "fp_b")),
+            lanes.vint.valid.eq(seq.vint.valid), lanes.vint.op.eq(iw.op), lanes.vint.rd.eq(iw.rd),
+            lanes.vint.mode.eq(iw.mode),
+            lanes.ia.eq(port("ia", iw.ra)),
+            lanes.ib.eq(operand_b(seq.vint, port("ib", iw.rb), "int_b")),
+            lanes.ic.eq(port("ic", Mux(iw.op == uop(UOp.VCMOV), iw.rd, iw.rc))),
+        ]
+        with m.If(cimm):
+            m.d.comb += [lanes.fc[k].eq(fw.imm) for k in range(W)]
         with m.Else():
-            m.d.comb += vb.eq(rd_b.data)
-        vl = Signal(range(L + 1))
-        valu = Signal(lane_layout)
-        vcmov = Signal(lane_layout)
-        vbcast = Signal(lane_layout)
-        vadds, vmuls = [], []
-        for k in range(L):
-            add = FP32Add(latency=self._add_latency)
-            mul = FP32Mul(latency=self._mul_latency)
-            m.submodules[f"vadd{k}"] = add
-            m.submodules[f"vmul{k}"] = mul
-            vadds.append(add)
-            vmuls.append(mul)
-            m.d.comb += [add.i.payload.a.eq(va[k]), add.i.payload.b.eq(vb[k]),
-                         mul.i.payload.a.eq(va[k]), mul.i.payload.b.eq(vb[k]),
-                         valu[k].eq(_alu(m, op, va[k], vb[k], f"valu{k}")),
-                         vcmov[k].eq(Mux(va[k] != 0, vb[k], vd[k])),
-                         vbcast[k].eq(Mux(use_imm, imm, a))]
-            m.d.comb += [self.sp_vwr.data[k].eq(vd[k])]
-        m.d.comb += self.sp_vwr.mask.eq(0)  # default; set by vector ST below
-
-        pending = Signal(5)  # destination of an outstanding load / fp op
-        cur_op = Signal(16)  # the ASIC opcode being executed
-
-        def write(reg, value):
-            with m.If(reg != 0):
-                m.d.sync += regs[reg].eq(value)
-
-        def vwrite(reg, value):
-            m.d.comb += [vrf_w.addr.eq(reg), vrf_w.data.eq(value), vrf_w.en.eq(1)]
-
-        def vresult(units):
-            return Cat(*[u.o.payload.as_value() for u in units])
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    ins = self.cmd.payload
-                    m.d.sync += cur_op.eq(ins.op)
-                    for k in range(7):
-                        m.d.sync += regs[1 + k].eq(ins.f[k])
-                    with m.Switch(ins.op):
-                        for vop in VU_OPS:
-                            with m.Case(int(vop)):
-                                m.d.sync += upc.eq(mc.entries[vop])
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += upc.eq(upc + 1)
-                with m.If(vec):
-                    with m.Switch(op):
-                        with m.Case(*[int(u) for u in ALU_UOPS]):
-                            vwrite(rd, valu)
-                        with m.Case(UOp.FADD):
-                            m.d.comb += [u.i.valid.eq(1) for u in vadds]
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_VADD"
-                        with m.Case(UOp.FMUL):
-                            m.d.comb += [u.i.valid.eq(1) for u in vmuls]
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_VMUL"
-                        with m.Case(UOp.LD):
-                            m.d.comb += self.sp_vrd.en.eq(1)
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_VLD"
-                        with m.Case(UOp.ST):
-                            m.d.comb += self.sp_vwr.mask.eq(
-                                Cat(*[vl > k for k in range(L)]))
-                        with m.Case(UOp.CMOV):
-                            vwrite(rd, vcmov)
-                        with m.Case(UOp.BCAST):
-                            vwrite(rd, vbcast)
-                with m.Else():
-                    with m.Switch(op):
-                        with m.Case(*[int(u) for u in ALU_UOPS]):
-                            write(rd, alu)
-                        with m.Case(UOp.FADD):
-                            m.d.comb += fadd.i.valid.eq(1)
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_ADD"
-                        with m.Case(UOp.FMUL):
-                            m.d.comb += fmul.i.valid.eq(1)
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_MUL"
-                        with m.Case(UOp.LD):
-                            m.d.comb += self.sp_rd.en.eq(1)
-                            m.d.sync += pending.eq(rd)
-                            m.next = "WAIT_LD"
-                        with m.Case(UOp.ST):
-                            m.d.comb += self.sp_wr.en.eq(1)
-                        with m.Case(*[int(u) for u in (UOp.BEQ, UOp.BNE, UOp.BLT, UOp.BGE,
-                                                       UOp.BLTU, UOp.BGEU)]):
-                            with m.If(taken):
-                                m.d.sync += upc.eq(imm)
-                        with m.Case(UOp.JAL):
-                            write(rd, upc + 1)
-                            m.d.sync += upc.eq(imm)
-                        with m.Case(UOp.JR):
-                            m.d.sync += upc.eq(a)
-                        with m.Case(UOp.WSR):
-                            m.d.comb += [self.sreg.en.eq(1), self.sreg.idx.eq(a[:4]),
-                                         self.sreg.data.eq(c)]
-                        with m.Case(UOp.SETVL):
-                            m.d.sync += vl.eq(Mux(a < L, a, L))
-                        with m.Case(UOp.DONE):
-                            m.next = "IDLE"
-            # Waiting states hold upc (already advanced) and write the result when it arrives.
-            for state, unit in (("WAIT_ADD", fadd), ("WAIT_MUL", fmul)):
-                with m.State(state):
-                    m.d.comb += self.busy.eq(1)
-                    with m.If(unit.o.valid):
-                        write(pending, unit.o.payload.as_value())
-                        m.next = "RUN"
-            for state, units in (("WAIT_VADD", vadds), ("WAIT_VMUL", vmuls)):
-                with m.State(state):
-                    m.d.comb += self.busy.eq(1)
-                    with m.If(units[0].o.valid):
-                        vwrite(pending, vresult(units))
-                        m.next = "RUN"
-            with m.State("WAIT_LD"):
-                m.d.comb += [self.busy.eq(1), self.tap.valid.eq(cur_op == int(Op.ARGMAX)),
-                             self.tap.data.eq(self.sp_rd.data)]
-                write(pending, self.sp_rd.data)
-                m.next = "RUN"
-            with m.State("WAIT_VLD"):
-                m.d.comb += self.busy.eq(1)
-                vwrite(pending, Cat(*[self.sp_vrd.data[k] for k in range(L)]))
-                m.next = "RUN"
+            m.d.comb += lanes.fc.eq(fc)
+        mv = port("mv", seq.smovv_reg)
+        m.d.comb += seq.smovv_data.eq(Array(mv[k] for k in range(W))[seq.smovv_lane])
+        m.d.comb += vrf.wf.eq(lanes.wf)
+        self._memory(m, seq, lanes, vrf, port)
         return m
+
+    def _memory(self, m, seq, lanes, vrf, port):
+        """``VLD``/``VST``: window mask, store, load fill and delay, port I, the logit tap."""
+        W, aw = self.lanes, self._aw
+        slot = seq.mem
+        w = slot.word
+        is_ld = slot.valid & (w.op == uop(UOp.VLD))
+        is_st = slot.valid & (w.op == uop(UOp.VST))
+        inside = Signal(W)
+        for k in range(W):
+            addr = (slot.addr + k)[:32]
+            m.d.comb += inside[k].eq((addr >= slot.lo) & (addr < slot.hi))
+        m.d.comb += [self.sp_rd.addr.eq(slot.addr[:aw]), self.sp_rd.en.eq(is_ld),
+                     self.sp_wr.addr.eq(slot.addr[:aw]),
+                     self.sp_wr.mask.eq(Mux(is_st, inside, 0)),
+                     self.sp_wr.data.eq(port("st", w.rd))]
+        # The instruction's ``src`` and ``n`` (ARGMAX: fields 2 and 3), kept for the tap.
+        src, count = Signal(32), Signal(32)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [src.eq(self.cmd.payload.f[1]), count.eq(self.cmd.payload.f[2])]
+        argmax = seq.op == int(Op.ARGMAX)
+        ld = data.StructLayout({"valid": 1, "rd": 5, "mask": W, "fill": 32, "tap": 1,
+                                "index": 32})
+        q = Signal(ld)  # the load whose words arrive this cycle
+        fill = Signal(32)
+        with m.Switch(w.mode):
+            for f, bits in _FILL.items():
+                with m.Case(int(f)):
+                    m.d.comb += fill.eq(bits)
+        m.d.sync += [q.valid.eq(is_ld), q.rd.eq(w.rd), q.mask.eq(inside), q.fill.eq(fill),
+                     q.tap.eq(is_ld & argmax), q.index.eq(slot.addr - src)]
+        words = Signal(data.ArrayLayout(32, W))
+        m.d.comb += [words[k].eq(Mux(q.mask[k], self.sp_rd.data[k], q.fill)) for k in range(W)]
+        late = delay(m, Cat(q.valid, q.rd, words.as_value()), self.lat.load - 2, "ld")
+        ld_valid, ld_rd, ld_words = late[0], late[1:6], late[6:]
+        wi = lanes.wi
+        m.d.comb += [vrf.wi.en.eq(wi.en | ld_valid), vrf.wi.rd.eq(Mux(ld_valid, ld_rd, wi.rd)),
+                     vrf.wi.data.eq(Mux(ld_valid, ld_words, wi.data.as_value()))]
+        m.d.comb += [self.tap.valid.eq(q.valid & q.tap), self.tap.index.eq(q.index),
+                     self.tap.mask.eq(q.mask),
+                     self.tap.data.eq(self.sp_rd.data.as_value()),
+                     self.tap.end.eq(seq.done & argmax), self.tap.count.eq(count)]
 
 
 class VectorUnitTop(wiring.Component):
@@ -332,52 +242,51 @@ class VectorUnitTop(wiring.Component):
     Parameters
     ----------
     words : int
-        Scratchpad size (fp32 words, a multiple of 16).
-    lanes, add_latency, mul_latency : int
-        Passed to :class:`VectorUnit`.
+        Scratchpad size (fp32 words, a multiple of ``lanes``).
+    lanes : int
+    lat : Pipeline, optional
 
     Attributes
     ----------
     cmd : In(stream.Signature(InstrWord))
     host_rd, host_wr : In(sp_read_signature), In(sp_write_signature)
         Scratchpad access for the testbench.
-    sreg, tap, busy : Out
+    sreg, tap, busy, trace : Out
         The vector unit's ports.
     """
 
-    def __init__(self, words: int = 4096, *, lanes: int = MAX_LANES, add_latency: int = 1,
-                 mul_latency: int = 1):
-        from amaranth.utils import ceil_log2
+    def __init__(self, words: int = 4096, *, lanes: int = 16, lat: Pipeline | None = None):
+        from .scratchpad import sp_read_signature, sp_write_signature
 
-        self.words = check_int("words", words, 16, 1 << 26)
+        self.lanes = uisa.check_lanes(lanes)
+        self.words = check_int("words", words, lanes, 1 << 26)
+        if words % lanes:
+            raise ValueError(f"words ({words}) must be a multiple of lanes ({lanes})")
         self.aw = max(4, ceil_log2(words))
-        self._lat = (add_latency, mul_latency)
-        self._lanes = lanes
+        self.lat = Pipeline() if lat is None else lat
         super().__init__({
             "cmd": In(stream.Signature(InstrWord)),
             "host_rd": In(sp_read_signature(self.aw)),
             "host_wr": In(sp_write_signature(self.aw)),
             "sreg": Out(sreg_write_signature()),
-            "tap": Out(data.StructLayout({"valid": 1, "data": 32})),
+            "tap": Out(tap_layout(lanes)),
             "busy": Out(1),
+            "trace": Out(TRACE),
         })
 
     def elaborate(self, platform):
         from .scratchpad import Scratchpad
 
         m = Module()
-        m.submodules.vu = vu = VectorUnit(sp_addr_width=self.aw, lanes=self._lanes,
-                                          add_latency=self._lat[0], mul_latency=self._lat[1])
-        m.submodules.sp = sp = Scratchpad(self.words, word_read_ports=2, word_write_ports=2,
-                                          wide_ports=2)
+        m.submodules.vu = vu = VectorUnit(lanes=self.lanes, lat=self.lat, sp_addr_width=self.aw)
+        m.submodules.sp = sp = Scratchpad(self.words, lanes=self.lanes, word_read_ports=1,
+                                          word_write_ports=1, wide_ports=1)
         wiring.connect(m, wiring.flipped(self.cmd), vu.cmd)
-        wiring.connect(m, vu.sp_rd, sp.rd0)
-        wiring.connect(m, vu.sp_wr, sp.wr0)
-        wiring.connect(m, wiring.flipped(self.host_rd), sp.rd1)
-        wiring.connect(m, wiring.flipped(self.host_wr), sp.wr1)
+        wiring.connect(m, wiring.flipped(self.host_rd), sp.rd0)
+        wiring.connect(m, wiring.flipped(self.host_wr), sp.wr0)
+        wiring.connect(m, vu.sp_rd, sp.wide_rd)
+        wiring.connect(m, vu.sp_wr, sp.wide_wr)
         wiring.connect(m, vu.sreg, wiring.flipped(self.sreg))
-        m.d.comb += [self.tap.eq(vu.tap), self.busy.eq(vu.busy)]
-        wiring.connect(m, vu.sp_vrd, sp.wide_rd1)
-        wiring.connect(m, vu.sp_vwr, sp.wide_wr1)
-        m.d.comb += [sp.wide_rd.en.eq(0), sp.wide_wr.mask.eq(0)]
+        m.d.comb += [self.tap.eq(vu.tap), self.busy.eq(vu.busy), self.trace.eq(vu.trace)]
         return m
+

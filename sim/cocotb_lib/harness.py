@@ -89,16 +89,18 @@ def blocks_build_dir(hw: HwConfig) -> Path:
 
 
 def blocks_verilog(hw: HwConfig, outdir, vu_words: int = 16384) -> Path:
-    """The block testbenches' shared top level (:data:`BLOCKS_TOP`): the vector unit with its
-    scratchpad (ports ``vu_*``) and one PIM channel (ports ``ch_*``), written to ``outdir``.
+    """The block testbenches' shared top level (:data:`BLOCKS_TOP`): the vector unit of ``hw``
+    (its lanes and pipeline) with a scratchpad (ports ``vu_*``) and one PIM channel (ports
+    ``ch_*``), written to ``outdir``.
 
     The build cache is shared by every checkout: write and simulate under
     ``runner.build_lock(outdir)``.
     """
+    from pimgpt.core.vu.cost import pipeline_of
     from pimgpt.hdl.bank import ARRAY_VERILOG
     from pimgpt.hdl.channel import Channel, bank_verilog
     from pimgpt.hdl.vector_unit import VectorUnitTop
 
-    return harness_verilog(
-        {"vu": VectorUnitTop(vu_words), "ch": Channel(hw, bank_instances=True)},
-        BLOCKS_TOP, outdir, extra=bank_verilog(hw) + ARRAY_VERILOG)
+    vu = VectorUnitTop(vu_words, lanes=hw.asic.vector_lanes, lat=pipeline_of(hw))
+    return harness_verilog({"vu": vu, "ch": Channel(hw, bank_instances=True)},
+                           BLOCKS_TOP, outdir, extra=bank_verilog(hw) + ARRAY_VERILOG)

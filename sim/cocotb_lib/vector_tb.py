@@ -3,8 +3,11 @@
 :class:`VectorUnitTB` loads and dumps the scratchpad through the host ports (with random idle
 cycles on the way in), sends instructions on the ``cmd`` stream honouring ``ready`` (the unit
 takes one instruction at a time) and measures each one's cycles, and monitors the ``ARGMAX``
-register writes (``sreg``) and the logit tap (``tap``). What to expect -- the golden model's
-scratchpad, registers and logits, the microcode ISS's cycles -- is the test's business.
+register writes (``sreg``), the logit tap (``tap``: blocks of words with their element index,
+rebuilt into the logits of each ``ARGMAX``) and, on request, the issue trace (``trace``: the
+cycle, counted from the instruction's dispatch, of every micro-operation). What to expect -- the
+golden model's scratchpad, registers and logits, the ISS's cycles and trace -- is the test's
+business.
 """
 
 from __future__ import annotations
@@ -26,21 +29,35 @@ __all__ = ["VectorUnitTB"]
 class VectorUnitTB:
     """Host-port driver, instruction driver and monitors of ``VectorUnitTop``.
 
-    ``dut`` is the top level; the unit's ports are ``<prefix><port>`` in it (``prefix`` empty
-    when the unit is the top level itself). ``seed`` seeds the idle-cycle choices.
+    Parameters
+    ----------
+    dut : cocotb handle
+        The top level; the unit's ports are ``<prefix><port>`` in it.
+    lanes : int
+        The unit's lanes (the width of the tap).
+    seed : int
+        Seeds the idle-cycle choices.
+    prefix : str
+        Port name prefix (empty when the unit is the top level itself).
     """
 
-    def __init__(self, dut, seed: int = 0, prefix: str = ""):
-        from amaranth.lib import data
+    def __init__(self, dut, lanes: int, seed: int = 0, prefix: str = ""):
+        from pimgpt.hdl.vector_unit import tap_layout
+        from pimgpt.hdl.vu_seq import TRACE
 
         self.dut = Ports(dut, prefix)
+        self.lanes = lanes
         self.rng = random.Random(seed)
         Clock(self.dut.clk, 1, unit="ns").start()
         #: ``(register, value)`` of every ``sreg`` write, in order.
         self.sregs: list = []
-        #: Every word on the logit tap, in order.
-        self.taps: list = []
-        self._tap_codec = Codec(data.StructLayout({"valid": 1, "data": 32}))
+        #: Per finished ``ARGMAX``: the words it loaded, by element index.
+        self.logits: list = []
+        self._open: dict = {}
+        #: ``(absolute cycle, pc)`` of every micro-operation (with ``trace=True``).
+        self.issues: list = []
+        self._tap = Codec(tap_layout(lanes))
+        self._trace = Codec(TRACE)
         self.monitors = []
 
     async def reset(self) -> None:
@@ -54,19 +71,46 @@ class VectorUnitTB:
         d.rst.value = 0
         await RisingEdge(d.clk)
 
-    def start(self) -> None:
-        """Start the ``tap`` and ``sreg`` monitors."""
+    def _on_tap(self, t: dict) -> None:
+        for k in range(self.lanes):
+            if t["mask"] >> k & 1:
+                self._open[t["index"] + k] = t["data"][k]
+        if t["end"]:
+            n = t["count"]
+            self.logits.append([self._open.get(i) for i in range(n)])
+            self._open = {}
+
+    def start(self, trace: bool = False) -> None:
+        """Start the ``tap`` and ``sreg`` monitors (and the issue trace)."""
         d = self.dut
+        tap = self._tap
+
+        def sample_tap():
+            raw = d.tap.value
+            if not raw.is_resolvable:
+                return None
+            v = raw.to_unsigned()
+            return tap.unpack(v) if tap.get(v, "valid") or tap.get(v, "end") else None
 
         def sreg():
             return (int(d.sreg__idx.value), int(d.sreg__data.value)) \
                 if int(d.sreg__en.value) else None
 
         self.monitors = [
-            ValidMonitor.struct(d.tap, self._tap_codec, d.clk, self.taps.append, settle=True,
-                                reset=d.rst),
+            ValidMonitor(sample_tap, d.clk, self._on_tap, settle=True, reset=d.rst),
             ValidMonitor(sreg, d.clk, self.sregs.append, settle=True, reset=d.rst),
         ]
+        if trace:
+            def sample_trace():
+                v = d.trace.value.to_unsigned()
+                n = self._trace.get(v, "n")
+                if not n:
+                    return None
+                pc = self._trace.get(v, "pc")
+                return [(math.floor(get_sim_time("ns")), pc + k) for k in range(n)]
+
+            self.monitors.append(ValidMonitor(sample_trace, d.clk, self.issues.extend,
+                                              settle=True, reset=d.rst))
 
     async def load(self, sp: np.ndarray, p_idle: float = 0.2) -> None:
         """Write the non-zero words of ``sp`` (the scratchpad starts zeroed)."""
@@ -96,9 +140,16 @@ class VectorUnitTB:
         d.host_rd__en.value = 0
         return out
 
-    async def send(self, word: int) -> int:
-        """Send one instruction word (random idle gap first, then wait for ``ready``); returns
-        the cycles from acceptance until the unit is idle again."""
+    async def send(self, word: int) -> tuple[int, int]:
+        """Send one instruction word (random idle gap first, then wait for ``ready``).
+
+        Returns
+        -------
+        (int, int)
+            The cycles from acceptance until the unit is idle again, and the absolute cycle
+            just before the accepting edge (subtract it from a trace cycle to count from the
+            dispatch, as the ISS does).
+        """
         d = self.dut
         await FallingEdge(d.clk)  # leave the previous ReadOnly phase before driving
         for _ in range(self.rng.choice((0, 0, 1, 3))):
@@ -117,4 +168,4 @@ class VectorUnitTB:
         while int(d.busy.value):
             await RisingEdge(d.clk)
             await ReadOnly()
-        return int(get_sim_time("ns")) - t0  # at the edge after which the unit is idle
+        return int(get_sim_time("ns")) - t0, t0

@@ -1,15 +1,19 @@
-"""cocotb test of the vector unit (``VectorUnitTop``) against the golden model.
+"""cocotb test of the vector unit (``VectorUnitTop``) against the golden model and the ISS.
 
 Stimulus (seeded by ``seed``): a scratchpad of random fp32 words drawn from several
-distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, exp clamp edges),
-and a program of every vector-unit instruction over it (element-wise functions, binary ops,
-moves in both overlap directions, reductions, softmax and layernorm of several lengths, in place
-too, argmax with ties and NaNs). The driver sends instructions with random idle gaps and honours
-``ready`` (the unit takes one instruction at a time; :class:`~pimgpt.sim.cocotb_lib.vector_tb.
-VectorUnitTB`). Scoreboards compare, bit for bit, the whole scratchpad with
-:class:`pimgpt.sim.golden.GoldenMachine` after the same program, every ``ARGMAX`` register write
-and every tapped logit word, and each instruction's cycle count with the microcode ISS.
-Parameters: ``seed``, ``nelem``, ``prefix`` (of the unit's ports); the summary is reported.
+distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, the clamp edges of
+exp and GELU), and a program of every vector-unit instruction over it: element-wise functions,
+binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
+short rows (in registers), two-register rows and long rows, several rows per instruction and in
+place, LAYERNORM of several lengths and in place, ARGMAX with ties, NaNs and ties across blocks.
+Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
+The driver sends instructions with random idle gaps and honours ``ready``
+(:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`). Scoreboards compare, bit for bit, the
+whole scratchpad with :class:`pimgpt.sim.golden.GoldenMachine` after the same program, every
+``ARGMAX`` register write and every logit the tap delivered, each instruction's cycles with the
+ISS (:class:`pimgpt.core.vu.iss.VectorISS`) and, with ``trace``, the issue cycle of every
+micro-operation with the ISS's trace. Parameters: ``seed``, ``nelem``, ``lanes``, ``prefix``,
+``trace``, ``pipeline`` (``uisa.Pipeline`` keywords); the summary is reported.
 """
 
 from __future__ import annotations
@@ -21,24 +25,34 @@ from cocotb.triggers import ClockCycles
 from pimgpt.core import numerics as nx
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op
+from pimgpt.core.vu.cost import microcode_for
+from pimgpt.core.vu.iss import VectorISS
+from pimgpt.core.vu.uisa import Pipeline
 from pimgpt.hdl.isa_layout import instr_word
-from pimgpt.hdl.vu_microcode import VectorISS, f32
 from pimgpt.sim.cocotb_lib.exchange import params, report
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
 from pimgpt.sim.cocotb_lib.vector_tb import VectorUnitTB
 from pimgpt.sim.golden import GoldenMachine
 
 WORDS = 16384
+
+
+def f32(x: float) -> int:
+    return int(np.float32(x).view(np.uint32))
+
+
 CORNERS = [0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x00800000, 0x80800000,
            0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x3F800000, 0xBF800000,
            0x7F7FFFFF, 0xFF7FFFFF, f32(89.0), f32(-104.0), f32(88.72), f32(89.01), f32(-103.99),
            f32(-104.01), f32(0.5), f32(-0.5), f32(1e-30), f32(-1e-30), f32(1e30), f32(-1e30),
-           f32(100.0), f32(-100.0), f32(3.0), f32(-3.0), f32(1e-38), f32(2.0 ** -126)]
+           f32(100.0), f32(-100.0), f32(3.0), f32(-3.0), f32(1e-38), f32(2.0 ** -126),
+           f32(-9.95), f32(-9.96), f32(-10.0), f32(10.0), f32(-87.0), f32(87.0)]
 
 
-def stimulus(seed: int, n_elem: int):
+def stimulus(seed: int, n_elem: int, lanes: int):
     """Scratchpad contents and a program exercising every vector-unit instruction."""
     rng = np.random.default_rng(seed)
+    W = lanes
     sp = np.zeros(WORDS, dtype=np.uint32)
     pieces = [
         np.array(CORNERS, dtype=np.uint32),
@@ -47,46 +61,54 @@ def stimulus(seed: int, n_elem: int):
                          .astype(np.float32)),
         rng.integers(0, 2**32, n_elem, dtype=np.uint64).astype(np.uint32),
     ]
-    src = np.concatenate(pieces)[:4096]
+    src = np.concatenate(pieces)[:2048]
     n = len(src)
     sp[:n] = src
-    sp[4096:4096 + n] = nx.bits_from_f32(rng.normal(0, 2, n).astype(np.float32))
+    sp[4096:6144] = nx.bits_from_f32(rng.normal(0, 2, 2048).astype(np.float32))
     out = 8192
     prog = []
     for op in (Op.VEXP, Op.VRECIP, Op.VRSQRT, Op.VGELU):
         prog.append(I(op, dst=out, src=0, n=n))
         out += n
     prog += [
-        I(Op.VADD, dst=out, a=0, b=4096, n=n),
+        I(Op.VADD, dst=out, a=0, b=4096, n=n - 3),
         I(Op.VMUL, dst=out + n, a=0, b=4096, n=n),
-        I(Op.VSCALE, dst=out + 2 * n, a=4096, n=n, scale_f32=f32(0.125)),
+        I(Op.VSCALE, dst=out + 2 * n, a=4096, n=n - 1, scale_f32=f32(0.125)),
         I(Op.VFILL, dst=out + 3 * n, n=37, value_f32=0x7FC00001),
         I(Op.VMOV, dst=out + 3 * n + 3, src=out + 3 * n, n=40),  # overlap, dst > src
-        I(Op.VMOV, dst=out + 2 * n, src=out + 2 * n + 5, n=40),  # overlap, dst < src
+        I(Op.VMOV, dst=out + 2 * n, src=out + 2 * n + 5, n=3 * W + 7),  # overlap, dst < src
         I(Op.VREDUCE, dst=out + 3 * n + 100, src=4096, n=50, k=3),
         I(Op.VREDUCE, dst=out + 3 * n + 200, src=0, n=40, k=1),  # flushes subnormals
-        I(Op.VMAX, dst=out + 3 * n + 300, src=4096, n=100),
-        I(Op.VMAX, dst=out + 3 * n + 301, src=0, n=30),  # NaNs among corners
+        I(Op.VREDUCE, dst=out + 3 * n + 300, src=4096, n=5 * W + 3, k=2),
+        I(Op.VMAX, dst=out + 3 * n + 299, src=4096, n=9 * W + 5),
+        I(Op.VMAX, dst=out + 3 * n + 298, src=0, n=30),  # NaNs among corners
     ]
-    # Reductions of several lengths on normal data (and one with specials).
     base = out + 4 * n
-    for k, length in enumerate((1, 7, 64, 300)):
-        prog.append(I(Op.SOFTMAX, dst=base + 400 * k, src=4096 + 16 * k, n=length))
-    prog.append(I(Op.SOFTMAX, dst=4096 + 700, src=4096 + 700, n=50))  # in place
-    prog.append(I(Op.SOFTMAX, dst=base + 1700, src=0, n=20))  # Inf/NaN inputs
+    dst = base
+    # SOFTMAX: rows in one register, in two, long rows; several rows at once, in place.
+    for length, rows in ((7, 1), (W, 5), (W + 3, 3), (2 * W, 2), (2 * W + 1, 1), (300, 3),
+                         (9 * W + 1, 2), (20, 7)):
+        prog.append(I(Op.SOFTMAX, dst=dst, src=4096 + 3 * length % 512, n=length, rows=rows))
+        dst += length * rows
+    prog.append(I(Op.SOFTMAX, dst=5000, src=5000, n=50, rows=2))  # in place
+    prog.append(I(Op.SOFTMAX, dst=dst, src=0, n=20, rows=1))  # Inf/NaN inputs
+    dst += 20
     prog += [
-        I(Op.LAYERNORM, dst=base + 2000, src=4096, gamma=4096 + 64, beta=4096 + 128, n=64,
+        I(Op.LAYERNORM, dst=dst, src=4096, gamma=4096 + 64, beta=4096 + 128, n=64,
           eps_f32=f32(1e-5)),
-        I(Op.LAYERNORM, dst=4096 + 900, src=4096 + 900, gamma=4096 + 64, beta=4096 + 128, n=48,
-          eps_f32=f32(1e-5)),  # in place
-        I(Op.LAYERNORM, dst=base + 2100, src=4096 + 2, gamma=4096, beta=4096, n=5, eps_f32=0),
+        I(Op.LAYERNORM, dst=4096 + 900, src=4096 + 900, gamma=4096 + 64, beta=4096 + 128,
+          n=11 * W + 3, eps_f32=f32(1e-5)),  # in place
+        I(Op.LAYERNORM, dst=dst + 100, src=4096 + 2, gamma=4096, beta=4096, n=5, eps_f32=0),
     ]
-    # ARGMAX: ties (first wins), NaN (first NaN wins), a plain vector.
+    dst += 100 + 5
+    # ARGMAX: ties (first wins), NaN (first NaN wins), ties across blocks, a plain vector.
     sp[3000:3008] = [f32(1.0), f32(5.0), f32(-2.0), f32(5.0), f32(0.0), f32(5.0), 0, 0]
     sp[3010:3016] = [f32(1.0), 0x7FC00000, f32(9.0), 0xFFC00001, f32(2.0), f32(3.0)]
+    sp[3100:3100 + 7 * W] = f32(-1.0)
+    sp[[3100 + 5 * W + 2, 3100 + W + 9, 3100 + 6 * W]] = f32(7.0)
     prog += [I(Op.ARGMAX, reg=3, src=3000, n=8), I(Op.ARGMAX, reg=7, src=3010, n=6),
-             I(Op.ARGMAX, reg=15, src=4096, n=257)]
-    if base + 2105 > WORDS:
+             I(Op.ARGMAX, reg=11, src=3100, n=7 * W), I(Op.ARGMAX, reg=15, src=4096, n=257)]
+    if dst > WORDS:
         raise ValueError(f"nelem={n_elem} is too large for a {WORDS}-word scratchpad")
     return sp, prog
 
@@ -94,29 +116,44 @@ def stimulus(seed: int, n_elem: int):
 @cocotb.test()
 async def vector_unit_vs_golden(dut):
     p = params()
-    seed = p["seed"]
-    sp, prog = stimulus(seed, p["nelem"])
+    seed, lanes, trace = p["seed"], p["lanes"], p.get("trace", False)
+    sp, prog = stimulus(seed, p["nelem"], lanes)
     golden = GoldenMachine(load_hw("tiny-rtl"))
     golden.sp[:] = sp.view(np.float32)
     golden.run(prog + [I(Op.EOC)])
-    iss = VectorISS(sp.copy())
-    want_cycles = [iss.run(ins.op, ins.fields()) for ins in prog]
+    lat = Pipeline(**p.get("pipeline", {}))
+    iss = VectorISS(microcode_for(lanes, lat), sp.copy())
+    want_cycles, want_trace = [], []
+    for ins in prog:
+        iss.trace = []
+        want_cycles.append(iss.run(ins.op, ins.fields()).cycles)
+        want_trace += iss.trace
 
-    tb = VectorUnitTB(dut, seed, prefix=p.get("prefix", ""))
+    tb = VectorUnitTB(dut, lanes, seed, prefix=p.get("prefix", ""))
     await tb.reset()
     await tb.load(sp)
-    tb.start()
-    cycles = [await tb.send(instr_word(ins)) for ins in prog]
+    tb.start(trace=trace)
+    cycles, got_trace = [], []
+    for ins in prog:
+        mark = len(tb.issues)
+        c, t0 = await tb.send(instr_word(ins))
+        cycles.append(c)
+        got_trace += [(pc, t - t0) for t, pc in tb.issues[mark:]]
     await ClockCycles(tb.dut.clk, 3)
     got_sp = await tb.dump(WORDS)
 
     boards = {
         "scratchpad": (golden.sp.view(np.uint32).tolist(), got_sp.tolist(), None),
-        "argmax registers": ([golden.regs[r] for r in (3, 7, 15)], [v for _, v in tb.sregs], str),
-        "logit tap": (np.concatenate([x.view(np.uint32) for x in golden.logits]).tolist(),
-                      tb.taps, None),
+        "argmax registers": ([golden.regs[r] for r in (3, 7, 11, 15)], [v for _, v in tb.sregs],
+                             str),
+        "logits": ([int(w) for x in golden.logits for w in x.view(np.uint32)],
+                   [-1 if w is None else w for x in tb.logits for w in x], None),
         "cycles vs ISS": (want_cycles, cycles, str),
     }
+    if trace:  # (pc, cycle) packed into one integer per micro-operation
+        boards["issue trace vs ISS"] = ([pc << 32 | t for pc, t in want_trace],
+                                        [pc << 32 | t for pc, t in got_trace],
+                                        lambda v: f"pc {v >> 32} at cycle {v & 0xFFFFFFFF}")
     summary = {}
     for name, (want, got, fmt) in boards.items():
         board = Scoreboard(name, fmt=fmt) if fmt else Scoreboard(name)
@@ -124,7 +161,8 @@ async def vector_unit_vs_golden(dut):
         board.compare_all(got)
         summary[name] = board.summary()
     summary["instructions"] = len(prog)
-    summary["elements"] = int(sum(ins["n"] for ins in prog if "n" in ins.args))
+    summary["elements"] = int(sum(ins["n"] * ins.args.get("rows", 1) for ins in prog
+                                  if "n" in ins.args))
     summary["cycles"] = int(sum(cycles))
     summary["sreg_idx"] = [i for i, _ in tb.sregs]
     report("vector_unit", summary)

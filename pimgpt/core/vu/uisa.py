@@ -76,6 +76,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from pimgpt.core import nonlinear as nl
 
@@ -290,11 +291,13 @@ def decode(word: int) -> UWord:
     return UWord(**{n: (word >> off) & ((1 << w) - 1) for n, (off, w) in _OFFSETS.items()})
 
 
+@lru_cache(maxsize=1)
 def amaranth_layout():
     """The micro-word as an Amaranth ``data.StructLayout`` generated from :data:`FIELDS`.
 
     ``op`` is an Amaranth enum (shape 6) with the members of :class:`UOp`, ``bsel`` one with the
-    members of :class:`BSel`, so the RTL decodes them with ``m.Switch``.
+    members of :class:`BSel`, so the RTL decodes them with ``m.Switch``. Built once (the same
+    enum classes for every caller, so views of it assign to each other).
     """
     from amaranth.hdl import Shape
     from amaranth.lib import data
