@@ -29,6 +29,7 @@ from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, PIM_OPS, Op
+from pimgpt.core.vu.routines import VU_OPS
 
 from .bank import dram_cmd_layout
 from .fp import check_int
@@ -37,7 +38,6 @@ from .pim_engine import PimEngine, return_signature
 from .pim_sched import ChannelScheduler
 from .scratchpad import Scratchpad, sp_read_signature, sp_write_signature
 from .vector_unit import VectorUnit, sreg_write_signature
-from .vu_microcode import VU_OPS
 
 __all__ = ["Frontend", "Asic", "asic_clock_ratio"]
 
@@ -267,7 +267,8 @@ class Asic(wiring.Component):
         hw = self.hw
         C = hw.dram.channels
         m.submodules.fe = fe = Frontend(prog_depth=self.prog_depth, out_depth=self.out_depth)
-        vu = VectorUnit(sp_addr_width=self.sp_aw, lanes=hw.asic.vector_lanes)
+        vu = VectorUnit.from_hw(hw, self.sp_aw)
+        W = vu.lanes
         # The vector unit runs at the ASIC clock: one step every `ratio` DRAM clocks (tCK).
         ratio = asic_clock_ratio(hw)
         ce = Signal()
@@ -280,8 +281,10 @@ class Asic(wiring.Component):
             m.d.comb += ce.eq(1)
             m.submodules.vu = vu
         m.submodules.pim = pim = PimEngine(hw, sp_addr_width=self.sp_aw)
-        m.submodules.sp = sp = Scratchpad(hw.asic.scratchpad_words, lanes=16,
-                                          word_read_ports=2, word_write_ports=2, wide_ports=2)
+        # Banks: one DRAM column (PIM engine) or one vector register (vector unit) per cycle.
+        m.submodules.sp = sp = Scratchpad(hw.asic.scratchpad_words, lanes=max(16, W),
+                                          word_read_ports=1, word_write_ports=1, wide_ports=2,
+                                          wide_widths=(16, W))
         scheds = []
         for c in range(C):
             s = ChannelScheduler(hw, depth=self.queue_depth)
@@ -319,20 +322,15 @@ class Asic(wiring.Component):
             vu_q.r_en.eq(vu_take & vu_q.r_rdy),
             fe.sreg.idx.eq(vu.sreg.idx), fe.sreg.data.eq(vu.sreg.data),
             fe.sreg.en.eq(vu.sreg.en & ce),
-            sp.rd0.addr.eq(vu.sp_rd.addr), sp.rd0.en.eq(vu.sp_rd.en & ce),
-            vu.sp_rd.data.eq(sp.rd0.data),
-            sp.wr0.addr.eq(vu.sp_wr.addr), sp.wr0.data.eq(vu.sp_wr.data),
-            sp.wr0.en.eq(vu.sp_wr.en & ce),
-            sp.wide_rd1.addr.eq(vu.sp_vrd.addr), sp.wide_rd1.en.eq(vu.sp_vrd.en & ce),
-            vu.sp_vrd.data.eq(sp.wide_rd1.data),
-            sp.wide_wr1.addr.eq(vu.sp_vwr.addr), sp.wide_wr1.data.eq(vu.sp_vwr.data),
-            sp.wide_wr1.mask.eq(vu.sp_vwr.mask & ce.replicate(16)),
+            sp.wide_rd1.addr.eq(vu.sp_rd.addr), sp.wide_rd1.en.eq(vu.sp_rd.en & ce),
+            vu.sp_rd.data.eq(sp.wide_rd1.data),
+            sp.wide_wr1.addr.eq(vu.sp_wr.addr), sp.wide_wr1.data.eq(vu.sp_wr.data),
+            sp.wide_wr1.mask.eq(vu.sp_wr.mask & ce.replicate(W)),
         ]
-        tap_valid = vu.tap.valid & ce
         wiring.connect(m, pim.sp_rd, sp.wide_rd)
         wiring.connect(m, pim.sp_wr, sp.wide_wr)
-        wiring.connect(m, wiring.flipped(self.host_sp_rd), sp.rd1)
-        wiring.connect(m, wiring.flipped(self.host_sp_wr), sp.wr1)
+        wiring.connect(m, wiring.flipped(self.host_sp_rd), sp.rd0)
+        wiring.connect(m, wiring.flipped(self.host_sp_wr), sp.wr0)
 
         pim_idle = ~pim.busy & Cat(*[s.idle for s in scheds]).all() & ~pim_q.r_rdy
         m.d.comb += [
@@ -344,18 +342,30 @@ class Asic(wiring.Component):
             self.n_out.eq(fe.n_out), self.pc.eq(fe.pc), self.advance.eq(fe.advance),
         ]
 
-        # Logit capture: every word ARGMAX loads, appended.
-        m.submodules.cap = cap = Memory(shape=32, depth=self.cap_depth, init=[])
-        cap_w = cap.write_port()
-        cap_r = cap.read_port()
-        m.d.comb += [cap_w.addr.eq(self.n_cap), cap_w.data.eq(vu.tap.data),
-                     cap_w.en.eq(tap_valid & (self.n_cap < self.cap_depth)),
-                     cap_r.addr.eq(self.host_cap_addr), self.host_cap_data.eq(cap_r.data)]
+        self._capture(m, vu, ce, fe)
+        return m
+
+    def _capture(self, m, vu, ce, fe):
+        """Logit capture: the words every ``ARGMAX`` loads, at ``n_cap`` + their element index
+        (a memory of ``lanes`` banks takes one tapped block per cycle); ``n_cap`` grows by the
+        instruction's ``n`` when it ends."""
+        W = vu.lanes
+        m.submodules.cap = cap = Scratchpad(self.cap_depth, lanes=W, word_read_ports=1,
+                                            word_write_ports=0, wide_ports=1)
+        tap = vu.tap
+        at = (self.n_cap + tap.index)[:32]
+        fits = Cat(*[at + k < self.cap_depth for k in range(W)])
+        m.d.comb += [cap.wide_wr.addr.eq(at), cap.wide_wr.data.eq(tap.data),
+                     cap.wide_wr.mask.eq(tap.mask & fits & (tap.valid & ce).replicate(W)),
+                     cap.wide_rd.en.eq(0),
+                     cap.rd0.addr.eq(self.host_cap_addr), cap.rd0.en.eq(1),
+                     self.host_cap_data.eq(cap.rd0.data)]
         with m.If(self.start):
             m.d.sync += [self.n_cap.eq(0), self.cycles.eq(0)]
         with m.Else():
-            with m.If(tap_valid & (self.n_cap < self.cap_depth)):
-                m.d.sync += self.n_cap.eq(self.n_cap + 1)
+            with m.If(tap.end & ce):
+                total = self.n_cap + tap.count
+                m.d.sync += self.n_cap.eq(Mux(total < self.cap_depth, total, self.cap_depth))
             with m.If(fe.running):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
         return m

@@ -54,7 +54,8 @@ def _vector_unit(hw):
 
     from .vector_unit import VectorUnit
 
-    return VectorUnit(sp_addr_width=max(4, ceil_log2(_hw(hw).asic.scratchpad_words)))
+    hw = _hw(hw)
+    return VectorUnit.from_hw(hw, max(4, ceil_log2(hw.asic.scratchpad_words)))
 
 
 def _scratchpad(hw):
@@ -118,7 +119,8 @@ BLOCK_INFO = {
     "asic": (_asic, "ASIC: fetch/decode, PIM command generator, schedulers, vector unit, SRAM"),
     "channel": (_channel, "PIM channel: banks, global buffer, command decode (--hw)"),
     "bank": (_bank, "PIM bank: array model, row buffer, MAC unit, result register, timers"),
-    "vector_unit": (_vector_unit, "SIMD microcoded vector unit (nonlinear ops, bit-exact)"),
+    "vector_unit": (_vector_unit, "vector unit: microcode sequencer, dual issue, asic.vector_lanes "
+                                  "lanes (--hw)"),
     "scratchpad": (_scratchpad, "ASIC SRAM scratchpad, word and 16-word unaligned ports"),
     "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander (of the pim_* parts)"),
     "pim_decode": (_pim_part("pim_decode"), "PIM engine: instruction fields -> generator commands"),

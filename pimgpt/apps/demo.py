@@ -110,10 +110,9 @@ def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
     )
     res = run_model(RtlBackend(build_dir=outdir / "rtl"), "tiny-py", prompt_text=PROMPT_TEXT,
                     new_tokens=new_tokens).stats
-    print(f"  {res['cycles']} RTL cycles; the perf simulator with the RTL vector unit's costs "
-          f"predicts {res['perf_cycles_rtl_vector_unit']} "
-          f"({res['cycle_difference_rtl_vector_unit'] * 100:+.1f} %); "
-          f"{res['logits_matching']}/{res['logits_checked']} logit vectors bit-exact, "
+    print(f"  {res['cycles']} RTL cycles; the perf simulator predicts {res['perf_cycles']} "
+          f"({res['cycle_difference'] * 100:+.2f} %); "
+          f"{res['logits_matching']}/{res['logits_checked']} logits bit-exact, "
           f"golden_match={res['golden_match']}, "
           f"DRAM-protocol violations: {len(res['protocol_violations'])}")
     print("  " + (PROMPT_TEXT + res["text"]).replace("\n", "\n  "))

@@ -4,16 +4,15 @@
 stores the weights in a DRAM image and runs the same program three times: on the golden simulator
 (tokens and the logits of every generated token), on the Verilog system under Verilator or Icarus
 through the host interface with a DRAM-protocol monitor on every channel
-(:func:`~pimgpt.sim.cocotb_lib.system_run.run_system`), and on the performance simulator (cycles,
-and the same schedule with each vector instruction costing what the RTL's vector unit takes: the
-fidelity of everything but the vector unit's speed). The RTL's tokens and the logits it scanned
+(:func:`~pimgpt.sim.cocotb_lib.system_run.run_system`), and on the performance simulator (cycles:
+its vector-unit costs come from the same microcode the RTL runs, ``pimgpt.core.vu.cost``, so
+there is one comparison). The RTL's tokens and the logits it scanned
 (every word its ``ARGMAX`` read) are compared bit for bit with the golden run; a difference is the
 result's ``error``.
 
 Statistics: ``tokens``, ``golden_tokens``, ``cycles``, ``golden_match`` (true only when every
 token and every logit matched bit for bit), ``tokens_match``, ``logits_checked``,
 ``logits_matching``, ``perf_cycles``, ``cycle_difference`` (relative),
-``perf_cycles_rtl_vector_unit`` / ``cycle_difference_rtl_vector_unit``, ``rtl_vector_unit_tck``,
 ``column_commands_match_perf``, ``commands_rtl_vs_perf``, the DRAM command counts, protocol
 violations (always empty in a passing run), timings and ``build_dir``.
 """
@@ -77,7 +76,7 @@ class RtlBackend:
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.sw.mapper import build_dram_image
 
-        from .system_run import compare_with_perf, perf_with_rtl_vector_unit, run_system
+        from .system_run import compare_with_perf, run_system
 
         t0 = time.perf_counter()
         golden = GoldenBackend().run(program, weights, hw)
@@ -86,7 +85,6 @@ class RtlBackend:
         res = run_system(hw, program.program, image, build_dir=self.build_dir,
                          simulator=self.simulator, waves=self.waves, p_idle=self.p_idle)
         cmp = compare_with_perf(hw, program.program, res.traces, tokens=res.tokens)
-        same_vu = perf_with_rtl_vector_unit(hw, program.program, image, tokens=res.tokens)
 
         want = golden.logits.view(np.uint32).reshape(-1)
         got = res.capture
@@ -111,10 +109,6 @@ class RtlBackend:
             "perf_cycles": cmp["perf_cycles"],
             "cycle_difference": (res.cycles - cmp["perf_cycles"]) / cmp["perf_cycles"]
             if cmp["perf_cycles"] else None,
-            "perf_cycles_rtl_vector_unit": same_vu["cycles"],
-            "cycle_difference_rtl_vector_unit":
-                (res.cycles - same_vu["cycles"]) / same_vu["cycles"],
-            "rtl_vector_unit_tck": same_vu["vector_tck"],
             "column_commands_match_perf": cmp["column_sequences_equal"],
             "commands_rtl_vs_perf": {str(c): v["rtl_vs_perf"]
                                      for c, v in cmp["channels"].items()},
@@ -133,9 +127,7 @@ class RtlBackend:
         }
         lines = [
             f"cycles: {stats['cycles']} (perf simulator {stats['perf_cycles']}, "
-            f"{100 * (stats['cycle_difference'] or 0):+.1f} %; perf simulator with the RTL's "
-            f"vector-unit costs {stats['perf_cycles_rtl_vector_unit']}, "
-            f"{100 * stats['cycle_difference_rtl_vector_unit']:+.2f} %)",
+            f"{100 * (stats['cycle_difference'] or 0):+.2f} %)",
             f"golden_match: {str(stats['golden_match']).lower()} ({n_match}/{len(want)} logits "
             f"bit-exact, tokens {'equal' if tokens_match else 'DIFFER'})",
         ]

@@ -172,8 +172,7 @@ class PerfEngine:
         return self.dev.states
 
     def _asic(self, ins) -> int:
-        """Busy time (tCK) of one vector-unit instruction (a hook: the RTL comparison replaces
-        it with the RTL unit's measured costs)."""
+        """Busy time (tCK) of one vector-unit instruction (from ``pimgpt.core.vu.cost``)."""
         return self.asic.run(ins)
 
     def counters(self) -> dict:
