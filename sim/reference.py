@@ -1,4 +1,5 @@
-"""Independent reference GPT-2 forwards: the PIM arithmetic of ``docs/dataflow.md`` and float64.
+"""Independent reference forwards (GPT-2 and Llama): the PIM arithmetic of ``docs/dataflow.md``
+and float64.
 
 This module shares no code with the compiler (``sw/compiler.py``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
@@ -8,11 +9,15 @@ unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 * ``pim_*``: exactly the arithmetic of one GPT step in ``docs/dataflow.md`` (bf16 weights, bf16
   K/V caches, chunked bf16 dot products with fp32 accumulation, the vector unit's nonlinear
   functions). A compiled program run on the golden simulator must match it bit for bit.
-* ``f64_*``: the same GPT-2 in float64 with exact math (``np.exp``, ``np.tanh``, true LayerNorm) on
-  the float32 weights: the yardstick for the PIM arithmetic's accuracy.
+* ``f64_*``: the same model in float64 with exact math (``np.exp``, ``np.tanh``, true LayerNorm,
+  RMSNorm and RoPE) on the float32 weights: the yardstick for the PIM arithmetic's accuracy.
 
-Weights are ``dict[str, numpy.ndarray]`` in the names and layout of :mod:`pimgpt.sw.models`
-(Conv1D ``[in, out]``); the LM head is tied to ``wte``.
+Both follow the architecture fields of :class:`~pimgpt.sw.models.ModelConfig`: LayerNorm or
+RMSNorm, learned positions or RoPE (rotate-half; the PIM model reads the fp32 cos/sin table of
+:func:`pimgpt.core.nonlinear.rope_table`, the float64 model exact cosines and sines), GELU or
+SwiGLU, MHA/GQA/MQA (query head ``a`` attends with K/V head ``a // (n_head / n_kv_head)``), biases
+or none, a tied or separate LM head. Weights are ``dict[str, numpy.ndarray]`` in the names and
+layout of :mod:`pimgpt.sw.models` (matrices ``[in, out]``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from pimgpt.core import nonlinear as nl
 from pimgpt.core import numerics as nm
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.rope import rope_cos_sin_f64, rope_table
 from pimgpt.sw.models import ModelConfig
 
 MAC_LANES = nm.MAC_LANES
@@ -187,96 +193,150 @@ def _widen(x16) -> np.ndarray:
     return nm.bf16_to_f32(x16)
 
 
+def _check_capacity(cfg: ModelConfig, capacity) -> int:
+    if capacity is None:
+        return cfg.ctx
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) \
+            or not 1 <= capacity <= cfg.ctx:
+        raise ReferenceModelError(
+            f"capacity must be an integer in 1..{cfg.ctx} (the context of model {cfg.name}), "
+            f"got {capacity!r}"
+        )
+    return int(capacity)
+
+
 class PimModel:
-    """GPT-2 with the arithmetic of ``docs/dataflow.md``, one step per token, with K/V caches.
+    """A decoder with the arithmetic of ``docs/dataflow.md``, one step per token, with K/V caches.
 
     Parameters
     ----------
     cfg : ModelConfig
-        Model shape.
+        Model shape and architecture.
     weights : dict of str to numpy.ndarray
-        float32 weights (HF GPT-2 names, Conv1D ``[in, out]``); rounded to bf16 here.
+        float32 weights (pimgpt names, matrices ``[in, out]``); rounded to bf16 here.
     gb_elems : int
         Global-buffer size G in elements (chunk size of every dot product).
+    capacity : int, optional
+        Positions the K/V caches hold (default ``cfg.ctx``; less saves memory on long-context
+        models).
 
     Attributes
     ----------
     last_xf : numpy.ndarray or None
-        The fp32 output of the final LayerNorm of the last step that computed logits.
+        The fp32 output of the final norm of the last step that computed logits.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int):
+    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int, capacity=None):
         _check_model(cfg, weights)
         self.cfg = cfg
         self.G = _check_gb(gb_elems)
+        self.capacity = _check_capacity(cfg, capacity)
         self.eps = np.float32(cfg.ln_eps)
         # The score scale is the fp32 constant nearest 1/sqrt(d_head).
         self.scale = np.float32(1.0 / math.sqrt(cfg.d_head))
 
-        def mat(name):  # Conv1D [in, out] -> one bf16 vector per output neuron, [out, in]
+        def mat(name):  # [in, out] -> one bf16 vector per output neuron, [out, in]
             return np.ascontiguousarray(_bf16(weights[name]).T)
 
         def vec(name):  # w(.) of a 1-D parameter
             return _widen(_bf16(weights[name]))
 
+        def linear(name):
+            return mat(name + ".weight"), vec(name + ".bias") if cfg.bias else None
+
+        def norm(name):
+            return vec(name + ".weight"), vec(name + ".bias") if cfg.norm == "layernorm" else None
+
         self.wte16 = _bf16(weights["wte"])
-        self.wpe16 = _bf16(weights["wpe"])
+        self.wpe16 = _bf16(weights["wpe"]) if cfg.position == "learned" else None
+        self.head16 = self.wte16 if cfg.tied_head else _bf16(weights["lm_head"])
+        self.inv_freq = cfg.rope_inv_freq()
         self.layers = []
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             self.layers.append({
-                "ln1": (vec(p + "ln_1.weight"), vec(p + "ln_1.bias")),
-                "attn": (mat(p + "attn.c_attn.weight"), vec(p + "attn.c_attn.bias")),
-                "proj": (mat(p + "attn.c_proj.weight"), vec(p + "attn.c_proj.bias")),
-                "ln2": (vec(p + "ln_2.weight"), vec(p + "ln_2.bias")),
-                "fc": (mat(p + "mlp.c_fc.weight"), vec(p + "mlp.c_fc.bias")),
-                "fcproj": (mat(p + "mlp.c_proj.weight"), vec(p + "mlp.c_proj.bias")),
+                "ln1": norm(p + "ln_1"), "attn": linear(p + "attn.c_attn"),
+                "proj": linear(p + "attn.c_proj"), "ln2": norm(p + "ln_2"),
+                "fc": linear(p + "mlp.c_fc"), "fcproj": linear(p + "mlp.c_proj"),
             })
-        self.lnf = (vec("ln_f.weight"), vec("ln_f.bias"))
+        self.lnf = norm("ln_f")
         self.last_xf = None
         self.reset()
 
     def reset(self) -> None:
         """Empty the K/V caches (K row ``pos`` per token; V stored transposed, column ``pos``)."""
-        d, ctx = self.cfg.d_model, self.cfg.ctx
-        self.k_cache = [np.zeros((ctx, d), np.uint16) for _ in range(self.cfg.n_layer)]
-        self.v_cache = [np.zeros((d, ctx), np.uint16) for _ in range(self.cfg.n_layer)]
+        kv, cap = self.cfg.kv_dim, self.capacity
+        self.k_cache = [np.zeros((cap, kv), np.uint16) for _ in range(self.cfg.n_layer)]
+        self.v_cache = [np.zeros((kv, cap), np.uint16) for _ in range(self.cfg.n_layer)]
 
     def linear(self, x, layer: tuple) -> np.ndarray:
-        """``y_j = f32_add(chunkdot(bf16(x), W[:, j]), w(bias_j))``."""
+        """``y_j = chunkdot(bf16(x), W[:, j])``, then ``f32_add(y_j, w(bias_j))`` with biases."""
         w16, bias = layer
-        return nm.f32_add(chunkdot(_bf16(x), w16, self.G), bias)
+        y = chunkdot(_bf16(x), w16, self.G)
+        return y if bias is None else nm.f32_add(y, bias)
+
+    def norm(self, x, params: tuple) -> np.ndarray:
+        """LayerNorm (gain, shift) or RMSNorm (gain) of the vector unit."""
+        gain, shift = params
+        if shift is None:
+            return nl.rmsnorm(x, gain, self.eps)
+        return nl.layernorm(x, gain, shift, self.eps)
+
+    def attention(self, li: int, q, k, v, pos: int) -> np.ndarray:
+        """Store ``k``/``v`` at ``pos`` and attend every query head; the heads' outputs ``[d]``."""
+        cfg, G = self.cfg, self.G
+        dh, H, group = cfg.d_head, cfg.n_head, cfg.group
+        kc, vc = self.k_cache[li], self.v_cache[li]
+        kc[pos] = _bf16(k)
+        vc[:, pos] = _bf16(v)
+        q16 = _bf16(q)
+        keys = kc[:pos + 1]
+        # Query head a meets K/V head a // group: place its q where that head's K elements sit
+        # in a K-cache vector, so the dot product runs over the same index range of K (and the
+        # same chunk boundaries) as for multi-head attention.
+        q_on_k = np.zeros((H, cfg.kv_dim), np.uint16)
+        for a in range(H):
+            g = a // group
+            q_on_k[a, g * dh:(g + 1) * dh] = q16[a * dh:(a + 1) * dh]
+        scores = np.stack([
+            segdot(q_on_k[a], keys, (a // group) * dh, (a // group + 1) * dh, G)
+            for a in range(H)
+        ])  # [heads, pos+1]
+        p = nl.softmax(nm.f32_mul(scores, self.scale))
+        p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
+        vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[np.arange(H) // group]
+        return chunkdot(p16, vt, G).reshape(cfg.d_model)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
-        cfg, G = self.cfg, self.G
-        d, dh = cfg.d_model, cfg.d_head
-        x = nm.f32_add(_widen(self.wte16[tok]), _widen(self.wpe16[pos]))
+        cfg = self.cfg
+        if not 0 <= pos < self.capacity:
+            raise ReferenceModelError(
+                f"position {pos} is outside the K/V caches' capacity {self.capacity}"
+            )
+        d, kv, dh = cfg.d_model, cfg.kv_dim, cfg.d_head
+        x = _widen(self.wte16[tok])
+        if self.wpe16 is not None:
+            x = nm.f32_add(x, _widen(self.wpe16[pos]))
+        if self.inv_freq is not None:
+            cos, sin = (t[0] for t in rope_table([pos], self.inv_freq))
         for li, L in enumerate(self.layers):
-            h = nl.layernorm(x, *L["ln1"], self.eps)
+            h = self.norm(x, L["ln1"])
             qkv = self.linear(h, L["attn"])
-            q, k, v = qkv[:d], qkv[d:2 * d], qkv[2 * d:]
-            kc, vc = self.k_cache[li], self.v_cache[li]
-            kc[pos] = _bf16(k)
-            vc[:, pos] = _bf16(v)
-            q16 = _bf16(q)
-            keys = kc[:pos + 1]
-            scores = np.stack([
-                segdot(q16, keys, a * dh, (a + 1) * dh, G) for a in range(cfg.n_head)
-            ])  # [heads, pos+1]
-            p = nl.softmax(nm.f32_mul(scores, self.scale))
-            p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
-            vt = vc[:, :pos + 1].reshape(cfg.n_head, dh, pos + 1)
-            o = chunkdot(p16, vt, G).reshape(d)
-            x = nm.f32_add(x, self.linear(o, L["proj"]))
-            h = nl.layernorm(x, *L["ln2"], self.eps)
-            m = self.linear(nl.gelu(self.linear(h, L["fc"])), L["fcproj"])
-            x = nm.f32_add(x, m)
+            q, k, v = qkv[:d], qkv[d:d + kv], qkv[d + kv:]
+            if self.inv_freq is not None:
+                q = nl.rope(q.reshape(cfg.n_head, dh), cos, sin).reshape(d)
+                k = nl.rope(k.reshape(cfg.n_kv_head, dh), cos, sin).reshape(kv)
+            x = nm.f32_add(x, self.linear(self.attention(li, q, k, v, pos), L["proj"]))
+            h = self.norm(x, L["ln2"])
+            u = self.linear(h, L["fc"])
+            a = nl.gelu(u) if cfg.mlp == "gelu" else nl.swiglu(u[:cfg.d_ff], u[cfg.d_ff:])
+            x = nm.f32_add(x, self.linear(a, L["fcproj"]))
         if not need_logits:
             return None
-        xf = nl.layernorm(x, *self.lnf, self.eps)
+        xf = self.norm(x, self.lnf)
         self.last_xf = xf
-        return chunkdot(_bf16(xf), self.wte16, G)
+        return chunkdot(_bf16(xf), self.head16, self.G)
 
 
 def _first_argmax(logits: np.ndarray) -> int:
@@ -333,7 +393,8 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     """
     prompt = _check_tokens(cfg, prompt, "prompt")
     new_tokens = _check_lengths(cfg, len(prompt), new_tokens)
-    return _generate(PimModel(cfg, weights, gb_elems), prompt, new_tokens)
+    capacity = len(prompt) + max(new_tokens, 1) - 1
+    return _generate(PimModel(cfg, weights, gb_elems, capacity), prompt, new_tokens)
 
 
 def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
@@ -347,7 +408,7 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
     """
     tokens = _check_tokens(cfg, tokens, "tokens")
     _check_lengths(cfg, len(tokens), 1)
-    model = PimModel(cfg, weights, gb_elems)
+    model = PimModel(cfg, weights, gb_elems, len(tokens))
     return np.stack([model.step(t, pos, need_logits=True) for pos, t in enumerate(tokens)])
 
 
@@ -355,61 +416,90 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
 # The float64 model
 # ---------------------------------------------------------------------------------------------
 class F64Model:
-    """GPT-2 in float64 with exact math on the float32 weights, one step per token.
+    """The same decoder in float64 with exact math on the float32 weights, one step per token.
 
     Parameters
     ----------
     cfg : ModelConfig
-        Model shape.
+        Model shape and architecture.
     weights : dict of str to numpy.ndarray
-        float32 weights, HF GPT-2 names.
+        float32 weights, pimgpt names.
+    capacity : int, optional
+        Positions the K/V caches hold (default ``cfg.ctx``).
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict):
+    def __init__(self, cfg: ModelConfig, weights: dict, capacity=None):
         _check_model(cfg, weights)
         self.cfg = cfg
+        self.capacity = _check_capacity(cfg, capacity)
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         self.last_xf = None
-        self.k_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
-        self.v_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
+        self.k_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
+        self.v_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
+        self.inv_freq = cfg.rope_inv_freq()
 
-    def _ln(self, x, name):
+    def _norm(self, x, name):
+        eps, gain = self.cfg.ln_eps, self.w[name + ".weight"]
+        if self.cfg.norm == "rmsnorm":
+            return x / np.sqrt((x * x).mean() + eps) * gain
         mu = x.mean()
         var = ((x - mu) ** 2).mean()
-        return (x - mu) / np.sqrt(var + self.cfg.ln_eps) * self.w[name + ".weight"] + self.w[
-            name + ".bias"]
+        return (x - mu) / np.sqrt(var + eps) * gain + self.w[name + ".bias"]
+
+    def _linear(self, x, name):
+        y = x @ self.w[name + ".weight"]
+        return y + self.w[name + ".bias"] if self.cfg.bias else y
 
     @staticmethod
     def _gelu(x):
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
+    @staticmethod
+    def _rope(x, cos, sin):
+        """Rotate-half RoPE of heads ``x [..., D]`` by float64 ``cos``/``sin`` ``[D/2]``."""
+        h = x.shape[-1] // 2
+        lo, hi = x[..., :h], x[..., h:]
+        return np.concatenate([lo * cos - hi * sin, hi * cos + lo * sin], axis=-1)
+
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
         cfg, w = self.cfg, self.w
-        d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
-        x = w["wte"][tok] + w["wpe"][pos]
+        if not 0 <= pos < self.capacity:
+            raise ReferenceModelError(
+                f"position {pos} is outside the K/V caches' capacity {self.capacity}"
+            )
+        d, dh, H, KV, kv = cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim
+        x = w["wte"][tok] + (w["wpe"][pos] if cfg.position == "learned" else 0.0)
+        if self.inv_freq is not None:
+            cos, sin = (t[0] for t in rope_cos_sin_f64([pos], self.inv_freq))
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            h = self._ln(x, p + "ln_1")
-            qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
-            q, k, v = qkv[:d], qkv[d:2 * d], qkv[2 * d:]
-            self.k_cache[i, pos] = k
+            qkv = self._linear(self._norm(x, p + "ln_1"), p + "attn.c_attn")
+            q, k, v = qkv[:d].reshape(H, dh), qkv[d:d + kv].reshape(KV, dh), qkv[d + kv:]
+            if self.inv_freq is not None:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            self.k_cache[i, pos] = k.reshape(kv)
             self.v_cache[i, pos] = v
-            keys = self.k_cache[i, :pos + 1].reshape(pos + 1, H, dh)
-            vals = self.v_cache[i, :pos + 1].reshape(pos + 1, H, dh)
-            s = np.einsum("hd,thd->ht", q.reshape(H, dh), keys) / math.sqrt(dh)
+            keys = self.k_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
+            vals = self.v_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
+            # Query head a = g * group + j attends with K/V head g.
+            s = np.einsum("gjd,tgd->gjt", q.reshape(KV, cfg.group, dh), keys) / math.sqrt(dh)
             e = np.exp(s - s.max(axis=-1, keepdims=True))
             prob = e / e.sum(axis=-1, keepdims=True)
-            o = np.einsum("ht,thd->hd", prob, vals).reshape(d)
-            x = x + o @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-            h = self._ln(x, p + "ln_2")
-            u = h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]
-            x = x + self._gelu(u) @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
+            o = np.einsum("gjt,tgd->gjd", prob, vals).reshape(d)
+            x = x + self._linear(o, p + "attn.c_proj")
+            u = self._linear(self._norm(x, p + "ln_2"), p + "mlp.c_fc")
+            if cfg.mlp == "gelu":
+                a = self._gelu(u)
+            else:
+                gate, up = u[:cfg.d_ff], u[cfg.d_ff:]
+                a = gate * 0.5 * (1.0 + np.tanh(0.5 * gate)) * up  # silu(gate) * up
+            x = x + self._linear(a, p + "mlp.c_proj")
         if not need_logits:
             return None
-        xf = self._ln(x, "ln_f")
+        xf = self._norm(x, "ln_f")
         self.last_xf = xf
-        return w["wte"] @ xf
+        return (w["wte"] if cfg.tied_head else w["lm_head"]) @ xf
 
 
 def f64_generate(cfg: ModelConfig, weights: dict, prompt: Sequence[int],
@@ -425,7 +515,8 @@ def f64_generate(cfg: ModelConfig, weights: dict, prompt: Sequence[int],
     """
     prompt = _check_tokens(cfg, prompt, "prompt")
     new_tokens = _check_lengths(cfg, len(prompt), new_tokens)
-    return _generate(F64Model(cfg, weights), prompt, new_tokens)
+    capacity = len(prompt) + max(new_tokens, 1) - 1
+    return _generate(F64Model(cfg, weights, capacity), prompt, new_tokens)
 
 
 def f64_logits_teacher_forced(cfg: ModelConfig, weights: dict,
@@ -433,5 +524,5 @@ def f64_logits_teacher_forced(cfg: ModelConfig, weights: dict,
     """float64 logits at every position of ``tokens``: ``[len(tokens), vocab]``."""
     tokens = _check_tokens(cfg, tokens, "tokens")
     _check_lengths(cfg, len(tokens), 1)
-    model = F64Model(cfg, weights)
+    model = F64Model(cfg, weights, len(tokens))
     return np.stack([model.step(t, pos, need_logits=True) for pos, t in enumerate(tokens)])

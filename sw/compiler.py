@@ -594,6 +594,12 @@ class _Compiler:
                  schedule: str = "pipelined"):
         if schedule not in SCHEDULES:
             raise CompileError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if cfg.family != "gpt2":
+            raise CompileError(
+                f"model {cfg.name} is {cfg.family}-style ({cfg.norm}, {cfg.position} positions, "
+                f"{cfg.mlp}); the compiler lowers GPT-2-style models only so far (Llama lowering "
+                "is not implemented yet); use the reference models in pimgpt.sim.reference"
+            )
         self.cfg, self.hw, self.mm = cfg, hw, mm
         dram = hw.dram
         self.C, self.B, self.S = dram.channels, dram.banks, dram.slots

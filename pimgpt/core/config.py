@@ -122,7 +122,11 @@ def _need(section: dict, key: str, kind, where: str, positive: bool = True):
 
 
 def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
-    """Build and validate a :class:`HwConfig` from a parsed YAML mapping."""
+    """Build and validate a :class:`HwConfig` from a parsed YAML mapping.
+
+    A mapping with ``base: <preset name>`` is that preset with the mapping's keys merged over it.
+    """
+    data = _with_base(data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: top level must be a mapping with dram/timing/asic sections")
     for sec in ("dram", "timing", "asic"):
@@ -254,12 +258,49 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: malformed YAML{at}; fix the syntax") from None
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys replacing its own, mappings merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def _preset_yaml(name: str) -> dict:
+    with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:
+        return load_yaml(p)
+
+
+def _with_base(data, where: str, seen: tuple = ()):
+    """Resolve ``base: <preset>``: the preset's sections with this file's keys merged over them
+    (so a preset or user file states only what differs, e.g. ``dram: {channels: 16}``)."""
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    base = data["base"]
+    if not isinstance(base, str) or base not in hw_presets():
+        raise ConfigError(
+            f"{where}: base {base!r} is not a hardware preset; use one of {hw_presets()}"
+        )
+    if base in seen:
+        raise ConfigError(f"{where}: base presets form a cycle ({' -> '.join(seen + (base,))})")
+    own = {k: v for k, v in data.items() if k != "base"}
+    merged = _merge(_with_base(_preset_yaml(base), base, seen + (base,)), own)
+    if "name" not in own:
+        merged.pop("name", None)  # a file without a name is named after itself, not its base
+    return merged
+
+
 def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
-    """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``)."""
+    """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``).
+
+    A file may start from a preset with ``base: <preset name>`` and give only the keys that
+    differ (mappings are merged key by key).
+    """
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
-        with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:
-            return hw_from_dict(load_yaml(p), where=name)
+        return hw_from_dict(_preset_yaml(name), where=name)
     path = Path(name)
     if not path.suffix and not path.exists():
         raise ConfigError(
