@@ -1,0 +1,25 @@
+"""Compile GPT generation into a pimgpt program (``docs/isa.md``) computing ``docs/dataflow.md``.
+
+Entry points: :func:`compile_generation` (prefill + decode, the program the golden simulator runs
+end to end) and :func:`compile_decode_step` (one decode step at a given context, the workload of
+the performance simulator).
+
+Modules
+-------
+:mod:`.program`
+    :class:`CompiledProgram` and its files, :func:`hazards` and the ``SYNC``-placing builder.
+:mod:`.lowering`, :mod:`.attention`, :mod:`.plan`
+    Model step -> instructions in program order (GEMVs, attention, the scratchpad plan).
+:mod:`.schedule`
+    Schedule strategies (``pipelined``, ``serial``): how finely work is split and where the
+    ``SYNC``\\ s go (the list scheduler and its cost model).
+:mod:`.driver`
+    The entry points.
+"""
+
+from .driver import compile_decode_step, compile_generation
+from .program import TOKEN_REG, CompiledProgram, CompileError, Step, hazards
+from .schedule import SCHEDULES
+
+__all__ = ["SCHEDULES", "TOKEN_REG", "CompileError", "CompiledProgram", "Step",
+           "compile_decode_step", "compile_generation", "hazards"]

@@ -1,0 +1,146 @@
+"""Entry points: compile a generation (prefill + decode) or one decode step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pimgpt.core.config import HwConfig
+from pimgpt.core.isa import Op
+from pimgpt.sw.mapper import MemoryMap, map_model
+from pimgpt.sw.models import ModelConfig
+
+from .lowering import Lowering
+from .program import Builder, CompiledProgram, CompileError, Step
+from .schedule import SCHEDULES, make_schedule
+
+
+class _Compiler:
+    """Lowers steps one by one and appends each, scheduled, to one program."""
+
+    def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap, schedule: str):
+        if schedule not in SCHEDULES:
+            raise CompileError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if cfg.family != "gpt2":
+            raise CompileError(
+                f"model {cfg.name} is {cfg.family}-style ({cfg.norm}, {cfg.position} positions, "
+                f"{cfg.mlp}); the compiler lowers GPT-2-style models only so far (Llama lowering "
+                "is not implemented yet); use the reference models in pimgpt.sim.reference"
+            )
+        self.mm = mm
+        self.schedule = make_schedule(schedule, hw)
+        self.lower = Lowering(cfg, hw, mm, self.schedule)
+        self.out = Builder(hw.dram.banks)
+        self.steps: list[Step] = []
+
+    def run_step(self, pos: int, token: int | None, logits: bool) -> None:
+        self.steps.append(Step(len(self.out.program), pos, token, logits))
+        self.lower.step(pos, token, logits)
+        program, tags = self.lower.b.take()
+        self.schedule.place(self.out, program, tags)
+
+    def finish(self) -> CompiledProgram:
+        out = self.out
+        out.tag = "end"
+        out.sync()
+        out.emit(Op.EOC)
+        return CompiledProgram(program=out.program, memmap=self.mm, tags=out.tags,
+                               scratchpad_words_used=self.lower.P.high, steps=self.steps,
+                               schedule=self.schedule.name)
+
+
+def _check_memmap(cfg: ModelConfig, hw: HwConfig, memmap: MemoryMap | None) -> MemoryMap:
+    if memmap is None:
+        return map_model(cfg, hw)
+    if memmap.cfg != cfg or memmap.hw.dram != hw.dram:
+        raise CompileError("the memory map was made for another model or hardware; remap it")
+    return memmap
+
+
+def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
+                       memmap: MemoryMap | None = None,
+                       schedule: str = "pipelined") -> CompiledProgram:
+    """Prefill ``prompt`` one token per step, then decode ``new_tokens - 1`` more steps.
+
+    The last prefill step and every decode step compute the LM head, ``ARGMAX`` into ``R0`` and
+    ``OUT`` it; decode steps read the token embedding by register (``FLAG_VEC_FROM_REG``). The
+    output stream of the program is the ``new_tokens`` generated tokens.
+
+    Parameters
+    ----------
+    cfg, hw : ModelConfig, HwConfig
+    prompt : sequence of int
+        Token ids, at least one, each below ``cfg.vocab``.
+    new_tokens : int
+        Tokens to generate (>= 1).
+    memmap : MemoryMap, optional
+        Placement to use (default ``map_model(cfg, hw)``).
+    schedule : {"pipelined", "serial"}
+        ``"pipelined"`` (default) overlaps vector-unit work with PIM work (software pipelining,
+        :class:`.schedule.PipelinedSchedule`); ``"serial"`` is the earlier schedule, kept for
+        comparison. Both compute the same values bit for bit.
+
+    Returns
+    -------
+    CompiledProgram
+    """
+    prompt = list(prompt)
+    if not prompt:
+        raise CompileError("the prompt is empty; give at least one token id")
+    for tok in prompt:
+        if isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) or not (
+            0 <= tok < cfg.vocab
+        ):
+            raise CompileError(
+                f"prompt token {tok!r} is not an id in 0..{cfg.vocab - 1} of model {cfg.name}"
+            )
+    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
+        raise CompileError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    mm = _check_memmap(cfg, hw, memmap)
+    total = len(prompt) + new_tokens - 1
+    if total > mm.context:
+        raise CompileError(
+            f"{len(prompt)} prompt tokens + {new_tokens} new tokens need {total} positions but "
+            f"the KV cache holds {mm.context} (model {cfg.name}); shorten the prompt or generate "
+            "fewer tokens"
+        )
+    comp = _Compiler(cfg, hw, mm, schedule)
+    for pos, tok in enumerate(prompt):
+        comp.run_step(pos, int(tok), pos == len(prompt) - 1)
+    for k in range(1, new_tokens):
+        comp.run_step(len(prompt) - 1 + k, None, True)
+    return comp.finish()
+
+
+def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = None,
+                        memmap: MemoryMap | None = None,
+                        schedule: str = "pipelined") -> CompiledProgram:
+    """One decode step attending ``context`` tokens (position ``context - 1``).
+
+    The KV cache is assumed to hold the earlier ``context - 1`` tokens. The step's token is set by
+    ``SETR R0, 0`` and read by register, as in a generation step; the step computes the LM head.
+
+    Parameters
+    ----------
+    cfg, hw : ModelConfig, HwConfig
+    context : int, optional
+        Tokens attended, 1..cfg.ctx (default ``cfg.ctx``).
+    memmap : MemoryMap, optional
+    schedule : {"pipelined", "serial"}
+        See :func:`compile_generation`.
+
+    Returns
+    -------
+    CompiledProgram
+    """
+    if context is None:
+        context = cfg.ctx
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= cfg.ctx:
+        raise CompileError(f"context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}")
+    mm = _check_memmap(cfg, hw, memmap)
+    if context > mm.context:
+        raise CompileError(
+            f"context {context} exceeds the memory map's KV-cache capacity {mm.context}; remap"
+        )
+    comp = _Compiler(cfg, hw, mm, schedule)
+    comp.run_step(context - 1, 0, True)
+    return comp.finish()

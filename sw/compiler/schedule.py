@@ -1,0 +1,334 @@
+"""Schedules: where the ``SYNC``\\ s of a recorded step go, and how finely the lowering splits work.
+
+The lowering (:mod:`.lowering`) records a step in program order without any ``SYNC``; a
+:class:`Schedule` decides
+
+* how the lowering splits work: the output groups of a GEMV (a group's reduction, bias and
+  post-processing are emitted as soon as its partial sums are in), whether a multi-chunk GEMV
+  runs group-outer, the head blocks of attention and whether each head's ``p . V`` follows its
+  softmax;
+* how the recording becomes a program: ``serial`` appends it through a :class:`.Builder` (a
+  ``SYNC`` at every race), ``pipelined`` cuts it into ``SYNC`` intervals with the list scheduler
+  :func:`list_schedule`, which overlaps the two sides.
+
+Both compute the same values bit for bit: the recording's order is a valid sequential order, and
+every placement keeps each side's order and puts conflicting instructions of the two sides in
+different intervals.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pimgpt.core.config import HwConfig
+from pimgpt.core.isa import Instr, Op
+from pimgpt.sw.mapper import COL
+
+from .program import REG_BASE, Builder, effects, hazards
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost model of the list scheduler
+# ---------------------------------------------------------------------------------------------
+class CostModel:
+    """Rough duration (DRAM tCK) of instructions, only to choose where SYNC intervals end.
+
+    ASIC: the vector-unit cost the hardware config states (``pipeline_cycles`` + element ops /
+    lanes + ``seq_add_cycles`` per dependent add). PIM: column streaming at ``nCCDL``, a row
+    switch (``nRTP + nRP + nRCDRDMAC``) when a MAC needs another row, transfers at the pin rate.
+    Estimates need not be exact: a wrong one costs some overlap, never correctness.
+    """
+
+    def __init__(self, hw: HwConfig):
+        d, t, a = hw.dram, hw.timing, hw.asic
+        self.C, self.NB = d.channels, d.banks
+        self.ccd = max(t.get("nCCDL", 2), t.get("nCCDS", 2), 1)
+        self.miss = t.get("nRTP", 12) + t.get("nRP", 32) + t.get("nRCDRDMAC", 56)
+        self.io_col = max(d.column_bytes / d.channel_gbytes_per_s / d.tck_ns, 1.0)
+        self.lat = t.get("nCL", 50)
+        self.asic_tck = 1.0 / a.clock_ghz / d.tck_ns
+        self.lanes = a.vector_lanes
+        self.pipe = 4 if a.pipeline_cycles is None else a.pipeline_cycles
+        self.seq = 1 if a.seq_add_cycles is None else a.seq_add_cycles
+        e = {"exp": 21, "recip": 11, "rsqrt": 17, "gelu": 40}
+        e.update(a.elem_ops)
+        self.e = e
+
+    def asic(self, ins: Instr) -> float:
+        op, a = ins.op, ins.args
+        n = a.get("n", 0)
+        e = self.e
+        par = n
+        seq = 0
+        if op is Op.VREDUCE:
+            par = n * max(a["k"] - 1, 1)
+        elif op in (Op.VMAX, Op.ARGMAX):
+            seq = math.ceil(math.log2(max(self.lanes, 2)))
+        elif op is Op.VEXP:
+            par = n * e["exp"]
+        elif op is Op.VRECIP:
+            par = n * e["recip"]
+        elif op is Op.VRSQRT:
+            par = n * e["rsqrt"]
+        elif op is Op.VGELU:
+            par = n * e["gelu"]
+        elif op is Op.SOFTMAX:
+            par, seq = n * (3 + e["exp"]), n + e["recip"]
+        elif op is Op.LAYERNORM:
+            par, seq = 5 * n, 2 * n + e["recip"] + e["rsqrt"] + 3
+        elif op in (Op.SETR, Op.OUT):
+            return self.asic_tck
+        cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
+        return cycles * self.asic_tck
+
+    def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
+        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
+        op, a = ins.op, ins.args
+        mask = a.get("ch_mask")
+        if mask is None:
+            chans = (a["ch"],) if "ch" in a else tuple(range(self.C))
+        else:
+            chans = tuple(c for c in range(self.C) if mask >> c & 1)
+        if op in (Op.MAC_ABK, Op.MAC_SBK):
+            row = a["row"]
+            miss = any(open_rows[c] != row for c in chans)
+            for c in chans:
+                open_rows[c] = row
+            return chans, a["ncols"] * self.ccd + (self.miss if miss else 0)
+        if op in (Op.RD_MAC, Op.WR_BIAS):
+            return chans, 40.0
+        if op is Op.WR_GB:
+            return chans, a["ncols"] * self.io_col + 10
+        for c in chans:
+            open_rows[c] = None
+        n = a.get("n", a.get("ncols", 1) * COL)
+        if op is Op.WR_ELEM:
+            return chans, n / self.C * 8 + self.miss
+        return chans, -(-n // COL) * self.io_col + self.miss + self.lat
+
+
+# ---------------------------------------------------------------------------------------------
+# The list scheduler
+# ---------------------------------------------------------------------------------------------
+def _side_queues(program: list, banks: int, limit: int) -> tuple[dict, dict]:
+    """Per side, its instruction indices in order and, for each, the position in the other
+    side's queue of the last earlier instruction it conflicts with (-1 if none)."""
+    eff = [effects(ins, banks) for ins in program]
+    top = limit
+    for _, rs, ws in eff:
+        for lo, hi in rs + ws:
+            if lo < REG_BASE:
+                top = max(top, hi)
+    size = top + 16
+
+    def words(lo, hi):
+        return (lo - REG_BASE + top, hi - REG_BASE + top) if lo >= REG_BASE else (lo, hi)
+
+    last_w = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
+    last_r = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
+    queues: dict = {True: [], False: []}
+    deps: dict = {True: [], False: []}
+    for u, (pim, rs, ws) in enumerate(eff):
+        q = queues[pim]
+        pos = len(q)
+        ow, orr = last_w[not pim], last_r[not pim]
+        dep = -1
+        for lo, hi in rs:
+            lo, hi = words(lo, hi)
+            dep = max(dep, int(ow[lo:hi].max()))
+        for lo, hi in ws:
+            lo, hi = words(lo, hi)
+            dep = max(dep, int(ow[lo:hi].max()), int(orr[lo:hi].max()))
+        mw, mr = last_w[pim], last_r[pim]
+        for lo, hi in rs:
+            lo, hi = words(lo, hi)
+            mr[lo:hi] = pos
+        for lo, hi in ws:
+            lo, hi = words(lo, hi)
+            mw[lo:hi] = pos
+        q.append(u)
+        deps[pim].append(dep)
+    return queues, deps
+
+
+def list_schedule(program: list, banks: int, cost: CostModel,
+                  limit: int) -> list[tuple[list, list]]:
+    """Split a sequential instruction stream into SYNC intervals that overlap the two sides.
+
+    Each side keeps its own program order; an instruction may join an interval only when every
+    earlier (in ``program``) instruction of the other side that it conflicts with (scratchpad or
+    register words: read-after-write, write-after-read, write-after-write) sits in an earlier
+    interval. So no two instructions of one interval conflict across the sides, the golden
+    simulator (program order) computes exactly what ``program`` computes, and :func:`hazards`
+    finds nothing. Intervals are built greedily with :class:`CostModel` times: both sides run
+    what is ready; when one side stalls on an instruction the other side has already executed,
+    the interval ends at the other side's first instruction boundary after the stall (a SYNC
+    there costs the busy side nothing).
+
+    Returns
+    -------
+    list of (list of int, list of int)
+        Per interval, the PIM and the ASIC instruction indices into ``program``.
+    """
+    queues, deps = _side_queues(program, banks, limit)
+    P, A = queues[True], queues[False]
+    dP, dA = deps[True], deps[False]
+    nP, nA = len(P), len(A)
+    cP = [0.0] * nP
+    pchans: list = [()] * nP
+    open_rows: list = [None] * cost.C
+    for k, u in enumerate(P):
+        pchans[k], cP[k] = cost.pim(program[u], open_rows)
+    cA = [cost.asic(program[u]) for u in A]
+    out = []
+    p = a = 0
+    while p < nP or a < nA:
+        ch = [0.0] * cost.C
+        tP = tA = 0.0
+        i, j = p, a
+        while True:
+            pr = i < nP and dP[i] < a
+            ar = j < nA and dA[j] < p
+            if pr and ar:
+                run_p = tP <= tA
+            elif pr:
+                if j < nA and i > dA[j] and tP >= tA:
+                    break  # the ASIC waits on PIM work done in this interval: SYNC now
+                run_p = True
+            elif ar:
+                if i < nP and j > dP[i] and tA >= tP:
+                    break
+                run_p = False
+            else:
+                break
+            if run_p:
+                cs = pchans[i]
+                t0 = max(ch[c] for c in cs) if cs else tP
+                t1 = t0 + cP[i]
+                for c in cs:
+                    ch[c] = t1
+                if t1 > tP:
+                    tP = t1
+                i += 1
+            else:
+                tA += cA[j]
+                j += 1
+        out.append((P[p:i], A[a:j]))
+        p, a = i, j
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule strategies
+# ---------------------------------------------------------------------------------------------
+class Schedule:
+    """How the lowering splits a step and how its recording becomes a program.
+
+    Subclasses set the lowering knobs and implement :meth:`place`.
+    """
+
+    name = ""
+    #: Each head's ``p . V`` right after its softmax (heads at most a channel wide only).
+    av_per_head = False
+
+    def gemv_groups(self, n_local: int, growing: bool) -> list[tuple[int, int]]:
+        """Output groups ``[(i0, i1), ...]`` of local vectors of a GEMV; ``growing``: groups of
+        1, 2, 4, 8, 8, ... (run group-outer, so that the first outputs complete early)."""
+        raise NotImplementedError
+
+    def head_blocks(self, n_head: int) -> list[list[int]]:
+        """Blocks of heads whose scores are computed together, in order."""
+        raise NotImplementedError
+
+    def place(self, out: Builder, program: list, tags: list) -> None:
+        """Append the recorded step ``program`` (no SYNCs) to ``out`` with SYNCs placed."""
+        raise NotImplementedError
+
+
+class SerialSchedule(Schedule):
+    """One group per GEMV, all heads' scores then all softmaxes then ``p . V``; a ``SYNC`` at
+    every race. The vector unit and the PIM rarely overlap: kept for comparison."""
+
+    name = "serial"
+
+    def gemv_groups(self, n_local, growing):
+        return [(0, n_local)]
+
+    def head_blocks(self, n_head):
+        return [list(range(n_head))]
+
+    def place(self, out, program, tags):
+        for ins, tag in zip(program, tags, strict=True):
+            out.append(ins, tag)
+
+
+class PipelinedSchedule(Schedule):
+    """Software pipelining (the default): the same arithmetic split finer and recorded in an
+    order that exposes overlap, then cut into SYNC intervals by :func:`list_schedule`.
+
+    * GEMV outputs finish group by group (at most 32 groups; reduction, bias, then GELU or the
+      residual add per group), so the vector unit works while the PIM streams later rows; the fc
+      GEMV with several input chunks runs group-outer with growing groups;
+    * attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and follows each
+      head's softmax with that head's ``p . V`` (later heads' scores hide the softmax).
+    """
+
+    name = "pipelined"
+    av_per_head = True
+    #: Most output groups per GEMV: enough overlap, few instructions.
+    max_groups = 32
+
+    def __init__(self, hw: HwConfig):
+        self.hw = hw
+        self.cost = CostModel(hw)
+
+    def gemv_groups(self, n_local, growing):
+        if growing:
+            groups, i0, width = [], 0, 1
+            while i0 < n_local:
+                groups.append((i0, min(n_local, i0 + width)))
+                i0, width = i0 + width, min(2 * width, 8)
+            return groups
+        per = max(1, -(-n_local // self.max_groups))
+        return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
+
+    def head_blocks(self, n_head):
+        blocks, first, width = [[0]], 1, 1
+        while first < n_head:
+            blocks.append(list(range(first, min(n_head, first + width))))
+            first += width
+            width *= 2
+        return blocks
+
+    def place(self, out, program, tags):
+        banks = self.hw.dram.banks
+        intervals = list_schedule(program, banks, self.cost, self.hw.asic.scratchpad_words)
+        prog, otags = out.program, out.tags
+        for k, (pim, asic) in enumerate(intervals):
+            members = pim + asic
+            first = [program[u] for u in members]
+            if k:
+                out.sync(otags[-1])
+            elif prog and prog[-1].op is not Op.SYNC:
+                # Between steps: a SYNC only if the step's first interval races with the end
+                # of the previous step.
+                tail = len(prog)
+                while tail and prog[tail - 1].op is not Op.SYNC:
+                    tail -= 1
+                if hazards(prog[tail:] + first, banks):
+                    out.sync(tags[members[0]])
+            prog += first
+            otags += [tags[u] for u in members]
+
+
+#: Schedules of :func:`pimgpt.sw.compiler.compile_generation`, by name.
+SCHEDULES = ("pipelined", "serial")
+
+
+def make_schedule(name: str, hw: HwConfig) -> Schedule:
+    """The schedule called ``name`` for ``hw``."""
+    if name == "serial":
+        return SerialSchedule()
+    return PipelinedSchedule(hw)
