@@ -493,7 +493,8 @@ class F64Model:
                 a = self._gelu(u)
             else:
                 gate, up = u[:cfg.d_ff], u[cfg.d_ff:]
-                a = gate * 0.5 * (1.0 + np.tanh(0.5 * gate)) * up  # silu(gate) * up
+                z = np.exp(-np.abs(gate))  # sigmoid without overflow or cancellation
+                a = gate * np.where(gate >= 0, 1.0 / (1.0 + z), z / (1.0 + z)) * up
             x = x + self._linear(a, p + "mlp.c_proj")
         if not need_logits:
             return None

@@ -14,7 +14,7 @@ from pimgpt.sim.golden import run_golden
 from pimgpt.sim.reference import pim_generate
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.compiler import compile_decode_step, hazards
-from pimgpt.sw.models import PRESETS, ModelConfig, get_model
+from pimgpt.sw.models import PAPER_MODELS, PRESETS, ModelConfig, get_model
 
 HW = load_hw("pimgpt-gddr6-8ch")
 
@@ -67,7 +67,7 @@ def test_heads_narrower_than_channel_bit_identical():
     assert_same_generation(cfg, hw, random_weights(cfg, 4), [9, 10], 3)
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", ["tiny", *PAPER_MODELS])  # Llama lowering: issue 12 phase 2
 def test_every_preset_compiles_at_max_context(name):
     cfg = PRESETS[name]
     cp = compile_decode_step(cfg, HW)

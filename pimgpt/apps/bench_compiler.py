@@ -18,7 +18,7 @@ import argparse
 import time
 
 from pimgpt.core.config import load_hw
-from pimgpt.sw.models import PRESETS, get_model
+from pimgpt.sw.models import PAPER_MODELS, get_model
 
 
 def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
@@ -28,7 +28,7 @@ def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
 
     hw = load_hw(hw_name)
     rows = []
-    for name in models or list(PRESETS):
+    for name in models or ["tiny", *PAPER_MODELS]:  # Llama lowering: issue 12 phase 2
         cfg = get_model(name)
         t0 = time.perf_counter()
         cp = compile_decode_step(cfg, hw, cfg.ctx)
@@ -143,7 +143,8 @@ def _table(rows: list[dict]) -> str:
 
 def run(quick: bool = False, hw_name: str | None = None) -> dict:
     """All compiler/golden benchmarks; ``quick`` skips the largest models and gpt2-small."""
-    models = [m for m in PRESETS if not quick or m in ("tiny", "gpt2-small", "gpt2-xl")]
+    models = [m for m in ["tiny", *PAPER_MODELS]
+              if not quick or m in ("tiny", "gpt2-small", "gpt2-xl")]
     golden = ("tiny",) if quick else ("tiny", "gpt2-small")
     return {"compile": bench_compile(models, hw_name), "golden": bench_golden(golden,
                                                                               hw_name=hw_name)}
