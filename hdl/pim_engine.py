@@ -31,6 +31,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from pimgpt.core import isa
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import Op
 
@@ -47,10 +48,10 @@ DM_NONE, DM_BF16, DM_FP32 = 0, 1, 2
 #: Scratchpad ranges of in-flight PIM reads tracked for read-after-write hazards.
 N_ENT = 8
 TAG_RD, TAG_ACC = 0, 1
-#: PIM instructions that read the scratchpad (they wait for earlier reads to land).
-SP_READERS = (Op.WR_GB, Op.WR_BIAS, Op.WR_SBK, Op.WR_ABK, Op.WR_VEC, Op.WR_ELEM)
-#: PIM instructions that write the scratchpad (their reads land later).
-SP_WRITERS = (Op.RD_MAC, Op.RD_SBK, Op.RD_VEC)
+#: PIM instructions that read the scratchpad (they wait for earlier reads to land) and those that
+#: write it (their reads land later): from the ISA metadata.
+SP_READERS = tuple(sorted(isa.PIM_SP_READERS))
+SP_WRITERS = tuple(sorted(isa.PIM_SP_WRITERS))
 
 
 def f32_to_bf16(x):
@@ -109,6 +110,9 @@ class PimEngine(wiring.Component):
         d = hw.dram
         if d.col_elems != 16 or d.row_elems % 16:
             raise ValueError("the PIM engine needs 16-element columns")
+        if d.accumulators != 1:
+            raise ValueError(f"the RTL bank has one MAC accumulator; dram.accumulators is "
+                             f"{d.accumulators} (set it to 1 for RTL runs)")
         members = {"instr": In(stream.Signature(InstrWord))}
         for c in range(d.channels):
             members[f"ch{c}"] = Out(stream.Signature(chop_layout(hw)))

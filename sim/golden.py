@@ -40,6 +40,7 @@ from pimgpt.core.numerics import (
     flush_f32,
     mac_columns,
 )
+from pimgpt.core.progcheck import check_program
 from pimgpt.sw.mapper import COL, element_address
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed
@@ -113,7 +114,8 @@ class GoldenMachine:
         self.gb = np.zeros((self.C, self.G), dtype=np.uint16)
         self.gb32 = np.zeros((self.C, self.G), dtype=np.float32)
         self.gb_emin = np.full(self.C, 255, dtype=np.int64)
-        self.acc = np.zeros((self.C, self.B), dtype=np.float32)
+        self.A = d.accumulators
+        self.acc = np.zeros((self.C, self.B, self.A), dtype=np.float32)
         self.regs = [0] * N_REGS
         self.out: list[int] = []
         self.logits: list[np.ndarray] = []
@@ -199,6 +201,8 @@ class GoldenMachine:
         """
         if isinstance(program, (bytes, bytearray)):
             program = decode(bytes(program), source=source)
+        # Every operand against this hardware first: no instruction starts work it cannot finish.
+        check_program(program, self.hw, source, GoldenError)
         starts = {s: k for k, s in enumerate(step_starts)}
         t0 = time.perf_counter()
         dispatch = self._dispatch
@@ -250,7 +254,13 @@ class GoldenMachine:
             em = self.row_emin[chs, banks, row]
         return int(np.min(em))
 
-    def _mac(self, chs, nch: int, banks, row: int, col: int, ncols: int, gb_col: int):
+    def _check_acc(self, acc: int, n: int = 1) -> None:
+        if n == 0 or acc + n > self.A:
+            self._fail(f"accumulators [{acc}, {acc + n}) do not exist (hw has {self.A} per bank; "
+                       "nacc must be at least 1)")
+
+    def _mac(self, chs, nch: int, banks, row: int, col: int, ncols: int, gb_col: int, k: int):
+        self._check_acc(k)
         self._ensure_rows(row + 1)
         dcols = self._cols(col, ncols)
         gcols = self._cols(gb_col, ncols, "global buffer")
@@ -258,7 +268,7 @@ class GoldenMachine:
         if a16.ndim == 2:  # a single bank
             a16 = a16[:, None, :]
         nb = a16.shape[1]
-        acc = self.acc[chs, banks].reshape(nch, nb)
+        acc = self.acc[chs, banks, k].reshape(nch, nb)
         ea = self._row_emin(chs, banks, row)
         eb = int(np.min(self.gb_emin[chs]))
         acc_bits = acc.view(np.uint32)
@@ -284,27 +294,32 @@ class GoldenMachine:
             b16 = self.gb[chs, gcols][:, None, :]
             acc = mac_columns(acc, a16.reshape(nch, nb, ncols, COL),
                               np.broadcast_to(b16, a16.shape).reshape(nch, nb, ncols, COL))
-        self.acc[chs, banks] = acc.reshape(self.acc[chs, banks].shape)
+        self.acc[chs, banks, k] = acc.reshape(self.acc[chs, banks, k].shape)
 
     def _mac_abk(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        self._mac(chs, nch, slice(None), a["row"], a["col"], a["ncols"], a["gb_col"])
+        self._mac(chs, nch, slice(None), a["row"], a["col"], a["ncols"], a["gb_col"], a["acc"])
 
     def _mac_sbk(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
         self._check_bank(a["bank"])
-        self._mac(chs, nch, a["bank"], a["row"], a["col"], a["ncols"], a["gb_col"])
+        self._mac(chs, nch, a["bank"], a["row"], a["col"], a["ncols"], a["gb_col"], a["acc"])
 
     def _rd_mac(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        dst = self._sp_range(a["dst"], nch * self.B)
-        self.sp[dst] = self.acc[chs].reshape(-1)
-        self.acc[chs] = 0.0
+        k, nk = a["acc"], a["nacc"]
+        self._check_acc(k, nk)
+        dst = self._sp_range(a["dst"], nk * nch * self.B)
+        # Word dst + j*S + slot: accumulator acc + j of the slot-th selected bank.
+        self.sp[dst] = np.moveaxis(self.acc[chs, :, k:k + nk], -1, 0).reshape(-1)
+        self.acc[chs, :, k:k + nk] = 0.0
 
     def _wr_bias(self, a, flags):
         chs, nch = self._channels(a["ch_mask"])
-        src = self._sp_range(a["src"], nch * self.B)
-        self.acc[chs] = self.sp[src].reshape(nch, self.B)
+        k, nk = a["acc"], a["nacc"]
+        self._check_acc(k, nk)
+        src = self._sp_range(a["src"], nk * nch * self.B)
+        self.acc[chs, :, k:k + nk] = np.moveaxis(self.sp[src].reshape(nk, nch, self.B), 0, -1)
 
     def _elems(self, elem: int, n: int) -> slice:
         if elem + n > self.re:
@@ -462,8 +477,12 @@ class GoldenMachine:
         self._unary(nonlinear.gelu, a)
 
     def _softmax(self, a, flags):
-        self._need_n(a["n"])
-        self._unary(nonlinear.softmax, a)
+        n, rows = a["n"], a["rows"]
+        self._need_n(n)
+        if rows == 0:
+            self._fail("rows must be at least 1")
+        x = self._vec(a["src"], n * rows).reshape(rows, n)
+        self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
 
     def _layernorm(self, a, flags):
         n = a["n"]
@@ -533,23 +552,15 @@ def run_golden(cfg, hw: HwConfig, weights: dict, prompt, new_tokens: int, progre
     image = build_dram_image(compiled.memmap, weights)
     t2 = time.perf_counter()
     machine = GoldenMachine(hw, image)
-    bar = None
-    on_step = None
-    if progress:
-        from tqdm import tqdm
+    from pimgpt.core.progress import progress as progress_bar
 
-        bar = tqdm(total=len(compiled.steps), desc=f"golden {cfg.name}", unit="step",
-                   file=__import__("sys").stderr)
-
-        def on_step(k, bar=bar):
+    with progress_bar(len(compiled.steps), f"golden {cfg.name}", enabled=progress) as bar:
+        def on_step(k):
             if k:
                 bar.update(1)
-    try:
+
         stats = machine.run(compiled.program, [s.start for s in compiled.steps], on_step)
-    finally:
-        if bar is not None:
-            bar.update(bar.total - bar.n)
-            bar.close()
+        bar.update(bar.total - bar.n)
     stats.update(
         compile_seconds=t1 - t0,
         load_seconds=t2 - t1,

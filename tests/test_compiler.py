@@ -9,6 +9,7 @@ import yaml
 
 from pimgpt.core import isa
 from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.fileio import OutputError
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op
 from pimgpt.sw.aim import AimError, parse_aim
 from pimgpt.sw.compiler import (
@@ -132,7 +133,7 @@ def test_text_forms_round_trip(tmp_path):
     pim = [i for i in cp.program if i.op in isa.PIM_OPS]
     macs = [ln for ln in lines if ln.op in ("MAC_ABK", "MAC_SBK")]
     assert len(macs) == sum(i.op in (Op.MAC_ABK, Op.MAC_SBK) for i in pim)
-    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in pim)
+    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in cp.program)
     assert lines[-1].op == "EOC"
     paths = cp.write(tmp_path / "out")
     assert sorted(p.name for p in paths.values()) == ["memmap.yaml", "program.aim",
@@ -237,7 +238,7 @@ def test_write_to_a_file_path_is_a_clear_error(tmp_path):
     target = tmp_path / "taken"
     target.write_text("x")
     cp = compile_decode_step(get_model("tiny"), HW, 4)
-    with pytest.raises(CompileError, match="cannot write"):
+    with pytest.raises(OutputError, match="exists and is not a folder"):
         cp.write(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 

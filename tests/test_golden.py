@@ -75,13 +75,63 @@ def test_wr_gb_mac_rd_mac_matches_mac_columns():
 def test_rd_mac_packs_selected_channels_in_slot_order():
     hw = make_hw(channels=3, banks=2)
     m = GoldenMachine(hw, np.zeros((3, 2, 1, 128), np.uint16))
-    m.acc[:] = np.arange(6, dtype=np.float32).reshape(3, 2) + 1
+    m.acc[:, :, 0] = np.arange(6, dtype=np.float32).reshape(3, 2) + 1
     m.run([I(Op.RD_MAC, ch_mask=0b101, dst=10), I(Op.EOC)])
     np.testing.assert_array_equal(m.sp[10:14], [1, 2, 5, 6])
-    np.testing.assert_array_equal(m.acc, [[0, 0], [3, 4], [0, 0]])
+    np.testing.assert_array_equal(m.acc[:, :, 0], [[0, 0], [3, 4], [0, 0]])
     m.sp[20:24] = [7, 8, 9, 10]
     m.run([I(Op.WR_BIAS, ch_mask=0b110, src=20), I(Op.EOC)])
-    np.testing.assert_array_equal(m.acc, [[0, 0], [7, 8], [9, 10]])
+    np.testing.assert_array_equal(m.acc[:, :, 0], [[0, 0], [7, 8], [9, 10]])
+
+
+def make_multi_acc_hw(accumulators=4):
+    hw = make_hw(channels=2, banks=2)
+    data = {**hw.raw, "dram": {**hw.raw["dram"], "accumulators": accumulators}}
+    return hw_from_dict(data, where="test")
+
+
+def test_macs_accumulate_into_their_accumulator_and_rd_mac_reads_several():
+    hw = make_multi_acc_hw(4)
+    rng = np.random.default_rng(7)
+    img = f32_to_bf16(rng.standard_normal((2, 2, 4, 128)).astype(np.float32))
+    m = GoldenMachine(hw, img.copy())
+    x = rng.standard_normal(16).astype(np.float32)
+    m.sp[500:516] = x
+    prog = [I(Op.WR_GB, ch_mask=0b11, gb_col=0, ncols=1, src=500)]
+    prog += [I(Op.MAC_ABK, ch_mask=0b11, row=r, col=0, ncols=1, gb_col=0, acc=r) for r in range(3)]
+    prog += [I(Op.RD_MAC, ch_mask=0b11, dst=0, acc=1, nacc=2), I(Op.EOC)]
+    m.run(prog)
+    gb = np.broadcast_to(f32_to_bf16(x), (2, 2, 1, 16))
+    for a in (1, 2):  # word a*S + slot, S = 4 selected banks
+        want = mac_columns(np.zeros((2, 2), np.float32), img[:, :, a, 0:16].reshape(2, 2, 1, 16),
+                           gb)
+        np.testing.assert_array_equal(bits(m.sp[(a - 1) * 4:a * 4]), bits(want.reshape(-1)))
+    assert not m.acc[:, :, 1:3].any() and m.acc[:, :, 0].any()  # only the read ones reset
+    m.sp[100:108] = np.arange(8, dtype=np.float32)
+    m.run([I(Op.WR_BIAS, ch_mask=0b10, src=100, acc=2, nacc=2), I(Op.EOC)])
+    np.testing.assert_array_equal(m.acc[1, :, 2:4], [[0, 2], [1, 3]])
+
+
+@pytest.mark.parametrize("ins,msg", [
+    (I(Op.MAC_ABK, ch_mask=1, row=0, col=0, ncols=1, gb_col=0, acc=4), "accumulators"),
+    (I(Op.RD_MAC, ch_mask=1, dst=0, acc=3, nacc=2), "accumulators"),
+    (I(Op.RD_MAC, ch_mask=1, dst=0, acc=0, nacc=0), "nacc"),
+    (I(Op.SOFTMAX, dst=0, src=0, n=4, rows=0), "rows"),
+])
+def test_accumulator_and_rows_operands_are_checked(ins, msg):
+    m = GoldenMachine(make_multi_acc_hw(4))
+    with pytest.raises(GoldenError, match=msg):
+        m.run([ins, I(Op.EOC)])
+
+
+def test_softmax_rows_are_independent():
+    m = machine()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(3 * 20).astype(np.float32)
+    m.sp[0:60] = x
+    run(m, I(Op.SOFTMAX, dst=100, src=0, n=20, rows=3))
+    want = np.concatenate([nonlinear.softmax(x[r * 20:(r + 1) * 20]) for r in range(3)])
+    np.testing.assert_array_equal(bits(m.sp[100:160]), bits(want))
 
 
 SPECIAL16 = [0x0000, 0x8000, 0x0001, 0x807F, 0x7F80, 0xFF80, 0x7FC0, 0x7F7F, 0xFF7F, 0x0080,

@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 
 from pimgpt.core import isa
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.isa import FIELDS, HEADER, INSTR, Instr, Op, ProgramError
+from pimgpt.core.isa import (
+    FIELDS,
+    FLAG_VEC_FROM_REG,
+    HEADER,
+    INSTR,
+    I,
+    Instr,
+    Op,
+    ProgramError,
+    encode,
+)
 
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -142,3 +152,73 @@ def test_program_error_is_user_facing():
     assert isa.parse_asm(ins.to_text()) == [ins]
     with pytest.raises(ProgramError):
         Instr(Op.VADD, {"dst": np.float32(1.0)})
+
+
+# ---- per-opcode metadata (SPEC / effects) ----------------------------------------------------
+def test_effects_of_representative_instructions():
+    banks = 4
+    cases = [
+        (I(Op.WR_GB, ch_mask=3, gb_col=0, ncols=2, src=64), isa.Side.PIM, [("sp", 64, 96)], []),
+        (I(Op.RD_MAC, ch_mask=0b101, dst=10, acc=1, nacc=3), isa.Side.PIM, [],
+         [("sp", 10, 10 + 3 * 4 * 2)]),
+        (I(Op.WR_BIAS, ch_mask=1, src=7), isa.Side.PIM, [("sp", 7, 11)], []),
+        (I(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=0, n=8, vec=5, region_row=0, n_local=1,
+           vec_len=16), isa.Side.PIM, [("reg", 5, 6)], [("sp", 0, 8)]),
+        (I(Op.RD_VEC, dst=0, n=8, vec=5, region_row=0, n_local=1, vec_len=16), isa.Side.PIM,
+         [], [("sp", 0, 8)]),
+        (I(Op.VREDUCE, dst=0, src=100, n=10, k=3), isa.Side.ASIC, [("sp", 100, 130)],
+         [("sp", 0, 10)]),
+        (I(Op.SOFTMAX, dst=0, src=100, n=10, rows=4), isa.Side.ASIC, [("sp", 100, 140)],
+         [("sp", 0, 40)]),
+        (I(Op.LAYERNORM, dst=0, src=10, gamma=20, beta=30, n=5), isa.Side.ASIC,
+         [("sp", 10, 15), ("sp", 20, 25), ("sp", 30, 35)], [("sp", 0, 5)]),
+        (I(Op.ARGMAX, reg=2, src=8, n=4), isa.Side.ASIC, [("sp", 8, 12)], [("reg", 2, 3)]),
+        (I(Op.OUT, reg=1), isa.Side.ASIC, [("reg", 1, 2)], []),
+        (I(Op.MAC_ABK, ch_mask=1, row=0, col=0, ncols=1, gb_col=0), isa.Side.PIM, [], []),
+        (I(Op.SYNC), isa.Side.CONTROL, [], []),
+    ]
+    for ins, side, reads, writes in cases:
+        assert isa.effects(ins, banks) == (side, reads, writes), ins.to_text()
+
+
+def test_spec_is_complete_and_consistent():
+    assert set(isa.SPEC) == set(Op)
+    for op, spec in isa.SPEC.items():
+        assert spec.op is op and len(spec.fields) == len(set(spec.fields)) <= isa.N_FIELDS
+        for acc in spec.accesses:
+            assert acc.base in spec.fields
+            assert all(isinstance(t, int) or t in spec.fields or t in isa.SYMBOLS
+                       for t in acc.length), (op.name, acc)
+        assert set(spec.nonzero) <= set(spec.fields) and set(spec.defaults) <= set(spec.fields)
+        assert (spec.side is isa.Side.PIM) == (op in isa.PIM_OPS)
+    assert isa.PIM_SP_WRITERS == {Op.RD_MAC, Op.RD_SBK, Op.RD_VEC}
+    assert Op.WR_GB in isa.PIM_SP_READERS and Op.MAC_ABK not in isa.PIM_SP_READERS
+
+
+def test_docs_list_every_opcode_with_its_fields():
+    """docs/isa.md's tables name every opcode with exactly the fields of SPEC, in slot order."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) >= 2 and cells[0].startswith("`") and re.fullmatch(r"[a-z_0-9 ]*", cells[1]):
+            for name in re.findall(r"`([A-Z_0-9]+)`", cells[0]):
+                rows[name] = tuple(cells[1].split())
+    for op, spec in isa.SPEC.items():
+        if op.name in rows:
+            assert rows[op.name] == spec.fields, op.name
+    missing = {op.name for op in Op} - set(rows)
+    assert not missing, f"docs/isa.md lacks {sorted(missing)}"
+
+
+def test_defaults_fill_missing_fields_and_version_is_checked():
+    assert I(Op.RD_MAC, ch_mask=1, dst=0)["nacc"] == 1
+    assert I(Op.SOFTMAX, dst=0, src=0, n=4)["rows"] == 1
+    assert isa.parse_asm("RD_MAC ch_mask=0x1 dst=3")[0]["nacc"] == 1
+    blob = bytearray(encode([I(Op.EOC)]))
+    blob[8] = 1  # version 1
+    with pytest.raises(ProgramError, match="version 1"):
+        isa.decode(bytes(blob))

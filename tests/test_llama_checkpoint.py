@@ -244,7 +244,7 @@ def test_rope_config_forms(tmp_path, over, theta, scaling):
     ({"num_key_value_heads": 3}, "n_head 4 is not a multiple of n_kv_head 3"),
     ({"tie_word_embeddings": "yes"}, "tie_word_embeddings must be true or false"),
     ({"rms_norm_eps": "small"}, "rms_norm_eps must be a number"),
-    ({"num_hidden_layers": None}, "n_layer must be a positive integer"),
+    ({"num_hidden_layers": None}, "n_layer must be an integer in 1..1024"),
     ({"model_type": "mixtral"}, "model_type is 'mixtral'; supported model types are gpt2, "
                                 "llama"),
 ])

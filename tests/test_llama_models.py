@@ -95,7 +95,7 @@ def test_derived_sizes_and_weight_names():
     ({"mlp": "relu"}, "mlp must be one of gelu, swiglu"),
     ({"d_ff": 0}, "a SwiGLU MLP needs d_ff"),
     ({"n_kv_head": 3}, "n_head 4 is not a multiple of n_kv_head 3"),
-    ({"n_kv_head": -1}, "n_kv_head must be a positive integer"),
+    ({"n_kv_head": -1}, "n_kv_head must be an integer in 1..1024"),
     ({"bias": "no"}, "bias must be true or false"),
     ({"tied_head": 1}, "tied_head must be true or false"),
     ({"rope_theta": 0.5}, "rope_theta must be a number above 1"),

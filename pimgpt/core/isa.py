@@ -10,6 +10,12 @@ The text form is one instruction per line, ``OPNAME key=value ...`` with ``#`` c
 immediates are written as decimal (exact for float32) and stored as their fp32 bit pattern; a NaN
 is written as its hexadecimal bit pattern (``scale_f32=0x7fc00000``) so that its bits survive.
 
+Per-opcode metadata (:data:`SPEC`) is the one definition of what an instruction is: its side (PIM,
+ASIC or control), its fields in slot order, the flag bits it accepts, and which scratchpad words
+and scalar registers it reads and writes (:func:`effects`). The compiler's hazard analysis and
+``SYNC`` placement, the golden model's operand checks, the perf engine's scratchpad ordering and
+the RTL's instruction layouts and hazard logic all derive from it.
+
 Semantics are specified in ``docs/isa.md``; the executors are ``pimgpt.sim.golden`` (values) and
 ``pimgpt.sim.perf`` (timing).
 """
@@ -18,19 +24,23 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 import numpy as np
 
 from pimgpt.core.errors import PimgptError
 
 MAGIC = b"PIMGPT\x00\x00"
-VERSION = 1
+#: Binary format version. 2: MAC accumulator index (``acc``), multi-accumulator ``RD_MAC`` /
+#: ``WR_BIAS`` (``acc``, ``nacc``), row-batched ``SOFTMAX`` (``rows``).
+VERSION = 2
 HEADER = struct.Struct("<8sHHI")
 INSTR = struct.Struct("<HH7I")
 N_FIELDS = 7
 N_REGS = 16
 FLAG_VEC_FROM_REG = 0x1  # RD_VEC: the vector index field names a scalar register
+#: bf16 elements per DRAM column (one MAC step); scratchpad words moved per column.
+COL = 16
 
 
 class ProgramError(PimgptError):
@@ -75,47 +85,200 @@ class Op(IntEnum):
     VFILL = 0x2F
 
 
+class Side(Enum):
+    """Which part of the machine executes an instruction."""
+
+    PIM = "pim"          #: issued to the DRAM channels (in order among themselves)
+    ASIC = "asic"        #: the vector unit / scalar registers (in order among themselves)
+    CONTROL = "control"  #: SYNC / EOC: wait for both sides
+
+
+#: Symbolic factors of an access length (besides field names and integers).
+#: ``COL``: scratchpad words per DRAM column; ``BANKS``: banks per channel (``hw.dram.banks``);
+#: ``CHANS``: channels selected by the instruction's ``ch_mask`` (its popcount).
+SYMBOLS = ("COL", "BANKS", "CHANS")
+
+
+@dataclass(frozen=True)
+class Access:
+    """One range of scratchpad words or scalar registers an instruction reads or writes.
+
+    The range starts at the value of field ``base`` and is ``length`` long, where ``length`` is a
+    product of terms: field names, integers and :data:`SYMBOLS`. ``flag`` restricts the access to
+    instructions that set that flag bit (``RD_VEC`` reads register ``vec`` only with
+    ``FLAG_VEC_FROM_REG``); ``flag_clear`` to those that do not.
+    """
+
+    space: str  # "sp" (fp32 scratchpad words) or "reg" (scalar registers R0..R15)
+    base: str
+    length: tuple = (1,)
+    write: bool = False
+    flag: int = 0
+    flag_clear: int = 0
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything the toolchain knows about one opcode, in one place."""
+
+    op: Op
+    side: Side
+    fields: tuple[str, ...]
+    accesses: tuple[Access, ...] = ()
+    flags: int = 0  #: flag bits the opcode accepts (all others must be zero)
+    #: fields that must be at least 1 (a count of zero is malformed, not a no-op)
+    nonzero: tuple[str, ...] = ()
+    #: values of fields a constructor or an assembly line leaves out (others default to 0)
+    defaults: dict = field(default_factory=dict)
+    doc: str = ""
+
+
+def _sp(base: str, *length, write: bool = False, **kw) -> Access:
+    return Access("sp", base, tuple(length) or (1,), write, **kw)
+
+
+def _reg(base: str, write: bool = False, **kw) -> Access:
+    return Access("reg", base, (1,), write, **kw)
+
+
+_P, _A, _C = Side.PIM, Side.ASIC, Side.CONTROL
+_MAC = ("ch_mask", "row", "col", "ncols", "gb_col", "acc")
+_COPY = ("ch_mask", "bank", "row", "col", "ncols", "gb_col")
+_REGION = ("n", "vec", "region_row", "n_local", "vec_len")
+_UNARY = ("dst", "src", "n")
+
+#: The instruction set. Field order is slot order in the binary form.
+SPEC: dict[Op, OpSpec] = {s.op: s for s in (
+    OpSpec(Op.WR_GB, _P, ("ch_mask", "gb_col", "ncols", "src"),
+           (_sp("src", "ncols", "COL"),), nonzero=("ch_mask", "ncols"),
+           doc="global buffer columns <- bf16(scratchpad)"),
+    OpSpec(Op.MAC_ABK, _P, _MAC, nonzero=("ch_mask", "ncols"),
+           doc="every bank: accumulator acc += row columns . global buffer columns"),
+    OpSpec(Op.MAC_SBK, _P, _MAC[:1] + ("bank",) + _MAC[1:], nonzero=("ch_mask", "ncols"),
+           doc="one bank of each selected channel: accumulator acc += columns . GB"),
+    OpSpec(Op.RD_MAC, _P, ("ch_mask", "dst", "acc", "nacc"),
+           (_sp("dst", "nacc", "BANKS", "CHANS", write=True),), nonzero=("ch_mask", "nacc"),
+           defaults={"nacc": 1},
+           doc="scratchpad <- accumulators acc..acc+nacc-1 of the selected banks; they reset"),
+    OpSpec(Op.WR_BIAS, _P, ("ch_mask", "src", "acc", "nacc"),
+           (_sp("src", "nacc", "BANKS", "CHANS"),), nonzero=("ch_mask", "nacc"),
+           defaults={"nacc": 1},
+           doc="accumulators acc..acc+nacc-1 of the selected banks <- scratchpad"),
+    OpSpec(Op.WR_SBK, _P, ("ch", "bank", "row", "elem", "n", "src"), (_sp("src", "n"),),
+           nonzero=("n",), doc="one bank's row elements <- bf16(scratchpad)"),
+    OpSpec(Op.WR_ABK, _P, ("ch_mask", "row", "elem", "n", "src"), (_sp("src", "n"),),
+           nonzero=("ch_mask", "n"), doc="every bank's row elements <- bf16(scratchpad)"),
+    OpSpec(Op.RD_SBK, _P, ("ch", "bank", "row", "elem", "n", "dst"),
+           (_sp("dst", "n", write=True),), nonzero=("n",),
+           doc="scratchpad <- one bank's row elements"),
+    OpSpec(Op.COPY_BKGB, _P, _COPY, nonzero=("ch_mask", "ncols"),
+           doc="global buffer columns <- bank columns"),
+    OpSpec(Op.COPY_GBBK, _P, _COPY, nonzero=("ch_mask", "ncols"),
+           doc="bank columns <- global buffer columns"),
+    OpSpec(Op.RD_VEC, _P, ("dst",) + _REGION,
+           (_sp("dst", "n", write=True), _reg("vec", flag=FLAG_VEC_FROM_REG)),
+           flags=FLAG_VEC_FROM_REG, nonzero=("n", "n_local", "vec_len"),
+           doc="scratchpad <- elements of a region vector (index from R[vec] with flag 0x1)"),
+    OpSpec(Op.WR_VEC, _P, ("src",) + _REGION, (_sp("src", "n"),),
+           nonzero=("n", "n_local", "vec_len"), doc="region vector elements <- bf16(scratchpad)"),
+    OpSpec(Op.WR_ELEM, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n"),),
+           nonzero=("n", "n_local", "vec_len"),
+           doc="element elem of region vectors vec..vec+n-1 <- bf16(scratchpad)"),
+    OpSpec(Op.SYNC, _C, (), doc="wait until every earlier instruction has completed"),
+    OpSpec(Op.EOC, _C, (), doc="end of program"),
+    OpSpec(Op.VADD, _A, ("dst", "a", "b", "n"),
+           (_sp("a", "n"), _sp("b", "n"), _sp("dst", "n", write=True)), doc="dst = a + b"),
+    OpSpec(Op.VMUL, _A, ("dst", "a", "b", "n"),
+           (_sp("a", "n"), _sp("b", "n"), _sp("dst", "n", write=True)), doc="dst = a * b"),
+    OpSpec(Op.VSCALE, _A, ("dst", "a", "n", "scale_f32"),
+           (_sp("a", "n"), _sp("dst", "n", write=True)), doc="dst = a * scale"),
+    OpSpec(Op.VMOV, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)),
+           doc="dst = src (memmove)"),
+    OpSpec(Op.VREDUCE, _A, ("dst", "src", "n", "k"),
+           (_sp("src", "n", "k"), _sp("dst", "n", write=True)), nonzero=("n", "k"),
+           doc="dst = sum of k partial vectors of n (numerics contract order)"),
+    OpSpec(Op.VMAX, _A, _UNARY, (_sp("src", "n"), _sp("dst", 1, write=True)),
+           nonzero=("n",), doc="dst[0] = maximum of src"),
+    OpSpec(Op.VEXP, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)), doc="exp"),
+    OpSpec(Op.VRECIP, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)), doc="1/x"),
+    OpSpec(Op.VRSQRT, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)),
+           doc="1/sqrt(x)"),
+    OpSpec(Op.VGELU, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)),
+           doc="GELU (tanh form)"),
+    OpSpec(Op.SOFTMAX, _A, ("dst", "src", "n", "rows"),
+           (_sp("src", "n", "rows"), _sp("dst", "n", "rows", write=True)),
+           nonzero=("n", "rows"), defaults={"rows": 1},
+           doc="softmax of each of rows contiguous rows of n"),
+    OpSpec(Op.LAYERNORM, _A, ("dst", "src", "gamma", "beta", "n", "eps_f32"),
+           (_sp("src", "n"), _sp("gamma", "n"), _sp("beta", "n"),
+            _sp("dst", "n", write=True)), nonzero=("n",), doc="LayerNorm"),
+    OpSpec(Op.ARGMAX, _A, ("reg", "src", "n"), (_sp("src", "n"), _reg("reg", write=True)),
+           nonzero=("n",), doc="R[reg] = first index of the maximum of src"),
+    OpSpec(Op.SETR, _A, ("reg", "imm"), (_reg("reg", write=True),), doc="R[reg] = imm"),
+    OpSpec(Op.OUT, _A, ("reg",), (_reg("reg"),), doc="append R[reg] to the token stream"),
+    OpSpec(Op.VFILL, _A, ("dst", "n", "value_f32"), (_sp("dst", "n", write=True),),
+           doc="dst = value"),
+)}
+assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
+
 #: Field names of each opcode, in slot order. Names ending in ``_f32`` hold fp32 bit patterns.
-FIELDS: dict[Op, tuple[str, ...]] = {
-    Op.WR_GB: ("ch_mask", "gb_col", "ncols", "src"),
-    Op.MAC_ABK: ("ch_mask", "row", "col", "ncols", "gb_col"),
-    Op.MAC_SBK: ("ch_mask", "bank", "row", "col", "ncols", "gb_col"),
-    Op.RD_MAC: ("ch_mask", "dst"),
-    Op.WR_BIAS: ("ch_mask", "src"),
-    Op.WR_SBK: ("ch", "bank", "row", "elem", "n", "src"),
-    Op.WR_ABK: ("ch_mask", "row", "elem", "n", "src"),
-    Op.RD_SBK: ("ch", "bank", "row", "elem", "n", "dst"),
-    Op.COPY_BKGB: ("ch_mask", "bank", "row", "col", "ncols", "gb_col"),
-    Op.COPY_GBBK: ("ch_mask", "bank", "row", "col", "ncols", "gb_col"),
-    Op.RD_VEC: ("dst", "n", "vec", "region_row", "n_local", "vec_len"),
-    Op.WR_VEC: ("src", "n", "vec", "region_row", "n_local", "vec_len"),
-    Op.WR_ELEM: ("src", "n", "vec", "region_row", "n_local", "vec_len", "elem"),
-    Op.SYNC: (),
-    Op.EOC: (),
-    Op.VADD: ("dst", "a", "b", "n"),
-    Op.VMUL: ("dst", "a", "b", "n"),
-    Op.VSCALE: ("dst", "a", "n", "scale_f32"),
-    Op.VMOV: ("dst", "src", "n"),
-    Op.VREDUCE: ("dst", "src", "n", "k"),
-    Op.VMAX: ("dst", "src", "n"),
-    Op.VEXP: ("dst", "src", "n"),
-    Op.VRECIP: ("dst", "src", "n"),
-    Op.VRSQRT: ("dst", "src", "n"),
-    Op.VGELU: ("dst", "src", "n"),
-    Op.SOFTMAX: ("dst", "src", "n"),
-    Op.LAYERNORM: ("dst", "src", "gamma", "beta", "n", "eps_f32"),
-    Op.ARGMAX: ("reg", "src", "n"),
-    Op.SETR: ("reg", "imm"),
-    Op.OUT: ("reg",),
-    Op.VFILL: ("dst", "n", "value_f32"),
-}
-
+FIELDS: dict[Op, tuple[str, ...]] = {op: s.fields for op, s in SPEC.items()}
 #: Flag bits each opcode accepts (all others must be zero).
-VALID_FLAGS: dict[Op, int] = {op: 0 for op in Op}
-VALID_FLAGS[Op.RD_VEC] = FLAG_VEC_FROM_REG
+VALID_FLAGS: dict[Op, int] = {op: s.flags for op, s in SPEC.items()}
+PIM_OPS = frozenset(op for op, s in SPEC.items() if s.side is Side.PIM)
+ASIC_OPS = frozenset(op for op, s in SPEC.items() if s.side is Side.ASIC)
+#: PIM instructions that write / read scratchpad words.
+PIM_SP_WRITERS = frozenset(op for op in PIM_OPS
+                           if any(a.space == "sp" and a.write for a in SPEC[op].accesses))
+PIM_SP_READERS = frozenset(op for op in PIM_OPS
+                           if any(a.space == "sp" and not a.write for a in SPEC[op].accesses))
+assert all(len(f) <= N_FIELDS for f in FIELDS.values())
 
-PIM_OPS = frozenset(op for op in Op if op < 0x20)
-ASIC_OPS = frozenset(op for op in Op if op >= 0x20)
+
+def access_length(acc: Access, args: dict, banks: int) -> int:
+    """Length of one access of an instruction with field values ``args``."""
+    n = 1
+    for term in acc.length:
+        if isinstance(term, int):
+            n *= term
+        elif term == "COL":
+            n *= COL
+        elif term == "BANKS":
+            n *= banks
+        elif term == "CHANS":
+            n *= bin(args["ch_mask"]).count("1")
+        else:
+            n *= args[term]
+    return n
+
+
+def effects(ins: Instr, banks: int) -> tuple[Side, list, list]:
+    """The side of ``ins`` and the ranges it reads and writes.
+
+    Parameters
+    ----------
+    ins : Instr
+        The instruction.
+    banks : int
+        Banks per channel (``RD_MAC``/``WR_BIAS`` move words per selected bank).
+
+    Returns
+    -------
+    (Side, list of (str, int, int), list of (str, int, int))
+        The side, then the read and the written ranges as ``(space, lo, hi)`` half-open, with
+        ``space`` ``"sp"`` (scratchpad words) or ``"reg"`` (scalar registers).
+    """
+    spec = SPEC[ins.op]
+    reads, writes = [], []
+    for acc in spec.accesses:
+        if acc.flag and not ins.flags & acc.flag:
+            continue
+        if acc.flag_clear and ins.flags & acc.flag_clear:
+            continue
+        lo = ins.args[acc.base]
+        rng = (acc.space, lo, lo + access_length(acc, ins.args, banks))
+        (writes if acc.write else reads).append(rng)
+    return spec.side, reads, writes
 
 
 def f32_bits(value: float) -> int:
@@ -138,7 +301,7 @@ class Instr:
         The opcode.
     args : dict of str to int
         Field values (unsigned 32-bit). ``*_f32`` fields hold fp32 bit patterns; build them with
-        :func:`f32_bits`. Missing fields are zero.
+        :func:`f32_bits`. Missing fields take ``SPEC[op].defaults``, else 0.
     flags : int
         Opcode-specific flag bits (``FLAG_VEC_FROM_REG`` for ``RD_VEC``).
     """
@@ -165,7 +328,8 @@ class Instr:
             )
         object.__setattr__(self, "flags", int(self.flags))
         # Normalise to every field present, so equal instructions compare equal.
-        object.__setattr__(self, "args", {n: int(self.args.get(n, 0)) for n in names})
+        dflt = SPEC[op].defaults
+        object.__setattr__(self, "args", {n: int(self.args.get(n, dflt.get(n, 0))) for n in names})
 
     def __getitem__(self, name: str) -> int:
         return self.args[name]

@@ -46,7 +46,8 @@ import numpy as np
 
 from pimgpt.core import dram as S
 from pimgpt.core.config import ConfigError, HwConfig
-from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, PIM_SP_READERS, PIM_SP_WRITERS, Op, effects
+from pimgpt.core.vu.cost import VectorUnitModel
 
 C_ACT, C_ACT4, C_ACT16 = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["ACT16"]
 C_PRE, C_PRE4, C_PREA = S.CMD["PRE"], S.CMD["PRE4"], S.CMD["PREA"]
@@ -55,9 +56,8 @@ C_RDCP, C_WRCP, C_WRGB = S.CMD["RDCP"], S.CMD["WRCP"], S.CMD["WRGB"]
 C_RDMAC16, C_WRMAC16, C_REF = S.CMD["RDMAC16"], S.CMD["WRMAC16"], S.CMD["REFab"]
 
 PIM_SIDE, ASIC_SIDE, BARRIER = 0, 1, 2
-#: PIM instructions that write / read the scratchpad.
-SP_WRITERS = frozenset({Op.RD_MAC, Op.RD_SBK, Op.RD_VEC})
-SP_READERS = frozenset({Op.WR_GB, Op.WR_BIAS, Op.WR_SBK, Op.WR_ABK, Op.WR_VEC, Op.WR_ELEM})
+#: PIM instructions that write / read the scratchpad (from the ISA metadata).
+SP_WRITERS, SP_READERS = PIM_SP_WRITERS, PIM_SP_READERS
 #: Scratchpad bytes per fp32 accumulator value moved by RD_MAC / WR_BIAS.
 ACC_BYTES = 4
 
@@ -190,10 +190,7 @@ class PerfEngine:
         self._compile()
         # ASIC time base: tCK per ASIC cycle.
         self.asic_tck = (1.0 / a.clock_ghz) / d.tck_ns
-        self.lanes = a.vector_lanes
-        self.pipe = a.pipeline_cycles
-        self.seq = a.seq_add_cycles
-        self.eops = dict(a.elem_ops)
+        self.vu = VectorUnitModel(hw)
         self.burst_bytes = d.column_bytes
         self.acc_bursts = -(-d.banks * ACC_BYTES // d.column_bytes)
 
@@ -640,17 +637,12 @@ class PerfEngine:
         return res
 
     def _sp_range(self, ins) -> tuple:
-        """Scratchpad words ``[lo, hi)`` a PIM instruction reads or writes."""
-        a = ins.args
-        op = ins.op
-        if op == Op.WR_GB:
-            return a["src"], a["src"] + a["ncols"] * self.col_elems
-        if op in (Op.RD_MAC, Op.WR_BIAS):
-            base = a["dst"] if op == Op.RD_MAC else a["src"]
-            return base, base + self.NB * bin(a["ch_mask"]).count("1")
-        if op in (Op.RD_SBK, Op.RD_VEC):
-            return a["dst"], a["dst"] + a["n"]
-        return a["src"], a["src"] + a["n"]
+        """Scratchpad words ``[lo, hi)`` a PIM instruction reads or writes (ISA metadata)."""
+        _, reads, writes = effects(ins, self.NB)
+        for space, lo, hi in writes or reads:
+            if space == "sp":
+                return lo, hi
+        return 0, 0
 
     def _lookahead(self, program) -> list:
         """For each MAC_ABK, the (row, ch_mask) of the next MAC_ABK before the next SYNC."""
@@ -746,16 +738,18 @@ class PerfEngine:
         return self._uniform(mask, t_min, body)
 
     def _h_rd_mac(self, ins, t_min, mask, _la):
-        k = self.acc_bursts
-        self.io_out += self.NB * ACC_BYTES * bin(mask).count("1")
+        nacc = ins.args["nacc"]
+        k = self.acc_bursts * nacc
+        self.io_out += self.NB * ACC_BYTES * bin(mask).count("1") * nacc
 
         def body(st, t, g):
             return self._train(st, C_RDMAC16, 0, 0, k, t, g) + self.done[C_RDMAC16]
         return self._uniform(mask, t_min, body)
 
     def _h_wr_bias(self, ins, t_min, mask, _la):
-        k = self.acc_bursts
-        self.io_in += self.NB * ACC_BYTES * bin(mask).count("1")
+        nacc = ins.args["nacc"]
+        k = self.acc_bursts * nacc
+        self.io_in += self.NB * ACC_BYTES * bin(mask).count("1") * nacc
 
         def body(st, t, g):
             return self._train(st, C_WRMAC16, 0, 0, k, t, g) + self.done[C_WRMAC16]
@@ -928,54 +922,14 @@ class PerfEngine:
     def _asic(self, ins) -> int:
         """Busy time (tCK) of one vector-unit instruction; counts its ops and words."""
         op, a = ins.op, ins.args
-        n = a.get("n", 0)
-        e = self.eops
-        par = seq = 0  # parallel element ops, dependent (sequential) ops
-        words = 0
-        if op in (Op.VADD, Op.VMUL):
-            par, words = n, 3 * n
-        elif op in (Op.VSCALE, Op.VMOV):
-            par, words = n, 2 * n
-        elif op == Op.VFILL:
-            par, words = n, n
-        elif op == Op.VREDUCE:
-            k = max(a["k"], 1)
-            par, words = n * (k - 1) if k > 1 else n, n * k + n
-        elif op in (Op.VMAX, Op.ARGMAX):
-            par, words = n, n + 1
-            seq = math.ceil(math.log2(max(self.lanes, 2)))
-        elif op == Op.VEXP:
-            par, words = n * e["exp"], 2 * n
-        elif op == Op.VRECIP:
-            par, words = n * e["recip"], 2 * n
-        elif op == Op.VRSQRT:
-            par, words = n * e["rsqrt"], 2 * n
-        elif op == Op.VGELU:
-            par, words = n * e["gelu"], 2 * n
-        elif op == Op.SOFTMAX:
-            # max scan, subtract, exp, final multiply in lanes; the sum is left to right; one
-            # scalar reciprocal.
-            par = n * (3 + e["exp"])
-            seq = n + e["recip"]
-            words = 4 * n
-        elif op == Op.LAYERNORM:
-            # d = x - mean, d*d, d*rstd, *gamma, +beta in lanes; two left-to-right sums; scalar
-            # 1/n, mean, var, +eps and rsqrt.
-            par = 5 * n
-            seq = 2 * n + e["recip"] + e["rsqrt"] + 3
-            words = 6 * n
-        elif op == Op.SETR:
+        if op == Op.SETR:
             self.regs[a["reg"] % 16] = a["imm"]
         elif op == Op.ARGMAX:
-            pass
-        cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
-        if op in (Op.SETR, Op.OUT):
-            cycles = 1
-        if op == Op.ARGMAX:
             self.regs[a["reg"] % 16] = 0
-        self.asic_ops += par + seq
-        self.asic_words += words
-        return max(1, math.ceil(cycles * self.asic_tck - 1e-9))
+        c = self.vu.cost(ins)
+        self.asic_ops += c.ops
+        self.asic_words += c.words
+        return max(1, math.ceil(c.cycles * self.asic_tck - 1e-9))
 
 
 @dataclass

@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pimgpt.core import isa
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.isa import FLAG_VEC_FROM_REG, PIM_OPS, Instr, Op, encode
-from pimgpt.sw.mapper import COL, MemoryMap
+from pimgpt.core.isa import Instr, Op, encode
+from pimgpt.sw.mapper import MemoryMap
 
 
 class CompileError(PimgptError):
@@ -33,57 +34,15 @@ REG_BASE = 1 << 33
 # ---------------------------------------------------------------------------------------------
 # What an instruction touches
 # ---------------------------------------------------------------------------------------------
-def _popcount(x: int) -> int:
-    return bin(x).count("1")
-
-
 def effects(ins: Instr, banks: int) -> tuple[bool, list, list]:
-    """``(is_pim, reads, writes)``: half-open flat ranges, register ``r`` at ``REG_BASE + r``."""
-    op, a = ins.op, ins.args
-    pim = op in PIM_OPS
-    r: list = []
-    w: list = []
-    if op is Op.WR_GB:
-        r.append((a["src"], a["src"] + COL * a["ncols"]))
-    elif op is Op.RD_MAC:
-        w.append((a["dst"], a["dst"] + _popcount(a["ch_mask"]) * banks))
-    elif op is Op.WR_BIAS:
-        r.append((a["src"], a["src"] + _popcount(a["ch_mask"]) * banks))
-    elif op in (Op.WR_SBK, Op.WR_ABK, Op.WR_VEC, Op.WR_ELEM):
-        r.append((a["src"], a["src"] + a["n"]))
-    elif op in (Op.RD_SBK, Op.RD_VEC):
-        w.append((a["dst"], a["dst"] + a["n"]))
-        if op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG:
-            r.append((REG_BASE + a["vec"], REG_BASE + a["vec"] + 1))
-    elif op in (Op.VADD, Op.VMUL):
-        r += [(a["a"], a["a"] + a["n"]), (a["b"], a["b"] + a["n"])]
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VSCALE:
-        r.append((a["a"], a["a"] + a["n"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VFILL:
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VREDUCE:
-        r.append((a["src"], a["src"] + a["n"] * a["k"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.VMAX:
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((a["dst"], a["dst"] + 1))
-    elif op in (Op.VMOV, Op.VEXP, Op.VRECIP, Op.VRSQRT, Op.VGELU, Op.SOFTMAX):
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((a["dst"], a["dst"] + a["n"]))
-    elif op is Op.LAYERNORM:
-        n = a["n"]
-        r += [(a["src"], a["src"] + n), (a["gamma"], a["gamma"] + n), (a["beta"], a["beta"] + n)]
-        w.append((a["dst"], a["dst"] + n))
-    elif op is Op.ARGMAX:
-        r.append((a["src"], a["src"] + a["n"]))
-        w.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    elif op is Op.SETR:
-        w.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    elif op is Op.OUT:
-        r.append((REG_BASE + a["reg"], REG_BASE + a["reg"] + 1))
-    return pim, r, w
+    """``(is_pim, reads, writes)``: :func:`pimgpt.core.isa.effects` as half-open ranges of one
+    flat address space, scalar register ``r`` at ``REG_BASE + r``."""
+    side, reads, writes = isa.effects(ins, banks)
+
+    def flat(ranges):
+        return [(lo + REG_BASE, hi + REG_BASE) if space == "reg" else (lo, hi)
+                for space, lo, hi in ranges]
+    return side is isa.Side.PIM, flat(reads), flat(writes)
 
 
 class _Ranges:
@@ -282,37 +241,40 @@ class CompiledProgram:
             return rest if is_layer else tag
         return Counter(key(t) for t in self.tags)
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
+    def write(self, directory: str | Path, outputs=None) -> dict[str, Path]:
         """Write program.bin, program.asm, program.aim and memmap.yaml into ``directory``.
 
-        All files are written to a temporary directory first and moved into place only when all
-        of them are complete, so an error leaves no partial output.
+        ``memmap.yaml`` carries the fingerprint of the model, hardware and program
+        (:mod:`pimgpt.sw.fingerprint`). All files are committed together or not at all
+        (:class:`pimgpt.core.fileio.Outputs`; pass ``outputs`` from :func:`program_outputs` to
+        have the destinations checked before compiling).
         """
-        import os
-        import shutil
-        import tempfile
+        import yaml
 
-        directory = Path(directory)
+        from pimgpt.sw.fingerprint import fingerprint
+
+        outs = outputs if outputs is not None else program_outputs(directory)
+        blob = self.encode()
+        stamp = {"fingerprint": fingerprint(self.memmap.cfg, self.memmap.hw, blob)}
         contents = {
-            "program.bin": self.encode(),
+            "program.bin": blob,
             "program.asm": self.to_asm().encode(),
             "program.aim": self.to_aim().encode(),
-            "memmap.yaml": self.memmap.to_yaml().encode(),
+            "memmap.yaml": (self.memmap.to_yaml() + yaml.safe_dump(stamp)).encode(),
         }
-        try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".pimgpt-compile-", dir=directory.parent))
-            try:
-                for name, data in contents.items():
-                    (tmp / name).write_bytes(data)
-                directory.mkdir(exist_ok=True)
-                for name in contents:
-                    os.replace(tmp / name, directory / name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError as exc:
-            raise CompileError(
-                f"{directory}: cannot write the outputs ({exc.strerror or exc}); choose another "
-                "output directory"
-            ) from None
-        return {name: directory / name for name in contents}
+        with outs:
+            for name, data in contents.items():
+                outs.write_bytes(name, data)
+            return outs.commit()
+
+
+#: The files ``pimgpt compile`` writes.
+PROGRAM_FILES = ("program.bin", "program.asm", "program.aim", "memmap.yaml")
+
+
+def program_outputs(directory: str | Path, opt: str = "-o"):
+    """:class:`~pimgpt.core.fileio.Outputs` for :data:`PROGRAM_FILES` in ``directory``, checked."""
+    from pimgpt.core.fileio import Outputs, check_directory
+
+    directory = check_directory(opt, directory)
+    return Outputs({name: directory / name for name in PROGRAM_FILES}, label=f"{opt} {directory}")

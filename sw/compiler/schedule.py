@@ -18,12 +18,12 @@ different intervals.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from pimgpt.core.config import HwConfig
+from pimgpt.core.dram import derived_timing
 from pimgpt.core.isa import Instr, Op
+from pimgpt.core.vu.cost import VectorUnitModel
 from pimgpt.sw.mapper import COL
 
 from .program import REG_BASE, Builder, effects, hazards
@@ -35,53 +35,29 @@ from .program import REG_BASE, Builder, effects, hazards
 class CostModel:
     """Rough duration (DRAM tCK) of instructions, only to choose where SYNC intervals end.
 
-    ASIC: the vector-unit cost the hardware config states (``pipeline_cycles`` + element ops /
-    lanes + ``seq_add_cycles`` per dependent add). PIM: column streaming at ``nCCDL``, a row
-    switch (``nRTP + nRP + nRCDRDMAC``) when a MAC needs another row, transfers at the pin rate.
-    Estimates need not be exact: a wrong one costs some overlap, never correctness.
+    ASIC: the vector unit's cost model (:mod:`pimgpt.core.vu.cost`, shared with the perf
+    simulator). PIM, from the configured DRAM timing (:func:`pimgpt.core.dram.derived_timing`):
+    MAC columns stream at ``nCCDL``; a MAC that needs another row pays ``nRTP + nRP +
+    nRCDRDMAC``; transfers over the pins take ``nIO`` per 32-byte burst plus their latency
+    (``nCWL`` into the device, ``nCL`` out of it); an access outside the MAC stream also opens
+    a row. Estimates need not be exact: a wrong one costs some overlap, never correctness.
     """
 
     def __init__(self, hw: HwConfig):
-        d, t, a = hw.dram, hw.timing, hw.asic
+        d = hw.dram
+        t = derived_timing(hw)
         self.C, self.NB = d.channels, d.banks
-        self.ccd = max(t.get("nCCDL", 2), t.get("nCCDS", 2), 1)
-        self.miss = t.get("nRTP", 12) + t.get("nRP", 32) + t.get("nRCDRDMAC", 56)
-        self.io_col = max(d.column_bytes / d.channel_gbytes_per_s / d.tck_ns, 1.0)
-        self.lat = t.get("nCL", 50)
-        self.asic_tck = 1.0 / a.clock_ghz / d.tck_ns
-        self.lanes = a.vector_lanes
-        self.pipe = 4 if a.pipeline_cycles is None else a.pipeline_cycles
-        self.seq = 1 if a.seq_add_cycles is None else a.seq_add_cycles
-        e = {"exp": 21, "recip": 11, "rsqrt": 17, "gelu": 40}
-        e.update(a.elem_ops)
-        self.e = e
+        self.ccd = max(t["nCCDL"], t["nCCDS"], 1)
+        self.miss = t["nRTP"] + t["nRP"] + t["nRCDRDMAC"]
+        self.io = t["nIO"]
+        self.rd_lat, self.wr_lat = t["nCL"], t["nCWL"]
+        # fp32 accumulator values per 32-byte burst
+        self.acc_per_burst = d.column_bytes // 4
+        self.asic_tck = 1.0 / hw.asic.clock_ghz / d.tck_ns
+        self.vu = VectorUnitModel(hw)
 
     def asic(self, ins: Instr) -> float:
-        op, a = ins.op, ins.args
-        n = a.get("n", 0)
-        e = self.e
-        par = n
-        seq = 0
-        if op is Op.VREDUCE:
-            par = n * max(a["k"] - 1, 1)
-        elif op in (Op.VMAX, Op.ARGMAX):
-            seq = math.ceil(math.log2(max(self.lanes, 2)))
-        elif op is Op.VEXP:
-            par = n * e["exp"]
-        elif op is Op.VRECIP:
-            par = n * e["recip"]
-        elif op is Op.VRSQRT:
-            par = n * e["rsqrt"]
-        elif op is Op.VGELU:
-            par = n * e["gelu"]
-        elif op is Op.SOFTMAX:
-            par, seq = n * (3 + e["exp"]), n + e["recip"]
-        elif op is Op.LAYERNORM:
-            par, seq = 5 * n, 2 * n + e["recip"] + e["rsqrt"] + 3
-        elif op in (Op.SETR, Op.OUT):
-            return self.asic_tck
-        cycles = self.pipe + -(-par // self.lanes) + seq * self.seq
-        return cycles * self.asic_tck
+        return self.vu.cost(ins).cycles * self.asic_tck
 
     def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
         """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
@@ -98,15 +74,16 @@ class CostModel:
                 open_rows[c] = row
             return chans, a["ncols"] * self.ccd + (self.miss if miss else 0)
         if op in (Op.RD_MAC, Op.WR_BIAS):
-            return chans, 40.0
+            bursts = -(-a["nacc"] * self.NB // self.acc_per_burst)
+            return chans, bursts * self.io + (self.rd_lat if op is Op.RD_MAC else self.wr_lat)
         if op is Op.WR_GB:
-            return chans, a["ncols"] * self.io_col + 10
+            return chans, a["ncols"] * self.io + self.wr_lat
         for c in chans:
             open_rows[c] = None
         n = a.get("n", a.get("ncols", 1) * COL)
-        if op is Op.WR_ELEM:
-            return chans, n / self.C * 8 + self.miss
-        return chans, -(-n // COL) * self.io_col + self.miss + self.lat
+        if op is Op.WR_ELEM:  # one burst per element, spread over the channels
+            return chans, -(-n // self.C) * self.io + self.miss
+        return chans, -(-n // COL) * self.io + self.miss + self.rd_lat
 
 
 # ---------------------------------------------------------------------------------------------
