@@ -199,8 +199,11 @@ def test_hardware_base_key(tmp_path):
     assert hw.timing == load_hw().timing
     with pytest.raises(ConfigError, match="base 'nope' is not a hardware preset"):
         hw_from_dict({"base": "nope"})
-    with pytest.raises(ConfigError, match="'channels' must be an integer"):
+    with pytest.raises(ConfigError, match="'dram.channels' must be an integer in 1..32"):
         hw_from_dict({"base": "pimgpt-gddr6-8ch", "dram": {"channels": "many"}})
+    # merged with the preset, then checked like any file
+    with pytest.raises(ConfigError, match=r"unknown keys \[.chanels.\] in dram"):
+        hw_from_dict({"base": "pimgpt-gddr6-8ch", "dram": {"chanels": 16}})
 
 
 @pytest.mark.parametrize("name", LLAMA_MODELS)
