@@ -192,7 +192,9 @@ def _gpt2_values(raw: dict, where: str) -> dict:
 
 
 def _number(raw: dict, key: str, default, where: str) -> float:
-    value = raw.get(key, default)
+    value = raw.get(key)
+    if value is None:  # absent, or written as null: the default
+        value = default
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ModelError(f"{where}: {key} must be a number, got {value!r}")
     return float(value)
@@ -211,15 +213,15 @@ def _llama_values(raw: dict, where: str) -> dict:
     _need_keys(raw, where, ["num_hidden_layers", "hidden_size", "num_attention_heads",
                             "intermediate_size", "vocab_size", "max_position_embeddings"], "Llama")
     act = raw.get("hidden_act", "silu")
-    if act != "silu":
+    if act not in ("silu", "swish"):  # transformers maps both names to SiLU
         raise ModelError(
             f"{where}: hidden_act {act!r} is not supported; Llama's SwiGLU MLP uses silu"
         )
     n_head = raw["num_attention_heads"]
     n_kv = raw.get("num_key_value_heads")
     head_dim = raw.get("head_dim")
-    if head_dim is not None and isinstance(n_head, int) and n_head > 0 and \
-            head_dim * n_head != raw["hidden_size"]:
+    if head_dim is not None and (not isinstance(head_dim, int) or isinstance(head_dim, bool) or (
+            isinstance(n_head, int) and head_dim * n_head != raw["hidden_size"])):
         raise ModelError(
             f"{where}: head_dim {head_dim!r} times num_attention_heads {n_head} is not "
             f"hidden_size {raw['hidden_size']}; pimgpt needs head_dim = hidden_size / heads"

@@ -216,10 +216,15 @@ def test_sharded_llama(tmp_path):
      5e5, RopeScaling(8.0, 1.0, 4.0, 8192)),
     ({"rope_scaling": None, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}},
      1e6, None),
+    # transformers 5 may write the top-level rope_theta as null next to rope_parameters.
+    ({"rope_scaling": None, "rope_theta": "null",
+      "rope_parameters": {"rope_type": "default", "rope_theta": 2e5}}, 2e5, None),
 ])
 def test_rope_config_forms(tmp_path, over, theta, scaling):
     conf = llama_config_json(**over)
     conf = {k: v for k, v in conf.items() if not (k == "rope_theta" and v is None)}
+    if conf.get("rope_theta") == "null":
+        conf["rope_theta"] = None
     cfg = config_from_dir(write_dir(tmp_path / "r", hf_tensors(), conf))
     assert (cfg.rope_theta, cfg.rope_scaling) == (theta, scaling)
 
@@ -240,6 +245,7 @@ def test_rope_config_forms(tmp_path, over, theta, scaling):
      "partial_rotary_factor 0.5 is not supported"),
     ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
     ({"head_dim": 32}, "head_dim 32 times num_attention_heads 4 is not hidden_size 64"),
+    ({"head_dim": "16"}, "head_dim '16' times num_attention_heads 4"),
     ({"attention_bias": True}, "attention_bias=True and mlp_bias=False differ"),
     ({"num_key_value_heads": 3}, "n_head 4 is not a multiple of n_kv_head 3"),
     ({"tie_word_embeddings": "yes"}, "tie_word_embeddings must be true or false"),
