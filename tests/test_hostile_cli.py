@@ -339,6 +339,27 @@ def model_empty_string(root, inputs):
 
 
 @case("accepted")
+def verilog_output_empty_path(root, inputs):
+    return ["verilog", "mac", "-o", ""], "-o is an empty path; give a folder"
+
+
+@case("accepted")
+def verilog_hw_empty_string(root, inputs):
+    return ["verilog", "mac", "--hw", "", "-o", root / "v"], "--hw is an empty string"
+
+
+@case("accepted")
+def paper_output_empty_path(root, inputs):
+    return ["paper", "-o", ""], "-o is an empty path; give a folder"
+
+
+@case("accepted")
+def accuracy_output_is_a_file(root, inputs):
+    (root / "f").write_text("x")
+    return ["accuracy", "--quick", "-o", root / "f"], "exists and is not a folder"
+
+
+@case("accepted")
 def program_without_memmap(root, inputs):
     (root / "p").mkdir()
     shutil.copy(inputs / "prog" / "program.bin", root / "p")

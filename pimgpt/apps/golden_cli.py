@@ -133,7 +133,7 @@ def cli_run(args) -> int:
 
             def save(tmp):
                 with open(tmp, "wb") as fh:
-                    np.save(fh, array)
+                    np.save(fh, array, allow_pickle=False)
 
             outs.write("--logits", save)
             out["logits_file"] = str(outs.path("--logits"))

@@ -220,7 +220,7 @@ def cli_run(args) -> int:
         if "--logits" in outs:
             def save(tmp):
                 with open(tmp, "wb") as fh:
-                    np.save(fh, np.asarray(logits, dtype=np.float32))
+                    np.save(fh, np.asarray(logits, dtype=np.float32), allow_pickle=False)
 
             outs.write("--logits", save)
             stats["logits_file"] = str(outs.path("--logits"))
