@@ -150,6 +150,11 @@ def prompt_text_not_utf8(root, inputs):
 
 
 @case("traceback")
+def hw_path_not_utf8(root, inputs):
+    return ["run", "--hw", os.fsdecode(b"\xff.yaml")], "\\udcff.yaml: no such file"
+
+
+@case("traceback")
 def stats_is_a_directory_golden(root, inputs):
     (root / "d").mkdir()
     return ["run", "--stats", root / "d"], "--stats: "
@@ -475,3 +480,15 @@ def test_console_script_in_a_subprocess(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "not UTF-8 text" in proc.stderr
+
+
+def test_closed_stdout_is_not_a_traceback(tmp_path):
+    """``pimgpt models | head -1``: the reader goes away; no traceback, no error line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before the child writes: its first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == "", err
