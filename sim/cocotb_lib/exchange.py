@@ -45,4 +45,7 @@ def report(key: str, value) -> None:
     content = json.loads(path.read_text()) if path.exists() else {}
     content[key] = value
     # numpy scalars and arrays (the testbenches count with numpy) become JSON numbers and lists.
-    atomic_write_json(path, content, indent=1)
+    try:
+        atomic_write_json(path, content, indent=1)
+    except TypeError as exc:
+        raise TypeError(f"cannot report {exc}") from None
