@@ -117,7 +117,7 @@ def test_system_isa_coverage_vs_golden_and_perf():
     golden = GoldenMachine(hw, image.copy())
     golden.sp[:len(sp)] = sp
     golden.run(prog)
-    res = run_system(hw, HW, prog, image, sp_init=sp.view(np.uint32),
+    res = run_system(hw, prog, image, sp_init=sp.view(np.uint32),
                      sp_read=[(2048, 1422)], max_cycles=200_000, p_idle=0.3, seed=3)
     got = np.array(res.status["sp_words"][0], dtype=np.uint32)
     want = golden.sp.view(np.uint32)[2048:2048 + 1422]
@@ -169,10 +169,11 @@ def test_system_tiny_py_text_prompt():
 
     if "tiny-py" not in shipped_model_names():
         pytest.skip("tiny-py is not shipped in this checkout")
-    from pimgpt.apps.rtl_cli import run_rtl_generation
+    from pimgpt.apps.run_cli import run_model
 
-    stats = run_rtl_generation("tiny-py", hw=HW, prompt_text="#", new_tokens=2)
-    stats.pop("_logits")
+    result = run_model("rtl", "tiny-py", hw=HW, prompt_text="#", new_tokens=2)
+    stats = result.stats
+    assert result.error is None and result.logits.shape == (2, 256)
     assert stats["golden_match"] is True, stats
     assert stats["logits_checked"] == 2 * 256
     assert len(stats["tokens"]) == 2 and isinstance(stats.get("text"), str)

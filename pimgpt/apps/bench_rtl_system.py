@@ -21,13 +21,14 @@ HW = "tiny-rtl"
 
 def cosim(simulator: str = "verilator", new_tokens: int = 4, prompt=(1, 2, 3),
           model: str = "tiny") -> dict:
-    """Run a generation on the system RTL; returns its statistics (``pimgpt/apps/rtl_cli.py``)."""
-    from pimgpt.apps.rtl_cli import run_rtl_generation
+    """Run a generation on the system RTL; returns its statistics
+    (:mod:`pimgpt.sim.cocotb_lib.rtl_backend`)."""
+    from pimgpt.apps.run_cli import run_model
+    from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
 
     t0 = time.perf_counter()
-    stats = run_rtl_generation(model, hw=HW, prompt=list(prompt), new_tokens=new_tokens,
-                               simulator=simulator)
-    stats.pop("_logits", None)
+    stats = run_model(RtlBackend(simulator=simulator), model, hw=HW, prompt=list(prompt),
+                      new_tokens=new_tokens).stats
     stats["wall_seconds"] = time.perf_counter() - t0
     return stats
 
