@@ -16,9 +16,9 @@ RTL needs:
   as in the standard (``ACT`` 1, ``ACT4``/``ACT16`` 4).
 
 A pure-Python checker with its own timestamp algorithm lives in ``sim/cocotb_lib/dram_monitor.py``.
-Only one row buffer per bank is supported (``dram.act_overlap: false``). The RTL scheduler does not
-issue mode switches yet: with ``dram.mode_switch: true`` on ``gddr6-aim`` the tables contain the
-switch rows, but the perf engine's schedule (which switches) and the RTL's differ.
+Only one row buffer per bank is supported (``dram.act_overlap: false``). With modes
+(``gddr6-aim``, ``dram.mode_switch: true``) the tables contain the switch rows like any other; the
+scheduler (:mod:`.pim_sched`) keeps each channel's mode and inserts ``MODREG``/``MODARR``.
 """
 
 from __future__ import annotations
