@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pimgpt.core.errors import PimgptError
@@ -93,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile and run a model; print generated tokens (or text).",
     )
     _add_model_args(p)
-    p.add_argument("--backend", choices=["golden", "perf", "rtl"], default="golden")
+    from pimgpt.apps.run_cli import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), default="golden",
+                   help="; ".join(f"{name}: {e.description}" for name, e in BACKENDS.items()))
     p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
     p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
     p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")
@@ -114,12 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
-    p.add_argument(
-        "--simulator",
-        default="verilator",
-        choices=["verilator", "icarus"],
-        help="rtl: HDL simulator",
-    )
+    from pimgpt.sim.cocotb_lib.runner import SIMULATORS
+
+    p.add_argument("--simulator", default=SIMULATORS[0], choices=SIMULATORS,
+                   help="rtl: HDL simulator")
 
     p = sub.add_parser(
         "paper",
@@ -168,17 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Paths from a non-UTF-8 command line hold lone surrogates: print them escaped, not crash.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     module, func, _ = HANDLERS[args.command]
     try:
         handler = getattr(importlib.import_module(module), func)
         return int(handler(args) or 0)
     except PimgptError as exc:
-        print(f"pimgpt {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"pimgpt {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"pimgpt {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`pimgpt models | head -1`): stop quietly, and keep
+        # Python from reporting the failed flush of stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

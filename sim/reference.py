@@ -1,7 +1,7 @@
 """Independent reference forwards (GPT-2 and Llama): the PIM arithmetic of ``docs/dataflow.md``
 and float64.
 
-This module shares no code with the compiler (``sw/compiler.py``) or the executor
+This module shares no code with the compiler (``sw/compiler/``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
 unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:
@@ -415,8 +415,27 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
 # ---------------------------------------------------------------------------------------------
 # The float64 model
 # ---------------------------------------------------------------------------------------------
+def round_bf16_f64(x) -> np.ndarray:
+    """float64 values rounded to the nearest bf16 value (8 significant bits, ties to even).
+
+    A single rounding (no detour through fp32); the exponent range is not limited, which does not
+    matter for the activations of these models.
+    """
+    m, e = np.frexp(np.asarray(x, dtype=np.float64))
+    return np.ldexp(np.rint(m * 256.0) / 256.0, e)
+
+
+def _exact(x):
+    return x
+
+
 class F64Model:
-    """The same decoder in float64 with exact math on the float32 weights, one step per token.
+    """The same decoder in float64 with exact math on the float32 weights.
+
+    :meth:`step` runs one token at a time with K/V caches; :meth:`logits` runs whole sequences
+    teacher forced at once (causal attention), up to float64 summation order the same. The
+    rounding hooks round one group of values to bf16 (the ablation of ``pimgpt accuracy``); with
+    all of them off (the default) the math is exact.
 
     Parameters
     ----------
@@ -425,14 +444,28 @@ class F64Model:
     weights : dict of str to numpy.ndarray
         float32 weights, pimgpt names.
     capacity : int, optional
-        Positions the K/V caches hold (default ``cfg.ctx``).
+        Positions the K/V caches of :meth:`step` hold (default ``cfg.ctx``).
+    bf16_weights : bool
+        Use the bf16 weights the PIM DRAM holds (``f32_to_bf16``), all of them.
+    bf16_acts : bool
+        Round what the PIM dataflow writes to the global buffer to bf16 (:func:`round_bf16_f64`):
+        the inputs of every linear layer (norm outputs, attention output, GELU or SwiGLU output),
+        ``q`` (after RoPE), the softmax probabilities and the final norm output.
+    bf16_kv : bool
+        Round the keys (after RoPE) and values stored in the K/V caches.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict, capacity=None):
+    def __init__(self, cfg: ModelConfig, weights: dict, capacity=None, *,
+                 bf16_weights: bool = False, bf16_acts: bool = False, bf16_kv: bool = False):
         _check_model(cfg, weights)
         self.cfg = cfg
         self.capacity = _check_capacity(cfg, capacity)
+        if bf16_weights:
+            weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
+                       for k, v in weights.items()}
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.act = round_bf16_f64 if bf16_acts else _exact
+        self.kv = round_bf16_f64 if bf16_kv else _exact
         self.last_xf = None
         self.k_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
         self.v_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
@@ -441,29 +474,38 @@ class F64Model:
     def _norm(self, x, name):
         eps, gain = self.cfg.ln_eps, self.w[name + ".weight"]
         if self.cfg.norm == "rmsnorm":
-            return x / np.sqrt((x * x).mean() + eps) * gain
-        mu = x.mean()
-        var = ((x - mu) ** 2).mean()
+            return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * gain
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + eps) * gain + self.w[name + ".bias"]
 
+    @staticmethod
+    def _mm(x, m):
+        # One 2-D product: numpy's stacked (3-D @ 2-D) matmul is ~50x slower here.
+        return (x.reshape(-1, x.shape[-1]) @ m).reshape(*x.shape[:-1], m.shape[1])
+
     def _linear(self, x, name):
-        y = x @ self.w[name + ".weight"]
+        y = self._mm(x, self.w[name + ".weight"]) if x.ndim > 1 else x @ self.w[name + ".weight"]
         return y + self.w[name + ".bias"] if self.cfg.bias else y
 
-    @staticmethod
-    def _gelu(x):
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    def _mlp_act(self, u):
+        """GELU (tanh form) of ``u``, or SwiGLU of its two halves ``[gate | up]``."""
+        if self.cfg.mlp == "gelu":
+            return 0.5 * u * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u**3)))
+        gate, up = u[..., :self.cfg.d_ff], u[..., self.cfg.d_ff:]
+        z = np.exp(-np.abs(gate))  # sigmoid without overflow or cancellation
+        return gate * np.where(gate >= 0, 1.0 / (1.0 + z), z / (1.0 + z)) * up
 
     @staticmethod
     def _rope(x, cos, sin):
-        """Rotate-half RoPE of heads ``x [..., D]`` by float64 ``cos``/``sin`` ``[D/2]``."""
+        """Rotate-half RoPE of heads ``x [..., D]`` by float64 ``cos``/``sin`` ``[..., D/2]``."""
         h = x.shape[-1] // 2
         lo, hi = x[..., :h], x[..., h:]
         return np.concatenate([lo * cos - hi * sin, hi * cos + lo * sin], axis=-1)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
-        cfg, w = self.cfg, self.w
+        cfg, w, A = self.cfg, self.w, self.act
         if not 0 <= pos < self.capacity:
             raise ReferenceModelError(
                 f"position {pos} is outside the K/V caches' capacity {self.capacity}"
@@ -474,33 +516,73 @@ class F64Model:
             cos, sin = (t[0] for t in rope_cos_sin_f64([pos], self.inv_freq))
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            qkv = self._linear(self._norm(x, p + "ln_1"), p + "attn.c_attn")
+            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
             q, k, v = qkv[:d].reshape(H, dh), qkv[d:d + kv].reshape(KV, dh), qkv[d + kv:]
             if self.inv_freq is not None:
                 q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            self.k_cache[i, pos] = k.reshape(kv)
-            self.v_cache[i, pos] = v
+            q = A(q)
+            self.k_cache[i, pos] = self.kv(k.reshape(kv))
+            self.v_cache[i, pos] = self.kv(v)
             keys = self.k_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
             vals = self.v_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
             # Query head a = g * group + j attends with K/V head g.
             s = np.einsum("gjd,tgd->gjt", q.reshape(KV, cfg.group, dh), keys) / math.sqrt(dh)
             e = np.exp(s - s.max(axis=-1, keepdims=True))
-            prob = e / e.sum(axis=-1, keepdims=True)
-            o = np.einsum("gjt,tgd->gjd", prob, vals).reshape(d)
+            prob = A(e / e.sum(axis=-1, keepdims=True))
+            o = A(np.einsum("gjt,tgd->gjd", prob, vals).reshape(d))
             x = x + self._linear(o, p + "attn.c_proj")
-            u = self._linear(self._norm(x, p + "ln_2"), p + "mlp.c_fc")
-            if cfg.mlp == "gelu":
-                a = self._gelu(u)
-            else:
-                gate, up = u[:cfg.d_ff], u[cfg.d_ff:]
-                z = np.exp(-np.abs(gate))  # sigmoid without overflow or cancellation
-                a = gate * np.where(gate >= 0, 1.0 / (1.0 + z), z / (1.0 + z)) * up
-            x = x + self._linear(a, p + "mlp.c_proj")
+            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
         if not need_logits:
             return None
-        xf = self._norm(x, "ln_f")
+        xf = A(self._norm(x, "ln_f"))
         self.last_xf = xf
         return (w["wte"] if cfg.tied_head else w["lm_head"]) @ xf
+
+    def logits(self, tokens) -> np.ndarray:
+        """float64 logits of whole sequences, teacher forced; row ``i`` predicts token ``i + 1``.
+
+        Parameters
+        ----------
+        tokens : array_like of int, shape (T,) or (B, T)
+            One sequence, or a batch of equal-length sequences (evaluated independently).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[T, vocab]`` or ``[B, T, vocab]``.
+        """
+        cfg, w, A = self.cfg, self.w, self.act
+        toks = np.asarray(tokens, dtype=np.int64)
+        single = toks.ndim == 1
+        toks = np.atleast_2d(toks)
+        B, T = toks.shape
+        d, dh, H, KV, kv, G = (cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim,
+                               cfg.group)
+        x = w["wte"][toks] + (w["wpe"][:T] if cfg.position == "learned" else 0.0)
+        if self.inv_freq is not None:
+            cos, sin = (t[:, None, :] for t in rope_cos_sin_f64(np.arange(T), self.inv_freq))
+        mask = np.triu(np.ones((T, T), dtype=bool), 1)
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
+            q = qkv[..., :d].reshape(B, T, H, dh)
+            k = qkv[..., d:d + kv].reshape(B, T, KV, dh)
+            v = self.kv(qkv[..., d + kv:]).reshape(B, T, KV, dh)
+            if self.inv_freq is not None:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q, k = A(q).reshape(B, T, KV, G, dh), self.kv(k)
+            s = np.einsum("btgjd,bugd->bgjtu", q, k) / math.sqrt(dh)
+            s[..., mask] = -np.inf
+            e = np.exp(s - s.max(axis=-1, keepdims=True))
+            prob = A(e / e.sum(axis=-1, keepdims=True))
+            o = A(np.einsum("bgjtu,bugd->btgjd", prob, v).reshape(B, T, d))
+            x = x + self._linear(o, p + "attn.c_proj")
+            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
+        head = w["wte"] if cfg.tied_head else w["lm_head"]
+        out = self._mm(A(self._norm(x, "ln_f")), head.T)
+        return out[0] if single else out
 
 
 def f64_generate(cfg: ModelConfig, weights: dict, prompt: Sequence[int],

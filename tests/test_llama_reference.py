@@ -117,10 +117,14 @@ def tokens_for(cfg, n, seed=1):
 def test_f64_model_matches_independent_implementation(name):
     cfg, w = make(name, scale=4.0)
     toks = tokens_for(cfg, cfg.ctx)
-    got = ref.f64_logits_teacher_forced(cfg, w, toks)
+    got = ref.f64_logits_teacher_forced(cfg, w, toks)  # one step per token, K/V caches
     expect = forward_f64(cfg, w, toks)
     assert np.abs(expect).max() > 1.0  # not trivially small logits
     np.testing.assert_allclose(got, expect, rtol=1e-11, atol=1e-11)
+    # The whole-sequence path (batched, as pimgpt accuracy uses it).
+    batch = ref.F64Model(cfg, w).logits([toks, toks[::-1]])
+    np.testing.assert_allclose(batch[0], expect, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(batch[1], forward_f64(cfg, w, toks[::-1]), rtol=1e-11, atol=1e-11)
 
 
 def test_rope_matters_and_positions_differ():

@@ -84,6 +84,15 @@ class DramConfig:
     act_overlap: bool = key(bool, default=False)
     #: fp32 MAC accumulators per bank (``MAC ... acc``; ``RD_MAC`` reads several in one visit)
     accumulators: int = key(int, 1, 1024, default=1)
+    #: Model the standard's mode switches (GDDR6-AiM's register-access mode, nMODCH each way);
+    #: false is the idealised variant with no switches.
+    mode_switch: bool = key(bool, default=True)
+    #: perf model (controller policy): a register-mode visit that sits between two MAC_ABKs first
+    #: precharges and activates the next MAC_ABK's row, so the activation runs during the visit.
+    early_activate: bool = key(bool, default=True)
+    #: DRAM standard preset (a name of ``pimgpt.core.dram.STANDARDS``: rows, modes, command
+    #: timing); left out, the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
+    standard: str | None = None
 
     @property
     def row_elems(self) -> int:
@@ -259,8 +268,22 @@ def _from_fields(cls, section: dict, where: str, path: str):
 # ---------------------------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------------------------
+def _standard_name(name, where: str) -> str:
+    """``dram.standard`` checked against the presets (the default preset when absent)."""
+    # The presets are defined with the standard (pimgpt.core.dram), which imports this module.
+    from pimgpt.core.dram import DEFAULT_STANDARD, STANDARDS
+
+    if name is None:
+        return DEFAULT_STANDARD
+    if not isinstance(name, str) or name not in STANDARDS:
+        raise ConfigError(f"{where}: 'dram.standard' must be one of {sorted(STANDARDS)}, got "
+                          f"{name!r}; {_FIX}")
+    return name
+
+
 def _dram(d: dict, where: str) -> DramConfig:
-    dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"))
+    dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"),
+                      standard=_standard_name(d.get("standard"), where))
     if dram.gb_bytes > dram.row_bytes:
         raise ConfigError(f"{where}: dram.gb_bytes must be a multiple of 32 and at most row_bytes "
                           f"({dram.row_bytes}), got {dram.gb_bytes}")
@@ -339,10 +362,10 @@ def hw_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_yaml(path: Path) -> dict:
-    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`."""
-    text = read_text(path, "hardware YAML", ConfigError,
-                     missing="give a preset name or an existing YAML path")
+def load_yaml(path: Path, what: str = "YAML file") -> dict:
+    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`
+    (``what`` names the file in messages)."""
+    text = read_text(path, what, ConfigError, missing="give a preset name or an existing YAML path")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -395,10 +418,10 @@ def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
         with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:
-            return hw_from_dict(load_yaml(p), where=name)
+            return hw_from_dict(load_yaml(p, "hardware YAML"), where=name)
     path = Path(name)
     if not path.suffix and not path.exists():
         raise ConfigError(
             f"unknown hardware preset '{name}'; choose one of {hw_presets()} or a YAML path"
         )
-    return hw_from_dict(load_yaml(path), where=str(path))
+    return hw_from_dict(load_yaml(path, "hardware YAML"), where=str(path))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pimgpt.core.config import load_hw
+from pimgpt.hdl.bank import bank_timing_rows
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.export import write_verilog
 from pimgpt.hdl.fp32add import FP32Add
@@ -87,7 +88,7 @@ def test_mac_cocotb(simulator):
     d = default_build_root() / f"test_mac_{simulator}"
     ncols = COUNTS[simulator]["ncols"]
     mac = MAC()
-    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 2,
+    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 3,
                {"ncols": ncols, "seed": 5, "lanes": mac.lanes, "latency": mac.latency},
                simulator)
     _, _, lengths, _ = stimulus.mac_directed()
@@ -96,6 +97,9 @@ def test_mac_cocotb(simulator):
     assert rnd["columns"] == ncols and rnd["mismatched"] == 0 and rnd["pending"] == 0
     assert rnd["matched"] > ncols // 8  # dot products of 1..8 columns
     assert rnd["cycles"] > rnd["inputs"]
+    rst = run.report["mac_reset"]  # reset mid-stream: queue dropped, then a clean directed batch
+    assert rst["dropped"] > 0 and rst["matched"] == rst["seen_before_reset"] + len(lengths)
+    assert rst["mismatched"] == rst["unexpected"] == rst["pending"] == 0
     print(f"[{simulator}] mac: {rnd['columns'] + directed['columns']} columns, "
           f"{rnd['matched'] + directed['matched']} dot products checked bit-exact; "
           f"build {run.build_s:.1f} s, simulation {run.test_s:.1f} s")
@@ -139,7 +143,7 @@ def test_vector_unit_cocotb():
 def test_channel_cocotb():
     hw = load_hw("tiny-rtl")
     run = _run("cocotb_channel", lambda out: blocks_verilog(hw, out), BLOCKS_TOP,
-               blocks_build_dir(hw), 2, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
+               blocks_build_dir(hw), 3, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
     s = run.report["random_commands"]
     assert s["error"] == 0
     assert s["rd"]["mismatched"] == 0 and s["rd"]["pending"] == 0 and s["rd"]["matched"] > 20
@@ -148,6 +152,12 @@ def test_channel_cocotb():
     assert s["commands"] > 400
     illegal = run.report["illegal_commands"]
     assert all(illegal.values()) and len(illegal) == 3
+    # Every bank-scope row of the standard probed: flagged one cycle early, accepted on time.
+    probes = run.report["timing_probes"]
+    assert {tuple(p["row"]) for p in probes.values()} == set(bank_timing_rows(hw))
+    for name, p in probes.items():
+        assert p["early_error"] == 1 and p["on_time_error"] == 0, (name, p)
+        assert p["binding"] and not p["on_time_violations"], (name, p)
     print(f"channel: {s['commands']} commands, {s['rd']['matched']} RD columns and "
           f"{s['acc']['matched']} accumulators bit-exact; build {run.build_s:.1f} s, "
           f"sim {run.test_s:.1f} s")
