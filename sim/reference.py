@@ -14,7 +14,7 @@ unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 
 Both follow the architecture fields of :class:`~pimgpt.sw.models.ModelConfig`: LayerNorm or
 RMSNorm, learned positions or RoPE (rotate-half; the PIM model reads the fp32 cos/sin table of
-:func:`pimgpt.core.nonlinear.rope_table`, the float64 model exact cosines and sines), GELU or
+:func:`pimgpt.core.rope.rope_table`, the float64 model exact cosines and sines), GELU or
 SwiGLU, MHA/GQA/MQA (query head ``a`` attends with K/V head ``a // (n_head / n_kv_head)``), biases
 or none, a tied or separate LM head. Weights are ``dict[str, numpy.ndarray]`` in the names and
 layout of :mod:`pimgpt.sw.models` (matrices ``[in, out]``).
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pimgpt.core import nonlinear as nl
+from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.rope import rope_cos_sin_f64, rope_table
@@ -198,11 +199,14 @@ def _check_capacity(cfg: ModelConfig, capacity) -> int:
         return cfg.ctx
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) \
             or not 1 <= capacity <= cfg.ctx:
-        raise ReferenceModelError(
-            f"capacity must be an integer in 1..{cfg.ctx} (the context of model {cfg.name}), "
-            f"got {capacity!r}"
-        )
+        raise ReferenceModelError(f"capacity must be an integer in 1..{cfg.ctx} (the context of "
+                                  f"model {cfg.name}), got {capacity!r}")
     return int(capacity)
+
+
+def _check_pos(pos: int, capacity: int) -> None:
+    if not 0 <= pos < capacity:
+        raise ReferenceModelError(f"position {pos} is outside the K/V caches' capacity {capacity}")
 
 
 class PimModel:
@@ -217,8 +221,7 @@ class PimModel:
     gb_elems : int
         Global-buffer size G in elements (chunk size of every dot product).
     capacity : int, optional
-        Positions the K/V caches hold (default ``cfg.ctx``; less saves memory on long-context
-        models).
+        Positions the K/V caches hold (default ``cfg.ctx``; fewer save memory).
 
     Attributes
     ----------
@@ -279,41 +282,33 @@ class PimModel:
         """LayerNorm (gain, shift) or RMSNorm (gain) of the vector unit."""
         gain, shift = params
         if shift is None:
-            return nl.rmsnorm(x, gain, self.eps)
+            return nll.rmsnorm(x, gain, self.eps)
         return nl.layernorm(x, gain, shift, self.eps)
 
     def attention(self, li: int, q, k, v, pos: int) -> np.ndarray:
         """Store ``k``/``v`` at ``pos`` and attend every query head; the heads' outputs ``[d]``."""
-        cfg, G = self.cfg, self.G
-        dh, H, group = cfg.d_head, cfg.n_head, cfg.group
+        cfg, G, dh, H = self.cfg, self.G, self.cfg.d_head, self.cfg.n_head
         kc, vc = self.k_cache[li], self.v_cache[li]
         kc[pos] = _bf16(k)
         vc[:, pos] = _bf16(v)
         q16 = _bf16(q)
         keys = kc[:pos + 1]
-        # Query head a meets K/V head a // group: place its q where that head's K elements sit
-        # in a K-cache vector, so the dot product runs over the same index range of K (and the
-        # same chunk boundaries) as for multi-head attention.
-        q_on_k = np.zeros((H, cfg.kv_dim), np.uint16)
-        for a in range(H):
-            g = a // group
-            q_on_k[a, g * dh:(g + 1) * dh] = q16[a * dh:(a + 1) * dh]
-        scores = np.stack([
-            segdot(q_on_k[a], keys, (a // group) * dh, (a // group + 1) * dh, G)
-            for a in range(H)
-        ])  # [heads, pos+1]
+        # Query head a meets K/V head g = a // group: its q goes where g's elements sit in a K
+        # vector, so the dot runs over the same range (and chunk boundaries) as for MHA.
+        g = np.arange(H) // cfg.group
+        q_on_k = np.zeros((H, cfg.n_kv_head, dh), np.uint16)
+        q_on_k[np.arange(H), g] = q16.reshape(H, dh)
+        scores = np.stack([segdot(q_on_k[a].ravel(), keys, g[a] * dh, (g[a] + 1) * dh, G)
+                           for a in range(H)])  # [heads, pos+1]
         p = nl.softmax(nm.f32_mul(scores, self.scale))
         p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
-        vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[np.arange(H) // group]
+        vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[g]
         return chunkdot(p16, vt, G).reshape(cfg.d_model)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
         cfg = self.cfg
-        if not 0 <= pos < self.capacity:
-            raise ReferenceModelError(
-                f"position {pos} is outside the K/V caches' capacity {self.capacity}"
-            )
+        _check_pos(pos, self.capacity)
         d, kv, dh = cfg.d_model, cfg.kv_dim, cfg.d_head
         x = _widen(self.wte16[tok])
         if self.wpe16 is not None:
@@ -321,16 +316,14 @@ class PimModel:
         if self.inv_freq is not None:
             cos, sin = (t[0] for t in rope_table([pos], self.inv_freq))
         for li, L in enumerate(self.layers):
-            h = self.norm(x, L["ln1"])
-            qkv = self.linear(h, L["attn"])
+            qkv = self.linear(self.norm(x, L["ln1"]), L["attn"])
             q, k, v = qkv[:d], qkv[d:d + kv], qkv[d + kv:]
             if self.inv_freq is not None:
-                q = nl.rope(q.reshape(cfg.n_head, dh), cos, sin).reshape(d)
-                k = nl.rope(k.reshape(cfg.n_kv_head, dh), cos, sin).reshape(kv)
+                q = nll.rope(q.reshape(cfg.n_head, dh), cos, sin).reshape(d)
+                k = nll.rope(k.reshape(cfg.n_kv_head, dh), cos, sin).reshape(kv)
             x = nm.f32_add(x, self.linear(self.attention(li, q, k, v, pos), L["proj"]))
-            h = self.norm(x, L["ln2"])
-            u = self.linear(h, L["fc"])
-            a = nl.gelu(u) if cfg.mlp == "gelu" else nl.swiglu(u[:cfg.d_ff], u[cfg.d_ff:])
+            u = self.linear(self.norm(x, L["ln2"]), L["fc"])
+            a = nl.gelu(u) if cfg.mlp == "gelu" else nll.swiglu(u[:cfg.d_ff], u[cfg.d_ff:])
             x = nm.f32_add(x, self.linear(a, L["fcproj"]))
         if not need_logits:
             return None
@@ -506,10 +499,7 @@ class F64Model:
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
         cfg, w, A = self.cfg, self.w, self.act
-        if not 0 <= pos < self.capacity:
-            raise ReferenceModelError(
-                f"position {pos} is outside the K/V caches' capacity {self.capacity}"
-            )
+        _check_pos(pos, self.capacity)
         d, dh, H, KV, kv = cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim
         x = w["wte"][tok] + (w["wpe"][pos] if cfg.position == "learned" else 0.0)
         if self.inv_freq is not None:
@@ -557,8 +547,7 @@ class F64Model:
         single = toks.ndim == 1
         toks = np.atleast_2d(toks)
         B, T = toks.shape
-        d, dh, H, KV, kv, G = (cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim,
-                               cfg.group)
+        d, dh, H, KV, kv = cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim
         x = w["wte"][toks] + (w["wpe"][:T] if cfg.position == "learned" else 0.0)
         if self.inv_freq is not None:
             cos, sin = (t[:, None, :] for t in rope_cos_sin_f64(np.arange(T), self.inv_freq))
@@ -571,7 +560,7 @@ class F64Model:
             v = self.kv(qkv[..., d + kv:]).reshape(B, T, KV, dh)
             if self.inv_freq is not None:
                 q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            q, k = A(q).reshape(B, T, KV, G, dh), self.kv(k)
+            q, k = A(q).reshape(B, T, KV, cfg.group, dh), self.kv(k)
             s = np.einsum("btgjd,bugd->bgjtu", q, k) / math.sqrt(dh)
             s[..., mask] = -np.inf
             e = np.exp(s - s.max(axis=-1, keepdims=True))

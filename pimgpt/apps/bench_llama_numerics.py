@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from pimgpt.apps.bench_numerics import _err_stats
-from pimgpt.core import nonlinear as nl
+from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core.rope import rope_cos_sin_f64, rope_inv_freq, rope_table
 
 
@@ -49,7 +49,7 @@ def rope_f64(x, cos, sin) -> np.ndarray:
 # Tables
 # ---------------------------------------------------------------------------------------------
 def silu_error(n: int = 1_000_000, seed: int = 11) -> dict:
-    """``nonlinear.silu`` on uniform x in [-8, 8], in [-87, 20] and in [-1e4, 1e4].
+    """``nonlinear_llama.silu`` on uniform x in [-8, 8], in [-87, 20] and in [-1e4, 1e4].
 
     Below about -87.3, ``exp(-|x|)`` flushes and the function returns -0 (true result under
     2**-119 in magnitude): the widest range is meaningful as an absolute error only.
@@ -59,22 +59,22 @@ def silu_error(n: int = 1_000_000, seed: int = 11) -> dict:
     for name, (lo, hi) in (("[-8, 8]", (-8.0, 8.0)), ("[-87, 20]", (-87.0, 20.0)),
                            ("[-1e4, 1e4] (abs err)", (-1e4, 1e4))):
         x = rng.uniform(lo, hi, n).astype(np.float32)
-        res[name] = _err_stats(nl.silu(x), silu_f64(x))
+        res[name] = _err_stats(nll.silu(x), silu_f64(x))
     return res
 
 
 def swiglu_error(n: int = 1_000_000, seed: int = 12) -> dict:
-    """``nonlinear.swiglu`` with gate uniform in [-8, 8] and up ~ N(0, 1)."""
+    """``nonlinear_llama.swiglu`` with gate uniform in [-8, 8] and up ~ N(0, 1)."""
     rng = np.random.default_rng(seed)
     gate = rng.uniform(-8.0, 8.0, n).astype(np.float32)
     up = rng.standard_normal(n).astype(np.float32)
     return {"gate in [-8, 8], up N(0,1)": _err_stats(
-        nl.swiglu(gate, up), silu_f64(gate) * up.astype(np.float64))}
+        nll.swiglu(gate, up), silu_f64(gate) * up.astype(np.float64))}
 
 
 def rmsnorm_error(rows: int = 512, lengths=(64, 2048, 4096), eps: float = 1e-5,
                   seed: int = 13) -> dict:
-    """``nonlinear.rmsnorm`` on x = N(mu_row, sigma_row), mu in [-4, 4], sigma in [0.1, 10],
+    """``nonlinear_llama.rmsnorm`` on x = N(mu_row, sigma_row), mu in [-4, 4], sigma in [0.1, 10],
     gamma ~ N(1, 0.2) (fresh per row). RMSNorm has no subtraction, so errors are relative (ulps at
     the reference value)."""
     rng = np.random.default_rng(seed)
@@ -84,7 +84,7 @@ def rmsnorm_error(rows: int = 512, lengths=(64, 2048, 4096), eps: float = 1e-5,
         sigma = np.exp(rng.uniform(np.log(0.1), np.log(10.0), (rows, 1)))
         x = (mu + sigma * rng.standard_normal((rows, length))).astype(np.float32)
         gamma = (1 + 0.2 * rng.standard_normal((rows, length))).astype(np.float32)
-        got = nl.rmsnorm(x, gamma, eps)
+        got = nll.rmsnorm(x, gamma, eps)
         res[f"n={length}, eps={eps:g}"] = _err_stats(got, rmsnorm_f64(x, gamma, np.float32(eps)))
     return res
 
@@ -97,7 +97,7 @@ ROPE_CASES = (
 
 
 def rope_error(heads: int = 4096, seed: int = 14) -> dict:
-    """``nonlinear.rope`` on N(0, 1) heads at uniform random positions, two ways:
+    """``nonlinear_llama.rope`` on N(0, 1) heads at uniform random positions, two ways:
 
     * *arithmetic*: against float64 math on the same fp32 cos/sin table (the vector unit's error);
     * *with table*: against exact float64 cos/sin (adds the table's rounding to fp32).
@@ -113,7 +113,7 @@ def rope_error(heads: int = 4096, seed: int = 14) -> dict:
         x = rng.standard_normal((heads, dh)).astype(np.float32)
         c32, s32 = rope_table(pos, inv)
         c64, s64 = rope_cos_sin_f64(pos, inv)
-        got = nl.rope(x, c32, s32)
+        got = nll.rope(x, c32, s32)
         res[name + ", arithmetic"] = _err_stats(
             got, rope_f64(x, c32.astype(np.float64), s32.astype(np.float64)), floor=1.0)
         res[name + ", with table"] = _err_stats(got, rope_f64(x, c64, s64), floor=1.0)

@@ -1,9 +1,9 @@
 """Rotary position embeddings: the host-side cos/sin table (float64, rounded once to fp32).
 
-The vector unit rotates queries and keys with :func:`pimgpt.core.nonlinear.rope` but never computes
-a cosine: the host computes the angles ``position * inv_freq[j]`` and their cosines and sines in
-float64 and rounds them once to fp32 (:func:`rope_table`); the compiler stores that table and the
-reference models read it. ``docs/numerics.md`` ("Llama functions") states the contract.
+The vector unit rotates queries and keys with :func:`pimgpt.core.nonlinear_llama.rope` but never
+computes a cosine: the host computes the angles ``position * inv_freq[j]`` and their cosines and
+sines in float64 and rounds them once to fp32 (:func:`rope_table`); the compiler stores that table
+and the reference models read it. ``docs/numerics.md`` ("Llama functions") states the contract.
 """
 
 from __future__ import annotations
