@@ -37,7 +37,7 @@ class ReferenceModelError(PimgptError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The chunked dot products of docs/dataflow.md
+# The in-bank dot products of docs/dataflow.md
 # ---------------------------------------------------------------------------------------------
 def _pad16(x16: np.ndarray) -> np.ndarray:
     """Pad the last axis of bf16 patterns with +0 to a multiple of 16."""
@@ -61,13 +61,13 @@ def _dot_rows(a16: np.ndarray, b16: np.ndarray) -> np.ndarray:
     return nm.dot_bf16(a16, b16)
 
 
-def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
-    """Dot product over the index range ``[lo, hi)`` with chunk boundaries at multiples of G.
+def segdot(a16, b16, lo: int, hi: int, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product over the index range ``[lo, hi)`` (``docs/dataflow.md``).
 
-    ``docs/dataflow.md``: the range is cut at every multiple of ``gb_elems``; each piece is one
-    ``dot_bf16`` (accumulator from +0, columns in order); the pieces are added left to right with
-    ``f32_add`` (a single piece is returned as is). ``lo`` and ``hi`` must be multiples of 16 or
-    ``hi`` the padded end; operands are zero-padded to a multiple of 16 first.
+    One ``dot_bf16``: an accumulator from +0 steps through the 16-element columns of the range in
+    order, whatever the global-buffer chunks the compiler streams them in (the accumulator keeps
+    its value from one chunk to the next). ``lo`` must be a multiple of 16 and ``hi`` a multiple
+    of 16 or the end; operands are zero-padded to a multiple of 16 first.
 
     Parameters
     ----------
@@ -77,8 +77,8 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
         bf16 patterns (e.g. ``[N, K]``: one dot per row).
     lo, hi : int
         Index range.
-    gb_elems : int
-        Chunk size G (the global-buffer size in elements).
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -88,28 +88,20 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
     a16 = _pad16(np.asarray(a16, dtype=np.uint16))
     b16 = _pad16(np.asarray(b16, dtype=np.uint16))
     hi = min(hi + (-hi) % MAC_LANES, a16.shape[-1])
-    total = None
-    start = lo
-    while start < hi:
-        end = min(hi, (start // gb_elems + 1) * gb_elems)
-        part = _dot_rows(a16[..., start:end], b16[..., start:end])
-        total = part if total is None else nm.f32_add(total, part)
-        start = end
-    if total is None:
-        raise ValueError(f"segdot over an empty range [{lo}, {hi})")
-    return total
+    if lo % MAC_LANES or not 0 <= lo < hi:
+        raise ValueError(f"segdot over the range [{lo}, {hi}): not 16-aligned or empty")
+    return _dot_rows(a16[..., lo:hi], b16[..., lo:hi])
 
 
-def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
-    """``chunkdot`` of ``docs/dataflow.md``: zero-pad to a multiple of 16, dot each chunk of
-    ``gb_elems`` elements from a +0 accumulator, then add the chunk results left to right.
+def chunkdot(a16, b16, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product of whole vectors (:func:`segdot` over ``[0, K)``).
 
     Parameters
     ----------
     a16, b16 : array_like of uint16, shape (..., K)
         bf16 patterns, broadcast together (e.g. a vector ``[K]`` against a matrix ``[N, K]``).
-    gb_elems : int
-        Chunk size G.
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -117,7 +109,7 @@ def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
         ``float32`` results of the broadcast leading shape.
     """
     a16 = np.asarray(a16, dtype=np.uint16)
-    return segdot(a16, b16, 0, a16.shape[-1], gb_elems)
+    return segdot(a16, b16, 0, a16.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +189,8 @@ class PimModel:
     weights : dict of str to numpy.ndarray
         float32 weights (HF GPT-2 names, Conv1D ``[in, out]``); rounded to bf16 here.
     gb_elems : int
-        Global-buffer size G in elements (chunk size of every dot product).
+        Global-buffer size G in elements (``HwConfig.dram.gb_elems``), validated; the arithmetic
+        does not depend on it (the chunks of a dot product accumulate in the bank).
 
     Attributes
     ----------
@@ -245,11 +238,11 @@ class PimModel:
     def linear(self, x, layer: tuple) -> np.ndarray:
         """``y_j = f32_add(chunkdot(bf16(x), W[:, j]), w(bias_j))``."""
         w16, bias = layer
-        return nm.f32_add(chunkdot(_bf16(x), w16, self.G), bias)
+        return nm.f32_add(chunkdot(_bf16(x), w16), bias)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
-        cfg, G = self.cfg, self.G
+        cfg = self.cfg
         d, dh = cfg.d_model, cfg.d_head
         x = nm.f32_add(_widen(self.wte16[tok]), _widen(self.wpe16[pos]))
         for li, L in enumerate(self.layers):
@@ -262,12 +255,12 @@ class PimModel:
             q16 = _bf16(q)
             keys = kc[:pos + 1]
             scores = np.stack([
-                segdot(q16, keys, a * dh, (a + 1) * dh, G) for a in range(cfg.n_head)
+                segdot(q16, keys, a * dh, (a + 1) * dh) for a in range(cfg.n_head)
             ])  # [heads, pos+1]
             p = nl.softmax(nm.f32_mul(scores, self.scale))
             p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
             vt = vc[:, :pos + 1].reshape(cfg.n_head, dh, pos + 1)
-            o = chunkdot(p16, vt, G).reshape(d)
+            o = chunkdot(p16, vt).reshape(d)
             x = nm.f32_add(x, self.linear(o, L["proj"]))
             h = nl.layernorm(x, *L["ln2"], self.eps)
             m = self.linear(nl.gelu(self.linear(h, L["fc"])), L["fcproj"])
@@ -276,7 +269,7 @@ class PimModel:
             return None
         xf = nl.layernorm(x, *self.lnf, self.eps)
         self.last_xf = xf
-        return chunkdot(_bf16(xf), self.wte16, G)
+        return chunkdot(_bf16(xf), self.wte16)
 
 
 def _first_argmax(logits: np.ndarray) -> int:
@@ -313,7 +306,8 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     weights : dict of str to numpy.ndarray
         float32 weights, HF GPT-2 names.
     gb_elems : int
-        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16.
+        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16; see
+        :class:`PimModel`.
     prompt : sequence of int
         Prompt token ids (at least one).
     new_tokens : int

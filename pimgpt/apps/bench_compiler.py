@@ -96,9 +96,8 @@ def bench_schedules(cases=SCHEDULE_CASES, hw_name: str | None = None) -> list[di
     (``hidden_ns`` of :func:`pimgpt.sim.perf.report.breakdown`), the ASIC share of the charged
     time, instruction and SYNC counts, and the compile time.
     """
-    from pimgpt.apps.perf_cli import summarize
+    from pimgpt.apps.perf_cli import run_compiled
     from pimgpt.core.isa import Op
-    from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sw.compiler import compile_decode_step
 
     hw = load_hw(hw_name)
@@ -109,8 +108,7 @@ def bench_schedules(cases=SCHEDULE_CASES, hw_name: str | None = None) -> list[di
             t0 = time.perf_counter()
             cp = compile_decode_step(cfg, hw, ctx, schedule=schedule)
             t1 = time.perf_counter()
-            res = PerfEngine(hw).run(cp.program)
-            st = summarize(res, hw, cp.tags)["decode"]
+            st = run_compiled(cp, hw)[1]["decode"]
             cls = st["by_class_ns"]
             rows.append({
                 "model": name,

@@ -25,10 +25,9 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from pimgpt.apps.perf_cli import summarize
+from pimgpt.apps.perf_cli import run_compiled
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
-from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
@@ -114,27 +113,27 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None) -> dict:
 
     cfg = get_model(model)
     comp = compile_decode_step(cfg, hw, ctx)
-    res = PerfEngine(hw).run(comp.program)
-    st = summarize(res, hw, comp.tags)
-    cls = st["decode"]["by_class_ns"]
+    res, st = run_compiled(comp, hw)
+    dec = st["decode"]  # the step alone (a preamble of resident parameters is excluded)
+    cls = dec["by_class_ns"]
     tot = sum(cls.values()) or 1.0
     row = {
         "model": model, "ctx": ctx,
         "latency_us": st["latency_ns_per_token"] / 1e3,
         "energy_uj": st["energy_nj_per_token"] / 1e3,
-        "row_hit_rate": st["row_hit_rate"],
-        "mac_utilization": st["mac_utilization"],
-        "mac_busy_efficiency": st["decode"]["mac_busy_efficiency"],
+        "row_hit_rate": dec["row_hit_rate"],
+        "mac_utilization": dec["mac_utilization"],
+        "mac_busy_efficiency": dec["mac_busy_efficiency"],
         **{f"frac_{k}": v / tot for k, v in cls.items()},
         "sim_wall_s": res.wall_s,
     }
     if hw_overlap is not None:
-        ov = PerfEngine(hw_overlap).run(comp.program)
-        ovs = summarize(ov, hw_overlap, comp.tags)["decode"]
-        row["latency_overlap_us"] = ov.latency_ns / 1e3
-        row["mac_utilization_overlap"] = ov.mac_utilization
+        _, ovs = run_compiled(comp, hw_overlap)
+        ovs = ovs["decode"]
+        row["latency_overlap_us"] = ovs["latency_ns"] / 1e3
+        row["mac_utilization_overlap"] = ovs["mac_utilization"]
         row["mac_busy_efficiency_overlap"] = ovs["mac_busy_efficiency"]
-        row["overlap_speedup"] = res.cycles / ov.cycles
+        row["overlap_speedup"] = dec["latency_ns"] / ovs["latency_ns"]
     return row
 
 
@@ -319,8 +318,7 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
             h = _variant(hw, "asic", vector_lanes=v)
             model, ctx = LANES_MODEL, LANES_CTX
         comp = compile_decode_step(get_model(model), h, ctx)
-        res = PerfEngine(h).run(comp.program)
-        st = summarize(res, h, comp.tags)["decode"]
+        st = run_compiled(comp, h)[1]["decode"]
         cls = st["by_class_ns"]
         tot = sum(cls.values()) or 1.0
         rec = {"latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,

@@ -79,7 +79,9 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         out["decode"] = whole
         return _top_breakdowns(out, whole)
     bounds = [s.start for s in steps] + [res.n_instr]
-    ends = [0]
+    # Instructions before the first step are the preamble (resident parameters, loaded once per
+    # generation): reported apart, outside every per-token figure.
+    ends = [int(res.end[:bounds[0]].max()) if bounds[0] else 0]
     for k in range(len(steps)):
         hi = bounds[k + 1]
         ends.append(int(res.end[bounds[k]:hi].max()) if hi > bounds[k] else ends[-1])
@@ -90,6 +92,9 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         return res.marks.get(i, final) if i < res.n_instr else final
     n_prefill = sum(1 for s in steps if s.token is not None)
     parts = {}
+    if bounds[0]:
+        parts["preamble"] = _range_stats(res, hw, tags, 0, bounds[0], zero, snap(bounds[0]), 0,
+                                         ends[0])
     for name, k0, k1 in (("prefill", 0, n_prefill), ("decode", n_prefill, len(steps))):
         if k1 <= k0:
             continue
@@ -120,18 +125,34 @@ def write_json_atomic(path, data) -> None:
     atomic_write_json(path, data, indent=1)
 
 
+def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
+    """Simulate a compiled program; statistics per part (preamble, prefill, decode).
+
+    Parameters
+    ----------
+    comp : pimgpt.sw.compiler.CompiledProgram
+    hw : HwConfig
+    log : bool
+        Keep the command log.
+
+    Returns
+    -------
+    (PerfResult, dict)
+        The run and :func:`summarize` of it by the program's steps.
+    """
+    res = PerfEngine(hw).run(comp.program, log=log, marks=[s.start for s in comp.steps])
+    return res, summarize(res, hw, comp.tags, comp.steps)
+
+
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
     """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``."""
     from pimgpt.sw.compiler import compile_decode_step, compile_generation
 
     if prompt is not None:
         comp = compile_generation(model, hw, prompt, new_tokens)
-        marks = [s.start for s in comp.steps]
     else:
         comp = compile_decode_step(model, hw, context)
-        marks = ()
-    res = PerfEngine(hw).run(comp.program, log=log, marks=marks)
-    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None)
+    res, stats = run_compiled(comp, hw, log)
     stats["model"] = model.name
     stats["context"] = context if prompt is None else None
     return comp, res, stats

@@ -192,6 +192,8 @@ class CompiledProgram:
         Parallel to ``program``: ``L3.attn.qkv``, ``L3.attn.score``, ``lm_head``, ...
     scratchpad_words_used : int
     steps : list of Step
+        The model steps; instructions before ``steps[0].start`` are the preamble (tag
+        ``preamble``: resident parameters loaded once per generation, then a ``SYNC``).
     schedule : str
         ``"pipelined"`` or ``"serial"`` (see :func:`pimgpt.sw.compiler.compile_generation`).
     """

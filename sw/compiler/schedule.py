@@ -210,9 +210,9 @@ class Schedule:
     #: Each head's ``p . V`` right after its softmax (heads at most a channel wide only).
     av_per_head = False
 
-    def gemv_groups(self, n_local: int, growing: bool) -> list[tuple[int, int]]:
-        """Output groups ``[(i0, i1), ...]`` of local vectors of a GEMV; ``growing``: groups of
-        1, 2, 4, 8, 8, ... (run group-outer, so that the first outputs complete early)."""
+    def gemv_groups(self, n_local: int) -> list[tuple[int, int]]:
+        """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
+        are read and post-processed (bias, GELU, residual) as soon as they are in."""
         raise NotImplementedError
 
     def head_blocks(self, n_head: int) -> list[list[int]]:
@@ -225,12 +225,12 @@ class Schedule:
 
 
 class SerialSchedule(Schedule):
-    """One group per GEMV, all heads' scores then all softmaxes then ``p . V``; a ``SYNC`` at
-    every race. The vector unit and the PIM rarely overlap: kept for comparison."""
+    """One output group per GEMV, all heads' scores then all softmaxes then ``p . V``; a ``SYNC``
+    at every race. The vector unit and the PIM rarely overlap: kept for comparison."""
 
     name = "serial"
 
-    def gemv_groups(self, n_local, growing):
+    def gemv_groups(self, n_local):
         return [(0, n_local)]
 
     def head_blocks(self, n_head):
@@ -245,30 +245,24 @@ class PipelinedSchedule(Schedule):
     """Software pipelining (the default): the same arithmetic split finer and recorded in an
     order that exposes overlap, then cut into SYNC intervals by :func:`list_schedule`.
 
-    * GEMV outputs finish group by group (at most 32 groups; reduction, bias, then GELU or the
-      residual add per group), so the vector unit works while the PIM streams later rows; the fc
-      GEMV with several input chunks runs group-outer with growing groups;
+    * GEMV outputs finish group by group (:attr:`groups`; bias, then GELU or the residual add
+      per group), so the vector unit works while the PIM streams later rows;
     * attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and follows each
       head's softmax with that head's ``p . V`` (later heads' scores hide the softmax).
     """
 
     name = "pipelined"
     av_per_head = True
-    #: Most output groups per GEMV: enough overlap, few instructions.
-    max_groups = 32
+    #: Output groups per GEMV: the vector unit post-processes early groups while the PIM streams
+    #: later ones; each group is one register-mode visit for its results.
+    groups = 4
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
         self.cost = CostModel(hw)
 
-    def gemv_groups(self, n_local, growing):
-        if growing:
-            groups, i0, width = [], 0, 1
-            while i0 < n_local:
-                groups.append((i0, min(n_local, i0 + width)))
-                i0, width = i0 + width, min(2 * width, 8)
-            return groups
-        per = max(1, -(-n_local // self.max_groups))
+    def gemv_groups(self, n_local):
+        per = max(1, -(-n_local // self.groups))
         return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
 
     def head_blocks(self, n_head):
