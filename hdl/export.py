@@ -10,7 +10,6 @@ command.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import Outputs, check_directory
 
 from .rtl_blocks import register as _register_rtl_blocks
 
@@ -139,22 +139,19 @@ def write_verilog(name: str, outdir, hw=None) -> Path:
     and renamed, so a failure leaves no partial output. A file that already holds the same text
     is left untouched.
     """
+    outdir = check_directory("-o", outdir)
+    path = outdir / f"{name}.v"
+    outs = Outputs({"-o": path}, label=f"-o {outdir}")  # checked before the conversion
     text = verilog_text(name, hw)
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise PimgptError(f"output path {outdir} is a file; give a directory with -o")
+    # An unchanged file keeps its timestamp, so simulator builds that depend on it stay valid.
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        path = outdir / f"{name}.v"
-        # An unchanged file keeps its timestamp, so simulator builds that depend on it stay valid.
-        if path.is_file() and path.read_text() == text:
+        if path.is_file() and path.read_bytes() == text.encode():
             return path
-        tmp = path.with_name(f".{name}.v.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise PimgptError(f"cannot write Verilog to {outdir} ({exc.strerror}); "
-                          "choose a writable directory with -o") from None
+    except OSError:
+        pass
+    with outs:
+        outs.write_text("-o", text)
+        outs.commit()
     return path
 
 
@@ -318,7 +315,7 @@ def cli_verilog(args) -> int:
     if args.block not in BLOCKS:  # unknown names fail before the config is even read
         build_block(args.block)
     hw = None
-    if getattr(args, "hw", None):
+    if getattr(args, "hw", None) is not None:
         from pimgpt.core.config import load_hw
 
         hw = load_hw(args.hw)

@@ -28,6 +28,9 @@ HANDLERS = {
     ),
     "models": ("pimgpt.apps.models_cli", "cli_models", "list model and hardware presets"),
     "demo": ("pimgpt.apps.demo", "cli_demo", "the end-to-end demonstration (`make demo`)"),
+    "sweep": (
+        "pimgpt.apps.sweep_run", "cli_sweep", "design-space sweep on a Dask cluster (embedded)"
+    ),
     "bench": (
         "pimgpt.apps.bench", "cli_bench", "benchmarks of the tools and the modelled hardware"
     ),
@@ -137,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="build/accuracy", help="output directory")
     p.add_argument("--quick", action="store_true", help="fewer steps/tokens (smoke run)")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
+
+    p = sub.add_parser(
+        "sweep",
+        help=HANDLERS["sweep"][2],
+        description="Simulate every point of a sweep spec (hardware axes x models x contexts) "
+        "on Dask; resumable. Writes results.csv, summary.md and PNG plots (docs/sweep.md).",
+    )
+    p.add_argument("spec", help="sweep specification YAML")
+    p.add_argument("-o", "--output", required=True, help="output directory (resumed if present)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local cluster: worker processes (default: one per core); with "
+                   "--scheduler: wait for this many workers")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--cache-dir", default=None,
+                   help="program cache directory (default: $PIMGPT_CACHE_DIR or ~/.cache/pimgpt)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compile and simulate every point on its own (no reuse)")
 
     sub.add_parser("models", help=HANDLERS["models"][2], description=HANDLERS["models"][2])
     p = sub.add_parser("demo", help=HANDLERS["demo"][2], description=HANDLERS["demo"][2])

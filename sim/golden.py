@@ -40,6 +40,7 @@ from pimgpt.core.numerics import (
     flush_f32,
     mac_columns,
 )
+from pimgpt.core.progcheck import check_program
 from pimgpt.sw.mapper import COL, element_address
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed
@@ -200,6 +201,8 @@ class GoldenMachine:
         """
         if isinstance(program, (bytes, bytearray)):
             program = decode(bytes(program), source=source)
+        # Every operand against this hardware first: no instruction starts work it cannot finish.
+        check_program(program, self.hw, source, GoldenError)
         starts = {s: k for k, s in enumerate(step_starts)}
         t0 = time.perf_counter()
         dispatch = self._dispatch
@@ -549,23 +552,15 @@ def run_golden(cfg, hw: HwConfig, weights: dict, prompt, new_tokens: int, progre
     image = build_dram_image(compiled.memmap, weights)
     t2 = time.perf_counter()
     machine = GoldenMachine(hw, image)
-    bar = None
-    on_step = None
-    if progress:
-        from tqdm import tqdm
+    from pimgpt.core.progress import progress as progress_bar
 
-        bar = tqdm(total=len(compiled.steps), desc=f"golden {cfg.name}", unit="step",
-                   file=__import__("sys").stderr)
-
-        def on_step(k, bar=bar):
+    with progress_bar(len(compiled.steps), f"golden {cfg.name}", enabled=progress) as bar:
+        def on_step(k):
             if k:
                 bar.update(1)
-    try:
+
         stats = machine.run(compiled.program, [s.start for s in compiled.steps], on_step)
-    finally:
-        if bar is not None:
-            bar.update(bar.total - bar.n)
-            bar.close()
+        bar.update(bar.total - bar.n)
     stats.update(
         compile_seconds=t1 - t0,
         load_seconds=t2 - t1,

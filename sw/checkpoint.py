@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sw.models import ModelConfig, ModelError
 
 CONFIG_FILE = "config.json"
@@ -137,16 +136,43 @@ def check_weights(cfg: ModelConfig, weights: dict, source: str = "weights") -> N
             )
 
 
+#: The smallest float32 magnitude that rounds to infinity in bf16 (the weights' storage type):
+#: 0x7F7F8000 lies half-way between the largest bf16 and infinity, and ties round to even (Inf).
+BF16_OVERFLOW = float(np.array(0x7F7F8000, dtype=np.uint32).view(np.float32))
+
+
+def check_finite(weights: dict, source: str = "weights") -> None:
+    """Check that every weight is finite once stored as bf16 (no NaN, Inf or overflow).
+
+    A single NaN or Inf weight makes every logit NaN, and the argmax of NaN logits is a token
+    all the same: refusing such weights is the only way not to print wrong answers.
+
+    Raises
+    ------
+    ModelError
+        Naming the first bad tensor, how many values are bad and where the first one is.
+    """
+    for name, arr in weights.items():
+        arr = np.asarray(arr)
+        ok = np.abs(arr) < np.float32(BF16_OVERFLOW)  # False for NaN too
+        if ok.all():
+            continue
+        bad = np.argwhere(~ok)
+        first = tuple(int(i) for i in bad[0])
+        raise ModelError(
+            f"{source}: tensor {name} has {len(bad)} value(s) that are NaN, infinite or beyond "
+            f"bf16's range (first {float(arr[first])!r} at index {list(first)}); fix or re-export "
+            "the weights"
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Configurations
 # ----------------------------------------------------------------------------------------------
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+    text = read_text(path, "JSON file", ModelError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -263,10 +289,7 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
     import yaml  # local: only model YAML files need it
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror}; check the path") from exc
+    text = read_text(path, "model file", ModelError)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -417,7 +440,9 @@ def load_weights(cfg: ModelConfig) -> dict[str, np.ndarray]:
         raise ModelError(f"checkpoint directory {path} not found; pass an existing directory")
     files = _weights_files(path)
     weights = _read_safetensors(files)
-    check_weights(cfg, weights, source=str(files[0] if len(files) == 1 else path / INDEX_FILE))
+    source = str(files[0] if len(files) == 1 else path / INDEX_FILE)
+    check_weights(cfg, weights, source=source)
+    check_finite(weights, source=source)
     order = expected_shapes(cfg)
     return {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in order}
 
@@ -441,6 +466,7 @@ def random_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     dict of str to numpy.ndarray
         Float32 arrays in pimgpt names.
     """
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     std = 0.02
     proj_std = std / math.sqrt(2 * cfg.n_layer)
@@ -459,6 +485,24 @@ def random_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
         arr *= np.float32(scale)
         out[name] = arr
     return out
+
+
+#: Largest seed of random weights (seeds are unsigned 32-bit integers).
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """Check a seed of random weights: an integer in ``0..MAX_SEED``.
+
+    Raises
+    ------
+    ModelError
+        For anything else.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed <= MAX_SEED):
+        raise ModelError(f"seed {seed!r} is out of range; give an integer in 0..{MAX_SEED}")
+    return int(seed)
 
 
 def weights_for(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
@@ -534,34 +578,18 @@ def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
             f"save_checkpoint: dtype {dtype!r} is not supported; use float32 or float16"
         )
     check_weights(cfg, weights)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = check_directory("checkpoint folder", directory)
     tensors = {
         _hf_name(name): np.ascontiguousarray(weights[name], dtype=dtype)
         for name in expected_shapes(cfg)
     }
-    tmp_names = []
-    try:
-        fd, tmp_weights = tempfile.mkstemp(dir=directory, suffix=".safetensors.tmp")
-        os.close(fd)
-        tmp_names.append(tmp_weights)
-        save_file(tensors, tmp_weights, metadata={"format": "pt"})
-        fd, tmp_cfg = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
-        tmp_names.append(tmp_cfg)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(hf_config(cfg), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        # mkstemp creates 0600 files; give them the mode an ordinary open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        for tmp in tmp_names:
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp_weights, directory / WEIGHTS_FILE)
-        os.replace(tmp_cfg, directory / CONFIG_FILE)
-    finally:
-        for tmp in tmp_names:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    outs = Outputs({WEIGHTS_FILE: directory / WEIGHTS_FILE, CONFIG_FILE: directory / CONFIG_FILE},
+                   label=f"checkpoint folder {directory}")
+    with outs:
+        outs.write(WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp),
+                                                       metadata={"format": "pt"}))
+        outs.write_json(CONFIG_FILE, hf_config(cfg), indent=2, sort_keys=True)
+        outs.commit()
     return directory
 
 

@@ -27,6 +27,13 @@ class ModelError(PimgptError):
     """An unknown model name or an invalid model description."""
 
 
+#: Largest value of each shape field: far beyond any published model (Llama-3.1-405B has 126
+#: layers, d_model 16384, 128 heads, a 128k context and 128256 tokens), small enough that every
+#: per-layer loop and per-token table a model description drives stays bounded.
+SHAPE_LIMITS = {"n_layer": 1024, "d_model": 2**16, "n_head": 1024, "ctx": 2**20,
+                "vocab": 2**22, "d_ff": 2**18}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a GPT-2-architecture decoder (pre-LayerNorm, GELU-tanh MLP, learned positions).
@@ -58,11 +65,11 @@ class ModelConfig:
     def __post_init__(self):
         if not self.d_ff:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
-        for key in ("n_layer", "d_model", "n_head", "ctx", "vocab", "d_ff"):
+        for key, most in SHAPE_LIMITS.items():
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= most:
                 raise ModelError(
-                    f"model {self.name}: {key} must be a positive integer, got {value!r}"
+                    f"model {self.name}: {key} must be an integer in 1..{most}, got {value!r}"
                 )
         if self.d_model % self.n_head:
             raise ModelError(
@@ -119,6 +126,9 @@ def get_model(name_or_path: str | Path) -> ModelConfig:
         For an unknown name or an invalid description.
     """
     key = str(name_or_path)
+    if key == "":
+        raise ModelError("the model is an empty string; give a preset name, a checkpoint "
+                         "directory or a model .yaml file")
     if key in PRESETS:
         return PRESETS[key]
     from pimgpt.sw import checkpoint  # local import: presets must not need safetensors

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from pimgpt.core.errors import PimgptError
 
 
@@ -35,7 +33,7 @@ def parse_prompt(text: str, cfg) -> list[int]:
 def prompt_from_args(args, cfg, default: list[int] | None = (0,)) -> list[int] | None:
     """Prompt ids from ``args.prompt`` or ``args.prompt_text`` (byte-level models only).
 
-    Without either, returns ``default`` (announced on stderr when it is a real prompt).
+    Without either, returns ``default`` (announced on stdout when it is a real prompt).
     """
     from pimgpt.sw import tokenizer
 
@@ -56,6 +54,7 @@ def prompt_from_args(args, cfg, default: list[int] | None = (0,)) -> list[int] |
     if ids_text is not None:
         return parse_prompt(ids_text, cfg)
     if default is not None:
-        print(f"pimgpt run: no --prompt given, using {list(default)}", file=sys.stderr)
+        # On stdout, with the results: stderr is kept for the one-line error of a failed run.
+        print(f"no --prompt given, using {list(default)}")
         return list(default)
     return None

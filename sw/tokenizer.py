@@ -33,7 +33,15 @@ def encode(text: str) -> list[int]:
     """
     if not isinstance(text, str):
         raise TokenizerError(f"encode() takes a str, got {type(text).__name__}")
-    return list(text.encode("utf-8"))
+    try:
+        return list(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        # A command line that is not UTF-8 reaches Python as lone surrogates (surrogateescape).
+        raise TokenizerError(
+            f"the text is not valid UTF-8 (character {exc.start}: "
+            f"{text[exc.start].encode('utf-8', 'surrogateescape')!r}); give UTF-8 text, or the "
+            "byte values as token ids with --prompt"
+        ) from None
 
 
 def decode(tokens: Iterable[int]) -> str:

@@ -359,7 +359,7 @@ def test_yaml_with_checkpoint(tmp_path, weights):
     ("n_layer: [2\n", r"is not valid YAML \(line"),
     ("- 1\n- 2\n", "must be a mapping"),
     ("", "must be a mapping"),
-    ("n_layer: two\nd_model: 64\nn_head: 4\nctx: 8\n", "n_layer must be a positive integer"),
+    ("n_layer: two\nd_model: 64\nn_head: 4\nctx: 8\n", "n_layer must be an integer in 1..1024"),
     ("n_layer: 2\nd_model: 64\nn_head: 4\nctx: 8\nln_eps: small\n", "ln_eps must be a number"),
     ("checkpoint: nowhere\n", "checkpoint directory .*nowhere not found"),
 ])

@@ -1,11 +1,13 @@
-"""Pure-Python parts of the cocotb library: scoreboard, payload packing, runner helpers."""
+"""Pure-Python parts of the cocotb library: scoreboard, payload packing (stimulus and the
+layout codec), parameter/report exchange, runner helpers."""
 
 import numpy as np
 import pytest
 
 from pimgpt.core.errors import PimgptError
 from pimgpt.hdl.mac import mac_column_layout
-from pimgpt.sim.cocotb_lib import runner, stimulus
+from pimgpt.sim.cocotb_lib import exchange, runner, stimulus
+from pimgpt.sim.cocotb_lib.bus import Codec
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
 
 
@@ -15,7 +17,8 @@ def test_scoreboard_counts_and_reports():
     sb.compare(1)
     sb.compare(5)
     assert sb.summary() == {"name": "t", "matched": 1, "mismatched": 1, "unexpected": 0,
-                            "pending": 1}
+                            "pending": 1,
+                            "reports": ["item 1: got 0x00000005, expected 0x00000002 (op1)"]}
     msg = r"item 1: got 0x00000005, expected 0x00000002 \(op1\)"
     with pytest.raises(AssertionError, match=msg):
         sb.check()
@@ -70,3 +73,54 @@ def test_runner_helpers(tmp_path):
     assert runner._top_ports([v], "top") == ["clk", "i__payload", "o__valid"]
     with pytest.raises(runner.CocotbError, match="module nope not found"):
         runner._top_ports([v], "nope")
+    with pytest.raises(ValueError, match="package.module:function"):
+        runner.call_in_simulator("no_colon")
+
+
+def test_codec_packs_the_host_command_as_the_rtl_decodes_it():
+    """The host command of the system testbench, packed from ``host_cmd_layout``, is read back
+    field by field by the RTL's own ``data.Const`` view of the same layout."""
+    from pimgpt.core.config import load_hw
+    from pimgpt.hdl.system import HostOp, dram_addr, host_cmd_layout
+
+    layout = host_cmd_layout()
+    codec = Codec(layout)
+    hw = load_hw("tiny-rtl")
+    addr = dram_addr(hw, 1, 3, 2, 5)
+    word = codec.pack(op=HostOp.WR_DRAM, addr=addr, data=(1 << 255) | 7)
+    view = layout.from_bits(word)
+    assert view.op == HostOp.WR_DRAM and view.addr == addr and view.data == (1 << 255) | 7
+    assert codec.unpack(word) == {"op": HostOp.WR_DRAM.value, "addr": addr,
+                                  "data": (1 << 255) | 7}
+    assert codec.get(word, "addr") == addr
+    with pytest.raises(ValueError, match="'addr' = 4294967296 does not fit its 32 bits"):
+        codec.pack(op=HostOp.START, addr=1 << 32)
+    with pytest.raises(KeyError, match="no field 'adr'"):
+        codec.pack(adr=1)
+
+
+def test_codec_nested_struct_and_array_layouts():
+    from amaranth.lib import data
+
+    from pimgpt.core import isa
+    from pimgpt.hdl.isa_layout import InstrWord, instr_word
+
+    inner = data.StructLayout({"a": 3, "b": 5})
+    codec = Codec(data.StructLayout({"valid": 1, "p": inner}))
+    assert codec.pack(valid=1, p={"b": 2}) == 1 | 2 << 4
+    assert codec.unpack(1 | 2 << 4) == {"valid": 1, "p": {"a": 0, "b": 2}}
+    ins = isa.I(isa.Op.VADD, dst=3, a=4, b=5, n=6)
+    assert Codec(InstrWord).pack(op=int(ins.op), flags=ins.flags, f=ins.fields()) == \
+        instr_word(ins)
+
+
+def test_exchange_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv(exchange.PARAMS_ENV, '{"seed": 3}')
+    monkeypatch.setenv(exchange.REPORT_ENV, str(tmp_path / "r.json"))
+    assert exchange.params() == {"seed": 3} and exchange.param("nvec", 7) == 7
+    exchange.report("a", {"n": np.int64(2)})
+    exchange.report("b", np.arange(3))
+    assert __import__("json").loads((tmp_path / "r.json").read_text()) == {"a": {"n": 2},
+                                                                         "b": [0, 1, 2]}
+    with pytest.raises(TypeError, match="cannot report object"):
+        exchange.report("c", object())

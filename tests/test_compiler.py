@@ -9,6 +9,7 @@ import yaml
 
 from pimgpt.core import isa
 from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.fileio import OutputError
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op
 from pimgpt.sw.aim import AimError, parse_aim
 from pimgpt.sw.compiler import (
@@ -261,7 +262,7 @@ def test_write_to_a_file_path_is_a_clear_error(tmp_path):
     target = tmp_path / "taken"
     target.write_text("x")
     cp = compile_decode_step(get_model("tiny"), HW, 4)
-    with pytest.raises(CompileError, match="cannot write"):
+    with pytest.raises(OutputError, match="exists and is not a folder"):
         cp.write(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 

@@ -25,14 +25,45 @@ def _raw():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r["dram"].pop("channels"), "missing key 'channels'"),
-    (lambda r: r["dram"].update(banks=-4), "'banks' must be positive"),
-    (lambda r: r["dram"].update(rows="many"), "'rows' must be an integer"),
-    (lambda r: r["dram"].update(column_bytes=64), "column_bytes must be 32"),
-    (lambda r: r["dram"].update(row_bytes=3000), "row_bytes must be a power of two"),
+    (lambda r: r["dram"].pop("channels"), "missing key 'channels' in dram:"),
+    (lambda r: r["dram"].update(banks=-4), "'dram.banks' must be an integer in 1..256, got -4"),
+    (lambda r: r["dram"].update(rows="many"), "'dram.rows' must be an integer in 1..1048576"),
+    (lambda r: r["dram"].update(column_bytes=64), "'dram.column_bytes' must be 32, got 64"),
+    (lambda r: r["dram"].update(row_bytes=3000), "'dram.row_bytes' must be an integer in "
+                                                 "32..65536 and a power of two, got 3000"),
     (lambda r: r["dram"].update(gb_bytes=4096), "gb_bytes must be a multiple of 32 and at most"),
-    (lambda r: r["timing"].update(nFOO=3), "unknown keys ['nFOO']"),
-    (lambda r: r["timing"].update(nRP=-1), "'nRP' must be >= 0"),
+    (lambda r: r["dram"].update(gb_bytes=100), "and a multiple of 32, got 100"),
+    (lambda r: r["dram"].update(bank_groups=3), "banks (16) must divide into bank_groups (3)"),
+    (lambda r: r["dram"].update(channels=33), "'dram.channels' must be an integer in 1..32"),
+    (lambda r: r["dram"].update(act_overlap="yes"), "'dram.act_overlap' must be true or false"),
+    (lambda r: r["dram"].update(channels=8.0), "'dram.channels' must be an integer"),
+    (lambda r: r["dram"].update(tck_ns=float("nan")), "'dram.tck_ns' must be a finite number"),
+    (lambda r: r["dram"].update(tck_ns=float("inf")), "'dram.tck_ns' must be a finite number"),
+    (lambda r: r["dram"].update(tck_ns=0), "'dram.tck_ns' must be a finite number in 0.001..1000"),
+    (lambda r: r["dram"].update(accumulators=0), "'dram.accumulators' must be an integer in 1.."),
+    (lambda r: r["dram"].update(chanels=4), "unknown keys ['chanels'] in dram: (did you mean "
+                                            "'channels'?)"),
+    (lambda r: r["asic"].update(clock_ghz=float("nan")), "'asic.clock_ghz' must be a finite"),
+    (lambda r: r["asic"].update(lanes=4), "unknown keys ['lanes'] in asic:"),
+    (lambda r: r["asic"]["elem_ops"].update(exp=0), "'asic.elem_ops.exp' must be an integer in 1"),
+    (lambda r: r["asic"]["elem_ops"].update(tanh=3), "unknown keys ['tanh'] in asic.elem_ops:"),
+    (lambda r: r["asic"].update(scratchpad_words=2**40), "'asic.scratchpad_words' must be an "
+                                                         "integer in 16..16777216"),
+    (lambda r: r.update(chanels=4), "unknown keys ['chanels'] in the top level"),
+    (lambda r: r.update(name=["x"]), "'name' must be a non-empty string"),
+    (lambda r: r["timing"].update(nFOO=3), "unknown keys ['nFOO'] in timing:"),
+    (lambda r: r["timing"].update(nRP=-1), "'timing.nRP' must be an integer in 0..1000000"),
+    (lambda r: r["timing"].update(nBL=0), "'timing.nBL' must be an integer in 1..1000000"),
+    (lambda r: r["timing"].update(nREFI=0), "'timing.nREFI' must be an integer in 1.."),
+    (lambda r: r["timing"].update(nREFI=331), "timing.nREFI (331) must exceed nRFC + nRP + nRC "
+                                              "(331)"),
+    (lambda r: r["timing"].update(nCL=10**12), "'timing.nCL' must be an integer in 0..1000000"),
+    (lambda r: r["energy"].update(act_pj=float("nan")), "'energy.act_pj' must be a finite number"),
+    (lambda r: r["energy"].update(ref_pj=-1.0), "'energy.ref_pj' must be a finite number in 0"),
+    (lambda r: r["energy"].update(act_pjj=1.0), "unknown keys ['act_pjj'] in energy: (did you "
+                                                "mean 'act_pj'?)"),
+    (lambda r: r.update(energy=[1]), "bad section 'energy:'"),
+    (lambda r: r.update(dram=None), "bad section 'dram:'"),
     (lambda r: r.pop("asic"), "missing section 'asic:'"),
 ])
 def test_bad_values_are_refused(mutate, message):

@@ -1,7 +1,6 @@
 """PIM bank and channel: construction checks, the protocol checker, an Amaranth-simulator test of
-one bank's MAC/bias/capture path, and the cocotb channel tests on Verilator (one build)."""
-
-import json
+one bank's MAC/bias/capture path. Cocotb tests of the channel: ``tests/cocotb/cocotb_channel.py``.
+"""
 
 import numpy as np
 import pytest
@@ -13,9 +12,6 @@ from pimgpt.hdl.bank import Bank, bank_timing_rows
 from pimgpt.hdl.channel import Channel
 from pimgpt.hdl.dram_timing import DramCmd, TimingTables
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
-from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
-
-HERE = __import__("pathlib").Path(__file__).parent / "cocotb"
 
 
 def _small_hw(rows=4):
@@ -126,31 +122,3 @@ def test_bank_bias_mac_capture_bit_exact():
         want = nx.mac_columns(bias, zeros[None, :], gb[None, :])
         assert got[k] == int(nx.bits_from_f32(np.array([want]))[0]), k
     assert got[len(biases)] == 0
-
-
-def test_channel_cocotb():
-    ok, why = simulator_available("verilator")
-    if not ok:
-        pytest.skip(f"verilator tests skipped: {why}")
-    from pimgpt.sim.cocotb_lib.blocks_run import BLOCKS_TOP, blocks_verilog
-
-    src, d = blocks_verilog(load_hw("tiny-rtl"))
-    s1, s2 = d / "summary_ch.json", d / "summary_ch_illegal.json"
-    for p in (s1, s2):
-        p.unlink(missing_ok=True)
-    run = run_cocotb(sources=[src], toplevel=BLOCKS_TOP, test_module="cocotb_channel",
-                     build_dir=d, module_dirs=[HERE], quiet=True,
-                     env={"PIMGPT_HW": "tiny-rtl", "PIMGPT_SEED": "2", "PIMGPT_OPS": "400",
-                          "PIMGPT_SUMMARY": str(s1), "PIMGPT_SUMMARY2": str(s2)})
-    assert run.tests == 2 and run.failed == 0
-    s = json.loads(s1.read_text())
-    assert s["error"] == 0
-    assert s["rd"]["mismatched"] == 0 and s["rd"]["pending"] == 0 and s["rd"]["matched"] > 20
-    assert s["acc"]["mismatched"] == 0 and s["acc"]["pending"] == 0
-    assert s["acc"]["matched"] >= 4 * 20
-    assert s["commands"] > 400
-    illegal = json.loads(s2.read_text())
-    assert all(illegal.values()) and len(illegal) == 3
-    print(f"channel: {s['commands']} commands, {s['rd']['matched']} RD columns and "
-          f"{s['acc']['matched']} accumulators bit-exact; build {run.build_s:.1f} s, "
-          f"sim {run.test_s:.1f} s")

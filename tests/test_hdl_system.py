@@ -1,6 +1,6 @@
 """The whole system RTL (host interface + ASIC + PIM channels) under Verilator.
 
-One Verilator build (``build/cocotb/system-tiny-rtl``) serves every test here:
+One Verilator build (``system-tiny-rtl`` in the build cache) serves every test here:
 
 * an ISA-coverage program (every PIM instruction, chunked region vectors, WR_BIAS, copies,
   single-bank MACs), checked word for word against the golden model and command for command

@@ -47,7 +47,7 @@ def test_presets_shapes():
 def test_model_config_validation():
     with pytest.raises(ModelError, match="d_head 8 must be a multiple of 16"):
         ModelConfig("x", n_layer=1, d_model=64, n_head=8, ctx=8)
-    with pytest.raises(ModelError, match="n_layer must be a positive integer"):
+    with pytest.raises(ModelError, match="n_layer must be an integer in 1..1024"):
         ModelConfig("x", n_layer=0, d_model=64, n_head=4, ctx=8)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import Outputs, check_directory
 
 #: Every model this command knows, in report order.
 ALL_MODELS = ("tiny", "test-ckpt", "gpt2-small", "tiny-py", "small-py")
@@ -728,6 +729,7 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
     from tqdm import tqdm
 
     from pimgpt.core.config import load_hw
+    from pimgpt.core.progress import progress_enabled
     from pimgpt.sim import reference as ref
     from pimgpt.sw.checkpoint import weights_for
     from pimgpt.sw.models import get_model
@@ -742,8 +744,10 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
            "random": {}, "trained": {}, "golden": {}, "ablation": {}, "skipped": {}}
 
     def bar(total, desc):
-        return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not progress,
-                    leave=False, dynamic_ncols=True)
+        # leave=False: a closed bar clears its line, so an error message stands alone.
+        return tqdm(total=total, desc=desc, unit="step", file=sys.stderr,
+                    disable=not (progress and progress_enabled()), leave=False,
+                    dynamic_ncols=True)
 
     held = None
     if any(m in TRAINED_MODELS for m in models):
@@ -1043,29 +1047,6 @@ def format_markdown(rep: dict, command: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise AccuracyError(f"cannot write to output directory {path}: {exc.strerror or exc}; "
-                            "pass a writable -o DIR") from None
-    return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def cli_accuracy(args) -> int:
     """``pimgpt accuracy``: run :func:`run_accuracy`, write ``accuracy.md`` and ``accuracy.json``
     to ``args.output`` and print the Markdown.
@@ -1078,14 +1059,18 @@ def cli_accuracy(args) -> int:
     models = parse_models(args.models, args.quick)
     if any(m in TRAINED_MODELS and _shipped(m) for m in models):
         training_module()  # fail before the long run if the split cannot be read
-    out = _writable_dir(Path(args.output))
+    out = check_directory("-o", args.output)
+    outs = Outputs({"accuracy.json": out / "accuracy.json", "accuracy.md": out / "accuracy.md"},
+                   label=f"-o {args.output}")
     command = "pimgpt accuracy" + (f" -o {args.output}" if args.output else "") \
         + (" --quick" if args.quick else "") + (f" --models {args.models}" if args.models else "")
     rep = run_accuracy(models, quick=args.quick)
     rep["meta"]["command"] = command
     text = format_markdown(rep, command)
-    _write_atomic(out / "accuracy.json", json.dumps(rep, indent=1) + "\n")
-    _write_atomic(out / "accuracy.md", text)
+    with outs:
+        outs.write_json("accuracy.json", rep, indent=1)
+        outs.write_text("accuracy.md", text)
+        outs.commit()
     print(text)
     print(f"wrote {out / 'accuracy.md'} and {out / 'accuracy.json'}", file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ SECTIONS = [
     ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
     ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
+    ("Design-space sweep: throughput and reuse of work", "pimgpt.apps.bench_sweep", True),
 ]
 
 

@@ -12,7 +12,6 @@ Every RTL run also checks its results bit-exact against the golden model.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -94,23 +93,43 @@ def hdl_sim_speed(simulator: str = "verilator", ncols: int = 20000, dot_len: int
         when the simulator is not installed.
     """
     from pimgpt.hdl.export import write_verilog
-    from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+    from pimgpt.sim.cocotb_lib.runner import (
+        call_in_simulator,
+        default_build_root,
+        simulator_available,
+    )
 
     ok, why = simulator_available(simulator)
     if not ok:
         return {"simulator": simulator, "skipped": why}
     d = Path(build_root or default_build_root()) / "bench_mac"
-    out = d / f"bench_{simulator}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
-    run = run_cocotb(sources=[write_verilog("mac", d)], toplevel="mac",
-                     test_module="pimgpt.sim.cocotb_lib.mac_run", testcase="throughput",
-                     build_dir=d, simulator=simulator, quiet=True,
-                     env={"PIMGPT_NCOLS": str(ncols), "PIMGPT_DOT_LEN": str(dot_len),
-                          "PIMGPT_BENCH_OUT": str(out.resolve())})
-    res = json.loads(out.read_text())
-    res.update(simulator=simulator, build_s=round(run.build_s, 1))
-    return res
+    d.mkdir(parents=True, exist_ok=True)
+    run = call_in_simulator("pimgpt.apps.bench_rtl_mac:simulate_throughput",
+                            {"ncols": ncols, "dot_len": dot_len}, sources=[write_verilog("mac", d)],
+                            toplevel="mac", build_dir=d, simulator=simulator, quiet=True)
+    return dict(run.result, simulator=simulator, build_s=round(run.build_s, 1))
+
+
+async def simulate_throughput(dut, ncols: int, dot_len: int, seed: int = 3) -> dict:
+    """In the simulator: ``ncols`` random columns in dot products of ``dot_len`` columns, driven
+    back to back through the MAC unit and checked bit-exact; returns cycles, seconds,
+    cycles per second and the number of results checked."""
+    from pimgpt.sim.cocotb_lib import stimulus
+    from pimgpt.sim.cocotb_lib.tb import MacTB
+
+    a16, b16, _ = stimulus.mac_random(np.random.default_rng(seed), ncols, nx.MAC_LANES)
+    lengths = np.full(ncols // dot_len, dot_len)
+    ncols = int(lengths.sum())
+    tb = MacTB(dut, lanes=nx.MAC_LANES)
+    await tb.reset()
+    tb.submit(a16[:ncols], b16[:ncols], lengths)
+    t0 = time.perf_counter()
+    tail = await tb.drain()
+    seconds = time.perf_counter() - t0
+    summary = tb.check()
+    cycles = tb.driver.cycles + tail
+    return {"cycles": cycles, "seconds": seconds, "cycles_per_s": cycles / seconds,
+            "columns": ncols, "results_checked": summary["matched"]}
 
 
 def run_all(quick: bool = False) -> dict:

@@ -12,10 +12,11 @@ def cli_compile(args) -> int:
     """Compile a decode step (default) or a whole generation (``--prompt``) into ``-o DIR``."""
     from pimgpt.core.config import load_hw
     from pimgpt.core.isa import Op
-    from pimgpt.sw.compiler import compile_decode_step, compile_generation
+    from pimgpt.sw.compiler import compile_decode_step, compile_generation, program_outputs
     from pimgpt.sw.mapper import map_model, summary
     from pimgpt.sw.models import get_model
 
+    outs = program_outputs(args.output)  # every destination checked before compiling
     cfg = get_model(args.model)
     hw = load_hw(args.hw)
     t0 = time.perf_counter()
@@ -28,7 +29,7 @@ def cli_compile(args) -> int:
         compiled = compile_decode_step(cfg, hw, args.context)
         what = f"one decode step at context {args.context or cfg.ctx}"
     seconds = time.perf_counter() - t0
-    paths = compiled.write(args.output)
+    paths = compiled.write(args.output, outs)
     syncs = sum(1 for ins in compiled.program if ins.op is Op.SYNC)
     print(f"compiled {cfg.name} for {hw.name}: {what}")
     print(f"  {len(compiled.program)} instructions ({syncs} SYNC), "

@@ -124,8 +124,14 @@ def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
 
 def cli_demo(args) -> int:
     """Run the four parts of the demonstration."""
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
+    from pimgpt.core.fileio import check_directory
+
+    outdir = check_directory("-o", args.output)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PimgptError(f"-o {args.output}: cannot create it ({exc.strerror or exc}); "
+                          "choose another folder") from None
     t0 = time.perf_counter()
     demo_mac(outdir)
     demo_gpt2_small_perf()

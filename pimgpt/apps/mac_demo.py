@@ -8,7 +8,6 @@ Command line: ``python -m pimgpt.apps.mac_demo [OUTDIR]``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def run_mac_demo(outdir, *, length: int = 1024, seed: int = 0,
         On a bad length, a missing simulator, or an RTL result differing from the golden model.
     """
     from pimgpt.hdl.export import write_verilog
-    from pimgpt.sim.cocotb_lib.runner import run_cocotb, simulator_available
+    from pimgpt.sim.cocotb_lib.runner import call_in_simulator, simulator_available
 
     if isinstance(length, bool) or not isinstance(length, int) or length <= 0 or length % 16:
         raise PimgptError(f"dot length must be a positive multiple of 16, got {length!r}")
@@ -65,14 +64,11 @@ def run_mac_demo(outdir, *, length: int = 1024, seed: int = 0,
     b16 = nx.f64_to_bf16(rng.standard_normal(length))
     operands = outdir / "dot_operands.npy"
     np.save(operands, np.stack([a16, b16]), allow_pickle=False)
-    result_path = outdir / "dot_result.json"
-    result_path.unlink(missing_ok=True)
     build_dir = Path(build_dir or outdir / "sim")
-    run_cocotb(sources=[verilog], toplevel="mac", test_module="pimgpt.sim.cocotb_lib.mac_run",
-               testcase="dot_product", build_dir=build_dir, simulator=simulator,
-               env={"PIMGPT_DOT_IN": str(operands.resolve()),
-                    "PIMGPT_DOT_OUT": str(result_path.resolve())}, quiet=True)
-    sim = json.loads(result_path.read_text())
+    sim = call_in_simulator("pimgpt.apps.mac_demo:simulate_dot",
+                            {"operands": str(operands.resolve())}, sources=[verilog],
+                            toplevel="mac", build_dir=build_dir, simulator=simulator,
+                            quiet=True).result
 
     golden = nx.dot_bf16(a16, b16)
     golden_bits = int(nx.bits_from_f32(np.atleast_1d(golden))[0])
@@ -104,6 +100,24 @@ def run_mac_demo(outdir, *, length: int = 1024, seed: int = 0,
         raise PimgptError(f"RTL result {result['rtl_bits']} differs from the golden "
                           f"{result['golden_bits']}; see {build_dir}")
     return result
+
+
+async def simulate_dot(dut, operands: str) -> dict:
+    """In the simulator: one dot product of the two bf16 vectors saved in ``operands`` (``.npy``,
+    shape ``(2, n)``, n a multiple of 16) through the MAC unit, checked bit-exact by the
+    testbench's scoreboard; returns the result bits and the cycles."""
+    from pimgpt.sim.cocotb_lib.tb import MacTB
+
+    ab = np.load(operands, allow_pickle=False)
+    a16, b16 = ab[0].reshape(-1, nx.MAC_LANES), ab[1].reshape(-1, nx.MAC_LANES)
+    tb = MacTB(dut, lanes=nx.MAC_LANES)
+    results = []
+    tb.monitor.callback = lambda item: (results.append(item), tb.scoreboard.compare(item))
+    await tb.reset()
+    tb.submit(a16, b16, np.array([len(a16)]))
+    await tb.drain()
+    tb.check()
+    return {"rtl_bits": int(results[0]), "columns": len(a16), "cycles": tb.driver.cycles}
 
 
 if __name__ == "__main__":

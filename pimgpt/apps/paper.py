@@ -19,6 +19,7 @@ import copy
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 from pimgpt.apps.perf_cli import run_compiled
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
@@ -60,7 +62,7 @@ def load_anchors(folder: Path | None) -> dict:
         f = folder / path
         if not f.is_file():
             continue
-        for line in f.read_text().splitlines():
+        for line in read_text(f, "baseline file", PaperError).splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -68,8 +70,13 @@ def load_anchors(folder: Path | None) -> dict:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if "mode" in rec and "model" in rec and "ctx" in rec:
-                out[(dev, rec["mode"], rec["model"], int(rec["ctx"]))] = float(rec["median_s"])
+            try:
+                key = (dev, str(rec["mode"]), str(rec["model"]), int(rec["ctx"]))
+                seconds = float(rec["median_s"])
+            except (KeyError, TypeError, ValueError, OverflowError):
+                continue  # not a measurement record (or a malformed one): no anchor from it
+            if math.isfinite(seconds) and seconds > 0:
+                out[key] = seconds
     return out
 
 
@@ -284,24 +291,11 @@ def plots(rows, scaling, lanes, folder: Path) -> list[str]:
     return files
 
 
-def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
-              progress=True) -> dict:
-    """Run the evaluation and write the report into ``output``; returns the rows."""
-    from tqdm import tqdm
-
+def _run_points(bar, points, extra, hw, hw_ovl, anchors):
+    """Simulate every (model, context) point and the channel/lane sweeps."""
     from pimgpt.sw.compiler import compile_decode_step
 
-    hw = load_hw(hw_name)
-    hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
-    points = plan(models, contexts)
-    anchors_path = anchors_dir()
-    anchors = load_anchors(anchors_path)
     rows = []
-    extra = []
-    if sweeps:
-        extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
-    bar = tqdm(total=len(points) + len(extra), desc="pimgpt paper", disable=not progress,
-               unit="run")
     for model, ctx in points:
         bar.set_postfix_str(f"{model} ctx {ctx}")
         row = simulate_point(model, ctx, hw, hw_ovl)
@@ -326,15 +320,34 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
         (scaling if kind == "scaling" else lanes).append(
             {"channels" if kind == "scaling" else "lanes": v, **rec})
         bar.update()
-    bar.close()
-    out = Path(output)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".paper-", dir=out.parent))
-    except OSError as exc:
-        raise PaperError(
-            f"cannot write into {out.parent} ({exc.strerror}); choose another -o") from None
-    try:
+    return rows, scaling, lanes
+
+
+def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
+              progress=True) -> dict:
+    """Run the evaluation and write the report into ``output``; returns the rows.
+
+    The output files are checked before the run and committed together at its end
+    (:class:`pimgpt.core.fileio.Outputs`).
+    """
+    from pimgpt.core.progress import progress as progress_bar
+
+    out = check_directory("-o", output)
+    # The fixed files are checked now; the plots' names are known only after the run.
+    Outputs({name: out / name for name in ("results.md", "results.csv", "scaling.csv",
+                                           "lanes.csv")}, label=f"-o {output}")
+    hw = load_hw(hw_name)
+    hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
+    points = plan(models, contexts)
+    anchors_path = anchors_dir()
+    anchors = load_anchors(anchors_path)
+    extra = []
+    if sweeps:
+        extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
+    with progress_bar(len(points) + len(extra), "pimgpt paper", "run", progress) as bar:
+        rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, anchors)
+    with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
+        tmp = Path(tmpdir)
         (tmp / "results.md").write_text(markdown(rows, scaling, lanes, hw.name, bool(anchors)))
         (tmp / "results.csv").write_text(_csv(rows))
         if scaling:
@@ -342,11 +355,12 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
         if lanes:
             (tmp / "lanes.csv").write_text(_csv(lanes))
         plots(rows, scaling, lanes, tmp)
-        out.mkdir(parents=True, exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        made = sorted(tmp.iterdir())
+        outs = Outputs({f.name: out / f.name for f in made}, label=f"-o {output}")
+        with outs:
+            for f in made:
+                outs.write(f.name, lambda dst, f=f: shutil.copyfile(f, dst))
+            outs.commit()
     return {"rows": rows, "scaling": scaling, "lanes": lanes, "anchors": str(anchors_path)}
 
 

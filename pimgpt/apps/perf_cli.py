@@ -2,14 +2,15 @@
 
 Without ``--prompt`` one decode step at ``--context`` (default: the model's maximum context) is
 simulated. With ``--prompt`` the whole generation (prefill of the prompt, one token per step, then
-``--new-tokens - 1`` decode steps) is simulated and prefill and decode are reported separately.
+``--new-tokens - 1`` decode steps) is simulated and prefill and decode are reported separately;
+``--context`` is then the KV-cache capacity (as for ``pimgpt compile --prompt``).
 """
 
 from __future__ import annotations
 
 from pimgpt.core.config import load_hw
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write_json
+from pimgpt.core.fileio import Outputs, atomic_write_json
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
 from pimgpt.sim.perf.report import MAC_OPS, breakdown
@@ -56,7 +57,15 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         Instruction tags (``CompiledProgram.tags``).
     steps : list of Step, optional
         Generation steps (``CompiledProgram.steps``): splits prefill (prompt tokens) and decode.
+        Without them, a program that starts with a preamble (resident parameters, tagged
+        ``preamble``) is one decode step after it, if the run marked the preamble's end.
     """
+    from pimgpt.sw.compiler import Step, preamble_length
+
+    if not steps and tags is not None:
+        pre = preamble_length(tags)
+        if pre and pre in res.marks:
+            steps = [Step(pre, None, None, True)]
     zero = {k: (dict.fromkeys(v, 0) if isinstance(v, dict) else 0)
             for k, v in res.counters().items()}
     whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles)
@@ -145,16 +154,23 @@ def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
 
 
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
-    """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``."""
+    """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``.
+
+    Without ``prompt``, one decode step at ``context`` (default: the model's maximum). With
+    ``prompt``, the whole generation; ``context`` is then the KV-cache capacity, as for
+    ``pimgpt compile --prompt`` (default: the model's maximum).
+    """
     from pimgpt.sw.compiler import compile_decode_step, compile_generation
+    from pimgpt.sw.mapper import map_model
 
     if prompt is not None:
-        comp = compile_generation(model, hw, prompt, new_tokens)
+        memmap = map_model(model, hw, context) if context is not None else None
+        comp = compile_generation(model, hw, prompt, new_tokens, memmap)
     else:
         comp = compile_decode_step(model, hw, context)
     res, stats = run_compiled(comp, hw, log)
     stats["model"] = model.name
-    stats["context"] = context if prompt is None else None
+    stats["context"] = context
     return comp, res, stats
 
 
@@ -179,30 +195,35 @@ def _fmt(stats: dict) -> str:
 
 def cli_run(args) -> int:
     """Entry point of ``pimgpt run --backend perf``."""
+    outs = Outputs({"--stats": getattr(args, "stats", None),
+                    "--timeline": getattr(args, "timeline", None)})
     model = get_model(args.model)
     hw = load_hw(args.hw)
     prompt = prompt_from_args(args, model, default=None)
     context = getattr(args, "context", None)
-    if prompt is None:
+    if context is not None or prompt is None:
         context = model.ctx if context is None else context
         if isinstance(context, bool) or not isinstance(context, int) or not (
                 1 <= context <= model.ctx):
             raise PerfCliError(f"--context {context!r} is out of range for {model.name}; "
                                f"use 1..{model.ctx}")
-    new_tokens = getattr(args, "new_tokens", 1) or 1
-    comp, res, stats = simulate_model(model, hw, context, prompt, new_tokens,
-                                      log=False)
+    new_tokens = getattr(args, "new_tokens", 1)
+    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
+        raise PerfCliError(f"--new-tokens must be at least 1, got {new_tokens!r}")
+    comp, res, stats = simulate_model(model, hw, context, prompt, new_tokens, log=False)
     print(_fmt(stats))
-    # Write outputs only once everything has been computed; each file atomically.
-    trace = None
-    if getattr(args, "timeline", None):
-        from pimgpt.sim.perf.timeline import trace_events
+    # Outputs are committed together once everything has been computed.
+    with outs:
+        if "--timeline" in outs:
+            from pimgpt.sim.perf.timeline import trace_events
 
-        trace = trace_events(res, comp.tags, comp.program)
-    if getattr(args, "stats", None):
-        write_json_atomic(args.stats, stats)
+            outs.write_json("--timeline", trace_events(res, comp.tags, comp.program),
+                            separators=(",", ":"))
+        if "--stats" in outs:
+            outs.write_json("--stats", stats, indent=1)
+        outs.commit()
+    if "--stats" in outs:
         print(f"statistics: {args.stats}")
-    if trace is not None:
-        write_json_atomic(args.timeline, trace)
+    if "--timeline" in outs:
         print(f"timeline: {args.timeline} (open in ui.perfetto.dev)")
     return 0

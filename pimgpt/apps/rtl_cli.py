@@ -20,7 +20,6 @@ the RTL's logits (float32 ``[new_tokens, vocab]``), ``--waves F.fst|F.vcd`` the 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write, atomic_write_text
+from pimgpt.core.fileio import Outputs, atomic_write
 
 __all__ = ["run_rtl_generation", "cli_run", "DEFAULT_RTL_HW"]
 
@@ -43,7 +42,7 @@ class RtlRunError(PimgptError):
 def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
                        prompt_text: str | None = None, new_tokens: int = 4, seed: int = 0,
                        outdir=None, simulator: str = "verilator", waves: str | None = None,
-                       p_idle: float = 0.0) -> dict:
+                       p_idle: float = 0.0, outputs: Outputs | None = None) -> dict:
     """Compile, run on golden, perf and RTL, compare; returns the statistics dict.
 
     Parameters
@@ -59,12 +58,16 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     seed : int
         Seed of random weights (presets).
     outdir : path, optional
-        Build directory of the simulation (default: ``build/cocotb/system-<hw>``).
+        Build directory of the simulation (default: ``system-<hw>`` in the user cache folder,
+        see :func:`pimgpt.sim.cocotb_lib.runner.default_build_root`).
     simulator : {"verilator", "icarus"}
     waves : str, optional
         Write waveforms to this path (``.fst`` or ``.vcd``).
     p_idle : float
         Probability of an idle cycle before each host command while loading.
+    outputs : Outputs, optional
+        The command's outputs: with a ``--waves`` entry, the waveform is staged there (committed
+        with the other outputs by the caller) instead of written at once.
     """
     from pimgpt.core.config import load_hw
     from pimgpt.sim.cocotb_lib.runner import simulator_available
@@ -88,6 +91,7 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
         raise RtlRunError(f"--waves {waves}: give a .fst or .vcd file name")
     if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
         raise RtlRunError(f"--new-tokens must be a positive integer, got {new_tokens!r}")
+    checkpoint.check_seed(seed)
     hw_spec = hw or DEFAULT_RTL_HW
     hwc = load_hw(hw_spec)
     cfg = get_model(model)
@@ -123,7 +127,7 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     rtl_logits = got[:(len(got) // vocab) * vocab].reshape(-1, vocab).view(np.float32)
 
     if waves is not None:
-        _copy_waves(res.build_dir, waves)
+        _copy_waves(res.build_dir, waves, outputs)
     st = res.status
     sim_s = st.get("run_seconds", 0.0)
     stats = {
@@ -169,7 +173,7 @@ def run_rtl_generation(model: str, *, hw: str | None = None, prompt=None,
     return stats
 
 
-def _copy_waves(build_dir, target) -> None:
+def _copy_waves(build_dir, target, outputs: Outputs | None = None) -> None:
     build_dir = Path(build_dir)
     suffix = Path(target).suffix
     found = sorted(build_dir.rglob(f"*{suffix}"), key=lambda p: p.stat().st_mtime)
@@ -178,7 +182,10 @@ def _copy_waves(build_dir, target) -> None:
                                                               build_dir.rglob("*.vcd")]
         raise RtlRunError(f"the simulator wrote no {suffix} waveform (found {have}); "
                           "Verilator writes .fst, use --waves FILE.fst")
-    atomic_write(target, lambda tmp: shutil.copyfile(found[-1], tmp))
+    if outputs is not None and "--waves" in outputs:
+        outputs.write("--waves", lambda tmp: shutil.copyfile(found[-1], tmp))
+    else:
+        atomic_write(target, lambda tmp: shutil.copyfile(found[-1], tmp), "--waves")
 
 
 def cli_run(args) -> int:
@@ -186,36 +193,43 @@ def cli_run(args) -> int:
     from pimgpt.sw.models import get_model
     from pimgpt.sw.prompt import prompt_from_args
 
+    waves = getattr(args, "waves", None)
+    outs = Outputs({"--stats": getattr(args, "stats", None),
+                    "--logits": getattr(args, "logits", None), "--waves": waves})
     cfg = get_model(args.model)
     prompt = prompt_from_args(args, cfg)
-    stats = run_rtl_generation(
-        args.model, hw=args.hw, prompt=prompt, new_tokens=args.new_tokens,
-        seed=getattr(args, "seed", 0), simulator=getattr(args, "simulator", "verilator"),
-        waves=getattr(args, "waves", None))
-    logits = stats.pop("_logits")
-    print("tokens: " + ",".join(str(t) for t in stats["tokens"]))
-    if "text" in stats:
-        from pimgpt.sw import tokenizer
+    with outs:
+        stats = run_rtl_generation(
+            args.model, hw=args.hw, prompt=prompt, new_tokens=args.new_tokens,
+            seed=getattr(args, "seed", 0), simulator=getattr(args, "simulator", "verilator"),
+            waves=waves, outputs=outs)
+        logits = stats.pop("_logits")
+        print("tokens: " + ",".join(str(t) for t in stats["tokens"]))
+        if "text" in stats:
+            from pimgpt.sw import tokenizer
 
-        print("text: " + repr(tokenizer.decode(stats["prompt"]) + stats["text"]))
-    diff = stats["cycle_difference"]
-    print(f"cycles: {stats['cycles']} (perf simulator {stats['perf_cycles']}, "
-          f"{100 * diff:+.1f} %; perf simulator with the RTL's vector-unit costs "
-          f"{stats['perf_cycles_rtl_vector_unit']}, "
-          f"{100 * stats['cycle_difference_rtl_vector_unit']:+.2f} %)")
-    print(f"golden_match: {str(stats['golden_match']).lower()} ({stats['logits_matching']}/"
-          f"{stats['logits_checked']} logits bit-exact, tokens "
-          f"{'equal' if stats['tokens_match'] else 'DIFFER'})")
-    if getattr(args, "logits", None):
-        def save(tmp):
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(logits, dtype=np.float32))
+            print("text: " + repr(tokenizer.decode(stats["prompt"]) + stats["text"]))
+        diff = stats["cycle_difference"]
+        print(f"cycles: {stats['cycles']} (perf simulator {stats['perf_cycles']}, "
+              f"{100 * diff:+.1f} %; perf simulator with the RTL's vector-unit costs "
+              f"{stats['perf_cycles_rtl_vector_unit']}, "
+              f"{100 * stats['cycle_difference_rtl_vector_unit']:+.2f} %)")
+        print(f"golden_match: {str(stats['golden_match']).lower()} ({stats['logits_matching']}/"
+              f"{stats['logits_checked']} logits bit-exact, tokens "
+              f"{'equal' if stats['tokens_match'] else 'DIFFER'})")
+        if "--logits" in outs:
+            def save(tmp):
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.asarray(logits, dtype=np.float32))
 
-        stats["logits_file"] = str(atomic_write(args.logits, save))
-    if getattr(args, "waves", None):
-        print(f"waves: {args.waves}")
-    if getattr(args, "stats", None):
-        atomic_write_text(args.stats, json.dumps(stats, indent=2) + "\n")
+            outs.write("--logits", save)
+            stats["logits_file"] = str(outs.path("--logits"))
+        if "--stats" in outs:
+            outs.write_json("--stats", stats, indent=2)
+        # A mismatch is reported with its evidence: the outputs are written, then the error.
+        outs.commit()
+    if waves is not None:
+        print(f"waves: {waves}")
     if not stats["golden_match"]:
         raise RtlRunError("the RTL's tokens or logits differ from the golden model "
                           f"(see {stats['build_dir']})")

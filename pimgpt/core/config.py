@@ -1,55 +1,89 @@
 """Validated hardware configuration, loaded from YAML presets or user files (``safe_load`` only).
 
 ``load_hw("pimgpt-gddr6-8ch")`` reads a preset shipped in ``pimgpt/configs``; any other argument is
-taken as a path to a YAML file. Every field is checked; errors are :class:`ConfigError` with one
-line naming the bad key and the fix.
+taken as a path to a YAML file. Errors are :class:`ConfigError` with one line naming the bad key
+and the fix.
+
+The schema is defined once, here: the fields of :class:`DramConfig` and :class:`AsicConfig` (each
+field's :func:`key` metadata gives its type, range and whether it may be left out),
+:data:`TIMING_KEYS` (each timing's minimum), :data:`ELEM_OP_KEYS` and :data:`ENERGY_KEYS`. Every
+value is checked: the right type, finite, in range; no unknown key in any section (a misspelt key
+would otherwise be ignored silently); and timings that let a simulation make progress (a refresh
+interval longer than the refresh itself plus a row cycle). Adding a hardware parameter is adding
+one field with its :func:`key`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import math
+from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import read_text
 
 DEFAULT_HW = "pimgpt-gddr6-8ch"
 
-TIMING_KEYS = (
-    "nBL nCL nRCDRD nRCDRDMAC nRCDEWMUL nRCDRDAF nRCDRDCP nRCDWR nRCDWRCP nRP nRAS nRC nWR nRTP "
-    "nCWL nCCDS nCCDL nRRDS nRRDL nWTRS nWTRL nFAW nRFC nRFCpb nREFI nMODCH"
-).split()
+#: Largest latency or count, in cycles, that a config may give (about 0.5 ms at 2 GHz).
+MAX_CYCLES = 1_000_000
+
+#: DRAM timing keys (tCK) and the smallest value each may take. Zero means "no constraint";
+#: a burst, the column-to-column gaps, a row cycle and refresh take at least one cycle, so that
+#: every command moves time forward (a refresh interval of 0 would never end).
+TIMING_MIN = {
+    "nBL": 1, "nCL": 0, "nRCDRD": 0, "nRCDRDMAC": 0, "nRCDEWMUL": 0, "nRCDRDAF": 0,
+    "nRCDRDCP": 0, "nRCDWR": 0, "nRCDWRCP": 0, "nRP": 0, "nRAS": 0, "nRC": 1, "nWR": 0, "nRTP": 0,
+    "nCWL": 0, "nCCDS": 1, "nCCDL": 1, "nRRDS": 0, "nRRDL": 0, "nWTRS": 0, "nWTRL": 0, "nFAW": 0,
+    "nRFC": 1, "nRFCpb": 0, "nREFI": 1, "nMODCH": 0,
+}
+TIMING_KEYS = tuple(TIMING_MIN)
 
 
 class ConfigError(PimgptError):
     """A configuration file or value is invalid; the message says which and how to fix it."""
 
 
-def _is_pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
+@dataclass(frozen=True)
+class Key:
+    """How one configuration value is checked (the metadata of a config field)."""
+
+    kind: type  #: int, float or bool
+    lo: float | None = None  #: smallest allowed value
+    hi: float | None = None  #: largest allowed value
+    pow2: bool = False  #: must be a power of two
+    multiple: int = 1  #: must be a multiple of this
+
+
+def key(kind: type, lo=None, hi=None, *, default=MISSING, pow2: bool = False,
+        multiple: int = 1):
+    """A dataclass field that is a validated config key (required unless it has a default)."""
+    return field(default=default,
+                 metadata={"key": Key(kind, lo, hi, pow2=pow2, multiple=multiple)})
 
 
 @dataclass(frozen=True)
 class DramConfig:
     """PIM DRAM organisation (see docs/isa.md for how programs address it)."""
 
-    channels: int
-    banks: int
-    bank_groups: int
-    rows: int
-    row_bytes: int
-    column_bytes: int
-    gb_bytes: int
-    tck_ns: float
-    io_gbps_per_pin: float
-    io_pins: int
+    channels: int = key(int, 1, 32)  # ch_mask is 32 bits
+    banks: int = key(int, 1, 256)  # per channel
+    bank_groups: int = key(int, 1, 256)
+    rows: int = key(int, 1, 2**20)  # per bank
+    row_bytes: int = key(int, 32, 2**16, pow2=True)
+    column_bytes: int = key(int, 32, 32)  # one MAC step of 16 bf16 lanes
+    gb_bytes: int = key(int, 32, 2**16, multiple=32)  # global buffer per channel
+    tck_ns: float = key(float, 1e-3, 1e3)  # DRAM command clock period
+    io_gbps_per_pin: float = key(float, 1e-3, 1e3)
+    io_pins: int = key(int, 1, 1024)
     #: perf model: a second row buffer per bank (subarray-level parallelism) so the next row can
     #: be activated while the current one computes; see docs/paper.md.
-    act_overlap: bool = False
+    act_overlap: bool = key(bool, default=False)
     #: fp32 MAC accumulators per bank (``MAC ... acc``; ``RD_MAC`` reads several in one visit)
-    accumulators: int = 1
+    accumulators: int = key(int, 1, 1024, default=1)
 
     @property
     def row_elems(self) -> int:
@@ -86,13 +120,13 @@ class DramConfig:
 
 @dataclass(frozen=True)
 class AsicConfig:
-    clock_ghz: float
-    scratchpad_words: int
-    vector_lanes: int
+    clock_ghz: float = key(float, 1e-3, 1e2)
+    scratchpad_words: int = key(int, 16, 2**24)  # fp32 words of SRAM
+    vector_lanes: int = key(int, 1, 4096)
     #: perf model (optional keys): issue-to-result cycles of one vector instruction, cycles per
     #: dependent fp32 add of a left-to-right sum, fp32 add/mul count per element of each function.
-    pipeline_cycles: int | None = None
-    seq_add_cycles: int | None = None
+    pipeline_cycles: int | None = key(int, 0, MAX_CYCLES, default=None)
+    seq_add_cycles: int | None = key(int, 1, MAX_CYCLES, default=None)
     elem_ops: dict = field(default_factory=dict)
 
 
@@ -106,88 +140,6 @@ class HwConfig:
     asic: AsicConfig
     energy: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-def _need(section: dict, key: str, kind, where: str, positive: bool = True):
-    if key not in section:
-        raise ConfigError(
-            f"{where}: missing key '{key}'; add it (see pimgpt/configs/{DEFAULT_HW}.yaml)"
-        )
-    value = section[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{where}: '{key}' must be positive, got {value!r}")
-    return kind(value)
-
-
-def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
-    """Build and validate a :class:`HwConfig` from a parsed YAML mapping."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: top level must be a mapping with dram/timing/asic sections")
-    for sec in ("dram", "timing", "asic"):
-        if not isinstance(data.get(sec), dict):
-            raise ConfigError(f"{where}: missing section '{sec}:'; copy it from the default preset")
-    d, t, a = data["dram"], data["timing"], data["asic"]
-    dram = DramConfig(
-        channels=_need(d, "channels", int, where),
-        banks=_need(d, "banks", int, where),
-        bank_groups=_need(d, "bank_groups", int, where),
-        rows=_need(d, "rows", int, where),
-        row_bytes=_need(d, "row_bytes", int, where),
-        column_bytes=_need(d, "column_bytes", int, where),
-        gb_bytes=_need(d, "gb_bytes", int, where),
-        tck_ns=_need(d, "tck_ns", float, where),
-        io_gbps_per_pin=_need(d, "io_gbps_per_pin", float, where),
-        io_pins=_need(d, "io_pins", int, where),
-        act_overlap=d.get("act_overlap", False),
-        accumulators=_need(d, "accumulators", int, where) if "accumulators" in d else 1,
-    )
-    if not isinstance(dram.act_overlap, bool):
-        raise ConfigError(f"{where}: 'act_overlap' must be true or false, got {dram.act_overlap!r}")
-    if dram.column_bytes != 32:
-        raise ConfigError(
-            f"{where}: column_bytes must be 32 (16 bf16 MAC lanes), got {dram.column_bytes}"
-        )
-    if dram.row_bytes % dram.column_bytes or not _is_pow2(dram.row_bytes):
-        raise ConfigError(
-            f"{where}: row_bytes must be a power of two multiple of 32, got {dram.row_bytes}"
-        )
-    if dram.gb_bytes % dram.column_bytes or dram.gb_bytes > dram.row_bytes:
-        raise ConfigError(
-            f"{where}: gb_bytes must be a multiple of 32 and at most row_bytes, got {dram.gb_bytes}"
-        )
-    if dram.banks % dram.bank_groups:
-        raise ConfigError(
-            f"{where}: banks ({dram.banks}) must divide into bank_groups ({dram.bank_groups})"
-        )
-    if dram.channels > 32:
-        raise ConfigError(f"{where}: at most 32 channels (ch_mask is 32 bits), got {dram.channels}")
-    timing = {}
-    for key in TIMING_KEYS:
-        timing[key] = _need(t, key, int, f"{where} timing", positive=False)
-        if timing[key] < 0:
-            raise ConfigError(f"{where} timing: '{key}' must be >= 0, got {timing[key]}")
-    unknown = set(t) - set(TIMING_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where} timing: unknown keys {sorted(unknown)}; valid keys: {TIMING_KEYS}"
-        )
-    asic = AsicConfig(
-        clock_ghz=_need(a, "clock_ghz", float, where),
-        scratchpad_words=_need(a, "scratchpad_words", int, where),
-        vector_lanes=_need(a, "vector_lanes", int, where),
-        pipeline_cycles=_need(a, "pipeline_cycles", int, where, False)
-        if "pipeline_cycles" in a
-        else None,
-        seq_add_cycles=_need(a, "seq_add_cycles", int, where) if "seq_add_cycles" in a else None,
-        elem_ops=_elem_ops(a.get("elem_ops", {}), where),
-    )
-    energy = _energy(data.get("energy", {}) or {}, where)
-    name = str(data.get("name", where))
-    return HwConfig(name=name, dram=dram, timing=timing, asic=asic, energy=energy, raw=data)
 
 
 #: Keys of the optional ``asic.elem_ops`` mapping (fp32 operations per element).
@@ -207,32 +159,176 @@ ENERGY_KEYS = (
     "dram_static_mw_per_channel",
     "asic_static_mw",
 )
+#: Largest energy figure (pJ per event or mW): 1 mJ per event keeps every total finite.
+MAX_ENERGY = 1e9
+#: Top-level keys of a hardware YAML file.
+TOP_KEYS = ("name", "dram", "timing", "asic", "energy")
+_FIX = f"see pimgpt/configs/{DEFAULT_HW}.yaml"
 
 
-def _elem_ops(ops, where: str) -> dict:
-    if not isinstance(ops, dict):
-        raise ConfigError(f"{where}: 'asic.elem_ops' must be a mapping of {ELEM_OP_KEYS}")
-    unknown = set(ops) - set(ELEM_OP_KEYS)
+# ---------------------------------------------------------------------------------------------
+# Checking one value
+# ---------------------------------------------------------------------------------------------
+def _fmt(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _rule(k: Key) -> str:
+    kind = {int: "an integer", float: "a finite number", bool: "true or false"}[k.kind]
+    parts = [kind]
+    if k.lo is not None and k.hi is not None and k.lo == k.hi:
+        return f"{_fmt(k.lo)}"
+    if k.lo is not None or k.hi is not None:
+        lo = _fmt(k.lo) if k.lo is not None else ""
+        hi = _fmt(k.hi) if k.hi is not None else ""
+        parts.append(f"in {lo}..{hi}" if k.hi is not None else f">= {lo}")
+    if k.pow2:
+        parts.append("and a power of two")
+    if k.multiple > 1:
+        parts.append(f"and a multiple of {k.multiple}")
+    return " ".join(parts)
+
+
+def check_value(value, k: Key, name: str, where: str):
+    """``value`` converted to ``k.kind`` if it satisfies ``k``, else :class:`ConfigError`.
+
+    Parameters
+    ----------
+    value
+        The parsed YAML value.
+    k : Key
+    name : str
+        Dotted key for the message (``dram.channels``).
+    where : str
+        The config's name or file.
+    """
+    def bad():
+        return ConfigError(f"{where}: '{name}' must be {_rule(k)}, got {value!r}; {_FIX}")
+
+    if k.kind is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float) if k.kind is float else int):
+        raise bad()
+    if k.kind is float and not math.isfinite(value):
+        raise bad()
+    if (k.lo is not None and value < k.lo) or (k.hi is not None and value > k.hi):
+        raise bad()
+    if k.pow2 and value & (value - 1):
+        raise bad()
+    if k.multiple > 1 and value % k.multiple:
+        raise bad()
+    return k.kind(value)
+
+
+def _section(data: dict, name: str, where: str, required: bool = True) -> dict:
+    value = data.get(name)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        what = "missing section" if name not in data else "bad section"
+        raise ConfigError(f"{where}: {what} '{name}:'; it must be a mapping of keys ({_FIX})")
+    return value
+
+
+def _no_unknown(section: dict, valid, where: str, path: str) -> None:
+    unknown = sorted((str(k) for k in section if k not in valid), key=str)
     if unknown:
-        raise ConfigError(
-            f"{where} asic.elem_ops: unknown keys {sorted(unknown)}; valid: {ELEM_OP_KEYS}"
-        )
-    return {k: _need(ops, k, int, f"{where} asic.elem_ops") for k in ops}
+        close = difflib.get_close_matches(unknown[0], [str(v) for v in valid], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}: unknown keys {unknown} in {path}{hint}; valid keys: "
+                          f"{', '.join(map(str, valid))}")
 
 
-def _energy(energy, where: str) -> dict:
-    if not isinstance(energy, dict):
-        raise ConfigError(f"{where}: 'energy' must be a mapping")
-    unknown = set(energy) - set(ENERGY_KEYS)
-    if unknown:
-        raise ConfigError(f"{where} energy: unknown keys {sorted(unknown)}; valid: {ENERGY_KEYS}")
-    out = {k: _need(energy, k, float, f"{where} energy", positive=False) for k in energy}
-    for k, v in out.items():
-        if v < 0:
-            raise ConfigError(f"{where} energy: '{k}' must be >= 0, got {v!r}")
+def _from_fields(cls, section: dict, where: str, path: str):
+    """An instance of a config dataclass from a YAML mapping, every key checked."""
+    keyed = [f for f in fields(cls) if "key" in f.metadata]
+    _no_unknown(section, [f.name for f in fields(cls)], where, f"{path}:")
+    values = {}
+    for f in keyed:
+        if f.name not in section:
+            if f.default is MISSING:
+                raise ConfigError(f"{where}: missing key '{f.name}' in {path}:; add it ({_FIX})")
+            continue
+        values[f.name] = check_value(section[f.name], f.metadata["key"], f"{path}.{f.name}",
+                                     where)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+def _dram(d: dict, where: str) -> DramConfig:
+    dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"))
+    if dram.gb_bytes > dram.row_bytes:
+        raise ConfigError(f"{where}: dram.gb_bytes must be a multiple of 32 and at most row_bytes "
+                          f"({dram.row_bytes}), got {dram.gb_bytes}")
+    if dram.bank_groups > dram.banks or dram.banks % dram.bank_groups:
+        raise ConfigError(f"{where}: dram.banks ({dram.banks}) must divide into bank_groups "
+                          f"({dram.bank_groups})")
+    return dram
+
+
+def _timing(t: dict, where: str) -> dict:
+    _no_unknown(t, TIMING_KEYS, where, "timing:")
+    out = {}
+    for name, lo in TIMING_MIN.items():
+        if name not in t:
+            raise ConfigError(f"{where}: missing key '{name}' in timing:; add it ({_FIX})")
+        out[name] = check_value(t[name], Key(int, lo, MAX_CYCLES), f"timing.{name}", where)
+    # Progress: between two refreshes there must be room for the refresh itself and a whole row
+    # cycle (precharge, activate, access); otherwise refreshes alone fill the time.
+    need = out["nRFC"] + out["nRP"] + out["nRC"]
+    if out["nREFI"] <= need:
+        raise ConfigError(f"{where}: timing.nREFI ({out['nREFI']}) must exceed nRFC + nRP + nRC "
+                          f"({need}), or refreshes leave no time for work")
     return out
 
 
+def _asic(a: dict, where: str) -> AsicConfig:
+    values = _from_fields(AsicConfig, a, where, "asic")
+    ops = a.get("elem_ops", {})
+    if ops is None:
+        ops = {}
+    if not isinstance(ops, dict):
+        raise ConfigError(f"{where}: 'asic.elem_ops' must be a mapping of {ELEM_OP_KEYS}")
+    _no_unknown(ops, ELEM_OP_KEYS, where, "asic.elem_ops:")
+    values["elem_ops"] = {k: check_value(v, Key(int, 1, MAX_CYCLES), f"asic.elem_ops.{k}", where)
+                          for k, v in ops.items()}
+    return AsicConfig(**values)
+
+
+def _energy(energy: dict, where: str) -> dict:
+    _no_unknown(energy, ENERGY_KEYS, where, "energy:")
+    return {k: check_value(v, Key(float, 0.0, MAX_ENERGY), f"energy.{k}", where)
+            for k, v in energy.items()}
+
+
+def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
+    """Build and validate a :class:`HwConfig` from a parsed YAML mapping.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first missing, unknown, mistyped, non-finite or out-of-range key.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping with dram/timing/asic sections")
+    _no_unknown(data, TOP_KEYS, where, "the top level")
+    name = data.get("name", where)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+    dram = _dram(_section(data, "dram", where), where)
+    timing = _timing(_section(data, "timing", where), where)
+    asic = _asic(_section(data, "asic", where), where)
+    energy = _energy(_section(data, "energy", where, required=False), where)
+    return HwConfig(name=name, dram=dram, timing=timing, asic=asic, energy=energy, raw=data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and presets
+# ---------------------------------------------------------------------------------------------
 def hw_presets() -> list[str]:
     """Names of the hardware presets shipped with pimgpt."""
     folder = resources.files("pimgpt") / "configs"
@@ -240,25 +336,24 @@ def hw_presets() -> list[str]:
 
 
 def load_yaml(path: Path) -> dict:
-    """``yaml.safe_load`` a file, turning I/O and syntax errors into :class:`ConfigError`."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file; give a preset name or an existing YAML path"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`."""
+    text = read_text(path, "hardware YAML", ConfigError,
+                     missing="give a preset name or an existing YAML path")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: malformed YAML{at}; fix the syntax") from None
+    except RecursionError:  # deeply nested flow collections
+        raise ConfigError(f"{path}: YAML nested too deeply; fix the file") from None
 
 
 def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
     """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``)."""
+    if name_or_path is not None and str(name_or_path) == "":
+        raise ConfigError("--hw is an empty string; give a preset name or a YAML path (or leave "
+                          f"it out for {DEFAULT_HW})")
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
         with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:

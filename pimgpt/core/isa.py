@@ -195,7 +195,7 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.VMOV, _A, _UNARY, (_sp("src", "n"), _sp("dst", "n", write=True)),
            doc="dst = src (memmove)"),
     OpSpec(Op.VREDUCE, _A, ("dst", "src", "n", "k"),
-           (_sp("src", "n", "k"), _sp("dst", "n", write=True)), nonzero=("k",),
+           (_sp("src", "n", "k"), _sp("dst", "n", write=True)), nonzero=("n", "k"),
            doc="dst = sum of k partial vectors of n (numerics contract order)"),
     OpSpec(Op.VMAX, _A, _UNARY, (_sp("src", "n"), _sp("dst", 1, write=True)),
            nonzero=("n",), doc="dst[0] = maximum of src"),

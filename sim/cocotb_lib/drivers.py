@@ -7,8 +7,10 @@ import random
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-import cocotb
 from cocotb.triggers import Event, RisingEdge
+
+from .bus import StreamBus
+from .component import BusComponent
 
 __all__ = ["ValidStreamDriver", "random_pauses", "burst_pauses"]
 
@@ -31,26 +33,26 @@ def burst_pauses(seed: int = 0, max_burst: int = 64, max_gap: int = 4) -> Iterat
         yield from itertools.repeat(True, rng.randint(0, max_gap))
 
 
-class ValidStreamDriver:
-    """Drive a valid-only stream: ``<prefix>__payload`` and ``<prefix>__valid``.
+class ValidStreamDriver(BusComponent):
+    """Drive a valid-only stream (:class:`~pimgpt.sim.cocotb_lib.bus.StreamBus` without ready).
 
     Items are integers (the packed payload); one is presented per cycle unless the pause
-    generator says the cycle is idle. There is no ``ready``: the pimgpt datapaths never stall.
+    generator says the cycle is idle. A reset drops the queued items.
 
     Parameters
     ----------
-    dut : cocotb handle
-        Top-level handle.
-    prefix : str
-        Port name prefix (``i`` for ``i__payload``/``i__valid``).
+    bus : StreamBus
+        The stream's signals.
     clock : cocotb handle
         Clock the inputs are launched on (after its rising edge).
+    reset : cocotb handle, optional
+        Reset to follow (see :class:`~pimgpt.sim.cocotb_lib.component.BusComponent`).
     """
 
-    def __init__(self, dut, prefix: str, clock):
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.clock = clock
+    def __init__(self, bus: StreamBus, clock, reset=None, **kwargs):
+        if bus.ready is not None:
+            raise ValueError(f"stream {bus.name!r} has a ready signal; this driver is valid-only")
+        self.bus = bus
         self.queue: deque[int] = deque()
         self.sent = 0
         self.cycles = 0
@@ -58,8 +60,9 @@ class ValidStreamDriver:
         self._idle = Event()
         self._idle.set()
         self._not_empty = Event()
-        self.valid.value = 0
-        self._task = cocotb.start_soon(self._run())
+        self._driving = False
+        bus.valid.value = 0
+        super().__init__(clock, reset, **kwargs)
 
     def set_pause_generator(self, generator: Iterable[bool] | None) -> None:
         """Use ``generator`` (True = idle cycle) from now on; ``None`` drives every cycle."""
@@ -67,9 +70,7 @@ class ValidStreamDriver:
 
     def send(self, item: int) -> None:
         """Queue one packed payload."""
-        self.queue.append(item)
-        self._idle.clear()
-        self._not_empty.set()
+        self.send_many((item,))
 
     def send_many(self, items: Iterable[int]) -> None:
         """Queue many packed payloads."""
@@ -82,12 +83,18 @@ class ValidStreamDriver:
         """Wait until every queued item has been presented."""
         await self._idle.wait()
 
+    def _on_reset(self) -> None:
+        self.queue.clear()
+        self.bus.valid.value = 0
+        self._driving = False
+        self._idle.set()
+        self._not_empty.clear()
+
     async def _run(self) -> None:
         edge = RisingEdge(self.clock)
-        queue, valid, payload = self.queue, self.valid, self.payload
-        driving = False
+        queue, valid, payload = self.queue, self.bus.valid, self.bus.payload
         while True:
-            if not queue and not driving:
+            if not queue and not self._driving:
                 self._idle.set()
                 self._not_empty.clear()
                 await self._not_empty.wait()
@@ -97,9 +104,9 @@ class ValidStreamDriver:
             if queue and not (self._pause is not None and next(self._pause)):
                 payload.value = queue.popleft()
                 self.sent += 1
-                if not driving:
+                if not self._driving:
                     valid.value = 1
-                    driving = True
-            elif driving:
+                    self._driving = True
+            elif self._driving:
                 valid.value = 0
-                driving = False
+                self._driving = False

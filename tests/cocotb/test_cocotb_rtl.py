@@ -1,23 +1,39 @@
-"""Run the cocotb tests on the generated Verilog (Verilator; Icarus where installed).
+"""Run the cocotb test modules of this folder on the generated Verilog (Verilator; Icarus where
+installed).
 
-Each test builds into its own directory ``build/cocotb/<test>/<simulator>`` through the cocotb
-Python runner (``cocotb_tools.runner``) and asserts, from the summary the cocotb tests write, how
-many vectors were checked bit-exact against ``pimgpt.core.numerics``.
+Each build has its own directory in the build cache (:func:`pimgpt.sim.cocotb_lib.runner.
+default_build_root`), run through :func:`~pimgpt.sim.cocotb_lib.runner.run_cocotb` (the cocotb
+Python runner, ``cocotb_tools.runner``). The assertions read the scoreboard summaries the cocotb
+tests report: how many items were checked bit-exact against the golden model
+(:mod:`pimgpt.core.numerics`, :class:`pimgpt.sim.golden.GoldenMachine`). The vector unit and the
+channel share one top level (:func:`~pimgpt.sim.cocotb_lib.harness.blocks_verilog`), hence one
+Verilator build.
 """
 
-import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from pimgpt.core.config import load_hw
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.export import write_verilog
 from pimgpt.hdl.fp32add import FP32Add
 from pimgpt.hdl.fp32mul import FP32Mul
 from pimgpt.hdl.mac import MAC
 from pimgpt.sim.cocotb_lib import stimulus
-from pimgpt.sim.cocotb_lib.harness import Harness
-from pimgpt.sim.cocotb_lib.runner import default_build_root, run_cocotb, simulator_available
+from pimgpt.sim.cocotb_lib.harness import (
+    BLOCKS_TOP,
+    blocks_build_dir,
+    blocks_verilog,
+    harness_verilog,
+)
+from pimgpt.sim.cocotb_lib.runner import (
+    build_lock,
+    default_build_root,
+    run_cocotb,
+    simulator_available,
+)
 
 HERE = Path(__file__).parent
 
@@ -29,49 +45,33 @@ COUNTS = {
 }
 
 
-def _need(simulator: str) -> None:
+def _run(module: str, make_source, toplevel: str, build_dir: Path, tests: int, params: dict,
+         simulator: str = "verilator"):
+    """Run cocotb ``module`` (of this folder) on the Verilog ``make_source(build_dir)`` writes;
+    skip if the simulator is missing. The build cache is shared by every checkout, so writing
+    the source and simulating it happen under the build directory's lock."""
     ok, why = simulator_available(simulator)
     if not ok:
         pytest.skip(f"{simulator} tests skipped: {why}")
-
-
-def _build_dir(name: str) -> Path:
-    d = default_build_root() / name
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _summary(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _fp_units_verilog(outdir: Path) -> Path:
-    from amaranth.back import verilog
-
-    top = Harness({"bf16mul": BF16Mul(), "fp32add": FP32Add(), "fp32mul": FP32Mul()})
-    path = outdir / "fp_units.v"
-    text = verilog.convert(top, name="fp_units", emit_src=False)
-    if not path.exists() or path.read_text() != text:  # keep the timestamp: no needless rebuild
-        path.write_text(text)
-    return path
+    with build_lock(build_dir):
+        run = run_cocotb(sources=[make_source(build_dir)], toplevel=toplevel, test_module=module,
+                         build_dir=build_dir, simulator=simulator, module_dirs=[HERE],
+                         quiet=True, params=params)
+    assert run.tests == tests and run.failed == 0
+    return run
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_fp_units_cocotb(simulator):
-    _need(simulator)
-    d = _build_dir(f"test_fp_units_{simulator}")
-    summary_path = d / "summary.json"
-    summary_path.unlink(missing_ok=True)
+    units = {"bf16mul": BF16Mul(), "fp32add": FP32Add(), "fp32mul": FP32Mul()}
+    d = default_build_root() / f"test_fp_units_{simulator}"
     n = COUNTS[simulator]["nvec"]
-    run = run_cocotb(sources=[_fp_units_verilog(d)], toplevel="fp_units", test_module="cocotb_fp",
-                     build_dir=d, simulator=simulator, module_dirs=[HERE],
-                     env={"PIMGPT_NVEC": str(n), "PIMGPT_SEED": "11",
-                          "PIMGPT_SUMMARY": str(summary_path)})
-    assert run.tests == 3 and run.failed == 0
-    summary = _summary(summary_path)
+    run = _run("cocotb_fp", lambda out: harness_verilog(units, "fp_units", out), "fp_units", d, 3,
+               {"nvec": n, "seed": 11, "latency": {op: u.latency for op, u in units.items()}},
+               simulator)
     for op, corners in (("bf16mul", stimulus.BF16_DIRECTED), ("fp32add", stimulus.FP32_DIRECTED),
                         ("fp32mul", stimulus.FP32_DIRECTED)):
-        s = summary[op]
+        s = run.report[op]
         assert s["mismatched"] == 0 and s["pending"] == 0 and s["unexpected"] == 0
         assert s["directed"] == len(corners) ** 2
         assert s["matched"] == n + len(corners) ** 2
@@ -84,21 +84,14 @@ def test_fp_units_cocotb(simulator):
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_mac_cocotb(simulator):
-    _need(simulator)
-    d = _build_dir(f"test_mac_{simulator}")
-    summary_path = d / "summary.json"
-    summary_path.unlink(missing_ok=True)
+    d = default_build_root() / f"test_mac_{simulator}"
     ncols = COUNTS[simulator]["ncols"]
     mac = MAC()
-    run = run_cocotb(sources=[write_verilog("mac", d)], toplevel="mac", test_module="cocotb_mac",
-                     build_dir=d, simulator=simulator, module_dirs=[HERE],
-                     env={"PIMGPT_NCOLS": str(ncols), "PIMGPT_SEED": "5",
-                          "PIMGPT_LANES": str(mac.lanes), "PIMGPT_LATENCY": str(mac.latency),
-                          "PIMGPT_SUMMARY": str(summary_path)})
-    assert run.tests == 2 and run.failed == 0
-    summary = _summary(summary_path)
+    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 2,
+               {"ncols": ncols, "seed": 5, "lanes": mac.lanes, "latency": mac.latency},
+               simulator)
     _, _, lengths, _ = stimulus.mac_directed()
-    directed, rnd = summary["mac_directed"], summary["mac_random"]
+    directed, rnd = run.report["mac_directed"], run.report["mac_random"]
     assert directed["matched"] == 2 * len(lengths) and directed["mismatched"] == 0
     assert rnd["columns"] == ncols and rnd["mismatched"] == 0 and rnd["pending"] == 0
     assert rnd["matched"] > ncols // 8  # dot products of 1..8 columns
@@ -110,13 +103,13 @@ def test_mac_cocotb(simulator):
 
 def test_mac_demo_on_verilator(capsys):
     """The 1024-long demo dot product; reuses the MAC build of test_mac_cocotb when present."""
-    import numpy as np
-
     from pimgpt.apps.mac_demo import run_mac_demo
     from pimgpt.core import numerics as nx
 
-    _need("verilator")
-    d = _build_dir("test_mac_verilator")
+    ok, why = simulator_available("verilator")
+    if not ok:
+        pytest.skip(f"verilator tests skipped: {why}")
+    d = default_build_root() / "test_mac_verilator"
     res = run_mac_demo(d, build_dir=d, seed=4)
     ab = np.load(d / "dot_operands.npy", allow_pickle=False)
     assert ab.shape == (2, 1024)
@@ -126,3 +119,35 @@ def test_mac_demo_on_verilator(capsys):
     assert res["cycles"] >= 64  # one column (16 pairs) per cycle
     out = capsys.readouterr().out
     assert "float64 reference" in out and res["rtl_bits"] in out
+
+
+def test_vector_unit_cocotb():
+    hw = load_hw("tiny-rtl")
+    run = _run("cocotb_vu", lambda out: blocks_verilog(hw, out), BLOCKS_TOP, blocks_build_dir(hw),
+               1, {"seed": 5, "nelem": 200, "prefix": "vu_"})
+    s = run.report["vector_unit"]
+    for name in ("scratchpad", "argmax registers", "logit tap", "cycles vs ISS"):
+        assert s[name]["mismatched"] == 0 and s[name]["pending"] == 0, (name, s[name])
+    assert s["scratchpad"]["matched"] == 16384
+    assert s["argmax registers"]["matched"] == 3 and s["sreg_idx"] == [3, 7, 15]
+    assert s["logit tap"]["matched"] == 8 + 6 + 257
+    assert s["cycles vs ISS"]["matched"] == s["instructions"]
+    print(f"vector unit: {s['instructions']} instructions, {s['elements']} elements, "
+          f"{s['cycles']} cycles, bit-exact; build {run.build_s:.1f} s, sim {run.test_s:.1f} s")
+
+
+def test_channel_cocotb():
+    hw = load_hw("tiny-rtl")
+    run = _run("cocotb_channel", lambda out: blocks_verilog(hw, out), BLOCKS_TOP,
+               blocks_build_dir(hw), 2, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
+    s = run.report["random_commands"]
+    assert s["error"] == 0
+    assert s["rd"]["mismatched"] == 0 and s["rd"]["pending"] == 0 and s["rd"]["matched"] > 20
+    assert s["acc"]["mismatched"] == 0 and s["acc"]["pending"] == 0
+    assert s["acc"]["matched"] >= 4 * 20
+    assert s["commands"] > 400
+    illegal = run.report["illegal_commands"]
+    assert all(illegal.values()) and len(illegal) == 3
+    print(f"channel: {s['commands']} commands, {s['rd']['matched']} RD columns and "
+          f"{s['acc']['matched']} accumulators bit-exact; build {run.build_s:.1f} s, "
+          f"sim {run.test_s:.1f} s")

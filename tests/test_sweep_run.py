@@ -1,0 +1,199 @@
+"""``pimgpt sweep`` end to end on an in-process Dask cluster: outputs, sharing, resume, failures.
+
+The real multi-process cluster (``dask scheduler`` + two ``dask worker``) is in
+``tests/test_sweep_cluster.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from pimgpt import cli
+from pimgpt.apps import sweep_run
+from pimgpt.apps.perf_cli import simulate_model
+from pimgpt.apps.sweep_report import pareto_front
+from pimgpt.apps.sweep_run import ResultStore, run_sweep
+from pimgpt.apps.sweep_spec import parse_spec
+from pimgpt.core.config import hw_from_dict
+from pimgpt.sw.models import get_model
+
+SPEC = {
+    "name": "t",
+    "base": "tiny-rtl",
+    "models": ["tiny"],
+    "contexts": [16, 100],  # 100 is beyond tiny's 64 positions: invalid points
+    "axes": {"dram.channels": [1, 2], "dram.act_overlap": [False, True],
+             "energy.act_pj": [500.0, 900.0]},
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                           dashboard_address=":0")
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIMGPT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _rows(out):
+    with open(out / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
+    spec = parse_spec(SPEC)
+    out = tmp_path / "o"
+    o = run_sweep(spec, out, client, progress=False)
+    assert o.points == 16 and o.skipped == 0
+    assert dict(o.computed) == {"ok": 8, "invalid": 8}
+    # programs: channels x contexts (act_overlap and energy do not change the program);
+    # simulations: channels x act_overlap at context 16 (energy values share one)
+    assert o.programs == 4 and o.simulations == 4 and o.program_hits == 0
+    rows = _rows(out)
+    assert len(rows) == 16 and len({r["id"] for r in rows}) == 16
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["context"] for r in ok} == {"16"}
+    assert all("out of range for tiny" in r["error"] for r in rows if r["status"] == "invalid")
+    for col in ("dram.channels", "dram.act_overlap", "energy.act_pj", "latency_ns_per_token",
+                "energy_nj_per_token", "whole.cycles", "decode.energy_by_component_nj.activate",
+                "breakdown_by_class_ns.asic", "sim_s", "program_cache", "worker"):
+        assert col in rows[0], col
+    # every statistic is the one `pimgpt run --backend perf --stats` writes for that point
+    row = next(r for r in ok if r["dram.channels"] == "2" and r["dram.act_overlap"] == "True"
+               and r["energy.act_pj"] == "900.0")
+    hw = hw_from_dict(next(p for p in spec.points() if p.id == row["id"]).hw)
+    _, _, stats = simulate_model(get_model("tiny"), hw, context=16)
+    assert float(row["latency_ns_per_token"]) == stats["latency_ns_per_token"]
+    assert float(row["energy_nj_per_token"]) == stats["energy_nj_per_token"]
+    assert int(row["whole.cycles"]) == stats["whole"]["cycles"]
+    # outputs
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([".lock", "results.jsonl", "results.csv", "summary.md",
+                            "pareto.png", "latency_vs_dram_channels.png",
+                            "latency_vs_dram_act_overlap.png", "latency_vs_energy_act_pj.png"])
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text()
+    assert "ok 8, invalid 8, error 0" in summary and "### tiny, context 16" in summary
+    # a second sweep in another directory takes every program from the cache
+    o2 = run_sweep(spec, tmp_path / "o2", client, progress=False)
+    assert o2.program_hits == 2 and o2.programs == 4
+
+
+def test_resume_skips_done_points_and_survives_a_torn_line(client, cache, tmp_path):
+    spec = parse_spec(SPEC)
+    out = tmp_path / "o"
+    run_sweep(spec, out, client, progress=False)
+    again = run_sweep(spec, out, client, progress=False)
+    assert again.skipped == 16 and sum(again.computed.values()) == 0
+    # a sweep killed while writing: the last record torn in the middle, one record missing
+    lines = (out / "results.jsonl").read_bytes().splitlines(keepends=True)
+    victim = json.loads(lines[-1])
+    (out / "results.jsonl").write_bytes(b"".join(lines[:-1]) + lines[-1][:25])
+    resumed = run_sweep(spec, out, client, progress=False)
+    assert resumed.skipped == 15 and sum(resumed.computed.values()) == 1
+    records = ResultStore(out / "results.jsonl").load()
+    assert len(records) == 16 and records[victim["id"]]["status"] == victim["status"]
+    text = (out / "results.jsonl").read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    assert len(_rows(out)) == 16
+
+
+def test_a_failing_point_is_recorded_and_retried(client, cache, tmp_path, monkeypatch):
+    from pimgpt.sim.perf.engine import PerfEngine
+
+    real_run = PerfEngine.run
+
+    def flaky(self, program, *a, **k):
+        if self.hw.dram.channels == 1:
+            raise RuntimeError("simulated crash")
+        return real_run(self, program, *a, **k)
+
+    monkeypatch.setattr(PerfEngine, "run", flaky)
+    spec = parse_spec({**SPEC, "contexts": [16]})
+    out = tmp_path / "o"
+    o = run_sweep(spec, out, client, progress=False)
+    assert dict(o.computed) == {"ok": 4, "error": 4}
+    errors = [r for r in _rows(out) if r["status"] == "error"]
+    assert len(errors) == 4 and all(r["dram.channels"] == "1" for r in errors)
+    assert all(r["error"].startswith("RuntimeError: simulated crash at ") for r in errors)
+    assert "## Failed points" in (out / "summary.md").read_text()
+    monkeypatch.setattr(PerfEngine, "run", real_run)
+    retried = run_sweep(spec, out, client, progress=False)
+    assert retried.skipped == 4 and dict(retried.computed) == {"ok": 4}
+    assert {r["status"] for r in _rows(out)} == {"ok"}
+
+
+def test_no_cache_compiles_every_point(client, cache, tmp_path):
+    spec = parse_spec({**SPEC, "contexts": [16]})
+    o = run_sweep(spec, tmp_path / "o", client, use_cache=False, progress=False)
+    assert o.programs == 8 and o.simulations == 8 and o.program_hits == 0
+    assert not cache.exists()
+    assert {r["program_cache"] for r in _rows(tmp_path / "o")} == {"off"}
+
+
+def test_pareto_front():
+    pts = [(3, 1), (1, 3), (2, 2), (2, 3), (3, 3), (1, 4), (4, 0.5)]
+    assert [pts[i] for i in pareto_front(pts)] == [(1, 3), (2, 2), (3, 1), (4, 0.5)]
+    assert pareto_front([]) == []
+
+
+def _cli(capsys, *argv):
+    rc = cli.main(["sweep", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8]\n"
+                    "axes: {dram.act_overlap: [false, true]}\n")
+    rc, out, err = _cli(capsys, str(spec), "-o", str(tmp_path / "o"), "--workers", "1")
+    assert rc == 0, err
+    assert "2 points: 0 already done, computed 2 (ok 2, invalid 0, error 0)" in out
+    assert "%|" not in err  # no progress bar when stderr is not a terminal
+    assert (tmp_path / "o" / "pareto.png").is_file()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["missing.yaml", "-o", "{o}"], "missing.yaml: no such file"),
+    (["{spec}", "-o", "{file}"], "exists and is not a folder"),
+    (["{spec}", "-o", "{o}", "--workers", "0"], "--workers 0 must be at least 1"),
+    (["{bad}", "-o", "{o}"], "axes.dram.chanels"),
+])
+def test_cli_errors_are_one_line(capsys, tmp_path, argv, needle):
+    (tmp_path / "s.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\n")
+    (tmp_path / "bad.yaml").write_text("models: [tiny]\naxes: {dram.chanels: [1, 2]}\n")
+    (tmp_path / "f").write_text("x")
+    fill = {"o": str(tmp_path / "o"), "spec": str(tmp_path / "s.yaml"),
+            "bad": str(tmp_path / "bad.yaml"), "file": str(tmp_path / "f")}
+    rc, out, err = _cli(capsys, *[a.format(**fill) for a in argv])
+    assert rc == 1 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_unreachable_scheduler(capsys, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(sweep_run, "CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "s.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\n")
+    rc, out, err = _cli(capsys, str(tmp_path / "s.yaml"), "-o", str(tmp_path / "o"),
+                        "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert rc == 1 and "cannot reach the Dask scheduler" in err, err
+    assert len(err.strip().splitlines()) == 1
