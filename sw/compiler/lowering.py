@@ -104,7 +104,7 @@ class Lowering(AttentionLowering):
 
     # ---- GEMV ----------------------------------------------------------------------------
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
-             prefetch: tuple = (), post=None) -> None:
+             prefetch: tuple = (), post=None, feeds: Region | None = None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -112,7 +112,8 @@ class Lowering(AttentionLowering):
         local vectors (spilled and restored exactly when there are more). Successive chunks
         visit the batches in alternating directions, so the batches at the turn stay in their
         accumulators, and the last chunk runs forwards: each output group of the schedule is
-        read, biased and post-processed as soon as its MACs are done.
+        read, biased and post-processed as soon as its MACs are done (aligned with the input
+        chunks of ``feeds``, the region of the GEMV that consumes the outputs).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -120,7 +121,10 @@ class Lowering(AttentionLowering):
         k = len(chunks)
         nl = region.n_local
         masks = [self._mask(n_out - i * S) for i in range(nl)]
-        groups = self.schedule.gemv_groups(nl)
+        align = None
+        if feeds is not None and len(feeds.chunks()) > 1:
+            align = -(-feeds.chunks()[0][2] // S)
+        groups = self.schedule.gemv_groups(nl, align)
         batches = [(j0, min(i1, j0 + pool.A)) for i0, i1 in groups
                    for j0 in range(i0, i1, pool.A)]
         gid = self._new_id()
@@ -153,12 +157,14 @@ class Lowering(AttentionLowering):
                     b.tag = tag
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
-               prefetch: tuple = (), post=None) -> None:
+               prefetch: tuple = (), post=None, feeds: str | None = None) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
-        parameters named in ``prefetch``."""
+        parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``."""
         region = self.mm.region(f"h.{layer}.{name}.weight")
         bias = f"h.{layer}.{name}.bias"
-        self.gemv(region, x, dst, n_out, self._param(bias), (bias,) + tuple(prefetch), post)
+        consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
+        self.gemv(region, x, dst, n_out, self._param(bias), (bias,) + tuple(prefetch), post,
+                  consumer)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -201,7 +207,7 @@ class Lowering(AttentionLowering):
                    beta=W(p + "ln_2.bias"), n=d, eps_f32=eps)
             b.tag = f"L{layer}.mlp.fc"
             self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.d_ff,
-                        post=self._gelu(f"L{layer}.mlp.gelu"))
+                        post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj")
             b.tag = f"L{layer}.mlp.proj"
             if layer + 1 < cfg.n_layer:
                 nxt = (f"h.{layer + 1}.ln_1.weight", f"h.{layer + 1}.ln_1.bias")

@@ -210,9 +210,10 @@ class Schedule:
     #: Each head's ``p . V`` right after its softmax (heads at most a channel wide only).
     av_per_head = False
 
-    def gemv_groups(self, n_local: int) -> list[tuple[int, int]]:
+    def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
-        are read and post-processed (bias, GELU, residual) as soon as they are in."""
+        are read and post-processed (bias, GELU, residual) as soon as they are in; ``align``:
+        local vectors per input chunk of the GEMV that consumes the outputs."""
         raise NotImplementedError
 
     def head_blocks(self, n_head: int) -> list[list[int]]:
@@ -230,7 +231,7 @@ class SerialSchedule(Schedule):
 
     name = "serial"
 
-    def gemv_groups(self, n_local):
+    def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
 
     def head_blocks(self, n_head):
@@ -245,25 +246,30 @@ class PipelinedSchedule(Schedule):
     """Software pipelining (the default): the same arithmetic split finer and recorded in an
     order that exposes overlap, then cut into SYNC intervals by :func:`list_schedule`.
 
-    * GEMV outputs finish group by group (:attr:`groups`; bias, then GELU or the residual add
-      per group), so the vector unit works while the PIM streams later rows;
+    * GEMV outputs finish group by group (bias, then GELU or the residual add per group), so the
+      vector unit works while the PIM streams later rows: groups aligned with the consuming
+      GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail;
     * attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and follows each
       head's softmax with that head's ``p . V`` (later heads' scores hide the softmax).
     """
 
     name = "pipelined"
     av_per_head = True
-    #: Output groups per GEMV: the vector unit post-processes early groups while the PIM streams
-    #: later ones; each group is one register-mode visit for its results.
-    groups = 4
+    #: A GEMV whose consumer needs all its outputs (LayerNorm, attention) reads them in two
+    #: groups: the bulk, post-processed while the PIM streams the last 1/tail_fraction, which
+    #: then leaves a short post-processing on the critical path. Each group costs one
+    #: register-mode visit.
+    tail_fraction = 8
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
         self.cost = CostModel(hw)
 
-    def gemv_groups(self, n_local):
-        per = max(1, -(-n_local // self.groups))
-        return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
+    def gemv_groups(self, n_local, align=None):
+        if align:  # the consumer's chunk t can start once group t is post-processed
+            return [(i0, min(n_local, i0 + align)) for i0 in range(0, n_local, align)]
+        tail = min(n_local - 1, -(-n_local // self.tail_fraction))
+        return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
     def head_blocks(self, n_head):
         blocks, first, width = [[0]], 1, 1
