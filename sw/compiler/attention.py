@@ -36,13 +36,18 @@ class AttentionLowering:
         npos = pos + 1
         npad = round_up(npos, COL)
         block = vreg.vec_len
+        # q's first chunk into the global buffers before the K/V appends: it joins the
+        # register-mode visit that read the last q/k/v outputs.
+        _, start, size = kreg.chunks()[0]
+        b.tag = f"L{layer}.attn.score"
+        b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=P.qkv + start)
+        self._gb_q = start  # the q chunk the global buffers hold
         b.tag = f"L{layer}.attn.kv"
         b.emit(Op.WR_VEC, src=k, n=d, vec=pos, **kreg.isa())
         b.emit(Op.WR_ELEM, src=v, n=d, vec=pos // block * self.v_dims, elem=pos % block,
                **vreg.isa())
         blocks = self.schedule.head_blocks(self.H)
         av = _AvState(self, layer, vreg, npad)
-        self._gb_q = None  # the q chunk the global buffers hold
         if self.schedule.av_per_head and npad <= block:
             # One V block: every score first (one q load), then each head block's softmaxes and
             # its p . V, so the vector unit's softmaxes of a block overlap the previous block's
