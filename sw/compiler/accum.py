@@ -78,8 +78,14 @@ class AccPool:
         """
         if len(specs) > self.A:
             raise ValueError(f"{len(specs)} items at once, but only {self.A} accumulators")
+        items = self.items
+        need = [s for s in specs if s[0] not in items or items[s[0]].acc < 0]
+        if not need:  # all resident: only mark them used
+            for key, _, _ in specs:
+                self.clock += 1
+                items[key].used = self.clock
+            return
         keys = {key for key, _, _ in specs}
-        need = [s for s in specs if s[0] not in self.items or self.items[s[0]].acc < 0]
         free = [a for a, k in enumerate(self.slots) if k is None]
         if len(free) < len(need):
             self._read([k for k in self.slots if k is not None and self.items[k].done])
@@ -139,6 +145,8 @@ class AccPool:
         """``RD_MAC`` (or ``WR_BIAS``) of ``keys``: one instruction per run of consecutive
         accumulators with one channel mask whose destinations follow at the selected-bank
         stride."""
+        if not keys:
+            return
         field = "dst" if op is Op.RD_MAC else "src"
         runs: list = []
         for key in sorted(keys, key=lambda k: self.items[k].acc):
