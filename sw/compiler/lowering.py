@@ -90,16 +90,15 @@ class Lowering(AttentionLowering):
 
     def preamble(self) -> None:
         """Load the resident parameters (once per generation, before the first step)."""
-        if not self.P.resident:
-            return
         self.b.tag = PREAMBLE_TAG
         for name in self.P.params:
-            self._rd_vec(name)
+            if name in self.P.resident:
+                self._rd_vec(name)
 
     def _prefetch(self, names) -> None:
         """Load parameters that are not resident (per layer, with earlier PIM work)."""
-        if not self.P.resident:
-            for name in names:
+        for name in names:
+            if name not in self.P.resident:
                 self._rd_vec(name)
 
     # ---- GEMV ----------------------------------------------------------------------------

@@ -50,9 +50,11 @@ class ScratchPlan:
         Residual stream, embedding scratch, LayerNorm output (``d`` words each).
     params : dict of str to int
         Address of every parameter vector (LayerNorm gains and shifts, biases) by checkpoint
-        name; with ``resident`` each has its own words, else the layers share one slot per kind.
-    resident : bool
-        Whether the parameters stay in the scratchpad for the whole generation.
+        name; resident ones have their own words, the others share one slot per kind.
+    resident : set of str
+        The parameters that stay in the scratchpad for the whole generation.
+    resident_layers : int
+        Layers whose parameters are all resident (the first ones).
     qkv, y, o : int
         GEMV outputs (an ``RD_MAC`` writes whole channels: sizes are rounded up to ``banks``).
     score_addr : list of int
@@ -73,22 +75,7 @@ class ScratchPlan:
         self.x = sp.alloc("x", d)
         self.tmp = sp.alloc("tmp", d)
         self.h = sp.alloc("h", d)
-        # Parameters (LayerNorm gains and shifts, biases): resident for the whole generation when
-        # they all fit next to the largest working set, else one slot per kind reloaded per layer.
-        self.params: dict[str, int] = {}
-        names = sorted(mm.vectors, key=lambda n: (mm.vectors[n][0], mm.vectors[n][1]))
-        total = sum(round_up(mm.vec_length(n), COL) for n in names)
-        self.resident = total + self._working_set(cfg) <= sp.limit
-        if self.resident:
-            for name in names:
-                self.params[name] = sp.alloc(name, round_up(mm.vec_length(name), COL))
-        else:
-            slot: dict[str, int] = {}
-            for name in names:
-                kind = name.split(".", 2)[-1] if name.startswith("h.") else name
-                if kind not in slot:
-                    slot[kind] = sp.alloc(kind, round_up(mm.vec_length(name), COL))
-                self.params[name] = slot[kind]
+        self._plan_params(cfg, mm, sp)
         self.qkv = sp.alloc("qkv", self.out_size(3 * d))
         self.y = sp.alloc("y", self.out_size(d))
         self.o = sp.alloc("o", self.out_size(d))
@@ -105,13 +92,45 @@ class ScratchPlan:
         self.logits = sp.alloc("logits", self.out_size(cfg.vocab))
         sp.check(f"model {cfg.name} at context {mm.context}")
 
+    def _plan_params(self, cfg: ModelConfig, mm: MemoryMap, sp: Scratch) -> None:
+        """Parameters (LayerNorm gains and shifts, biases): the final LayerNorm's and those of the
+        first layers stay resident for the whole generation, as many layers as fit next to the
+        largest working set; the other layers share one slot per kind, reloaded per layer."""
+        def words(name: str) -> int:
+            return round_up(mm.vec_length(name), COL)
+
+        layer_of = {n: int(n.split(".")[1]) if n.startswith("h.") else -1 for n in mm.vectors}
+        names = sorted(mm.vectors, key=lambda n: (layer_of[n], mm.vectors[n]))
+        per_layer = [sum(words(n) for n in names if layer_of[n] == i)
+                     for i in range(cfg.n_layer)]
+        glob = sum(words(n) for n in names if layer_of[n] < 0)
+        slots = max(per_layer, default=0)
+        free = sp.limit - sp.top - self._working_set(cfg)
+        k = cfg.n_layer
+        while k and glob + sum(per_layer[:k]) + (slots if k < cfg.n_layer else 0) > free:
+            k -= 1
+        if not k and glob + slots > free:
+            glob = -1  # nothing resident
+        self.params: dict[str, int] = {}
+        self.resident: set[str] = set()
+        slot: dict[str, int] = {}
+        for name in names:
+            if 0 <= layer_of[name] < k or (layer_of[name] < 0 and glob >= 0):
+                self.params[name] = sp.alloc(name, words(name))
+                self.resident.add(name)
+                continue
+            kind = name.split(".", 2)[-1] if name.startswith("h.") else name
+            if kind not in slot:
+                slot[kind] = sp.alloc(kind, words(name))
+            self.params[name] = slot[kind]
+        self.resident_layers = k
+
     def _working_set(self, cfg: ModelConfig) -> int:
         """Words of every buffer but the parameters (an upper bound of the plan below)."""
         d, B = cfg.d_model, self.B
         attention = cfg.n_head * self.score_words(self.mm)
         mlp = round_up(cfg.d_ff, B) + cfg.d_ff
-        return 3 * d + round_up(3 * d, B) + 2 * round_up(d, B) + max(
-            attention, mlp, round_up(cfg.vocab, B))
+        return round_up(3 * d, B) + 2 * round_up(d, B) + max(attention, mlp, round_up(cfg.vocab, B))
 
     def score_words(self, mm: MemoryMap) -> int:
         """Words of one head's row of scores."""
