@@ -33,7 +33,7 @@ a violation, an ``ACT`` to an open bank or a column command to a closed bank set
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -46,7 +46,8 @@ from .dram_timing import DramCmd
 from .fp import check_int
 from .mac import MAC
 
-__all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_VERILOG"]
+__all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_VERILOG",
+           "acc_bits", "acc_burst_col"]
 
 #: Name and Verilog source of the DRAM array's simulation model. Amaranth keeps every initial
 #: bit of a ``Memory`` as an object, which makes a 4-Mbit bank array take seconds and hundreds of
@@ -90,22 +91,40 @@ _BANK_CLASSES = {
 _CLASS_OF = {c: k for k, cs in _BANK_CLASSES.items() for c in cs}
 
 
+def acc_bits(hw: HwConfig) -> int:
+    """Width of an accumulator index (``dram.accumulators`` per bank; 0 bits for one)."""
+    return ceil_log2(hw.dram.accumulators)
+
+
+def _burst_bits(hw: HwConfig) -> int:
+    return ceil_log2(-(-hw.dram.banks // ACCS_PER_BURST))
+
+
+def acc_burst_col(hw: HwConfig, acc, burst):
+    """``col`` field of an RDMAC16/WRMAC16: burst ``burst`` (banks ``8 * burst ..``) of
+    accumulator ``acc``, i.e. ``acc * 2**ceil(log2(bursts)) + burst``."""
+    return Cat(Value.cast(burst)[:_burst_bits(hw)], Value.cast(acc)[:acc_bits(hw)])
+
+
 def dram_cmd_layout(hw: HwConfig) -> data.StructLayout:
     """Payload of a channel's command bus.
 
     ``cmd`` (:class:`DramCmd`), ``fpi`` (footprint index: bank, bank group or 0), ``row`` (ACT),
-    ``col`` (column; burst index of RDMAC16/WRMAC16), ``gbcol`` (global-buffer column), ``mask``
-    (one bit per bf16 lane of a write), ``data`` (write data: 16 bf16, or 8 fp32 for WRMAC16).
+    ``col`` (column; :func:`acc_burst_col` of RDMAC16/WRMAC16), ``gbcol`` (global-buffer column),
+    ``mask`` (one bit per bf16 lane of a write), ``data`` (write data: 16 bf16, or 8 fp32 for
+    WRMAC16), ``acc`` (accumulator of MAC/MAC16; :func:`acc_bits` wide).
     """
     d = hw.dram
+    acc_cols = 1 << (_burst_bits(hw) + acc_bits(hw))
     return data.StructLayout({
         "cmd": DramCmd,
         "fpi": max(1, ceil_log2(d.banks)),
         "row": max(1, ceil_log2(d.rows)),
-        "col": max(1, ceil_log2(max(d.cols_per_row, -(-d.banks // ACCS_PER_BURST)))),
+        "col": max(1, ceil_log2(max(d.cols_per_row, acc_cols))),
         "gbcol": max(1, ceil_log2(d.gb_elems // d.col_elems)),
         "mask": d.col_elems,
         "data": 8 * d.column_bytes,
+        "acc": acc_bits(hw),
     })
 
 

@@ -28,11 +28,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
-from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, PIM_OPS, Op
 
 from .bank import dram_cmd_layout
 from .fp import check_int
-from .isa_layout import INSTR_BITS, InstrWord
+from .isa_layout import INSTR_BITS, InstrWord, opcode
 from .pim_engine import PimEngine, return_signature
 from .pim_sched import ChannelScheduler
 from .scratchpad import Scratchpad, sp_read_signature, sp_write_signature
@@ -53,8 +53,8 @@ def asic_clock_ratio(hw: HwConfig) -> int:
                          f"(1/tck_ns = {1 / hw.dram.tck_ns:g} GHz) divided by an integer")
     return int(round(ratio))
 
-PIM_CODES = [int(o) for o in Op if o < 0x20 and o not in (Op.SYNC, Op.EOC)]
-VU_CODES = [int(o) for o in VU_OPS]
+PIM_CODES = [opcode(o) for o in sorted(PIM_OPS)]
+VU_CODES = [opcode(o) for o in VU_OPS]
 
 
 class Frontend(wiring.Component):
@@ -134,14 +134,16 @@ class Frontend(wiring.Component):
         m.d.comb += [rp.addr.eq(Mux(advance, pc + 1, pc)[:pw]), rp.en.eq(1)]
         with m.If(advance):
             m.d.sync += pc.eq(pc + 1)
-        ins = data.View(InstrWord, rp.data)
+        ins = InstrWord(rp.data)
         op = ins.op
         both_idle = self.pim_idle & self.vu_idle & ~self.pim.valid & ~self.vu.valid
 
         m.d.comb += [self.pim.payload.eq(ins), self.vu.payload.eq(ins)]
-        reg_vec = ins.flags[0] == FLAG_VEC_FROM_REG
-        with m.If((op == Op.RD_VEC) & reg_vec):
-            m.d.comb += [self.pim.payload.f[2].eq(regs[ins.f[2][:4]]),
+        reg_vec = (ins.flags & FLAG_VEC_FROM_REG) != 0
+        rd_vec = op == opcode(Op.RD_VEC)
+        with m.If(rd_vec & reg_vec):
+            vec = ins.args_of(Op.RD_VEC).vec
+            m.d.comb += [self.pim.payload.args_of(Op.RD_VEC).vec.eq(regs[vec[:4]]),
                          self.pim.payload.flags.eq(0)]
 
         with m.If(self.start):
@@ -152,25 +154,27 @@ class Frontend(wiring.Component):
             with m.If(primed):
                 with m.Switch(op):
                     with m.Case(*PIM_CODES):
-                        ok = Mux((op == Op.RD_VEC) & reg_vec, self.vu_idle, 1)
+                        ok = Mux(rd_vec & reg_vec, self.vu_idle, 1)
                         m.d.comb += self.pim.valid.eq(ok)
                         m.d.comb += advance.eq(self.pim.valid & self.pim.ready)
                     with m.Case(*VU_CODES):
                         m.d.comb += self.vu.valid.eq(1)
                         m.d.comb += advance.eq(self.vu.ready)
-                    with m.Case(Op.SETR):
+                    with m.Case(opcode(Op.SETR)):
+                        setr = ins.args_of(Op.SETR)
                         with m.If(self.vu_idle):
-                            m.d.sync += regs[ins.f[0][:4]].eq(ins.f[1])
+                            m.d.sync += regs[setr.reg[:4]].eq(setr.imm)
                             m.d.comb += advance.eq(1)
-                    with m.Case(Op.OUT):
+                    with m.Case(opcode(Op.OUT)):
                         with m.If(self.vu_idle):
-                            m.d.comb += [out_w.addr.eq(self.n_out), out_w.data.eq(
-                                regs[ins.f[0][:4]]), out_w.en.eq(self.n_out < self.out_depth),
-                                advance.eq(1)]
+                            reg = ins.args_of(Op.OUT).reg
+                            m.d.comb += [out_w.addr.eq(self.n_out), out_w.data.eq(regs[reg[:4]]),
+                                         out_w.en.eq(self.n_out < self.out_depth),
+                                         advance.eq(1)]
                             m.d.sync += self.n_out.eq(self.n_out + 1)
-                    with m.Case(Op.SYNC):
+                    with m.Case(opcode(Op.SYNC)):
                         m.d.comb += advance.eq(both_idle)
-                    with m.Case(Op.EOC):
+                    with m.Case(opcode(Op.EOC)):
                         with m.If(both_idle):
                             m.d.sync += [self.running.eq(0), self.done.eq(1)]
                     with m.Default():

@@ -72,6 +72,34 @@ def _pim_engine(hw):
     return PimEngine(hw, sp_addr_width=max(4, ceil_log2(hw.asic.scratchpad_words)))
 
 
+def _pim_part(cls_name):
+    """Factory of one of the PIM engine's sub-components (they take ``hw`` and the scratchpad
+    address width)."""
+    def factory(hw):
+        import importlib
+
+        from amaranth.utils import ceil_log2
+
+        hw = _hw(hw)
+        module, name = _PIM_PARTS[cls_name]
+        cls = getattr(importlib.import_module(f".{module}", __package__), name)
+        return cls(hw, sp_addr_width=max(4, ceil_log2(hw.asic.scratchpad_words)))
+    return factory
+
+
+#: block name -> (module, class) of the PIM engine's parts.
+_PIM_PARTS = {
+    "pim_decode": ("pim_engine", "PimDecode"),
+    "pim_column_runs": ("pim_gen", "ColumnRunGen"),
+    "pim_region": ("pim_gen", "RegionGen"),
+    "pim_acc": ("pim_gen", "AccGen"),
+    "pim_elem_wave": ("pim_wave", "ElemWaveGen"),
+    "pim_issue": ("pim_issue", "IssueStage"),
+    "pim_return": ("pim_issue", "ReturnWriter"),
+    "pim_hazard": ("pim_hazard", "HazardTracker"),
+}
+
+
 def _scheduler(hw):
     from .pim_sched import ChannelScheduler
 
@@ -92,7 +120,15 @@ BLOCK_INFO = {
     "bank": (_bank, "PIM bank: array model, row buffer, MAC unit, result register, timers"),
     "vector_unit": (_vector_unit, "one-lane microcoded vector unit (nonlinear ops, bit-exact)"),
     "scratchpad": (_scratchpad, "ASIC SRAM scratchpad, word and 16-word unaligned ports"),
-    "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander"),
+    "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander (of the pim_* parts)"),
+    "pim_decode": (_pim_part("pim_decode"), "PIM engine: instruction fields -> generator commands"),
+    "pim_column_runs": (_pim_part("pim_column_runs"), "PIM engine: column runs -> column ops"),
+    "pim_region": (_pim_part("pim_region"), "PIM engine: RD_VEC/WR_VEC region chunks -> runs"),
+    "pim_acc": (_pim_part("pim_acc"), "PIM engine: RD_MAC/WR_BIAS accumulator bursts"),
+    "pim_elem_wave": (_pim_part("pim_elem_wave"), "PIM engine: WR_ELEM waves"),
+    "pim_issue": (_pim_part("pim_issue"), "PIM engine: operand gather/convert, channel push"),
+    "pim_return": (_pim_part("pim_return"), "PIM engine: read tags, returned data -> scratchpad"),
+    "pim_hazard": (_pim_part("pim_hazard"), "PIM engine: scratchpad hazards from isa.SPEC"),
     "channel_scheduler": (_scheduler, "per-channel DRAM command scheduler (earliest legal issue)"),
     "frontend": (_frontend, "program memory, fetch, decode, in-order dispatch"),
 }

@@ -110,8 +110,11 @@ def test_codec_nested_struct_and_array_layouts():
     assert codec.pack(valid=1, p={"b": 2}) == 1 | 2 << 4
     assert codec.unpack(1 | 2 << 4) == {"valid": 1, "p": {"a": 0, "b": 2}}
     ins = isa.I(isa.Op.VADD, dst=3, a=4, b=5, n=6)
-    assert Codec(InstrWord).pack(op=int(ins.op), flags=ins.flags, f=ins.fields()) == \
+    word = Codec(InstrWord)
+    assert word.pack(op=int(ins.op), flags=ins.flags, args={"f": ins.fields()}) == \
         instr_word(ins)
+    # the opcode's named fields (a union member of the same bits)
+    assert word.pack(op=int(ins.op), args={"vadd": ins.args}) == instr_word(ins)
 
 
 def test_exchange_round_trip(tmp_path, monkeypatch):

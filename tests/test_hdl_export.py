@@ -54,7 +54,7 @@ def test_verilog_output_is_a_file(tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
     assert main(["verilog", "mac", "-o", str(f)]) == 1
-    assert "is a file" in capsys.readouterr().err
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_verilog_with_hw_config(tmp_path, capsys):
