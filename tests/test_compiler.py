@@ -86,7 +86,8 @@ def test_program_shape(small_step):
     assert ops[Op.LAYERNORM] == 2 * 12 + 1
     # GELU over every fc output once (the pipelined schedule applies it group by group)
     assert sum(i["n"] for i in prog if i.op is Op.VGELU) == 12 * 3072
-    groups = make_schedule(cp.schedule, HW).gemv_groups(3072 // 128)
+    # fc groups aligned with the MLP projection's input chunks (1024 outputs = 8 local vectors)
+    groups = make_schedule(cp.schedule, HW).gemv_groups(3072 // 128, 1024 // 128)
     assert ops[Op.VGELU] == 12 * len(groups)
     assert ops[Op.SOFTMAX] == 12 * 12 and ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
     assert ops[Op.ARGMAX] == 1 and ops[Op.OUT] == 1
