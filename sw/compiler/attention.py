@@ -58,8 +58,11 @@ class AttentionLowering:
                     self._softmax(layer, a, npos, npad)
                 av.run(heads)
         else:
-            # Several V blocks: p . V walks every block's rows once, after all softmaxes; the
-            # scores of later head blocks are recorded two heads ahead of a block's softmaxes.
+            # Several V blocks: p . V walks every block's rows once, after all softmaxes. The
+            # scores go in passes that open each K row once (one pass per q chunk; halves when
+            # q is one chunk), so the softmaxes of a pass run while the PIM computes the next.
+            if self.schedule.av_per_head:
+                blocks = self._score_passes(kreg)
             later = {heads[0]: heads for heads in blocks[2:]}
             for heads in blocks[:2]:
                 self._scores(layer, kreg, heads, npos)
@@ -69,6 +72,18 @@ class AttentionLowering:
                 self._softmax(layer, a, npos, npad)
             av.run(list(range(self.H)))
         av.finish()
+
+    def _score_passes(self, kreg: Region) -> list[list[int]]:
+        """Heads by the q chunk they start in (two halves when there is one chunk)."""
+        starts = [s for _, s, _ in kreg.chunks()]
+        passes: dict[int, list[int]] = {}
+        for a in range(self.H):
+            first = max(s for s in starts if s <= a * self.dh)
+            passes.setdefault(first, []).append(a)
+        out = list(passes.values())
+        if len(out) == 1 and self.H > 1:
+            out = [list(range(self.H // 2)), list(range(self.H // 2, self.H))]
+        return out
 
     def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int) -> None:
         """Scores of ``heads``: row ``a`` of the score buffer, token ``t`` at word ``t``."""
