@@ -325,9 +325,9 @@ def test_pipelined_schedule_is_faster_on_gpt2_small():
 
 @pytest.mark.parametrize("schedule", ["pipelined", "serial"])
 def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
-    """Between two SYNCs the vector unit runs softmaxes next to score / p . V MACs, and GELUs
-    next to the MACs of the fc or MLP projection GEMV (the serial schedule never does). At context
-    128 the V cache is one block: each head block's p . V follows its softmaxes."""
+    """Between two SYNCs the vector unit runs softmaxes next to p . V MACs, and GELUs next to the
+    MACs of the fc or MLP projection GEMV (the serial schedule never does). At context 128 the V
+    cache is one block: each head block's p . V follows its softmaxes."""
     cp = compile_decode_step(get_model("gpt2-small"), HW, 128, schedule=schedule)
     overlaps = Counter()
     interval: list = []
@@ -335,7 +335,7 @@ def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
         if ins.op is Op.SYNC or ins.op is Op.EOC:
             asic = {i.op for i, _ in interval}
             mac_kinds = {t.partition(".")[2] for i, t in interval if i.op is Op.MAC_ABK}
-            if Op.SOFTMAX in asic and mac_kinds & {"attn.score", "attn.av"}:
+            if Op.SOFTMAX in asic and "attn.av" in mac_kinds:
                 overlaps["softmax"] += 1
             if Op.VGELU in asic and mac_kinds & {"mlp.fc", "mlp.proj"}:
                 overlaps["gelu"] += 1
@@ -345,9 +345,9 @@ def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
     if cp.schedule == "serial":
         assert overlaps == Counter()
     else:
-        # softmaxes of each of the 5 head blocks next to later heads' scores or earlier heads'
-        # p . V; GELU of fc groups next to later fc groups or the projection
-        assert overlaps["softmax"] >= 12 * 5 and overlaps["gelu"] >= 12 * 2, overlaps
+        # in every layer the second head block's softmaxes run next to the first block's p . V;
+        # GELU of fc groups next to later fc groups or the projection's first chunks
+        assert overlaps["softmax"] >= 12 and overlaps["gelu"] >= 12 * 2, overlaps
 
 
 def test_preamble_is_outside_the_per_token_figures():

@@ -3,10 +3,9 @@
 The lowering (:mod:`.lowering`) records a step in program order without any ``SYNC``; a
 :class:`Schedule` decides
 
-* how the lowering splits work: the output groups of a GEMV (a group's reduction, bias and
-  post-processing are emitted as soon as its partial sums are in), whether a multi-chunk GEMV
-  runs group-outer, the head blocks of attention and whether each head's ``p . V`` follows its
-  softmax;
+* how the lowering splits work: the output groups of a GEMV (a group's bias and post-processing
+  are emitted as soon as its results are read), the head blocks of attention and whether each
+  block's ``p . V`` follows its softmaxes;
 * how the recording becomes a program: ``serial`` appends it through a :class:`.Builder` (a
   ``SYNC`` at every race), ``pipelined`` cuts it into ``SYNC`` intervals with the list scheduler
   :func:`list_schedule`, which overlaps the two sides.
@@ -249,8 +248,9 @@ class PipelinedSchedule(Schedule):
     * GEMV outputs finish group by group (bias, then GELU or the residual add per group), so the
       vector unit works while the PIM streams later rows: groups aligned with the consuming
       GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail;
-    * attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and follows each
-      head's softmax with that head's ``p . V`` (later heads' scores hide the softmax).
+    * attention: each head block's softmaxes, then its ``p . V`` (the second block's softmaxes
+      run under the first block's ``p . V``); with several V blocks, score passes per q chunk
+      hide the earlier passes' softmaxes instead.
     """
 
     name = "pipelined"
@@ -272,12 +272,10 @@ class PipelinedSchedule(Schedule):
         return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
     def head_blocks(self, n_head):
-        blocks, first, width = [[0]], 1, 1
-        while first < n_head:
-            blocks.append(list(range(first, min(n_head, first + width))))
-            first += width
-            width *= 2
-        return blocks
+        # Two blocks: the first third's softmaxes are exposed, the rest run under its p . V;
+        # each block's probabilities go into the global buffers in one register-mode visit.
+        cut = max(1, n_head // 3)
+        return [list(range(cut)), list(range(cut, n_head))] if n_head > 1 else [[0]]
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks
