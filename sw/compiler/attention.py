@@ -48,7 +48,7 @@ class AttentionLowering:
                **vreg.isa())
         blocks = self.schedule.head_blocks(self.H)
         av = _AvState(self, layer, vreg, npad)
-        if self.schedule.av_per_head and npad <= block:
+        if self.schedule.av_after_each_block and npad <= block:
             # One V block: every score first (one q load), then each head block's softmaxes and
             # its p . V, so the vector unit's softmaxes of a block overlap the previous block's
             # p . V on the PIM.
@@ -61,7 +61,7 @@ class AttentionLowering:
             # Several V blocks: p . V walks every block's rows once, after all softmaxes. The
             # scores go in passes that open each K row once (one pass per q chunk; halves when
             # q is one chunk), so the softmaxes of a pass run while the PIM computes the next.
-            if self.schedule.av_per_head:
+            if self.schedule.av_after_each_block:
                 blocks = self._score_passes(kreg)
             later = {heads[0]: heads for heads in blocks[2:]}
             for heads in blocks[:2]:

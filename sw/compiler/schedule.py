@@ -206,8 +206,9 @@ class Schedule:
     """
 
     name = ""
-    #: Each head's ``p . V`` right after its softmax (heads at most a channel wide only).
-    av_per_head = False
+    #: Each head block's ``p . V`` right after its softmaxes (a context of one V block), and
+    #: score passes that open each K row once (several V blocks).
+    av_after_each_block = False
 
     def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
@@ -254,7 +255,7 @@ class PipelinedSchedule(Schedule):
     """
 
     name = "pipelined"
-    av_per_head = True
+    av_after_each_block = True
     #: A GEMV whose consumer needs all its outputs (LayerNorm, attention) reads them in two
     #: groups: the bulk, post-processed while the PIM streams the last 1/tail_fraction, which
     #: then leaves a short post-processing on the critical path. Each group costs one
