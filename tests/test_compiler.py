@@ -353,8 +353,8 @@ def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
 def test_preamble_is_outside_the_per_token_figures():
     """A decode step starts with the preamble that loads the resident parameters; the perf
     statistics report the step without it, also for a run that has only the tags (sweeps)."""
-    from pimgpt.apps.perf_cli import run_compiled, summarize
     from pimgpt.sim.perf.engine import PerfEngine
+    from pimgpt.sim.perf.summary import run_compiled, summarize
     from pimgpt.sw.compiler import preamble_length
 
     cp = compile_decode_step(get_model("tiny"), HW, 16)

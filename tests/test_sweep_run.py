@@ -13,11 +13,11 @@ import pytest
 
 from pimgpt import cli
 from pimgpt.apps import sweep_run
-from pimgpt.apps.perf_cli import simulate_model
 from pimgpt.apps.sweep_report import pareto_front
 from pimgpt.apps.sweep_run import ResultStore, run_sweep
 from pimgpt.apps.sweep_spec import parse_spec
 from pimgpt.core.config import hw_from_dict
+from pimgpt.sim.perf.summary import simulate_model
 from pimgpt.sw.models import get_model
 
 SPEC = {

@@ -95,8 +95,8 @@ def bench_golden(models=("tiny", "gpt2-small"), prompt_len: int = 2, new_tokens:
 
 def step_figures(cfg, hw, context: int, schedule: str = "pipelined") -> dict:
     """Per-token figures of one decode step on the perf simulator (preamble excluded)."""
-    from pimgpt.apps.perf_cli import run_compiled
     from pimgpt.core.isa import Op
+    from pimgpt.sim.perf.summary import run_compiled
     from pimgpt.sw.compiler import compile_decode_step
 
     t0 = time.perf_counter()

@@ -17,8 +17,6 @@ Prints figures; asserts nothing about time (``make bench``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -81,15 +79,8 @@ def run(quick: bool = False) -> dict:
     return res
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small models")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = p.parse_args(argv)
-    res = run(args.quick)
-    if args.json:
-        print(json.dumps(res, indent=1))
-        return 0
+def print_table(res: dict) -> None:
+    """The figures of :func:`run` as a table and two lines."""
     print(f"{'sweep':22} {'workers':>7} {'cache':>5} {'points':>6} {'programs':>8} "
           f"{'sims':>5} {'start s':>7} {'compute s':>9} {'points/min':>10}")
     rows = [*res["throughput"]]
@@ -103,7 +94,12 @@ def main(argv=None) -> int:
     print(f"program cache speed-up, hardware-only sweep: {res['hw_only']['speedup']:.2f}x; "
           f"with an energy axis (shared simulations too): "
           f"{res['hw_only_energy']['speedup']:.2f}x")
-    return 0
+
+
+def main(argv=None) -> int:
+    from pimgpt.apps.bench import figures_main
+
+    return figures_main(argv, __doc__, "small models", run, print_table)
 
 
 if __name__ == "__main__":

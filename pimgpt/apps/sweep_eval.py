@@ -6,7 +6,7 @@ The driver (:mod:`pimgpt.apps.sweep_run`) groups the points of a sweep twice:
   group, which takes the program from the on-disk cache or compiles and stores it;
 * within a program group, by **simulation** (:func:`sim_key`): points that differ only in
   :data:`SUMMARY_ONLY_SECTIONS` (the energy figures) run the perf engine once; each point's
-  statistics are then :func:`pimgpt.apps.perf_cli.summarize` of that run with its own hardware,
+  statistics are then :func:`pimgpt.sim.perf.summary.summarize` of that run with its own hardware,
   the same function ``pimgpt run --backend perf --stats`` uses.
 
 Both tasks run in Dask worker processes, never raise, and return plain data: a failing point
@@ -134,8 +134,8 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
     list of dict
         One record per point (``status``, ``error`` or ``stats``, timings, cache use).
     """
-    from pimgpt.apps.perf_cli import summarize
     from pimgpt.sim.perf.engine import PerfEngine
+    from pimgpt.sim.perf.summary import summarize
     from pimgpt.sw.compiler import preamble_length
 
     if compiled["status"] != "ok":
