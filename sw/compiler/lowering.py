@@ -123,7 +123,9 @@ class Lowering(AttentionLowering):
         align = None
         if feeds is not None and len(feeds.chunks()) > 1:
             align = -(-feeds.chunks()[0][2] // S)
-        groups = self.schedule.gemv_groups(nl, align)
+        # without post-processing (the LM head) the results are only read: one group
+        groups = (self.schedule.gemv_groups(nl, align) if bias is not None or post is not None
+                  else [(0, nl)])
         batches = [(j0, min(i1, j0 + pool.A)) for i0, i1 in groups
                    for j0 in range(i0, i1, pool.A)]
         gid = self._new_id()
