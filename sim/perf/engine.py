@@ -664,7 +664,7 @@ class PerfEngine:
             Op.RD_MAC: self._h_rd_mac, Op.WR_BIAS: self._h_wr_bias, Op.WR_SBK: self._h_wr_sbk,
             Op.WR_ABK: self._h_wr_abk, Op.RD_SBK: self._h_rd_sbk, Op.COPY_BKGB: self._h_copy,
             Op.COPY_GBBK: self._h_copy, Op.RD_VEC: self._h_vec, Op.WR_VEC: self._h_vec,
-            Op.WR_ELEM: self._h_wr_elem,
+            Op.WR_ELEM: self._h_wr_elem, Op.WR_COL: self._h_wr_elem,
         }
 
     def _chans(self, mask: int) -> list:
