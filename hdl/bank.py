@@ -1,4 +1,4 @@
-"""One PIM DRAM bank: array, row buffer, MAC unit, MAC result register, per-bank timing counters.
+"""One PIM DRAM bank: array, row buffer, MAC unit with accumulator file, per-bank timing counters.
 
 The bank sees every command of its channel's command bus (``cmd``), with ``sel`` set when the
 command's footprint contains this bank. What it does (``t`` = issue cycle):
@@ -12,15 +12,19 @@ command's footprint contains this bank. What it does (``t`` = issue cycle):
 * ``WR``/``WR16``: write the command's data into the lanes set in ``mask``; ``WRCP``: write the
   channel's global-buffer column (on ``gb`` at ``t + 1``) into the column.
 * ``MAC``/``MAC16``: the column (at ``t + 1``) and the GB column (``gb`` at ``t + 1``) enter the
-  MAC unit (:class:`pimgpt.hdl.mac.MAC`).
-* ``RDMAC16`` burst ``k`` (``col`` field): banks ``8k .. 8k+7`` capture their accumulator and clear
-  it. The capture travels through a delay line as long as the MAC pipeline, so it sees exactly the
-  MAC columns issued before it, and ``acc`` / ``acc_valid`` show it ``1 + mac.latency`` cycles after
-  issue. "Clear" is kept as a flag: the next column enters the MAC unit with ``first`` set, which
-  restarts the accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
-* ``WRMAC16`` burst ``k``: banks ``8k ..`` load their word of the command data as the bias. The MAC
-  unit has no load port, so the bias enters as a column with ``first`` set whose products are the
-  bias split into three bf16 pieces times 1.0; the adder tree sums them exactly, so the
+  MAC unit (:class:`pimgpt.hdl.mac.MAC`), into accumulator ``acc`` of the bank's
+  ``dram.accumulators`` (the MAC unit's accumulator file).
+* ``RDMAC16`` / ``WRMAC16``: a burst of 8 fp32 words, one accumulator of up to 8 banks:
+  ``col`` (:func:`acc_burst_col`) names the accumulator ``a`` and the group ``g`` of 8 banks,
+  ``mask`` the words; word ``w`` is bank ``8 g + w``. ``RDMAC16``: the banks capture accumulator
+  ``a`` and clear it. The capture travels through a delay line as long as
+  the MAC pipeline, so it sees exactly the MAC columns issued before it, and ``acc`` /
+  ``acc_valid`` show it ``1 + mac.latency`` cycles after issue. "Clear" is kept as a flag per
+  accumulator: the next column into it enters the MAC unit with ``first`` set, which restarts the
+  accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
+* ``WRMAC16``: the banks load their word of the command data as the bias of accumulator ``a``.
+  The MAC unit has no load port, so the bias enters as a column with ``first`` set whose products
+  are the bias split into three bf16 pieces times 1.0; the adder tree sums them exactly, so the
   accumulator becomes the bias bit for bit whenever ``|bias| >= 2**-103`` or ``bias = +0`` (smaller
   magnitudes lose bits below the bf16 range to DAZ, and ``-0`` becomes ``+0``). The compiler never
   emits ``WR_BIAS``; see ``docs/rtl.md``.
@@ -44,10 +48,10 @@ from pimgpt.core.config import HwConfig
 
 from .dram_timing import DramCmd
 from .fp import check_int
-from .mac import MAC
+from .mac import MAC, MAX_ACCUMULATORS
 
 __all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_VERILOG",
-           "acc_bits", "acc_burst_col"]
+           "acc_bits", "acc_burst_col", "acc_transfer_bursts", "check_acc_transfers"]
 
 #: Name and Verilog source of the DRAM array's simulation model. Amaranth keeps every initial
 #: bit of a ``Memory`` as an object, which makes a 4-Mbit bank array take seconds and hundreds of
@@ -100,10 +104,31 @@ def _burst_bits(hw: HwConfig) -> int:
     return ceil_log2(-(-hw.dram.banks // ACCS_PER_BURST))
 
 
-def acc_burst_col(hw: HwConfig, acc, burst):
-    """``col`` field of an RDMAC16/WRMAC16: burst ``burst`` (banks ``8 * burst ..``) of
-    accumulator ``acc``, i.e. ``acc * 2**ceil(log2(bursts)) + burst``."""
-    return Cat(Value.cast(burst)[:_burst_bits(hw)], Value.cast(acc)[:acc_bits(hw)])
+def acc_burst_col(hw: HwConfig, acc, group=0):
+    """``col`` field of an RDMAC16/WRMAC16 moving accumulator ``acc`` of banks ``8 * group ..
+    8 * group + 7``: ``acc * 2**ceil(log2(ceil(B / 8))) + group``. Integers give an integer,
+    hardware values a value."""
+    gb = _burst_bits(hw)
+    if isinstance(acc, int) and isinstance(group, int):
+        return acc << gb | group
+    return Cat(Value.cast(group)[:gb], Value.cast(acc)[:acc_bits(hw)])
+
+
+def acc_transfer_bursts(hw: HwConfig, nacc: int) -> list[tuple[int, int, int]]:
+    """The bursts that move ``nacc`` accumulators of every bank of a channel (RD_MAC/WR_BIAS),
+    accumulator-major as the DRAM standard counts them (``pimgpt.core.dram.acc_bursts``):
+    ``(accumulator offset, bank group, words)``; word ``w`` of group ``g`` is bank ``8 g + w``."""
+    B = hw.dram.banks
+    groups = -(-B // ACCS_PER_BURST)
+    return [(a, g, min(ACCS_PER_BURST, B - ACCS_PER_BURST * g))
+            for a in range(nacc) for g in range(groups)]
+
+
+def check_acc_transfers(hw: HwConfig) -> None:
+    """The MAC unit's accumulator file must hold ``dram.accumulators``."""
+    if hw.dram.accumulators > MAX_ACCUMULATORS:
+        raise ValueError(f"{hw.name}: the RTL MAC unit has at most {MAX_ACCUMULATORS} "
+                         f"accumulators, not dram.accumulators {hw.dram.accumulators}")
 
 
 def dram_cmd_layout(hw: HwConfig) -> data.StructLayout:
@@ -178,7 +203,7 @@ class Bank(wiring.Component):
     rdata : Out(256)
         Column read by RD/RDCP (one cycle after the command).
     acc, acc_valid : Out(32), Out(1)
-        Accumulator captured by RDMAC16.
+        Accumulator captured by RDMAC16 (the one its ``col`` names).
     load : In(StructLayout)
         Preload port: ``en``, ``addr`` (``row * columns + col``), ``data``.
     id : In
@@ -201,6 +226,7 @@ class Bank(wiring.Component):
         self.cols = d.cols_per_row
         self.depth = d.rows * d.cols_per_row
         self.cmd_layout = dram_cmd_layout(hw)
+        check_acc_transfers(hw)
         self.mac_latency = self.mac_latency_for(d.col_elems, mac_add_latency)
         super().__init__({
             "cmd": In(data.StructLayout({"valid": 1, "sel": 1, "p": self.cmd_layout})),
@@ -272,58 +298,7 @@ class Bank(wiring.Component):
         with m.Elif(is_("WR", "WR16")):
             m.d.comb += [wp.addr.eq(col_addr), wp.data.eq(c.data), wp.en.eq(c.mask)]
 
-        # ---- MAC unit and the accumulator ---------------------------------------------------
-        m.submodules.mac = mac = MAC(lanes=lanes, add_latency=self._mac_add_latency)
-        assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
-        mac_q = Signal()
-        m.d.sync += mac_q.eq(is_("MAC", "MAC16"))
-        burst = self.id >> 3  # ACCS_PER_BURST = 8 accumulators per 32-byte burst
-        word = self.id[:3]
-        mine = c.col == burst
-        wrmac = is_("WRMAC16") & mine
-        rdmac = is_("RDMAC16") & mine
-        cleared_in = Signal(init=1)  # the next column restarts the accumulator at +0
-        bias_q = Signal()
-        bias = Signal(32)
-        m.d.sync += [bias_q.eq(wrmac), bias.eq(c.data.word_select(word, 32))]
-        assert ACCS_PER_BURST == 8
-        # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
-        hi = bias[16:32]
-        r1 = Signal(32)
-        r2 = Signal(32)
-        m.d.comb += [r1.eq(_f32_minus_bf16(bias, hi))]
-        mid = r1[16:32]
-        m.d.comb += r2.eq(_f32_minus_bf16(r1, mid))
-        lo = r2[16:32]
-        one = 0x3F80
-        inj_a = Cat(hi, mid, lo, Const(0, 16 * (lanes - 3)))
-        inj_b = Cat(Const(one, 16), Const(one, 16), Const(one, 16), Const(0, 16 * (lanes - 3)))
-        m.d.comb += [
-            mac.i.valid.eq(mac_q | bias_q),
-            mac.i.payload.a.eq(Mux(bias_q, inj_a, rp.data)),
-            mac.i.payload.b.eq(Mux(bias_q, inj_b, self.gb)),
-            mac.i.payload.first.eq(cleared_in | bias_q),
-            mac.i.payload.last.eq(0),
-        ]
-        with m.If(mac_q | bias_q):
-            m.d.sync += cleared_in.eq(0)
-        with m.If(rdmac):
-            m.d.sync += cleared_in.eq(1)
-        # Delay lines beside the MAC pipeline: column landed / capture marker.
-        col_line = Signal(self.capture_latency)
-        cap_line = Signal(self.capture_latency)
-        m.d.sync += [col_line.eq(Cat(mac_q | bias_q, col_line[:-1])),
-                     cap_line.eq(Cat(rdmac, cap_line[:-1]))]
-        landed, capture = col_line[-2], cap_line[-1]
-        # col_line enters one cycle after the command (with the MAC input), cap_line at issue:
-        # both reach the end when the MAC unit's accumulator shows every earlier column.
-        cleared_out = Signal(init=1)
-        with m.If(landed):
-            m.d.sync += cleared_out.eq(0)
-        with m.If(capture):
-            m.d.sync += cleared_out.eq(1)
-        m.d.comb += [self.acc_valid.eq(capture),
-                     self.acc.eq(Mux(cleared_out, 0, mac.acc.as_value()))]
+        self._mac_unit(m, c, is_, rp.data)
 
         # ---- device-side timing counters and state checks -----------------------------------
         rows = bank_timing_rows(self.hw)
@@ -346,6 +321,88 @@ class Bank(wiring.Component):
             m.d.sync += self.error.eq(1)
         return m
 
+
+    def _mac_unit(self, m, c, is_, column):
+        """The MAC unit with its accumulator file; RDMAC16 capture and WRMAC16 bias."""
+        hw, d = self.hw, self.hw.dram
+        lanes = d.col_elems
+        m.submodules.mac = mac = MAC(lanes=lanes, add_latency=self._mac_add_latency,
+                                     accumulators=d.accumulators)
+        assert mac.latency == self.mac_latency, "MAC latency formula out of step with hdl/mac.py"
+        # RDMAC16/WRMAC16: ``col`` names the accumulator and the group of 8 banks, ``mask`` the
+        # words of the burst; this bank's word is ``id % 8`` of group ``id // 8``.
+        assert ACCS_PER_BURST == 8
+        lgb, ab = _burst_bits(hw), acc_bits(hw)
+        cmd_acc = c.col[lgb:lgb + ab]
+        word = self.id[:3]
+        mine = c.mask.bit_select(word, 1)
+        if lgb:
+            mine &= c.col[:lgb] == (self.id >> 3)[:lgb]
+        wrmac = is_("WRMAC16") & mine
+        rdmac = is_("RDMAC16") & mine
+        mac_q = Signal()  # a column enters the MAC unit (one cycle after the command)
+        bias_q = Signal()
+        in_acc = Signal(ab)  # its accumulator
+        bias = Signal(32)
+        m.d.sync += [mac_q.eq(is_("MAC", "MAC16")), bias_q.eq(wrmac),
+                     in_acc.eq(Mux(is_("WRMAC16"), cmd_acc, c.acc)),
+                     bias.eq(c.data.word_select(word, 32))]
+        # Bias as three bf16 pieces (truncation, so all share the bias's sign): hi + mid + lo.
+        hi = bias[16:32]
+        r1 = Signal(32)
+        r2 = Signal(32)
+        m.d.comb += [r1.eq(_f32_minus_bf16(bias, hi))]
+        mid = r1[16:32]
+        m.d.comb += r2.eq(_f32_minus_bf16(r1, mid))
+        lo = r2[16:32]
+        one = 0x3F80
+        inj_a = Cat(hi, mid, lo, Const(0, 16 * (lanes - 3)))
+        inj_b = Cat(Const(one, 16), Const(one, 16), Const(one, 16), Const(0, 16 * (lanes - 3)))
+        # cleared_in[a]: the next column into accumulator a restarts it at +0 (set by its RDMAC16).
+        all_acc = (1 << d.accumulators) - 1
+        cleared_in = Signal(d.accumulators, init=all_acc)
+        m.d.comb += [
+            mac.i.valid.eq(mac_q | bias_q),
+            mac.i.payload.a.eq(Mux(bias_q, inj_a, column)),
+            mac.i.payload.b.eq(Mux(bias_q, inj_b, self.gb)),
+            mac.i.payload.first.eq(cleared_in.bit_select(in_acc, 1) | bias_q),
+            mac.i.payload.last.eq(0),
+            mac.i.payload.acc.eq(in_acc),
+        ]
+        with m.If(mac_q | bias_q):
+            m.d.sync += cleared_in.bit_select(in_acc, 1).eq(0)
+        with m.If(rdmac):
+            m.d.sync += cleared_in.bit_select(cmd_acc, 1).eq(1)
+        self._capture(m, mac, mac_q | bias_q, in_acc, rdmac, cmd_acc)
+
+    def _capture(self, m, mac, col_in, col_acc, rdmac, rd_acc):
+        """RDMAC16 capture: delay lines beside the MAC pipeline (a column landed / a capture
+        marker, with their accumulators). The column line enters one cycle after the command
+        (with the MAC input), the capture line at issue: both reach the end when the MAC unit's
+        accumulators show every earlier column."""
+        d = self.hw.dram
+        ab = acc_bits(self.hw)
+        n = self.capture_latency
+        col_v = [Signal(name=f"col_v{k}") for k in range(n)]
+        col_a = [Signal(ab, name=f"col_a{k}") for k in range(n)]
+        cap_v = [Signal(name=f"cap_v{k}") for k in range(n)]
+        cap_a = [Signal(ab, name=f"cap_a{k}") for k in range(n)]
+        m.d.sync += [col_v[0].eq(col_in), col_a[0].eq(col_acc), cap_v[0].eq(rdmac),
+                     cap_a[0].eq(rd_acc)]
+        for k in range(1, n):
+            m.d.sync += [col_v[k].eq(col_v[k - 1]), col_a[k].eq(col_a[k - 1]),
+                         cap_v[k].eq(cap_v[k - 1]), cap_a[k].eq(cap_a[k - 1])]
+        landed, landed_acc = col_v[-2], col_a[-2]
+        capture, cap_acc = cap_v[-1], cap_a[-1]
+        # cleared_out[a]: accumulator a was read and no column has landed in it since (reads +0).
+        cleared_out = Signal(d.accumulators, init=(1 << d.accumulators) - 1)
+        with m.If(landed):
+            m.d.sync += cleared_out.bit_select(landed_acc, 1).eq(0)
+        with m.If(capture):
+            m.d.sync += cleared_out.bit_select(cap_acc, 1).eq(1)
+        value = Value.cast(mac.acc).word_select(cap_acc, 32)
+        m.d.comb += [self.acc_valid.eq(capture),
+                     self.acc.eq(Mux(cleared_out.bit_select(cap_acc, 1), 0, value))]
 
 def _f32_minus_bf16(x, hi16):
     """``x - hi`` for ``hi`` = ``x`` truncated to bf16 (its top 16 bits), exactly.

@@ -10,7 +10,7 @@ command's footprint (one bank, one bank group or all). The channel itself
   the standard) through a delay line;
 * returns ``RDMAC16`` data on ``acc`` when the banks capture their accumulators (``t + 1 +
   mac.latency``; the standard's ``done_after`` of ``nIO`` is shorter than any pipelined MAC unit,
-  see ``docs/rtl.md``), word ``j`` of burst ``k`` being bank ``8k + j``.
+  see ``docs/rtl.md``), word ``j`` of a burst of bank group ``g`` being bank ``8g + j``.
 """
 
 from __future__ import annotations
@@ -181,10 +181,10 @@ class Channel(wiring.Component):
             valid, dat = v, x
         m.d.comb += [self.rd.valid.eq(valid), self.rd.data.eq(dat)]
 
-        # RDMAC16: the banks of the burst capture together; pack their words.
+        # RDMAC16: the banks of the burst capture together; word j is bank 8g + j of the group g
+        # the burst names (only the capturing banks have acc_valid).
         acc_words = []
         for j in range(ACCS_PER_BURST):
-            # Bank 8k + j for the burst being returned: only the capturing banks have acc_valid.
             word = 0
             for b in range(j, nb, ACCS_PER_BURST):
                 word = word | (banks[b].acc & banks[b].acc_valid.replicate(32))

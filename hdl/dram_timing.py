@@ -16,7 +16,9 @@ RTL needs:
   as in the standard (``ACT`` 1, ``ACT4``/``ACT16`` 4).
 
 A pure-Python checker with its own timestamp algorithm lives in ``sim/cocotb_lib/dram_monitor.py``.
-Only one row buffer per bank is supported (``dram.act_overlap: false``).
+Only one row buffer per bank is supported (``dram.act_overlap: false``). With modes
+(``gddr6-aim``, ``dram.mode_switch: true``) the tables contain the switch rows like any other; the
+scheduler (:mod:`.pim_sched`) keeps each channel's mode and inserts ``MODREG``/``MODARR``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class DramCmd(enum.Enum, shape=CMD_WIDTH):
     RDMAC16 = 14
     WRMAC16 = 15
     REFab = 16
+    MODREG = 17
+    MODARR = 18
 
 
 # The RTL command codes must be the standard's; fail at import if the standard changes.

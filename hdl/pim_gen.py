@@ -194,9 +194,11 @@ class RegionGen(wiring.Component):
 class AccGen(wiring.Component):
     """``RD_MAC`` / ``WR_BIAS``: accumulator bursts.
 
-    Accumulator ``acc + a`` of bank ``b`` is word ``b % 8`` of burst ``b // 8`` with the burst's
-    column field :func:`pimgpt.hdl.bank.acc_burst_col`; its scratchpad word is
-    ``sp + a * S + rank(channel) * B + b`` (``S`` selected banks, ``docs/isa.md``).
+    Per channel, accumulator-major: for each of the ``nacc`` accumulators, one burst per group of
+    8 banks (:func:`pimgpt.hdl.bank.acc_transfer_bursts`, the DRAM standard's count); ``RDMAC16``
+    to all selected channels at once, ``WRMAC16`` channel by channel (each its own data).
+    Accumulator ``acc + a`` of the ``j``-th selected bank is scratchpad word ``sp + a * S + j``
+    (``S`` selected banks, ``docs/isa.md``), so a burst's words are contiguous.
 
     Attributes
     ----------
@@ -218,24 +220,42 @@ class AccGen(wiring.Component):
         m = Module()
         d = self.hw.dram
         C, B = d.channels, d.banks
-        bursts = -(-B // ACCS_PER_BURST)
+        groups = -(-B // ACCS_PER_BURST)
         k = Signal(acc_cmd_layout(self.hw))
-        burst = Signal(range(bursts + 1))
-        a = Signal(WORD)  # accumulator offset within [0, nacc)
-        a_sp = Signal(self._aw)  # a * S: scratchpad offset of accumulator offset a
+        a = Signal(WORD)  # accumulator offset
+        g = Signal(range(groups))  # group of 8 banks
+        a_sp = Signal(self._aw)  # a * S: its scratchpad offset
         cidx = Signal(range(C + 1))  # WR_BIAS: channel being written
-        stride = Signal(self._aw)  # S: words per accumulator index (selected banks)
+        stride = Signal(self._aw)  # S
         m.d.comb += stride.eq(popcount(k.chm, C) * B)
-        last_burst = burst == bursts - 1
-        last_acc = a == k.nacc - 1
+        words = Signal(range(ACCS_PER_BURST + 1))  # banks of group g
+        m.d.comb += words.eq(Mux(B - g * ACCS_PER_BURST < ACCS_PER_BURST,
+                                 B - g * ACCS_PER_BURST, ACCS_PER_BURST))
+        wmask = Signal(ACCS_PER_BURST)
+        m.d.comb += wmask.eq((Const(1, ACCS_PER_BURST + 1) << words) - 1)
+        last = (g == groups - 1) & (a == k.nacc - 1)
         o = self.o.payload
         take = self.o.valid & self.o.ready
-        col = acc_burst_col(self.hw, (k.acc + a)[:WORD], burst)
+        common = [self.o.valid.eq(1), o.op.kind.eq(OP_COL), o.op.c.mask.eq(wmask),
+                  o.op.c.col.eq(acc_burst_col(self.hw, (k.acc + a)[:WORD], g))]
+
+        def advance():
+            """Next group of banks, then the next accumulator; after the last, from the start
+            again (for the next channel of WR_BIAS)."""
+            with m.If(g != groups - 1):
+                m.d.sync += g.eq(g + 1)
+            with m.Else():
+                m.d.sync += g.eq(0)
+                with m.If(~last):
+                    m.d.sync += [a.eq(a + 1), a_sp.eq(a_sp + stride)]
+                with m.Else():
+                    m.d.sync += [a.eq(0), a_sp.eq(0)]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [k.eq(self.cmd.payload), burst.eq(0), a.eq(0), a_sp.eq(0),
+                    m.d.sync += [k.eq(self.cmd.payload), a.eq(0), g.eq(0), a_sp.eq(0),
                                  cidx.eq(0)]
                     with m.If(self.cmd.payload.write):
                         m.next = "WRBIAS"
@@ -243,20 +263,17 @@ class AccGen(wiring.Component):
                         m.next = "RDMAC"
             with m.State("RDMAC"):
                 m.d.comb += self.busy.eq(1)
-                left = B - burst * ACCS_PER_BURST
-                count = Signal(5)
-                m.d.comb += [
-                    count.eq(Mux(left < ACCS_PER_BURST, left, ACCS_PER_BURST)),
-                    self.o.valid.eq(1), o.chm.eq(k.chm), o.dmode.eq(DataMode.NONE),
-                    o.op.kind.eq(OP_COL), o.op.c.cmd.eq(DramCmd.RDMAC16), o.op.c.col.eq(col),
-                    o.tag.eq(1), o.tagkind.eq(TagKind.ACC),
-                    o.tagbase.eq(k.sp + a_sp + burst * ACCS_PER_BURST),
-                    o.tagmask.eq((Const(1, 17) << count) - 1),
+                m.d.comb += common + [
+                    o.chm.eq(k.chm), o.dmode.eq(DataMode.NONE),
+                    o.op.c.cmd.eq(DramCmd.RDMAC16), o.tag.eq(1), o.tagkind.eq(TagKind.ACC),
+                    o.tagbase.eq(k.sp + a_sp + g * ACCS_PER_BURST), o.tagmask.eq(wmask),
                 ]
                 with m.If(take):
-                    self._advance(m, burst, a, a_sp, stride, last_burst, last_acc, done="IDLE")
+                    advance()
+                    with m.If(last):
+                        m.next = "IDLE"
             with m.State("WRBIAS"):
-                # One channel at a time (different data); per channel, accumulator-major bursts.
+                # One channel at a time (different data).
                 m.d.comb += self.busy.eq(1)
                 with m.If(cidx >= C):
                     m.next = "IDLE"
@@ -264,29 +281,13 @@ class AccGen(wiring.Component):
                     m.d.sync += cidx.eq(cidx + 1)
                 with m.Else():
                     rk = sum((Mux(j < cidx, k.chm[j], 0) for j in range(C)), Const(0, 6))
-                    m.d.comb += [
-                        self.o.valid.eq(1), o.chm.eq(Const(1, C) << cidx),
-                        o.dmode.eq(DataMode.FP32), o.op.kind.eq(OP_COL),
-                        o.op.c.cmd.eq(DramCmd.WRMAC16), o.op.c.col.eq(col),
-                        o.op.c.mask.eq(0xFFFF),
-                        o.sp.eq(k.sp + a_sp + rk * B + burst * ACCS_PER_BURST),
+                    m.d.comb += common + [
+                        o.chm.eq(Const(1, C) << cidx), o.dmode.eq(DataMode.FP32),
+                        o.op.c.cmd.eq(DramCmd.WRMAC16),
+                        o.sp.eq(k.sp + a_sp + rk * B + g * ACCS_PER_BURST),
                     ]
                     with m.If(take):
-                        self._advance(m, burst, a, a_sp, stride, last_burst, last_acc, done=None)
-                        with m.If(last_burst & last_acc):
+                        advance()
+                        with m.If(last):
                             m.d.sync += cidx.eq(cidx + 1)
         return m
-
-    @staticmethod
-    def _advance(m, burst, a, a_sp, stride, last_burst, last_acc, *, done):
-        """Next burst, then next accumulator; after the last, back to 0 (or state ``done``)."""
-        with m.If(~last_burst):
-            m.d.sync += burst.eq(burst + 1)
-        with m.Else():
-            m.d.sync += burst.eq(0)
-            with m.If(~last_acc):
-                m.d.sync += [a.eq(a + 1), a_sp.eq(a_sp + stride)]
-            with m.Else():
-                m.d.sync += [a.eq(0), a_sp.eq(0)]
-                if done:
-                    m.next = done

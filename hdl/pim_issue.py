@@ -104,7 +104,7 @@ class IssueStage(wiring.Component):
         # The scratchpad words (read when the op was taken) as the op's data.
         words = self.sp_rd.data
         bf = Cat(*[f32_to_bf16(words[k]) for k in range(16)])
-        fp = Cat(*[words[k] for k in range(ACCS_PER_BURST)])
+        fp = Cat(*[words[k] for k in range(ACCS_PER_BURST)])  # WRMAC16: 8 accumulator words
         op_data = Mux(b.dmode == DataMode.BF16, bf,
                       Mux(b.dmode == DataMode.FP32, fp, b.op.c.data))
         for c in range(C):
@@ -201,9 +201,8 @@ class ReturnWriter(wiring.Component):
                              self.sp_wr.mask.eq(tag.mask)]
                 for w in range(16):
                     if k == TagKind.RD:
-                        val = bf16_to_f32(rf.r_data[16 * w:16 * w + 16])
-                    else:
-                        j = w % ACCS_PER_BURST
-                        val = rf.r_data[32 * j:32 * j + 32]
+                        val = bf16_to_f32(rf.r_data[16 * w:][:16])
+                    else:  # 8 fp32 accumulators (lanes 8..15 are masked off)
+                        val = rf.r_data[32 * (w % ACCS_PER_BURST):][:32]
                     m.d.comb += self.sp_wr.data[w].eq(val)
         return m

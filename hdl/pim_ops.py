@@ -20,6 +20,7 @@ from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
 
+from .bank import check_acc_transfers
 from .dram_timing import DramCmd
 from .fp import check_int
 from .pim_sched import chop_layout
@@ -58,6 +59,7 @@ def check_engine_args(hw: HwConfig, sp_addr_width: int) -> int:
     if hw.dram.col_elems != 16 or hw.dram.row_elems % 16:
         raise ValueError(f"{hw.name}: the PIM engine needs 16-element columns (dram.column_bytes "
                          f"32), not {hw.dram.col_elems}")
+    check_acc_transfers(hw)
     return check_int("sp_addr_width", sp_addr_width, 4, 26)
 
 

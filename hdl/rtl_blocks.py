@@ -118,7 +118,7 @@ BLOCK_INFO = {
     "asic": (_asic, "ASIC: fetch/decode, PIM command generator, schedulers, vector unit, SRAM"),
     "channel": (_channel, "PIM channel: banks, global buffer, command decode (--hw)"),
     "bank": (_bank, "PIM bank: array model, row buffer, MAC unit, result register, timers"),
-    "vector_unit": (_vector_unit, "one-lane microcoded vector unit (nonlinear ops, bit-exact)"),
+    "vector_unit": (_vector_unit, "SIMD microcoded vector unit (nonlinear ops, bit-exact)"),
     "scratchpad": (_scratchpad, "ASIC SRAM scratchpad, word and 16-word unaligned ports"),
     "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander (of the pim_* parts)"),
     "pim_decode": (_pim_part("pim_decode"), "PIM engine: instruction fields -> generator commands"),

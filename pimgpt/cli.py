@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile and run a model; print generated tokens (or text).",
     )
     _add_model_args(p)
-    p.add_argument("--backend", choices=["golden", "perf", "rtl"], default="golden")
+    from pimgpt.apps.run_cli import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), default="golden",
+                   help="; ".join(f"{name}: {e.description}" for name, e in BACKENDS.items()))
     p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
     p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
     p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")
@@ -114,12 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
-    p.add_argument(
-        "--simulator",
-        default="verilator",
-        choices=["verilator", "icarus"],
-        help="rtl: HDL simulator",
-    )
+    from pimgpt.sim.cocotb_lib.runner import SIMULATORS
+
+    p.add_argument("--simulator", default=SIMULATORS[0], choices=SIMULATORS,
+                   help="rtl: HDL simulator")
 
     p = sub.add_parser(
         "paper",

@@ -1,6 +1,6 @@
 """Independent reference GPT-2 forwards: the PIM arithmetic of ``docs/dataflow.md`` and float64.
 
-This module shares no code with the compiler (``sw/compiler.py``) or the executor
+This module shares no code with the compiler (``sw/compiler/``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
 unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:
@@ -354,8 +354,27 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
 # ---------------------------------------------------------------------------------------------
 # The float64 model
 # ---------------------------------------------------------------------------------------------
+def round_bf16_f64(x) -> np.ndarray:
+    """float64 values rounded to the nearest bf16 value (8 significant bits, ties to even).
+
+    A single rounding (no detour through fp32); the exponent range is not limited, which does not
+    matter for the activations of these models.
+    """
+    m, e = np.frexp(np.asarray(x, dtype=np.float64))
+    return np.ldexp(np.rint(m * 256.0) / 256.0, e)
+
+
+def _exact(x):
+    return x
+
+
 class F64Model:
-    """GPT-2 in float64 with exact math on the float32 weights, one step per token.
+    """GPT-2 in float64 with exact math on the float32 weights.
+
+    :meth:`step` runs one token at a time with K/V caches; :meth:`logits` runs whole sequences
+    teacher forced at once (causal attention), up to float64 summation order the same. The
+    rounding hooks round one group of values to bf16 (the ablation of ``pimgpt accuracy``); with
+    all of them off (the default) the math is exact.
 
     Parameters
     ----------
@@ -363,19 +382,33 @@ class F64Model:
         Model shape.
     weights : dict of str to numpy.ndarray
         float32 weights, HF GPT-2 names.
+    bf16_weights : bool
+        Use the bf16 weights the PIM DRAM holds (``f32_to_bf16``), all of them.
+    bf16_acts : bool
+        Round what the PIM dataflow writes to the global buffer to bf16 (:func:`round_bf16_f64`):
+        the inputs of every linear layer (LayerNorm outputs, attention output, GELU output),
+        ``q``, the softmax probabilities and the final LayerNorm output.
+    bf16_kv : bool
+        Round the keys and values stored in the K/V caches.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict):
+    def __init__(self, cfg: ModelConfig, weights: dict, *, bf16_weights: bool = False,
+                 bf16_acts: bool = False, bf16_kv: bool = False):
         _check_model(cfg, weights)
         self.cfg = cfg
+        if bf16_weights:
+            weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
+                       for k, v in weights.items()}
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.act = round_bf16_f64 if bf16_acts else _exact
+        self.kv = round_bf16_f64 if bf16_kv else _exact
         self.last_xf = None
         self.k_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
         self.v_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
 
     def _ln(self, x, name):
-        mu = x.mean()
-        var = ((x - mu) ** 2).mean()
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + self.cfg.ln_eps) * self.w[name + ".weight"] + self.w[
             name + ".bias"]
 
@@ -385,31 +418,76 @@ class F64Model:
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
-        cfg, w = self.cfg, self.w
+        cfg, w, A = self.cfg, self.w, self.act
         d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
         x = w["wte"][tok] + w["wpe"][pos]
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            h = self._ln(x, p + "ln_1")
+            h = A(self._ln(x, p + "ln_1"))
             qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
-            q, k, v = qkv[:d], qkv[d:2 * d], qkv[2 * d:]
+            q, k, v = A(qkv[:d]), self.kv(qkv[d:2 * d]), self.kv(qkv[2 * d:])
             self.k_cache[i, pos] = k
             self.v_cache[i, pos] = v
             keys = self.k_cache[i, :pos + 1].reshape(pos + 1, H, dh)
             vals = self.v_cache[i, :pos + 1].reshape(pos + 1, H, dh)
             s = np.einsum("hd,thd->ht", q.reshape(H, dh), keys) / math.sqrt(dh)
             e = np.exp(s - s.max(axis=-1, keepdims=True))
-            prob = e / e.sum(axis=-1, keepdims=True)
-            o = np.einsum("ht,thd->hd", prob, vals).reshape(d)
+            prob = A(e / e.sum(axis=-1, keepdims=True))
+            o = A(np.einsum("ht,thd->hd", prob, vals).reshape(d))
             x = x + o @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-            h = self._ln(x, p + "ln_2")
+            h = A(self._ln(x, p + "ln_2"))
             u = h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]
-            x = x + self._gelu(u) @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
+            x = x + A(self._gelu(u)) @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
         if not need_logits:
             return None
-        xf = self._ln(x, "ln_f")
+        xf = A(self._ln(x, "ln_f"))
         self.last_xf = xf
         return w["wte"] @ xf
+
+    @staticmethod
+    def _mm(x, m):
+        # One 2-D product: numpy's stacked (3-D @ 2-D) matmul is ~50x slower here.
+        return (x.reshape(-1, x.shape[-1]) @ m).reshape(*x.shape[:-1], m.shape[1])
+
+    def logits(self, tokens) -> np.ndarray:
+        """float64 logits of whole sequences, teacher forced; row ``i`` predicts token ``i + 1``.
+
+        Parameters
+        ----------
+        tokens : array_like of int, shape (T,) or (B, T)
+            One sequence, or a batch of equal-length sequences (evaluated independently).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[T, vocab]`` or ``[B, T, vocab]``.
+        """
+        cfg, w, A, mm = self.cfg, self.w, self.act, self._mm
+        toks = np.asarray(tokens, dtype=np.int64)
+        single = toks.ndim == 1
+        toks = np.atleast_2d(toks)
+        B, T = toks.shape
+        d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
+        x = w["wte"][toks] + w["wpe"][:T]
+        mask = np.triu(np.ones((T, T), dtype=bool), 1)
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            h = A(self._ln(x, p + "ln_1"))
+            qkv = mm(h, w[p + "attn.c_attn.weight"]) + w[p + "attn.c_attn.bias"]
+            q = A(qkv[..., :d]).reshape(B, T, H, dh)
+            k = self.kv(qkv[..., d:2 * d]).reshape(B, T, H, dh)
+            v = self.kv(qkv[..., 2 * d:]).reshape(B, T, H, dh)
+            s = np.einsum("bthd,buhd->bhtu", q, k) / math.sqrt(dh)
+            s[..., mask] = -np.inf
+            e = np.exp(s - s.max(axis=-1, keepdims=True))
+            prob = A(e / e.sum(axis=-1, keepdims=True))
+            o = A(np.einsum("bhtu,buhd->bthd", prob, v).reshape(B, T, d))
+            x = x + mm(o, w[p + "attn.c_proj.weight"]) + w[p + "attn.c_proj.bias"]
+            h = A(self._ln(x, p + "ln_2"))
+            g = A(self._gelu(mm(h, w[p + "mlp.c_fc.weight"]) + w[p + "mlp.c_fc.bias"]))
+            x = x + mm(g, w[p + "mlp.c_proj.weight"]) + w[p + "mlp.c_proj.bias"]
+        out = mm(A(self._ln(x, "ln_f")), w["wte"].T)
+        return out[0] if single else out
 
 
 def f64_generate(cfg: ModelConfig, weights: dict, prompt: Sequence[int],

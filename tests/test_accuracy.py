@@ -1,4 +1,4 @@
-"""Tests of pimgpt/apps/accuracy.py: PIM numerics vs float64 stay close; `pimgpt accuracy` works.
+"""Tests of pimgpt/apps/accuracy/: PIM numerics vs float64 stay close; `pimgpt accuracy` works.
 
 One quick CLI run (tiny with random weights and the trained tiny-py, about 15-20 s) feeds most
 tests; the thresholds below are justified from the full run in docs/accuracy.md.
@@ -122,25 +122,32 @@ def test_ablation_all_three_roundings_explain_pim_error(quick_run):
 # ---------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------
-def test_ablated_f64_without_rounding_is_the_reference_f64():
+def test_f64_whole_sequence_equals_steps_and_rounding_hooks_approach_pim():
     cfg = get_model("tiny")
     w = random_weights(cfg, 3)
     toks = [int(t) for t in np.random.default_rng(3).integers(0, cfg.vocab, 24)]
     want = ref.f64_logits_teacher_forced(cfg, w, toks)
-    got = acc.AblatedF64(cfg, w).logits(toks)
+    got = ref.F64Model(cfg, w).logits(toks)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    batch = ref.F64Model(cfg, w).logits([toks, toks[::-1]])
+    assert batch.shape == (2, 24, cfg.vocab) and np.array_equal(batch[0], got)
     pim = ref.pim_logits_teacher_forced(cfg, w, 1024, toks).astype(np.float64)
-    all3 = acc.AblatedF64(cfg, w, weights_bf16=True, acts_bf16=True, kv_bf16=True).logits(toks)
+    hooks = {"bf16_weights": True, "bf16_acts": True, "bf16_kv": True}
+    all3 = ref.F64Model(cfg, w, **hooks).logits(toks)
     # With every bf16 rounding the float64 model lands much nearer the PIM logits than plain f64.
     assert np.abs(all3 - pim).mean() < 0.3 * np.abs(want - pim).mean()
+    # The hooks act on the one-step path too: the same rounded model, token by token.
+    stepped = ref.F64Model(cfg, w, **hooks)
+    rows = np.stack([stepped.step(t, pos, need_logits=True) for pos, t in enumerate(toks)])
+    np.testing.assert_allclose(rows, all3, rtol=0, atol=0.05 * np.abs(all3 - want).mean())
 
 
 def test_round_bf16_f64_matches_f32_to_bf16_and_ties_to_even():
     x = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * np.float32(100)
     want = nm.bf16_to_f32(nm.f32_to_bf16(x)).astype(np.float64)
-    np.testing.assert_array_equal(acc.round_bf16_f64(x.astype(np.float64)), want)
+    np.testing.assert_array_equal(ref.round_bf16_f64(x.astype(np.float64)), want)
     ties = np.array([1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 2.0**-8), 0.0])
-    np.testing.assert_array_equal(acc.round_bf16_f64(ties), [1.0, 1 + 2.0**-6, -1.0, 0.0])
+    np.testing.assert_array_equal(ref.round_bf16_f64(ties), [1.0, 1 + 2.0**-6, -1.0, 0.0])
 
 
 def test_logit_error_stats_by_hand():
@@ -159,7 +166,9 @@ def test_logit_error_stats_by_hand():
 
 
 def test_unshipped_trained_model_is_skipped_with_a_note(monkeypatch):
-    monkeypatch.setattr(acc, "_shipped", lambda name: False)
+    from pimgpt.apps.accuracy import run as acc_run
+
+    monkeypatch.setattr(acc_run, "_shipped", lambda name: False)
     rep = acc.run_accuracy(["small-py"], quick=True, progress=False)
     assert rep["trained"] == {} and "not shipped" in rep["skipped"]["small-py"]
     assert "## Skipped" in acc.format_markdown(rep)

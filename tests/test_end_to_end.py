@@ -160,7 +160,7 @@ def test_cli_run_compiled_program_and_corrupt_files(tmp_path, capsys):
         err = capsys.readouterr().err
         assert words[name] in err and name in err, err
     assert main(["run", "-m", "tiny", "--program", str(tmp_path / "missing.bin")]) == 1
-    assert "no such program file" in capsys.readouterr().err
+    assert "missing.bin: no such file; make a program.bin" in capsys.readouterr().err
 
 
 def test_cli_prompt_text_byte_model(capsys):

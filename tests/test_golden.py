@@ -177,7 +177,7 @@ def test_mac_sbk_touches_one_bank():
     m.sp[0:64] = 1.0
     run(m, I(Op.WR_GB, ch_mask=3, gb_col=0, ncols=4, src=0),
         I(Op.MAC_SBK, ch_mask=2, bank=3, row=0, col=0, ncols=2, gb_col=0))
-    assert np.count_nonzero(m.acc) == 1 and m.acc[1, 3] != 0
+    assert np.count_nonzero(m.acc) == 1 and m.acc[1, 3, 0] != 0
 
 
 def test_region_vector_ops_follow_the_layout():

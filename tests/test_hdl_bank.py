@@ -8,15 +8,15 @@ from amaranth.sim import Simulator
 
 from pimgpt.core import numerics as nx
 from pimgpt.core.config import hw_from_dict, load_hw
-from pimgpt.hdl.bank import Bank, bank_timing_rows
+from pimgpt.hdl.bank import Bank, acc_burst_col, bank_timing_rows
 from pimgpt.hdl.channel import Channel
 from pimgpt.hdl.dram_timing import DramCmd, TimingTables
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 
 
-def _small_hw(rows=4):
+def _small_hw(rows=4, accumulators=1, **dram):
     raw = dict(load_hw("tiny-rtl").raw)
-    raw["dram"] = dict(raw["dram"], rows=rows)
+    raw["dram"] = dict(raw["dram"], rows=rows, accumulators=accumulators, **dram)
     return hw_from_dict(raw, "small")
 
 
@@ -30,6 +30,8 @@ def test_bank_rejects_bad_parameters():
         Bank(hw, 0, mac_add_latency=0)
     with pytest.raises(ValueError):
         Bank(hw, 0, array_model="sram")
+    with pytest.raises(ValueError, match="dram.accumulators 100"):
+        Bank(_small_hw(accumulators=100), 0)
     with pytest.raises(TypeError):
         Channel({"dram": {}})
 
@@ -111,10 +113,10 @@ def test_bank_bias_mac_capture_bit_exact():
     prog = [(60, {"cmd": DramCmd.ACT, "row": 1})]
     for bias in biases:
         bits = int(nx.bits_from_f32(np.array([bias]))[0])
-        prog += [(2, {"cmd": DramCmd.WRMAC16, "col": 0, "data": bits}),
+        prog += [(2, {"cmd": DramCmd.WRMAC16, "col": 0, "mask": 1, "data": bits}),
                  (2, {"cmd": DramCmd.MAC, "col": 0, "gb": gbw}),
-                 (12, {"cmd": DramCmd.RDMAC16, "col": 0})]
-    prog += [(12, {"cmd": DramCmd.RDMAC16, "col": 0})]  # nothing since: reads +0
+                 (12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]
+    prog += [(12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]  # nothing since: reads +0
     got = _bank_sim(hw, prog)
     assert got[-1] == ("error", 0)
     zeros = np.zeros(16, dtype=np.uint16)  # the array is zero: MAC adds a +0 tree
@@ -122,3 +124,120 @@ def test_bank_bias_mac_capture_bit_exact():
         want = nx.mac_columns(bias, zeros[None, :], gb[None, :])
         assert got[k] == int(nx.bits_from_f32(np.array([want]))[0]), k
     assert got[len(biases)] == 0
+
+
+def test_bank_accumulator_file_bit_exact():
+    """Four accumulators, bank 0 of four: biases into two accumulators (one WRMAC16 each),
+    MAC columns into different accumulators back to back, RDMAC16 of each; a read accumulator
+    returns to +0 and the others keep their values; a burst whose mask leaves the bank's word out
+    neither reads nor clears it."""
+    hw = _small_hw(accumulators=4)
+    rng = np.random.default_rng(8)
+    gb = nx.f32_to_bf16(rng.normal(0, 1, 16).astype(np.float32))
+    gbw = int.from_bytes(gb.tobytes(), "little")
+    zeros = np.zeros((1, 16), dtype=np.uint16)  # the array is zero: a MAC adds a +0 tree
+
+    def mac(acc):  # one MAC column into a value, as the numerics contract
+        return nx.mac_columns(np.float32(acc), zeros, gb[None, :])
+
+    def bits(v):
+        return int(nx.bits_from_f32(np.array([v], np.float32))[0])
+
+    b1, b2 = np.float32(1.5), np.float32(-2.0**-30)
+
+    def rd(a, mask=0x1):
+        return (12, {"cmd": DramCmd.RDMAC16, "col": acc_burst_col(hw, a), "mask": mask})
+
+    prog = [(60, {"cmd": DramCmd.ACT, "row": 1}),
+            (2, {"cmd": DramCmd.WRMAC16, "col": acc_burst_col(hw, 1), "mask": 0xF,
+                 "data": bits(b1)}),
+            (2, {"cmd": DramCmd.WRMAC16, "col": acc_burst_col(hw, 2), "mask": 0xF,
+                 "data": bits(b2) | 0xDEAD << 32}),  # word 1 is bank 1's
+            (1, {"cmd": DramCmd.MAC, "acc": 0, "gb": gbw}),
+            (1, {"cmd": DramCmd.MAC, "acc": 2, "gb": gbw}),
+            (1, {"cmd": DramCmd.MAC, "acc": 0, "gb": gbw}),
+            (12, {"cmd": DramCmd.MAC16, "acc": 3, "gb": gbw}),
+            rd(0), rd(1, mask=0xE), rd(1), rd(2), rd(3),
+            (2, {"cmd": DramCmd.MAC, "acc": 1, "gb": gbw}),
+            rd(0), rd(1), rd(3)]
+    got = _bank_sim(hw, prog)
+    assert got[-1] == ("error", 0)
+    want = [mac(mac(0.0)), b1, mac(b2), mac(0.0),  # acc 0, 1 (the mask 0xE read skipped), 2, 3
+            0.0, mac(0.0), 0.0]                    # read before; acc 1 restarted at +0
+    assert got[:-1] == [bits(v) for v in want]
+
+
+def _sched_run(hw, ops, cycles):
+    """Feed channel ops to a ChannelScheduler (Amaranth sim); returns the issued commands as
+    (cycle, name, fpi, row) and whether it ended idle."""
+    from pimgpt.hdl.pim_sched import OP_COL, ChannelScheduler
+
+    sched = ChannelScheduler(hw)
+    issued = []
+
+    async def bench(ctx):
+        ctx.set(sched.run, 1)
+        ctx.set(sched.start, 1)
+        await ctx.tick()
+        ctx.set(sched.start, 0)
+        queue = list(ops)
+        for cycle in range(cycles):
+            if queue:
+                kind, mark, open_, cmd, row, col = queue[0]
+                p = sched.op.payload
+                ctx.set(p.kind, kind if kind is not None else OP_COL)
+                ctx.set(p.mark, mark)
+                ctx.set(p.open, open_)
+                ctx.set(p.bmask, (1 << hw.dram.banks) - 1)
+                ctx.set(p.c.cmd, cmd)
+                ctx.set(p.c.row, row)
+                ctx.set(p.c.col, col)
+                ctx.set(p.c.mask, 0xF)
+                ctx.set(sched.op.valid, 1)
+            else:
+                ctx.set(sched.op.valid, 0)
+            if ctx.get(sched.bus.valid):
+                issued.append((cycle, DramCmd(ctx.get(sched.bus.p.cmd)).name,
+                               ctx.get(sched.bus.p.fpi), ctx.get(sched.bus.p.row)))
+            if queue and ctx.get(sched.op.ready):
+                queue.pop(0)
+            await ctx.tick()
+        issued.append(("idle", ctx.get(sched.idle)))
+
+    sim = Simulator(sched)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return issued
+
+
+def test_scheduler_mode_switches():
+    """GDDR6-AiM's register-access mode: the scheduler inserts MODREG before a register command
+    (RDMAC16, WRGB) and MODARR before an array command or a refresh, exactly when needed, at
+    the earliest legal cycle; the protocol checker (its own mode replay) finds no violation, and
+    the commands follow nMODCH after each switch as early as they may."""
+    from pimgpt.hdl.pim_sched import OP_COL
+
+    raw = dict(load_hw("tiny-rtl").raw)
+    raw["dram"] = dict(raw["dram"], mode_switch=True)
+    hw = hw_from_dict(raw, "tiny-rtl-modes")
+    D = DramCmd
+    ops = [(OP_COL, 1, 1, D.MAC16, 3, 0), (OP_COL, 0, 0, D.MAC16, 3, 1),
+           (OP_COL, 1, 0, D.RDMAC16, 0, 0), (OP_COL, 1, 0, D.WRGB, 0, 0),  # one visit
+           (OP_COL, 1, 1, D.MAC16, 3, 2), (OP_COL, 1, 0, D.RDMAC16, 0, 0)]
+    # The last RDMAC16 leaves the channel in register mode until the refresh (nREFI) is due.
+    issued = _sched_run(hw, ops, hw.timing["nREFI"] + 400)
+    assert issued[-1] == ("idle", 1)
+    names = [c[1] for c in issued[:-1]]
+    assert names == ["ACT16", "MAC16", "MAC16", "MODREG", "RDMAC16", "WRGB", "MODARR", "MAC16",
+                     "MODREG", "RDMAC16", "MODARR", "PREA", "REFab"]
+    checker = ProtocolChecker(hw)
+    prev = -1
+    for k, (cycle, name, fpi, row) in enumerate(issued[:-1]):
+        if k != len(names) - 3:  # all but the refresh's MODARR (issued when refresh is due)
+            assert cycle == max(checker.earliest(name, fpi), prev + 1), (k, name)
+        assert not checker.check(cycle, name, fpi, row), (cycle, name)
+        prev = cycle
+    t = {n: c for c, n, *_ in reversed(issued[:-1])}  # first occurrence of each
+    assert t["RDMAC16"] == t["MODREG"] + hw.timing["nMODCH"]
+    assert issued[-4][0] >= hw.timing["nREFI"]  # the refresh returns to array mode first

@@ -9,9 +9,10 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from pimgpt.core import isa
-from pimgpt.core.config import load_hw
+from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.isa import Op
 from pimgpt.hdl import export
+from pimgpt.hdl.bank import acc_transfer_bursts
 from pimgpt.hdl.isa_layout import (
     INSTR_BITS,
     InstrWord,
@@ -122,3 +123,60 @@ def test_pim_blocks_convert_to_verilog(block):
     assert f"module {block}(" in text and text.rstrip().endswith("endmodule")
     for name in export.build_block(block, hw).signature.members:  # every port is there
         assert f" {name}" in text, name
+
+
+def _hw(**dram):
+    raw = dict(load_hw(HW).raw)
+    raw["dram"] = dict(raw["dram"], **dram)
+    return hw_from_dict(raw, "tiny-rtl-variant")
+
+
+def test_accumulator_bursts_follow_the_standard_and_the_isa_layout():
+    """RD_MAC / WR_BIAS with several accumulators: as many bursts per channel as the DRAM
+    standard counts (accumulator-major, ``pimgpt.core.dram.acc_bursts``), each naming its
+    accumulator and its words; RDMAC16 data land at ``dst + a * S + j`` (S selected banks),
+    WRMAC16 data come from there."""
+    from pimgpt.core.dram import acc_bursts
+
+    hw = load_hw(HW)  # 2 channels x 4 banks, 4 accumulators
+    B = hw.dram.banks
+    gen = AccGen(hw, sp_addr_width=14)
+    cases = [dict(write=0, chm=3, sp=100, acc=1, nacc=3),
+             dict(write=1, chm=3, sp=500, acc=0, nacc=4)]
+    seen = []
+
+    async def bench(ctx):
+        for case in cases:
+            for k, v in case.items():
+                ctx.set(getattr(gen.cmd.payload, k), v)
+            ctx.set(gen.cmd.valid, 1)
+            await ctx.tick()
+            ctx.set(gen.cmd.valid, 0)
+            ctx.set(gen.o.ready, 1)
+            for _ in range(20):
+                if ctx.get(gen.o.valid):
+                    p = gen.o.payload
+                    op = (ctx.get(p.chm), ctx.get(p.op.c.col), ctx.get(p.op.c.mask))
+                    if case["write"]:
+                        seen.append(("WRMAC16",) + op + (ctx.get(p.sp),))
+                    else:
+                        seen.append(("RDMAC16",) + op + (ctx.get(p.tagbase),
+                                                         ctx.get(p.tagmask)))
+                await ctx.tick()
+
+    sim = Simulator(gen)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    S = 2 * B
+    assert len(acc_transfer_bursts(hw, 3)) == acc_bursts(hw, 3) == 3
+    # RD_MAC acc=1 nacc=3: accumulators 1, 2, 3 of the 4 banks, both channels at once
+    rd = [("RDMAC16", 3, 1 + a, 0x0F, 100 + a * S, 0x0F) for a in range(3)]
+    # WR_BIAS acc=0 nacc=4: channel by channel; channel 1's words start at rank 1 * B
+    wr = [("WRMAC16", 1 << c, a, 0x0F, 500 + a * S + c * B) for c in (0, 1) for a in range(4)]
+    assert seen == rd + wr
+
+
+def test_engine_rejects_more_accumulators_than_the_mac_unit_holds():
+    with pytest.raises(ValueError, match="dram.accumulators 100"):
+        PimEngine(_hw(accumulators=100), sp_addr_width=14)

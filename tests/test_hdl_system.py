@@ -86,13 +86,18 @@ def _coverage_program():
         I(Op.WR_GB, ch_mask=3, gb_col=2, ncols=3, src=200),
         I(Op.COPY_GBBK, ch_mask=2, bank=1, row=12, col=7, ncols=3, gb_col=2),
         I(Op.COPY_BKGB, ch_mask=1, bank=2, row=1, col=0, ncols=4, gb_col=10),
-        I(Op.MAC_SBK, ch_mask=3, bank=3, row=1, col=5, ncols=6, gb_col=8),
+        I(Op.MAC_SBK, ch_mask=3, bank=3, row=1, col=5, ncols=6, gb_col=8, acc=2),
         I(Op.MAC_ABK, ch_mask=1, row=2, col=0, ncols=4, gb_col=10),
+        I(Op.MAC_ABK, ch_mask=3, row=2, col=8, ncols=2, gb_col=1, acc=3),
         I(Op.RD_MAC, ch_mask=3, dst=2200),
-        I(Op.WR_BIAS, ch_mask=3, src=300),
-        I(Op.MAC_ABK, ch_mask=3, row=3, col=60, ncols=4, gb_col=0),
-        I(Op.RD_MAC, ch_mask=3, dst=2210),
-        I(Op.RD_MAC, ch_mask=2, dst=2220),
+        I(Op.WR_BIAS, ch_mask=3, src=300, acc=1),
+        I(Op.WR_BIAS, ch_mask=2, src=308, acc=14, nacc=2),
+        I(Op.MAC_ABK, ch_mask=3, row=3, col=60, ncols=4, gb_col=0, acc=1),
+        I(Op.MAC_ABK, ch_mask=2, row=4, col=0, ncols=3, gb_col=2, acc=15),
+        I(Op.RD_MAC, ch_mask=3, dst=2210, acc=1),
+        I(Op.RD_MAC, ch_mask=2, dst=2220, acc=2, nacc=2),
+        I(Op.RD_MAC, ch_mask=1, dst=2180, acc=3),
+        I(Op.RD_MAC, ch_mask=2, dst=2184, acc=14, nacc=2),
         I(Op.RD_SBK, ch=1, bank=1, row=12, elem=112, n=48, dst=2230),
         I(Op.SYNC),
         I(Op.WR_VEC, src=400, n=48, vec=13, region_row=20, n_local=3, vec_len=48),
@@ -117,7 +122,7 @@ def test_system_isa_coverage_vs_golden_and_perf():
     golden = GoldenMachine(hw, image.copy())
     golden.sp[:len(sp)] = sp
     golden.run(prog)
-    res = run_system(hw, HW, prog, image, sp_init=sp.view(np.uint32),
+    res = run_system(hw, prog, image, sp_init=sp.view(np.uint32),
                      sp_read=[(2048, 1422)], max_cycles=200_000, p_idle=0.3, seed=3)
     got = np.array(res.status["sp_words"][0], dtype=np.uint32)
     want = golden.sp.view(np.uint32)[2048:2048 + 1422]
@@ -169,10 +174,11 @@ def test_system_tiny_py_text_prompt():
 
     if "tiny-py" not in shipped_model_names():
         pytest.skip("tiny-py is not shipped in this checkout")
-    from pimgpt.apps.rtl_cli import run_rtl_generation
+    from pimgpt.apps.run_cli import run_model
 
-    stats = run_rtl_generation("tiny-py", hw=HW, prompt_text="#", new_tokens=2)
-    stats.pop("_logits")
+    result = run_model("rtl", "tiny-py", hw=HW, prompt_text="#", new_tokens=2)
+    stats = result.stats
+    assert result.error is None and result.logits.shape == (2, 256)
     assert stats["golden_match"] is True, stats
     assert stats["logits_checked"] == 2 * 256
     assert len(stats["tokens"]) == 2 and isinstance(stats.get("text"), str)

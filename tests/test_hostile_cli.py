@@ -19,10 +19,11 @@ import yaml
 from hostile_run import run_cli, snapshot
 
 # Imported here, before the children fork, so that each case costs milliseconds.
-import pimgpt.apps.golden_cli  # noqa: F401
-import pimgpt.apps.perf_cli  # noqa: F401
-import pimgpt.apps.rtl_cli  # noqa: F401
+import pimgpt.apps.run_cli  # noqa: F401
+import pimgpt.sim.backend  # noqa: F401
+import pimgpt.sim.cocotb_lib.rtl_backend  # noqa: F401
 import pimgpt.sim.golden  # noqa: F401
+import pimgpt.sim.perf.summary  # noqa: F401
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op, encode, f32_bits
 from pimgpt.sw.checkpoint import random_weights, save_checkpoint

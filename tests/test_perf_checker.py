@@ -150,3 +150,43 @@ def test_assert_legal_raises_with_the_first_violations():
     with pytest.raises(TimingViolation, match="violation"):
         assert_legal(bad, HW)
     assert_legal(log, HW)
+
+
+# ---- register-access mode ------------------------------------------------------------------------
+def test_register_command_in_array_mode():
+    log = log_of([mac(0), I(Op.RD_MAC, ch_mask=0xFF, dst=0)])
+    bad = [r for k, r in enumerate(log) if k != find(log, "MODREG")]
+    errors = check_log(bad, HW)
+    assert any("RDMAC16" in e and "needs register mode" in e for e in errors), errors
+
+
+def test_array_command_left_in_register_mode():
+    log = log_of([mac(0), I(Op.RD_MAC, ch_mask=0xFF, dst=0), mac(1)])
+    bad = [r for k, r in enumerate(log) if k != find(log, "MODARR")]
+    errors = check_log(bad, HW)
+    assert any("MAC16" in e and "needs array mode" in e for e in errors), errors
+
+
+def test_command_within_nmodch_of_a_switch():
+    log = log_of([mac(0), I(Op.RD_MAC, ch_mask=0xFF, dst=0)])
+    i = find(log, "RDMAC16")
+    bad = with_record(log, i, t0=log[find(log, "MODREG")][5] + 31)
+    errors = check_log(bad, HW)
+    assert any("nMODCH" in e for e in errors), errors
+
+
+def test_switch_before_register_data_leave_the_pins():
+    log = log_of([mac(0), I(Op.RD_MAC, ch_mask=0xFF, dst=0), mac(1)])
+    i = find(log, "MODARR")
+    rd = log[find(log, "RDMAC16")]
+    bad = with_record(log, i, t0=rd[5] + (rd[6] - 1) * rd[7] + 1)  # 1 tCK after the last burst
+    errors = check_log(bad, HW)
+    assert any("off the pins" in e for e in errors), errors
+
+
+def test_switch_inside_a_train():
+    log = log_of([mac(0, ncols=8), I(Op.RD_MAC, ch_mask=0xFF, dst=0)])
+    i = find(log, "MODREG")
+    bad = with_record(log, i, t0=log[find(log, "MAC16")][5] + 3)
+    errors = check_log(bad, HW)
+    assert any("inside the train" in e for e in errors), errors

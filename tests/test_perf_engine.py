@@ -177,11 +177,14 @@ def test_cli_decode_stats_and_timeline(tmp_path, capsys):
                "--stats", str(stats), "--timeline", str(trace)])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "us/token" in out and "row hits" in out
+    assert "us/token" in out and "row hits" in out and "PIM busy" in out
     s = json.loads(stats.read_text())
     for key in ("latency_ns_per_token", "energy_nj_per_token", "row_hit_rate", "cycles",
-                "mac_utilization"):
+                "mac_utilization", "pim_busy_ns_per_token", "asic_busy_ns_per_token"):
         assert s[key] > 0, key
+    assert s["asic_exposed_ns_per_token"] <= s["asic_busy_ns_per_token"]
+    assert s["dram"]["register_mode_visits"] == 0  # tiny-rtl: mode_switch false
+    assert s["dram"]["pin_bytes"] >= s["dram"]["ideal_pin_bytes"] > 0
     assert s["latency_ns_per_token"] == pytest.approx(s["cycles"] * 0.5)
     assert set(s["decode"]["by_class_ns"]) == {"gemv", "attention", "asic", "io"}
     assert "L1" in s["decode"]["by_layer_ns"] and "attn.qkv" in s["decode"]["by_kind_ns"]
@@ -240,3 +243,58 @@ def test_timeline_merges_by_tag_when_large(small):
         ev = sorted((e for e in mx if (e["pid"], e["tid"]) == track), key=lambda e: e["ts"])
         assert all(a["ts"] + a["dur"] <= b["ts"] + 1e-3
                    for a, b in zip(ev, ev[1:], strict=False))
+
+
+# ---- side times, attribution of overlapped segments, DRAM figures ---------------------------
+def test_span_union():
+    from pimgpt.sim.perf.engine import span_union
+
+    s = np.array([10, 0, 5, 30, 31], dtype=np.int64)
+    e = np.array([20, 8, 12, 35, 33], dtype=np.int64)
+    assert span_union(s, e) == (20 - 0) + (35 - 30)
+    assert span_union(s[:0], e[:0]) == 0
+
+
+@pytest.mark.parametrize("n,asic_tck,charged_asic", [(1536, 200, 16), (1024, 136, 0)])
+def test_asic_is_charged_only_its_exposed_time(n, asic_tck, charged_asic):
+    """PIM: one 64-column MAC train, done at 56 + 126 + nCCDL = 184. Vector unit: VSCALE of n,
+    4 + n/16 cycles at 1 GHz = 200 tCK (n 1536) or 136 tCK (n 1024). The segment ends at
+    max(184, asic): the PIM side is charged 184, the ASIC only what it adds beyond that, and the
+    rest of its busy time is hidden."""
+    from pimgpt.core.isa import f32_bits
+    from pimgpt.sim.perf.report import side_times
+
+    prog = [mac(0), I(Op.VSCALE, dst=0, a=0, n=n, scale_f32=f32_bits(0.5)), I(Op.SYNC),
+            I(Op.EOC)]
+    res = PerfEngine(HW).run(prog)
+    assert res.cycles == max(184, asic_tck)
+    charged, hidden = attribute(res)
+    assert charged[0] == pytest.approx(184) and charged[1] == pytest.approx(charged_asic)
+    assert hidden == pytest.approx(asic_tck - charged_asic)
+    t = side_times(res)
+    assert t["pim_busy_ns"] == pytest.approx((184 - 0) * 0.5)
+    assert t["asic_busy_ns"] == pytest.approx(asic_tck * 0.5)
+    assert t["asic_exposed_ns"] == pytest.approx(charged_asic * 0.5)
+
+
+def test_dram_figures_of_an_ideal_gemv():
+    """WR_GB of 4 columns, one whole row in every bank, RD_MAC: one activation per 64 columns
+    (the ideal), only input vector and results on the pins (the ideal), and two register-mode
+    visits per channel (the GB load, then the result read)."""
+    from pimgpt.sim.perf.report import dram_figures
+
+    prog = [I(Op.WR_GB, ch_mask=0xFF, gb_col=0, ncols=4, src=0), mac(0),
+            I(Op.RD_MAC, ch_mask=0xFF, dst=0), I(Op.EOC)]
+    res = PerfEngine(HW).run(prog)
+    d = dram_figures(res, res.counters(), prog, None, HW)
+    assert d["bank_activations"] == d["ideal_activations"] == 16 * 8
+    assert d["pin_bytes"] == d["ideal_pin_bytes"] == 4 * 32 * 8 + 16 * 4 * 8
+    assert d["register_mode_visits"] == 2
+    assert d["floor_cycles"] == 64 * 2
+    assert d["pim_busy_cycles"] == res.cycles and d["pim_busy_over_floor"] > 1
+    # A V-cache style append writes one 32-byte column per 2-byte element: 16x the ideal.
+    app = [I(Op.WR_ELEM, src=0, n=16, vec=0, region_row=0, n_local=1, vec_len=16, elem=0),
+           I(Op.EOC)]
+    r2 = PerfEngine(HW).run(app)
+    d2 = dram_figures(r2, r2.counters(), app, None, HW)
+    assert d2["pin_bytes"] == 16 * 32 and d2["ideal_pin_bytes"] == 16 * 2

@@ -6,7 +6,9 @@ makes two constraints coincide, the test uses a variant config in which the cons
 is the binding one. All cycles are DRAM tCK; the default preset has
 nRCDRDMAC 56, nRCDRD 36, nRCDWR 28, nRP 32, nRAS 54, nRC 89, nRTP 12, nWR 33, nCWL 6, nBL 2, nCL 50,
 nCCDS 2, nCCDL 2, nRRDS 11, nRRDL 11, nWTRS 9, nWTRL 11, nFAW 42, nRFC 210, nREFI 3333, and a
-32 GB/s channel (one 32-byte burst = 1 ns = 2 tCK = nIO).
+32 GB/s channel (one 32-byte burst = 1 ns = 2 tCK = nIO). Tests of rows between array and
+register commands (``WRGB``, ``RDMAC16``, ``WRMAC16``) use ``dram.mode_switch: false`` so that the
+row under test binds; the register-access mode itself is tested in ``tests/test_perf_modes.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
 
 ALL = 0xFF
+
+
+NO_MODES = {"mode_switch": False}
 
 
 def hw_with(timing=None, dram=None, asic=None, base="pimgpt-gddr6-8ch"):
@@ -195,7 +200,7 @@ def test_read_latency_ncl_completes_sync():
 def test_gb_write_lands_before_mac():
     # nRCDRDMAC 2: WRGB at 0, ACT16 at 1 (in order), MAC16 >= max(1 + 2, 0 + nCWL + nBL = 8) = 8.
     res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=1, src=0), mac(0)],
-              hw_with(timing={"nRCDRDMAC": 2}))
+              hw_with(timing={"nRCDRDMAC": 2}, dram=NO_MODES))
     assert issues(res, "WRGB") == [0]
     assert issues(res, "ACT16") == [1]
     assert issues(res, "MAC16") == [8]
@@ -205,7 +210,7 @@ def test_mac_pipeline_before_rdmac():
     # nCCDL 4: MAC16 at 56, 60; RDMAC16 >= 60 + nCCDL = 64; the second burst of 16 fp32
     # accumulators (64 B = 2 bursts) at 64 + max(nCCDL, nIO) = 68; done at 68 + nIO = 70.
     res = run([mac(0, ncols=2), I(Op.RD_MAC, ch_mask=ALL, dst=0), I(Op.SYNC)],
-              hw_with(timing={"nCCDL": 4}))
+              hw_with(timing={"nCCDL": 4}, dram=NO_MODES))
     assert issues(res, "MAC16") == [56, 60]
     assert issues(res, "RDMAC16") == [64, 68]
     assert res.cycles == 70
@@ -214,7 +219,7 @@ def test_mac_pipeline_before_rdmac():
 def test_io_rate_spaces_bursts():
     # 8 Gb/s per pin x 16 pins: a 32-byte burst takes 2 ns = 4 tCK = nIO > nCCDL: WRGB every 4.
     res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=3, src=0)],
-              hw_with(dram={"io_gbps_per_pin": 8}))
+              hw_with(dram={"io_gbps_per_pin": 8, **NO_MODES}))
     assert issues(res, "WRGB") == [0, 4, 8]
     # WRGB bursts take the pins: 3 x 32 B into each of 8 channels.
     assert res.io_bytes_in == 3 * 32 * 8
@@ -316,7 +321,7 @@ def test_nccdl_same_bank_group_column_spacing():
 def test_nwtrs_gb_write_to_accumulator_read():
     # WRGB at 0; RDMAC16 >= 0 + nCWL + nIO + nWTRS = 6 + 2 + 9 = 17 (no MAC before it).
     res = run([I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=1, src=0),
-               I(Op.RD_MAC, ch_mask=ALL, dst=4096)])
+               I(Op.RD_MAC, ch_mask=ALL, dst=4096)], hw_with(dram=NO_MODES))
     assert issues(res, "RDMAC16")[0] == 17
 
 

@@ -1,11 +1,9 @@
 #!/usr/bin/env python3
 """Train the byte-level GPT-2 models shipped with pimgpt (``tiny-py``, ``small-py``) on CPU.
 
-The training text is the Python source of the running interpreter's standard library, which every
-machine with Python has offline: every top-level ``*.py`` file of ``sysconfig``'s ``stdlib``
-directory, sorted by name. Files whose index in that sorted list is ``9 mod 10`` are held out for
-evaluation; the rest, concatenated in order, are the training stream. The text is (c) the Python
-Software Foundation under the PSF License Version 2.
+The training text is the Python source of the running interpreter's standard library, split into
+training and held-out files by :mod:`pimgpt.sw.corpus` (which ``pimgpt accuracy`` uses too). The
+text is (c) the Python Software Foundation under the PSF License Version 2.
 
 The model is exactly the architecture pimgpt computes (see ``docs/dataflow.md``): pre-LayerNorm
 GPT-2 blocks, GELU in its tanh form, learned positions, biases everywhere, LayerNorm eps 1e-5 and
@@ -32,7 +30,6 @@ import math
 import os
 import platform
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from pimgpt.sw.checkpoint import load_weights, save_checkpoint
+from pimgpt.sw.corpus import (
+    HELD_OUT_EVERY,
+    CorpusError,
+    eval_offsets,
+    read_stream,
+    stdlib_corpus,
+)
 from pimgpt.sw.models import PRESETS, ModelConfig, ModelError
 from pimgpt.sw.tokenizer import decode, encode
 
 REPO = Path(__file__).resolve().parent.parent
-HELD_OUT_EVERY = 10  # file i is held out when i % 10 == 9
 # A fixed Python snippet (written for this script) on which training.json records the float64
 # loss, so that tests can check an independent implementation of the architecture against torch.
 CHECK_TEXT = (
@@ -79,21 +82,6 @@ RECIPES = {
         steps=3000, batch=16, lr=4e-3, warmup=100, eval_windows=512,
     ),
 }
-
-
-def stdlib_corpus() -> tuple[Path, list[str], list[str]]:
-    """The stdlib directory and the sorted train and held-out file names."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    names = sorted(p.name for p in root.glob("*.py") if p.is_file())
-    if len(names) < 2 * HELD_OUT_EVERY:
-        raise SystemExit(f"error: only {len(names)} .py files in {root}; is this a full Python?")
-    held = [n for i, n in enumerate(names) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
-    train = [n for i, n in enumerate(names) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
-    return root, train, held
-
-
-def read_stream(root: Path, names: list[str]) -> np.ndarray:
-    return np.frombuffer(b"".join((root / n).read_bytes() for n in names), dtype=np.uint8)
 
 
 def build_model(cfg: ModelConfig):
@@ -165,11 +153,6 @@ def export_weights(model, cfg: ModelConfig) -> dict[str, np.ndarray]:
             out[p + ours + ".bias"] = sd[p + theirs + ".bias"]
     out["ln_f.weight"], out["ln_f.bias"] = sd["ln_f.weight"], sd["ln_f.bias"]
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
-
-
-def eval_offsets(n: int, ctx: int, count: int) -> np.ndarray:
-    """Evenly spaced window starts over a stream (deterministic, no sampling)."""
-    return np.linspace(0, n - ctx - 1, num=count).astype(np.int64)
 
 
 def windows(stream: np.ndarray, starts: np.ndarray, ctx: int):
@@ -318,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
-    root, train_files, held_files = stdlib_corpus()
+    try:
+        root, train_files, held_files = stdlib_corpus()
+    except CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     train = read_stream(root, train_files)
     held = read_stream(root, held_files)
     print(f"{cfg.name}: {cfg.n_params:,} params; train {len(train):,} bytes in "

@@ -7,8 +7,11 @@ asserts nothing about times; the figures are collected in ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import time
+from collections.abc import Callable
 
 # (title, module, whether the section takes --quick)
 SECTIONS = [
@@ -19,6 +22,8 @@ SECTIONS = [
     ),
     ("Compiler speed and golden simulator seconds per token", "pimgpt.apps.bench_compiler", True),
     ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
+    ("DRAM side per token: silicon timing, floor, activations, pins", "pimgpt.apps.bench_dram",
+     True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
     ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
     ("Design-space sweep: throughput and reuse of work", "pimgpt.apps.bench_sweep", True),
@@ -45,3 +50,29 @@ def cli_bench(args) -> int:
     if failed:
         print(f"\nsections that failed: {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def best_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
+    """The shortest wall time of ``repeat`` calls of ``fn`` (seconds)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def figures_main(argv, doc: str, quick_help: str, run: Callable[[bool], dict],
+                 print_table: Callable[[dict], None]) -> int:
+    """The command line of a bench section: ``--quick`` (``quick_help``) and ``--json`` (print the
+    figures of ``run(quick)`` as JSON instead of ``print_table``'s table)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    res = run(args.quick)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print_table(res)
+    return 0

@@ -96,9 +96,9 @@ def bench_schedules(cases=SCHEDULE_CASES, hw_name: str | None = None) -> list[di
     (``hidden_ns`` of :func:`pimgpt.sim.perf.report.breakdown`), the ASIC share of the charged
     time, instruction and SYNC counts, and the compile time.
     """
-    from pimgpt.apps.perf_cli import summarize
     from pimgpt.core.isa import Op
     from pimgpt.sim.perf.engine import PerfEngine
+    from pimgpt.sim.perf.summary import summarize
     from pimgpt.sw.compiler import compile_decode_step
 
     hw = load_hw(hw_name)

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from pimgpt.apps.bench import best_seconds
 from pimgpt.core import nonlinear as nl
 from pimgpt.core import numerics as nm
 
@@ -237,12 +238,7 @@ def throughput(repeat: int = 3) -> dict:
     rng = np.random.default_rng(7)
 
     def best(fn):
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
+        return best_seconds(fn, repeat)
 
     w = nm.f64_to_bf16(rng.standard_normal((4096, 1024)))
     v = nm.f64_to_bf16(rng.standard_normal(1024))
@@ -345,39 +341,27 @@ def numerics_report(quick: bool = False) -> dict:
 
 def format_report(rep: dict) -> str:
     """Markdown tables of :func:`numerics_report`'s result."""
-    lines = []
+    from pimgpt.apps.markdown import table
+
     d = rep["dot"]
-    lines += [
-        f"Dot products: {d['n_dots']} dots of length {d['length']}, N(0,1) inputs rounded to bf16",
-        "",
-        "| reference | max abs | mean abs | max rel | median rel | max err/sum|ab| |"
-        " mean err/sum|ab| |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in ("vs_f64_same_bf16_inputs", "vs_f64_unrounded"):
-        s = d[name]
-        lines.append(
-            f"| {name} | {s['max_abs']:.3g} | {s['mean_abs']:.3g} | {s['max_rel']:.3g} | "
-            f"{s['median_rel']:.3g} | {s['max_scaled']:.3g} | {s['mean_scaled']:.3g} |"
-        )
-    lines += [
-        "",
-        "Nonlinear functions vs float64 on the same fp32 inputs",
-        "",
-        "| function | input range | samples | max err (bf16 ulp) | max err (fp32 ulp) |"
-        " mean err (fp32 ulp) | max abs err |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for fn, table in rep["nonlinear"].items():
-        for rng_name, s in table.items():
-            lines.append(
-                f"| {fn} | {rng_name} | {s['count']} | {s['max_ulp_bf16']:.4f} | "
-                f"{s['max_ulp_fp32']:.2f} | {s['mean_ulp_fp32']:.3f} | {s['max_abs']:.3g} |"
-            )
-    lines += ["", "Throughput of the golden arithmetic (numpy, this machine)", "",
-              "| operation | rate |", "|---|---|"]
-    for name, val in rep["throughput"].items():
-        lines.append(f"| {name} | {val:.4g} |")
+    lines = [f"Dot products: {d['n_dots']} dots of length {d['length']}, N(0,1) inputs rounded "
+             "to bf16", ""]
+    keys = ("max_abs", "mean_abs", "max_rel", "median_rel", "max_scaled", "mean_scaled")
+    lines += table(
+        ["reference", "max abs", "mean abs", "max rel", "median rel", "max err/sum|ab|",
+         "mean err/sum|ab|"],
+        [[name, *(f"{d[name][k]:.3g}" for k in keys)]
+         for name in ("vs_f64_same_bf16_inputs", "vs_f64_unrounded")])
+    lines += ["", "Nonlinear functions vs float64 on the same fp32 inputs", ""]
+    lines += table(
+        ["function", "input range", "samples", "max err (bf16 ulp)", "max err (fp32 ulp)",
+         "mean err (fp32 ulp)", "max abs err"],
+        [[fn, rng_name, s["count"], f"{s['max_ulp_bf16']:.4f}", f"{s['max_ulp_fp32']:.2f}",
+          f"{s['mean_ulp_fp32']:.3f}", f"{s['max_abs']:.3g}"]
+         for fn, ranges in rep["nonlinear"].items() for rng_name, s in ranges.items()])
+    lines += ["", "Throughput of the golden arithmetic (numpy, this machine)", ""]
+    lines += table(["operation", "rate"],
+                   [[name, f"{val:.4g}"] for name, val in rep["throughput"].items()])
     return "\n".join(lines)
 
 

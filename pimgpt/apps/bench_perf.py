@@ -13,10 +13,9 @@ a dict
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
+from pimgpt.apps.bench import figures_main
 from pimgpt.core.config import load_hw
 from pimgpt.sim.perf.checker import check_log
 from pimgpt.sim.perf.engine import PerfEngine
@@ -64,15 +63,8 @@ def run(quick: bool = False) -> dict:
     return res
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="gpt2-small only")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = p.parse_args(argv)
-    res = run(args.quick)
-    if args.json:
-        print(json.dumps(res, indent=1))
-        return 0
+def print_table(res: dict) -> None:
+    """The figures of :func:`run` as a table."""
     print(f"{'run':28} {'instr':>7} {'DRAM cmds':>10} {'compile s':>9} {'sim s':>7} "
           f"{'sim ns/wall s':>14} {'check s':>8}")
     for name, r in res.items():
@@ -80,7 +72,10 @@ def main(argv=None) -> int:
         print(f"{name:28} {r['instructions']:>7} {r['dram_commands']:>10} "
               f"{r['compile_wall_s']:>9.2f} {r['sim_wall_s']:>7.2f} "
               f"{r['simulated_ns_per_wall_s']:>14.3g} {check:>8}")
-    return 0
+
+
+def main(argv=None) -> int:
+    return figures_main(argv, __doc__, "gpt2-small only", run, print_table)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pimgpt.apps.bench import best_seconds
 from pimgpt.core import numerics as nx
 
 __all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run_all"]
@@ -38,12 +39,7 @@ def golden_mac_throughput(rows: int = 256, length: int = 1024, repeat: int = 3,
     b = nx.f64_to_bf16(rng.standard_normal((rows, length)))
 
     def best(fn):
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
+        return best_seconds(fn, repeat)
 
     batch_s = best(lambda: nx.dot_bf16(a, b))
     single_s = best(lambda: nx.dot_bf16(a[0], b[0]))

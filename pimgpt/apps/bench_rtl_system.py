@@ -6,7 +6,10 @@
   simulator on the same program and hardware.
 * :func:`cell_counts` -- Yosys cells of the ASIC alone, of one bank's PIM logic and of the vector
   unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic).
-* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area]`` prints both tables.
+* :func:`bank_area_by_accumulators` -- one bank's PIM logic for 1, 4, 8, 16 MAC accumulators
+  (``dram.accumulators``), the price of batching ``RD_MAC`` reads (issue 11).
+* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area] [--accumulators]`` prints the
+  tables.
 """
 
 from __future__ import annotations
@@ -14,20 +17,21 @@ from __future__ import annotations
 import argparse
 import time
 
-__all__ = ["cosim", "cell_counts", "main"]
+__all__ = ["cosim", "cell_counts", "bank_area_by_accumulators", "main"]
 
 HW = "tiny-rtl"
 
 
 def cosim(simulator: str = "verilator", new_tokens: int = 4, prompt=(1, 2, 3),
           model: str = "tiny") -> dict:
-    """Run a generation on the system RTL; returns its statistics (``pimgpt/apps/rtl_cli.py``)."""
-    from pimgpt.apps.rtl_cli import run_rtl_generation
+    """Run a generation on the system RTL; returns its statistics
+    (:mod:`pimgpt.sim.cocotb_lib.rtl_backend`)."""
+    from pimgpt.apps.run_cli import run_model
+    from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
 
     t0 = time.perf_counter()
-    stats = run_rtl_generation(model, hw=HW, prompt=list(prompt), new_tokens=new_tokens,
-                               simulator=simulator)
-    stats.pop("_logits", None)
+    stats = run_model(RtlBackend(simulator=simulator), model, hw=HW, prompt=list(prompt),
+                      new_tokens=new_tokens).stats
     stats["wall_seconds"] = time.perf_counter() - t0
     return stats
 
@@ -56,11 +60,44 @@ def cell_counts(blocks=("asic", "bank", "vector_unit"), hw: str = HW) -> list[di
     return out
 
 
+def bank_area_by_accumulators(counts=(1, 4, 8, 16), hw: str = "pimgpt-gddr6-8ch") -> list[dict]:
+    """Built-in Yosys cells of one bank (:func:`cell_counts`'s flow) for each accumulator count.
+
+    The hardware ``hw`` with ``dram.accumulators`` replaced; every other parameter as configured
+    (the bank's burst packing depends on the banks per channel: with fewer than 8, one RDMAC16
+    moves several accumulators of each bank).
+    """
+    from pimgpt.core.config import hw_from_dict, load_hw
+    from pimgpt.hdl.export import yosys_cell_counts
+
+    base = load_hw(hw)
+    out = []
+    for a in counts:
+        raw = dict(base.raw)
+        raw["dram"] = dict(raw["dram"], accumulators=a)
+        r = yosys_cell_counts("bank", hw_from_dict(raw, f"{base.name}-acc{a}"), tool="builtin")
+        r.update(hw=base.name, accumulators=a)
+        out.append(r)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pimgpt.apps.bench_rtl_system")
     parser.add_argument("--quick", action="store_true", help="2 new tokens instead of 4")
     parser.add_argument("--no-area", action="store_true", help="skip the Yosys cell counts")
+    parser.add_argument("--accumulators", action="store_true",
+                        help="only the bank's area for 1, 4, 8, 16 MAC accumulators")
     args = parser.parse_args(argv)
+    if args.accumulators:
+        for hw in (HW, "pimgpt-gddr6-8ch"):
+            rows = bank_area_by_accumulators(hw=hw)
+            base = rows[0]
+            for r in rows:
+                print(f"bank ({r['hw']}, {r['accumulators']:2d} accumulators): {r['cells']} coarse "
+                      f"cells, ~{r['gate_equivalents']} gate equivalents "
+                      f"({100 * (r['gate_equivalents'] / base['gate_equivalents'] - 1):+.1f} %), "
+                      f"{r['flip_flops']} flip-flop bits, yosys {r['seconds']} s")
+        return 0
     from pimgpt.sim.cocotb_lib.runner import simulator_available
 
     rows = []

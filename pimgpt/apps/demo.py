@@ -35,8 +35,8 @@ def demo_mac(outdir: Path) -> dict:
 
 def demo_gpt2_small_perf() -> dict:
     from pimgpt.apps.paper import anchors_dir, load_anchors
-    from pimgpt.apps.perf_cli import simulate_model
     from pimgpt.core.config import load_hw
+    from pimgpt.sim.perf.summary import simulate_model
     from pimgpt.sw.models import get_model
 
     _banner(
@@ -72,9 +72,9 @@ def demo_gpt2_small_perf() -> dict:
 
 
 def demo_small_py_golden(new_tokens: int) -> dict:
-    from pimgpt.apps.perf_cli import simulate_model
     from pimgpt.core.config import load_hw
     from pimgpt.sim.golden import run_golden
+    from pimgpt.sim.perf.summary import simulate_model
     from pimgpt.sw.checkpoint import weights_for
     from pimgpt.sw.models import get_model
     from pimgpt.sw.tokenizer import decode, encode
@@ -102,15 +102,15 @@ def demo_small_py_golden(new_tokens: int) -> dict:
 
 
 def demo_tiny_py_rtl(outdir: Path, new_tokens: int) -> dict:
-    from pimgpt.apps.rtl_cli import run_rtl_generation
+    from pimgpt.apps.run_cli import run_model
+    from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
 
     _banner(
         "4. tiny-py on the RTL system (Verilator), every logit checked against the golden model"
     )
-    res = run_rtl_generation(
-        "tiny-py", prompt_text=PROMPT_TEXT, new_tokens=new_tokens, outdir=outdir / "rtl"
-    )
-    print(f"  {res['cycles']} RTL cycles; the perf simulator with the RTL's one-lane vector unit "
+    res = run_model(RtlBackend(build_dir=outdir / "rtl"), "tiny-py", prompt_text=PROMPT_TEXT,
+                    new_tokens=new_tokens).stats
+    print(f"  {res['cycles']} RTL cycles; the perf simulator with the RTL vector unit's costs "
           f"predicts {res['perf_cycles_rtl_vector_unit']} "
           f"({res['cycle_difference_rtl_vector_unit'] * 100:+.1f} %); "
           f"{res['logits_matching']}/{res['logits_checked']} logit vectors bit-exact, "

@@ -2,7 +2,9 @@
 
 For the 8 presets of the paper (``sw.models.PAPER_MODELS``) and context lengths 128, 256, 512, 1024
 (and 2048 for the GPT-3 models) one decode step is compiled and simulated, once on the hardware as
-configured and once with ``dram.act_overlap: true`` (the second row buffer that hides activation).
+configured, once with ``dram.act_overlap: true`` (the second row buffer that hides activation) and,
+when the DRAM standard switches modes, once with ``dram.mode_switch: false`` (the idealised
+variant, to report what the switches cost).
 Measured GPU (H200) and CPU baselines ship with the package (``pimgpt/data/baselines``, provenance
 in its README; ``$PIMGPT_ANCHORS`` names another folder), matched by model and context, both modes
 (``hf-eager`` and ``graph``).
@@ -26,11 +28,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from pimgpt.apps.perf_cli import summarize
 from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.summary import simulate_model, summarize
 from pimgpt.sw.models import PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
@@ -115,24 +118,30 @@ def plan(models=None, contexts=None) -> list[tuple[str, int]]:
     return pts
 
 
-def simulate_point(model: str, ctx: int, hw, hw_overlap=None) -> dict:
-    """One decode step: statistics on ``hw`` (and the gain with ``hw_overlap``)."""
-    from pimgpt.sw.compiler import compile_decode_step
-
+def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) -> dict:
+    """One decode step: statistics on ``hw`` (and the gain with ``hw_overlap``, the cost of the
+    mode switches against ``hw_noswitch``)."""
     cfg = get_model(model)
-    comp = compile_decode_step(cfg, hw, ctx)
-    res = PerfEngine(hw).run(comp.program)
-    st = summarize(res, hw, comp.tags)
-    cls = st["decode"]["by_class_ns"]
+    comp, res, st = simulate_model(cfg, hw, context=ctx)
+    dec = st["decode"]
+    cls = dec["by_class_ns"]
     tot = sum(cls.values()) or 1.0
+    d = dec["dram"]
     row = {
         "model": model, "ctx": ctx,
         "latency_us": st["latency_ns_per_token"] / 1e3,
         "energy_uj": st["energy_nj_per_token"] / 1e3,
         "row_hit_rate": st["row_hit_rate"],
         "mac_utilization": st["mac_utilization"],
-        "mac_busy_efficiency": st["decode"]["mac_busy_efficiency"],
+        "mac_busy_efficiency": dec["mac_busy_efficiency"],
         **{f"frac_{k}": v / tot for k, v in cls.items()},
+        "pim_busy_us": dec["pim_busy_ns"] / 1e3,
+        "asic_busy_us": dec["asic_busy_ns"] / 1e3,
+        "asic_exposed_us": dec["asic_exposed_ns"] / 1e3,
+        "pim_busy_over_floor": d["pim_busy_over_floor"],
+        "activations_over_ideal": d["activations_over_ideal"],
+        "pin_bytes_over_ideal": d["pin_bytes_over_ideal"],
+        "register_mode_visits": d["register_mode_visits"],
         "sim_wall_s": res.wall_s,
     }
     if hw_overlap is not None:
@@ -142,6 +151,11 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None) -> dict:
         row["mac_utilization_overlap"] = ov.mac_utilization
         row["mac_busy_efficiency_overlap"] = ovs["mac_busy_efficiency"]
         row["overlap_speedup"] = res.cycles / ov.cycles
+        row["pim_busy_over_floor_overlap"] = ovs["dram"]["pim_busy_over_floor"]
+    if hw_noswitch is not None:
+        ns = PerfEngine(hw_noswitch).run(comp.program)
+        row["latency_noswitch_us"] = ns.latency_ns / 1e3
+        row["pim_busy_noswitch_us"] = ns.pim_busy_ns / 1e3
     return row
 
 
@@ -193,6 +207,7 @@ def markdown(rows, scaling, lanes, hw_name, anchors_found) -> str:
             f"{r['frac_asic'] * 100:.1f} % | {r['frac_io'] * 100:.1f} % | "
             + " | ".join(_f(r.get(f"speedup_{k}"), ".2f") for k in
                          ("gpu_graph", "gpu_hf_eager", "cpu_graph", "cpu_hf_eager")) + " |")
+    out += _dram_table(rows)
     if scaling:
         base = scaling[0]
         out += ["", f"## Channel scaling ({SCALING_MODEL}, context {SCALING_CTX})", "",
@@ -211,6 +226,30 @@ def markdown(rows, scaling, lanes, hw_name, anchors_found) -> str:
             out.append(f"| {r['lanes']} | {r['latency_us']:.1f} | {r['frac_asic'] * 100:.1f} % | "
                        f"{r['mac_utilization'] * 100:.1f} % |")
     return "\n".join(out) + "\n"
+
+
+def _dram_table(rows) -> list[str]:
+    """The DRAM side per token: busy times of the two sides, PIM against the bank-bandwidth
+    floor, activations and pin bytes against their ideals, register-mode visits, switch cost."""
+    out = ["", "## DRAM side (per token)", "",
+           "PIM busy = union of the PIM instructions' spans; ASIC exposed = vector-unit time not "
+           "hidden under the PIM side (the ASIC share); floor = MAC bytes / (banks x 32 B per "
+           "nCCDL); acts = bank activations / (MAC bank-columns / columns per row); pins = bytes "
+           "over the pins / (input vectors + results + appended K/V and embedding elements); "
+           "visits = register-mode visits per channel; switch cost = latency with the mode "
+           "switches - latency with `dram.mode_switch: false`.", "",
+           "| model | ctx | PIM busy us | ASIC busy us | ASIC exposed us | PIM/floor | "
+           "PIM/floor +ovl | acts/ideal | pins/ideal | visits | switch cost us |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sw = (r["latency_us"] - r["latency_noswitch_us"]) if "latency_noswitch_us" in r else None
+        out.append(
+            f"| {r['model']} | {r['ctx']} | {r['pim_busy_us']:.1f} | {r['asic_busy_us']:.1f} | "
+            f"{r['asic_exposed_us']:.1f} | {_f(r['pim_busy_over_floor'], '.2f')}x | "
+            f"{_f(r.get('pim_busy_over_floor_overlap'), '.2f')}x | "
+            f"{_f(r['activations_over_ideal'], '.3f')} | {_f(r['pin_bytes_over_ideal'], '.3f')} | "
+            f"{r['register_mode_visits']:.0f} | {_f(sw, '.1f')} |")
+    return out
 
 
 def plots(rows, scaling, lanes, folder: Path) -> list[str]:
@@ -292,14 +331,12 @@ def plots(rows, scaling, lanes, folder: Path) -> list[str]:
     return files
 
 
-def _run_points(bar, points, extra, hw, hw_ovl, anchors):
+def _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors):
     """Simulate every (model, context) point and the channel/lane sweeps."""
-    from pimgpt.sw.compiler import compile_decode_step
-
     rows = []
     for model, ctx in points:
         bar.set_postfix_str(f"{model} ctx {ctx}")
-        row = simulate_point(model, ctx, hw, hw_ovl)
+        row = simulate_point(model, ctx, hw, hw_ovl, hw_nosw)
         add_baselines(row, anchors)
         rows.append(row)
         bar.update()
@@ -312,9 +349,7 @@ def _run_points(bar, points, extra, hw, hw_ovl, anchors):
         else:
             h = _variant(hw, "asic", vector_lanes=v)
             model, ctx = LANES_MODEL, LANES_CTX
-        comp = compile_decode_step(get_model(model), h, ctx)
-        res = PerfEngine(h).run(comp.program)
-        st = summarize(res, h, comp.tags)["decode"]
+        st = simulate_model(get_model(model), h, context=ctx)[2]["decode"]
         cls = st["by_class_ns"]
         tot = sum(cls.values()) or 1.0
         rec = {"latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,
@@ -340,6 +375,7 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
                                            "lanes.csv")}, label=f"-o {output}")
     hw = load_hw(hw_name)
     hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
+    hw_nosw = _variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
     points = plan(models, contexts)
     anchors_path = anchors_dir()
     anchors = load_anchors(anchors_path)
@@ -347,7 +383,7 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     if sweeps:
         extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
     with progress_bar(len(points) + len(extra), "pimgpt paper", "run", progress) as bar:
-        rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, anchors)
+        rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors)
     with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
         tmp = Path(tmpdir)
         (tmp / "results.md").write_text(markdown(rows, scaling, lanes, hw.name, bool(anchors)))

@@ -1,26 +1,111 @@
-"""``pimgpt run``: dispatch to the backend that owns the run (golden, perf or rtl)."""
+"""``pimgpt run``: one handler for every backend (golden, perf, rtl; see :mod:`pimgpt.sim.backend`).
+
+The handler parses the model, the hardware and the prompt; makes the program (a generation of
+``--new-tokens`` after the prompt; for perf without a prompt, one decode step at ``--context``; or
+``--program``, a program.bin made by ``pimgpt compile --prompt``); loads the weights when the
+backend needs them; runs the backend; prints the tokens (and the text of byte-level models) and
+the backend's summary; and writes ``--stats``, ``--logits``, ``--timeline`` and ``--waves``
+together (:class:`pimgpt.core.fileio.Outputs`: every destination checked before the run, all
+written or none). The statistics JSON holds the backend's own figures plus ``backend``, ``model``,
+``hw``, ``prompt``, ``seed``, ``compile_seconds`` and ``weights_seconds``.
+
+``--program``: the ``memmap.yaml`` beside the program gives the KV-cache capacity and its
+fingerprint must match the model, the hardware and the program (:mod:`pimgpt.sw.fingerprint`);
+the prompt and the number of tokens are those compiled into it.
+
+Backends are registered by name in :data:`BACKENDS` (:func:`register_backend` adds one);
+:func:`run_model` runs a model on a backend from Python.
+"""
 
 from __future__ import annotations
 
-import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
 
-BACKENDS = {
-    "golden": "pimgpt.apps.golden_cli",  # functional, bit-exact: tokens and logits
-    "perf": "pimgpt.apps.perf_cli",  # cycle-accurate timing and energy
-    "rtl": "pimgpt.apps.rtl_cli",  # the Verilog system under Verilator/Icarus, checked vs golden
-}
+__all__ = ["BACKENDS", "BackendEntry", "register_backend", "make_program", "run_program",
+           "run_model", "load_program", "cli_run"]
 
-#: Options that only some backends use (an option given to another backend is an error, not
-#: silently ignored). Keys are argparse destinations.
-BACKEND_OPTIONS = {
-    "logits": ("--logits", ("golden", "rtl")),
-    "program": ("--program", ("golden",)),
-    "timeline": ("--timeline", ("perf",)),
-    "waves": ("--waves", ("rtl",)),
-    "context": ("--context", ("perf",)),
+
+class RunError(PimgptError):
+    """Bad arguments or files of ``pimgpt run``."""
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend.
+
+    Attributes
+    ----------
+    factory : callable
+        ``factory(options)`` returns the backend; ``options`` holds every run option (``progress``,
+        ``generation``, ``timeline``, ``simulator``, ``waves``) and each factory takes the ones its
+        backend uses.
+    description : str
+    default_hw : str, optional
+        Hardware preset when ``--hw`` is not given (None: the global default).
+    options : tuple of str
+        Command-line options (argparse destinations) only this backend uses.
+    """
+
+    factory: Callable[[dict], object]
+    description: str
+    default_hw: str | None = None
+    options: tuple = ()
+
+
+def _golden(options: dict):
+    from pimgpt.sim.backend import GoldenBackend
+
+    return GoldenBackend(progress=options.get("progress", False))
+
+
+def _perf(options: dict):
+    from pimgpt.sim.backend import PerfBackend
+
+    return PerfBackend(generation=options.get("generation", True),
+                       timeline=options.get("timeline", False))
+
+
+def _rtl(options: dict):
+    from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
+
+    return RtlBackend(simulator=options.get("simulator", "verilator"),
+                      waves=options.get("waves"))
+
+
+#: Backends of ``pimgpt run --backend NAME``.
+BACKENDS: dict[str, BackendEntry] = {
+    "golden": BackendEntry(_golden, "functional, bit-exact: tokens and logits", None,
+                           ("logits", "program")),
+    "perf": BackendEntry(_perf, "cycle-accurate timing and energy", None,
+                         ("timeline", "context")),
+    # The RTL simulates every bank: the default 8-channel preset would be far too slow.
+    "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
+                        "tiny-rtl", ("logits", "waves")),
 }
+#: Flags of the backend-specific options (argparse destination -> flag).
+OPTION_FLAGS = {"logits": "--logits", "program": "--program", "timeline": "--timeline",
+                "waves": "--waves", "context": "--context"}
+#: Optional output files a backend may offer (RunResult.files key -> option).
+FILE_OPTIONS = {"timeline": "--timeline", "waves": "--waves"}
+
+
+def register_backend(name: str, entry: BackendEntry) -> None:
+    """Add a backend to :data:`BACKENDS` (``pimgpt run --backend`` lists the registry)."""
+    if name in BACKENDS:
+        raise ValueError(f"backend {name!r} is already registered")
+    BACKENDS[name] = entry
+
+
+def make_backend(name: str, **options):
+    """The backend registered as ``name``, made with the run ``options`` it uses."""
+    if name not in BACKENDS:
+        raise RunError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+    return BACKENDS[name].factory(options)
 
 
 def check_backend_options(args) -> None:
@@ -31,13 +116,224 @@ def check_backend_options(args) -> None:
     PimgptError
         Naming the option and the backends that use it.
     """
-    for dest, (flag, backends) in BACKEND_OPTIONS.items():
-        if getattr(args, dest, None) is not None and args.backend not in backends:
+    for dest, flag in OPTION_FLAGS.items():
+        if getattr(args, dest, None) is None:
+            continue
+        users = [name for name, e in BACKENDS.items() if dest in e.options]
+        if args.backend not in users:
             raise PimgptError(f"{flag} is not used by the {args.backend} backend; drop it or use "
-                              f"--backend {' or '.join(backends)}")
+                              f"--backend {' or '.join(users)}")
+
+
+def make_program(cfg, hw, prompt, new_tokens: int, context: int | None = None):
+    """A generation of ``new_tokens`` after ``prompt`` (``context``: the KV-cache capacity), or,
+    when ``prompt`` is None, one decode step attending ``context`` tokens (default: the model's
+    maximum)."""
+    from pimgpt.sw.compiler import compile_decode_step, compile_generation
+    from pimgpt.sw.mapper import map_model
+
+    if prompt is None:
+        return compile_decode_step(cfg, hw, cfg.ctx if context is None else context)
+    memmap = map_model(cfg, hw, context) if context is not None else None
+    return compile_generation(cfg, hw, prompt, new_tokens, memmap)
+
+
+def run_program(backend, program, hw, seed: int = 0, prompt=None):
+    """Run ``program`` on ``backend`` (weights from the model's checkpoint, or random with
+    ``seed``); the result's statistics get the run's description added.
+
+    Returns
+    -------
+    RunResult
+    """
+    from pimgpt.sw import checkpoint, tokenizer
+
+    cfg = program.memmap.cfg
+    t0 = time.perf_counter()
+    weights = checkpoint.weights_for(cfg, seed) if backend.needs_weights else None
+    weights_seconds = time.perf_counter() - t0
+    result = backend.run(program, weights, hw)
+    for key, value in (("backend", backend.name), ("model", cfg.name), ("hw", hw.name),
+                       ("prompt", None if prompt is None else list(prompt)), ("seed", seed),
+                       ("weights_seconds", weights_seconds)):
+        result.stats.setdefault(key, value)
+    tokens = result.tokens
+    if tokens is not None and tokenizer.is_byte_level(cfg) and all(0 <= t < 256 for t in tokens):
+        result.stats.setdefault("text", tokenizer.decode(tokens))
+    return result
+
+
+def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
+              prompt_text: str | None = None, new_tokens: int = 4, seed: int = 0,
+              context: int | None = None, program: str | None = None):
+    """Make the program for ``model`` and run it on ``backend`` (what ``pimgpt run`` does).
+
+    Parameters
+    ----------
+    backend : Backend or str
+        A backend object, or a registered name (made with default options).
+    model : str
+        Preset, shipped model, checkpoint folder or model YAML.
+    hw : str, optional
+        Hardware preset or YAML (default: the backend's default hardware).
+    prompt : list of int, optional
+        Prompt ids; ``prompt_text`` (byte-level models) instead. Without either, a backend that
+        computes data generates after ``[0]``; perf simulates one decode step at ``context``.
+    new_tokens, seed : int
+        Tokens to generate; seed of random weights.
+    context : int, optional
+        KV-cache capacity (with a prompt), or the tokens the decode step attends (without).
+    program : str, optional
+        A program.bin of ``pimgpt compile`` to run instead of compiling (see the module
+        docstring); ``prompt``/``new_tokens`` are then those compiled into it.
+
+    Returns
+    -------
+    RunResult
+    """
+    from pimgpt.core.config import load_hw
+    from pimgpt.sw import checkpoint, tokenizer
+    from pimgpt.sw.models import get_model
+
+    if isinstance(backend, str):
+        backend = make_backend(backend)
+    entry = BACKENDS.get(backend.name)
+    cfg = get_model(model)
+    hwc = load_hw(entry.default_hw if hw is None and entry else hw)
+    checkpoint.check_seed(seed)
+    _check_new_tokens(new_tokens)
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int)
+                                or not 1 <= context <= cfg.ctx):
+        raise RunError(f"--context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}")
+    if prompt_text is not None:
+        if not tokenizer.is_byte_level(cfg):
+            raise RunError(f"--prompt-text needs a byte-level model; {cfg.name} has {cfg.vocab} "
+                           "tokens, give --prompt ids")
+        prompt = tokenizer.encode(prompt_text)
+    if prompt is None and program is None and backend.needs_weights:
+        prompt = [0]
+    t0 = time.perf_counter()
+    if program is not None:
+        compiled, prompt = load_program(program, cfg, hwc)
+    else:
+        compiled = make_program(cfg, hwc, prompt, new_tokens, context)
+    compile_seconds = time.perf_counter() - t0
+    result = run_program(backend, compiled, hwc, seed, prompt)
+    result.stats.setdefault("compile_seconds", compile_seconds)
+    if backend.name == "perf":
+        result.stats.setdefault("context", context if prompt is not None else
+                                (cfg.ctx if context is None else context))
+    return result
+
+
+def _check_new_tokens(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise RunError(f"--new-tokens must be at least 1, got {n!r}")
+
+
+def load_program(path: str, cfg, hw):
+    """A :class:`~pimgpt.sw.compiler.CompiledProgram` from a ``program.bin`` of ``pimgpt compile``
+    (and the ``memmap.yaml`` beside it), and the prompt compiled into it."""
+    import yaml
+
+    from pimgpt.core.fileio import read_bytes, read_text
+    from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, decode
+    from pimgpt.sw.compiler import CompiledProgram, Step
+    from pimgpt.sw.fingerprint import check_fingerprint
+    from pimgpt.sw.mapper import MappingError, map_model
+
+    p = Path(path)
+    blob = read_bytes(path, "program file", RunError,
+                      missing="make a program.bin with `pimgpt compile --prompt ...`")
+    program = decode(blob, source=str(path))
+    if not program or program[-1].op is not Op.EOC:
+        raise RunError(f"{path}: the program does not end with EOC; it is truncated, recompile it")
+    mm_file = p.with_name("memmap.yaml")
+    text = read_text(mm_file, "memory map", RunError,
+                     missing=f"a compiled program needs the memmap.yaml written beside "
+                             f"{p.name} by `pimgpt compile`; keep the files together")
+    try:
+        info = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise RunError(f"{mm_file}: malformed YAML; recompile") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{mm_file}: not a memory map (a mapping); recompile")
+    check_fingerprint(info, cfg, hw, blob, str(mm_file))
+    try:
+        memmap = map_model(cfg, hw, info.get("context"))
+    except MappingError as exc:
+        raise RunError(f"{mm_file}: {exc}") from None
+    # Every compiled step reads its token embedding by register once: that marks the steps.
+    starts = [i for i, ins in enumerate(program)
+              if ins.op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG]
+    steps = [Step(start, pos, None, False) for pos, start in enumerate(starts)]
+    prompt = [ins["imm"] for ins in program if ins.op is Op.SETR]
+    compiled = CompiledProgram(program=program, memmap=memmap, tags=[""] * len(program),
+                               scratchpad_words_used=0, steps=steps)
+    return compiled, prompt
+
+
+def _backend_from_args(args, generation: bool):
+    waves = getattr(args, "waves", None)
+    if waves is not None and Path(waves).suffix not in (".fst", ".vcd"):
+        raise RunError(f"--waves {waves}: give a .fst or .vcd file name")
+    return make_backend(args.backend, progress=True, generation=generation,
+                        timeline=getattr(args, "timeline", None) is not None,
+                        simulator=getattr(args, "simulator", "verilator"),
+                        waves=Path(waves).suffix[1:] if waves else None)
+
+
+def _save_npy(array) -> Callable[[Path], None]:
+    def save(tmp: Path) -> None:
+        import numpy as np
+
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    return save
 
 
 def cli_run(args) -> int:
-    """Run ``args.backend``'s ``cli_run(args)``."""
+    """``pimgpt run``; see the module docstring."""
+    from pimgpt.core.fileio import Outputs
+    from pimgpt.sw import tokenizer
+    from pimgpt.sw.models import get_model
+    from pimgpt.sw.prompt import prompt_from_args
+
     check_backend_options(args)
-    return importlib.import_module(BACKENDS[args.backend]).cli_run(args)
+    outs = Outputs({"--stats": args.stats, "--logits": getattr(args, "logits", None),
+                    "--timeline": getattr(args, "timeline", None),
+                    "--waves": getattr(args, "waves", None)})
+    cfg = get_model(args.model)
+    program = getattr(args, "program", None)
+    prompt = None if program is not None else prompt_from_args(
+        args, cfg, default=(0,) if args.backend != "perf" else None)
+    backend = _backend_from_args(args, generation=prompt is not None or program is not None)
+    result = run_model(backend, args.model, hw=args.hw, prompt=prompt,
+                       new_tokens=args.new_tokens, seed=args.seed,
+                       context=getattr(args, "context", None), program=program)
+    prompt = result.stats["prompt"]
+    if result.tokens is not None:
+        print("tokens: " + ",".join(str(t) for t in result.tokens))
+        if "text" in result.stats:
+            print("text: " + repr(tokenizer.decode(prompt or []) + result.stats["text"]))
+    for line in result.lines:
+        print(line)
+    with outs:  # everything computed: the outputs are committed together
+        if "--logits" in outs and result.logits is not None:
+            outs.write("--logits", _save_npy(result.logits))
+            result.stats["logits_file"] = str(outs.path("--logits"))
+        for name, opt in FILE_OPTIONS.items():
+            if opt in outs and name in result.files:
+                outs.write(opt, result.files[name])
+        if "--stats" in outs:
+            outs.write_json("--stats", result.stats, indent=2)
+        written = outs.commit()
+    labels = {"--stats": "statistics", "--logits": "logits",
+              "--timeline": "timeline", "--waves": "waves"}
+    for opt, path in written.items():
+        hint = " (open in ui.perfetto.dev)" if opt == "--timeline" else ""
+        print(f"{labels.get(opt, opt)}: {path}{hint}")
+    if result.error:  # reported with its evidence: the outputs are written first
+        raise RunError(result.error)
+    return 0

@@ -84,6 +84,15 @@ class DramConfig:
     act_overlap: bool = key(bool, default=False)
     #: fp32 MAC accumulators per bank (``MAC ... acc``; ``RD_MAC`` reads several in one visit)
     accumulators: int = key(int, 1, 1024, default=1)
+    #: Model the standard's mode switches (GDDR6-AiM's register-access mode, nMODCH each way);
+    #: false is the idealised variant with no switches.
+    mode_switch: bool = key(bool, default=True)
+    #: perf model (controller policy): a register-mode visit that sits between two MAC_ABKs first
+    #: precharges and activates the next MAC_ABK's row, so the activation runs during the visit.
+    early_activate: bool = key(bool, default=True)
+    #: DRAM standard preset (a name of ``pimgpt.core.dram.STANDARDS``: rows, modes, command
+    #: timing); left out, the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
+    standard: str | None = None
 
     @property
     def row_elems(self) -> int:
@@ -259,8 +268,22 @@ def _from_fields(cls, section: dict, where: str, path: str):
 # ---------------------------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------------------------
+def _standard_name(name, where: str) -> str:
+    """``dram.standard`` checked against the presets (the default preset when absent)."""
+    # The presets are defined with the standard (pimgpt.core.dram), which imports this module.
+    from pimgpt.core.dram import DEFAULT_STANDARD, STANDARDS
+
+    if name is None:
+        return DEFAULT_STANDARD
+    if not isinstance(name, str) or name not in STANDARDS:
+        raise ConfigError(f"{where}: 'dram.standard' must be one of {sorted(STANDARDS)}, got "
+                          f"{name!r}; {_FIX}")
+    return name
+
+
 def _dram(d: dict, where: str) -> DramConfig:
-    dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"))
+    dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"),
+                      standard=_standard_name(d.get("standard"), where))
     if dram.gb_bytes > dram.row_bytes:
         raise ConfigError(f"{where}: dram.gb_bytes must be a multiple of 32 and at most row_bytes "
                           f"({dram.row_bytes}), got {dram.gb_bytes}")

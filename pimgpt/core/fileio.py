@@ -44,9 +44,9 @@ def _umask_mode() -> int:
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-def read_text(path: str | Path, what: str = "file", error: type[PimgptError] = PimgptError,
-              missing: str = "check the path") -> str:
-    """The text of a UTF-8 file; every failure is one line of ``error``.
+def read_bytes(path: str | Path, what: str = "file", error: type[PimgptError] = PimgptError,
+               missing: str = "check the path") -> bytes:
+    """The bytes of a file; every failure is one line of ``error``.
 
     Parameters
     ----------
@@ -62,18 +62,24 @@ def read_text(path: str | Path, what: str = "file", error: type[PimgptError] = P
         raise error(f"empty path given for the {what}; name a file")
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise error(f"{path}: no such file; {missing}") from None
     except IsADirectoryError:
         raise error(f"{path} is a directory, not a {what}; name the file") from None
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+
+
+def read_text(path: str | Path, what: str = "file", error: type[PimgptError] = PimgptError,
+              missing: str = "check the path") -> str:
+    """The text of a UTF-8 file; every failure is one line of ``error`` (see :func:`read_bytes`)."""
+    data = read_bytes(path, what, error, missing)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = data[exc.start]
-        raise error(f"{path}: the {what} is not UTF-8 text (byte {bad:#04x} at offset "
+        raise error(f"{Path(path)}: the {what} is not UTF-8 text (byte {bad:#04x} at offset "
                     f"{exc.start}); save it as UTF-8") from None
 
 

@@ -4,11 +4,12 @@ monitors and scoreboards.
 :class:`ChannelTB` issues DRAM commands on the channel's ``cmd`` port, each at the earliest
 cycle the standard allows (:meth:`ProtocolChecker.earliest`) plus 0-2 random idle cycles, and
 checks each with the protocol checker before it goes out. Its Python model of the channel (bank
-arrays, global buffer, accumulators with :func:`pimgpt.core.numerics.mac_columns`) predicts
-every ``RD`` column and every ``RDMAC16`` burst; monitors on ``rd`` and ``acc`` feed the
-scoreboards. Every port is packed and unpacked from the channel's own signature
-(:class:`~pimgpt.sim.cocotb_lib.bus.Codec`). The ``op_*`` coroutines each perform one operation
-and update the model; a test chooses the mix.
+arrays, global buffer, ``dram.accumulators`` accumulators per bank with
+:func:`pimgpt.core.numerics.mac_columns`) predicts every ``RD`` column and every ``RDMAC16`` burst
+(one accumulator of up to 8 banks, :func:`pimgpt.hdl.bank.acc_burst_col`); monitors on ``rd``
+and ``acc`` feed the scoreboards. Every port is packed and unpacked from the channel's own
+signature (:class:`~pimgpt.sim.cocotb_lib.bus.Codec`). The ``op_*`` coroutines each perform one
+operation and update the model; a test chooses the mix.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ChannelTB:
     """
 
     def __init__(self, dut, hw: HwConfig, seed: int = 0, prefix: str = "", rows_used: int = 6):
-        from pimgpt.hdl.bank import ACCS_PER_BURST
+        from pimgpt.hdl.bank import ACCS_PER_BURST, acc_burst_col
         from pimgpt.hdl.channel import Channel
 
         self.dut = Ports(dut, prefix)
@@ -72,13 +73,16 @@ class ChannelTB:
         self.rd_codec = port_codec(shape, "rd")
         self.acc_codec = port_codec(shape, "acc")
         self.accs_per_burst = ACCS_PER_BURST
+        self.acc_col = acc_burst_col
+        self.pending_masks: list[int] = []  # word masks of the RDMAC16 bursts not yet seen
         self.checker = ProtocolChecker(hw)
         self.cycle = 0
         d = hw.dram
         self.B, self.cols, self.rows_used = d.banks, d.cols_per_row, rows_used
         self.array = np.zeros((self.B, rows_used, self.cols, d.col_elems), dtype=np.uint16)
         self.gb = np.zeros((d.gb_elems // d.col_elems, d.col_elems), dtype=np.uint16)
-        self.acc = np.zeros(self.B, dtype=np.float32)
+        self.A = d.accumulators
+        self.acc = np.zeros((self.B, self.A), dtype=np.float32)
         self.open = [None] * self.B
         self.rd_board = Scoreboard("RD columns", fmt=lambda v: f"0x{v:064x}")
         self.acc_board = Scoreboard("RDMAC16 words")
@@ -113,8 +117,10 @@ class ChannelTB:
         ]
 
     def _acc_burst(self, data: int) -> None:
-        for j in range(min(self.accs_per_burst, self.B)):
-            self.acc_board.compare((data >> (32 * j)) & 0xFFFFFFFF)
+        mask = self.pending_masks.pop(0) if self.pending_masks else (1 << self.accs_per_burst) - 1
+        for w in range(self.accs_per_burst):
+            if mask >> w & 1:
+                self.acc_board.compare((data >> (32 * w)) & 0xFFFFFFFF)
 
     async def _count_cycles(self) -> None:
         while True:
@@ -178,27 +184,49 @@ class ChannelTB:
         col = self.rng.randrange(self.cols - n)
         g0 = self.rng.randrange(len(self.gb) - n)
         banks = list(range(self.B)) if all_banks else [self.rng.randrange(self.B)]
+        a = self.rng.randrange(self.A)
         await self.open_row(banks, row)
         for k in range(n):
             if all_banks:
-                await self.issue("MAC16", col=col + k, gbcol=g0 + k)
+                await self.issue("MAC16", col=col + k, gbcol=g0 + k, acc=a)
             else:
-                await self.issue("MAC", banks[0], col=col + k, gbcol=g0 + k)
+                await self.issue("MAC", banks[0], col=col + k, gbcol=g0 + k, acc=a)
         for b in banks:
-            self.acc[b] = nx.mac_columns(self.acc[b], self.array[b, row, col:col + n],
-                                         self.gb[g0:g0 + n])
+            self.acc[b, a] = nx.mac_columns(self.acc[b, a], self.array[b, row, col:col + n],
+                                            self.gb[g0:g0 + n])
+
+    def _burst(self) -> tuple[int, int, dict]:
+        """A random accumulator burst: ``col``, word ``mask`` and {word: (bank, accumulator)}:
+        accumulator ``a`` of banks ``8 g + w`` (most of them)."""
+        a = self.rng.randrange(self.A)
+        group = self.rng.randrange(-(-self.B // self.accs_per_burst))
+        words = {}
+        for w in range(self.accs_per_burst):
+            bank = self.accs_per_burst * group + w
+            if bank < self.B and (w == 0 or self.rng.random() < 0.9):
+                words[w] = (bank, a)
+        mask = sum(1 << w for w in words)
+        return self.acc_col(self.hw, a, group), mask, words
 
     async def op_rdmac(self) -> None:
-        self.acc_board.add_expected(nx.bits_from_f32(self.acc[:self.accs_per_burst]).tolist())
-        await self.issue("RDMAC16", col=0)
-        self.acc[:] = 0
+        col, mask, words = self._burst()
+        self.acc_board.add_expected(
+            nx.bits_from_f32(np.array([self.acc[ba] for ba in words.values()], np.float32))
+            .tolist())
+        self.pending_masks.append(mask)
+        await self.issue("RDMAC16", col=col, mask=mask)
+        for ba in words.values():
+            self.acc[ba] = 0
 
     async def op_wrmac(self) -> None:
-        bias = (self.nrng.normal(0, 10, self.B) * np.exp2(self.nrng.integers(-20, 20, self.B))) \
+        col, mask, words = self._burst()
+        n = self.accs_per_burst
+        bias = (self.nrng.normal(0, 10, n) * np.exp2(self.nrng.integers(-20, 20, n))) \
             .astype(np.float32)
-        words = sum(int(w) << (32 * j) for j, w in enumerate(nx.bits_from_f32(bias)))
-        await self.issue("WRMAC16", col=0, mask=(1 << self.gb.shape[1]) - 1, data=words)
-        self.acc[:] = nx.flush_f32(bias)
+        data = sum(int(w) << (32 * j) for j, w in enumerate(nx.bits_from_f32(bias)))
+        await self.issue("WRMAC16", col=col, mask=mask, data=data)
+        for w, ba in words.items():
+            self.acc[ba] = nx.flush_f32(bias[w])
 
     async def op_wr(self, all_banks: bool) -> None:
         row = self.rng.randrange(self.rows_used)

@@ -2,12 +2,13 @@
 
 :class:`ProtocolChecker` is pure Python and independent of the RTL scheduler's counters: it keeps
 the issue cycle of the latest command of each kind on each bank and, for every new command,
-evaluates each row of :mod:`pimgpt.core.dram` directly (scope = common channel / bank
-group / bank of the two commands' footprints), plus the activation window, one command per cycle
-and the row state (no ``ACT`` to an open bank, no column command to a closed bank, no ``REFab``
-with a row open). :class:`DramMonitor` feeds it from a running simulation: it wakes up only when
-the system's ``mon{c}_count`` changes (once per command), so a long run costs one Python call per
-DRAM command, not per cycle.
+evaluates each row of the configured standard (:func:`pimgpt.core.dram.build_standard`) directly
+(scope = common channel / bank group / bank of the two commands' footprints), plus the activation
+window, one command per cycle, the row state (no ``ACT`` to an open bank, no column command to a
+closed bank, no ``REFab`` with a row open) and the channel mode (each command in the mode the
+standard requires; ``MODREG``/``MODARR`` switch it). :class:`DramMonitor` feeds it from a running
+simulation: it wakes up only when the system's ``mon{c}_count`` changes (once per command), so a
+long run costs one Python call per DRAM command, not per cycle.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class ProtocolChecker:
         self.acts: list = []  # window entries (cycles), weight-expanded
         self.open_row = [None] * self.nb
         self.prev_cycle = None
+        self.mode = S.ARRAY_MODE
+        self.enters = {S.COMMANDS[c]: m for m, c in enumerate(self.std.switch_to) if c >= 0}
 
     def banks_of(self, name: str, fpi: int) -> list:
         level = S.FOOTPRINT[name]
@@ -147,6 +150,11 @@ class ProtocolChecker:
                     bad(f"bank {b} has no open row")
         if name == "REFab" and any(r is not None for r in self.open_row):
             bad("refresh with a row open")
+        need = self.std.mode_of[S.CMD[name]]
+        if need != S.ANY_MODE and need != self.mode:
+            bad(f"needs {S.MODE_NAMES[need]} mode, the channel is in {S.MODE_NAMES[self.mode]} "
+                "mode")
+        self.mode = self.enters.get(name, self.mode)
         # Record.
         for b in banks:
             self.last[(name, b)] = cycle

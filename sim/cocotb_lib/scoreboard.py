@@ -43,6 +43,13 @@ class Scoreboard:
             self.expected.append((self._next_index, int(v)))
             self._next_index += 1
 
+    def clear(self) -> int:
+        """Drop the expected items not observed yet (their inputs were lost, e.g. to a reset);
+        returns how many."""
+        n = len(self.expected)
+        self.expected.clear()
+        return n
+
     def compare(self, got: int) -> None:
         """Check one observed item against the oldest pending expected item."""
         if not self.expected:

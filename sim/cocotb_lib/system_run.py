@@ -115,7 +115,7 @@ def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int =
     return path
 
 
-def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_dir=None,
+def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
                simulator: str = "verilator", waves: str | None = None, p_idle: float = 0.0,
                seed: int = 0, sp_read=(), max_cycles: int = 50_000_000, sp_init=None,
                quiet: bool = True) -> SystemResult:
@@ -124,8 +124,7 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
     Parameters
     ----------
     hw : HwConfig
-        Hardware configuration; ``hw_spec`` is how the simulator process loads it again (a
-        preset name or a YAML path).
+        Hardware configuration (passed to the simulator process as data).
     program : list of Instr or bytes
     image : numpy.ndarray
         ``uint16 [channels, banks, rows, row_elems]`` DRAM contents (rows used).
@@ -168,11 +167,11 @@ def run_system(hw: HwConfig, hw_spec: str, program, image: np.ndarray, *, build_
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
     with build_lock(build_dir):  # the build folder is in a cache shared by every process
-        return _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet,
+        return _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet,
                            build_args, p_idle, seed, sp_read, max_cycles, sp_init)
 
 
-def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
+def _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
                 p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
@@ -180,7 +179,7 @@ def _run_locked(hw, hw_spec, prog, img, build_dir, depth, simulator, waves, quie
     try:
         run = call_in_simulator(
             "pimgpt.sim.cocotb_lib.system_tb:run_job",
-            {"job": str(job), "hw": hw_spec, "trace": str(build_dir / "trace.npz"),
+            {"job": str(job), "hw": hw.raw, "trace": str(build_dir / "trace.npz"),
              "p_idle": p_idle, "seed": seed},
             sources=[src], toplevel=TOPLEVEL, build_dir=build_dir, simulator=simulator,
             waves=bool(waves), quiet=quiet, build_args=build_args)
@@ -287,7 +286,7 @@ def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
 
 
 def rtl_vector_costs(hw: HwConfig, program, image) -> list:
-    """tCK each vector-unit instruction of ``program`` takes on the RTL's one-lane unit.
+    """tCK each vector-unit instruction of ``program`` takes on the RTL's vector unit.
 
     The microcode ISS (:class:`pimgpt.hdl.vu_microcode.VectorISS`, cycle-equal to the RTL unit)
     runs every vector instruction on the scratchpad contents the golden model has at that point

@@ -180,7 +180,7 @@ class SystemTB:
         }
 
 
-async def run_job(dut, job: str, hw: str, trace: str, p_idle: float = 0.0, seed: int = 0) -> dict:
+async def run_job(dut, job: str, hw: dict, trace: str, p_idle: float = 0.0, seed: int = 0) -> dict:
     """Load, run and read back one job on the system; the result the RTL backend compares.
 
     Parameters
@@ -191,8 +191,8 @@ async def run_job(dut, job: str, hw: str, trace: str, p_idle: float = 0.0, seed:
         ``.npz`` written by :func:`pimgpt.sim.cocotb_lib.system_run.write_job`: the binary
         program, the DRAM image, scratchpad words to preset and ranges to read back, the cycle
         limit.
-    hw : str
-        Hardware preset or YAML path (how this process loads the configuration again).
+    hw : dict
+        The hardware configuration as data (:attr:`HwConfig.raw`; validated again here).
     trace : str
         ``.npz`` receiving every channel's command trace (``ch<c>``: cycle, command code, fpi)
         and the dispatch trace (``dispatch``: pc, cycle).
@@ -205,10 +205,10 @@ async def run_job(dut, job: str, hw: str, trace: str, p_idle: float = 0.0, seed:
         The status (cycles, error flags, counts), tokens, capture, scratchpad words, protocol
         violations (the monitor fails the run at the first one), command counts and timings.
     """
-    from pimgpt.core.config import load_hw
+    from pimgpt.core.config import hw_from_dict
     from pimgpt.core.dram import CMD
 
-    hwc = load_hw(hw)
+    hwc = hw_from_dict(hw)
     with np.load(job, allow_pickle=False) as z:
         job = {k: z[k] for k in z.files}
     tb = SystemTB(dut, hwc, p_idle=p_idle, seed=seed)

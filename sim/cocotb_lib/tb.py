@@ -57,12 +57,23 @@ class StreamTB:
         """Stimulus behind expected item ``index`` (for mismatch reports); subclasses override."""
         return ""
 
-    async def reset(self, cycles: int = 2) -> None:
-        """Hold ``rst`` high for ``cycles`` rising edges."""
+    async def reset(self, cycles: int = 2) -> int:
+        """Hold ``rst`` high for ``cycles`` rising edges.
+
+        The driver drops its queue and the monitor pauses while reset is active (they follow
+        ``rst``); the results the block will never produce are dropped from the scoreboard.
+
+        Returns
+        -------
+        int
+            How many expected results were dropped.
+        """
         self.dut.rst.value = 1
         await ClockCycles(self.clk, cycles)
+        dropped = self.scoreboard.clear()
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
+        return dropped
 
     async def drain(self, margin: int = 4) -> int:
         """Wait until every queued input was sent and its result had time to come out

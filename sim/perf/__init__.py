@@ -1,14 +1,24 @@
 """Cycle-accurate (DRAM-command granularity), event-driven performance and energy simulator.
 
-* :mod:`.standard` -- the DRAM command set and timing constraints, written as data (rows of
-  scope / preceding commands / following commands / latency), as in Ramulator 2.
-* :mod:`.engine` -- executes a pimgpt program: expands each PIM instruction into DRAM commands,
-  schedules them at their earliest legal cycle, models the ASIC vector unit, and reports timing.
-* :mod:`.energy` -- per-command and per-ASIC-op energy plus static power, from the YAML config.
+The DRAM standard (commands, modes, timing rows as data, as in Ramulator 2) is
+:mod:`pimgpt.core.dram`; this package executes programs on it:
+
+* :mod:`.engine` -- dispatch of a pimgpt program on its two sides (PIM, vector unit), barriers,
+  scratchpad hazards, the :class:`PerfResult`;
+* :mod:`.expand` -- each PIM instruction as DRAM commands;
+* :mod:`.device` -- channel state: the standard compiled to ready-time tables, command issue,
+  row, mode and refresh policy, channels in lockstep;
+* :mod:`.asic` -- the vector unit (the shared cost model of :mod:`pimgpt.core.vu.cost`);
+* :mod:`.energy` -- per-command and per-ASIC-op energy plus static power, from the YAML config;
 * :mod:`.checker` -- replays a command log and re-checks every constraint, independently of the
-  engine's scheduling code.
+  engine's scheduling code;
+* :mod:`.report` -- time attribution, side busy times, DRAM figures per token;
+* :mod:`.summary` -- the statistics every consumer reports (``pimgpt run --backend perf``,
+  ``pimgpt paper``, the sweep, the benches);
 * :mod:`.timeline` -- Chrome/Perfetto trace JSON.
-* :mod:`.cli` / :mod:`.paper` -- ``pimgpt run --backend perf`` and ``pimgpt paper``.
+
+The perf backend of ``pimgpt run`` is :class:`pimgpt.sim.backend.PerfBackend`; ``pimgpt paper``
+is in :mod:`pimgpt.apps`.
 """
 
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult, simulate

@@ -4,8 +4,10 @@ The engine (:mod:`.engine`) schedules with compiled ready-time tables; this chec
 that code. It reads the command log, expands each record to its channels, and
 
 1. replays the row state of every bank (an ``ACT`` needs its banks closed, a column command needs
-   its row open, ``REFab`` needs every bank closed);
-2. for every timing row of :data:`.standard.ROWS`, groups the commands by the node of the scope they
+   its row open, ``REFab`` needs every bank closed) and the mode of every channel (each command in
+   the mode the standard requires, starting in array mode; no mode switch inside a train);
+2. for every timing row of the configured standard (:func:`pimgpt.core.dram.build_standard`),
+   groups the commands by the node of the scope they
    touch (channel, bank group, bank, bank + row buffer), orders each group by issue cycle and checks
    each following command against the *latest* earlier preceding command of the group (the latest
    one is the binding one, so this checks every pair), vectorised with numpy;
@@ -79,7 +81,7 @@ def check_log(log, hw: HwConfig, limit: int = 20) -> list[str]:
     d = hw.dram
     nb, bpg = d.banks, d.banks // d.bank_groups
     subs = 2 if S.act_overlap(hw) else 1
-    timing = S.derived_timing(hw)
+    std = S.build_standard(hw)
     arr = _expand(log, d.channels)
     errors: list[str] = []
 
@@ -120,10 +122,13 @@ def check_log(log, hw: HwConfig, limit: int = 20) -> list[str]:
             if err(f"ch{e['ch'][k]} {names[k]}@{e['t0'][k]} bank {bank_of[k]}: {msg}"):
                 return errors
 
+    for msg in _check_modes(arr, std, limit):
+        if err(msg):
+            return errors
+
     # ---- 2./3. timing rows ---------------------------------------------------------------
     ncmd = len(S.COMMANDS)
-    for row in S.ROWS:
-        lat = S.evaluate(row.latency, timing)
+    for row, lat in std.rows:
         pre = np.zeros(ncmd, bool)
         fol = np.zeros(ncmd, bool)
         pre[[S.CMD[c] for c in S.expand(row.preceding)]] = True
@@ -175,6 +180,46 @@ def check_log(log, hw: HwConfig, limit: int = 20) -> list[str]:
                    f"{MAX_REFRESH_INTERVALS} x nREFI = {MAX_REFRESH_INTERVALS * nrefi})"):
                 return errors
     return errors
+
+
+def _check_modes(arr, std, limit: int) -> list[str]:
+    """Mode replay: every command in the mode it needs; no switch inside a train."""
+    out: list[str] = []
+    mode_of = np.array(std.mode_of)
+    switch = np.full(len(S.COMMANDS), S.ANY_MODE)
+    for mode, code in enumerate(std.switch_to):
+        if code >= 0:
+            switch[code] = mode
+    cmd = arr["cmd"]
+    is_sw = switch[cmd] != S.ANY_MODE
+    need = mode_of[cmd]
+    if not (need.any() or is_sw.any()):
+        return out
+    for ch in np.unique(arr["ch"]):
+        sel = np.nonzero(arr["ch"] == ch)[0]  # in issue order (the array is sorted)
+        sw = sel[is_sw[sel]]
+        pos = np.arange(len(sel))
+        last = np.maximum.accumulate(np.where(is_sw[sel], pos, -1))
+        prev = np.concatenate(([-1], last[:-1]))  # latest switch strictly before each entry
+        mode = np.where(prev >= 0, switch[cmd[sel[np.maximum(prev, 0)]]], S.ARRAY_MODE)
+        bad = (need[sel] != S.ANY_MODE) & (need[sel] != mode)
+        for k in np.nonzero(bad)[0][:limit]:
+            e = arr[sel[k]]
+            out.append(f"ch{ch} {S.COMMANDS[e['cmd']]}@{e['t0']} needs "
+                       f"{S.MODE_NAMES[need[sel[k]]]} mode, channel is in "
+                       f"{S.MODE_NAMES[mode[k]]} mode")
+        if len(sw):
+            t_sw = np.sort(arr["t0"][sw])
+            trains = sel[arr["n"][sel] > 1]
+            inside = (np.searchsorted(t_sw, arr["t1"][trains], "left")
+                      - np.searchsorted(t_sw, arr["t0"][trains], "right"))
+            for k in np.nonzero(inside > 0)[0][:limit]:
+                e = arr[trains[k]]
+                out.append(f"ch{ch} mode switch inside the train of "
+                           f"{S.COMMANDS[e['cmd']]}@{e['t0']}..{e['t1']}")
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 class _Expansion:

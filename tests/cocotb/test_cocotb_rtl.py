@@ -87,7 +87,7 @@ def test_mac_cocotb(simulator):
     d = default_build_root() / f"test_mac_{simulator}"
     ncols = COUNTS[simulator]["ncols"]
     mac = MAC()
-    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 2,
+    run = _run("cocotb_mac", lambda out: write_verilog("mac", out), "mac", d, 3,
                {"ncols": ncols, "seed": 5, "lanes": mac.lanes, "latency": mac.latency},
                simulator)
     _, _, lengths, _ = stimulus.mac_directed()
@@ -96,6 +96,9 @@ def test_mac_cocotb(simulator):
     assert rnd["columns"] == ncols and rnd["mismatched"] == 0 and rnd["pending"] == 0
     assert rnd["matched"] > ncols // 8  # dot products of 1..8 columns
     assert rnd["cycles"] > rnd["inputs"]
+    rst = run.report["mac_reset"]  # reset mid-stream: queue dropped, then a clean directed batch
+    assert rst["dropped"] > 0 and rst["matched"] == rst["seen_before_reset"] + len(lengths)
+    assert rst["mismatched"] == rst["unexpected"] == rst["pending"] == 0
     print(f"[{simulator}] mac: {rnd['columns'] + directed['columns']} columns, "
           f"{rnd['matched'] + directed['matched']} dot products checked bit-exact; "
           f"build {run.build_s:.1f} s, simulation {run.test_s:.1f} s")

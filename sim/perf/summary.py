@@ -1,29 +1,21 @@
-"""``pimgpt run --backend perf``: compile a model, simulate it, print and save the statistics.
+"""Statistics of a simulated program: totals, per-token figures (prefill and decode apart),
+energy, row hits, MAC utilisation and the breakdowns of :mod:`pimgpt.sim.perf.report`.
 
-Without ``--prompt`` one decode step at ``--context`` (default: the model's maximum context) is
-simulated. With ``--prompt`` the whole generation (prefill of the prompt, one token per step, then
-``--new-tokens - 1`` decode steps) is simulated and prefill and decode are reported separately;
-``--context`` is then the KV-cache capacity (as for ``pimgpt compile --prompt``).
+:func:`summarize` is what every consumer of the perf engine reports (``pimgpt run --backend perf``,
+``pimgpt paper``, the sweep, the benches); :func:`simulate_model` compiles a model and simulates it.
 """
 
 from __future__ import annotations
 
-from pimgpt.core.config import load_hw
-from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import Outputs, atomic_write_json
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
-from pimgpt.sim.perf.report import MAC_OPS, breakdown
-from pimgpt.sw.models import get_model
-from pimgpt.sw.prompt import prompt_from_args
+from pimgpt.sim.perf.report import MAC_OPS, breakdown, dram_figures, side_times
 
-
-class PerfCliError(PimgptError):
-    """Bad arguments of the perf backend."""
+__all__ = ["summarize", "simulate_model", "format_summary"]
 
 
 def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
-                 t0: int, t1: int) -> dict:
+                 t0: int, t1: int, program=None) -> dict:
     cycles = max(t1 - t0, 0)
     cnt = counter_diff(c0, c1)
     en = energy_of(cnt, cycles, hw)
@@ -40,13 +32,15 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         # The same floor against the time the MAC instructions themselves took (activation,
         # precharge and column streaming; not the ASIC work or data transfers around them).
         "mac_busy_efficiency": floor / mac_busy if mac_busy else 0.0,
-        "mac_bytes": cnt["mac_bank_cols"] * 32,
+        "mac_bytes": cnt["mac_bank_cols"] * hw.dram.column_bytes,
         "commands": cnt["counts"],
         **breakdown(res, tags, lo, hi),
+        **side_times(res, lo, hi),
+        "dram": dram_figures(res, cnt, program, tags, hw, lo, hi),
     }
 
 
-def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
+def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
     """Statistics of a run: totals, per-token figures and breakdowns.
 
     Parameters
@@ -57,10 +51,13 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         Instruction tags (``CompiledProgram.tags``).
     steps : list of Step, optional
         Generation steps (``CompiledProgram.steps``): splits prefill (prompt tokens) and decode.
+    program : list of Instr, optional
+        The simulated program (for the ideal pin bytes of ``dram``; ``None`` leaves them out).
     """
     zero = {k: (dict.fromkeys(v, 0) if isinstance(v, dict) else 0)
             for k, v in res.counters().items()}
-    whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles)
+    whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles,
+                         program)
     out = {
         "hw": res.hw_name,
         "instructions": res.n_instr,
@@ -95,7 +92,7 @@ def summarize(res: PerfResult, hw, tags, steps=None) -> dict:
         if k1 <= k0:
             continue
         st = _range_stats(res, hw, tags, bounds[k0], bounds[k1], snap(bounds[k0]),
-                          snap(bounds[k1]), ends[k0], ends[k1])
+                          snap(bounds[k1]), ends[k0], ends[k1], program)
         st["tokens"] = k1 - k0
         st["latency_ns_per_token"] = st["latency_ns"] / st["tokens"]
         st["energy_nj_per_token"] = st["energy_nj"] / st["tokens"]
@@ -112,13 +109,12 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     """Copy the per-token part's breakdowns to the top level of the statistics."""
     for key in ("by_layer_ns", "by_kind_ns", "by_class_ns", "energy_by_component_nj"):
         out[f"breakdown_{key}"] = part[key]
-    out["mac_busy_efficiency"] = part["mac_busy_efficiency"]
+    tokens = part.get("tokens", 1)
+    for key in ("mac_busy_efficiency", "dram"):
+        out[key] = part[key]
+    for key in ("pim_busy_ns", "asic_busy_ns", "asic_exposed_ns", "hidden_ns"):
+        out[f"{key[:-3]}_ns_per_token"] = part[key] / tokens
     return out
-
-
-def write_json_atomic(path, data) -> None:
-    """Write JSON through a temporary file and a rename, so no partial file is left."""
-    atomic_write_json(path, data, indent=1)
 
 
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
@@ -139,13 +135,16 @@ def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, lo
         comp = compile_decode_step(model, hw, context)
         marks = ()
     res = PerfEngine(hw).run(comp.program, log=log, marks=marks)
-    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None)
+    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None,
+                      comp.program)
     stats["model"] = model.name
     stats["context"] = context
     return comp, res, stats
 
 
-def _fmt(stats: dict) -> str:
+def format_summary(stats: dict) -> str:
+    """The lines ``pimgpt run --backend perf`` prints: totals, then per part time, energy, row
+    hits, the bank-bandwidth floor reached and the time by instruction class."""
     lines = [f"model {stats['model']} on {stats['hw']}: {stats['instructions']} instructions, "
              f"{stats['cycles']} cycles (simulated in {stats['sim_wall_s']:.2f} s)"]
     for part in ("prefill", "decode"):
@@ -161,40 +160,26 @@ def _fmt(stats: dict) -> str:
             f"row hits {st['row_hit_rate'] * 100:.2f} %, "
             f"bank-bandwidth floor reached {st['mac_utilization'] * 100:.1f} %")
         lines.append("    time: " + ", ".join(f"{k} {v / tot * 100:.1f} %" for k, v in cls.items()))
+        lines.append(_fmt_sides(st))
+        lines.append(_fmt_dram(st["dram"], st.get("tokens", 1)))
     return "\n".join(lines)
 
 
-def cli_run(args) -> int:
-    """Entry point of ``pimgpt run --backend perf``."""
-    outs = Outputs({"--stats": getattr(args, "stats", None),
-                    "--timeline": getattr(args, "timeline", None)})
-    model = get_model(args.model)
-    hw = load_hw(args.hw)
-    prompt = prompt_from_args(args, model, default=None)
-    context = getattr(args, "context", None)
-    if context is not None or prompt is None:
-        context = model.ctx if context is None else context
-        if isinstance(context, bool) or not isinstance(context, int) or not (
-                1 <= context <= model.ctx):
-            raise PerfCliError(f"--context {context!r} is out of range for {model.name}; "
-                               f"use 1..{model.ctx}")
-    new_tokens = getattr(args, "new_tokens", 1)
-    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
-        raise PerfCliError(f"--new-tokens must be at least 1, got {new_tokens!r}")
-    comp, res, stats = simulate_model(model, hw, context, prompt, new_tokens, log=False)
-    print(_fmt(stats))
-    # Outputs are committed together once everything has been computed.
-    with outs:
-        if "--timeline" in outs:
-            from pimgpt.sim.perf.timeline import trace_events
+def _fmt_sides(st: dict) -> str:
+    n = st.get("tokens", 1)
+    lat = st["latency_ns"] or 1.0
+    return (f"    PIM busy {st['pim_busy_ns'] / n / 1e3:.2f} us/token, vector unit busy "
+            f"{st['asic_busy_ns'] / n / 1e3:.2f} us/token of which exposed "
+            f"{st['asic_exposed_ns'] / n / 1e3:.2f} (ASIC share {st['asic_exposed_ns'] / lat:.1%})"
+            f", hidden {st['hidden_ns'] / n / 1e3:.2f}")
 
-            outs.write_json("--timeline", trace_events(res, comp.tags, comp.program),
-                            separators=(",", ":"))
-        if "--stats" in outs:
-            outs.write_json("--stats", stats, indent=1)
-        outs.commit()
-    if "--stats" in outs:
-        print(f"statistics: {args.stats}")
-    if "--timeline" in outs:
-        print(f"timeline: {args.timeline} (open in ui.perfetto.dev)")
-    return 0
+
+def _fmt_dram(d: dict, n: int) -> str:
+    def ratio(v):
+        return "-" if v is None else f"{v:.2f}x"
+    pins = "-" if d["ideal_pin_bytes"] is None else f"{d['ideal_pin_bytes'] / n / 1e3:.1f}"
+    return (f"    PIM busy / bank-bandwidth floor {ratio(d['pim_busy_over_floor'])}; activations "
+            f"{d['bank_activations'] / n:.0f}/token ({ratio(d['activations_over_ideal'])} the "
+            f"whole-row ideal); pins {d['pin_bytes'] / n / 1e3:.1f} kB/token (ideal {pins}, "
+            f"{ratio(d['pin_bytes_over_ideal'])}); register-mode visits "
+            f"{d['register_mode_visits'] / n:.0f}/token per channel")

@@ -1,0 +1,133 @@
+"""Benchmarks of the DRAM side: what the silicon timing costs, how close the PIM is to its floor.
+
+``python -m pimgpt.apps.bench_dram [--quick]`` (also a section of ``pimgpt bench``) prints:
+
+* the calibration micro-programs against the silicon-calibrated AiM model (200 full-row
+  ``MAC_ABK`` on distinct rows, then with an ``RD_MAC`` after each; refresh off, as there);
+* per decode token of gpt2-small at context 128 and gpt2-xl at context 1024 (``--quick``:
+  gpt2-small only), for the hardware as configured (``gddr6-aim``, mode switches on), with the
+  in-order controller (``dram.early_activate: false``), without mode switches
+  (``dram.mode_switch: false``), with ``dram.act_overlap: true``, and on the plain
+  ``gddr6`` standard: latency, PIM-side busy time against the bank-bandwidth floor, activations and
+  pin bytes against their ideals, register-mode visits, the vector unit's exposed time;
+* the same figures for ``dram.accumulators`` 1, 4, 8 and 16 (gpt2-small; the compiler decides how
+  many accumulators its ``RD_MAC``\\ s read per visit).
+
+It prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+from pimgpt.core.config import MAX_CYCLES, hw_from_dict, load_hw
+from pimgpt.core.isa import I, Op
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.summary import simulate_model
+from pimgpt.sw.models import get_model
+
+#: The AiM model's figures for the calibration programs (tCK), as quoted by the issue that asked
+#: for the mode switch.
+AIM_REFERENCE = {"macs": 45159, "macs_rdmac": 56538}
+VARIANTS = {
+    "as configured": {},
+    "in-order controller": {"early_activate": False},
+    "no mode switch": {"mode_switch": False},
+    "act_overlap": {"act_overlap": True},
+    "plain gddr6": {"standard": "gddr6"},
+}
+POINTS = (("gpt2-small", 128), ("gpt2-xl", 1024))
+ACCUMULATORS = (1, 4, 8, 16)
+
+
+def _variant(hw, section: str, **keys):
+    raw = copy.deepcopy(hw.raw)
+    raw[section].update(keys)
+    return hw_from_dict(raw, where=f"{hw.name} {keys}")
+
+
+def calibration(hw_name: str | None = None) -> dict:
+    """The two calibration programs on one channel, refresh out of the window."""
+    hw = _variant(load_hw(hw_name), "timing", nREFI=MAX_CYCLES)
+    macs = [I(Op.MAC_ABK, ch_mask=1, row=r, col=0, ncols=64, gb_col=0) for r in range(200)]
+    reads = [x for m in macs for x in (m, I(Op.RD_MAC, ch_mask=1, dst=0))]
+    out = {}
+    for key, prog in (("macs", macs), ("macs_rdmac", reads)):
+        res = PerfEngine(hw).run(prog + [I(Op.EOC)])
+        out[key] = {"cycles": res.cycles, "aim_model": AIM_REFERENCE[key],
+                    "difference": res.cycles - AIM_REFERENCE[key]}
+    out["tck_per_rdmac"] = (out["macs_rdmac"]["cycles"] - out["macs"]["cycles"]) / 200
+    return out
+
+
+def token_figures(model: str, ctx: int, hw) -> dict:
+    """One decode step's per-token DRAM figures on ``hw``."""
+    _, _, st = simulate_model(get_model(model), hw, context=ctx)
+    d = st["dram"]
+    return {
+        "latency_us": st["latency_ns_per_token"] / 1e3,
+        "pim_busy_us": st["pim_busy_ns_per_token"] / 1e3,
+        "asic_busy_us": st["asic_busy_ns_per_token"] / 1e3,
+        "asic_exposed_us": st["asic_exposed_ns_per_token"] / 1e3,
+        "pim_busy_over_floor": d["pim_busy_over_floor"],
+        "activations_per_token": d["bank_activations"],
+        "activations_over_ideal": d["activations_over_ideal"],
+        "pin_kbytes_per_token": d["pin_bytes"] / 1e3,
+        "pin_bytes_over_ideal": d["pin_bytes_over_ideal"],
+        "register_mode_visits": d["register_mode_visits"],
+    }
+
+
+def run(quick: bool = False, hw_name: str | None = None) -> dict:
+    """Every figure of this benchmark (``quick``: gpt2-small only)."""
+    hw = load_hw(hw_name)
+    out = {"calibration": calibration(hw_name), "tokens": {}, "accumulators": {}}
+    for model, ctx in POINTS[:1] if quick else POINTS:
+        for name, keys in VARIANTS.items():
+            h = _variant(hw, "dram", **keys) if keys else hw
+            out["tokens"][f"{model} ctx {ctx}, {name}"] = token_figures(model, ctx, h)
+    model, ctx = POINTS[0]
+    for n in ACCUMULATORS:
+        h = _variant(hw, "dram", accumulators=n)
+        out["accumulators"][n] = token_figures(model, ctx, h)
+    return out
+
+
+def _table(rows: dict, first: str) -> list[str]:
+    lines = [f"{first:44} {'us/tok':>8} {'PIM us':>8} {'PIM/floor':>9} {'acts/ideal':>10} "
+             f"{'pins kB':>8} {'pins/ideal':>10} {'visits':>7} {'ASIC exp us':>11}"]
+    for name, r in rows.items():
+        lines.append(
+            f"{name!s:44} {r['latency_us']:8.1f} {r['pim_busy_us']:8.1f} "
+            f"{r['pim_busy_over_floor']:8.2f}x {r['activations_over_ideal']:10.3f} "
+            f"{r['pin_kbytes_per_token']:8.1f} {r['pin_bytes_over_ideal']:10.3f} "
+            f"{r['register_mode_visits']:7.0f} {r['asic_exposed_us']:11.1f}")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="gpt2-small only")
+    p.add_argument("--hw", default=None, help="hardware preset or YAML (default: the default)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = p.parse_args(argv)
+    res = run(args.quick, args.hw)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    cal = res["calibration"]
+    print("calibration (one channel, refresh off): "
+          f"200 MAC_ABK {cal['macs']['cycles']} tCK (AiM model {cal['macs']['aim_model']}); "
+          f"with RD_MAC after each {cal['macs_rdmac']['cycles']} tCK (AiM model "
+          f"{cal['macs_rdmac']['aim_model']}); {cal['tck_per_rdmac']:.2f} tCK per RD_MAC")
+    print("\n".join(_table(res["tokens"], "decode token")))
+    model, ctx = POINTS[0]
+    acc = {f"{model} ctx {ctx}, {n} accumulator(s)": r for n, r in res["accumulators"].items()}
+    print("\n".join(_table(acc, "dram.accumulators")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""Command expansion: each PIM instruction becomes DRAM commands on its channels.
+
+Every handler takes ``(instruction, dispatch cycle, channel mask, look-ahead)`` and returns
+``(first command cycle, completion cycle)``; it issues its commands through the :class:`Device`
+(which applies the row, mode and refresh policy and the timing table) and counts the bytes that
+cross the data pins:
+
+* ``WR_GB``: ``ncols`` ``WRGB`` bursts per channel;
+* ``MAC_ABK``: the row opened in every bank, then ``ncols`` ``MAC16``; with ``dram.act_overlap``
+  the row of the next ``MAC_ABK`` before the next ``SYNC`` is opened in the other row buffer
+  between the MAC commands;
+* ``MAC_SBK``/``COPY_BKGB``/``COPY_GBBK``/``WR_SBK``/``RD_SBK``: one bank's row, then a train of
+  ``MAC``/``RDCP``/``WRCP``/``WR``/``RD``;
+* ``RD_MAC``/``WR_BIAS``: ``nacc`` accumulators of every bank of each selected channel, in
+  ``RDMAC16``/``WRMAC16`` bursts (:func:`pimgpt.core.dram.acc_bursts`): one register-mode visit;
+* ``WR_ABK``: the row opened in every bank, then ``WR16``;
+* ``RD_VEC``/``WR_VEC``/``WR_ELEM``: the region layout of ``docs/isa.md`` resolved to single-bank
+  column runs (``WR_ELEM`` writes one column per element, ``WR_COL`` one whole column per vector,
+  in waves of distinct banks).
+"""
+
+from __future__ import annotations
+
+from pimgpt.core import dram as S
+from pimgpt.core.config import ConfigError, HwConfig
+from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op
+from pimgpt.sim.perf.device import Device
+
+C_RD, C_WR, C_MAC, C_MAC16, C_WR16 = (S.CMD[c] for c in ("RD", "WR", "MAC", "MAC16", "WR16"))
+C_RDCP, C_WRCP, C_WRGB = S.CMD["RDCP"], S.CMD["WRCP"], S.CMD["WRGB"]
+C_RDMAC16, C_WRMAC16 = S.CMD["RDMAC16"], S.CMD["WRMAC16"]
+
+
+class Expander:
+    """The PIM instruction handlers of one device.
+
+    Parameters
+    ----------
+    dev : Device
+        The channels the commands go to.
+    hw : HwConfig
+        Hardware configuration (geometry of regions and bursts).
+    regs : list of int
+        The scalar registers (``RD_VEC`` with ``FLAG_VEC_FROM_REG`` reads its vector index there).
+    """
+
+    def __init__(self, dev: Device, hw: HwConfig, regs: list):
+        self.dev = dev
+        self.hw = hw
+        self.regs = regs
+        d = hw.dram
+        self.NB, self.NS, self.slots = d.banks, dev.NS, d.slots
+        self.G, self.RE, self.CE = d.gb_elems, d.row_elems, d.col_elems
+        self.burst_bytes = d.column_bytes
+        self.done = dev.done
+        self.io_in = self.io_out = 0
+        self.handlers = {
+            Op.WR_GB: self._wr_gb, Op.MAC_ABK: self._mac_abk, Op.MAC_SBK: self._mac_sbk,
+            Op.RD_MAC: self._rd_mac, Op.WR_BIAS: self._wr_bias, Op.WR_SBK: self._wr_sbk,
+            Op.WR_ABK: self._wr_abk, Op.RD_SBK: self._rd_sbk, Op.COPY_BKGB: self._copy,
+            Op.COPY_GBBK: self._copy, Op.RD_VEC: self._vec, Op.WR_VEC: self._vec,
+            Op.WR_ELEM: self._wr_elem, Op.WR_COL: self._wr_elem,
+        }
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _cols(self, elem: int, n: int) -> tuple:
+        if n <= 0:
+            return 0, 0
+        c0 = elem // self.CE
+        return c0, (elem + n - 1) // self.CE - c0 + 1
+
+    def _check_bank(self, bank: int) -> None:
+        if bank >= self.NB:
+            raise ConfigError(
+                f"bank {bank} does not exist on {self.hw.name} ({self.NB} banks per channel); "
+                "compile the program for this hardware"
+            )
+
+    def _runs_body(self, runs, c):
+        """Body for a list of single-bank runs ``(bank, row, col, ncols)`` of command ``c``."""
+        dev = self.dev
+
+        def body(st, t, g):
+            last = t
+            for bank, row, _col, ncols in runs:
+                dev.open(st, (bank,), row, t, g)
+                last = dev.train(st, c, bank, row % self.NS, ncols, t, g, (), row)
+            return last + self.done[c]
+        return body
+
+    # ---- handlers ---------------------------------------------------------------------------
+    def _open_ahead(self, st, la, t, g) -> None:
+        """Before a register-mode visit: open the row of the next ``MAC_ABK`` (``la``) on channels
+        it selects, while the channel is still in array mode (``dram.early_activate``)."""
+        if la is not None and st.mode != S.REGISTER_MODE and (la[1] & g.mask) == g.mask:
+            self.dev.open(st, range(self.NB), la[0], t, g)
+
+    def _wr_gb(self, ins, t_min, mask, la):
+        n = ins.args["ncols"]
+        self.io_in += n * self.burst_bytes * bin(mask).count("1")
+        dev = self.dev
+
+        def body(st, t, g):
+            if not n:
+                return t
+            self._open_ahead(st, la, t, g)
+            return dev.train(st, C_WRGB, 0, 0, n, t, g) + self.done[C_WRGB]
+        return dev.uniform(mask, t_min, body)
+
+    def _mac_abk(self, ins, t_min, mask, la):
+        a = ins.args
+        row, n = a["row"], a["ncols"]
+        NB, dev = self.NB, self.dev
+
+        def body(st, t, g):
+            sub = row % self.NS
+            dev.open(st, range(NB), row, t, g)
+            if not n:
+                return t
+            inject = ()
+            if la is not None and la[0] % self.NS != sub and (la[1] & g.mask) == g.mask:
+                inject = dev.plan_open(st, range(NB), la[0])
+            return dev.train(st, C_MAC16, 0, sub, n, t, g, inject, row) + self.done[C_MAC16]
+        return dev.uniform(mask, t_min, body)
+
+    def _mac_sbk(self, ins, t_min, mask, _la):
+        a = ins.args
+        bank, row, n = a["bank"], a["row"], a["ncols"]
+        self._check_bank(bank)
+        dev = self.dev
+
+        def body(st, t, g):
+            if not n:
+                return t
+            dev.open(st, (bank,), row, t, g)
+            return (dev.train(st, C_MAC, bank, row % self.NS, n, t, g, (), row)
+                    + self.done[C_MAC])
+        return dev.uniform(mask, t_min, body)
+
+    def _acc_transfer(self, ins, t_min, mask, c, la):
+        """``RD_MAC``/``WR_BIAS``: ``nacc`` accumulators of every bank, one train per channel."""
+        nacc = ins.args["nacc"]
+        k = S.acc_bursts(self.hw, nacc)
+        nbytes = nacc * self.NB * S.ACC_BYTES * bin(mask).count("1")
+        if c == C_RDMAC16:
+            self.io_out += nbytes
+        else:
+            self.io_in += nbytes
+        dev = self.dev
+
+        def body(st, t, g):
+            if not k:
+                return t
+            self._open_ahead(st, la, t, g)
+            return dev.train(st, c, 0, 0, k, t, g) + self.done[c]
+        return dev.uniform(mask, t_min, body)
+
+    def _rd_mac(self, ins, t_min, mask, la):
+        return self._acc_transfer(ins, t_min, mask, C_RDMAC16, la)
+
+    def _wr_bias(self, ins, t_min, mask, la):
+        return self._acc_transfer(ins, t_min, mask, C_WRMAC16, la)
+
+    def _wr_sbk(self, ins, t_min, mask, _la):
+        a = ins.args
+        c0, nc = self._cols(a["elem"], a["n"])
+        self._check_bank(a["bank"])
+        self.io_in += nc * self.burst_bytes
+        if not nc:
+            return t_min, t_min
+        return self.dev.uniform(mask, t_min,
+                                self._runs_body([(a["bank"], a["row"], c0, nc)], C_WR))
+
+    def _rd_sbk(self, ins, t_min, mask, _la):
+        a = ins.args
+        c0, nc = self._cols(a["elem"], a["n"])
+        self._check_bank(a["bank"])
+        self.io_out += nc * self.burst_bytes
+        if not nc:
+            return t_min, t_min
+        return self.dev.uniform(mask, t_min,
+                                self._runs_body([(a["bank"], a["row"], c0, nc)], C_RD))
+
+    def _wr_abk(self, ins, t_min, mask, _la):
+        a = ins.args
+        row = a["row"]
+        c0, nc = self._cols(a["elem"], a["n"])
+        self.io_in += nc * self.burst_bytes * bin(mask).count("1")
+        if not nc:
+            return t_min, t_min
+        dev = self.dev
+
+        def body(st, t, g):
+            dev.open(st, range(self.NB), row, t, g)
+            return (dev.train(st, C_WR16, 0, row % self.NS, nc, t, g, (), row)
+                    + self.done[C_WR16])
+        return dev.uniform(mask, t_min, body)
+
+    def _copy(self, ins, t_min, mask, _la):
+        a = ins.args
+        c = C_RDCP if ins.op == Op.COPY_BKGB else C_WRCP
+        self._check_bank(a["bank"])
+        if not a["ncols"]:
+            return t_min, t_min
+        return self.dev.uniform(
+            mask, t_min, self._runs_body([(a["bank"], a["row"], a["col"], a["ncols"])], c))
+
+    def _vec_runs(self, vec, n, region_row, n_local, vec_len):
+        """Per-channel runs ``(bank, row, col, ncols)`` covering elements ``[0, n)`` of ``vec``."""
+        slot = vec % self.slots
+        i = vec // self.slots
+        ch, bank = divmod(slot, self.NB)
+        G, RE = self.G, self.RE
+        runs = []
+        e = 0
+        while e < n:
+            tk = e // G
+            lt = min(G, vec_len - tk * G)
+            stop = min(n, tk * G + lt)
+            flat = region_row * RE + tk * n_local * G + i * lt + (e - tk * G)
+            flat_end = flat + (stop - e)
+            while flat < flat_end:
+                row, el = divmod(flat, RE)
+                chunk = min(flat_end - flat, RE - el)
+                c0, nc = self._cols(el, chunk)
+                runs.append((bank, row, c0, nc))
+                flat += chunk
+            e = stop
+        return ch, runs
+
+    def _vec(self, ins, t_min, mask, _la):
+        a = ins.args
+        vec = a["vec"]
+        if ins.op == Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG:
+            vec = self.regs[vec % N_REGS]
+        if a["n"] == 0:
+            return t_min, t_min
+        ch, runs = self._vec_runs(vec, a["n"], a["region_row"], a["n_local"], a["vec_len"])
+        c = C_RD if ins.op == Op.RD_VEC else C_WR
+        nbytes = sum(r[3] for r in runs) * self.burst_bytes
+        if c == C_RD:
+            self.io_out += nbytes
+        else:
+            self.io_in += nbytes
+        return self.dev.uniform(1 << ch, t_min, self._runs_body(runs, c))
+
+    def _wr_elem(self, ins, t_min, mask, _la):
+        a = ins.args
+        n, vec0, elem = a["n"], a["vec"], a["elem"]
+        region_row, n_local, vec_len = a["region_row"], a["n_local"], a["vec_len"]
+        if n == 0:
+            return t_min, t_min
+        G, RE, CE = self.G, self.RE, self.CE
+        tk = elem // G
+        lt = min(G, vec_len - tk * G)
+        per_ch: dict = {}
+        for j in range(n):
+            v = vec0 + j
+            slot = v % self.slots
+            i = v // self.slots
+            ch, bank = divmod(slot, self.NB)
+            flat = region_row * RE + tk * n_local * G + i * lt + (elem - tk * G)
+            row, el = divmod(flat, RE)
+            per_ch.setdefault(ch, []).append((bank, row, el // CE))
+        self.io_in += n * self.burst_bytes
+        by_key: dict = {}
+        for ch, acc in per_ch.items():
+            by_key.setdefault(tuple(acc), []).append(ch)
+        dev = self.dev
+        dev.first = None
+        e0 = t_min
+        for acc, chans in by_key.items():
+            waves = _waves(acc)
+            for g in dev.groups(chans):
+                e0 = dev.run_group(
+                    g, t_min, lambda st, t, g, w=waves: self._wr_waves(st, w, t, g), e0)
+        return (t_min if dev.first is None else dev.first), e0
+
+    def _wr_waves(self, st, waves, t, g):
+        dev = self.dev
+        last = t
+        for wave in waves:
+            by_row: dict = {}
+            for bank, row, _ in wave:
+                by_row.setdefault(row, []).append(bank)
+            for row, banks in by_row.items():
+                dev.open(st, banks, row, t, g)
+            for bank, row, _ in wave:
+                last = dev.train(st, C_WR, bank, row % self.NS, 1, t, g, (), row)
+        return last + self.done[C_WR]
+
+
+def _waves(acc) -> list:
+    """Split accesses ``(bank, row, col)`` into waves in which each bank appears once."""
+    waves, cur, seen = [], [], set()
+    for x in acc:
+        if x[0] in seen:
+            waves.append(cur)
+            cur, seen = [], set()
+        cur.append(x)
+        seen.add(x[0])
+    if cur:
+        waves.append(cur)
+    return waves
