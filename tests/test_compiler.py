@@ -1,6 +1,5 @@
 """Compiler: program structure, SYNC placement, locality, scratchpad limits, errors, outputs."""
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -224,11 +223,9 @@ def test_straddling_heads_and_long_context():
     assert [i for i in av if i.op is Op.VREDUCE][0]["k"] == 3  # 70 tokens -> 3 chunks of 32
 
 
-def test_gpt2_xl_decode_compiles_fast():
-    t0 = time.perf_counter()
+def test_gpt2_xl_decode_compiles():
+    # Its compile time is a benchmark figure (pimgpt.apps.bench_compiler), not asserted here.
     cp = compile_decode_step(get_model("gpt2-xl"), HW, 1024)
-    seconds = time.perf_counter() - t0
-    assert seconds < 20, seconds  # about 1.5 s on a 2-core machine
     assert len(cp.program) > 50_000
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
@@ -291,7 +288,9 @@ def test_pipelined_schedule_is_faster_on_gpt2_small():
         r = PerfEngine(HW).run(cp.program)
         res[schedule] = r.cycles
         hidden[schedule] = breakdown(r, cp.tags)["hidden_ns"]
-        assert r.mac_bank_cols > 0
+        # Every bank of every selected channel does one MAC step per column of a MAC_ABK.
+        assert r.mac_bank_cols == sum(i["ncols"] * bin(i["ch_mask"]).count("1") * HW.dram.banks
+                                      for i in cp.program if i.op is Op.MAC_ABK)
     assert res["pipelined"] < 0.9 * res["serial"], res
     assert hidden["pipelined"] > 5 * hidden["serial"], hidden
 

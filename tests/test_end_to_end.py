@@ -13,7 +13,7 @@ from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.sim.golden import run_golden
 from pimgpt.sim.reference import pim_generate
 from pimgpt.sw.checkpoint import random_weights
-from pimgpt.sw.compiler import compile_decode_step, hazards
+from pimgpt.sw.compiler import compile_decode_step, compile_generation, hazards
 from pimgpt.sw.models import PRESETS, ModelConfig, get_model
 
 HW = load_hw("pimgpt-gddr6-8ch")
@@ -129,7 +129,8 @@ def test_cli_run_golden_matches_reference(tmp_path, capsys):
                 "seconds_per_token", "logits_file"):
         assert key in stats, key
     assert stats["tokens"] == tokens and stats["prompt"] == [4, 5] and stats["backend"] == "golden"
-    assert stats["model"] == "tiny" and stats["hw"] == HW.name and stats["instructions"] > 0
+    assert stats["model"] == "tiny" and stats["hw"] == HW.name
+    assert stats["instructions"] == len(compile_generation(cfg, HW, [4, 5], 3).program)
     saved = np.load(stats["logits_file"])
     np.testing.assert_array_equal(saved.view(np.uint32), np.stack(logits).view(np.uint32))
 

@@ -47,12 +47,13 @@ def bits(x) -> np.ndarray:
 def test_pim_logits_close_to_f64(tiny_run):
     """Each logit is a dot of bf16-rounded activations and bf16-rounded weights (relative rounding
     up to 2**-9 each, ~1.1e-3 RMS) after two layers of such products; measured: max error 0.3 % of
-    the row's largest |logit| and 0.3 % RMS of the logit spread (seeds 0-5). The bounds leave 5x
-    and 3x margin; fp32-only arithmetic errors would be ~1e-6 and bf16-free ones much smaller."""
+    the row's largest |logit| and 0.3 % RMS of the logit spread (seeds 0-5). The bounds leave
+    2.6x and 3x margin; fp32-only arithmetic errors would be ~1e-6 and bf16-free ones much
+    smaller."""
     _, _, lp, lf = tiny_run
     assert lp.dtype == np.float32 and lp.shape == lf.shape == (40, TINY.vocab)
     err = np.abs(lp.astype(np.float64) - lf)
-    assert (err.max(axis=1) <= 2.0**-6 * np.abs(lf).max(axis=1)).all()
+    assert (err.max(axis=1) <= 2.0**-7 * np.abs(lf).max(axis=1)).all()
     assert np.sqrt((err**2).mean()) <= 0.01 * lf.std()
     # ... and not trivially equal: bf16 really is in the loop.
     assert err.max() > 1e-4
@@ -60,7 +61,8 @@ def test_pim_logits_close_to_f64(tiny_run):
 
 def test_top1_agreement(tiny_run):
     _, _, lp, lf = tiny_run
-    assert (lp.argmax(axis=1) == lf.argmax(axis=1)).mean() >= 0.95  # measured 1.0
+    # measured 40/40; one flip allowed (a near-tie), not the 2 of 40 that 95 % allowed
+    assert (lp.argmax(axis=1) == lf.argmax(axis=1)).sum() >= len(lp) - 1
 
 
 def test_generate_matches_teacher_forcing_bit_for_bit(tiny_run):

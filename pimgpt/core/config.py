@@ -358,10 +358,10 @@ def hw_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_yaml(path: Path) -> dict:
-    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`."""
-    text = read_text(path, "hardware YAML", ConfigError,
-                     missing="give a preset name or an existing YAML path")
+def load_yaml(path: Path, what: str = "YAML file") -> dict:
+    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`
+    (``what`` names the file in messages)."""
+    text = read_text(path, what, ConfigError, missing="give a preset name or an existing YAML path")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -380,10 +380,10 @@ def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
         with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:
-            return hw_from_dict(load_yaml(p), where=name)
+            return hw_from_dict(load_yaml(p, "hardware YAML"), where=name)
     path = Path(name)
     if not path.suffix and not path.exists():
         raise ConfigError(
             f"unknown hardware preset '{name}'; choose one of {hw_presets()} or a YAML path"
         )
-    return hw_from_dict(load_yaml(path), where=str(path))
+    return hw_from_dict(load_yaml(path, "hardware YAML"), where=str(path))
