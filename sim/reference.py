@@ -3,7 +3,8 @@ and float64.
 
 This module shares no code with the compiler (``sw/compiler/``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
-unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
+unit's functions (:mod:`pimgpt.core.nonlinear`, :mod:`pimgpt.core.nonlinear_llama`), the host's
+RoPE table (:mod:`pimgpt.core.rope`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:
 
 * ``pim_*``: exactly the arithmetic of one GPT step in ``docs/dataflow.md`` (bf16 weights, bf16
@@ -44,7 +45,7 @@ class ReferenceModelError(PimgptError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The chunked dot products of docs/dataflow.md
+# The in-bank dot products of docs/dataflow.md
 # ---------------------------------------------------------------------------------------------
 def _pad16(x16: np.ndarray) -> np.ndarray:
     """Pad the last axis of bf16 patterns with +0 to a multiple of 16."""
@@ -68,13 +69,13 @@ def _dot_rows(a16: np.ndarray, b16: np.ndarray) -> np.ndarray:
     return nm.dot_bf16(a16, b16)
 
 
-def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
-    """Dot product over the index range ``[lo, hi)`` with chunk boundaries at multiples of G.
+def segdot(a16, b16, lo: int, hi: int, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product over the index range ``[lo, hi)`` (``docs/dataflow.md``).
 
-    ``docs/dataflow.md``: the range is cut at every multiple of ``gb_elems``; each piece is one
-    ``dot_bf16`` (accumulator from +0, columns in order); the pieces are added left to right with
-    ``f32_add`` (a single piece is returned as is). ``lo`` and ``hi`` must be multiples of 16 or
-    ``hi`` the padded end; operands are zero-padded to a multiple of 16 first.
+    One ``dot_bf16``: an accumulator from +0 steps through the 16-element columns of the range in
+    order, whatever the global-buffer chunks the compiler streams them in (the accumulator keeps
+    its value from one chunk to the next). ``lo`` must be a multiple of 16 and ``hi`` a multiple
+    of 16 or the end; operands are zero-padded to a multiple of 16 first.
 
     Parameters
     ----------
@@ -84,8 +85,8 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
         bf16 patterns (e.g. ``[N, K]``: one dot per row).
     lo, hi : int
         Index range.
-    gb_elems : int
-        Chunk size G (the global-buffer size in elements).
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -95,28 +96,20 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
     a16 = _pad16(np.asarray(a16, dtype=np.uint16))
     b16 = _pad16(np.asarray(b16, dtype=np.uint16))
     hi = min(hi + (-hi) % MAC_LANES, a16.shape[-1])
-    total = None
-    start = lo
-    while start < hi:
-        end = min(hi, (start // gb_elems + 1) * gb_elems)
-        part = _dot_rows(a16[..., start:end], b16[..., start:end])
-        total = part if total is None else nm.f32_add(total, part)
-        start = end
-    if total is None:
-        raise ValueError(f"segdot over an empty range [{lo}, {hi})")
-    return total
+    if lo % MAC_LANES or not 0 <= lo < hi:
+        raise ValueError(f"segdot over the range [{lo}, {hi}): not 16-aligned or empty")
+    return _dot_rows(a16[..., lo:hi], b16[..., lo:hi])
 
 
-def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
-    """``chunkdot`` of ``docs/dataflow.md``: zero-pad to a multiple of 16, dot each chunk of
-    ``gb_elems`` elements from a +0 accumulator, then add the chunk results left to right.
+def chunkdot(a16, b16, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product of whole vectors (:func:`segdot` over ``[0, K)``).
 
     Parameters
     ----------
     a16, b16 : array_like of uint16, shape (..., K)
         bf16 patterns, broadcast together (e.g. a vector ``[K]`` against a matrix ``[N, K]``).
-    gb_elems : int
-        Chunk size G.
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -124,7 +117,7 @@ def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
         ``float32`` results of the broadcast leading shape.
     """
     a16 = np.asarray(a16, dtype=np.uint16)
-    return segdot(a16, b16, 0, a16.shape[-1], gb_elems)
+    return segdot(a16, b16, 0, a16.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +212,8 @@ class PimModel:
     weights : dict of str to numpy.ndarray
         float32 weights (pimgpt names, matrices ``[in, out]``); rounded to bf16 here.
     gb_elems : int
-        Global-buffer size G in elements (chunk size of every dot product).
+        Global-buffer size G in elements (``HwConfig.dram.gb_elems``), validated; the arithmetic
+        does not depend on it (the chunks of a dot product accumulate in the bank).
     capacity : int, optional
         Positions the K/V caches hold (default ``cfg.ctx``; fewer save memory).
 
@@ -275,7 +269,7 @@ class PimModel:
     def linear(self, x, layer: tuple) -> np.ndarray:
         """``y_j = chunkdot(bf16(x), W[:, j])``, then ``f32_add(y_j, w(bias_j))`` with biases."""
         w16, bias = layer
-        y = chunkdot(_bf16(x), w16, self.G)
+        y = chunkdot(_bf16(x), w16)
         return y if bias is None else nm.f32_add(y, bias)
 
     def norm(self, x, params: tuple) -> np.ndarray:
@@ -287,23 +281,18 @@ class PimModel:
 
     def attention(self, li: int, q, k, v, pos: int) -> np.ndarray:
         """Store ``k``/``v`` at ``pos`` and attend every query head; the heads' outputs ``[d]``."""
-        cfg, G, dh, H = self.cfg, self.G, self.cfg.d_head, self.cfg.n_head
+        cfg, dh, H = self.cfg, self.cfg.d_head, self.cfg.n_head
         kc, vc = self.k_cache[li], self.v_cache[li]
         kc[pos] = _bf16(k)
         vc[:, pos] = _bf16(v)
-        q16 = _bf16(q)
-        keys = kc[:pos + 1]
-        # Query head a meets K/V head g = a // group: its q goes where g's elements sit in a K
-        # vector, so the dot runs over the same range (and chunk boundaries) as for MHA.
-        g = np.arange(H) // cfg.group
-        q_on_k = np.zeros((H, cfg.n_kv_head, dh), np.uint16)
-        q_on_k[np.arange(H), g] = q16.reshape(H, dh)
-        scores = np.stack([segdot(q_on_k[a].ravel(), keys, g[a] * dh, (g[a] + 1) * dh, G)
-                           for a in range(H)])  # [heads, pos+1]
+        q16 = _bf16(q).reshape(H, dh)
+        keys = kc[:pos + 1].reshape(pos + 1, cfg.n_kv_head, dh)
+        g = np.arange(H) // cfg.group  # query head a attends with K/V head a // group
+        scores = np.stack([chunkdot(q16[a], keys[:, g[a]]) for a in range(H)])  # [heads, pos+1]
         p = nl.softmax(nm.f32_mul(scores, self.scale))
         p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
         vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[g]
-        return chunkdot(p16, vt, G).reshape(cfg.d_model)
+        return chunkdot(p16, vt).reshape(cfg.d_model)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
@@ -329,7 +318,7 @@ class PimModel:
             return None
         xf = self.norm(x, self.lnf)
         self.last_xf = xf
-        return chunkdot(_bf16(xf), self.head16, self.G)
+        return chunkdot(_bf16(xf), self.head16)
 
 
 def _first_argmax(logits: np.ndarray) -> int:
@@ -364,9 +353,10 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     cfg : ModelConfig
         Model shape.
     weights : dict of str to numpy.ndarray
-        float32 weights, HF GPT-2 names.
+        float32 weights, pimgpt names.
     gb_elems : int
-        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16.
+        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16; see
+        :class:`PimModel`.
     prompt : sequence of int
         Prompt token ids (at least one).
     new_tokens : int

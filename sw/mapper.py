@@ -15,9 +15,13 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
   one vector per position;
 * the K cache of a layer has one vector per token (``vec_len = kv_dim``, i.e. ``d_model`` for
   multi-head attention: all K/V heads of a token are concatenated in one vector, hence in one row
-  stream); the V cache is stored transposed, one vector per K/V dimension with ``vec_len`` = cache
-  capacity rounded up to 16, so the softmax probabilities are the broadcast operand of
-  ``score . V``;
+  stream);
+* the V cache is stored transposed, in blocks of ``T`` tokens (:func:`v_block_tokens`): vector
+  ``blk * D + m`` (``D`` = :func:`v_dims`, ``kv_dim`` rounded up to ``slots``) holds the values
+  of K/V dimension ``m`` for tokens ``blk*T .. blk*T + T - 1``, so the softmax probabilities are
+  the broadcast operand of ``p . V``, dimension ``m`` stays in bank slot ``m % slots``, and the
+  blocks of all the dimensions of a bank follow one another: a short context fills whole rows
+  (one block of every local dimension side by side) instead of touching one row per dimension;
 * small vectors (norm gains/shifts, biases; whichever the model has) are packed into three
   regions by length (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one
   mostly empty region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
@@ -271,6 +275,22 @@ class MemoryMap:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
+    """K/V dimensions (``kv_dim``, ``d_model`` for multi-head attention) rounded up to whole local
+    indices (``slots``): the V cache's vectors per token block, so that dimension ``m`` lies in
+    bank slot ``m % slots`` in every block."""
+    return round_up(cfg.kv_dim, hw.dram.slots)
+
+
+def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
+    """Tokens per V-cache block: a multiple of 16, at most the padded context, and small enough
+    that one block's probabilities of every head a channel holds fit its global buffer
+    (``v_dims / slots`` heads per channel when heads are at least a channel wide)."""
+    per_channel = v_dims(cfg, hw) // hw.dram.slots
+    cols = max(1, hw.dram.gb_elems // COL // per_channel)
+    return min(cols * COL, round_up(context, COL))
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -339,7 +359,8 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         add(f"h.{i}.mlp.c_fc.weight", cfg.fc_dim, d)
         add(f"h.{i}.mlp.c_proj.weight", d, round_up(f, COL))
         add(f"h.{i}.k_cache", context, cfg.kv_dim)
-        add(f"h.{i}.v_cache", cfg.kv_dim, round_up(context, COL))
+        block = v_block_tokens(cfg, hw, context)
+        add(f"h.{i}.v_cache", -(-round_up(context, COL) // block) * v_dims(cfg, hw), block)
 
     if mm.rows_used > dram.rows:
         need = mm.rows_used * dram.row_bytes * dram.slots

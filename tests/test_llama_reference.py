@@ -195,15 +195,14 @@ def test_pim_generation_equals_teacher_forcing_bit_for_bit(name):
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-def test_chunked_gqa_dot_products():
-    """With a global buffer smaller than d_model the K vectors span several chunks; the PIM model
-    stays within rounding of float64 and GQA still equals repeated-K/V MHA bit for bit where a
-    head's range sits in one chunk."""
+def test_global_buffer_size_does_not_change_the_arithmetic():
+    """The chunks of a dot product accumulate in the bank (docs/dataflow.md): a global buffer
+    smaller than the K vectors gives the same bits."""
     cfg, w = make("gqa-llama3", scale=4.0)
     toks = tokens_for(cfg, 10)
-    pim = ref.pim_logits_teacher_forced(cfg, w, 16, toks).astype(np.float64)
-    f64 = ref.f64_logits_teacher_forced(cfg, w, toks)
-    assert np.abs(pim - f64).max() / np.abs(f64).max() < 0.02  # measured 0.8 %
+    a = ref.pim_logits_teacher_forced(cfg, w, 16, toks)
+    b = ref.pim_logits_teacher_forced(cfg, w, G, toks)
+    np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
 def test_capacity_and_position_errors():
