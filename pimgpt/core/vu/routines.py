@@ -268,6 +268,44 @@ def _vreduce(a: Asm) -> None:
     a.done()
 
 
+def _vmacs(a: Asm) -> None:
+    """VMACS dst=s1 a=s2 s=s3 seg=s4 nseg=s5: ``dst[i] = dst[i] + a[i] * s[i // seg]``.
+
+    A loop over the segments: the segment's scale is loaded (lane 0 of a load inside the window
+    ``[s, s + nseg)``) and broadcast, then the segment's blocks, masked by the segment's own
+    windows in ``a`` and ``dst``, multiply-add in place (``VMAD``: the product rounded, then the
+    add, as ``f32_add(dst, f32_mul(a, s))``; the add commutes bit for bit)."""
+    a.label("vmacs")
+    S = Scalars()
+    seg = F[4]
+    dlo, alo, sp = copy_reg(a, S, F[1]), copy_reg(a, S, F[2]), copy_reg(a, S, F[3])
+    shi = window(a, S, F[3], F[5])
+    nb = blocks_of(a, S, seg)
+    dhi, ahi, dp, ap = S(), S(), S(), S()
+    with a.loop(F[5]):
+        sv, scale = a.vreg("sv"), a.vreg("scale")
+        with a.sched():
+            a.ld(sv, sp, F[3], shi, Fill.NEG_ZERO)
+            a.v(UOp.VBCL, scale, sv, 0)
+            a.s(UOp.SADD, dhi, dlo, seg)
+            a.s(UOp.SADD, ahi, alo, seg)
+            a.s(UOp.SADD, dp, dlo, 0)
+            a.s(UOp.SADD, ap, alo, 0)
+
+        def body(q, b, off):
+            x, d, y = a.vreg("x"), a.vreg("d"), a.vreg("y")
+            a.ld(x, ap, alo, ahi, Fill.NEG_ZERO, off=off)
+            a.ld(d, dp, dlo, dhi, Fill.NEG_ZERO, off=off)
+            a.mad(y, x, scale, d)
+            a.st(y, dp, dlo, dhi, off=off)
+
+        blocks(a, S, nb, 1, 4, [ap, dp], body)
+        a.s(UOp.SADD, dlo, dhi, 0)
+        a.s(UOp.SADD, alo, ahi, 0)
+        a.s(UOp.SADD, sp, sp, 1)
+    a.done()
+
+
 def _elementwise_body_only(a: Asm, S: Scalars, n: SReg, func) -> None:
     sp, shi = copy_reg(a, S, F[2]), window(a, S, F[2], n)
     dptr, dhi = copy_reg(a, S, F[1]), window(a, S, F[1], n)
@@ -287,7 +325,7 @@ def _elementwise_body_only(a: Asm, S: Scalars, n: SReg, func) -> None:
 # ---------------------------------------------------------------------------------------------
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
-          Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL)
+          Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -313,6 +351,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     _vmov(a)
     _vfill(a)
     _vreduce(a)
+    _vmacs(a)
     red.vmax(a)
     red.argmax(a)
     red.softmax(a)
@@ -321,7 +360,8 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     names = {Op.VADD: "vadd", Op.VMUL: "vmul", Op.VSCALE: "vscale", Op.VMOV: "vmov",
              Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
-             Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill"}
+             Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
+             Op.VMACS: "vmacs"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 
