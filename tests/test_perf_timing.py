@@ -261,13 +261,21 @@ def test_refresh_every_nrefi_closes_rows():
     assert act_after >= refs[0] + 210
 
 
+def _vscale(hw, n):
+    """A VSCALE of ``n`` words and its duration in tCK (the vector unit's cost model, 2 tCK per
+    ASIC cycle on this hardware)."""
+    vs = I(Op.VSCALE, dst=0, a=0, n=n, scale_f32=f32_bits(0.5))
+    return vs, 2 * VectorUnitModel(hw).cost(vs).cycles
+
+
 def test_refresh_precharge_nrp_then_nrfc():
-    # nREFI 400. ACT16 0, MAC16 56 (done 58); VSCALE of 16 x 246: 4 + 246 = 250 ASIC cycles =
-    # 500 tCK, 58..558; the refresh due at 400 is issued when the channels idle, at its due time:
-    # PREA at max(400, ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP = 432;
-    # the next ACT16 at max(558, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
+    # nREFI 400. ACT16 0, MAC16 56 (done 58); a VSCALE of D tCK runs 58..58+D, past the refresh
+    # due at 400, which is issued when the channels idle, at its due time: PREA at max(400,
+    # ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP = 432; the next ACT16 at
+    # max(58 + D, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
     hw = hw_with(timing={"nREFI": 400})
-    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 246, scale_f32=f32_bits(0.5))
+    vs, d = _vscale(hw, 128 * 100)
+    assert 400 < 58 + d <= 642, d  # the scenario: the VSCALE spans the due time, ends before
     res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
     assert issues(res, "PREA") == [400]
     assert issues(res, "REFab") == [432]
@@ -277,19 +285,20 @@ def test_refresh_precharge_nrp_then_nrfc():
 
 
 def test_refresh_waits_nrc_after_activation():
-    # nREFI 400, nRAS 20, nRCDRDMAC 10. VSCALE of 16 x 191 = 195 ASIC cycles = 390 tCK; ACT16 at
-    # 390, MAC16 at 400. The refresh due at 400 follows at the next instruction boundary: PREA at
-    # max(400, 390 + nRAS = 410, 400 + nRTP = 412) = 412; REFab at max(412 + nRP = 444,
-    # 390 + nRC = 479) = 479: the row cycle binds. After a second VSCALE (402..792): ACT16 at
-    # max(792, 479 + nRFC = 689) = 792, MAC16 802; the refresh due at 800: PREA at 802 + 12 =
-    # 814, REFab at max(814 + 32, 792 + 89) = 881.
+    # nREFI 400, nRAS 20, nRCDRDMAC 10. A VSCALE of D tCK (390 < D < 394): ACT16 at D, MAC16 at
+    # D + 10 (done D + 12). The refresh due at 400 follows at the next instruction boundary: PREA
+    # at max(400, D + nRAS, D + 10 + nRTP = D + 22) = D + 22; REFab at max(D + 22 + nRP,
+    # D + nRC) = D + 89: the row cycle binds. After a second VSCALE (D + 12 .. 2D + 12): ACT16 at
+    # max(2D + 12, D + 89 + nRFC) = 2D + 12, MAC16 at 2D + 22; the refresh due at 800: PREA at
+    # 2D + 22 + 12, REFab at max(2D + 34 + 32, 2D + 12 + 89) = 2D + 101.
     hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10})
-    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 191, scale_f32=f32_bits(0.5))
+    vs, d = _vscale(hw, 128 * 87)
+    assert 390 < d and 2 * d + 12 < 800, d  # the scenario the comment works through
     res = run([vs, I(Op.SYNC), mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
-    assert issues(res, "ACT16") == [390, 792]
-    assert issues(res, "MAC16") == [400, 802]
-    assert issues(res, "PREA") == [412, 814]
-    assert issues(res, "REFab") == [479, 881]
+    assert issues(res, "ACT16") == [d, 2 * d + 12]
+    assert issues(res, "MAC16") == [d + 10, 2 * d + 22]
+    assert issues(res, "PREA") == [d + 22, 2 * d + 34]
+    assert issues(res, "REFab") == [d + 89, 2 * d + 101]
 
 
 # ---- second row buffer (act_overlap) -------------------------------------------------------------
