@@ -1,17 +1,8 @@
-"""The ASIC: instruction fetch/decode/dispatch, and the top that joins the ASIC's blocks.
+"""The ASIC: the top that joins the ASIC's blocks (and the clock ratio of its vector unit).
 
-:class:`Frontend` reads the program memory and dispatches in order:
-
-* PIM instructions to the PIM engine (:mod:`.pim_engine`), ASIC instructions to the vector unit
-  (:mod:`.vector_unit`); the two sides run concurrently between ``SYNC``\\ s, each in order, as
-  ``docs/isa.md`` allows (the compiler placed a ``SYNC`` wherever one side reads what the other
-  produces);
-* ``SYNC`` waits until both sides are idle (every DRAM command's effect complete, every read
-  landed, the vector unit done); ``EOC`` does the same and stops;
-* ``SETR`` and ``OUT`` (ASIC side) execute in the front end once the vector unit is idle, so they
-  stay in order behind ``ARGMAX``; ``RD_VEC`` with ``FLAG_VEC_FROM_REG`` gets ``R[vec]`` substituted
-  (after the vector unit is idle);
-* an unknown opcode stops the program with ``error`` set.
+The front end (:mod:`.frontend`) fetches and dispatches on two sides: PIM instructions to the PIM
+engine (:mod:`.pim_engine`), ASIC instructions to the vector unit (:mod:`.vector_unit`); the two
+sides run concurrently between ``SYNC``\\ s, each in order, as ``docs/isa.md`` allows.
 
 :class:`Asic` wires front end, vector unit, PIM engine, one :class:`.ChannelScheduler` per channel
 and the :class:`.Scratchpad`; its outward ports are the channels' command buses and read-data
@@ -20,24 +11,22 @@ returns, and the host's side doors (program memory, scratchpad words, output tok
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, EnableInserter, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from pimgpt.core.config import HwConfig
-from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, PIM_OPS, Op
-from pimgpt.core.vu.routines import VU_OPS
 
 from .bank import dram_cmd_layout
 from .fp import check_int
-from .isa_layout import INSTR_BITS, InstrWord, opcode
+from .frontend import Frontend
+from .isa_layout import INSTR_BITS
 from .pim_engine import PimEngine, return_signature
 from .pim_sched import ChannelScheduler
 from .scratchpad import Scratchpad, sp_read_signature, sp_write_signature
-from .vector_unit import VectorUnit, sreg_write_signature
+from .vector_unit import VectorUnit
 
 __all__ = ["Frontend", "Asic", "asic_clock_ratio"]
 
@@ -52,137 +41,6 @@ def asic_clock_ratio(hw: HwConfig) -> int:
         raise ValueError(f"{hw.name}: asic.clock_ghz {hw.asic.clock_ghz} must be the DRAM clock "
                          f"(1/tck_ns = {1 / hw.dram.tck_ns:g} GHz) divided by an integer")
     return int(round(ratio))
-
-PIM_CODES = [opcode(o) for o in sorted(PIM_OPS)]
-VU_CODES = [opcode(o) for o in VU_OPS]
-
-
-class Frontend(wiring.Component):
-    """Program memory, fetch, decode and in-order dispatch.
-
-    Parameters
-    ----------
-    prog_depth : int
-        Program memory size in instructions (a power of two, 16..2**20).
-    out_depth : int
-        Output-token memory size (16..2**16).
-
-    Attributes
-    ----------
-    start : In(1)
-        Pulse: run the program from instruction 0 (clears the token count).
-    pim, vu : Out(stream.Signature(InstrWord))
-        Dispatch to the PIM engine and the vector unit.
-    pim_idle, vu_idle : In(1)
-        The two sides are idle.
-    sreg : In(sreg_write_signature())
-        Scalar-register writes from the vector unit.
-    prog_wr : In(StructLayout)
-        Host write port of the program memory (``en``, ``addr``, ``data``).
-    out_addr, out_data : In, Out
-        Host read port of the output tokens (data one cycle after the address).
-    running, done, error, n_out, pc : Out
-        Status.
-    """
-
-    def __init__(self, *, prog_depth: int = 8192, out_depth: int = 256):
-        check_int("prog_depth", prog_depth, 16, 1 << 20)
-        if prog_depth & (prog_depth - 1):
-            raise ValueError(f"prog_depth must be a power of two, not {prog_depth!r}")
-        self.prog_depth = prog_depth
-        self.out_depth = check_int("out_depth", out_depth, 16, 1 << 16)
-        pw = ceil_log2(prog_depth)
-        ow = ceil_log2(out_depth)
-        super().__init__({
-            "start": In(1),
-            "pim": Out(stream.Signature(InstrWord)),
-            "vu": Out(stream.Signature(InstrWord)),
-            "pim_idle": In(1),
-            "vu_idle": In(1),
-            "sreg": In(sreg_write_signature()),
-            "prog_wr": In(data.StructLayout({"en": 1, "addr": pw, "data": INSTR_BITS})),
-            "out_addr": In(ow),
-            "out_data": Out(32),
-            "running": Out(1),
-            "done": Out(1),
-            "error": Out(1),
-            "n_out": Out(ow + 1),
-            "pc": Out(pw),
-            "advance": Out(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        pw = ceil_log2(self.prog_depth)
-        m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=self.prog_depth, init=[])
-        wp = prog.write_port()
-        rp = prog.read_port()
-        m.d.comb += [wp.addr.eq(self.prog_wr.addr), wp.data.eq(self.prog_wr.data),
-                     wp.en.eq(self.prog_wr.en)]
-        m.submodules.outs = outs = Memory(shape=32, depth=self.out_depth, init=[])
-        out_w = outs.write_port()
-        out_r = outs.read_port()
-        m.d.comb += [out_r.addr.eq(self.out_addr), self.out_data.eq(out_r.data)]
-
-        regs = Array(Signal(32, name=f"R{i}") for i in range(N_REGS))
-        with m.If(self.sreg.en):
-            m.d.sync += regs[self.sreg.idx].eq(self.sreg.data)
-
-        pc = self.pc
-        advance = self.advance
-        primed = Signal()  # rp.data holds instruction pc
-        m.d.comb += [rp.addr.eq(Mux(advance, pc + 1, pc)[:pw]), rp.en.eq(1)]
-        with m.If(advance):
-            m.d.sync += pc.eq(pc + 1)
-        ins = InstrWord(rp.data)
-        op = ins.op
-        both_idle = self.pim_idle & self.vu_idle & ~self.pim.valid & ~self.vu.valid
-
-        m.d.comb += [self.pim.payload.eq(ins), self.vu.payload.eq(ins)]
-        reg_vec = (ins.flags & FLAG_VEC_FROM_REG) != 0
-        rd_vec = op == opcode(Op.RD_VEC)
-        with m.If(rd_vec & reg_vec):
-            vec = ins.args_of(Op.RD_VEC).vec
-            m.d.comb += [self.pim.payload.args_of(Op.RD_VEC).vec.eq(regs[vec[:4]]),
-                         self.pim.payload.flags.eq(0)]
-
-        with m.If(self.start):
-            m.d.sync += [pc.eq(0), primed.eq(0), self.running.eq(1), self.done.eq(0),
-                         self.error.eq(0), self.n_out.eq(0)]
-        with m.Elif(self.running):
-            m.d.sync += primed.eq(1)
-            with m.If(primed):
-                with m.Switch(op):
-                    with m.Case(*PIM_CODES):
-                        ok = Mux(rd_vec & reg_vec, self.vu_idle, 1)
-                        m.d.comb += self.pim.valid.eq(ok)
-                        m.d.comb += advance.eq(self.pim.valid & self.pim.ready)
-                    with m.Case(*VU_CODES):
-                        m.d.comb += self.vu.valid.eq(1)
-                        m.d.comb += advance.eq(self.vu.ready)
-                    with m.Case(opcode(Op.SETR)):
-                        setr = ins.args_of(Op.SETR)
-                        with m.If(self.vu_idle):
-                            m.d.sync += regs[setr.reg[:4]].eq(setr.imm)
-                            m.d.comb += advance.eq(1)
-                    with m.Case(opcode(Op.OUT)):
-                        with m.If(self.vu_idle):
-                            reg = ins.args_of(Op.OUT).reg
-                            m.d.comb += [out_w.addr.eq(self.n_out), out_w.data.eq(regs[reg[:4]]),
-                                         out_w.en.eq(self.n_out < self.out_depth),
-                                         advance.eq(1)]
-                            m.d.sync += self.n_out.eq(self.n_out + 1)
-                    with m.Case(opcode(Op.SYNC)):
-                        m.d.comb += advance.eq(both_idle)
-                    with m.Case(opcode(Op.EOC)):
-                        with m.If(both_idle):
-                            m.d.sync += [self.running.eq(0), self.done.eq(1)]
-                    with m.Default():
-                        m.d.sync += [self.running.eq(0), self.done.eq(1), self.error.eq(1)]
-                with m.If(advance & (pc == self.prog_depth - 1)):
-                    # Ran off the end of program memory without EOC.
-                    m.d.sync += [self.running.eq(0), self.done.eq(1), self.error.eq(1)]
-        return m
 
 
 class Asic(wiring.Component):
@@ -259,6 +117,8 @@ class Asic(wiring.Component):
             "cycles": Out(48),
             "pc": Out(ceil_log2(prog_depth)),
             "advance": Out(1),
+            "apc": Out(ceil_log2(prog_depth)),
+            "a_advance": Out(1),
         })
         super().__init__(members)
 
@@ -340,6 +200,7 @@ class Asic(wiring.Component):
             fe.out_addr.eq(self.host_out_addr), self.host_out_data.eq(fe.out_data),
             self.running.eq(fe.running), self.done.eq(fe.done), self.error.eq(fe.error),
             self.n_out.eq(fe.n_out), self.pc.eq(fe.pc), self.advance.eq(fe.advance),
+            self.apc.eq(fe.apc), self.a_advance.eq(fe.a_advance),
         ]
 
         self._capture(m, vu, ce, fe)

@@ -108,7 +108,7 @@ def _scheduler(hw):
 
 
 def _frontend(hw):
-    from .controller import Frontend
+    from .frontend import Frontend
 
     return Frontend()
 
@@ -132,7 +132,7 @@ BLOCK_INFO = {
     "pim_return": (_pim_part("pim_return"), "PIM engine: read tags, returned data -> scratchpad"),
     "pim_hazard": (_pim_part("pim_hazard"), "PIM engine: scratchpad hazards from isa.SPEC"),
     "channel_scheduler": (_scheduler, "per-channel DRAM command scheduler (earliest legal issue)"),
-    "frontend": (_frontend, "program memory, fetch, decode, in-order dispatch"),
+    "frontend": (_frontend, "program memory, fetch, decode, dispatch on two sides (chains)"),
 }
 
 

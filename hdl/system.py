@@ -18,7 +18,8 @@ Status (``running``, ``done``, ``error``, ``dram_error``, ``n_out``, ``n_cap``, 
 plain output ports. For monitors, the command bus of every channel is also registered into
 ``mon{c}_*`` ports (``mon{c}_count`` increments once per command, ``mon{c}_cycle`` is the issue
 cycle counted from ``START``), so a testbench can wake up only when a command was issued; likewise
-``mon_pc_count``/``mon_pc``/``mon_pc_cycle`` for every instruction the front end dispatches.
+``mon_pc_count``/``mon_pc``/``mon_pc_cycle`` for every instruction the front end's PIM pointer
+dispatches (and every barrier it passes), ``mon_apc_*`` likewise for its ASIC pointer.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ class System(wiring.Component):
             "mon_pc_count": Out(32),
             "mon_pc": Out(len(self.asic.pc)),
             "mon_pc_cycle": Out(48),
+            "mon_apc_count": Out(32),
+            "mon_apc": Out(len(self.asic.pc)),
+            "mon_apc_cycle": Out(48),
         }
         for c in range(d.channels):
             members.update({
@@ -160,10 +164,13 @@ class System(wiring.Component):
                     getattr(self, f"mon{c}_col").eq(bus.p.col),
                 ]
 
-        # Dispatch monitor: the cycle each instruction leaves the front end.
-        with m.If(asic.advance):
-            m.d.sync += [self.mon_pc_count.eq(self.mon_pc_count + 1), self.mon_pc.eq(asic.pc),
-                         self.mon_pc_cycle.eq(asic.cycles)]
+        # Dispatch monitors: the cycle each instruction leaves the front end (PIM pointer with
+        # the barriers; ASIC pointer).
+        for adv, pc, count, at, cyc in (
+                (asic.advance, asic.pc, self.mon_pc_count, self.mon_pc, self.mon_pc_cycle),
+                (asic.a_advance, asic.apc, self.mon_apc_count, self.mon_apc, self.mon_apc_cycle)):
+            with m.If(adv):
+                m.d.sync += [count.eq(count + 1), at.eq(pc), cyc.eq(asic.cycles)]
 
         cmd = self.host.payload
         go = self.host.valid

@@ -423,11 +423,10 @@ class GoldenMachine:
         self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src].reshape(COL, n))
         self.row_emin[ch, bank, row] = _UNKNOWN
 
-    def _sync(self, a, flags):
+    def _sync(self, a, flags):  # EOC too (run() stops at it)
         pass
 
-    def _eoc(self, a, flags):  # handled by run()
-        pass
+    _eoc = _sync
 
     # ---- ASIC side --------------------------------------------------------------------------
     def _vec(self, addr: int, n: int) -> np.ndarray:
@@ -441,10 +440,8 @@ class GoldenMachine:
             self._fail("n must be at least 1")
 
     def _no_partial_overlap(self, dst: int, n_dst: int, *sources, strict=()) -> None:
-        """The vector unit works block by block: its destination may be one of its sources
-        exactly (in place, the same first word) or disjoint from it, never shifted against it
-        (``docs/isa.md``). ``sources``: (addr, length) pairs; ``strict``: sources that must
-        not overlap at all (LAYERNORM's gamma and beta, read after dst is written)."""
+        """The block-wise vector unit: ``dst`` in place (same start) or disjoint from each of
+        ``sources`` ((addr, length) pairs), disjoint from each of ``strict`` (``docs/isa.md``)."""
         for (lo, n), exact_ok in [(s, True) for s in sources] + [(s, False) for s in strict]:
             if n and n_dst and lo < dst + n_dst and dst < lo + n and not (exact_ok and lo == dst):
                 self._fail(f"dst [{dst}, {dst + n_dst}) overlaps a source [{lo}, {lo + n}); use "
@@ -598,10 +595,6 @@ def run_golden(cfg, hw: HwConfig, weights: dict, prompt, new_tokens: int, progre
 
         stats = machine.run(compiled.program, [s.start for s in compiled.steps], on_step)
         bar.update(bar.total - bar.n)
-    stats.update(
-        compile_seconds=t1 - t0,
-        load_seconds=t2 - t1,
-        steps=len(compiled.steps),
-        scratchpad_words_used=compiled.scratchpad_words_used,
-    )
+    stats.update(compile_seconds=t1 - t0, load_seconds=t2 - t1, steps=len(compiled.steps),
+                 scratchpad_words_used=compiled.scratchpad_words_used)
     return list(machine.out), list(machine.logits), stats

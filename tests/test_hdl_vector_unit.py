@@ -1,133 +1,168 @@
-"""Vector unit: microcode (ISS) bit-exact vs core/nonlinear and the golden model; the RTL vs both.
-
-These tests run the microcode instruction-set simulator; the cocotb test of the RTL
-(``tests/cocotb/cocotb_vu.py``) checks ``VectorUnitTop`` bit for bit against the golden model and
-cycle for cycle against the ISS.
-"""
-
+"""The vector unit's RTL blocks under Amaranth's simulator: the micro-word decode against the
+micro-ISA's own definitions, the scratchpad's wide ports of any width, construction checks and
+Verilog conversion. The whole unit is checked bit for bit against the golden model and cycle for
+cycle (every micro-operation's issue cycle) against the ISS under Verilator:
+``tests/cocotb/cocotb_vu.py`` through ``tests/cocotb/test_cocotb_rtl.py``."""
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
 
-from pimgpt.core import nonlinear as nl
-from pimgpt.core import numerics as nx
-from pimgpt.core.config import load_hw
-from pimgpt.core.isa import I, Op
-from pimgpt.hdl import vu_microcode as mc
+from pimgpt.core.vu import uisa
+from pimgpt.core.vu.cost import microcode_for
+from pimgpt.core.vu.uisa import BSel, Pipeline, UOp, UWord
+from pimgpt.hdl.scratchpad import Scratchpad
 from pimgpt.hdl.vector_unit import VectorUnit, VectorUnitTop
-from pimgpt.sim.golden import GoldenMachine
+from pimgpt.hdl.vu_decode import UCTL, UDecode, decode_table
+from pimgpt.hdl.vu_lanes import FpLane, VectorLanes
+from pimgpt.hdl.vu_seq import Sequencer
 
-CORNERS = np.array([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x00800000, 0x80800000,
-                    0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F7FFFFF, 0xFF7FFFFF,
-                    mc.f32(89.0), mc.f32(89.01), mc.f32(-104.0), mc.f32(-104.01), mc.f32(0.5),
-                    mc.f32(-3.0), mc.f32(1e-30), mc.f32(1e30), mc.f32(-1e30)], dtype=np.uint32)
-
-
-def _inputs(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    a = nx.bits_from_f32(rng.normal(0, 3, n).astype(np.float32))
-    b = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    c = nx.bits_from_f32((rng.normal(0, 1, n) * np.exp2(rng.integers(-50, 50, n)))
-                         .astype(np.float32))
-    return np.concatenate([CORNERS, a, b, c])
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+LAT = Pipeline(add=3, mul=2, load=2, issue=2)
 
 
-@pytest.mark.parametrize("lanes", [16, 4, 1])
-@pytest.mark.parametrize("op,fn", [(Op.VEXP, nl.exp), (Op.VRECIP, nl.reciprocal),
-                                   (Op.VRSQRT, nl.rsqrt), (Op.VGELU, nl.gelu)])
-def test_microcode_elementwise_bit_exact(op, fn, lanes):
-    x = _inputs(3, 40 if lanes == 1 else 120)
-    n = len(x)
-    sp = np.zeros(2 * n, dtype=np.uint32)
-    sp[:n] = x
-    iss = mc.VectorISS(sp, lanes=lanes)
-    cycles = iss.run(op, (n, 0, n))
-    want = nx.bits_from_f32(fn(nx.f32_from_bits(x)))
-    assert np.array_equal(sp[n:], want)
-    # One pass of the branch-free routine serves `lanes` elements.
-    passes = -(-n // lanes)
-    assert passes * 20 < cycles < passes * 200
+def _python_decode(w: UWord, lat: Pipeline) -> dict:
+    """What the issue logic must know of ``w``, straight from ``uisa`` (register numbers)."""
+    unit = uisa.unit_of(w.op)
+    vw = uisa.vector_writes(w)
+    return {"unit": unit, "lat": lat.of(w.op), "vr": sorted(set(uisa.vector_reads(w))),
+            "vw": list(vw), "sr": sorted(set(uisa.scalar_reads(w))),
+            "sw": list(uisa.scalar_writes(w)), "port_f": unit is uisa.Unit.FP,
+            "port_i": unit is not uisa.Unit.FP and bool(vw)}
 
 
-def test_microcode_reductions_match_golden():
-    hw = load_hw("tiny-rtl")
-    rng = np.random.default_rng(7)
-    for trial in range(12):
-        n = int(rng.integers(1, 70))
-        x = rng.normal(0, 4, n).astype(np.float32)
-        if trial % 4 == 1:
-            x[rng.integers(0, n)] = np.nan
-        if trial % 4 == 2:
-            x[:] = 0.0
-            x[rng.integers(0, n)] = -0.0
-        g = rng.normal(1, 0.1, n).astype(np.float32)
-        sp = np.zeros(hw.asic.scratchpad_words, dtype=np.float32)
-        sp[:n], sp[100:100 + n], sp[200:200 + n] = x, g, g[::-1]
-        sp[700:700 + len(CORNERS)] = CORNERS.view(np.float32)
-        prog = [I(Op.VMAX, dst=300, src=0, n=n), I(Op.SOFTMAX, dst=400, src=0, n=n),
-                I(Op.LAYERNORM, dst=500, src=0, gamma=100, beta=200, n=n, eps_f32=mc.f32(1e-5)),
-                I(Op.ARGMAX, reg=2, src=0, n=n), I(Op.VREDUCE, dst=600, src=0, n=n, k=1),
-                I(Op.VREDUCE, dst=800, src=700, n=len(CORNERS), k=1),
-                I(Op.VREDUCE, dst=900, src=700, n=len(CORNERS) // 2, k=2),
-                I(Op.VMOV, dst=1, src=0, n=n)]
-        golden = GoldenMachine(hw)
-        golden.sp[:] = sp
-        golden.run(prog + [I(Op.EOC)])
-        iss = mc.VectorISS(sp.view(np.uint32).copy())
-        for ins in prog:
-            iss.run(ins.op, ins.fields())
-        assert np.array_equal(iss.sp, golden.sp.view(np.uint32)), f"trial {trial}"
-        assert iss.sregs[2] == golden.regs[2]
+def _rtl_decode(w: UWord, c: dict) -> dict:
+    """The same from :class:`UDecode`'s outputs ``c`` (flags per field)."""
+    field = {"a": w.ra, "b": w.rb, "c": w.rc, "d": w.rd}
+    return {"unit": uisa.Unit(c["unit"]), "lat": c["lat"],
+            "vr": sorted({field[f] for f in "abcd" if c[f"vr_{f}"]}),
+            "vw": [w.rd] if c["vw_d"] else [],
+            "sr": sorted({field[f] for f in "abc" if c[f"sr_{f}"]}),
+            "sw": [w.rd] if c["sw_d"] else [], "port_f": bool(c["port_f"]),
+            "port_i": bool(c["port_i"])}
 
 
-def test_microcode_assembler_rejects_bad_programs():
-    a = mc.Asm()
-    a.j("nowhere")
-    with pytest.raises(ValueError, match="undefined microcode label"):
-        a.words()
-    a = mc.Asm()
-    a.label("x")
-    with pytest.raises(ValueError, match="duplicate"):
-        a.label("x")
-    with pytest.raises(ValueError, match="register"):
-        mc.encode(mc.UOp.ADD, rd=32)
-    word = mc.encode(mc.UOp.FADD, 3, 4, 5, imm=0x3F800000)
-    assert mc.decode(word) == (mc.UOp.FADD, 3, 4, 5, True, 0x3F800000, False)
-    assert mc.decode(mc.encode(mc.UOp.CMOV, 1, 2, 3, vec=True))[-1] is True
-    with pytest.raises(ValueError, match="lanes"):
-        mc.build_microcode(3)
+def test_decode_logic_matches_the_micro_isa():
+    """Every operation with every operand selection and mode, distinct and equal register fields
+    (``rd = 0``: ``s0`` is never written), through the decode logic in simulation."""
+    rng = np.random.default_rng(3)
+    words = []
+    for op in UOp:
+        for bsel in BSel:
+            for mode in (0, 1, 2, 5):
+                regs = [int(x) for x in rng.integers(0, 32, 4)]
+                words += [UWord(op, *regs, bsel, mode, int(rng.integers(0, 2**32))),
+                          UWord(op, 0, 7, 7, 7, bsel, mode, 0)]
+    words += microcode_for(16, LAT).words[::7]
+    dut = UDecode(LAT)
+    got = []
+
+    async def bench(ctx):
+        for w in words:
+            ctx.set(dut.word.as_value(), uisa.encode(w))
+            v = ctx.get(dut.ctl.as_value())
+            got.append({name: (v >> f.offset) & ((1 << f.width) - 1)
+                        for name, f in ((n, UCTL[n]) for n in UCTL.members)})
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    for w, c in zip(words, got, strict=True):
+        assert _rtl_decode(w, c) == _python_decode(w, LAT), w
 
 
-def test_microcode_covers_every_vector_op():
-    code = mc.build_microcode()
-    assert set(code.entries) == set(mc.VU_OPS)
-    assert len(code.words) < 1024
+def test_decode_table_covers_every_operation():
+    table = decode_table(Pipeline())
+    assert set(table) == set(UOp)
+    # VMAD reads C from a register unless its mode says immediate; VCMOV reads its destination.
+    assert table[UOp.VMAD][(BSel.REG, 0)]["vr_c"] == 1
+    assert table[UOp.VMAD][(BSel.REG, 1)]["vr_c"] == 0
+    assert table[UOp.VCMOV][(BSel.IMM, 0)]["vr_d"] == 1
+    assert table[UOp.VLD][(BSel.REG, 0)]["lat"] == Pipeline().load
+
+
+@pytest.mark.parametrize("lanes, widths", [(32, (16, 32)), (16, (16, 4))])
+def test_scratchpad_wide_ports_of_any_width(lanes, widths):
+    """Unaligned wide writes and reads of several widths on one banked memory, against a
+    Python model (the vector unit's port is ``lanes`` words, the PIM engine's 16)."""
+    words = 8 * lanes
+    sp = Scratchpad(words, lanes=lanes, word_read_ports=1, word_write_ports=0,
+                    wide_ports=len(widths), wide_widths=widths)
+    rng = np.random.default_rng(lanes)
+    model = np.zeros(words, dtype=np.int64)
+    ports = [(getattr(sp, f"wide_rd{i or ''}"), getattr(sp, f"wide_wr{i or ''}"), w)
+             for i, w in enumerate(widths)]
+    errors = []
+
+    async def bench(ctx):
+        for _ in range(60):
+            rd, wr, w = ports[int(rng.integers(0, len(ports)))]
+            addr = int(rng.integers(0, words - w + 1))
+            mask = int(rng.integers(0, 2**w))
+            data = [int(x) for x in rng.integers(0, 2**32, w)]
+            ctx.set(wr.addr, addr)
+            ctx.set(wr.mask, mask)
+            for k in range(w):
+                ctx.set(wr.data[k], data[k])
+                if mask >> k & 1:
+                    model[addr + k] = data[k]
+            await ctx.tick()
+            ctx.set(wr.mask, 0)
+            rd, _, w = ports[int(rng.integers(0, len(ports)))]
+            addr = int(rng.integers(0, words - w + 1))
+            ctx.set(rd.addr, addr)
+            ctx.set(rd.en, 1)
+            await ctx.tick()
+            ctx.set(rd.en, 0)
+            got = [ctx.get(rd.data[k]) for k in range(w)]
+            if got != model[addr:addr + w].tolist():
+                errors.append((addr, w))
+
+    m = Module()
+    m.submodules.sp = sp
+    sim = Simulator(m)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    assert errors == []
 
 
 def test_vector_unit_parameter_validation():
+    with pytest.raises(ValueError, match="lanes"):
+        VectorUnit(lanes=48)
+    with pytest.raises(ValueError, match="sp_read_latency"):
+        VectorUnit(lat=Pipeline(load=1))
+    with pytest.raises(TypeError, match="Pipeline"):
+        VectorUnit(lat=(2, 2, 2, 2))
     with pytest.raises(TypeError):
         VectorUnit(sp_addr_width="14")
     with pytest.raises(ValueError):
         VectorUnit(sp_addr_width=40)
-    with pytest.raises(ValueError):
-        VectorUnit(sp_addr_width=14, add_latency=0)
-    with pytest.raises(ValueError):
-        VectorUnitTop(words=3)
+    with pytest.raises(ValueError, match="other lanes"):
+        VectorUnit(lanes=32, microcode=microcode_for(16, Pipeline()))
+    with pytest.raises(TypeError, match="Microcode"):
+        Sequencer([1, 2, 3])
+    with pytest.raises(TypeError, match="Pipeline"):
+        FpLane("fast")
+    with pytest.raises(ValueError, match="lanes"):
+        VectorLanes(24, Pipeline())
+    with pytest.raises(ValueError, match="multiple"):
+        VectorUnitTop(words=4100)
+    with pytest.raises(ValueError, match="wide_widths"):
+        Scratchpad(256, lanes=16, wide_ports=2, wide_widths=(16,))
+    with pytest.raises(ValueError, match="wide width"):
+        Scratchpad(256, lanes=16, wide_ports=1, wide_widths=(32,))
 
 
-def test_iss_fast_fp_paths_match_the_contract():
-    rng = np.random.default_rng(9)
-    n = 20000
-    a = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    # Products near the bottom of the range (the rounding/flush corner) and ordinary values.
-    e = rng.integers(-75, -40, n)
-    b = nx.bits_from_f32((rng.uniform(1, 2, n) * np.exp2(e)).astype(np.float32))
-    c = nx.bits_from_f32((rng.uniform(1, 2, n) * np.exp2(-e - 88)).astype(np.float32))
-    for x, y in ((a, a[::-1]), (b, c), (b, a), (CORNERS.repeat(len(CORNERS)),
-                                           np.tile(CORNERS, len(CORNERS)))):
-        add = nx.bits_from_f32(nx.f32_add(nx.f32_from_bits(x), nx.f32_from_bits(y)))
-        mul = nx.bits_from_f32(nx.f32_mul(nx.f32_from_bits(x), nx.f32_from_bits(y)))
-        got_add = [mc.fast_add(int(p), int(q)) for p, q in zip(x, y, strict=True)]
-        got_mul = [mc.fast_mul(int(p), int(q)) for p, q in zip(x, y, strict=True)]
-        assert np.array_equal(np.array(got_add, dtype=np.uint32), add)
-        assert np.array_equal(np.array(got_mul, dtype=np.uint32), mul)
+def test_vector_unit_converts_with_its_rom():
+    """The unit elaborates for a non-default pipeline; the ROM is the cost model's microcode
+    (every word, in order), so the RTL runs what the perf model costs."""
+    vu = VectorUnit(lanes=16, lat=LAT, sp_addr_width=12)
+    assert vu.microcode is microcode_for(16, LAT)
+    text = rtlil.convert(vu, name="vector_unit", emit_src=False)
+    assert "module \\vector_unit" in text
+    # the ROM's initial contents are the encoded microcode (first words of the first routine)
+    first = uisa.encode(vu.microcode.words[0])
+    assert f"{first:064b}" in text

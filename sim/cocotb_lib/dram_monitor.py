@@ -197,18 +197,19 @@ class DramMonitor:
 
         for c in range(self.hw.dram.channels):
             self._tasks.append(cocotb.start_soon(self._watch(c)))
-        if hasattr(self.dut, "mon_pc_count"):
-            self._tasks.append(cocotb.start_soon(self._watch_dispatch()))
+        for side in ("pc", "apc"):  # the front end's two pointers
+            if hasattr(self.dut, f"mon_{side}_count"):
+                self._tasks.append(cocotb.start_soon(self._watch_dispatch(side)))
 
-    async def _watch_dispatch(self) -> None:
+    async def _watch_dispatch(self, side: str) -> None:
         from cocotb.triggers import ReadOnly, ValueChange
 
         dut = self.dut
-        count = dut.mon_pc_count
+        count, pc, cycle = (getattr(dut, f"mon_{side}{k}") for k in ("_count", "", "_cycle"))
         while True:
             await ValueChange(count)
             await ReadOnly()
-            self.dispatch.append((int(dut.mon_pc.value), int(dut.mon_pc_cycle.value)))
+            self.dispatch.append((int(pc.value), int(cycle.value)))
 
     def stop(self) -> None:
         for task in self._tasks:

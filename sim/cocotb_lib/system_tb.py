@@ -226,7 +226,8 @@ async def run_job(dut, job: str, hw: dict, trace: str, p_idle: float = 0.0, seed
     np.savez(trace, **{f"ch{c}": np.array([(t, CMD[name], fpi) for t, name, fpi, _, _ in cmds],
                                           dtype=np.int64).reshape(-1, 3)
                        for c, cmds in enumerate(tb.monitor.commands)},
-             dispatch=np.array(tb.monitor.dispatch, dtype=np.int64).reshape(-1, 2))
+             dispatch=np.array(sorted(tb.monitor.dispatch, key=lambda d: (d[1], d[0])),
+                               dtype=np.int64).reshape(-1, 2))
     return dict(
         status, tokens=tokens, capture=capture.tolist(), sp_words=sp_words,
         dram_columns_loaded=columns, host_commands=tb.host.commands,

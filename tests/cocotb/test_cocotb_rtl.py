@@ -126,18 +126,29 @@ def test_mac_demo_on_verilator(capsys):
 
 
 def test_vector_unit_cocotb():
+    """The vector unit of tiny-rtl (16 lanes, dual issue): every vector instruction bit for bit
+    against the golden model, every instruction's cycles and every micro-operation's issue cycle
+    against the ISS."""
     hw = load_hw("tiny-rtl")
+    lanes = hw.asic.vector_lanes
     run = _run("cocotb_vu", lambda out: blocks_verilog(hw, out), BLOCKS_TOP, blocks_build_dir(hw),
-               1, {"seed": 5, "nelem": 200, "prefix": "vu_"})
+               1, {"seed": 5, "nelem": 200, "prefix": "vu_", "lanes": lanes, "trace": True,
+                   "pipeline": {"add": hw.asic.fp_add_latency, "mul": hw.asic.fp_mul_latency,
+                                "load": hw.asic.sp_read_latency,
+                                "issue": hw.asic.vector_issue_width}})
     s = run.report["vector_unit"]
-    for name in ("scratchpad", "argmax registers", "logit tap", "cycles vs ISS"):
+    for name in ("scratchpad", "argmax registers", "logits", "cycles vs ISS",
+                 "issue trace vs ISS"):
         assert s[name]["mismatched"] == 0 and s[name]["pending"] == 0, (name, s[name])
+        assert s[name]["unexpected"] == 0, (name, s[name])
     assert s["scratchpad"]["matched"] == 16384
-    assert s["argmax registers"]["matched"] == 3 and s["sreg_idx"] == [3, 7, 15]
-    assert s["logit tap"]["matched"] == 8 + 6 + 257
+    assert s["argmax registers"]["matched"] == 4 and s["sreg_idx"] == [3, 7, 11, 15]
+    assert s["logits"]["matched"] == 8 + 6 + 7 * lanes + 257
     assert s["cycles vs ISS"]["matched"] == s["instructions"]
-    print(f"vector unit: {s['instructions']} instructions, {s['elements']} elements, "
-          f"{s['cycles']} cycles, bit-exact; build {run.build_s:.1f} s, sim {run.test_s:.1f} s")
+    assert s["issue trace vs ISS"]["matched"] > 10 * s["instructions"]
+    print(f"vector unit ({lanes} lanes): {s['instructions']} instructions, {s['elements']} "
+          f"elements, {s['cycles']} cycles, {s['issue trace vs ISS']['matched']} micro-operations "
+          f"at the ISS's cycle, bit-exact; build {run.build_s:.1f} s, sim {run.test_s:.1f} s")
 
 
 def test_channel_cocotb():

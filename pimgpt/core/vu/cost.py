@@ -8,8 +8,8 @@ configuration's ``asic.vector_lanes``, issue width ``asic.vector_issue_width`` a
 latencies ``asic.fp_add_latency``, ``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in
 timing mode (:mod:`.iss`), which follows the cycle rules the RTL implements. Routines branch only
 on the instruction's fields, so the cost is a function of the opcode and its shape (``n``, ``k``,
-``rows``, ``seg``, ``nseg``; for ``VMOV`` also the copy direction) and is cached per shape. ``SETR`` and ``OUT``
-(front end) take one cycle.
+``rows``, ``seg``, ``nseg``; for ``VMOV`` also the copy direction) and is cached per shape.
+``SETR`` and ``OUT`` (front end) take one cycle.
 """
 
 from __future__ import annotations
