@@ -78,7 +78,7 @@ def copy_reg(a: Asm, S: Scalars, src: SReg) -> SReg:
 
 
 def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], body,
-           max_open: int = 4, period: int = 1, tail: int = 0) -> None:
+           max_open: int = 4, period: int = 1, tail: int = 0, rem_loop: bool = False) -> None:
     """Run ``body(q, b, off)`` for every block of ``rows`` rows.
 
     A loop runs ``K`` blocks per iteration (offsets ``off = b*W`` from the pointers ``ptrs``,
@@ -86,7 +86,8 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     scheduled body). The ``nb mod K`` blocks left run in chunks of ``K/2, K/4, ..., period``
     (each when its bit of the count is set), then the last ``< period`` one by one, all behind
     forward branches. ``body`` may depend on ``b mod period`` only (``period = A`` for the
-    accumulators of a sum)."""
+    accumulators of a sum). With ``rem_loop`` (``period`` 1) the blocks left run in a loop of
+    one block instead: ``K + 1`` copies of the body in the ROM rather than ``2K - 1``."""
     W = a.lanes
     niter, nrem, bit = S.shared("niter"), S.shared("nrem"), S.shared("kb")
 
@@ -106,6 +107,12 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     if K == 1:
         return
     a.s(UOp.SAND, nrem, nb, K - 1)
+    if rem_loop:
+        if period != 1:
+            raise AsmError("a remainder loop needs a body that does not depend on the block")
+        with a.loop(nrem):
+            chunk(1, True)
+        return
     c = K // 2
     while c >= period:
         skip = a.fresh("chunk")
@@ -130,7 +137,7 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
 # Element-wise instructions
 # ---------------------------------------------------------------------------------------------
 def _elementwise(a: Asm, name: str, ins: tuple[int, ...], n_field: int, func, consts=(),
-                 K: int = 8, max_open: int = 4) -> None:
+                 K: int = 8, max_open: int = 4, rem_loop: bool = False) -> None:
     """``dst[i] = func(src...[i])``: inputs at the fields ``ins``, ``dst`` in field 1."""
     a.label(name)
     S = Scalars()
@@ -149,7 +156,7 @@ def _elementwise(a: Asm, name: str, ins: tuple[int, ...], n_field: int, func, co
             xs.append(x)
         a.st(func(a, k, *xs), dptr, F[1], dhi, off=off)
 
-    blocks(a, S, nb, 1, K, [p for p, _, _ in srcs] + [dptr], body, max_open)
+    blocks(a, S, nb, 1, K, [p for p, _, _ in srcs] + [dptr], body, max_open, rem_loop=rem_loop)
     a.done()
 
 
@@ -344,10 +351,14 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     _elementwise(a, "vadd", (2, 3), 4, _binary(UOp.VFADD))
     _elementwise(a, "vmul", (2, 3), 4, _binary(UOp.VFMUL))
     _elementwise(a, "vscale", (2,), 3, _scale)
-    _elementwise(a, "vexp", (2,), 3, fn.exp_full, fn.EXP_CONSTS)
     _elementwise(a, "vgelu", (2,), 3, fn.gelu, fn.GELU_CONSTS)
-    _elementwise(a, "vrecip", (2,), 3, lambda a, k, x: fn.reciprocal(a, x), max_open=2)
-    _elementwise(a, "vrsqrt", (2,), 3, lambda a, k, x: fn.rsqrt(a, x), max_open=2)
+    # Long bodies that the compiler does not emit: four blocks per iteration, the rest in a loop
+    # of one block (a quarter of the ROM words of the fully unrolled form).
+    _elementwise(a, "vexp", (2,), 3, fn.exp_full, fn.EXP_CONSTS, K=4, rem_loop=True)
+    _elementwise(a, "vrecip", (2,), 3, lambda a, k, x: fn.reciprocal(a, x), K=4, max_open=2,
+                 rem_loop=True)
+    _elementwise(a, "vrsqrt", (2,), 3, lambda a, k, x: fn.rsqrt(a, x), K=4, max_open=2,
+                 rem_loop=True)
     _vmov(a)
     _vfill(a)
     _vreduce(a)
