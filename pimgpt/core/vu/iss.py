@@ -381,6 +381,8 @@ class VectorISS:
             elif uop is UOp.VUZP:
                 seg = int(b[0])
                 half = W // 2
+                if seg < 1 or seg > half or seg & (seg - 1):
+                    raise ISSError(f"VUZP segment {seg} is not a power of two in 1..{half}")
                 j = self._lane % half
                 src = (j // seg) * 2 * seg + j % seg + (seg if w.mode & MODE_UPPER else 0)
                 res = np.where(self._lane < half, a[src], v[w.rc][src])

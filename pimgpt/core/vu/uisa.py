@@ -36,8 +36,8 @@ VTBL        ``vd = TABLES[mode][va & (len - 1)]``                            1
 VSHD        ``vd[l] = va[l + B]`` if ``l + B < W`` else ``-0`` (lane shift)   1
 VBCL        ``vd[l] = va[B]`` (broadcast one lane)                            1
 VUZP        unzip: lanes ``< W/2`` from ``va``, the rest from ``v[rc]``; with   1
-            ``s = B``, ``j`` the lane within its half: ``src[(j // s) * 2s +
-            j % s + (s if mode bit 0 else 0)]``
+            ``s = B`` (a power of two, at most ``W/2``), ``j`` the lane within
+            its half: ``src[(j // s) * 2s + j % s + (s if mode bit 0 else 0)]``
 VIOTA       ``vd[l] = l + B``                                                 1
 VBCAST      ``vd[l] = B``                                                     1
 VLD         ``vd[l] = sp[a + l]`` for ``a = s[ra] + imm`` where ``s[rc] <=     ``Lld``
