@@ -33,6 +33,23 @@ def test_verilog_writes_block(tmp_path, capsys, block, ports):
     assert str(out / f"{block}.v") in capsys.readouterr().out
 
 
+def test_vector_unit_converts_to_verilog(tmp_path):
+    """The vector unit of tiny-rtl (16 lanes) as Verilog, with its ports and its ROM (the cost
+    model's microcode, first word)."""
+    from pimgpt.core.config import load_hw
+    from pimgpt.core.vu import uisa
+    from pimgpt.core.vu.cost import microcode_for, pipeline_of
+
+    assert main(["verilog", "vector_unit", "--hw", "tiny-rtl", "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "vector_unit.v").read_text()
+    assert "module vector_unit(" in text
+    for port in ("cmd__payload", "cmd__ready", "sp_rd__data", "sp_wr__mask", "tap", "trace"):
+        assert port in text, port
+    hw = load_hw("tiny-rtl")
+    first = uisa.encode(microcode_for(hw.asic.vector_lanes, pipeline_of(hw)).words[0])
+    assert f"64'h{first:016x}" in text
+
+
 def test_verilog_unchanged_file_is_not_rewritten(tmp_path):
     path = export.write_verilog("bf16mul", tmp_path)
     mtime = path.stat().st_mtime_ns

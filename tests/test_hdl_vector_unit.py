@@ -6,7 +6,6 @@ cycle (every micro-operation's issue cycle) against the ISS under Verilator:
 
 import numpy as np
 import pytest
-from amaranth.back import rtlil
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
@@ -156,13 +155,9 @@ def test_vector_unit_parameter_validation():
         Scratchpad(256, lanes=16, wide_ports=1, wide_widths=(32,))
 
 
-def test_vector_unit_converts_with_its_rom():
-    """The unit elaborates for a non-default pipeline; the ROM is the cost model's microcode
-    (every word, in order), so the RTL runs what the perf model costs."""
+def test_vector_unit_runs_the_cost_models_rom():
+    """The ROM is the cost model's microcode for the unit's lanes and pipeline (the perf model
+    costs what the RTL runs); its conversion to Verilog is in tests/test_hdl_export.py."""
     vu = VectorUnit(lanes=16, lat=LAT, sp_addr_width=12)
     assert vu.microcode is microcode_for(16, LAT)
-    text = rtlil.convert(vu, name="vector_unit", emit_src=False)
-    assert "module \\vector_unit" in text
-    # the ROM's initial contents are the encoded microcode (first words of the first routine)
-    first = uisa.encode(vu.microcode.words[0])
-    assert f"{first:064b}" in text
+    assert Sequencer(vu.microcode).depth == len(vu.microcode.words) + 1

@@ -8,8 +8,11 @@
   unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic).
 * :func:`bank_area_by_accumulators` -- one bank's PIM logic for 1, 4, 8, 16 MAC accumulators
   (``dram.accumulators``), the price of batching ``RD_MAC`` reads (issue 11).
-* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area] [--accumulators]`` prints the
-  tables.
+* :func:`vector_unit_lanes` -- the vector unit for 16, 32, 64 and 128 lanes: its area (the same
+  Yosys flow, plus the microcode ROM's bits) against the token latency of the perf backend on
+  gpt2-small (context 128) and gpt2-xl (context 1024) with that lane count (issue 10).
+* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area] [--accumulators] [--lanes]``
+  prints the tables.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
-__all__ = ["cosim", "cell_counts", "bank_area_by_accumulators", "main"]
+__all__ = ["cosim", "cell_counts", "bank_area_by_accumulators", "vector_unit_lanes", "main"]
 
 HW = "tiny-rtl"
 
@@ -81,13 +84,73 @@ def bank_area_by_accumulators(counts=(1, 4, 8, 16), hw: str = "pimgpt-gddr6-8ch"
     return out
 
 
+def vector_unit_lanes(lanes=(16, 32, 64, 128), hw: str = "pimgpt-gddr6-8ch",
+                      points=(("gpt2-small", 128), ("gpt2-xl", 1024)), area: bool = True,
+                      timeout: float = 7200.0) -> list[dict]:
+    """The vector unit of ``hw`` with ``asic.vector_lanes`` set to each of ``lanes``.
+
+    Per lane count: built-in Yosys cells, gate equivalents and flip-flop bits of the
+    ``vector_unit`` block (:func:`cell_counts`'s flow; the microcode ROM is a memory, counted as
+    ``rom_bits`` beside), and per ``(model, context)`` of ``points`` the perf backend's decode
+    latency per token and the share of it the vector unit is exposed (not hidden behind PIM work).
+    """
+    import copy
+
+    from pimgpt.core.config import hw_from_dict, load_hw
+    from pimgpt.core.vu.cost import microcode_for, pipeline_of
+    from pimgpt.core.vu.uisa import WORD_BITS
+    from pimgpt.hdl.export import yosys_cell_counts
+    from pimgpt.sim.perf.summary import simulate_model
+    from pimgpt.sw.models import get_model
+
+    base = load_hw(hw)
+    out = []
+    for w in lanes:
+        raw = copy.deepcopy(base.raw)
+        raw["asic"]["vector_lanes"] = w
+        hww = hw_from_dict(raw, where=f"{base.name} with {w} vector lanes")
+        row = {"lanes": w, "hw": base.name,
+               "rom_words": len(microcode_for(w, pipeline_of(hww)).words)}
+        row["rom_bits"] = row["rom_words"] * WORD_BITS
+        if area:
+            r = yosys_cell_counts("vector_unit", hww, tool="builtin", timeout=timeout)
+            row.update(cells=r["cells"], gate_equivalents=r["gate_equivalents"],
+                       flip_flops=r["flip_flops"], yosys_seconds=r["seconds"])
+        for model, ctx in points:
+            _, _, st = simulate_model(get_model(model), hww, context=ctx)
+            lat = st["latency_ns_per_token"]
+            row[f"{model}@{ctx}_us"] = lat / 1e3
+            row[f"{model}@{ctx}_asic_exposed"] = st["asic_exposed_ns_per_token"] / lat
+        out.append(row)
+    return out
+
+
+def _print_lanes(rows) -> None:
+    keys = [k[:-3] for k in rows[0] if k.endswith("_us")]
+    head = ["lanes", "coarse cells", "gate eq.", "flip-flop bits", "ROM bits"] + \
+        [f"{k} us/token (ASIC exposed)" for k in keys]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        cells = [f"{r['lanes']}"] + [f"{r[k]:,}" if k in r else "-"
+                                     for k in ("cells", "gate_equivalents", "flip_flops")]
+        cells.append(f"{r['rom_bits']:,} ({r['rom_words']} words)")
+        cells += [f"{r[k + '_us']:.1f} ({100 * r[k + '_asic_exposed']:.1f} %)" for k in keys]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pimgpt.apps.bench_rtl_system")
     parser.add_argument("--quick", action="store_true", help="2 new tokens instead of 4")
     parser.add_argument("--no-area", action="store_true", help="skip the Yosys cell counts")
     parser.add_argument("--accumulators", action="store_true",
                         help="only the bank's area for 1, 4, 8, 16 MAC accumulators")
+    parser.add_argument("--lanes", action="store_true",
+                        help="only the vector unit's area and token latency for 16-128 lanes")
     args = parser.parse_args(argv)
+    if args.lanes:
+        _print_lanes(vector_unit_lanes(area=not args.no_area))
+        return 0
     if args.accumulators:
         for hw in (HW, "pimgpt-gddr6-8ch"):
             rows = bank_area_by_accumulators(hw=hw)

@@ -5,7 +5,8 @@ distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, th
 exp and GELU), and a program of every vector-unit instruction over it: element-wise functions,
 binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
-place, LAYERNORM of several lengths and in place, ARGMAX with ties, NaNs and ties across blocks.
+place, LAYERNORM of several lengths and in place, VMACS of short, long and one-word segments and
+in place, ARGMAX with ties, NaNs and ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
 (:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`). Scoreboards compare, bit for bit, the
@@ -101,6 +102,13 @@ def stimulus(seed: int, n_elem: int, lanes: int):
         I(Op.LAYERNORM, dst=dst + 100, src=4096 + 2, gamma=4096, beta=4096, n=5, eps_f32=0),
     ]
     dst += 100 + 5
+    # VMACS: short and long segments, one-word segments, in place (a is dst).
+    sp[3900:3940] = nx.bits_from_f32(rng.normal(0, 1, 40).astype(np.float32))
+    sp[3920] = 0x7FC00000
+    for seg, nseg in ((3, 5), (W + 3, 2), (1, 7), (2 * W, 1)):
+        prog.append(I(Op.VMACS, dst=dst, a=4096 + 7 * seg, s=3900 + nseg, seg=seg, nseg=nseg))
+        dst += seg * nseg
+    prog.append(I(Op.VMACS, dst=4096 + 1500, a=4096 + 1500, s=3930, seg=17, nseg=3))
     # ARGMAX: ties (first wins), NaN (first NaN wins), ties across blocks, a plain vector.
     sp[3000:3008] = [f32(1.0), f32(5.0), f32(-2.0), f32(5.0), f32(0.0), f32(5.0), 0, 0]
     sp[3010:3016] = [f32(1.0), 0x7FC00000, f32(9.0), 0xFFC00001, f32(2.0), f32(3.0)]
@@ -161,8 +169,9 @@ async def vector_unit_vs_golden(dut):
         board.compare_all(got)
         summary[name] = board.summary()
     summary["instructions"] = len(prog)
-    summary["elements"] = int(sum(ins["n"] * ins.args.get("rows", 1) for ins in prog
-                                  if "n" in ins.args))
+    summary["elements"] = int(sum(ins.args.get("n", 1) * ins.args.get("rows", 1)
+                                  * ins.args.get("seg", 1) * ins.args.get("nseg", 1)
+                                  for ins in prog))
     summary["cycles"] = int(sum(cycles))
     summary["sreg_idx"] = [i for i, _ in tb.sregs]
     report("vector_unit", summary)
