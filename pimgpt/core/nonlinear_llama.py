@@ -2,8 +2,8 @@
 
 Each function is the executable specification of one vector-unit operation, in the style of
 :mod:`pimgpt.core.nonlinear`: a fixed sequence of ``f32_add``/``f32_mul``, sign-bit operations and
-selects, built only on that module's primitives (the reduction ``sum_sequential``, ``exp``,
-``reciprocal``, ``rsqrt``) so that it follows any change of them. The step lists in the docstrings
+selects, built only on the contract's primitives (the reduction ``numerics.f32_tree_sum``,
+``exp``, ``reciprocal``, ``rsqrt``) so that it follows any change of them. The step lists in the docstrings
 are normative (the RTL microcode implements them). The RoPE cos/sin table is computed on the host
 (float64, rounded once to fp32), not by the vector unit: :mod:`pimgpt.core.rope`.
 ``docs/numerics.md`` section 9 gives the measured errors.
@@ -24,9 +24,8 @@ from pimgpt.core.nonlinear import (
     exp,
     reciprocal,
     rsqrt,
-    sum_sequential,
 )
-from pimgpt.core.numerics import f32_add, f32_mul
+from pimgpt.core.numerics import f32_add, f32_mul, f32_tree_sum
 
 
 def rmsnorm(x, gamma, eps) -> np.ndarray:
@@ -64,7 +63,7 @@ def rmsnorm(x, gamma, eps) -> np.ndarray:
         raise ValueError(f"rmsnorm gamma shape {gamma.shape} does not fit x shape {x.shape}") \
             from err
     inv_n = reciprocal(np.float32(x.shape[-1]))
-    ms = f32_mul(sum_sequential(f32_mul(x, x)), inv_n)
+    ms = f32_mul(f32_tree_sum(f32_mul(x, x)), inv_n)
     rstd = rsqrt(f32_add(ms, _as_f32(eps)))
     return np.asarray(f32_mul(f32_mul(x, rstd[..., None]), gamma), dtype=np.float32)
 
