@@ -16,7 +16,7 @@ is low).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,6 +52,17 @@ def sp_wide_write_signature(addr_width: int, lanes: int) -> wiring.Signature:
     """A wide write port: ``data[k]`` goes to word ``addr + k`` where ``mask[k]`` is set."""
     return wiring.Signature({"addr": Out(addr_width), "mask": Out(lanes),
                              "data": Out(data.ArrayLayout(32, lanes))})
+
+
+def _rotate(values: list, amount, bits: int, down: bool) -> list:
+    """``values`` rotated by ``amount`` positions (``bits`` wide): ``out[k] = values[k + amount]``
+    when ``down``, else ``values[k - amount]`` (indices modulo the length, a power of two)."""
+    n = len(values)
+    for b in range(bits):
+        step = 1 << b
+        values = [Mux(amount[b], values[(k + step) % n if down else (k - step) % n], values[k])
+                  for k in range(n)]
+    return values
 
 
 class Scratchpad(wiring.Component):
@@ -126,7 +137,8 @@ class Scratchpad(wiring.Component):
 
     def _wide(self, m, mems, rd, wr, split, lb, width):
         n = self._lanes
-        # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n).
+        # Wide read: lane j holds word (a + k) for k = (j - a) mod n, at index a//n + (j < a%n);
+        # the words come out rotated by a mod n (a log shifter: n log n multiplexers).
         rot_q = Signal(max(1, lb))
         idx, off = split(rd.addr)
         with m.If(rd.en):
@@ -136,19 +148,19 @@ class Scratchpad(wiring.Component):
             rp = mem.read_port()
             m.d.comb += [rp.addr.eq(idx + (j < off) if n > 1 else idx), rp.en.eq(rd.en)]
             lane_data.append(rp.data)
-        lane_arr = Array(lane_data)
+        words = _rotate(lane_data, rot_q, lb, down=True)
         for k in range(width):
-            m.d.comb += rd.data[k].eq(lane_arr[(rot_q + k)[:lb]] if n > 1 else lane_data[0])
+            m.d.comb += rd.data[k].eq(words[k])
         # Wide write: lane j takes word k = (j - a) mod n (if k < width).
         idx, off = split(wr.addr)
-        words = Array([wr.data[k] for k in range(width)] + [0] * (n - width))
-        mask = Cat(wr.mask, Const(0, n - width))
+        data = _rotate([wr.data[k] for k in range(width)] + [Const(0, 32)] * (n - width), off, lb,
+                       down=False)
+        mask = _rotate([wr.mask[k] for k in range(width)] + [Const(0, 1)] * (n - width), off, lb,
+                       down=False)
         for j, mem in enumerate(mems):
             wp = mem.write_port()
-            k = (j - off)[:lb] if n > 1 else 0
-            m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx),
-                         wp.data.eq(words[k] if n > 1 else words[0]),
-                         wp.en.eq(mask.bit_select(k, 1) if n > 1 else mask[0])]
+            m.d.comb += [wp.addr.eq(idx + (j < off) if n > 1 else idx), wp.data.eq(data[j]),
+                         wp.en.eq(mask[j])]
 
     def elaborate(self, platform):
         m = Module()
