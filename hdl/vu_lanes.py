@@ -206,6 +206,10 @@ class VectorLanes(wiring.Component):
         Port F writes this cycle; the INT result of this cycle (port I).
     """
 
+    #: The per-lane blocks (an area breakdown replaces them; see bench_rtl_system).
+    FP_LANE = FpLane
+    INT_LANE = IntLane
+
     def __init__(self, lanes: int, lat: Pipeline):
         self.lanes = uisa.check_lanes(lanes)
         if not isinstance(lat, Pipeline):
@@ -224,7 +228,7 @@ class VectorLanes(wiring.Component):
 
     def _fp_class(self, m):
         W, lat, fp = self.lanes, self._lat, self.fp
-        lanes = [FpLane(lat) for _ in range(W)]
+        lanes = [self.FP_LANE(lat) for _ in range(W)]
         is_mul = fp.valid & ((fp.op == uop(UOp.VFMUL)) | (fp.op == uop(UOp.VMAD)))
         is_cmp = fp.valid & ((fp.op == uop(UOp.VFGT)) | (fp.op == uop(UOp.VFEQ)))
         ctl = data.StructLayout({"valid": 1, "rd": 5, "mad": 1})
@@ -282,7 +286,7 @@ class VectorLanes(wiring.Component):
                         from_ = a if k < half else c
                         m.d.comb += uzp[k].eq(Mux(upper, from_[src + seg], from_[src]))
         for k in range(W):
-            ln = IntLane(k)
+            ln = self.INT_LANE(k)
             m.submodules[f"int{k}"] = ln
             m.d.comb += [ln.op.eq(vi.op), ln.mode.eq(vi.mode), ln.a.eq(a[k]), ln.b.eq(b[k]),
                          ln.c.eq(c[k]), ln.b0.eq(b0)]

@@ -3,9 +3,9 @@
 Each function is the executable specification of one vector-unit operation, in the style of
 :mod:`pimgpt.core.nonlinear`: a fixed sequence of ``f32_add``/``f32_mul``, sign-bit operations and
 selects, built only on the contract's primitives (the reduction ``numerics.f32_tree_sum``,
-``exp``, ``reciprocal``, ``rsqrt``) so that it follows any change of them. The step lists in the docstrings
-are normative (the RTL microcode implements them). The RoPE cos/sin table is computed on the host
-(float64, rounded once to fp32), not by the vector unit: :mod:`pimgpt.core.rope`.
+``exp``, ``reciprocal``, ``rsqrt``) so that it follows any change of them. The step lists in the
+docstrings are normative (the RTL microcode implements them). The RoPE cos/sin table is computed
+on the host (float64, rounded once to fp32), not by the vector unit: :mod:`pimgpt.core.rope`.
 ``docs/numerics.md`` section 9 gives the measured errors.
 """
 
