@@ -188,8 +188,9 @@ def test_unsupported_architecture(tmp_path, weights):
     d = write_hf_dir(tmp_path / "m", weights, config=hf_config_json(activation_function="relu"))
     with pytest.raises(ModelError, match="activation_function 'relu' is not supported"):
         config_from_dir(d)
-    (d / "config.json").write_text(json.dumps(hf_config_json(model_type="llama")))
-    with pytest.raises(ModelError, match="model_type is 'llama'"):
+    (d / "config.json").write_text(json.dumps(hf_config_json(model_type="mistral")))
+    with pytest.raises(ModelError, match="model_type is 'mistral'; supported model types are "
+                                         "gpt2, llama"):
         config_from_dir(d)
 
 

@@ -138,6 +138,7 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
     """
     from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sim.perf.summary import summarize
+    from pimgpt.sw.compiler import preamble_length
 
     if compiled["status"] != "ok":
         return [{**_base_record(p), "status": compiled["status"], "error": compiled["error"]}
@@ -146,7 +147,8 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
     try:
         program, tags = _program(compiled)
         t0 = time.perf_counter()
-        res = PerfEngine(hw_from_dict(points[0]["hw"], where="hardware")).run(program)
+        res = PerfEngine(hw_from_dict(points[0]["hw"], where="hardware")).run(
+            program, marks=[preamble_length(tags)])  # per-token figures without the preamble
         sim_s = time.perf_counter() - t0
     except PimgptError as exc:
         return [{**_base_record(p), "status": "invalid", "error": " ".join(str(exc).split())}
