@@ -55,9 +55,10 @@ class Transition:
     """The outcome of one instruction body from one node: next node, shifts, counters, log."""
 
     __slots__ = ("node", "dlast", "done", "mode", "first", "opens", "counts", "acts", "pres",
-                 "cols", "log")
+                 "cols", "log", "uses")
 
     def __init__(self, **kw):
+        self.uses = 0  # replays whose counters are not yet added (Memo.flush)
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -86,6 +87,8 @@ class Memo:
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
         self.hits = self.misses = 0
+        self.bus = dev.bus
+        self.used: list = []  # transitions replayed since the last flush (see Transition.uses)
 
     # ---- canonical form ----------------------------------------------------------------------
     def canon(self, st) -> Node:
@@ -160,8 +163,20 @@ class Memo:
     def run(self, g, st, t_min: int, body, sig, rows: tuple) -> int:
         """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
         it on a miss; returns its completion cycle and updates ``st.done``."""
-        dev = self.dev
-        b = st.last + dev.bus
+        done = self.replay(g, st, t_min, sig, rows)
+        if done is not None:
+            return done
+        node, b, key = self._miss
+        self.misses += 1
+        tr = node.trans[key] = self._record(g, st, t_min, body, rows, b)
+        return b + tr.done
+
+    def replay(self, g, st, t_min: int, sig, rows: tuple):
+        """Replay the body ``sig``/``rows`` on group ``g`` (state ``st``) if the memo holds its
+        outcome: the state, counters, log and ``dev.first`` as the body would leave them
+        (``st.done`` included); returns the completion cycle. None, with nothing changed, if it
+        does not (the key is kept for :meth:`run`)."""
+        b = st.last + self.bus
         if t_min > b:
             # The channel idles until t_min: only what binds after t_min matters, and the
             # completion of its last body if that is later (the next state's ``done``).
@@ -180,14 +195,16 @@ class Memo:
             labels = -1 if x < 0 else rows.index(x) if x in rows else -2
         else:
             labels = row_labels(st, rows, self.nb)
-        key = (g.mask, sig, labels, after)
-        if len(rows) > 1 or self.ns > 1:
-            key += (self._pattern(rows),)
+        if len(rows) == 1 and self.ns == 1:
+            key = (g.mask, sig, labels, after)
+        elif len(rows) == 2 and self.ns == 1:
+            key = (g.mask, sig, labels, after, rows[0] == rows[1])
+        else:
+            key = (g.mask, sig, labels, after, self._pattern(rows))
         tr = node.trans.get(key)
         if tr is None:
-            self.misses += 1
-            tr = node.trans[key] = self._record(g, st, t_min, body, rows, b)
-            return b + tr.done
+            self._miss = node, b, key
+            return None
         self.hits += 1
         st.node = tr.node
         st.valid = False
@@ -198,12 +215,12 @@ class Memo:
             st.done = done
         if tr.opens:
             self._set_rows(st, tr.opens, rows)
-        counts = dev.counts
-        for c, n in tr.counts:
-            counts[c] += n
-        dev.bank_acts += tr.acts
-        dev.bank_pres += tr.pres
-        dev.bank_cols += tr.cols
+        # Counters are added up lazily (flush), per transition.
+        uses = tr.uses
+        if not uses:
+            self.used.append(tr)
+        tr.uses = uses + 1
+        dev = self.dev
         if tr.first is not None:
             f = b + tr.first
             if dev.first is None or f < dev.first:
@@ -216,13 +233,29 @@ class Memo:
 
     def _pattern(self, rows: tuple) -> tuple:
         """Which of ``rows`` are equal (first-occurrence labels) and their subarray groups."""
-        if len(rows) == 2:
-            pat = (rows[0] == rows[1],)
-        else:
-            first: dict = {}
-            pat = tuple([first.setdefault(r, len(first)) for r in rows])
-        ns = self.dev.NS
+        first: dict = {}
+        pat = tuple([first.setdefault(r, len(first)) for r in rows])
+        ns = self.ns
         return pat + tuple([r % ns for r in rows]) if ns > 1 else pat
+
+    def flush(self) -> None:
+        """Add the counters of the transitions replayed since the last flush to the device's."""
+        dev = self.dev
+        counts = dev.counts
+        for tr in self.used:
+            k, tr.uses = tr.uses, 0
+            for c, n in tr.counts:
+                counts[c] += k * n
+            dev.bank_acts += k * tr.acts
+            dev.bank_pres += k * tr.pres
+            dev.bank_cols += k * tr.cols
+        self.used = []
+
+    def discard(self) -> None:
+        """Forget the pending counters (a new run starts)."""
+        for tr in self.used:
+            tr.uses = 0
+        self.used = []
 
     def _set_rows(self, st, opens, rows) -> None:
         for s, p in opens:
