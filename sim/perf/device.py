@@ -38,6 +38,7 @@ from pimgpt.sim.perf.memo import Memo
 C_ACT16, C_PRE4, C_PREA = S.CMD["ACT16"], S.CMD["PRE4"], S.CMD["PREA"]
 C_ACT, C_ACT4, C_PRE, C_REF = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["PRE"], S.CMD["REFab"]
 NEVER = -(1 << 60)
+REFRESH = ("refresh",)  # the memo's shape of one refresh
 
 
 class ChannelState:
@@ -346,15 +347,22 @@ class Device:
     def refresh(self, st: ChannelState, t: int, g: Group) -> None:
         """Issue the refreshes of ``st`` that are due by ``max(t, its last command)``."""
         last = st.last if st.last > t else t
-        if st.next_ref <= last:
-            self.touch(st)
         while st.next_ref <= last:
-            due = st.next_ref
-            for s in range(self.NS):
-                if max(st.open[s]) >= 0:
-                    self.issue(st, C_PREA, 0, s, due, g)
-            self.issue(st, C_REF, 0, 0, due, g)
+            if self.memo is None or st.next_ref > st.last + self.bus:
+                # An idle channel's refresh is keyed by its exact last completion: rarely
+                # repeated, so issued in full.
+                self.touch(st)
+                self._refresh(st, st.next_ref, g)
+            else:
+                self.memo.run(g, st, st.next_ref, self._refresh, REFRESH, (), sets_done=False)
             st.next_ref += self.nREFI
+
+    def _refresh(self, st: ChannelState, due: int, g: Group) -> int:
+        """One refresh due at ``due``: ``PREA`` where rows are open, then ``REFab``."""
+        for s in range(self.NS):
+            if max(st.open[s]) >= 0:
+                self.issue(st, C_PREA, 0, s, due, g)
+        return self.issue(st, C_REF, 0, 0, due, g)
 
     def refresh_all(self, t: int) -> None:
         """Issue the refreshes due by cycle ``t`` on every channel."""
@@ -469,24 +477,9 @@ class Device:
         distinct = {id(s): s for s in self.states}
         if len(distinct) < 2:
             return
-        bus, wins = self.bus, self.windows
-        canon: dict = {}
-        for key, s in distinct.items():
-            if self.memo is not None:
-                canon.setdefault(self.memo.merge_key(s, barrier), []).append(key)
-                continue
-            c = (
-                s.next_ref,
-                s.mode,
-                tuple(tuple(o) for o in s.open),
-                max(s.last, barrier - bus),
-                tuple(tuple(max(x, barrier - wins[i][2]) for x in
-                            ([NEVER] * (wins[i][3] - len(w)) + w))
-                      for i, w in enumerate(s.win)),
-                tuple([x if x > barrier else barrier for x in s.ready]),
-            )
-            canon.setdefault(c, []).append(key)
-        if len(canon) == len(distinct):
+        canon = (self._equivalent(distinct, barrier) if self.memo is None
+                 else self._equivalent_memo(distinct, barrier))
+        if canon is None or len(canon) == len(distinct):
             return
         rep = {}
         for keys in canon.values():
@@ -498,6 +491,51 @@ class Device:
         self.owners = {}
         for s in self.states:
             self.owners[id(s)] = self.owners.get(id(s), 0) + 1
+
+    def _equivalent(self, distinct: dict, barrier: int) -> dict:
+        """``distinct`` (id -> state) grouped by their state from ``barrier`` on: key -> ids."""
+        bus, wins = self.bus, self.windows
+        canon: dict = {}
+        for key, s in distinct.items():
+            c = (
+                s.next_ref,
+                s.mode,
+                tuple(tuple(o) for o in s.open),
+                max(s.last, barrier - bus),
+                tuple(tuple(max(x, barrier - wins[i][2]) for x in
+                            ([NEVER] * (wins[i][3] - len(w)) + w))
+                      for i, w in enumerate(s.win)),
+                tuple([x if x > barrier else barrier for x in s.ready]),
+            )
+            canon.setdefault(c, []).append(key)
+        return canon
+
+    def _equivalent_memo(self, distinct: dict, barrier: int) -> dict | None:
+        """:meth:`_equivalent` with the memo's states (:meth:`.memo.Memo.merge_key`), comparing
+        in full only states that agree on the cheap fields; None when none do."""
+        cheap: dict = {}
+        for key, s in distinct.items():
+            cheap.setdefault((s.next_ref, s.mode, max(s.last, barrier - self.bus)), []).append(key)
+        if len(cheap) == len(distinct):
+            return None
+        canon: dict = {}
+        for keys in cheap.values():
+            if len(keys) == 1:
+                canon[keys[0],] = keys
+                continue
+            # States with one node, one last command and the same open rows are the same state.
+            same: dict = {}
+            for key in keys:
+                s = distinct[key]
+                ident = key if s.node is None else (id(s.node), s.last, str(s.open))
+                same.setdefault(ident, []).append(key)
+            if len(same) == 1:
+                canon[keys[0], "same"] = keys
+                continue
+            for members in same.values():
+                c = self.memo.merge_key(distinct[members[0]], barrier)
+                canon.setdefault(c, []).extend(members)
+        return canon
 
     def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=()) -> int:
         """Run ``body(state, t_min, group) -> completion`` on one group (refreshing first when

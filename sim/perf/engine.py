@@ -326,19 +326,25 @@ def _lookahead(program, macs: bool, early: frozenset) -> list:
     nxt = None  # next MAC_ABK before the next barrier
     reg_only = True  # only early/ASIC instructions between here and ``nxt``
     sync, eoc, mac = int(Op.SYNC), int(Op.EOC), int(Op.MAC_ABK)
-    for i in range(len(program) - 1, -1, -1):
-        op = program[i].op
-        if op == sync or op == eoc:
-            nxt, reg_only = None, True
-        elif op == mac:
+    early = frozenset(int(op) for op in early)
+    i = len(program)
+    for ins in reversed(program):
+        i -= 1
+        op = ins.op
+        if op == mac:
             if macs:
                 out[i] = nxt
-            a = program[i].args
+            a = ins.args
             nxt, reg_only = (a["row"], a["ch_mask"]), True
         elif op in early:
-            out[i] = nxt if reg_only else None
+            if reg_only:
+                out[i] = nxt
         elif op < 0x20:
-            reg_only = False
+            if op == sync or op == eoc:
+                nxt = None
+                reg_only = True
+            else:
+                reg_only = False
     return out
 
 

@@ -160,18 +160,19 @@ class Memo:
                 max(st.last, barrier - bus), wins, ready)
 
     # ---- one body ----------------------------------------------------------------------------
-    def run(self, g, st, t_min: int, body, sig, rows: tuple) -> int:
+    def run(self, g, st, t_min: int, body, sig, rows: tuple, sets_done: bool = True) -> int:
         """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
-        it on a miss; returns its completion cycle and updates ``st.done``."""
-        done = self.replay(g, st, t_min, sig, rows)
+        it on a miss; returns its completion cycle and updates ``st.done`` (unless not
+        ``sets_done``: a refresh, which is not an instruction)."""
+        done = self.replay(g, st, t_min, sig, rows, sets_done)
         if done is not None:
             return done
         node, b, key = self._miss
         self.misses += 1
-        tr = node.trans[key] = self._record(g, st, t_min, body, rows, b)
+        tr = node.trans[key] = self._record(g, st, t_min, body, rows, b, sets_done)
         return b + tr.done
 
-    def replay(self, g, st, t_min: int, sig, rows: tuple):
+    def replay(self, g, st, t_min: int, sig, rows: tuple, sets_done: bool = True):
         """Replay the body ``sig``/``rows`` on group ``g`` (state ``st``) if the memo holds its
         outcome: the state, counters, log and ``dev.first`` as the body would leave them
         (``st.done`` included); returns the completion cycle. None, with nothing changed, if it
@@ -179,10 +180,11 @@ class Memo:
         b = st.last + self.bus
         if t_min > b:
             # The channel idles until t_min: only what binds after t_min matters, and the
-            # completion of its last body if that is later (the next state's ``done``).
+            # completion of its last body if that is later (the next state's ``done``; all of
+            # it when the body does not set ``done``).
             node = self._idle(st, t_min)
             b = t_min
-            after = st.done - b if st.done > b else 0
+            after = (st.done - b if st.done > b else 0) if sets_done else st.done - b
         else:
             node = st.node
             if node is None:
@@ -211,7 +213,7 @@ class Memo:
         st.last = b + tr.dlast
         st.mode = tr.mode
         done = b + tr.done
-        if done > st.done:
+        if done > st.done and sets_done:
             st.done = done
         if tr.opens:
             self._set_rows(st, tr.opens, rows)
@@ -267,7 +269,7 @@ class Memo:
                     if lab != -2:
                         op[k] = -1 if lab < 0 else rows[lab]
 
-    def _record(self, g, st, t_min, body, rows, b) -> Transition:
+    def _record(self, g, st, t_min, body, rows, b, sets_done) -> Transition:
         """Run ``body`` in full on ``st`` and record its outcome relative to ``b``."""
         dev = self.dev
         pre_labels = row_labels(st, rows, dev.NB)
@@ -286,7 +288,7 @@ class Memo:
             dev.first = first
         if log is not None:
             log.extend(rec)
-        if done > st.done:
+        if done > st.done and sets_done:
             st.done = done
         post = row_labels(st, rows, dev.NB)
         st.node = self.canon(st)
