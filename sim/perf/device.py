@@ -170,6 +170,10 @@ class Device:
         self.row_cmd = tuple(S.COMMANDS[c] in S.NEEDS_OPEN_ROW for c in range(K))
         self._ccache: dict = {}
         self._ucache: dict = {}
+        # Everything command issue depends on (devices with equal tables share a memo store).
+        self.tables = (K, self.NS, self.NB, self.NBG, self.bus, tuple(self.upd), tuple(self.chk),
+                       tuple(self.windows), tuple(self.gap), self.done, self.mode_of,
+                       self.switch_to, self.fp, self.wweight, self.row_cmd)
 
     def reset(self) -> None:
         """Power-up state: every channel idle, rows closed, array mode; counters at zero."""

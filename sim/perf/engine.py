@@ -203,6 +203,14 @@ class PerfEngine:
         -------
         PerfResult
         """
+        try:
+            return self._run(program, log, marks)
+        except BaseException:
+            if self.dev.memo is not None:
+                self.dev.memo.discard()  # counters pending in shared transitions
+            raise
+
+    def _run(self, program, log: bool, marks) -> PerfResult:
         wall0 = time.perf_counter()
         n = len(program)
         dev, ex, asic = self.dev, self.expand, self.asic

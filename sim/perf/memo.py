@@ -77,13 +77,38 @@ def row_labels(st, rows: tuple, nb: int) -> tuple:
     return tuple(out)
 
 
+#: Canonical states (with their transitions) per device timing tables, shared by every engine
+#: of this process whose tables are equal (a sweep's points that differ elsewhere, a benchmark's
+#: repeats); the least recently used are dropped beyond STORES_KEPT.
+_STORES: dict = {}
+STORES_KEPT = 8
+#: A store holding more transitions than this starts again empty (bounds the memory).
+MAX_TRANSITIONS = 200_000
+
+
+def shared_nodes(tables) -> dict:
+    """The node store of the devices whose compiled timing tables are ``tables``."""
+    nodes = _STORES.pop(tables, None)
+    if nodes is None or sum(len(n.trans) for n in nodes.values()) > MAX_TRANSITIONS:
+        nodes = {}
+    _STORES[tables] = nodes  # most recently used last
+    while len(_STORES) > STORES_KEPT:
+        del _STORES[next(iter(_STORES))]
+    return nodes
+
+
+def clear_stores() -> None:
+    """Forget every shared node store (the next run starts cold: benchmarks, tests)."""
+    _STORES.clear()
+
+
 class Memo:
-    """Canonical states and transitions of one :class:`~.device.Device` (kept across runs: they
-    depend on the hardware only)."""
+    """Canonical states and transitions for one :class:`~.device.Device` (the node store is
+    shared, see :func:`shared_nodes`: it depends on the timing tables only)."""
 
     def __init__(self, dev):
         self.dev = dev
-        self.nodes: dict = {}
+        self.nodes = shared_nodes(dev.tables)
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
         self.hits = self.misses = 0
