@@ -358,7 +358,7 @@ class Device:
                 self.touch(st)
                 self._refresh(st, st.next_ref, g)
             else:
-                self.memo.run(g, st, st.next_ref, self._refresh, REFRESH, (), sets_done=False)
+                self.memo.run(g, st, st.next_ref, self._refresh, REFRESH, (), 0, sets_done=False)
             st.next_ref += self.nREFI
 
     def _refresh(self, st: ChannelState, due: int, g: Group) -> int:
@@ -541,20 +541,23 @@ class Device:
                 canon.setdefault(c, []).extend(members)
         return canon
 
-    def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=()) -> int:
+    def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=(),
+                  ahead: int = 0) -> int:
         """Run ``body(state, t_min, group) -> completion`` on one group (refreshing first when
         due); returns the later of ``e0`` and the completion.
 
-        ``sig`` (hashable) and ``rows`` describe the body for the memo: two bodies with equal
-        ``sig`` must issue the same commands from the same state, given their rows (``rows``:
-        every row the body opens or compares, by label); their completion must not be ``t_min``
+        ``sig`` (hashable), ``rows`` and ``ahead`` describe the body for the memo: two bodies
+        with equal ``sig`` must issue the same commands from the same state on groups of as many
+        channels, given their rows (``rows``: every row the body opens or compares, by label)
+        and whether ``ahead`` (a channel mask; 0: none) covers the group (a body may read the
+        group's channels through that test only). Their completion must not be ``t_min``
         itself (a body that may return it passes ``sig=None`` and runs in full)."""
         st = g.st
         if st.next_ref <= t_min or st.next_ref <= st.last:
             self.refresh(st, t_min, g)
         prev = st.done if st.done > t_min else t_min
         if sig is not None and self.memo is not None:
-            done = self.memo.run(g, st, t_min, body, sig, rows)
+            done = self.memo.run(g, st, t_min, body, sig, rows, ahead)
         else:
             self.touch(st)
             done = body(st, t_min, g)
@@ -566,9 +569,9 @@ class Device:
             st.done = done
         return done if done > e0 else e0
 
-    def uniform(self, mask: int, t_min: int, body, sig=None, rows=()) -> tuple:
-        """Run ``body`` once per group of lockstep channels of ``mask`` (``sig``, ``rows``: see
-        :meth:`run_group`); returns ``(first command cycle, completion)``."""
+    def uniform(self, mask: int, t_min: int, body, sig=None, rows=(), ahead: int = 0) -> tuple:
+        """Run ``body`` once per group of lockstep channels of ``mask`` (``sig``, ``rows``,
+        ``ahead``: see :meth:`run_group`); returns ``(first command cycle, completion)``."""
         self.first = None
         e0 = t_min
         groups = self._mcache.get(mask)
@@ -580,14 +583,14 @@ class Device:
             if memo is not None and st.next_ref > t_min and st.next_ref > st.last:
                 # The hit path of run_group (no refresh due; the memo has the outcome).
                 prev = st.done if st.done > t_min else t_min
-                done = memo.replay(g, st, t_min, sig, rows)
+                done = memo.replay(g, st, t_min, sig, rows, ahead)
                 if done is not None:
                     if done - prev > self.own:
                         self.own = done - prev
                     if done > e0:
                         e0 = done
                     continue
-            e0 = self.run_group(g, t_min, body, e0, sig, rows)
+            e0 = self.run_group(g, t_min, body, e0, sig, rows, ahead)
         return (t_min if self.first is None else self.first), e0
 
     def counters(self) -> dict:

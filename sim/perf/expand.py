@@ -113,8 +113,8 @@ class Expander:
         if not n:
             return dev.uniform(mask, t_min, body)
         if la is None:
-            return dev.uniform(mask, t_min, body, ("wr_gb", n, None))
-        return dev.uniform(mask, t_min, body, ("wr_gb", n, la[1]), (la[0],))
+            return dev.uniform(mask, t_min, body, ("wr_gb", n))
+        return dev.uniform(mask, t_min, body, ("wr_gb", n), (la[0],), la[1])
 
     def _mac_abk(self, ins, t_min, mask, la):
         a = ins.args
@@ -133,8 +133,8 @@ class Expander:
         if not n:
             return dev.uniform(mask, t_min, body)
         if la is None:
-            return dev.uniform(mask, t_min, body, ("mac_abk", n, None), (row,))
-        return dev.uniform(mask, t_min, body, ("mac_abk", n, la[1]), (row, la[0]))
+            return dev.uniform(mask, t_min, body, ("mac_abk", n), (row,))
+        return dev.uniform(mask, t_min, body, ("mac_abk", n), (row, la[0]), la[1])
 
     def _mac_sbk(self, ins, t_min, mask, _la):
         a = ins.args
@@ -173,8 +173,8 @@ class Expander:
         if not k:
             return dev.uniform(mask, t_min, body)
         if la is None:
-            return dev.uniform(mask, t_min, body, ("acc", c, k, None))
-        return dev.uniform(mask, t_min, body, ("acc", c, k, la[1]), (la[0],))
+            return dev.uniform(mask, t_min, body, ("acc", c, k))
+        return dev.uniform(mask, t_min, body, ("acc", c, k), (la[0],), la[1])
 
     def _rd_mac(self, ins, t_min, mask, la):
         return self._acc_transfer(ins, t_min, mask, C_RDMAC16, la)

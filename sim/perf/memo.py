@@ -185,11 +185,12 @@ class Memo:
                 max(st.last, barrier - bus), wins, ready)
 
     # ---- one body ----------------------------------------------------------------------------
-    def run(self, g, st, t_min: int, body, sig, rows: tuple, sets_done: bool = True) -> int:
+    def run(self, g, st, t_min: int, body, sig, rows: tuple, ahead: int = 0,
+            sets_done: bool = True) -> int:
         """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
         it on a miss; returns its completion cycle and updates ``st.done`` (unless not
         ``sets_done``: a refresh, which is not an instruction)."""
-        done = self.replay(g, st, t_min, sig, rows, sets_done)
+        done = self.replay(g, st, t_min, sig, rows, ahead, sets_done)
         if done is not None:
             return done
         node, b, key = self._miss
@@ -197,7 +198,8 @@ class Memo:
         tr = node.trans[key] = self._record(g, st, t_min, body, rows, b, sets_done)
         return b + tr.done
 
-    def replay(self, g, st, t_min: int, sig, rows: tuple, sets_done: bool = True):
+    def replay(self, g, st, t_min: int, sig, rows: tuple, ahead: int = 0,
+               sets_done: bool = True):
         """Replay the body ``sig``/``rows`` on group ``g`` (state ``st``) if the memo holds its
         outcome: the state, counters, log and ``dev.first`` as the body would leave them
         (``st.done`` included); returns the completion cycle. None, with nothing changed, if it
@@ -222,12 +224,15 @@ class Memo:
             labels = -1 if x < 0 else rows.index(x) if x in rows else -2
         else:
             labels = row_labels(st, rows, self.nb)
+        # The group enters by its size (its mask only labels the log) and by whether ``ahead``
+        # covers it: groups of either half of the channels share their transitions.
+        m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
         if len(rows) == 1 and self.ns == 1:
-            key = (g.mask, sig, labels, after)
+            key = (m, sig, labels, after)
         elif len(rows) == 2 and self.ns == 1:
-            key = (g.mask, sig, labels, after, rows[0] == rows[1])
+            key = (m, sig, labels, after, rows[0] == rows[1])
         else:
-            key = (g.mask, sig, labels, after, self._pattern(rows))
+            key = (m, sig, labels, after, self._pattern(rows))
         tr = node.trans.get(key)
         if tr is None:
             self._miss = node, b, key
