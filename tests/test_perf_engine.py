@@ -183,7 +183,7 @@ def test_cli_decode_stats_and_timeline(tmp_path, capsys):
                 "mac_utilization", "pim_busy_ns_per_token", "asic_busy_ns_per_token"):
         assert s[key] > 0, key
     assert s["asic_exposed_ns_per_token"] <= s["asic_busy_ns_per_token"]
-    assert s["dram"]["register_mode_visits"] == 0  # tiny-rtl: mode_switch false
+    assert s["dram"]["register_mode_visits"] > 0  # tiny-rtl: GDDR6-AiM's register mode
     assert s["dram"]["pin_bytes"] >= s["dram"]["ideal_pin_bytes"] > 0
     assert s["latency_ns_per_token"] == pytest.approx(s["cycles"] * 0.5)
     assert set(s["decode"]["by_class_ns"]) == {"gemv", "attention", "asic", "io"}
