@@ -124,9 +124,10 @@ class PerfBackend:
     Parameters
     ----------
     generation : bool
-        The program is a generation: prefill (prompt tokens) and decode are reported apart
-        (:func:`pimgpt.sim.perf.summary.summarize` with its steps). False: one decode step,
-        reported whole.
+        Whether the program is a generation (accepted for callers): the program's own steps split
+        the statistics (:func:`pimgpt.sim.perf.summary.summarize`): prefill and decode apart, and
+        the preamble that loads the resident parameters outside both (a compiled decode step is
+        one decode step after its preamble).
     timeline : bool
         Offer the Chrome/Perfetto trace as the ``"timeline"`` file.
     """
@@ -143,10 +144,11 @@ class PerfBackend:
         from pimgpt.sim.perf.engine import PerfEngine
         from pimgpt.sim.perf.summary import format_summary, summarize
 
-        marks = [s.start for s in program.steps] if self.generation else ()
+        # A decode step's single step and a generation's steps alike: the preamble that loads
+        # the resident parameters is reported apart, outside the per-token figures.
+        marks = [s.start for s in program.steps]
         res = PerfEngine(hw).run(program.program, log=False, marks=marks)
-        stats = summarize(res, hw, program.tags, program.steps if self.generation else None,
-                          program.program)
+        stats = summarize(res, hw, program.tags, program.steps, program.program)
         stats["model"] = program.memmap.cfg.name
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:

@@ -410,6 +410,18 @@ class GoldenMachine:
         self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src])
         self.row_emin[ch, bank, row] = _UNKNOWN
 
+    def _wr_col(self, a, flags):
+        # Word src + k*n + j (staged row k) -> element elem + k of vector vec + j.
+        n = a["n"]
+        if a["elem"] % COL:
+            self._fail(f"a column write needs elem a multiple of {COL}, got {a['elem']}")
+        src = self._sp_range(a["src"], COL * n)
+        vecs = a["vec"] + np.arange(n)
+        k = np.arange(COL)
+        ch, bank, row, el = self._region_addr(a, vecs[None, :], a["elem"] + k[:, None])
+        self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src].reshape(COL, n))
+        self.row_emin[ch, bank, row] = _UNKNOWN
+
     def _sync(self, a, flags):
         pass
 
@@ -491,6 +503,12 @@ class GoldenMachine:
         y = nonlinear.layernorm(self._vec(a["src"], n), self._vec(a["gamma"], n),
                                 self._vec(a["beta"], n), eps)
         self._store(a["dst"], y)
+
+    def _vmacs(self, a, flags):
+        seg, nseg = a["seg"], a["nseg"]
+        n = seg * nseg
+        scale = np.repeat(self._vec(a["s"], nseg), seg)
+        self._store(a["dst"], f32_add(self._vec(a["dst"], n), f32_mul(self._vec(a["a"], n), scale)))
 
     def _reg(self, r: int) -> int:
         if r >= N_REGS:

@@ -1,18 +1,24 @@
-"""Independent reference GPT-2 forwards: the PIM arithmetic of ``docs/dataflow.md`` and float64.
+"""Independent reference forwards (GPT-2 and Llama): the PIM arithmetic of ``docs/dataflow.md``
+and float64.
 
 This module shares no code with the compiler (``sw/compiler/``) or the executor
 (``sim/golden.py``); it uses only the arithmetic contract (:mod:`pimgpt.core.numerics`), the vector
-unit's functions (:mod:`pimgpt.core.nonlinear`) and the weight-shape check of
+unit's functions (:mod:`pimgpt.core.nonlinear`, :mod:`pimgpt.core.nonlinear_llama`), the host's
+RoPE table (:mod:`pimgpt.core.rope`) and the weight-shape check of
 :mod:`pimgpt.sw.checkpoint`. Two models:
 
 * ``pim_*``: exactly the arithmetic of one GPT step in ``docs/dataflow.md`` (bf16 weights, bf16
   K/V caches, chunked bf16 dot products with fp32 accumulation, the vector unit's nonlinear
   functions). A compiled program run on the golden simulator must match it bit for bit.
-* ``f64_*``: the same GPT-2 in float64 with exact math (``np.exp``, ``np.tanh``, true LayerNorm) on
-  the float32 weights: the yardstick for the PIM arithmetic's accuracy.
+* ``f64_*``: the same model in float64 with exact math (``np.exp``, ``np.tanh``, true LayerNorm,
+  RMSNorm and RoPE) on the float32 weights: the yardstick for the PIM arithmetic's accuracy.
 
-Weights are ``dict[str, numpy.ndarray]`` in the names and layout of :mod:`pimgpt.sw.models`
-(Conv1D ``[in, out]``); the LM head is tied to ``wte``.
+Both follow the architecture fields of :class:`~pimgpt.sw.models.ModelConfig`: LayerNorm or
+RMSNorm, learned positions or RoPE (rotate-half; the PIM model reads the fp32 cos/sin table of
+:func:`pimgpt.core.rope.rope_table`, the float64 model exact cosines and sines), GELU or
+SwiGLU, MHA/GQA/MQA (query head ``a`` attends with K/V head ``a // (n_head / n_kv_head)``), biases
+or none, a tied or separate LM head. Weights are ``dict[str, numpy.ndarray]`` in the names and
+layout of :mod:`pimgpt.sw.models` (matrices ``[in, out]``).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from pimgpt.core import nonlinear as nl
+from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.rope import rope_cos_sin_f64, rope_table
 from pimgpt.sw.models import ModelConfig
 
 MAC_LANES = nm.MAC_LANES
@@ -37,7 +45,7 @@ class ReferenceModelError(PimgptError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The chunked dot products of docs/dataflow.md
+# The in-bank dot products of docs/dataflow.md
 # ---------------------------------------------------------------------------------------------
 def _pad16(x16: np.ndarray) -> np.ndarray:
     """Pad the last axis of bf16 patterns with +0 to a multiple of 16."""
@@ -61,13 +69,13 @@ def _dot_rows(a16: np.ndarray, b16: np.ndarray) -> np.ndarray:
     return nm.dot_bf16(a16, b16)
 
 
-def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
-    """Dot product over the index range ``[lo, hi)`` with chunk boundaries at multiples of G.
+def segdot(a16, b16, lo: int, hi: int, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product over the index range ``[lo, hi)`` (``docs/dataflow.md``).
 
-    ``docs/dataflow.md``: the range is cut at every multiple of ``gb_elems``; each piece is one
-    ``dot_bf16`` (accumulator from +0, columns in order); the pieces are added left to right with
-    ``f32_add`` (a single piece is returned as is). ``lo`` and ``hi`` must be multiples of 16 or
-    ``hi`` the padded end; operands are zero-padded to a multiple of 16 first.
+    One ``dot_bf16``: an accumulator from +0 steps through the 16-element columns of the range in
+    order, whatever the global-buffer chunks the compiler streams them in (the accumulator keeps
+    its value from one chunk to the next). ``lo`` must be a multiple of 16 and ``hi`` a multiple
+    of 16 or the end; operands are zero-padded to a multiple of 16 first.
 
     Parameters
     ----------
@@ -77,8 +85,8 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
         bf16 patterns (e.g. ``[N, K]``: one dot per row).
     lo, hi : int
         Index range.
-    gb_elems : int
-        Chunk size G (the global-buffer size in elements).
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -88,28 +96,20 @@ def segdot(a16, b16, lo: int, hi: int, gb_elems: int) -> np.ndarray:
     a16 = _pad16(np.asarray(a16, dtype=np.uint16))
     b16 = _pad16(np.asarray(b16, dtype=np.uint16))
     hi = min(hi + (-hi) % MAC_LANES, a16.shape[-1])
-    total = None
-    start = lo
-    while start < hi:
-        end = min(hi, (start // gb_elems + 1) * gb_elems)
-        part = _dot_rows(a16[..., start:end], b16[..., start:end])
-        total = part if total is None else nm.f32_add(total, part)
-        start = end
-    if total is None:
-        raise ValueError(f"segdot over an empty range [{lo}, {hi})")
-    return total
+    if lo % MAC_LANES or not 0 <= lo < hi:
+        raise ValueError(f"segdot over the range [{lo}, {hi}): not 16-aligned or empty")
+    return _dot_rows(a16[..., lo:hi], b16[..., lo:hi])
 
 
-def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
-    """``chunkdot`` of ``docs/dataflow.md``: zero-pad to a multiple of 16, dot each chunk of
-    ``gb_elems`` elements from a +0 accumulator, then add the chunk results left to right.
+def chunkdot(a16, b16, gb_elems: int | None = None) -> np.ndarray:
+    """The in-bank dot product of whole vectors (:func:`segdot` over ``[0, K)``).
 
     Parameters
     ----------
     a16, b16 : array_like of uint16, shape (..., K)
         bf16 patterns, broadcast together (e.g. a vector ``[K]`` against a matrix ``[N, K]``).
-    gb_elems : int
-        Chunk size G.
+    gb_elems : int, optional
+        Accepted for older callers; the result does not depend on it.
 
     Returns
     -------
@@ -117,7 +117,7 @@ def chunkdot(a16, b16, gb_elems: int) -> np.ndarray:
         ``float32`` results of the broadcast leading shape.
     """
     a16 = np.asarray(a16, dtype=np.uint16)
-    return segdot(a16, b16, 0, a16.shape[-1], gb_elems)
+    return segdot(a16, b16, 0, a16.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,96 +187,138 @@ def _widen(x16) -> np.ndarray:
     return nm.bf16_to_f32(x16)
 
 
+def _check_capacity(cfg: ModelConfig, capacity) -> int:
+    if capacity is None:
+        return cfg.ctx
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) \
+            or not 1 <= capacity <= cfg.ctx:
+        raise ReferenceModelError(f"capacity must be an integer in 1..{cfg.ctx} (the context of "
+                                  f"model {cfg.name}), got {capacity!r}")
+    return int(capacity)
+
+
+def _check_pos(pos: int, capacity: int) -> None:
+    if not 0 <= pos < capacity:
+        raise ReferenceModelError(f"position {pos} is outside the K/V caches' capacity {capacity}")
+
+
 class PimModel:
-    """GPT-2 with the arithmetic of ``docs/dataflow.md``, one step per token, with K/V caches.
+    """A decoder with the arithmetic of ``docs/dataflow.md``, one step per token, with K/V caches.
 
     Parameters
     ----------
     cfg : ModelConfig
-        Model shape.
+        Model shape and architecture.
     weights : dict of str to numpy.ndarray
-        float32 weights (HF GPT-2 names, Conv1D ``[in, out]``); rounded to bf16 here.
+        float32 weights (pimgpt names, matrices ``[in, out]``); rounded to bf16 here.
     gb_elems : int
-        Global-buffer size G in elements (chunk size of every dot product).
+        Global-buffer size G in elements (``HwConfig.dram.gb_elems``), validated; the arithmetic
+        does not depend on it (the chunks of a dot product accumulate in the bank).
+    capacity : int, optional
+        Positions the K/V caches hold (default ``cfg.ctx``; fewer save memory).
 
     Attributes
     ----------
     last_xf : numpy.ndarray or None
-        The fp32 output of the final LayerNorm of the last step that computed logits.
+        The fp32 output of the final norm of the last step that computed logits.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int):
+    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int, capacity=None):
         _check_model(cfg, weights)
         self.cfg = cfg
         self.G = _check_gb(gb_elems)
+        self.capacity = _check_capacity(cfg, capacity)
         self.eps = np.float32(cfg.ln_eps)
         # The score scale is the fp32 constant nearest 1/sqrt(d_head).
         self.scale = np.float32(1.0 / math.sqrt(cfg.d_head))
 
-        def mat(name):  # Conv1D [in, out] -> one bf16 vector per output neuron, [out, in]
+        def mat(name):  # [in, out] -> one bf16 vector per output neuron, [out, in]
             return np.ascontiguousarray(_bf16(weights[name]).T)
 
         def vec(name):  # w(.) of a 1-D parameter
             return _widen(_bf16(weights[name]))
 
+        def linear(name):
+            return mat(name + ".weight"), vec(name + ".bias") if cfg.bias else None
+
+        def norm(name):
+            return vec(name + ".weight"), vec(name + ".bias") if cfg.norm == "layernorm" else None
+
         self.wte16 = _bf16(weights["wte"])
-        self.wpe16 = _bf16(weights["wpe"])
+        self.wpe16 = _bf16(weights["wpe"]) if cfg.position == "learned" else None
+        self.head16 = self.wte16 if cfg.tied_head else _bf16(weights["lm_head"])
+        self.inv_freq = cfg.rope_inv_freq()
         self.layers = []
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             self.layers.append({
-                "ln1": (vec(p + "ln_1.weight"), vec(p + "ln_1.bias")),
-                "attn": (mat(p + "attn.c_attn.weight"), vec(p + "attn.c_attn.bias")),
-                "proj": (mat(p + "attn.c_proj.weight"), vec(p + "attn.c_proj.bias")),
-                "ln2": (vec(p + "ln_2.weight"), vec(p + "ln_2.bias")),
-                "fc": (mat(p + "mlp.c_fc.weight"), vec(p + "mlp.c_fc.bias")),
-                "fcproj": (mat(p + "mlp.c_proj.weight"), vec(p + "mlp.c_proj.bias")),
+                "ln1": norm(p + "ln_1"), "attn": linear(p + "attn.c_attn"),
+                "proj": linear(p + "attn.c_proj"), "ln2": norm(p + "ln_2"),
+                "fc": linear(p + "mlp.c_fc"), "fcproj": linear(p + "mlp.c_proj"),
             })
-        self.lnf = (vec("ln_f.weight"), vec("ln_f.bias"))
+        self.lnf = norm("ln_f")
         self.last_xf = None
         self.reset()
 
     def reset(self) -> None:
         """Empty the K/V caches (K row ``pos`` per token; V stored transposed, column ``pos``)."""
-        d, ctx = self.cfg.d_model, self.cfg.ctx
-        self.k_cache = [np.zeros((ctx, d), np.uint16) for _ in range(self.cfg.n_layer)]
-        self.v_cache = [np.zeros((d, ctx), np.uint16) for _ in range(self.cfg.n_layer)]
+        kv, cap = self.cfg.kv_dim, self.capacity
+        self.k_cache = [np.zeros((cap, kv), np.uint16) for _ in range(self.cfg.n_layer)]
+        self.v_cache = [np.zeros((kv, cap), np.uint16) for _ in range(self.cfg.n_layer)]
 
     def linear(self, x, layer: tuple) -> np.ndarray:
-        """``y_j = f32_add(chunkdot(bf16(x), W[:, j]), w(bias_j))``."""
+        """``y_j = chunkdot(bf16(x), W[:, j])``, then ``f32_add(y_j, w(bias_j))`` with biases."""
         w16, bias = layer
-        return nm.f32_add(chunkdot(_bf16(x), w16, self.G), bias)
+        y = chunkdot(_bf16(x), w16)
+        return y if bias is None else nm.f32_add(y, bias)
+
+    def norm(self, x, params: tuple) -> np.ndarray:
+        """LayerNorm (gain, shift) or RMSNorm (gain) of the vector unit."""
+        gain, shift = params
+        if shift is None:
+            return nll.rmsnorm(x, gain, self.eps)
+        return nl.layernorm(x, gain, shift, self.eps)
+
+    def attention(self, li: int, q, k, v, pos: int) -> np.ndarray:
+        """Store ``k``/``v`` at ``pos`` and attend every query head; the heads' outputs ``[d]``."""
+        cfg, dh, H = self.cfg, self.cfg.d_head, self.cfg.n_head
+        kc, vc = self.k_cache[li], self.v_cache[li]
+        kc[pos] = _bf16(k)
+        vc[:, pos] = _bf16(v)
+        q16 = _bf16(q).reshape(H, dh)
+        keys = kc[:pos + 1].reshape(pos + 1, cfg.n_kv_head, dh)
+        g = np.arange(H) // cfg.group  # query head a attends with K/V head a // group
+        scores = np.stack([chunkdot(q16[a], keys[:, g[a]]) for a in range(H)])  # [heads, pos+1]
+        p = nl.softmax(nm.f32_mul(scores, self.scale))
+        p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
+        vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[g]
+        return chunkdot(p16, vt).reshape(cfg.d_model)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
-        cfg, G = self.cfg, self.G
-        d, dh = cfg.d_model, cfg.d_head
-        x = nm.f32_add(_widen(self.wte16[tok]), _widen(self.wpe16[pos]))
+        cfg = self.cfg
+        _check_pos(pos, self.capacity)
+        d, kv, dh = cfg.d_model, cfg.kv_dim, cfg.d_head
+        x = _widen(self.wte16[tok])
+        if self.wpe16 is not None:
+            x = nm.f32_add(x, _widen(self.wpe16[pos]))
+        if self.inv_freq is not None:
+            cos, sin = (t[0] for t in rope_table([pos], self.inv_freq))
         for li, L in enumerate(self.layers):
-            h = nl.layernorm(x, *L["ln1"], self.eps)
-            qkv = self.linear(h, L["attn"])
-            q, k, v = qkv[:d], qkv[d:2 * d], qkv[2 * d:]
-            kc, vc = self.k_cache[li], self.v_cache[li]
-            kc[pos] = _bf16(k)
-            vc[:, pos] = _bf16(v)
-            q16 = _bf16(q)
-            keys = kc[:pos + 1]
-            scores = np.stack([
-                segdot(q16, keys, a * dh, (a + 1) * dh, G) for a in range(cfg.n_head)
-            ])  # [heads, pos+1]
-            p = nl.softmax(nm.f32_mul(scores, self.scale))
-            p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
-            vt = vc[:, :pos + 1].reshape(cfg.n_head, dh, pos + 1)
-            o = chunkdot(p16, vt, G).reshape(d)
-            x = nm.f32_add(x, self.linear(o, L["proj"]))
-            h = nl.layernorm(x, *L["ln2"], self.eps)
-            m = self.linear(nl.gelu(self.linear(h, L["fc"])), L["fcproj"])
-            x = nm.f32_add(x, m)
+            qkv = self.linear(self.norm(x, L["ln1"]), L["attn"])
+            q, k, v = qkv[:d], qkv[d:d + kv], qkv[d + kv:]
+            if self.inv_freq is not None:
+                q = nll.rope(q.reshape(cfg.n_head, dh), cos, sin).reshape(d)
+                k = nll.rope(k.reshape(cfg.n_kv_head, dh), cos, sin).reshape(kv)
+            x = nm.f32_add(x, self.linear(self.attention(li, q, k, v, pos), L["proj"]))
+            u = self.linear(self.norm(x, L["ln2"]), L["fc"])
+            a = nl.gelu(u) if cfg.mlp == "gelu" else nll.swiglu(u[:cfg.d_ff], u[cfg.d_ff:])
+            x = nm.f32_add(x, self.linear(a, L["fcproj"]))
         if not need_logits:
             return None
-        xf = nl.layernorm(x, *self.lnf, self.eps)
+        xf = self.norm(x, self.lnf)
         self.last_xf = xf
-        return chunkdot(_bf16(xf), self.wte16, G)
+        return chunkdot(_bf16(xf), self.head16)
 
 
 def _first_argmax(logits: np.ndarray) -> int:
@@ -311,9 +353,10 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     cfg : ModelConfig
         Model shape.
     weights : dict of str to numpy.ndarray
-        float32 weights, HF GPT-2 names.
+        float32 weights, pimgpt names.
     gb_elems : int
-        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16.
+        Global-buffer size G (``HwConfig.dram.gb_elems``), a positive multiple of 16; see
+        :class:`PimModel`.
     prompt : sequence of int
         Prompt token ids (at least one).
     new_tokens : int
@@ -333,7 +376,8 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     """
     prompt = _check_tokens(cfg, prompt, "prompt")
     new_tokens = _check_lengths(cfg, len(prompt), new_tokens)
-    return _generate(PimModel(cfg, weights, gb_elems), prompt, new_tokens)
+    capacity = len(prompt) + max(new_tokens, 1) - 1
+    return _generate(PimModel(cfg, weights, gb_elems, capacity), prompt, new_tokens)
 
 
 def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
@@ -347,7 +391,7 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
     """
     tokens = _check_tokens(cfg, tokens, "tokens")
     _check_lengths(cfg, len(tokens), 1)
-    model = PimModel(cfg, weights, gb_elems)
+    model = PimModel(cfg, weights, gb_elems, len(tokens))
     return np.stack([model.step(t, pos, need_logits=True) for pos, t in enumerate(tokens)])
 
 
@@ -369,7 +413,7 @@ def _exact(x):
 
 
 class F64Model:
-    """GPT-2 in float64 with exact math on the float32 weights.
+    """The same decoder in float64 with exact math on the float32 weights.
 
     :meth:`step` runs one token at a time with K/V caches; :meth:`logits` runs whole sequences
     teacher forced at once (causal attention), up to float64 summation order the same. The
@@ -379,23 +423,26 @@ class F64Model:
     Parameters
     ----------
     cfg : ModelConfig
-        Model shape.
+        Model shape and architecture.
     weights : dict of str to numpy.ndarray
-        float32 weights, HF GPT-2 names.
+        float32 weights, pimgpt names.
+    capacity : int, optional
+        Positions the K/V caches of :meth:`step` hold (default ``cfg.ctx``).
     bf16_weights : bool
         Use the bf16 weights the PIM DRAM holds (``f32_to_bf16``), all of them.
     bf16_acts : bool
         Round what the PIM dataflow writes to the global buffer to bf16 (:func:`round_bf16_f64`):
-        the inputs of every linear layer (LayerNorm outputs, attention output, GELU output),
-        ``q``, the softmax probabilities and the final LayerNorm output.
+        the inputs of every linear layer (norm outputs, attention output, GELU or SwiGLU output),
+        ``q`` (after RoPE), the softmax probabilities and the final norm output.
     bf16_kv : bool
-        Round the keys and values stored in the K/V caches.
+        Round the keys (after RoPE) and values stored in the K/V caches.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict, *, bf16_weights: bool = False,
-                 bf16_acts: bool = False, bf16_kv: bool = False):
+    def __init__(self, cfg: ModelConfig, weights: dict, capacity=None, *,
+                 bf16_weights: bool = False, bf16_acts: bool = False, bf16_kv: bool = False):
         _check_model(cfg, weights)
         self.cfg = cfg
+        self.capacity = _check_capacity(cfg, capacity)
         if bf16_weights:
             weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
                        for k, v in weights.items()}
@@ -403,51 +450,74 @@ class F64Model:
         self.act = round_bf16_f64 if bf16_acts else _exact
         self.kv = round_bf16_f64 if bf16_kv else _exact
         self.last_xf = None
-        self.k_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
-        self.v_cache = np.zeros((cfg.n_layer, cfg.ctx, cfg.d_model))
+        self.k_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
+        self.v_cache = np.zeros((cfg.n_layer, self.capacity, cfg.kv_dim))
+        self.inv_freq = cfg.rope_inv_freq()
 
-    def _ln(self, x, name):
+    def _norm(self, x, name):
+        eps, gain = self.cfg.ln_eps, self.w[name + ".weight"]
+        if self.cfg.norm == "rmsnorm":
+            return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * gain
         mu = x.mean(axis=-1, keepdims=True)
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
-        return (x - mu) / np.sqrt(var + self.cfg.ln_eps) * self.w[name + ".weight"] + self.w[
-            name + ".bias"]
-
-    @staticmethod
-    def _gelu(x):
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-
-    def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
-        """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
-        cfg, w, A = self.cfg, self.w, self.act
-        d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
-        x = w["wte"][tok] + w["wpe"][pos]
-        for i in range(cfg.n_layer):
-            p = f"h.{i}."
-            h = A(self._ln(x, p + "ln_1"))
-            qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
-            q, k, v = A(qkv[:d]), self.kv(qkv[d:2 * d]), self.kv(qkv[2 * d:])
-            self.k_cache[i, pos] = k
-            self.v_cache[i, pos] = v
-            keys = self.k_cache[i, :pos + 1].reshape(pos + 1, H, dh)
-            vals = self.v_cache[i, :pos + 1].reshape(pos + 1, H, dh)
-            s = np.einsum("hd,thd->ht", q.reshape(H, dh), keys) / math.sqrt(dh)
-            e = np.exp(s - s.max(axis=-1, keepdims=True))
-            prob = A(e / e.sum(axis=-1, keepdims=True))
-            o = A(np.einsum("ht,thd->hd", prob, vals).reshape(d))
-            x = x + o @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-            h = A(self._ln(x, p + "ln_2"))
-            u = h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]
-            x = x + A(self._gelu(u)) @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-        if not need_logits:
-            return None
-        xf = A(self._ln(x, "ln_f"))
-        self.last_xf = xf
-        return w["wte"] @ xf
+        return (x - mu) / np.sqrt(var + eps) * gain + self.w[name + ".bias"]
 
     @staticmethod
     def _mm(x, m):
         # One 2-D product: numpy's stacked (3-D @ 2-D) matmul is ~50x slower here.
         return (x.reshape(-1, x.shape[-1]) @ m).reshape(*x.shape[:-1], m.shape[1])
+
+    def _linear(self, x, name):
+        y = self._mm(x, self.w[name + ".weight"]) if x.ndim > 1 else x @ self.w[name + ".weight"]
+        return y + self.w[name + ".bias"] if self.cfg.bias else y
+
+    def _mlp_act(self, u):
+        """GELU (tanh form) of ``u``, or SwiGLU of its two halves ``[gate | up]``."""
+        if self.cfg.mlp == "gelu":
+            return 0.5 * u * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u**3)))
+        gate, up = u[..., :self.cfg.d_ff], u[..., self.cfg.d_ff:]
+        z = np.exp(-np.abs(gate))  # sigmoid without overflow or cancellation
+        return gate * np.where(gate >= 0, 1.0 / (1.0 + z), z / (1.0 + z)) * up
+
+    @staticmethod
+    def _rope(x, cos, sin):
+        """Rotate-half RoPE of heads ``x [..., D]`` by float64 ``cos``/``sin`` ``[..., D/2]``."""
+        h = x.shape[-1] // 2
+        lo, hi = x[..., :h], x[..., h:]
+        return np.concatenate([lo * cos - hi * sin, hi * cos + lo * sin], axis=-1)
+
+    def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
+        """Process token ``tok`` at position ``pos``; return float64 logits if ``need_logits``."""
+        cfg, w, A = self.cfg, self.w, self.act
+        _check_pos(pos, self.capacity)
+        d, dh, H, KV, kv = cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim
+        x = w["wte"][tok] + (w["wpe"][pos] if cfg.position == "learned" else 0.0)
+        if self.inv_freq is not None:
+            cos, sin = (t[0] for t in rope_cos_sin_f64([pos], self.inv_freq))
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
+            q, k, v = qkv[:d].reshape(H, dh), qkv[d:d + kv].reshape(KV, dh), qkv[d + kv:]
+            if self.inv_freq is not None:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q = A(q)
+            self.k_cache[i, pos] = self.kv(k.reshape(kv))
+            self.v_cache[i, pos] = self.kv(v)
+            keys = self.k_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
+            vals = self.v_cache[i, :pos + 1].reshape(pos + 1, KV, dh)
+            # Query head a = g * group + j attends with K/V head g.
+            s = np.einsum("gjd,tgd->gjt", q.reshape(KV, cfg.group, dh), keys) / math.sqrt(dh)
+            e = np.exp(s - s.max(axis=-1, keepdims=True))
+            prob = A(e / e.sum(axis=-1, keepdims=True))
+            o = A(np.einsum("gjt,tgd->gjd", prob, vals).reshape(d))
+            x = x + self._linear(o, p + "attn.c_proj")
+            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
+        if not need_logits:
+            return None
+        xf = A(self._norm(x, "ln_f"))
+        self.last_xf = xf
+        return (w["wte"] if cfg.tied_head else w["lm_head"]) @ xf
 
     def logits(self, tokens) -> np.ndarray:
         """float64 logits of whole sequences, teacher forced; row ``i`` predicts token ``i + 1``.
@@ -462,31 +532,35 @@ class F64Model:
         numpy.ndarray
             ``[T, vocab]`` or ``[B, T, vocab]``.
         """
-        cfg, w, A, mm = self.cfg, self.w, self.act, self._mm
+        cfg, w, A = self.cfg, self.w, self.act
         toks = np.asarray(tokens, dtype=np.int64)
         single = toks.ndim == 1
         toks = np.atleast_2d(toks)
         B, T = toks.shape
-        d, dh, H = cfg.d_model, cfg.d_head, cfg.n_head
-        x = w["wte"][toks] + w["wpe"][:T]
+        d, dh, H, KV, kv = cfg.d_model, cfg.d_head, cfg.n_head, cfg.n_kv_head, cfg.kv_dim
+        x = w["wte"][toks] + (w["wpe"][:T] if cfg.position == "learned" else 0.0)
+        if self.inv_freq is not None:
+            cos, sin = (t[:, None, :] for t in rope_cos_sin_f64(np.arange(T), self.inv_freq))
         mask = np.triu(np.ones((T, T), dtype=bool), 1)
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            h = A(self._ln(x, p + "ln_1"))
-            qkv = mm(h, w[p + "attn.c_attn.weight"]) + w[p + "attn.c_attn.bias"]
-            q = A(qkv[..., :d]).reshape(B, T, H, dh)
-            k = self.kv(qkv[..., d:2 * d]).reshape(B, T, H, dh)
-            v = self.kv(qkv[..., 2 * d:]).reshape(B, T, H, dh)
-            s = np.einsum("bthd,buhd->bhtu", q, k) / math.sqrt(dh)
+            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
+            q = qkv[..., :d].reshape(B, T, H, dh)
+            k = qkv[..., d:d + kv].reshape(B, T, KV, dh)
+            v = self.kv(qkv[..., d + kv:]).reshape(B, T, KV, dh)
+            if self.inv_freq is not None:
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q, k = A(q).reshape(B, T, KV, cfg.group, dh), self.kv(k)
+            s = np.einsum("btgjd,bugd->bgjtu", q, k) / math.sqrt(dh)
             s[..., mask] = -np.inf
             e = np.exp(s - s.max(axis=-1, keepdims=True))
             prob = A(e / e.sum(axis=-1, keepdims=True))
-            o = A(np.einsum("bhtu,buhd->bthd", prob, v).reshape(B, T, d))
-            x = x + mm(o, w[p + "attn.c_proj.weight"]) + w[p + "attn.c_proj.bias"]
-            h = A(self._ln(x, p + "ln_2"))
-            g = A(self._gelu(mm(h, w[p + "mlp.c_fc.weight"]) + w[p + "mlp.c_fc.bias"]))
-            x = x + mm(g, w[p + "mlp.c_proj.weight"]) + w[p + "mlp.c_proj.bias"]
-        out = mm(A(self._ln(x, "ln_f")), w["wte"].T)
+            o = A(np.einsum("bgjtu,bugd->btgjd", prob, v).reshape(B, T, d))
+            x = x + self._linear(o, p + "attn.c_proj")
+            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
+        head = w["wte"] if cfg.tied_head else w["lm_head"]
+        out = self._mm(A(self._norm(x, "ln_f")), head.T)
         return out[0] if single else out
 
 
@@ -503,7 +577,8 @@ def f64_generate(cfg: ModelConfig, weights: dict, prompt: Sequence[int],
     """
     prompt = _check_tokens(cfg, prompt, "prompt")
     new_tokens = _check_lengths(cfg, len(prompt), new_tokens)
-    return _generate(F64Model(cfg, weights), prompt, new_tokens)
+    capacity = len(prompt) + max(new_tokens, 1) - 1
+    return _generate(F64Model(cfg, weights, capacity), prompt, new_tokens)
 
 
 def f64_logits_teacher_forced(cfg: ModelConfig, weights: dict,
@@ -511,5 +586,5 @@ def f64_logits_teacher_forced(cfg: ModelConfig, weights: dict,
     """float64 logits at every position of ``tokens``: ``[len(tokens), vocab]``."""
     tokens = _check_tokens(cfg, tokens, "tokens")
     _check_lengths(cfg, len(tokens), 1)
-    model = F64Model(cfg, weights)
+    model = F64Model(cfg, weights, len(tokens))
     return np.stack([model.step(t, pos, need_logits=True) for pos, t in enumerate(tokens)])

@@ -1,12 +1,14 @@
-"""Model weights: Hugging Face GPT-2 checkpoints, random weights, model YAML files, shipped models.
+"""Model weights: Hugging Face checkpoints (GPT-2, Llama), random weights, model YAML files,
+shipped models.
 
-A checkpoint directory holds ``config.json`` (Hugging Face ``GPT2Config``) and ``model.safetensors``
-(or shards listed in ``model.safetensors.index.json``). Tensor names may carry the ``transformer.``
-prefix that ``GPT2LMHeadModel.save_pretrained`` writes or not (the original ``gpt2`` hub files); the
-tied ``lm_head.weight`` and the causal-mask buffers ``attn.bias``/``attn.masked_bias`` are dropped.
-Weights are returned as a ``dict[str, numpy.ndarray]`` of float32 arrays named as documented in
-:mod:`pimgpt.sw.models` (``wte``, ``wpe``, ``h.0.attn.c_attn.weight`` ... ``ln_f.bias``), Conv1D
-weights ``[in, out]``.
+A checkpoint directory holds ``config.json`` (a Hugging Face ``GPT2Config`` or ``LlamaConfig``) and
+``model.safetensors`` (or shards listed in ``model.safetensors.index.json``); F16, BF16, F32 and F64
+tensors are widened to float32 exactly. :mod:`pimgpt.sw.hf_layout` maps the two layouts' keys and
+tensor names to pimgpt's: GPT-2 tensor names may carry the ``transformer.`` prefix that
+``GPT2LMHeadModel.save_pretrained`` writes or not (the original ``gpt2`` hub files); a tied
+``lm_head.weight`` and buffers (causal masks, RoPE frequencies) are dropped. Weights are returned as
+a ``dict[str, numpy.ndarray]`` of float32 arrays named as documented in :mod:`pimgpt.sw.models`
+(``wte``, ``h.0.attn.c_attn.weight`` ... ``ln_f.weight``), matrices ``[in, out]``.
 
 Files are read with ``safetensors`` (``safe_open``/``safetensors.numpy``) and ``json``/``yaml``
 (``safe_load``) only, never pickle. Every problem raises :class:`~pimgpt.sw.models.ModelError` with
@@ -26,18 +28,23 @@ from pathlib import Path
 import numpy as np
 
 from pimgpt.core.fileio import Outputs, check_directory, read_text
-from pimgpt.sw.models import ModelConfig, ModelError
+from pimgpt.sw.hf_layout import (
+    BUFFER_SUFFIXES,
+    GPT2_PREFIX,
+    check_tensors,
+    config_from_hf,
+    hf_config,
+    layout,
+    to_hf,
+    to_pimgpt,
+)
+from pimgpt.sw.models import ModelConfig, ModelError, weight_shapes
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 #: Prefix of the decoder tensors in ``GPT2LMHeadModel`` files (written by :func:`save_checkpoint`).
-HF_PREFIX = "transformer."
-
-# Hugging Face activation names that are the tanh form of GELU used by GPT-2 and by pimgpt.
-_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-# Buffers (causal masks) that some GPT-2 checkpoints store next to the parameters.
-_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+HF_PREFIX = GPT2_PREFIX
 # safetensors dtypes accepted as weights; all are widened to float32.
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 _SHIPPED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -49,7 +56,7 @@ _SHIPPED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every weight of ``cfg``, in a fixed order (embeddings, layers, ln_f).
+    """The name and shape of every weight of ``cfg`` (:func:`pimgpt.sw.models.weight_shapes`).
 
     Parameters
     ----------
@@ -59,37 +66,9 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     Returns
     -------
     dict of str to tuple of int
-        Conv1D weights are ``[in, out]``; the LM head is tied to ``wte`` and not listed.
+        Matrices ``[in, out]``; a tied LM head is not listed.
     """
-    d, f = cfg.d_model, cfg.d_ff
-    shapes: dict[str, tuple[int, ...]] = {"wte": (cfg.vocab, d), "wpe": (cfg.ctx, d)}
-    for i in range(cfg.n_layer):
-        p = f"h.{i}."
-        shapes.update({
-            p + "ln_1.weight": (d,), p + "ln_1.bias": (d,),
-            p + "attn.c_attn.weight": (d, 3 * d), p + "attn.c_attn.bias": (3 * d,),
-            p + "attn.c_proj.weight": (d, d), p + "attn.c_proj.bias": (d,),
-            p + "ln_2.weight": (d,), p + "ln_2.bias": (d,),
-            p + "mlp.c_fc.weight": (d, f), p + "mlp.c_fc.bias": (f,),
-            p + "mlp.c_proj.weight": (f, d), p + "mlp.c_proj.bias": (d,),
-        })
-    shapes.update({"ln_f.weight": (d,), "ln_f.bias": (d,)})
-    return shapes
-
-
-def _hf_name(name: str) -> str:
-    """pimgpt name -> Hugging Face ``GPT2LMHeadModel`` name."""
-    if name in ("wte", "wpe"):
-        name += ".weight"
-    return HF_PREFIX + name
-
-
-def _pimgpt_name(hf_name: str) -> str:
-    """Hugging Face name (with or without ``transformer.``) -> pimgpt name."""
-    name = hf_name[len(HF_PREFIX):] if hf_name.startswith(HF_PREFIX) else hf_name
-    if name in ("wte.weight", "wpe.weight"):
-        name = name[: -len(".weight")]
-    return name
+    return weight_shapes(cfg)
 
 
 def check_weights(cfg: ModelConfig, weights: dict, source: str = "weights") -> None:
@@ -109,31 +88,8 @@ def check_weights(cfg: ModelConfig, weights: dict, source: str = "weights") -> N
     ModelError
         Naming the first missing, unexpected or misshapen tensor.
     """
-    shapes = expected_shapes(cfg)
-    missing = [n for n in shapes if n not in weights]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelError(
-            f"{source}: missing tensor {missing[0]} (shape {list(shapes[missing[0]])}){more} for "
-            f"model {cfg.name} ({cfg.n_layer} layers, d_model {cfg.d_model}); check that the "
-            "weights match the model's config"
-        )
-    extra = sorted(n for n in weights if n not in shapes)
-    if extra:
-        raise ModelError(
-            f"{source}: unexpected tensor {extra[0]} for model {cfg.name}; only GPT-2 decoder "
-            "weights (wte, wpe, h.*, ln_f) are supported"
-        )
-    for name, shape in shapes.items():
-        got = tuple(np.shape(weights[name]))
-        if got != shape:
-            hint = ""
-            if len(got) == 2 and got == shape[::-1]:
-                hint = " (it looks transposed: GPT-2 Conv1D weights are stored [in, out])"
-            raise ModelError(
-                f"{source}: tensor {name} has shape {list(got)}, expected {list(shape)}{hint}; "
-                "check that config.json matches the weights"
-            )
+    check_tensors(weight_shapes(cfg), weights, source, cfg,
+                  "pimgpt and GPT-2's Conv1D store matrices [in, out]")
 
 
 #: The smallest float32 magnitude that rounds to infinity in bf16 (the weights' storage type):
@@ -180,7 +136,7 @@ def _read_json(path: Path) -> dict:
             f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or re-export the file"
         ) from exc
     if not isinstance(data, dict):
-        raise ModelError(f"{path} must hold a JSON object (a Hugging Face GPT2Config)")
+        raise ModelError(f"{path} must hold a JSON object (a Hugging Face model config)")
     return data
 
 
@@ -209,11 +165,10 @@ def _weights_files(path: Path) -> list[Path]:
 
 
 def config_from_dir(path: str | Path) -> ModelConfig:
-    """The :class:`ModelConfig` of a Hugging Face GPT-2 checkpoint directory.
+    """The :class:`ModelConfig` of a Hugging Face GPT-2 or Llama checkpoint directory.
 
-    Reads ``config.json`` (``n_layer``, ``n_embd``, ``n_head``, ``n_positions`` or ``n_ctx``,
-    ``vocab_size``, ``layer_norm_epsilon``, ``n_inner``) and checks that the weights file exists.
-    The model is named after the directory; ``checkpoint`` is the resolved directory.
+    Reads ``config.json`` (keys listed in :mod:`pimgpt.sw.hf_layout`) and checks that the weights
+    file exists. The model is named after the directory; ``checkpoint`` is the resolved directory.
 
     Parameters
     ----------
@@ -223,7 +178,7 @@ def config_from_dir(path: str | Path) -> ModelConfig:
     Raises
     ------
     ModelError
-        For a missing directory or file, malformed JSON, missing keys or a non-GPT-2 model.
+        For a missing directory or file, malformed JSON, missing keys or an unsupported model.
     """
     path = Path(path)
     if not path.is_dir():
@@ -235,42 +190,9 @@ def config_from_dir(path: str | Path) -> ModelConfig:
             "next to model.safetensors"
         )
     raw = _read_json(cfg_path)
-    model_type = raw.get("model_type", "gpt2")
-    if model_type != "gpt2":
-        raise ModelError(f"{cfg_path}: model_type is {model_type!r}; only 'gpt2' is supported")
-    act = raw.get("activation_function", "gelu_new")
-    if act not in _TANH_GELUS:
-        raise ModelError(
-            f"{cfg_path}: activation_function {act!r} is not supported; pimgpt computes the tanh "
-            f"form of GELU ({', '.join(_TANH_GELUS)})"
-        )
-    for key, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
-                    ("reorder_and_upcast_attn", False)):
-        if key in raw and bool(raw[key]) != ok:
-            raise ModelError(f"{cfg_path}: {key}={raw[key]!r} is not supported; it must be {ok}")
-    ctx_key = "n_positions" if "n_positions" in raw else "n_ctx"
-    missing = [k for k in ("n_layer", "n_embd", "n_head", ctx_key, "vocab_size") if k not in raw]
-    if missing:
-        raise ModelError(
-            f"{cfg_path}: missing key {missing[0]}; a GPT-2 config.json needs n_layer, n_embd, "
-            "n_head, n_positions and vocab_size"
-        )
-    d_ff = raw.get("n_inner")
-    eps = raw.get("layer_norm_epsilon", 1e-5)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
-        raise ModelError(f"{cfg_path}: layer_norm_epsilon must be a number, got {eps!r}")
+    cfg = config_from_hf(raw, str(cfg_path), path.resolve().name, str(path.resolve()))
     _weights_files(path)
-    return ModelConfig(
-        name=path.resolve().name,
-        n_layer=raw["n_layer"],
-        d_model=raw["n_embd"],
-        n_head=raw["n_head"],
-        ctx=raw[ctx_key],
-        vocab=raw["vocab_size"],
-        d_ff=0 if d_ff is None else d_ff,
-        ln_eps=float(eps),
-        checkpoint=str(path.resolve()),
-    )
+    return cfg
 
 
 def config_from_yaml(path: str | Path) -> ModelConfig:
@@ -307,22 +229,27 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
     values = dict(raw)
     values.setdefault("name", path.stem)
     values["name"] = str(values["name"])
-    if isinstance(values.get("ln_eps"), str):
-        # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number it means.
-        try:
-            values["ln_eps"] = float(values["ln_eps"])
-        except ValueError as exc:
-            raise ModelError(f"{path}: ln_eps must be a number, got {raw['ln_eps']!r}") from exc
+    for key in ("ln_eps", "rope_theta"):
+        values[key] = _yaml_number(values, key, path)
+    if isinstance(values.get("rope_scaling"), dict):
+        scaling = dict(values["rope_scaling"])
+        for key in ("factor", "low_freq_factor", "high_freq_factor"):
+            scaling[key] = _yaml_number(scaling, key, path)
+        values["rope_scaling"] = scaling
+    values = {k: v for k, v in values.items() if v is not _ABSENT}
     ckpt = values.get("checkpoint")
     if ckpt is not None:
         ckpt_path = Path(str(ckpt))
         if not ckpt_path.is_absolute():
             ckpt_path = path.parent / ckpt_path
         base = config_from_dir(ckpt_path)
-        for key in allowed:
-            if key in ("name", "checkpoint") or key not in raw:
-                continue
-            if values[key] != getattr(base, key):
+        given = {k: v for k, v in values.items() if k not in ("name", "checkpoint")}
+        try:
+            mine = ModelConfig(**{**base.to_dict(), **given})
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        for key in given:
+            if getattr(mine, key) != getattr(base, key):
                 raise ModelError(
                     f"{path}: {key}={raw[key]!r} disagrees with {ckpt_path / CONFIG_FILE} "
                     f"({getattr(base, key)!r}); remove the key or fix it"
@@ -338,6 +265,21 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
         return ModelConfig(**values)
     except TypeError as exc:  # a non-numeric value reaching a comparison
         raise ModelError(f"{path}: invalid value ({exc}); use numbers for the shape keys") from exc
+
+
+_ABSENT = object()
+
+
+def _yaml_number(values: dict, key: str, path: Path):
+    """``values[key]``, with a string such as ``1e-5`` read as the number it means (YAML 1.1 reads
+    exponents without a dot as strings); ``_ABSENT`` when the key is not there."""
+    value = values.get(key, _ABSENT)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ModelError(f"{path}: {key} must be a number, got {value!r}") from None
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,17 +306,16 @@ def _read_bf16(path: Path, name: str, header: tuple[int, dict]) -> np.ndarray:
 
 
 def _read_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
-    """All tensors of ``files`` as float32, in pimgpt names, without the buffers and the LM head."""
+    """All tensors of ``files`` as float32 in their file names, without the buffers."""
     from safetensors import SafetensorError, safe_open
 
     out: dict[str, np.ndarray] = {}
-    head = None
     for file in files:
         header = None
         try:
             with safe_open(str(file), framework="numpy") as fh:
                 for key in fh.keys():
-                    if key.endswith(_BUFFER_SUFFIXES):
+                    if key.endswith(BUFFER_SUFFIXES):
                         continue
                     dtype = fh.get_slice(key).get_dtype()
                     if dtype not in _FLOAT_DTYPES:
@@ -382,21 +323,13 @@ def _read_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
                             f"{file}: tensor {key} has dtype {dtype}; only F16, BF16, F32 and F64 "
                             "weights are supported (dequantise the checkpoint first)"
                         )
+                    if key in out:
+                        raise ModelError(f"{file}: tensor {key} is in two shards; keep one")
                     if dtype == "BF16":
                         header = header or _read_header(file)
-                        arr = _read_bf16(file, key, header)
+                        out[key] = _read_bf16(file, key, header)
                     else:
-                        arr = np.asarray(fh.get_tensor(key), dtype=np.float32)
-                    if key == "lm_head.weight":
-                        head = (file, arr)
-                        continue
-                    name = _pimgpt_name(key)
-                    if name in out:
-                        raise ModelError(
-                            f"{file}: tensor {name} appears twice (with and without the "
-                            f"'{HF_PREFIX}' prefix); keep one"
-                        )
-                    out[name] = arr
+                        out[key] = np.asarray(fh.get_tensor(key), dtype=np.float32)
         except SafetensorError as exc:
             raise ModelError(
                 f"{file} is not a valid safetensors file ({str(exc).splitlines()[0]}); "
@@ -404,10 +337,6 @@ def _read_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
             ) from exc
         except OSError as exc:
             raise ModelError(f"cannot read {file}: {exc}; check the file") from exc
-    if head is not None and "wte" in out and not np.array_equal(head[1], out["wte"]):
-        raise ModelError(
-            f"{head[0]}: lm_head.weight differs from wte; pimgpt needs GPT-2's tied LM head"
-        )
     return out
 
 
@@ -439,11 +368,11 @@ def load_weights(cfg: ModelConfig) -> dict[str, np.ndarray]:
     if not path.is_dir():
         raise ModelError(f"checkpoint directory {path} not found; pass an existing directory")
     files = _weights_files(path)
-    weights = _read_safetensors(files)
     source = str(files[0] if len(files) == 1 else path / INDEX_FILE)
+    weights = to_pimgpt(_read_safetensors(files), cfg, source)
     check_weights(cfg, weights, source=source)
     check_finite(weights, source=source)
-    order = expected_shapes(cfg)
+    order = weight_shapes(cfg)
     return {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in order}
 
 
@@ -510,45 +439,15 @@ def weights_for(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     return load_weights(cfg) if cfg.checkpoint else random_weights(cfg, seed)
 
 
-def hf_config(cfg: ModelConfig) -> dict:
-    """The Hugging Face ``GPT2Config`` dictionary (``config.json``) of ``cfg``."""
-    byte_level = cfg.vocab == 256
-    return {
-        "activation_function": "gelu_new",
-        "architectures": ["GPT2LMHeadModel"],
-        "attn_pdrop": 0.0,
-        # GPT-2's <|endoftext|> is 50256; a byte-level model has no such token.
-        "bos_token_id": None if byte_level else min(50256, cfg.vocab - 1),
-        "embd_pdrop": 0.0,
-        "eos_token_id": None if byte_level else min(50256, cfg.vocab - 1),
-        "initializer_range": 0.02,
-        "layer_norm_epsilon": cfg.ln_eps,
-        "model_type": "gpt2",
-        "n_ctx": cfg.ctx,
-        "n_embd": cfg.d_model,
-        "n_head": cfg.n_head,
-        "n_inner": None if cfg.d_ff == 4 * cfg.d_model else cfg.d_ff,
-        "n_layer": cfg.n_layer,
-        "n_positions": cfg.ctx,
-        "reorder_and_upcast_attn": False,
-        "resid_pdrop": 0.0,
-        "scale_attn_by_inverse_layer_idx": False,
-        "scale_attn_weights": True,
-        "tie_word_embeddings": True,
-        "torch_dtype": "float32",
-        "use_cache": True,
-        "vocab_size": cfg.vocab,
-    }
-
-
 def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
                     dtype: str = "float32") -> Path:
-    """Write ``config.json`` and ``model.safetensors`` in Hugging Face GPT-2 layout.
+    """Write ``config.json`` and ``model.safetensors`` in Hugging Face GPT-2 or Llama layout.
 
-    Tensor names are those ``GPT2LMHeadModel.save_pretrained`` writes (``transformer.wte.weight``,
-    ``transformer.h.0.attn.c_attn.weight`` ...; the tied ``lm_head.weight`` is left out), with the
-    safetensors metadata ``{"format": "pt"}``. The files are written under temporary names and
-    renamed, so a failure leaves no partial checkpoint.
+    Tensor names are those ``GPT2LMHeadModel``/``LlamaForCausalLM.save_pretrained`` write
+    (``transformer.h.0.attn.c_attn.weight`` ... or ``model.layers.0.self_attn.q_proj.weight`` ...;
+    a tied ``lm_head.weight`` is left out), with the safetensors metadata ``{"format": "pt"}``.
+    The files are written under temporary names and renamed, so a failure leaves no partial
+    checkpoint.
 
     Parameters
     ----------
@@ -569,7 +468,8 @@ def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
     Raises
     ------
     ModelError
-        For weights that do not match ``cfg`` or an unsupported ``dtype``.
+        For weights that do not match ``cfg``, an architecture with no Hugging Face layout or an
+        unsupported ``dtype``.
     """
     from safetensors.numpy import save_file
 
@@ -578,11 +478,10 @@ def save_checkpoint(cfg: ModelConfig, weights: dict, directory: str | Path,
             f"save_checkpoint: dtype {dtype!r} is not supported; use float32 or float16"
         )
     check_weights(cfg, weights)
+    layout(cfg)  # raises for an architecture with no Hugging Face layout
     directory = check_directory("checkpoint folder", directory)
-    tensors = {
-        _hf_name(name): np.ascontiguousarray(weights[name], dtype=dtype)
-        for name in expected_shapes(cfg)
-    }
+    tensors = {name: np.ascontiguousarray(arr, dtype=dtype)
+               for name, arr in to_hf(weights, cfg).items()}
     outs = Outputs({WEIGHTS_FILE: directory / WEIGHTS_FILE, CONFIG_FILE: directory / CONFIG_FILE},
                    label=f"checkpoint folder {directory}")
     with outs:

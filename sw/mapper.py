@@ -10,15 +10,21 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
 * weight matrices ``W[in, out]`` (``c_attn``, ``attn.c_proj``, ``c_fc``, ``mlp.c_proj``) are one
   region each, one vector per output neuron (``vec_len = in``), so every output neuron's dot product
   runs in one bank and all banks work on one GEMV at once;
-* ``wte`` (vocabulary vectors of ``d_model``) is both the embedding table and the tied LM head;
-  ``wpe`` has one vector per position;
-* the K cache of a layer has one vector per token (``vec_len = d_model``: all heads of a token are
-  concatenated in one vector, hence in one row stream); the V cache is stored transposed, one
-  vector per model dimension with ``vec_len`` = cache capacity rounded up to 16, so the softmax
-  probabilities are the broadcast operand of ``score . V``;
-* small vectors (LayerNorm gains/shifts, biases) are packed into three regions by length
-  (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one mostly empty
-  region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
+* ``wte`` (vocabulary vectors of ``d_model``) is both the embedding table and the tied LM head
+  (an untied head is the region ``lm_head``, laid out alike); ``wpe`` (learned positions only) has
+  one vector per position;
+* the K cache of a layer has one vector per token (``vec_len = kv_dim``, i.e. ``d_model`` for
+  multi-head attention: all K/V heads of a token are concatenated in one vector, hence in one row
+  stream);
+* the V cache is stored transposed, in blocks of ``T`` tokens (:func:`v_block_tokens`): vector
+  ``blk * D + m`` (``D`` = :func:`v_dims`, ``kv_dim`` rounded up to ``slots``) holds the values
+  of K/V dimension ``m`` for tokens ``blk*T .. blk*T + T - 1``, so the softmax probabilities are
+  the broadcast operand of ``p . V``, dimension ``m`` stays in bank slot ``m % slots``, and the
+  blocks of all the dimensions of a bank follow one another: a short context fills whole rows
+  (one block of every local dimension side by side) instead of touching one row per dimension;
+* small vectors (norm gains/shifts, biases; whichever the model has) are packed into three
+  regions by length (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one
+  mostly empty region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
 * every region starts on a row boundary (the same row in every bank); regions are placed one after
   another from row 0.
 """
@@ -33,7 +39,7 @@ import yaml
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.numerics import f32_to_bf16
-from pimgpt.sw.models import ModelConfig
+from pimgpt.sw.models import ModelConfig, weight_shapes
 
 COL = 16  # bf16 elements per DRAM column = one MAC step (column_bytes is validated to be 32)
 
@@ -257,17 +263,32 @@ class MemoryMap:
 
     def vec_length(self, name: str) -> int:
         """Length of the packed small vector ``name``."""
-        d = self.cfg.d_model
         if name.endswith("c_attn.bias"):
-            return 3 * d
+            return self.cfg.qkv_dim
         if name.endswith("c_fc.bias"):
-            return self.cfg.d_ff
-        return d
+            return self.cfg.fc_dim
+        return self.cfg.d_model
 
     def to_yaml(self) -> str:
         """YAML text: regions (region_row, n_rows, n_local, vec_len, n_vectors, bytes), packed
         vectors and totals."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
+    """K/V dimensions (``kv_dim``, ``d_model`` for multi-head attention) rounded up to whole local
+    indices (``slots``): the V cache's vectors per token block, so that dimension ``m`` lies in
+    bank slot ``m % slots`` in every block."""
+    return round_up(cfg.kv_dim, hw.dram.slots)
+
+
+def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
+    """Tokens per V-cache block: a multiple of 16, at most the padded context, and small enough
+    that one block's probabilities of every head a channel holds fit its global buffer
+    (``v_dims / slots`` heads per channel when heads are at least a channel wide)."""
+    per_channel = v_dims(cfg, hw) // hw.dram.slots
+    cols = max(1, hw.dram.gb_elems // COL // per_channel)
+    return min(cols * COL, round_up(context, COL))
 
 
 def _mib(n: int) -> str:
@@ -313,25 +334,33 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         mm.regions[name] = reg
         next_row += reg.n_rows
 
+    shapes = weight_shapes(cfg)
     add("wte", cfg.vocab, d)
-    add("wpe", cfg.ctx, d)
+    if "wpe" in shapes:
+        add("wpe", cfg.ctx, d)
+    if "lm_head" in shapes:
+        add("lm_head", cfg.vocab, d)
     params_d = [f"h.{i}.{p}" for i in range(cfg.n_layer) for p in _PARAMS_D]
     params_d += ["ln_f.weight", "ln_f.bias"]
     for region, names, length in (
         ("params_d", params_d, d),
-        ("bias_qkv", [f"h.{i}.attn.c_attn.bias" for i in range(cfg.n_layer)], 3 * d),
-        ("bias_fc", [f"h.{i}.mlp.c_fc.bias" for i in range(cfg.n_layer)], f),
+        ("bias_qkv", [f"h.{i}.attn.c_attn.bias" for i in range(cfg.n_layer)], cfg.qkv_dim),
+        ("bias_fc", [f"h.{i}.mlp.c_fc.bias" for i in range(cfg.n_layer)], cfg.fc_dim),
     ):
+        names = [n for n in names if n in shapes]  # no biases, RMSNorm: fewer small vectors
+        if not names:
+            continue
         add(region, len(names), round_up(length, COL))
         for index, name in enumerate(names):
             mm.vectors[name] = (region, index)
     for i in range(cfg.n_layer):
-        add(f"h.{i}.attn.c_attn.weight", 3 * d, d)
+        add(f"h.{i}.attn.c_attn.weight", cfg.qkv_dim, d)
         add(f"h.{i}.attn.c_proj.weight", d, d)
-        add(f"h.{i}.mlp.c_fc.weight", f, d)
+        add(f"h.{i}.mlp.c_fc.weight", cfg.fc_dim, d)
         add(f"h.{i}.mlp.c_proj.weight", d, round_up(f, COL))
-        add(f"h.{i}.k_cache", context, d)
-        add(f"h.{i}.v_cache", d, round_up(context, COL))
+        add(f"h.{i}.k_cache", context, cfg.kv_dim)
+        block = v_block_tokens(cfg, hw, context)
+        add(f"h.{i}.v_cache", -(-round_up(context, COL) // block) * v_dims(cfg, hw), block)
 
     if mm.rows_used > dram.rows:
         need = mm.rows_used * dram.row_bytes * dram.slots
@@ -374,7 +403,7 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
     """The bf16 vectors (rows) that region ``name`` stores, ``uint16 [n_vectors, <=vec_len]``."""
     if name.endswith("_cache"):
         return None
-    if name in ("wte", "wpe"):
+    if name in ("wte", "wpe", "lm_head"):
         return to_bf16(weights[name])
     if name in ("params_d", "bias_qkv", "bias_fc"):
         members = [n for n, (reg, _) in mm.vectors.items() if reg == name]

@@ -76,33 +76,35 @@ def test_golden_crosscheck_bit_identical(quick_run):
 def test_tiny_random_top1_and_logit_error(quick_run):
     """Full run: top-1 64/64, max error 0.17 % of the row spread, the median float64 margin
     (0.4) is ~200x the largest logit error (0.002), so a flip needs a near-tie that random logits
-    rarely give: 15 of 16 leaves room for one. The error bound is 5x the measured maximum."""
+    rarely give: 15 of 16 leaves room for one. Quick run measured: 16/16, max error 0.17 % of the
+    spread and 0.0020 absolute; the bounds are ~2.5x those."""
     _, _, rep = quick_run
     tiny = rep["random"]["tiny"]
     assert tiny["top1_agree"] >= tiny["rows"] - 1
-    assert tiny["max_rel_spread"] < 0.01
-    assert 0 < tiny["max_abs"] < 0.01  # non-zero: bf16 really is in the loop
+    assert tiny["max_rel_spread"] < 0.004
+    assert 0 < tiny["max_abs"] < 0.005  # non-zero: bf16 really is in the loop
 
 
 def test_tiny_py_top1_agreement(quick_run):
     """Full run (4,096 teacher-forced bytes, 1,176 greedy steps): next-byte agreement ~99 %,
     greedy ~99 %; disagreements only where float64's best two logits are within ~0.05 of each
-    other. 95 % over the quick run's 256 / 196 steps allows 4x the measured disagreement rate."""
+    other. The quick run measured 253/256 (1.2 % disagreement) and 195/196 (0.5 %); the bounds
+    allow ~2.5x and 3x those rates."""
     _, _, rep = quick_run
     tp = rep["trained"]["tiny-py"]
-    assert tp["perplexity"]["top1"] >= 0.95
-    assert tp["greedy"]["top1"] >= 0.95
+    assert tp["perplexity"]["top1"] >= 0.97
+    assert tp["greedy"]["top1"] >= 0.98
     assert tp["greedy"]["compared"] >= 150
 
 
 def test_tiny_py_perplexity_close_to_f64(quick_run):
     """The ablation shows each bf16 rounding group moving the mean NLL by about 1e-3 nats; the
-    full run has PIM/float64 perplexity within 0.1 %. A factor within [0.99, 1.01] (|dNLL| < 0.01
-    nats) leaves 10x margin; the float64 figure must look like a trained model (< 4 bits/byte,
-    uniform is 8) so that the held-out text was really read."""
+    full run has PIM/float64 perplexity within 0.1 % (quick run: 0.9992). A factor within
+    [0.997, 1.003] leaves 3x margin; the float64 figure must look like a trained model (< 4
+    bits/byte, uniform is 8) so that the held-out text was really read."""
     _, _, rep = quick_run
     p = rep["trained"]["tiny-py"]["perplexity"]
-    assert 0.99 <= p["ppl_ratio"] <= 1.01
+    assert 0.997 <= p["ppl_ratio"] <= 1.003
     assert p["ppl_ratio"] == pytest.approx(p["pim"]["ppl"] / p["f64"]["ppl"])
     assert p["f64"]["bits"] < 4.0 and p["pim"]["bits"] < 4.0
     assert p["pim"]["bits"] == pytest.approx(p["pim"]["nats"] / np.log(2))

@@ -49,7 +49,10 @@ def test_perf_backend_decode_step_and_generation():
     step = run_model(PerfBackend(generation=False), "tiny", context=16)
     assert step.tokens is None and step.logits is None
     assert step.stats["tokens"] == 1 and step.stats["context"] == 16
-    assert step.stats["decode"] == step.stats["whole"] and "prefill" not in step.stats
+    # one decode step after the preamble that loads the resident parameters
+    assert "prefill" not in step.stats and step.stats["decode"]["tokens"] == 1
+    assert step.stats["decode"]["latency_ns"] + step.stats["preamble"]["latency_ns"] == \
+        pytest.approx(step.stats["whole"]["latency_ns"])
     assert step.lines[0].startswith("model tiny on ") and "decode: 1 token(s)" in step.lines[1]
     gen = run_model("perf", "tiny", prompt=[1, 2, 3], new_tokens=3)
     assert gen.stats["prefill"]["tokens"] == 3 and gen.stats["decode"]["tokens"] == 2

@@ -2,7 +2,6 @@
 
 import json
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -189,8 +188,9 @@ def test_unsupported_architecture(tmp_path, weights):
     d = write_hf_dir(tmp_path / "m", weights, config=hf_config_json(activation_function="relu"))
     with pytest.raises(ModelError, match="activation_function 'relu' is not supported"):
         config_from_dir(d)
-    (d / "config.json").write_text(json.dumps(hf_config_json(model_type="llama")))
-    with pytest.raises(ModelError, match="model_type is 'llama'"):
+    (d / "config.json").write_text(json.dumps(hf_config_json(model_type="mistral")))
+    with pytest.raises(ModelError, match="model_type is 'mistral'; supported model types are "
+                                         "gpt2, llama"):
         config_from_dir(d)
 
 
@@ -310,14 +310,12 @@ def test_random_weights_scales_and_determinism():
     assert 0 < bias.std() < 0.005
 
 
-def test_random_weights_gpt2_small_is_fast():
+def test_random_weights_gpt2_small():
+    # Its time is a benchmark figure (pimgpt.apps.bench_compiler, golden section: weights_s).
     cfg = get_model("gpt2-small")
-    t0 = time.perf_counter()
     w = random_weights(cfg, 0)
-    elapsed = time.perf_counter() - t0
     assert sum(v.size for v in w.values()) == cfg.n_params == 124_439_808
     assert w["wte"].shape == (50257, 768) and w["h.11.mlp.c_proj.weight"].shape == (3072, 768)
-    assert elapsed < 15  # about 1-2 s unloaded; generous for a shared 2-core machine
 
 
 def test_weights_for(tmp_path, weights):

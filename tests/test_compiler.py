@@ -1,6 +1,5 @@
 """Compiler: program structure, SYNC placement, locality, scratchpad limits, errors, outputs."""
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -18,6 +17,7 @@ from pimgpt.sw.compiler import (
     compile_generation,
     hazards,
 )
+from pimgpt.sw.compiler.schedule import make_schedule
 from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import ModelConfig, get_model
 
@@ -54,8 +54,9 @@ def test_gemv_streams_every_weight_column_once_in_row_order(small_step, name):
     cols_per_row = HW.dram.cols_per_row
     flat = [r * cols_per_row + c for r, c in cells]
     first = region.row * cols_per_row
-    assert flat == list(range(first, first + region.n_elems // 16))  # whole rows, in order
+    assert sorted(flat) == list(range(first, first + region.n_elems // 16))  # each column once
     rows = [r for r, _ in cells]
+    # every row is opened once (several input chunks may walk their blocks backwards)
     assert sum(1 for a, b in zip(rows, rows[1:], strict=False) if a != b) == region.n_rows - 1
 
 
@@ -84,23 +85,33 @@ def test_program_shape(small_step):
     assert ops[Op.LAYERNORM] == 2 * 12 + 1
     # GELU over every fc output once (the pipelined schedule applies it group by group)
     assert sum(i["n"] for i in prog if i.op is Op.VGELU) == 12 * 3072
-    assert ops[Op.VGELU] == {"serial": 12, "pipelined": 12 * 24}[cp.schedule]
+    # fc groups aligned with the MLP projection's input chunks (1024 outputs = 8 local vectors)
+    groups = make_schedule(cp.schedule, HW).gemv_groups(3072 // 128, 1024 // 128)
+    assert ops[Op.VGELU] == 12 * len(groups)
     assert ops[Op.SOFTMAX] == 12 * 12 and ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
     assert ops[Op.ARGMAX] == 1 and ops[Op.OUT] == 1
     # score MACs: one RD_MAC per head per local token group (300 tokens -> 3 locals of 128)
     score_rd = sum(1 for i, t in zip(prog, cp.tags, strict=True)
                    if t == "L0.attn.score" and i.op is Op.RD_MAC)
     assert score_rd == 12 * 3
-    # every SYNC sits between a producer on one side and a consumer on the other
+    # the preamble loads the resident parameters and ends with a SYNC
+    pre = cp.steps[0].start
+    assert pre > 0 and prog[pre - 1].op is Op.SYNC
+    assert {t for t in cp.tags[:pre]} == {"preamble"}
+    assert {i.op for i in prog[:pre - 1]} == {Op.RD_VEC}
+    per_token = [i["region_row"] for i in prog[pre:] if i.op is Op.RD_VEC]
+    assert per_token == [cp.memmap.region("wte").row, cp.memmap.region("wpe").row]
+    # every SYNC of the step sits between a producer on one side and a consumer on the other
     for k, ins in enumerate(prog):
-        if ins.op is Op.SYNC and k + 1 < len(prog) - 2:
+        if ins.op is Op.SYNC and pre <= k and k + 1 < len(prog) - 2:
             assert hazards(prog[:k] + prog[k + 1:], HW.dram.banks), "a SYNC is redundant"
             break
 
 
 def test_hazard_checker_catches_missing_sync():
     cp = compile_generation(get_model("tiny"), HW, [1, 2], 2)
-    syncs = [k for k, i in enumerate(cp.program) if i.op is Op.SYNC]
+    pre = cp.steps[0].start  # the SYNC ending the preamble is a deliberate barrier
+    syncs = [k for k, i in enumerate(cp.program) if i.op is Op.SYNC and k >= pre]
     removed = 0
     for k in syncs[:-1]:
         prog = cp.program[:k] + cp.program[k + 1:]
@@ -212,23 +223,35 @@ def test_input_errors():
     compile_generation(cfg, HW, list(range(60)), 5)  # exactly fills the context
 
 
-def test_straddling_heads_and_long_context():
-    """d_head 48 with GB chunks of 32 (heads straddle chunks); context longer than a chunk."""
-    hw = custom_hw({"row_bytes": 256, "gb_bytes": 64, "rows": 2048})
+@pytest.mark.parametrize("n_acc", [1, 32])
+def test_straddling_heads_and_long_context(n_acc):
+    """d_head 48 with GB chunks of 32 (heads straddle chunks); context longer than a chunk: every
+    score and every output accumulates in one accumulator across the chunks (no partial sums);
+    with one accumulator per bank, the scores in progress are spilled and restored."""
+    hw = custom_hw({"row_bytes": 256, "gb_bytes": 64, "rows": 2048, "accumulators": n_acc})
     cfg = ModelConfig("s", n_layer=1, d_model=96, n_head=2, ctx=80, vocab=40)
     cp = compile_decode_step(cfg, hw, 70)
     assert hazards(cp.program, hw.dram.banks) == []
+    assert not any(i.op is Op.VREDUCE for i in cp.program)
     ops = Counter(i.op for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax")
-    assert ops[Op.VADD] == 2  # each head straddles one chunk boundary: 2 partial scores each
-    av = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.av"]
-    assert [i for i in av if i.op is Op.VREDUCE][0]["k"] == 3  # 70 tokens -> 3 chunks of 32
+    assert ops[Op.VADD] == 0 and ops[Op.SOFTMAX] == 2
+    score = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.score"]
+    reads = sum(i["nacc"] for i in score if i.op is Op.RD_MAC)
+    spills = sum(i["nacc"] for i in score if i.op is Op.WR_BIAS)
+    # 70 tokens over 8 bank slots: 9 local tokens, one final read per (head, local token)
+    assert reads - spills == 2 * 9
+    # both heads straddle a chunk boundary ([0, 48): 32 | 16, [48, 96): 16 | 32): with one
+    # accumulator the (head, local token) scores in progress are spilled, each at most once
+    assert (0 < spills <= 2 * 9) if n_acc == 1 else spills == 0
+    # q chunks: head 0 needs chunks 0 and 1, head 1 chunks 1 and 2; each is loaded once (the
+    # buffers still hold chunk 1 when head 1's scores start)
+    srcs = [i["src"] for i in score if i.op is Op.WR_GB]
+    assert [a - srcs[0] for a in srcs] == [0, 32, 64]
 
 
-def test_gpt2_xl_decode_compiles_fast():
-    t0 = time.perf_counter()
+def test_gpt2_xl_decode_compiles():
+    # Its compile time is a benchmark figure (pimgpt.apps.bench_compiler), not asserted here.
     cp = compile_decode_step(get_model("gpt2-xl"), HW, 1024)
-    seconds = time.perf_counter() - t0
-    assert seconds < 20, seconds  # about 1.5 s on a 2-core machine
     assert len(cp.program) > 50_000
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
@@ -273,12 +296,13 @@ def test_pipelined_schedule_is_bit_identical_to_serial(hw_name):
 
 
 def test_pipelined_schedule_is_faster_on_gpt2_small():
-    """Perf simulator, gpt2-small decode at context 128: serial 335 us, pipelined 282 us.
+    """Perf simulator, gpt2-small decode at context 128: serial 325 us, pipelined 282 us (with
+    the vector-unit cost model of the ISA v2 commit).
 
-    Margin: GELU (92 us of the serial token) now runs while the PIM streams the rest of the fc
-    rows and the first two of the three input chunks of the MLP projection, about 2.1 + 1.6 us per
-    layer, and each softmax hides later heads' scores and earlier heads' p . V: that alone is
-    ~45 us (13 %) of the serial token, so we require at least 10 % and five times the hidden time.
+    Margin: GELU of each fc group runs while the PIM streams the later fc groups and the first
+    input chunks of the MLP projection, and each head block's softmaxes hide the previous block's
+    p . V: the pipelined token is 13 % shorter, we require at least 10 % and five times the
+    hidden time.
     """
     from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sim.perf.report import breakdown
@@ -291,22 +315,26 @@ def test_pipelined_schedule_is_faster_on_gpt2_small():
         r = PerfEngine(HW).run(cp.program)
         res[schedule] = r.cycles
         hidden[schedule] = breakdown(r, cp.tags)["hidden_ns"]
-        assert r.mac_bank_cols > 0
+        # Every bank of every selected channel does one MAC step per column of a MAC_ABK.
+        assert r.mac_bank_cols == sum(i["ncols"] * bin(i["ch_mask"]).count("1") * HW.dram.banks
+                                      for i in cp.program if i.op is Op.MAC_ABK)
     assert res["pipelined"] < 0.9 * res["serial"], res
     assert hidden["pipelined"] > 5 * hidden["serial"], hidden
 
 
-def test_pipelined_intervals_overlap_vector_work_with_pim_work(small_step):
-    """Between two SYNCs the vector unit runs softmaxes next to score / p . V MACs, and GELUs
-    next to the MACs of the fc or MLP projection GEMV (the serial schedule never does)."""
-    cp = small_step
+@pytest.mark.parametrize("schedule", ["pipelined", "serial"])
+def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
+    """Between two SYNCs the vector unit runs softmaxes next to p . V MACs, and GELUs next to the
+    MACs of the fc or MLP projection GEMV (the serial schedule never does). At context 128 the V
+    cache is one block: each head block's p . V follows its softmaxes."""
+    cp = compile_decode_step(get_model("gpt2-small"), HW, 128, schedule=schedule)
     overlaps = Counter()
     interval: list = []
     for ins, tag in zip(cp.program, cp.tags, strict=True):
         if ins.op is Op.SYNC or ins.op is Op.EOC:
             asic = {i.op for i, _ in interval}
             mac_kinds = {t.partition(".")[2] for i, t in interval if i.op is Op.MAC_ABK}
-            if Op.SOFTMAX in asic and mac_kinds & {"attn.score", "attn.av"}:
+            if Op.SOFTMAX in asic and "attn.av" in mac_kinds:
                 overlaps["softmax"] += 1
             if Op.VGELU in asic and mac_kinds & {"mlp.fc", "mlp.proj"}:
                 overlaps["gelu"] += 1
@@ -316,4 +344,25 @@ def test_pipelined_intervals_overlap_vector_work_with_pim_work(small_step):
     if cp.schedule == "serial":
         assert overlaps == Counter()
     else:
-        assert overlaps["softmax"] >= 12 * 11 and overlaps["gelu"] >= 12 * 2, overlaps
+        # in every layer the second head block's softmaxes run next to the first block's p . V;
+        # GELU of fc groups next to later fc groups or the projection's first chunks
+        assert overlaps["softmax"] >= 12 and overlaps["gelu"] >= 12 * 2, overlaps
+
+
+def test_preamble_is_outside_the_per_token_figures():
+    """A decode step starts with the preamble that loads the resident parameters; the perf
+    statistics report the step without it, also for a run that has only the tags (sweeps)."""
+    from pimgpt.sim.perf.engine import PerfEngine
+    from pimgpt.sim.perf.summary import run_compiled, summarize
+    from pimgpt.sw.compiler import preamble_length
+
+    cp = compile_decode_step(get_model("tiny"), HW, 16)
+    pre = preamble_length(cp.tags)
+    assert pre == cp.steps[0].start > 0 and cp.steps[0].token is None
+    res, st = run_compiled(cp, HW)
+    assert st["preamble"]["latency_ns"] > 0
+    assert st["decode"]["latency_ns"] + st["preamble"]["latency_ns"] == pytest.approx(
+        st["whole"]["latency_ns"])
+    tags_only = summarize(PerfEngine(HW).run(cp.program, marks=[pre]), HW, cp.tags)
+    assert tags_only["latency_ns_per_token"] == st["latency_ns_per_token"]
+    assert tags_only["energy_nj_per_token"] == pytest.approx(st["energy_nj_per_token"])

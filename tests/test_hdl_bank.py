@@ -62,23 +62,45 @@ def test_protocol_checker_earliest_and_violations():
     assert bad and "nRCDRD" in str(bad[0]) or "36" in str(bad[0])
     assert ch.check(10, "MAC", 2)  # bank 2 is closed
     assert ch.check(20, "ACT", 0, row=4)  # bank 0 is open
-    # Four activations fill the window: the fifth waits for nFAW after the first.
-    ch2 = ProtocolChecker(hw)
-    t = 0
-    for b in range(4):
-        t = ch2.earliest("ACT", b)
-        assert not ch2.check(t, "ACT", b, row=1)
-    first = 0
-    ch2.check(200, "PRE", 0)
-    assert ch2.earliest("ACT16", 0) >= first + hw.timing["nFAW"]
 
 
-def _bank_sim(hw, program):
-    """Run (cycle, command fields) on one bank (Amaranth simulator); returns acc captures."""
+def test_protocol_checker_four_activation_window():
+    """An ACT4 fills the window (weight 4): the next ACT, in the other bank group so that nRRDL
+    does not apply, waits nFAW; one cycle earlier is a window violation."""
+    hw = load_hw("tiny-rtl")  # 4 banks in 2 groups
+    t = hw.timing
+    assert t["nFAW"] > t["nRRDS"]  # else the window could not be what binds
+    for probe, want_bad in ((t["nFAW"] - 1, True), (t["nFAW"], False)):
+        ch = ProtocolChecker(hw)
+        assert not ch.check(0, "ACT4", 0, row=1)
+        assert ch.earliest("ACT", 2) == t["nFAW"]
+        found = ch.check(probe, "ACT", 2, row=1)
+        assert bool(found) == want_bad, found
+        assert all("activation window" in str(v) for v in found)
+    # The other way round: four single activations, then a fifth in a fresh bank group.
+    raw = dict(load_hw("tiny-rtl").raw)
+    raw["dram"] = dict(raw["dram"], banks=8, bank_groups=2)
+    raw["timing"] = dict(raw["timing"], nRRDS=2, nRRDL=2)
+    ch = ProtocolChecker(hw_from_dict(raw, "8 banks"))
+    for k, b in enumerate((0, 1, 2, 3)):
+        assert not ch.check(2 * k, "ACT", b, row=1)
+    assert ch.earliest("ACT", 4) == t["nFAW"]
+    assert ch.check(t["nFAW"] - 1, "ACT", 4, row=1)
+
+
+def _bank_sim(hw, program, preload=()):
+    """Run (cycle, command fields) on one bank (Amaranth simulator) after writing ``preload``
+    ``(address, column)`` pairs into its array; returns the accumulator captures."""
     bank = Bank(hw, 0, array_model="amaranth")
     captures = []
 
     async def tb(ctx):
+        for addr, word in preload:
+            ctx.set(bank.load.en, 1)
+            ctx.set(bank.load.addr, addr)
+            ctx.set(bank.load.data, word)
+            await ctx.tick()
+        ctx.set(bank.load.en, 0)
         for wait, fields in program:
             for name, v in fields.items():
                 if name == "cmd":
@@ -104,24 +126,38 @@ def _bank_sim(hw, program):
     return captures
 
 
+def _column(values16) -> int:
+    return int.from_bytes(np.asarray(values16, dtype=np.uint16).tobytes(), "little")
+
+
 def test_bank_bias_mac_capture_bit_exact():
+    """Bias, MAC over a column of the (preloaded, random) array, capture: bit for bit the
+    numerics contract, for biases of every magnitude and columns that differ."""
     hw = _small_hw()
     rng = np.random.default_rng(3)
+    cols = hw.dram.cols_per_row
+    row = 1
+    array = nx.f32_to_bf16(rng.normal(0, 1, (2, 16)).astype(np.float32))
+    array[1, :4] = nx.f32_to_bf16(np.array([1e30, -1e30, 3e-39, -0.0], dtype=np.float32))
+    preload = [(row * cols + c, _column(array[c])) for c in range(2)]
     gb = nx.f32_to_bf16(rng.normal(0, 1, 16).astype(np.float32))
-    gbw = int.from_bytes(gb.tobytes(), "little")
+    gbw = _column(gb)
     biases = np.array([3.14159, -2.5e-20, 7.0e25, 0.0], dtype=np.float32)
-    prog = [(60, {"cmd": DramCmd.ACT, "row": 1})]
-    for bias in biases:
+    prog = [(60, {"cmd": DramCmd.ACT, "row": row})]
+    for k, bias in enumerate(biases):
         bits = int(nx.bits_from_f32(np.array([bias]))[0])
         prog += [(2, {"cmd": DramCmd.WRMAC16, "col": 0, "mask": 1, "data": bits}),
-                 (2, {"cmd": DramCmd.MAC, "col": 0, "gb": gbw}),
+                 (2, {"cmd": DramCmd.MAC, "col": k % 2, "gb": gbw}),
                  (12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]
     prog += [(12, {"cmd": DramCmd.RDMAC16, "col": 0, "mask": 1})]  # nothing since: reads +0
-    got = _bank_sim(hw, prog)
+    got = _bank_sim(hw, prog, preload)
     assert got[-1] == ("error", 0)
-    zeros = np.zeros(16, dtype=np.uint16)  # the array is zero: MAC adds a +0 tree
-    for k, bias in enumerate(biases):
-        want = nx.mac_columns(bias, zeros[None, :], gb[None, :])
+    wants = [nx.mac_columns(bias, array[k % 2][None, :], gb[None, :])
+             for k, bias in enumerate(biases)]
+    # The data matter: a zero array would give back the biases.
+    assert sum(int(nx.bits_from_f32(np.array([w]))[0]) != int(nx.bits_from_f32(
+        np.array([b]))[0]) for w, b in zip(wants, biases, strict=True)) >= 3
+    for k, want in enumerate(wants):
         assert got[k] == int(nx.bits_from_f32(np.array([want]))[0]), k
     assert got[len(biases)] == 0
 

@@ -151,6 +151,11 @@ def prompt_text_not_utf8(root, inputs):
 
 
 @case("traceback")
+def hw_path_not_utf8(root, inputs):
+    return ["run", "--hw", os.fsdecode(b"\xff.yaml")], "\\udcff.yaml: no such file"
+
+
+@case("traceback")
 def stats_is_a_directory_golden(root, inputs):
     (root / "d").mkdir()
     return ["run", "--stats", root / "d"], "--stats: "
@@ -340,6 +345,27 @@ def model_empty_string(root, inputs):
 
 
 @case("accepted")
+def verilog_output_empty_path(root, inputs):
+    return ["verilog", "mac", "-o", ""], "-o is an empty path; give a folder"
+
+
+@case("accepted")
+def verilog_hw_empty_string(root, inputs):
+    return ["verilog", "mac", "--hw", "", "-o", root / "v"], "--hw is an empty string"
+
+
+@case("accepted")
+def paper_output_empty_path(root, inputs):
+    return ["paper", "-o", ""], "-o is an empty path; give a folder"
+
+
+@case("accepted")
+def accuracy_output_is_a_file(root, inputs):
+    (root / "f").write_text("x")
+    return ["accuracy", "--quick", "-o", root / "f"], "exists and is not a folder"
+
+
+@case("accepted")
 def program_without_memmap(root, inputs):
     (root / "p").mkdir()
     shutil.copy(inputs / "prog" / "program.bin", root / "p")
@@ -455,3 +481,15 @@ def test_console_script_in_a_subprocess(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "not UTF-8 text" in proc.stderr
+
+
+def test_closed_stdout_is_not_a_traceback(tmp_path):
+    """``pimgpt models | head -1``: the reader goes away; no traceback, no error line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before the child writes: its first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == "", err

@@ -14,9 +14,11 @@ from pimgpt.sw.mapper import (
     element_address,
     map_model,
     to_bf16,
+    v_block_tokens,
+    v_dims,
     write_region,
 )
-from pimgpt.sw.models import PRESETS, ModelConfig, get_model
+from pimgpt.sw.models import PAPER_MODELS, PRESETS, ModelConfig, get_model
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,9 @@ def test_map_model_regions(hw):
         k = mm.region(f"h.{i}.k_cache")
         v = mm.region(f"h.{i}.v_cache")
         assert (k.n_vectors, k.vec_len) == (cfg.ctx, d)
-        assert (v.n_vectors, v.vec_len) == (d, cfg.ctx)
+        # V in blocks of 160 tokens (10 columns): one block of the 6 local dimensions of a
+        # channel's banks fills 60 of the 64 columns of its global buffer; 7 blocks hold 1024
+        assert (v.n_vectors, v.vec_len) == (7 * d, 160)
     assert mm.region("wte").n_vectors == cfg.vocab
     region, index = mm.vector("h.3.ln_2.bias")
     assert region.name == "params_d" and region.vec_len == d
@@ -110,6 +114,28 @@ def test_map_model_regions(hw):
     assert len({mm.vector(n) for n in mm.vectors}) == len(mm.vectors)
     # every bank is busy: the big matrices have at least one vector per slot
     assert mm.region("h.0.attn.c_proj.weight").n_vectors >= hw.dram.slots
+
+
+def test_v_cache_blocks_place_each_dimension_in_one_bank_slot():
+    """Element (token t, dimension m) of the V cache: vector (t // T) * D + m, element t % T; the
+    bank slot is m % slots in every block, and at a short context the blocks of a bank's local
+    dimensions share rows (gpt2-xl: d 1600 padded to 1664 = 13 local dimensions, T = 64)."""
+    hw = load_hw("pimgpt-gddr6-8ch")
+    cfg = get_model("gpt2-xl")
+    assert v_dims(cfg, hw) == 1664 and v_block_tokens(cfg, hw, 1024) == 64
+    assert v_block_tokens(cfg, hw, 40) == 48
+    v = map_model(cfg, hw).region("h.0.v_cache")
+    assert (v.n_vectors, v.vec_len) == (16 * 1664, 64)
+    t = np.arange(1024)
+    for m in (0, 5, 127, 128, 1599):
+        ch, bank, row, _ = element_address(v.row, v.n_local, v.vec_len, t // 64 * 1664 + m,
+                                           t % 64, channels=8, banks=16, row_elems=1024,
+                                           gb_elems=1024)
+        assert set((ch * 16 + bank).tolist()) == {m % 128}
+    # the first block of every local dimension of a bank: 13 x 64 elements in one row
+    _, _, row, _ = element_address(v.row, v.n_local, v.vec_len, np.arange(0, 1664, 128), 0,
+                                   channels=8, banks=16, row_elems=1024, gb_elems=1024)
+    assert set(row.tolist()) == {v.row}
 
 
 def test_memmap_yaml(hw):
@@ -121,16 +147,18 @@ def test_memmap_yaml(hw):
     assert set(wte) == {"region_row", "n_rows", "n_local", "vec_len", "n_vectors", "bytes"}
     assert wte["n_local"] == -(-256 // hw.dram.slots)
     assert wte["bytes"] == wte["n_rows"] * hw.dram.row_bytes * hw.dram.slots
-    assert data["regions"]["h.1.v_cache"]["vec_len"] == 48  # 40 rounded up to 16
+    assert data["regions"]["h.1.v_cache"]["vec_len"] == 48  # one block: 40 rounded up to 16
+    assert data["regions"]["h.1.v_cache"]["n_vectors"] == hw.dram.slots  # 64 dims, padded
     assert data["totals"]["rows_used"] == mm.rows_used
     assert data["totals"]["rows_available"] == hw.dram.rows
     assert data["totals"]["bytes_used"] == sum(r["bytes"] for r in data["regions"].values())
     assert data["vectors"]["ln_f.bias"]["region"] == "params_d"
 
 
-def test_all_presets_fit_default_hw(hw):
-    for name, cfg in PRESETS.items():
-        mm = map_model(cfg, hw)
+def test_all_gpt_presets_fit_default_hw(hw):
+    # (the Llama presets' capacity on the larger presets: tests/test_llama_models.py)
+    for name in ["tiny", *PAPER_MODELS]:
+        mm = map_model(PRESETS[name], hw)
         assert mm.rows_used <= hw.dram.rows, name
 
 

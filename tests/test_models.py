@@ -15,7 +15,8 @@ from pimgpt.sw.checkpoint import (
 from pimgpt.sw.models import PAPER_MODELS, PRESETS, ModelConfig, ModelError, get_model, list_models
 from pimgpt.sw.tokenizer import decode, encode
 
-SHIPPED = ["small-py", "tiny-py"]
+SHIPPED = ["small-py", "tiny-llama-py", "tiny-py"]
+GPT2_SHIPPED = ["small-py", "tiny-py"]  # tiny-llama-py: tests/test_llama_shipped.py
 
 
 # Parameter counts of the Hugging Face GPT-2 models (tied head counted once).
@@ -106,7 +107,7 @@ def _forward(cfg, w, tokens):
     return _ln(x, w["ln_f.weight"], w["ln_f.bias"], cfg.ln_eps) @ w["wte"].T
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", GPT2_SHIPPED)
 def test_shipped_model_loads_and_matches_training(name):
     cfg = get_model(name)
     assert cfg.name == name and cfg.vocab == 256 and cfg.checkpoint

@@ -175,7 +175,7 @@ class TestGelu:
     def test_accuracy(self):
         x = RNG.uniform(-9.8, 20, 100_000).astype(np.float32)
         got, ref = nl.gelu(x), bn.gelu_f64(x)
-        assert bn.ulp_error(got, ref, "bf16").max() <= 0.01  # measured 0.0028
+        assert bn.ulp_error(got, ref, "bf16").max() <= 0.006  # measured 0.0028; ~2x
         x = RNG.uniform(-4, 4, 100_000).astype(np.float32)
         assert bn.ulp_error(nl.gelu(x), bn.gelu_f64(x)).max() <= 40  # fp32 ulps; measured 22
 
@@ -226,7 +226,8 @@ class TestSoftmax:
     def test_accuracy(self, n, sigma):
         x = (sigma * RNG.standard_normal((64, n))).astype(np.float32)
         err = bn.ulp_error(nl.softmax(x), bn.softmax_f64(x), "bf16")
-        assert err.max() <= 0.01  # measured <= 0.0009 bf16 ulp (docs/numerics.md)
+        # measured <= 0.0012 bf16 ulp (docs/numerics.md: 0.0009); the bound is ~2.5x
+        assert err.max() <= 0.003
 
     def test_batched_equals_rows(self):
         x = (3 * RNG.standard_normal((5, 40))).astype(np.float32)
@@ -256,7 +257,8 @@ class TestLayernorm:
     def test_accuracy(self):
         rep = bn.layernorm_error(rows=64)
         stats = next(iter(rep.values()))
-        assert stats["max_ulp_bf16"] <= 0.01  # measured 0.0027 bf16 ulp at max(|y|, 1)
+        # measured 0.0017 (docs/numerics.md: 0.0027) bf16 ulp at max(|y|, 1); bound ~2-3x
+        assert stats["max_ulp_bf16"] <= 0.005
 
     def test_batched_equals_rows_and_follows_steps(self):
         x = (2 + 3 * RNG.standard_normal((4, 96))).astype(np.float32)

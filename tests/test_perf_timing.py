@@ -206,6 +206,26 @@ def test_gb_write_lands_before_mac():
     assert issues(res, "MAC16") == [8]
 
 
+def test_bias_lands_before_mac():
+    # nRCDRDMAC 2. WR_BIAS of 16 banks' fp32 accumulators = 64 B = two WRMAC16 bursts, at 0 and
+    # 0 + max(nCCDS, nIO) = 2; the MAC's ACT16 follows in order at 3; MAC16 >= max(3 + 2,
+    # 2 + nCWL + nBL = 10) = 10: the bias row binds.
+    res = run([I(Op.WR_BIAS, ch_mask=ALL, src=0), mac(0)],
+              hw_with(timing={"nRCDRDMAC": 2}, dram=NO_MODES))
+    assert issues(res, "WRMAC16") == [0, 2]
+    assert issues(res, "ACT16") == [3]
+    assert issues(res, "MAC16") == [10]
+
+
+def test_accumulator_read_before_reuse():
+    # nCCDL 4. MAC16 at 56; RDMAC16 bursts at 56 + nCCDL = 60 and 64; the next MAC16 (same row)
+    # >= max(56 + nCCDL = 60, 64 + nCCDL = 68) = 68: the accumulator-reuse row binds.
+    res = run([mac(0), I(Op.RD_MAC, ch_mask=ALL, dst=0), mac(0, col=1)],
+              hw_with(timing={"nCCDL": 4}, dram=NO_MODES))
+    assert issues(res, "RDMAC16") == [60, 64]
+    assert issues(res, "MAC16") == [56, 68]
+
+
 def test_mac_pipeline_before_rdmac():
     # nCCDL 4: MAC16 at 56, 60; RDMAC16 >= 60 + nCCDL = 64; the second burst of 16 fp32
     # accumulators (64 B = 2 bursts) at 64 + max(nCCDL, nIO) = 68; done at 68 + nIO = 70.
@@ -238,6 +258,37 @@ def test_refresh_every_nrefi_closes_rows():
     assert refs[0] >= pre_before + 32
     act_after = min(t for t in issues(res, "ACT16") if t > refs[0])
     assert act_after >= refs[0] + 210
+
+
+def test_refresh_precharge_nrp_then_nrfc():
+    # nREFI 400. ACT16 0, MAC16 56 (done 58); VSCALE of 16 x 246: 4 + 246 = 250 ASIC cycles =
+    # 500 tCK, 58..558; the refresh due at 400 is issued when the channels idle, at its due time:
+    # PREA at max(400, ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP = 432;
+    # the next ACT16 at max(558, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
+    hw = hw_with(timing={"nREFI": 400})
+    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 246, scale_f32=f32_bits(0.5))
+    res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
+    assert issues(res, "PREA") == [400]
+    assert issues(res, "REFab") == [432]
+    assert issues(res, "ACT16") == [0, 642]
+    assert issues(res, "MAC16") == [56, 698]
+    assert res.cycles == 700
+
+
+def test_refresh_waits_nrc_after_activation():
+    # nREFI 400, nRAS 20, nRCDRDMAC 10. VSCALE of 16 x 191 = 195 ASIC cycles = 390 tCK; ACT16 at
+    # 390, MAC16 at 400. The refresh due at 400 follows at the next instruction boundary: PREA at
+    # max(400, 390 + nRAS = 410, 400 + nRTP = 412) = 412; REFab at max(412 + nRP = 444,
+    # 390 + nRC = 479) = 479: the row cycle binds. After a second VSCALE (402..792): ACT16 at
+    # max(792, 479 + nRFC = 689) = 792, MAC16 802; the refresh due at 800: PREA at 802 + 12 =
+    # 814, REFab at max(814 + 32, 792 + 89) = 881.
+    hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10})
+    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 191, scale_f32=f32_bits(0.5))
+    res = run([vs, I(Op.SYNC), mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
+    assert issues(res, "ACT16") == [390, 792]
+    assert issues(res, "MAC16") == [400, 802]
+    assert issues(res, "PREA") == [412, 814]
+    assert issues(res, "REFab") == [479, 881]
 
 
 # ---- second row buffer (act_overlap) -------------------------------------------------------------
@@ -349,3 +400,56 @@ def test_latency_expressions_come_from_the_config():
     std = build_standard(load_hw())
     lat = {(r.note or r.latency): v for r, v in std.rows}
     assert lat["nRCDRDMAC"] == 56 and lat["row cycle"] == 89 and lat["write recovery"] == 41
+
+
+# ---- every row of the standard has a hand-derived test above ---------------------------------
+#: Row of pimgpt.core.dram.ROWS (its note, else its latency) -> the test that derives it by hand.
+#: A row added to the standard fails test_every_row_has_a_hand_derived_test until one is added.
+ROW_TESTS = {
+    "command bus": test_read_to_write_turnaround,  # ACT 37 = RD 36 + 1
+    "data bus, read bursts": test_mac_pipeline_before_rdmac,
+    "data bus, write bursts": test_io_rate_spaces_bursts,
+    "RD data off the bus before WR data": test_read_to_write_turnaround,
+    "write-to-read turnaround": test_nwtrs_gb_write_to_accumulator_read,
+    "write-to-read, same BG": test_write_to_read_same_bank_group,
+    "column to column, any bank group": test_nccds_other_bank_group_column_spacing,
+    "column to column, same bank group": test_nccdl_same_bank_group_column_spacing,
+    "GB write lands before GB read": test_gb_write_lands_before_mac,
+    "bias lands before MAC": test_bias_lands_before_mac,
+    "MAC pipeline drains": test_mac_pipeline_before_rdmac,
+    "accumulator read (and clear) before reuse": test_accumulator_read_before_reuse,
+    "ACT to ACT, any bank group": test_nrrds_other_bank_group,
+    "ACT to ACT, same bank group": test_nrrdl_same_bank_group,
+    "four-activation window": test_nfaw_window_after_group_activation,
+    "row cycle": test_nrc_binds_next_activation,
+    "row active time": test_nras_binds_precharge,
+    "precharge time": test_nrtp_then_nrp_on_row_switch,
+    "nRCDRD": test_nrcdwr_and_write_recovery,
+    "nRCDRDMAC": test_nrcdrdmac_act_to_first_mac,
+    "nRCDRDCP": test_nrcd_variants_of_gb_copies,
+    "nRCDWR": test_nrcdwr_and_write_recovery,
+    "nRCDWRCP": test_nrcd_variants_of_gb_copies,
+    "read to precharge": test_nrtp_then_nrp_on_row_switch,
+    "write recovery": test_nrcdwr_and_write_recovery,
+    "nRP": test_refresh_precharge_nrp_then_nrfc,
+    "nRC": test_refresh_waits_nrc_after_activation,
+    "nRFC": test_refresh_precharge_nrp_then_nrfc,
+    # The register-access mode's rows are derived by hand in tests/test_perf_modes.py.
+    "mode switch (nMODCH)": "test_nmodch_to_enter_and_to_leave_register_mode",
+    "register read data off the pins before a mode switch":
+        "test_register_read_leaves_the_pins_before_the_switch",
+    "register writes land before a mode switch": "test_register_write_lands_before_the_switch",
+}
+
+
+def test_every_row_has_a_hand_derived_test():
+    """Every row of the default standard (``gddr6-aim``, the one these tests run) is named here."""
+    import test_perf_modes
+
+    from pimgpt.core.dram import DEFAULT_STANDARD, STANDARDS
+
+    rows = [r.note or r.latency for r in STANDARDS[DEFAULT_STANDARD].rows]
+    assert len(rows) == len(set(rows)), "two rows share a name; give each a note"
+    assert set(rows) == set(ROW_TESTS), set(rows) ^ set(ROW_TESTS)
+    for test in ROW_TESTS.values():
+        assert callable(test) or callable(getattr(test_perf_modes, test, None)), test

@@ -47,12 +47,13 @@ def bits(x) -> np.ndarray:
 def test_pim_logits_close_to_f64(tiny_run):
     """Each logit is a dot of bf16-rounded activations and bf16-rounded weights (relative rounding
     up to 2**-9 each, ~1.1e-3 RMS) after two layers of such products; measured: max error 0.3 % of
-    the row's largest |logit| and 0.3 % RMS of the logit spread (seeds 0-5). The bounds leave 5x
-    and 3x margin; fp32-only arithmetic errors would be ~1e-6 and bf16-free ones much smaller."""
+    the row's largest |logit| and 0.3 % RMS of the logit spread (seeds 0-5). The bounds leave
+    2.6x and 3x margin; fp32-only arithmetic errors would be ~1e-6 and bf16-free ones much
+    smaller."""
     _, _, lp, lf = tiny_run
     assert lp.dtype == np.float32 and lp.shape == lf.shape == (40, TINY.vocab)
     err = np.abs(lp.astype(np.float64) - lf)
-    assert (err.max(axis=1) <= 2.0**-6 * np.abs(lf).max(axis=1)).all()
+    assert (err.max(axis=1) <= 2.0**-7 * np.abs(lf).max(axis=1)).all()
     assert np.sqrt((err**2).mean()) <= 0.01 * lf.std()
     # ... and not trivially equal: bf16 really is in the loop.
     assert err.max() > 1e-4
@@ -60,7 +61,8 @@ def test_pim_logits_close_to_f64(tiny_run):
 
 def test_top1_agreement(tiny_run):
     _, _, lp, lf = tiny_run
-    assert (lp.argmax(axis=1) == lf.argmax(axis=1)).mean() >= 0.95  # measured 1.0
+    # measured 40/40; one flip allowed (a near-tie), not the 2 of 40 that 95 % allowed
+    assert (lp.argmax(axis=1) == lf.argmax(axis=1)).sum() >= len(lp) - 1
 
 
 def test_generate_matches_teacher_forcing_bit_for_bit(tiny_run):
@@ -132,10 +134,10 @@ def test_lm_head_is_tied_to_wte():
     model = ref.PimModel(cfg, w, G)
     for pos, t in enumerate(toks):
         logits = model.step(t, pos, need_logits=pos == len(toks) - 1)
-    # By hand: bf16(xf) against bf16(wte), two chunks of 32 added with f32_add.
+    # By hand: bf16(xf) against bf16(wte), one in-bank dot over both chunks of 32.
     xf16 = nm.f32_to_bf16(model.last_xf)
     wte16 = nm.f32_to_bf16(w["wte"])
-    want = nm.f32_add(nm.dot_bf16(xf16[:32], wte16[:, :32]), nm.dot_bf16(xf16[32:], wte16[:, 32:]))
+    want = nm.dot_bf16(xf16, wte16)
     np.testing.assert_array_equal(bits(logits), bits(want))
     # Changing an unused row of wte changes exactly that logit.
     j = 77
@@ -163,31 +165,33 @@ def test_separate_lm_head_rejected():
 # ---------------------------------------------------------------------------------------------
 # chunkdot / segdot by hand
 # ---------------------------------------------------------------------------------------------
-def test_chunkdot_two_chunks_by_hand():
-    """K = 64, G = 32: chunk 0 = columns 0-1, chunk 1 = columns 2-3.
+def test_chunkdot_accumulates_across_chunks_in_the_bank():
+    """K = 64 with a 32-element global buffer: two chunks of two columns each.
 
     a = all ones. Column trees: t0 = 1 (b[0] = 1), t1 = 0, t2 = 2**-24 (b[32]), t3 = 2**-24 (b[48]).
-    chunkdot = (0 + t0 + t1) + (0 + t2 + t3) = 1 + 2**-23 (the two small terms meet first), whereas
-    one 64-element dot_bf16 accumulates 1 + 2**-24 -> 1 (tie to even) twice and gives 1.0.
+    The accumulator runs on through the chunks: ((((0 + t0) + t1) + t2) + t3) = 1 (each 1 + 2**-24
+    ties to even). Summing per-chunk partials instead would give (t0 + t1) + (t2 + t3) = 1 + 2**-23:
+    the contract is the in-bank order, whatever the chunking.
     """
     a = nm.f32_to_bf16(np.ones(64, np.float32))
     bvals = np.zeros(64, np.float32)
     bvals[0], bvals[32], bvals[48] = 1.0, 2.0**-24, 2.0**-24
     b = nm.f32_to_bf16(bvals)
-    assert ref.chunkdot(a, b, 32) == np.float32(1 + 2.0**-23)
-    assert ref.chunkdot(a, b, 64) == np.float32(1.0)
+    for gb in (32, 64, None):
+        assert ref.chunkdot(a, b, gb) == np.float32(1.0)
     assert nm.dot_bf16(a, b) == np.float32(1.0)
+    assert nm.f32_add(nm.dot_bf16(a[:32], b[:32]), nm.dot_bf16(a[32:], b[32:])) == \
+        np.float32(1 + 2.0**-23)
 
 
-def test_chunkdot_pads_to_16_and_handles_short_last_chunk():
-    """K = 40 pads to 48; with G = 32 the chunks are [0, 32) and [32, 48)."""
+def test_chunkdot_pads_to_16():
+    """K = 40 pads to 48 with +0: one dot_bf16 over the 48 elements."""
     rng = np.random.default_rng(3)
     a = nm.f64_to_bf16(rng.standard_normal(40))
     b = nm.f64_to_bf16(rng.standard_normal((5, 40)))
     a48 = np.concatenate([a, np.zeros(8, np.uint16)])
     b48 = np.concatenate([b, np.zeros((5, 8), np.uint16)], axis=1)
-    want = nm.f32_add(nm.dot_bf16(a48[:32], b48[:, :32]), nm.dot_bf16(a48[32:], b48[:, 32:]))
-    np.testing.assert_array_equal(bits(ref.chunkdot(a, b, 32)), bits(want))
+    np.testing.assert_array_equal(bits(ref.chunkdot(a, b)), bits(nm.dot_bf16(a48, b48)))
     # Exact in float64 (small integers): the value is the plain dot product.
     ai = nm.f32_to_bf16(np.arange(40, dtype=np.float32) - 20)
     bi = nm.f32_to_bf16(np.arange(40, dtype=np.float32) % 7)
@@ -195,28 +199,28 @@ def test_chunkdot_pads_to_16_and_handles_short_last_chunk():
     assert float(ref.chunkdot(ai, bi, 16)) == exact
 
 
-def test_segdot_straddling_head():
-    """Head [32, 64) with G = 48 is two parts: [32, 48) and [48, 64)."""
+def test_segdot_is_one_dot_over_the_range():
+    """Head [32, 64) with G = 48 straddles a chunk boundary: still one in-bank dot."""
     rng = np.random.default_rng(4)
     q = nm.f64_to_bf16(rng.standard_normal(64))
     k = nm.f64_to_bf16(rng.standard_normal((3, 64)))
-    want = nm.f32_add(nm.dot_bf16(q[32:48], k[:, 32:48]), nm.dot_bf16(q[48:64], k[:, 48:64]))
-    np.testing.assert_array_equal(bits(ref.segdot(q, k, 32, 64, 48)), bits(want))
-    np.testing.assert_array_equal(bits(ref.segdot(q, k, 0, 32, 48)),
+    np.testing.assert_array_equal(bits(ref.segdot(q, k, 32, 64, 48)),
+                                  bits(nm.dot_bf16(q[32:64], k[:, 32:64])))
+    np.testing.assert_array_equal(bits(ref.segdot(q, k, 0, 32)),
                                   bits(nm.dot_bf16(q[:32], k[:, :32])))
+    with pytest.raises(ValueError, match="16-aligned"):
+        ref.segdot(q, k, 8, 32)
 
 
-def test_straddling_model_runs_and_stays_close():
+def test_straddling_model_does_not_depend_on_the_buffer_size():
     w = make_weights(STRADDLE, 5)
     toks = [1, 2, 3, 60, 61, 0, 9, 9]
     lp48 = ref.pim_logits_teacher_forced(STRADDLE, w, 48, toks)
     lp1024 = ref.pim_logits_teacher_forced(STRADDLE, w, 1024, toks)
     lf = ref.f64_logits_teacher_forced(STRADDLE, w, toks)
-    for lp in (lp48, lp1024):
-        err = np.abs(lp - lf).max(axis=1)
-        assert (err <= 2.0**-6 * np.abs(lf).max(axis=1)).all()
-    # Chunking only reorders fp32 additions: tiny differences, not none in general.
-    assert np.abs(lp48 - lp1024).max() < 1e-4
+    err = np.abs(lp48 - lf).max(axis=1)
+    assert (err <= 2.0**-6 * np.abs(lf).max(axis=1)).all()
+    np.testing.assert_array_equal(bits(lp48), bits(lp1024))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from pimgpt import cli
 from pimgpt.apps import sweep_run
-from pimgpt.apps.sweep_report import pareto_front
+from pimgpt.apps.sweep_report import flatten, pareto_front
 from pimgpt.apps.sweep_run import ResultStore, run_sweep
 from pimgpt.apps.sweep_spec import parse_spec
 from pimgpt.core.config import hw_from_dict
@@ -62,6 +62,7 @@ def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
     # programs: channels x contexts (act_overlap and energy do not change the program);
     # simulations: channels x act_overlap at context 16 (energy values share one)
     assert o.programs == 4 and o.simulations == 4 and o.program_hits == 0
+    assert o.cpu_s > 0 and 0 < o.compute_s <= o.wall_s
     rows = _rows(out)
     assert len(rows) == 16 and len({r["id"] for r in rows}) == 16
     ok = [r for r in rows if r["status"] == "ok"]
@@ -79,6 +80,11 @@ def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
     assert float(row["latency_ns_per_token"]) == stats["latency_ns_per_token"]
     assert float(row["energy_nj_per_token"]) == stats["energy_nj_per_token"]
     assert int(row["whole.cycles"]) == stats["whole"]["cycles"]
+    rec = ResultStore(out / "results.jsonl").load()[row["id"]]["stats"]
+    mine, ref = flatten(rec), flatten(json.loads(json.dumps(stats, default=float)))
+    assert mine.keys() == ref.keys()  # every key of `pimgpt run --backend perf --stats`
+    assert {k: v for k, v in mine.items() if "wall" not in k} == {
+        k: v for k, v in ref.items() if "wall" not in k}
     # outputs
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([".lock", "results.jsonl", "results.csv", "summary.md",
@@ -157,15 +163,18 @@ def _cli(capsys, *argv):
     return rc, cap.out, cap.err
 
 
-def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
+def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path, monkeypatch):
     spec = tmp_path / "s.yaml"
     spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8]\n"
                     "axes: {dram.act_overlap: [false, true]}\n")
-    rc, out, err = _cli(capsys, str(spec), "-o", str(tmp_path / "o"), "--workers", "1")
+    monkeypatch.chdir(tmp_path)  # a relative --cache-dir is the driver's, made absolute
+    rc, out, err = _cli(capsys, str(spec), "-o", str(tmp_path / "o"), "--workers", "1",
+                        "--cache-dir", "progs")
     assert rc == 0, err
     assert "2 points: 0 already done, computed 2 (ok 2, invalid 0, error 0)" in out
     assert "%|" not in err  # no progress bar when stderr is not a terminal
     assert (tmp_path / "o" / "pareto.png").is_file()
+    assert len(list((tmp_path / "progs" / "programs").rglob("*.bin"))) == 1
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -173,6 +182,8 @@ def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path):
     (["{spec}", "-o", "{file}"], "exists and is not a folder"),
     (["{spec}", "-o", "{o}", "--workers", "0"], "--workers 0 must be at least 1"),
     (["{bad}", "-o", "{o}"], "axes.dram.chanels"),
+    (["{spec}", "-o", "{o}", "--cache-dir", "{file}"], "--cache-dir: "),
+    (["{spec}", "-o", "{o}", "--cache-dir", ""], "--cache-dir is an empty path"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, argv, needle):
     (tmp_path / "s.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\n")

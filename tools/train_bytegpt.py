@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""Train the byte-level GPT-2 models shipped with pimgpt (``tiny-py``, ``small-py``) on CPU.
+"""Train the byte-level models shipped with pimgpt (``tiny-py``, ``small-py``, ``tiny-llama-py``)
+on CPU.
 
 The training text is the Python source of the running interpreter's standard library, split into
 training and held-out files by :mod:`pimgpt.sw.corpus` (which ``pimgpt accuracy`` uses too). The
 text is (c) the Python Software Foundation under the PSF License Version 2.
 
-The model is exactly the architecture pimgpt computes (see ``docs/dataflow.md``): pre-LayerNorm
-GPT-2 blocks, GELU in its tanh form, learned positions, biases everywhere, LayerNorm eps 1e-5 and
-an LM head tied to the token embedding. It is saved with
-:func:`pimgpt.sw.checkpoint.save_checkpoint` (Hugging Face GPT-2 layout, float32) together with
-``training.json`` (data files, hashes, settings, losses, a check vector for the tests) and
-``TRAINING.md``.
+Each model is exactly an architecture pimgpt computes (see ``docs/dataflow.md``). ``tiny-py`` and
+``small-py`` are GPT-2: pre-LayerNorm blocks, GELU in its tanh form, learned positions, biases
+everywhere, LayerNorm eps 1e-5 and an LM head tied to the token embedding. ``tiny-llama-py`` is
+Llama: pre-RMSNorm blocks, rotary embeddings (rotate-half, theta 10000, the Llama 3 frequency
+scaling; cos/sin computed in float64 by :mod:`pimgpt.core.rope`), a SwiGLU MLP, grouped-query
+attention (4 query heads on 2 K/V heads), no biases and a separate LM head. A model is saved with
+:func:`pimgpt.sw.checkpoint.save_checkpoint` (Hugging Face GPT-2 or Llama layout, float32)
+together with ``training.json`` (data files, hashes, settings, losses, a check vector for the
+tests) and ``TRAINING.md``.
 
 Needs PyTorch (the ``train`` extra: ``.venv/bin/pip install torch==2.13.0``, CPU build)::
 
     .venv/bin/python tools/train_bytegpt.py tiny-py
     .venv/bin/python tools/train_bytegpt.py small-py
+    .venv/bin/python tools/train_bytegpt.py tiny-llama-py
 
 Runs are seeded; with the same Python (hence the same stdlib text), torch version, thread count and
 CPU they give the same weights.
@@ -30,6 +35,7 @@ import math
 import os
 import platform
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +50,8 @@ from pimgpt.sw.corpus import (
     read_stream,
     stdlib_corpus,
 )
-from pimgpt.sw.models import PRESETS, ModelConfig, ModelError
+from pimgpt.sw.hf_layout import to_pimgpt
+from pimgpt.sw.models import PRESETS, ModelConfig, ModelError, RopeScaling
 from pimgpt.sw.tokenizer import decode, encode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,10 +88,28 @@ RECIPES = {
         ModelConfig("small-py", n_layer=4, d_model=128, n_head=4, ctx=128, vocab=256),
         steps=3000, batch=16, lr=4e-3, warmup=100, eval_windows=512,
     ),
+    # Llama-style and RTL-sized (it fits the tiny-rtl system with its KV cache at context 64):
+    # the width, depth and context of `tiny`, GQA with 2 query heads per K/V head, the SwiGLU
+    # width 8/3 d rounded up to a multiple of 64 as Llama rounds it, and a Llama 3 frequency
+    # scaling from an "original" context of 32 to 64 (factor 2) whose three bands (wavelengths
+    # below 8, 8..32 and above 32 positions) all hold some of the 8 frequencies of a 16-wide
+    # head, so that the shipped model exercises all three.
+    "tiny-llama-py": Recipe(
+        ModelConfig("tiny-llama-py", n_layer=2, d_model=64, n_head=4, ctx=64, vocab=256,
+                    d_ff=192, ln_eps=1e-5, norm="rmsnorm", position="rope", mlp="swiglu",
+                    n_kv_head=2, bias=False, tied_head=False, rope_theta=10000.0,
+                    rope_scaling=RopeScaling(2.0, 1.0, 4.0, 32)),
+        steps=8000, batch=32, lr=3e-3, warmup=100, eval_windows=1024,
+    ),
 }
 
 
 def build_model(cfg: ModelConfig):
+    """A torch model of ``cfg``'s architecture (GPT-2 or Llama) with GPT-2's initialisation."""
+    return build_llama(cfg) if cfg.family == "llama" else build_gpt2(cfg)
+
+
+def build_gpt2(cfg: ModelConfig):
     """A torch GPT-2 of shape ``cfg`` with GPT-2's initialisation."""
     import torch
     from torch import nn
@@ -138,9 +163,120 @@ def build_model(cfg: ModelConfig):
     return GPT()
 
 
+def build_llama(cfg: ModelConfig):
+    """A torch Llama of shape ``cfg``, modules named as in Hugging Face's ``LlamaForCausalLM`` (so
+    its state dict is a Llama checkpoint), with GPT-2's initialisation scales."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from pimgpt.core.rope import rope_cos_sin_f64
+
+    d, f, dh = cfg.d_model, cfg.d_ff, cfg.d_head
+    cos, sin = rope_cos_sin_f64(np.arange(cfg.ctx), cfg.rope_inv_freq())
+    # float64 tables, repeated over both halves of a head (rotate-half); cast per forward.
+    cos64 = torch.from_numpy(np.concatenate([cos, cos], axis=-1))
+    sin64 = torch.from_numpy(np.concatenate([sin, sin], axis=-1))
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.ln_eps) * self.weight
+
+    def rotate(x, c, s):
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * c + torch.cat([-x2, x1], dim=-1) * s
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = nn.Linear(d, d, bias=cfg.bias)
+            self.k_proj = nn.Linear(d, cfg.kv_dim, bias=cfg.bias)
+            self.v_proj = nn.Linear(d, cfg.kv_dim, bias=cfg.bias)
+            self.o_proj = nn.Linear(d, d, bias=cfg.bias)
+
+        def forward(self, x, c, s):
+            b, t, _ = x.shape
+            q = self.q_proj(x).view(b, t, cfg.n_head, dh).transpose(1, 2)
+            k = self.k_proj(x).view(b, t, cfg.n_kv_head, dh).transpose(1, 2)
+            v = self.v_proj(x).view(b, t, cfg.n_kv_head, dh).transpose(1, 2)
+            q, k = rotate(q, c, s), rotate(k, c, s)
+            # Query head a uses K/V head a // group (Hugging Face's repeat_kv).
+            k = k.repeat_interleave(cfg.group, dim=1)
+            v = v.repeat_interleave(cfg.group, dim=1)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.o_proj(o.transpose(1, 2).reshape(b, t, d))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj = nn.Linear(d, f, bias=cfg.bias)
+            self.up_proj = nn.Linear(d, f, bias=cfg.bias)
+            self.down_proj = nn.Linear(f, d, bias=cfg.bias)
+
+        def forward(self, x):
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_layernorm = RMSNorm()
+            self.self_attn = Attention()
+            self.post_attention_layernorm = RMSNorm()
+            self.mlp = MLP()
+
+        def forward(self, x, c, s):
+            x = x + self.self_attn(self.input_layernorm(x), c, s)
+            return x + self.mlp(self.post_attention_layernorm(x))
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(cfg.vocab, d)
+            self.layers = nn.ModuleList(Layer() for _ in range(cfg.n_layer))
+            self.norm = RMSNorm()
+
+    class Llama(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = Decoder()
+            self.lm_head = None if cfg.tied_head else nn.Linear(d, cfg.vocab, bias=False)
+            for name, p in self.named_parameters():
+                if name.endswith("bias"):
+                    nn.init.zeros_(p)
+                elif "norm" in name:
+                    nn.init.ones_(p)
+                elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+                else:
+                    nn.init.normal_(p, 0.0, 0.02)
+
+        def forward(self, idx):
+            t = idx.shape[1]
+            x = self.model.embed_tokens(idx)
+            c, s = cos64[:t].to(x.dtype), sin64[:t].to(x.dtype)
+            for layer in self.model.layers:
+                x = layer(x, c, s)
+            x = self.model.norm(x)
+            head = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+            return x @ head.T
+
+    return Llama()
+
+
 def export_weights(model, cfg: ModelConfig) -> dict[str, np.ndarray]:
-    """Torch parameters -> pimgpt weights (Conv1D ``[in, out]``: nn.Linear weights transposed)."""
+    """Torch parameters -> pimgpt weights (matrices ``[in, out]``: nn.Linear weights transposed).
+
+    The Llama model's state dict is a Hugging Face Llama checkpoint, converted by the same code
+    that loads such checkpoints (:func:`pimgpt.sw.hf_layout.to_pimgpt`).
+    """
     sd = {k: v.detach().to("cpu").double().numpy() for k, v in model.state_dict().items()}
+    if cfg.family == "llama":
+        out = to_pimgpt(sd, cfg, "the trained torch model")
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
     out = {"wte": sd["wte.weight"], "wpe": sd["wpe.weight"]}
     for i in range(cfg.n_layer):
         p = f"h.{i}."
@@ -210,16 +346,37 @@ def write_report(out: Path, rep: dict) -> None:
     load = env.get("loadavg_end")
     load_text = f" (1-minute load average {load:.1f} at the end)" if load is not None else ""
     notes = "".join(f"- {n}\n" for n in rep.get("notes", []))
-    text = f"""# {cfg['name']}: a byte-level GPT-2 trained on Python source
-
-Shape: {cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads (d_head \
-{cfg['d_model'] // cfg['n_head']}), context {cfg['ctx']}, vocabulary 256 (one token per UTF-8 \
-byte), {rep['n_params']:,} parameters (tied LM head counted once).
-
+    if cfg.get("norm") == "rmsnorm":
+        sc = cfg["rope_scaling"]
+        kind = "Llama-style model"
+        head = "an LM head tied to the embedding" if cfg["tied_head"] else "a separate LM head"
+        arch = textwrap.fill(
+            f"Architecture: Llama exactly as pimgpt computes it: pre-RMSNorm blocks (eps "
+            f"{cfg['ln_eps']}), rotary position embeddings (rotate-half, theta "
+            f"{cfg['rope_theta']:g}, Llama 3 frequency scaling: factor {sc['factor']:g}, "
+            f"low_freq_factor {sc['low_freq_factor']:g}, high_freq_factor "
+            f"{sc['high_freq_factor']:g}, original_max_position_embeddings "
+            f"{sc['original_max_position_embeddings']}; cos/sin computed in float64), a SwiGLU "
+            f"MLP of width {cfg['d_ff']}, grouped-query attention ({cfg['n_head']} query heads on "
+            f"{cfg['n_kv_head']} K/V heads), {'biases' if cfg['bias'] else 'no biases'} and "
+            f"{head}. Stored as float32 in Hugging Face Llama layout (`config.json`, "
+            "`model.safetensors`, names `model.layers.0.self_attn.q_proj.weight` ...); "
+            "`training.json` holds every number below.", width=100)
+    else:
+        kind = "GPT-2"
+        arch = f"""\
 Architecture: GPT-2 exactly as pimgpt computes it: pre-LayerNorm blocks, GELU (tanh form), learned
 positions, biases, LayerNorm eps {cfg['ln_eps']}, LM head tied to the token embedding. Stored as
 float32 in Hugging Face GPT-2 layout (`config.json`, `model.safetensors`, names
-`transformer.h.0.attn.c_attn.weight` ...); `training.json` holds every number below.
+`transformer.h.0.attn.c_attn.weight` ...); `training.json` holds every number below."""
+    tied = "tied LM head counted once" if cfg.get("tied_head", True) else "separate LM head"
+    text = f"""# {cfg['name']}: a byte-level {kind} trained on Python source
+
+Shape: {cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads (d_head \
+{cfg['d_model'] // cfg['n_head']}), context {cfg['ctx']}, vocabulary 256 (one token per UTF-8 \
+byte), {rep['n_params']:,} parameters ({tied}).
+
+{arch}
 
 ## How it was made
 

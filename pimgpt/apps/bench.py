@@ -20,6 +20,11 @@ SECTIONS = [
         "pimgpt.apps.bench_numerics",
         True,
     ),
+    (
+        "Numerics: Llama functions (RMSNorm, SiLU, SwiGLU, RoPE) and tiny-llama-py vs float64",
+        "pimgpt.apps.bench_llama_numerics",
+        True,
+    ),
     ("Compiler speed and golden simulator seconds per token", "pimgpt.apps.bench_compiler", True),
     ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
     ("DRAM side per token: silicon timing, floor, activations, pins", "pimgpt.apps.bench_dram",

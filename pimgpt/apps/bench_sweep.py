@@ -17,6 +17,7 @@ Prints figures; asserts nothing about time (``make bench``).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +36,8 @@ THROUGHPUT = {
 }
 HW_ONLY = {
     "name": "hardware-only",
-    "models": ["gpt2-xl"],
-    "contexts": [128],
+    "models": ["gpt2-medium"],
+    "contexts": [1024],
     "axes": {"dram.act_overlap": [False, True], "timing.nFAW": [21, 42, 84],
              "timing.nRRDS": [6, 11]},
 }
@@ -45,7 +46,7 @@ ENERGY_AXIS = {"energy.act_pj": [500.0, 700.0, 900.0]}
 QUICK = {"throughput": {"models": ["tiny"], "base": "tiny-rtl",
                         "contexts": [8, 16, 24, 32, 48, 64],
                         "axes": {**THROUGHPUT["axes"], "dram.channels": [1, 2, 4]}},
-         "hw_only": {"models": ["gpt2-small"], "contexts": [1024]}}
+         "hw_only": {"models": ["gpt2-small"], "contexts": [256]}}
 
 
 def measure(spec_data: dict, workers: int, use_cache: bool = True) -> dict:
@@ -60,8 +61,10 @@ def measure(spec_data: dict, workers: int, use_cache: bool = True) -> dict:
     done = sum(o.computed.values())
     return {"sweep": spec.name, "workers": workers, "cache": use_cache, "points": o.points,
             "ok": o.computed["ok"], "programs": o.programs, "simulations": o.simulations,
-            "cluster_start_s": start_s, "compute_s": o.compute_s,
-            "points_per_min": done / o.compute_s * 60 if o.compute_s else 0.0}
+            "cluster_start_s": start_s, "compute_s": o.compute_s, "cpu_s": o.cpu_s,
+            "cpu_s_per_point": o.cpu_s / done if done else 0.0,
+            "points_per_min": done / o.compute_s * 60 if o.compute_s else 0.0,
+            "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def run(quick: bool = False) -> dict:
@@ -75,25 +78,30 @@ def run(quick: bool = False) -> dict:
     for name, spec in (("hw_only", hw), ("hw_only_energy", hw_energy)):
         base, cached = measure(spec, 2, use_cache=False), measure(spec, 2)
         res[name] = {"no_cache": base, "cache": cached,
-                     "speedup": base["compute_s"] / cached["compute_s"]}
+                     "speedup": base["compute_s"] / cached["compute_s"],
+                     "cpu_speedup": base["cpu_s"] / cached["cpu_s"]}
     return res
 
 
 def print_table(res: dict) -> None:
     """The figures of :func:`run` as a table and two lines."""
     print(f"{'sweep':22} {'workers':>7} {'cache':>5} {'points':>6} {'programs':>8} "
-          f"{'sims':>5} {'start s':>7} {'compute s':>9} {'points/min':>10}")
+          f"{'sims':>5} {'start s':>7} {'compute s':>9} {'points/min':>10} {'CPU s/point':>11} "
+          f"{'load':>5}")
     rows = [*res["throughput"]]
     for name in ("hw_only", "hw_only_energy"):
         rows += [res[name]["no_cache"], res[name]["cache"]]
     for r in rows:
         print(f"{r['sweep']:22} {r['workers']:>7} {'on' if r['cache'] else 'off':>5} "
               f"{r['points']:>6} {r['programs']:>8} {r['simulations']:>5} "
-              f"{r['cluster_start_s']:>7.1f} {r['compute_s']:>9.1f} {r['points_per_min']:>10.0f}")
-    print(f"scaling efficiency 1 -> 2 workers: {res['scaling_efficiency'] * 100:.0f} %")
-    print(f"program cache speed-up, hardware-only sweep: {res['hw_only']['speedup']:.2f}x; "
-          f"with an energy axis (shared simulations too): "
-          f"{res['hw_only_energy']['speedup']:.2f}x")
+              f"{r['cluster_start_s']:>7.1f} {r['compute_s']:>9.1f} {r['points_per_min']:>10.0f} "
+              f"{r['cpu_s_per_point']:>11.3f} {r['loadavg'] or 0:>5.1f}")
+    print(f"scaling efficiency 1 -> 2 workers: {res['scaling_efficiency'] * 100:.0f} % "
+          "(wall; 'load' is the 1-minute load average at the end of each run)")
+    for name, label in (("hw_only", "hardware-only sweep (program cache)"),
+                        ("hw_only_energy", "with an energy axis (shared simulations too)")):
+        print(f"speed-up of reusing work, {label}: {res[name]['speedup']:.2f}x wall, "
+              f"{res[name]['cpu_speedup']:.2f}x CPU")
 
 
 def main(argv=None) -> int:

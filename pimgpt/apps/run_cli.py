@@ -288,7 +288,7 @@ def _save_npy(array) -> Callable[[Path], None]:
         import numpy as np
 
         with open(tmp, "wb") as fh:
-            np.save(fh, array)
+            np.save(fh, array, allow_pickle=False)
 
     return save
 

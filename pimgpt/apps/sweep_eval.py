@@ -72,9 +72,10 @@ def compile_task(cfg: ModelConfig, context: int, hw: dict, cache_dir: str | None
     -------
     dict
         ``status`` (``ok``/``invalid``/``error``); with ``ok``: ``key``, ``blob`` (the encoded
-        program), ``tags``, ``cache`` (``hit``/``miss``/``off``) and ``compile_s``.
+        program), ``tags``, ``cache`` (``hit``/``miss``/``off``), ``compile_s`` and
+        ``compile_cpu_s`` (wall and CPU seconds of the task).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         hwc = hw_from_dict(hw, where="hardware")
         cache = ProgramCache(cache_dir) if use_cache else None
@@ -88,7 +89,7 @@ def compile_task(cfg: ModelConfig, context: int, hw: dict, cache_dir: str | None
     _remember(key, program, tags)
     return {"status": "ok", "key": key, "blob": blob, "tags": tags,
             "cache": ("hit" if hit else "miss") if use_cache else "off",
-            "compile_s": time.perf_counter() - t0}
+            "compile_s": time.perf_counter() - t0, "compile_cpu_s": time.process_time() - c0}
 
 
 def _program(compiled: dict) -> tuple[list, list]:
@@ -132,19 +133,22 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
     Returns
     -------
     list of dict
-        One record per point (``status``, ``error`` or ``stats``, timings, cache use).
+        One record per point (``status``, ``error`` or ``stats``, timings, cache use);
+        ``sim_cpu_s`` is the CPU time of the whole task, shared by its points.
     """
     from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sim.perf.summary import summarize
+    from pimgpt.sw.compiler import preamble_length
 
     if compiled["status"] != "ok":
         return [{**_base_record(p), "status": compiled["status"], "error": compiled["error"]}
                 for p in points]
-    out, worker = [], _worker()
+    out, worker, c0 = [], _worker(), time.process_time()
     try:
         program, tags = _program(compiled)
         t0 = time.perf_counter()
-        res = PerfEngine(hw_from_dict(points[0]["hw"], where="hardware")).run(program)
+        res = PerfEngine(hw_from_dict(points[0]["hw"], where="hardware")).run(
+            program, marks=[preamble_length(tags)])  # per-token figures without the preamble
         sim_s = time.perf_counter() - t0
     except PimgptError as exc:
         return [{**_base_record(p), "status": "invalid", "error": " ".join(str(exc).split())}
@@ -154,7 +158,7 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
     for p in points:
         rec = _base_record(p)
         try:
-            stats = summarize(res, hw_from_dict(p["hw"], where="hardware"), tags)
+            stats = summarize(res, hw_from_dict(p["hw"], where="hardware"), tags, program=program)
             stats["model"] = p["model"]
             stats["context"] = p["context"]
         except PimgptError as exc:
@@ -164,7 +168,10 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
             out.append({**rec, "status": "error", "error": _describe(exc)})
             continue
         out.append({**rec, "status": "ok", "error": "", "program_key": compiled["key"],
-                    "program_cache": compiled["cache"],
-                    "compile_s": compiled["compile_s"], "sim_s": sim_s,
+                    "program_cache": compiled["cache"], "compile_s": compiled["compile_s"],
+                    "compile_cpu_s": compiled["compile_cpu_s"], "sim_s": sim_s,
                     "sim_shared_by": len(points), "worker": worker, "stats": stats})
+    cpu = time.process_time() - c0  # decoding, simulating and summarising, for all the points
+    for r in out:
+        r["sim_cpu_s"] = cpu
     return out

@@ -19,7 +19,8 @@ LATENCY = "latency_ns_per_token"
 ENERGY = "energy_nj_per_token"
 #: Columns every row starts with (then one per axis, then every statistics key).
 LEAD = ("id", "model", "context")
-STATUS = ("status", "error", "program_cache", "compile_s", "sim_s", "sim_shared_by", "worker")
+STATUS = ("status", "error", "program_cache", "compile_s", "compile_cpu_s", "sim_s",
+          "sim_cpu_s", "sim_shared_by", "worker")
 #: Reasons listed in summary.md (the rest are counted).
 MAX_REASONS = 10
 
@@ -234,6 +235,7 @@ def format_outcome(o) -> str:
     ]
     if c["ok"]:
         lines.append(f"work: {o.programs} programs ({o.program_hits} from the program cache), "
-                     f"{o.simulations} simulations for {c['ok']} ok points")
+                     f"{o.simulations} simulations for {c['ok']} ok points, "
+                     f"{o.cpu_s:.1f} CPU s in the workers")
     lines += [f"  {p}" for p in o.outputs]
     return "\n".join(lines)

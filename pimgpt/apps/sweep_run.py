@@ -110,6 +110,8 @@ class SweepOutcome:
     programs: int = 0
     program_hits: int = 0
     simulations: int = 0
+    #: CPU seconds of every compile and simulation task of the run (the work, whatever the load)
+    cpu_s: float = 0.0
     #: seconds from the first task submitted to the last point recorded (no report writing)
     compute_s: float = 0.0
     wall_s: float = 0.0
@@ -234,15 +236,15 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, client, *, cache_dir: str | 
         t_submit = time.perf_counter()
         futures, pending = _submit(client, spec, groups, cache_dir, use_cache)
         last_csv = time.perf_counter()
-        seen_programs: set = set()
+        seen_groups: set = set()
         try:
             with progress_bar(len(todo), f"sweep {spec.name}", unit="point",
                               enabled=progress is not False) as bar:
                 for fut in as_completed(futures):
                     records = _records_of(fut, pending)
-                    fut.release()
                     store.append(records)
-                    _count(outcome, records, seen_programs)
+                    _count(outcome, records, pending[fut.key][0], seen_groups)
+                    fut.release()
                     bar.update(len(records))
                     if time.perf_counter() - last_csv > CSV_EVERY_S:
                         sweep_report.write_csv(out, spec, points, store.records)
@@ -272,7 +274,7 @@ def _submit(client, spec: SweepSpec, groups: dict, cache_dir, use_cache: bool):
         for si, pts in enumerate(sims.values()):
             fut = client.submit(simulate_task, [_point_payload(p) for p in pts], cfut,
                                 key=f"simulate-{run}-{gi}-{si}")
-            pending[fut.key] = [_base_record(p) for p in pts]
+            pending[fut.key] = (gi, [_base_record(p) for p in pts])
             futures.append(fut)
         del cfut  # the cluster frees each program once its simulations are done
     return futures, pending
@@ -284,18 +286,21 @@ def _records_of(fut, pending: dict) -> list[dict]:
         return fut.result()
     exc = fut.exception()
     msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return [{**p, "status": "error", "error": msg} for p in pending[fut.key]]
+    return [{**p, "status": "error", "error": msg} for p in pending[fut.key][1]]
 
 
-def _count(outcome: SweepOutcome, records: list[dict], seen_programs: set) -> None:
+def _count(outcome: SweepOutcome, records: list[dict], group: int, seen: set) -> None:
+    """Add one simulation task's records to the outcome (``group``: its compile task)."""
     outcome.computed.update(r["status"] for r in records)
     ok = [r for r in records if r["status"] == "ok"]
-    if ok:
-        outcome.simulations += 1
-        key = ok[0]["program_key"]
-        if key not in seen_programs:
-            seen_programs.add(key)
-            outcome.program_hits += ok[0]["program_cache"] == "hit"
+    if not ok:
+        return
+    outcome.simulations += 1
+    outcome.cpu_s += ok[0]["sim_cpu_s"]
+    if group not in seen:
+        seen.add(group)
+        outcome.cpu_s += ok[0]["compile_cpu_s"]
+        outcome.program_hits += ok[0]["program_cache"] == "hit"
 
 
 def _prepare_dir(out_dir) -> Path:
@@ -336,13 +341,16 @@ def cli_sweep(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise SweepError(f"--workers {args.workers} must be at least 1")
     check_directory("-o", args.output)  # before a cluster is started for nothing
+    cache_dir = args.cache_dir
+    if cache_dir is not None:  # workers of a local cluster may run in another directory
+        cache_dir = str(check_directory("--cache-dir", cache_dir).resolve())
     use_cache = not getattr(args, "no_cache", False)
     with dask_client(args.workers, args.scheduler) as client:
         nworkers = len(client.scheduler_info()["workers"])
         where = args.scheduler or "a local cluster"
         print(f"sweep {spec.name}: {len(spec.points())} points on {where} "
               f"({nworkers} workers), output {args.output}", flush=True)
-        o = run_sweep(spec, args.output, client, cache_dir=args.cache_dir, use_cache=use_cache)
+        o = run_sweep(spec, args.output, client, cache_dir=cache_dir, use_cache=use_cache)
     from pimgpt.apps.sweep_report import format_outcome
 
     print(format_outcome(o))

@@ -331,11 +331,15 @@ def _energy(energy: dict, where: str) -> dict:
 def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
     """Build and validate a :class:`HwConfig` from a parsed YAML mapping.
 
+    A mapping with ``base: <preset name>`` is that preset with the mapping's keys merged over it
+    (mappings key by key), so a preset or user file states only what differs.
+
     Raises
     ------
     ConfigError
         Naming the first missing, unknown, mistyped, non-finite or out-of-range key.
     """
+    data = _with_base(data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: top level must be a mapping with dram/timing/asic sections")
     _no_unknown(data, TOP_KEYS, where, "the top level")
@@ -358,10 +362,10 @@ def hw_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_yaml(path: Path) -> dict:
-    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`."""
-    text = read_text(path, "hardware YAML", ConfigError,
-                     missing="give a preset name or an existing YAML path")
+def load_yaml(path: Path, what: str = "YAML file") -> dict:
+    """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`
+    (``what`` names the file in messages)."""
+    text = read_text(path, what, ConfigError, missing="give a preset name or an existing YAML path")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -372,18 +376,52 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: YAML nested too deeply; fix the file") from None
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys replacing its own, mappings merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merge(out[key], value)
+        out[key] = value
+    return out
+
+
+def _with_base(data, where: str, seen: tuple = ()):
+    """Resolve ``base: <preset>``: the preset's sections with this mapping's keys merged over them
+    (e.g. ``base: pimgpt-gddr6-8ch`` and ``dram: {channels: 16}``)."""
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    base = data["base"]
+    if not isinstance(base, str) or base not in hw_presets():
+        raise ConfigError(
+            f"{where}: base {base!r} is not a hardware preset; use one of {hw_presets()}"
+        )
+    if base in seen:
+        raise ConfigError(f"{where}: base presets form a cycle ({' -> '.join(seen + (base,))})")
+    with resources.as_file(resources.files("pimgpt") / "configs" / f"{base}.yaml") as p:
+        parent = _with_base(load_yaml(p), base, seen + (base,))
+    own = {k: v for k, v in data.items() if k != "base"}
+    merged = _merge(parent, own) if isinstance(parent, dict) else own
+    if "name" not in own:
+        merged.pop("name", None)  # a file without a name is named after itself, not its base
+    return merged
+
+
 def load_hw(name_or_path: str | Path | None = None) -> HwConfig:
-    """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``)."""
+    """Load a hardware preset by name, or a YAML file by path (default: ``pimgpt-gddr6-8ch``).
+
+    A file may start from a preset with ``base: <preset name>`` (see :func:`hw_from_dict`).
+    """
     if name_or_path is not None and str(name_or_path) == "":
         raise ConfigError("--hw is an empty string; give a preset name or a YAML path (or leave "
                           f"it out for {DEFAULT_HW})")
     name = str(name_or_path or DEFAULT_HW)
     if name in hw_presets():
         with resources.as_file(resources.files("pimgpt") / "configs" / f"{name}.yaml") as p:
-            return hw_from_dict(load_yaml(p), where=name)
+            return hw_from_dict(load_yaml(p, "hardware YAML"), where=name)
     path = Path(name)
     if not path.suffix and not path.exists():
         raise ConfigError(
             f"unknown hardware preset '{name}'; choose one of {hw_presets()} or a YAML path"
         )
-    return hw_from_dict(load_yaml(path), where=str(path))
+    return hw_from_dict(load_yaml(path, "hardware YAML"), where=str(path))

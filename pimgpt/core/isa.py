@@ -66,6 +66,7 @@ class Op(IntEnum):
     WR_ELEM = 0x0D
     SYNC = 0x0E
     EOC = 0x0F
+    WR_COL = 0x10
     # ASIC side (scratchpad addresses count fp32 words)
     VADD = 0x20
     VMUL = 0x21
@@ -83,6 +84,7 @@ class Op(IntEnum):
     SETR = 0x2D
     OUT = 0x2E
     VFILL = 0x2F
+    VMACS = 0x30
 
 
 class Side(Enum):
@@ -184,6 +186,10 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.WR_ELEM, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n"),),
            nonzero=("n", "n_local", "vec_len"),
            doc="element elem of region vectors vec..vec+n-1 <- bf16(scratchpad)"),
+    OpSpec(Op.WR_COL, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n", "COL"),),
+           nonzero=("n", "n_local", "vec_len"),
+           doc="elements elem..elem+15 (one column) of region vectors vec..vec+n-1 <- bf16 of 16 "
+               "staged rows of n scratchpad words"),
     OpSpec(Op.SYNC, _C, (), doc="wait until every earlier instruction has completed"),
     OpSpec(Op.EOC, _C, (), doc="end of program"),
     OpSpec(Op.VADD, _A, ("dst", "a", "b", "n"),
@@ -218,6 +224,10 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.OUT, _A, ("reg",), (_reg("reg"),), doc="append R[reg] to the token stream"),
     OpSpec(Op.VFILL, _A, ("dst", "n", "value_f32"), (_sp("dst", "n", write=True),),
            doc="dst = value"),
+    OpSpec(Op.VMACS, _A, ("dst", "a", "s", "seg", "nseg"),
+           (_sp("a", "seg", "nseg"), _sp("s", "nseg"), _sp("dst", "seg", "nseg"),
+            _sp("dst", "seg", "nseg", write=True)), nonzero=("seg", "nseg"),
+           doc="dst[i] = dst[i] + a[i] * s[i // seg] for i < seg*nseg (scalar per segment)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

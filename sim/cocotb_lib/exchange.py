@@ -3,7 +3,8 @@
 :func:`pimgpt.sim.cocotb_lib.runner.run_cocotb` hands the tests one JSON object of parameters
 (environment variable :data:`PARAMS_ENV`) and collects what they :func:`report` from one JSON
 file (:data:`REPORT_ENV`) into :attr:`~pimgpt.sim.cocotb_lib.runner.CocotbRun.report`. Pure
-Python: both sides import it.
+Python: both sides import it. The report is rewritten whole after each :func:`report`
+(:func:`pimgpt.core.fileio.atomic_write_json`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from pimgpt.core.fileio import atomic_write_json
 
 __all__ = ["PARAMS_ENV", "REPORT_ENV", "params", "param", "report"]
 
@@ -41,13 +44,8 @@ def report(key: str, value) -> None:
     path = Path(path)
     content = json.loads(path.read_text()) if path.exists() else {}
     content[key] = value
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=1, default=_plain))
-    os.replace(tmp, path)
-
-
-def _plain(value):
-    # numpy scalars and arrays (the testbenches count with numpy)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot report {type(value).__name__} {value!r} as JSON")
+    # numpy scalars and arrays (the testbenches count with numpy) become JSON numbers and lists.
+    try:
+        atomic_write_json(path, content, indent=1)
+    except TypeError as exc:
+        raise TypeError(f"cannot report {exc}") from None

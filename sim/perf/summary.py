@@ -11,7 +11,7 @@ from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
 from pimgpt.sim.perf.report import MAC_OPS, breakdown, dram_figures, side_times
 
-__all__ = ["summarize", "simulate_model", "format_summary"]
+__all__ = ["summarize", "run_compiled", "simulate_model", "format_summary"]
 
 
 def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict,
@@ -51,9 +51,17 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         Instruction tags (``CompiledProgram.tags``).
     steps : list of Step, optional
         Generation steps (``CompiledProgram.steps``): splits prefill (prompt tokens) and decode.
+        Without them, a program that starts with a preamble (resident parameters, tagged
+        ``preamble``) is one decode step after it, if the run marked the preamble's end.
     program : list of Instr, optional
         The simulated program (for the ideal pin bytes of ``dram``; ``None`` leaves them out).
     """
+    from pimgpt.sw.compiler import Step, preamble_length
+
+    if not steps and tags is not None:
+        pre = preamble_length(tags)
+        if pre and pre in res.marks:
+            steps = [Step(pre, None, None, True)]
     zero = {k: (dict.fromkeys(v, 0) if isinstance(v, dict) else 0)
             for k, v in res.counters().items()}
     whole = _range_stats(res, hw, tags, 0, res.n_instr, zero, res.counters(), 0, res.cycles,
@@ -77,7 +85,9 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         out["decode"] = whole
         return _top_breakdowns(out, whole)
     bounds = [s.start for s in steps] + [res.n_instr]
-    ends = [0]
+    # Instructions before the first step are the preamble (resident parameters, loaded once per
+    # generation): reported apart, outside every per-token figure.
+    ends = [int(res.end[:bounds[0]].max()) if bounds[0] else 0]
     for k in range(len(steps)):
         hi = bounds[k + 1]
         ends.append(int(res.end[bounds[k]:hi].max()) if hi > bounds[k] else ends[-1])
@@ -88,6 +98,9 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         return res.marks.get(i, final) if i < res.n_instr else final
     n_prefill = sum(1 for s in steps if s.token is not None)
     parts = {}
+    if bounds[0]:
+        parts["preamble"] = _range_stats(res, hw, tags, 0, bounds[0], zero, snap(bounds[0]), 0,
+                                         ends[0], program)
     for name, k0, k1 in (("prefill", 0, n_prefill), ("decode", n_prefill, len(steps))):
         if k1 <= k0:
             continue
@@ -117,6 +130,25 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     return out
 
 
+def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
+    """Simulate a compiled program; statistics per part (preamble, prefill, decode).
+
+    Parameters
+    ----------
+    comp : pimgpt.sw.compiler.CompiledProgram
+    hw : HwConfig
+    log : bool
+        Keep the command log.
+
+    Returns
+    -------
+    (PerfResult, dict)
+        The run and :func:`summarize` of it by the program's steps.
+    """
+    res = PerfEngine(hw).run(comp.program, log=log, marks=[s.start for s in comp.steps])
+    return res, summarize(res, hw, comp.tags, comp.steps, comp.program)
+
+
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
     """Compile and simulate; returns ``(compiled program, PerfResult, summary dict)``.
 
@@ -130,13 +162,9 @@ def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, lo
     if prompt is not None:
         memmap = map_model(model, hw, context) if context is not None else None
         comp = compile_generation(model, hw, prompt, new_tokens, memmap)
-        marks = [s.start for s in comp.steps]
     else:
         comp = compile_decode_step(model, hw, context)
-        marks = ()
-    res = PerfEngine(hw).run(comp.program, log=log, marks=marks)
-    stats = summarize(res, hw, comp.tags, comp.steps if prompt is not None else None,
-                      comp.program)
+    res, stats = run_compiled(comp, hw, log)
     stats["model"] = model.name
     stats["context"] = context
     return comp, res, stats

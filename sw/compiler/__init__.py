@@ -19,15 +19,18 @@ Modules
 
 from .driver import compile_decode_step, compile_generation
 from .program import (
+    PREAMBLE_TAG,
     PROGRAM_FILES,
     TOKEN_REG,
     CompiledProgram,
     CompileError,
     Step,
     hazards,
+    preamble_length,
     program_outputs,
 )
 from .schedule import SCHEDULES
 
-__all__ = ["PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError", "CompiledProgram", "Step",
-           "compile_decode_step", "compile_generation", "hazards", "program_outputs"]
+__all__ = ["PREAMBLE_TAG", "PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError",
+           "CompiledProgram", "Step", "compile_decode_step", "compile_generation", "hazards",
+           "preamble_length", "program_outputs"]

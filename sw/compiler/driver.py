@@ -20,11 +20,23 @@ class _Compiler:
     def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap, schedule: str):
         if schedule not in SCHEDULES:
             raise CompileError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if cfg.family != "gpt2":
+            raise CompileError(
+                f"model {cfg.name} is {cfg.family}-style ({cfg.norm}, {cfg.position} positions, "
+                f"{cfg.mlp}); the compiler lowers GPT-2-style models only so far (Llama lowering "
+                "is not implemented yet); use the reference models in pimgpt.sim.reference"
+            )
         self.mm = mm
         self.schedule = make_schedule(schedule, hw)
         self.lower = Lowering(cfg, hw, mm, self.schedule)
         self.out = Builder(hw.dram.banks)
         self.steps: list[Step] = []
+        # The preamble (resident parameters), then a SYNC: steps start at a barrier.
+        self.lower.preamble()
+        program, tags = self.lower.b.take()
+        if program:
+            self.schedule.place(self.out, program, tags)
+            self.out.sync(tags[-1])
 
     def run_step(self, pos: int, token: int | None, logits: bool) -> None:
         self.steps.append(Step(len(self.out.program), pos, token, logits))
@@ -110,8 +122,10 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
                         schedule: str = "pipelined") -> CompiledProgram:
     """One decode step attending ``context`` tokens (position ``context - 1``).
 
-    The KV cache is assumed to hold the earlier ``context - 1`` tokens. The step's token is set by
-    ``SETR R0, 0`` and read by register, as in a generation step; the step computes the LM head.
+    The KV cache is assumed to hold the earlier ``context - 1`` tokens. The step reads its token
+    from ``R0`` (0 at the start), as a generation's decode step does, and computes the LM head.
+    The program may start with a preamble that loads the resident parameters (``steps[0].start``
+    is its length); per-token figures exclude it.
 
     Parameters
     ----------
@@ -136,5 +150,5 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
             f"context {context} exceeds the memory map's KV-cache capacity {mm.context}; remap"
         )
     comp = _Compiler(cfg, hw, mm, schedule)
-    comp.run_step(context - 1, 0, True)
+    comp.run_step(context - 1, None, True)
     return comp.finish()

@@ -1,14 +1,14 @@
 """The scratchpad plan: where every buffer of a step lives in the ASIC's scratchpad.
 
 Buffers of phases that never overlap share words: after the persistent and GEMV buffers, the
-attention phase (scores, partial ``p . V`` outputs), the MLP phase (fc outputs, GELU) and the
-LM-head phase (logits, partial sums) are allocated from the same address.
+attention phase (scores), the MLP phase (fc outputs, GELU) and the LM-head phase (logits) are
+allocated from the same address.
 """
 
 from __future__ import annotations
 
 from pimgpt.core.config import HwConfig
-from pimgpt.sw.mapper import COL, MemoryMap, Region, round_up
+from pimgpt.sw.mapper import COL, MemoryMap, round_up
 from pimgpt.sw.models import ModelConfig
 
 from .program import CompileError
@@ -48,16 +48,19 @@ class ScratchPlan:
     ----------
     x, tmp, h : int
         Residual stream, embedding scratch, LayerNorm output (``d`` words each).
-    ln1w, ln1b, ln2w, ln2b, lnfw, lnfb, bqkv, bproj, bfc, bmproj : int
-        Parameter vectors (LayerNorm gains and shifts, biases).
-    qkv, y, o, part : int
-        GEMV outputs and the partial sums of multi-chunk GEMVs.
-    head_parts : list of list of (int, int, int)
-        Per head, its pieces ``(chunk t, lo, hi)`` of the K-cache vector.
-    score_addr : list of list of int
-        Per head and piece, the scores' address.
-    o_part, u, g, logits, part_lm : int
-        Partial ``p . V`` outputs, fc output, GELU output, logits and their partial sums.
+    params : dict of str to int
+        Address of every parameter vector (LayerNorm gains and shifts, biases) by checkpoint
+        name; resident ones have their own words, the others share one slot per kind.
+    resident : set of str
+        The parameters that stay in the scratchpad for the whole generation.
+    resident_layers : int
+        Layers whose parameters are all resident (the first ones).
+    qkv, y, o : int
+        GEMV outputs (an ``RD_MAC`` writes whole channels: sizes are rounded up to ``banks``).
+    score_addr : list of int
+        Per head, its row of scores (then probabilities), ``score_len`` words.
+    u, g, logits : int
+        fc output, GELU output, logits.
     high : int
         Words used.
     """
@@ -65,65 +68,78 @@ class ScratchPlan:
     def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap):
         self.cfg, self.mm = cfg, mm
         dram = hw.dram
-        self.B, self.G = dram.banks, dram.gb_elems
-        d, dh = cfg.d_model, cfg.d_head
+        self.B = dram.banks
+        d = cfg.d_model
         sp = Scratch(hw.asic.scratchpad_words)
         self.sp = sp
-        l0 = "h.0."
-        r = {k: mm.region(l0 + k) for k in
-             ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")}
         self.x = sp.alloc("x", d)
         self.tmp = sp.alloc("tmp", d)
         self.h = sp.alloc("h", d)
-        for name, n in (("ln1w", d), ("ln1b", d), ("ln2w", d), ("ln2b", d), ("lnfw", d),
-                        ("lnfb", d), ("bqkv", 3 * d), ("bproj", d), ("bfc", cfg.d_ff),
-                        ("bmproj", d)):
-            setattr(self, name, sp.alloc(name, n))
-        self.qkv = sp.alloc("qkv", self.out_size(r["attn.c_attn.weight"], 3 * d))
-        self.y = sp.alloc("y", max(self.out_size(r["attn.c_proj.weight"], d),
-                                   self.out_size(r["mlp.c_proj.weight"], d)))
-        cap_pad = round_up(mm.context, COL)
-        n_vchunks_max = -(-cap_pad // self.G)
-        o_single = round_up(d, self.B)
-        self.o = sp.alloc("o", o_single)
-        self.part = sp.alloc("part", max(self.part_size(reg, n) for reg, n in (
-            (r["attn.c_attn.weight"], 3 * d), (r["attn.c_proj.weight"], d),
-            (r["mlp.c_fc.weight"], cfg.d_ff), (r["mlp.c_proj.weight"], d))))
+        self._plan_params(cfg, mm, sp)
+        self.qkv = sp.alloc("qkv", self.out_size(3 * d))
+        self.y = sp.alloc("y", self.out_size(d))
+        self.o = sp.alloc("o", self.out_size(d))
         union = sp.top
-        # attention phase: scores per (head, part) and the partial outputs of p . V
-        kreg = mm.region(l0 + "k_cache")
-        self.head_parts = []  # per head: list of (chunk t, lo, hi)
-        for a in range(cfg.n_head):
-            lo, hi = a * dh, (a + 1) * dh
-            self.head_parts.append([(t, max(lo, s), min(hi, s + n)) for t, s, n in kreg.chunks()
-                                    if max(lo, s) < min(hi, s + n)])
-        score_len = max(round_up(mm.context, self.B), cap_pad)
-        self.score_addr = []
-        for a in range(cfg.n_head):
-            self.score_addr.append([sp.alloc(f"score{a}.{k}", score_len)
-                                    for k in range(len(self.head_parts[a]))])
-        self.o_part = sp.alloc("o_part", 0 if n_vchunks_max == 1 else
-                               (n_vchunks_max - 1) * d + o_single)
+        # attention phase: one row of scores per head
+        self.score_len = self.score_words(mm)
+        self.score_addr = [sp.alloc(f"score{a}", self.score_len) for a in range(cfg.n_head)]
         # MLP phase
         sp.top = union
-        self.u = sp.alloc("u", self.out_size(r["mlp.c_fc.weight"], cfg.d_ff))
+        self.u = sp.alloc("u", self.out_size(cfg.d_ff))
         self.g = sp.alloc("g", cfg.d_ff)
         # LM-head phase
         sp.top = union
-        wte = mm.region("wte")
-        self.logits = sp.alloc("logits", self.out_size(wte, cfg.vocab))
-        self.part_lm = sp.alloc("part_lm", self.part_size(wte, cfg.vocab))
+        self.logits = sp.alloc("logits", self.out_size(cfg.vocab))
         sp.check(f"model {cfg.name} at context {mm.context}")
+
+    def _plan_params(self, cfg: ModelConfig, mm: MemoryMap, sp: Scratch) -> None:
+        """Parameters (LayerNorm gains and shifts, biases): the final LayerNorm's and those of the
+        first layers stay resident for the whole generation, as many layers as fit next to the
+        largest working set; the other layers share one slot per kind, reloaded per layer."""
+        def words(name: str) -> int:
+            return round_up(mm.vec_length(name), COL)
+
+        layer_of = {n: int(n.split(".")[1]) if n.startswith("h.") else -1 for n in mm.vectors}
+        names = sorted(mm.vectors, key=lambda n: (layer_of[n], mm.vectors[n]))
+        per_layer = [sum(words(n) for n in names if layer_of[n] == i)
+                     for i in range(cfg.n_layer)]
+        glob = sum(words(n) for n in names if layer_of[n] < 0)
+        slots = max(per_layer, default=0)
+        free = sp.limit - sp.top - self._working_set(cfg)
+        k = cfg.n_layer
+        while k and glob + sum(per_layer[:k]) + (slots if k < cfg.n_layer else 0) > free:
+            k -= 1
+        if not k and glob + slots > free:
+            glob = -1  # nothing resident
+        self.params: dict[str, int] = {}
+        self.resident: set[str] = set()
+        slot: dict[str, int] = {}
+        for name in names:
+            if 0 <= layer_of[name] < k or (layer_of[name] < 0 and glob >= 0):
+                self.params[name] = sp.alloc(name, words(name))
+                self.resident.add(name)
+                continue
+            kind = name.split(".", 2)[-1] if name.startswith("h.") else name
+            if kind not in slot:
+                slot[kind] = sp.alloc(kind, words(name))
+            self.params[name] = slot[kind]
+        self.resident_layers = k
+
+    def _working_set(self, cfg: ModelConfig) -> int:
+        """Words of every buffer but the parameters (an upper bound of the plan below)."""
+        d, B = cfg.d_model, self.B
+        attention = cfg.n_head * self.score_words(self.mm)
+        mlp = round_up(cfg.d_ff, B) + cfg.d_ff
+        return round_up(3 * d, B) + 2 * round_up(d, B) + max(attention, mlp, round_up(cfg.vocab, B))
+
+    def score_words(self, mm: MemoryMap) -> int:
+        """Words of one head's row of scores."""
+        return round_up(max(round_up(mm.context, self.B), round_up(mm.context, COL)), COL)
 
     @property
     def high(self) -> int:
         return self.sp.high
 
-    def out_size(self, region: Region, n_out: int) -> int:
+    def out_size(self, n_out: int) -> int:
         """Words a GEMV output needs: the last RD_MAC may write past ``n_out`` (whole channels)."""
-        return round_up(n_out, self.B) if len(region.chunks()) == 1 else n_out
-
-    def part_size(self, region: Region, n_out: int) -> int:
-        """Words of the partial sums of a GEMV over ``region`` (0 for a single chunk)."""
-        t = len(region.chunks())
-        return 0 if t == 1 else (t - 1) * n_out + round_up(n_out, self.B)
+        return round_up(n_out, self.B)

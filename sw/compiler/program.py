@@ -27,6 +27,19 @@ class CompileError(PimgptError):
 
 #: Scalar register holding the current token.
 TOKEN_REG = 0
+#: Tag of the preamble's instructions (resident parameters loaded once per generation).
+PREAMBLE_TAG = "preamble"
+
+
+def preamble_length(tags: list) -> int:
+    """Instructions of the preamble at the start of a program with these tags (0 if none): the
+    first step starts there."""
+    n = 0
+    for tag in tags:
+        if tag != PREAMBLE_TAG:
+            break
+        n += 1
+    return n
 #: Flat hazard address of scalar register r: REG_BASE + r (beyond every 32-bit scratchpad word).
 REG_BASE = 1 << 33
 
@@ -192,6 +205,8 @@ class CompiledProgram:
         Parallel to ``program``: ``L3.attn.qkv``, ``L3.attn.score``, ``lm_head``, ...
     scratchpad_words_used : int
     steps : list of Step
+        The model steps; instructions before ``steps[0].start`` are the preamble (tag
+        ``preamble``: resident parameters loaded once per generation, then a ``SYNC``).
     schedule : str
         ``"pipelined"`` or ``"serial"`` (see :func:`pimgpt.sw.compiler.compile_generation`).
     """

@@ -3,10 +3,9 @@
 The lowering (:mod:`.lowering`) records a step in program order without any ``SYNC``; a
 :class:`Schedule` decides
 
-* how the lowering splits work: the output groups of a GEMV (a group's reduction, bias and
-  post-processing are emitted as soon as its partial sums are in), whether a multi-chunk GEMV
-  runs group-outer, the head blocks of attention and whether each head's ``p . V`` follows its
-  softmax;
+* how the lowering splits work: the output groups of a GEMV (a group's bias and post-processing
+  are emitted as soon as its results are read), the head blocks of attention and whether each
+  block's ``p . V`` follows its softmaxes;
 * how the recording becomes a program: ``serial`` appends it through a :class:`.Builder` (a
   ``SYNC`` at every race), ``pipelined`` cuts it into ``SYNC`` intervals with the list scheduler
   :func:`list_schedule`, which overlaps the two sides.
@@ -207,12 +206,14 @@ class Schedule:
     """
 
     name = ""
-    #: Each head's ``p . V`` right after its softmax (heads at most a channel wide only).
-    av_per_head = False
+    #: Each head block's ``p . V`` right after its softmaxes (a context of one V block), and
+    #: score passes that open each K row once (several V blocks).
+    av_after_each_block = False
 
-    def gemv_groups(self, n_local: int, growing: bool) -> list[tuple[int, int]]:
-        """Output groups ``[(i0, i1), ...]`` of local vectors of a GEMV; ``growing``: groups of
-        1, 2, 4, 8, 8, ... (run group-outer, so that the first outputs complete early)."""
+    def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
+        """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
+        are read and post-processed (bias, GELU, residual) as soon as they are in; ``align``:
+        local vectors per input chunk of the GEMV that consumes the outputs."""
         raise NotImplementedError
 
     def head_blocks(self, n_head: int) -> list[list[int]]:
@@ -225,12 +226,12 @@ class Schedule:
 
 
 class SerialSchedule(Schedule):
-    """One group per GEMV, all heads' scores then all softmaxes then ``p . V``; a ``SYNC`` at
-    every race. The vector unit and the PIM rarely overlap: kept for comparison."""
+    """One output group per GEMV, all heads' scores then all softmaxes then ``p . V``; a ``SYNC``
+    at every race. The vector unit and the PIM rarely overlap: kept for comparison."""
 
     name = "serial"
 
-    def gemv_groups(self, n_local, growing):
+    def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
 
     def head_blocks(self, n_head):
@@ -245,39 +246,37 @@ class PipelinedSchedule(Schedule):
     """Software pipelining (the default): the same arithmetic split finer and recorded in an
     order that exposes overlap, then cut into SYNC intervals by :func:`list_schedule`.
 
-    * GEMV outputs finish group by group (at most 32 groups; reduction, bias, then GELU or the
-      residual add per group), so the vector unit works while the PIM streams later rows; the fc
-      GEMV with several input chunks runs group-outer with growing groups;
-    * attention computes scores in head blocks ``[0], [1], [2, 3], [4..7], ...`` and follows each
-      head's softmax with that head's ``p . V`` (later heads' scores hide the softmax).
+    * GEMV outputs finish group by group (bias, then GELU or the residual add per group), so the
+      vector unit works while the PIM streams later rows: groups aligned with the consuming
+      GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail;
+    * attention: each head block's softmaxes, then its ``p . V`` (the second block's softmaxes
+      run under the first block's ``p . V``); with several V blocks, score passes per q chunk
+      hide the earlier passes' softmaxes instead.
     """
 
     name = "pipelined"
-    av_per_head = True
-    #: Most output groups per GEMV: enough overlap, few instructions.
-    max_groups = 32
+    av_after_each_block = True
+    #: A GEMV whose consumer needs all its outputs (LayerNorm, attention) reads them in two
+    #: groups: the bulk, post-processed while the PIM streams the last 1/tail_fraction, which
+    #: then leaves a short post-processing on the critical path. Each group costs one
+    #: register-mode visit.
+    tail_fraction = 8
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
         self.cost = CostModel(hw)
 
-    def gemv_groups(self, n_local, growing):
-        if growing:
-            groups, i0, width = [], 0, 1
-            while i0 < n_local:
-                groups.append((i0, min(n_local, i0 + width)))
-                i0, width = i0 + width, min(2 * width, 8)
-            return groups
-        per = max(1, -(-n_local // self.max_groups))
-        return [(i0, min(n_local, i0 + per)) for i0 in range(0, n_local, per)]
+    def gemv_groups(self, n_local, align=None):
+        if align:  # the consumer's chunk t can start once group t is post-processed
+            return [(i0, min(n_local, i0 + align)) for i0 in range(0, n_local, align)]
+        tail = min(n_local - 1, -(-n_local // self.tail_fraction))
+        return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
     def head_blocks(self, n_head):
-        blocks, first, width = [[0]], 1, 1
-        while first < n_head:
-            blocks.append(list(range(first, min(n_head, first + width))))
-            first += width
-            width *= 2
-        return blocks
+        # Two blocks: the first third's softmaxes are exposed, the rest run under its p . V;
+        # each block's probabilities go into the global buffers in one register-mode visit.
+        cut = max(1, n_head // 3)
+        return [list(range(cut)), list(range(cut, n_head))] if n_head > 1 else [[0]]
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pimgpt.core.config import load_hw
+from pimgpt.hdl.bank import bank_timing_rows
 from pimgpt.hdl.bf16mul import BF16Mul
 from pimgpt.hdl.export import write_verilog
 from pimgpt.hdl.fp32add import FP32Add
@@ -142,7 +143,7 @@ def test_vector_unit_cocotb():
 def test_channel_cocotb():
     hw = load_hw("tiny-rtl")
     run = _run("cocotb_channel", lambda out: blocks_verilog(hw, out), BLOCKS_TOP,
-               blocks_build_dir(hw), 2, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
+               blocks_build_dir(hw), 3, {"hw": "tiny-rtl", "seed": 2, "ops": 400, "prefix": "ch_"})
     s = run.report["random_commands"]
     assert s["error"] == 0
     assert s["rd"]["mismatched"] == 0 and s["rd"]["pending"] == 0 and s["rd"]["matched"] > 20
@@ -151,6 +152,12 @@ def test_channel_cocotb():
     assert s["commands"] > 400
     illegal = run.report["illegal_commands"]
     assert all(illegal.values()) and len(illegal) == 3
+    # Every bank-scope row of the standard probed: flagged one cycle early, accepted on time.
+    probes = run.report["timing_probes"]
+    assert {tuple(p["row"]) for p in probes.values()} == set(bank_timing_rows(hw))
+    for name, p in probes.items():
+        assert p["early_error"] == 1 and p["on_time_error"] == 0, (name, p)
+        assert p["binding"] and not p["on_time_violations"], (name, p)
     print(f"channel: {s['commands']} commands, {s['rd']['matched']} RD columns and "
           f"{s['acc']['matched']} accumulators bit-exact; build {run.build_s:.1f} s, "
           f"sim {run.test_s:.1f} s")

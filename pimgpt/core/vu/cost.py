@@ -55,7 +55,8 @@ class VectorUnitModel:
     def cost(self, ins: Instr) -> VuCost:
         """The cost of ``ins`` (an ASIC-side instruction)."""
         op, a = ins.op, ins.args
-        key = (op, a.get("n", 0), a.get("k", 0), a.get("rows", 1))
+        n = a["seg"] * a["nseg"] if op == Op.VMACS else a.get("n", 0)
+        key = (op, n, a.get("k", 0), a.get("rows", 1))
         hit = self._cache.get(key)
         if hit is None:
             hit = self._cache[key] = self._cost(op, *key[1:])
@@ -70,6 +71,8 @@ class VectorUnitModel:
             par, words = n, 2 * n
         elif op == Op.VFILL:
             par, words = n, n
+        elif op == Op.VMACS:
+            par, words = 2 * n, 3 * n
         elif op == Op.VREDUCE:
             kk = max(k, 1)
             par, words = (n * (kk - 1) if kk > 1 else n), n * kk + n
