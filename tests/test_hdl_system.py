@@ -183,3 +183,17 @@ def test_system_tiny_py_text_prompt():
     assert stats["logits_checked"] == 2 * 256
     assert len(stats["tokens"]) == 2 and isinstance(stats.get("text"), str)
     print(f"tiny-py: '#' -> {stats['text']!r}, {stats['cycles']} cycles")
+
+
+def test_system_stops_on_a_pim_instruction_it_does_not_implement():
+    """WR_COL is in the ISA (golden, perf) but not yet in the PIM engine: the front end stops
+    with ``error`` instead of dropping it."""
+    _need_verilator()
+    from pimgpt.sim.cocotb_lib.system_run import SystemRunError
+
+    hw = load_hw(HW)
+    image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
+    prog = [I(Op.WR_COL, src=0, n=4, vec=0, region_row=0, n_local=1, vec_len=16, elem=0),
+            I(Op.EOC)]
+    with pytest.raises(SystemRunError, match="bad instruction \\(pc 0\\)"):
+        run_system(hw, prog, image, max_cycles=10_000)
