@@ -1,0 +1,270 @@
+"""Memoised instruction bodies: channel states in canonical form and the transitions between them.
+
+Why: a decode step runs a few instruction shapes (``MAC_ABK``, ``RD_MAC``, ``WR_GB``, ...) tens of
+thousands of times from a few channel states that differ only by a shift in time and by their row
+numbers. The device issues a shape's commands in full once per distinct (canonical state, shape)
+and replays the recorded outcome, shifted, every other time: the same commands at the same cycles,
+the same counters and log records, the same next state. Results are identical with and without
+the memo (``tests/test_perf_memo.py`` compares everything a run returns).
+
+Canonical form (a :class:`Node`). Let ``B = last + bus`` (no later command issues before ``B``) and
+``F = min(B, done)``. The node holds the mode, ``done - B``, and the ready times and window entries
+(plus their latency) above ``F``, relative to ``B``; all others count as ``F``. This is exact:
+
+* timing: every later command issues at ``B`` or after, so a bound at or below ``B`` never binds;
+* the ``SYNC`` merge (:meth:`~.device.Device.merge`) clamps ready times and window entries at the
+  barrier, and every barrier is at or after ``done >= F``: a value at or below ``F`` changes no
+  merge decision.
+
+Only ready times above ``F`` are stored (a few dozen of several hundred): a state remembers which
+indices it raised since its node was made (``live``), so making a node and shifting it back
+(:meth:`Memo.materialize`, which rewrites only those) cost little; the other entries of the lists
+keep older values, at or below the true ones and therefore at or below ``F`` too.
+
+A body dispatched after its channel's last command (``t_min > B``: the channel idles until then)
+is keyed by what binds after ``t_min`` alone (:meth:`Memo._idle`): every body issues a command at
+``t_min`` or later and completes no earlier, so nothing at or below ``t_min`` outlives it. Its
+outcome is recorded relative to ``t_min``.
+
+Row numbers and the refresh schedule stay out of the node. The transition key holds the channel
+mask, the instruction's shape (``sig``, from :mod:`.expand`), the open rows as labels relative to
+the instruction's rows (``k``: the ``k``-th row, -1: closed, -2: another row), which of those rows
+are equal and their subarray groups. A body never reads the refresh schedule: a due refresh runs in
+full before it (:meth:`~.device.Device.run_group`).
+
+While a state follows transitions its ready-time and window lists are stale (``valid`` false);
+whatever reads or changes them command by command first calls :meth:`~.device.Device.touch`.
+"""
+
+from __future__ import annotations
+
+
+class Node:
+    """A channel state in canonical form (see the module doc) and its outgoing transitions."""
+
+    __slots__ = ("ready", "live", "win", "trans")
+
+    def __init__(self, ready: tuple, win: tuple):
+        self.ready = ready  # (index, ready time relative to B) where above F, by index
+        self.live = tuple(i for i, _ in ready)
+        self.win = win  # per window row: entries plus latency, relative to B, padded to its size
+        self.trans: dict = {}  # transition key -> Transition
+
+
+class Transition:
+    """The outcome of one instruction body from one node: next node, shifts, counters, log."""
+
+    __slots__ = ("node", "dlast", "done", "mode", "first", "opens", "counts", "acts", "pres",
+                 "cols", "log")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def row_labels(st, rows: tuple, nb: int) -> tuple:
+    """The open rows of ``st`` relative to ``rows``: per subarray group an int (every bank holds
+    the same: label of it) or a tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2
+    another row)."""
+    out = []
+    for op in st.open:
+        x = op[0]
+        if op.count(x) == nb:
+            out.append(-1 if x < 0 else rows.index(x) if x in rows else -2)
+        else:
+            out.append(tuple([-1 if y < 0 else rows.index(y) if y in rows else -2 for y in op]))
+    return tuple(out)
+
+
+class Memo:
+    """Canonical states and transitions of one :class:`~.device.Device` (kept across runs: they
+    depend on the hardware only)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.nodes: dict = {}
+        self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
+        self.nb, self.ns = dev.NB, dev.NS
+        self.hits = self.misses = 0
+
+    # ---- canonical form ----------------------------------------------------------------------
+    def canon(self, st) -> Node:
+        """The node of a state whose lists are valid (interned: equal states share one node)."""
+        b = st.last + self.dev.bus
+        f = st.done if st.done < b else b
+        lo = f - b
+        r = st.ready
+        ready = tuple([(i, r[i] - b) for i in sorted(st.live) if r[i] > f])
+        win = []
+        for (lat, size), w in zip(self.wins, st.win, strict=True):
+            ent = [x + lat - b if x + lat > f else lo for x in w[-size:]]
+            win.append(tuple([lo] * (size - len(ent)) + ent))
+        key = (st.mode, st.done - b, ready, tuple(win))
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = Node(ready, tuple(win))
+        return node
+
+    def _idle(self, st, t: int) -> Node:
+        """A key node for a body dispatched at ``t`` after every command of ``st`` (``t > last +
+        bus``): the mode and the ready times and window bounds above ``t``, relative to ``t``.
+        Bounds at or below ``t`` bind no command of the body and are dead after it (every body
+        issues a command at ``t`` or later and completes no earlier)."""
+        node = st.node
+        if node is not None:
+            d = st.last + self.dev.bus - t
+            ready = tuple([(i, x + d) for i, x in node.ready if x + d > 0])
+            win = tuple(tuple([x + d if x + d > 0 else 0 for x in w]) for w in node.win)
+        else:
+            r = st.ready
+            ready = tuple([(i, r[i] - t) for i in sorted(st.live) if r[i] > t])
+            win = tuple(tuple([0] * (size - len(w)) + [x + lat - t if x + lat > t else 0
+                                                         for x in w[-size:]])
+                        for (lat, size), w in zip(self.wins, st.win, strict=True))
+        key = ("idle", st.mode, ready, win)
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = Node(ready, win)
+        return node
+
+    def materialize(self, st) -> None:
+        """Make the ready-time and window lists of ``st`` valid again (from its node)."""
+        node = st.node
+        b = st.last + self.dev.bus
+        r = st.ready
+        for i, x in node.ready:
+            r[i] = b + x
+        st.win = [[b + x - lat for x in w]
+                  for (lat, _size), w in zip(self.wins, node.win, strict=True)]
+        st.valid = True
+
+    def merge_key(self, st, barrier: int) -> tuple:
+        """What :meth:`~.device.Device.merge` compares: the state from ``barrier`` on (ready times
+        and window entries clamped there; only the live indices can exceed it)."""
+        bus = self.dev.bus
+        if st.node is not None:
+            b = st.last + bus
+            ready = tuple([(i, b + x) for i, x in st.node.ready if b + x > barrier])
+            wins = tuple(tuple(max(b + x - lat, barrier - lat) for x in w)
+                         for (lat, _size), w in zip(self.wins, st.node.win, strict=True))
+        else:
+            r = st.ready
+            ready = tuple([(i, r[i]) for i in sorted(st.live) if r[i] > barrier])
+            wins = tuple(tuple([barrier - lat] * (size - len(w))
+                               + [max(x, barrier - lat) for x in w])
+                         for (lat, size), w in zip(self.wins, st.win, strict=True))
+        return (st.next_ref, st.mode, tuple(tuple(o) for o in st.open),
+                max(st.last, barrier - bus), wins, ready)
+
+    # ---- one body ----------------------------------------------------------------------------
+    def run(self, g, st, t_min: int, body, sig, rows: tuple) -> int:
+        """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
+        it on a miss; returns its completion cycle and updates ``st.done``."""
+        dev = self.dev
+        b = st.last + dev.bus
+        if t_min > b:
+            # The channel idles until t_min: only what binds after t_min matters, and the
+            # completion of its last body if that is later (the next state's ``done``).
+            node = self._idle(st, t_min)
+            b = t_min
+            after = st.done - b if st.done > b else 0
+        else:
+            node = st.node
+            if node is None:
+                node = st.node = self.canon(st)
+            after = 0  # ``done - b`` is part of the node
+        opn = st.open
+        op = opn[0]
+        x = op[0]
+        if len(opn) == 1 and op.count(x) == self.nb:  # the common case, inline
+            labels = -1 if x < 0 else rows.index(x) if x in rows else -2
+        else:
+            labels = row_labels(st, rows, self.nb)
+        key = (g.mask, sig, labels, after)
+        if len(rows) > 1 or self.ns > 1:
+            key += (self._pattern(rows),)
+        tr = node.trans.get(key)
+        if tr is None:
+            self.misses += 1
+            tr = node.trans[key] = self._record(g, st, t_min, body, rows, b)
+            return b + tr.done
+        self.hits += 1
+        st.node = tr.node
+        st.valid = False
+        st.last = b + tr.dlast
+        st.mode = tr.mode
+        done = b + tr.done
+        if done > st.done:
+            st.done = done
+        if tr.opens:
+            self._set_rows(st, tr.opens, rows)
+        counts = dev.counts
+        for c, n in tr.counts:
+            counts[c] += n
+        dev.bank_acts += tr.acts
+        dev.bank_pres += tr.pres
+        dev.bank_cols += tr.cols
+        if tr.first is not None:
+            f = b + tr.first
+            if dev.first is None or f < dev.first:
+                dev.first = f
+        if dev.log is not None:
+            m = g.mask
+            dev.log.extend([(c, m, fpi, sub, -1 if lab < 0 else rows[lab], b + t, n, gap)
+                            for c, fpi, sub, lab, t, n, gap in tr.log])
+        return done
+
+    def _pattern(self, rows: tuple) -> tuple:
+        """Which of ``rows`` are equal (first-occurrence labels) and their subarray groups."""
+        if len(rows) == 2:
+            pat = (rows[0] == rows[1],)
+        else:
+            first: dict = {}
+            pat = tuple([first.setdefault(r, len(first)) for r in rows])
+        ns = self.dev.NS
+        return pat + tuple([r % ns for r in rows]) if ns > 1 else pat
+
+    def _set_rows(self, st, opens, rows) -> None:
+        for s, p in opens:
+            op = st.open[s]
+            if type(p) is int:
+                op[:] = [-1 if p < 0 else rows[p]] * len(op)
+            else:
+                for k, lab in enumerate(p):
+                    if lab != -2:
+                        op[k] = -1 if lab < 0 else rows[lab]
+
+    def _record(self, g, st, t_min, body, rows, b) -> Transition:
+        """Run ``body`` in full on ``st`` and record its outcome relative to ``b``."""
+        dev = self.dev
+        pre_labels = row_labels(st, rows, dev.NB)
+        dev.touch(st)
+        counts0 = dev.counts[:]
+        acts0, pres0, cols0 = dev.bank_acts, dev.bank_pres, dev.bank_cols
+        log, first = dev.log, dev.first
+        rec = []
+        dev.log, dev.first = rec, None
+        try:
+            done = body(st, t_min, g)
+        finally:
+            dev.log = log
+        f = dev.first
+        if first is not None and (f is None or first < f):
+            dev.first = first
+        if log is not None:
+            log.extend(rec)
+        if done > st.done:
+            st.done = done
+        post = row_labels(st, rows, dev.NB)
+        st.node = self.canon(st)
+        return Transition(
+            node=st.node, dlast=st.last - b, done=done - b, mode=st.mode,
+            first=None if f is None else f - b,
+            opens=tuple((s, p) for s, (p, q) in enumerate(zip(post, pre_labels, strict=True))
+                        if p != q),
+            counts=tuple((c, n - counts0[c]) for c, n in enumerate(dev.counts)
+                         if n != counts0[c]),
+            acts=dev.bank_acts - acts0, pres=dev.bank_pres - pres0, cols=dev.bank_cols - cols0,
+            log=tuple((c, fpi, sub, -1 if row < 0 else rows.index(row), t - b, n, gap)
+                      for c, _m, fpi, sub, row, t, n, gap in rec),
+        )
