@@ -11,8 +11,8 @@
 * ``SETR`` and ``OUT`` (ASIC side) execute in the front end once the vector unit is idle, so they
   stay in order behind ``ARGMAX``; ``RD_VEC`` with ``FLAG_VEC_FROM_REG`` gets ``R[vec]`` substituted
   (after the vector unit is idle);
-* an unknown opcode, or a PIM instruction the PIM engine does not implement (``WR_COL`` for now,
-  :data:`.pim_engine.SUPPORTED_OPS`), stops the program with ``error`` set.
+* an unknown opcode, or a PIM instruction the PIM engine does not implement
+  (:data:`.pim_engine.SUPPORTED_OPS`), stops the program with ``error`` set.
 
 :class:`Asic` wires front end, vector unit, PIM engine, one :class:`.ChannelScheduler` per channel
 and the :class:`.Scratchpad`; its outward ports are the channels' command buses and read-data
