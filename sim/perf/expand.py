@@ -15,8 +15,7 @@ cross the data pins:
   ``RDMAC16``/``WRMAC16`` bursts (:func:`pimgpt.core.dram.acc_bursts`): one register-mode visit;
 * ``WR_ABK``: the row opened in every bank, then ``WR16``;
 * ``RD_VEC``/``WR_VEC``/``WR_ELEM``: the region layout of ``docs/isa.md`` resolved to single-bank
-  column runs (``WR_ELEM`` writes one column per element, ``WR_COL`` one whole column per vector,
-  in waves of distinct banks).
+  column runs (``WR_ELEM`` writes one column per element, in waves of distinct banks).
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ class Expander:
             Op.RD_MAC: self._rd_mac, Op.WR_BIAS: self._wr_bias, Op.WR_SBK: self._wr_sbk,
             Op.WR_ABK: self._wr_abk, Op.RD_SBK: self._rd_sbk, Op.COPY_BKGB: self._copy,
             Op.COPY_GBBK: self._copy, Op.RD_VEC: self._vec, Op.WR_VEC: self._vec,
-            Op.WR_ELEM: self._wr_elem, Op.WR_COL: self._wr_elem,
+            Op.WR_ELEM: self._wr_elem,
         }
 
     # ---- helpers ----------------------------------------------------------------------------

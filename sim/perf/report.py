@@ -141,8 +141,6 @@ def ideal_pin_bytes(res: PerfResult, program, tags, hw: HwConfig, lo: int = 0,
         op = res.ops[i]
         if op in _PIN_ESSENTIAL:
             total += int(res.pins[i])
-        elif op == Op.WR_COL:
-            total += program[i].args["n"] * hw.dram.column_bytes
         elif op in _PIN_APPENDS or (op == Op.RD_VEC and tags is not None
                                     and split_tag(tags[i])[1] == "embed"):
             total += program[i].args["n"] * elem
