@@ -2,10 +2,11 @@
 
 Every case runs one program through ``PerfEngine(hw, memo=False)`` (every command issued in full:
 the engine without the memo) and through ``PerfEngine(hw)`` (memo on: with an empty memo, again on
-the same engine, and on a new engine sharing the now warm store), and compares a fingerprint of everything a run returns:
-cycles, counters, per-instruction start / end / side / channel mask / own time / pin bytes, the
-counter snapshots at marks, the command log, and the statistics of ``summarize``. The references
-are computed here, by the full path, on whatever programs the compiler makes today.
+the same engine, and on a new engine sharing the now warm store), and compares a fingerprint of
+everything a run returns: cycles, counters, per-instruction start / end / side / channel mask /
+own time / pin bytes, the counter snapshots at marks, the command log, and the statistics of
+``summarize``. The references are computed here, by the full path, on whatever programs the
+compiler makes today.
 """
 
 from __future__ import annotations

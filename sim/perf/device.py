@@ -482,7 +482,7 @@ class Device:
         if len(distinct) < 2:
             return
         canon = (self._equivalent(distinct, barrier) if self.memo is None
-                 else self._equivalent_memo(distinct, barrier))
+                 else self.memo.equivalent(distinct, barrier))
         if canon is None or len(canon) == len(distinct):
             return
         rep = {}
@@ -512,33 +512,6 @@ class Device:
                 tuple([x if x > barrier else barrier for x in s.ready]),
             )
             canon.setdefault(c, []).append(key)
-        return canon
-
-    def _equivalent_memo(self, distinct: dict, barrier: int) -> dict | None:
-        """:meth:`_equivalent` with the memo's states (:meth:`.memo.Memo.merge_key`), comparing
-        in full only states that agree on the cheap fields; None when none do."""
-        cheap: dict = {}
-        for key, s in distinct.items():
-            cheap.setdefault((s.next_ref, s.mode, max(s.last, barrier - self.bus)), []).append(key)
-        if len(cheap) == len(distinct):
-            return None
-        canon: dict = {}
-        for keys in cheap.values():
-            if len(keys) == 1:
-                canon[keys[0],] = keys
-                continue
-            # States with one node, one last command and the same open rows are the same state.
-            same: dict = {}
-            for key in keys:
-                s = distinct[key]
-                ident = key if s.node is None else (id(s.node), s.last, str(s.open))
-                same.setdefault(ident, []).append(key)
-            if len(same) == 1:
-                canon[keys[0], "same"] = keys
-                continue
-            for members in same.values():
-                c = self.memo.merge_key(distinct[members[0]], barrier)
-                canon.setdefault(c, []).extend(members)
         return canon
 
     def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=(),

@@ -262,7 +262,7 @@ class Expander:
         return self._runs(1 << ch, t_min, runs, c)
 
     def _wr_elem(self, ins, t_min, mask, _la):
-        """``WR_ELEM``/``WR_COL``: one column write per vector, in waves of distinct banks."""
+        """``WR_ELEM``: one column write per vector, in waves of distinct banks."""
         a = ins.args
         n = a["n"]
         if n == 0:

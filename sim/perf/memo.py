@@ -184,6 +184,33 @@ class Memo:
         return (st.next_ref, st.mode, tuple(tuple(o) for o in st.open),
                 max(st.last, barrier - bus), wins, ready)
 
+    def equivalent(self, distinct: dict, barrier: int) -> dict | None:
+        """:meth:`~.device.Device._equivalent` with the memo's states: the full comparison
+        (:meth:`merge_key`) only among states that agree on the cheap fields and are not
+        plainly the same; None when no two states can be equivalent."""
+        cheap: dict = {}
+        for key, s in distinct.items():
+            cheap.setdefault((s.next_ref, s.mode, max(s.last, barrier - self.bus)), []).append(key)
+        if len(cheap) == len(distinct):
+            return None
+        canon: dict = {}
+        for keys in cheap.values():
+            if len(keys) == 1:
+                canon[keys[0],] = keys
+                continue
+            # States with one node, one last command and the same open rows are the same state.
+            same: dict = {}
+            for key in keys:
+                s = distinct[key]
+                ident = key if s.node is None else (id(s.node), s.last, str(s.open))
+                same.setdefault(ident, []).append(key)
+            if len(same) == 1:
+                canon[keys[0], "same"] = keys
+                continue
+            for members in same.values():
+                canon.setdefault(self.merge_key(distinct[members[0]], barrier), []).extend(members)
+        return canon
+
     # ---- one body ----------------------------------------------------------------------------
     def run(self, g, st, t_min: int, body, sig, rows: tuple, ahead: int = 0,
             sets_done: bool = True) -> int:
