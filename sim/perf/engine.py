@@ -97,6 +97,14 @@ class PerfResult:
     cols_per_row: int = 64
     marks: dict = field(repr=False, default_factory=dict)  # instruction index -> counters
 
+    @property
+    def op_codes(self) -> np.ndarray:
+        """The opcodes as integers (computed once)."""
+        codes = getattr(self, "_codes", None)
+        if codes is None:
+            codes = self._codes = np.array(self.ops, dtype=np.int64)
+        return codes
+
     def counters(self) -> dict:
         """The additive event counters of the whole run (see :meth:`PerfEngine.counters`)."""
         return {"counts": dict(self.counts), "bank_acts": self.bank_acts,
