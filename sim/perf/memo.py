@@ -63,17 +63,25 @@ class Transition:
             setattr(self, k, v)
 
 
+def labels_of(rows: tuple) -> dict:
+    """Row -> its label: the index of its first occurrence in ``rows`` (-1, closed: -1)."""
+    first = {r: k for k, r in reversed(list(enumerate(rows)))}
+    first[-1] = -1
+    return first
+
+
 def row_labels(st, rows: tuple, nb: int) -> tuple:
     """The open rows of ``st`` relative to ``rows``: per subarray group an int (every bank holds
     the same: label of it) or a tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2
     another row)."""
+    get = labels_of(rows).get
     out = []
     for op in st.open:
         x = op[0]
         if op.count(x) == nb:
-            out.append(-1 if x < 0 else rows.index(x) if x in rows else -2)
+            out.append(get(x, -2))
         else:
-            out.append(tuple([-1 if y < 0 else rows.index(y) if y in rows else -2 for y in op]))
+            out.append(tuple([get(y, -2) for y in op]))
     return tuple(out)
 
 
@@ -349,6 +357,7 @@ class Memo:
             st.done = done
         post = row_labels(st, rows, dev.NB)
         st.node = self.canon(st)
+        label = labels_of(rows)
         return Transition(
             node=st.node, dlast=st.last - b, done=done - b, mode=st.mode,
             first=None if f is None else f - b,
@@ -357,6 +366,6 @@ class Memo:
             counts=tuple((c, n - counts0[c]) for c, n in enumerate(dev.counts)
                          if n != counts0[c]),
             acts=dev.bank_acts - acts0, pres=dev.bank_pres - pres0, cols=dev.bank_cols - cols0,
-            log=tuple((c, fpi, sub, -1 if row < 0 else rows.index(row), t - b, n, gap)
+            log=tuple((c, fpi, sub, label[row], t - b, n, gap)
                       for c, _m, fpi, sub, row, t, n, gap in rec),
         )
