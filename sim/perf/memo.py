@@ -85,28 +85,42 @@ def row_labels(st, rows: tuple, nb: int) -> tuple:
     return tuple(out)
 
 
-#: Canonical states (with their transitions) per device timing tables, shared by every engine
-#: of this process whose tables are equal (a sweep's points that differ elsewhere, a benchmark's
-#: repeats); the least recently used are dropped beyond STORES_KEPT.
+class Store:
+    """The canonical states (with their transitions) of one set of device timing tables."""
+
+    __slots__ = ("nodes", "entries")
+
+    def __init__(self):
+        self.nodes: dict = {}  # node key -> Node
+        self.entries = 0  # nodes plus transitions
+
+
+#: Stores per device timing tables, shared by every engine of this process whose tables are
+#: equal (a sweep's points that differ elsewhere, a benchmark's repeats); the least recently used
+#: are dropped beyond STORES_KEPT.
 _STORES: dict = {}
 STORES_KEPT = 8
-#: A store holding more transitions than this starts again empty (bounds the memory).
-MAX_TRANSITIONS = 200_000
+#: Nodes plus transitions in all stores together at which the memo stops recording (about 1-2 kB
+#: each; a run then goes on replaying what it holds and issues the rest in full).
+MAX_ENTRIES = 50_000
 
 
-def shared_nodes(tables) -> dict:
-    """The node store of the devices whose compiled timing tables are ``tables``."""
-    nodes = _STORES.pop(tables, None)
-    if nodes is None or sum(len(n.trans) for n in nodes.values()) > MAX_TRANSITIONS:
-        nodes = {}
-    _STORES[tables] = nodes  # most recently used last
+def shared_store(tables) -> Store:
+    """The store of the devices whose compiled timing tables are ``tables``."""
+    store = _STORES.pop(tables, None) or Store()
+    _STORES[tables] = store  # most recently used last
     while len(_STORES) > STORES_KEPT:
         del _STORES[next(iter(_STORES))]
-    return nodes
+    return store
+
+
+def stores_full() -> bool:
+    """Whether the stores hold :data:`MAX_ENTRIES` entries."""
+    return sum(s.entries for s in _STORES.values()) >= MAX_ENTRIES
 
 
 def clear_stores() -> None:
-    """Forget every shared node store (the next run starts cold: benchmarks, tests)."""
+    """Forget every shared store (the next run starts cold: benchmarks, tests)."""
     _STORES.clear()
 
 
@@ -116,7 +130,8 @@ class Memo:
 
     def __init__(self, dev):
         self.dev = dev
-        self.nodes = shared_nodes(dev.tables)
+        self.store = shared_store(dev.tables)
+        self.nodes = self.store.nodes
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
         self.hits = self.misses = 0
@@ -138,7 +153,7 @@ class Memo:
         key = (st.mode, st.done - b, ready, tuple(win))
         node = self.nodes.get(key)
         if node is None:
-            node = self.nodes[key] = Node(ready, tuple(win))
+            node = self._new(key, ready, tuple(win))
         return node
 
     def _idle(self, st, t: int) -> Node:
@@ -160,7 +175,15 @@ class Memo:
         key = ("idle", st.mode, ready, win)
         node = self.nodes.get(key)
         if node is None:
-            node = self.nodes[key] = Node(ready, win)
+            node = self._new(key, ready, win)
+        return node
+
+    def _new(self, key, ready: tuple, win: tuple) -> Node:
+        """A new node, kept in the store unless the stores are full."""
+        node = Node(ready, win)
+        if not stores_full():
+            self.nodes[key] = node
+            self.store.entries += 1
         return node
 
     def materialize(self, st) -> None:
@@ -230,7 +253,14 @@ class Memo:
             return done
         node, b, key = self._miss
         self.misses += 1
+        if stores_full():  # issue in full, record nothing more
+            self.dev.touch(st)
+            done = body(st, t_min, g)
+            if done > st.done and sets_done:
+                st.done = done
+            return done
         tr = node.trans[key] = self._record(g, st, t_min, body, rows, b, sets_done)
+        self.store.entries += 1
         return b + tr.done
 
     def replay(self, g, st, t_min: int, sig, rows: tuple, ahead: int = 0,
