@@ -70,11 +70,11 @@ def labels_of(rows: tuple) -> dict:
     return first
 
 
-def row_labels(st, rows: tuple, nb: int) -> tuple:
-    """The open rows of ``st`` relative to ``rows``: per subarray group an int (every bank holds
-    the same: label of it) or a tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2
-    another row)."""
-    get = labels_of(rows).get
+def row_labels(st, first: dict, nb: int) -> tuple:
+    """The open rows of ``st`` relative to the instruction's rows (``first``: their
+    :func:`labels_of`): per subarray group an int (every bank holds the same: label of it) or a
+    tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2 another row)."""
+    get = first.get
     out = []
     for op in st.open:
         x = op[0]
@@ -282,22 +282,21 @@ class Memo:
             if node is None:
                 node = st.node = self.canon(st)
             after = 0  # ``done - b`` is part of the node
-        opn = st.open
-        op = opn[0]
-        x = op[0]
-        if len(opn) == 1 and op.count(x) == self.nb:  # the common case, inline
-            labels = -1 if x < 0 else rows.index(x) if x in rows else -2
-        else:
-            labels = row_labels(st, rows, self.nb)
         # The group enters by its size (its mask only labels the log) and by whether ``ahead``
         # covers it: groups of either half of the channels share their transitions.
         m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
-        if len(rows) == 1 and self.ns == 1:
-            key = (m, sig, labels, after)
-        elif len(rows) == 2 and self.ns == 1:
-            key = (m, sig, labels, after, rows[0] == rows[1])
+        opn = st.open
+        if len(rows) <= 2 and len(opn) == 1:  # the common case, inline
+            op = opn[0]
+            x = op[0]
+            if op.count(x) == self.nb:
+                labels = -1 if x < 0 else rows.index(x) if x in rows else -2
+            else:
+                labels = row_labels(st, labels_of(rows), self.nb)
+            key = (m, sig, labels, after, len(rows) == 2 and rows[0] == rows[1])
         else:
-            key = (m, sig, labels, after, self._pattern(rows))
+            first = labels_of(rows)
+            key = (m, sig, row_labels(st, first, self.nb), after, self._pattern(rows, first))
         tr = node.trans.get(key)
         if tr is None:
             self._miss = node, b, key
@@ -328,10 +327,10 @@ class Memo:
                             for c, fpi, sub, lab, t, n, gap in tr.log])
         return done
 
-    def _pattern(self, rows: tuple) -> tuple:
-        """Which of ``rows`` are equal (first-occurrence labels) and their subarray groups."""
-        first: dict = {}
-        pat = tuple([first.setdefault(r, len(first)) for r in rows])
+    def _pattern(self, rows: tuple, first: dict) -> tuple:
+        """Which of ``rows`` are equal (their labels, ``first``: :func:`labels_of`) and their
+        subarray groups."""
+        pat = tuple(map(first.__getitem__, rows))
         ns = self.ns
         return pat + tuple([r % ns for r in rows]) if ns > 1 else pat
 
@@ -367,7 +366,8 @@ class Memo:
     def _record(self, g, st, t_min, body, rows, b, sets_done) -> Transition:
         """Run ``body`` in full on ``st`` and record its outcome relative to ``b``."""
         dev = self.dev
-        pre_labels = row_labels(st, rows, dev.NB)
+        label = labels_of(rows)
+        pre_labels = row_labels(st, label, dev.NB)
         dev.touch(st)
         counts0 = dev.counts[:]
         acts0, pres0, cols0 = dev.bank_acts, dev.bank_pres, dev.bank_cols
@@ -385,9 +385,8 @@ class Memo:
             log.extend(rec)
         if done > st.done and sets_done:
             st.done = done
-        post = row_labels(st, rows, dev.NB)
+        post = row_labels(st, label, dev.NB)
         st.node = self.canon(st)
-        label = labels_of(rows)
         return Transition(
             node=st.node, dlast=st.last - b, done=done - b, mode=st.mode,
             first=None if f is None else f - b,
