@@ -202,3 +202,16 @@ def test_full_stores_record_nothing_more(monkeypatch):
     assert fingerprint(eng.run(prog, log=True), hw) == want
     assert eng.dev.memo.store.entries <= 41 and eng.dev.memo.misses > 100
     assert eng.dev.memo.hits > 0
+
+
+def test_store_shared_across_channel_counts():
+    """The store depends on the timing tables only: a run on 4 channels reuses (and extends) what
+    a run on 2 channels recorded, with identical results."""
+    clear_stores()
+    for channels in (2, 4, 2):
+        hw = variant(TINY, channels=channels)
+        comp = compile_generation(get_model("tiny"), hw, [1, 2, 3], 2)
+        want = fingerprint(PerfEngine(hw, memo=False).run(comp.program, log=True), hw)
+        eng = PerfEngine(hw)
+        assert fingerprint(eng.run(comp.program, log=True), hw) == want
+    assert eng.dev.memo.hits > 0 and len(memo_mod._STORES) == 1

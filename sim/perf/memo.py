@@ -26,14 +26,22 @@ is keyed by what binds after ``t_min`` alone (:meth:`Memo._idle`): every body is
 ``t_min`` or later and completes no earlier, so nothing at or below ``t_min`` outlives it. Its
 outcome is recorded relative to ``t_min``.
 
-Row numbers and the refresh schedule stay out of the node. The transition key holds the channel
-mask, the instruction's shape (``sig``, from :mod:`.expand`), the open rows as labels relative to
-the instruction's rows (``k``: the ``k``-th row, -1: closed, -2: another row), which of those rows
-are equal and their subarray groups. A body never reads the refresh schedule: a due refresh runs in
-full before it (:meth:`~.device.Device.run_group`).
+Row numbers and the refresh schedule stay out of the node. The transition key holds the number
+of channels of the group and whether the look-ahead row is for all of them (the group's mask only
+labels its log records, so the two halves of the channels share transitions), the instruction's
+shape (``sig``, from :mod:`.expand`), the open rows as labels relative to the instruction's rows
+(``k``: the ``k``-th row, -1: closed, -2: another row), which of those rows are equal and their
+subarray groups. A body never reads the refresh schedule: a due refresh comes before it
+(:meth:`~.device.Device.run_group`), itself a memoised body when the channel is busy (an idle
+channel's refresh depends on its exact last completion and is issued in full).
 
 While a state follows transitions its ready-time and window lists are stale (``valid`` false);
 whatever reads or changes them command by command first calls :meth:`~.device.Device.touch`.
+Counters are added per transition when they are read (:meth:`Memo.flush`).
+
+The states and transitions depend on the device's timing tables only (not on the channel count,
+the vector unit or the energy figures): engines with equal tables in one process share them
+(:func:`shared_store`), up to :data:`MAX_ENTRIES` in all.
 """
 
 from __future__ import annotations
@@ -125,8 +133,8 @@ def clear_stores() -> None:
 
 
 class Memo:
-    """Canonical states and transitions for one :class:`~.device.Device` (the node store is
-    shared, see :func:`shared_nodes`: it depends on the timing tables only)."""
+    """Canonical states and transitions for one :class:`~.device.Device` (the store is shared,
+    see :func:`shared_store`: it depends on the timing tables only)."""
 
     def __init__(self, dev):
         self.dev = dev
