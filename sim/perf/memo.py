@@ -142,7 +142,7 @@ class Memo:
         self.nodes = self.store.nodes
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
-        self.hits = self.misses = 0
+        self.hits = self.misses = 0  # replays (added up in flush) and bodies run in full
         self.bus = dev.bus
         self.used: list = []  # transitions replayed since the last flush (see Transition.uses)
 
@@ -309,7 +309,6 @@ class Memo:
         if tr is None:
             self._miss = node, b, key
             return None
-        self.hits += 1
         st.node = tr.node
         st.valid = False
         st.last = b + tr.dlast
@@ -348,6 +347,7 @@ class Memo:
         counts = dev.counts
         for tr in self.used:
             k, tr.uses = tr.uses, 0
+            self.hits += k
             for c, n in tr.counts:
                 counts[c] += k * n
             dev.bank_acts += k * tr.acts
