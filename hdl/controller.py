@@ -11,7 +11,8 @@
 * ``SETR`` and ``OUT`` (ASIC side) execute in the front end once the vector unit is idle, so they
   stay in order behind ``ARGMAX``; ``RD_VEC`` with ``FLAG_VEC_FROM_REG`` gets ``R[vec]`` substituted
   (after the vector unit is idle);
-* an unknown opcode stops the program with ``error`` set.
+* an unknown opcode, or a PIM instruction the PIM engine does not implement
+  (:data:`.pim_engine.SUPPORTED_OPS`), stops the program with ``error`` set.
 
 :class:`Asic` wires front end, vector unit, PIM engine, one :class:`.ChannelScheduler` per channel
 and the :class:`.Scratchpad`; its outward ports are the channels' command buses and read-data
@@ -33,7 +34,7 @@ from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, PIM_OPS, Op
 from .bank import dram_cmd_layout
 from .fp import check_int
 from .isa_layout import INSTR_BITS, InstrWord, opcode
-from .pim_engine import PimEngine, return_signature
+from .pim_engine import SUPPORTED_OPS, PimEngine, return_signature
 from .pim_sched import ChannelScheduler
 from .scratchpad import Scratchpad, sp_read_signature, sp_write_signature
 from .vector_unit import VectorUnit, sreg_write_signature
@@ -53,7 +54,7 @@ def asic_clock_ratio(hw: HwConfig) -> int:
                          f"(1/tck_ns = {1 / hw.dram.tck_ns:g} GHz) divided by an integer")
     return int(round(ratio))
 
-PIM_CODES = [opcode(o) for o in sorted(PIM_OPS)]
+PIM_CODES = [opcode(o) for o in sorted(PIM_OPS & SUPPORTED_OPS)]
 VU_CODES = [opcode(o) for o in VU_OPS]
 
 

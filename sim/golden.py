@@ -410,18 +410,6 @@ class GoldenMachine:
         self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src])
         self.row_emin[ch, bank, row] = _UNKNOWN
 
-    def _wr_col(self, a, flags):
-        # Word src + k*n + j (staged row k) -> element elem + k of vector vec + j.
-        n = a["n"]
-        if a["elem"] % COL:
-            self._fail(f"a column write needs elem a multiple of {COL}, got {a['elem']}")
-        src = self._sp_range(a["src"], COL * n)
-        vecs = a["vec"] + np.arange(n)
-        k = np.arange(COL)
-        ch, bank, row, el = self._region_addr(a, vecs[None, :], a["elem"] + k[:, None])
-        self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src].reshape(COL, n))
-        self.row_emin[ch, bank, row] = _UNKNOWN
-
     def _sync(self, a, flags):  # EOC is handled by run()
         pass
 

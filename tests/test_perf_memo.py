@@ -1,11 +1,12 @@
 """The perf engine's memo (``sim/perf/memo.py``) changes no result.
 
 Every case runs one program through ``PerfEngine(hw, memo=False)`` (every command issued in full:
-the engine without the memo) and through ``PerfEngine(hw)`` (memo on, once fresh and once more on
-the same engine, whose memo is then warm), and compares a fingerprint of everything a run returns:
-cycles, counters, per-instruction start / end / side / channel mask / own time / pin bytes, the
-counter snapshots at marks, the command log, and the statistics of ``summarize``. The references
-are computed here, by the full path, on whatever programs the compiler makes today.
+the engine without the memo) and through ``PerfEngine(hw)`` (memo on: with an empty memo, again on
+the same engine, and on a new engine sharing the now warm store), and compares a fingerprint of
+everything a run returns: cycles, counters, per-instruction start / end / side / channel mask /
+own time / pin bytes, the counter snapshots at marks, the command log, and the statistics of
+``summarize``. The references are computed here, by the full path, on whatever programs the
+compiler makes today.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import FIELDS, I, Op
 from pimgpt.core.progcheck import check_program
 from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sim.perf.memo import clear_stores
 from pimgpt.sim.perf.summary import summarize
 from pimgpt.sw.compiler import compile_decode_step, compile_generation
 from pimgpt.sw.models import get_model
@@ -53,12 +55,13 @@ def fingerprint(res, hw, tags=None, steps=None, program=None) -> dict:
 
 
 def assert_identical(program, hw, log=True, marks=(), tags=None, steps=None, min_hits=0.5):
-    """Full path vs memo (fresh, then warm); returns the memoised engine."""
+    """Full path vs memo (empty, warm, shared by a new engine); returns the first engine."""
     ref = PerfEngine(hw, memo=False).run(program, log=log, marks=marks)
     want = fingerprint(ref, hw, tags, steps, program)
+    clear_stores()
     eng = PerfEngine(hw)
-    for attempt in ("fresh", "warm"):
-        got = fingerprint(eng.run(program, log=log, marks=marks), hw, tags, steps, program)
+    for attempt, engine in (("empty", eng), ("warm", eng), ("shared", PerfEngine(hw))):
+        got = fingerprint(engine.run(program, log=log, marks=marks), hw, tags, steps, program)
         bad = [k for k in want if want[k] != got[k]]
         assert not bad, f"memo ({attempt}) differs from the full path in {bad}"
     memo = eng.dev.memo
@@ -173,3 +176,15 @@ def test_memo_reaches_refresh_and_diverged_channels():
     first_split = min(masks.index(1), masks.index(2))
     assert 3 in masks[first_split:]  # lockstep again after the channels diverged
 
+
+
+def test_shared_store_survives_an_aborted_run():
+    """A run that stops on a bad instruction leaves no counters pending in the shared memo."""
+    hw = variant(TINY, accumulators=2)
+    prog = random_program(1, hw)
+    clear_stores()
+    want = PerfEngine(hw, memo=False).run(prog).counters()
+    bad = prog[:300] + [I(Op.MAC_ABK, ch_mask=1 << 5, row=0, ncols=1)] + prog[300:]
+    with pytest.raises(PimgptError, match="ch_mask"):
+        PerfEngine(hw).run(bad)
+    assert PerfEngine(hw).run(prog).counters() == want

@@ -66,7 +66,6 @@ class Op(IntEnum):
     WR_ELEM = 0x0D
     SYNC = 0x0E
     EOC = 0x0F
-    WR_COL = 0x10
     # ASIC side (scratchpad addresses count fp32 words)
     VADD = 0x20
     VMUL = 0x21
@@ -189,10 +188,6 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.WR_ELEM, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n"),),
            nonzero=("n", "n_local", "vec_len"),
            doc="element elem of region vectors vec..vec+n-1 <- bf16(scratchpad)"),
-    OpSpec(Op.WR_COL, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n", "COL"),),
-           nonzero=("n", "n_local", "vec_len"),
-           doc="elements elem..elem+15 (one column) of region vectors vec..vec+n-1 <- bf16 of 16 "
-               "staged rows of n scratchpad words"),
     OpSpec(Op.SYNC, _C, (), doc="wait until every earlier instruction has completed"),
     OpSpec(Op.EOC, _C, (), doc="end of program"),
     OpSpec(Op.VADD, _A, ("dst", "a", "b", "n"),

@@ -93,12 +93,9 @@ def _region_problem(ins: Instr, lim: _Limits) -> str | None:
         return (f"the region (rows {a['region_row']}..{end - 1}) exceeds the {lim.rows} rows "
                 "of a bank")
     vectors = n_local * lim.slots
-    if ins.op in (Op.WR_ELEM, Op.WR_COL):
-        last = a["elem"] + (COL - 1 if ins.op is Op.WR_COL else 0)
-        if ins.op is Op.WR_COL and a["elem"] % COL:
-            return f"a column write needs elem a multiple of {COL}, got {a['elem']}"
-        if last >= vec_len:
-            return f"element {last} is beyond the vector length {vec_len}"
+    if ins.op is Op.WR_ELEM:
+        if a["elem"] >= vec_len:
+            return f"element {a['elem']} is beyond the vector length {vec_len}"
         if a["vec"] + a["n"] > vectors:
             return f"vectors [{a['vec']}, {a['vec'] + a['n']}) are beyond the region's {vectors}"
         return None

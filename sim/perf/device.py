@@ -38,6 +38,7 @@ from pimgpt.sim.perf.memo import Memo
 C_ACT16, C_PRE4, C_PREA = S.CMD["ACT16"], S.CMD["PRE4"], S.CMD["PREA"]
 C_ACT, C_ACT4, C_PRE, C_REF = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["PRE"], S.CMD["REFab"]
 NEVER = -(1 << 60)
+REFRESH = ("refresh",)  # the memo's shape of one refresh
 
 
 class ChannelState:
@@ -169,11 +170,17 @@ class Device:
         self.row_cmd = tuple(S.COMMANDS[c] in S.NEEDS_OPEN_ROW for c in range(K))
         self._ccache: dict = {}
         self._ucache: dict = {}
+        # Everything command issue depends on (devices with equal tables share a memo store).
+        self.tables = (K, self.NS, self.NB, self.NBG, self.bus, tuple(self.upd), tuple(self.chk),
+                       tuple(self.windows), tuple(self.gap), self.done, self.mode_of,
+                       self.switch_to, self.fp, self.wweight, self.row_cmd)
 
     def reset(self) -> None:
         """Power-up state: every channel idle, rows closed, array mode; counters at zero."""
         self.counts = [0] * self.K
         self.bank_acts = self.bank_pres = self.bank_cols = 0
+        if self.memo is not None:
+            self.memo.discard()
         self.log = None
         self.first = None  # first command cycle of the current instruction
         self.own = 0  # own time of the current instruction (see run_group)
@@ -344,15 +351,22 @@ class Device:
     def refresh(self, st: ChannelState, t: int, g: Group) -> None:
         """Issue the refreshes of ``st`` that are due by ``max(t, its last command)``."""
         last = st.last if st.last > t else t
-        if st.next_ref <= last:
-            self.touch(st)
         while st.next_ref <= last:
-            due = st.next_ref
-            for s in range(self.NS):
-                if max(st.open[s]) >= 0:
-                    self.issue(st, C_PREA, 0, s, due, g)
-            self.issue(st, C_REF, 0, 0, due, g)
+            if self.memo is None or st.next_ref > st.last + self.bus:
+                # An idle channel's refresh is keyed by its exact last completion: rarely
+                # repeated, so issued in full.
+                self.touch(st)
+                self._refresh(st, st.next_ref, g)
+            else:
+                self.memo.run(g, st, st.next_ref, self._refresh, REFRESH, (), 0, sets_done=False)
             st.next_ref += self.nREFI
+
+    def _refresh(self, st: ChannelState, due: int, g: Group) -> int:
+        """One refresh due at ``due``: ``PREA`` where rows are open, then ``REFab``."""
+        for s in range(self.NS):
+            if max(st.open[s]) >= 0:
+                self.issue(st, C_PREA, 0, s, due, g)
+        return self.issue(st, C_REF, 0, 0, due, g)
 
     def refresh_all(self, t: int) -> None:
         """Issue the refreshes due by cycle ``t`` on every channel."""
@@ -467,24 +481,9 @@ class Device:
         distinct = {id(s): s for s in self.states}
         if len(distinct) < 2:
             return
-        bus, wins = self.bus, self.windows
-        canon: dict = {}
-        for key, s in distinct.items():
-            if self.memo is not None:
-                canon.setdefault(self.memo.merge_key(s, barrier), []).append(key)
-                continue
-            c = (
-                s.next_ref,
-                s.mode,
-                tuple(tuple(o) for o in s.open),
-                max(s.last, barrier - bus),
-                tuple(tuple(max(x, barrier - wins[i][2]) for x in
-                            ([NEVER] * (wins[i][3] - len(w)) + w))
-                      for i, w in enumerate(s.win)),
-                tuple([x if x > barrier else barrier for x in s.ready]),
-            )
-            canon.setdefault(c, []).append(key)
-        if len(canon) == len(distinct):
+        canon = (self._equivalent(distinct, barrier) if self.memo is None
+                 else self.memo.equivalent(distinct, barrier))
+        if canon is None or len(canon) == len(distinct):
             return
         rep = {}
         for keys in canon.values():
@@ -497,20 +496,41 @@ class Device:
         for s in self.states:
             self.owners[id(s)] = self.owners.get(id(s), 0) + 1
 
-    def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=()) -> int:
+    def _equivalent(self, distinct: dict, barrier: int) -> dict:
+        """``distinct`` (id -> state) grouped by their state from ``barrier`` on: key -> ids."""
+        bus, wins = self.bus, self.windows
+        canon: dict = {}
+        for key, s in distinct.items():
+            c = (
+                s.next_ref,
+                s.mode,
+                tuple(tuple(o) for o in s.open),
+                max(s.last, barrier - bus),
+                tuple(tuple(max(x, barrier - wins[i][2]) for x in
+                            ([NEVER] * (wins[i][3] - len(w)) + w))
+                      for i, w in enumerate(s.win)),
+                tuple([x if x > barrier else barrier for x in s.ready]),
+            )
+            canon.setdefault(c, []).append(key)
+        return canon
+
+    def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=(),
+                  ahead: int = 0) -> int:
         """Run ``body(state, t_min, group) -> completion`` on one group (refreshing first when
         due); returns the later of ``e0`` and the completion.
 
-        ``sig`` (hashable) and ``rows`` describe the body for the memo: two bodies with equal
-        ``sig`` must issue the same commands from the same state, given their rows (``rows``:
-        every row the body opens or compares, by label); their completion must not be ``t_min``
+        ``sig`` (hashable), ``rows`` and ``ahead`` describe the body for the memo: two bodies
+        with equal ``sig`` must issue the same commands from the same state on groups of as many
+        channels, given their rows (``rows``: every row the body opens or compares, by label)
+        and whether ``ahead`` (a channel mask; 0: none) covers the group (a body may read the
+        group's channels through that test only). Their completion must not be ``t_min``
         itself (a body that may return it passes ``sig=None`` and runs in full)."""
         st = g.st
         if st.next_ref <= t_min or st.next_ref <= st.last:
             self.refresh(st, t_min, g)
         prev = st.done if st.done > t_min else t_min
         if sig is not None and self.memo is not None:
-            done = self.memo.run(g, st, t_min, body, sig, rows)
+            done = self.memo.run(g, st, t_min, body, sig, rows, ahead)
         else:
             self.touch(st)
             done = body(st, t_min, g)
@@ -522,20 +542,34 @@ class Device:
             st.done = done
         return done if done > e0 else e0
 
-    def uniform(self, mask: int, t_min: int, body, sig=None, rows=()) -> tuple:
-        """Run ``body`` once per group of lockstep channels of ``mask`` (``sig``, ``rows``: see
-        :meth:`run_group`); returns ``(first command cycle, completion)``."""
+    def uniform(self, mask: int, t_min: int, body, sig=None, rows=(), ahead: int = 0) -> tuple:
+        """Run ``body`` once per group of lockstep channels of ``mask`` (``sig``, ``rows``,
+        ``ahead``: see :meth:`run_group`); returns ``(first command cycle, completion)``."""
         self.first = None
         e0 = t_min
         groups = self._mcache.get(mask)
         if groups is None:
             groups = self._mcache[mask] = self.groups(self.chans(mask))
+        memo = self.memo if sig is not None else None
         for g in groups:
-            e0 = self.run_group(g, t_min, body, e0, sig, rows)
+            st = g.st
+            if memo is not None and st.next_ref > t_min and st.next_ref > st.last:
+                # The hit path of run_group (no refresh due; the memo has the outcome).
+                prev = st.done if st.done > t_min else t_min
+                done = memo.replay(g, st, t_min, sig, rows, ahead)
+                if done is not None:
+                    if done - prev > self.own:
+                        self.own = done - prev
+                    if done > e0:
+                        e0 = done
+                    continue
+            e0 = self.run_group(g, t_min, body, e0, sig, rows, ahead)
         return (t_min if self.first is None else self.first), e0
 
     def counters(self) -> dict:
         """Snapshot of the device's additive event counters."""
+        if self.memo is not None:
+            self.memo.flush()
         counts = {S.COMMANDS[c]: self.counts[c] for c in range(self.K)}
         return {"counts": counts, "bank_acts": self.bank_acts, "bank_pres": self.bank_pres,
                 "mac_bank_cols": counts["MAC16"] * self.NB + counts["MAC"],

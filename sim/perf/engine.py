@@ -97,6 +97,14 @@ class PerfResult:
     cols_per_row: int = 64
     marks: dict = field(repr=False, default_factory=dict)  # instruction index -> counters
 
+    @property
+    def op_codes(self) -> np.ndarray:
+        """The opcodes as integers (computed once)."""
+        codes = getattr(self, "_codes", None)
+        if codes is None:
+            codes = self._codes = np.array(self.ops, dtype=np.int64)
+        return codes
+
     def counters(self) -> dict:
         """The additive event counters of the whole run (see :meth:`PerfEngine.counters`)."""
         return {"counts": dict(self.counts), "bank_acts": self.bank_acts,
@@ -203,6 +211,14 @@ class PerfEngine:
         -------
         PerfResult
         """
+        try:
+            return self._run(program, log, marks)
+        except BaseException:
+            if self.dev.memo is not None:
+                self.dev.memo.discard()  # counters pending in shared transitions
+            raise
+
+    def _run(self, program, log: bool, marks) -> PerfResult:
         wall0 = time.perf_counter()
         n = len(program)
         dev, ex, asic = self.dev, self.expand, self.asic
@@ -326,19 +342,25 @@ def _lookahead(program, macs: bool, early: frozenset) -> list:
     nxt = None  # next MAC_ABK before the next barrier
     reg_only = True  # only early/ASIC instructions between here and ``nxt``
     sync, eoc, mac = int(Op.SYNC), int(Op.EOC), int(Op.MAC_ABK)
-    for i in range(len(program) - 1, -1, -1):
-        op = program[i].op
-        if op == sync or op == eoc:
-            nxt, reg_only = None, True
-        elif op == mac:
+    early = frozenset(int(op) for op in early)
+    i = len(program)
+    for ins in reversed(program):
+        i -= 1
+        op = ins.op
+        if op == mac:
             if macs:
                 out[i] = nxt
-            a = program[i].args
+            a = ins.args
             nxt, reg_only = (a["row"], a["ch_mask"]), True
         elif op in early:
-            out[i] = nxt if reg_only else None
+            if reg_only:
+                out[i] = nxt
         elif op < 0x20:
-            reg_only = False
+            if op == sync or op == eoc:
+                nxt = None
+                reg_only = True
+            else:
+                reg_only = False
     return out
 
 

@@ -55,9 +55,10 @@ class Transition:
     """The outcome of one instruction body from one node: next node, shifts, counters, log."""
 
     __slots__ = ("node", "dlast", "done", "mode", "first", "opens", "counts", "acts", "pres",
-                 "cols", "log")
+                 "cols", "log", "uses")
 
     def __init__(self, **kw):
+        self.uses = 0  # replays whose counters are not yet added (Memo.flush)
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -76,16 +77,43 @@ def row_labels(st, rows: tuple, nb: int) -> tuple:
     return tuple(out)
 
 
+#: Canonical states (with their transitions) per device timing tables, shared by every engine
+#: of this process whose tables are equal (a sweep's points that differ elsewhere, a benchmark's
+#: repeats); the least recently used are dropped beyond STORES_KEPT.
+_STORES: dict = {}
+STORES_KEPT = 8
+#: A store holding more transitions than this starts again empty (bounds the memory).
+MAX_TRANSITIONS = 200_000
+
+
+def shared_nodes(tables) -> dict:
+    """The node store of the devices whose compiled timing tables are ``tables``."""
+    nodes = _STORES.pop(tables, None)
+    if nodes is None or sum(len(n.trans) for n in nodes.values()) > MAX_TRANSITIONS:
+        nodes = {}
+    _STORES[tables] = nodes  # most recently used last
+    while len(_STORES) > STORES_KEPT:
+        del _STORES[next(iter(_STORES))]
+    return nodes
+
+
+def clear_stores() -> None:
+    """Forget every shared node store (the next run starts cold: benchmarks, tests)."""
+    _STORES.clear()
+
+
 class Memo:
-    """Canonical states and transitions of one :class:`~.device.Device` (kept across runs: they
-    depend on the hardware only)."""
+    """Canonical states and transitions for one :class:`~.device.Device` (the node store is
+    shared, see :func:`shared_nodes`: it depends on the timing tables only)."""
 
     def __init__(self, dev):
         self.dev = dev
-        self.nodes: dict = {}
+        self.nodes = shared_nodes(dev.tables)
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
         self.hits = self.misses = 0
+        self.bus = dev.bus
+        self.used: list = []  # transitions replayed since the last flush (see Transition.uses)
 
     # ---- canonical form ----------------------------------------------------------------------
     def canon(self, st) -> Node:
@@ -156,18 +184,61 @@ class Memo:
         return (st.next_ref, st.mode, tuple(tuple(o) for o in st.open),
                 max(st.last, barrier - bus), wins, ready)
 
+    def equivalent(self, distinct: dict, barrier: int) -> dict | None:
+        """:meth:`~.device.Device._equivalent` with the memo's states: the full comparison
+        (:meth:`merge_key`) only among states that agree on the cheap fields and are not
+        plainly the same; None when no two states can be equivalent."""
+        cheap: dict = {}
+        for key, s in distinct.items():
+            cheap.setdefault((s.next_ref, s.mode, max(s.last, barrier - self.bus)), []).append(key)
+        if len(cheap) == len(distinct):
+            return None
+        canon: dict = {}
+        for keys in cheap.values():
+            if len(keys) == 1:
+                canon[keys[0],] = keys
+                continue
+            # States with one node, one last command and the same open rows are the same state.
+            same: dict = {}
+            for key in keys:
+                s = distinct[key]
+                ident = key if s.node is None else (id(s.node), s.last, str(s.open))
+                same.setdefault(ident, []).append(key)
+            if len(same) == 1:
+                canon[keys[0], "same"] = keys
+                continue
+            for members in same.values():
+                canon.setdefault(self.merge_key(distinct[members[0]], barrier), []).extend(members)
+        return canon
+
     # ---- one body ----------------------------------------------------------------------------
-    def run(self, g, st, t_min: int, body, sig, rows: tuple) -> int:
+    def run(self, g, st, t_min: int, body, sig, rows: tuple, ahead: int = 0,
+            sets_done: bool = True) -> int:
         """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
-        it on a miss; returns its completion cycle and updates ``st.done``."""
-        dev = self.dev
-        b = st.last + dev.bus
+        it on a miss; returns its completion cycle and updates ``st.done`` (unless not
+        ``sets_done``: a refresh, which is not an instruction)."""
+        done = self.replay(g, st, t_min, sig, rows, ahead, sets_done)
+        if done is not None:
+            return done
+        node, b, key = self._miss
+        self.misses += 1
+        tr = node.trans[key] = self._record(g, st, t_min, body, rows, b, sets_done)
+        return b + tr.done
+
+    def replay(self, g, st, t_min: int, sig, rows: tuple, ahead: int = 0,
+               sets_done: bool = True):
+        """Replay the body ``sig``/``rows`` on group ``g`` (state ``st``) if the memo holds its
+        outcome: the state, counters, log and ``dev.first`` as the body would leave them
+        (``st.done`` included); returns the completion cycle. None, with nothing changed, if it
+        does not (the key is kept for :meth:`run`)."""
+        b = st.last + self.bus
         if t_min > b:
             # The channel idles until t_min: only what binds after t_min matters, and the
-            # completion of its last body if that is later (the next state's ``done``).
+            # completion of its last body if that is later (the next state's ``done``; all of
+            # it when the body does not set ``done``).
             node = self._idle(st, t_min)
             b = t_min
-            after = st.done - b if st.done > b else 0
+            after = (st.done - b if st.done > b else 0) if sets_done else st.done - b
         else:
             node = st.node
             if node is None:
@@ -180,30 +251,35 @@ class Memo:
             labels = -1 if x < 0 else rows.index(x) if x in rows else -2
         else:
             labels = row_labels(st, rows, self.nb)
-        key = (g.mask, sig, labels, after)
-        if len(rows) > 1 or self.ns > 1:
-            key += (self._pattern(rows),)
+        # The group enters by its size (its mask only labels the log) and by whether ``ahead``
+        # covers it: groups of either half of the channels share their transitions.
+        m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
+        if len(rows) == 1 and self.ns == 1:
+            key = (m, sig, labels, after)
+        elif len(rows) == 2 and self.ns == 1:
+            key = (m, sig, labels, after, rows[0] == rows[1])
+        else:
+            key = (m, sig, labels, after, self._pattern(rows))
         tr = node.trans.get(key)
         if tr is None:
-            self.misses += 1
-            tr = node.trans[key] = self._record(g, st, t_min, body, rows, b)
-            return b + tr.done
+            self._miss = node, b, key
+            return None
         self.hits += 1
         st.node = tr.node
         st.valid = False
         st.last = b + tr.dlast
         st.mode = tr.mode
         done = b + tr.done
-        if done > st.done:
+        if done > st.done and sets_done:
             st.done = done
         if tr.opens:
             self._set_rows(st, tr.opens, rows)
-        counts = dev.counts
-        for c, n in tr.counts:
-            counts[c] += n
-        dev.bank_acts += tr.acts
-        dev.bank_pres += tr.pres
-        dev.bank_cols += tr.cols
+        # Counters are added up lazily (flush), per transition.
+        uses = tr.uses
+        if not uses:
+            self.used.append(tr)
+        tr.uses = uses + 1
+        dev = self.dev
         if tr.first is not None:
             f = b + tr.first
             if dev.first is None or f < dev.first:
@@ -216,13 +292,29 @@ class Memo:
 
     def _pattern(self, rows: tuple) -> tuple:
         """Which of ``rows`` are equal (first-occurrence labels) and their subarray groups."""
-        if len(rows) == 2:
-            pat = (rows[0] == rows[1],)
-        else:
-            first: dict = {}
-            pat = tuple([first.setdefault(r, len(first)) for r in rows])
-        ns = self.dev.NS
+        first: dict = {}
+        pat = tuple([first.setdefault(r, len(first)) for r in rows])
+        ns = self.ns
         return pat + tuple([r % ns for r in rows]) if ns > 1 else pat
+
+    def flush(self) -> None:
+        """Add the counters of the transitions replayed since the last flush to the device's."""
+        dev = self.dev
+        counts = dev.counts
+        for tr in self.used:
+            k, tr.uses = tr.uses, 0
+            for c, n in tr.counts:
+                counts[c] += k * n
+            dev.bank_acts += k * tr.acts
+            dev.bank_pres += k * tr.pres
+            dev.bank_cols += k * tr.cols
+        self.used = []
+
+    def discard(self) -> None:
+        """Forget the pending counters (a new run starts)."""
+        for tr in self.used:
+            tr.uses = 0
+        self.used = []
 
     def _set_rows(self, st, opens, rows) -> None:
         for s, p in opens:
@@ -234,7 +326,7 @@ class Memo:
                     if lab != -2:
                         op[k] = -1 if lab < 0 else rows[lab]
 
-    def _record(self, g, st, t_min, body, rows, b) -> Transition:
+    def _record(self, g, st, t_min, body, rows, b, sets_done) -> Transition:
         """Run ``body`` in full on ``st`` and record its outcome relative to ``b``."""
         dev = self.dev
         pre_labels = row_labels(st, rows, dev.NB)
@@ -253,7 +345,7 @@ class Memo:
             dev.first = first
         if log is not None:
             log.extend(rec)
-        if done > st.done:
+        if done > st.done and sets_done:
             st.done = done
         post = row_labels(st, rows, dev.NB)
         st.node = self.canon(st)
