@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pimgpt.core import nonlinear
+from pimgpt.core import nonlinear, nonlinear_llama
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
@@ -410,11 +410,10 @@ class GoldenMachine:
         self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src])
         self.row_emin[ch, bank, row] = _UNKNOWN
 
-    def _sync(self, a, flags):
+    def _sync(self, a, flags):  # EOC is handled by run()
         pass
 
-    def _eoc(self, a, flags):  # handled by run()
-        pass
+    _eoc = _sync
 
     # ---- ASIC side --------------------------------------------------------------------------
     def _vec(self, addr: int, n: int) -> np.ndarray:
@@ -492,6 +491,23 @@ class GoldenMachine:
                                 self._vec(a["beta"], n), eps)
         self._store(a["dst"], y)
 
+    # Llama functions; zero counts are refused up front (check_program: SPEC's nonzero fields).
+    def _rmsnorm(self, a, flags):
+        n, eps = a["n"], f32_from_bits(np.uint32(a["eps_f32"]))
+        y = nonlinear_llama.rmsnorm(self._vec(a["src"], n), self._vec(a["gamma"], n), eps)
+        self._store(a["dst"], y)
+
+    def _rope(self, a, flags):
+        half, nhead = a["half"], a["nhead"]
+        x = self._vec(a["src"], 2 * half * nhead).reshape(nhead, 2 * half)
+        tab = self._vec(a["tab"], 2 * half)
+        self._store(a["dst"], nonlinear_llama.rope(x, tab[:half], tab[half:]).reshape(-1))
+
+    def _swiglu(self, a, flags):
+        if a["n"]:
+            gate, up = self._vec(a["gate"], a["n"]), self._vec(a["up"], a["n"])
+            self._store(a["dst"], nonlinear_llama.swiglu(gate, up))
+
     def _vmacs(self, a, flags):
         seg, nseg = a["seg"], a["nseg"]
         n = seg * nseg
@@ -567,10 +583,6 @@ def run_golden(cfg, hw: HwConfig, weights: dict, prompt, new_tokens: int, progre
 
         stats = machine.run(compiled.program, [s.start for s in compiled.steps], on_step)
         bar.update(bar.total - bar.n)
-    stats.update(
-        compile_seconds=t1 - t0,
-        load_seconds=t2 - t1,
-        steps=len(compiled.steps),
-        scratchpad_words_used=compiled.scratchpad_words_used,
-    )
+    stats.update(compile_seconds=t1 - t0, load_seconds=t2 - t1, steps=len(compiled.steps),
+                 scratchpad_words_used=compiled.scratchpad_words_used)
     return list(machine.out), list(machine.logits), stats

@@ -84,6 +84,9 @@ class Op(IntEnum):
     OUT = 0x2E
     VFILL = 0x2F
     VMACS = 0x30
+    RMSNORM = 0x31
+    ROPE = 0x32
+    SWIGLU = 0x33
 
 
 class Side(Enum):
@@ -223,6 +226,16 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
            (_sp("a", "seg", "nseg"), _sp("s", "nseg"), _sp("dst", "seg", "nseg"),
             _sp("dst", "seg", "nseg", write=True)), nonzero=("seg", "nseg"),
            doc="dst[i] = dst[i] + a[i] * s[i // seg] for i < seg*nseg (scalar per segment)"),
+    OpSpec(Op.RMSNORM, _A, ("dst", "src", "gamma", "n", "eps_f32"),
+           (_sp("src", "n"), _sp("gamma", "n"), _sp("dst", "n", write=True)), nonzero=("n",),
+           doc="RMSNorm (Llama)"),
+    OpSpec(Op.ROPE, _A, ("dst", "src", "tab", "half", "nhead"),
+           (_sp("src", "half", 2, "nhead"), _sp("tab", "half", 2),
+            _sp("dst", "half", 2, "nhead", write=True)), nonzero=("half", "nhead"),
+           doc="rotary embedding of nhead heads of 2*half words by the cos/sin table at tab"),
+    OpSpec(Op.SWIGLU, _A, ("dst", "gate", "up", "n"),
+           (_sp("gate", "n"), _sp("up", "n"), _sp("dst", "n", write=True)),
+           doc="dst = silu(gate) * up (the SwiGLU gated product)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

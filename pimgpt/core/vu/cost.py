@@ -55,7 +55,12 @@ class VectorUnitModel:
     def cost(self, ins: Instr) -> VuCost:
         """The cost of ``ins`` (an ASIC-side instruction)."""
         op, a = ins.op, ins.args
-        n = a["seg"] * a["nseg"] if op == Op.VMACS else a.get("n", 0)
+        if op == Op.VMACS:
+            n = a["seg"] * a["nseg"]
+        elif op == Op.ROPE:
+            n = 2 * a["half"] * a["nhead"]
+        else:
+            n = a.get("n", 0)
         key = (op, n, a.get("k", 0), a.get("rows", 1))
         hit = self._cache.get(key)
         if hit is None:
@@ -94,6 +99,20 @@ class VectorUnitModel:
             par = 5 * n
             seq = 2 * n + e["recip"] + e["rsqrt"] + 3
             words = 6 * n
+        elif op == Op.RMSNORM:
+            # x*x, x*rstd, *gamma in lanes; one left-to-right sum; scalar 1/n, mean, +eps, rsqrt.
+            par = 3 * n
+            seq = n + e["recip"] + e["rsqrt"] + 2
+            words = 4 * n
+        elif op == Op.ROPE:
+            # per pair of elements: four products, one add, one subtract (the table is read once
+            # per head).
+            par = 3 * n
+            words = 3 * n
+        elif op == Op.SWIGLU:
+            # per element: exp, 1 + z, reciprocal, the select's product, x * g, * up.
+            par = n * (e["exp"] + e["recip"] + 4)
+            words = 3 * n
         if op in (Op.SETR, Op.OUT):
             cycles = 1
         else:
