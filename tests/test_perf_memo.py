@@ -22,6 +22,7 @@ from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import FIELDS, I, Op
 from pimgpt.core.progcheck import check_program
+from pimgpt.sim.perf import memo as memo_mod
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sim.perf.memo import clear_stores
 from pimgpt.sim.perf.summary import summarize
@@ -188,3 +189,29 @@ def test_shared_store_survives_an_aborted_run():
     with pytest.raises(PimgptError, match="ch_mask"):
         PerfEngine(hw).run(bad)
     assert PerfEngine(hw).run(prog).counters() == want
+
+
+def test_full_stores_record_nothing_more(monkeypatch):
+    """With the stores full the memo replays what it holds and issues the rest in full."""
+    hw = variant(TINY, accumulators=2)
+    prog = random_program(2, hw)
+    want = fingerprint(PerfEngine(hw, memo=False).run(prog, log=True), hw)
+    clear_stores()
+    monkeypatch.setattr(memo_mod, "MAX_ENTRIES", 40)
+    eng = PerfEngine(hw)
+    assert fingerprint(eng.run(prog, log=True), hw) == want
+    assert eng.dev.memo.store.entries <= 41 and eng.dev.memo.misses > 100
+    assert eng.dev.memo.hits > 0
+
+
+def test_store_shared_across_channel_counts():
+    """The store depends on the timing tables only: a run on 4 channels reuses (and extends) what
+    a run on 2 channels recorded, with identical results."""
+    clear_stores()
+    for channels in (2, 4, 2):
+        hw = variant(TINY, channels=channels)
+        comp = compile_generation(get_model("tiny"), hw, [1, 2, 3], 2)
+        want = fingerprint(PerfEngine(hw, memo=False).run(comp.program, log=True), hw)
+        eng = PerfEngine(hw)
+        assert fingerprint(eng.run(comp.program, log=True), hw) == want
+    assert eng.dev.memo.hits > 0 and len(memo_mod._STORES) == 1

@@ -26,14 +26,22 @@ is keyed by what binds after ``t_min`` alone (:meth:`Memo._idle`): every body is
 ``t_min`` or later and completes no earlier, so nothing at or below ``t_min`` outlives it. Its
 outcome is recorded relative to ``t_min``.
 
-Row numbers and the refresh schedule stay out of the node. The transition key holds the channel
-mask, the instruction's shape (``sig``, from :mod:`.expand`), the open rows as labels relative to
-the instruction's rows (``k``: the ``k``-th row, -1: closed, -2: another row), which of those rows
-are equal and their subarray groups. A body never reads the refresh schedule: a due refresh runs in
-full before it (:meth:`~.device.Device.run_group`).
+Row numbers and the refresh schedule stay out of the node. The transition key holds the number
+of channels of the group and whether the look-ahead row is for all of them (the group's mask only
+labels its log records, so the two halves of the channels share transitions), the instruction's
+shape (``sig``, from :mod:`.expand`), the open rows as labels relative to the instruction's rows
+(``k``: the ``k``-th row, -1: closed, -2: another row), which of those rows are equal and their
+subarray groups. A body never reads the refresh schedule: a due refresh comes before it
+(:meth:`~.device.Device.run_group`), itself a memoised body when the channel is busy (an idle
+channel's refresh depends on its exact last completion and is issued in full).
 
 While a state follows transitions its ready-time and window lists are stale (``valid`` false);
 whatever reads or changes them command by command first calls :meth:`~.device.Device.touch`.
+Counters are added per transition when they are read (:meth:`Memo.flush`).
+
+The states and transitions depend on the device's timing tables only (not on the channel count,
+the vector unit or the energy figures): engines with equal tables in one process share them
+(:func:`shared_store`), up to :data:`MAX_ENTRIES` in all.
 """
 
 from __future__ import annotations
@@ -63,55 +71,78 @@ class Transition:
             setattr(self, k, v)
 
 
-def row_labels(st, rows: tuple, nb: int) -> tuple:
-    """The open rows of ``st`` relative to ``rows``: per subarray group an int (every bank holds
-    the same: label of it) or a tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2
-    another row)."""
+def labels_of(rows: tuple) -> dict:
+    """Row -> its label: the index of its first occurrence in ``rows`` (-1, closed: -1)."""
+    first = {r: k for k, r in reversed(list(enumerate(rows)))}
+    first[-1] = -1
+    return first
+
+
+def row_labels(st, first: dict, nb: int) -> tuple:
+    """The open rows of ``st`` relative to the instruction's rows (``first``: their
+    :func:`labels_of`): per subarray group an int (every bank holds the same: label of it) or a
+    tuple of per-bank labels (``k``: ``rows[k]``, -1 closed, -2 another row)."""
+    get = first.get
     out = []
     for op in st.open:
         x = op[0]
         if op.count(x) == nb:
-            out.append(-1 if x < 0 else rows.index(x) if x in rows else -2)
+            out.append(get(x, -2))
         else:
-            out.append(tuple([-1 if y < 0 else rows.index(y) if y in rows else -2 for y in op]))
+            out.append(tuple([get(y, -2) for y in op]))
     return tuple(out)
 
 
-#: Canonical states (with their transitions) per device timing tables, shared by every engine
-#: of this process whose tables are equal (a sweep's points that differ elsewhere, a benchmark's
-#: repeats); the least recently used are dropped beyond STORES_KEPT.
+class Store:
+    """The canonical states (with their transitions) of one set of device timing tables."""
+
+    __slots__ = ("nodes", "entries")
+
+    def __init__(self):
+        self.nodes: dict = {}  # node key -> Node
+        self.entries = 0  # nodes plus transitions
+
+
+#: Stores per device timing tables, shared by every engine of this process whose tables are
+#: equal (a sweep's points that differ elsewhere, a benchmark's repeats); the least recently used
+#: are dropped beyond STORES_KEPT.
 _STORES: dict = {}
 STORES_KEPT = 8
-#: A store holding more transitions than this starts again empty (bounds the memory).
-MAX_TRANSITIONS = 200_000
+#: Nodes plus transitions in all stores together at which the memo stops recording (about 1-2 kB
+#: each; a run then goes on replaying what it holds and issues the rest in full).
+MAX_ENTRIES = 50_000
 
 
-def shared_nodes(tables) -> dict:
-    """The node store of the devices whose compiled timing tables are ``tables``."""
-    nodes = _STORES.pop(tables, None)
-    if nodes is None or sum(len(n.trans) for n in nodes.values()) > MAX_TRANSITIONS:
-        nodes = {}
-    _STORES[tables] = nodes  # most recently used last
+def shared_store(tables) -> Store:
+    """The store of the devices whose compiled timing tables are ``tables``."""
+    store = _STORES.pop(tables, None) or Store()
+    _STORES[tables] = store  # most recently used last
     while len(_STORES) > STORES_KEPT:
         del _STORES[next(iter(_STORES))]
-    return nodes
+    return store
+
+
+def stores_full() -> bool:
+    """Whether the stores hold :data:`MAX_ENTRIES` entries."""
+    return sum(s.entries for s in _STORES.values()) >= MAX_ENTRIES
 
 
 def clear_stores() -> None:
-    """Forget every shared node store (the next run starts cold: benchmarks, tests)."""
+    """Forget every shared store (the next run starts cold: benchmarks, tests)."""
     _STORES.clear()
 
 
 class Memo:
-    """Canonical states and transitions for one :class:`~.device.Device` (the node store is
-    shared, see :func:`shared_nodes`: it depends on the timing tables only)."""
+    """Canonical states and transitions for one :class:`~.device.Device` (the store is shared,
+    see :func:`shared_store`: it depends on the timing tables only)."""
 
     def __init__(self, dev):
         self.dev = dev
-        self.nodes = shared_nodes(dev.tables)
+        self.store = shared_store(dev.tables)
+        self.nodes = self.store.nodes
         self.wins = tuple((lat, size) for _pre, _fol, lat, size in dev.windows)
         self.nb, self.ns = dev.NB, dev.NS
-        self.hits = self.misses = 0
+        self.hits = self.misses = 0  # replays (added up in flush) and bodies run in full
         self.bus = dev.bus
         self.used: list = []  # transitions replayed since the last flush (see Transition.uses)
 
@@ -130,7 +161,7 @@ class Memo:
         key = (st.mode, st.done - b, ready, tuple(win))
         node = self.nodes.get(key)
         if node is None:
-            node = self.nodes[key] = Node(ready, tuple(win))
+            node = self._new(key, ready, tuple(win))
         return node
 
     def _idle(self, st, t: int) -> Node:
@@ -152,7 +183,15 @@ class Memo:
         key = ("idle", st.mode, ready, win)
         node = self.nodes.get(key)
         if node is None:
-            node = self.nodes[key] = Node(ready, win)
+            node = self._new(key, ready, win)
+        return node
+
+    def _new(self, key, ready: tuple, win: tuple) -> Node:
+        """A new node, kept in the store unless the stores are full."""
+        node = Node(ready, win)
+        if not stores_full():
+            self.nodes[key] = node
+            self.store.entries += 1
         return node
 
     def materialize(self, st) -> None:
@@ -222,7 +261,14 @@ class Memo:
             return done
         node, b, key = self._miss
         self.misses += 1
+        if stores_full():  # issue in full, record nothing more
+            self.dev.touch(st)
+            done = body(st, t_min, g)
+            if done > st.done and sets_done:
+                st.done = done
+            return done
         tr = node.trans[key] = self._record(g, st, t_min, body, rows, b, sets_done)
+        self.store.entries += 1
         return b + tr.done
 
     def replay(self, g, st, t_min: int, sig, rows: tuple, ahead: int = 0,
@@ -244,27 +290,25 @@ class Memo:
             if node is None:
                 node = st.node = self.canon(st)
             after = 0  # ``done - b`` is part of the node
-        opn = st.open
-        op = opn[0]
-        x = op[0]
-        if len(opn) == 1 and op.count(x) == self.nb:  # the common case, inline
-            labels = -1 if x < 0 else rows.index(x) if x in rows else -2
-        else:
-            labels = row_labels(st, rows, self.nb)
         # The group enters by its size (its mask only labels the log) and by whether ``ahead``
         # covers it: groups of either half of the channels share their transitions.
         m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
-        if len(rows) == 1 and self.ns == 1:
-            key = (m, sig, labels, after)
-        elif len(rows) == 2 and self.ns == 1:
-            key = (m, sig, labels, after, rows[0] == rows[1])
+        opn = st.open
+        if len(rows) <= 2 and len(opn) == 1:  # the common case, inline
+            op = opn[0]
+            x = op[0]
+            if op.count(x) == self.nb:
+                labels = -1 if x < 0 else rows.index(x) if x in rows else -2
+            else:
+                labels = row_labels(st, labels_of(rows), self.nb)
+            key = (m, sig, labels, after, len(rows) == 2 and rows[0] == rows[1])
         else:
-            key = (m, sig, labels, after, self._pattern(rows))
+            first = labels_of(rows)
+            key = (m, sig, row_labels(st, first, self.nb), after, self._pattern(rows, first))
         tr = node.trans.get(key)
         if tr is None:
             self._miss = node, b, key
             return None
-        self.hits += 1
         st.node = tr.node
         st.valid = False
         st.last = b + tr.dlast
@@ -290,10 +334,10 @@ class Memo:
                             for c, fpi, sub, lab, t, n, gap in tr.log])
         return done
 
-    def _pattern(self, rows: tuple) -> tuple:
-        """Which of ``rows`` are equal (first-occurrence labels) and their subarray groups."""
-        first: dict = {}
-        pat = tuple([first.setdefault(r, len(first)) for r in rows])
+    def _pattern(self, rows: tuple, first: dict) -> tuple:
+        """Which of ``rows`` are equal (their labels, ``first``: :func:`labels_of`) and their
+        subarray groups."""
+        pat = tuple(map(first.__getitem__, rows))
         ns = self.ns
         return pat + tuple([r % ns for r in rows]) if ns > 1 else pat
 
@@ -303,6 +347,7 @@ class Memo:
         counts = dev.counts
         for tr in self.used:
             k, tr.uses = tr.uses, 0
+            self.hits += k
             for c, n in tr.counts:
                 counts[c] += k * n
             dev.bank_acts += k * tr.acts
@@ -329,7 +374,8 @@ class Memo:
     def _record(self, g, st, t_min, body, rows, b, sets_done) -> Transition:
         """Run ``body`` in full on ``st`` and record its outcome relative to ``b``."""
         dev = self.dev
-        pre_labels = row_labels(st, rows, dev.NB)
+        label = labels_of(rows)
+        pre_labels = row_labels(st, label, dev.NB)
         dev.touch(st)
         counts0 = dev.counts[:]
         acts0, pres0, cols0 = dev.bank_acts, dev.bank_pres, dev.bank_cols
@@ -347,7 +393,7 @@ class Memo:
             log.extend(rec)
         if done > st.done and sets_done:
             st.done = done
-        post = row_labels(st, rows, dev.NB)
+        post = row_labels(st, label, dev.NB)
         st.node = self.canon(st)
         return Transition(
             node=st.node, dlast=st.last - b, done=done - b, mode=st.mode,
@@ -357,6 +403,6 @@ class Memo:
             counts=tuple((c, n - counts0[c]) for c, n in enumerate(dev.counts)
                          if n != counts0[c]),
             acts=dev.bank_acts - acts0, pres=dev.bank_pres - pres0, cols=dev.bank_cols - cols0,
-            log=tuple((c, fpi, sub, -1 if row < 0 else rows.index(row), t - b, n, gap)
+            log=tuple((c, fpi, sub, label[row], t - b, n, gap)
                       for c, _m, fpi, sub, row, t, n, gap in rec),
         )
