@@ -17,9 +17,11 @@ command's footprint contains this bank. What it does (``t`` = issue cycle):
 * ``RDMAC16`` / ``WRMAC16``: a burst of 8 fp32 words, one accumulator of up to 8 banks:
   ``col`` (:func:`acc_burst_col`) names the accumulator ``a`` and the group ``g`` of 8 banks,
   ``mask`` the words; word ``w`` is bank ``8 g + w``. ``RDMAC16``: the banks capture accumulator
-  ``a`` and clear it. The capture travels through a delay line as long as
-  the MAC pipeline, so it sees exactly the MAC columns issued before it, and ``acc`` /
-  ``acc_valid`` show it ``1 + mac.latency`` cycles after issue. "Clear" is kept as a flag per
+  ``a`` and clear it. The capture travels through a delay line as long as the MAC pipeline, so it
+  sees exactly the MAC columns issued before it, and ``acc`` / ``acc_valid`` show it ``1 +
+  mac.latency`` cycles after issue -- or 1 cycle after issue when the channel's MAC pipelines
+  are empty (no MAC/MAC16/WRMAC16 in the last ``1 + mac.latency`` cycles, no capture on its
+  way). "Clear" is kept as a flag per
   accumulator: the next column into it enters the MAC unit with ``first`` set, which restarts the
   accumulation at +0 exactly as the ISA's "accumulators return to +0" says.
 * ``WRMAC16``: the banks load their word of the command data as the bias of accumulator ``a``.
@@ -249,7 +251,8 @@ class Bank(wiring.Component):
 
     @property
     def capture_latency(self) -> int:
-        """Cycles from an RDMAC16 command to ``acc_valid``."""
+        """Cycles from an RDMAC16 command to ``acc_valid`` while MAC columns may be in flight
+        (1 when the channel's MAC pipelines are empty)."""
         return 1 + self.mac_latency
 
     def elaborate(self, platform):
@@ -379,7 +382,12 @@ class Bank(wiring.Component):
         """RDMAC16 capture: delay lines beside the MAC pipeline (a column landed / a capture
         marker, with their accumulators). The column line enters one cycle after the command
         (with the MAC input), the capture line at issue: both reach the end when the MAC unit's
-        accumulators show every earlier column."""
+        accumulators show every earlier column.
+
+        When no MAC, MAC16 or WRMAC16 reached the channel's bus in the last ``capture_latency``
+        cycles (every column has landed) and no capture is on its way, the marker skips the
+        line: the accumulator is read one cycle after the command. Every bank sees the whole
+        bus, so the banks of a burst decide alike."""
         d = self.hw.dram
         ab = acc_bits(self.hw)
         n = self.capture_latency
@@ -387,11 +395,18 @@ class Bank(wiring.Component):
         col_a = [Signal(ab, name=f"col_a{k}") for k in range(n)]
         cap_v = [Signal(name=f"cap_v{k}") for k in range(n)]
         cap_a = [Signal(ab, name=f"cap_a{k}") for k in range(n)]
-        m.d.sync += [col_v[0].eq(col_in), col_a[0].eq(col_acc), cap_v[0].eq(rdmac),
+        recent = Signal(n)  # a command that feeds a MAC pipeline, k + 1 cycles ago
+        feeds = self.cmd.valid & Cat(*[self.cmd.p.cmd == DramCmd[c]
+                                       for c in ("MAC", "MAC16", "WRMAC16")]).any()
+        m.d.sync += recent.eq(Cat(feeds, recent[:-1]))
+        fast = rdmac & (recent == 0) & ~Cat(*cap_v).any()
+        m.d.sync += [col_v[0].eq(col_in), col_a[0].eq(col_acc), cap_v[0].eq(rdmac & ~fast),
                      cap_a[0].eq(rd_acc)]
         for k in range(1, n):
             m.d.sync += [col_v[k].eq(col_v[k - 1]), col_a[k].eq(col_a[k - 1]),
                          cap_v[k].eq(cap_v[k - 1]), cap_a[k].eq(cap_a[k - 1])]
+        with m.If(fast):  # the line is empty (no capture on its way)
+            m.d.sync += [cap_v[-1].eq(1), cap_a[-1].eq(rd_acc)]
         landed, landed_acc = col_v[-2], col_a[-2]
         capture, cap_acc = cap_v[-1], cap_a[-1]
         # cleared_out[a]: accumulator a was read and no column has landed in it since (reads +0).
@@ -403,6 +418,7 @@ class Bank(wiring.Component):
         value = Value.cast(mac.acc).word_select(cap_acc, 32)
         m.d.comb += [self.acc_valid.eq(capture),
                      self.acc.eq(Mux(cleared_out.bit_select(cap_acc, 1), 0, value))]
+
 
 def _f32_minus_bf16(x, hi16):
     """``x - hi`` for ``hi`` = ``x`` truncated to bf16 (its top 16 bits), exactly.

@@ -9,8 +9,8 @@ command's footprint (one bank, one bank group or all). The channel itself
 * returns ``RD`` data on ``rd`` at ``t + done_after(RD)`` (``nCL + nIO``: the bus read latency of
   the standard) through a delay line;
 * returns ``RDMAC16`` data on ``acc`` when the banks capture their accumulators (``t + 1 +
-  mac.latency``; the standard's ``done_after`` of ``nIO`` is shorter than any pipelined MAC unit,
-  see ``docs/rtl.md``), word ``j`` of a burst of bank group ``g`` being bank ``8g + j``.
+  mac.latency`` while MAC columns may be in flight, else ``t + 1``; see ``docs/rtl.md``), word
+  ``j`` of a burst of bank group ``g`` being bank ``8g + j``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class Channel(wiring.Component):
 
     @property
     def acc_latency(self) -> int:
-        """Cycles from RDMAC16 to ``acc.valid``."""
+        """Cycles from RDMAC16 to ``acc.valid`` while MAC columns may be in flight (1 when the
+        MAC pipelines are empty)."""
         return 1 + Bank.mac_latency_for(self.hw.dram.col_elems, self._mac_add_latency)
 
     @property

@@ -8,8 +8,10 @@ one per side, so that neither side's first instruction waits behind the other si
 * **Chains.** When the host writes the program (instruction 0 first, upward), every instruction
   is linked to the next one of its side: the PIM chain holds the PIM instructions, the ASIC chain
   the vector-unit instructions and ``SETR``/``OUT``; both hold every barrier (``SYNC``, ``EOC``,
-  and an unknown opcode, which stops the program with ``error`` when reached). Two link memories
-  beside the program memory hold the next index of each chain.
+  and an opcode this hardware does not implement -- unknown, a PIM instruction the engine lacks
+  (``pim_engine.SUPPORTED_OPS``), an ASIC instruction without a microcode routine -- which stops
+  the program with ``error`` when reached). Two link memories beside the program memory hold the
+  next index of each chain.
 * **Dispatch.** The PIM pointer hands its instruction to the PIM engine, the ASIC pointer to the
   vector unit (``SETR`` and ``OUT`` execute here once the vector unit is idle, so they stay in
   order behind ``ARGMAX``), each following its chain, one instruction per cycle each.
@@ -35,11 +37,12 @@ from pimgpt.core.vu.routines import VU_OPS
 
 from .fp import check_int
 from .isa_layout import INSTR_BITS, InstrWord, opcode
+from .pim_engine import SUPPORTED_OPS
 from .vu_seq import sreg_write_signature
 
 __all__ = ["Frontend", "PIM_CODES", "VU_CODES"]
 
-PIM_CODES = [opcode(o) for o in sorted(PIM_OPS)]
+PIM_CODES = [opcode(o) for o in sorted(PIM_OPS & SUPPORTED_OPS)]
 VU_CODES = [opcode(o) for o in VU_OPS]
 #: Instructions the front end itself executes (ASIC side).
 FE_CODES = [opcode(Op.SETR), opcode(Op.OUT)]

@@ -56,12 +56,15 @@ from .pim_sched import chop_layout
 from .pim_wave import ElemWaveGen
 from .scratchpad import sp_wide_read_signature, sp_wide_write_signature
 
-__all__ = ["PimEngine", "PimDecode", "f32_to_bf16", "bf16_to_f32", "return_signature"]
+__all__ = ["PimEngine", "PimDecode", "SUPPORTED_OPS", "f32_to_bf16", "bf16_to_f32",
+           "return_signature"]
 
 #: Instructions that are one run of columns, and their DRAM command.
 _RUN_CMDS = {Op.WR_GB: DramCmd.WRGB, Op.MAC_ABK: DramCmd.MAC16, Op.MAC_SBK: DramCmd.MAC,
              Op.COPY_BKGB: DramCmd.RDCP, Op.COPY_GBBK: DramCmd.WRCP, Op.WR_SBK: DramCmd.WR,
              Op.RD_SBK: DramCmd.RD, Op.WR_ABK: DramCmd.WR16}
+#: The PIM instructions the engine expands (the front end stops with ``error`` on any other).
+SUPPORTED_OPS = frozenset(_RUN_CMDS) | {Op.RD_VEC, Op.WR_VEC, Op.WR_ELEM, Op.RD_MAC, Op.WR_BIAS}
 
 
 class PimDecode(wiring.Component):

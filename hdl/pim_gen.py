@@ -6,7 +6,8 @@ consecutive instructions never interleave. They produce what the perf engine's e
 (``sim/perf``) schedules, one op per cycle:
 
 * :class:`ColumnRunGen`: a run of columns ``[cur, end)`` (flat element addresses) split at column
-  boundaries, each row's first column opening the row (``WR_GB``, ``MAC_*``, ``COPY_*``,
+  boundaries, each row's first column opening the row; the first op is offered in the cycle the
+  run is taken (``WR_GB``, ``MAC_*``, ``COPY_*``,
   ``*_SBK``, ``WR_ABK`` directly; region vectors through :class:`RegionGen`); partial columns carry
   a lane mask;
 * :class:`RegionGen`: ``RD_VEC``/``WR_VEC``: the region vector's chunks (one per
@@ -96,39 +97,49 @@ class ColumnRunGen(wiring.Component):
         lg_re = ceil_log2(self.hw.dram.row_elems)
         r = Signal.like(self.run.payload)  # the run in progress (cur/spp/gbc advance)
         newrow = Signal()
-        lo = r.cur[:4]
+        # The run the next op comes from: a new one is taken and its first op offered in the
+        # same cycle (no bubble between an instruction and its first command).
+        taking = Signal()
+        cur_run = Signal.like(r)
+        first = Signal()  # the op starts a row
+        m.d.comb += [cur_run.eq(Mux(taking, self.run.payload.as_value(), r.as_value())),
+                     first.eq(taking | newrow)]
+        lo = cur_run.cur[:4]
         cnt = Signal(5)
-        m.d.comb += cnt.eq(Mux(r.end - r.cur < 16 - lo, r.end - r.cur, 16 - lo))
+        m.d.comb += cnt.eq(Mux(cur_run.end - cur_run.cur < 16 - lo, cur_run.end - cur_run.cur,
+                               16 - lo))
         lane_mask = Signal(16)
         m.d.comb += lane_mask.eq(((Const(1, 17) << cnt) - 1) << lo)
         o = self.o.payload
         take = self.o.valid & self.o.ready
+        nxt = cur_run.cur + cnt
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.run.ready.eq(1)
+                m.d.comb += [self.run.ready.eq(1), taking.eq(self.run.valid)]
                 with m.If(self.run.valid):
                     m.d.sync += [r.eq(self.run.payload), newrow.eq(1)]
-                    m.next = "RUN"
+                    # (an empty run, or one of a single op taken now, ends here)
+                    with m.If((cur_run.cur < cur_run.end) & ~(take & (nxt >= cur_run.end))):
+                        m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(r.cur >= r.end):
+                with m.If((r.cur >= r.end) | (take & (nxt >= r.end))):
                     m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += [
-                        self.o.valid.eq(1), o.chm.eq(r.chm), o.dmode.eq(r.dmode),
-                        o.op.kind.eq(OP_COL), o.op.open.eq(newrow & ~r.rowless),
-                        o.op.bmask.eq(r.bmask), o.op.c.cmd.eq(r.cmd), o.op.c.fpi.eq(r.fpi),
-                        o.op.c.row.eq(r.cur >> lg_re), o.op.c.col.eq(r.cur[4:lg_re]),
-                        o.op.c.gbcol.eq(r.gbc), o.op.c.mask.eq(lane_mask), o.op.c.acc.eq(r.acc),
-                        o.sp.eq(r.spp - lo), o.tag.eq(r.reading), o.tagkind.eq(TagKind.RD),
-                        o.tagbase.eq(r.spp - lo), o.tagmask.eq(lane_mask),
-                    ]
-                    with m.If(take):
-                        nxt = r.cur + cnt
-                        m.d.sync += [r.cur.eq(nxt), r.spp.eq(r.spp + cnt), r.gbc.eq(r.gbc + 1),
-                                     newrow.eq(nxt[:lg_re] == 0)]
-                        with m.If(nxt >= r.end):
-                            m.next = "IDLE"
+        with m.If((taking | self.busy) & (cur_run.cur < cur_run.end)):
+            m.d.comb += [
+                self.o.valid.eq(1), o.chm.eq(cur_run.chm), o.dmode.eq(cur_run.dmode),
+                o.op.kind.eq(OP_COL), o.op.open.eq(first & ~cur_run.rowless),
+                o.op.bmask.eq(cur_run.bmask), o.op.c.cmd.eq(cur_run.cmd),
+                o.op.c.fpi.eq(cur_run.fpi), o.op.c.row.eq(cur_run.cur >> lg_re),
+                o.op.c.col.eq(cur_run.cur[4:lg_re]), o.op.c.gbcol.eq(cur_run.gbc),
+                o.op.c.mask.eq(lane_mask), o.op.c.acc.eq(cur_run.acc),
+                o.sp.eq(cur_run.spp - lo), o.tag.eq(cur_run.reading),
+                o.tagkind.eq(TagKind.RD), o.tagbase.eq(cur_run.spp - lo),
+                o.tagmask.eq(lane_mask),
+            ]
+            with m.If(take):
+                m.d.sync += [r.cur.eq(nxt), r.spp.eq(cur_run.spp + cnt),
+                             r.gbc.eq(cur_run.gbc + 1), newrow.eq(nxt[:lg_re] == 0)]
         return m
 
 

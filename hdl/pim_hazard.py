@@ -42,7 +42,7 @@ class HazardTracker(wiring.Component):
         ``ins`` must wait: it reads words an in-flight read will write, or it writes and no entry
         is free.
     ent : Out(ENT_BITS)
-        Entry of the writer being expanded.
+        Entry of the writer being expanded (from the cycle it is accepted).
     """
 
     def __init__(self, hw: HwConfig, *, sp_addr_width: int):
@@ -88,6 +88,10 @@ class HazardTracker(wiring.Component):
                 m.d.comb += free_idx.eq(k)
         m.d.comb += self.block.eq((is_reader & conflict) | (is_writer & (free == 0)))
 
+        # The entry of the instruction being expanded: a writer accepted now takes a free one
+        # (its first op may create a read in the same cycle).
+        ent_reg = Signal(ENT_BITS)
+        m.d.comb += self.ent.eq(Mux(self.accept & is_writer, free_idx, ent_reg))
         for k in range(N_ENT):
             up = Mux(self.ent == k, self.tag_push, 0)
             down = Mux(self.done.valid & (self.done.ent == k), 1, 0)
@@ -97,7 +101,7 @@ class HazardTracker(wiring.Component):
         with m.If(self.idle):
             m.d.sync += ent_open.eq(0)  # the previous instruction is fully expanded
         with m.If(self.accept & is_writer):
-            m.d.sync += self.ent.eq(free_idx)
+            m.d.sync += ent_reg.eq(free_idx)
             for k in range(N_ENT):
                 with m.If(free_idx == k):
                     m.d.sync += [ent_valid[k].eq(1), ent_open[k].eq(1), ent_lo[k].eq(r_lo),

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pimgpt.core import nonlinear
+from pimgpt.core import nonlinear, nonlinear_llama
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
@@ -411,19 +411,7 @@ class GoldenMachine:
         self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src])
         self.row_emin[ch, bank, row] = _UNKNOWN
 
-    def _wr_col(self, a, flags):
-        # Word src + k*n + j (staged row k) -> element elem + k of vector vec + j.
-        n = a["n"]
-        if a["elem"] % COL:
-            self._fail(f"a column write needs elem a multiple of {COL}, got {a['elem']}")
-        src = self._sp_range(a["src"], COL * n)
-        vecs = a["vec"] + np.arange(n)
-        k = np.arange(COL)
-        ch, bank, row, el = self._region_addr(a, vecs[None, :], a["elem"] + k[:, None])
-        self.dram[ch, bank, row, el] = f32_to_bf16(self.sp[src].reshape(COL, n))
-        self.row_emin[ch, bank, row] = _UNKNOWN
-
-    def _sync(self, a, flags):  # EOC too (run() stops at it)
+    def _sync(self, a, flags):  # EOC is handled by run()
         pass
 
     _eoc = _sync
@@ -439,27 +427,16 @@ class GoldenMachine:
         if n == 0:
             self._fail("n must be at least 1")
 
-    def _no_partial_overlap(self, dst: int, n_dst: int, *sources, strict=()) -> None:
-        """The block-wise vector unit: ``dst`` in place (same start) or disjoint from each of
-        ``sources`` ((addr, length) pairs), disjoint from each of ``strict`` (``docs/isa.md``)."""
-        for (lo, n), exact_ok in [(s, True) for s in sources] + [(s, False) for s in strict]:
-            if n and n_dst and lo < dst + n_dst and dst < lo + n and not (exact_ok and lo == dst):
-                self._fail(f"dst [{dst}, {dst + n_dst}) overlaps a source [{lo}, {lo + n}); use "
-                           "the same start (in place) or disjoint ranges")
-
     def _vadd(self, a, flags):
         n = a["n"]
-        self._no_partial_overlap(a["dst"], n, (a["a"], n), (a["b"], n))
         self._store(a["dst"], f32_add(self._vec(a["a"], n), self._vec(a["b"], n)))
 
     def _vmul(self, a, flags):
         n = a["n"]
-        self._no_partial_overlap(a["dst"], n, (a["a"], n), (a["b"], n))
         self._store(a["dst"], f32_mul(self._vec(a["a"], n), self._vec(a["b"], n)))
 
     def _vscale(self, a, flags):
         scale = f32_from_bits(np.uint32(a["scale_f32"]))
-        self._no_partial_overlap(a["dst"], a["n"], (a["a"], a["n"]))
         self._store(a["dst"], f32_mul(self._vec(a["a"], a["n"]), scale))
 
     def _vmov(self, a, flags):
@@ -473,7 +450,6 @@ class GoldenMachine:
         n, k = a["n"], a["k"]
         if k == 0:
             self._fail("k must be at least 1")
-        self._no_partial_overlap(a["dst"], n, (a["src"], n * k))
         src = self._vec(a["src"], n * k)
         acc = flush_f32(src[:n])
         for j in range(1, k):
@@ -486,7 +462,6 @@ class GoldenMachine:
 
     def _unary(self, fn, a):
         if a["n"]:
-            self._no_partial_overlap(a["dst"], a["n"], (a["src"], a["n"]))
             self._store(a["dst"], fn(self._vec(a["src"], a["n"])))
 
     def _vexp(self, a, flags):
@@ -506,7 +481,6 @@ class GoldenMachine:
         self._need_n(n)
         if rows == 0:
             self._fail("rows must be at least 1")
-        self._no_partial_overlap(a["dst"], n * rows, (a["src"], n * rows))
         x = self._vec(a["src"], n * rows).reshape(rows, n)
         self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
 
@@ -514,16 +488,30 @@ class GoldenMachine:
         n = a["n"]
         self._need_n(n)
         eps = f32_from_bits(np.uint32(a["eps_f32"]))
-        self._no_partial_overlap(a["dst"], n, (a["src"], n), strict=((a["gamma"], n),
-                                                                     (a["beta"], n)))
         y = nonlinear.layernorm(self._vec(a["src"], n), self._vec(a["gamma"], n),
                                 self._vec(a["beta"], n), eps)
         self._store(a["dst"], y)
 
+    # Llama functions; zero counts are refused up front (check_program: SPEC's nonzero fields).
+    def _rmsnorm(self, a, flags):
+        n, eps = a["n"], f32_from_bits(np.uint32(a["eps_f32"]))
+        y = nonlinear_llama.rmsnorm(self._vec(a["src"], n), self._vec(a["gamma"], n), eps)
+        self._store(a["dst"], y)
+
+    def _rope(self, a, flags):
+        half, nhead = a["half"], a["nhead"]
+        x = self._vec(a["src"], 2 * half * nhead).reshape(nhead, 2 * half)
+        tab = self._vec(a["tab"], 2 * half)
+        self._store(a["dst"], nonlinear_llama.rope(x, tab[:half], tab[half:]).reshape(-1))
+
+    def _swiglu(self, a, flags):
+        if a["n"]:
+            gate, up = self._vec(a["gate"], a["n"]), self._vec(a["up"], a["n"])
+            self._store(a["dst"], nonlinear_llama.swiglu(gate, up))
+
     def _vmacs(self, a, flags):
         seg, nseg = a["seg"], a["nseg"]
         n = seg * nseg
-        self._no_partial_overlap(a["dst"], n, (a["a"], n), strict=((a["s"], nseg),))
         scale = np.repeat(self._vec(a["s"], nseg), seg)
         self._store(a["dst"], f32_add(self._vec(a["dst"], n), f32_mul(self._vec(a["a"], n), scale)))
 

@@ -24,7 +24,6 @@ ASIC-side instructions have no line):
 ``RD_VEC``     one ``AiM RD_SBK`` per (channel, bank, row, column) the vector's elements occupy
 ``WR_VEC``     one ``AiM WR_SBK`` per column touched (K-cache append)
 ``WR_ELEM``    one ``AiM WR_SBK`` per column touched (one per vector: V-cache append)
-``WR_COL``     one ``AiM WR_SBK`` per vector (its whole column of 16 staged tokens)
 ``SYNC``       ``AiM SYNC``
 ``EOC``        ``AiM EOC`` (last line)
 =============  ==============================================================================
@@ -129,16 +128,10 @@ def instr_lines(ins: Instr, hw: HwConfig) -> list[str]:
         cols = sorted(set(((a["elem"] + np.arange(a["n"])) // COL).tolist()))
         return [f"AiM WR_ABK {a['src'] + max(0, c * COL - a['elem'])} {a['ch_mask']:#x} "
                 f"{a['row']}" for c in cols]
-    if op in (Op.RD_VEC, Op.WR_VEC, Op.WR_ELEM, Op.WR_COL):
+    if op in (Op.RD_VEC, Op.WR_VEC, Op.WR_ELEM):
         n = a["n"]
         geo = {"channels": d.channels, "banks": d.banks, "row_elems": d.row_elems,
                "gb_elems": d.gb_elems}
-        if op is Op.WR_COL:  # element elem+k of vector vec+j from word src + k*n + j
-            j, k = np.meshgrid(np.arange(n), np.arange(COL), indexing="ij")
-            ch, bank, row, el = element_address(a["region_row"], a["n_local"], a["vec_len"],
-                                                a["vec"] + j.ravel(), a["elem"] + k.ravel(),
-                                                **geo)
-            return _column_lines("WR_SBK", ch, bank, row, el, a["src"] + k.ravel() * n + j.ravel())
         if op is Op.WR_ELEM:
             vec, elem = a["vec"] + np.arange(n), a["elem"]
         else:

@@ -55,20 +55,8 @@ _SHIPPED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # ----------------------------------------------------------------------------------------------
 
 
-def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every weight of ``cfg`` (:func:`pimgpt.sw.models.weight_shapes`).
-
-    Parameters
-    ----------
-    cfg : ModelConfig
-        Model shape.
-
-    Returns
-    -------
-    dict of str to tuple of int
-        Matrices ``[in, out]``; a tied LM head is not listed.
-    """
-    return weight_shapes(cfg)
+#: The name and shape of every weight (an alias of :func:`pimgpt.sw.models.weight_shapes`).
+expected_shapes = weight_shapes
 
 
 def check_weights(cfg: ModelConfig, weights: dict, source: str = "weights") -> None:

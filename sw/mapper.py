@@ -15,7 +15,10 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
   one vector per position;
 * the K cache of a layer has one vector per token (``vec_len = kv_dim``, i.e. ``d_model`` for
   multi-head attention: all K/V heads of a token are concatenated in one vector, hence in one row
-  stream);
+  stream); with grouped-query attention one vector per token and *pass* of K/V heads whose query
+  heads fit one global buffer (:func:`k_layout`), so that a pass streams only its own rows;
+* ``mlp.c_fc`` of a SwiGLU MLP stores the gate and up projections interleaved by chunk of the
+  MLP projection's input (:func:`fc_order`);
 * the V cache is stored transposed, in blocks of ``T`` tokens (:func:`v_block_tokens`): vector
   ``blk * D + m`` (``D`` = :func:`v_dims`, ``kv_dim`` rounded up to ``slots``) holds the values
   of K/V dimension ``m`` for tokens ``blk*T .. blk*T + T - 1``, so the softmax probabilities are
@@ -284,11 +287,65 @@ def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
 
 def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
     """Tokens per V-cache block: a multiple of 16, at most the padded context, and small enough
-    that one block's probabilities of every head a channel holds fit its global buffer
-    (``v_dims / slots`` heads per channel when heads are at least a channel wide)."""
-    per_channel = v_dims(cfg, hw) // hw.dram.slots
+    that one block's probabilities of every query head a channel serves fit its global buffer
+    (``v_dims / slots`` local dimensions per bank, each read by ``group`` query heads)."""
+    per_channel = v_dims(cfg, hw) // hw.dram.slots * cfg.group
     cols = max(1, hw.dram.gb_elems // COL // per_channel)
     return min(cols * COL, round_up(context, COL))
+
+
+@dataclass(frozen=True)
+class KLayout:
+    """How a layer's K cache is cut into vectors (``docs/dataflow.md``, "Grouped-query attention").
+
+    Multi-head attention keeps one vector per token (all K heads, ``kv_dim`` elements, in
+    global-buffer chunks): ``passes == 1``, ``per_pass == context``. With grouped-query attention
+    the K/V heads go in *passes* of ``heads`` K/V heads whose query heads (``heads * group``
+    of them) fit one global buffer side by side: vector ``p * per_pass + t`` holds the keys of
+    pass ``p`` of token ``t`` (``heads * d_head`` elements, one chunk), ``per_pass`` being the
+    context rounded up to whole local indices so that token ``t`` stays in bank slot
+    ``t % slots`` in every pass. A pass's keys are then contiguous rows, streamed once for all
+    the query heads of its K/V heads.
+    """
+
+    heads: int  #: K/V heads per pass
+    passes: int
+    per_pass: int  #: vectors per pass
+
+    @property
+    def n_vectors(self) -> int:
+        return self.passes * self.per_pass
+
+
+def k_layout(cfg: ModelConfig, hw: HwConfig, context: int) -> KLayout:
+    """The K-cache layout of ``cfg`` on ``hw`` (:class:`KLayout`): for grouped-query attention,
+    the largest divisor of ``n_kv_head`` whose query heads fit the global buffer (at least one
+    K/V head per pass)."""
+    if cfg.group == 1:
+        return KLayout(cfg.n_kv_head, 1, context)
+    fit = hw.dram.gb_elems // (cfg.group * cfg.d_head)
+    heads = max([h for h in range(1, cfg.n_kv_head + 1) if cfg.n_kv_head % h == 0 and h <= fit],
+                default=1)
+    return KLayout(heads, cfg.n_kv_head // heads, round_up(context, hw.dram.slots))
+
+
+def fc_order(cfg: ModelConfig, hw: HwConfig) -> np.ndarray:
+    """Column of ``mlp.c_fc`` stored as each vector of its region (``docs/dataflow.md``).
+
+    GELU: the identity. SwiGLU: gate and up projections interleaved by input chunk of the MLP
+    projection (``gb_elems`` elements of ``d_ff``): chunk ``t`` of the outputs is the gate's
+    columns ``[t*G, t*G + L_t)`` then the up projection's, so the outputs of one chunk come out
+    of the GEMV together and their gated product can start while later chunks stream.
+    """
+    f = cfg.d_ff
+    if cfg.mlp != "swiglu":
+        return np.arange(f)
+    g = hw.dram.gb_elems
+    parts = []
+    for start in range(0, f, g):
+        cols = np.arange(start, min(f, start + g))
+        parts += [cols, cols + f]
+    return np.concatenate(parts)
 
 
 def _mib(n: int) -> str:
@@ -358,7 +415,8 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         add(f"h.{i}.attn.c_proj.weight", d, d)
         add(f"h.{i}.mlp.c_fc.weight", cfg.fc_dim, d)
         add(f"h.{i}.mlp.c_proj.weight", d, round_up(f, COL))
-        add(f"h.{i}.k_cache", context, cfg.kv_dim)
+        kl = k_layout(cfg, hw, context)
+        add(f"h.{i}.k_cache", kl.n_vectors, kl.heads * cfg.d_head)
         block = v_block_tokens(cfg, hw, context)
         add(f"h.{i}.v_cache", -(-round_up(context, COL) // block) * v_dims(cfg, hw), block)
 
@@ -408,7 +466,10 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
     if name in ("params_d", "bias_qkv", "bias_fc"):
         members = [n for n, (reg, _) in mm.vectors.items() if reg == name]
         return to_bf16(np.stack([np.asarray(weights[n], dtype=np.float32) for n in members]))
-    return to_bf16(weights[name]).T  # Conv1D [in, out] -> one vector per output neuron
+    vectors = to_bf16(weights[name]).T  # Conv1D [in, out] -> one vector per output neuron
+    if name.endswith("mlp.c_fc.weight") and mm.cfg.mlp == "swiglu":
+        vectors = vectors[fc_order(mm.cfg, mm.hw)]
+    return vectors
 
 
 def write_region(image: np.ndarray, region: Region, bf16: np.ndarray) -> None:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimgpt.core import nonlinear
+from pimgpt.core import nonlinear, nonlinear_llama
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, I, Op, ProgramError, encode, f32_bits
 from pimgpt.core.numerics import (
@@ -262,6 +262,33 @@ def test_asic_ops_match_contract():
     np.testing.assert_array_equal(m.logits[0], b)
 
 
+def test_llama_ops_match_contract():
+    """RMSNORM, ROPE (in place and not, several heads) and SWIGLU compute the functions of
+    pimgpt.core.nonlinear_llama on the addressed words."""
+    m = machine(fill=False)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(64) * 4).astype(np.float32)
+    g = rng.standard_normal(64).astype(np.float32)
+    tab = rng.uniform(-1, 1, 16).astype(np.float32)  # cos[0..7] then sin[0..7]
+    m.sp[0:64], m.sp[64:128], m.sp[128:144] = x, g, tab
+    m.sp[600:664] = x
+    run(m, I(Op.RMSNORM, dst=200, src=0, gamma=64, n=64, eps_f32=f32_bits(1e-5)),
+        I(Op.ROPE, dst=300, src=0, tab=128, half=8, nhead=4),
+        I(Op.ROPE, dst=600, src=600, tab=128, half=8, nhead=4),
+        I(Op.SWIGLU, dst=400, gate=0, up=64, n=64))
+    heads = x.reshape(4, 16)
+    rot = nonlinear_llama.rope(heads, tab[:8], tab[8:]).reshape(-1)
+    checks = {200: nonlinear_llama.rmsnorm(x, g, np.float32(1e-5)), 300: rot, 600: rot,
+              400: nonlinear_llama.swiglu(x, g)}
+    for addr, want in checks.items():
+        np.testing.assert_array_equal(bits(m.sp[addr:addr + want.size]), bits(want), str(addr))
+    # the rotation is not the identity: the test can fail
+    assert not np.array_equal(rot, x)
+    # a pair (i, i + half) is rotated together: y[0] = x[0] c0 - x[8] s0
+    want0 = f32_add(f32_mul(x[0], tab[0]), -f32_mul(x[8], tab[8]))
+    assert bits(m.sp[300]) == bits(want0)
+
+
 @pytest.mark.parametrize(
     "ins, words",
     [
@@ -286,6 +313,9 @@ def test_asic_ops_match_contract():
         (I(Op.SOFTMAX, dst=0, src=0, n=0), "at least 1"),
         (I(Op.VREDUCE, dst=0, src=0, n=4, k=0), "at least 1"),
         (I(Op.OUT, reg=16), "register"),
+        (I(Op.ROPE, dst=0, src=0, tab=0, half=0, nhead=1), "half must be at least 1"),
+        (I(Op.RMSNORM, dst=0, src=0, gamma=0, n=0), "at least 1"),
+        (I(Op.ROPE, dst=0, src=4000, tab=0, half=8, nhead=8), "scratchpad"),
         (I(Op.VADD, dst=4000, a=0, b=0, n=200), "scratchpad"),
         # the vector unit works in blocks: dst in place (same start) or disjoint, never shifted
         (I(Op.VADD, dst=8, a=0, b=100, n=16), "overlaps"),
@@ -374,23 +404,9 @@ def test_mac_on_non_contiguous_channels():
     assert m.sp[102] == 0 and m.sp[103] == 0
 
 
-def test_wr_col_and_vmacs():
-    """WR_COL writes whole columns from 16 staged rows; VMACS scales per segment."""
-    hw = make_hw(channels=2, banks=2, rows=8, row_bytes=256)
-    m = GoldenMachine(hw, np.zeros((2, 2, 8, 128), np.uint16))
+def test_vmacs_scales_by_one_scalar_per_segment():
+    m = machine()
     rng = np.random.default_rng(11)
-    n, vec_len = 5, 64
-    region = {"region_row": 1, "n_local": 2, "vec_len": vec_len}
-    staged = rng.standard_normal((16, n)).astype(np.float32)
-    m.sp[0:16 * n] = staged.reshape(-1)
-    m.run([I(Op.WR_COL, src=0, n=n, vec=2, elem=16, **region), I(Op.EOC)])
-    for j in range(n):
-        for k in (0, 7, 15):
-            ch, bank, row, el = element_address(1, 2, vec_len, 2 + j, 16 + k, channels=2,
-                                                banks=2, row_elems=128, gb_elems=64)
-            assert m.dram[ch, bank, row, el] == f32_to_bf16(staged[k, j])
-    with pytest.raises(GoldenError, match="multiple of 16"):
-        m.run([I(Op.WR_COL, src=0, n=n, vec=2, elem=8, **region), I(Op.EOC)])
     a = rng.standard_normal(12).astype(np.float32)
     acc = rng.standard_normal(12).astype(np.float32)
     s = rng.standard_normal(3).astype(np.float32)
@@ -398,15 +414,3 @@ def test_wr_col_and_vmacs():
     m.run([I(Op.VMACS, dst=300, a=200, s=400, seg=4, nseg=3), I(Op.EOC)])
     want = f32_add(acc, f32_mul(a, np.repeat(s, 4)))
     np.testing.assert_array_equal(bits(m.sp[300:312]), bits(want))
-
-
-def test_wr_col_trace_and_perf_cost_one_column_per_vector():
-    from pimgpt.sim.perf.engine import PerfEngine
-    from pimgpt.sw.aim import instr_lines
-
-    hw = make_hw(channels=2, banks=2, rows=8, row_bytes=256)
-    ins = I(Op.WR_COL, src=0, n=5, vec=2, elem=16, region_row=1, n_local=2, vec_len=64)
-    lines = instr_lines(ins, hw)
-    assert len(lines) == 5 and all(ln.startswith("AiM WR_SBK ") for ln in lines)
-    res = PerfEngine(hw).run([ins, I(Op.EOC)])
-    assert res.counts["WR"] == 5

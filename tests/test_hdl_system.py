@@ -182,3 +182,21 @@ def test_system_tiny_py_text_prompt():
     assert stats["logits_checked"] == 2 * 256
     assert len(stats["tokens"]) == 2 and isinstance(stats.get("text"), str)
     print(f"tiny-py: '#' -> {stats['text']!r}, {stats['cycles']} cycles")
+
+
+def test_system_stops_on_an_opcode_it_does_not_implement():
+    """An opcode outside the ISA (a corrupt program word) stops the front end with ``error``
+    instead of being dropped."""
+    _need_verilator()
+    from pimgpt.sim.cocotb_lib.system_run import SystemRunError
+
+    class Unknown:  # what a corrupt word decodes to in hardware: opcode 0x1F, no fields
+        op, flags = 0x1F, 0
+
+        def fields(self):
+            return (0,) * 7
+
+    hw = load_hw(HW)
+    image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
+    with pytest.raises(SystemRunError, match="bad instruction \\(pc 0\\)"):
+        run_system(hw, [Unknown(), I(Op.EOC)], image, max_cycles=10_000)

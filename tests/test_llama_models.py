@@ -1,5 +1,5 @@
 """Llama-family model descriptions: presets, validation, model YAML files, hardware presets, the
-mapper's sizes and capacity errors, and the compiler's refusal until Llama lowering exists."""
+mapper's sizes and capacity errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from pimgpt.cli import main as cli_main
 from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
 from pimgpt.sw.checkpoint import config_from_yaml, expected_shapes, random_weights
-from pimgpt.sw.compiler import CompileError, compile_decode_step
 from pimgpt.sw.hf_layout import llama_hf_shapes
 from pimgpt.sw.mapper import MappingError, build_dram_image, map_model, to_bf16
 from pimgpt.sw.models import (
@@ -251,9 +250,3 @@ def test_mapper_regions_follow_the_architecture():
     got = image[0, 0, reg.row, : cfg.d_model]  # vector 0 sits in slot 0 from the region's row
     assert (got == to_bf16(w["lm_head"][0])).all()
     assert not (got == to_bf16(w["wte"][0])).all()
-
-
-def test_compiler_refuses_llama_until_lowered():
-    cfg = ModelConfig("t", **TINY_LLAMA)
-    with pytest.raises(CompileError, match="llama-style .*compiler lowers GPT-2-style models"):
-        compile_decode_step(cfg, load_hw("tiny-rtl"), context=8)

@@ -78,8 +78,11 @@ def test_mode_switch_false_drops_the_mode_rows():
     assert res.counts["MODREG"] == 0 and issues(res, "RDMAC16") == [58, 60]
 
 
-def test_tiny_rtl_preset_has_no_switches_until_the_rtl_implements_them():
-    assert not S.mode_switching(load_hw("tiny-rtl"))
+def test_tiny_rtl_preset_switches_modes_in_order():
+    # The RTL's scheduler switches modes (hdl/pim_sched.py) and issues in order: no early
+    # activation, so the perf engine models the same controller.
+    hw = load_hw("tiny-rtl")
+    assert S.mode_switching(hw) and not hw.dram.early_activate
 
 
 def test_plain_gddr6_times_mac_as_a_read_and_has_no_modes():

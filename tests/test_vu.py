@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimgpt.core import nonlinear as nl
+from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op
@@ -281,6 +282,49 @@ def test_softmax_rows_match_golden(lanes, n, rows):
         outside = np.ones(16384, bool)
         outside[dst:dst + x.size] = outside[200:200 + x.size] = False
         assert not sp[outside].any()
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_vmacs_and_llama_routines_match_golden(lanes):
+    """VMACS (segments shorter and longer than a block, in place), SWIGLU, RMSNORM (also of
+    zeros: rsqrt(0) = Inf, and in place) and ROPE (halves shorter and longer than a block, in
+    place), on random data with special values."""
+    rng = np.random.default_rng(lanes + 7)
+    for n in (1, lanes + 3, 5 * lanes + 1):
+        x, y, g = _data(rng, n), _data(rng, n), _data(rng, n, 1.0)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + n], sp[3000:3000 + n], sp[6000:6000 + n] = b32(x), b32(y), b32(g)
+        _run(lanes, Op.SWIGLU, (9000, 100, 3000, n), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n], b32(nll.swiglu(x, y)))
+        eps = np.float32(1e-6)
+        _run(lanes, Op.RMSNORM, (9000, 100, 6000, n, int(b32(eps))), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n], b32(nll.rmsnorm(x, g, eps)))
+        _run(lanes, Op.RMSNORM, (100, 100, 6000, n, int(b32(eps))), sp)  # in place
+        np.testing.assert_array_equal(sp[100:100 + n], sp[9000:9000 + n])
+        _run(lanes, Op.RMSNORM, (9000, 12000, 6000, n, 0), sp)  # zeros, eps 0: x * Inf
+        np.testing.assert_array_equal(sp[9000:9000 + n],
+                                      b32(nll.rmsnorm(np.zeros(n, np.float32), g, 0.0)))
+    for seg, nseg in ((1, 5), (3, 7), (lanes + 5, 3)):
+        a, d, sc = _data(rng, seg * nseg), _data(rng, seg * nseg), _data(rng, nseg, 2.0)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + a.size], sp[3000:3000 + d.size], sp[6000:6000 + nseg] = \
+            b32(a), b32(d), b32(sc)
+        want = nm.f32_add(d, nm.f32_mul(a, np.repeat(sc, seg)))
+        _run(lanes, Op.VMACS, (3000, 100, 6000, seg, nseg), sp)
+        np.testing.assert_array_equal(sp[3000:3000 + d.size], b32(want))
+        _run(lanes, Op.VMACS, (100, 100, 6000, seg, nseg), sp)  # a is dst
+        np.testing.assert_array_equal(sp[100:100 + a.size],
+                                      b32(nm.f32_add(a, nm.f32_mul(a, np.repeat(sc, seg)))))
+    for half, nhead in ((1, 2), (24, 3), (lanes + 3, 2)):
+        x = _data(rng, 2 * half * nhead).reshape(nhead, 2 * half)
+        tab = np.concatenate([np.cos(rng.uniform(0, 6, half)), np.sin(rng.uniform(0, 6, half))])
+        tab = tab.astype(np.float32)
+        want = b32(nll.rope(x, tab[:half], tab[half:])).reshape(-1)
+        for dst in (9000, 100):  # to another place, and in place
+            sp = np.zeros(16384, np.uint32)
+            sp[100:100 + x.size], sp[6000:6000 + 2 * half] = b32(x).reshape(-1), b32(tab)
+            _run(lanes, Op.ROPE, (dst, 100, 6000, half, nhead), sp)
+            np.testing.assert_array_equal(sp[dst:dst + x.size], want)
 
 
 # ---------------------------------------------------------------------------------------------

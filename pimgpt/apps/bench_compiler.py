@@ -24,20 +24,27 @@ import argparse
 import time
 
 from pimgpt.core.config import hw_from_dict, load_hw
-from pimgpt.sw.models import PAPER_MODELS, get_model
+from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, get_model
+
+#: Llama presets are compiled on the hardware that holds them all, at the longest context of the
+#: evaluation (their maximum contexts, up to 131072 tokens, fit no preset).
+LLAMA_HW, LLAMA_CONTEXT = "pimgpt-gddr6-32ch", 4096
 
 
 def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
-    """Compile one decode step at maximum context per model; return timings and counts."""
+    """Compile one decode step at maximum context per model (Llama presets: ``LLAMA_CONTEXT``
+    on ``LLAMA_HW`` unless ``hw_name`` is given); return timings and counts."""
     from pimgpt.core.isa import Op
     from pimgpt.sw.compiler import compile_decode_step, preamble_length
 
-    hw = load_hw(hw_name)
     rows = []
-    for name in models or ["tiny", *PAPER_MODELS]:  # Llama lowering: issue 12 phase 2
+    for name in models or ["tiny", *PAPER_MODELS, *LLAMA_MODELS]:
         cfg = get_model(name)
+        llama = name in LLAMA_MODELS
+        hw = load_hw(hw_name or (LLAMA_HW if llama else None))
+        ctx = min(cfg.ctx, LLAMA_CONTEXT) if llama else cfg.ctx
         t0 = time.perf_counter()
-        cp = compile_decode_step(cfg, hw, cfg.ctx)
+        cp = compile_decode_step(cfg, hw, ctx)
         t1 = time.perf_counter()
         cp.encode()
         t2 = time.perf_counter()
@@ -46,7 +53,8 @@ def bench_compile(models=None, hw_name: str | None = None) -> list[dict]:
         step = cp.program[cp.steps[0].start:]
         rows.append({
             "model": name,
-            "context": cfg.ctx,
+            "hw": hw.name,
+            "context": ctx,
             "instructions": len(cp.program),
             "syncs": sum(1 for i in step if i.op is Op.SYNC),
             "mac_instructions": sum(1 for i in step if i.op in (Op.MAC_ABK, Op.MAC_SBK)),
@@ -183,8 +191,8 @@ def _table(rows: list[dict]) -> str:
 
 def run(quick: bool = False, hw_name: str | None = None) -> dict:
     """All compiler/golden benchmarks; ``quick`` skips the largest models and gpt2-small."""
-    models = [m for m in ["tiny", *PAPER_MODELS]
-              if not quick or m in ("tiny", "gpt2-small", "gpt2-xl")]
+    models = [m for m in ["tiny", *PAPER_MODELS, *LLAMA_MODELS]
+              if not quick or m in ("tiny", "gpt2-small", "gpt2-xl", "llama-3.2-1b")]
     golden = ("tiny",) if quick else ("tiny", "gpt2-small")
     cases = SCHEDULE_CASES[:1] if quick else SCHEDULE_CASES
     return {"compile": bench_compile(models, hw_name),
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(bench_accumulators(hw_name=args.hw)))
         return 0
     res = run(args.quick, args.hw)
-    print("Compile: one decode step at maximum context")
+    print(f"Compile: one decode step at maximum context (Llama: {LLAMA_CONTEXT} on {LLAMA_HW})")
     print(_table(res["compile"]))
     print("\nGolden simulator (random weights)")
     print(_table(res["golden"]))

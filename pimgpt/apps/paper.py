@@ -9,10 +9,13 @@ Measured GPU (H200) and CPU baselines ship with the package (``pimgpt/data/basel
 in its README; ``$PIMGPT_ANCHORS`` names another folder), matched by model and context, both modes
 (``hf-eager`` and ``graph``).
 Two small sweeps follow: channel scaling (gpt2-medium, context 1024, 4-32 channels) and the
-vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test.
+vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test. The Llama
+presets (and any other model that is not GPT-2-style named in ``--models``) run on the 16- and
+32-channel presets, contexts 128-4096 where they fit (:mod:`pimgpt.apps.paper_llama`).
 
 Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at the end):
-``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv`` and PNG plots.
+``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv``, ``llama.csv`` and PNG
+plots.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from pimgpt.apps.paper_llama import llama_markdown, llama_plan, llama_plot, simulate_llama_point
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sim.perf.summary import run_compiled, simulate_model
-from pimgpt.sw.models import PAPER_MODELS, get_model
+from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
 SCALING_MODEL, SCALING_CTX, SCALING_CHANNELS = "gpt2-medium", 1024, (4, 8, 16, 32)
@@ -97,6 +101,15 @@ def _parse_list(text, what, cast):
     if not vals:
         raise PaperError(f"--{what} is empty")
     return vals
+
+
+def split_models(models) -> tuple[list, list]:
+    """``(GPT-2-style, others)`` of the requested models (default: the paper's and the Llama
+    presets); the others go to the Llama section."""
+    if not models:
+        return list(PAPER_MODELS), list(LLAMA_MODELS)
+    gpt = [n for n in models if get_model(n).family == "gpt2"]
+    return gpt, [n for n in models if n not in gpt]
 
 
 def plan(models=None, contexts=None) -> list[tuple[str, int]]:
@@ -371,34 +384,52 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     out = check_directory("-o", output)
     # The fixed files are checked now; the plots' names are known only after the run.
     Outputs({name: out / name for name in ("results.md", "results.csv", "scaling.csv",
-                                           "lanes.csv")}, label=f"-o {output}")
+                                           "lanes.csv", "llama.csv")}, label=f"-o {output}")
     hw = load_hw(hw_name)
     hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
     hw_nosw = _variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
-    points = plan(models, contexts)
+    gpt_models, llama_models = split_models(models)
+    points = plan(gpt_models, contexts) if gpt_models else []
+    l_points, l_skipped = llama_plan(llama_models, contexts) if llama_models else ([], [])
+    if not points and not l_points:
+        raise PaperError(f"no model among {models} fits at contexts {contexts}; use shorter ones")
     anchors_path = anchors_dir()
     anchors = load_anchors(anchors_path)
     extra = []
     if sweeps:
         extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
-    with progress_bar(len(points) + len(extra), "pimgpt paper", "run", progress) as bar:
+    total = len(points) + len(extra) + len(l_points)
+    with progress_bar(total, "pimgpt paper", "run", progress) as bar:
         rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors)
+        l_rows = []
+        for point in l_points:
+            bar.set_postfix_str(" ".join(map(str, point)))
+            l_rows.append(simulate_llama_point(*point))
+            bar.update()
     with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
         tmp = Path(tmpdir)
-        (tmp / "results.md").write_text(markdown(rows, scaling, lanes, hw.name, bool(anchors)))
-        (tmp / "results.csv").write_text(_csv(rows))
+        text = (markdown(rows, scaling, lanes, hw.name, bool(anchors)) if rows
+                else "# PIM-GPT evaluation on the perf simulator (Llama family)\n")
+        if l_rows:
+            text += "\n".join(llama_markdown(l_rows, l_skipped)) + "\n"
+            (tmp / "llama.csv").write_text(_csv(l_rows))
+            llama_plot(l_rows, tmp)
+        (tmp / "results.md").write_text(text)
+        if rows:
+            (tmp / "results.csv").write_text(_csv(rows))
+            plots(rows, scaling, lanes, tmp)
         if scaling:
             (tmp / "scaling.csv").write_text(_csv(scaling))
         if lanes:
             (tmp / "lanes.csv").write_text(_csv(lanes))
-        plots(rows, scaling, lanes, tmp)
         made = sorted(tmp.iterdir())
         outs = Outputs({f.name: out / f.name for f in made}, label=f"-o {output}")
         with outs:
             for f in made:
                 outs.write(f.name, lambda dst, f=f: shutil.copyfile(f, dst))
             outs.commit()
-    return {"rows": rows, "scaling": scaling, "lanes": lanes, "anchors": str(anchors_path)}
+    return {"rows": rows, "scaling": scaling, "lanes": lanes, "llama": l_rows,
+            "llama_skipped": l_skipped, "anchors": str(anchors_path)}
 
 
 def cli_paper(args) -> int:
@@ -410,7 +441,7 @@ def cli_paper(args) -> int:
     result = run_paper(args.output, args.hw, models, contexts, sweeps=sweeps)
     out = Path(args.output)
     print((out / "results.md").read_text())
-    print(f"written: {out}/results.md, results.csv and PNG plots")
+    print(f"written: {out}/results.md, the CSV tables and PNG plots")
     if result["anchors"] == "None":
         print("note: no anchors directory found (set PIMGPT_ANCHORS); speedups left empty")
     return 0

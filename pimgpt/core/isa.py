@@ -66,7 +66,6 @@ class Op(IntEnum):
     WR_ELEM = 0x0D
     SYNC = 0x0E
     EOC = 0x0F
-    WR_COL = 0x10
     # ASIC side (scratchpad addresses count fp32 words)
     VADD = 0x20
     VMUL = 0x21
@@ -85,6 +84,9 @@ class Op(IntEnum):
     OUT = 0x2E
     VFILL = 0x2F
     VMACS = 0x30
+    RMSNORM = 0x31
+    ROPE = 0x32
+    SWIGLU = 0x33
 
 
 class Side(Enum):
@@ -186,10 +188,6 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.WR_ELEM, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n"),),
            nonzero=("n", "n_local", "vec_len"),
            doc="element elem of region vectors vec..vec+n-1 <- bf16(scratchpad)"),
-    OpSpec(Op.WR_COL, _P, ("src",) + _REGION + ("elem",), (_sp("src", "n", "COL"),),
-           nonzero=("n", "n_local", "vec_len"),
-           doc="elements elem..elem+15 (one column) of region vectors vec..vec+n-1 <- bf16 of 16 "
-               "staged rows of n scratchpad words"),
     OpSpec(Op.SYNC, _C, (), doc="wait until every earlier instruction has completed"),
     OpSpec(Op.EOC, _C, (), doc="end of program"),
     OpSpec(Op.VADD, _A, ("dst", "a", "b", "n"),
@@ -228,6 +226,16 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
            (_sp("a", "seg", "nseg"), _sp("s", "nseg"), _sp("dst", "seg", "nseg"),
             _sp("dst", "seg", "nseg", write=True)), nonzero=("seg", "nseg"),
            doc="dst[i] = dst[i] + a[i] * s[i // seg] for i < seg*nseg (scalar per segment)"),
+    OpSpec(Op.RMSNORM, _A, ("dst", "src", "gamma", "n", "eps_f32"),
+           (_sp("src", "n"), _sp("gamma", "n"), _sp("dst", "n", write=True)), nonzero=("n",),
+           doc="RMSNorm (Llama)"),
+    OpSpec(Op.ROPE, _A, ("dst", "src", "tab", "half", "nhead"),
+           (_sp("src", "half", 2, "nhead"), _sp("tab", "half", 2),
+            _sp("dst", "half", 2, "nhead", write=True)), nonzero=("half", "nhead"),
+           doc="rotary embedding of nhead heads of 2*half words by the cos/sin table at tab"),
+    OpSpec(Op.SWIGLU, _A, ("dst", "gate", "up", "n"),
+           (_sp("gate", "n"), _sp("up", "n"), _sp("dst", "n", write=True)),
+           doc="dst = silu(gate) * up (the SwiGLU gated product)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 
@@ -243,6 +251,9 @@ PIM_SP_WRITERS = frozenset(op for op in PIM_OPS
 PIM_SP_READERS = frozenset(op for op in PIM_OPS
                            if any(a.space == "sp" and not a.write for a in SPEC[op].accesses))
 assert all(len(f) <= N_FIELDS for f in FIELDS.values())
+#: Per opcode: field names, their set, defaults, valid flags (the constructor's quick lookups).
+_SHAPE = {op: (s.fields, frozenset(s.fields), s.defaults, s.flags) for op, s in SPEC.items()}
+_PAD = tuple((0,) * (N_FIELDS - k) for k in range(N_FIELDS + 1))
 
 
 def access_length(acc: Access, args: dict, banks: int) -> int:
@@ -321,33 +332,44 @@ class Instr:
     flags: int = 0
 
     def __post_init__(self):
-        op = Op(self.op)
+        op = self.op if type(self.op) is Op else Op(self.op)
         object.__setattr__(self, "op", op)
-        names = FIELDS[op]
-        for key, value in self.args.items():
-            if key not in names:
+        names, known, dflt, valid = _SHAPE[op]
+        args = self.args
+        for key, value in args.items():
+            if key not in known:
                 raise ProgramError(f"{op.name} has no field {key!r}; its fields are {names}")
-            if not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 2**32:
+            # ``type(...) is int`` first: the compiler's ints take the quick path.
+            if not (type(value) is int or isinstance(value, (int, np.integer))) or not (
+                    0 <= value < 2**32):
                 raise ProgramError(f"{op.name}.{key}={value!r} is not an unsigned 32-bit integer")
-        if not isinstance(self.flags, (int, np.integer)) or not 0 <= int(self.flags) < 2**16:
-            raise ProgramError(f"{op.name} flags={self.flags!r} do not fit 16 bits")
-        if int(self.flags) & ~VALID_FLAGS[op]:
+        flags = self.flags
+        if not isinstance(flags, (int, np.integer)) or not 0 <= flags < 2**16:
+            raise ProgramError(f"{op.name} flags={flags!r} do not fit 16 bits")
+        flags = int(flags)
+        if flags & ~valid:
             raise ProgramError(
-                f"{op.name} flags={int(self.flags):#x} sets undefined bits (valid: "
-                f"{VALID_FLAGS[op]:#x})"
-            )
-        object.__setattr__(self, "flags", int(self.flags))
+                f"{op.name} flags={flags:#x} sets undefined bits (valid: {valid:#x})")
+        object.__setattr__(self, "flags", flags)
         # Normalise to every field present, so equal instructions compare equal.
-        dflt = SPEC[op].defaults
-        object.__setattr__(self, "args", {n: int(self.args.get(n, dflt.get(n, 0))) for n in names})
+        object.__setattr__(self, "args", {n: int(args[n]) if n in args else dflt.get(n, 0)
+                                          for n in names})
+
+    @classmethod
+    def _trusted(cls, op: Op, args: dict, flags: int) -> Instr:
+        """An instruction from already validated parts (:func:`decode`), without re-checking."""
+        ins = object.__new__(cls)
+        object.__setattr__(ins, "op", op)
+        object.__setattr__(ins, "args", args)
+        object.__setattr__(ins, "flags", flags)
+        return ins
 
     def __getitem__(self, name: str) -> int:
         return self.args[name]
 
     def fields(self) -> tuple[int, ...]:
         """The seven field slots, zero-filled."""
-        vals = [int(self.args.get(n, 0)) for n in FIELDS[self.op]]
-        return tuple(vals + [0] * (N_FIELDS - len(vals)))
+        return tuple(self.args.values()) + _PAD[len(self.args)]
 
     def to_text(self) -> str:
         """One line of assembly."""
@@ -383,6 +405,17 @@ def encode(program: list[Instr]) -> bytes:
     return bytes(out)
 
 
+#: One binary instruction as a numpy record (the layout of :data:`INSTR`).
+_RECORD = np.dtype([("op", "<u2"), ("flags", "<u2"), ("f", "<u4", (N_FIELDS,))])
+assert _RECORD.itemsize == INSTR.size
+_OP_OF = {int(op): op for op in Op}
+_OPCODES = np.array(sorted(_OP_OF), dtype=np.uint16)
+_NFIELDS = np.zeros(1 << 16, dtype=np.int64)
+_VALIDFLAGS = np.zeros(1 << 16, dtype=np.uint16)
+for _op in Op:
+    _NFIELDS[_op], _VALIDFLAGS[_op] = len(FIELDS[_op]), VALID_FLAGS[_op]
+
+
 def decode(blob: bytes, source: str = "program") -> list[Instr]:
     """Decode the binary form, validating the header, the length and every opcode.
 
@@ -413,25 +446,30 @@ def decode(blob: bytes, source: str = "program") -> list[Instr]:
             f"{source}: header says {count} instructions ({expected} bytes) but the file has "
             f"{len(blob)} bytes; it is truncated or corrupt, recompile it"
         )
-    words = np.frombuffer(blob, dtype=np.uint8, offset=HEADER.size).reshape(count, INSTR.size)
+    rec = np.frombuffer(blob, dtype=_RECORD, offset=HEADER.size, count=count)
+    codes, flag_words, slots = rec["op"], rec["flags"], rec["f"]
+    # Validate every word at once; the loop below builds instructions from checked parts.
+    known = np.isin(codes, _OPCODES)
+    if not known.all():
+        index = int(np.argmin(known))
+        raise ProgramError(f"{source}: instruction {index} has unknown opcode "
+                           f"{int(codes[index]):#x}; corrupt program")
+    nfields = _NFIELDS[codes]
+    unused = (slots != 0) & (np.arange(N_FIELDS) >= nfields[:, None])
+    bad_flags = (flag_words & ~_VALIDFLAGS[codes]) != 0
+    bad = unused.any(axis=1) | bad_flags
+    if bad.any():
+        index = int(np.argmax(bad))
+        op = Op(int(codes[index]))
+        what = ("sets unused fields" if unused[index].any() else
+                f"flags={int(flag_words[index]):#x} sets undefined bits "
+                f"(valid: {VALID_FLAGS[op]:#x})")
+        raise ProgramError(f"{source}: instruction {index} ({op.name}) {what}; corrupt program")
+    trusted = Instr._trusted
     program = []
-    for index in range(count):
-        opcode, flags, *slots = INSTR.unpack(words[index].tobytes())
-        try:
-            op = Op(opcode)
-        except ValueError:
-            raise ProgramError(
-                f"{source}: instruction {index} has unknown opcode {opcode:#x}; corrupt program"
-            ) from None
-        names = FIELDS[op]
-        if any(slots[len(names):]):
-            raise ProgramError(
-                f"{source}: instruction {index} ({op.name}) sets unused fields; corrupt program"
-            )
-        try:
-            program.append(Instr(op, dict(zip(names, slots[: len(names)], strict=True)), flags))
-        except ProgramError as exc:
-            raise ProgramError(f"{source}: instruction {index}: {exc}; corrupt program") from None
+    for code, flags, vals in zip(codes.tolist(), flag_words.tolist(), slots.tolist(), strict=True):
+        op = _OP_OF[code]
+        program.append(trusted(op, dict(zip(FIELDS[op], vals, strict=False)), flags))
     return program
 
 

@@ -9,8 +9,9 @@ allocation of the executor (a ``VFILL`` of ``n`` words allocates ``n`` words, a 
 partial vectors loops ``k`` times), a program that passes cannot make an executor allocate more
 than the machine's own memories or loop longer than its operands allow.
 
-What only a run can know is checked by the executor: the vector index a register holds
-(``RD_VEC`` with ``FLAG_VEC_FROM_REG``).
+Also the overlap rule of the vector unit's instructions (destination in place or disjoint). What
+only a run can know is checked by the executor: the vector index a register holds (``RD_VEC`` with
+``FLAG_VEC_FROM_REG``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.isa import COL, N_REGS, SPEC, Instr, Op, ProgramError, effects
+from pimgpt.core.isa import COL, N_REGS, SPEC, Instr, Op, ProgramError, Side, access_length, effects
 
 #: Opcodes whose ``elem``/``n`` fields address elements of one DRAM row.
 _ROW_ELEMS = ("elem", "n", "row")
@@ -83,6 +84,34 @@ def _problem(ins: Instr, lim: _Limits) -> str | None:
     return None
 
 
+#: Vector-unit sources read after the destination may have been written (a later pass, a
+#: per-segment scale, a per-head table): they must not overlap the destination at all.
+_READ_LATE = {Op.LAYERNORM: ("gamma", "beta"), Op.VMACS: ("s",), Op.ROPE: ("tab",)}
+
+
+def _overlap_problem(ins: Instr, banks: int) -> str | None:
+    """The vector unit works block by block: an ASIC instruction's destination is one of its
+    sources exactly (in place: the same first word) or disjoint from it, never shifted against
+    it (``VMOV`` excepted: it copies in the safe direction); :data:`_READ_LATE` sources are
+    disjoint from it (``docs/isa.md``)."""
+    spec = SPEC[ins.op]
+    if spec.side is not Side.ASIC or ins.op is Op.VMOV:
+        return None
+    a = ins.args
+    ranges = [(acc, a[acc.base], access_length(acc, a, banks)) for acc in spec.accesses
+              if acc.space == "sp"]
+    for acc_d, dst, nd in ranges:
+        if not acc_d.write:
+            continue
+        for acc, lo, n in ranges:
+            if acc.write or not (n and nd and lo < dst + nd and dst < lo + n):
+                continue
+            if lo != dst or acc.base in _READ_LATE.get(ins.op, ()):
+                return (f"dst [{dst}, {dst + nd}) overlaps a source [{lo}, {lo + n}) ({acc.base}); "
+                        "use the same start (in place) or disjoint ranges")
+    return None
+
+
 def _region_problem(ins: Instr, lim: _Limits) -> str | None:
     a = ins.args
     n_local, vec_len = a["n_local"], a["vec_len"]
@@ -93,12 +122,9 @@ def _region_problem(ins: Instr, lim: _Limits) -> str | None:
         return (f"the region (rows {a['region_row']}..{end - 1}) exceeds the {lim.rows} rows "
                 "of a bank")
     vectors = n_local * lim.slots
-    if ins.op in (Op.WR_ELEM, Op.WR_COL):
-        last = a["elem"] + (COL - 1 if ins.op is Op.WR_COL else 0)
-        if ins.op is Op.WR_COL and a["elem"] % COL:
-            return f"a column write needs elem a multiple of {COL}, got {a['elem']}"
-        if last >= vec_len:
-            return f"element {last} is beyond the vector length {vec_len}"
+    if ins.op is Op.WR_ELEM:
+        if a["elem"] >= vec_len:
+            return f"element {a['elem']} is beyond the vector length {vec_len}"
         if a["vec"] + a["n"] > vectors:
             return f"vectors [{a['vec']}, {a['vec'] + a['n']}) are beyond the region's {vectors}"
         return None
@@ -133,4 +159,7 @@ def check_program(program: Sequence[Instr], hw: HwConfig, source: str = "program
         bad = _problem(ins, lim)
         if bad:
             raise error(f"{source}: instruction {index} ({ins.op.name}): {bad} on "
-                               f"hardware {lim.name}; the program was not made for it")
+                        f"hardware {lim.name}; the program was not made for it")
+        bad = _overlap_problem(ins, lim.banks)
+        if bad:
+            raise error(f"{source}: instruction {index} ({ins.op.name}): {bad}")

@@ -22,7 +22,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from pimgpt.core import numerics as nx
 from pimgpt.core.config import HwConfig
-from pimgpt.core.dram import CMD
+from pimgpt.core.dram import CMD, COMMANDS
 
 from .bus import Codec, Ports
 from .dram_monitor import ProtocolChecker
@@ -140,7 +140,16 @@ class ChannelTB:
         self.dut.load.value = 0
 
     async def issue(self, name: str, fpi: int = 0, **fields) -> None:
-        """Issue one command at the earliest legal cycle plus 0-2 idle cycles."""
+        """Issue one command at the earliest legal cycle plus 0-2 idle cycles; first the mode
+        switch it needs, if the standard has modes and the channel is in the other one (as the
+        RTL scheduler does)."""
+        std = self.checker.std
+        need = std.mode_of[CMD[name]]
+        if need and need != self.checker.mode:
+            await self._issue_one(COMMANDS[std.switch_to[need]], 0)
+        await self._issue_one(name, fpi, **fields)
+
+    async def _issue_one(self, name: str, fpi: int = 0, **fields) -> None:
         t = max(self.checker.earliest(name, fpi), self.cycle + 1) + self.rng.choice((0, 0, 1, 2))
         while self.cycle < t:
             await RisingEdge(self.dut.clk)

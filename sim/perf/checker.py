@@ -270,15 +270,32 @@ class _Expansion:
 
     def sorted(self, scope, cmd_mask=None):
         """Keys and entries of ``scope`` (restricted to commands in ``cmd_mask``), ordered by
-        (node, issue cycle, log order)."""
-        keys, idx = self._nodes(scope)
+        (node, issue cycle, log order); the entries' fields are gathered when first read."""
+        key = ("sorted", scope)
+        if key not in self.cache:
+            keys, idx = self._nodes(scope)
+            # ``seq`` order is the array order within equal (node, cycle): a stable sort keeps
+            # it, and a selection of the sorted entries keeps their order.
+            order = np.lexsort((self.cols["t0"][idx], keys))
+            self.cache[key] = keys[order], idx[order]
+        keys, idx = self.cache[key]
         if cmd_mask is not None:
             keep = cmd_mask[self.cols["cmd"][idx]]
             keys, idx = keys[keep], idx[keep]
-        # ``seq`` order is the array order within equal (node, cycle): a stable sort keeps it.
-        order = np.lexsort((self.cols["t0"][idx], keys))
-        idx = idx[order]
-        return keys[order], {k: v[idx] for k, v in self.cols.items()}
+        return keys, _Fields(self.cols, idx)
+
+
+class _Fields:
+    """The fields of the entries ``idx`` of ``cols``, each gathered on first access."""
+
+    def __init__(self, cols: dict, idx: np.ndarray):
+        self.cols, self.idx, self.got = cols, idx, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        v = self.got.get(name)
+        if v is None:
+            v = self.got[name] = self.cols[name][self.idx]
+        return v
 
 
 def _check_window(arr, pre, fol, lat, row, err) -> None:

@@ -22,6 +22,9 @@ its footprint's path to the channel. The device has no timing rule of its own.
 * Channels in lockstep share one :class:`ChannelState`: an instruction that selects several
   channels in the same state is scheduled once (copy-on-write when they diverge); at each ``SYNC``
   states that are equivalent from the barrier on (rows, mode, ready times, windows) merge again.
+* Memo (:mod:`.memo`, on by default): an instruction body that the expansion describes by a shape
+  (``sig``) and its rows is issued in full once per canonical channel state and replayed, shifted,
+  after that, with identical results.
 """
 
 from __future__ import annotations
@@ -30,16 +33,19 @@ from dataclasses import dataclass
 
 from pimgpt.core import dram as S
 from pimgpt.core.config import ConfigError, HwConfig
+from pimgpt.sim.perf.memo import Memo
 
 C_ACT16, C_PRE4, C_PREA = S.CMD["ACT16"], S.CMD["PRE4"], S.CMD["PREA"]
 C_ACT, C_ACT4, C_PRE, C_REF = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["PRE"], S.CMD["REFab"]
 NEVER = -(1 << 60)
+REFRESH = ("refresh",)  # the memo's shape of one refresh
 
 
 class ChannelState:
     """Timing, row and mode state of one channel (possibly shared by channels in lockstep)."""
 
-    __slots__ = ("ready", "open", "win", "last", "next_ref", "done", "mode")
+    __slots__ = ("ready", "open", "win", "last", "next_ref", "done", "mode", "node", "valid",
+                 "live")
 
     def __init__(self, size: int, subs: int, banks: int, windows: int, next_ref: int):
         self.ready = [NEVER] * size  # flat ready times, see Device._check_index
@@ -49,12 +55,17 @@ class ChannelState:
         self.next_ref = next_ref  # cycle the next refresh is due
         self.done = 0  # completion cycle of the latest instruction on this channel
         self.mode = S.ARRAY_MODE  # the mode after power-up
+        self.node = None  # canonical form (:mod:`.memo`), None when not computed since a change
+        self.valid = True  # ``ready`` and ``win`` are up to date (else ``node`` holds them)
+        self.live = None  # with the memo: indices of ``ready`` that may exceed min(last, done)
 
     def clone(self) -> ChannelState:
         c = ChannelState.__new__(ChannelState)
-        c.ready = self.ready[:]
+        c.valid, c.node = self.valid, self.node
+        c.ready = self.ready[:]  # when not valid: stale, at or below the true times
         c.open = [o[:] for o in self.open]
         c.win = [w[:] for w in self.win]
+        c.live = None if self.live is None else set(self.live)
         c.last = self.last
         c.next_ref = self.next_ref
         c.done = self.done
@@ -79,9 +90,12 @@ class Device:
     ----------
     hw : HwConfig
         Hardware configuration (DRAM organisation, timing, standard, ``dram.act_overlap``).
+    memo : bool
+        Replay instruction bodies from canonical states (:mod:`.memo`; identical results). False
+        issues every command in full (the reference the memo is tested against).
     """
 
-    def __init__(self, hw: HwConfig):
+    def __init__(self, hw: HwConfig, memo: bool = True):
         self.hw = hw
         self.std = std = S.build_standard(hw)
         d = hw.dram
@@ -97,6 +111,7 @@ class Device:
         self.mode_of = std.mode_of
         self.switch_to = std.switch_to
         self._compile()
+        self.memo = Memo(self) if memo else None
         self.reset()
 
     # ------------------------------------------------------------------------------------------
@@ -155,18 +170,35 @@ class Device:
         self.row_cmd = tuple(S.COMMANDS[c] in S.NEEDS_OPEN_ROW for c in range(K))
         self._ccache: dict = {}
         self._ucache: dict = {}
+        # Everything command issue depends on (devices with equal tables share a memo store).
+        self.tables = (K, self.NS, self.NB, self.NBG, self.bus, tuple(self.upd), tuple(self.chk),
+                       tuple(self.windows), tuple(self.gap), self.done, self.mode_of,
+                       self.switch_to, self.fp, self.wweight, self.row_cmd)
 
     def reset(self) -> None:
         """Power-up state: every channel idle, rows closed, array mode; counters at zero."""
         self.counts = [0] * self.K
         self.bank_acts = self.bank_pres = self.bank_cols = 0
+        if self.memo is not None:
+            self.memo.discard()
         self.log = None
         self.first = None  # first command cycle of the current instruction
         self.own = 0  # own time of the current instruction (see run_group)
         st0 = ChannelState(self.size, self.NS, self.NB, len(self.windows), self.nREFI)
+        if self.memo is not None:
+            st0.live = set()
         self.states = [st0] * self.C
         self.owners = {id(st0): self.C}
         self._gcache = {}
+        self._mcache = {}
+
+    def touch(self, st: ChannelState) -> None:
+        """Before changing ``st`` command by command: its lists valid, its canonical form unset."""
+        if not st.valid:
+            self.memo.materialize(st)
+        if st.node is not None:
+            st.live = set(st.node.live)
+            st.node = None
 
     # ------------------------------------------------------------------------------------------
     # Command issue
@@ -202,18 +234,22 @@ class Device:
         return idx
 
     def _update_index(self, c: int, fpi: int, sub: int) -> tuple:
-        """``(flat index, latency)`` pairs that command ``c`` on footprint ``fpi`` raises."""
+        """``(flat index, latency)`` pairs that command ``c`` on footprint ``fpi`` raises, and
+        the indices alone."""
         anc = self.anc[self.fp[c]][fpi]
         so = (1 + sub) * self.K
         pairs = tuple((anc[e] + (so + f if sk else f), lat) for e, sk, f, lat in self.upd[c])
-        self._ucache[(c, fpi, sub)] = pairs
-        return pairs
+        self._ucache[(c, fpi, sub)] = hit = (pairs, tuple(i for i, _ in pairs))
+        return hit
 
     def _apply(self, st: ChannelState, c: int, fpi: int, sub: int, t: int) -> None:
         r = st.ready
-        pairs = self._ucache.get((c, fpi, sub))
-        if pairs is None:
-            pairs = self._update_index(c, fpi, sub)
+        hit = self._ucache.get((c, fpi, sub))
+        if hit is None:
+            hit = self._update_index(c, fpi, sub)
+        pairs, idx = hit
+        if st.live is not None:
+            st.live.update(idx)
         for i, lat in pairs:
             v = t + lat
             if r[i] < v:
@@ -316,16 +352,27 @@ class Device:
         """Issue the refreshes of ``st`` that are due by ``max(t, its last command)``."""
         last = st.last if st.last > t else t
         while st.next_ref <= last:
-            due = st.next_ref
-            for s in range(self.NS):
-                if max(st.open[s]) >= 0:
-                    self.issue(st, C_PREA, 0, s, due, g)
-            self.issue(st, C_REF, 0, 0, due, g)
+            if self.memo is None or st.next_ref > st.last + self.bus:
+                # An idle channel's refresh is keyed by its exact last completion: rarely
+                # repeated, so issued in full.
+                self.touch(st)
+                self._refresh(st, st.next_ref, g)
+            else:
+                self.memo.run(g, st, st.next_ref, self._refresh, REFRESH, (), 0, sets_done=False)
             st.next_ref += self.nREFI
+
+    def _refresh(self, st: ChannelState, due: int, g: Group) -> int:
+        """One refresh due at ``due``: ``PREA`` where rows are open, then ``REFab``."""
+        for s in range(self.NS):
+            if max(st.open[s]) >= 0:
+                self.issue(st, C_PREA, 0, s, due, g)
+        return self.issue(st, C_REF, 0, 0, due, g)
 
     def refresh_all(self, t: int) -> None:
         """Issue the refreshes due by cycle ``t`` on every channel."""
         for s in {id(x): x for x in self.states}.values():
+            if s.next_ref > t and s.next_ref > s.last:
+                continue  # nothing due (the test :meth:`refresh` starts with)
             chans = [c for c in range(self.C) if self.states[c] is s]
             self.refresh(s, t, Group(s, chans, len(chans), self.mask_of(chans)))
 
@@ -418,6 +465,7 @@ class Device:
     def _reassign(self, new: ChannelState, chans) -> ChannelState:
         """Point ``chans`` at state ``new``, keeping the owner counts."""
         self._gcache.clear()
+        self._mcache.clear()
         owners = self.owners
         for ch in chans:
             old = self.states[ch]
@@ -433,6 +481,23 @@ class Device:
         distinct = {id(s): s for s in self.states}
         if len(distinct) < 2:
             return
+        canon = (self._equivalent(distinct, barrier) if self.memo is None
+                 else self.memo.equivalent(distinct, barrier))
+        if canon is None or len(canon) == len(distinct):
+            return
+        rep = {}
+        for keys in canon.values():
+            for k in keys:
+                rep[k] = distinct[keys[0]]
+        self.states = [rep[id(s)] for s in self.states]
+        self._gcache.clear()
+        self._mcache.clear()
+        self.owners = {}
+        for s in self.states:
+            self.owners[id(s)] = self.owners.get(id(s), 0) + 1
+
+    def _equivalent(self, distinct: dict, barrier: int) -> dict:
+        """``distinct`` (id -> state) grouped by their state from ``barrier`` on: key -> ids."""
         bus, wins = self.bus, self.windows
         canon: dict = {}
         for key, s in distinct.items():
@@ -447,26 +512,28 @@ class Device:
                 tuple([x if x > barrier else barrier for x in s.ready]),
             )
             canon.setdefault(c, []).append(key)
-        if len(canon) == len(distinct):
-            return
-        rep = {}
-        for keys in canon.values():
-            for k in keys:
-                rep[k] = distinct[keys[0]]
-        self.states = [rep[id(s)] for s in self.states]
-        self._gcache.clear()
-        self.owners = {}
-        for s in self.states:
-            self.owners[id(s)] = self.owners.get(id(s), 0) + 1
+        return canon
 
-    def run_group(self, g: Group, t_min: int, body, e0: int) -> int:
+    def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=(),
+                  ahead: int = 0) -> int:
         """Run ``body(state, t_min, group) -> completion`` on one group (refreshing first when
-        due); returns the later of ``e0`` and the completion."""
+        due); returns the later of ``e0`` and the completion.
+
+        ``sig`` (hashable), ``rows`` and ``ahead`` describe the body for the memo: two bodies
+        with equal ``sig`` must issue the same commands from the same state on groups of as many
+        channels, given their rows (``rows``: every row the body opens or compares, by label)
+        and whether ``ahead`` (a channel mask; 0: none) covers the group (a body may read the
+        group's channels through that test only). Their completion must not be ``t_min``
+        itself (a body that may return it passes ``sig=None`` and runs in full)."""
         st = g.st
         if st.next_ref <= t_min or st.next_ref <= st.last:
             self.refresh(st, t_min, g)
         prev = st.done if st.done > t_min else t_min
-        done = body(st, t_min, g)
+        if sig is not None and self.memo is not None:
+            done = self.memo.run(g, st, t_min, body, sig, rows, ahead)
+        else:
+            self.touch(st)
+            done = body(st, t_min, g)
         # Own time of the instruction on this channel: from when the channel finished its
         # previous instruction (or the instruction was dispatched) to its completion.
         if done - prev > self.own:
@@ -475,17 +542,34 @@ class Device:
             st.done = done
         return done if done > e0 else e0
 
-    def uniform(self, mask: int, t_min: int, body) -> tuple:
-        """Run ``body`` once per group of lockstep channels of ``mask``; returns
-        ``(first command cycle, completion)``."""
+    def uniform(self, mask: int, t_min: int, body, sig=None, rows=(), ahead: int = 0) -> tuple:
+        """Run ``body`` once per group of lockstep channels of ``mask`` (``sig``, ``rows``,
+        ``ahead``: see :meth:`run_group`); returns ``(first command cycle, completion)``."""
         self.first = None
         e0 = t_min
-        for g in self.groups(self.chans(mask)):
-            e0 = self.run_group(g, t_min, body, e0)
+        groups = self._mcache.get(mask)
+        if groups is None:
+            groups = self._mcache[mask] = self.groups(self.chans(mask))
+        memo = self.memo if sig is not None else None
+        for g in groups:
+            st = g.st
+            if memo is not None and st.next_ref > t_min and st.next_ref > st.last:
+                # The hit path of run_group (no refresh due; the memo has the outcome).
+                prev = st.done if st.done > t_min else t_min
+                done = memo.replay(g, st, t_min, sig, rows, ahead)
+                if done is not None:
+                    if done - prev > self.own:
+                        self.own = done - prev
+                    if done > e0:
+                        e0 = done
+                    continue
+            e0 = self.run_group(g, t_min, body, e0, sig, rows, ahead)
         return (t_min if self.first is None else self.first), e0
 
     def counters(self) -> dict:
         """Snapshot of the device's additive event counters."""
+        if self.memo is not None:
+            self.memo.flush()
         counts = {S.COMMANDS[c]: self.counts[c] for c in range(self.K)}
         return {"counts": counts, "bank_acts": self.bank_acts, "bank_pres": self.bank_pres,
                 "mac_bank_cols": counts["MAC16"] * self.NB + counts["MAC"],

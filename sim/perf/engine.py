@@ -24,8 +24,9 @@ How a program runs
   microcode, :mod:`pimgpt.core.vu.cost`), at ``asic.clock_ghz``, rounded up to DRAM tCK, the
   common time base.
 
-The modules: :mod:`.device` (channel state and command issue), :mod:`.expand` (instruction ->
-commands), :mod:`.asic` (vector unit), this one (dispatch, barriers, hazards, the result).
+The modules: :mod:`.device` (channel state and command issue), :mod:`.memo` (replay of repeated
+instruction bodies), :mod:`.expand` (instruction -> commands), :mod:`.asic` (vector unit), this
+one (dispatch, barriers, hazards, the result).
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ class PerfResult:
     cols_per_row: int = 64
     marks: dict = field(repr=False, default_factory=dict)  # instruction index -> counters
 
+    @property
+    def op_codes(self) -> np.ndarray:
+        """The opcodes as integers (computed once)."""
+        codes = getattr(self, "_codes", None)
+        if codes is None:
+            codes = self._codes = np.array(self.ops, dtype=np.int64)
+        return codes
+
     def counters(self) -> dict:
         """The additive event counters of the whole run (see :meth:`PerfEngine.counters`)."""
         return {"counts": dict(self.counts), "bank_acts": self.bank_acts,
@@ -150,15 +159,19 @@ class PerfEngine:
     hw : HwConfig
         Hardware configuration (DRAM organisation, timing and standard, ASIC,
         ``dram.act_overlap``).
+    memo : bool
+        Replay repeated instruction bodies from canonical channel states (:mod:`.memo`); the
+        results are identical either way. False issues every command in full (the reference
+        the memo is tested against, and for timing the simulator itself).
     """
 
-    def __init__(self, hw: HwConfig):
+    def __init__(self, hw: HwConfig, memo: bool = True):
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, got {type(hw).__name__}")
         self.hw = hw
         self.regs = [0] * 16
         self.asic = AsicModel(hw, self.regs)
-        self.dev = Device(hw)
+        self.dev = Device(hw, memo=memo)
         self.expand = Expander(self.dev, hw, self.regs)
         self.std = self.dev.std
         self.C, self.NB, self.NS = hw.dram.channels, hw.dram.banks, self.dev.NS
@@ -198,6 +211,14 @@ class PerfEngine:
         -------
         PerfResult
         """
+        try:
+            return self._run(program, log, marks)
+        except BaseException:
+            if self.dev.memo is not None:
+                self.dev.memo.discard()  # counters pending in shared transitions
+            raise
+
+    def _run(self, program, log: bool, marks) -> PerfResult:
         wall0 = time.perf_counter()
         n = len(program)
         dev, ex, asic = self.dev, self.expand, self.asic
@@ -207,22 +228,22 @@ class PerfEngine:
         asic.reset()
         self.regs[:] = [0] * len(self.regs)
         all_mask = (1 << self.C) - 1
-        start = np.zeros(n, dtype=np.int64)
-        end = np.zeros(n, dtype=np.int64)
-        side = np.zeros(n, dtype=np.int8)
-        chm = np.zeros(n, dtype=np.int64)
-        busy = np.zeros(n, dtype=np.int64)
-        pins = np.zeros(n, dtype=np.int64)
+        # Python lists while running (numpy item assignment costs more), arrays in the result.
+        start, end, chm, busy, pins = ([0] * n for _ in range(5))
+        side = [PIM_SIDE] * n
         ops = [ins.op for ins in program]
         next_mac = (_lookahead(program, self.NS > 1, self.early)
                     if self.NS > 1 or self.early else None)
         barrier = 0  # both sides dispatch at or after this cycle
         pim_done = 0  # completion of every PIM instruction so far
-        sp_writes = []  # (lo, hi, completion) of PIM scratchpad writes since the last SYNC
+        # [instruction, completion, (lo, hi) once a reader needed it] of the PIM scratchpad
+        # writes since the last SYNC.
+        sp_writes = []
         asic_free = 0
         handlers = ex.handlers
         marks = set(marks)
         snaps = {}
+        sync, eoc = int(Op.SYNC), int(Op.EOC)
         for i, ins in enumerate(program):
             if marks and i in marks:
                 snaps[i] = self.counters()
@@ -233,7 +254,7 @@ class PerfEngine:
                 start[i], end[i], side[i], busy[i] = t0, t0 + dur, ASIC_SIDE, dur
                 asic_free = t0 + dur
                 continue
-            if op == Op.SYNC or op == Op.EOC:
+            if op == sync or op == eoc:
                 b = pim_done if pim_done > asic_free else asic_free
                 if b < barrier:
                     b = barrier
@@ -244,29 +265,29 @@ class PerfEngine:
                 # cycles) before the merge: after it, every command is at or after the barrier.
                 dev.refresh_all(barrier)
                 dev.merge(barrier)
-                if op == Op.EOC:
+                if op == eoc:
                     n = i + 1
                     break
                 continue
             t_min = barrier
-            if op in SP_READERS and sp_writes:
-                lo, hi = self._sp_range(ins)
-                for wlo, whi, wdone in sp_writes:
-                    if wlo < hi and lo < whi and wdone > t_min:
-                        t_min = wdone
-            mask = ins.args.get("ch_mask", None)
+            if sp_writes and op in SP_READERS:
+                t_min = self._after_writes(ins, sp_writes, t_min)
+            a = ins.args
+            mask = a.get("ch_mask", None)
             if mask is None:
-                mask = 1 << ins.args["ch"] if "ch" in ins.args else all_mask
+                mask = 1 << a["ch"] if "ch" in a else all_mask
             dev.own = 0
             io0 = ex.io_in + ex.io_out
             s0, e0 = handlers[op](ins, t_min, mask, next_mac[i] if next_mac else None)
-            start[i], end[i], side[i], chm[i], busy[i] = s0, e0, PIM_SIDE, mask, dev.own
+            start[i], end[i], chm[i], busy[i] = s0, e0, mask, dev.own
             pins[i] = ex.io_in + ex.io_out - io0
             if e0 > pim_done:
                 pim_done = e0
             if op in SP_WRITERS:
-                lo, hi = self._sp_range(ins)
-                sp_writes.append((lo, hi, e0))
+                sp_writes.append([ins, e0, None])
+        start, end, chm, busy, pins = (np.array(x[:n], dtype=np.int64)
+                                       for x in (start, end, chm, busy, pins))
+        side = np.array(side[:n], dtype=np.int8)
         total = max(pim_done, asic_free, barrier)
         # Refreshes that fall due before the end still cost energy.
         dev.refresh_all(total)
@@ -278,13 +299,25 @@ class PerfEngine:
             bank_pres=cnt["bank_pres"], mac_bank_cols=cnt["mac_bank_cols"],
             io_bytes_in=cnt["io_bytes_in"], io_bytes_out=cnt["io_bytes_out"],
             asic_ops=cnt["asic_ops"], asic_words=cnt["asic_words"],
-            asic_busy=int(busy[:n][side[:n] == ASIC_SIDE].sum()), slots=d.slots,
-            nccdl=self.std.timing["nCCDL"], n_instr=n, ops=ops[:n], start=start[:n],
-            end=end[:n], side=side[:n], chmask=chm[:n], busy=busy[:n], pins=pins[:n],
+            asic_busy=int(busy[side == ASIC_SIDE].sum()), slots=d.slots,
+            nccdl=self.std.timing["nCCDL"], n_instr=n, ops=ops[:n], start=start,
+            end=end, side=side, chmask=chm, busy=busy, pins=pins,
             log=dev.log, channels=self.C, cols_per_row=d.cols_per_row, marks=snaps,
         )
         res.wall_s = time.perf_counter() - wall0
         return res
+
+    def _after_writes(self, ins, sp_writes: list, t_min: int) -> int:
+        """The later of ``t_min`` and the completion of every write in ``sp_writes`` (entries
+        ``[instruction, completion, range or None]``) that overlaps what ``ins`` reads."""
+        lo, hi = self._sp_range(ins)
+        for w in sp_writes:
+            rng = w[2]
+            if rng is None:
+                rng = w[2] = self._sp_range(w[0])
+            if rng[0] < hi and lo < rng[1] and w[1] > t_min:
+                t_min = w[1]
+        return t_min
 
     def _sp_range(self, ins) -> tuple:
         """Scratchpad words ``[lo, hi)`` a PIM instruction reads or writes (ISA metadata)."""
@@ -308,19 +341,26 @@ def _lookahead(program, macs: bool, early: frozenset) -> list:
     out = [None] * len(program)
     nxt = None  # next MAC_ABK before the next barrier
     reg_only = True  # only early/ASIC instructions between here and ``nxt``
-    for i in range(len(program) - 1, -1, -1):
-        op = program[i].op
-        if op == Op.SYNC or op == Op.EOC:
-            nxt, reg_only = None, True
-        elif op == Op.MAC_ABK:
+    sync, eoc, mac = int(Op.SYNC), int(Op.EOC), int(Op.MAC_ABK)
+    early = frozenset(int(op) for op in early)
+    i = len(program)
+    for ins in reversed(program):
+        i -= 1
+        op = ins.op
+        if op == mac:
             if macs:
                 out[i] = nxt
-            a = program[i].args
+            a = ins.args
             nxt, reg_only = (a["row"], a["ch_mask"]), True
         elif op in early:
-            out[i] = nxt if reg_only else None
+            if reg_only:
+                out[i] = nxt
         elif op < 0x20:
-            reg_only = False
+            if op == sync or op == eoc:
+                nxt = None
+                reg_only = True
+            else:
+                reg_only = False
     return out
 
 

@@ -15,11 +15,12 @@ cross the data pins:
   ``RDMAC16``/``WRMAC16`` bursts (:func:`pimgpt.core.dram.acc_bursts`): one register-mode visit;
 * ``WR_ABK``: the row opened in every bank, then ``WR16``;
 * ``RD_VEC``/``WR_VEC``/``WR_ELEM``: the region layout of ``docs/isa.md`` resolved to single-bank
-  column runs (``WR_ELEM`` writes one column per element, ``WR_COL`` one whole column per vector,
-  in waves of distinct banks).
+  column runs (``WR_ELEM`` writes one column per element, in waves of distinct banks).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from pimgpt.core import dram as S
 from pimgpt.core.config import ConfigError, HwConfig
@@ -54,12 +55,14 @@ class Expander:
         self.burst_bytes = d.column_bytes
         self.done = dev.done
         self.io_in = self.io_out = 0
+        self._bursts: dict = {}  # nacc -> bursts per channel (RD_MAC, WR_BIAS)
+        self._elem_plans: dict = {}  # WR_ELEM operands but region_row -> its accesses
         self.handlers = {
             Op.WR_GB: self._wr_gb, Op.MAC_ABK: self._mac_abk, Op.MAC_SBK: self._mac_sbk,
             Op.RD_MAC: self._rd_mac, Op.WR_BIAS: self._wr_bias, Op.WR_SBK: self._wr_sbk,
             Op.WR_ABK: self._wr_abk, Op.RD_SBK: self._rd_sbk, Op.COPY_BKGB: self._copy,
             Op.COPY_GBBK: self._copy, Op.RD_VEC: self._vec, Op.WR_VEC: self._vec,
-            Op.WR_ELEM: self._wr_elem, Op.WR_COL: self._wr_elem,
+            Op.WR_ELEM: self._wr_elem,
         }
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -76,8 +79,8 @@ class Expander:
                 "compile the program for this hardware"
             )
 
-    def _runs_body(self, runs, c):
-        """Body for a list of single-bank runs ``(bank, row, col, ncols)`` of command ``c``."""
+    def _runs(self, mask, t_min, runs, c):
+        """Issue single-bank runs ``(bank, row, col, ncols)`` of command ``c`` (at least one)."""
         dev = self.dev
 
         def body(st, t, g):
@@ -86,7 +89,8 @@ class Expander:
                 dev.open(st, (bank,), row, t, g)
                 last = dev.train(st, c, bank, row % self.NS, ncols, t, g, (), row)
             return last + self.done[c]
-        return body
+        sig = ("runs", c, tuple([(r[0], r[3]) for r in runs]))
+        return dev.uniform(mask, t_min, body, sig, tuple([r[1] for r in runs]))
 
     # ---- handlers ---------------------------------------------------------------------------
     def _open_ahead(self, st, la, t, g) -> None:
@@ -97,7 +101,7 @@ class Expander:
 
     def _wr_gb(self, ins, t_min, mask, la):
         n = ins.args["ncols"]
-        self.io_in += n * self.burst_bytes * bin(mask).count("1")
+        self.io_in += n * self.burst_bytes * mask.bit_count()
         dev = self.dev
 
         def body(st, t, g):
@@ -105,7 +109,11 @@ class Expander:
                 return t
             self._open_ahead(st, la, t, g)
             return dev.train(st, C_WRGB, 0, 0, n, t, g) + self.done[C_WRGB]
-        return dev.uniform(mask, t_min, body)
+        if not n:
+            return dev.uniform(mask, t_min, body)
+        if la is None:
+            return dev.uniform(mask, t_min, body, ("wr_gb", n))
+        return dev.uniform(mask, t_min, body, ("wr_gb", n), (la[0],), la[1])
 
     def _mac_abk(self, ins, t_min, mask, la):
         a = ins.args
@@ -121,7 +129,11 @@ class Expander:
             if la is not None and la[0] % self.NS != sub and (la[1] & g.mask) == g.mask:
                 inject = dev.plan_open(st, range(NB), la[0])
             return dev.train(st, C_MAC16, 0, sub, n, t, g, inject, row) + self.done[C_MAC16]
-        return dev.uniform(mask, t_min, body)
+        if not n:
+            return dev.uniform(mask, t_min, body)
+        if la is None:
+            return dev.uniform(mask, t_min, body, ("mac_abk", n), (row,))
+        return dev.uniform(mask, t_min, body, ("mac_abk", n), (row, la[0]), la[1])
 
     def _mac_sbk(self, ins, t_min, mask, _la):
         a = ins.args
@@ -135,13 +147,17 @@ class Expander:
             dev.open(st, (bank,), row, t, g)
             return (dev.train(st, C_MAC, bank, row % self.NS, n, t, g, (), row)
                     + self.done[C_MAC])
-        return dev.uniform(mask, t_min, body)
+        if not n:
+            return dev.uniform(mask, t_min, body)
+        return dev.uniform(mask, t_min, body, ("mac_sbk", bank, n), (row,))
 
     def _acc_transfer(self, ins, t_min, mask, c, la):
         """``RD_MAC``/``WR_BIAS``: ``nacc`` accumulators of every bank, one train per channel."""
         nacc = ins.args["nacc"]
-        k = S.acc_bursts(self.hw, nacc)
-        nbytes = nacc * self.NB * S.ACC_BYTES * bin(mask).count("1")
+        k = self._bursts.get(nacc)
+        if k is None:
+            k = self._bursts[nacc] = S.acc_bursts(self.hw, nacc)
+        nbytes = nacc * self.NB * S.ACC_BYTES * mask.bit_count()
         if c == C_RDMAC16:
             self.io_out += nbytes
         else:
@@ -153,7 +169,11 @@ class Expander:
                 return t
             self._open_ahead(st, la, t, g)
             return dev.train(st, c, 0, 0, k, t, g) + self.done[c]
-        return dev.uniform(mask, t_min, body)
+        if not k:
+            return dev.uniform(mask, t_min, body)
+        if la is None:
+            return dev.uniform(mask, t_min, body, ("acc", c, k))
+        return dev.uniform(mask, t_min, body, ("acc", c, k), (la[0],), la[1])
 
     def _rd_mac(self, ins, t_min, mask, la):
         return self._acc_transfer(ins, t_min, mask, C_RDMAC16, la)
@@ -168,8 +188,7 @@ class Expander:
         self.io_in += nc * self.burst_bytes
         if not nc:
             return t_min, t_min
-        return self.dev.uniform(mask, t_min,
-                                self._runs_body([(a["bank"], a["row"], c0, nc)], C_WR))
+        return self._runs(mask, t_min, [(a["bank"], a["row"], c0, nc)], C_WR)
 
     def _rd_sbk(self, ins, t_min, mask, _la):
         a = ins.args
@@ -178,14 +197,13 @@ class Expander:
         self.io_out += nc * self.burst_bytes
         if not nc:
             return t_min, t_min
-        return self.dev.uniform(mask, t_min,
-                                self._runs_body([(a["bank"], a["row"], c0, nc)], C_RD))
+        return self._runs(mask, t_min, [(a["bank"], a["row"], c0, nc)], C_RD)
 
     def _wr_abk(self, ins, t_min, mask, _la):
         a = ins.args
         row = a["row"]
         c0, nc = self._cols(a["elem"], a["n"])
-        self.io_in += nc * self.burst_bytes * bin(mask).count("1")
+        self.io_in += nc * self.burst_bytes * mask.bit_count()
         if not nc:
             return t_min, t_min
         dev = self.dev
@@ -194,7 +212,7 @@ class Expander:
             dev.open(st, range(self.NB), row, t, g)
             return (dev.train(st, C_WR16, 0, row % self.NS, nc, t, g, (), row)
                     + self.done[C_WR16])
-        return dev.uniform(mask, t_min, body)
+        return dev.uniform(mask, t_min, body, ("wr_abk", nc), (row,))
 
     def _copy(self, ins, t_min, mask, _la):
         a = ins.args
@@ -202,8 +220,7 @@ class Expander:
         self._check_bank(a["bank"])
         if not a["ncols"]:
             return t_min, t_min
-        return self.dev.uniform(
-            mask, t_min, self._runs_body([(a["bank"], a["row"], a["col"], a["ncols"])], c))
+        return self._runs(mask, t_min, [(a["bank"], a["row"], a["col"], a["ncols"])], c)
 
     def _vec_runs(self, vec, n, region_row, n_local, vec_len):
         """Per-channel runs ``(bank, row, col, ncols)`` covering elements ``[0, n)`` of ``vec``."""
@@ -242,39 +259,59 @@ class Expander:
             self.io_out += nbytes
         else:
             self.io_in += nbytes
-        return self.dev.uniform(1 << ch, t_min, self._runs_body(runs, c))
+        return self._runs(1 << ch, t_min, runs, c)
 
     def _wr_elem(self, ins, t_min, mask, _la):
+        """``WR_ELEM``: one column write per vector, in waves of distinct banks."""
         a = ins.args
-        n, vec0, elem = a["n"], a["vec"], a["elem"]
-        region_row, n_local, vec_len = a["region_row"], a["n_local"], a["vec_len"]
+        n = a["n"]
         if n == 0:
             return t_min, t_min
-        G, RE, CE = self.G, self.RE, self.CE
-        tk = elem // G
-        lt = min(G, vec_len - tk * G)
-        per_ch: dict = {}
-        for j in range(n):
-            v = vec0 + j
-            slot = v % self.slots
-            i = v // self.slots
-            ch, bank = divmod(slot, self.NB)
-            flat = region_row * RE + tk * n_local * G + i * lt + (elem - tk * G)
-            row, el = divmod(flat, RE)
-            per_ch.setdefault(ch, []).append((bank, row, el // CE))
         self.io_in += n * self.burst_bytes
-        by_key: dict = {}
-        for ch, acc in per_ch.items():
-            by_key.setdefault(tuple(acc), []).append(ch)
+        key = (n, a["vec"], a["elem"], a["n_local"], a["vec_len"])
+        plan = self._elem_plans.get(key)
+        if plan is None:
+            if len(self._elem_plans) >= 64:
+                self._elem_plans.clear()
+            plan = self._elem_plans[key] = self._elem_plan(*key)
+        shift = a["region_row"]  # every row of the region is the plan's plus region_row
         dev = self.dev
         dev.first = None
         e0 = t_min
+        for chans, sig, rel_rows, rel_waves in plan:
+            rows = tuple([r + shift for r in rel_rows])
+
+            def body(st, t, g, rel_waves=rel_waves):
+                waves = [[(bank, row + shift, col) for bank, row, col in w] for w in rel_waves]
+                return self._wr_waves(st, waves, t, g)
+            for g in dev.groups(chans):
+                e0 = dev.run_group(g, t_min, body, e0, sig, rows)
+        return (t_min if dev.first is None else dev.first), e0
+
+    def _elem_plan(self, n, vec0, elem, n_local, vec_len) -> list:
+        """The accesses of a ``WR_ELEM`` at region row 0: per group of channels with the same
+        accesses ``(channels, sig, rows, waves of (bank, row, col))``, in channel order of first
+        access."""
+        G, RE, CE = self.G, self.RE, self.CE
+        tk = elem // G
+        lt = min(G, vec_len - tk * G)
+        v = vec0 + np.arange(n, dtype=np.int64)
+        ch, bank = np.divmod(v % self.slots, self.NB)
+        row, el = np.divmod(tk * n_local * G + (v // self.slots) * lt + (elem - tk * G), RE)
+        col = el // CE
+        _, first = np.unique(ch, return_index=True)
+        by_key: dict = {}
+        for c in ch[np.sort(first)].tolist():
+            sel = ch == c
+            acc = tuple(zip(bank[sel].tolist(), row[sel].tolist(), col[sel].tolist(),
+                            strict=True))
+            by_key.setdefault(acc, []).append(c)
+        plan = []
         for acc, chans in by_key.items():
             waves = _waves(acc)
-            for g in dev.groups(chans):
-                e0 = dev.run_group(
-                    g, t_min, lambda st, t, g, w=waves: self._wr_waves(st, w, t, g), e0)
-        return (t_min if dev.first is None else dev.first), e0
+            plan.append((chans, ("wr_elem", tuple(tuple(x[0] for x in w) for w in waves)),
+                         tuple(x[1] for x in acc), waves))
+        return plan
 
     def _wr_waves(self, st, waves, t, g):
         dev = self.dev

@@ -24,7 +24,6 @@ channel, and the PIM side's busy time against the bank-bandwidth floor.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 
 import numpy as np
 
@@ -62,6 +61,9 @@ def op_class(op: Op, kind: str) -> str:
 def attribute(res: PerfResult, tags: list | None = None, lo: int = 0, hi: int | None = None):
     """Charge the latency of instructions ``[lo, hi)`` to instructions (module docstring).
 
+    Vectorised over the segments; every charge is the same floating-point expression as a
+    segment-by-segment loop would compute (``tests/test_perf_report.py`` compares the two).
+
     Returns
     -------
     numpy.ndarray
@@ -70,52 +72,62 @@ def attribute(res: PerfResult, tags: list | None = None, lo: int = 0, hi: int | 
         Hidden cycles: vector-unit busy time that ran under the PIM side.
     """
     hi = res.n_instr if hi is None else hi
+    n = hi - lo
     side, start, end = res.side[lo:hi], res.start[lo:hi], res.end[lo:hi]
     span = res.busy[lo:hi].astype(np.float64)
-    charged = np.zeros(hi - lo)
-    hidden = 0.0
-    seg_start_t = float(start[0]) if hi > lo else 0.0
-    seg_lo = 0
-    bars = list(np.nonzero(side == BARRIER)[0]) + [hi - lo]
-    for b in bars:
-        idx = np.arange(seg_lo, b)
-        t_end = float(end[b]) if b < hi - lo else float(
-            max(end[seg_lo:b].max(initial=seg_start_t), seg_start_t))
-        pim = idx[side[idx] == PIM_SIDE]
-        asic = idx[side[idx] == ASIC_SIDE]
-        pim_end = min(max(float(end[pim].max(initial=0)), seg_start_t), t_end)
-        pim_part = pim_end - seg_start_t if len(pim) else 0.0
-        rest = max(t_end - seg_start_t - pim_part, 0.0)
-        _share(charged, pim, span, pim_part)
-        if len(asic):
-            _share(charged, asic, span, rest)
-            hidden += max(float(span[asic].sum()) - rest, 0.0)
-        elif b < hi - lo:
-            charged[b] += rest
-        elif len(pim):
-            _share(charged, pim, span, rest)
-        seg_start_t = t_end
-        seg_lo = b + 1
+    charged = np.zeros(n)
+    if not n:
+        return charged, 0.0
+    is_bar = side == BARRIER
+    bars = np.nonzero(is_bar)[0]
+    nseg = len(bars) + 1  # the last segment runs from the last barrier to the end
+    seg = np.cumsum(is_bar) - is_bar  # segment of each instruction (barriers: the one they end)
+    # Each segment starts where the previous ended: the range's first start, then its barriers.
+    t0 = np.empty(nseg)
+    t0[0] = float(start[0])
+    t0[1:] = end[bars].astype(np.float64)
+    t1 = np.empty(nseg)
+    t1[:-1] = t0[1:]
+    t1[-1] = max(float(end[bars[-1] + 1:].max(initial=t0[-1])) if len(bars) else
+                 float(end.max(initial=t0[-1])), t0[-1])
+    pim, asic = side == PIM_SIDE, side == ASIC_SIDE
+    pim_n = np.bincount(seg[pim], minlength=nseg)
+    asic_n = np.bincount(seg[asic], minlength=nseg)
+    pim_w = np.bincount(seg[pim], weights=span[pim], minlength=nseg)  # integer-valued: exact
+    asic_w = np.bincount(seg[asic], weights=span[asic], minlength=nseg)
+    pim_last = np.zeros(nseg, dtype=np.int64)
+    np.maximum.at(pim_last, seg[pim], end[pim])
+    pim_end = np.minimum(np.maximum(pim_last.astype(np.float64), t0), t1)
+    pim_part = np.where(pim_n > 0, pim_end - t0, 0.0)
+    rest = np.maximum(t1 - t0 - pim_part, 0.0)
+    _shares(charged, pim, seg, span, pim_part, pim_w, pim_n)
+    _shares(charged, asic, seg, span, rest, asic_w, asic_n)
+    hidden = float(np.maximum(asic_w - rest, 0.0)[asic_n > 0].sum())  # integer-valued: exact
+    idle = asic_n[:-1] == 0  # segments without vector work: their rest goes to the barrier
+    charged[bars[idle]] += rest[:-1][idle]
+    if not asic_n[-1] and pim_n[-1]:  # the last segment has no barrier: to its PIM side
+        last = pim & (seg == nseg - 1)
+        _shares(charged, last, seg, span, rest, pim_w, pim_n)
     return charged, hidden
 
 
-def _share(charged, idx, weight, amount: float) -> None:
-    """Add ``amount`` to ``charged[idx]`` in proportion to ``weight[idx]`` (equally if all 0)."""
-    if not len(idx) or amount <= 0:
-        return
-    w = weight[idx]
-    tot = w.sum()
-    if tot > 0:
-        charged[idx] += amount * w / tot
-    else:
-        charged[idx] += amount / len(idx)
+def _shares(charged, sel, seg, weight, amount, total, count) -> None:
+    """Add each segment's ``amount`` to ``charged[sel]`` in proportion to ``weight`` (equally
+    where the segment's ``total`` weight is 0); segments with ``amount <= 0`` add nothing."""
+    k = seg[sel]
+    a, tot = amount[k], total[k]
+    w = weight[sel]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        add = np.where(tot > 0, a * w / tot, a / np.maximum(count[k], 1))
+    charged[sel] += np.where(a > 0, add, 0.0)
 
 
-def side_times(res: PerfResult, lo: int = 0, hi: int | None = None) -> dict:
+def side_times(res: PerfResult, lo: int = 0, hi: int | None = None, attributed=None) -> dict:
     """``pim_busy_ns`` (union of PIM-instruction spans), ``asic_busy_ns``, ``asic_exposed_ns``
-    (the vector unit's charged time) and ``hidden_ns`` of instructions ``[lo, hi)``."""
+    (the vector unit's charged time) and ``hidden_ns`` of instructions ``[lo, hi)``
+    (``attributed``: :func:`attribute` of the range, if already computed)."""
     hi = res.n_instr if hi is None else hi
-    charged, hidden = attribute(res, None, lo, hi)
+    charged, hidden = attributed or attribute(res, None, lo, hi)
     asic = res.side[lo:hi] == ASIC_SIDE
     ns = res.tck_ns
     return {"pim_busy_ns": res.pim_busy(lo, hi) * ns,
@@ -136,15 +148,12 @@ def ideal_pin_bytes(res: PerfResult, program, tags, hw: HwConfig, lo: int = 0,
     """Bytes the instructions ``[lo, hi)`` must move over the pins (module docstring)."""
     hi = res.n_instr if hi is None else hi
     elem = hw.dram.column_bytes // hw.dram.col_elems
-    total = 0
-    for i in range(lo, hi):
-        op = res.ops[i]
-        if op in _PIN_ESSENTIAL:
-            total += int(res.pins[i])
-        elif op == Op.WR_COL:
-            total += program[i].args["n"] * hw.dram.column_bytes
-        elif op in _PIN_APPENDS or (op == Op.RD_VEC and tags is not None
-                                    and split_tag(tags[i])[1] == "embed"):
+    codes = res.op_codes[lo:hi]
+    essential = np.isin(codes, [int(op) for op in _PIN_ESSENTIAL])
+    total = int(res.pins[lo:hi][essential].sum())
+    for k in np.nonzero(np.isin(codes, [int(op) for op in (*_PIN_APPENDS, Op.RD_VEC)]))[0]:
+        i = lo + int(k)
+        if res.ops[i] != Op.RD_VEC or (tags is not None and split_tag(tags[i])[1] == "embed"):
             total += program[i].args["n"] * elem
     return total
 
@@ -181,29 +190,58 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
     }
 
 
-def breakdown(res: PerfResult, tags: list | None, lo: int = 0, hi: int | None = None) -> dict:
+def breakdown(res: PerfResult, tags: list | None, lo: int = 0, hi: int | None = None,
+              attributed=None) -> dict:
     """Charged time (ns) by layer, by op kind, by tag and by class, plus hidden time (the
-    vector-unit time under the PIM side)."""
+    vector-unit time under the PIM side); ``attributed``: :func:`attribute` of the range, if
+    already computed.
+
+    Each total adds its instructions' charges in program order (``numpy.bincount``), as a loop
+    over the instructions would; keys in order of first appearance."""
     hi = res.n_instr if hi is None else hi
-    charged, hidden = attribute(res, tags, lo, hi)
-    ns = res.tck_ns
-    by_layer, by_kind, by_tag, by_class = (defaultdict(float) for _ in range(4))
-    for k in range(hi - lo):
-        i = lo + k
-        tag = tags[i] if tags is not None and i < len(tags) else None
-        layer, kind = split_tag(tag)
-        v = charged[k] * ns
-        by_layer[layer] += v
-        by_kind[kind] += v
-        by_tag[tag or "untagged"] += v
-        if res.side[i] != BARRIER:
-            by_class[op_class(res.ops[i], kind)] += v
-        else:
-            by_class["io"] += v
+    charged, hidden = attributed or attribute(res, tags, lo, hi)
+    v = charged * res.tck_ns
+    # Instructions by tag (None past the end of ``tags``), then per distinct tag its keys.
+    seq = list(tags[lo:hi]) if tags is not None else []
+    seq += [None] * (hi - lo - len(seq))
+    ids = {t: k for k, t in enumerate(dict.fromkeys(seq))}
+    tag_of = np.array(list(map(ids.__getitem__, seq)), dtype=np.int64)
+    per_tag = [split_tag(tag) for tag in ids]
+    layer = _group([lk[0] for lk in per_tag])
+    kind = _group([lk[1] for lk in per_tag])
+    name = _group([tag or "untagged" for tag in ids])
+    # Class (op_class) per distinct (opcode, tag); barriers are charged as data movement (-1).
+    codes = np.where(res.side[lo:hi] == BARRIER, -1, res.op_codes[lo:hi])
+    n_tags = max(len(ids), 1)
+    pairs, pair_of = np.unique((codes + 1) * n_tags + tag_of, return_inverse=True)
+    cls = []
+    for p in pairs.tolist():
+        code, tag = divmod(p, n_tags)
+        cls.append(CLASSES.index("io" if code == 0 else op_class(Op(code - 1), per_tag[tag][1])))
+    cls_of = np.array(cls, dtype=np.int64)[pair_of] if cls else pair_of
+    by_kind = _sums(kind, tag_of, v)
+    by_class = np.bincount(cls_of, weights=v, minlength=len(CLASSES)).tolist()
     return {
-        "by_layer_ns": dict(by_layer),
+        "by_layer_ns": _sums(layer, tag_of, v),
         "by_kind_ns": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
-        "by_tag_ns": dict(by_tag),
-        "by_class_ns": {c: by_class.get(c, 0.0) for c in CLASSES},
-        "hidden_ns": hidden * ns,
+        "by_tag_ns": _sums(name, tag_of, v),
+        "by_class_ns": dict(zip(CLASSES, by_class, strict=True)),
+        "hidden_ns": hidden * res.tck_ns,
     }
+
+
+def _group(keys: list) -> tuple:
+    """Distinct ``keys`` in order of first appearance, and the index of each key among them."""
+    first: dict = {}
+    idx = np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)
+    return list(first), idx
+
+
+def _sums(group: tuple, tag_of: np.ndarray, v: np.ndarray) -> dict:
+    """Per key of ``group`` (keys of the distinct tags) the sum of ``v`` over its instructions,
+    added in program order."""
+    names, of_tag = group
+    if not len(v):
+        return {}
+    sums = np.bincount(of_tag[tag_of], weights=v, minlength=len(names)).tolist()
+    return dict(zip(names, sums, strict=True))

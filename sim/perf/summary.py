@@ -7,9 +7,11 @@ energy, row hits, MAC utilisation and the breakdowns of :mod:`pimgpt.sim.perf.re
 
 from __future__ import annotations
 
+import numpy as np
+
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
-from pimgpt.sim.perf.report import MAC_OPS, breakdown, dram_figures, side_times
+from pimgpt.sim.perf.report import MAC_OPS, attribute, breakdown, dram_figures, side_times
 
 __all__ = ["summarize", "run_compiled", "simulate_model", "format_summary"]
 
@@ -21,7 +23,9 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
     en = energy_of(cnt, cycles, hw)
     acc, acts = cnt["bank_col_accesses"], cnt["bank_acts"]
     floor = cnt["mac_bank_cols"] / res.slots * res.nccdl
-    mac_busy = sum(int(res.busy[i]) for i in range(lo, hi) if res.ops[i] in MAC_OPS)
+    mac = np.isin(res.op_codes[lo:hi], [int(op) for op in MAC_OPS])
+    mac_busy = int(res.busy[lo:hi][mac].sum())
+    attributed = attribute(res, tags, lo, hi)  # shared by the breakdown and the side times
     return {
         "cycles": int(cycles),
         "latency_ns": cycles * res.tck_ns,
@@ -34,8 +38,8 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         "mac_busy_efficiency": floor / mac_busy if mac_busy else 0.0,
         "mac_bytes": cnt["mac_bank_cols"] * hw.dram.column_bytes,
         "commands": cnt["counts"],
-        **breakdown(res, tags, lo, hi),
-        **side_times(res, lo, hi),
+        **breakdown(res, tags, lo, hi, attributed),
+        **side_times(res, lo, hi, attributed),
         "dram": dram_figures(res, cnt, program, tags, hw, lo, hi),
     }
 

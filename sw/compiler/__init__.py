@@ -1,4 +1,5 @@
-"""Compile GPT generation into a pimgpt program (``docs/isa.md``) computing ``docs/dataflow.md``.
+"""Compile GPT and Llama-family generation into a pimgpt program (``docs/isa.md``) computing
+``docs/dataflow.md``.
 
 Entry points: :func:`compile_generation` (prefill + decode, the program the golden simulator runs
 end to end) and :func:`compile_decode_step` (one decode step at a given context, the workload of
@@ -13,11 +14,15 @@ Modules
 :mod:`.schedule`
     Schedule strategies (``pipelined``, ``serial``): how finely work is split and where the
     ``SYNC``\\ s go (the list scheduler and its cost model).
+:mod:`.accum`
+    The banks' MAC accumulators as a pool (batched reads, exact spills).
+:mod:`.traffic`
+    K/V-cache traffic of a compiled step against the grouped-query ideal.
 :mod:`.driver`
     The entry points.
 """
 
-from .driver import compile_decode_step, compile_generation
+from .driver import compile_decode_step, compile_generation, default_memmap
 from .program import (
     PREAMBLE_TAG,
     PROGRAM_FILES,
@@ -30,7 +35,8 @@ from .program import (
     program_outputs,
 )
 from .schedule import SCHEDULES
+from .traffic import kv_traffic
 
 __all__ = ["PREAMBLE_TAG", "PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError",
-           "CompiledProgram", "Step", "compile_decode_step", "compile_generation", "hazards",
-           "preamble_length", "program_outputs"]
+           "CompiledProgram", "Step", "compile_decode_step", "compile_generation", "default_memmap",
+           "hazards", "kv_traffic", "preamble_length", "program_outputs"]

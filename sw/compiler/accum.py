@@ -36,6 +36,9 @@ class _Item:
     done: bool = False  # accumulation complete: read it, then forget it
     spilled: bool = False  # its partial value waits at dst
     used: int = 0  # last use (for least-recently-used spilling)
+    #: the final read in parts ``((mask, dst), ...)``: channel subsets to their own destinations
+    #: (grouped-query ``p . V``); empty: one read of ``mask`` to ``dst``
+    parts: tuple = ()
 
 
 def _popcount(x: int) -> int:
@@ -74,18 +77,21 @@ class AccPool:
         """Make the items ``specs = [(key, mask, dst), ...]`` resident (at most ``A`` of them).
 
         New items start at +0, spilled ones are restored. Room is made first by reading the
-        completed items, then by spilling the least recently used items not in ``specs``.
+        completed items, then by spilling the least recently used items not in ``specs``. A spec
+        may carry a fourth element, ``parts = ((mask, dst), ...)``: the item's final read goes in
+        those parts (each a subset of the item's channels to its own destination), while spills
+        still use ``mask`` and ``dst``.
         """
         if len(specs) > self.A:
             raise ValueError(f"{len(specs)} items at once, but only {self.A} accumulators")
         items = self.items
         need = [s for s in specs if s[0] not in items or items[s[0]].acc < 0]
         if not need:  # all resident: only mark them used
-            for key, _, _ in specs:
+            for spec in specs:
                 self.clock += 1
-                items[key].used = self.clock
+                items[spec[0]].used = self.clock
             return
-        keys = {key for key, _, _ in specs}
+        keys = {spec[0] for spec in specs}
         free = [a for a, k in enumerate(self.slots) if k is None]
         if len(free) < len(need):
             self._read([k for k in self.slots if k is not None and self.items[k].done])
@@ -96,10 +102,10 @@ class AccPool:
             self._read(victims[:len(need) - len(free)], spill=True)
             free = [a for a, k in enumerate(self.slots) if k is None]
         restore = []
-        for (key, mask, dst), a in zip(need, free, strict=False):
+        for (key, mask, dst, *parts), a in zip(need, free, strict=False):
             item = self.items.get(key)
             if item is None:
-                item = self.items[key] = _Item(mask, dst)
+                item = self.items[key] = _Item(mask, dst, parts=tuple(parts[0]) if parts else ())
             item.acc = a
             self.slots[a] = key
             if item.spilled:
@@ -111,9 +117,16 @@ class AccPool:
 
     def done(self, keys) -> None:
         """The items ``keys`` are complete: read them at the next :meth:`flush` or when room is
-        needed."""
+        needed. A spilled item's value already waits at its destination; one to be read in parts
+        is restored first (its parts go elsewhere)."""
         for key in keys:
-            self.items[key].done = True
+            item = self.items[key]
+            item.done = True
+            if item.acc < 0 and item.spilled:
+                if item.parts:
+                    self.acquire([(key, item.mask, item.dst)])
+                else:
+                    del self.items[key]
 
     def flush(self, keys=None) -> None:
         """Read the completed items that are still held (only those among ``keys`` when given;
@@ -129,8 +142,14 @@ class AccPool:
 
     # ---- instructions ----------------------------------------------------------------------
     def _read(self, keys, spill: bool = False) -> None:
-        """Read ``keys`` (completed ones for good, others as spills) and free their slots."""
-        self._transfer(Op.RD_MAC, keys)
+        """Read ``keys`` (completed ones for good, in their parts; others as spills) and free
+        their slots."""
+        units = []
+        for key in keys:
+            it = self.items[key]
+            parts = it.parts if it.done and it.parts else ((it.mask, it.dst),)
+            units += [(k, mask, dst, it.acc) for k, (mask, dst) in enumerate(parts)]
+        self._emit(Op.RD_MAC, units)
         for key in keys:
             item = self.items[key]
             self.slots[item.acc] = None
@@ -142,22 +161,25 @@ class AccPool:
                 item.spilled = True
 
     def _transfer(self, op: Op, keys) -> None:
-        """``RD_MAC`` (or ``WR_BIAS``) of ``keys``: one instruction per run of consecutive
-        accumulators with one channel mask whose destinations follow at the selected-bank
-        stride."""
-        if not keys:
+        """``RD_MAC`` (or ``WR_BIAS``) of whole items ``keys``."""
+        self._emit(op, [(0, self.items[k].mask, self.items[k].dst, self.items[k].acc)
+                        for k in keys])
+
+    def _emit(self, op: Op, units) -> None:
+        """``RD_MAC`` (or ``WR_BIAS``) of ``units = [(part, mask, dst, acc), ...]``: one
+        instruction per run of consecutive accumulators with one channel mask whose destinations
+        follow at the selected-bank stride (units ordered by part, then accumulator)."""
+        if not units:
             return
         field = "dst" if op is Op.RD_MAC else "src"
         runs: list = []
-        for key in sorted(keys, key=lambda k: self.items[k].acc):
-            it = self.items[key]
+        for _part, mask, dst, acc in sorted(units, key=lambda u: (u[0], u[3])):
             if runs:
                 r = runs[-1]
-                stride = _popcount(r[0].mask) * self.B
-                if (it.mask == r[0].mask and it.acc == r[0].acc + len(r)
-                        and it.dst == r[0].dst + len(r) * stride):
-                    r.append(it)
+                stride = _popcount(r[0]) * self.B
+                if mask == r[0] and acc == r[2] + r[3] and dst == r[1] + r[3] * stride:
+                    r[3] += 1
                     continue
-            runs.append([it])
-        for r in runs:
-            self.rec.emit(op, ch_mask=r[0].mask, **{field: r[0].dst}, acc=r[0].acc, nacc=len(r))
+            runs.append([mask, dst, acc, 1])
+        for mask, dst, acc, n in runs:
+            self.rec.emit(op, ch_mask=mask, **{field: dst}, acc=acc, nacc=n)

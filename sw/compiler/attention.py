@@ -1,20 +1,29 @@
 """Lowering of attention: K/V appends, ``q . K^T``, softmax and ``p . V`` (``docs/dataflow.md``).
 
-* ``bf16(k)`` is appended with ``WR_VEC`` (K cache, one vector per token) and ``bf16(v)`` with
-  ``WR_ELEM`` (V cache transposed in token blocks, :func:`pimgpt.sw.mapper.v_block_tokens`).
-* ``q . K^T``: ``WR_GB`` of each chunk of ``q``, then for each local token ``i`` (a row stream of
-  the K cache) a ``MAC_ABK`` over each head's columns into the head's accumulator; a head that
-  straddles a chunk boundary keeps accumulating in the next chunk's pass. Each head's scores are
-  read into its own row; then ``VSCALE`` by ``fp32(1/sqrt(d_head))``, ``SOFTMAX`` and a ``VFILL``
-  of zeros up to the next column boundary.
-* ``p . V``: model dimension ``m`` lies in bank slot ``m % slots``, local index ``m // slots`` of
+* ``bf16(k)`` is appended with ``WR_VEC`` (K cache: one vector per token, or per token and pass
+  of K/V heads with grouped-query attention, :func:`pimgpt.sw.mapper.k_layout`) and ``bf16(v)``
+  with ``WR_ELEM`` (V cache transposed in token blocks, :func:`pimgpt.sw.mapper.v_block_tokens`).
+* ``q . K^T`` goes in *windows*: a window is a piece of ``q`` in the global buffers (``WR_GB``)
+  and the K elements its heads meet, within one chunk of one pass's K vectors. Multi-head
+  attention: one window per chunk of ``q`` (which is also the chunk of ``K``); grouped-query
+  attention: one window per pass, holding the queries of all the pass's query heads side by side.
+  For each local token ``i`` (a row stream of the K cache) a ``MAC_ABK`` per head over its K/V
+  head's columns into the head's accumulator; a head that straddles a chunk boundary keeps
+  accumulating in the next window. The query heads of one K/V head read the same columns one
+  after another, so each K row is opened once per token for the whole group. Each head's scores
+  are read into its own row; then ``VSCALE`` by ``fp32(1/sqrt(d_head))``, ``SOFTMAX`` and a
+  ``VFILL`` of zeros up to the next column boundary.
+* ``p . V``: K/V dimension ``m`` lies in bank slot ``m % slots``, local index ``m // slots`` of
   every token block; when ``d_head % banks == 0`` each channel's banks at one local index hold
-  dimensions of one head, so a channel's global buffer holds, side by side, one block's
-  probabilities of the heads of its local indices, and one ``MAC_ABK`` per (block, local index)
-  serves the channels of a head into the local index's accumulator. The blocks are visited in
-  order (rows in address order); the accumulators of the local indices are read at the end.
-  Heads narrower than a channel use a correct fallback: per-channel buffer loads and ``MAC_SBK``
-  per bank.
+  dimensions of one K/V head, so a channel's global buffer holds, side by side, one block's
+  probabilities of every query head its local indices serve, and one ``MAC_ABK`` per (block,
+  local index, query head) serves the channels of the K/V head. Multi-head attention: one
+  accumulator per local index, read into ``o`` in one piece. Grouped-query attention: one
+  accumulator per (local index, query head of the group); its final read goes in parts, the
+  channels of each K/V head into that query head's slice of ``o``. The blocks are visited in
+  order (rows in address order). Heads narrower than a channel use a correct fallback:
+  per-channel buffer loads and ``MAC_SBK`` per bank (grouped-query: read into a buffer by query
+  head of the group, then one ``VMOV`` per query head into ``o``).
 """
 
 from __future__ import annotations
@@ -29,24 +38,27 @@ class AttentionLowering:
     def attention(self, layer: int, pos: int) -> None:
         """Append K and V of position ``pos``, then ``o = attention(q, K, V)`` of every head,
         in the order of the schedule's head blocks."""
-        b, mm, d, P = self.b, self.mm, self.d, self.P
+        b, mm, d, P, dh = self.b, self.mm, self.d, self.P, self.dh
+        kl = self.k_layout
         kreg = mm.region(f"h.{layer}.k_cache")
         vreg = mm.region(f"h.{layer}.v_cache")
-        k, v = P.qkv + d, P.qkv + 2 * d
+        k, v = P.qkv + d, P.qkv + d + self.cfg.kv_dim
         npos = pos + 1
         npad = round_up(npos, COL)
         block = vreg.vec_len
-        # q's first chunk into the global buffers before the K/V appends: it joins the
-        # register-mode visit that read the last q/k/v outputs.
-        _, start, size = kreg.chunks()[0]
+        # The first window's queries into the global buffers before the K/V appends: it joins
+        # the register-mode visit that read the last q/k/v outputs.
         b.tag = f"L{layer}.attn.score"
-        b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=P.qkv + start)
-        self._gb_q = start  # the q chunk the global buffers hold
+        self._gb_q = None
+        self._load_q(self._score_plan(kreg)[0])
         b.tag = f"L{layer}.attn.kv"
-        b.emit(Op.WR_VEC, src=k, n=d, vec=pos, **kreg.isa())
-        b.emit(Op.WR_ELEM, src=v, n=d, vec=pos // block * self.v_dims, elem=pos % block,
-               **vreg.isa())
-        blocks = self.schedule.head_blocks(self.H)
+        width = kl.heads * dh
+        for p in range(kl.passes):
+            b.emit(Op.WR_VEC, src=k + p * width, n=width, vec=p * kl.per_pass + pos,
+                   **kreg.isa())
+        b.emit(Op.WR_ELEM, src=v, n=self.cfg.kv_dim, vec=pos // block * self.v_dims,
+               elem=pos % block, **vreg.isa())
+        blocks = self.schedule.head_blocks(self.H, self.cfg.group)
         av = _AvState(self, layer, vreg, npad)
         if self.schedule.av_after_each_block and npad <= block:
             # One V block: every score first (one q load), then each head block's softmaxes and
@@ -59,8 +71,9 @@ class AttentionLowering:
                 av.run(heads)
         else:
             # Several V blocks: p . V walks every block's rows once, after all softmaxes. The
-            # scores go in passes that open each K row once (one pass per q chunk; halves when
-            # q is one chunk), so the softmaxes of a pass run while the PIM computes the next.
+            # scores go in passes that open each K row once (one pass per q window; halves when
+            # there is one window), so the softmaxes of a pass run while the PIM computes the
+            # next.
             if self.schedule.av_after_each_block:
                 blocks = self._score_passes(kreg)
             later = {heads[0]: heads for heads in blocks[2:]}
@@ -73,16 +86,75 @@ class AttentionLowering:
             av.run(list(range(self.H)))
         av.finish()
 
+    # ---- q . K^T ---------------------------------------------------------------------------
+    def _score_plan(self, kreg: Region) -> list[tuple]:
+        """The windows of ``q . K^T`` over all heads, in order (the same for every layer).
+
+        Returns
+        -------
+        list of (int, int, int, int, list)
+            ``(local0, start, wlo, whi, items)``: the K vectors' first local index (the pass),
+            the K chunk's first element, the window ``q[wlo:whi]`` and its items ``(a, lo, hi,
+            qlo, last)``: head ``a`` meets K elements ``[lo, hi)`` of the chunk with the queries
+            from ``qlo``; ``last`` when that ends the head.
+        """
+        plan = getattr(self, "_splan", None)
+        if plan is not None:
+            return plan
+        kl, dh, group, G = self.k_layout, self.dh, self.cfg.group, self.G
+        plan = []
+        for p in range(kl.passes):
+            for _t, start, size in kreg.chunks():
+                items = []
+                for a in range(self.H):
+                    g = a // group
+                    if g // kl.heads != p:
+                        continue
+                    koff = (g - p * kl.heads) * dh
+                    lo, hi = max(koff, start), min(koff + dh, start + size)
+                    if lo < hi:
+                        items.append((a, lo, hi, a * dh + lo - koff, hi == koff + dh))
+                window: list = []
+                for it in items:
+                    span = window + [it]
+                    if window and (max(w[3] + w[2] - w[1] for w in span)
+                                   - min(w[3] for w in span)) > G:
+                        plan.append(self._window(p, start, window))
+                        window = []
+                    window.append(it)
+                if window:
+                    plan.append(self._window(p, start, window))
+        self._splan = plan
+        return plan
+
+    def _window(self, p: int, start: int, items: list) -> tuple:
+        wlo = min(it[3] for it in items)
+        whi = max(it[3] + it[2] - it[1] for it in items)
+        return (p * self.k_layout.per_pass // self.S, start, wlo, whi, items)
+
+    def _load_q(self, window: tuple) -> None:
+        """``WR_GB`` of a window's queries, unless the global buffers hold them already."""
+        wlo, whi = window[2], window[3]
+        if self._gb_q != (wlo, whi):
+            self.b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=(whi - wlo) // COL,
+                        src=self.P.qkv + wlo)
+            self._gb_q = (wlo, whi)
+
     def _score_passes(self, kreg: Region) -> list[list[int]]:
-        """Heads by the q chunk they start in (two halves when there is one chunk)."""
-        starts = [s for _, s, _ in kreg.chunks()]
+        """Heads by the window they start in (two halves, at a K/V head boundary when there is
+        more than one K/V head, when there is one window)."""
+        first: dict[int, int] = {}
+        for w, window in enumerate(self._score_plan(kreg)):
+            for it in window[4]:
+                first.setdefault(it[0], w)
         passes: dict[int, list[int]] = {}
         for a in range(self.H):
-            first = max(s for s in starts if s <= a * self.dh)
-            passes.setdefault(first, []).append(a)
+            passes.setdefault(first[a], []).append(a)
         out = list(passes.values())
         if len(out) == 1 and self.H > 1:
-            out = [list(range(self.H // 2)), list(range(self.H // 2, self.H))]
+            units = self.H // self.cfg.group
+            cut = units // 2 * self.cfg.group if units > 1 else self.H // 2
+            out = [list(range(cut)), list(range(cut, self.H))]
         return out
 
     def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int) -> None:
@@ -91,28 +163,26 @@ class AttentionLowering:
         b.tag = f"L{layer}.attn.score"
         n_tok_local = -(-npos // S)
         sid = self._new_id()
-        ends = {a: (a + 1) * self.dh for a in heads}
-        for _t, start, size in kreg.chunks():
-            parts = [(a, max(a * self.dh, start), min(ends[a], start + size)) for a in heads]
-            parts = [p for p in parts if p[1] < p[2]]
-            if not parts:
+        chosen = set(heads)
+        for window in self._score_plan(kreg):
+            local0, start, wlo, _whi, items = window
+            items = [it for it in items if it[0] in chosen]
+            if not items:
                 continue
-            if self._gb_q != start:
-                b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL,
-                       src=P.qkv + start)
-                self._gb_q = start
+            self._load_q(window)
             for i in range(n_tok_local):
                 mask = self._mask(npos - i * S)
-                for j0 in range(0, len(parts), pool.A):
-                    batch = parts[j0:j0 + pool.A]
+                for j0 in range(0, len(items), pool.A):
+                    batch = items[j0:j0 + pool.A]
                     pool.acquire([((sid, a, i), mask, P.score_addr[a] + i * S)
-                                  for a, _, _ in batch])
-                    for a, lo, hi in batch:
+                                  for a, *_ in batch])
+                    for a, lo, hi, qlo, last in batch:
                         acc = pool.acc((sid, a, i))
-                        for row, col, ncols, gb_col in kreg.segments(i, lo, hi):
+                        shift = (qlo - wlo - (lo - start)) // COL
+                        for row, col, ncols, gb_col in kreg.segments(local0 + i, lo, hi):
                             b.emit(Op.MAC_ABK, ch_mask=mask, row=row, col=col, ncols=ncols,
-                                   gb_col=gb_col, acc=acc)
-                        if hi == ends[a]:
+                                   gb_col=gb_col + shift, acc=acc)
+                        if last:
                             pool.done([(sid, a, i)])
         pool.flush()
 
@@ -132,27 +202,43 @@ class _AvState:
     def __init__(self, low, layer: int, vreg: Region, npad: int):
         self.low, self.vreg, self.npad = low, vreg, npad
         self.layer = layer
+        self.group = low.cfg.group
         self.T = vreg.vec_len  # tokens per block
-        self.nl = low.v_dims // low.S  # local indices of the model dimensions
+        self.nl = low.v_dims // low.S  # local indices of the K/V dimensions
         self.id = low._new_id()
-        S, d = low.S, low.d
-        self.masks = [low._mask(d - i * S) for i in range(self.nl)]
-        # heads still to be done per local index: its accumulator is complete after the last
-        self.pending = [0] * self.nl
+        S, kv = low.S, low.cfg.kv_dim
+        self.masks = [low._mask(kv - i * S) for i in range(self.nl)]
+        # heads still to be done per accumulator item: it is complete after the last
+        self.pending: dict = {}
         for a in range(low.H):
             for i in self._locals(a):
-                self.pending[i] += 1
+                key = self._key(a, i)
+                self.pending[key] = self.pending.get(key, 0) + 1
+
+    def _key(self, a: int, i: int) -> tuple:
+        """The accumulator item of query head ``a`` at local index ``i``: one per local index
+        (multi-head), one per local index and query head of a group (grouped-query)."""
+        return (self.id, i) if self.group == 1 else (self.id, i, a % self.group)
+
+    def _span(self, a: int) -> tuple[int, int]:
+        """The K/V dimensions ``[lo, hi)`` query head ``a`` attends with."""
+        g = a // self.group
+        return g * self.low.dh, (g + 1) * self.low.dh
 
     def _locals(self, a: int) -> range:
-        low = self.low
-        return range(a * low.dh // low.S, ((a + 1) * low.dh - 1) // low.S + 1)
+        lo, hi = self._span(a)
+        return range(lo // self.low.S, (hi - 1) // self.low.S + 1)
 
     def _chans(self, a: int, i: int) -> list[int]:
-        """Channels whose banks at local index ``i`` hold dimensions of head ``a``."""
+        """Channels whose banks at local index ``i`` hold dimensions of head ``a``'s K/V head."""
         low = self.low
-        lo, hi = a * low.dh, (a + 1) * low.dh
+        lo, hi = self._span(a)
         return [c for c in range(low.C)
                 if lo < i * low.S + (c + 1) * low.B and i * low.S + c * low.B < hi]
+
+    def _slot(self, a: int, i: int, slots: int) -> int:
+        """Global-buffer slice of query head ``a``'s probabilities for local index ``i``."""
+        return (i * self.group + a % self.group) % slots
 
     def run(self, heads: list[int]) -> None:
         """``p . V`` of ``heads`` over every block of the context."""
@@ -176,40 +262,76 @@ class _AvState:
                 batch = []
                 while k < len(pairs):
                     a, i, chm = pairs[k]
-                    keys = {(c, i % slots) for c in range(low.C) if chm >> c & 1}
+                    keys = {(c, self._slot(a, i, slots)) for c in range(low.C) if chm >> c & 1}
                     if used & keys:
                         break
                     used |= keys
                     batch.append(pairs[k])
                     k += 1
                 for a, i, chm in batch:
-                    b.emit(Op.WR_GB, ch_mask=chm, gb_col=i % slots * cb, ncols=ncols,
-                           src=low.P.score_addr[a] + t0)
-                for _a, i, chm in batch:  # ... then their MACs
-                    acc = self._acquire(i)
-                    for row, col, nc, gb_col in self.vreg.segments(blk * self.nl + i, 0,
-                                                                    ncols * COL):
-                        b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
-                               gb_col=i % slots * cb + gb_col, acc=acc)
-        for _a, i, _ in pairs:
-            self.pending[i] -= 1
-            if not self.pending[i]:
-                pool.done([(self.id, i)])
+                    b.emit(Op.WR_GB, ch_mask=chm, gb_col=self._slot(a, i, slots) * cb,
+                           ncols=ncols, src=low.P.score_addr[a] + t0)
+                # ... then their MACs: the query heads that read the same V vector (one K/V
+                # head's group) go row piece by row piece, so a vector that straddles two rows
+                # opens each once
+                reads: dict = {}
+                for a, i, chm in batch:
+                    reads.setdefault((i, chm), []).append(a)
+                for (i, chm), group in reads.items():
+                    accs = self._acquire_all(group, i)
+                    segs = self.vreg.segments(blk * self.nl + i, 0, ncols * COL)
+                    for row, col, nc, gb_col in segs:
+                        for a, acc in zip(group, accs, strict=True):
+                            b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
+                                   gb_col=self._slot(a, i, slots) * cb + gb_col, acc=acc)
+        for a, i, _ in pairs:
+            key = self._key(a, i)
+            self.pending[key] -= 1
+            if not self.pending[key]:
+                pool.done([key])
 
-    def _acquire(self, i: int) -> int:
+    def _acquire_all(self, heads: list[int], i: int) -> list[int]:
+        """Accumulators of the items of ``heads`` at local index ``i``, resident together when
+        they fit the accumulators (else one after another: correct, more spills)."""
+        pool = self.low.pool
+        if len(heads) == 1 or len(heads) > pool.A:
+            return [self._acquire(a, i) for a in heads]
+        pool.acquire([self._spec(a, i) for a in heads])
+        return [pool.acc(self._key(a, i)) for a in heads]
+
+    def _acquire(self, a: int, i: int) -> int:
+        self.low.pool.acquire([self._spec(a, i)])
+        return self.low.pool.acc(self._key(a, i))
+
+    def _spec(self, a: int, i: int) -> tuple:
+        """The accumulator pool's spec of the item of head ``a`` at local index ``i``."""
         low = self.low
-        key = (self.id, i)
-        low.pool.acquire([(key, self.masks[i], low.P.o + i * low.S)])
-        return low.pool.acc(key)
+        key = self._key(a, i)
+        if self.group == 1:
+            return (key, self.masks[i], low.P.o + i * low.S)
+        r = a % self.group
+        spec = (key, self.masks[i], low.P.ov + r * low.v_dims + i * low.S)
+        if low.heads_fit_banks:  # final read: each K/V head's channels into its slice of o
+            parts = []
+            for g in range(i * low.S // low.dh, low.cfg.n_kv_head):
+                head = g * self.group + r
+                chans = self._chans(head, i)
+                if not chans:
+                    break
+                mask = sum(1 << c for c in chans)
+                first = i * low.S + chans[0] * low.B  # K/V dimension of the first bank
+                parts.append((mask, low.P.o + head * low.dh + first - g * low.dh))
+            spec += (tuple(parts),)
+        return spec
 
     def _fallback(self, a: int, i: int, blk: int, t0: int, ncols: int) -> None:
         """Heads narrower than a channel: per channel, the head's probabilities into the buffer
         and ``MAC_SBK`` on its banks."""
         low = self.low
         b = low.b
-        lo, hi = a * low.dh, (a + 1) * low.dh
+        lo, hi = self._span(a)
         segs = self.vreg.segments(blk * self.nl + i, 0, ncols * COL)
-        acc = self._acquire(i)
+        acc = self._acquire(a, i)
         for c in self._chans(a, i):
             banks = [bank for bank in range(low.B) if lo <= i * low.S + c * low.B + bank < hi]
             b.emit(Op.WR_GB, ch_mask=1 << c, gb_col=0, ncols=ncols,
@@ -220,5 +342,14 @@ class _AvState:
                            gb_col=gb_col, acc=acc)
 
     def finish(self) -> None:
-        """Read ``o`` (every local index is complete)."""
-        self.low.pool.flush()
+        """Read ``o`` (every item is complete); the grouped-query fallback moves each query
+        head's slice from the buffer by query head of a group into ``o``."""
+        low = self.low
+        low.pool.flush()
+        if self.group == 1 or low.heads_fit_banks:
+            return
+        dh = low.dh
+        for a in range(low.H):
+            lo, _ = self._span(a)
+            low.b.emit(Op.VMOV, dst=low.P.o + a * dh,
+                       src=low.P.ov + a % self.group * low.v_dims + lo, n=dh)

@@ -6,10 +6,11 @@ import numpy as np
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import Op
-from pimgpt.sw.mapper import MemoryMap, map_model
+from pimgpt.sw.mapper import MappingError, MemoryMap, map_model
 from pimgpt.sw.models import ModelConfig
 
 from .lowering import Lowering
+from .plan import ScratchPlan
 from .program import Builder, CompiledProgram, CompileError, Step
 from .schedule import SCHEDULES, make_schedule
 
@@ -20,12 +21,6 @@ class _Compiler:
     def __init__(self, cfg: ModelConfig, hw: HwConfig, mm: MemoryMap, schedule: str):
         if schedule not in SCHEDULES:
             raise CompileError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
-        if cfg.family != "gpt2":
-            raise CompileError(
-                f"model {cfg.name} is {cfg.family}-style ({cfg.norm}, {cfg.position} positions, "
-                f"{cfg.mlp}); the compiler lowers GPT-2-style models only so far (Llama lowering "
-                "is not implemented yet); use the reference models in pimgpt.sim.reference"
-            )
         self.mm = mm
         self.schedule = make_schedule(schedule, hw)
         self.lower = Lowering(cfg, hw, mm, self.schedule)
@@ -54,9 +49,22 @@ class _Compiler:
                                schedule=self.schedule.name)
 
 
-def _check_memmap(cfg: ModelConfig, hw: HwConfig, memmap: MemoryMap | None) -> MemoryMap:
+def default_memmap(cfg: ModelConfig, hw: HwConfig, positions: int) -> MemoryMap:
+    """The memory map a compile uses when given none: K/V caches for the model's whole context
+    when they and their score buffers fit the hardware, else for the ``positions`` the program
+    needs (a Llama 3 context of 131072 tokens fits no preset)."""
+    try:
+        mm = map_model(cfg, hw)
+        ScratchPlan(cfg, hw, mm)
+        return mm
+    except (MappingError, CompileError):
+        return map_model(cfg, hw, positions)
+
+
+def _check_memmap(cfg: ModelConfig, hw: HwConfig, memmap: MemoryMap | None,
+                  positions: int) -> MemoryMap:
     if memmap is None:
-        return map_model(cfg, hw)
+        return default_memmap(cfg, hw, positions)
     if memmap.cfg != cfg or memmap.hw.dram != hw.dram:
         raise CompileError("the memory map was made for another model or hardware; remap it")
     return memmap
@@ -79,7 +87,7 @@ def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
     new_tokens : int
         Tokens to generate (>= 1).
     memmap : MemoryMap, optional
-        Placement to use (default ``map_model(cfg, hw)``).
+        Placement to use (default :func:`default_memmap`).
     schedule : {"pipelined", "serial"}
         ``"pipelined"`` (default) overlaps vector-unit work with PIM work (software pipelining,
         :class:`.schedule.PipelinedSchedule`); ``"serial"`` is the earlier schedule, kept for
@@ -101,8 +109,8 @@ def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
             )
     if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
         raise CompileError(f"new_tokens must be a positive integer, got {new_tokens!r}")
-    mm = _check_memmap(cfg, hw, memmap)
     total = len(prompt) + new_tokens - 1
+    mm = _check_memmap(cfg, hw, memmap, min(total, cfg.ctx))
     if total > mm.context:
         raise CompileError(
             f"{len(prompt)} prompt tokens + {new_tokens} new tokens need {total} positions but "
@@ -144,7 +152,7 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
         context = cfg.ctx
     if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= cfg.ctx:
         raise CompileError(f"context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}")
-    mm = _check_memmap(cfg, hw, memmap)
+    mm = _check_memmap(cfg, hw, memmap, context)
     if context > mm.context:
         raise CompileError(
             f"context {context} exceeds the memory map's KV-cache capacity {mm.context}; remap"

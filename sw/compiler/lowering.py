@@ -32,7 +32,8 @@ import numpy as np
 
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, f32_bits
-from pimgpt.sw.mapper import COL, MemoryMap, Region, v_dims
+from pimgpt.core.rope import rope_table
+from pimgpt.sw.mapper import COL, MemoryMap, Region, k_layout, v_dims
 from pimgpt.sw.models import ModelConfig
 
 from .accum import AccPool
@@ -63,7 +64,9 @@ class Lowering(AttentionLowering):
         self.scale = f32_bits(np.float32(1.0 / math.sqrt(self.dh)))
         self.heads_fit_banks = self.dh % self.B == 0
         self.v_dims = v_dims(cfg, hw)
+        self.k_layout = k_layout(cfg, hw, mm.context)
         self.P = ScratchPlan(cfg, hw, mm)
+        self.inv_freq = cfg.rope_inv_freq()
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
 
@@ -96,14 +99,32 @@ class Lowering(AttentionLowering):
                 self._rd_vec(name)
 
     def _prefetch(self, names) -> None:
-        """Load parameters that are not resident (per layer, with earlier PIM work)."""
+        """Load parameters that are not resident (per layer, with earlier PIM work); names the
+        model lacks (biases, LayerNorm shifts of an RMSNorm) are skipped."""
         for name in names:
-            if name not in self.P.resident:
+            if name in self.P.params and name not in self.P.resident:
                 self._rd_vec(name)
+
+    def _norm_params(self, prefix: str) -> tuple:
+        """Parameter names of the norm ``prefix`` (gain, and the shift of a LayerNorm)."""
+        if self.cfg.norm == "layernorm":
+            return (prefix + ".weight", prefix + ".bias")
+        return (prefix + ".weight",)
+
+    def _norm(self, prefix: str, src: int, dst: int) -> None:
+        """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm)."""
+        W = self._param
+        if self.cfg.norm == "layernorm":
+            self.b.emit(Op.LAYERNORM, dst=dst, src=src, gamma=W(prefix + ".weight"),
+                        beta=W(prefix + ".bias"), n=self.d, eps_f32=self.eps)
+        else:
+            self.b.emit(Op.RMSNORM, dst=dst, src=src, gamma=W(prefix + ".weight"), n=self.d,
+                        eps_f32=self.eps)
 
     # ---- GEMV ----------------------------------------------------------------------------
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
-             prefetch: tuple = (), post=None, feeds: Region | None = None) -> None:
+             prefetch: tuple = (), post=None, feeds: Region | None = None,
+             per_input: int = 1) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -112,7 +133,8 @@ class Lowering(AttentionLowering):
         visit the batches in alternating directions, so the batches at the turn stay in their
         accumulators, and the last chunk runs forwards: each output group of the schedule is
         read, biased and post-processed as soon as its MACs are done (aligned with the input
-        chunks of ``feeds``, the region of the GEMV that consumes the outputs).
+        chunks of ``feeds``, the region of the GEMV that consumes the outputs, ``per_input``
+        outputs per element of its input: 2 for SwiGLU's gate and up).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -122,7 +144,7 @@ class Lowering(AttentionLowering):
         masks = [self._mask(n_out - i * S) for i in range(nl)]
         align = None
         if feeds is not None and len(feeds.chunks()) > 1:
-            align = -(-feeds.chunks()[0][2] // S)
+            align = -(-feeds.chunks()[0][2] * per_input // S)
         # without post-processing (the LM head) the results are only read: one group
         groups = (self.schedule.gemv_groups(nl, align) if bias is not None or post is not None
                   else [(0, nl)])
@@ -158,14 +180,16 @@ class Lowering(AttentionLowering):
                     b.tag = tag
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
-               prefetch: tuple = (), post=None, feeds: str | None = None) -> None:
+               prefetch: tuple = (), post=None, feeds: str | None = None,
+               per_input: int = 1) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
-        parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``."""
+        parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``.
+        Without biases (Llama) no add at all: adding +0 would turn a -0 into +0."""
         region = self.mm.region(f"h.{layer}.{name}.weight")
-        bias = f"h.{layer}.{name}.bias"
+        bias = f"h.{layer}.{name}.bias" if self.cfg.bias else None
         consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
-        self.gemv(region, x, dst, n_out, self._param(bias), (bias,) + tuple(prefetch), post,
-                  consumer)
+        self.gemv(region, x, dst, n_out, None if bias is None else self._param(bias),
+                  ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -179,49 +203,104 @@ class Lowering(AttentionLowering):
             self.b.emit(Op.VGELU, dst=self.P.g + lo, src=self.P.u + lo, n=n)
         return post
 
+    def _swiglu(self, tag: str):
+        """SwiGLU of every chunk whose gate and up outputs are in (:func:`~pimgpt.sw.mapper.
+        fc_order`: chunk ``t`` of ``u`` is the gate's ``L_t`` outputs, then the up's)."""
+        f, G, P = self.cfg.d_ff, self.G, self.P
+        chunks = [(t0, min(G, f - t0)) for t0 in range(0, f, G)]
+        state = {"next": 0}
+
+        def post(lo: int, n: int) -> None:
+            self.b.tag = tag
+            while state["next"] < len(chunks):
+                t0, size = chunks[state["next"]]
+                if 2 * t0 + 2 * size > lo + n:
+                    break
+                self.b.emit(Op.SWIGLU, dst=P.g + t0, gate=P.u + 2 * t0, up=P.u + 2 * t0 + size,
+                            n=size)
+                state["next"] += 1
+        return post
+
+    def _rope(self, tag: str):
+        """RoPE of the query and key heads (contiguous in ``qkv``, ``d_head`` words each) whose
+        outputs are in, in place."""
+        P, dh = self.P, self.dh
+        heads = self.H + self.cfg.n_kv_head
+        state = {"done": 0}
+
+        def post(lo: int, n: int) -> None:
+            ready = min(heads, (lo + n) // dh)
+            if ready > state["done"]:
+                self.b.tag = tag
+                at = P.qkv + state["done"] * dh
+                self.b.emit(Op.ROPE, dst=at, src=at, tab=P.rope, half=dh // 2,
+                            nhead=ready - state["done"])
+                state["done"] = ready
+        return post
+
+    def _rope_table(self, pos: int) -> None:
+        """The cos/sin table of position ``pos`` into the scratchpad: the host computes it
+        (:func:`pimgpt.core.rope.rope_table`) and sends it as ``VFILL`` immediates, one per run
+        of equal values (``docs/dataflow.md``)."""
+        cos, sin = rope_table([pos], self.inv_freq)
+        values = np.concatenate([cos[0], sin[0]]).astype(np.float32).view(np.uint32)
+        k = 0
+        while k < values.size:
+            run = 1
+            while k + run < values.size and values[k + run] == values[k]:
+                run += 1
+            self.b.emit(Op.VFILL, dst=self.P.rope + k, n=run, value_f32=int(values[k]))
+            k += run
+
     # ---- one model step ------------------------------------------------------------------
     def step(self, pos: int, token: int | None, logits: bool) -> None:
         """Record the step of token ``token`` (``None``: the token in ``R0``) at ``pos``."""
-        b, mm, d, cfg, P, W = self.b, self.mm, self.d, self.cfg, self.P, self._param
-        wte, wpe = mm.region("wte"), mm.region("wpe")
+        b, mm, d, cfg, P = self.b, self.mm, self.d, self.cfg, self.P
         b.tag = "embed"
         if token is not None:
             b.emit(Op.SETR, reg=TOKEN_REG, imm=token)
-        b.emit(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=P.x, n=d, vec=TOKEN_REG, **wte.isa())
-        b.emit(Op.RD_VEC, dst=P.tmp, n=d, vec=pos, **wpe.isa())
-        self._prefetch(("h.0.ln_1.weight", "h.0.ln_1.bias"))
-        b.emit(Op.VADD, dst=P.x, a=P.x, b=P.tmp, n=d)
-        eps = self.eps
+        b.emit(Op.RD_VEC, FLAG_VEC_FROM_REG, dst=P.x, n=d, vec=TOKEN_REG, **mm.region("wte").isa())
+        if cfg.position == "learned":
+            b.emit(Op.RD_VEC, dst=P.tmp, n=d, vec=pos, **mm.region("wpe").isa())
+            self._prefetch(self._norm_params("h.0.ln_1"))
+            b.emit(Op.VADD, dst=P.x, a=P.x, b=P.tmp, n=d)
+        else:
+            self._prefetch(self._norm_params("h.0.ln_1"))
+            b.tag = "rope"
+            self._rope_table(pos)
         for layer in range(cfg.n_layer):
             p = f"h.{layer}."
             b.tag = f"L{layer}.ln1"
-            b.emit(Op.LAYERNORM, dst=P.h, src=P.x, gamma=W(p + "ln_1.weight"),
-                   beta=W(p + "ln_1.bias"), n=d, eps_f32=eps)
+            self._norm(p + "ln_1", P.x, P.h)
             b.tag = f"L{layer}.attn.qkv"
-            self.linear(layer, "attn.c_attn", P.h, P.qkv, 3 * d)
+            rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
+            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope)
             self.attention(layer, pos)
             b.tag = f"L{layer}.attn.proj"
-            self.linear(layer, "attn.c_proj", P.o, P.y, d, (p + "ln_2.weight", p + "ln_2.bias"),
+            self.linear(layer, "attn.c_proj", P.o, P.y, d, self._norm_params(p + "ln_2"),
                         self._residual(f"L{layer}.attn.residual"))
             b.tag = f"L{layer}.ln2"
-            b.emit(Op.LAYERNORM, dst=P.h, src=P.x, gamma=W(p + "ln_2.weight"),
-                   beta=W(p + "ln_2.bias"), n=d, eps_f32=eps)
+            self._norm(p + "ln_2", P.x, P.h)
             b.tag = f"L{layer}.mlp.fc"
-            self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.d_ff,
-                        post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj")
+            if cfg.mlp == "swiglu":
+                self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.fc_dim,
+                            post=self._swiglu(f"L{layer}.mlp.swiglu"), feeds="mlp.c_proj",
+                            per_input=2)
+            else:
+                self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.d_ff,
+                            post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj")
             b.tag = f"L{layer}.mlp.proj"
             if layer + 1 < cfg.n_layer:
-                nxt = (f"h.{layer + 1}.ln_1.weight", f"h.{layer + 1}.ln_1.bias")
+                nxt = self._norm_params(f"h.{layer + 1}.ln_1")
             else:
-                nxt = ("ln_f.weight", "ln_f.bias") if logits else ()
+                nxt = self._norm_params("ln_f") if logits else ()
             self.linear(layer, "mlp.c_proj", P.g, P.y, d, nxt,
                         self._residual(f"L{layer}.mlp.residual"))
         if logits:
             b.tag = "ln_f"
-            b.emit(Op.LAYERNORM, dst=P.h, src=P.x, gamma=W("ln_f.weight"), beta=W("ln_f.bias"),
-                   n=d, eps_f32=eps)
+            self._norm("ln_f", P.x, P.h)
             b.tag = "lm_head"
-            self.gemv(wte, P.h, P.logits, cfg.vocab)
+            self.gemv(mm.region("wte" if cfg.tied_head else "lm_head"), P.h, P.logits, cfg.vocab)
             b.tag = "argmax"
             b.emit(Op.ARGMAX, reg=TOKEN_REG, src=P.logits, n=cfg.vocab)
             b.emit(Op.OUT, reg=TOKEN_REG)

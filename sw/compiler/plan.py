@@ -8,7 +8,7 @@ allocated from the same address.
 from __future__ import annotations
 
 from pimgpt.core.config import HwConfig
-from pimgpt.sw.mapper import COL, MemoryMap, round_up
+from pimgpt.sw.mapper import COL, MemoryMap, round_up, v_dims
 from pimgpt.sw.models import ModelConfig
 
 from .program import CompileError
@@ -47,7 +47,9 @@ class ScratchPlan:
     Attributes
     ----------
     x, tmp, h : int
-        Residual stream, embedding scratch, LayerNorm output (``d`` words each).
+        Residual stream, embedding scratch, norm output (``d`` words each).
+    rope : int or None
+        The RoPE cos/sin table of the step's position (``d_head`` words), rotary models only.
     params : dict of str to int
         Address of every parameter vector (LayerNorm gains and shifts, biases) by checkpoint
         name; resident ones have their own words, the others share one slot per kind.
@@ -59,8 +61,10 @@ class ScratchPlan:
         GEMV outputs (an ``RD_MAC`` writes whole channels: sizes are rounded up to ``banks``).
     score_addr : list of int
         Per head, its row of scores (then probabilities), ``score_len`` words.
+    ov : int or None
+        Grouped-query attention: ``p . V`` partial sums by query head of a group.
     u, g, logits : int
-        fc output, GELU output, logits.
+        fc output (SwiGLU: gate and up interleaved by chunk), GELU / SwiGLU output, logits.
     high : int
         Words used.
     """
@@ -75,17 +79,21 @@ class ScratchPlan:
         self.x = sp.alloc("x", d)
         self.tmp = sp.alloc("tmp", d)
         self.h = sp.alloc("h", d)
+        # RoPE: the cos/sin table of the step's position (cos[0..dh/2), then sin)
+        self.rope = sp.alloc("rope", cfg.d_head) if cfg.position == "rope" else None
         self._plan_params(cfg, mm, sp)
-        self.qkv = sp.alloc("qkv", self.out_size(3 * d))
+        self.qkv = sp.alloc("qkv", self.out_size(cfg.qkv_dim))
         self.y = sp.alloc("y", self.out_size(d))
         self.o = sp.alloc("o", self.out_size(d))
         union = sp.top
-        # attention phase: one row of scores per head
+        # attention phase: one row of scores per head; with grouped-query attention the p . V
+        # partial sums of each query head of a group (spills, and the fallback's reads)
         self.score_len = self.score_words(mm)
         self.score_addr = [sp.alloc(f"score{a}", self.score_len) for a in range(cfg.n_head)]
+        self.ov = sp.alloc("ov", self.ov_words(cfg, hw)) if cfg.group > 1 else None
         # MLP phase
         sp.top = union
-        self.u = sp.alloc("u", self.out_size(cfg.d_ff))
+        self.u = sp.alloc("u", self.out_size(cfg.fc_dim))
         self.g = sp.alloc("g", cfg.d_ff)
         # LM-head phase
         sp.top = union
@@ -129,8 +137,17 @@ class ScratchPlan:
         """Words of every buffer but the parameters (an upper bound of the plan below)."""
         d, B = cfg.d_model, self.B
         attention = cfg.n_head * self.score_words(self.mm)
-        mlp = round_up(cfg.d_ff, B) + cfg.d_ff
-        return round_up(3 * d, B) + 2 * round_up(d, B) + max(attention, mlp, round_up(cfg.vocab, B))
+        if cfg.group > 1:
+            attention += self.ov_words(cfg, self.mm.hw)
+        mlp = round_up(cfg.fc_dim, B) + cfg.d_ff
+        return (round_up(cfg.qkv_dim, B) + 2 * round_up(d, B)
+                + max(attention, mlp, round_up(cfg.vocab, B)))
+
+    @staticmethod
+    def ov_words(cfg: ModelConfig, hw: HwConfig) -> int:
+        """Words of the grouped-query ``p . V`` buffer: per query head of a group, one word per
+        K/V dimension (rounded up to whole local indices)."""
+        return cfg.group * v_dims(cfg, hw)
 
     def score_words(self, mm: MemoryMap) -> int:
         """Words of one head's row of scores."""

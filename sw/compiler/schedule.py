@@ -216,8 +216,9 @@ class Schedule:
         local vectors per input chunk of the GEMV that consumes the outputs."""
         raise NotImplementedError
 
-    def head_blocks(self, n_head: int) -> list[list[int]]:
-        """Blocks of heads whose scores are computed together, in order."""
+    def head_blocks(self, n_head: int, group: int = 1) -> list[list[int]]:
+        """Blocks of heads whose scores are computed together, in order (whole groups of
+        ``group`` query heads that share a K/V head)."""
         raise NotImplementedError
 
     def place(self, out: Builder, program: list, tags: list) -> None:
@@ -234,7 +235,7 @@ class SerialSchedule(Schedule):
     def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
 
-    def head_blocks(self, n_head):
+    def head_blocks(self, n_head, group=1):
         return [list(range(n_head))]
 
     def place(self, out, program, tags):
@@ -272,11 +273,15 @@ class PipelinedSchedule(Schedule):
         tail = min(n_local - 1, -(-n_local // self.tail_fraction))
         return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
-    def head_blocks(self, n_head):
+    def head_blocks(self, n_head, group=1):
         # Two blocks: the first third's softmaxes are exposed, the rest run under its p . V;
         # each block's probabilities go into the global buffers in one register-mode visit.
-        cut = max(1, n_head // 3)
-        return [list(range(cut)), list(range(cut, n_head))] if n_head > 1 else [[0]]
+        # Blocks hold whole groups, so that each K/V head's V rows are streamed once.
+        units = n_head // group
+        if units <= 1:
+            return [list(range(n_head))]
+        cut = max(1, units // 3) * group
+        return [list(range(cut)), list(range(cut, n_head))]
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks

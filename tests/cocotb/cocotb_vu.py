@@ -6,7 +6,8 @@ exp and GELU), and a program of every vector-unit instruction over it: element-w
 binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
 place, LAYERNORM of several lengths and in place, VMACS of short, long and one-word segments and
-in place, ARGMAX with ties, NaNs and ties across blocks.
+in place, SWIGLU over every corner, RMSNORM and ROPE (also in place), ARGMAX with ties, NaNs and
+ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
 (:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`). Scoreboards compare, bit for bit, the
@@ -36,6 +37,8 @@ from pimgpt.sim.cocotb_lib.vector_tb import VectorUnitTB
 from pimgpt.sim.golden import GoldenMachine
 
 WORDS = 16384
+#: Fields whose product is an instruction's element count (ROPE: twice ``half * nhead``).
+SHAPE = ("n", "rows", "seg", "nseg", "half", "nhead")
 
 
 def f32(x: float) -> int:
@@ -109,6 +112,16 @@ def stimulus(seed: int, n_elem: int, lanes: int):
         prog.append(I(Op.VMACS, dst=dst, a=4096 + 7 * seg, s=3900 + nseg, seg=seg, nseg=nseg))
         dst += seg * nseg
     prog.append(I(Op.VMACS, dst=4096 + 1500, a=4096 + 1500, s=3930, seg=17, nseg=3))
+    # Llama functions: SiLU-gated product over every corner, RMSNORM (and in place), ROPE.
+    prog.append(I(Op.SWIGLU, dst=dst, gate=0, up=4096, n=3 * W + 5))
+    dst += 3 * W + 5
+    prog += [I(Op.RMSNORM, dst=dst, src=4096 + 300, gamma=4096 + 64, n=5 * W + 3,
+               eps_f32=f32(1e-6)),
+             I(Op.RMSNORM, dst=4096 + 1700, src=4096 + 1700, gamma=4096, n=33, eps_f32=0)]
+    dst += 5 * W + 3
+    prog += [I(Op.ROPE, dst=dst, src=4096 + 20, tab=4096 + 1000, half=W + 3, nhead=2),
+             I(Op.ROPE, dst=4096 + 1800, src=4096 + 1800, tab=3000, half=12, nhead=5)]
+    dst += 4 * W + 12
     # ARGMAX: ties (first wins), NaN (first NaN wins), ties across blocks, a plain vector.
     sp[3000:3008] = [f32(1.0), f32(5.0), f32(-2.0), f32(5.0), f32(0.0), f32(5.0), 0, 0]
     sp[3010:3016] = [f32(1.0), 0x7FC00000, f32(9.0), 0xFFC00001, f32(2.0), f32(3.0)]
@@ -169,9 +182,8 @@ async def vector_unit_vs_golden(dut):
         board.compare_all(got)
         summary[name] = board.summary()
     summary["instructions"] = len(prog)
-    summary["elements"] = int(sum(ins.args.get("n", 1) * ins.args.get("rows", 1)
-                                  * ins.args.get("seg", 1) * ins.args.get("nseg", 1)
-                                  for ins in prog))
+    summary["elements"] = int(sum(np.prod([ins.args.get(f, 1) for f in SHAPE]) *
+                                  (2 if ins.op is Op.ROPE else 1) for ins in prog))
     summary["cycles"] = int(sum(cycles))
     summary["sreg_idx"] = [i for i, _ in tb.sregs]
     report("vector_unit", summary)

@@ -23,11 +23,11 @@ __all__ = ["ALL_MODELS", "RANDOM_MODELS", "TRAINED_MODELS", "QUICK_DEFAULT", "SE
            "f64_window_loss", "golden_crosscheck"]
 
 #: Every model this command knows, in report order.
-ALL_MODELS = ("tiny", "test-ckpt", "gpt2-small", "tiny-py", "small-py")
+ALL_MODELS = ("tiny", "test-ckpt", "gpt2-small", "tiny-py", "small-py", "tiny-llama-py")
 RANDOM_MODELS = ("tiny", "test-ckpt", "gpt2-small")
-TRAINED_MODELS = ("tiny-py", "small-py")
+TRAINED_MODELS = ("tiny-py", "small-py", "tiny-llama-py")
 #: ``--quick`` leaves gpt2-small out unless ``--models`` names it (about 4 s per PIM step).
-QUICK_DEFAULT = ("tiny", "test-ckpt", "tiny-py", "small-py")
+QUICK_DEFAULT = ("tiny", "test-ckpt", "tiny-py", "small-py", "tiny-llama-py")
 #: Seed of the random weights and of the random prompts.
 SEED = 0
 #: Shape of the random checkpoint written with save_checkpoint and loaded back.
@@ -53,16 +53,16 @@ class Sizes:
 
 FULL = Sizes(
     prompt_random=4, steps_max=128, gpt2_prompt=4, gpt2_steps=64, tf_max=128, gpt2_tf=32,
-    ppl_windows={"tiny-py": 64, "small-py": 32},
-    greedy_prompts={"tiny-py": 24, "small-py": 12},
-    greedy_prompt_len={"tiny-py": 16, "small-py": 32},
+    ppl_windows={"tiny-py": 64, "small-py": 32, "tiny-llama-py": 64},
+    greedy_prompts={"tiny-py": 24, "small-py": 12, "tiny-llama-py": 24},
+    greedy_prompt_len={"tiny-py": 16, "small-py": 32, "tiny-llama-py": 16},
     golden_prompts=2, golden_tokens=16,
 )
 QUICK = Sizes(
     prompt_random=4, steps_max=16, gpt2_prompt=2, gpt2_steps=2, tf_max=16, gpt2_tf=2,
-    ppl_windows={"tiny-py": 4, "small-py": 1},
-    greedy_prompts={"tiny-py": 4, "small-py": 1},
-    greedy_prompt_len={"tiny-py": 16, "small-py": 32},
+    ppl_windows={"tiny-py": 4, "small-py": 1, "tiny-llama-py": 4},
+    greedy_prompts={"tiny-py": 4, "small-py": 1, "tiny-llama-py": 4},
+    greedy_prompt_len={"tiny-py": 16, "small-py": 32, "tiny-llama-py": 16},
     golden_prompts=1, golden_tokens=4,
 )
 

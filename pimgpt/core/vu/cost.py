@@ -8,7 +8,8 @@ configuration's ``asic.vector_lanes``, issue width ``asic.vector_issue_width`` a
 latencies ``asic.fp_add_latency``, ``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in
 timing mode (:mod:`.iss`), which follows the cycle rules the RTL implements. Routines branch only
 on the instruction's fields, so the cost is a function of the opcode and its shape (``n``, ``k``,
-``rows``, ``seg``, ``nseg``; for ``VMOV`` also the copy direction) and is cached per shape.
+``rows``, ``seg``, ``nseg``, ``half``, ``nhead``; for ``VMOV`` also the copy direction) and is
+cached per shape.
 ``SETR`` and ``OUT`` (front end) take one cycle.
 """
 
@@ -47,7 +48,7 @@ def microcode_for(lanes: int, lat: Pipeline) -> Microcode:
     return build_microcode(lanes, lat)
 
 
-_SHAPE = ("n", "k", "rows", "seg", "nseg")
+_SHAPE = ("n", "k", "rows", "seg", "nseg", "half", "nhead")
 _FRONT_END = VuCost(cycles=1, ops=0, words=0)
 
 

@@ -332,7 +332,8 @@ def _elementwise_body_only(a: Asm, S: Scalars, n: SReg, func) -> None:
 # ---------------------------------------------------------------------------------------------
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
-          Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS)
+          Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
+          Op.RMSNORM, Op.ROPE, Op.SWIGLU)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -341,6 +342,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     The routines do not depend on the latencies for correctness; the scheduler uses them to order
     independent work.
     """
+    from . import routines_llama as llama
     from . import routines_red as red
 
     check_lanes(lanes)
@@ -367,12 +369,15 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     red.argmax(a)
     red.softmax(a)
     red.layernorm(a)
+    _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
+    llama.rmsnorm(a)
+    llama.rope(a)
     words, labels = a.assemble()
     names = {Op.VADD: "vadd", Op.VMUL: "vmul", Op.VSCALE: "vscale", Op.VMOV: "vmov",
              Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
-             Op.VMACS: "vmacs"}
+             Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

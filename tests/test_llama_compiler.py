@@ -1,0 +1,146 @@
+"""The compiler on Llama-family models: the RoPE table, the SwiGLU layout, grouped-query attention
+(K/V rows streamed once per token for a whole group), the default memory map of long-context
+presets, the AiM trace and the DRAM timing checker on Llama programs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pimgpt.core import isa
+from pimgpt.core.config import load_hw
+from pimgpt.core.isa import Op
+from pimgpt.core.rope import rope_table
+from pimgpt.sim.perf.checker import check_log
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sw.aim import parse_aim
+from pimgpt.sw.checkpoint import random_weights
+from pimgpt.sw.compiler import compile_decode_step, compile_generation, hazards, kv_traffic
+from pimgpt.sw.mapper import build_dram_image, fc_order, k_layout, map_model, to_bf16
+from pimgpt.sw.models import ModelConfig, get_model
+
+TINY_RTL = load_hw("tiny-rtl")
+
+
+def small_llama(**kw):
+    base = dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, ctx=48, vocab=64, d_ff=96,
+                norm="rmsnorm", position="rope", mlp="swiglu", bias=False, tied_head=False)
+    return ModelConfig("small-llama", **{**base, **kw})
+
+
+def test_rope_table_is_sent_as_exact_immediates():
+    cfg = get_model("tiny-llama-py")
+    cp = compile_generation(cfg, TINY_RTL, [1, 2, 3], 2)
+    inv = cfg.rope_inv_freq()
+    for st in cp.steps:
+        end = next(k for k in range(st.start, len(cp.program)) if cp.tags[k] == "rope")
+        fills = []
+        while cp.tags[end] == "rope" or cp.program[end].op is Op.SYNC:
+            if cp.program[end].op is Op.VFILL:
+                fills.append(cp.program[end])
+            end += 1
+        table = np.zeros(cfg.d_head, np.uint32)
+        for ins in fills:
+            table[ins["dst"] - fills[0]["dst"]:][:ins["n"]] = ins["value_f32"]
+        cos, sin = rope_table([st.pos], inv)
+        np.testing.assert_array_equal(table, np.concatenate([cos[0], sin[0]]).view(np.uint32))
+        assert len(fills) <= cfg.d_head
+    # position 0: cos = 1, sin = 0 (runs of equal values share one VFILL)
+    first = [i for i, t in zip(cp.program, cp.tags, strict=True)
+             if t == "rope" and i.op is Op.VFILL][:2]
+    assert [(i["n"], isa.bits_f32(i["value_f32"])) for i in first] == [(8, 1.0), (8, 0.0)]
+
+
+def test_rope_rotates_every_query_and_key_head_once_per_layer():
+    cfg = small_llama()
+    cp = compile_decode_step(cfg, TINY_RTL, 20)
+    for layer in range(cfg.n_layer):
+        ropes = [i for i, t in zip(cp.program, cp.tags, strict=True)
+                 if t == f"L{layer}.attn.rope" and i.op is Op.ROPE]
+        assert all(i["dst"] == i["src"] and i["half"] == cfg.d_head // 2 for i in ropes)
+        assert sum(i["nhead"] for i in ropes) == cfg.n_head + cfg.n_kv_head
+        # in order over the contiguous q and k heads of the qkv buffer
+        starts = [i["dst"] for i in ropes]
+        assert starts == sorted(starts) and ropes[0]["dst"] == ropes[0]["src"]
+
+
+def test_swiglu_layout_interleaves_gate_and_up_by_chunk():
+    hw = load_hw("pimgpt-gddr6-8ch")
+    cfg = small_llama(d_model=128, n_head=8, d_ff=2500)  # 3 chunks of 1024, 1024, 452
+    order = fc_order(cfg, hw)
+    f, g = cfg.d_ff, hw.dram.gb_elems
+    assert sorted(order.tolist()) == list(range(2 * f))
+    assert order[:g].tolist() == list(range(g)) and order[g:2 * g].tolist() == list(range(f, f + g))
+    assert order[-452:].tolist() == list(range(f + 2048, 2 * f))
+    mm = map_model(cfg, hw)
+    w = random_weights(cfg, 1)
+    image = build_dram_image(mm, w)
+    reg = mm.region("h.0.mlp.c_fc.weight")
+    v = 1024 + 5  # region vector 1029: the up projection's column d_ff + 5
+    slot, local = v % reg.slots, v // reg.slots
+    ch, bank = divmod(slot, hw.dram.banks)
+    flat = reg.flat(local, 0)
+    row, el = divmod(flat, hw.dram.row_elems)
+    got = image[ch, bank, row, el:el + 16]
+    assert (got == to_bf16(w["h.0.mlp.c_fc.weight"][:16, f + 5])).all()
+    # each SWIGLU reads the gate and up halves of one chunk
+    cp = compile_decode_step(cfg, hw, 8)
+    sw = [i for i in cp.program[cp.steps[0].start:] if i.op is Op.SWIGLU]
+    assert [i["n"] for i in sw] == [1024, 1024, 452] * cfg.n_layer
+    assert all(i["up"] - i["gate"] == i["n"] for i in sw)
+
+
+@pytest.mark.parametrize("name,hw_name,heads,passes", [
+    ("llama-3.2-1b", "pimgpt-gddr6-16ch", 4, 2),   # 4 query heads per K/V head, d_head 64
+    ("llama-3.2-3b", "pimgpt-gddr6-16ch", 2, 4),   # 3 per K/V head, d_head 128
+    ("tinyllama-1.1b", "pimgpt-gddr6-16ch", 2, 2),  # 8 per K/V head
+])
+def test_gqa_streams_each_kv_row_once_per_token(name, hw_name, heads, passes):
+    """K passes of whole groups; every K/V row opened once per token; the MACs read each K/V
+    column once per query head of its group (the ISA's MAC has one global-buffer operand)."""
+    cfg, hw = get_model(name), load_hw(hw_name)
+    kl = k_layout(cfg, hw, 1024)
+    assert (kl.heads, kl.passes) == (heads, passes)
+    cp = compile_decode_step(cfg, hw, 1024)
+    t = kv_traffic(cp, cfg)
+    assert t["kv_bytes_ideal"] == 2 * cfg.n_layer * 1024 * cfg.kv_dim * 2
+    assert t["kv_row_opens"] == t["kv_rows"]  # the ideal: each row once
+    assert t["kv_bytes"] == t["kv_bytes_mha"] == cfg.group * t["kv_bytes_ideal"]
+    assert hazards(cp.program[cp.steps[0].start:], hw.dram.banks) == []
+
+
+def test_default_memory_map_of_long_context_presets():
+    """A 131072-token context fits no preset: the decode step maps the context it attends; GPT
+    models keep their whole context."""
+    cfg = get_model("llama-3.2-1b")
+    hw = load_hw("pimgpt-gddr6-16ch")
+    assert compile_decode_step(cfg, hw, 512).memmap.context == 512
+    gpt = get_model("gpt2-small")
+    assert compile_decode_step(gpt, load_hw("pimgpt-gddr6-8ch"), 128).memmap.context == 1024
+
+
+def test_aim_trace_of_a_llama_program():
+    cfg = get_model("tiny-llama-py")
+    cp = compile_generation(cfg, TINY_RTL, [10, 11], 3)
+    lines = parse_aim(cp.to_aim(), TINY_RTL)
+    pim = [i for i in cp.program if i.op in isa.PIM_OPS]
+    macs = [ln for ln in lines if ln.op in ("MAC_ABK", "MAC_SBK")]
+    assert len(macs) == sum(i.op in (Op.MAC_ABK, Op.MAC_SBK) for i in pim)
+    assert sum(ln.op == "RD_MAC" for ln in lines) == sum(i.op is Op.RD_MAC for i in pim)
+    assert sum(ln.op == "SYNC" for ln in lines) == sum(i.op is Op.SYNC for i in cp.program)
+    assert lines[-1].op == "EOC"
+    # the untied head's rows are in the trace, the (absent) learned positions are not
+    head = cp.memmap.region("lm_head")
+    assert any(ln.op == "MAC_ABK" and head.row <= ln.fields["row"] < head.row + head.n_rows
+               for ln in macs)
+
+
+@pytest.mark.parametrize("model,hw_name,ctx", [("tiny-llama-py", "tiny-rtl", 40),
+                                               ("llama-3.2-1b", "pimgpt-gddr6-16ch", 128)])
+def test_llama_decode_steps_are_legal_dram_command_logs(model, hw_name, ctx):
+    hw = load_hw(hw_name)
+    comp = compile_decode_step(get_model(model), hw, ctx)
+    res = PerfEngine(hw).run(comp.program, log=True)
+    macs = [i for i in comp.program if i.op in (Op.MAC_ABK, Op.MAC_SBK)]
+    assert res.counts["MAC16"] == sum(i["ncols"] * bin(i["ch_mask"]).count("1") for i in macs)
+    assert check_log(res.log, hw) == []

@@ -1,0 +1,54 @@
+"""``pimgpt paper``'s Llama section: the plan (what fits which preset), the H200 bandwidth bound,
+and a whole run on the shipped Llama-style model (rows, K/V traffic, files)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from pimgpt.apps.paper import run_paper, split_models
+from pimgpt.apps.paper_llama import H200_BYTES_PER_S, h200_bound_us, llama_plan
+from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, get_model
+
+
+def test_plan_skips_what_does_not_fit():
+    points, skipped = llama_plan(["llama-2-7b", "llama-3.2-1b"], [128, 4096])
+    assert ("llama-2-7b", "pimgpt-gddr6-32ch", 4096) in points
+    assert ("llama-3.2-1b", "pimgpt-gddr6-16ch", 128) in points
+    assert not any(p[:2] == ("llama-2-7b", "pimgpt-gddr6-16ch") for p in points)
+    assert [s[:3] for s in skipped] == [("llama-2-7b", "pimgpt-gddr6-16ch", 128),
+                                        ("llama-2-7b", "pimgpt-gddr6-16ch", 4096)]
+    assert "rows per bank" in skipped[0][3]
+    assert split_models(None) == (PAPER_MODELS, LLAMA_MODELS)
+    assert split_models(["tiny", "tiny-llama-py"]) == (["tiny"], ["tiny-llama-py"])
+
+
+def test_h200_bound_counts_weights_and_attended_kv():
+    cfg = get_model("llama-3.2-1b")
+    kv = 2 * 16 * 1024 * (8 * 64) * 2  # K and V, 16 layers, 1024 tokens, 8 K/V heads of 64, bf16
+    assert h200_bound_us(cfg, 1024) == pytest.approx((2 * cfg.n_params + kv) / 4.8e12 * 1e6)
+    assert H200_BYTES_PER_S == 4.8e12
+
+
+def test_run_paper_llama_rows(tmp_path):
+    out = tmp_path / "p"
+    res = run_paper(out, models=["tiny-llama-py"], contexts=[16, 64], sweeps=False,
+                    progress=False)
+    rows = res["llama"]
+    assert [(r["channels"], r["ctx"]) for r in rows] == [(16, 16), (16, 64), (32, 16), (32, 64)]
+    cfg = get_model("tiny-llama-py")
+    for r in rows:
+        assert r["kv_over_ideal"] == cfg.group  # one K/V column read per query head
+        assert r["kv_row_opens_over_ideal"] == 1.0
+        assert r["kv_ideal_mb"] * 1e6 == 2 * cfg.n_layer * r["ctx"] * cfg.kv_dim * 2
+        assert r["x_h200_bound"] == pytest.approx(r["h200_bound_us"] / r["latency_us"])
+        assert 0 < r["non_gemv_share"] < 1 and r["latency_us"] > 0 and r["energy_uj"] > 0
+    # a longer context costs more
+    assert rows[1]["latency_us"] > rows[0]["latency_us"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["llama.csv", "llama_latency.png", "results.md"]
+    text = (out / "results.md").read_text()
+    assert "## Llama family" in text and text.count("| tiny-llama-py |") == 4
+    with open(out / "llama.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
