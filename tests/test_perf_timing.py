@@ -26,6 +26,8 @@ ALL = 0xFF
 
 
 NO_MODES = {"mode_switch": False}
+#: The refresh policy before postponement (REFab at the first boundary after it falls due).
+EAGER = {"refresh_policy": "eager"}
 
 
 def hw_with(timing=None, dram=None, asic=None, base="pimgpt-gddr6-8ch"):
@@ -247,10 +249,11 @@ def test_io_rate_spaces_bursts():
 
 # ---- refresh ----------------------------------------------------------------------------------
 def test_refresh_every_nrefi_closes_rows():
-    # Rows streamed back to back for > nREFI: the first refresh is due at nREFI = 3333; the open
-    # row is precharged (PREA >= 3333), REFab follows nRP later, and the next ACT16 waits nRFC.
+    # Eager: rows streamed back to back for > nREFI: the first refresh is due at nREFI = 3333;
+    # the open row is precharged (PREA >= 3333), REFab follows nRP later, and the next ACT16
+    # waits nRFC.
     prog = [mac(r % 4, ncols=64) for r in range(20)]
-    res = run(prog)
+    res = run(prog, hw_with(dram=EAGER))
     refs = issues(res, "REFab")
     assert refs, "no refresh issued"
     pre_before = max(t for t in issues(res, "PREA") if t < refs[0])
@@ -261,11 +264,11 @@ def test_refresh_every_nrefi_closes_rows():
 
 
 def test_refresh_precharge_nrp_then_nrfc():
-    # nREFI 400. ACT16 0, MAC16 56 (done 58); VSCALE of 16 x 246: 4 + 246 = 250 ASIC cycles =
-    # 500 tCK, 58..558; the refresh due at 400 is issued when the channels idle, at its due time:
-    # PREA at max(400, ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP = 432;
-    # the next ACT16 at max(558, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
-    hw = hw_with(timing={"nREFI": 400})
+    # Eager, nREFI 400. ACT16 0, MAC16 56 (done 58); VSCALE of 16 x 246: 4 + 246 = 250 ASIC
+    # cycles = 500 tCK, 58..558; the refresh due at 400 is issued when the channels idle, at its
+    # due time: PREA at max(400, ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP
+    # = 432; the next ACT16 at max(558, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
+    hw = hw_with(timing={"nREFI": 400}, dram=EAGER)
     vs = I(Op.VSCALE, dst=0, a=0, n=16 * 246, scale_f32=f32_bits(0.5))
     res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
     assert issues(res, "PREA") == [400]
@@ -275,20 +278,80 @@ def test_refresh_precharge_nrp_then_nrfc():
     assert res.cycles == 700
 
 
+def test_refresh_blocks_every_command_for_nrfc():
+    # As above (eager, nREFI 400, REFab at 432), then a WR_GB (no modes) instead of the MAC:
+    # dispatched at 558, its first WRGB waits for REFab + nRFC = 642.
+    hw = hw_with(timing={"nREFI": 400}, dram={**EAGER, **NO_MODES})
+    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 246, scale_f32=f32_bits(0.5))
+    res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC),
+               I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=2, src=0)], hw)
+    assert issues(res, "REFab") == [432]
+    assert issues(res, "WRGB") == [642, 644]
+
+
 def test_refresh_waits_nrc_after_activation():
-    # nREFI 400, nRAS 20, nRCDRDMAC 10. VSCALE of 16 x 191 = 195 ASIC cycles = 390 tCK; ACT16 at
-    # 390, MAC16 at 400. The refresh due at 400 follows at the next instruction boundary: PREA at
-    # max(400, 390 + nRAS = 410, 400 + nRTP = 412) = 412; REFab at max(412 + nRP = 444,
-    # 390 + nRC = 479) = 479: the row cycle binds. After a second VSCALE (402..792): ACT16 at
-    # max(792, 479 + nRFC = 689) = 792, MAC16 802; the refresh due at 800: PREA at 802 + 12 =
-    # 814, REFab at max(814 + 32, 792 + 89) = 881.
-    hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10})
+    # Eager, nREFI 400, nRAS 20, nRCDRDMAC 10. VSCALE of 16 x 191 = 195 ASIC cycles = 390 tCK;
+    # ACT16 at 390, MAC16 at 400. The refresh due at 400 follows at the next instruction
+    # boundary: PREA at max(400, 390 + nRAS = 410, 400 + nRTP = 412) = 412; REFab at
+    # max(412 + nRP = 444, 390 + nRC = 479) = 479: the row cycle binds. After a second VSCALE
+    # (402..792): ACT16 at max(792, 479 + nRFC = 689) = 792, MAC16 802; the refresh due at 800:
+    # PREA at 802 + 12 = 814, REFab at max(814 + 32, 792 + 89) = 881.
+    hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10}, dram=EAGER)
     vs = I(Op.VSCALE, dst=0, a=0, n=16 * 191, scale_f32=f32_bits(0.5))
     res = run([vs, I(Op.SYNC), mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
     assert issues(res, "ACT16") == [390, 792]
     assert issues(res, "MAC16") == [400, 802]
     assert issues(res, "PREA") == [412, 814]
     assert issues(res, "REFab") == [479, 881]
+
+
+def quarter_rows(n):
+    """``n`` MAC_ABKs of 16 columns, four per row (a row switch every fourth)."""
+    return [mac(k // 4, ncols=16, col=16 * (k % 4)) for k in range(n)]
+
+
+def test_postponed_refresh_waits_for_the_row_switch():
+    # nREFI 3300. Row k's MAC16s run 56 + 226k .. 182 + 226k (64 columns at nCCDL, then PREA
+    # + nRTP, ACT16 + nRP, MAC16 + nRCDRDMAC: 226 tCK per row); row 14's four MAC_ABKs end at
+    # 3250, 3282, 3314, 3346. Eager: the boundary after 3314 >= 3300 refreshes mid-row: PREA
+    # 3326, REFab 3358, row 14 reopened at 3358 + nRFC = 3568, its last MAC_ABK at 3624.
+    hw = hw_with(timing={"nREFI": 3300}, dram=EAGER)
+    res = run(quarter_rows(64), hw)
+    assert issues(res, "REFab")[0] == 3358
+    assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3568]
+    assert issues(res, "MAC16")[14 * 64 + 48] == 3624
+    # Postponed: owed 1 at 3315, but the next MAC_ABK hits the open row; at 3347 row 15 is next
+    # (a row switch): PREA 3346 + nRTP = 3358, REFab 3390, ACT16 of row 15 at 3600, MAC16 3656.
+    res = run(quarter_rows(64), hw_with(timing={"nREFI": 3300}))
+    assert issues(res, "REFab")[0] == 3390
+    assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3600]
+    assert issues(res, "MAC16")[15 * 64] == 3656
+    # No activation beyond one per row: the refresh closed no row that was used again.
+    assert len(issues(res, "ACT16")) == 16
+
+
+def test_idle_window_pulls_refreshes_in():
+    # ACT16 0, MAC16 56; SYNC at 58; VSCALE of 16 x 246 = 500 tCK, barrier at 558. Nothing is
+    # due (the first refresh at 3333), but refreshes may be pulled in while the channel idles if
+    # they complete by 558: PREA at max(ACT16 + nRAS, MAC16 + nRTP) = 68, REFab 68 + nRP = 100
+    # (done 310), REFab 310 (done 520); a third would end at 730 > 558. ACT16 at 558, MAC16 614.
+    vs = I(Op.VSCALE, dst=0, a=0, n=16 * 246, scale_f32=f32_bits(0.5))
+    res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)])
+    assert issues(res, "PREA") == [68]
+    assert issues(res, "REFab")[:2] == [100, 310]
+    assert issues(res, "ACT16") == [0, 558]
+    assert issues(res, "MAC16") == [56, 614]
+
+
+def test_refresh_forced_after_seven_postponed():
+    # The same row streamed over and over (every boundary a row hit): refreshes are postponed
+    # until 7 are owed, owed(t) = (t - 3333) // 3333 + 1 >= 7 from t = 23331. MAC_ABK k streams
+    # 56 + 128k .. 182 + 128k; the first boundary at or after 23331 follows k = 181 (t = 23351):
+    # PREA at 23350 + nRTP = 23362, REFab 23394; owed is then 6: the row is reopened at
+    # 23394 + nRFC = 23604.
+    res = run([mac(0, ncols=64) for _ in range(200)])
+    assert issues(res, "REFab")[0] == 23394
+    assert issues(res, "ACT16")[:2] == [0, 23604]
 
 
 # ---- second row buffer (act_overlap) -------------------------------------------------------------
@@ -433,7 +496,7 @@ ROW_TESTS = {
     "write recovery": test_nrcdwr_and_write_recovery,
     "nRP": test_refresh_precharge_nrp_then_nrfc,
     "nRC": test_refresh_waits_nrc_after_activation,
-    "nRFC": test_refresh_precharge_nrp_then_nrfc,
+    "refresh blocks the channel": test_refresh_blocks_every_command_for_nrfc,
     # The register-access mode's rows are derived by hand in tests/test_perf_modes.py.
     "mode switch (nMODCH)": "test_nmodch_to_enter_and_to_leave_register_mode",
     "register read data off the pins before a mode switch":
