@@ -159,11 +159,12 @@ def test_consecutive_register_commands_share_one_visit():
 
 
 def test_refresh_needs_array_mode():
-    # nREFI 400: the channel sits in register mode after the RD_MAC (MODREG 0, RDMAC16 32, 34);
-    # the refresh due at 400 first returns to array mode: MODARR at 400, REFab at 432 (no row is
-    # open, so no PREA).
+    # Eager refresh, nREFI 400: the channel sits in register mode after the RD_MAC (MODREG 0,
+    # RDMAC16 32, 34); the refresh due at 400 first returns to array mode: MODARR at 400, REFab
+    # at 432 (no row is open, so no PREA).
     vec = I(Op.VSCALE, dst=0, a=0, n=16000, scale_f32=f32_bits(0.5))
-    res = run([rd_mac(), vec, I(Op.SYNC), rd_mac()], hw_with(timing={"nREFI": 400}))
+    res = run([rd_mac(), vec, I(Op.SYNC), rd_mac()],
+              hw_with(timing={"nREFI": 400}, dram={"refresh_policy": "eager"}))
     assert issues(res, "MODARR")[0] == 400
     assert issues(res, "REFab")[0] == 432
     assert issues(res, "MODREG")[0] == 0 and len(issues(res, "MODREG")) == 2

@@ -27,6 +27,8 @@ ALL = 0xFF
 
 
 NO_MODES = {"mode_switch": False}
+#: The refresh policy before postponement (REFab at the first boundary after it falls due).
+EAGER = {"refresh_policy": "eager"}
 
 
 def hw_with(timing=None, dram=None, asic=None, base="pimgpt-gddr6-8ch"):
@@ -248,10 +250,11 @@ def test_io_rate_spaces_bursts():
 
 # ---- refresh ----------------------------------------------------------------------------------
 def test_refresh_every_nrefi_closes_rows():
-    # Rows streamed back to back for > nREFI: the first refresh is due at nREFI = 3333; the open
-    # row is precharged (PREA >= 3333), REFab follows nRP later, and the next ACT16 waits nRFC.
+    # Eager: rows streamed back to back for > nREFI: the first refresh is due at nREFI = 3333;
+    # the open row is precharged (PREA >= 3333), REFab follows nRP later, and the next ACT16
+    # waits nRFC.
     prog = [mac(r % 4, ncols=64) for r in range(20)]
-    res = run(prog)
+    res = run(prog, hw_with(dram=EAGER))
     refs = issues(res, "REFab")
     assert refs, "no refresh issued"
     pre_before = max(t for t in issues(res, "PREA") if t < refs[0])
@@ -273,7 +276,8 @@ def test_refresh_precharge_nrp_then_nrfc():
     # due at 400, which is issued when the channels idle, at its due time: PREA at max(400,
     # ACT16 + nRAS = 54, MAC16 + nRTP = 68) = 400, REFab at 400 + nRP = 432; the next ACT16 at
     # max(58 + D, 432 + nRFC = 642) = 642, MAC16 at 642 + 56 = 698, end 700.
-    hw = hw_with(timing={"nREFI": 400})
+    # Eager policy (postponement is tested below).
+    hw = hw_with(timing={"nREFI": 400}, dram=EAGER)
     vs, d = _vscale(hw, 128 * 100)
     assert 400 < 58 + d <= 642, d  # the scenario: the VSCALE spans the due time, ends before
     res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
@@ -284,6 +288,18 @@ def test_refresh_precharge_nrp_then_nrfc():
     assert res.cycles == 700
 
 
+def test_refresh_blocks_every_command_for_nrfc():
+    # As above (eager, nREFI 400, REFab at 432), then a WR_GB (no modes) instead of the MAC:
+    # dispatched at 58 + D < 642, its first WRGB waits for REFab + nRFC = 642.
+    hw = hw_with(timing={"nREFI": 400}, dram={**EAGER, **NO_MODES})
+    vs, d = _vscale(hw, 128 * 100)
+    assert 58 + d < 642, d
+    res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC),
+               I(Op.WR_GB, ch_mask=ALL, gb_col=0, ncols=2, src=0)], hw)
+    assert issues(res, "REFab") == [432]
+    assert issues(res, "WRGB") == [642, 644]
+
+
 def test_refresh_waits_nrc_after_activation():
     # nREFI 400, nRAS 20, nRCDRDMAC 10. A VSCALE of D tCK (390 < D < 394): ACT16 at D, MAC16 at
     # D + 10 (done D + 12). The refresh due at 400 follows at the next instruction boundary: PREA
@@ -291,7 +307,8 @@ def test_refresh_waits_nrc_after_activation():
     # D + nRC) = D + 89: the row cycle binds. After a second VSCALE (D + 12 .. 2D + 12): ACT16 at
     # max(2D + 12, D + 89 + nRFC) = 2D + 12, MAC16 at 2D + 22; the refresh due at 800: PREA at
     # 2D + 22 + 12, REFab at max(2D + 34 + 32, 2D + 12 + 89) = 2D + 101.
-    hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10})
+    # Eager policy.
+    hw = hw_with(timing={"nREFI": 400, "nRAS": 20, "nRCDRDMAC": 10}, dram=EAGER)
     vs, d = _vscale(hw, 128 * 87)
     assert 390 < d and 2 * d + 12 < 800, d  # the scenario the comment works through
     res = run([vs, I(Op.SYNC), mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)], hw)
@@ -299,6 +316,57 @@ def test_refresh_waits_nrc_after_activation():
     assert issues(res, "MAC16") == [d + 10, 2 * d + 22]
     assert issues(res, "PREA") == [d + 22, 2 * d + 34]
     assert issues(res, "REFab") == [d + 89, 2 * d + 101]
+
+
+def quarter_rows(n):
+    """``n`` MAC_ABKs of 16 columns, four per row (a row switch every fourth)."""
+    return [mac(k // 4, ncols=16, col=16 * (k % 4)) for k in range(n)]
+
+
+def test_postponed_refresh_waits_for_the_row_switch():
+    # nREFI 3300. Row k's MAC16s run 56 + 226k .. 182 + 226k (64 columns at nCCDL, then PREA
+    # + nRTP, ACT16 + nRP, MAC16 + nRCDRDMAC: 226 tCK per row); row 14's four MAC_ABKs end at
+    # 3250, 3282, 3314, 3346. Eager: the boundary after 3314 >= 3300 refreshes mid-row: PREA
+    # 3326, REFab 3358, row 14 reopened at 3358 + nRFC = 3568, its last MAC_ABK at 3624.
+    hw = hw_with(timing={"nREFI": 3300}, dram=EAGER)
+    res = run(quarter_rows(64), hw)
+    assert issues(res, "REFab")[0] == 3358
+    assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3568]
+    assert issues(res, "MAC16")[14 * 64 + 48] == 3624
+    # Postponed: owed 1 at 3315, but the next MAC_ABK hits the open row; at 3347 row 15 is next
+    # (a row switch): PREA 3346 + nRTP = 3358, REFab 3390, ACT16 of row 15 at 3600, MAC16 3656.
+    res = run(quarter_rows(64), hw_with(timing={"nREFI": 3300}))
+    assert issues(res, "REFab")[0] == 3390
+    assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3600]
+    assert issues(res, "MAC16")[15 * 64] == 3656
+    # No activation beyond one per row: the refresh closed no row that was used again.
+    assert len(issues(res, "ACT16")) == 16
+
+
+def test_idle_window_pulls_refreshes_in():
+    # ACT16 0, MAC16 56; SYNC at 58; a VSCALE of D tCK (462 <= D < 672), barrier at 58 + D.
+    # Nothing is due (the first refresh at 3333), but refreshes may be pulled in while the
+    # channel idles if they complete by 58 + D: PREA at max(ACT16 + nRAS, MAC16 + nRTP) = 68,
+    # REFab 68 + nRP = 100 (done 310), REFab 310 (done 520); a third would end at 730 > 58 + D.
+    # ACT16 at 58 + D, MAC16 56 later.
+    vs, d = _vscale(load_hw("pimgpt-gddr6-8ch"), 128 * 130)
+    assert 462 <= d < 672, d  # the scenario the comment works through
+    res = run([mac(0), I(Op.SYNC), vs, I(Op.SYNC), mac(1)])
+    assert issues(res, "PREA") == [68]
+    assert issues(res, "REFab")[:2] == [100, 310]
+    assert issues(res, "ACT16") == [0, 58 + d]
+    assert issues(res, "MAC16") == [56, 114 + d]
+
+
+def test_refresh_forced_after_seven_postponed():
+    # The same row streamed over and over (every boundary a row hit): refreshes are postponed
+    # until 7 are owed, owed(t) = (t - 3333) // 3333 + 1 >= 7 from t = 23331. MAC_ABK k streams
+    # 56 + 128k .. 182 + 128k; the first boundary at or after 23331 follows k = 181 (t = 23351):
+    # PREA at 23350 + nRTP = 23362, REFab 23394; owed is then 6: the row is reopened at
+    # 23394 + nRFC = 23604.
+    res = run([mac(0, ncols=64) for _ in range(200)])
+    assert issues(res, "REFab")[0] == 23394
+    assert issues(res, "ACT16")[:2] == [0, 23604]
 
 
 # ---- second row buffer (act_overlap) -------------------------------------------------------------
@@ -445,7 +513,7 @@ ROW_TESTS = {
     "write recovery": test_nrcdwr_and_write_recovery,
     "nRP": test_refresh_precharge_nrp_then_nrfc,
     "nRC": test_refresh_waits_nrc_after_activation,
-    "nRFC": test_refresh_precharge_nrp_then_nrfc,
+    "refresh blocks the channel": test_refresh_blocks_every_command_for_nrfc,
     # The register-access mode's rows are derived by hand in tests/test_perf_modes.py.
     "mode switch (nMODCH)": "test_nmodch_to_enter_and_to_leave_register_mode",
     "register read data off the pins before a mode switch":

@@ -93,6 +93,10 @@ class DramConfig:
     #: DRAM standard preset (a name of ``pimgpt.core.dram.STANDARDS``: rows, modes, command
     #: timing); left out, the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
     standard: str | None = None
+    #: Controller refresh policy (``pimgpt.core.dram.REFRESH_POLICIES``): ``postpone`` (postpone
+    #: while busy, refresh when idle or at a row switch) or ``eager``; left out, ``postpone`` when
+    #: the standard allows postponing refreshes.
+    refresh_policy: str | None = None
 
     @property
     def row_elems(self) -> int:
@@ -282,9 +286,22 @@ def _standard_name(name, where: str) -> str:
     return name
 
 
+def _refresh_policy(name, where: str) -> str | None:
+    """``dram.refresh_policy`` checked against the policies (None when absent)."""
+    from pimgpt.core.dram import REFRESH_POLICIES
+
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in REFRESH_POLICIES:
+        raise ConfigError(f"{where}: 'dram.refresh_policy' must be one of "
+                          f"{list(REFRESH_POLICIES)}, got {name!r}; {_FIX}")
+    return name
+
+
 def _dram(d: dict, where: str) -> DramConfig:
     dram = DramConfig(**_from_fields(DramConfig, d, where, "dram"),
-                      standard=_standard_name(d.get("standard"), where))
+                      standard=_standard_name(d.get("standard"), where),
+                      refresh_policy=_refresh_policy(d.get("refresh_policy"), where))
     if dram.gb_bytes > dram.row_bytes:
         raise ConfigError(f"{where}: dram.gb_bytes must be a multiple of 32 and at most row_bytes "
                           f"({dram.row_bytes}), got {dram.gb_bytes}")

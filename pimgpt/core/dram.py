@@ -69,6 +69,51 @@ of its last command, so consecutive register commands (several ``RD_MAC``\\ s, a
 ``WR_GB``) share one *register-mode visit*. ``dram.mode_switch: false`` is the idealised variant
 (no modes, no switch commands; rows that name a switch are dropped).
 
+Refresh
+-------
+Every channel needs one all-bank refresh (``REFab``, all banks precharged first) per ``nREFI`` on
+average; ``REFab`` blocks every command of its channel for ``nRFC`` (JEDEC: no command but NOP/DES
+within tRFC; rows ``REFab -> ALL``). Refresh *k* (k = 1, 2, ...) is *due* at ``k * nREFI`` from
+power-up. The JEDEC GDDR family lets a controller postpone refreshes: at no time may more than
+:attr:`DramStandard.refresh_postpone` (8) be due and not yet issued, so two refreshes are at most
+``(8 + 1) * nREFI`` apart (GDDR7, JESD239D section 6.12.1, as quoted by Ramulator 2's refresh
+models; the same 8 / 9 x tREFI as DDR3 and DDR4). Refreshes may also be issued ahead of time
+(*pulled in*), each one lowering the count of those due later; DDR3/DDR4 (JESD79-3/-4) allow 8
+ahead. JESD250 (GDDR6) itself was not available to us: the presets take the GDDR family's 8
+postponed and allow :attr:`DramStandard.refresh_pull_in` ahead. With ``owed(t)`` = refreshes due
+by ``t`` minus refreshes issued by ``t``, the standard requires
+``-refresh_pull_in <= owed(t) <= refresh_postpone`` at every ``t``.
+
+The controller's refresh policy, ``dram.refresh_policy`` (``refresh_policy(hw)``), is one of
+:data:`REFRESH_POLICIES`:
+
+``postpone`` (default when the standard allows postponing)
+    Per channel, a refresh *sequence* is ``MODARR`` (in register mode), ``PREA`` (rows open),
+    ``REFab``, each at its earliest legal cycle. Decisions are taken at *instruction boundaries*
+    (before a channel's first command of its next PIM instruction, dispatched at ``t_d``) and at
+    every barrier (``SYNC``/``EOC``, with ``t_d`` the barrier):
+
+    1. *Idle*: the channel's command queue is empty from its last command until ``t_d``. The
+       controller issues a sequence from ``x = max(its earliest legal cycle, the cycle from which
+       owed > -refresh_pull_in)`` if it completes (``REFab`` + ``nRFC``) by ``t_d``, and repeats;
+       a sequence that would not complete by ``t_d`` is issued at ``x`` all the same if rule 2
+       or 3 would issue it at ``t_d`` anyway (at a barrier, whose next instruction is unknown,
+       rule 3 only). The window's end is known in advance: at a barrier, the cycle the vector
+       unit finishes (its instructions' cycle counts are fixed by their fields); at a hazard
+       between PIM instructions, the cycle the data arrive.
+    2. *At a row switch*: if ``owed(t) >= 1`` (``t``: the boundary) and the next instruction
+       uses no row that is open in the channel (it closes every open row anyway), issue
+       sequences until ``owed(t) < 1``.
+    3. *Forced*: otherwise, if ``owed(t) >= refresh_postpone - 1``, issue sequences until
+       ``owed(t) < refresh_postpone - 1`` (one interval is kept in reserve for the instruction
+       that follows; an instruction shorter than ``nREFI`` then never lets ``owed`` exceed
+       ``refresh_postpone``).
+
+    At the end of a program the refreshes due by its last cycle are issued (energy).
+``eager``
+    ``REFab`` at the first instruction boundary at or after each due cycle (at the due cycle
+    itself when the channel idles there): the policy before postponement was modelled.
+
 What is not modelled: per-bank refresh (``nRFCpb``), AiM's element-wise/activation-function
 commands (``nRCDEWMUL``, ``nRCDRDAF``: the ISA has no such instruction). Bus turnaround beyond
 data non-overlap is 0.
@@ -208,7 +253,7 @@ def _rows(rcd_mac: str, rcd_rdcp: str, rcd_wrcp: str) -> tuple[Row, ...]:
         # Refresh.
         Row("channel", PRES, _t("REFab"), "nRP"),
         Row("channel", ACTS, _t("REFab"), "nRC"),
-        Row("channel", _t("REFab"), ACTS + ("REFab",), "nRFC"),
+        Row("channel", _t("REFab"), (ALL,), "nRFC", note="refresh blocks the channel"),
     )
 
 
@@ -244,12 +289,19 @@ class DramStandard:
         Timing rows; rows naming a mode switch apply only while modes are modelled.
     register_mode : frozenset of str
         Commands that need the register-access mode (empty: the standard has no modes).
+    refresh_postpone : int
+        Most refreshes that may be due and not yet issued (module docstring, "Refresh"); 0: none
+        may be postponed (the ``eager`` policy is then the default).
+    refresh_pull_in : int
+        Most refreshes that may be issued ahead of their due cycle.
     """
 
     name: str
     summary: str
     rows: tuple
     register_mode: frozenset = frozenset()
+    refresh_postpone: int = 8
+    refresh_pull_in: int = 8
 
     @property
     def has_modes(self) -> bool:
@@ -376,6 +428,19 @@ def standard_of(hw: HwConfig) -> DramStandard:
         raise ConfigError(f"{hw.name}: unknown dram.standard {name!r}; "
                           f"choose one of {sorted(STANDARDS)}")
     return STANDARDS[name]
+
+
+#: Controller refresh policies (module docstring, "Refresh").
+REFRESH_POLICIES = ("postpone", "eager")
+
+
+def refresh_policy(hw: HwConfig) -> str:
+    """The refresh policy of ``hw``: ``dram.refresh_policy``, or when absent ``postpone`` if its
+    standard allows postponing refreshes, else ``eager``."""
+    name = getattr(hw.dram, "refresh_policy", None)
+    if name is None:
+        return "postpone" if standard_of(hw).refresh_postpone else "eager"
+    return name
 
 
 def mode_switching(hw: HwConfig) -> bool:

@@ -12,8 +12,9 @@ that code. It reads the command log, expands each record to its channels, and
    each following command against the *latest* earlier preceding command of the group (the latest
    one is the binding one, so this checks every pair), vectorised with numpy;
 3. checks the spacing inside each train (identical commands at stride ``g``) against every row
-   relating the command to itself, the rolling ``nFAW`` window, and the refresh interval (at most
-   nine ``nREFI`` between ``REFab``\\ s, JEDEC's postponement limit).
+   relating the command to itself, the rolling ``nFAW`` window, and the refresh account of each
+   channel (refreshes due minus issued within the standard's postponement and pull-in limits at
+   every cycle: the average rate holds).
 
 A log record is ``(cmd, ch_mask, footprint index, sub, row, first cycle, count, stride)``.
 """
@@ -24,9 +25,6 @@ import numpy as np
 
 from pimgpt.core import dram as S
 from pimgpt.core.config import HwConfig
-
-#: Refreshes may be postponed by up to eight intervals (JEDEC), so at most 9 x nREFI apart.
-MAX_REFRESH_INTERVALS = 9
 
 
 class TimingViolation(AssertionError):
@@ -167,19 +165,44 @@ def check_log(log, hw: HwConfig, limit: int = 20) -> list[str]:
                    f"({row.note or row.scope}, scope {row.scope})"):
                 return errors
 
-    # ---- refresh interval -----------------------------------------------------------------
+    for msg in _check_refresh(arr, hw, limit):
+        if err(msg):
+            return errors
+    return errors
+
+
+def _check_refresh(arr, hw: HwConfig, limit: int) -> list[str]:
+    """The refresh account of every channel: with ``owed(t)`` = refreshes due by ``t`` (one per
+    ``nREFI`` from power-up) minus ``REFab`` issued by ``t``, the standard's bounds
+    ``-refresh_pull_in <= owed(t) <= refresh_postpone`` hold at every cycle up to the log's end
+    (so the average rate holds and no refresh is postponed beyond the allowed count)."""
+    std = S.standard_of(hw)
+    postpone, pull_in = std.refresh_postpone, std.refresh_pull_in
     nrefi = hw.timing["nREFI"]
     end = int(arr["t1"].max())
     ref = S.CMD["REFab"]
+    out: list[str] = []
     for ch in np.unique(arr["ch"]):
         t = np.sort(arr["t0"][(arr["ch"] == ch) & (arr["cmd"] == ref)])
-        t = np.concatenate(([0], t, [end]))
-        gaps = np.diff(t)
-        if (gaps > MAX_REFRESH_INTERVALS * nrefi).any():
-            if err(f"ch{ch}: {int(gaps.max())} cycles without REFab (limit "
-                   f"{MAX_REFRESH_INTERVALS} x nREFI = {MAX_REFRESH_INTERVALS * nrefi})"):
-                return errors
-    return errors
+        k = np.arange(1, len(t) + 1)
+        # Refresh k is issued no later than the due cycle of refresh k + postpone, and the
+        # refreshes missing at the end (due by then, beyond the allowed count) are late too.
+        late = t > (k + postpone) * nrefi
+        missing = end // nrefi - postpone - len(t)
+        early = t < (k - pull_in) * nrefi
+        if late.any() or missing > 0:
+            j = int(np.argmax(late)) if late.any() else len(t)
+            out.append(f"ch{ch}: REFab {j + 1} "
+                       + (f"at {int(t[j])}" if j < len(t) else "missing by the end")
+                       + f": more than {postpone} refreshes postponed (due every nREFI = "
+                       f"{nrefi}; refresh {j + 1} is due by {(j + 1 + postpone) * nrefi})")
+        if early.any():
+            j = int(np.argmax(early))
+            out.append(f"ch{ch}: REFab {j + 1} at {int(t[j])}: more than {pull_in} refreshes "
+                       f"pulled in (not before {(j + 1 - pull_in) * nrefi})")
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 def _check_modes(arr, std, limit: int) -> list[str]:

@@ -17,8 +17,9 @@ its footprint's path to the channel. The device has no timing rule of its own.
 * Modes: when the standard models them, a command that needs the other mode than its channel is
   in is preceded by the switch into that mode (``MODREG``/``MODARR``); the channel then stays in
   that mode until a command needs the other one.
-* Refresh: ``REFab`` every ``nREFI`` (after ``PREA`` of open rows), issued when due at the next
-  instruction boundary of the channel.
+* Refresh: ``REFab`` (after ``PREA`` of open rows) by the configured refresh policy
+  (:mod:`.refresh`: postponed while busy, at row switches and in idle windows; or eager, at the
+  first instruction boundary after each due cycle).
 * Channels in lockstep share one :class:`ChannelState`: an instruction that selects several
   channels in the same state is scheduled once (copy-on-write when they diverge); at each ``SYNC``
   states that are equivalent from the barrier on (rows, mode, ready times, windows) merge again.
@@ -34,11 +35,11 @@ from dataclasses import dataclass
 from pimgpt.core import dram as S
 from pimgpt.core.config import ConfigError, HwConfig
 from pimgpt.sim.perf.memo import Memo
+from pimgpt.sim.perf.refresh import REFRESH, Refresher
 
 C_ACT16, C_PRE4, C_PREA = S.CMD["ACT16"], S.CMD["PRE4"], S.CMD["PREA"]
 C_ACT, C_ACT4, C_PRE, C_REF = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["PRE"], S.CMD["REFab"]
 NEVER = -(1 << 60)
-REFRESH = ("refresh",)  # the memo's shape of one refresh
 
 
 class ChannelState:
@@ -112,6 +113,7 @@ class Device:
         self.switch_to = std.switch_to
         self._compile()
         self.memo = Memo(self) if memo else None
+        self.ref = Refresher(self)
         self.reset()
 
     # ------------------------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class Device:
         if self.memo is not None:
             self.memo.discard()
         self.log = None
+        self.floor = 0  # the latest barrier: no command is placed before it
         self.first = None  # first command cycle of the current instruction
         self.own = 0  # own time of the current instruction (see run_group)
         st0 = ChannelState(self.size, self.NS, self.NB, len(self.windows), self.nREFI)
@@ -349,7 +352,8 @@ class Device:
     # Rows and refresh
     # ------------------------------------------------------------------------------------------
     def refresh(self, st: ChannelState, t: int, g: Group) -> None:
-        """Issue the refreshes of ``st`` that are due by ``max(t, its last command)``."""
+        """The ``eager`` policy: issue the refreshes of ``st`` that are due by ``max(t, its last
+        command)``, each at its due cycle or the earliest after."""
         last = st.last if st.last > t else t
         while st.next_ref <= last:
             if self.memo is None or st.next_ref > st.last + self.bus:
@@ -362,19 +366,23 @@ class Device:
             st.next_ref += self.nREFI
 
     def _refresh(self, st: ChannelState, due: int, g: Group) -> int:
-        """One refresh due at ``due``: ``PREA`` where rows are open, then ``REFab``."""
+        """One refresh sequence from cycle ``due``: ``PREA`` where rows are open, then ``REFab``
+        (the first command returns to array mode if needed)."""
         for s in range(self.NS):
             if max(st.open[s]) >= 0:
                 self.issue(st, C_PREA, 0, s, due, g)
         return self.issue(st, C_REF, 0, 0, due, g)
 
-    def refresh_all(self, t: int) -> None:
-        """Issue the refreshes due by cycle ``t`` on every channel."""
+    def refresh_all(self, t: int, end: bool = False) -> None:
+        """Every channel at a barrier at cycle ``t`` (idle until then): its refreshes by the
+        policy; ``end``: the program ends at ``t``, the refreshes due by then are issued."""
         for s in {id(x): x for x in self.states}.values():
-            if s.next_ref > t and s.next_ref > s.last:
-                continue  # nothing due (the test :meth:`refresh` starts with)
             chans = [c for c in range(self.C) if self.states[c] is s]
-            self.refresh(s, t, Group(s, chans, len(chans), self.mask_of(chans)))
+            g = Group(s, chans, len(chans), self.mask_of(chans))
+            if end:
+                self.ref.finish(s, t, g)
+            else:
+                self.ref.barrier(s, t, g)
 
     def plan_open(self, st: ChannelState, banks, row: int) -> list:
         """Commands ``(cmd, fpi, sub, row)`` that open ``row`` in ``banks`` (PRE then ACT)."""
@@ -478,6 +486,10 @@ class Device:
 
     def merge(self, barrier: int) -> None:
         """Share one state among channels whose states are equivalent from ``barrier`` on."""
+        # A merged state stands for its channels from the barrier on only: no command may be
+        # placed before it any more (the refresh policy's idle windows start there at the
+        # earliest).
+        self.floor = barrier
         distinct = {id(s): s for s in self.states}
         if len(distinct) < 2:
             return
@@ -526,8 +538,8 @@ class Device:
         group's channels through that test only). Their completion must not be ``t_min``
         itself (a body that may return it passes ``sig=None`` and runs in full)."""
         st = g.st
-        if st.next_ref <= t_min or st.next_ref <= st.last:
-            self.refresh(st, t_min, g)
+        if self.ref.due(st, t_min, rows):
+            self.ref.boundary(st, t_min, g, rows)
         prev = st.done if st.done > t_min else t_min
         if sig is not None and self.memo is not None:
             done = self.memo.run(g, st, t_min, body, sig, rows, ahead)
@@ -553,8 +565,8 @@ class Device:
         memo = self.memo if sig is not None else None
         for g in groups:
             st = g.st
-            if memo is not None and st.next_ref > t_min and st.next_ref > st.last:
-                # The hit path of run_group (no refresh due; the memo has the outcome).
+            if memo is not None and not self.ref.due(st, t_min, rows):
+                # The hit path of run_group (no refresh work; the memo has the outcome).
                 prev = st.done if st.done > t_min else t_min
                 done = memo.replay(g, st, t_min, sig, rows, ahead)
                 if done is not None:

@@ -86,7 +86,7 @@ class PerfResult:
     nccdl: int
     n_instr: int
     ops: list = field(repr=False, default_factory=list)  # Op per instruction
-    start: np.ndarray = field(repr=False, default=None)  # first cycle of each instruction
+    start: np.ndarray = field(repr=False, default=None)  # dispatch cycle of each instruction
     end: np.ndarray = field(repr=False, default=None)  # completion cycle of each instruction
     side: np.ndarray = field(repr=False, default=None)  # PIM_SIDE / ASIC_SIDE / BARRIER
     chmask: np.ndarray = field(repr=False, default=None)  # channels of PIM instructions
@@ -141,7 +141,7 @@ class PerfResult:
 
     def pim_busy(self, lo: int = 0, hi: int | None = None) -> int:
         """tCK during which at least one PIM instruction of ``[lo, hi)`` was in flight (the
-        union of their spans, from dispatch-or-first-command to completion)."""
+        union of their spans, from dispatch to completion)."""
         hi = self.n_instr if hi is None else hi
         pim = self.side[lo:hi] == PIM_SIDE
         return span_union(self.start[lo:hi][pim], self.end[lo:hi][pim])
@@ -261,8 +261,8 @@ class PerfEngine:
                 start[i], end[i], side[i] = barrier, b, BARRIER
                 barrier = b
                 sp_writes = []
-                # Refreshes that fell due while the channels idled are issued (at their due
-                # cycles) before the merge: after it, every command is at or after the barrier.
+                # The refreshes of the channels' idle windows (the policy's) are issued before
+                # the merge: after it, every command is at or after the barrier.
                 dev.refresh_all(barrier)
                 dev.merge(barrier)
                 if op == eoc:
@@ -278,8 +278,10 @@ class PerfEngine:
                 mask = 1 << a["ch"] if "ch" in a else all_mask
             dev.own = 0
             io0 = ex.io_in + ex.io_out
-            s0, e0 = handlers[op](ins, t_min, mask, next_mac[i] if next_mac else None)
-            start[i], end[i], chm[i], busy[i] = s0, e0, mask, dev.own
+            _, e0 = handlers[op](ins, t_min, mask, next_mac[i] if next_mac else None)
+            # The PIM side is busy with an instruction from its dispatch: a wait for a refresh
+            # begun in an idle window, or for the bank timing of earlier commands, counts.
+            start[i], end[i], chm[i], busy[i] = t_min, e0, mask, dev.own
             pins[i] = ex.io_in + ex.io_out - io0
             if e0 > pim_done:
                 pim_done = e0
@@ -290,7 +292,7 @@ class PerfEngine:
         side = np.array(side[:n], dtype=np.int8)
         total = max(pim_done, asic_free, barrier)
         # Refreshes that fall due before the end still cost energy.
-        dev.refresh_all(total)
+        dev.refresh_all(total, end=True)
         cnt = self.counters()
         d = self.hw.dram
         res = PerfResult(
