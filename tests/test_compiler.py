@@ -88,7 +88,15 @@ def test_program_shape(small_step):
     # fc groups aligned with the MLP projection's input chunks (1024 outputs = 8 local vectors)
     groups = make_schedule(cp.schedule, HW).gemv_groups(3072 // 128, 1024 // 128)
     assert ops[Op.VGELU] == 12 * len(groups)
-    assert ops[Op.SOFTMAX] == 12 * 12 and ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
+    assert ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
+    # one SOFTMAX per group of heads whose scores are complete (serial: all 12; pipelined: the
+    # two score passes), over rows of 300 scores padded to 304 with -inf (one VFILL per row)
+    groups = 1 if cp.schedule == "serial" else 2
+    soft = [(i["n"], i["rows"]) for i in prog if i.op is Op.SOFTMAX]
+    assert soft == [(304, 12 // groups)] * (12 * groups)
+    fills = [i for i, t in zip(prog, cp.tags, strict=True)
+             if i.op is Op.VFILL and t.endswith("attn.softmax")]
+    assert len(fills) == 12 * 12 and {(i["n"], i["value_f32"]) for i in fills} == {(4, 0xFF800000)}
     assert ops[Op.ARGMAX] == 1 and ops[Op.OUT] == 1
     # score MACs: one RD_MAC per head per local token group (300 tokens -> 3 locals of 128)
     score_rd = sum(1 for i, t in zip(prog, cp.tags, strict=True)

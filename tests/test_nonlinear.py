@@ -279,6 +279,24 @@ class TestSoftmax:
         want = nm.f32_mul(e, nl.recip_newton(nm.f32_tree_sum(e)))
         np.testing.assert_array_equal(bits(nl.softmax(x)), bits(want))
 
+    def test_minus_inf_pads_change_nothing(self):
+        """The compiler pads score rows to whole columns with -inf and runs one SOFTMAX over
+        several rows: exp(-inf) = +0 and adding +0 to the tree sum of non-negative terms is
+        exact, so the first n probabilities keep their bits and the pads come out +0, for every
+        length (pads within a fold block, pads that start a new block of 128)."""
+        for n in range(1, 301):
+            x = (4 * RNG.standard_normal((3, n))).astype(np.float32)
+            x[1, ::3] = -100.0  # exponentials that flush to +0
+            x[2, ::2] = -0.0  # -0 and denormal scores (DAZ)
+            x[2, 1::4] = np.float32(1e-40)
+            want = bits(nl.softmax(x))
+            for npad in sorted({-(-n // 16) * 16, n + 1, n + 130}):
+                padded = np.full((3, npad), -np.inf, np.float32)
+                padded[:, :n] = x
+                got = bits(nl.softmax(padded))
+                np.testing.assert_array_equal(got[:, :n], want, err_msg=f"n={n} npad={npad}")
+                assert not got[:, n:].any(), (n, npad)  # +0 exactly
+
     def test_large_and_special_scores(self):
         p = nl.softmax(np.float32([1e30, 0.0, -1e30, -np.inf]))
         assert p.tolist() == [1.0, 0.0, 0.0, 0.0]

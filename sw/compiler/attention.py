@@ -11,8 +11,15 @@
   head's columns into the head's accumulator; a head that straddles a chunk boundary keeps
   accumulating in the next window. The query heads of one K/V head read the same columns one
   after another, so each K row is opened once per token for the whole group. Each head's scores
-  are read into its own row; then ``VSCALE`` by ``fp32(1/sqrt(d_head))``, ``SOFTMAX`` and a
-  ``VFILL`` of zeros up to the next column boundary.
+  are read into its own row; the rows of all heads follow one another at the step's stride
+  (``npos`` rounded up to whole banks and columns, :meth:`.plan.ScratchPlan.score_stride`).
+* Softmax, per group of heads whose scores are complete (a head block, or a score pass): one
+  ``VSCALE`` by ``fp32(1/sqrt(d_head))`` over the group's rows, a ``VFILL`` of ``-inf`` over each
+  row's pad ``[npos, stride)`` (garbage: K vectors not written yet, or words the reads did not
+  reach), then one ``SOFTMAX`` of ``rows`` = the group's heads. ``exp(-inf) = +0`` exactly and
+  adding ``+0`` to the non-negative exponentials is exact, so each row's probabilities are
+  bit for bit those of a softmax over its ``npos`` scores, and the pads come out ``+0``, which
+  ``p . V`` reads up to the next column boundary.
 * ``p . V``: K/V dimension ``m`` lies in bank slot ``m % slots``, local index ``m // slots`` of
   every token block; when ``d_head % banks == 0`` each channel's banks at one local index hold
   dimensions of one K/V head, so a channel's global buffer holds, side by side, one block's
@@ -28,8 +35,10 @@
 
 from __future__ import annotations
 
-from pimgpt.core.isa import Op
+from pimgpt.core.isa import Op, f32_bits
 from pimgpt.sw.mapper import COL, Region, round_up
+
+_NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
 
 
 class AttentionLowering:
@@ -45,6 +54,7 @@ class AttentionLowering:
         k, v = P.qkv + d, P.qkv + d + self.cfg.kv_dim
         npos = pos + 1
         npad = round_up(npos, COL)
+        stride = self.P.score_stride(npos)
         block = vreg.vec_len
         # The first window's queries into the global buffers before the K/V appends: it joins
         # the register-mode visit that read the last q/k/v outputs.
@@ -59,30 +69,28 @@ class AttentionLowering:
         b.emit(Op.WR_ELEM, src=v, n=self.cfg.kv_dim, vec=pos // block * self.v_dims,
                elem=pos % block, **vreg.isa())
         blocks = self.schedule.head_blocks(self.H, self.cfg.group)
-        av = _AvState(self, layer, vreg, npad)
+        av = _AvState(self, layer, vreg, npad, stride)
         if self.schedule.av_after_each_block and npad <= block:
             # One V block: every score first (one q load), then each head block's softmaxes and
             # its p . V, so the vector unit's softmaxes of a block overlap the previous block's
             # p . V on the PIM.
-            self._scores(layer, kreg, list(range(self.H)), npos)
+            self._scores(layer, kreg, list(range(self.H)), npos, stride)
             for heads in blocks:
-                for a in heads:
-                    self._softmax(layer, a, npos, npad)
+                self._softmax(layer, heads, npos, stride)
                 av.run(heads)
         else:
             # Several V blocks: p . V walks every block's rows once, after all softmaxes. The
             # scores go in passes that open each K row once (one pass per q window; halves when
             # there is one window), so the softmaxes of a pass run while the PIM computes the
-            # next.
+            # pass after next.
             if self.schedule.av_after_each_block:
                 blocks = self._score_passes(kreg)
-            later = {heads[0]: heads for heads in blocks[2:]}
             for heads in blocks[:2]:
-                self._scores(layer, kreg, heads, npos)
-            for a in range(self.H):
-                if a + 2 in later:
-                    self._scores(layer, kreg, later[a + 2], npos)
-                self._softmax(layer, a, npos, npad)
+                self._scores(layer, kreg, heads, npos, stride)
+            for k, heads in enumerate(blocks):
+                if 1 <= k < len(blocks) - 1:
+                    self._scores(layer, kreg, blocks[k + 1], npos, stride)
+                self._softmax(layer, heads, npos, stride)
             av.run(list(range(self.H)))
         av.finish()
 
@@ -157,8 +165,11 @@ class AttentionLowering:
             out = [list(range(cut)), list(range(cut, self.H))]
         return out
 
-    def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int) -> None:
-        """Scores of ``heads``: row ``a`` of the score buffer, token ``t`` at word ``t``."""
+    def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int,
+                stride: int) -> None:
+        """Scores of ``heads``: row ``a`` of the score buffer (at ``stride``), token ``t`` at
+        word ``t``. The read of local token ``i`` writes whole channels, up to word
+        ``round_up(npos, banks) <= stride``: it never reaches the next head's row."""
         b, S, P, pool = self.b, self.S, self.P, self.pool
         b.tag = f"L{layer}.attn.score"
         n_tok_local = -(-npos // S)
@@ -172,9 +183,10 @@ class AttentionLowering:
             self._load_q(window)
             for i in range(n_tok_local):
                 mask = self._mask(npos - i * S)
+                assert i * S + mask.bit_count() * self.B <= stride, "score read past its row"
                 for j0 in range(0, len(items), pool.A):
                     batch = items[j0:j0 + pool.A]
-                    pool.acquire([((sid, a, i), mask, P.score_addr[a] + i * S)
+                    pool.acquire([((sid, a, i), mask, P.score_at(a, stride) + i * S)
                                   for a, *_ in batch])
                     for a, lo, hi, qlo, last in batch:
                         acc = pool.acc((sid, a, i))
@@ -186,21 +198,38 @@ class AttentionLowering:
                             pool.done([(sid, a, i)])
         pool.flush()
 
-    def _softmax(self, layer: int, a: int, npos: int, npad: int) -> None:
+    def _softmax(self, layer: int, heads: list[int], npos: int, stride: int) -> None:
+        """Probabilities of ``heads`` (whose scores are complete): per run of consecutive heads,
+        one ``VSCALE``, ``-inf`` over each row's pad, one ``SOFTMAX`` of all the run's rows of
+        ``stride`` (see the module notes: the pads add exactly nothing)."""
         b = self.b
         b.tag = f"L{layer}.attn.softmax"
-        base = self.P.score_addr[a]
-        b.emit(Op.VSCALE, dst=base, a=base, n=npos, scale_f32=self.scale)
-        b.emit(Op.SOFTMAX, dst=base, src=base, n=npos)
-        if npad > npos:
-            b.emit(Op.VFILL, dst=base + npos, n=npad - npos, value_f32=0)
+        for first, rows in _runs(heads):
+            base = self.P.score_at(first, stride)
+            b.emit(Op.VSCALE, dst=base, a=base, n=rows * stride, scale_f32=self.scale)
+            if stride > npos:
+                for r in range(rows):
+                    b.emit(Op.VFILL, dst=base + r * stride + npos, n=stride - npos,
+                           value_f32=_NEG_INF)
+            b.emit(Op.SOFTMAX, dst=base, src=base, n=stride, rows=rows)
+
+
+def _runs(heads: list[int]) -> list[tuple[int, int]]:
+    """``heads`` as runs ``(first, count)`` of consecutive heads, in order."""
+    runs: list = []
+    for a in heads:
+        if runs and runs[-1][0] + runs[-1][1] == a:
+            runs[-1][1] += 1
+        else:
+            runs.append([a, 1])
+    return [(first, n) for first, n in runs]
 
 
 class _AvState:
     """``o = p . V`` of one layer, head group by head group (see the module notes)."""
 
-    def __init__(self, low, layer: int, vreg: Region, npad: int):
-        self.low, self.vreg, self.npad = low, vreg, npad
+    def __init__(self, low, layer: int, vreg: Region, npad: int, stride: int):
+        self.low, self.vreg, self.npad, self.stride = low, vreg, npad, stride
         self.layer = layer
         self.group = low.cfg.group
         self.T = vreg.vec_len  # tokens per block
@@ -270,7 +299,7 @@ class _AvState:
                     k += 1
                 for a, i, chm in batch:
                     b.emit(Op.WR_GB, ch_mask=chm, gb_col=self._slot(a, i, slots) * cb,
-                           ncols=ncols, src=low.P.score_addr[a] + t0)
+                           ncols=ncols, src=low.P.score_at(a, self.stride) + t0)
                 # ... then their MACs: the query heads that read the same V vector (one K/V
                 # head's group) go row piece by row piece, so a vector that straddles two rows
                 # opens each once
@@ -335,7 +364,7 @@ class _AvState:
         for c in self._chans(a, i):
             banks = [bank for bank in range(low.B) if lo <= i * low.S + c * low.B + bank < hi]
             b.emit(Op.WR_GB, ch_mask=1 << c, gb_col=0, ncols=ncols,
-                   src=low.P.score_addr[a] + t0)
+                   src=low.P.score_at(a, self.stride) + t0)
             for bank in banks:
                 for row, col, nc, gb_col in segs:
                     b.emit(Op.MAC_SBK, ch_mask=1 << c, bank=bank, row=row, col=col, ncols=nc,

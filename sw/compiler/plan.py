@@ -60,7 +60,8 @@ class ScratchPlan:
     qkv, y, o : int
         GEMV outputs (an ``RD_MAC`` writes whole channels: sizes are rounded up to ``banks``).
     score_addr : list of int
-        Per head, its row of scores (then probabilities), ``score_len`` words.
+        Per head, its row of scores (then probabilities) at the full context, ``score_len``
+        words. A step at ``npos`` positions packs the rows closer: :meth:`score_at`.
     ov : int or None
         Grouped-query attention: ``p . V`` partial sums by query head of a group.
     u, g, logits : int
@@ -150,8 +151,21 @@ class ScratchPlan:
         return cfg.group * v_dims(cfg, hw)
 
     def score_words(self, mm: MemoryMap) -> int:
-        """Words of one head's row of scores."""
-        return round_up(max(round_up(mm.context, self.B), round_up(mm.context, COL)), COL)
+        """Words of one head's row of scores at the full context (the allocation)."""
+        return self.score_stride(mm.context)
+
+    def score_stride(self, npos: int) -> int:
+        """Words between the score rows of two heads in a step at ``npos`` positions: ``npos``
+        rounded up to whole banks (the last ``RD_MAC`` of a row writes whole channels) and then
+        to whole columns (``p . V`` reads whole columns of probabilities). The rows of all heads
+        are contiguous at this stride, so one ``SOFTMAX`` with ``rows > 1`` serves several
+        heads; it never exceeds ``score_len``."""
+        return round_up(round_up(npos, self.B), COL)
+
+    def score_at(self, a: int, stride: int) -> int:
+        """Address of head ``a``'s row of scores at row stride ``stride``
+        (:meth:`score_stride`)."""
+        return self.score_addr[0] + a * stride
 
     @property
     def high(self) -> int:
