@@ -11,7 +11,11 @@
   ``gddr6`` standard: latency, PIM-side busy time against the bank-bandwidth floor, activations and
   pin bytes against their ideals, register-mode visits, the vector unit's exposed time;
 * the same figures for ``dram.accumulators`` 1, 4, 8 and 16 (gpt2-small; the compiler decides how
-  many accumulators its ``RD_MAC``\\ s read per visit).
+  many accumulators its ``RD_MAC``\\ s read per visit);
+* the PIM-side budget per token: a ladder that takes the DRAM's costs away one after another
+  (refresh, the register-access mode switches, the single row buffer's activations) and charges
+  each the PIM busy time it removed; what remains over the bank-bandwidth floor is the pins
+  (global-buffer loads, result reads, K/V appends) and rows used only in part.
 
 It prints figures and asserts nothing.
 """
@@ -80,6 +84,43 @@ def token_figures(model: str, ctx: int, hw) -> dict:
     }
 
 
+#: The budget ladder: each step removes one more cost (cumulative), named by what it removed.
+LADDER = (
+    ("refresh", "timing", {"nREFI": MAX_CYCLES}),
+    ("register-mode switches", "dram", {"mode_switch": False}),
+    ("row switches (second row buffer)", "dram", {"act_overlap": True}),
+)
+
+
+def budget(model: str, ctx: int, hw) -> dict:
+    """PIM busy time per token split by cause, in us and tCK (cumulative ablation).
+
+    Returns
+    -------
+    dict
+        ``floor_us``, ``pim_busy_us``, ``tck_ns`` and ``steps``: ``(cause, us removed)`` in
+        ladder order, then the pins' time and the rest over the floor.
+    """
+    _, _, st = simulate_model(get_model(model), hw, context=ctx)
+    busy = st["pim_busy_ns_per_token"] / 1e3
+    floor = busy / st["dram"]["pim_busy_over_floor"]
+    steps, h, prev = [], hw, busy
+    for cause, section, keys in LADDER:
+        h = _variant(h, section, **keys)
+        _, _, s2 = simulate_model(get_model(model), h, context=ctx)
+        now = s2["pim_busy_ns_per_token"] / 1e3
+        steps.append((cause, prev - now))
+        prev = now
+    # The pins' share of the rest: every byte over the pins at the channel's rate (spread evenly
+    # over the channels); what then remains is activations the second row buffer cannot hide
+    # (rows used in part, the nFAW window), pipeline drains and dependences between instructions.
+    d = hw.dram
+    pins = s2["dram"]["pin_bytes"] / d.channels / d.channel_gbytes_per_s / 1e3
+    steps.append(("pins (loads, reads, K/V appends)", pins))
+    steps.append(("the rest over the floor", prev - floor - pins))
+    return {"floor_us": floor, "pim_busy_us": busy, "tck_ns": hw.dram.tck_ns, "steps": steps}
+
+
 def run(quick: bool = False, hw_name: str | None = None) -> dict:
     """Every figure of this benchmark (``quick``: gpt2-small only)."""
     hw = load_hw(hw_name)
@@ -92,6 +133,7 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
     for n in ACCUMULATORS:
         h = _variant(hw, "dram", accumulators=n)
         out["accumulators"][n] = token_figures(model, ctx, h)
+    out["budget"] = {f"{m} ctx {c}": budget(m, c, hw) for m, c in (POINTS[:1] if quick else POINTS)}
     return out
 
 
@@ -126,6 +168,12 @@ def main(argv=None) -> int:
     model, ctx = POINTS[0]
     acc = {f"{model} ctx {ctx}, {n} accumulator(s)": r for n, r in res["accumulators"].items()}
     print("\n".join(_table(acc, "dram.accumulators")))
+    for point, b in res["budget"].items():
+        print(f"PIM busy budget, {point}: {b['pim_busy_us']:.1f} us = floor {b['floor_us']:.1f} us "
+              f"({b['floor_us'] * 1e3 / b['tck_ns']:.0f} tCK)")
+        for cause, us in b["steps"]:
+            print(f"  {cause:36} {us:8.1f} us {us * 1e3 / b['tck_ns']:9.0f} tCK "
+                  f"{us / b['floor_us']:6.2f}x floor")
     return 0
 
 
