@@ -228,6 +228,8 @@ class PerfEngine:
         asic.reset()
         self.regs[:] = [0] * len(self.regs)
         all_mask = (1 << self.C) - 1
+        # The PIM engine's pipeline: its first DRAM command leaves this long after a barrier.
+        dispatch = self.hw.asic.pim_dispatch_latency
         # Python lists while running (numpy item assignment costs more), arrays in the result.
         start, end, chm, busy, pins = ([0] * n for _ in range(5))
         side = [PIM_SIDE] * n
@@ -278,7 +280,8 @@ class PerfEngine:
                 mask = 1 << a["ch"] if "ch" in a else all_mask
             dev.own = 0
             io0 = ex.io_in + ex.io_out
-            _, e0 = handlers[op](ins, t_min, mask, next_mac[i] if next_mac else None)
+            # Dispatched at t_min, its first command leaves the PIM engine's pipeline later.
+            _, e0 = handlers[op](ins, t_min + dispatch, mask, next_mac[i] if next_mac else None)
             # The PIM side is busy with an instruction from its dispatch: a wait for a refresh
             # begun in an idle window, or for the bank timing of earlier commands, counts.
             start[i], end[i], chm[i], busy[i] = t_min, e0, mask, dev.own
