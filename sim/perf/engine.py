@@ -20,6 +20,10 @@ How a program runs
   ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` before the next
   ``SYNC`` is precharged/activated in the other buffer, its commands placed between the MAC
   commands (the train is split around them).
+* The PIM engine's pipeline (``asic.pim_dispatch_latency``): a PIM instruction's first command
+  leaves that long after its dispatch; read data (RD, RDMAC16) complete ``asic.pim_return_latency``
+  after the standard's ``done_after`` (in the scratchpad); ``WR_ELEM`` waves leave at the wave
+  generator's pace (``asic.elem_scan_cycles``, ``asic.elem_wave_cycles``, :mod:`.expand`).
 * ASIC: one vector unit (:mod:`.asic`, the shared cost model: the cycles of the instruction's
   microcode, :mod:`pimgpt.core.vu.cost`), at ``asic.clock_ghz``, rounded up to DRAM tCK, the
   common time base.
