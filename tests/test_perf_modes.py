@@ -26,15 +26,21 @@ ALL = 0xFF
 IN_ORDER = {"early_activate": False}
 
 
+#: The device alone: no PIM engine pipeline latencies (tested in tests/test_perf_timing.py).
+PIPE0 = {"pim_dispatch_latency": 0, "pim_return_latency": 0, "elem_scan_cycles": 0,
+         "elem_wave_cycles": 0}
+
+
 def hw_with(timing=None, dram=None, base="pimgpt-gddr6-8ch"):
     raw = copy.deepcopy(load_hw(base).raw)
     raw["timing"].update(timing or {})
     raw["dram"].update(dram or {})
+    raw["asic"].update(PIPE0)
     return hw_from_dict(raw, where="test variant")
 
 
 def run(program, hw=None):
-    hw = hw or load_hw()
+    hw = hw or hw_with()
     res = PerfEngine(hw).run(list(program) + [I(Op.EOC)], log=True)
     assert check_log(res.log, hw) == []
     return res

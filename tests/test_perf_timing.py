@@ -9,6 +9,8 @@ nCCDS 2, nCCDL 2, nRRDS 11, nRRDL 11, nWTRS 9, nWTRL 11, nFAW 42, nRFC 210, nREF
 32 GB/s channel (one 32-byte burst = 1 ns = 2 tCK = nIO). Tests of rows between array and
 register commands (``WRGB``, ``RDMAC16``, ``WRMAC16``) use ``dram.mode_switch: false`` so that the
 row under test binds; the register-access mode itself is tested in ``tests/test_perf_modes.py``.
+The device alone is under test: the PIM engine's pipeline latencies (``asic.pim_*``) are set to 0
+(``PIPE0``) except in the tests of those latencies at the end.
 """
 
 from __future__ import annotations
@@ -31,17 +33,23 @@ NO_MODES = {"mode_switch": False}
 EAGER = {"refresh_policy": "eager"}
 
 
+#: No PIM engine pipeline: commands leave at the barrier, reads complete at ``done_after``, a
+#: WR_ELEM wave generator that emits its waves without examining elements.
+PIPE0 = {"pim_dispatch_latency": 0, "pim_return_latency": 0, "elem_scan_cycles": 0,
+         "elem_wave_cycles": 0}
+
+
 def hw_with(timing=None, dram=None, asic=None, base="pimgpt-gddr6-8ch"):
-    """The default preset with some keys replaced."""
+    """The default preset with some keys replaced (and ``PIPE0`` unless ``asic`` sets them)."""
     raw = copy.deepcopy(load_hw(base).raw)
     raw["timing"].update(timing or {})
     raw["dram"].update(dram or {})
-    raw["asic"].update(asic or {})
+    raw["asic"].update({**PIPE0, **(asic or {})})
     return hw_from_dict(raw, where="test variant")
 
 
 def run(program, hw=None):
-    hw = hw or load_hw("pimgpt-gddr6-8ch")
+    hw = hw or hw_with()
     res = PerfEngine(hw).run(list(program) + [I(Op.EOC)], log=True)
     assert check_log(res.log, hw) == []  # every run of these tests is also legal
     return res
@@ -533,3 +541,43 @@ def test_every_row_has_a_hand_derived_test():
     assert set(rows) == set(ROW_TESTS), set(rows) ^ set(ROW_TESTS)
     for test in ROW_TESTS.values():
         assert callable(test) or callable(getattr(test_perf_modes, test, None)), test
+
+
+# ---- the PIM engine's pipeline (asic.pim_*, the RTL's latencies) ------------------------------
+def test_pim_dispatch_latency_delays_the_first_command_after_a_barrier():
+    # The ACT16 of a MAC_ABK leaves pim_dispatch_latency after the program's start and after a
+    # SYNC; the rest of the instruction follows from it by the standard alone.
+    base, late = run([mac(0)]), run([mac(0)], hw_with(asic={"pim_dispatch_latency": 5}))
+    assert issues(base, "ACT16") == [0] and issues(late, "ACT16") == [5]
+    assert late.cycles == base.cycles + 5
+    two = run([mac(0), I(Op.SYNC), mac(0, col=1)], hw_with(asic={"pim_dispatch_latency": 5}))
+    assert issues(two, "MAC16") == [late.cycles - 2, late.cycles + 5]  # the row is open
+
+
+@pytest.mark.parametrize("ret", [0, 1, 4])
+def test_pim_return_latency_delays_the_completion_of_reads(ret):
+    # RD_MAC ends when its last RDMAC16's words are in the scratchpad: nIO (the standard's
+    # done_after) plus pim_return_latency; a SYNC after it waits for them.
+    hw = hw_with(dram=NO_MODES, asic={"pim_return_latency": ret})
+    res = run([mac(0), I(Op.RD_MAC, ch_mask=ALL, dst=0), I(Op.SYNC)], hw)
+    assert res.cycles == issues(res, "RDMAC16")[-1] + 2 + ret
+    rd = run([I(Op.RD_SBK, ch=0, bank=0, row=0, elem=0, n=16), I(Op.SYNC)], hw)
+    assert rd.cycles == issues(rd, "RD")[-1] + 50 + 2 + ret  # nCL + nIO + the return path
+
+
+def test_wr_elem_waves_leave_at_the_generators_pace():
+    # tiny-rtl (2 channels x 4 banks), 16 vectors: elements 0-3 go to channel 0, 4-7 to channel
+    # 1, ... The generator (elem_scan_cycles 2, elem_wave_cycles 3; it takes the instruction in
+    # cycle 0) examines elements 0-7 in cycles 1-16; element 8 finds bank 0 taken: its
+    # examination ends at 19, channel 0's wave's first op at 19 + 2 = 21, the wave (4 writes)
+    # ends at 26; elements 8-11 to 34, element 12 closes channel 1's wave: first op 38, ends 43;
+    # elements 12-15 to 51; at the end channel 0's wave at 53 + 2 = 55, channel 1's at 62 + 2 =
+    # 64 (one op per tCK). With the rows open (nRCDWR 0), the first write of each second wave
+    # leaves at dispatch (2) + that cycle, the rest one data burst (nIO = 2) apart.
+    hw = hw_with(timing={"nRCDWR": 0, "nCCDS": 1, "nCCDL": 1}, base="tiny-rtl",
+                 asic={"pim_dispatch_latency": 2, "elem_scan_cycles": 2, "elem_wave_cycles": 3})
+    res = run([wr_elem(0, 16)], hw)
+    assert issues(res, "WR", 0)[4:] == [57, 59, 61, 63]
+    assert issues(res, "WR", 1)[4:] == [66, 68, 70, 72]
+    # The generator never lets a write leave before its op (first waves: 2 + 21, 2 + 38).
+    assert issues(res, "WR", 0)[0] >= 23 and issues(res, "WR", 1)[0] >= 40

@@ -144,6 +144,19 @@ class AsicConfig:
     sp_read_latency: int = key(int, 1, 8)
     #: micro-operations the vector unit issues per cycle (1, or 2 of different classes)
     vector_issue_width: int = key(int, 1, 2)
+    #: PIM engine pipeline (tCK; the defaults are the RTL's, docs/rtl.md "Cycles against the
+    #: performance simulator"): from a barrier to the first DRAM command of a PIM instruction
+    #: (front end, PIM engine decode, issue stage)
+    pim_dispatch_latency: int = key(int, 0, 64, default=2)
+    #: from read data leaving the pins (RD, RDMAC16: the standard's ``done_after``) to their
+    #: scratchpad write, which a barrier or a hazard waits for (return writer)
+    pim_return_latency: int = key(int, 0, 64, default=1)
+    #: the WR_ELEM wave generator: tCK to examine one element (also the one that closes a wave,
+    #: and the end check or channel step before each wave emitted at the end)
+    elem_scan_cycles: int = key(int, 0, 64, default=2)
+    #: the WR_ELEM wave generator: tCK per wave besides one per op it emits (two before its
+    #: first op, one after its last)
+    elem_wave_cycles: int = key(int, 0, 64, default=3)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from pimgpt.sim.perf.refresh import REFRESH, Refresher
 
 C_ACT16, C_PRE4, C_PREA = S.CMD["ACT16"], S.CMD["PRE4"], S.CMD["PREA"]
 C_ACT, C_ACT4, C_PRE, C_REF = S.CMD["ACT"], S.CMD["ACT4"], S.CMD["PRE"], S.CMD["REFab"]
+C_RD, C_RDMAC16 = S.CMD["RD"], S.CMD["RDMAC16"]
 NEVER = -(1 << 60)
 
 
@@ -108,7 +109,11 @@ class Device:
         self.node_stride = (1 + self.NS) * self.K
         self.size = self.nodes * self.node_stride
         self.nREFI = std.timing["nREFI"]
-        self.done = std.done_after
+        # Completion of a command's instruction: the standard's done_after, plus the PIM engine's
+        # return path for data read into the scratchpad (RD, RDMAC16).
+        ret = hw.asic.pim_return_latency
+        self.done = tuple(d + (ret if c in (C_RD, C_RDMAC16) else 0)
+                          for c, d in enumerate(std.done_after))
         self.mode_of = std.mode_of
         self.switch_to = std.switch_to
         self._compile()

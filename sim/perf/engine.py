@@ -20,6 +20,10 @@ How a program runs
   ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` before the next
   ``SYNC`` is precharged/activated in the other buffer, its commands placed between the MAC
   commands (the train is split around them).
+* The PIM engine's pipeline (``asic.pim_dispatch_latency``): a PIM instruction's first command
+  leaves that long after its dispatch; read data (RD, RDMAC16) complete ``asic.pim_return_latency``
+  after the standard's ``done_after`` (in the scratchpad); ``WR_ELEM`` waves leave at the wave
+  generator's pace (``asic.elem_scan_cycles``, ``asic.elem_wave_cycles``, :mod:`.expand`).
 * ASIC: one vector unit (:mod:`.asic`, the shared cost model: the cycles of the instruction's
   microcode, :mod:`pimgpt.core.vu.cost`), at ``asic.clock_ghz``, rounded up to DRAM tCK, the
   common time base.
@@ -228,6 +232,8 @@ class PerfEngine:
         asic.reset()
         self.regs[:] = [0] * len(self.regs)
         all_mask = (1 << self.C) - 1
+        # The PIM engine's pipeline: its first DRAM command leaves this long after a barrier.
+        dispatch = self.hw.asic.pim_dispatch_latency
         # Python lists while running (numpy item assignment costs more), arrays in the result.
         start, end, chm, busy, pins = ([0] * n for _ in range(5))
         side = [PIM_SIDE] * n
@@ -278,7 +284,8 @@ class PerfEngine:
                 mask = 1 << a["ch"] if "ch" in a else all_mask
             dev.own = 0
             io0 = ex.io_in + ex.io_out
-            _, e0 = handlers[op](ins, t_min, mask, next_mac[i] if next_mac else None)
+            # Dispatched at t_min, its first command leaves the PIM engine's pipeline later.
+            _, e0 = handlers[op](ins, t_min + dispatch, mask, next_mac[i] if next_mac else None)
             # The PIM side is busy with an instruction from its dispatch: a wait for a refresh
             # begun in an idle window, or for the bank timing of earlier commands, counts.
             start[i], end[i], chm[i], busy[i] = t_min, e0, mask, dev.own

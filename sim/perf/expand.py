@@ -282,7 +282,8 @@ class Expander:
             rows = tuple([r + shift for r in rel_rows])
 
             def body(st, t, g, rel_waves=rel_waves):
-                waves = [[(bank, row + shift, col) for bank, row, col in w] for w in rel_waves]
+                waves = [([(bank, row + shift, col) for bank, row, col in w], t0)
+                         for w, t0 in rel_waves]
                 return self._wr_waves(st, waves, t, g)
             for g in dev.groups(chans):
                 e0 = dev.run_group(g, t_min, body, e0, sig, rows)
@@ -290,8 +291,8 @@ class Expander:
 
     def _elem_plan(self, n, vec0, elem, n_local, vec_len) -> list:
         """The accesses of a ``WR_ELEM`` at region row 0: per group of channels with the same
-        accesses ``(channels, sig, rows, waves of (bank, row, col))``, in channel order of first
-        access."""
+        accesses and op times ``(channels, sig, rows, waves)``, in channel order of first access;
+        a wave is ``(accesses (bank, row, col), cycle of its first op after dispatch)``."""
         G, RE, CE = self.G, self.RE, self.CE
         tk = elem // G
         lt = min(G, vec_len - tk * G)
@@ -299,43 +300,69 @@ class Expander:
         ch, bank = np.divmod(v % self.slots, self.NB)
         row, el = np.divmod(tk * n_local * G + (v // self.slots) * lt + (elem - tk * G), RE)
         col = el // CE
-        _, first = np.unique(ch, return_index=True)
+        waves = self._elem_schedule(ch.tolist(), zip(bank.tolist(), row.tolist(), col.tolist(),
+                                                     strict=True))
         by_key: dict = {}
-        for c in ch[np.sort(first)].tolist():
-            sel = ch == c
-            acc = tuple(zip(bank[sel].tolist(), row[sel].tolist(), col[sel].tolist(),
-                            strict=True))
-            by_key.setdefault(acc, []).append(c)
+        for c, ws in waves.items():
+            by_key.setdefault(tuple(ws), []).append(c)
         plan = []
-        for acc, chans in by_key.items():
-            waves = _waves(acc)
-            plan.append((chans, ("wr_elem", tuple(tuple(x[0] for x in w) for w in waves)),
-                         tuple(x[1] for x in acc), waves))
+        for ws, chans in by_key.items():
+            sig = ("wr_elem", tuple((tuple(x[0] for x in w), t) for w, t in ws))
+            plan.append((chans, sig, tuple(x[1] for w, _ in ws for x in w), ws))
         return plan
 
+    def _elem_schedule(self, chans: list, accesses) -> dict:
+        """Per channel (in order of first access) its waves ``(accesses, first op cycle)``.
+
+        The RTL's wave generator (``hdl/pim_wave.py``) examines the elements in order, one per
+        ``asic.elem_scan_cycles``; an element whose bank already has one in its channel's wave
+        closes that wave first: the wave's ops (one ``OPEN`` per row but the last, then one
+        ``WR`` per element) leave one per tCK, ``elem_wave_cycles`` besides them, one of which
+        after the last. At the end the partial waves leave in channel order (a channel with none
+        left costs the generator one tCK more, which this leaves out). The generator takes the
+        instruction in its first tCK.
+        """
+        a = self.hw.asic
+        scan, extra = a.elem_scan_cycles, a.elem_wave_cycles
+        out: dict = {}
+        cur: dict = {}
+        g = 1  # generator cycle after dispatch
+
+        def close(c):
+            nonlocal g
+            w = cur.pop(c)
+            opens = len({x[1] for x in w}) - 1
+            out[c].append((tuple(w), g + extra - 1))
+            g += extra + opens + len(w)
+        for c, x in zip(chans, accesses, strict=True):
+            out.setdefault(c, [])
+            w = cur.setdefault(c, [])
+            if any(y[0] == x[0] for y in w):
+                g += scan
+                close(c)
+                cur[c] = w = []
+            g += scan
+            w.append(x)
+        for c in sorted(cur):
+            g += scan
+            close(c)
+        return out
+
     def _wr_waves(self, st, waves, t, g):
+        """The waves ``(accesses, first op cycle after t)`` of one channel: each wave's rows are
+        opened as its ops arrive, then its writes one per op cycle."""
         dev = self.dev
         last = t
-        for wave in waves:
+        for wave, t0 in waves:
+            rows: list = []
             by_row: dict = {}
             for bank, row, _ in wave:
+                if row not in by_row:
+                    rows.append(row)
                 by_row.setdefault(row, []).append(bank)
-            for row, banks in by_row.items():
-                dev.open(st, banks, row, t, g)
-            for bank, row, _ in wave:
-                last = dev.train(st, C_WR, bank, row % self.NS, 1, t, g, (), row)
+            for j, row in enumerate(rows):
+                dev.open(st, by_row[row], row, t + t0 + j, g)
+            tw = t + t0 + len(rows) - 1
+            for k, (bank, row, _) in enumerate(wave):
+                last = dev.train(st, C_WR, bank, row % self.NS, 1, tw + k, g, (), row)
         return last + self.done[C_WR]
-
-
-def _waves(acc) -> list:
-    """Split accesses ``(bank, row, col)`` into waves in which each bank appears once."""
-    waves, cur, seen = [], [], set()
-    for x in acc:
-        if x[0] in seen:
-            waves.append(cur)
-            cur, seen = [], set()
-        cur.append(x)
-        seen.add(x[0])
-    if cur:
-        waves.append(cur)
-    return waves
