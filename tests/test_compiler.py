@@ -89,8 +89,8 @@ def test_program_shape(small_step):
     groups = make_schedule(cp.schedule, HW).gemv_groups(3072 // 128, 1024 // 128)
     assert ops[Op.VGELU] == 12 * len(groups)
     assert ops[Op.WR_VEC] == 12 and ops[Op.WR_ELEM] == 12
-    # one SOFTMAX per group of heads whose scores are complete (serial: all 12; pipelined: the
-    # two score passes), over rows of 300 scores padded to 304 with -inf (one VFILL per row)
+    # one SOFTMAX per head group (serial: all 12; pipelined: two groups, the cost model's choice
+    # at this context), over rows of 300 scores padded to 304 with -inf (one VFILL per row)
     groups = 1 if cp.schedule == "serial" else 2
     soft = [(i["n"], i["rows"]) for i in prog if i.op is Op.SOFTMAX]
     assert soft == [(304, 12 // groups)] * (12 * groups)
@@ -336,8 +336,8 @@ def test_pipelined_schedule_is_faster_on_gpt2_small():
 @pytest.mark.parametrize("schedule", ["pipelined", "serial"])
 def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
     """Between two SYNCs the vector unit runs softmaxes next to p . V MACs, and GELUs next to the
-    MACs of the fc or MLP projection GEMV (the serial schedule never does). At context 128 the V
-    cache is one block: each head block's p . V follows its softmaxes."""
+    MACs of the fc or MLP projection GEMV (the serial schedule never does): each head group's
+    p . V runs next to the next group's softmaxes."""
     cp = compile_decode_step(get_model("gpt2-small"), HW, 128, schedule=schedule)
     overlaps = Counter()
     interval: list = []
@@ -355,7 +355,7 @@ def test_pipelined_intervals_overlap_vector_work_with_pim_work(schedule):
     if cp.schedule == "serial":
         assert overlaps == Counter()
     else:
-        # in every layer the second head block's softmaxes run next to the first block's p . V;
+        # in every layer the second head group's softmaxes run next to the first group's p . V;
         # GELU of fc groups next to later fc groups or the projection's first chunks
         assert overlaps["softmax"] >= 12 and overlaps["gelu"] >= 12 * 2, overlaps
 

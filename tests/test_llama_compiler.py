@@ -95,18 +95,23 @@ def test_swiglu_layout_interleaves_gate_and_up_by_chunk():
     ("llama-3.2-3b", "pimgpt-gddr6-16ch", 2, 4),   # 3 per K/V head, d_head 128
     ("tinyllama-1.1b", "pimgpt-gddr6-16ch", 2, 2),  # 8 per K/V head
 ])
-def test_gqa_streams_each_kv_row_once_per_token(name, hw_name, heads, passes):
-    """K passes of whole groups; every K/V row opened once per token; the MACs read each K/V
-    column once per query head of its group (the ISA's MAC has one global-buffer operand)."""
+def test_gqa_streams_each_kv_row_once_per_head_group(name, hw_name, heads, passes):
+    """K passes of whole groups; every K/V row opened once per token and head group (serial:
+    one group, the ideal); the MACs read each K/V column once per query head of its group (the
+    ISA's MAC has one global-buffer operand)."""
     cfg, hw = get_model(name), load_hw(hw_name)
     kl = k_layout(cfg, hw, 1024)
     assert (kl.heads, kl.passes) == (heads, passes)
-    cp = compile_decode_step(cfg, hw, 1024)
-    t = kv_traffic(cp, cfg)
-    assert t["kv_bytes_ideal"] == 2 * cfg.n_layer * 1024 * cfg.kv_dim * 2
-    assert t["kv_row_opens"] == t["kv_rows"]  # the ideal: each row once
-    assert t["kv_bytes"] == t["kv_bytes_mha"] == cfg.group * t["kv_bytes_ideal"]
-    assert hazards(cp.program[cp.steps[0].start:], hw.dram.banks) == []
+    for schedule in ("serial", "pipelined"):
+        cp = compile_decode_step(cfg, hw, 1024, schedule=schedule)
+        t = kv_traffic(cp, cfg)
+        assert t["kv_bytes_ideal"] == 2 * cfg.n_layer * 1024 * cfg.kv_dim * 2
+        # one SOFTMAX per head group (its heads are consecutive) and layer
+        groups = sum(i.op is Op.SOFTMAX for i in cp.program) // cfg.n_layer
+        assert (groups == 1) == (schedule == "serial")
+        assert t["kv_rows"] <= t["kv_row_opens"] <= groups * t["kv_rows"]
+        assert t["kv_bytes"] == t["kv_bytes_mha"] == cfg.group * t["kv_bytes_ideal"]
+        assert hazards(cp.program[cp.steps[0].start:], hw.dram.banks) == []
 
 
 def test_default_memory_map_of_long_context_presets():

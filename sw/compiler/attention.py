@@ -35,6 +35,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from pimgpt.core.isa import Op, f32_bits
 from pimgpt.sw.mapper import COL, Region, round_up
 
@@ -53,8 +55,6 @@ class AttentionLowering:
         vreg = mm.region(f"h.{layer}.v_cache")
         k, v = P.qkv + d, P.qkv + d + self.cfg.kv_dim
         npos = pos + 1
-        npad = round_up(npos, COL)
-        stride = self.P.score_stride(npos)
         block = vreg.vec_len
         # The first window's queries into the global buffers before the K/V appends: it joins
         # the register-mode visit that read the last q/k/v outputs.
@@ -68,30 +68,48 @@ class AttentionLowering:
                    **kreg.isa())
         b.emit(Op.WR_ELEM, src=v, n=self.cfg.kv_dim, vec=pos // block * self.v_dims,
                elem=pos % block, **vreg.isa())
-        blocks = self.schedule.head_blocks(self.H, self.cfg.group)
+        self._groups_of(layer, kreg, vreg, npos)
+        self._pipeline(layer, kreg, vreg, npos, self._groups[1])
+
+    def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int) -> None:
+        """The schedule's partition of the heads for a step attending ``npos`` tokens: of its
+        candidates, the one whose trial recording the schedule's cost model finds fastest
+        (the same for every layer of the step: decided at the first one)."""
+        cached = getattr(self, "_groups", None)
+        if cached is not None and cached[0] == npos:
+            return
+        cands = self.schedule.head_groups(self.H, self.cfg.group)
+        best = cands[0]
+        if len(cands) > 1:
+            b, pool = self.b, self.pool
+            mark = len(b.program), b.tag, self._ids, self._gb_q
+            state = copy.deepcopy((pool.items, pool.slots, pool.clock))
+            times = []
+            for groups in cands:
+                self._pipeline(layer, kreg, vreg, npos, groups)
+                times.append(self.schedule.estimate(b.program[mark[0]:]))
+                del b.program[mark[0]:], b.tags[mark[0]:]
+                b.tag, self._ids, self._gb_q = mark[1:]
+                pool.items, pool.slots, pool.clock = copy.deepcopy(state)
+            best = cands[min(range(len(cands)), key=times.__getitem__)]
+        self._groups = (npos, best)
+
+    def _pipeline(self, layer: int, kreg: Region, vreg: Region, npos: int,
+                  groups: list[list[int]]) -> None:
+        """Scores, softmaxes and ``p . V`` of the head groups ``groups``, software-pipelined:
+        PIM  S0 S1 AV0 S2 AV1 ..., vector unit  SM0 SM1 SM2 ...: the softmaxes of group g+1 run
+        while the PIM computes ``p . V`` of group g and the scores of group g+2."""
+        npad = round_up(npos, COL)
+        stride = self.P.score_stride(npos)
         av = _AvState(self, layer, vreg, npad, stride)
-        if self.schedule.av_after_each_block and npad <= block:
-            # One V block: every score first (one q load), then each head block's softmaxes and
-            # its p . V, so the vector unit's softmaxes of a block overlap the previous block's
-            # p . V on the PIM.
-            self._scores(layer, kreg, list(range(self.H)), npos, stride)
-            for heads in blocks:
-                self._softmax(layer, heads, npos, stride)
-                av.run(heads)
-        else:
-            # Several V blocks: p . V walks every block's rows once, after all softmaxes. The
-            # scores go in passes that open each K row once (one pass per q window; halves when
-            # there is one window), so the softmaxes of a pass run while the PIM computes the
-            # pass after next.
-            if self.schedule.av_after_each_block:
-                blocks = self._score_passes(kreg)
-            for heads in blocks[:2]:
-                self._scores(layer, kreg, heads, npos, stride)
-            for k, heads in enumerate(blocks):
-                if 1 <= k < len(blocks) - 1:
-                    self._scores(layer, kreg, blocks[k + 1], npos, stride)
-                self._softmax(layer, heads, npos, stride)
-            av.run(list(range(self.H)))
+        for heads in groups[:2]:
+            self._scores(layer, kreg, heads, npos, stride)
+        for g, heads in enumerate(groups):
+            self._softmax(layer, heads, npos, stride)
+            av.run(heads)
+            self._gb_q = None  # p . V overwrote the global buffers
+            if g + 2 < len(groups):
+                self._scores(layer, kreg, groups[g + 2], npos, stride)
         av.finish()
 
     # ---- q . K^T ---------------------------------------------------------------------------
@@ -147,23 +165,6 @@ class AttentionLowering:
             self.b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=(whi - wlo) // COL,
                         src=self.P.qkv + wlo)
             self._gb_q = (wlo, whi)
-
-    def _score_passes(self, kreg: Region) -> list[list[int]]:
-        """Heads by the window they start in (two halves, at a K/V head boundary when there is
-        more than one K/V head, when there is one window)."""
-        first: dict[int, int] = {}
-        for w, window in enumerate(self._score_plan(kreg)):
-            for it in window[4]:
-                first.setdefault(it[0], w)
-        passes: dict[int, list[int]] = {}
-        for a in range(self.H):
-            passes.setdefault(first[a], []).append(a)
-        out = list(passes.values())
-        if len(out) == 1 and self.H > 1:
-            units = self.H // self.cfg.group
-            cut = units // 2 * self.cfg.group if units > 1 else self.H // 2
-            out = [list(range(cut)), list(range(cut, self.H))]
-        return out
 
     def _scores(self, layer: int, kreg: Region, heads: list[int], npos: int,
                 stride: int) -> None:
@@ -313,11 +314,14 @@ class _AvState:
                         for a, acc in zip(group, accs, strict=True):
                             b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
                                    gb_col=self._slot(a, i, slots) * cb + gb_col, acc=acc)
+        complete = []
         for a, i, _ in pairs:
             key = self._key(a, i)
             self.pending[key] -= 1
             if not self.pending[key]:
-                pool.done([key])
+                complete.append(key)
+        pool.done(complete)
+        pool.flush(complete)  # read here, not among the next group's score reads
 
     def _acquire_all(self, heads: list[int], i: int) -> list[int]:
         """Accumulators of the items of ``heads`` at local index ``i``, resident together when

@@ -4,8 +4,7 @@ The lowering (:mod:`.lowering`) records a step in program order without any ``SY
 :class:`Schedule` decides
 
 * how the lowering splits work: the output groups of a GEMV (a group's bias and post-processing
-  are emitted as soon as its results are read), the head blocks of attention and whether each
-  block's ``p . V`` follows its softmaxes;
+  are emitted as soon as its results are read) and the head groups of attention;
 * how the recording becomes a program: ``serial`` appends it through a :class:`.Builder` (a
   ``SYNC`` at every race), ``pipelined`` cuts it into ``SYNC`` intervals with the list scheduler
   :func:`list_schedule`, which overlaps the two sides.
@@ -148,6 +147,16 @@ def list_schedule(program: list, banks: int, cost: CostModel,
     list of (list of int, list of int)
         Per interval, the PIM and the ASIC instruction indices into ``program``.
     """
+    return _list_schedule(program, banks, cost, limit)[0]
+
+
+def schedule_time(program: list, banks: int, cost: CostModel, limit: int) -> float:
+    """Estimated duration (tCK) of ``program`` placed by :func:`list_schedule`: per interval,
+    the longer side by :class:`CostModel`."""
+    return _list_schedule(program, banks, cost, limit)[1]
+
+
+def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tuple[list, float]:
     queues, deps = _side_queues(program, banks, limit)
     P, A = queues[True], queues[False]
     dP, dA = deps[True], deps[False]
@@ -159,6 +168,7 @@ def list_schedule(program: list, banks: int, cost: CostModel,
         pchans[k], cP[k] = cost.pim(program[u], open_rows)
     cA = [cost.asic(program[u]) for u in A]
     out = []
+    total = 0.0
     p = a = 0
     while p < nP or a < nA:
         ch = [0.0] * cost.C
@@ -192,8 +202,9 @@ def list_schedule(program: list, banks: int, cost: CostModel,
                 tA += cA[j]
                 j += 1
         out.append((P[p:i], A[a:j]))
+        total += max(tP, tA)
         p, a = i, j
-    return out
+    return out, total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +217,6 @@ class Schedule:
     """
 
     name = ""
-    #: Each head block's ``p . V`` right after its softmaxes (a context of one V block), and
-    #: score passes that open each K row once (several V blocks).
-    av_after_each_block = False
 
     def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
@@ -216,9 +224,15 @@ class Schedule:
         local vectors per input chunk of the GEMV that consumes the outputs."""
         raise NotImplementedError
 
-    def head_blocks(self, n_head: int, group: int = 1) -> list[list[int]]:
-        """Blocks of heads whose scores are computed together, in order (whole groups of
-        ``group`` query heads that share a K/V head)."""
+    def head_groups(self, n_head: int, group: int = 1) -> list[list[list[int]]]:
+        """Candidate partitions of the heads into *head groups* (whole groups of ``group`` query
+        heads that share a K/V head), each a list of groups in order. The lowering computes the
+        scores, softmax and ``p . V`` of attention group by group, software-pipelined (see
+        :mod:`.attention`), with the candidate that :meth:`estimate` finds fastest."""
+        raise NotImplementedError
+
+    def estimate(self, program: list) -> float:
+        """Estimated duration (tCK) of a recorded piece of a step (no SYNCs) once placed."""
         raise NotImplementedError
 
     def place(self, out: Builder, program: list, tags: list) -> None:
@@ -235,8 +249,8 @@ class SerialSchedule(Schedule):
     def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
 
-    def head_blocks(self, n_head, group=1):
-        return [list(range(n_head))]
+    def head_groups(self, n_head, group=1):
+        return [[list(range(n_head))]]
 
     def place(self, out, program, tags):
         for ins, tag in zip(program, tags, strict=True):
@@ -250,9 +264,9 @@ class PipelinedSchedule(Schedule):
     * GEMV outputs finish group by group (bias, then GELU or the residual add per group), so the
       vector unit works while the PIM streams later rows: groups aligned with the consuming
       GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail;
-    * attention: each head block's softmaxes, then its ``p . V`` (the second block's softmaxes
-      run under the first block's ``p . V``); with several V blocks, score passes per q chunk
-      hide the earlier passes' softmaxes instead.
+    * attention: head groups software-pipelined (the PIM computes ``p . V`` of group g and
+      the scores of group g+2 while the vector unit computes the softmaxes of group g+1), the
+      number of groups chosen per step by the cost model (:meth:`head_groups`).
     """
 
     name = "pipelined"
@@ -262,6 +276,9 @@ class PipelinedSchedule(Schedule):
     #: then leaves a short post-processing on the critical path. Each group costs one
     #: register-mode visit.
     tail_fraction = 8
+    #: Most head groups of attention tried (:meth:`head_groups`); more than 8 never won on the
+    #: shipped models (their p . V reopens too many V rows).
+    max_head_groups = 8
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
@@ -273,15 +290,22 @@ class PipelinedSchedule(Schedule):
         tail = min(n_local - 1, -(-n_local // self.tail_fraction))
         return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
-    def head_blocks(self, n_head, group=1):
-        # Two blocks: the first third's softmaxes are exposed, the rest run under its p . V;
-        # each block's probabilities go into the global buffers in one register-mode visit.
-        # Blocks hold whole groups, so that each K/V head's V rows are streamed once.
+    def head_groups(self, n_head, group=1):
+        # p . V of group g runs on the PIM while the vector unit computes the softmaxes of
+        # group g+1: more, smaller groups hide more of the softmaxes (and the per-row cost of a
+        # SOFTMAX falls with its rows), but each group opens again the K rows of its scores and
+        # the V rows it shares with other groups (a row holds a token block of several local
+        # indices). Candidates: the K/V heads in 1..max_head_groups even parts.
         units = n_head // group
-        if units <= 1:
-            return [list(range(n_head))]
-        cut = max(1, units // 3) * group
-        return [list(range(cut)), list(range(cut, n_head))]
+        out = []
+        for n in range(1, min(units, self.max_head_groups) + 1):
+            cuts = [round(k * units / n) * group for k in range(n + 1)]
+            out.append([list(range(cuts[k], cuts[k + 1])) for k in range(n)])
+        return out
+
+    def estimate(self, program):
+        return schedule_time(program, self.hw.dram.banks, self.cost,
+                             self.hw.asic.scratchpad_words)
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks
