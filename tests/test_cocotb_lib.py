@@ -132,8 +132,6 @@ def test_exchange_round_trip(tmp_path, monkeypatch):
 def test_build_folder_of_another_toolchain_is_emptied(tmp_path):
     # The build cache is shared by every checkout; a folder built from another (removed or
     # recreated) .venv holds makefiles with dead absolute paths: it is emptied, its lock kept.
-    from pimgpt.sim.cocotb_lib import runner
-
     d = tmp_path / "verilator"
     d.mkdir()
     (d / ".lock").write_text("")
