@@ -214,4 +214,19 @@ def test_store_shared_across_channel_counts():
         want = fingerprint(PerfEngine(hw, memo=False).run(comp.program, log=True), hw)
         eng = PerfEngine(hw)
         assert fingerprint(eng.run(comp.program, log=True), hw) == want
-    assert eng.dev.memo.hits > 0 and len(memo_mod._STORES) == 1
+    assert eng.dev.memo.hits > 0 and len(memo_mod._stores()) == 1
+
+
+def test_stores_are_per_thread():
+    # A Dask worker runs simulations in several threads; an engine mutates its store as it runs,
+    # so two threads must never share one (the sweep test once saw wrong energy counters).
+    import threading
+
+    key = ("tables", 1)
+    mine = memo_mod.shared_store(key)
+    assert memo_mod.shared_store(key) is mine
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(memo_mod.shared_store(key)))
+    t.start()
+    t.join()
+    assert seen and seen[0] is not mine

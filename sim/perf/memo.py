@@ -46,6 +46,8 @@ the vector unit or the energy figures): engines with equal tables in one process
 
 from __future__ import annotations
 
+import threading
+
 
 class Node:
     """A channel state in canonical form (see the module doc) and its outgoing transitions."""
@@ -103,33 +105,43 @@ class Store:
         self.entries = 0  # nodes plus transitions
 
 
-#: Stores per device timing tables, shared by every engine of this process whose tables are
-#: equal (a sweep's points that differ elsewhere, a benchmark's repeats); the least recently used
-#: are dropped beyond STORES_KEPT.
-_STORES: dict = {}
+#: Stores per device timing tables, shared by every engine of this thread whose tables are equal
+#: (a sweep's points that differ elsewhere, a benchmark's repeats); the least recently used are
+#: dropped beyond STORES_KEPT. Per thread: a store is mutated while an engine runs, and a Dask
+#: worker runs tasks in several threads at once (two engines on one store gave wrong counters).
+_LOCAL = threading.local()
 STORES_KEPT = 8
 #: Nodes plus transitions in all stores together at which the memo stops recording (about 1-2 kB
 #: each; a run then goes on replaying what it holds and issues the rest in full).
 MAX_ENTRIES = 50_000
 
 
+def _stores() -> dict:
+    """This thread's stores."""
+    stores = getattr(_LOCAL, "stores", None)
+    if stores is None:
+        stores = _LOCAL.stores = {}
+    return stores
+
+
 def shared_store(tables) -> Store:
-    """The store of the devices whose compiled timing tables are ``tables``."""
-    store = _STORES.pop(tables, None) or Store()
-    _STORES[tables] = store  # most recently used last
-    while len(_STORES) > STORES_KEPT:
-        del _STORES[next(iter(_STORES))]
+    """The store of this thread's devices whose compiled timing tables are ``tables``."""
+    stores = _stores()
+    store = stores.pop(tables, None) or Store()
+    stores[tables] = store  # most recently used last
+    while len(stores) > STORES_KEPT:
+        del stores[next(iter(stores))]
     return store
 
 
 def stores_full() -> bool:
-    """Whether the stores hold :data:`MAX_ENTRIES` entries."""
-    return sum(s.entries for s in _STORES.values()) >= MAX_ENTRIES
+    """Whether this thread's stores hold :data:`MAX_ENTRIES` entries."""
+    return sum(s.entries for s in _stores().values()) >= MAX_ENTRIES
 
 
 def clear_stores() -> None:
-    """Forget every shared store (the next run starts cold: benchmarks, tests)."""
-    _STORES.clear()
+    """Forget this thread's shared stores (the next run starts cold: benchmarks, tests)."""
+    _stores().clear()
 
 
 class Memo:
