@@ -164,11 +164,7 @@ def reciprocal(a: Asm, x: VReg) -> VReg:
     a.v(UOp.VOR, m, m0, ONE)
     a.v(UOp.VOR, mn, m, SIGN)
     a.v(UOp.VRSUB, y, m, nl.RECIP_MAGIC)
-    for _ in range(nl.RECIP_NEWTON_STEPS):
-        e, y2 = a.vreg(), a.vreg()
-        a.mad(e, mn, y, f32(1.0))
-        a.mad(y2, y, e, y)
-        y = y2
+    y = _recip_steps(a, mn, y)
     ys, kk = a.vreg(), a.vreg()
     a.v(UOp.VOR, ys, y, sign)
     a.v(UOp.VRSUB, kk, ee, 127)
@@ -189,9 +185,15 @@ def recip_newton(a: Asm, s: VReg) -> VReg:
     ns, y = a.vreg(), a.vreg()
     a.v(UOp.VXOR, ns, s, SIGN)
     a.v(UOp.VRSUB, y, s, nl.RECIP_MAGIC)
+    return _recip_steps(a, ns, y)
+
+
+def _recip_steps(a: Asm, neg: VReg, y: VReg) -> VReg:
+    """``nonlinear``'s Newton steps for ``1/m`` from the seed ``y``, given ``neg = -m``:
+    ``e = mad(-m, y, 1)``, ``y = mad(y, e, y)`` (shared by ``reciprocal`` and ``recip_newton``)."""
     for _ in range(nl.RECIP_NEWTON_STEPS):
         e, y2 = a.vreg(), a.vreg()
-        a.mad(e, ns, y, f32(1.0))
+        a.mad(e, neg, y, f32(1.0))
         a.mad(y2, y, e, y)
         y = y2
     return y
