@@ -405,6 +405,42 @@ def test_act_overlap_precharges_the_other_buffer_between_macs():
     assert macs[128] == macs[127] + 2  # row 2 follows row 1 without a bubble
 
 
+def test_act_overlap_opens_the_row_after_a_row_split_over_macs():
+    # Row 0 streamed by two MAC_ABKs (48 + 16 columns), then row 1: the row to open during row
+    # 0 is the next MAC_ABK's on another row, so row 1 follows row 0 without a bubble, as when
+    # row 0 is one MAC_ABK.
+    hw = hw_with(dram={"act_overlap": True})
+    split = [I(Op.MAC_ABK, ch_mask=ALL, row=0, col=0, ncols=48, gb_col=0),
+             I(Op.MAC_ABK, ch_mask=ALL, row=0, col=48, ncols=16, gb_col=0, acc=1), mac(1, 64)]
+    res = run(split, hw)
+    macs = issues(res, "MAC16")
+    assert macs[64] == macs[63] + 2
+    assert res.cycles == run([mac(0, 64), mac(1, 64)], hw).cycles
+
+
+def test_act_overlap_opens_the_next_row_across_a_sync():
+    # A SYNC orders data, not rows: row 1 is activated during row 0's MACs (ACT16 + nFAW = 42)
+    # and its first MAC16 only waits for the barrier.
+    hw = hw_with(dram={"act_overlap": True})
+    res = run([mac(0, 64), I(Op.SYNC), mac(1, 64)], hw)
+    assert issues(res, "ACT16") == [0, 42]
+    assert issues(res, "MAC16")[64] - issues(res, "MAC16")[63] < 56  # < nRCDRDMAC
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_wr_elem_wave_generators_shared_or_per_channel(per_channel):
+    # 128 vectors on 8 channels x 16 banks: one wave of 16 writes per channel. One generator
+    # (the RTL's) emits the channels' waves one after another, one op per tCK; with one
+    # generator per channel (asic.elem_per_channel) every channel's wave leaves at once.
+    hw = hw_with(timing={"nRCDWR": 0}, asic={"elem_per_channel": per_channel})
+    res = run([wr_elem(0, 128)], hw)
+    firsts = [issues(res, "WR", c)[0] for c in range(8)]
+    if per_channel:
+        assert len(set(firsts)) == 1
+    else:
+        assert all(b - a >= 16 for a, b in zip(firsts, firsts[1:]))
+
+
 def test_act_overlap_config_is_validated():
     from pimgpt.core.config import ConfigError
 

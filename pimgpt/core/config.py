@@ -157,6 +157,9 @@ class AsicConfig:
     #: the WR_ELEM wave generator: tCK per wave besides one per op it emits (two before its
     #: first op, one after its last)
     elem_wave_cycles: int = key(int, 0, 64, default=3)
+    #: one WR_ELEM wave generator per channel (each on its channel's command bus, in parallel)
+    #: instead of the RTL's one generator whose ops take turns across the channels
+    elem_per_channel: bool = key(bool, default=False)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ How a program runs
   next ``MAC_ABK`` first opens that ``MAC_ABK``'s row, so the precharge and activation run during
   the register-mode visit instead of after it.
 * ``dram.act_overlap``: each bank gets a second row buffer (subarray group; row ``r`` uses buffer
-  ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` before the next
-  ``SYNC`` is precharged/activated in the other buffer, its commands placed between the MAC
-  commands (the train is split around them).
+  ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` on another row
+  (a ``SYNC`` between does not stop it: opening a row changes no data) is precharged/activated in
+  the other buffer, its commands placed between the MAC commands (the train is split around them).
 * The PIM engine's pipeline (``asic.pim_dispatch_latency``): a PIM instruction's first command
   leaves that long after its dispatch; read data (RD, RDMAC16) complete ``asic.pim_return_latency``
   after the standard's ``done_after`` (in the scratchpad); ``WR_ELEM`` waves leave at the wave
@@ -344,31 +344,40 @@ assert {S.CMD[c] for c in ("WRGB", "RDMAC16", "WRMAC16")} == {
 
 
 def _lookahead(program, macs: bool, early: frozenset) -> list:
-    """For each MAC_ABK (when ``macs``), the ``(row, ch_mask)`` of the next MAC_ABK before the next
-    SYNC; for each instruction of ``early``, that of the next MAC_ABK if only instructions of
-    ``early`` and ASIC instructions lie between (else ``None``)."""
+    """For each MAC_ABK (when ``macs``), the ``(row, ch_mask)`` of the next MAC_ABK on another row
+    (or channels) before the next EOC, SYNCs included; for each instruction of ``early``, that of
+    the next MAC_ABK if only instructions of ``early`` and ASIC instructions lie between (no
+    SYNC; else ``None``)."""
     out = [None] * len(program)
     nxt = None  # next MAC_ABK before the next barrier
+    nxt_other = None  # the first MAC_ABK after ``nxt`` on another row (or channels)
     reg_only = True  # only early/ASIC instructions between here and ``nxt``
-    sync, eoc, mac = int(Op.SYNC), int(Op.EOC), int(Op.MAC_ABK)
+    eoc, mac = int(Op.EOC), int(Op.MAC_ABK)
     early = frozenset(int(op) for op in early)
     i = len(program)
     for ins in reversed(program):
         i -= 1
         op = ins.op
         if op == mac:
-            if macs:
-                out[i] = nxt
             a = ins.args
-            nxt, reg_only = (a["row"], a["ch_mask"]), True
+            here = (a["row"], a["ch_mask"])
+            if macs:
+                # The next MAC_ABK on another row (or channels): the next instructions may stream
+                # more columns of this row first, and the row to open ahead is the one after.
+                out[i] = nxt_other = nxt_other if nxt == here else nxt
+            nxt, reg_only = here, True
         elif op in early:
             if reg_only:
                 out[i] = nxt
         elif op < 0x20:
-            if op == sync or op == eoc:
-                nxt = None
+            if op == eoc:
+                nxt = nxt_other = None
                 reg_only = True
             else:
+                # A SYNC orders data between the two sides and opening a row changes no data:
+                # a MAC_ABK's second row buffer opens the row of one after it. A register visit
+                # does not: in the idle window the barrier leaves, the refresh policy would
+                # close the row it opened (an activation more, nothing saved).
                 reg_only = False
     return out
 

@@ -320,31 +320,37 @@ class Expander:
         ``WR`` per element) leave one per tCK, ``elem_wave_cycles`` besides them, one of which
         after the last. At the end the partial waves leave in channel order (a channel with none
         left costs the generator one tCK more, which this leaves out). The generator takes the
-        instruction in its first tCK.
+        instruction in its first tCK. With ``asic.elem_per_channel`` each channel has its own
+        generator that sees only its channel's elements, in the same order.
         """
         a = self.hw.asic
         scan, extra = a.elem_scan_cycles, a.elem_wave_cycles
         out: dict = {}
         cur: dict = {}
-        g = 1  # generator cycle after dispatch
+        # Generator cycle after dispatch: one generator for all channels (the RTL's), or one per
+        # channel (``asic.elem_per_channel``), each on its own channel's command bus.
+        shared = not a.elem_per_channel
+        gen: dict = {}
 
         def close(c):
-            nonlocal g
             w = cur.pop(c)
             opens = len({x[1] for x in w}) - 1
-            out[c].append((tuple(w), g + extra - 1))
-            g += extra + opens + len(w)
+            k = 0 if shared else c
+            out[c].append((tuple(w), gen[k] + extra - 1))
+            gen[k] += extra + opens + len(w)
         for c, x in zip(chans, accesses, strict=True):
             out.setdefault(c, [])
+            k = 0 if shared else c
+            gen.setdefault(k, 1)
             w = cur.setdefault(c, [])
             if any(y[0] == x[0] for y in w):
-                g += scan
+                gen[k] += scan
                 close(c)
                 cur[c] = w = []
-            g += scan
+            gen[k] += scan
             w.append(x)
         for c in sorted(cur):
-            g += scan
+            gen[0 if shared else c] += scan
             close(c)
         return out
 
