@@ -214,7 +214,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.st(e, dp[q], ZERO, dhi[q], off=off)
         a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
 
-    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=4 if G <= 2 else 3, period=A)
+    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=4 if G <= 2 else 5, period=A)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         inv = fn.recip_newton(
@@ -238,7 +238,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
 SOFTMAX_ROWS = {16: 1, 32: 1, 64: 2, 128: 4}
 #: Rows per group when a row fits one register (``n <= W``): everything stays in registers.
-SOFTMAX_SHORT_ROWS = 4
+SOFTMAX_SHORT_ROWS = 8
 
 
 def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SReg,
@@ -253,7 +253,7 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
     for q in range(G):
         a.s(UOp.SADD, bs[q + 1], bs[q], n)
         a.s(UOp.SADD, bd[q + 1], bd[q], n)
-    with a.sched(max_open=G * B):
+    with a.sched(max_open=6):  # 8 rows in flight would need more than the 32 registers
         x = [[a.vreg("x") for _ in range(B)] for _ in range(G)]
         for q in range(G):
             for j in range(B):
@@ -306,8 +306,8 @@ def _by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
 def softmax(a: Asm) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
     register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
-    that fit two half as many; longer rows ``G`` at a time (:data:`SOFTMAX_ROWS`) in three passes
-    over the scratchpad."""
+    that fit two a quarter as many (the registers bound both); longer rows ``G`` at a time
+    (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad."""
     a.label("softmax")
     S = Scalars()
     k = fn.Consts(a)
@@ -321,7 +321,7 @@ def softmax(a: Asm) -> None:
     a.s(UOp.SADD, base_d, F[1], 0)
     mark = S.next
     end = a.fresh("smax.end")
-    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
+    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 4)):
         longer = a.fresh("smax.longer")
         a.li(wreg, B * a.lanes + 1)
         a.br(UOp.BGEU, n, wreg, longer)
