@@ -438,7 +438,7 @@ def test_wr_elem_wave_generators_shared_or_per_channel(per_channel):
     if per_channel:
         assert len(set(firsts)) == 1
     else:
-        assert all(b - a >= 16 for a, b in zip(firsts, firsts[1:]))
+        assert all(b - a >= 16 for a, b in zip(firsts, firsts[1:], strict=False))
 
 
 def test_act_overlap_config_is_validated():
