@@ -5,8 +5,9 @@ step by step, bit for bit).
 * **RMSNORM** ``dst src gamma n eps``: two passes as LAYERNORM's last two: the sum of squares in
   the contract's tree order (accumulator ``b mod 128/W``), ``rsqrt`` of ``mean + eps`` with its
   special values (the reference uses ``rsqrt`` on any input), then ``y = (x * rstd) * gamma``.
-* **ROPE** ``dst src tab half nhead``: a loop over the heads; in each, the blocks of the first half
-  and the matching blocks of the second half with the table's cosines and sines:
+* **ROPE** ``dst src tab half nhead``: when a half fits one register, four heads per scheduled
+  region with the table loaded once; else a loop over the heads and in each, the blocks of the
+  first half and the matching blocks of the second half with the table's cosines and sines:
   ``lo' = lo*c + hi*(-s)``, ``hi' = hi*c + lo*s`` (each a multiply, then a multiply-add: the
   product rounded, then the add, as the reference; ``neg`` after a multiply is the multiply by the
   negated sine, exact).
@@ -19,7 +20,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, VReg
-from .routines import F, Scalars, blocks, blocks_of, copy_reg, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, copy_reg, window
 from .uisa import MODE_SIGN, Fill, UOp
 
 NEG_ZERO = 0x80000000
@@ -105,24 +106,72 @@ def _zero(a: Asm) -> VReg:
     return r
 
 
+#: Heads per scheduled region of ROPE when a half fits one register (the scalar temporaries
+#: bound it: four per head).
+ROPE_HEADS = 4
+
+
 def rope(a: Asm) -> None:
     """ROPE dst=s1 src=s2 tab=s3 half=s4 nhead=s5 (``nonlinear_llama.rope`` per head, with
-    ``cos = tab[0:half]``, ``sin = tab[half:2 half]``)."""
+    ``cos = tab[0:half]``, ``sin = tab[half:2 half]``). Halves that fit one register go
+    :data:`ROPE_HEADS` heads per scheduled region (the table loaded once); longer ones head by
+    head, block by block."""
+    from .routines_red import _by_groups
+
     a.label("rope")
     S = Scalars()
     half = F[4]
     d = S()
     a.s(UOp.SADD, d, half, half)
     tmid, tend = window(a, S, F[3], half), window(a, S, F[3], d)
-    nb = blocks_of(a, S, half)
     bs, bd = copy_reg(a, S, F[2]), copy_reg(a, S, F[1])
+    wreg = S()
+    long_halves, end = a.fresh("rope.long"), a.fresh("rope.end")
+    a.li(wreg, a.lanes + 1)
+    a.br(UOp.BGEU, half, wreg, long_halves)
+    mark = S.next
+
+    def group(g: int) -> None:
+        src, dst, ms, md = [bs], [bd], [], []
+        with a.sched():
+            for q in range(g):
+                m1, e1, m2, e2 = S(), S(), S(), S()
+                a.s(UOp.SADD, m1, src[q], half)
+                a.s(UOp.SADD, e1, src[q], d)
+                a.s(UOp.SADD, m2, dst[q], half)
+                a.s(UOp.SADD, e2, dst[q], d)
+                ms.append(m1), md.append(m2), src.append(e1), dst.append(e2)
+            c, s, ns = a.vreg("c"), a.vreg("s"), a.vreg("ns")
+            a.ld(c, F[3], F[3], tmid, Fill.NEG_ZERO)
+            a.ld(s, tmid, tmid, tend, Fill.NEG_ZERO)
+            a.v(UOp.VXOR, ns, s, fn.SIGN)
+            for q in range(g):
+                with a.copy(q):
+                    lo, hi, p1, p2, ylo, yhi = (a.vreg(n) for n in (
+                        "lo", "hi", "p1", "p2", "ylo", "yhi"))
+                    a.ld(lo, src[q], src[q], ms[q], Fill.NEG_ZERO)
+                    a.ld(hi, ms[q], ms[q], src[q + 1], Fill.NEG_ZERO)
+                    a.v(UOp.VFMUL, p1, hi, ns)
+                    a.mad(ylo, lo, c, p1)
+                    a.v(UOp.VFMUL, p2, lo, s)
+                    a.mad(yhi, hi, c, p2)
+                    a.st(ylo, dst[q], dst[q], md[q])
+                    a.st(yhi, md[q], md[q], dst[q + 1])
+        a.s(UOp.SADD, bs, src[g], 0)
+        a.s(UOp.SADD, bd, dst[g], 0)
+
+    _by_groups(a, S, F[5], ROPE_HEADS, group)
+    a.br(UOp.BEQ, ZERO, ZERO, end)
+    a.label(long_halves)
+    S.next = mark
+    nb = blocks_of(a, S, half)
     smid, send, dmid, dend = S(), S(), S(), S()
     pl, ph, ql, qh, tc, ts = (S() for _ in range(6))
     with a.loop(F[5]):
         with a.sched():
-            for mid, end, base in ((smid, send, bs), (dmid, dend, bd)):
+            for mid, end_, base in ((smid, send, bs), (dmid, dend, bd)):
                 a.s(UOp.SADD, mid, base, half)
-                a.s(UOp.SADD, end, base, d)
+                a.s(UOp.SADD, end_, base, d)
             for ptr, src in ((pl, bs), (ph, smid), (ql, bd), (qh, dmid), (tc, F[3]), (ts, tmid)):
                 a.s(UOp.SADD, ptr, src, 0)
 
@@ -144,6 +193,7 @@ def rope(a: Asm) -> None:
         blocks(a, S, nb, 1, 2, [pl, ph, ql, qh, tc, ts], body)
         a.s(UOp.SADD, bs, send, 0)
         a.s(UOp.SADD, bd, dend, 0)
+    a.label(end)
     a.done()
 
 
