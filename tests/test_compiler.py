@@ -377,3 +377,25 @@ def test_preamble_is_outside_the_per_token_figures():
     tags_only = summarize(PerfEngine(HW).run(cp.program, marks=[pre]), HW, cp.tags)
     assert tags_only["latency_ns_per_token"] == st["latency_ns_per_token"]
     assert tags_only["energy_nj_per_token"] == pytest.approx(st["energy_nj_per_token"])
+
+
+def test_scale_folded_into_q_is_bit_identical(monkeypatch):
+    """With ``1/sqrt(d_head)`` a power of two (tiny: d_head 16) and rows longer than two heads,
+    the scale goes on ``q`` (``H * d_head`` multiplies) instead of on the scores: the same
+    tokens and logits bit for bit."""
+    from pimgpt.sw.compiler import attention
+
+    cfg, hw = get_model("tiny"), load_hw("pimgpt-gddr6-8ch")
+    prompt = [int(x) for x in np.random.default_rng(3).integers(0, cfg.vocab, 40)]
+    assert attention.scale_folds_into_q(16) and not attention.scale_folds_into_q(128)
+
+    def scaled(schedule_bits):
+        cp = compile_generation(cfg, hw, prompt, 3)
+        n = sum(i.args["n"] for i in cp.program if i.op is Op.VSCALE)
+        return n, schedule_bits
+    folded_n, folded = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
+    monkeypatch.setattr(attention, "scale_folds_into_q", lambda d_head: False)
+    plain_n, plain = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
+    assert folded_n < plain_n  # the fold happened (q is 64 words a layer, the rows longer)
+    assert folded[0] == plain[0]
+    np.testing.assert_array_equal(folded[1], plain[1])
