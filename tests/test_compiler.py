@@ -263,6 +263,20 @@ def test_gpt2_xl_decode_compiles():
     assert len(cp.program) > 50_000
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
+    # Its K vectors (1600 elements) span two global-buffer chunks of 16 and 9 heads: the cost
+    # model picks one head group per chunk, so no group opens the other's K rows.
+    rows = [i.args["rows"] for i in cp.program if i.op is Op.SOFTMAX]
+    assert rows[:2] == [16, 9]
+
+
+def test_head_group_candidates_include_one_group_per_k_chunk():
+    sched = make_schedule("pipelined", HW)
+    cands = sched.head_groups(25, 1, align=16)
+    assert [list(range(16)), list(range(16, 25))] in cands
+    assert len(cands) == sched.max_head_groups + 1
+    assert sched.head_groups(12, 1, align=16) == sched.head_groups(12, 1)  # one chunk: nothing new
+    # grouped-query attention: the chunk holds K/V heads, a group their query heads
+    assert [list(range(0, 8)), list(range(8, 12))] in sched.head_groups(12, 4, align=2)
 
 
 def test_write_to_a_file_path_is_a_clear_error(tmp_path):

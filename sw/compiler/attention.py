@@ -98,7 +98,11 @@ class AttentionLowering:
         cached = getattr(self, "_groups", None)
         if cached is not None and cached[0] == npos:
             return
-        cands = self.schedule.head_groups(self.H, self.cfg.group)
+        kl, dh, G = self.k_layout, self.dh, self.G
+        # K/V heads per K-vector chunk (one global buffer of keys): a head group of whole chunks
+        # opens K rows no other group opens.
+        align = G // dh if kl.passes == 1 and G % dh == 0 and self.cfg.kv_dim > G else None
+        cands = self.schedule.head_groups(self.H, self.cfg.group, align)
         best = cands[0]
         if len(cands) > 1:
             b, pool = self.b, self.pool

@@ -224,7 +224,8 @@ class Schedule:
         local vectors per input chunk of the GEMV that consumes the outputs."""
         raise NotImplementedError
 
-    def head_groups(self, n_head: int, group: int = 1) -> list[list[list[int]]]:
+    def head_groups(self, n_head: int, group: int = 1,
+                    align: int | None = None) -> list[list[list[int]]]:
         """Candidate partitions of the heads into *head groups* (whole groups of ``group`` query
         heads that share a K/V head), each a list of groups in order. The lowering computes the
         scores, softmax and ``p . V`` of attention group by group, software-pipelined (see
@@ -249,7 +250,7 @@ class SerialSchedule(Schedule):
     def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
 
-    def head_groups(self, n_head, group=1):
+    def head_groups(self, n_head, group=1, align=None):
         return [[list(range(n_head))]]
 
     def place(self, out, program, tags):
@@ -290,17 +291,24 @@ class PipelinedSchedule(Schedule):
         tail = min(n_local - 1, -(-n_local // self.tail_fraction))
         return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
-    def head_groups(self, n_head, group=1):
+    def head_groups(self, n_head, group=1, align=None):
         # p . V of group g runs on the PIM while the vector unit computes the softmaxes of
         # group g+1: more, smaller groups hide more of the softmaxes (and the per-row cost of a
         # SOFTMAX falls with its rows), but each group opens again the K rows of its scores and
         # the V rows it shares with other groups (a row holds a token block of several local
-        # indices). Candidates: the K/V heads in 1..max_head_groups even parts.
+        # indices). Candidates: the K/V heads in 1..max_head_groups even parts, and (``align``:
+        # K/V heads per K-vector chunk) one group per chunk, whose K rows no other group opens.
         units = n_head // group
         out = []
         for n in range(1, min(units, self.max_head_groups) + 1):
             cuts = [round(k * units / n) * group for k in range(n + 1)]
             out.append([list(range(cuts[k], cuts[k + 1])) for k in range(n)])
+        if align and align < units:
+            cuts = list(range(0, units, align)) + [units]
+            chunked = [list(range(a * group, b * group))
+                       for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            if chunked not in out:
+                out.append(chunked)
         return out
 
     def estimate(self, program):
