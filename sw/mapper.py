@@ -24,7 +24,10 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
   of K/V dimension ``m`` for tokens ``blk*T .. blk*T + T - 1``, so the softmax probabilities are
   the broadcast operand of ``p . V``, dimension ``m`` stays in bank slot ``m % slots``, and the
   blocks of all the dimensions of a bank follow one another: a short context fills whole rows
-  (one block of every local dimension side by side) instead of touching one row per dimension;
+  (one block of every local dimension side by side) instead of touching one row per dimension.
+  When the K vectors span several global-buffer chunks the dimensions go in *parts*, one per K
+  chunk (:func:`v_parts`, :func:`v_local`: vector ``v_local(blk, m // slots) * slots + m %
+  slots``), so a head group of whole chunks has rows of its own;
 * small vectors (norm gains/shifts, biases; whichever the model has) are packed into three
   regions by length (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one
   mostly empty region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
@@ -283,6 +286,29 @@ def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
     indices (``slots``): the V cache's vectors per token block, so that dimension ``m`` lies in
     bank slot ``m % slots`` in every block."""
     return round_up(cfg.kv_dim, hw.dram.slots)
+
+
+def v_parts(cfg: ModelConfig, hw: HwConfig) -> list[tuple[int, int]]:
+    """The V cache's parts: ranges ``[lo, hi)`` of local indices (``slots`` K/V dimensions each)
+    stored one part after another. Multi-head attention whose K vectors span several global-buffer
+    chunks (``kv_dim > gb_elems``, chunks of whole heads and whole local indices) gets one part per
+    K chunk, so that a head group of whole chunks (the compiler's chunk-aligned candidate) opens
+    no V row another group opens; else one part of every local index."""
+    d = hw.dram
+    nl, G = v_dims(cfg, hw) // d.slots, d.gb_elems
+    if cfg.group == 1 and cfg.kv_dim > G and G % cfg.d_head == 0 and G % d.slots == 0:
+        step = G // d.slots
+        return [(lo, min(lo + step, nl)) for lo in range(0, nl, step)]
+    return [(0, nl)]
+
+
+def v_local(parts: list[tuple[int, int]], blocks: int, blk: int, i: int) -> int:
+    """Local vector of the V cache holding block ``blk`` of local index ``i`` (``blocks`` blocks;
+    ``parts`` from :func:`v_parts`): the parts one after another, each block-major."""
+    for lo, hi in parts:
+        if lo <= i < hi:
+            return blocks * lo + blk * (hi - lo) + i - lo
+    raise MappingError(f"local index {i} is in no V-cache part {parts}")
 
 
 def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:

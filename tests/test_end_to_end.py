@@ -62,6 +62,18 @@ def test_chunked_dots_straddling_heads_and_long_context_bit_identical():
     assert_same_generation(cfg, hw, random_weights(cfg, 3), list(range(1, 35)), 2)
 
 
+def test_v_cache_in_parts_bit_identical():
+    """K vectors of 64 elements over global buffers of 32: the V cache goes in two parts (one per
+    K chunk, mapper.v_parts), the compiler's chunk-aligned head groups among the candidates; the
+    appends and p . V over several blocks match the reference bit for bit."""
+    from pimgpt.sw.mapper import v_parts
+
+    hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
+    cfg = ModelConfig("parts", n_layer=1, d_model=64, n_head=4, ctx=64, vocab=40)
+    assert v_parts(cfg, hw) == [(0, 4), (4, 8)]
+    assert_same_generation(cfg, hw, random_weights(cfg, 5), list(range(1, 40)), 3)
+
+
 def test_heads_narrower_than_channel_bit_identical():
     hw = custom_hw(channels=1, banks=32, bank_groups=4)
     cfg = get_model("tiny")

@@ -215,3 +215,29 @@ def test_fast_bf16_conversion_is_exact():
     x = (rng.standard_normal((300, 7)) * 0.02).astype(np.float32)
     np.testing.assert_array_equal(to_bf16(x), f32_to_bf16(x))
     assert np.all(bf16_to_f32(to_bf16(x)) == bf16_to_f32(f32_to_bf16(x)))
+
+
+def test_v_cache_parts_follow_the_k_chunks_and_share_no_row():
+    """gpt2-xl: K vectors of 1600 elements span two global-buffer chunks (16 and 9 heads); the V
+    cache goes in two parts of local indices (8 and 5 of 13), each block-major, and no DRAM row
+    holds dimensions of both parts."""
+    from pimgpt.sw.mapper import v_local, v_parts
+
+    hw = load_hw("pimgpt-gddr6-8ch")
+    cfg = get_model("gpt2-xl")
+    parts = v_parts(cfg, hw)
+    assert parts == [(0, 8), (8, 13)]
+    assert v_parts(get_model("gpt2-small"), hw) == [(0, 6)]  # one chunk: one part
+    v = map_model(cfg, hw).region("h.0.v_cache")
+    blocks = v.n_vectors // 1664
+    rows = []
+    for lo, hi in parts:
+        locs = [v_local(parts, blocks, blk, i) for blk in range(blocks) for i in range(lo, hi)]
+        _, _, row, _ = element_address(v.row, v.n_local, v.vec_len, np.array(locs) * 128,
+                                       np.zeros(len(locs), dtype=np.int64), channels=8, banks=16,
+                                       row_elems=1024, gb_elems=1024)
+        rows.append(set(row.tolist()))
+    assert rows[0] and rows[1] and not rows[0] & rows[1]
+    locals_all = sorted(v_local(parts, blocks, b, i) for b in range(blocks) for i in range(13))
+    assert locals_all == list(range(blocks * 13))  # a permutation of the region's locals
+

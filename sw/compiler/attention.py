@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from pimgpt.core.isa import Op, f32_bits
-from pimgpt.sw.mapper import COL, Region, round_up
+from pimgpt.sw.mapper import COL, Region, round_up, v_local
 
 _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
 
@@ -86,8 +86,12 @@ class AttentionLowering:
         for p in range(kl.passes):
             b.emit(Op.WR_VEC, src=k + p * width, n=width, vec=p * kl.per_pass + pos,
                    **kreg.isa())
-        b.emit(Op.WR_ELEM, src=v, n=self.cfg.kv_dim, vec=pos // block * self.v_dims,
-               elem=pos % block, **vreg.isa())
+        blocks, kv, S = vreg.n_vectors // self.v_dims, self.cfg.kv_dim, self.S
+        for lo, hi in self.v_parts:  # one run of vectors per V part (mapper.v_parts)
+            m0, m1 = lo * S, min(hi * S, kv)
+            b.emit(Op.WR_ELEM, src=v + m0, n=m1 - m0,
+                   vec=v_local(self.v_parts, blocks, pos // block, lo) * S, elem=pos % block,
+                   **vreg.isa())
         self._groups_of(layer, kreg, vreg, npos)
         self._pipeline(layer, kreg, vreg, npos, self._groups[1])
 
@@ -260,6 +264,7 @@ class _AvState:
         self.group = low.cfg.group
         self.T = vreg.vec_len  # tokens per block
         self.nl = low.v_dims // low.S  # local indices of the K/V dimensions
+        self.blocks = vreg.n_vectors // low.v_dims
         self.id = low._new_id()
         S, kv = low.S, low.cfg.kv_dim
         self.masks = [low._mask(kv - i * S) for i in range(self.nl)]
@@ -334,7 +339,8 @@ class _AvState:
                     reads.setdefault((i, chm), []).append(a)
                 for (i, chm), group in reads.items():
                     accs = self._acquire_all(group, i)
-                    segs = self.vreg.segments(blk * self.nl + i, 0, ncols * COL)
+                    local = v_local(low.v_parts, self.blocks, blk, i)
+                    segs = self.vreg.segments(local, 0, ncols * COL)
                     for row, col, nc, gb_col in segs:
                         for a, acc in zip(group, accs, strict=True):
                             b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
@@ -388,7 +394,7 @@ class _AvState:
         low = self.low
         b = low.b
         lo, hi = self._span(a)
-        segs = self.vreg.segments(blk * self.nl + i, 0, ncols * COL)
+        segs = self.vreg.segments(v_local(low.v_parts, self.blocks, blk, i), 0, ncols * COL)
         acc = self._acquire(a, i)
         for c in self._chans(a, i):
             banks = [bank for bank in range(low.B) if lo <= i * low.S + c * low.B + bank < hi]
