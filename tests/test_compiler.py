@@ -414,3 +414,18 @@ def test_scale_folded_into_q_is_bit_identical(monkeypatch):
     assert folded_n < plain_n  # the fold happened (q is 64 words a layer, the rows longer)
     assert folded[0] == plain[0]
     np.testing.assert_array_equal(folded[1], plain[1])
+
+
+def test_v_append_runs_beside_the_first_softmax():
+    """V's append (element-wise, a few hundred tCK) is recorded after the first scores, so the
+    PIM writes it while the vector unit computes the first softmax: in every layer one SYNC
+    interval holds both."""
+    cp = compile_decode_step(get_model("gpt2-small"), HW, 128)
+    both, ops = 0, set()
+    for ins in cp.program:
+        if ins.op in (Op.SYNC, Op.EOC):
+            both += {Op.WR_ELEM, Op.SOFTMAX} <= ops
+            ops = set()
+        else:
+            ops.add(ins.op)
+    assert both == 12

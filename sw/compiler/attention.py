@@ -86,12 +86,13 @@ class AttentionLowering:
         for p in range(kl.passes):
             b.emit(Op.WR_VEC, src=k + p * width, n=width, vec=p * kl.per_pass + pos,
                    **kreg.isa())
+        # V's append goes after the first scores (p . V is the first to read it): the PIM
+        # writes it while the vector unit computes the first softmaxes.
         blocks, kv, S = vreg.n_vectors // self.v_dims, self.cfg.kv_dim, self.S
-        for lo, hi in self.v_parts:  # one run of vectors per V part (mapper.v_parts)
-            m0, m1 = lo * S, min(hi * S, kv)
-            b.emit(Op.WR_ELEM, src=v + m0, n=m1 - m0,
-                   vec=v_local(self.v_parts, blocks, pos // block, lo) * S, elem=pos % block,
-                   **vreg.isa())
+        self._v_append = [
+            {"src": v + lo * S, "n": min(hi * S, kv) - lo * S, "elem": pos % block,
+             "vec": v_local(self.v_parts, blocks, pos // block, lo) * S, **vreg.isa()}
+            for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
         self._groups_of(layer, kreg, vreg, npos)
         self._pipeline(layer, kreg, vreg, npos, self._groups[1])
 
@@ -132,6 +133,9 @@ class AttentionLowering:
         av = _AvState(self, layer, vreg, npad, stride)
         for heads in groups[:2]:
             self._scores(layer, kreg, heads, npos, stride)
+        self.b.tag = f"L{layer}.attn.kv"
+        for args in self._v_append:
+            self.b.emit(Op.WR_ELEM, **args)
         for g, heads in enumerate(groups):
             self._softmax(layer, heads, npos, stride)
             av.run(heads)
