@@ -33,3 +33,21 @@ def test_every_cost_of_the_ladder_costs_time(small_budget):
     assert costs["row switches (second row buffer)"] > 10.0
     assert costs["pins (loads, reads, K/V appends)"] > 5.0
     assert costs["the rest over the floor"] >= 0.0
+
+
+def test_excess_by_instruction_adds_up_to_the_last_rung(small_budget):
+    """The per-instruction excess over the floor, on the budget's last rung (refresh off, no
+    mode switches, second row buffer), adds up to that rung's PIM busy time less the floor: the
+    pins plus the rest of the ladder."""
+    hw = load_hw("pimgpt-gddr6-8ch")
+    rows = bench_dram.excess_by_instruction("gpt2-small", 128, hw, top=None)
+    b = small_budget
+    costs = dict(b["steps"])
+    over = costs["pins (loads, reads, K/V appends)"] + costs["the rest over the floor"]
+    total_us = sum(ex for *_, ex in rows) * hw.dram.tck_ns / 1e3
+    assert total_us == pytest.approx(over, rel=1e-9)
+    top = bench_dram.excess_by_instruction("gpt2-small", 128, hw)
+    assert len(top) == 8 and top == rows[:8] and top[0][3] > top[-1][3] > 0
+    # the K/V appends are among the kinds (one WR_VEC and one WR_ELEM per layer)
+    counts = {(op, kind): n for op, kind, n, _ in rows}
+    assert counts[("WR_VEC", "attn.kv")] == counts[("WR_ELEM", "attn.kv")] == 12

@@ -15,7 +15,9 @@
 * the PIM-side budget per token: a ladder that takes the DRAM's costs away one after another
   (refresh, the register-access mode switches, the single row buffer's activations) and charges
   each the PIM busy time it removed; what remains over the bank-bandwidth floor is the pins
-  (global-buffer loads, result reads, K/V appends) and rows used only in part.
+  (global-buffer loads, result reads, K/V appends) and rows used only in part;
+* on the last rung's DRAM, the instruction kinds that add the most PIM busy time over their share
+  of the floor (:func:`excess_by_instruction`).
 
 It prints figures and asserts nothing.
 """
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+
+import numpy as np
 
 from pimgpt.core.config import MAX_CYCLES, hw_from_dict, load_hw
 from pimgpt.core.isa import I, Op
@@ -121,6 +125,46 @@ def budget(model: str, ctx: int, hw) -> dict:
     return {"floor_us": floor, "pim_busy_us": busy, "tck_ns": hw.dram.tck_ns, "steps": steps}
 
 
+def excess_by_instruction(model: str, ctx: int, hw, top: int | None = 8) -> list[tuple]:
+    """Where the PIM busy time over the floor goes, per instruction kind, on the ideal DRAM of
+    the budget's last rung (refresh off, no mode switches, the second row buffer).
+
+    Each PIM instruction of the decode step adds to the union of the PIM spans the part of its
+    own span no earlier-starting instruction covers; a MAC instruction's share of the floor is
+    its bank-columns at the floor's rate. Returns the ``top`` kinds ``(op, tag kind, count,
+    excess tCK)`` by excess (added time less floor share; ``top=None``: all).
+    """
+    from pimgpt.sim.perf.engine import PIM_SIDE
+    from pimgpt.sim.perf.report import split_tag
+
+    h = hw
+    for _cause, section, keys in LADDER:
+        h = _variant(h, section, **keys)
+    comp, res, _ = simulate_model(get_model(model), h, context=ctx)
+    lo = comp.steps[-1].start if comp.steps else 0
+    idx = np.arange(lo, res.n_instr)
+    idx = idx[res.side[lo:] == PIM_SIDE]
+    idx = idx[np.argsort(res.start[idx], kind="stable")]
+    start, end = res.start[idx], res.end[idx]
+    reach = np.concatenate(([start[0] if len(idx) else 0], np.maximum.accumulate(end)[:-1]))
+    added = np.maximum(end - np.maximum(start, reach), 0)
+    out: dict = {}
+    banks = h.dram.banks
+    for k, i in enumerate(idx.tolist()):
+        ins = comp.program[i]
+        kind = split_tag(comp.tags[i])[1].split(".g")[0]
+        share = 0.0
+        if ins.op in (Op.MAC_ABK, Op.MAC_SBK):
+            share = (ins.args["ncols"] * res.nccdl * int(res.chmask[i]).bit_count()
+                     / res.channels / (banks if ins.op is Op.MAC_SBK else 1))
+        c = out.setdefault((ins.op.name, kind), [0, 0.0])
+        c[0] += 1
+        c[1] += float(added[k]) - share
+    rows = sorted(((op, kind, n, ex) for (op, kind), (n, ex) in out.items()),
+                  key=lambda r: -r[3])
+    return rows if top is None else rows[:top]
+
+
 def run(quick: bool = False, hw_name: str | None = None) -> dict:
     """Every figure of this benchmark (``quick``: gpt2-small only)."""
     hw = load_hw(hw_name)
@@ -134,6 +178,8 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
         h = _variant(hw, "dram", accumulators=n)
         out["accumulators"][n] = token_figures(model, ctx, h)
     out["budget"] = {f"{m} ctx {c}": budget(m, c, hw) for m, c in (POINTS[:1] if quick else POINTS)}
+    model, ctx = POINTS[0]
+    out["excess"] = {f"{model} ctx {ctx}": excess_by_instruction(model, ctx, hw)}
     return out
 
 
@@ -174,6 +220,11 @@ def main(argv=None) -> int:
         for cause, us in b["steps"]:
             print(f"  {cause:36} {us:8.1f} us {us * 1e3 / b['tck_ns']:9.0f} tCK "
                   f"{us / b['floor_us']:6.2f}x floor")
+    for point, rows in res["excess"].items():
+        print(f"PIM busy over the floor by instruction kind, {point}, refresh off, no mode "
+              "switches, second row buffer (tCK per token):")
+        for op, kind, n, ex in rows:
+            print(f"  {op:8} {kind:20} {n:5d} instructions {ex:9.0f} tCK")
     return 0
 
 
