@@ -46,11 +46,11 @@ def test_run_paper_llama_rows(tmp_path):
         assert 0 < r["non_gemv_share"] < 1 and r["latency_us"] > 0 and r["energy_uj"] > 0
     # a longer context costs more
     # Attention's share grows with the context (the token of this vector-unit-bound model need
-    # not: at 64 the list scheduler hides 25 ns more than at 16 on both channel counts).
-    # (1.28x from 16 to 64 since the 8-row SOFTMAX groups: the fixed vector-unit part of this
-    # tiny model's attention shrank; it was 1.3x and more before)
-    assert rows[1]["frac_attention"] > 1.2 * rows[0]["frac_attention"]
-    assert rows[3]["frac_attention"] > 1.2 * rows[2]["frac_attention"]
+    # not). Only the direction is asserted: the share is of *charged* time, which the schedule
+    # moves (1.3x from ctx 16 to 64 with the V append before the scores, 1.06x with it beside
+    # the first softmax, where it hides under the vector unit at both contexts).
+    assert rows[1]["frac_attention"] > rows[0]["frac_attention"]
+    assert rows[3]["frac_attention"] > rows[2]["frac_attention"]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["llama.csv", "llama_latency.png", "results.md"]
     text = (out / "results.md").read_text()
