@@ -51,3 +51,17 @@ def test_excess_by_instruction_adds_up_to_the_last_rung(small_budget):
     # the K/V appends are among the kinds (one WR_VEC and one WR_ELEM per layer)
     counts = {(op, kind): n for op, kind, n, _ in rows}
     assert counts[("WR_VEC", "attn.kv")] == counts[("WR_ELEM", "attn.kv")] == 12
+
+
+@pytest.mark.parametrize("module", [m for _t, m, _q in __import__(
+    "pimgpt.apps.bench", fromlist=["SECTIONS"]).SECTIONS])
+def test_every_bench_section_has_a_command_line(module, capsys):
+    """``pimgpt bench`` (``make bench``) calls each section's ``main(argv)``: every one exists and
+    answers ``--help`` (a section without it stopped ``make bench`` once)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--help"])
+    assert exc.value.code == 0
+    assert "--quick" in capsys.readouterr().out

@@ -12,7 +12,6 @@ Every RTL run also checks its results bit-exact against the golden model.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import numpy as np
 from pimgpt.apps.bench import best_seconds
 from pimgpt.core import numerics as nx
 
-__all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run_all"]
+__all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run", "run_all",
+           "main"]
 
 
 def golden_mac_throughput(rows: int = 256, length: int = 1024, repeat: int = 3,
@@ -128,16 +128,22 @@ async def simulate_throughput(dut, ncols: int, dot_len: int, seed: int = 3) -> d
             "columns": ncols, "results_checked": summary["matched"]}
 
 
-def run_all(quick: bool = False) -> dict:
-    """Run every MAC benchmark (``quick``: smaller sizes) and print a summary table."""
+def run(quick: bool = False) -> dict:
+    """Every MAC benchmark's figures (``quick``: smaller sizes)."""
     golden = golden_mac_throughput(rows=64 if quick else 256)
     sims = [amaranth_sim_speed(ncols=512 if quick else 2048),
             hdl_sim_speed("verilator", ncols=5000 if quick else 20000),
             hdl_sim_speed("icarus", ncols=256 if quick else 1024)]
+    return {"golden": golden, "simulators": sims}
+
+
+def print_table(res: dict) -> None:
+    """The summary table of :func:`run`'s figures."""
+    golden = res["golden"]
     print(f"golden numerics.dot_bf16: {golden['macs_per_s']:.3e} MAC/s "
           f"({golden['rows']} x {golden['length']} batch), single dot "
           f"{golden['single_macs_per_s']:.3e} MAC/s")
-    for s in sims:
+    for s in res["simulators"]:
         if "skipped" in s:
             print(f"{s['simulator']:>9}: skipped ({s['skipped']})")
         else:
@@ -145,8 +151,21 @@ def run_all(quick: bool = False) -> dict:
                   f"({s['cycles']} cycles in {s['seconds']:.2f} s, "
                   f"{s['results_checked']} results checked bit-exact)"
                   + (f", build {s['build_s']} s" if "build_s" in s else ""))
-    return {"golden": golden, "simulators": sims}
+
+
+def run_all(quick: bool = False) -> dict:
+    """Run every MAC benchmark (``quick``: smaller sizes) and print a summary table."""
+    res = run(quick)
+    print_table(res)
+    return res
+
+
+def main(argv=None) -> int:
+    """``python -m pimgpt.apps.bench_rtl_mac [--quick] [--json]``, a section of ``pimgpt bench``."""
+    from pimgpt.apps.bench import figures_main
+
+    return figures_main(argv, __doc__, "smaller sizes", run, print_table)
 
 
 if __name__ == "__main__":
-    run_all(quick="--quick" in sys.argv[1:])
+    raise SystemExit(main())
