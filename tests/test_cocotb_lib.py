@@ -144,3 +144,19 @@ def test_build_folder_of_another_toolchain_is_emptied(tmp_path):
     (d / "Vtop.mk").write_text("fresh")
     runner._forget_other_toolchain(d, "verilator")
     assert (d / "Vtop.mk").read_text() == "fresh"
+
+
+def test_rtl_build_key_follows_the_rom_in_memory(monkeypatch):
+    """The key of a cached system build covers the vector unit's ROM as assembled in this process
+    (not only the sources on disk, which an edit during a run can change under it)."""
+    from pimgpt.core.config import load_hw
+    from pimgpt.core.vu import cost
+    from pimgpt.sim.cocotb_lib import system_run
+
+    hw = load_hw("tiny-rtl")
+    key = system_run._rtl_key(hw, {"p": 1})
+    assert system_run._rtl_key(hw, {"p": 1}) == key
+    real = cost.microcode_for(hw.asic.vector_lanes, cost.pipeline_of(hw))
+    other = type(real)(real.words[:-1], real.entries, real.lanes, real.lat, real.labels)
+    monkeypatch.setattr(cost, "microcode_for", lambda lanes, lat: other)
+    assert system_run._rtl_key(hw, {"p": 1}) != key

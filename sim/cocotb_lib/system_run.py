@@ -68,6 +68,13 @@ def _rtl_key(hw: HwConfig, params: dict) -> str:
         for src in sorted(folder.rglob("*.py")):
             h.update(str(src.relative_to(folder)).encode())
             h.update(src.read_bytes())
+    # The vector unit's ROM as this process assembles it: the files on disk may have changed
+    # since the routines were imported (an edit during a run), the ROM in memory is what the
+    # Verilog gets.
+    from pimgpt.core.vu.cost import microcode_for, pipeline_of
+
+    mc = microcode_for(hw.asic.vector_lanes, pipeline_of(hw))
+    h.update(repr((mc.words, sorted((int(op), pc) for op, pc in mc.entries.items()))).encode())
     return h.hexdigest()
 
 
