@@ -345,7 +345,8 @@ def layernorm(a: Asm) -> None:
     """LAYERNORM dst=s1 src=s2 gamma=s3 beta=s4 n=s5 eps=s6 (``nonlinear.layernorm``).
 
     Passes: (1) ``sum(x)``; (2) ``d = x - mean`` stored in ``dst``; (3) ``sum(d*d)`` from ``dst``
-    (lanes beyond ``n`` read +0, so their squares add nothing); (4) ``y = (d*rstd)*gamma + beta``.
+    (lanes beyond ``n`` read +0, so their squares add nothing; when ``n`` is a multiple of ``W``
+    there are none and pass 3 runs in pass 2's loop); (4) ``y = (d*rstd)*gamma + beta``.
     """
     a.label("layernorm")
     S = Scalars()
@@ -380,6 +381,23 @@ def layernorm(a: Asm) -> None:
     # pass 2: d = x - mean into dst
     a.s(UOp.SADD, p, F[2], 0)
     dp = copy_reg(a, S, F[1])
+    sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
+    # n a multiple of W: no lane beyond n, so pass 3 runs in pass 2's loop on the d it just
+    # computed (the same words pass 3 would load back: the same sums)
+    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
+    a.s(UOp.SAND, rem, n, W - 1)
+    a.br(UOp.BNE, rem, ZERO, split)
+
+    def fused_body(q, b, off):
+        x, d = a.vreg("x"), a.vreg("d")
+        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFADD, d, x, nmean)
+        a.st(d, dp, F[1], dhi, off=off)
+        a.mad(sq[b % A], d, d, sq[b % A])
+
+    blocks(a, S, nb, 1, max(A, 4), [p, dp], fused_body, period=A)
+    a.br(UOp.BEQ, ZERO, ZERO, fused_end)
+    a.label(split)
 
     def d_body(q, b, off):
         x, d = a.vreg("x"), a.vreg("d")
@@ -390,7 +408,6 @@ def layernorm(a: Asm) -> None:
     blocks(a, S, nb, 1, 4, [p, dp], d_body)
     # pass 3: sum(d*d)
     a.s(UOp.SADD, dp, F[1], 0)
-    sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
 
     def sq_body(q, b, off):
         d = a.vreg("d")
@@ -398,6 +415,7 @@ def layernorm(a: Asm) -> None:
         a.mad(sq[b % A], d, d, sq[b % A])
 
     blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
+    a.label(fused_end)
     var, ve, rstd = a.vreg("var"), a.vreg("ve"), a.vreg("rstd")
     with a.sched():
         a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
