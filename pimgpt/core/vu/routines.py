@@ -327,6 +327,25 @@ def _elementwise_body_only(a: Asm, S: Scalars, n: SReg, func) -> None:
     a.done()
 
 
+def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
+    """``group(g)`` for ``rows // G`` groups of ``G`` rows (a loop), then one group of each
+    ``g = G/2, G/4, ..., 1`` whose bit is set in ``rows`` (SOFTMAX's rows, ROPE's heads)."""
+    ngroups = S()
+    a.s(UOp.SSHR, ngroups, rows, log2(G))
+    mark = S.next
+    with a.loop(ngroups):
+        group(G)
+    g = G // 2
+    while g >= 1:
+        S.next = mark
+        bit, skip = S(), a.fresh("rows.skip")
+        a.s(UOp.SAND, bit, rows, g)
+        a.br(UOp.BEQ, bit, ZERO, skip)
+        group(g)
+        a.label(skip)
+        g //= 2
+
+
 # ---------------------------------------------------------------------------------------------
 # The ROM
 # ---------------------------------------------------------------------------------------------
@@ -381,4 +400,4 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 
-__all__ = ["VReg", "VU_OPS", "build_microcode", "blocks", "blocks_of", "window"]
+__all__ = ["VReg", "VU_OPS", "build_microcode", "blocks", "blocks_of", "by_groups", "window"]

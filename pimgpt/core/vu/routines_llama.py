@@ -20,7 +20,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, copy_reg, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
 from .uisa import MODE_SIGN, Fill, UOp
 
 NEG_ZERO = 0x80000000
@@ -116,8 +116,6 @@ def rope(a: Asm) -> None:
     ``cos = tab[0:half]``, ``sin = tab[half:2 half]``). Halves that fit one register go
     :data:`ROPE_HEADS` heads per scheduled region (the table loaded once); longer ones head by
     head, block by block."""
-    from .routines_red import _by_groups
-
     a.label("rope")
     S = Scalars()
     half = F[4]
@@ -160,7 +158,7 @@ def rope(a: Asm) -> None:
         a.s(UOp.SADD, bs, src[g], 0)
         a.s(UOp.SADD, bd, dst[g], 0)
 
-    _by_groups(a, S, F[5], ROPE_HEADS, group)
+    by_groups(a, S, F[5], ROPE_HEADS, group)
     a.br(UOp.BEQ, ZERO, ZERO, end)
     a.label(long_halves)
     S.next = mark

@@ -16,7 +16,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, SReg, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, copy_reg, log2, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
 from .uisa import MODE_UPPER, Fill, UOp
 
 NEG_INF = 0xFF800000
@@ -284,25 +284,6 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
     a.s(UOp.SADD, base_d, bd[G], 0)
 
 
-def _by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
-    """``group(g)`` for ``rows // G`` groups of ``G`` rows, then one group of each ``g = G/2, G/4,
-    ..., 1`` whose bit is set in ``rows``."""
-    ngroups = S()
-    a.s(UOp.SSHR, ngroups, rows, log2(G))
-    mark = S.next
-    with a.loop(ngroups):
-        group(G)
-    g = G // 2
-    while g >= 1:
-        S.next = mark
-        bit, skip = S(), a.fresh("rows.skip")
-        a.s(UOp.SAND, bit, rows, g)
-        a.br(UOp.BEQ, bit, ZERO, skip)
-        group(g)
-        a.label(skip)
-        g //= 2
-
-
 def softmax(a: Asm) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
     register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
@@ -326,13 +307,13 @@ def softmax(a: Asm) -> None:
         a.li(wreg, B * a.lanes + 1)
         a.br(UOp.BGEU, n, wreg, longer)
         S.next = mark
-        _by_groups(a, S, rows, G,
+        by_groups(a, S, rows, G,
                    lambda g, B=B: _softmax_short(a, S, k, g, B, base_s, base_d, n))
         a.br(UOp.BEQ, ZERO, ZERO, end)
         a.label(longer)
     S.next = mark
     nb = blocks_of(a, S, n)
-    _by_groups(a, S, rows, SOFTMAX_ROWS[a.lanes],
+    by_groups(a, S, rows, SOFTMAX_ROWS[a.lanes],
                lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb))
     a.label(end)
     a.done()
