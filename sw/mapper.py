@@ -288,18 +288,30 @@ def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
     return round_up(cfg.kv_dim, hw.dram.slots)
 
 
+def k_chunk_heads(cfg: ModelConfig, hw: HwConfig) -> int | None:
+    """K/V heads per global-buffer chunk of a K vector when the chunks split the heads: multi-head
+    attention whose K vectors span several chunks (``kv_dim > gb_elems``), the chunks holding whole
+    heads and whole local indices (``slots`` dimensions); else ``None``. The compiler's
+    chunk-aligned head groups and the V cache's parts (:func:`v_parts`) both follow these chunks."""
+    d = hw.dram
+    G = d.gb_elems
+    if cfg.group == 1 and cfg.kv_dim > G and G % cfg.d_head == 0 and G % d.slots == 0:
+        return G // cfg.d_head
+    return None
+
+
 def v_parts(cfg: ModelConfig, hw: HwConfig) -> list[tuple[int, int]]:
     """The V cache's parts: ranges ``[lo, hi)`` of local indices (``slots`` K/V dimensions each)
-    stored one part after another. Multi-head attention whose K vectors span several global-buffer
-    chunks (``kv_dim > gb_elems``, chunks of whole heads and whole local indices) gets one part per
-    K chunk, so that a head group of whole chunks (the compiler's chunk-aligned candidate) opens
-    no V row another group opens; else one part of every local index."""
+    stored one part after another: one part per K chunk when :func:`k_chunk_heads` splits the
+    heads, so that a head group of whole chunks (the compiler's chunk-aligned candidate) opens no
+    V row another group opens; else one part of every local index."""
     d = hw.dram
-    nl, G = v_dims(cfg, hw) // d.slots, d.gb_elems
-    if cfg.group == 1 and cfg.kv_dim > G and G % cfg.d_head == 0 and G % d.slots == 0:
-        step = G // d.slots
-        return [(lo, min(lo + step, nl)) for lo in range(0, nl, step)]
-    return [(0, nl)]
+    nl = v_dims(cfg, hw) // d.slots
+    heads = k_chunk_heads(cfg, hw)
+    if heads is None:
+        return [(0, nl)]
+    step = heads * cfg.d_head // d.slots
+    return [(lo, min(lo + step, nl)) for lo in range(0, nl, step)]
 
 
 def v_local(parts: list[tuple[int, int]], blocks: int, blk: int, i: int) -> int:

@@ -221,10 +221,13 @@ def test_v_cache_parts_follow_the_k_chunks_and_share_no_row():
     """gpt2-xl: K vectors of 1600 elements span two global-buffer chunks (16 and 9 heads); the V
     cache goes in two parts of local indices (8 and 5 of 13), each block-major, and no DRAM row
     holds dimensions of both parts."""
-    from pimgpt.sw.mapper import v_local, v_parts
+    from pimgpt.sw.mapper import k_chunk_heads, v_local, v_parts
 
     hw = load_hw("pimgpt-gddr6-8ch")
     cfg = get_model("gpt2-xl")
+    assert k_chunk_heads(cfg, hw) == 16
+    assert k_chunk_heads(get_model("gpt2-small"), hw) is None
+    assert k_chunk_heads(get_model("llama-3.2-1b"), hw) is None  # grouped-query: one part
     parts = v_parts(cfg, hw)
     assert parts == [(0, 8), (8, 13)]
     assert v_parts(get_model("gpt2-small"), hw) == [(0, 6)]  # one chunk: one part

@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from pimgpt.core.isa import Op, f32_bits
-from pimgpt.sw.mapper import COL, Region, round_up, v_local
+from pimgpt.sw.mapper import COL, Region, k_chunk_heads, round_up, v_local
 
 _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
 
@@ -103,10 +103,8 @@ class AttentionLowering:
         cached = getattr(self, "_groups", None)
         if cached is not None and cached[0] == npos:
             return
-        kl, dh, G = self.k_layout, self.dh, self.G
-        # K/V heads per K-vector chunk (one global buffer of keys): a head group of whole chunks
-        # opens K rows no other group opens.
-        align = G // dh if kl.passes == 1 and G % dh == 0 and self.cfg.kv_dim > G else None
+        # A head group of whole K-vector chunks opens K and V rows no other group opens.
+        align = k_chunk_heads(self.cfg, self.hw)
         cands = self.schedule.head_groups(self.H, self.cfg.group, align)
         best = cands[0]
         if len(cands) > 1:
