@@ -5,7 +5,8 @@
 * :func:`amaranth_sim_speed` -- MAC-unit cycles per second in the Amaranth Python simulator.
 * :func:`hdl_sim_speed` -- MAC-unit cycles per second under Verilator or Icarus driven by cocotb
   (the cocotb driver/monitor/scoreboard included, build time excluded and reported apart).
-* :func:`run_all` -- all of them; ``python -m pimgpt.apps.bench_rtl_mac [--quick]`` prints a table.
+* :func:`run` -- all of them; ``python -m pimgpt.apps.bench_rtl_mac [--quick] [--json]`` prints a
+  table (:func:`main`, a section of ``pimgpt bench``).
 
 Every RTL run also checks its results bit-exact against the golden model.
 """
@@ -20,8 +21,7 @@ import numpy as np
 from pimgpt.apps.bench import best_seconds
 from pimgpt.core import numerics as nx
 
-__all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run", "run_all",
-           "main"]
+__all__ = ["golden_mac_throughput", "amaranth_sim_speed", "hdl_sim_speed", "run", "main"]
 
 
 def golden_mac_throughput(rows: int = 256, length: int = 1024, repeat: int = 3,
@@ -151,13 +151,6 @@ def print_table(res: dict) -> None:
                   f"({s['cycles']} cycles in {s['seconds']:.2f} s, "
                   f"{s['results_checked']} results checked bit-exact)"
                   + (f", build {s['build_s']} s" if "build_s" in s else ""))
-
-
-def run_all(quick: bool = False) -> dict:
-    """Run every MAC benchmark (``quick``: smaller sizes) and print a summary table."""
-    res = run(quick)
-    print_table(res)
-    return res
 
 
 def main(argv=None) -> int:

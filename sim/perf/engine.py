@@ -374,10 +374,11 @@ def _lookahead(program, macs: bool, early: frozenset) -> list:
                 nxt = nxt_other = None
                 reg_only = True
             else:
-                # A SYNC orders data between the two sides and opening a row changes no data:
-                # a MAC_ABK's second row buffer opens the row of one after it. A register visit
-                # does not: in the idle window the barrier leaves, the refresh policy would
-                # close the row it opened (an activation more, nothing saved).
+                # Any other PIM instruction, SYNC included, ends a register-only run. ``nxt`` is
+                # kept across a SYNC (it orders data, and opening a row changes none): a MAC_ABK's
+                # second row buffer opens the row of one after it. A register visit does not: in
+                # the idle window the barrier leaves, the refresh policy would close the row it
+                # opened (an activation more, nothing saved).
                 reg_only = False
     return out
 

@@ -327,31 +327,31 @@ class Expander:
         scan, extra = a.elem_scan_cycles, a.elem_wave_cycles
         out: dict = {}
         cur: dict = {}
-        # Generator cycle after dispatch: one generator for all channels (the RTL's), or one per
-        # channel (``asic.elem_per_channel``), each on its own channel's command bus.
-        shared = not a.elem_per_channel
+        # Generator cycle after dispatch, by generator: one for all channels (the RTL's, key 0),
+        # or one per channel (``asic.elem_per_channel``), each on its own channel's command bus.
+        per_channel = a.elem_per_channel
         gen: dict = {}
 
-        def close(c):
+        def close(c, k):
             w = cur.pop(c)
             opens = len({x[1] for x in w}) - 1
-            k = 0 if shared else c
             out[c].append((tuple(w), gen[k] + extra - 1))
             gen[k] += extra + opens + len(w)
         for c, x in zip(chans, accesses, strict=True):
             out.setdefault(c, [])
-            k = 0 if shared else c
+            k = c if per_channel else 0
             gen.setdefault(k, 1)
             w = cur.setdefault(c, [])
             if any(y[0] == x[0] for y in w):
                 gen[k] += scan
-                close(c)
+                close(c, k)
                 cur[c] = w = []
             gen[k] += scan
             w.append(x)
         for c in sorted(cur):
-            gen[0 if shared else c] += scan
-            close(c)
+            k = c if per_channel else 0
+            gen[k] += scan
+            close(c, k)
         return out
 
     def _wr_waves(self, st, waves, t, g):
