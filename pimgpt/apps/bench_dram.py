@@ -155,8 +155,11 @@ def excess_by_instruction(model: str, ctx: int, hw, top: int | None = 8) -> list
         kind = split_tag(comp.tags[i])[1].split(".g")[0]
         share = 0.0
         if ins.op in (Op.MAC_ABK, Op.MAC_SBK):
-            share = (ins.args["ncols"] * res.nccdl * int(res.chmask[i]).bit_count()
-                     / res.channels / (banks if ins.op is Op.MAC_SBK else 1))
+            # its bank-columns at the floor's rate (PerfResult.floor_cycles: mac_bank_cols /
+            # slots * nCCDL; a MAC_ABK streams every bank of its channels, a MAC_SBK one)
+            cols = (ins.args["ncols"] * int(res.chmask[i]).bit_count()
+                    * (banks if ins.op is Op.MAC_ABK else 1))
+            share = cols / res.slots * res.nccdl
         c = out.setdefault((ins.op.name, kind), [0, 0.0])
         c[0] += 1
         c[1] += float(added[k]) - share
