@@ -32,6 +32,9 @@ SHAPES = (
     ("VSCALE n=128", I(Op.VSCALE, dst=0, a=0, n=128, scale_f32=0x3E000000)),
     ("VREDUCE n=768 k=2", I(Op.VREDUCE, dst=0, src=4096, n=768, k=2)),
     ("ARGMAX n=50257", I(Op.ARGMAX, reg=0, src=0, n=50257)),
+    # Llama-3.2-1B: a K/V head's 4 query heads at context 2048, the 32 query heads' rotation
+    ("SOFTMAX n=2048 rows=4", I(Op.SOFTMAX, dst=0, src=0, n=2048, rows=4)),
+    ("ROPE half=32 nhead=32", I(Op.ROPE, dst=0, src=0, tab=8192, half=32, nhead=32)),
 )
 
 
