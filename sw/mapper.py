@@ -28,9 +28,10 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
   When the K vectors span several global-buffer chunks the dimensions go in *parts*, one per K
   chunk (:func:`v_parts`, :func:`v_local`: vector ``v_local(blk, m // slots) * slots + m %
   slots``), so a head group of whole chunks has rows of its own;
-* small vectors (norm gains/shifts, biases; whichever the model has) are packed into three
-  regions by length (``params_d``, ``bias_qkv``, ``bias_fc``), one vector per slot, instead of one
-  mostly empty region each; :meth:`MemoryMap.vector` finds them by their checkpoint name;
+* small vectors (norm gains/shifts, biases) are packed into three regions by length
+  (``params_d``, ``bias_qkv``, ``bias_fc``), each cut into pieces, one per channel
+  (:func:`piece_index`), so a reload crosses every channel's pins at once, not one channel's;
+  :meth:`MemoryMap.pieces` finds them by their checkpoint name;
 * every region starts on a row boundary (the same row in every bank); regions are placed one after
   another from row 0.
 """
@@ -211,7 +212,8 @@ class MemoryMap:
     regions : dict of str to Region
         In placement order.
     vectors : dict of str to (str, int)
-        Packed small vectors: checkpoint name -> (region name, vector index).
+        Packed small vectors: checkpoint name -> (region name, member index); the member's
+        pieces are vectors :func:`piece_index` of that region (:meth:`pieces`).
     """
 
     cfg: ModelConfig
@@ -230,13 +232,18 @@ class MemoryMap:
         except KeyError:
             raise MappingError(f"no region {name!r} in the memory map") from None
 
-    def vector(self, name: str) -> tuple[Region, int]:
-        """The region and vector index of a packed small vector (e.g. ``h.0.ln_1.weight``)."""
+    def pieces(self, name: str) -> list[tuple[Region, int, int, int]]:
+        """Pieces of the packed small vector ``name`` (e.g. ``h.0.ln_1.weight``) in element
+        order, each in its own channel: ``(region, vector index, first element, elements)``."""
         try:
-            region, index = self.vectors[name]
+            region_name, member = self.vectors[name]
         except KeyError:
             raise MappingError(f"no small vector {name!r} in the memory map") from None
-        return self.regions[region], index
+        region = self.regions[region_name]
+        n, step = self.vec_length(name), region.vec_len
+        d = self.hw.dram
+        return [(region, piece_index(member, k, d.channels, d.banks), lo, min(step, n - lo))
+                for k, lo in enumerate(range(0, n, step))]
 
     def to_dict(self) -> dict:
         d = self.hw.dram
@@ -253,8 +260,10 @@ class MemoryMap:
             },
             "regions": {name: r.to_dict() for name, r in self.regions.items()},
             "vectors": {
-                name: {"region": reg, "vec": idx, "n": self.vec_length(name)}
-                for name, (reg, idx) in self.vectors.items()
+                name: {"region": reg, "n": self.vec_length(name),
+                       "pieces": [{"vec": v, "elem": lo, "n": n}
+                                  for _r, v, lo, n in self.pieces(name)]}
+                for name, (reg, _m) in self.vectors.items()
             },
             "totals": {
                 "rows_used": self.rows_used,
@@ -279,6 +288,17 @@ class MemoryMap:
         """YAML text: regions (region_row, n_rows, n_local, vec_len, n_vectors, bytes), packed
         vectors and totals."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def piece_len(length: int, hw: HwConfig) -> int:
+    """Elements per piece of a packed vector: at most ``channels`` pieces of whole columns."""
+    return round_up(-(-length // hw.dram.channels), COL)
+
+
+def piece_index(member: int, piece: int, channels: int, banks: int) -> int:
+    """Vector index of piece ``piece`` of member ``member`` of a packed region: channel
+    ``piece``, bank ``member % banks`` (a layer's parameters in different banks)."""
+    return (member // banks) * channels * banks + piece * banks + member % banks
 
 
 def v_dims(cfg: ModelConfig, hw: HwConfig) -> int:
@@ -445,9 +465,10 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         names = [n for n in names if n in shapes]  # no biases, RMSNorm: fewer small vectors
         if not names:
             continue
-        add(region, len(names), round_up(length, COL))
-        for index, name in enumerate(names):
-            mm.vectors[name] = (region, index)
+        # every (member, piece) vector index below the last member's local index + 1
+        add(region, -(-len(names) // dram.banks) * dram.slots, piece_len(length, hw))
+        for member, name in enumerate(names):
+            mm.vectors[name] = (region, member)
     for i in range(cfg.n_layer):
         add(f"h.{i}.attn.c_attn.weight", cfg.qkv_dim, d)
         add(f"h.{i}.attn.c_proj.weight", d, d)
@@ -502,8 +523,14 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
     if name in ("wte", "wpe", "lm_head"):
         return to_bf16(weights[name])
     if name in ("params_d", "bias_qkv", "bias_fc"):
-        members = [n for n, (reg, _) in mm.vectors.items() if reg == name]
-        return to_bf16(np.stack([np.asarray(weights[n], dtype=np.float32) for n in members]))
+        region = mm.regions[name]
+        out = np.zeros((region.n_vectors, region.vec_len), dtype=np.uint16)
+        for member, (reg, _m) in mm.vectors.items():
+            if reg == name:
+                bf = to_bf16(np.asarray(weights[member], dtype=np.float32))
+                for _r, v, lo, n in mm.pieces(member):
+                    out[v, :n] = bf[lo:lo + n]
+        return out
     vectors = to_bf16(weights[name]).T  # Conv1D [in, out] -> one vector per output neuron
     if name.endswith("mlp.c_fc.weight") and mm.cfg.mlp == "swiglu":
         vectors = vectors[fc_order(mm.cfg, mm.hw)]

@@ -217,9 +217,15 @@ def test_partly_resident_parameters_bit_identical():
 
     def params(prog):
         return [i for i in prog if i.op is isa.Op.RD_VEC and i["region_row"] in rows]
-    # the first layers' and the final LayerNorm's in the preamble, the others' per layer
-    assert len(params(cp.program[:pre])) == 8 * plan.resident_layers + 2  # 4 LN + 4 biases
-    assert len(params(cp.program[pre:])) == 8 * (cfg.n_layer - plan.resident_layers)
+    # the first layers' and the final LayerNorm's in the preamble, the others' per layer:
+    # words per layer: 4 LayerNorm vectors of d, biases of d, d, 3d, 4d
+    d = cfg.d_model
+    assert sum(i["n"] for i in params(cp.program[:pre])) == 13 * d * plan.resident_layers + 2 * d
+    assert sum(i["n"] for i in params(cp.program[pre:])) == 13 * d * (cfg.n_layer
+                                                                      - plan.resident_layers)
+    # each vector in pieces over the channels: a layer's loads touch every channel
+    chans = {i["vec"] % hw.dram.slots // hw.dram.banks for i in params(cp.program[pre:])}
+    assert chans == set(range(hw.dram.channels))
     assert_same_generation(cfg, hw, random_weights(cfg, 5), [3, 4], 3)
 
 

@@ -108,10 +108,15 @@ def test_map_model_regions(hw):
         # channel's banks fills 60 of the 64 columns of its global buffer; 7 blocks hold 1024
         assert (v.n_vectors, v.vec_len) == (7 * d, 160)
     assert mm.region("wte").n_vectors == cfg.vocab
-    region, index = mm.vector("h.3.ln_2.bias")
-    assert region.name == "params_d" and region.vec_len == d
-    assert mm.vector("h.5.mlp.c_fc.bias")[0].vec_len == 4 * d
-    assert len({mm.vector(n) for n in mm.vectors}) == len(mm.vectors)
+    C, B = hw.dram.channels, hw.dram.banks
+    pieces = mm.pieces("h.3.ln_2.bias")
+    assert [p[0].name for p in pieces] == ["params_d"] * C and pieces[0][0].vec_len == d // C
+    assert [(lo, n) for _r, _v, lo, n in pieces] == [(k * d // C, d // C) for k in range(C)]
+    # one piece per channel: vector index -> slot -> channel k for piece k
+    assert [v % hw.dram.slots // B for _r, v, _lo, _n in pieces] == list(range(C))
+    assert sum(n for *_x, n in mm.pieces("h.5.mlp.c_fc.bias")) == 4 * d
+    every = [(p[0].name, p[1]) for n in mm.vectors for p in mm.pieces(n)]
+    assert len(set(every)) == len(every)  # no two pieces share a vector
     # every bank is busy: the big matrices have at least one vector per slot
     assert mm.region("h.0.attn.c_proj.weight").n_vectors >= hw.dram.slots
 
@@ -195,8 +200,9 @@ def test_dram_image_holds_bf16_weights():
     for j in (0, 7, 191):
         np.testing.assert_array_equal(read(fc, j, 48), f32_to_bf16(W[:, j]))
     np.testing.assert_array_equal(read(mm.region("wte"), 49, 48), f32_to_bf16(w["wte"][49]))
-    reg, idx = mm.vector("h.0.attn.c_attn.bias")
-    np.testing.assert_array_equal(read(reg, idx, 144), f32_to_bf16(w["h.0.attn.c_attn.bias"]))
+    pieces = mm.pieces("h.0.attn.c_attn.bias")
+    got = np.concatenate([read(reg, idx, n) for reg, idx, _lo, n in pieces])
+    np.testing.assert_array_equal(got, f32_to_bf16(w["h.0.attn.c_attn.bias"]))
     assert not image[:, :, mm.region("h.0.k_cache").row].any()
     with pytest.raises(MappingError, match="lack"):
         build_dram_image(mm, {k: v for k, v in w.items() if k != "wpe"})

@@ -87,10 +87,12 @@ class Lowering(AttentionLowering):
         return self.P.params[name]
 
     def _rd_vec(self, name: str) -> None:
-        """Load the parameter vector ``name`` into its scratchpad words."""
-        region, index = self.mm.vector(name)
-        n = self.mm.vec_length(name)
-        self.b.emit(Op.RD_VEC, dst=self._param(name), n=n, vec=index, **region.isa())
+        """Load the parameter vector ``name`` into its scratchpad words: one ``RD_VEC`` per
+        piece, the pieces in different channels (:func:`pimgpt.sw.mapper.piece_index`), so the
+        loads run side by side."""
+        dst = self._param(name)
+        for region, index, lo, n in self.mm.pieces(name):
+            self.b.emit(Op.RD_VEC, dst=dst + lo, n=n, vec=index, **region.isa())
 
     def preamble(self) -> None:
         """Load the resident parameters (once per generation, before the first step)."""
