@@ -525,10 +525,10 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
     if name in ("params_d", "bias_qkv", "bias_fc"):
         region = mm.regions[name]
         out = np.zeros((region.n_vectors, region.vec_len), dtype=np.uint16)
-        for member, (reg, _m) in mm.vectors.items():
+        for vname, (reg, _member) in mm.vectors.items():
             if reg == name:
-                bf = to_bf16(np.asarray(weights[member], dtype=np.float32))
-                for _r, v, lo, n in mm.pieces(member):
+                bf = to_bf16(np.asarray(weights[vname], dtype=np.float32))
+                for _r, v, lo, n in mm.pieces(vname):
                     out[v, :n] = bf[lo:lo + n]
         return out
     vectors = to_bf16(weights[name]).T  # Conv1D [in, out] -> one vector per output neuron
