@@ -395,25 +395,35 @@ def test_preamble_is_outside_the_per_token_figures():
 
 
 def test_scale_folded_into_q_is_bit_identical(monkeypatch):
-    """With ``1/sqrt(d_head)`` a power of two (tiny: d_head 16) and rows longer than two heads,
-    the scale goes on ``q`` (``H * d_head`` multiplies) instead of on the scores: the same
-    tokens and logits bit for bit."""
-    from pimgpt.sw.compiler import attention
+    """With ``1/sqrt(d_head)`` a power of two (tiny: d_head 16) the DRAM image's query weights
+    and biases carry it (``MemoryMap.q_scale``) and no ``VSCALE`` is left; without the fold the
+    vector unit scales the scores: the same tokens and logits bit for bit, and the image's
+    query columns hold exactly a quarter of the unfolded ones."""
+    from pimgpt.sw import models
+    from pimgpt.sw.checkpoint import random_weights
+    from pimgpt.sw.image import build_dram_image
+    from pimgpt.sw.mapper import map_model
 
     cfg, hw = get_model("tiny"), load_hw("pimgpt-gddr6-8ch")
     prompt = [int(x) for x in np.random.default_rng(3).integers(0, cfg.vocab, 40)]
-    assert attention.scale_folds_into_q(16) and not attention.scale_folds_into_q(128)
+    assert models.folded_q_scale(16) == 0.25 and models.folded_q_scale(64) == 0.125
+    assert models.folded_q_scale(128) == 1.0 and models.folded_q_scale(96) == 1.0
+    w = random_weights(cfg, 7)
 
-    def scaled(schedule_bits):
+    def run():
         cp = compile_generation(cfg, hw, prompt, 3)
         n = sum(i.args["n"] for i in cp.program if i.op is Op.VSCALE)
-        return n, schedule_bits
-    folded_n, folded = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
-    monkeypatch.setattr(attention, "scale_folds_into_q", lambda d_head: False)
-    plain_n, plain = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
-    assert folded_n < plain_n  # the fold happened (q is 64 words a layer, the rows longer)
+        image = build_dram_image(map_model(cfg, hw), w).astype(np.uint32) << 16
+        return n, _golden_bits(cfg, hw, prompt, 3, "pipelined", 7), image.view(np.float32)
+    folded_n, folded, folded_image = run()
+    monkeypatch.setattr(models, "folded_q_scale", lambda d_head: 1.0)
+    plain_n, plain, plain_image = run()
+    assert folded_n == 0 < plain_n
     assert folded[0] == plain[0]
     np.testing.assert_array_equal(folded[1], plain[1])
+    differ = folded_image != plain_image
+    assert differ.any()
+    np.testing.assert_array_equal(folded_image[differ], plain_image[differ] * np.float32(0.25))
 
 
 def test_v_append_runs_beside_the_first_softmax():

@@ -302,6 +302,11 @@ class Memo:
             if node is None:
                 node = st.node = self.canon(st)
             after = 0  # ``done - b`` is part of the node
+            if sig[0] == "wr_elem":
+                # Its ops are timed from dispatch (the wave generator's pace): how far dispatch
+                # lies before ``b`` matters, up to the last op's offset (beyond it every op waits
+                # for ``b`` alike).
+                after = -min(b - t_min, max(t0 + 2 * len(w) for w, t0 in sig[1]))
         # The group enters by its size (its mask only labels the log) and by whether ``ahead``
         # covers it: groups of either half of the channels share their transitions.
         m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
