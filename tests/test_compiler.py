@@ -241,8 +241,10 @@ def test_straddling_heads_and_long_context(n_acc):
     cp = compile_decode_step(cfg, hw, 70)
     assert hazards(cp.program, hw.dram.banks) == []
     assert not any(i.op is Op.VREDUCE for i in cp.program)
-    ops = Counter(i.op for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax")
-    assert ops[Op.VADD] == 0 and ops[Op.SOFTMAX] == 2
+    soft = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax"]
+    assert not any(i.op is Op.VADD for i in soft)
+    # each head's row once (in one or two head groups: the cost model's choice)
+    assert sum(i["rows"] for i in soft if i.op is Op.SOFTMAX) == 2
     score = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.score"]
     reads = sum(i["nacc"] for i in score if i.op is Op.RD_MAC)
     spills = sum(i["nacc"] for i in score if i.op is Op.WR_BIAS)
@@ -293,11 +295,11 @@ def test_cost_model_pipelines_runs_of_accumulator_reads():
     from pimgpt.sw.compiler.schedule import CostModel
 
     rd = Instr(Op.RD_MAC, args={"ch_mask": 0xFF, "dst": 0, "acc": 0, "nacc": 1})
-    for stream, second in ((True, 0), (False, derived_timing(HW)["nCL"])):
+    for stream, saved in ((True, derived_timing(HW)["nCL"]), (False, 0)):
         cost = CostModel(HW, stream_reads=stream)
         rows, reading = [None] * cost.C, [False] * cost.C
         first = cost.pim(rd, rows, reading)[1]
-        assert first - cost.pim(rd, rows, reading)[1] == second
+        assert first - cost.pim(rd, rows, reading)[1] == saved
     assert make_schedule("pipelined", HW).trial_cost.stream_reads
 
 
