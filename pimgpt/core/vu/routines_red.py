@@ -322,22 +322,45 @@ def softmax(a: Asm) -> None:
 # ---------------------------------------------------------------------------------------------
 # LAYERNORM
 # ---------------------------------------------------------------------------------------------
+#: Blocks of LAYERNORM's last pass whose loads are hoisted into the shadow of the variance's
+#: tree and ``rsqrt`` chain (their scratchpad port is otherwise idle), by lane count; the
+#: registers bound it (three loads per block stay live until ``rstd`` is ready, beside the
+#: ``128 / W`` accumulators).
+LN_PEEL = {16: 4, 32: 6, 64: 8, 128: 8}
+
+
+def _square_add(a: Asm, acc: VReg, d: VReg, A: int) -> None:
+    """``acc = add(mul(d, d), acc)``: one multiply-add, or (when the chain through ``acc`` is
+    the bound: few accumulators) a multiply then an add, the same two roundings in the same
+    order, so that the chain waits for the adder only."""
+    lat = a.lat
+    if (lat.mul + lat.add) / A > max(3, lat.add / A):
+        dd = a.vreg("dd")
+        a.v(UOp.VFMUL, dd, d, d)
+        a.v(UOp.VFADD, acc, dd, acc)
+    else:
+        a.mad(acc, d, d, acc)
+
+
 def layernorm(a: Asm) -> None:
     """LAYERNORM dst=s1 src=s2 gamma=s3 beta=s4 n=s5 eps=s6 (``nonlinear.layernorm``).
 
     Passes: (1) ``sum(x)``; (2) ``d = x - mean`` stored in ``dst``; (3) ``sum(d*d)`` from ``dst``
     (lanes beyond ``n`` read +0, so their squares add nothing; when ``n`` is a multiple of ``W``
-    there are none and pass 3 runs in pass 2's loop); (4) ``y = (d*rstd)*gamma + beta``.
+    there are none and pass 3 runs in pass 2's loop); (4) ``y = (d*rstd)*gamma + beta``. When
+    ``n`` has at least :data:`LN_PEEL` blocks, pass 4's first blocks are loaded while the variance
+    is reduced and ``rsqrt`` runs, in the same scheduled region (from half as many blocks on: the
+    peeled blocks beyond ``n`` are masked by the windows, cheaper than a remainder loop).
     """
     a.label("layernorm")
     S = Scalars()
     W = a.lanes
     A = REDUCE_LANES // W
     K = max(A, 2)
+    P = LN_PEEL[W]
     n = F[5]
     nb = blocks_of(a, S, n)
-    xhi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
-    ghi, bhi = window(a, S, F[3], n), window(a, S, F[4], n)
+    xhi = window(a, S, F[2], n)
     # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
     fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
     a.v(UOp.VBCAST, fnv, None, n)
@@ -354,14 +377,17 @@ def layernorm(a: Asm) -> None:
 
     blocks(a, S, nb, 1, K, [p], sum_body, period=A)
     mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
+    dhi, dp, rest = S(), S(), S()
     with a.sched():
+        a.li(rest, P // 2)
         inv_n = fn.recip_newton(a, nf)
         a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
         a.v(UOp.VXOR, nm0, mean, fn.SIGN)
         a.v(UOp.VBCL, nmean, nm0, 0)
+        a.s(UOp.SADD, dhi, F[1], n)
+        a.s(UOp.SADD, p, F[2], 0)
+        a.s(UOp.SADD, dp, F[1], 0)
     # pass 2: d = x - mean into dst
-    a.s(UOp.SADD, p, F[2], 0)
-    dp = copy_reg(a, S, F[1])
     sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
     # n a multiple of W: no lane beyond n, so pass 3 runs in pass 2's loop on the d it just
     # computed (the same words pass 3 would load back: the same sums)
@@ -374,7 +400,7 @@ def layernorm(a: Asm) -> None:
         a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
         a.v(UOp.VFADD, d, x, nmean)
         a.st(d, dp, F[1], dhi, off=off)
-        a.mad(sq[b % A], d, d, sq[b % A])
+        _square_add(a, sq[b % A], d, A)
 
     blocks(a, S, nb, 1, max(A, 4), [p, dp], fused_body, period=A)
     a.br(UOp.BEQ, ZERO, ZERO, fused_end)
@@ -393,18 +419,14 @@ def layernorm(a: Asm) -> None:
     def sq_body(q, b, off):
         d = a.vreg("d")
         a.ld(d, dp, F[1], dhi, Fill.POS_ZERO, off=off)
-        a.mad(sq[b % A], d, d, sq[b % A])
+        _square_add(a, sq[b % A], d, A)
 
     blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
     a.label(fused_end)
-    var, ve, rstd = a.vreg("var"), a.vreg("ve"), a.vreg("rstd")
-    with a.sched():
-        a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
-        a.v(UOp.VFADD, ve, var, F[6])
-        a.v(UOp.VBCL, rstd, fn.rsqrt_newton(a, ve), 0)
-    # pass 4: y = (d * rstd) * gamma + beta
-    a.s(UOp.SADD, dp, F[1], 0)
-    gp, bp = copy_reg(a, S, F[3]), copy_reg(a, S, F[4])
+    # pass 4: y = (d * rstd) * gamma + beta; its first P blocks (when there are) are loaded in the
+    # shadow of the variance's tree and rsqrt chain
+    ghi, bhi, gp, bp = S(), S(), S(), S()
+    rstd = a.vreg("rstd")
 
     def y_body(q, b, off):
         d, g, be, e, y = (a.vreg(s) for s in ("d", "g", "b", "e", "y"))
@@ -415,7 +437,34 @@ def layernorm(a: Asm) -> None:
         a.mad(y, e, g, be)
         a.st(y, dp, F[1], dhi, off=off)
 
-    blocks(a, S, nb, 1, 4, [dp, gp, bp], y_body)
+    def variance(peel: int):
+        var, ve = a.vreg("var"), a.vreg("ve")
+        with a.sched(max_open=max(peel, 1), ports=True, slack=1):
+            a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
+            a.v(UOp.VFADD, ve, var, F[6])
+            a.v(UOp.VBCL, rstd, fn.rsqrt_newton(a, ve), 0)
+            for reg, base in ((ghi, F[3]), (bhi, F[4])):
+                a.s(UOp.SADD, reg, base, n)
+            for reg, base in ((dp, F[1]), (gp, F[3]), (bp, F[4])):
+                a.s(UOp.SADD, reg, base, 0)
+            for b in range(peel):
+                with a.copy(b):
+                    y_body(0, b, b * W)
+            for reg in (dp, gp, bp):
+                a.s(UOp.SADD, reg, reg, peel * W)
+            a.s(UOp.SMAX, rest, nb, peel)
+            a.s(UOp.SSUB, rest, rest, peel)
+
+    short, tail, end = a.fresh("ln.short"), a.fresh("ln.tail"), a.fresh("ln.end")
+    a.br(UOp.BLTU, nb, rest, short)  # rest = P/2 (set with pass 2's pointers)
+    variance(P)
+    a.br(UOp.BEQ, rest, ZERO, end)
+    a.br(UOp.BEQ, ZERO, ZERO, tail)
+    a.label(short)
+    variance(0)
+    a.label(tail)
+    blocks(a, S, rest, 1, 4, [dp, gp, bp], y_body)
+    a.label(end)
     a.done()
 
 
