@@ -357,7 +357,10 @@ def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0,
         first = min(tw.values())
         # a more critical operation may wait a cycle rather than lose its write port slot to
         # a string of less critical ones
-        best = min(cands, key=lambda i: (tw[i] > first + slack, -height[i], tw[i], i))
+        # (with ports) an operation that writes no register-file port and pairs with the last
+        # one takes a free slot: it goes first
+        best = min(cands, key=lambda i: (not (ports and tw[i] == t and port[i] is None),
+                                         tw[i] > first + slack, -height[i], tw[i], i))
         ready.remove(best)
         tb = when(best)
         room = None if (tb == t or lat.issue == 1 or unit[best] is Unit.CONTROL) else unit[best]

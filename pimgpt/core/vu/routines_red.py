@@ -250,10 +250,11 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
     W = a.lanes
     seg = W // G
     bs, bd = [base_s] + [S() for _ in range(G)], [base_d] + [S() for _ in range(G)]
-    for q in range(G):
-        a.s(UOp.SADD, bs[q + 1], bs[q], n)
-        a.s(UOp.SADD, bd[q + 1], bd[q], n)
     with a.sched(max_open=6):  # 8 rows in flight would need more than the 32 registers
+        # the row bounds in the region: the first loads need only the first ones
+        for q in range(G):
+            a.s(UOp.SADD, bs[q + 1], bs[q], n)
+            a.s(UOp.SADD, bd[q + 1], bd[q], n)
         x = [[a.vreg("x") for _ in range(B)] for _ in range(G)]
         for q in range(G):
             for j in range(B):
@@ -280,14 +281,14 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
                     y = a.vreg("y")
                     a.v(UOp.VFMUL, y, e[q][j], r)
                     a.st(y, bd[q], ZERO, bd[q + 1], off=j * W)
-    a.s(UOp.SADD, base_s, bs[G], 0)
-    a.s(UOp.SADD, base_d, bd[G], 0)
+        a.s(UOp.SADD, base_s, bs[G], 0)
+        a.s(UOp.SADD, base_d, bd[G], 0)
 
 
 def softmax(a: Asm) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
     register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
-    that fit two a quarter as many (the registers bound both); longer rows ``G`` at a time
+    that fit two half as many (the registers bound both); longer rows ``G`` at a time
     (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad."""
     a.label("softmax")
     S = Scalars()
@@ -302,7 +303,7 @@ def softmax(a: Asm) -> None:
     a.s(UOp.SADD, base_d, F[1], 0)
     mark = S.next
     end = a.fresh("smax.end")
-    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 4)):
+    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
         longer = a.fresh("smax.longer")
         a.li(wreg, B * a.lanes + 1)
         a.br(UOp.BGEU, n, wreg, longer)
@@ -356,7 +357,7 @@ def layernorm(a: Asm) -> None:
     S = Scalars()
     W = a.lanes
     A = REDUCE_LANES // W
-    K = max(A, 2)
+    K = max(A, 4)
     P = LN_PEEL[W]
     n = F[5]
     nb = blocks_of(a, S, n)
