@@ -174,18 +174,20 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
     A = REDUCE_LANES // W
     seg = W // G
     hi, p, dhi, dp = ([S() for _ in range(G)] for _ in range(4))
-    for q in range(G):
-        a.s(UOp.SADD, hi[q], base_s if q == 0 else hi[q - 1], n)
-        a.s(UOp.SADD, dhi[q], base_d if q == 0 else dhi[q - 1], n)
 
     def starts(ptrs, bases, ends):
         for q in range(G):
             a.s(UOp.SADD, ptrs[q], bases if q == 0 else ends[q - 1], 0)
 
-    # pass 1: maxima (order-independent: K accumulators per row)
+    # pass 1: maxima (order-independent: K accumulators per row); the set-up scheduled (the
+    # scalar bounds pair with the accumulators' broadcasts)
     Km = max(2, 8 // G)
-    mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
-    starts(p, base_s, hi)
+    with a.sched():
+        for q in range(G):
+            a.s(UOp.SADD, hi[q], base_s if q == 0 else hi[q - 1], n)
+            a.s(UOp.SADD, dhi[q], base_d if q == 0 else dhi[q - 1], n)
+        mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
+        starts(p, base_s, hi)
 
     def max_body(q, b, off):
         x = a.vreg("x")
@@ -202,9 +204,9 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
             a.v(UOp.VBCL, nm[q], neg_m, q * seg)
         starts(p, base_s, hi)
         starts(dp, base_d, dhi)
+        acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
     # pass 2: e = exp(x - m), stored; the sums in the contract's order
     Ks = max(A, 4)
-    acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
 
     def exp_body(q, b, off):
         x, d = a.vreg("x"), a.vreg("d")
@@ -222,6 +224,8 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         for q in range(G):
             a.v(UOp.VBCL, rq[q], inv, q * seg)
         starts(dp, base_d, dhi)
+        a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
+        a.s(UOp.SADD, base_d, dhi[G - 1], 0)
 
     # pass 3: p = e * r
     def scale_body(q, b, off):
@@ -231,8 +235,6 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.st(y, dp[q], ZERO, dhi[q], off=off)
 
     blocks(a, S, nb, G, max(1, 4 // G), dp, scale_body)
-    a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
-    a.s(UOp.SADD, base_d, dhi[G - 1], 0)
 
 
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
