@@ -16,7 +16,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, SReg, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, log2, window
 from .uisa import MODE_UPPER, Fill, UOp
 
 NEG_INF = 0xFF800000
@@ -359,30 +359,45 @@ def layernorm(a: Asm) -> None:
     S = Scalars()
     W = a.lanes
     A = REDUCE_LANES // W
-    K = max(A, 4)
+    K = max(A, 2)
     P = LN_PEEL[W]
     n = F[5]
-    nb = blocks_of(a, S, n)
-    xhi = window(a, S, F[2], n)
-    # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
+    # pass 1: sum(x), software-pipelined: each iteration adds K blocks and loads the next K
+    # (ceil(nb / K) iterations; blocks beyond n read -0, the sum's exact identity)
+    xs = [a.vreg("x") for _ in range(K)]
+    acc = [a.vreg("acc") for _ in range(A)]
     fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
-    a.v(UOp.VBCAST, fnv, None, n)
-    a.v(UOp.VOR, fl, fnv, 0x4B000000)
-    a.v(UOp.VFADD, nf, fl, 0xCB000000)
-    # pass 1: sum(x)
-    p = copy_reg(a, S, F[2])
-    acc = [_bcast(a, NEG_ZERO) for _ in range(A)]
-
-    def sum_body(q, b, off):
-        x = a.vreg("x")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, acc[b % A], acc[b % A], x)
-
-    blocks(a, S, nb, 1, K, [p], sum_body, period=A)
+    nb, xhi, p, n1 = S(), S(), S(), S()
+    with a.sched():
+        a.s(UOp.SADD, xhi, F[2], n)
+        for j in range(K):
+            a.ld(xs[j], F[2], F[2], xhi, Fill.NEG_ZERO, off=j * W)
+        a.s(UOp.SADD, p, F[2], K * W)
+        a.s(UOp.SADD, n1, n, K * W - 1)  # ceil(n / (K*W)) iterations
+        a.s(UOp.SSHR, n1, n1, log2(K * W))
+        for r in acc:
+            a.v(UOp.VBCAST, r, None, NEG_ZERO)
+        # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
+        a.v(UOp.VBCAST, fnv, None, n)
+        a.v(UOp.VOR, fl, fnv, 0x4B000000)
+        a.v(UOp.VFADD, nf, fl, 0xCB000000)
+    with a.loop(n1), a.sched():
+        for j in range(K):
+            with a.copy(j):
+                a.v(UOp.VFADD, acc[j % A], acc[j % A], xs[j])
+                a.ld(xs[j], p, F[2], xhi, Fill.NEG_ZERO, off=j * W)
+        a.s(UOp.SADD, p, p, K * W)
     mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
     dhi, dp, rest = S(), S(), S()
+    K2 = max(A, 4)
+    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
     with a.sched():
+        a.s(UOp.SADD, nb, n, W - 1)
+        a.s(UOp.SSHR, nb, nb, log2(W))
         a.li(rest, P // 2)
+        a.s(UOp.SAND, rem, n, W - 1)
+        a.s(UOp.SSHR, S.shared("niter"), nb, log2(K2))
+        sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
         inv_n = fn.recip_newton(a, nf)
         a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
         a.v(UOp.VXOR, nm0, mean, fn.SIGN)
@@ -391,11 +406,8 @@ def layernorm(a: Asm) -> None:
         a.s(UOp.SADD, p, F[2], 0)
         a.s(UOp.SADD, dp, F[1], 0)
     # pass 2: d = x - mean into dst
-    sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
     # n a multiple of W: no lane beyond n, so pass 3 runs in pass 2's loop on the d it just
     # computed (the same words pass 3 would load back: the same sums)
-    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
-    a.s(UOp.SAND, rem, n, W - 1)
     a.br(UOp.BNE, rem, ZERO, split)
 
     def fused_body(q, b, off):
@@ -405,7 +417,7 @@ def layernorm(a: Asm) -> None:
         a.st(d, dp, F[1], dhi, off=off)
         _square_add(a, sq[b % A], d, A)
 
-    blocks(a, S, nb, 1, max(A, 4), [p, dp], fused_body, period=A)
+    blocks(a, S, nb, 1, K2, [p, dp], fused_body, period=A, counted=True)
     a.br(UOp.BEQ, ZERO, ZERO, fused_end)
     a.label(split)
 
