@@ -565,7 +565,7 @@ def run_golden(cfg, hw: HwConfig, weights: dict, prompt, new_tokens: int, progre
         Generated tokens, the logits of each generated token (float32 ``[vocab]``), statistics.
     """
     from pimgpt.sw.compiler import compile_generation
-    from pimgpt.sw.mapper import build_dram_image
+    from pimgpt.sw.image import build_dram_image
 
     t0 = time.perf_counter()
     if compiled is None:

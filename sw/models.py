@@ -310,6 +310,21 @@ class ModelConfig:
         return asdict(self)
 
 
+def folded_q_scale(d_head: int) -> float:
+    """The factor folded into the query columns of ``attn.c_attn`` (weights and bias) when the
+    DRAM image is built: the scores' scale ``1/sqrt(d_head)`` when it is a power of two
+    (``d_head`` a power of four: 16, 64, 256), else 1.0 (the vector unit scales the scores).
+
+    Scaling by a power of two is exact in every later step (the bf16 rounding of the weights, the
+    in-bank products and fp32 sums, the bias add, RoPE, the bf16 rounding of ``q`` into the
+    global buffers), so the scores come out the same bits as scaling them after the dot products,
+    barring values that the scale would take below the normal range (|w| < 2^-123): no vector
+    instruction on the way to the scores at all.
+    """
+    scale = 1.0 / math.sqrt(d_head)
+    return scale if math.frexp(scale)[0] == 0.5 else 1.0
+
+
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The name and shape of every weight of ``cfg`` in a fixed order (see the module notes).
 

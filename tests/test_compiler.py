@@ -241,8 +241,10 @@ def test_straddling_heads_and_long_context(n_acc):
     cp = compile_decode_step(cfg, hw, 70)
     assert hazards(cp.program, hw.dram.banks) == []
     assert not any(i.op is Op.VREDUCE for i in cp.program)
-    ops = Counter(i.op for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax")
-    assert ops[Op.VADD] == 0 and ops[Op.SOFTMAX] == 2
+    soft = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.softmax"]
+    assert not any(i.op is Op.VADD for i in soft)
+    # each head's row once (in one or two head groups: the cost model's choice)
+    assert sum(i["rows"] for i in soft if i.op is Op.SOFTMAX) == 2
     score = [i for i, t in zip(cp.program, cp.tags, strict=True) if t == "L0.attn.score"]
     reads = sum(i["nacc"] for i in score if i.op is Op.RD_MAC)
     spills = sum(i["nacc"] for i in score if i.op is Op.WR_BIAS)
@@ -264,19 +266,41 @@ def test_gpt2_xl_decode_compiles():
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
     # Its K vectors (1600 elements) span two global-buffer chunks of 16 and 9 heads: the cost
-    # model picks one head group per chunk, so no group opens the other's K rows.
+    # model picks one head group per chunk, so no group opens the other's K rows, the short one
+    # first, so the long one's softmaxes run under the short one's p . V.
     rows = [i.args["rows"] for i in cp.program if i.op is Op.SOFTMAX]
-    assert rows[:2] == [16, 9]
+    assert rows[:2] == [9, 16]
 
 
 def test_head_group_candidates_include_one_group_per_k_chunk():
     sched = make_schedule("pipelined", HW)
     cands = sched.head_groups(25, 1, align=16)
     assert [list(range(16)), list(range(16, 25))] in cands
-    assert len(cands) == sched.max_head_groups + 1
+    assert [list(range(16, 25)), list(range(16))] in cands  # the short group first
+    # every candidate whose first group is longer than its last also comes reversed, once
+    longer = [c for c in cands if len(c[0]) > len(c[-1])]
+    assert longer and all(c[::-1] in cands for c in longer)
+    assert len(cands) == len(set(map(str, cands)))
+    assert all(sorted(sum(c, [])) == list(range(25)) for c in cands)
     assert sched.head_groups(12, 1, align=16) == sched.head_groups(12, 1)  # one chunk: nothing new
     # grouped-query attention: the chunk holds K/V heads, a group their query heads
     assert [list(range(0, 8)), list(range(8, 12))] in sched.head_groups(12, 4, align=2)
+
+
+def test_cost_model_pipelines_runs_of_accumulator_reads():
+    # the trial estimates' cost model: a read right after another on the same channels does
+    # not wait out nCL again (the scores' reads, one per head, follow one another)
+    from pimgpt.core.dram import derived_timing
+    from pimgpt.core.isa import Instr
+    from pimgpt.sw.compiler.schedule import CostModel
+
+    rd = Instr(Op.RD_MAC, args={"ch_mask": 0xFF, "dst": 0, "acc": 0, "nacc": 1})
+    for stream, saved in ((True, derived_timing(HW)["nCL"]), (False, 0)):
+        cost = CostModel(HW, stream_reads=stream)
+        rows, reading = [None] * cost.C, [False] * cost.C
+        first = cost.pim(rd, rows, reading)[1]
+        assert first - cost.pim(rd, rows, reading)[1] == saved
+    assert make_schedule("pipelined", HW).trial_cost.stream_reads
 
 
 def test_write_to_a_file_path_is_a_clear_error(tmp_path):
@@ -395,25 +419,35 @@ def test_preamble_is_outside_the_per_token_figures():
 
 
 def test_scale_folded_into_q_is_bit_identical(monkeypatch):
-    """With ``1/sqrt(d_head)`` a power of two (tiny: d_head 16) and rows longer than two heads,
-    the scale goes on ``q`` (``H * d_head`` multiplies) instead of on the scores: the same
-    tokens and logits bit for bit."""
-    from pimgpt.sw.compiler import attention
+    """With ``1/sqrt(d_head)`` a power of two (tiny: d_head 16) the DRAM image's query weights
+    and biases carry it (``MemoryMap.q_scale``) and no ``VSCALE`` is left; without the fold the
+    vector unit scales the scores: the same tokens and logits bit for bit, and the image's
+    query columns hold exactly a quarter of the unfolded ones."""
+    from pimgpt.sw import models
+    from pimgpt.sw.checkpoint import random_weights
+    from pimgpt.sw.image import build_dram_image
+    from pimgpt.sw.mapper import map_model
 
     cfg, hw = get_model("tiny"), load_hw("pimgpt-gddr6-8ch")
     prompt = [int(x) for x in np.random.default_rng(3).integers(0, cfg.vocab, 40)]
-    assert attention.scale_folds_into_q(16) and not attention.scale_folds_into_q(128)
+    assert models.folded_q_scale(16) == 0.25 and models.folded_q_scale(64) == 0.125
+    assert models.folded_q_scale(128) == 1.0 and models.folded_q_scale(96) == 1.0
+    w = random_weights(cfg, 7)
 
-    def scaled(schedule_bits):
+    def run():
         cp = compile_generation(cfg, hw, prompt, 3)
         n = sum(i.args["n"] for i in cp.program if i.op is Op.VSCALE)
-        return n, schedule_bits
-    folded_n, folded = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
-    monkeypatch.setattr(attention, "scale_folds_into_q", lambda d_head: False)
-    plain_n, plain = scaled(_golden_bits(cfg, hw, prompt, 3, "pipelined", 7))
-    assert folded_n < plain_n  # the fold happened (q is 64 words a layer, the rows longer)
+        image = build_dram_image(map_model(cfg, hw), w).astype(np.uint32) << 16
+        return n, _golden_bits(cfg, hw, prompt, 3, "pipelined", 7), image.view(np.float32)
+    folded_n, folded, folded_image = run()
+    monkeypatch.setattr(models, "folded_q_scale", lambda d_head: 1.0)
+    plain_n, plain, plain_image = run()
+    assert folded_n == 0 < plain_n
     assert folded[0] == plain[0]
     np.testing.assert_array_equal(folded[1], plain[1])
+    differ = folded_image != plain_image
+    assert differ.any()
+    np.testing.assert_array_equal(folded_image[differ], plain_image[differ] * np.float32(0.25))
 
 
 def test_v_append_runs_beside_the_first_softmax():

@@ -302,3 +302,20 @@ def test_cli_run_golden_tiny_llama_py_prints_text(capsys):
     cfg = get_model("tiny-llama-py")
     want, _ = pim_generate(cfg, load_weights(cfg), HW.dram.gb_elems, encode("def "), 8)
     assert f"tokens: {','.join(map(str, want))}" in out and "text: 'def " in out
+
+
+def test_short_head_group_first_bit_identical(monkeypatch):
+    """Head groups out of head order (a K chunk's remainder first, a candidate of the pipelined
+    schedule): the scores, softmaxes and p . V of each group still match the reference."""
+    from pimgpt.core.isa import Op
+    from pimgpt.sw.compiler.schedule import PipelinedSchedule, make_schedule
+    from pimgpt.sw.mapper import k_chunk_heads
+
+    hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
+    cfg = ModelConfig("order", n_layer=2, d_model=80, n_head=5, ctx=48, vocab=40)
+    first = [[4], [2, 3], [0, 1]]  # two heads per K chunk of 32 elements
+    assert first in make_schedule("pipelined", hw).head_groups(5, 1, k_chunk_heads(cfg, hw))
+    monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [first])
+    cp = compile_decode_step(cfg, hw, 40)
+    assert [i["rows"] for i in cp.program if i.op is Op.SOFTMAX] == [1, 2, 2] * 2
+    assert_same_generation(cfg, hw, random_weights(cfg, 6), list(range(1, 30)), 3)

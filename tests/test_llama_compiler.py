@@ -16,7 +16,8 @@ from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.aim import parse_aim
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.compiler import compile_decode_step, compile_generation, hazards, kv_traffic
-from pimgpt.sw.mapper import build_dram_image, fc_order, k_layout, map_model, to_bf16
+from pimgpt.sw.image import build_dram_image
+from pimgpt.sw.mapper import fc_order, k_layout, map_model, to_bf16
 from pimgpt.sw.models import ModelConfig, get_model
 
 TINY_RTL = load_hw("tiny-rtl")

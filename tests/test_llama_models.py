@@ -12,7 +12,8 @@ from pimgpt.cli import main as cli_main
 from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
 from pimgpt.sw.checkpoint import config_from_yaml, expected_shapes, random_weights
 from pimgpt.sw.hf_layout import llama_hf_shapes
-from pimgpt.sw.mapper import MappingError, build_dram_image, map_model, to_bf16
+from pimgpt.sw.image import build_dram_image
+from pimgpt.sw.mapper import MappingError, map_model, to_bf16
 from pimgpt.sw.models import (
     LLAMA_MODELS,
     PAPER_MODELS,

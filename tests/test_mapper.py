@@ -7,16 +7,15 @@ import yaml
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.numerics import bf16_to_f32, f32_to_bf16
 from pimgpt.sw.checkpoint import random_weights
+from pimgpt.sw.image import build_dram_image, write_region
 from pimgpt.sw.mapper import (
     MappingError,
     Region,
-    build_dram_image,
     element_address,
     map_model,
     to_bf16,
     v_block_tokens,
     v_dims,
-    write_region,
 )
 from pimgpt.sw.models import PAPER_MODELS, PRESETS, ModelConfig, get_model
 
@@ -202,7 +201,15 @@ def test_dram_image_holds_bf16_weights():
     np.testing.assert_array_equal(read(mm.region("wte"), 49, 48), f32_to_bf16(w["wte"][49]))
     pieces = mm.pieces("h.0.attn.c_attn.bias")
     got = np.concatenate([read(reg, idx, n) for reg, idx, _lo, n in pieces])
-    np.testing.assert_array_equal(got, f32_to_bf16(w["h.0.attn.c_attn.bias"]))
+    # the query part carries the scores' scale 1/sqrt(16) (exact: a power of two)
+    bias = w["h.0.attn.c_attn.bias"].astype(np.float32)
+    assert mm.q_scale == 0.25
+    np.testing.assert_array_equal(
+        got, f32_to_bf16(np.concatenate([bias[:48] * np.float32(0.25), bias[48:]])))
+    qkv = mm.region("h.0.attn.c_attn.weight")
+    W = w["h.0.attn.c_attn.weight"].astype(np.float32)
+    for j, f in ((0, 0.25), (47, 0.25), (48, 1.0), (143, 1.0)):
+        np.testing.assert_array_equal(read(qkv, j, 48), f32_to_bf16(W[:, j] * np.float32(f)))
     assert not image[:, :, mm.region("h.0.k_cache").row].any()
     with pytest.raises(MappingError, match="lack"):
         build_dram_image(mm, {k: v for k, v in w.items() if k != "wpe"})

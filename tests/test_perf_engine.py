@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pimgpt.cli import main
-from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
+from pimgpt.core.config import MAX_CYCLES, ConfigError, hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.energy import energy_breakdown
@@ -310,3 +310,43 @@ def test_dram_figures_of_an_ideal_gemv():
     r2 = PerfEngine(HW).run(app)
     d2 = dram_figures(r2, r2.counters(), app, None, HW)
     assert d2["pin_bytes"] == 16 * 32 and d2["ideal_pin_bytes"] == 16 * 2
+
+
+def test_pim_busy_bound():
+    """The lower bound: 64 columns a row, a row switch (nRCDRDMAC + nRTP + nRP - nCCDL = 98 tCK
+    on gddr6-aim, none with the second row buffer) between a bank's rows; with register modes
+    the GB load (4 bursts) and the result read (16 accumulators x 4 B = 2 bursts) add at nIO
+    each. Every schedule lies above it, and long full-row trains come within one activation."""
+    from pimgpt.sim.perf.report import dram_figures, mac_row_cycles
+
+    t = HW.timing
+    assert mac_row_cycles(HW) == 64 * t["nCCDL"] + t["nRCDRDMAC"] + t["nRTP"] + t["nRP"] \
+        - t["nCCDL"]
+    assert mac_row_cycles(variant("dram", act_overlap=True)) == 64 * t["nCCDL"]
+    prog = [I(Op.WR_GB, ch_mask=0xFF, gb_col=0, ncols=4, src=0), mac(0),
+            I(Op.RD_MAC, ch_mask=0xFF, dst=0), I(Op.EOC)]
+    for hw, pins in ((HW, 6 * 2), (variant("dram", act_overlap=True), 6 * 2),
+                     (variant("dram", mode_switch=False), 0)):
+        res = PerfEngine(hw).run(prog)
+        d = dram_figures(res, res.counters(), prog, None, hw)
+        assert d["pim_busy_bound_cycles"] == pytest.approx(64 * t["nCCDL"] + pins)
+        assert d["pim_busy_bound_cycles"] <= d["pim_busy_cycles"]
+    hw = variant("timing", nREFI=MAX_CYCLES)
+    train = [mac(r) for r in range(40)] + [I(Op.EOC)]
+    res = PerfEngine(hw).run(train)
+    d = dram_figures(res, res.counters(), train, None, hw)
+    switch = t["nRCDRDMAC"] + t["nRTP"] + t["nRP"] - t["nCCDL"]
+    assert d["pim_busy_bound_cycles"] == pytest.approx(40 * 64 * t["nCCDL"] + 39 * switch)
+    assert 0 <= d["pim_busy_cycles"] - d["pim_busy_bound_cycles"] <= t["nRCDRDMAC"] + t["nCL"]
+
+
+def test_pim_busy_bound_below_a_compiled_step(small):
+    """On gpt2-small's compiled decode step the bound lies below the simulated PIM busy time,
+    on the default DRAM and with the second row buffer."""
+    from pimgpt.sim.perf.report import dram_figures
+
+    comp, _ = small
+    for hw in (HW, variant("dram", act_overlap=True)):
+        res = PerfEngine(hw).run(comp.program)
+        d = dram_figures(res, res.counters(), comp.program, comp.tags, hw)
+        assert d["floor_cycles"] < d["pim_busy_bound_cycles"] < d["pim_busy_cycles"]

@@ -9,7 +9,9 @@
   in-order controller (``dram.early_activate: false``), without mode switches
   (``dram.mode_switch: false``), with ``dram.act_overlap: true``, and on the plain
   ``gddr6`` standard: latency, PIM-side busy time against the bank-bandwidth floor, activations and
-  pin bytes against their ideals, register-mode visits, the vector unit's exposed time;
+  pin bytes against their ideals, register-mode visits, the vector unit's exposed time, and
+  ``bound``: the least PIM busy time any schedule of the same work could reach on that DRAM,
+  against the floor (:func:`pimgpt.sim.perf.report.pim_busy_bound`);
 * the same figures for ``dram.accumulators`` 1, 4, 8 and 16 (gpt2-small; the compiler decides how
   many accumulators its ``RD_MAC``\\ s read per visit);
 * the PIM-side budget per token: a ladder that takes the DRAM's costs away one after another
@@ -80,6 +82,7 @@ def token_figures(model: str, ctx: int, hw) -> dict:
         "asic_busy_us": st["asic_busy_ns_per_token"] / 1e3,
         "asic_exposed_us": st["asic_exposed_ns_per_token"] / 1e3,
         "pim_busy_over_floor": d["pim_busy_over_floor"],
+        "pim_busy_bound_over_floor": d["pim_busy_bound_over_floor"],
         "activations_per_token": d["bank_activations"],
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_kbytes_per_token": d["pin_bytes"] / 1e3,
@@ -187,12 +190,14 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
 
 
 def _table(rows: dict, first: str) -> list[str]:
-    lines = [f"{first:44} {'us/tok':>8} {'PIM us':>8} {'PIM/floor':>9} {'acts/ideal':>10} "
+    lines = [f"{first:44} {'us/tok':>8} {'PIM us':>8} {'PIM/floor':>9} {'bound':>6} "
+             f"{'acts/ideal':>10} "
              f"{'pins kB':>8} {'pins/ideal':>10} {'visits':>7} {'ASIC exp us':>11}"]
     for name, r in rows.items():
         lines.append(
             f"{name!s:44} {r['latency_us']:8.1f} {r['pim_busy_us']:8.1f} "
-            f"{r['pim_busy_over_floor']:8.2f}x {r['activations_over_ideal']:10.3f} "
+            f"{r['pim_busy_over_floor']:8.2f}x {r['pim_busy_bound_over_floor']:5.2f}x "
+            f"{r['activations_over_ideal']:10.3f} "
             f"{r['pin_kbytes_per_token']:8.1f} {r['pin_bytes_over_ideal']:10.3f} "
             f"{r['register_mode_visits']:7.0f} {r['asic_exposed_us']:11.1f}")
     return lines

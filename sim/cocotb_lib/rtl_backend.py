@@ -74,7 +74,7 @@ class RtlBackend:
         self.build_dir = build_dir
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
-        from pimgpt.sw.mapper import build_dram_image
+        from pimgpt.sw.image import build_dram_image
 
         from .system_run import compare_with_perf, run_system
 

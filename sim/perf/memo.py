@@ -24,9 +24,7 @@ keep older values, at or below the true ones and therefore at or below ``F`` too
 A body dispatched after its channel's last command (``t_min > B``: the channel idles until then)
 is keyed by what binds after ``t_min`` alone (:meth:`Memo._idle`): every body issues a command at
 ``t_min`` or later and completes no earlier, so nothing at or below ``t_min`` outlives it. Its
-outcome is recorded relative to ``t_min``. A ``WR_ELEM`` body is paced from its dispatch (its
-waves leave at fixed cycles after ``t_min``), so when ``t_min <= B`` its key also holds
-``t_min - B``.
+outcome is recorded relative to ``t_min``.
 
 Row numbers and the refresh schedule stay out of the node. The transition key holds the number
 of channels of the group and whether the look-ahead row is for all of them (the group's mask only
@@ -303,9 +301,12 @@ class Memo:
             node = st.node
             if node is None:
                 node = st.node = self.canon(st)
-            # ``done - b`` is part of the node; a body paced from its dispatch (WR_ELEM's waves
-            # leave at fixed cycles after ``t_min``) also depends on how long before ``b`` that was
-            after = t_min - b if sig[0] == "wr_elem" else 0
+            after = 0  # ``done - b`` is part of the node
+            if sig[0] == "wr_elem":
+                # Its ops are timed from dispatch (the wave generator's pace): how far dispatch
+                # lies before ``b`` matters, up to the last op's offset (beyond it every op waits
+                # for ``b`` alike).
+                after = -min(b - t_min, max(t0 + 2 * len(w) for w, t0 in sig[1]))
         # The group enters by its size (its mask only labels the log) and by whether ``ahead``
         # covers it: groups of either half of the channels share their transitions.
         m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m

@@ -23,13 +23,23 @@ channel, and the PIM side's busy time against the bank-bandwidth floor.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 
 import numpy as np
 
-from pimgpt.core.config import HwConfig
-from pimgpt.core.isa import Op
-from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PIM_SIDE, PerfResult
+from pimgpt.core.config import MAX_CYCLES, HwConfig, hw_from_dict
+from pimgpt.core.dram import derived_timing, mode_switching
+from pimgpt.core.isa import I, Op
+from pimgpt.sim.perf.engine import (
+    ASIC_SIDE,
+    BARRIER,
+    PIM_SIDE,
+    REGISTER_OPS,
+    PerfEngine,
+    PerfResult,
+)
 
 #: Instruction classes of the paper's time breakdown.
 CLASSES = ("gemv", "attention", "asic", "io")
@@ -176,6 +186,7 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
     ideal = ideal_pin_bytes(res, program, tags, hw, lo, hi) if program is not None else None
     floor = cnt["mac_bank_cols"] / res.slots * res.nccdl
     busy = res.pim_busy(lo, hi)
+    bound = pim_busy_bound(res, hw, floor, lo, hi)
     return {
         "bank_activations": cnt["bank_acts"],
         "ideal_activations": ideal_acts,
@@ -187,7 +198,60 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
         "pim_busy_cycles": busy,
         "floor_cycles": floor,
         "pim_busy_over_floor": busy / floor if floor else None,
+        "pim_busy_bound_cycles": bound,
+        "pim_busy_bound_over_floor": bound / floor if floor else None,
     }
+
+
+#: Full-row ``MAC_ABK`` trains of the row-cost calibration (two lengths: the difference is the
+#: marginal cost of a row, free of the first activation and the pipeline drain).
+_ROW_TRAINS = (64, 128)
+
+
+@functools.lru_cache(maxsize=16)
+def _row_cycles(raw_json: str) -> float:
+    raw = json.loads(raw_json)
+    raw["timing"]["nREFI"] = MAX_CYCLES  # refresh is not part of the bound
+    hw = hw_from_dict(raw, where="the row-cost calibration")
+    cols = hw.dram.row_bytes // hw.dram.column_bytes
+    cycles = []
+    for n in _ROW_TRAINS:
+        prog = [I(Op.MAC_ABK, ch_mask=1, row=r, col=0, ncols=cols, gb_col=0) for r in range(n)]
+        cycles.append(PerfEngine(hw).run(prog + [I(Op.EOC)]).cycles)
+    return (cycles[1] - cycles[0]) / (_ROW_TRAINS[1] - _ROW_TRAINS[0])
+
+
+def mac_row_cycles(hw: HwConfig) -> float:
+    """Marginal tCK of one full-row ``MAC_ABK`` on distinct rows of ``hw`` (refresh off):
+    the streaming of the row's columns plus the row switch the single row buffer cannot hide
+    (``nRTP + nRP + nRCDRDMAC`` on ``gddr6-aim``; about none with ``dram.act_overlap``).
+    Measured on the perf engine itself, so it follows the standard's timing table."""
+    return _row_cycles(json.dumps(hw.raw, sort_keys=True))
+
+
+def pim_busy_bound(res: PerfResult, hw: HwConfig, floor: float, lo: int = 0,
+                   hi: int | None = None) -> float:
+    """Lower bound (tCK) on the PIM busy time of instructions ``[lo, hi)`` (module docstring).
+
+    Parameters
+    ----------
+    res : PerfResult
+    hw : HwConfig
+    floor : float
+        The bank-bandwidth floor of the range (tCK).
+    """
+    hi = res.n_instr if hi is None else hi
+    cols = hw.dram.row_bytes // hw.dram.column_bytes
+    # Each bank's first row may have opened before the range (an earlier activation or the
+    # second row buffer): only the switches between its rows count.
+    switch = mac_row_cycles(hw) - cols * res.nccdl
+    bound = floor + max(0.0, floor / (cols * res.nccdl) - 1) * switch
+    if mode_switching(hw):
+        reg = np.isin(res.op_codes[lo:hi], [int(op) for op in REGISTER_OPS])
+        nbytes = float(res.pins[lo:hi][reg].sum())
+        bursts = nbytes / hw.dram.column_bytes / max(res.channels, 1)
+        bound += bursts * derived_timing(hw)["nIO"]
+    return bound
 
 
 def breakdown(res: PerfResult, tags: list | None, lo: int = 0, hi: int | None = None,

@@ -210,7 +210,8 @@ def _fmt_dram(d: dict, n: int) -> str:
     def ratio(v):
         return "-" if v is None else f"{v:.2f}x"
     pins = "-" if d["ideal_pin_bytes"] is None else f"{d['ideal_pin_bytes'] / n / 1e3:.1f}"
-    return (f"    PIM busy / bank-bandwidth floor {ratio(d['pim_busy_over_floor'])}; activations "
+    return (f"    PIM busy / bank-bandwidth floor {ratio(d['pim_busy_over_floor'])} (lower bound "
+            f"{ratio(d['pim_busy_bound_over_floor'])}); activations "
             f"{d['bank_activations'] / n:.0f}/token ({ratio(d['activations_over_ideal'])} the "
             f"whole-row ideal); pins {d['pin_bytes'] / n / 1e3:.1f} kB/token (ideal {pins}, "
             f"{ratio(d['pin_bytes_over_ideal'])}); register-mode visits "

@@ -14,11 +14,12 @@
   are read into its own row; the rows of all heads follow one another at the step's stride
   (``npos`` rounded up to whole banks and columns, :meth:`.plan.ScratchPlan.score_stride`).
 * Softmax, per group of heads whose scores are complete (a head block, or a score pass): one
-  ``VSCALE`` by ``fp32(1/sqrt(d_head))`` over the group's rows (or, when that is a power of two,
-  one over ``q`` before the scores, :func:`scale_folds_into_q`), a ``VFILL`` of ``-inf`` over each
-  row's pad ``[npos, stride)`` (garbage: K vectors not written yet, or words the reads did not
-  reach), then one ``SOFTMAX`` of ``rows`` = the group's heads. ``exp(-inf) = +0`` exactly and
-  adding ``+0`` to the non-negative exponentials is exact, so each row's probabilities are
+  ``VSCALE`` by ``fp32(1/sqrt(d_head))`` over the group's rows (none when that is a power of
+  two: the image's query weights and biases carry it, ``MemoryMap.q_scale``), a ``VFILL`` of
+  ``-inf`` over each row's pad ``[npos, stride)`` (garbage: K vectors not written yet, or words
+  the reads did not reach), then one ``SOFTMAX`` of ``rows`` = the group's heads.
+  ``exp(-inf) = +0`` exactly and adding ``+0`` to the non-negative exponentials is exact, so each
+  row's probabilities are
   bit for bit those of a softmax over its ``npos`` scores, and the pads come out ``+0``, which
   ``p . V`` reads up to the next column boundary.
 * ``p . V``: K/V dimension ``m`` lies in bank slot ``m % slots``, local index ``m // slots`` of
@@ -37,24 +38,11 @@
 from __future__ import annotations
 
 import copy
-import math
-
-import numpy as np
 
 from pimgpt.core.isa import Op, f32_bits
 from pimgpt.sw.mapper import COL, Region, k_chunk_heads, round_up, v_local
 
 _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
-
-
-def scale_folds_into_q(d_head: int) -> bool:
-    """Whether the scores' scale ``fp32(1/sqrt(d_head))`` is a power of two (``d_head`` a power
-    of four). Then it is applied to ``q`` before the scores instead of to the scores: scaling
-    by a power of two is exact in every step between (the bf16 rounding into the global
-    buffers, the in-bank products and sums), so the scores are the same bits, for ``H * d_head``
-    multiplies instead of ``H * context``."""
-    scale = 1.0 / math.sqrt(d_head)
-    return math.frexp(scale)[0] == 0.5 and float(np.float32(scale)) == scale
 
 
 class AttentionLowering:
@@ -72,12 +60,6 @@ class AttentionLowering:
         block = vreg.vec_len
         # The first window's queries into the global buffers before the K/V appends: it joins
         # the register-mode visit that read the last q/k/v outputs.
-        # Scaling q sits on the way to the first scores, while the scores' own scaling runs
-        # beside other head groups' MACs: worth it once the rows are much longer than a head.
-        self.q_scaled = scale_folds_into_q(dh) and P.score_stride(npos) > 2 * dh
-        if self.q_scaled:
-            b.tag = f"L{layer}.attn.softmax"
-            b.emit(Op.VSCALE, dst=P.qkv, a=P.qkv, n=self.H * dh, scale_f32=self.scale)
         b.tag = f"L{layer}.attn.score"
         self._gb_q = None
         self._load_q(self._score_plan(kreg)[0])
@@ -237,7 +219,7 @@ class AttentionLowering:
         b.tag = f"L{layer}.attn.softmax"
         for first, rows in _runs(heads):
             base = self.P.score_at(first, stride)
-            if not self.q_scaled:
+            if self.mm.q_scale == 1.0:  # else the image's q weights carry the scale
                 b.emit(Op.VSCALE, dst=base, a=base, n=rows * stride, scale_f32=self.scale)
             if stride > npos:
                 for r in range(rows):
