@@ -13,7 +13,7 @@ from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op
-from pimgpt.core.vu import uisa
+from pimgpt.core.vu import routines_red, uisa
 from pimgpt.core.vu.asm import Asm, AsmError, SReg
 from pimgpt.core.vu.cost import VectorUnitModel, microcode_for, pipeline_of
 from pimgpt.core.vu.iss import Microcode, VectorISS
@@ -266,7 +266,31 @@ def test_reduction_routines_match_golden(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
-@pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12)])
+def test_layernorm_every_path_matches_golden_and_writes_only_dst(lanes):
+    """LAYERNORM with fewer blocks than its peel of pass 4 (masked blocks beyond ``n``), exactly
+    as many, more (the loop after the peel), with and without a partial last block (the fused
+    and the split passes 2/3), at the model widths; nothing outside ``dst`` is written."""
+    rng = np.random.default_rng(lanes + 7)
+    peel = routines_red.LN_PEEL[lanes]
+    sizes = {peel // 2 * lanes - 3, peel // 2 * lanes, peel * lanes, (peel + 3) * lanes + 5,
+             768, 1600}
+    eps = int(b32(np.float32(1e-5)))
+    for n in sorted(sizes):
+        # finite inputs (a special value would make every output NaN)
+        x = (rng.standard_normal(n) * 4 + 1).astype(np.float32)
+        g, bta = _data(rng, n, 1.0), _data(rng, n, 0.2)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + n], sp[5000:5000 + n], sp[7000:7000 + n] = b32(x), b32(g), b32(bta)
+        before = sp.copy()
+        _run(lanes, Op.LAYERNORM, (9000, 100, 5000, 7000, n, eps), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n],
+                                      b32(nl.layernorm(x, g, bta, np.float32(1e-5))), str(n))
+        sp[9000:9000 + n] = 0
+        np.testing.assert_array_equal(sp, before, f"n={n}: a word outside dst changed")
+
+
+@pytest.mark.parametrize("lanes", LANES)
+@pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12), (20, 9), (200, 9)])
 def test_softmax_rows_match_golden(lanes, n, rows):
     rng = np.random.default_rng(n * rows + lanes)
     x = (rng.standard_normal((rows, n)) * 5).astype(np.float32)

@@ -222,16 +222,17 @@ class Asm:
         self._copy = old
 
     @contextmanager
-    def sched(self, max_open: int = 4, tail: int = 0):
+    def sched(self, max_open: int = 4, tail: int = 0, ports: bool = False, slack: int = 0):
         """Collect the operations of the block and emit them list-scheduled (see module doc):
         at most ``max_open`` copies in flight, not counting those with ``tail`` or fewer
-        operations left."""
+        operations left; ``ports`` and ``slack``: see :func:`_schedule` (for regions where a
+        critical chain shares a write port with many independent loads)."""
         if self._sched is not None:
             raise AsmError("nested scheduled regions")
         self._sched = _Sched(max_open=max_open)
         yield
         ops, self._sched = self._sched.ops, None
-        self.items.extend(_schedule(ops, self.lat, max_open, tail))
+        self.items.extend(_schedule(ops, self.lat, max_open, tail, ports, slack))
 
     # ---- assembly ----------------------------------------------------------------------------
     def assemble(self) -> tuple[list[UWord], dict[str, int]]:
@@ -280,9 +281,12 @@ def _num(r) -> int:
 # ---------------------------------------------------------------------------------------------
 # List scheduling of a straight-line region
 # ---------------------------------------------------------------------------------------------
-def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0) -> list[_Op]:
+def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0,
+              ports: bool = False, slack: int = 0) -> list[_Op]:
     """List-schedule ``ops``; a copy with at most ``tail`` operations left no longer counts
-    against ``max_open`` (its last operations overlap the next copy's first ones)."""
+    against ``max_open`` (its last operations overlap the next copy's first ones). With
+    ``ports`` the register-file write ports are modelled (cycle rule 2) and an operation may
+    be chosen up to ``slack`` cycles after the earliest candidate when it is more critical."""
     n = len(ops)
     preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     last_w: dict = {}
@@ -329,6 +333,10 @@ def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0) -> li
     ready = [i for i in range(n) if remaining[i] == 0]
     out: list[_Op] = []
     unit = [unit_of(o.op) for o in ops]
+    # register-file write ports (cycle rule 2): FP results on F, other vector results on I
+    port = [("F" if unit[i] is Unit.FP else ("I" if o.vw else None)) for i, o in enumerate(ops)]
+    wlat = [lat.of(o.op) for o in ops]
+    taken: dict = {"F": set(), "I": set()} if ports else {}
     t, room = 0, None  # cycle of the last issue; the class there if a second op may join it
     while ready:
         n_live = sum(1 for c in opened if c is not None and left_in_copy[c] > tail)
@@ -336,15 +344,29 @@ def _schedule(ops: list[_Op], lat: Pipeline, max_open: int, tail: int = 0) -> li
                  or n_live < max_open] or ready
 
         def when(i, t=t, room=room):
-            if room is not None and unit[i] is not room and earliest[i] <= t:
+            busy = taken.get(port[i], ())
+            if (room is not None and unit[i] is not room and earliest[i] <= t
+                    and t + wlat[i] not in busy):
                 return t
-            return max(earliest[i], t + 1)
+            tb = max(earliest[i], t + 1)
+            while tb + wlat[i] in busy:
+                tb += 1
+            return tb
 
-        best = min(cands, key=lambda i: (when(i), -height[i], i))
+        tw = {i: when(i) for i in cands}
+        first = min(tw.values())
+        # a more critical operation may wait a cycle rather than lose its write port slot to
+        # a string of less critical ones
+        # (with ports) an operation that writes no register-file port and pairs with the last
+        # one takes a free slot: it goes first
+        best = min(cands, key=lambda i: (not (ports and tw[i] == t and port[i] is None),
+                                         tw[i] > first + slack, -height[i], tw[i], i))
         ready.remove(best)
         tb = when(best)
         room = None if (tb == t or lat.issue == 1 or unit[best] is Unit.CONTROL) else unit[best]
         t = tb
+        if port[best] in taken:
+            taken[port[best]].add(t + wlat[best])
         o = ops[best]
         opened.add(o.copy)
         left_in_copy[o.copy] -= 1

@@ -78,7 +78,8 @@ def copy_reg(a: Asm, S: Scalars, src: SReg) -> SReg:
 
 
 def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], body,
-           max_open: int = 4, period: int = 1, tail: int = 0, rem_loop: bool = False) -> None:
+           max_open: int = 4, period: int = 1, tail: int = 0, rem_loop: bool = False,
+           counted: bool = False) -> None:
     """Run ``body(q, b, off)`` for every block of ``rows`` rows.
 
     A loop runs ``K`` blocks per iteration (offsets ``off = b*W`` from the pointers ``ptrs``,
@@ -87,7 +88,9 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     (each when its bit of the count is set), then the last ``< period`` one by one, all behind
     forward branches. ``body`` may depend on ``b mod period`` only (``period = A`` for the
     accumulators of a sum). With ``rem_loop`` (``period`` 1) the blocks left run in a loop of
-    one block instead: ``K + 1`` copies of the body in the ROM rather than ``2K - 1``."""
+    one block instead: ``K + 1`` copies of the body in the ROM rather than ``2K - 1``. With
+    ``counted`` the caller has set ``S.shared("niter")`` to ``nb >> log2(K)`` (in an earlier
+    scheduled region, where the scalar slot is free)."""
     W = a.lanes
     niter, nrem, bit = S.shared("niter"), S.shared("nrem"), S.shared("kb")
 
@@ -101,7 +104,8 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
                 for p in ptrs:
                     a.s(UOp.SADD, p, p, n_blocks * W)
 
-    a.s(UOp.SSHR, niter, nb, log2(K))
+    if not counted:
+        a.s(UOp.SSHR, niter, nb, log2(K))
     with a.loop(niter):
         chunk(K, True)
     if K == 1:

@@ -16,7 +16,7 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, SReg, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, log2, window
 from .uisa import MODE_UPPER, Fill, UOp
 
 NEG_INF = 0xFF800000
@@ -174,18 +174,20 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
     A = REDUCE_LANES // W
     seg = W // G
     hi, p, dhi, dp = ([S() for _ in range(G)] for _ in range(4))
-    for q in range(G):
-        a.s(UOp.SADD, hi[q], base_s if q == 0 else hi[q - 1], n)
-        a.s(UOp.SADD, dhi[q], base_d if q == 0 else dhi[q - 1], n)
 
     def starts(ptrs, bases, ends):
         for q in range(G):
             a.s(UOp.SADD, ptrs[q], bases if q == 0 else ends[q - 1], 0)
 
-    # pass 1: maxima (order-independent: K accumulators per row)
+    # pass 1: maxima (order-independent: K accumulators per row); the set-up scheduled (the
+    # scalar bounds pair with the accumulators' broadcasts)
     Km = max(2, 8 // G)
-    mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
-    starts(p, base_s, hi)
+    with a.sched():
+        for q in range(G):
+            a.s(UOp.SADD, hi[q], base_s if q == 0 else hi[q - 1], n)
+            a.s(UOp.SADD, dhi[q], base_d if q == 0 else dhi[q - 1], n)
+        mx = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
+        starts(p, base_s, hi)
 
     def max_body(q, b, off):
         x = a.vreg("x")
@@ -202,9 +204,9 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
             a.v(UOp.VBCL, nm[q], neg_m, q * seg)
         starts(p, base_s, hi)
         starts(dp, base_d, dhi)
+        acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
     # pass 2: e = exp(x - m), stored; the sums in the contract's order
     Ks = max(A, 4)
-    acc = [[_bcast(a, NEG_ZERO) for _ in range(A)] for _ in range(G)]
 
     def exp_body(q, b, off):
         x, d = a.vreg("x"), a.vreg("d")
@@ -222,6 +224,8 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         for q in range(G):
             a.v(UOp.VBCL, rq[q], inv, q * seg)
         starts(dp, base_d, dhi)
+        a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
+        a.s(UOp.SADD, base_d, dhi[G - 1], 0)
 
     # pass 3: p = e * r
     def scale_body(q, b, off):
@@ -231,8 +235,6 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.st(y, dp[q], ZERO, dhi[q], off=off)
 
     blocks(a, S, nb, G, max(1, 4 // G), dp, scale_body)
-    a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
-    a.s(UOp.SADD, base_d, dhi[G - 1], 0)
 
 
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
@@ -250,10 +252,11 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
     W = a.lanes
     seg = W // G
     bs, bd = [base_s] + [S() for _ in range(G)], [base_d] + [S() for _ in range(G)]
-    for q in range(G):
-        a.s(UOp.SADD, bs[q + 1], bs[q], n)
-        a.s(UOp.SADD, bd[q + 1], bd[q], n)
     with a.sched(max_open=6):  # 8 rows in flight would need more than the 32 registers
+        # the row bounds in the region: the first loads need only the first ones
+        for q in range(G):
+            a.s(UOp.SADD, bs[q + 1], bs[q], n)
+            a.s(UOp.SADD, bd[q + 1], bd[q], n)
         x = [[a.vreg("x") for _ in range(B)] for _ in range(G)]
         for q in range(G):
             for j in range(B):
@@ -280,14 +283,14 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
                     y = a.vreg("y")
                     a.v(UOp.VFMUL, y, e[q][j], r)
                     a.st(y, bd[q], ZERO, bd[q + 1], off=j * W)
-    a.s(UOp.SADD, base_s, bs[G], 0)
-    a.s(UOp.SADD, base_d, bd[G], 0)
+        a.s(UOp.SADD, base_s, bs[G], 0)
+        a.s(UOp.SADD, base_d, bd[G], 0)
 
 
 def softmax(a: Asm) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
     register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
-    that fit two a quarter as many (the registers bound both); longer rows ``G`` at a time
+    that fit two half as many (the registers bound both); longer rows ``G`` at a time
     (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad."""
     a.label("softmax")
     S = Scalars()
@@ -302,7 +305,7 @@ def softmax(a: Asm) -> None:
     a.s(UOp.SADD, base_d, F[1], 0)
     mark = S.next
     end = a.fresh("smax.end")
-    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 4)):
+    for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
         longer = a.fresh("smax.longer")
         a.li(wreg, B * a.lanes + 1)
         a.br(UOp.BGEU, n, wreg, longer)
@@ -322,51 +325,89 @@ def softmax(a: Asm) -> None:
 # ---------------------------------------------------------------------------------------------
 # LAYERNORM
 # ---------------------------------------------------------------------------------------------
+#: Blocks of LAYERNORM's last pass whose loads are hoisted into the shadow of the variance's
+#: tree and ``rsqrt`` chain (their scratchpad port is otherwise idle), by lane count; the
+#: registers bound it (three loads per block stay live until ``rstd`` is ready, beside the
+#: ``128 / W`` accumulators).
+LN_PEEL = {16: 4, 32: 6, 64: 8, 128: 8}
+
+
+def _square_add(a: Asm, acc: VReg, d: VReg, A: int) -> None:
+    """``acc = add(mul(d, d), acc)``: one multiply-add, or (when the chain through ``acc`` is
+    the bound: few accumulators) a multiply then an add, the same two roundings in the same
+    order, so that the chain waits for the adder only."""
+    lat = a.lat
+    if (lat.mul + lat.add) / A > max(3, lat.add / A):
+        dd = a.vreg("dd")
+        a.v(UOp.VFMUL, dd, d, d)
+        a.v(UOp.VFADD, acc, dd, acc)
+    else:
+        a.mad(acc, d, d, acc)
+
+
 def layernorm(a: Asm) -> None:
     """LAYERNORM dst=s1 src=s2 gamma=s3 beta=s4 n=s5 eps=s6 (``nonlinear.layernorm``).
 
     Passes: (1) ``sum(x)``; (2) ``d = x - mean`` stored in ``dst``; (3) ``sum(d*d)`` from ``dst``
     (lanes beyond ``n`` read +0, so their squares add nothing; when ``n`` is a multiple of ``W``
-    there are none and pass 3 runs in pass 2's loop); (4) ``y = (d*rstd)*gamma + beta``.
+    there are none and pass 3 runs in pass 2's loop); (4) ``y = (d*rstd)*gamma + beta``. When
+    ``n`` has at least :data:`LN_PEEL` blocks, pass 4's first blocks are loaded while the variance
+    is reduced and ``rsqrt`` runs, in the same scheduled region (from half as many blocks on: the
+    peeled blocks beyond ``n`` are masked by the windows, cheaper than a remainder loop).
     """
     a.label("layernorm")
     S = Scalars()
     W = a.lanes
     A = REDUCE_LANES // W
     K = max(A, 2)
+    P = LN_PEEL[W]
     n = F[5]
-    nb = blocks_of(a, S, n)
-    xhi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
-    ghi, bhi = window(a, S, F[3], n), window(a, S, F[4], n)
-    # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
+    # pass 1: sum(x), software-pipelined: each iteration adds K blocks and loads the next K
+    # (ceil(nb / K) iterations; blocks beyond n read -0, the sum's exact identity)
+    xs = [a.vreg("x") for _ in range(K)]
+    acc = [a.vreg("acc") for _ in range(A)]
     fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
-    a.v(UOp.VBCAST, fnv, None, n)
-    a.v(UOp.VOR, fl, fnv, 0x4B000000)
-    a.v(UOp.VFADD, nf, fl, 0xCB000000)
-    # pass 1: sum(x)
-    p = copy_reg(a, S, F[2])
-    acc = [_bcast(a, NEG_ZERO) for _ in range(A)]
-
-    def sum_body(q, b, off):
-        x = a.vreg("x")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, acc[b % A], acc[b % A], x)
-
-    blocks(a, S, nb, 1, K, [p], sum_body, period=A)
-    mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
+    nb, xhi, p, n1 = S(), S(), S(), S()
     with a.sched():
+        a.s(UOp.SADD, xhi, F[2], n)
+        for j in range(K):
+            a.ld(xs[j], F[2], F[2], xhi, Fill.NEG_ZERO, off=j * W)
+        a.s(UOp.SADD, p, F[2], K * W)
+        a.s(UOp.SADD, n1, n, K * W - 1)  # ceil(n / (K*W)) iterations
+        a.s(UOp.SSHR, n1, n1, log2(K * W))
+        for r in acc:
+            a.v(UOp.VBCAST, r, None, NEG_ZERO)
+        # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
+        a.v(UOp.VBCAST, fnv, None, n)
+        a.v(UOp.VOR, fl, fnv, 0x4B000000)
+        a.v(UOp.VFADD, nf, fl, 0xCB000000)
+    with a.loop(n1), a.sched():
+        for j in range(K):
+            with a.copy(j):
+                a.v(UOp.VFADD, acc[j % A], acc[j % A], xs[j])
+                a.ld(xs[j], p, F[2], xhi, Fill.NEG_ZERO, off=j * W)
+        a.s(UOp.SADD, p, p, K * W)
+    mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
+    dhi, dp, rest = S(), S(), S()
+    K2 = max(A, 4)
+    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
+    with a.sched():
+        a.s(UOp.SADD, nb, n, W - 1)
+        a.s(UOp.SSHR, nb, nb, log2(W))
+        a.li(rest, P // 2)
+        a.s(UOp.SAND, rem, n, W - 1)
+        a.s(UOp.SSHR, S.shared("niter"), nb, log2(K2))
+        sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
         inv_n = fn.recip_newton(a, nf)
         a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
         a.v(UOp.VXOR, nm0, mean, fn.SIGN)
         a.v(UOp.VBCL, nmean, nm0, 0)
+        a.s(UOp.SADD, dhi, F[1], n)
+        a.s(UOp.SADD, p, F[2], 0)
+        a.s(UOp.SADD, dp, F[1], 0)
     # pass 2: d = x - mean into dst
-    a.s(UOp.SADD, p, F[2], 0)
-    dp = copy_reg(a, S, F[1])
-    sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
     # n a multiple of W: no lane beyond n, so pass 3 runs in pass 2's loop on the d it just
     # computed (the same words pass 3 would load back: the same sums)
-    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
-    a.s(UOp.SAND, rem, n, W - 1)
     a.br(UOp.BNE, rem, ZERO, split)
 
     def fused_body(q, b, off):
@@ -374,9 +415,9 @@ def layernorm(a: Asm) -> None:
         a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
         a.v(UOp.VFADD, d, x, nmean)
         a.st(d, dp, F[1], dhi, off=off)
-        a.mad(sq[b % A], d, d, sq[b % A])
+        _square_add(a, sq[b % A], d, A)
 
-    blocks(a, S, nb, 1, max(A, 4), [p, dp], fused_body, period=A)
+    blocks(a, S, nb, 1, K2, [p, dp], fused_body, period=A, counted=True)
     a.br(UOp.BEQ, ZERO, ZERO, fused_end)
     a.label(split)
 
@@ -393,18 +434,14 @@ def layernorm(a: Asm) -> None:
     def sq_body(q, b, off):
         d = a.vreg("d")
         a.ld(d, dp, F[1], dhi, Fill.POS_ZERO, off=off)
-        a.mad(sq[b % A], d, d, sq[b % A])
+        _square_add(a, sq[b % A], d, A)
 
     blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
     a.label(fused_end)
-    var, ve, rstd = a.vreg("var"), a.vreg("ve"), a.vreg("rstd")
-    with a.sched():
-        a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
-        a.v(UOp.VFADD, ve, var, F[6])
-        a.v(UOp.VBCL, rstd, fn.rsqrt_newton(a, ve), 0)
-    # pass 4: y = (d * rstd) * gamma + beta
-    a.s(UOp.SADD, dp, F[1], 0)
-    gp, bp = copy_reg(a, S, F[3]), copy_reg(a, S, F[4])
+    # pass 4: y = (d * rstd) * gamma + beta; its first P blocks (when there are) are loaded in the
+    # shadow of the variance's tree and rsqrt chain
+    ghi, bhi, gp, bp = S(), S(), S(), S()
+    rstd = a.vreg("rstd")
 
     def y_body(q, b, off):
         d, g, be, e, y = (a.vreg(s) for s in ("d", "g", "b", "e", "y"))
@@ -415,7 +452,34 @@ def layernorm(a: Asm) -> None:
         a.mad(y, e, g, be)
         a.st(y, dp, F[1], dhi, off=off)
 
-    blocks(a, S, nb, 1, 4, [dp, gp, bp], y_body)
+    def variance(peel: int):
+        var, ve = a.vreg("var"), a.vreg("ve")
+        with a.sched(max_open=max(peel, 1), ports=True, slack=1):
+            a.v(UOp.VFMUL, var, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
+            a.v(UOp.VFADD, ve, var, F[6])
+            a.v(UOp.VBCL, rstd, fn.rsqrt_newton(a, ve), 0)
+            for reg, base in ((ghi, F[3]), (bhi, F[4])):
+                a.s(UOp.SADD, reg, base, n)
+            for reg, base in ((dp, F[1]), (gp, F[3]), (bp, F[4])):
+                a.s(UOp.SADD, reg, base, 0)
+            for b in range(peel):
+                with a.copy(b):
+                    y_body(0, b, b * W)
+            for reg in (dp, gp, bp):
+                a.s(UOp.SADD, reg, reg, peel * W)
+            a.s(UOp.SMAX, rest, nb, peel)
+            a.s(UOp.SSUB, rest, rest, peel)
+
+    short, tail, end = a.fresh("ln.short"), a.fresh("ln.tail"), a.fresh("ln.end")
+    a.br(UOp.BLTU, nb, rest, short)  # rest = P/2 (set with pass 2's pointers)
+    variance(P)
+    a.br(UOp.BEQ, rest, ZERO, end)
+    a.br(UOp.BEQ, ZERO, ZERO, tail)
+    a.label(short)
+    variance(0)
+    a.label(tail)
+    blocks(a, S, rest, 1, 4, [dp, gp, bp], y_body)
+    a.label(end)
     a.done()
 
 
