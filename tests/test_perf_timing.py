@@ -341,9 +341,12 @@ def test_postponed_refresh_waits_for_the_row_switch():
     assert issues(res, "REFab")[0] == 3358
     assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3568]
     assert issues(res, "MAC16")[14 * 64 + 48] == 3624
-    # Postponed: owed 1 at 3315, but the next MAC_ABK hits the open row; at 3347 row 15 is next
-    # (a row switch): PREA 3346 + nRTP = 3358, REFab 3390, ACT16 of row 15 at 3600, MAC16 3656.
-    res = run(quarter_rows(64), hw_with(timing={"nREFI": 3300}))
+    # Postponed, nREFI 825: a row switch refreshes once half the postponement budget is owed
+    # (4 of 8: the rest waits for idle windows), i.e. from 4 x 825 = 3300 on. Owed 4 at 3315,
+    # but the next MAC_ABK hits the open row; at 3347 row 15 is next (a row switch): PREA 3346 +
+    # nRTP = 3358, REFab 3390, ACT16 of row 15 at 3600, MAC16 3656. Earlier row switches (owed
+    # 1-3) refresh nothing.
+    res = run(quarter_rows(64), hw_with(timing={"nREFI": 825}))
     assert issues(res, "REFab")[0] == 3390
     assert [t for t in issues(res, "ACT16") if 3300 < t < 3650] == [3600]
     assert issues(res, "MAC16")[15 * 64] == 3656
@@ -364,6 +367,41 @@ def test_idle_window_pulls_refreshes_in():
     assert issues(res, "REFab")[:2] == [100, 310]
     assert issues(res, "ACT16") == [0, 58 + d]
     assert issues(res, "MAC16") == [56, 114 + d]
+
+
+def test_idle_window_takes_an_owed_refresh_that_half_fits():
+    # nREFI 400. Eight MAC_ABKs stream row 0 (row hits) to about 1080: 2 refreshes owed, below
+    # half the postponement budget, so none is issued yet. SYNC; a VSCALE of D tCK; barrier at
+    # e; then row 1. In the window the first refresh's REFab issues at r0 (after PREA + nRP). An
+    # owed refresh whose REFab has at least nRFC / 2 inside the window is issued even though it
+    # ends after e (the next ACT16 waits for r0 + nRFC: more of it hides than it delays); with
+    # less inside it waits, and row 1 opens right after e.
+    hw = hw_with(timing={"nREFI": 400})
+    rfc = hw.timing["nRFC"]
+    head = [mac(0, ncols=64) for _ in range(8)] + [I(Op.SYNC)]
+
+    def with_window(n):
+        vs, d = _vscale(hw, n)
+        return run(head + [vs, I(Op.SYNC), mac(1)], hw), d
+    res, _ = with_window(128 * 400)  # a long window: where the first REFab goes
+    ref = [t for t in issues(res, "REFab")]
+    r0 = ref[0]
+    end = issues(res, "MAC16")[8 * 64 - 1] + 2  # the SYNC before the window
+    assert end < r0 and len(issues(res, "ACT16")) == 2
+
+    def find(lo, hi):
+        for n in range(128, 128 * 400, 64):
+            res, d = with_window(n)
+            if lo <= end + d < hi:
+                return res, end + d
+        raise AssertionError((lo, hi))
+    res, e = find(r0 + rfc // 2, r0 + rfc)
+    assert issues(res, "REFab")[0] == r0
+    assert issues(res, "ACT16")[1] == r0 + rfc > e
+    res, e = find(r0 + 8, r0 + rfc // 2)
+    assert issues(res, "PREA")[0] == e  # row 0 stayed open through the window
+    assert issues(res, "ACT16")[1] == e + hw.timing["nRP"]
+    assert not [t for t in issues(res, "REFab") if t < e]
 
 
 def test_refresh_forced_after_seven_postponed():

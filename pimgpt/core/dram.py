@@ -98,12 +98,17 @@ The controller's refresh policy, ``dram.refresh_policy`` (``refresh_policy(hw)``
        owed > -refresh_pull_in)`` if it completes (``REFab`` + ``nRFC``) by ``t_d``, and repeats;
        a sequence that would not complete by ``t_d`` is issued at ``x`` all the same if rule 2
        or 3 would issue it at ``t_d`` anyway (at a barrier, whose next instruction is unknown,
-       rule 3 only). The window's end is known in advance: at a barrier, the cycle the vector
-       unit finishes (its instructions' cycle counts are fixed by their fields); at a hazard
-       between PIM instructions, the cycle the data arrive.
-    2. *At a row switch*: if ``owed(t) >= 1`` (``t``: the boundary) and the next instruction
-       uses no row that is open in the channel (it closes every open row anyway), issue
-       sequences until ``owed(t) < 1``.
+       rule 3 only), or if ``owed(t_d) >= 1`` and its ``REFab`` issues at least ``nRFC / 2``
+       before ``t_d`` (more of it hides in the window than delays the next instruction). The
+       window's end is known in advance: at a barrier, the cycle the vector unit finishes (its
+       instructions' cycle counts are fixed by their fields); at a hazard between PIM
+       instructions, the cycle the data arrive.
+    2. *At a row switch*: if ``owed(t) >= refresh_postpone / 2`` (``t``: the boundary) and the
+       next instruction uses no row that is open in the channel (it closes every open row
+       anyway), issue sequences until ``owed(t)`` is below that. Half the postponement budget
+       stays for the idle windows of rule 1, where a refresh costs the PIM side nothing (with
+       ``owed >= 1`` here the row switches took most refreshes before the vector unit's windows
+       came: 1-2 % more latency per token, ``python -m pimgpt.apps.bench_dram``).
     3. *Forced*: otherwise, if ``owed(t) >= refresh_postpone - 1``, issue sequences until
        ``owed(t) < refresh_postpone - 1`` (one interval is kept in reserve for the instruction
        that follows; an instruction shorter than ``nREFI`` then never lets ``owed`` exceed

@@ -43,6 +43,9 @@ class Refresher:
         self.pull_in = std.refresh_pull_in if self.policy == "postpone" else 0
         # Forced at this many owed: one interval in reserve for the instruction that follows.
         self.forced = max(self.postpone - 1, 1)
+        # At a row switch once half the postponement budget is used: the owed refreshes that
+        # are left wait for the vector unit's windows, where they cost the PIM nothing.
+        self.at_switch = max(self.postpone // 2, 1)
         self.eager = self.policy == "eager"
         self.c_ref, self.c_prea = S.CMD["REFab"], S.CMD["PREA"]
         self.c_modarr = dev.switch_to[S.ARRAY_MODE]
@@ -64,7 +67,7 @@ class Refresher:
         if t_min > b:  # idle before the body: refreshes that fit the window
             return self.owed(st, t_min) > -self.pull_in
         owed = self.owed(st, b)
-        return owed >= self.forced or (owed >= 1 and self.row_switch(st, rows))
+        return owed >= self.forced or (owed >= self.at_switch and self.row_switch(st, rows))
 
     def boundary(self, st, t_min: int, g, rows: tuple) -> None:
         """The refresh work before a body dispatched at ``t_min`` (see :meth:`due`)."""
@@ -72,7 +75,7 @@ class Refresher:
             self.dev.refresh(st, t_min, g)
             return
         dev = self.dev
-        floor = 1 if self.row_switch(st, rows) else self.forced
+        floor = self.at_switch if self.row_switch(st, rows) else self.forced
         if t_min > st.last + dev.bus:
             self.idle(st, t_min, g, floor)
         b = st.last + dev.bus
@@ -119,18 +122,22 @@ class Refresher:
 
     def idle(self, st, t_end: int, g, floor: int) -> None:
         """Refresh sequences while the channel idles before ``t_end``: each one that completes
-        by ``t_end``, and (from the start of the window) those the boundary at ``t_end`` would
-        issue anyway (``owed >= floor``)."""
+        by ``t_end``; (from the start of the window) those the boundary at ``t_end`` would
+        issue anyway (``owed >= floor``); and an owed one whose ``REFab`` has at least half of
+        ``nRFC`` inside the window (it delays the next instruction by less than it hides)."""
         dev = self.dev
         dev.touch(st)
         ahead = self.pull_in * self.N
+        rfc = dev.done[self.c_ref]
         while True:
             lo = max(st.last + dev.bus, dev.floor, st.next_ref - ahead)  # the last: owed is
             # above -pull_in from there on
             if lo >= t_end:
                 return
             times = self._sequence(st, lo)
-            if times[-1] + dev.done[self.c_ref] > t_end and self.owed(st, t_end) < floor:
+            owed = self.owed(st, t_end)
+            if times[-1] + rfc > t_end and owed < floor and not (
+                    owed >= 1 and 2 * (t_end - times[-1]) >= rfc):
                 return  # it would delay the instruction dispatched at t_end
             dev._refresh(st, times[0], g)
             st.next_ref += self.N
