@@ -266,10 +266,10 @@ def test_gpt2_xl_decode_compiles():
     assert cp.scratchpad_words_used <= HW.asic.scratchpad_words
     assert np.all(np.array([i.op for i in cp.program[-2:]]) == [Op.SYNC, Op.EOC])
     # Its K vectors (1600 elements) span two global-buffer chunks of 16 and 9 heads: the cost
-    # model picks one head group per chunk, so no group opens the other's K rows, the short one
-    # first, so the long one's softmaxes run under the short one's p . V.
+    # model picks one head group per chunk, so no group opens the other's K rows (in either
+    # order: the reversed one, the short group first, is a candidate too).
     rows = [i.args["rows"] for i in cp.program if i.op is Op.SOFTMAX]
-    assert rows[:2] == [9, 16]
+    assert sorted(rows[:2]) == [9, 16]
 
 
 def test_head_group_candidates_include_one_group_per_k_chunk():
@@ -285,22 +285,6 @@ def test_head_group_candidates_include_one_group_per_k_chunk():
     assert sched.head_groups(12, 1, align=16) == sched.head_groups(12, 1)  # one chunk: nothing new
     # grouped-query attention: the chunk holds K/V heads, a group their query heads
     assert [list(range(0, 8)), list(range(8, 12))] in sched.head_groups(12, 4, align=2)
-
-
-def test_cost_model_pipelines_runs_of_accumulator_reads():
-    # the trial estimates' cost model: a read right after another on the same channels does
-    # not wait out nCL again (the scores' reads, one per head, follow one another)
-    from pimgpt.core.dram import derived_timing
-    from pimgpt.core.isa import Instr
-    from pimgpt.sw.compiler.schedule import CostModel
-
-    rd = Instr(Op.RD_MAC, args={"ch_mask": 0xFF, "dst": 0, "acc": 0, "nacc": 1})
-    for stream, saved in ((True, derived_timing(HW)["nCL"]), (False, 0)):
-        cost = CostModel(HW, stream_reads=stream)
-        rows, reading = [None] * cost.C, [False] * cost.C
-        first = cost.pim(rd, rows, reading)[1]
-        assert first - cost.pim(rd, rows, reading)[1] == saved
-    assert make_schedule("pipelined", HW).trial_cost.stream_reads
 
 
 def test_write_to_a_file_path_is_a_clear_error(tmp_path):

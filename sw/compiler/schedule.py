@@ -37,21 +37,11 @@ class CostModel:
     simulator). PIM, from the configured DRAM timing (:func:`pimgpt.core.dram.derived_timing`):
     MAC columns stream at ``nCCDL``; a MAC that needs another row pays ``nRTP + nRP +
     nRCDRDMAC``; transfers over the pins take ``nIO`` per 32-byte burst plus their latency
-    (``nCWL`` into the device, ``nCL`` out of it; back-to-back accumulator reads on the same
-    channels pipeline, so a run of ``RD_MAC`` pays ``nCL`` once); an access outside the MAC
-    stream also opens a row. Estimates need not be exact: a wrong one costs some overlap, never
-    correctness.
-
-    Parameters
-    ----------
-    hw : HwConfig
-    stream_reads : bool
-        Whether a run of ``RD_MAC`` pays ``nCL`` once (closer to the perf simulator; the head
-        groups' trials use it) or each read pays it (the SYNC placement, tuned with it).
+    (``nCWL`` into the device, ``nCL`` out of it); an access outside the MAC stream also opens
+    a row. Estimates need not be exact: a wrong one costs some overlap, never correctness.
     """
 
-    def __init__(self, hw: HwConfig, stream_reads: bool = True):
-        self.stream_reads = stream_reads
+    def __init__(self, hw: HwConfig):
         d = hw.dram
         t = derived_timing(hw)
         self.C, self.NB = d.channels, d.banks
@@ -67,20 +57,14 @@ class CostModel:
     def asic(self, ins: Instr) -> float:
         return self.vu.cost(ins).cycles * self.asic_tck
 
-    def pim(self, ins: Instr, open_rows: list, reading: list) -> tuple[tuple, float]:
-        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams) and
-        ``reading`` (whether each channel's last instruction read accumulators)."""
+    def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
+        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
         op, a = ins.op, ins.args
         mask = a.get("ch_mask")
         if mask is None:
             chans = (a["ch"],) if "ch" in a else tuple(range(self.C))
         else:
             chans = tuple(c for c in range(self.C) if mask >> c & 1)
-        # the scores' reads follow one another: only the first of a run waits out nCL
-        streaming = (self.stream_reads and op is Op.RD_MAC
-                     and all(reading[c] for c in chans))
-        for c in chans:
-            reading[c] = op is Op.RD_MAC
         if op in (Op.MAC_ABK, Op.MAC_SBK):
             row = a["row"]
             miss = any(open_rows[c] != row for c in chans)
@@ -89,9 +73,7 @@ class CostModel:
             return chans, a["ncols"] * self.ccd + (self.miss if miss else 0)
         if op in (Op.RD_MAC, Op.WR_BIAS):
             bursts = -(-a["nacc"] * self.NB // self.acc_per_burst)
-            if op is Op.WR_BIAS:
-                return chans, bursts * self.io + self.wr_lat
-            return chans, bursts * self.io + (0 if streaming else self.rd_lat)
+            return chans, bursts * self.io + (self.rd_lat if op is Op.RD_MAC else self.wr_lat)
         if op is Op.WR_GB:
             return chans, a["ncols"] * self.io + self.wr_lat
         for c in chans:
@@ -174,23 +156,6 @@ def schedule_time(program: list, banks: int, cost: CostModel, limit: int) -> flo
     return _list_schedule(program, banks, cost, limit)[1]
 
 
-def intervals_time(program: list, intervals: list, cost: CostModel) -> float:
-    """Estimated duration (tCK) of ``program`` placed in ``intervals`` (:func:`list_schedule`):
-    per interval the longer side by ``cost`` (the PIM instructions on other channels overlap)."""
-    open_rows: list = [None] * cost.C
-    reading = [False] * cost.C
-    total = 0.0
-    for pim, asic in intervals:
-        ch = [0.0] * cost.C
-        for u in pim:
-            cs, d = cost.pim(program[u], open_rows, reading)
-            t1 = max((ch[c] for c in cs), default=0.0) + d
-            for c in cs:
-                ch[c] = t1
-        total += max(max(ch), sum(cost.asic(program[u]) for u in asic))
-    return total
-
-
 def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tuple[list, float]:
     queues, deps = _side_queues(program, banks, limit)
     P, A = queues[True], queues[False]
@@ -199,9 +164,8 @@ def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tu
     cP = [0.0] * nP
     pchans: list = [()] * nP
     open_rows: list = [None] * cost.C
-    reading = [False] * cost.C
     for k, u in enumerate(P):
-        pchans[k], cP[k] = cost.pim(program[u], open_rows, reading)
+        pchans[k], cP[k] = cost.pim(program[u], open_rows)
     cA = [cost.asic(program[u]) for u in A]
     out = []
     total = 0.0
@@ -319,12 +283,7 @@ class PipelinedSchedule(Schedule):
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
-        # Placement keeps the serial read latency (streamed reads there moved SYNCs and cost
-        # 1-2 us per token at gpt2-medium/gpt2-small); the head groups' trials need the scores'
-        # streamed reads, else they see the scores of a group ~3x too slow and a long group's
-        # softmaxes as hidden (gpt2-large ctx1024).
-        self.cost = CostModel(hw, stream_reads=False)
-        self.trial_cost = CostModel(hw)
+        self.cost = CostModel(hw)
 
     def gemv_groups(self, n_local, align=None):
         if align:  # the consumer's chunk t can start once group t is post-processed
@@ -360,11 +319,8 @@ class PipelinedSchedule(Schedule):
         return out
 
     def estimate(self, program):
-        # Placed as :meth:`place` places it, timed with the streamed reads: the trial then
-        # ranks the candidates as the program that is kept will run.
-        banks, limit = self.hw.dram.banks, self.hw.asic.scratchpad_words
-        return intervals_time(program, list_schedule(program, banks, self.cost, limit),
-                              self.trial_cost)
+        return schedule_time(program, self.hw.dram.banks, self.cost,
+                             self.hw.asic.scratchpad_words)
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks
