@@ -29,6 +29,8 @@ SECTIONS = [
     ("Performance simulator speed", "pimgpt.apps.bench_perf", True),
     ("DRAM side per token: silicon timing, floor, activations, pins", "pimgpt.apps.bench_dram",
      True),
+    ("DRAM checker over the paper's decode steps: no timing rule broken", "pimgpt.apps.bench_check",
+     True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
     ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
     ("Design-space sweep: throughput and reuse of work", "pimgpt.apps.bench_sweep", True),
