@@ -230,3 +230,15 @@ def test_stores_are_per_thread():
     t.start()
     t.join()
     assert seen and seen[0] is not mine
+
+
+def test_wr_elem_dispatched_while_its_channel_is_busy():
+    """A WR_ELEM asks for its commands at its wave generator's pace from dispatch: dispatched
+    while the channel still streams a MAC, its commands depend on how far before the channel's
+    last command it came (the memo keys that, up to the last request's offset). Three MACs of
+    different lengths put the same WR_ELEM at three such distances."""
+    hw = variant(TINY, channels=2)
+    elem = I(Op.WR_ELEM, src=0, n=64, vec=0, region_row=40, n_local=8, vec_len=16, elem=0)
+    prog = [x for k in (4, 6, 8, 6, 4) for x in
+            (I(Op.MAC_ABK, ch_mask=3, row=5, col=0, ncols=k, gb_col=0), elem)] + [I(Op.EOC)]
+    assert_identical(prog, hw, min_hits=0.1)

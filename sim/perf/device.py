@@ -532,7 +532,7 @@ class Device:
         return canon
 
     def run_group(self, g: Group, t_min: int, body, e0: int, sig=None, rows=(),
-                  ahead: int = 0) -> int:
+                  ahead: int = 0, paced: int = 0) -> int:
         """Run ``body(state, t_min, group) -> completion`` on one group (refreshing first when
         due); returns the later of ``e0`` and the completion.
 
@@ -541,13 +541,15 @@ class Device:
         channels, given their rows (``rows``: every row the body opens or compares, by label)
         and whether ``ahead`` (a channel mask; 0: none) covers the group (a body may read the
         group's channels through that test only). Their completion must not be ``t_min``
-        itself (a body that may return it passes ``sig=None`` and runs in full)."""
+        itself (a body that may return it passes ``sig=None`` and runs in full). ``paced``: the
+        latest offset from ``t_min`` at which the body asks for a command of its own pace
+        (:meth:`.memo.Memo.replay`; 0: it asks for none after ``t_min``)."""
         st = g.st
         if self.ref.due(st, t_min, rows):
             self.ref.boundary(st, t_min, g, rows)
         prev = st.done if st.done > t_min else t_min
         if sig is not None and self.memo is not None:
-            done = self.memo.run(g, st, t_min, body, sig, rows, ahead)
+            done = self.memo.run(g, st, t_min, body, sig, rows, ahead, paced=paced)
         else:
             self.touch(st)
             done = body(st, t_min, g)

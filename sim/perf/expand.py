@@ -278,7 +278,7 @@ class Expander:
         dev = self.dev
         dev.first = None
         e0 = t_min
-        for chans, sig, rel_rows, rel_waves in plan:
+        for chans, sig, rel_rows, rel_waves, paced in plan:
             rows = tuple([r + shift for r in rel_rows])
 
             def body(st, t, g, rel_waves=rel_waves):
@@ -286,13 +286,14 @@ class Expander:
                          for w, t0 in rel_waves]
                 return self._wr_waves(st, waves, t, g)
             for g in dev.groups(chans):
-                e0 = dev.run_group(g, t_min, body, e0, sig, rows)
+                e0 = dev.run_group(g, t_min, body, e0, sig, rows, paced=paced)
         return (t_min if dev.first is None else dev.first), e0
 
     def _elem_plan(self, n, vec0, elem, n_local, vec_len) -> list:
         """The accesses of a ``WR_ELEM`` at region row 0: per group of channels with the same
-        accesses and op times ``(channels, sig, rows, waves)``, in channel order of first access;
-        a wave is ``(accesses (bank, row, col), cycle of its first op after dispatch)``."""
+        accesses and op times ``(channels, sig, rows, waves, paced)``, in channel order of first
+        access; a wave is ``(accesses (bank, row, col), cycle of its first op after dispatch)``;
+        ``paced`` is the last cycle after dispatch at which the waves ask for a command."""
         G, RE, CE = self.G, self.RE, self.CE
         tk = elem // G
         lt = min(G, vec_len - tk * G)
@@ -308,7 +309,8 @@ class Expander:
         plan = []
         for ws, chans in by_key.items():
             sig = ("wr_elem", tuple((tuple(x[0] for x in w), t) for w, t in ws))
-            plan.append((chans, sig, tuple(x[1] for w, _ in ws for x in w), ws))
+            plan.append((chans, sig, tuple(x[1] for w, _ in ws for x in w), ws,
+                         _last_request(ws)))
         return plan
 
     def _elem_schedule(self, chans: list, accesses) -> dict:
@@ -372,3 +374,10 @@ class Expander:
             for k, (bank, row, _) in enumerate(wave):
                 last = dev.train(st, C_WR, bank, row % self.NS, 1, tw + k, g, (), row)
         return last + self.done[C_WR]
+
+
+def _last_request(waves) -> int:
+    """The latest cycle after dispatch at which :meth:`Expander._wr_waves` asks for a command of
+    ``waves`` (each wave's rows opened one per cycle from its first op cycle, then its writes one
+    per cycle)."""
+    return max(t0 + len({row for _b, row, _c in w}) + len(w) - 2 for w, t0 in waves)

@@ -264,11 +264,11 @@ class Memo:
 
     # ---- one body ----------------------------------------------------------------------------
     def run(self, g, st, t_min: int, body, sig, rows: tuple, ahead: int = 0,
-            sets_done: bool = True) -> int:
+            sets_done: bool = True, paced: int = 0) -> int:
         """Run ``body`` on group ``g`` (state ``st``, refreshed already) from the memo, recording
         it on a miss; returns its completion cycle and updates ``st.done`` (unless not
-        ``sets_done``: a refresh, which is not an instruction)."""
-        done = self.replay(g, st, t_min, sig, rows, ahead, sets_done)
+        ``sets_done``: a refresh, which is not an instruction). ``paced``: see :meth:`replay`."""
+        done = self.replay(g, st, t_min, sig, rows, ahead, sets_done, paced)
         if done is not None:
             return done
         node, b, key = self._miss
@@ -284,11 +284,15 @@ class Memo:
         return b + tr.done
 
     def replay(self, g, st, t_min: int, sig, rows: tuple, ahead: int = 0,
-               sets_done: bool = True):
+               sets_done: bool = True, paced: int = 0):
         """Replay the body ``sig``/``rows`` on group ``g`` (state ``st``) if the memo holds its
         outcome: the state, counters, log and ``dev.first`` as the body would leave them
         (``st.done`` included); returns the completion cycle. None, with nothing changed, if it
-        does not (the key is kept for :meth:`run`)."""
+        does not (the key is kept for :meth:`run`).
+
+        ``paced``: the body asks for its commands at cycles up to ``t_min + paced`` (a pace of
+        its own from dispatch, e.g. ``WR_ELEM``'s wave generator); dispatched before ``b``, its
+        outcome then depends on ``b - t_min`` up to ``paced``, which enters the key."""
         b = st.last + self.bus
         if t_min > b:
             # The channel idles until t_min: only what binds after t_min matters, and the
@@ -301,12 +305,9 @@ class Memo:
             node = st.node
             if node is None:
                 node = st.node = self.canon(st)
-            after = 0  # ``done - b`` is part of the node
-            if sig[0] == "wr_elem":
-                # Its ops are timed from dispatch (the wave generator's pace): how far dispatch
-                # lies before ``b`` matters, up to the last op's offset (beyond it every op waits
-                # for ``b`` alike).
-                after = -min(b - t_min, max(t0 + 2 * len(w) for w, t0 in sig[1]))
+            # ``done - b`` is part of the node; a paced body also depends on how far before
+            # ``b`` it was dispatched (beyond ``paced`` every request waits for ``b`` alike)
+            after = -min(b - t_min, paced) if paced else 0
         # The group enters by its size (its mask only labels the log) and by whether ``ahead``
         # covers it: groups of either half of the channels share their transitions.
         m = -g.m if ahead and (ahead & g.mask) == g.mask else g.m
