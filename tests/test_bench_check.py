@@ -14,7 +14,7 @@ def test_a_violation_fails_the_section(monkeypatch, capsys):
     monkeypatch.setattr(bench_check, "QUICK", (("tiny", "tiny-rtl", 16),))
     monkeypatch.setattr(bench_check, "check_log", lambda log, hw: ["ch0 ACT16 too early"])
     assert bench_check.main(["--quick"]) == 1
-    out = capsys.readouterr().out
-    assert "ch0 ACT16 too early" in out and "violations at: tiny tiny-rtl ctx 16" in out
+    cap = capsys.readouterr()
+    assert "ch0 ACT16 too early" in cap.out and "violations at: tiny tiny-rtl ctx 16" in cap.err
     monkeypatch.setattr(bench_check, "check_log", checker.check_log)
     assert bench_check.main(["--quick"]) == 0

@@ -70,9 +70,11 @@ def best_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
 
 
 def figures_main(argv, doc: str, quick_help: str, run: Callable[[bool], dict],
-                 print_table: Callable[[dict], None]) -> int:
+                 print_table: Callable[[dict], None],
+                 status: Callable[[dict], int] | None = None) -> int:
     """The command line of a bench section: ``--quick`` (``quick_help``) and ``--json`` (print the
-    figures of ``run(quick)`` as JSON instead of ``print_table``'s table)."""
+    figures of ``run(quick)`` as JSON instead of ``print_table``'s table). Returns
+    ``status(figures)`` (a section whose figures can show a fault), else 0."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -82,4 +84,4 @@ def figures_main(argv, doc: str, quick_help: str, run: Callable[[bool], dict],
         print(json.dumps(res, indent=1))
     else:
         print_table(res)
-    return 0
+    return status(res) if status is not None else 0
