@@ -492,6 +492,25 @@ class GoldenMachine:
                                 self._vec(a["beta"], n), eps)
         self._store(a["dst"], y)
 
+    def _lncentre(self, a, flags):
+        n = a["n"]
+        self._store(a["dst"], nonlinear.layernorm_centre(self._vec(a["src"], n),
+                                                         self._vec(a["gamma"], n)))
+
+    def _lnrstd(self, a, flags):
+        n = a["n"]
+        eps = f32_from_bits(np.uint32(a["eps_f32"]))
+        d, rstd = nonlinear.layernorm_stats(self._vec(a["src"], n), eps)
+        self._store(a["tmp"], d)
+        self._store(a["dst"], np.atleast_1d(rstd))
+
+    def _vmads(self, a, flags):
+        n = a["n"]
+        if n:
+            s = self._vec(a["s"], 1)[0]
+            self._store(a["dst"], f32_add(f32_mul(self._vec(a["a"], n), s),
+                                          self._vec(a["b"], n)))
+
     # Llama functions; zero counts are refused up front (check_program: SPEC's nonzero fields).
     def _rmsnorm(self, a, flags):
         n, eps = a["n"], f32_from_bits(np.uint32(a["eps_f32"]))

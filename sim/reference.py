@@ -33,7 +33,7 @@ from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.rope import rope_cos_sin_f64, rope_table
-from pimgpt.sw.models import ModelConfig
+from pimgpt.sw.models import ModelConfig, folded_ln_bias, folds_layernorm
 
 MAC_LANES = nm.MAC_LANES
 #: Output neurons per dot_bf16 call: bounds the temporaries (about 100 bytes per product).
@@ -238,12 +238,17 @@ class PimModel:
         def vec(name):  # w(.) of a 1-D parameter
             return _widen(_bf16(weights[name]))
 
-        def linear(name):
+        def linear(name, norm=None):
+            if norm is not None and self.fold:  # the folded LayerNorm's shift in the bias
+                c = folded_ln_bias(weights[name + ".weight"], weights[norm + ".bias"],
+                                   weights[name + ".bias"])
+                return mat(name + ".weight"), _widen(_bf16(c))
             return mat(name + ".weight"), vec(name + ".bias") if cfg.bias else None
 
         def norm(name):
             return vec(name + ".weight"), vec(name + ".bias") if cfg.norm == "layernorm" else None
 
+        self.fold = folds_layernorm(cfg)
         self.wte16 = _bf16(weights["wte"])
         self.wpe16 = _bf16(weights["wpe"]) if cfg.position == "learned" else None
         self.head16 = self.wte16 if cfg.tied_head else _bf16(weights["lm_head"])
@@ -252,9 +257,9 @@ class PimModel:
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             self.layers.append({
-                "ln1": norm(p + "ln_1"), "attn": linear(p + "attn.c_attn"),
+                "ln1": norm(p + "ln_1"), "attn": linear(p + "attn.c_attn", p + "ln_1"),
                 "proj": linear(p + "attn.c_proj"), "ln2": norm(p + "ln_2"),
-                "fc": linear(p + "mlp.c_fc"), "fcproj": linear(p + "mlp.c_proj"),
+                "fc": linear(p + "mlp.c_fc", p + "ln_2"), "fcproj": linear(p + "mlp.c_proj"),
             })
         self.lnf = norm("ln_f")
         self.last_xf = None
@@ -271,6 +276,17 @@ class PimModel:
         w16, bias = layer
         y = chunkdot(_bf16(x), w16)
         return y if bias is None else nm.f32_add(y, bias)
+
+    def normed_linear(self, x, norm: tuple, layer: tuple) -> np.ndarray:
+        """``linear(norm(x))``; a folded LayerNorm (``docs/numerics.md``): ``y_j =
+        f32_add(f32_mul(chunkdot(bf16(layernorm_centre(x, gain)), W[:, j]), rstd), w(c_j))``
+        with ``c`` the folded bias (:func:`pimgpt.sw.models.folded_ln_bias`)."""
+        if not self.fold:
+            return self.linear(self.norm(x, norm), layer)
+        w16, c = layer
+        acc = chunkdot(_bf16(nl.layernorm_centre(x, norm[0])), w16)
+        _, rstd = nl.layernorm_stats(x, self.eps)
+        return nm.f32_add(nm.f32_mul(acc, rstd), c)
 
     def norm(self, x, params: tuple) -> np.ndarray:
         """LayerNorm (gain, shift) or RMSNorm (gain) of the vector unit."""
@@ -305,13 +321,13 @@ class PimModel:
         if self.inv_freq is not None:
             cos, sin = (t[0] for t in rope_table([pos], self.inv_freq))
         for li, L in enumerate(self.layers):
-            qkv = self.linear(self.norm(x, L["ln1"]), L["attn"])
+            qkv = self.normed_linear(x, L["ln1"], L["attn"])
             q, k, v = qkv[:d], qkv[d:d + kv], qkv[d + kv:]
             if self.inv_freq is not None:
                 q = nll.rope(q.reshape(cfg.n_head, dh), cos, sin).reshape(d)
                 k = nll.rope(k.reshape(cfg.n_kv_head, dh), cos, sin).reshape(kv)
             x = nm.f32_add(x, self.linear(self.attention(li, q, k, v, pos), L["proj"]))
-            u = self.linear(self.norm(x, L["ln2"]), L["fc"])
+            u = self.normed_linear(x, L["ln2"], L["fc"])
             a = nl.gelu(u) if cfg.mlp == "gelu" else nll.swiglu(u[:cfg.d_ff], u[cfg.d_ff:])
             x = nm.f32_add(x, self.linear(a, L["fcproj"]))
         if not need_logits:

@@ -4,7 +4,8 @@ Every matrix is stored one vector per output neuron (Conv1D ``[in, out]`` transp
 per bank slot (:func:`write_region`); the packed small vectors go piece by piece
 (:meth:`.mapper.MemoryMap.pieces`); the K/V caches start at zero. The query columns of every
 ``attn.c_attn`` weight and bias carry :attr:`.mapper.MemoryMap.q_scale` (the scores' scale when it
-is a power of two: exact, and no vector instruction scales ``q`` or the scores then).
+is a power of two: exact, and no vector instruction scales ``q`` or the scores then). The biases of
+the GEMVs a LayerNorm feeds hold the folded shift (:func:`.models.folded_ln_bias`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pimgpt.sw.mapper import MappingError, MemoryMap, Region, fc_order, to_bf16
+from pimgpt.sw.models import FOLDED_LN, folded_ln_bias, folds_layernorm
 
 
 def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
@@ -25,7 +27,7 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
         out = np.zeros((region.n_vectors, region.vec_len), dtype=np.uint16)
         for vname, (reg, _member) in mm.vectors.items():
             if reg == name:
-                bf = to_bf16(_q_scaled(mm, vname, np.asarray(weights[vname], np.float32)))
+                bf = to_bf16(_q_scaled(mm, vname, _param(mm, vname, weights)))
                 for _r, v, lo, n in mm.pieces(vname):
                     out[v, :n] = bf[lo:lo + n]
         return out
@@ -34,6 +36,22 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
     if name.endswith("mlp.c_fc.weight") and mm.cfg.mlp == "swiglu":
         vectors = vectors[fc_order(mm.cfg, mm.hw)]
     return vectors
+
+
+def _param(mm: MemoryMap, name: str, weights: dict) -> np.ndarray:
+    """The fp32 values the image stores for the parameter vector ``name``: the checkpoint's, or
+    for the bias of a GEMV with a folded LayerNorm, :func:`~pimgpt.sw.models.folded_ln_bias`."""
+    layer, _, rest = name.partition(".")[2].partition(".")
+    matrix = rest.removesuffix(".bias")
+    value = np.asarray(weights[name], np.float32)
+    if (name.startswith("h.") and rest.endswith(".bias") and matrix in FOLDED_LN
+            and folds_layernorm(mm.cfg)):
+        p = f"h.{layer}."
+        value = folded_ln_bias(weights[p + matrix + ".weight"],
+                               weights[p + FOLDED_LN[matrix] + ".bias"], value)
+    if name.endswith("mlp.c_fc.bias"):  # in the order of the outputs (its vectors')
+        value = value[fc_order(mm.cfg, mm.hw)]
+    return value
 
 
 def _q_scaled(mm: MemoryMap, name: str, w: np.ndarray) -> np.ndarray:

@@ -32,7 +32,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from pimgpt.core.errors import PimgptError
+from pimgpt.core.numerics import bf16_to_f32, f32_to_bf16
 
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope")
@@ -323,6 +326,38 @@ def folded_q_scale(d_head: int) -> float:
     """
     scale = 1.0 / math.sqrt(d_head)
     return scale if math.frexp(scale)[0] == 0.5 else 1.0
+
+
+#: The GEMVs whose input LayerNorm is folded into them (``docs/numerics.md``, "LayerNorm folded
+#: into the next GEMV"): matrix name -> the LayerNorm before it (both per layer).
+FOLDED_LN = {"attn.c_attn": "ln_1", "mlp.c_fc": "ln_2"}
+
+
+def folds_layernorm(cfg: ModelConfig) -> bool:
+    """Whether ``cfg``'s ``ln_1``/``ln_2`` are folded into the GEMVs they feed: LayerNorm models
+    with biases (the fold's shift term goes into the bias)."""
+    return cfg.norm == "layernorm" and bool(cfg.bias)
+
+
+def folded_ln_bias(weight, shift, bias) -> np.ndarray:
+    """The bias of a GEMV whose input LayerNorm is folded into it: ``c = bf16(W)^T shift +
+    bias``, summed in float64 and rounded once to fp32 (``W`` is ``[in, out]`` as the checkpoint
+    stores it; ``bf16(W)`` is what the banks multiply). The DRAM image stores ``bf16(c)`` where
+    the bias was.
+
+    Parameters
+    ----------
+    weight : array_like of float32, shape (in, out)
+    shift, bias : array_like of float32, shapes (in,) and (out,)
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(out,)``.
+    """
+    w = bf16_to_f32(f32_to_bf16(np.asarray(weight, dtype=np.float32))).astype(np.float64)
+    c = w.T @ np.asarray(shift, dtype=np.float64) + np.asarray(bias, dtype=np.float64)
+    return c.astype(np.float32)
 
 
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -290,6 +290,44 @@ def test_layernorm_every_path_matches_golden_and_writes_only_dst(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
+def test_folded_layernorm_routines_match_golden(lanes):
+    """LNCENTRE, LNRSTD and VMADS against the golden functions, with a partial last block and
+    without (LNRSTD's split and fused passes), special values, in place, and nothing written
+    outside their outputs; LNRSTD's rstd and its ``tmp`` (= d) are LAYERNORM's bits."""
+    rng = np.random.default_rng(lanes + 11)
+    eps32 = np.float32(1e-5)
+    eps = int(b32(eps32))
+    for n in (1, 5, lanes, 6 * lanes, 3 * 128 + 5, 768, 1600):
+        x = (rng.standard_normal(n) * 4 + 1).astype(np.float32)
+        if n > 7 and n % 2:
+            x[3] = np.inf  # every output NaN or Inf, as the golden says
+        g, c, acc = _data(rng, n, 1.0), _data(rng, n, 0.2), _data(rng, n, 30.0)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + n], sp[3000:3000 + n], sp[5000:5000 + n] = b32(x), b32(g), b32(c)
+        sp[7000:7000 + n] = b32(acc)
+        before = sp.copy()
+        _run(lanes, Op.LNCENTRE, (9000, 100, 3000, n), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n], b32(nl.layernorm_centre(x, g)))
+        _run(lanes, Op.LNRSTD, (12000, 100, 13000, n, eps), sp)
+        d, rstd = nl.layernorm_stats(x, eps32)
+        assert sp[12000] == b32(rstd), n
+        np.testing.assert_array_equal(sp[13000:13000 + n], b32(d))
+        # the LayerNorm's own bits: y = d * rstd * gamma + beta
+        np.testing.assert_array_equal(
+            b32(nm.f32_mad(nm.f32_mul(d, rstd), g, c)), b32(nl.layernorm(x, g, c, eps32)))
+        _run(lanes, Op.VMADS, (9000, 7000, 12000, 5000, n), sp)
+        want = nm.f32_add(nm.f32_mul(acc, np.float32(rstd)), c)
+        np.testing.assert_array_equal(sp[9000:9000 + n], b32(want))
+        changed = sp != before
+        changed[9000:9000 + n] = changed[12000] = changed[13000:13000 + n] = False
+        assert not changed.any(), f"n={n}: a word outside the outputs changed"
+        _run(lanes, Op.VMADS, (7000, 7000, 12000, 5000, n), sp)  # in place
+        np.testing.assert_array_equal(sp[7000:7000 + n], b32(want))
+        _run(lanes, Op.LNCENTRE, (100, 100, 3000, n), sp)  # in place
+        np.testing.assert_array_equal(sp[100:100 + n], b32(nl.layernorm_centre(x, g)))
+
+
+@pytest.mark.parametrize("lanes", LANES)
 @pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12), (20, 9), (200, 9)])
 def test_softmax_rows_match_golden(lanes, n, rows):
     rng = np.random.default_rng(n * rows + lanes)

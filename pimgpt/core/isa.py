@@ -87,6 +87,9 @@ class Op(IntEnum):
     RMSNORM = 0x31
     ROPE = 0x32
     SWIGLU = 0x33
+    LNCENTRE = 0x36
+    LNRSTD = 0x37
+    VMADS = 0x38
 
 
 class Side(Enum):
@@ -236,6 +239,15 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.SWIGLU, _A, ("dst", "gate", "up", "n"),
            (_sp("gate", "n"), _sp("up", "n"), _sp("dst", "n", write=True)),
            doc="dst = silu(gate) * up (the SwiGLU gated product)"),
+    OpSpec(Op.LNCENTRE, _A, ("dst", "src", "gamma", "n"),
+           (_sp("src", "n"), _sp("gamma", "n"), _sp("dst", "n", write=True)), nonzero=("n",),
+           doc="dst = (src - mean(src)) * gamma (a LayerNorm folded into its GEMV)"),
+    OpSpec(Op.LNRSTD, _A, ("dst", "src", "tmp", "n", "eps_f32"),
+           (_sp("src", "n"), _sp("tmp", "n", write=True), _sp("dst", 1, write=True)),
+           nonzero=("n",), doc="dst[0] = LayerNorm rstd of src (tmp: n words of scratch)"),
+    OpSpec(Op.VMADS, _A, ("dst", "a", "s", "b", "n"),
+           (_sp("a", "n"), _sp("s", 1), _sp("b", "n"), _sp("dst", "n", write=True)),
+           doc="dst = a * s[0] + b (a folded LayerNorm's GEMV epilogue)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

@@ -506,7 +506,6 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
     x = _as_f32(x)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"layernorm needs a non-empty last axis, got shape {x.shape}")
-    n = x.shape[-1]
     gamma = _as_f32(gamma)
     beta = _as_f32(beta)
     for name, v in (("gamma", gamma), ("beta", beta)):
@@ -516,11 +515,72 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
             raise ValueError(
                 f"layernorm {name} shape {v.shape} does not fit x shape {x.shape}"
             ) from err
-    eps32 = _as_f32(eps)
-    inv_n = recip_newton(np.float32(n))
-    mean = f32_mul(f32_tree_sum(x), inv_n)
-    d = f32_add(x, _neg(mean)[..., None])
-    var = f32_mul(f32_tree_sum(f32_mul(d, d)), inv_n)
-    rstd = rsqrt_newton(f32_add(var, eps32))
+    d, rstd = _ln_stats(x, eps)
     y = f32_mad(f32_mul(d, rstd[..., None]), gamma, beta)
     return np.asarray(y, dtype=np.float32)
+
+
+def _ln_centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-3 of :func:`layernorm` on DAZ'd ``x``: ``(d, inv_n)``."""
+    inv_n = recip_newton(np.float32(x.shape[-1]))
+    mean = f32_mul(f32_tree_sum(x), inv_n)
+    return f32_add(x, _neg(mean)[..., None]), inv_n
+
+
+def _ln_stats(x: np.ndarray, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-5 of :func:`layernorm` on DAZ'd ``x``: ``(d, rstd)``."""
+    d, inv_n = _ln_centre(x)
+    var = f32_mul(f32_tree_sum(f32_mul(d, d)), inv_n)
+    return d, rsqrt_newton(f32_add(var, _as_f32(eps)))
+
+
+def _check_vector(name: str, x) -> np.ndarray:
+    x = _as_f32(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{name} needs a non-empty last axis, got shape {x.shape}")
+    return x
+
+
+def layernorm_centre(x, gamma) -> np.ndarray:
+    """The centred, scaled input of a LayerNorm folded into its GEMV (``LNCENTRE``).
+
+    ``h[i] = mul(d[i], gamma[i])`` with ``d`` of :func:`layernorm` (steps 1-3): the same bits
+    as ``layernorm``'s ``d`` times the gain. The GEMV consumes ``bf16(h)``; ``rstd``
+    (:func:`layernorm_rstd`) scales its fp32 results and the shift ``beta`` is folded into the
+    GEMV's bias (``docs/numerics.md``, "LayerNorm folded into the next GEMV").
+
+    Parameters
+    ----------
+    x : array_like of float32
+        Inputs, shape ``(..., n)``, ``n >= 1``.
+    gamma : array_like of float32
+        Gain, shape ``(n,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, the shape of ``x``.
+    """
+    d, _ = _ln_centre(_check_vector("layernorm_centre", x))
+    return np.asarray(f32_mul(d, _as_f32(gamma)), dtype=np.float32)
+
+
+def layernorm_stats(x, eps) -> tuple[np.ndarray, np.ndarray]:
+    """``d`` and ``rstd`` of :func:`layernorm` (steps 1-5, the same bits; ``LNRSTD``).
+
+    Parameters
+    ----------
+    x : array_like of float32
+        Inputs, shape ``(..., n)``, ``n >= 1``.
+    eps : float
+        Variance epsilon, rounded to fp32.
+
+    Returns
+    -------
+    d : numpy.ndarray
+        ``float32`` centred inputs ``x - mean``, the shape of ``x``.
+    rstd : numpy.ndarray
+        ``float32``, shape ``x.shape[:-1]``.
+    """
+    d, rstd = _ln_stats(_check_vector("layernorm_stats", x), eps)
+    return np.asarray(d, dtype=np.float32), np.asarray(rstd, dtype=np.float32)

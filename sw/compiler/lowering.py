@@ -34,7 +34,7 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, f32_bits
 from pimgpt.core.rope import rope_table
 from pimgpt.sw.mapper import COL, MemoryMap, Region, k_layout, v_dims, v_parts
-from pimgpt.sw.models import ModelConfig
+from pimgpt.sw.models import ModelConfig, folds_layernorm
 
 from .accum import AccPool
 from .attention import AttentionLowering
@@ -70,6 +70,7 @@ class Lowering(AttentionLowering):
         self.inv_freq = cfg.rope_inv_freq()
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
+        self.fold_ln = folds_layernorm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
     def _mask(self, remaining: int) -> int:
@@ -109,15 +110,23 @@ class Lowering(AttentionLowering):
                 self._rd_vec(name)
 
     def _norm_params(self, prefix: str) -> tuple:
-        """Parameter names of the norm ``prefix`` (gain, and the shift of a LayerNorm)."""
-        if self.cfg.norm == "layernorm":
+        """Parameter names of the norm ``prefix`` that the vector unit reads (gain, and the
+        shift of a LayerNorm that is not folded into its GEMV)."""
+        if self.cfg.norm == "layernorm" and not self._folded(prefix):
             return (prefix + ".weight", prefix + ".bias")
         return (prefix + ".weight",)
 
+    def _folded(self, prefix: str) -> bool:
+        """Whether the norm ``prefix`` is folded into the GEMV it feeds (``ln_1``, ``ln_2``)."""
+        return self.fold_ln and prefix.startswith("h.")
+
     def _norm(self, prefix: str, src: int, dst: int) -> None:
-        """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm)."""
+        """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm); a folded
+        LayerNorm only centres and scales (``LNCENTRE``): the GEMV it feeds finishes it."""
         W = self._param
-        if self.cfg.norm == "layernorm":
+        if self._folded(prefix):
+            self.b.emit(Op.LNCENTRE, dst=dst, src=src, gamma=W(prefix + ".weight"), n=self.d)
+        elif self.cfg.norm == "layernorm":
             self.b.emit(Op.LAYERNORM, dst=dst, src=src, gamma=W(prefix + ".weight"),
                         beta=W(prefix + ".bias"), n=self.d, eps_f32=self.eps)
         else:
@@ -127,7 +136,7 @@ class Lowering(AttentionLowering):
     # ---- GEMV ----------------------------------------------------------------------------
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
              prefetch: tuple = (), post=None, feeds: Region | None = None,
-             per_input: int = 1) -> None:
+             per_input: int = 1, folded: int | None = None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -138,6 +147,11 @@ class Lowering(AttentionLowering):
         read, biased and post-processed as soon as its MACs are done (aligned with the input
         chunks of ``feeds``, the region of the GEMV that consumes the outputs, ``per_input``
         outputs per element of its input: 2 for SwiGLU's gate and up).
+
+        ``folded``: the address of the residual stream whose folded LayerNorm ``x`` is (``x``
+        from ``LNCENTRE``): ``LNRSTD`` runs on the vector unit behind the first load, and each
+        output group is finished with ``VMADS`` (``y = acc * rstd + bias``, the bias holding the
+        folded shift) instead of the bias ``VADD``.
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -157,6 +171,10 @@ class Lowering(AttentionLowering):
         tag = b.tag
         for t_idx, (_t, start, size) in enumerate(chunks):
             b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
+            if folded is not None and t_idx == 0:
+                # behind the load, so that it runs while the banks stream the GEMV
+                b.emit(Op.LNRSTD, dst=self.P.stat, src=folded, tmp=self.P.tmp, n=self.d,
+                       eps_f32=self.eps)
             last = t_idx == k - 1
             for j0, j1 in (batches if (k - 1 - t_idx) % 2 == 0 else batches[::-1]):
                 keys = [(gid, i) for i in range(j0, j1)]
@@ -176,7 +194,10 @@ class Lowering(AttentionLowering):
                 pool.flush([(gid, i) for i in range(i0, i1)])
                 lo = i0 * S
                 n_g = min(n_out, i1 * S) - lo
-                if bias is not None:
+                if folded is not None:
+                    b.emit(Op.VMADS, dst=dst + lo, a=dst + lo, s=self.P.stat, b=bias + lo,
+                           n=n_g)
+                elif bias is not None:
                     b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n_g)
                 if post is not None:
                     post(lo, n_g)
@@ -184,7 +205,7 @@ class Lowering(AttentionLowering):
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
                prefetch: tuple = (), post=None, feeds: str | None = None,
-               per_input: int = 1) -> None:
+               per_input: int = 1, folded: int | None = None) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
         parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``.
         Without biases (Llama) no add at all: adding +0 would turn a -0 into +0."""
@@ -192,7 +213,7 @@ class Lowering(AttentionLowering):
         bias = f"h.{layer}.{name}.bias" if self.cfg.bias else None
         consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
         self.gemv(region, x, dst, n_out, None if bias is None else self._param(bias),
-                  ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input)
+                  ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input, folded)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -277,7 +298,8 @@ class Lowering(AttentionLowering):
             self._norm(p + "ln_1", P.x, P.h)
             b.tag = f"L{layer}.attn.qkv"
             rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
-            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope)
+            folded = P.x if self.fold_ln else None
+            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded)
             self.attention(layer, pos)
             b.tag = f"L{layer}.attn.proj"
             self.linear(layer, "attn.c_proj", P.o, P.y, d, self._norm_params(p + "ln_2"),
@@ -288,10 +310,11 @@ class Lowering(AttentionLowering):
             if cfg.mlp == "swiglu":
                 self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.fc_dim,
                             post=self._swiglu(f"L{layer}.mlp.swiglu"), feeds="mlp.c_proj",
-                            per_input=2)
+                            per_input=2, folded=folded)
             else:
                 self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.d_ff,
-                            post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj")
+                            post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj",
+                            folded=folded)
             b.tag = f"L{layer}.mlp.proj"
             if layer + 1 < cfg.n_layer:
                 nxt = self._norm_params(f"h.{layer + 1}.ln_1")

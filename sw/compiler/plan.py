@@ -47,7 +47,9 @@ class ScratchPlan:
     Attributes
     ----------
     x, tmp, h : int
-        Residual stream, embedding scratch, norm output (``d`` words each).
+        Residual stream, embedding and ``LNRSTD`` scratch, norm output (``d`` words each).
+    stat : int
+        A folded LayerNorm's ``rstd`` (``LNRSTD``, one word).
     rope : int or None
         The RoPE cos/sin table of the step's position (``d_head`` words), rotary models only.
     params : dict of str to int
@@ -80,6 +82,8 @@ class ScratchPlan:
         self.x = sp.alloc("x", d)
         self.tmp = sp.alloc("tmp", d)
         self.h = sp.alloc("h", d)
+        # a folded LayerNorm's rstd (LNRSTD; one word, a column for alignment)
+        self.stat = sp.alloc("stat", COL)
         # RoPE: the cos/sin table of the step's position (cos[0..dh/2), then sin)
         self.rope = sp.alloc("rope", cfg.d_head) if cfg.position == "rope" else None
         self._plan_params(cfg, mm, sp)

@@ -5,7 +5,8 @@ distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, th
 exp and GELU), and a program of every vector-unit instruction over it: element-wise functions,
 binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
-place, LAYERNORM of several lengths and in place, VMACS of short, long and one-word segments and
+place, LAYERNORM of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded
+into its GEMV; also in place), VMACS of short, long and one-word segments and
 in place, SWIGLU over every corner, RMSNORM and ROPE (also in place), ARGMAX with ties, NaNs and
 ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
@@ -105,6 +106,20 @@ def stimulus(seed: int, n_elem: int, lanes: int):
         I(Op.LAYERNORM, dst=dst + 100, src=4096 + 2, gamma=4096, beta=4096, n=5, eps_f32=0),
     ]
     dst += 100 + 5
+    # A LayerNorm folded into its GEMV: LNCENTRE (and in place), LNRSTD (rstd and its d in tmp,
+    # a partial last block and none), VMADS (its scale one of LNRSTD's outputs; in place).
+    prog += [
+        I(Op.LNCENTRE, dst=dst, src=4096 + 40, gamma=4096 + 64, n=7 * W + 3),
+        I(Op.LNCENTRE, dst=4096 + 2100, src=4096 + 2100, gamma=4096, n=40),
+        I(Op.LNRSTD, dst=dst + 7 * W + 3, src=4096 + 40, tmp=dst + 7 * W + 4, n=7 * W + 3,
+          eps_f32=f32(1e-5)),
+        I(Op.LNRSTD, dst=dst + 14 * W + 7, src=4096 + 300, tmp=dst + 14 * W + 8, n=4 * W,
+          eps_f32=f32(1e-5)),
+        I(Op.VMADS, dst=dst + 18 * W + 8, a=4096 + 10, s=dst + 7 * W + 3, b=4096 + 600,
+          n=3 * W + 5),
+        I(Op.VMADS, dst=4096 + 2200, a=4096 + 2200, s=3905, b=0, n=21),
+    ]
+    dst += 21 * W + 13
     # VMACS: short and long segments, one-word segments, in place (a is dst).
     sp[3900:3940] = nx.bits_from_f32(rng.normal(0, 1, 40).astype(np.float32))
     sp[3920] = 0x7FC00000

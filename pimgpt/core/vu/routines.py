@@ -356,7 +356,7 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
-          Op.RMSNORM, Op.ROPE, Op.SWIGLU)
+          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.LNCENTRE, Op.LNRSTD, Op.VMADS)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -366,6 +366,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     independent work.
     """
     from . import routines_llama as llama
+    from . import routines_ln as ln
     from . import routines_red as red
 
     check_lanes(lanes)
@@ -395,12 +396,16 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
     llama.rmsnorm(a)
     llama.rope(a)
+    ln.lncentre(a)
+    ln.lnrstd(a)
+    ln.vmads(a)
     words, labels = a.assemble()
     names = {Op.VADD: "vadd", Op.VMUL: "vmul", Op.VSCALE: "vscale", Op.VMOV: "vmov",
              Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
-             Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu"}
+             Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
+             Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd", Op.VMADS: "vmads"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

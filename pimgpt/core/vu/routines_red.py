@@ -362,32 +362,12 @@ def layernorm(a: Asm) -> None:
     K = max(A, 2)
     P = LN_PEEL[W]
     n = F[5]
-    # pass 1: sum(x), software-pipelined: each iteration adds K blocks and loads the next K
-    # (ceil(nb / K) iterations; blocks beyond n read -0, the sum's exact identity)
-    xs = [a.vreg("x") for _ in range(K)]
-    acc = [a.vreg("acc") for _ in range(A)]
-    fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
-    nb, xhi, p, n1 = S(), S(), S(), S()
-    with a.sched():
-        a.s(UOp.SADD, xhi, F[2], n)
-        for j in range(K):
-            a.ld(xs[j], F[2], F[2], xhi, Fill.NEG_ZERO, off=j * W)
-        a.s(UOp.SADD, p, F[2], K * W)
-        a.s(UOp.SADD, n1, n, K * W - 1)  # ceil(n / (K*W)) iterations
-        a.s(UOp.SSHR, n1, n1, log2(K * W))
-        for r in acc:
-            a.v(UOp.VBCAST, r, None, NEG_ZERO)
-        # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the first tree
-        a.v(UOp.VBCAST, fnv, None, n)
-        a.v(UOp.VOR, fl, fnv, 0x4B000000)
-        a.v(UOp.VFADD, nf, fl, 0xCB000000)
-    with a.loop(n1), a.sched():
-        for j in range(K):
-            with a.copy(j):
-                a.v(UOp.VFADD, acc[j % A], acc[j % A], xs[j])
-                a.ld(xs[j], p, F[2], xhi, Fill.NEG_ZERO, off=j * W)
-        a.s(UOp.SADD, p, p, K * W)
-    mean, nmean, nm0 = a.vreg("mean"), a.vreg("nmean"), a.vreg()
+    # pass 1: sum(x) (shared with LNCENTRE and LNRSTD; imported here: that module builds on
+    # this one's trees)
+    from .routines_ln import ln_neg_mean, ln_sum
+
+    acc, nf, xhi, p = ln_sum(a, S, F[2], n)
+    nb = S()
     dhi, dp, rest = S(), S(), S()
     K2 = max(A, 4)
     split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
@@ -398,10 +378,7 @@ def layernorm(a: Asm) -> None:
         a.s(UOp.SAND, rem, n, W - 1)
         a.s(UOp.SSHR, S.shared("niter"), nb, log2(K2))
         sq = [_bcast(a, NEG_ZERO) for _ in range(A)]
-        inv_n = fn.recip_newton(a, nf)
-        a.v(UOp.VFMUL, mean, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, acc)]), inv_n)
-        a.v(UOp.VXOR, nm0, mean, fn.SIGN)
-        a.v(UOp.VBCL, nmean, nm0, 0)
+        nmean, inv_n = ln_neg_mean(a, acc, nf)
         a.s(UOp.SADD, dhi, F[1], n)
         a.s(UOp.SADD, p, F[2], 0)
         a.s(UOp.SADD, dp, F[1], 0)
