@@ -511,6 +511,16 @@ class GoldenMachine:
             self._store(a["dst"], f32_add(f32_mul(self._vec(a["a"], n), s),
                                           self._vec(a["b"], n)))
 
+    def _rmsrstd(self, a, flags):
+        eps = f32_from_bits(np.uint32(a["eps_f32"]))
+        rstd = nonlinear_llama.rmsnorm_rstd(self._vec(a["src"], a["n"]), eps)
+        self._store(a["dst"], np.atleast_1d(rstd))
+
+    def _vmuls(self, a, flags):
+        if a["n"]:
+            s = self._vec(a["s"], 1)[0]
+            self._store(a["dst"], f32_mul(self._vec(a["a"], a["n"]), s))
+
     # Llama functions; zero counts are refused up front (check_program: SPEC's nonzero fields).
     def _rmsnorm(self, a, flags):
         n, eps = a["n"], f32_from_bits(np.uint32(a["eps_f32"]))

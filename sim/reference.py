@@ -33,7 +33,7 @@ from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.rope import rope_cos_sin_f64, rope_table
-from pimgpt.sw.models import ModelConfig, folded_ln_bias, folds_layernorm
+from pimgpt.sw.models import ModelConfig, folded_ln_bias, folds_layernorm_shift, folds_norm
 
 MAC_LANES = nm.MAC_LANES
 #: Output neurons per dot_bf16 call: bounds the temporaries (about 100 bytes per product).
@@ -239,7 +239,7 @@ class PimModel:
             return _widen(_bf16(weights[name]))
 
         def linear(name, norm=None):
-            if norm is not None and self.fold:  # the folded LayerNorm's shift in the bias
+            if norm is not None and folds_layernorm_shift(cfg):  # the shift in the bias
                 c = folded_ln_bias(weights[name + ".weight"], weights[norm + ".bias"],
                                    weights[name + ".bias"])
                 return mat(name + ".weight"), _widen(_bf16(c))
@@ -248,7 +248,7 @@ class PimModel:
         def norm(name):
             return vec(name + ".weight"), vec(name + ".bias") if cfg.norm == "layernorm" else None
 
-        self.fold = folds_layernorm(cfg)
+        self.fold = folds_norm(cfg)
         self.wte16 = _bf16(weights["wte"])
         self.wpe16 = _bf16(weights["wpe"]) if cfg.position == "learned" else None
         self.head16 = self.wte16 if cfg.tied_head else _bf16(weights["lm_head"])
@@ -278,15 +278,20 @@ class PimModel:
         return y if bias is None else nm.f32_add(y, bias)
 
     def normed_linear(self, x, norm: tuple, layer: tuple) -> np.ndarray:
-        """``linear(norm(x))``; a folded LayerNorm (``docs/numerics.md``): ``y_j =
-        f32_add(f32_mul(chunkdot(bf16(layernorm_centre(x, gain)), W[:, j]), rstd), w(c_j))``
-        with ``c`` the folded bias (:func:`pimgpt.sw.models.folded_ln_bias`)."""
+        """``linear(norm(x))``, or the norm folded into the GEMV (``normlinear`` of
+        ``docs/dataflow.md``): ``y_j = f32_mul(chunkdot(bf16(hc), W[:, j]), rstd)``, plus
+        ``w(c_j)`` with biases (``f32_add``), where LayerNorm: ``hc = layernorm_centre(x, gain)``
+        and ``c`` the folded bias (:func:`pimgpt.sw.models.folded_ln_bias`); RMSNorm:
+        ``hc = f32_mul(x, gain)`` and ``c`` the bias."""
         if not self.fold:
             return self.linear(self.norm(x, norm), layer)
-        w16, c = layer
-        acc = chunkdot(_bf16(nl.layernorm_centre(x, norm[0])), w16)
-        _, rstd = nl.layernorm_stats(x, self.eps)
-        return nm.f32_add(nm.f32_mul(acc, rstd), c)
+        (gain, shift), (w16, c) = norm, layer
+        if shift is None:
+            hc, rstd = nm.f32_mul(x, gain), nll.rmsnorm_rstd(x, self.eps)
+        else:
+            hc, (_, rstd) = nl.layernorm_centre(x, gain), nl.layernorm_stats(x, self.eps)
+        y = nm.f32_mul(chunkdot(_bf16(hc), w16), rstd)
+        return y if c is None else nm.f32_add(y, c)
 
     def norm(self, x, params: tuple) -> np.ndarray:
         """LayerNorm (gain, shift) or RMSNorm (gain) of the vector unit."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pimgpt.sw.mapper import MappingError, MemoryMap, Region, fc_order, to_bf16
-from pimgpt.sw.models import FOLDED_LN, folded_ln_bias, folds_layernorm
+from pimgpt.sw.models import FOLDED_LN, folded_ln_bias, folds_layernorm_shift
 
 
 def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
@@ -45,7 +45,7 @@ def _param(mm: MemoryMap, name: str, weights: dict) -> np.ndarray:
     matrix = rest.removesuffix(".bias")
     value = np.asarray(weights[name], np.float32)
     if (name.startswith("h.") and rest.endswith(".bias") and matrix in FOLDED_LN
-            and folds_layernorm(mm.cfg)):
+            and folds_layernorm_shift(mm.cfg)):
         p = f"h.{layer}."
         value = folded_ln_bias(weights[p + matrix + ".weight"],
                                weights[p + FOLDED_LN[matrix] + ".bias"], value)

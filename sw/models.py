@@ -328,15 +328,21 @@ def folded_q_scale(d_head: int) -> float:
     return scale if math.frexp(scale)[0] == 0.5 else 1.0
 
 
-#: The GEMVs whose input LayerNorm is folded into them (``docs/numerics.md``, "LayerNorm folded
-#: into the next GEMV"): matrix name -> the LayerNorm before it (both per layer).
+#: The GEMVs whose input norm is folded into them (``docs/numerics.md``, "A norm folded into the
+#: next GEMV"): matrix name -> the norm before it (both per layer; the final norm is not folded).
 FOLDED_LN = {"attn.c_attn": "ln_1", "mlp.c_fc": "ln_2"}
 
 
-def folds_layernorm(cfg: ModelConfig) -> bool:
-    """Whether ``cfg``'s ``ln_1``/``ln_2`` are folded into the GEMVs they feed: LayerNorm models
-    with biases (the fold's shift term goes into the bias)."""
-    return cfg.norm == "layernorm" and bool(cfg.bias)
+def folds_norm(cfg: ModelConfig) -> bool:
+    """Whether ``cfg``'s ``ln_1``/``ln_2`` are folded into the GEMVs they feed: every RMSNorm,
+    and a LayerNorm when the GEMVs have biases (its shift term goes into them)."""
+    return cfg.norm == "rmsnorm" or bool(cfg.bias)
+
+
+def folds_layernorm_shift(cfg: ModelConfig) -> bool:
+    """Whether the biases of the GEMVs after ``ln_1``/``ln_2`` hold a folded LayerNorm shift
+    (:func:`folded_ln_bias`)."""
+    return cfg.norm == "layernorm" and folds_norm(cfg)
 
 
 def folded_ln_bias(weight, shift, bias) -> np.ndarray:

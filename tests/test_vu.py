@@ -328,6 +328,33 @@ def test_folded_layernorm_routines_match_golden(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
+def test_folded_rmsnorm_routines_match_golden(lanes):
+    """RMSRSTD (RMSNORM's rstd bits) and VMULS (in place too) against the golden functions;
+    nothing written outside their outputs."""
+    rng = np.random.default_rng(lanes + 13)
+    eps32 = np.float32(1e-6)
+    for n in (1, 5, lanes + 3, 6 * lanes, 2048):
+        x, acc = _data(rng, n), _data(rng, n, 30.0)
+        sp = np.zeros(16384, np.uint32)
+        sp[100:100 + n], sp[3000:3000 + n] = b32(x), b32(acc)
+        before = sp.copy()
+        _run(lanes, Op.RMSRSTD, (12000, 100, n, int(b32(eps32))), sp)
+        rstd = nll.rmsnorm_rstd(x, eps32)
+        assert sp[12000] == b32(rstd), n
+        # RMSNORM's own bits: y = (x * rstd) * gamma
+        g = _data(rng, n, 1.0)
+        np.testing.assert_array_equal(b32(nm.f32_mul(nm.f32_mul(x, rstd), g)),
+                                      b32(nll.rmsnorm(x, g, eps32)))
+        _run(lanes, Op.VMULS, (9000, 3000, 12000, n), sp)
+        np.testing.assert_array_equal(sp[9000:9000 + n], b32(nm.f32_mul(acc, rstd)))
+        changed = sp != before
+        changed[9000:9000 + n] = changed[12000] = False
+        assert not changed.any(), f"n={n}: a word outside the outputs changed"
+        _run(lanes, Op.VMULS, (3000, 3000, 12000, n), sp)  # in place
+        np.testing.assert_array_equal(sp[3000:3000 + n], b32(nm.f32_mul(acc, rstd)))
+
+
+@pytest.mark.parametrize("lanes", LANES)
 @pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12), (20, 9), (200, 9)])
 def test_softmax_rows_match_golden(lanes, n, rows):
     rng = np.random.default_rng(n * rows + lanes)

@@ -90,6 +90,8 @@ class Op(IntEnum):
     LNCENTRE = 0x36
     LNRSTD = 0x37
     VMADS = 0x38
+    RMSRSTD = 0x39
+    VMULS = 0x3A
 
 
 class Side(Enum):
@@ -248,6 +250,12 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.VMADS, _A, ("dst", "a", "s", "b", "n"),
            (_sp("a", "n"), _sp("s", 1), _sp("b", "n"), _sp("dst", "n", write=True)),
            doc="dst = a * s[0] + b (a folded LayerNorm's GEMV epilogue)"),
+    OpSpec(Op.RMSRSTD, _A, ("dst", "src", "n", "eps_f32"),
+           (_sp("src", "n"), _sp("dst", 1, write=True)), nonzero=("n",),
+           doc="dst[0] = RMSNorm rstd of src"),
+    OpSpec(Op.VMULS, _A, ("dst", "a", "s", "n"),
+           (_sp("a", "n"), _sp("s", 1), _sp("dst", "n", write=True)),
+           doc="dst = a * s[0] (a folded RMSNorm's GEMV epilogue)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

@@ -62,10 +62,38 @@ def rmsnorm(x, gamma, eps) -> np.ndarray:
     except ValueError as err:
         raise ValueError(f"rmsnorm gamma shape {gamma.shape} does not fit x shape {x.shape}") \
             from err
+    rstd = _rms_rstd(x, eps)
+    return np.asarray(f32_mul(f32_mul(x, rstd[..., None]), gamma), dtype=np.float32)
+
+
+def _rms_rstd(x: np.ndarray, eps) -> np.ndarray:
+    """Steps 1-3 of :func:`rmsnorm` on DAZ'd ``x``."""
     inv_n = reciprocal(np.float32(x.shape[-1]))
     ms = f32_mul(f32_tree_sum(f32_mul(x, x)), inv_n)
-    rstd = rsqrt(f32_add(ms, _as_f32(eps)))
-    return np.asarray(f32_mul(f32_mul(x, rstd[..., None]), gamma), dtype=np.float32)
+    return rsqrt(f32_add(ms, _as_f32(eps)))
+
+
+def rmsnorm_rstd(x, eps) -> np.ndarray:
+    """``rstd`` of :func:`rmsnorm` (steps 1-3, the same bits; ``RMSRSTD``): an RMSNorm folded
+    into the GEMV it feeds takes ``bf16(mul(x, gamma))`` as the GEMV's input and scales the fp32
+    results by ``rstd`` (``docs/numerics.md``).
+
+    Parameters
+    ----------
+    x : array_like of float32
+        Inputs, shape ``(..., n)``, ``n >= 1``.
+    eps : float
+        Epsilon, rounded to fp32.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``x.shape[:-1]``.
+    """
+    x = _as_f32(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"rmsnorm_rstd needs a non-empty last axis, got shape {x.shape}")
+    return np.asarray(_rms_rstd(x, eps), dtype=np.float32)
 
 
 def silu(x) -> np.ndarray:

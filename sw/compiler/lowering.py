@@ -34,7 +34,7 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, f32_bits
 from pimgpt.core.rope import rope_table
 from pimgpt.sw.mapper import COL, MemoryMap, Region, k_layout, v_dims, v_parts
-from pimgpt.sw.models import ModelConfig, folds_layernorm
+from pimgpt.sw.models import ModelConfig, folds_norm
 
 from .accum import AccPool
 from .attention import AttentionLowering
@@ -70,7 +70,7 @@ class Lowering(AttentionLowering):
         self.inv_freq = cfg.rope_inv_freq()
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
-        self.fold_ln = folds_layernorm(cfg)
+        self.fold_ln = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
     def _mask(self, remaining: int) -> int:
@@ -117,14 +117,17 @@ class Lowering(AttentionLowering):
         return (prefix + ".weight",)
 
     def _folded(self, prefix: str) -> bool:
-        """Whether the norm ``prefix`` is folded into the GEMV it feeds (``ln_1``, ``ln_2``)."""
+        """Whether the norm ``prefix`` is folded into the GEMV it feeds (``ln_1``, ``ln_2``;
+        :func:`~pimgpt.sw.models.folds_norm`)."""
         return self.fold_ln and prefix.startswith("h.")
 
     def _norm(self, prefix: str, src: int, dst: int) -> None:
         """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm); a folded
         LayerNorm only centres and scales (``LNCENTRE``): the GEMV it feeds finishes it."""
         W = self._param
-        if self._folded(prefix):
+        if self._folded(prefix) and self.cfg.norm == "rmsnorm":
+            self.b.emit(Op.VMUL, dst=dst, a=src, b=W(prefix + ".weight"), n=self.d)
+        elif self._folded(prefix):
             self.b.emit(Op.LNCENTRE, dst=dst, src=src, gamma=W(prefix + ".weight"), n=self.d)
         elif self.cfg.norm == "layernorm":
             self.b.emit(Op.LAYERNORM, dst=dst, src=src, gamma=W(prefix + ".weight"),
@@ -148,10 +151,11 @@ class Lowering(AttentionLowering):
         chunks of ``feeds``, the region of the GEMV that consumes the outputs, ``per_input``
         outputs per element of its input: 2 for SwiGLU's gate and up).
 
-        ``folded``: the address of the residual stream whose folded LayerNorm ``x`` is (``x``
-        from ``LNCENTRE``): ``LNRSTD`` runs on the vector unit behind the first load, and each
-        output group is finished with ``VMADS`` (``y = acc * rstd + bias``, the bias holding the
-        folded shift) instead of the bias ``VADD``.
+        ``folded``: the address of the residual stream whose folded norm ``x`` is (``x`` from
+        ``LNCENTRE``, or an RMSNorm's ``VMUL`` by the gain): ``LNRSTD`` / ``RMSRSTD`` runs on the
+        vector unit behind the first load, and each output group is finished with ``VMADS``
+        (``y = acc * rstd + bias``, the bias holding a LayerNorm's folded shift) instead of the
+        bias ``VADD``, or without biases ``VMULS`` (``y = acc * rstd``).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -173,8 +177,11 @@ class Lowering(AttentionLowering):
             b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
             if folded is not None and t_idx == 0:
                 # behind the load, so that it runs while the banks stream the GEMV
-                b.emit(Op.LNRSTD, dst=self.P.stat, src=folded, tmp=self.P.tmp, n=self.d,
-                       eps_f32=self.eps)
+                if self.cfg.norm == "rmsnorm":
+                    b.emit(Op.RMSRSTD, dst=self.P.stat, src=folded, n=self.d, eps_f32=self.eps)
+                else:
+                    b.emit(Op.LNRSTD, dst=self.P.stat, src=folded, tmp=self.P.tmp, n=self.d,
+                           eps_f32=self.eps)
             last = t_idx == k - 1
             for j0, j1 in (batches if (k - 1 - t_idx) % 2 == 0 else batches[::-1]):
                 keys = [(gid, i) for i in range(j0, j1)]
@@ -194,7 +201,9 @@ class Lowering(AttentionLowering):
                 pool.flush([(gid, i) for i in range(i0, i1)])
                 lo = i0 * S
                 n_g = min(n_out, i1 * S) - lo
-                if folded is not None:
+                if folded is not None and bias is None:
+                    b.emit(Op.VMULS, dst=dst + lo, a=dst + lo, s=self.P.stat, n=n_g)
+                elif folded is not None:
                     b.emit(Op.VMADS, dst=dst + lo, a=dst + lo, s=self.P.stat, b=bias + lo,
                            n=n_g)
                 elif bias is not None:

@@ -6,9 +6,9 @@ exp and GELU), and a program of every vector-unit instruction over it: element-w
 binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
 place, LAYERNORM of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded
-into its GEMV; also in place), VMACS of short, long and one-word segments and
-in place, SWIGLU over every corner, RMSNORM and ROPE (also in place), ARGMAX with ties, NaNs and
-ties across blocks.
+into its GEMV; also in place), RMSRSTD and VMULS (a folded RMSNorm), VMACS of short, long and
+one-word segments and in place, SWIGLU over every corner, RMSNORM and ROPE (also in place),
+ARGMAX with ties, NaNs and ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
 (:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`). Scoreboards compare, bit for bit, the
@@ -134,6 +134,11 @@ def stimulus(seed: int, n_elem: int, lanes: int):
                eps_f32=f32(1e-6)),
              I(Op.RMSNORM, dst=4096 + 1700, src=4096 + 1700, gamma=4096, n=33, eps_f32=0)]
     dst += 5 * W + 3
+    # A folded RMSNorm: RMSRSTD, then VMULS by it (and in place)
+    prog += [I(Op.RMSRSTD, dst=dst, src=4096 + 300, n=5 * W + 3, eps_f32=f32(1e-6)),
+             I(Op.VMULS, dst=dst + 1, a=4096 + 77, s=dst, n=2 * W + 9),
+             I(Op.VMULS, dst=4096 + 2300, a=4096 + 2300, s=3907, n=19)]
+    dst += 2 * W + 10
     prog += [I(Op.ROPE, dst=dst, src=4096 + 20, tab=4096 + 1000, half=W + 3, nhead=2),
              I(Op.ROPE, dst=4096 + 1800, src=4096 + 1800, tab=3000, half=12, nhead=5)]
     dst += 4 * W + 12

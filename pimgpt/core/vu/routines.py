@@ -356,7 +356,7 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
-          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.LNCENTRE, Op.LNRSTD, Op.VMADS)
+          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.LNCENTRE, Op.LNRSTD, Op.VMADS, Op.RMSRSTD, Op.VMULS)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -399,13 +399,16 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     ln.lncentre(a)
     ln.lnrstd(a)
     ln.vmads(a)
+    llama.rmsrstd(a)
+    llama.vmuls(a)
     words, labels = a.assemble()
     names = {Op.VADD: "vadd", Op.VMUL: "vmul", Op.VSCALE: "vscale", Op.VMOV: "vmov",
              Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
              Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
-             Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd", Op.VMADS: "vmads"}
+             Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd", Op.VMADS: "vmads",
+             Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

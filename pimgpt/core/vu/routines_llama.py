@@ -19,8 +19,9 @@ from pimgpt.core import nonlinear as nl
 from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
-from .asm import Asm, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
+from .asm import Asm, SReg, VReg
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, log2, window
+from .routines_red import tree_regs, tree_rows
 from .uisa import MODE_SIGN, Fill, UOp
 
 NEG_ZERO = 0x80000000
@@ -54,28 +55,24 @@ def swiglu_lane(a: Asm, k: fn.Consts, gate: VReg, up: VReg) -> VReg:
     return out
 
 
-def rmsnorm(a: Asm) -> None:
-    """RMSNORM dst=s1 src=s2 gamma=s3 n=s4 eps=s5 (``nonlinear_llama.rmsnorm``)."""
-    from .routines_red import tree_regs, tree_rows
-
-    a.label("rmsnorm")
-    S = Scalars()
+def _rms_rstd(a: Asm, S: Scalars, src: SReg, n: SReg, eps: SReg) -> tuple[VReg, SReg, SReg]:
+    """RMSNORM's first pass and its ``rstd`` (in every lane) of the ``n`` words at ``src``;
+    returns ``(rstd, xhi, p)``: the window's end and a pointer register, free afterwards."""
     W = a.lanes
     A = REDUCE_LANES // W
-    n = F[4]
     nb = blocks_of(a, S, n)
-    xhi, dhi, ghi = window(a, S, F[2], n), window(a, S, F[1], n), window(a, S, F[3], n)
+    xhi = window(a, S, src, n)
     # float(n) = (2**23 | n) - 2**23 (n < 2**23); its reciprocal overlaps the sum
     fnv, fl, nf = a.vreg(), a.vreg(), a.vreg()
     a.v(UOp.VBCAST, fnv, None, n)
     a.v(UOp.VOR, fl, fnv, 0x4B000000)
     a.v(UOp.VFADD, nf, fl, 0xCB000000)
-    p = copy_reg(a, S, F[2])
+    p = copy_reg(a, S, src)
     sq = [_zero(a) for _ in range(A)]
 
     def sq_body(q, b, off):
         x = a.vreg("x")
-        a.ld(x, p, F[2], xhi, Fill.POS_ZERO, off=off)  # squares of +0 add nothing
+        a.ld(x, p, src, xhi, Fill.POS_ZERO, off=off)  # squares of +0 add nothing
         a.mad(sq[b % A], x, x, sq[b % A])
 
     blocks(a, S, nb, 1, max(A, 2), [p], sq_body, period=A)
@@ -83,8 +80,19 @@ def rmsnorm(a: Asm) -> None:
     with a.sched():
         inv_n = fn.recip_newton(a, nf)  # reciprocal(float(n))'s bits
         a.v(UOp.VFMUL, ms, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, sq)]), inv_n)
-        a.v(UOp.VFADD, ve, ms, F[5])
+        a.v(UOp.VFADD, ve, ms, eps)
         a.v(UOp.VBCL, rstd, fn.rsqrt(a, ve), 0)
+    return rstd, xhi, p
+
+
+def rmsnorm(a: Asm) -> None:
+    """RMSNORM dst=s1 src=s2 gamma=s3 n=s4 eps=s5 (``nonlinear_llama.rmsnorm``)."""
+    a.label("rmsnorm")
+    S = Scalars()
+    n = F[4]
+    rstd, xhi, p = _rms_rstd(a, S, F[2], n, F[5])
+    nb = blocks_of(a, S, n)
+    dhi, ghi = window(a, S, F[1], n), window(a, S, F[3], n)
     a.s(UOp.SADD, p, F[2], 0)
     dp, gp = copy_reg(a, S, F[1]), copy_reg(a, S, F[3])
 
@@ -97,6 +105,45 @@ def rmsnorm(a: Asm) -> None:
         a.st(y, dp, F[1], dhi, off=off)
 
     blocks(a, S, nb, 1, 4, [p, dp, gp], y_body)
+    a.done()
+
+
+def rmsrstd(a: Asm) -> None:
+    """RMSRSTD dst=s1 src=s2 n=s3 eps=s4 (``nonlinear_llama.rmsnorm_rstd``): ``dst[0] = rstd``,
+    RMSNORM's first pass (an RMSNorm folded into its GEMV)."""
+    a.label("rmsrstd")
+    S = Scalars()
+    rstd, _, _ = _rms_rstd(a, S, F[2], F[3], F[4])
+    one = S()
+    a.s(UOp.SADD, one, F[1], 1)
+    a.st(rstd, F[1], F[1], one)
+    a.done()
+
+
+def vmuls(a: Asm) -> None:
+    """VMULS dst=s1 a=s2 s=s3 n=s4: ``dst[i] = a[i] * s[0]``, in place or not (a folded
+    RMSNorm's GEMV epilogue)."""
+    a.label("vmuls")
+    S = Scalars()
+    W, n = a.lanes, F[4]
+    ap, dp = copy_reg(a, S, F[2]), copy_reg(a, S, F[1])
+    ahi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
+    shi, nb = S(), S()
+    sv, scale = a.vreg("sv"), a.vreg("scale")
+    with a.sched():
+        a.s(UOp.SADD, shi, F[3], 1)
+        a.ld(sv, F[3], F[3], shi, Fill.NEG_ZERO)
+        a.v(UOp.VBCL, scale, sv, 0)
+        a.s(UOp.SADD, nb, n, W - 1)
+        a.s(UOp.SSHR, nb, nb, log2(W))
+
+    def body(q, b, off):
+        x, y = a.vreg("x"), a.vreg("y")
+        a.ld(x, ap, F[2], ahi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFMUL, y, x, scale)
+        a.st(y, dp, F[1], dhi, off=off)
+
+    blocks(a, S, nb, 1, 4, [ap, dp], body)
     a.done()
 
 
