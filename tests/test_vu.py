@@ -355,8 +355,11 @@ def test_folded_rmsnorm_routines_match_golden(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
-@pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12), (20, 9), (200, 9)])
+@pytest.mark.parametrize("n,rows", [(1, 3), (7, 5), (130, 3), (64, 12), (20, 9), (200, 9),
+                                    (1000, 5), (2100, 2)])
 def test_softmax_rows_match_golden(lanes, n, rows):
+    """Long rows (1000, 2100) take the software-pipelined exp loop (two or more iterations of a
+    group of rows at 64 and 128 lanes) beside its plain form and the remainder blocks."""
     rng = np.random.default_rng(n * rows + lanes)
     x = (rng.standard_normal((rows, n)) * 5).astype(np.float32)
     if rows > 3:

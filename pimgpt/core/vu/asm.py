@@ -234,6 +234,31 @@ class Asm:
         ops, self._sched = self._sched.ops, None
         self.items.extend(_schedule(ops, self.lat, max_open, tail, ports, slack))
 
+    @contextmanager
+    def capture(self):
+        """Collect the operations emitted inside into the yielded list instead of emitting them
+        (for :meth:`modulo`)."""
+        if self._sched is not None:
+            raise AsmError("capture inside a scheduled region")
+        self._sched = _Sched()
+        box: list = []
+        yield box
+        box.extend(self._sched.ops)
+        self._sched = None
+
+    def modulo(self, ops: list, advance: int) -> tuple[list, list, list] | None:
+        """Software-pipeline one loop iteration of identical copies
+        (:func:`.modulo.software_pipeline`):
+        ``(prologue, body, epilogue)`` or None when the copies do not fit two stages."""
+        from .modulo import software_pipeline
+
+        return software_pipeline(ops, self.lat, advance, self.vreg)
+
+    def emit_ops(self, ops: list) -> None:
+        """Append already formed operations (a part of :meth:`modulo`'s plan) in order."""
+        for o in ops:
+            self._emit(o)
+
     # ---- assembly ----------------------------------------------------------------------------
     def assemble(self) -> tuple[list[UWord], dict[str, int]]:
         """Allocate registers, resolve labels; return the micro-words and the label addresses."""

@@ -79,7 +79,7 @@ def copy_reg(a: Asm, S: Scalars, src: SReg) -> SReg:
 
 def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], body,
            max_open: int = 4, period: int = 1, tail: int = 0, rem_loop: bool = False,
-           counted: bool = False) -> None:
+           counted: bool = False, pipelined: bool = False) -> None:
     """Run ``body(q, b, off)`` for every block of ``rows`` rows.
 
     A loop runs ``K`` blocks per iteration (offsets ``off = b*W`` from the pointers ``ptrs``,
@@ -90,24 +90,55 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     accumulators of a sum). With ``rem_loop`` (``period`` 1) the blocks left run in a loop of
     one block instead: ``K + 1`` copies of the body in the ROM rather than ``2K - 1``. With
     ``counted`` the caller has set ``S.shared("niter")`` to ``nb >> log2(K)`` (in an earlier
-    scheduled region, where the scalar slot is free)."""
+    scheduled region, where the scalar slot is free). With ``pipelined`` the loop is software
+    pipelined (:meth:`Asm.modulo`: the copies start at a steady interval and the end of one
+    iteration's copies runs beside the start of the next one's), when the body allows."""
     W = a.lanes
     niter, nrem, bit = S.shared("niter"), S.shared("nrem"), S.shared("kb")
 
-    def chunk(n_blocks: int, advance: bool):
+    def copies(n_blocks: int):
+        for b in range(n_blocks):
+            for q in range(rows):
+                with a.copy(b * rows + q):
+                    body(q, b, b * W)
+
+    def advance(n_blocks: int):
+        for p in ptrs:
+            a.s(UOp.SADD, p, p, n_blocks * W)
+
+    def chunk(n_blocks: int, adv: bool):
         with a.sched(max_open, tail):
-            for b in range(n_blocks):
-                for q in range(rows):
-                    with a.copy(b * rows + q):
-                        body(q, b, b * W)
-            if advance:
-                for p in ptrs:
-                    a.s(UOp.SADD, p, p, n_blocks * W)
+            copies(n_blocks)
+            if adv:
+                advance(n_blocks)
 
     if not counted:
         a.s(UOp.SSHR, niter, nb, log2(K))
+    plan = None
+    if pipelined:
+        with a.capture() as ops:
+            copies(K)
+        plan = a.modulo(ops, K * W)
+    if plan is not None:  # prologue, niter - 1 iterations, epilogue
+        pro, mid, epi = plan
+        plain, end = a.fresh("pipe.plain"), a.fresh("pipe.end")
+        # the fill and drain cost about one iteration's ramp each: with fewer than 16 copies an
+        # iteration's ramp is short, so the plain loop stays cheaper for two iterations
+        a.li(bit, 2 if K * rows >= 16 else 3)
+        a.br(UOp.BLTU, niter, bit, plain)
+        a.emit_ops(pro)
+        advance(K)
+        a.s(UOp.SSUB, niter, niter, 1)
+        with a.loop(niter):
+            a.emit_ops(mid)
+            advance(K)
+        a.emit_ops(epi)
+        a.br(UOp.BEQ, ZERO, ZERO, end)
+        a.label(plain)  # one iteration (or none) costs less without the stagger
     with a.loop(niter):
         chunk(K, True)
+    if plan is not None:
+        a.label(end)
     if K == 1:
         return
     a.s(UOp.SAND, nrem, nb, K - 1)

@@ -73,12 +73,18 @@ def _exp2(a: Asm, k: Consts, xc: VReg, negate: bool = False) -> tuple[VReg, VReg
     return t, p, s
 
 
-def exp_nonpos(a: Asm, k: Consts, d: VReg) -> VReg:
-    """``nonlinear.exp`` for ``d <= 0`` or NaN (SOFTMAX): 10 micro-operations."""
+def exp_nonpos(a: Asm, k: Consts, d: VReg, mad_only: bool = False) -> VReg:
+    """``nonlinear.exp`` for ``d <= 0`` or NaN (SOFTMAX): 10 micro-operations. With
+    ``mad_only`` the last product is ``mad(p, s, -0)`` (the same bits: a product is never
+    subnormal and ``x + -0 = x``), so that every fp operation has the multiply-add's latency
+    (a steady pipelined loop then finds a free write-port slot for each)."""
     xc, y = a.vreg("xc"), a.vreg("y")
     a.v(UOp.VFMAX, xc, d, f32(nl.EXP_X_LO))
     _, p, s = _exp2(a, k, xc)
-    a.v(UOp.VFMUL, y, p, s)
+    if mad_only:
+        a.mad(y, p, s, SIGN)
+    else:
+        a.v(UOp.VFMUL, y, p, s)
     return y
 
 

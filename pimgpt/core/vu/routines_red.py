@@ -208,15 +208,27 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
     # pass 2: e = exp(x - m), stored; the sums in the contract's order
     Ks = max(A, 4)
 
-    def exp_body(q, b, off):
-        x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p[q], ZERO, hi[q], Fill.NEG_INF, off=off)
-        a.v(UOp.VFADD, d, x, nm[q])
-        e = fn.exp_nonpos(a, k, d)
-        a.st(e, dp[q], ZERO, dhi[q], off=off)
-        a.v(UOp.VFADD, acc[q][b % A], acc[q][b % A], e)
+    pipe = G > 1  # a single row: too few copies per iteration for the pipelined loop to pay
 
-    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=4 if G <= 2 else 5, period=A)
+    def exp_body(q, b, off):
+        # pipelined: every add as mad(., 1.0, .) and the product as mad(., ., -0) (the same
+        # bits): one latency for all fp results, so the loop issues one per cycle (with two
+        # latencies no steady order gives every result its own write-port cycle)
+        x, d, s = a.vreg("x"), a.vreg("d"), acc[q][b % A]
+        a.ld(x, p[q], ZERO, hi[q], Fill.NEG_INF, off=off)
+        if pipe:
+            a.mad(d, x, fn.ONE, nm[q])
+        else:
+            a.v(UOp.VFADD, d, x, nm[q])
+        e = fn.exp_nonpos(a, k, d, mad_only=pipe)
+        a.st(e, dp[q], ZERO, dhi[q], off=off)
+        if pipe:
+            a.mad(s, e, fn.ONE, s)
+        else:
+            a.v(UOp.VFADD, s, s, e)
+
+    blocks(a, S, nb, G, Ks, p + dp, exp_body, max_open=4 if G <= 2 else 5, period=A,
+           pipelined=pipe)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         inv = fn.recip_newton(
@@ -234,7 +246,7 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         a.v(UOp.VFMUL, y, e, rq[q])
         a.st(y, dp[q], ZERO, dhi[q], off=off)
 
-    blocks(a, S, nb, G, max(1, 4 // G), dp, scale_body)
+    blocks(a, S, nb, G, max(2, 4 // G), dp, scale_body)
 
 
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).
