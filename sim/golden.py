@@ -35,6 +35,7 @@ from pimgpt.core.numerics import (
     bf16_to_f32,
     f32_add,
     f32_argmax,
+    f32_argmax_continue,
     f32_from_bits,
     f32_mul,
     f32_to_bf16,
@@ -525,6 +526,21 @@ class GoldenMachine:
         values = self._vec(a["src"], a["n"])
         self.logits.append(values.copy())
         self.regs[self._reg(a["reg"])] = int(f32_argmax(values))
+
+    def _argmaxc(self, a, flags):
+        reg, lo, n = self._reg(a["reg"]), a["lo"], a["n"]
+        self._need_n(n)
+        prev = self.regs[reg]
+        if not prev < lo:
+            self._fail(f"R{reg} = {prev} is not below lo = {lo}: ARGMAXC continues an ARGMAX "
+                       f"of src[0 .. lo)")
+        values = self._vec(a["src"], lo + n)
+        # The logits of a chain are one vector: this piece extends the previous one's.
+        if self.logits and len(self.logits[-1]) == lo:
+            self.logits[-1] = values.copy()
+        else:
+            self.logits.append(values.copy())
+        self.regs[reg] = f32_argmax_continue(values, prev, lo)
 
     def _setr(self, a, flags):
         self.regs[self._reg(a["reg"])] = a["imm"]

@@ -356,7 +356,7 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
-          Op.RMSNORM, Op.ROPE, Op.SWIGLU)
+          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.ARGMAXC)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -390,6 +390,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     _vmacs(a)
     red.vmax(a)
     red.argmax(a)
+    red.argmaxc(a)
     red.softmax(a)
     red.layernorm(a)
     _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
@@ -400,7 +401,8 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
              Op.VREDUCE: "vreduce", Op.VMAX: "vmax", Op.VEXP: "vexp", Op.VRECIP: "vrecip",
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
-             Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu"}
+             Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
+             Op.ARGMAXC: "argmaxc"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 
