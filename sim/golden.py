@@ -530,17 +530,13 @@ class GoldenMachine:
     def _argmaxc(self, a, flags):
         reg, lo, n = self._reg(a["reg"]), a["lo"], a["n"]
         self._need_n(n)
-        prev = self.regs[reg]
-        if not prev < lo:
-            self._fail(f"R{reg} = {prev} is not below lo = {lo}: ARGMAXC continues an ARGMAX "
-                       f"of src[0 .. lo)")
+        if not self.regs[reg] < lo:
+            self._fail(f"R{reg} = {self.regs[reg]} is not below lo = {lo}: ARGMAXC continues "
+                       "an ARGMAX of src[0 .. lo)")
         values = self._vec(a["src"], lo + n)
-        # The logits of a chain are one vector: this piece extends the previous one's.
-        if self.logits and len(self.logits[-1]) == lo:
-            self.logits[-1] = values.copy()
-        else:
-            self.logits.append(values.copy())
-        self.regs[reg] = f32_argmax_continue(values, prev, lo)
+        chain = self.logits and len(self.logits[-1]) == lo  # a chain's logits are one vector
+        self.logits[-1 if chain else len(self.logits):] = [values.copy()]
+        self.regs[reg] = f32_argmax_continue(values, self.regs[reg], lo)
 
     def _setr(self, a, flags):
         self.regs[self._reg(a["reg"])] = a["imm"]
