@@ -53,7 +53,8 @@ class Asic(wiring.Component):
     prog_depth, out_depth : int
         Program and output-token memory sizes.
     cap_depth : int
-        Words of the logit-capture memory (every word ``ARGMAX`` reads is appended), 16..2**20.
+        Words of the logit-capture memory (every word ``ARGMAX``/``ARGMAXC`` reads is appended),
+        16..2**20.
     queue_depth : int
         Op queue depth of each channel scheduler.
     iq_depth, vq_depth : int
@@ -182,6 +183,7 @@ class Asic(wiring.Component):
             vu_q.r_en.eq(vu_take & vu_q.r_rdy),
             fe.sreg.idx.eq(vu.sreg.idx), fe.sreg.data.eq(vu.sreg.data),
             fe.sreg.en.eq(vu.sreg.en & ce),
+            fe.rsr.idx.eq(vu.rsr.idx), vu.rsr.data.eq(fe.rsr.data),
             sp.wide_rd1.addr.eq(vu.sp_rd.addr), sp.wide_rd1.en.eq(vu.sp_rd.en & ce),
             vu.sp_rd.data.eq(sp.wide_rd1.data),
             sp.wide_wr1.addr.eq(vu.sp_wr.addr), sp.wide_wr1.data.eq(vu.sp_wr.data),
@@ -207,9 +209,11 @@ class Asic(wiring.Component):
         return m
 
     def _capture(self, m, vu, ce, fe):
-        """Logit capture: the words every ``ARGMAX`` loads, at ``n_cap`` + their element index
-        (a memory of ``lanes`` banks takes one tapped block per cycle); ``n_cap`` grows by the
-        instruction's ``n`` when it ends."""
+        """Logit capture: the words every ``ARGMAX``/``ARGMAXC`` loads, at ``n_cap`` + their
+        element index (a memory of ``lanes`` banks takes one tapped block per cycle); ``n_cap``
+        grows by the instruction's ``n`` when it ends. An ``ARGMAXC``'s index counts from its
+        piece (``src + lo``), so a chain lands contiguous, and its load of ``src[R[reg]]`` (index
+        ``R[reg] - lo < 0``) rewrites that word of an earlier piece with the same value."""
         W = vu.lanes
         m.submodules.cap = cap = Scratchpad(self.cap_depth, lanes=W, word_read_ports=1,
                                             word_write_ports=0, wide_ports=1)

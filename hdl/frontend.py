@@ -38,7 +38,7 @@ from pimgpt.core.vu.routines import VU_OPS
 from .fp import check_int
 from .isa_layout import INSTR_BITS, InstrWord, opcode
 from .pim_engine import SUPPORTED_OPS
-from .vu_seq import sreg_write_signature
+from .vu_seq import sreg_read_signature, sreg_write_signature
 
 __all__ = ["Frontend", "PIM_CODES", "VU_CODES"]
 
@@ -69,6 +69,8 @@ class Frontend(wiring.Component):
         The two sides are idle.
     sreg : In(sreg_write_signature())
         Scalar-register writes from the vector unit.
+    rsr : In(sreg_read_signature())
+        Scalar-register reads of the vector unit (``ARGMAXC``: it is in order behind the writes).
     prog_wr : In(StructLayout)
         Host write port of the program memory (``en``, ``addr``, ``data``); a program is written
         from instruction 0 upward (the chains are linked as it arrives).
@@ -97,6 +99,7 @@ class Frontend(wiring.Component):
             "pim_idle": In(1),
             "vu_idle": In(1),
             "sreg": In(sreg_write_signature()),
+            "rsr": In(sreg_read_signature()),
             "prog_wr": In(data.StructLayout({"en": 1, "addr": pw, "data": INSTR_BITS})),
             "out_addr": In(ow),
             "out_data": Out(32),
@@ -156,6 +159,7 @@ class Frontend(wiring.Component):
         regs = Array(Signal(32, name=f"R{i}") for i in range(N_REGS))
         with m.If(self.sreg.en):
             m.d.sync += regs[self.sreg.idx].eq(self.sreg.data)
+        m.d.comb += self.rsr.data.eq(regs[self.rsr.idx])
 
         (link_p, first_p, last_p), (link_a, first_a, last_a) = self._chains(m, pw)
         primed = Signal()  # the read ports hold the instructions at the pointers

@@ -17,8 +17,10 @@ model's). Blocks:
   masked by the address window ``[lo, hi)``, loads filled and written through port I
   ``asic.sp_read_latency`` cycles after issue.
 
-``ARGMAX``'s loads also leave on the ``tap`` port (the logits it scans, with each block's element
-index), which costs no cycles.
+``ARGMAX``'s and ``ARGMAXC``'s loads also leave on the ``tap`` port (the logits they scan, with
+each block's element index from the piece's first word: ``src``, or ``src + lo`` for
+``ARGMAXC``, whose load of ``src[R[reg]]`` thus has a negative index, a word of an earlier piece),
+which costs no cycles. ``RSR`` reads the front end's registers on the ``rsr`` port.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ from pimgpt.core.vu.iss import Microcode
 from pimgpt.core.vu.uisa import MODE_CIMM, BSel, Fill, Pipeline, UOp
 
 from .fp import check_int
-from .isa_layout import InstrWord
+from .isa_layout import InstrWord, opcode
 from .scratchpad import sp_wide_read_signature, sp_wide_write_signature
 from .vu_decode import uop
 from .vu_lanes import VectorLanes, delay, write_port_layout
-from .vu_seq import TRACE, Sequencer, sreg_write_signature
+from .vu_seq import TRACE, Sequencer, sreg_read_signature, sreg_write_signature
 
 __all__ = ["VectorUnit", "VectorUnitTop", "VRegFile", "READ_PORTS", "sreg_write_signature",
            "tap_layout"]
@@ -51,8 +53,9 @@ READ_PORTS = ("fa", "fb", "fc", "ia", "ib", "ic", "st", "mv")
 
 
 def tap_layout(lanes: int) -> data.StructLayout:
-    """The logit tap: a block ``ARGMAX`` loaded (element index of lane 0, lanes inside the vector,
-    their words), and the end of an ``ARGMAX`` (``end``, with its length ``count``)."""
+    """The logit tap: a block ``ARGMAX``/``ARGMAXC`` loaded (element index of lane 0 from the
+    piece's first word, 32-bit two's complement; lanes inside the vector; their words), and the
+    end of one (``end``, with the piece's length ``count``)."""
     return data.StructLayout({"valid": 1, "index": 32, "mask": lanes,
                               "data": data.ArrayLayout(32, lanes), "end": 1, "count": 32})
 
@@ -108,9 +111,11 @@ class VectorUnit(wiring.Component):
     sp_rd, sp_wr : Out(sp_wide_read_signature), Out(sp_wide_write_signature)
         ``lanes`` consecutive scratchpad words (read data one cycle after ``en``).
     sreg : Out(sreg_write_signature())
-        Front-end register writes (``ARGMAX``).
+        Front-end register writes (``ARGMAX``, ``ARGMAXC``).
+    rsr : Out(sreg_read_signature())
+        Front-end register reads (``ARGMAXC``).
     tap : Out(tap_layout(lanes))
-        ``ARGMAX``'s loads (a test and debug port that costs no cycles).
+        ``ARGMAX``'s and ``ARGMAXC``'s loads (a test and debug port that costs no cycles).
     busy : Out(1)
     trace : Out(TRACE)
         Micro-operations issued this cycle and the ``pc`` of the first.
@@ -138,6 +143,7 @@ class VectorUnit(wiring.Component):
             "sp_rd": Out(sp_wide_read_signature(sp_addr_width, lanes)),
             "sp_wr": Out(sp_wide_write_signature(sp_addr_width, lanes)),
             "sreg": Out(sreg_write_signature()),
+            "rsr": Out(sreg_read_signature()),
             "tap": Out(tap_layout(lanes)),
             "busy": Out(1),
             "trace": Out(TRACE),
@@ -156,6 +162,7 @@ class VectorUnit(wiring.Component):
         m.submodules.vrf = vrf = VRegFile(W)
         wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)
         wiring.connect(m, seq.sreg, wiring.flipped(self.sreg))
+        wiring.connect(m, seq.rsr, wiring.flipped(self.rsr))
         m.d.comb += [self.busy.eq(seq.busy), self.trace.eq(seq.trace)]
 
         def port(p, reg):
@@ -211,11 +218,15 @@ class VectorUnit(wiring.Component):
                      self.sp_wr.addr.eq(slot.addr[:aw]),
                      self.sp_wr.mask.eq(Mux(is_st, inside, 0)),
                      self.sp_wr.data.eq(port("st", w.rd))]
-        # The instruction's ``src`` and ``n`` (ARGMAX: fields 2 and 3), kept for the tap.
+        # The piece's first word and length, kept for the tap: ARGMAX src, n (fields 2, 3);
+        # ARGMAXC src + lo, n (fields 2 + 3, 4).
         src, count = Signal(32), Signal(32)
+        f = self.cmd.payload.f
+        chained = self.cmd.payload.op == opcode(Op.ARGMAXC)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [src.eq(self.cmd.payload.f[1]), count.eq(self.cmd.payload.f[2])]
-        argmax = seq.op == int(Op.ARGMAX)
+            m.d.sync += [src.eq(Mux(chained, f[1] + f[2], f[1])),
+                         count.eq(Mux(chained, f[3], f[2]))]
+        argmax = (seq.op == int(Op.ARGMAX)) | (seq.op == int(Op.ARGMAXC))
         ld = data.StructLayout({"valid": 1, "rd": 5, "mask": W, "fill": 32, "tap": 1,
                                 "index": 32})
         q = Signal(ld)  # the load whose words arrive this cycle
@@ -240,7 +251,8 @@ class VectorUnit(wiring.Component):
 
 
 class VectorUnitTop(wiring.Component):
-    """A vector unit with its own scratchpad and host ports (block tests, benchmarks).
+    """A vector unit with its own scratchpad, front-end registers ``R0..R15`` (written by its
+    ``WSR``, read by its ``RSR``) and host ports (block tests, benchmarks).
 
     Parameters
     ----------
@@ -290,6 +302,11 @@ class VectorUnitTop(wiring.Component):
         wiring.connect(m, vu.sp_rd, sp.wide_rd)
         wiring.connect(m, vu.sp_wr, sp.wide_wr)
         wiring.connect(m, vu.sreg, wiring.flipped(self.sreg))
+        # The front end's registers R0..R15 as the unit sees them (its own writes).
+        regs = Array(Signal(32, name=f"R{i}") for i in range(16))
+        with m.If(vu.sreg.en):
+            m.d.sync += regs[vu.sreg.idx].eq(vu.sreg.data)
+        m.d.comb += vu.rsr.data.eq(regs[vu.rsr.idx])
         m.d.comb += [self.tap.eq(vu.tap), self.busy.eq(vu.busy), self.trace.eq(vu.trace)]
         return m
 

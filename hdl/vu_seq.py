@@ -15,10 +15,10 @@ Every cycle the sequencer looks at the micro-word at ``pc`` (the *head*) and the
 Issued operations leave on one *slot* per class (at most one operation per class and cycle):
 ``fp``, ``vint``, ``mem`` (with the address and window read from the scalar registers) and the
 scalar class, which executes here (``SADD`` .. ``SMAX``, ``SMOVV`` with the lane the vector unit
-returns, ``WSR`` on the ``sreg`` port). ``LOOP`` pushes a frame (start, end, iterations left) on a
-4-deep stack; leaving the last word of a body with iterations left jumps back at no cost, and
-loops that end on the same word unwind together. ``DONE`` ends the instruction: the unit takes the
-next one in the following cycle.
+returns, ``WSR`` on the ``sreg`` port, ``RSR`` from the ``rsr`` port). ``LOOP`` pushes a frame
+(start, end, iterations left) on a 4-deep stack; leaving the last word of a body with
+iterations left jumps back at no cost, and loops that end on the same word unwind together.
+``DONE`` ends the instruction: the unit takes the next one in the following cycle.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pimgpt.core.vu.uisa import BSel, UOp
 from .isa_layout import InstrWord, opcode
 from .vu_decode import MAX_LATENCY, UWORD, UDecode, UnitShape, uop
 
-__all__ = ["Sequencer", "SLOT", "MEM_SLOT", "sreg_write_signature"]
+__all__ = ["Sequencer", "SLOT", "MEM_SLOT", "sreg_read_signature", "sreg_write_signature"]
 
 #: A vector operation leaving the sequencer: the word and ``s[rb]`` (operand ``B`` of ``SREG``).
 SLOT = data.StructLayout({"valid": 1, "word": UWORD, "sb": 32})
@@ -52,6 +52,12 @@ _N = uisa.N_SREGS
 def sreg_write_signature() -> wiring.Signature:
     """Write port into the front end's scalar registers ``R0..R15`` (``WSR``, i.e. ``ARGMAX``)."""
     return wiring.Signature({"en": Out(1), "idx": Out(4), "data": Out(32)})
+
+
+def sreg_read_signature() -> wiring.Signature:
+    """Read port of the front end's scalar registers (``RSR``, i.e. ``ARGMAXC``): the register
+    the issuing ``RSR`` names, its value in the same cycle."""
+    return wiring.Signature({"idx": Out(4), "data": In(32)})
 
 
 def _onehot(index, enable):
@@ -79,6 +85,8 @@ class Sequencer(wiring.Component):
         Vector register and lane an issuing ``SMOVV`` reads; ``smovv_data`` (In) is that word.
     sreg : Out(sreg_write_signature())
         ``WSR`` writes.
+    rsr : Out(sreg_read_signature())
+        ``RSR`` reads.
     op : Out(16)
         Opcode of the instruction being executed.
     busy, done : Out(1)
@@ -104,6 +112,7 @@ class Sequencer(wiring.Component):
             "smovv_lane": Out(range(self.lanes)),
             "smovv_data": In(32),
             "sreg": Out(sreg_write_signature()),
+            "rsr": Out(sreg_read_signature()),
             "op": Out(16),
             "busy": Out(1),
             "done": Out(1),
@@ -276,19 +285,20 @@ class Sequencer(wiring.Component):
                 m.d.comb += slot.sb.eq(sa[w.rb])
 
     def _scalar(self, m, head, sec, ch, cs, head_issue, sec_issue, s, sa):
-        """The scalar class: ``SADD`` .. ``SMAX``, ``SMOVV``, ``WSR``."""
+        """The scalar class: ``SADD`` .. ``SMAX``, ``SMOVV``, ``WSR``, ``RSR``."""
         from_head = head_issue & (ch.unit == UnitShape.SCALAR)
         w = UWORD(Mux(from_head, head.as_value(), sec.as_value()))
         valid = from_head | (sec_issue & (cs.unit == UnitShape.SCALAR))
         a = sa[w.ra]
         b = Mux(w.bsel == BSel.IMM, w.imm, sa[w.rb])
-        m.d.comb += [self.smovv_reg.eq(w.ra), self.smovv_lane.eq(b[:ceil_log2(self.lanes)])]
+        m.d.comb += [self.smovv_reg.eq(w.ra), self.smovv_lane.eq(b[:ceil_log2(self.lanes)]),
+                     self.rsr.idx.eq(b[:4])]
         res = Signal(32)
         with m.Switch(w.op):
             for op, value in ((UOp.SADD, a + b), (UOp.SSUB, a - b), (UOp.SAND, a & b),
                               (UOp.SOR, a | b), (UOp.SSHL, a << b[:5]), (UOp.SSHR, a >> b[:5]),
                               (UOp.SMIN, Mux(a < b, a, b)), (UOp.SMAX, Mux(a < b, b, a)),
-                              (UOp.SMOVV, self.smovv_data)):
+                              (UOp.SMOVV, self.smovv_data), (UOp.RSR, self.rsr.data)):
                 with m.Case(uop(op)):
                     m.d.comb += res.eq(value)
             with m.Case(uop(UOp.WSR)):

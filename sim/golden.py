@@ -27,22 +27,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pimgpt.core import nonlinear, nonlinear_llama
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, N_REGS, Op, decode
 from pimgpt.core.numerics import (
     bf16_to_f32,
-    f32_add,
     f32_argmax,
+    f32_argmax_continue,
     f32_from_bits,
-    f32_mul,
     f32_to_bf16,
-    flush_f32,
     mac_columns,
 )
 from pimgpt.core.progcheck import check_program
 from pimgpt.sw.mapper import COL, element_address
+
+from .golden_vu import VectorOps
 
 _UNKNOWN = np.uint16(0xFFFF)  # row exponent minimum not yet computed
 _NAN = f32_from_bits(np.uint32(0x7FC00000))
@@ -73,7 +72,7 @@ def _tree(products: np.ndarray) -> np.ndarray:
     return p[..., 0]
 
 
-class GoldenMachine:
+class GoldenMachine(VectorOps):
     """Machine state of ``docs/isa.md`` and an interpreter for programs.
 
     Parameters
@@ -417,133 +416,6 @@ class GoldenMachine:
     _eoc = _sync
 
     # ---- ASIC side --------------------------------------------------------------------------
-    def _vec(self, addr: int, n: int) -> np.ndarray:
-        return self.sp[self._sp_range(addr, n)]
-
-    def _store(self, dst: int, values: np.ndarray) -> None:
-        self.sp[self._sp_range(dst, values.size)] = values
-
-    def _need_n(self, n: int) -> None:
-        if n == 0:
-            self._fail("n must be at least 1")
-
-    def _vadd(self, a, flags):
-        n = a["n"]
-        self._store(a["dst"], f32_add(self._vec(a["a"], n), self._vec(a["b"], n)))
-
-    def _vmul(self, a, flags):
-        n = a["n"]
-        self._store(a["dst"], f32_mul(self._vec(a["a"], n), self._vec(a["b"], n)))
-
-    def _vscale(self, a, flags):
-        scale = f32_from_bits(np.uint32(a["scale_f32"]))
-        self._store(a["dst"], f32_mul(self._vec(a["a"], a["n"]), scale))
-
-    def _vmov(self, a, flags):
-        self._store(a["dst"], self._vec(a["src"], a["n"]).copy())
-
-    def _vfill(self, a, flags):
-        value = f32_from_bits(np.uint32(a["value_f32"]))
-        self._store(a["dst"], np.full(a["n"], value, dtype=np.float32))
-
-    def _vreduce(self, a, flags):
-        n, k = a["n"], a["k"]
-        if k == 0:
-            self._fail("k must be at least 1")
-        src = self._vec(a["src"], n * k)
-        acc = flush_f32(src[:n])
-        for j in range(1, k):
-            acc = f32_add(acc, src[j * n:(j + 1) * n])
-        self._store(a["dst"], acc)
-
-    def _vmax(self, a, flags):
-        self._need_n(a["n"])
-        self._store(a["dst"], np.atleast_1d(nonlinear.vmax(self._vec(a["src"], a["n"]))))
-
-    def _unary(self, fn, a):
-        if a["n"]:
-            self._store(a["dst"], fn(self._vec(a["src"], a["n"])))
-
-    def _vexp(self, a, flags):
-        self._unary(nonlinear.exp, a)
-
-    def _vrecip(self, a, flags):
-        self._unary(nonlinear.reciprocal, a)
-
-    def _vrsqrt(self, a, flags):
-        self._unary(nonlinear.rsqrt, a)
-
-    def _vgelu(self, a, flags):
-        self._unary(nonlinear.gelu, a)
-
-    def _softmax(self, a, flags):
-        n, rows = a["n"], a["rows"]
-        self._need_n(n)
-        if rows == 0:
-            self._fail("rows must be at least 1")
-        x = self._vec(a["src"], n * rows).reshape(rows, n)
-        self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
-
-    def _layernorm(self, a, flags):
-        n = a["n"]
-        self._need_n(n)
-        eps = f32_from_bits(np.uint32(a["eps_f32"]))
-        y = nonlinear.layernorm(self._vec(a["src"], n), self._vec(a["gamma"], n),
-                                self._vec(a["beta"], n), eps)
-        self._store(a["dst"], y)
-
-    def _lncentre(self, a, flags):
-        n = a["n"]
-        self._store(a["dst"], nonlinear.layernorm_centre(self._vec(a["src"], n),
-                                                         self._vec(a["gamma"], n)))
-
-    def _lnrstd(self, a, flags):
-        n = a["n"]
-        eps = f32_from_bits(np.uint32(a["eps_f32"]))
-        d, rstd = nonlinear.layernorm_stats(self._vec(a["src"], n), eps)
-        self._store(a["tmp"], d)
-        self._store(a["dst"], np.atleast_1d(rstd))
-
-    def _vmads(self, a, flags):
-        n = a["n"]
-        if n:
-            s = self._vec(a["s"], 1)[0]
-            self._store(a["dst"], f32_add(f32_mul(self._vec(a["a"], n), s),
-                                          self._vec(a["b"], n)))
-
-    def _rmsrstd(self, a, flags):
-        eps = f32_from_bits(np.uint32(a["eps_f32"]))
-        rstd = nonlinear_llama.rmsnorm_rstd(self._vec(a["src"], a["n"]), eps)
-        self._store(a["dst"], np.atleast_1d(rstd))
-
-    def _vmuls(self, a, flags):
-        if a["n"]:
-            s = self._vec(a["s"], 1)[0]
-            self._store(a["dst"], f32_mul(self._vec(a["a"], a["n"]), s))
-
-    # Llama functions; zero counts are refused up front (check_program: SPEC's nonzero fields).
-    def _rmsnorm(self, a, flags):
-        n, eps = a["n"], f32_from_bits(np.uint32(a["eps_f32"]))
-        y = nonlinear_llama.rmsnorm(self._vec(a["src"], n), self._vec(a["gamma"], n), eps)
-        self._store(a["dst"], y)
-
-    def _rope(self, a, flags):
-        half, nhead = a["half"], a["nhead"]
-        x = self._vec(a["src"], 2 * half * nhead).reshape(nhead, 2 * half)
-        tab = self._vec(a["tab"], 2 * half)
-        self._store(a["dst"], nonlinear_llama.rope(x, tab[:half], tab[half:]).reshape(-1))
-
-    def _swiglu(self, a, flags):
-        if a["n"]:
-            gate, up = self._vec(a["gate"], a["n"]), self._vec(a["up"], a["n"])
-            self._store(a["dst"], nonlinear_llama.swiglu(gate, up))
-
-    def _vmacs(self, a, flags):
-        seg, nseg = a["seg"], a["nseg"]
-        n = seg * nseg
-        scale = np.repeat(self._vec(a["s"], nseg), seg)
-        self._store(a["dst"], f32_add(self._vec(a["dst"], n), f32_mul(self._vec(a["a"], n), scale)))
-
     def _reg(self, r: int) -> int:
         if r >= N_REGS:
             self._fail(f"register R{r} does not exist (R0..R{N_REGS - 1})")
@@ -554,6 +426,17 @@ class GoldenMachine:
         values = self._vec(a["src"], a["n"])
         self.logits.append(values.copy())
         self.regs[self._reg(a["reg"])] = int(f32_argmax(values))
+
+    def _argmaxc(self, a, flags):
+        reg, lo, n = self._reg(a["reg"]), a["lo"], a["n"]
+        self._need_n(n)
+        if not self.regs[reg] < lo:
+            self._fail(f"R{reg} = {self.regs[reg]} is not below lo = {lo}: ARGMAXC continues "
+                       "an ARGMAX of src[0 .. lo)")
+        values = self._vec(a["src"], lo + n)
+        chain = self.logits and len(self.logits[-1]) == lo  # a chain's logits are one vector
+        self.logits[-1 if chain else len(self.logits):] = [values.copy()]
+        self.regs[reg] = f32_argmax_continue(values, self.regs[reg], lo)
 
     def _setr(self, a, flags):
         self.regs[self._reg(a["reg"])] = a["imm"]

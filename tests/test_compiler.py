@@ -98,6 +98,17 @@ def test_program_shape(small_step):
              if i.op is Op.VFILL and t.endswith("attn.softmax")]
     assert len(fills) == 12 * 12 and {(i["n"], i["value_f32"]) for i in fills} == {(4, 0xFF800000)}
     assert ops[Op.ARGMAX] == 1 and ops[Op.OUT] == 1
+    # the logits are scanned read group by read group (serial: one): ARGMAX over the first,
+    # ARGMAXC over each later one, contiguous and in order, over the whole vocabulary, OUT last
+    n_local = -(-50257 // HW.dram.slots)
+    read = make_schedule(cp.schedule, HW).read_groups(n_local, HW.dram.accumulators)
+    chain = [i for i in prog if i.op in (Op.ARGMAX, Op.ARGMAXC)]
+    assert len(chain) == len(read) == (1 if cp.schedule == "serial" else 3)
+    assert chain[0].op is Op.ARGMAX and chain[0]["n"] == min(50257, read[0][1] * HW.dram.slots)
+    for piece, (i0, i1) in zip(chain[1:], read[1:], strict=True):
+        assert (piece.op, piece["lo"], piece["lo"] + piece["n"]) == (
+            Op.ARGMAXC, i0 * HW.dram.slots, min(50257, i1 * HW.dram.slots))
+    assert prog.index(chain[-1]) < [i.op for i in prog].index(Op.OUT)
     # score MACs: one RD_MAC per head per local token group (300 tokens -> 3 locals of 128)
     score_rd = sum(1 for i, t in zip(prog, cp.tags, strict=True)
                    if t == "L0.attn.score" and i.op is Op.RD_MAC)

@@ -173,6 +173,8 @@ def test_effects_of_representative_instructions():
         (I(Op.LAYERNORM, dst=0, src=10, gamma=20, beta=30, n=5), isa.Side.ASIC,
          [("sp", 10, 15), ("sp", 20, 25), ("sp", 30, 35)], [("sp", 0, 5)]),
         (I(Op.ARGMAX, reg=2, src=8, n=4), isa.Side.ASIC, [("sp", 8, 12)], [("reg", 2, 3)]),
+        (I(Op.ARGMAXC, reg=2, src=8, lo=5, n=4), isa.Side.ASIC,
+         [("sp", 8, 13), ("sp", 13, 17), ("reg", 2, 3)], [("reg", 2, 3)]),
         (I(Op.ROPE, dst=0, src=0, tab=100, half=8, nhead=3), isa.Side.ASIC,
          [("sp", 0, 48), ("sp", 100, 116)], [("sp", 0, 48)]),
         (I(Op.SWIGLU, dst=50, gate=0, up=20, n=10), isa.Side.ASIC,
@@ -190,7 +192,7 @@ def test_spec_is_complete_and_consistent():
     for op, spec in isa.SPEC.items():
         assert spec.op is op and len(spec.fields) == len(set(spec.fields)) <= isa.N_FIELDS
         for acc in spec.accesses:
-            assert acc.base in spec.fields
+            assert acc.base in spec.fields and acc.offset in spec.fields + ("",)
             assert all(isinstance(t, int) or t in spec.fields or t in isa.SYMBOLS
                        for t in acc.length), (op.name, acc)
         assert set(spec.nonzero) <= set(spec.fields) and set(spec.defaults) <= set(spec.fields)

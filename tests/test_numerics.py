@@ -527,6 +527,39 @@ def test_argmax_first_index():
         nm.f32_argmax(np.zeros(0, np.float32))
 
 
+#: Words that stress the argmax order: NaNs (two payloads, both signs), both zeros, denormals
+#: (DAZ: equal to zero), infinities, and repeated ordinary values (ties).
+_ARGMAX_WORDS = [0x7FC00000, 0xFFC00001, 0x7F800001, 0x00000000, 0x80000000, 0x00000001,
+                 0x80000001, 0x7F800000, 0xFF800000, 0x3F800000, 0x3F800000, 0xBF800000,
+                 0x40000000, 0x7F7FFFFF]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_ARGMAX_WORDS), min_size=2, max_size=40), st.data())
+def test_argmax_continue_chain_is_one_argmax(words, data):
+    """ARGMAX over a first piece, then ARGMAXC over each further piece: the chain's result is
+    ARGMAX over the whole vector for every split (ties, NaNs, -0, denormals)."""
+    x = f(words)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(x) - 1), min_size=1)))
+    r = int(nm.f32_argmax(x[:cuts[0]]))
+    for lo, hi in zip(cuts, cuts[1:] + [len(x)], strict=True):
+        r = nm.f32_argmax_continue(x[:hi], r, lo)
+    assert r == int(nm.f32_argmax(x))
+
+
+def test_argmax_continue_corners():
+    # a tie across the cut keeps the earlier index; -0 ties +0; the first NaN stays first
+    assert nm.f32_argmax_continue(np.float32([1, 5, 5]), 1, 2) == 1
+    assert nm.f32_argmax_continue(np.float32([0.0, -0.0]), 0, 1) == 0
+    assert nm.f32_argmax_continue(np.float32([-0.0, 0.0]), 0, 1) == 0
+    assert nm.f32_argmax_continue(np.float32([np.nan, 2, np.nan]), 0, 1) == 0
+    assert nm.f32_argmax_continue(np.float32([np.inf, 2, np.nan]), 0, 1) == 2
+    assert nm.f32_argmax_continue(f([0x00000001, 0x80000000]), 0, 1) == 0  # DAZ
+    assert nm.f32_argmax_continue(np.float32([1, 2, 3, 0]), 0, 1) == 2
+    with pytest.raises(ValueError, match="prev"):
+        nm.f32_argmax_continue(np.float32([1, 2, 3]), 1, 1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(bits32, bits32, bits32)
 def test_mad_is_multiply_then_add(x, y, z):

@@ -266,6 +266,33 @@ def test_reduction_routines_match_golden(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
+def test_argmax_chain_matches_one_argmax(lanes):
+    """ARGMAX over a first piece then ARGMAXC over the rest (pieces of 1 word to several blocks,
+    at any alignment): R[reg] after each step is numerics.f32_argmax_continue's, and after the
+    last ARGMAX's over the whole vector; ties across cuts, NaNs and -0 included; the cost does
+    not depend on where the piece lies (timing mode == functional mode in ``_run``)."""
+    rng = np.random.default_rng(lanes + 11)
+    for trial in range(6):
+        n = int(rng.integers(2, 5 * lanes))
+        x = _data(rng, n)
+        if trial % 2:  # few distinct values: ties everywhere, across the cuts too
+            x = rng.choice(np.float32([0.0, -0.0, 1.0, 1.0, np.nan, -np.inf]), n)
+        cuts = sorted(set(rng.integers(1, n, size=int(rng.integers(1, 5))).tolist()))
+        sp = np.zeros(16384, np.uint32)
+        src = 100 + trial
+        sp[src:src + n] = b32(x)
+        iss, _ = _run(lanes, Op.ARGMAX, (7, src, cuts[0]), sp)
+        mc = microcode_for(lanes, PIPE)
+        for lo, hi in zip(cuts, cuts[1:] + [n], strict=True):
+            prev = iss.fe_regs[7]
+            st_f = iss.run(Op.ARGMAXC, (7, src, lo, hi - lo))
+            timing = VectorISS(mc, timing_only=True).run(Op.ARGMAXC, (7, src, lo, hi - lo))
+            assert timing.as_tuple() == st_f.as_tuple()
+            assert iss.fe_regs[7] == nm.f32_argmax_continue(x[:hi], prev, lo)
+        assert iss.fe_regs[7] == int(nm.f32_argmax(x)), (lanes, trial, cuts)
+
+
+@pytest.mark.parametrize("lanes", LANES)
 def test_layernorm_every_path_matches_golden_and_writes_only_dst(lanes):
     """LAYERNORM with fewer blocks than its peel of pass 4 (masked blocks beyond ``n``), exactly
     as many, more (the loop after the peel), with and without a partial last block (the fused

@@ -87,6 +87,7 @@ class Op(IntEnum):
     RMSNORM = 0x31
     ROPE = 0x32
     SWIGLU = 0x33
+    ARGMAXC = 0x34
     LNCENTRE = 0x36
     LNRSTD = 0x37
     VMADS = 0x38
@@ -115,7 +116,8 @@ class Access:
     The range starts at the value of field ``base`` and is ``length`` long, where ``length`` is a
     product of terms: field names, integers and :data:`SYMBOLS`. ``flag`` restricts the access to
     instructions that set that flag bit (``RD_VEC`` reads register ``vec`` only with
-    ``FLAG_VEC_FROM_REG``); ``flag_clear`` to those that do not.
+    ``FLAG_VEC_FROM_REG``); ``flag_clear`` to those that do not. ``offset`` names a field added
+    to the base (``ARGMAXC``'s piece starts ``lo`` words after ``src``).
     """
 
     space: str  # "sp" (fp32 scratchpad words) or "reg" (scalar registers R0..R15)
@@ -124,6 +126,7 @@ class Access:
     write: bool = False
     flag: int = 0
     flag_clear: int = 0
+    offset: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,13 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
             _sp("dst", "n", write=True)), nonzero=("n",), doc="LayerNorm"),
     OpSpec(Op.ARGMAX, _A, ("reg", "src", "n"), (_sp("src", "n"), _reg("reg", write=True)),
            nonzero=("n",), doc="R[reg] = first index of the maximum of src"),
+    # R[reg] is read and written; the word src[R[reg]] (below src + lo) is read, whose address
+    # the program cannot know: the first lo words are declared read.
+    OpSpec(Op.ARGMAXC, _A, ("reg", "src", "lo", "n"),
+           (_sp("src", "lo"), _sp("src", "n", offset="lo"), _reg("reg"), _reg("reg", write=True)),
+           nonzero=("lo", "n"),
+           doc="continue an ARGMAX: R[reg] = first index of the maximum of src[0 .. lo+n), "
+               "given R[reg] < lo holds it for src[0 .. lo)"),
     OpSpec(Op.SETR, _A, ("reg", "imm"), (_reg("reg", write=True),), doc="R[reg] = imm"),
     OpSpec(Op.OUT, _A, ("reg",), (_reg("reg"),), doc="append R[reg] to the token stream"),
     OpSpec(Op.VFILL, _A, ("dst", "n", "value_f32"), (_sp("dst", "n", write=True),),
@@ -316,7 +326,7 @@ def effects(ins: Instr, banks: int) -> tuple[Side, list, list]:
             continue
         if acc.flag_clear and ins.flags & acc.flag_clear:
             continue
-        lo = ins.args[acc.base]
+        lo = ins.args[acc.base] + (ins.args[acc.offset] if acc.offset else 0)
         rng = (acc.space, lo, lo + access_length(acc, ins.args, banks))
         (writes if acc.write else reads).append(rng)
     return spec.side, reads, writes

@@ -331,9 +331,30 @@ def f32_argmax(x, axis: int = -1) -> np.ndarray:
     ``-0 == +0``; a NaN is greater than every number and equal to every NaN (so the first NaN wins
     if there is one). Order-independent with the index tie-break (the smaller index wins a tie).
     """
-    x = flush_f32(np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1))
+    x = np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1)
     if x.shape[-1] == 0:
         raise ValueError("argmax of an empty vector")
+    return np.argmax(_argmax_key(x), axis=-1)
+
+
+def _argmax_key(x) -> np.ndarray:
+    """The order ``ARGMAX`` compares by: :func:`f32_order_key` after DAZ with ``-0`` tied to
+    ``+0`` (and every NaN equal: the order key makes them the canonical NaN)."""
     key = f32_order_key(x)
-    key = np.where(key == np.uint32(0x7FFFFFFF), np.uint32(0x80000000), key)  # -0 ties +0
-    return np.argmax(key, axis=-1)
+    return np.where(key == np.uint32(0x7FFFFFFF), np.uint32(0x80000000), key)
+
+
+def f32_argmax_continue(x, prev: int, lo: int) -> int:
+    """``ARGMAXC``: the first index of the maximum of ``x`` (1-D), given ``prev`` (``< lo``), the
+    first index of the maximum of ``x[:lo]``.
+
+    The maximum of ``x[lo:]`` (first index) replaces ``prev`` only when strictly greater than
+    ``x[prev]``: ``prev`` is below every index of the piece, so it wins a tie. When ``prev`` is
+    what it claims, the result is ``f32_argmax(x)`` (the merge of two first maxima is exact and
+    associative); only ``x[prev]`` and ``x[lo:]`` are read.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if not 0 <= prev < lo < x.shape[-1]:
+        raise ValueError(f"need 0 <= prev ({prev}) < lo ({lo}) < len(x) ({x.shape[-1]})")
+    j = lo + int(np.argmax(_argmax_key(x[lo:])))
+    return j if _argmax_key(x[j]) > _argmax_key(x[prev]) else prev

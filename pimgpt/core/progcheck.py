@@ -98,8 +98,8 @@ def _overlap_problem(ins: Instr, banks: int) -> str | None:
     if spec.side is not Side.ASIC or ins.op is Op.VMOV:
         return None
     a = ins.args
-    ranges = [(acc, a[acc.base], access_length(acc, a, banks)) for acc in spec.accesses
-              if acc.space == "sp"]
+    ranges = [(acc, a[acc.base] + (a[acc.offset] if acc.offset else 0),
+               access_length(acc, a, banks)) for acc in spec.accesses if acc.space == "sp"]
     for acc_d, dst, nd in ranges:
         if not acc_d.write:
             continue

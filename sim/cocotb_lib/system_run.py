@@ -230,8 +230,10 @@ def resolve_registers(program, tokens) -> list:
     """``program`` with every register-indexed ``RD_VEC`` turned into a literal one.
 
     The perf engine cannot know data: it reads ``R[vec]`` as set by ``SETR`` and takes 0 for an
-    ``ARGMAX`` result. Given the tokens the run really produced (``ARGMAX`` results in order),
-    this gives it the vectors the hardware really fetched, so both issue the same commands.
+    ``ARGMAX`` result. Given the tokens the run really produced (the results of the ``ARGMAX``
+    chains in order: an ``ARGMAX`` and the ``ARGMAXC`` pieces continuing it, read only after the
+    last), this gives it the vectors the hardware really fetched, so both issue the same
+    commands.
     """
     from pimgpt.core.isa import FLAG_VEC_FROM_REG, Instr, Op
 

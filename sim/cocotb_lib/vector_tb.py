@@ -4,7 +4,8 @@
 cycles on the way in), sends instructions on the ``cmd`` stream honouring ``ready`` (the unit
 takes one instruction at a time) and measures each one's cycles, and monitors the ``ARGMAX``
 register writes (``sreg``), the logit tap (``tap``: blocks of words with their element index,
-rebuilt into the logits of each ``ARGMAX``) and, on request, the issue trace (``trace``: the
+rebuilt as the ASIC's capture memory does: the logits of every ``ARGMAX`` and ``ARGMAXC`` chain
+one after the other) and, on request, the issue trace (``trace``: the
 cycle, counted from the instruction's dispatch, of every micro-operation). What to expect -- the
 golden model's scratchpad, registers and logits, the ISS's cycles and trace -- is the test's
 business.
@@ -51,9 +52,10 @@ class VectorUnitTB:
         Clock(self.dut.clk, 1, unit="ns").start()
         #: ``(register, value)`` of every ``sreg`` write, in order.
         self.sregs: list = []
-        #: Per finished ``ARGMAX``: the words it loaded, by element index.
+        #: The words ``ARGMAX``/``ARGMAXC`` loaded, at the end of the earlier pieces plus their
+        #: element index (``hdl/controller.py``'s capture; None where no word arrived).
         self.logits: list = []
-        self._open: dict = {}
+        self._cap: dict = {}
         #: ``(absolute cycle, pc)`` of every micro-operation (with ``trace=True``).
         self.issues: list = []
         self._tap = Codec(tap_layout(lanes))
@@ -72,13 +74,17 @@ class VectorUnitTB:
         await RisingEdge(d.clk)
 
     def _on_tap(self, t: dict) -> None:
+        base = len(self.logits)
+        index = t["index"] - (1 << 32) if t["index"] >> 31 else t["index"]  # two's complement
         for k in range(self.lanes):
+            at = base + index + k
             if t["mask"] >> k & 1:
-                self._open[t["index"] + k] = t["data"][k]
+                if 0 <= at < base:  # an earlier piece's word (ARGMAXC's src[R[reg]]): rewritten
+                    self.logits[at] = t["data"][k]
+                else:
+                    self._cap[at] = t["data"][k]
         if t["end"]:
-            n = t["count"]
-            self.logits.append([self._open.get(i) for i in range(n)])
-            self._open = {}
+            self.logits += [self._cap.get(i) for i in range(base, base + t["count"])]
 
     def start(self, trace: bool = False) -> None:
         """Start the ``tap`` and ``sreg`` monitors (and the issue trace)."""

@@ -3,8 +3,8 @@
 The cycles of one vector instruction come from the one cost model the compiler also uses
 (:class:`pimgpt.core.vu.cost.VectorUnitModel`); this module converts them to DRAM tCK (the common
 time base: ``asic.clock_ghz`` against ``dram.tck_ns``), counts the operations and scratchpad words
-(for energy) and keeps the scalar registers that ``SETR``/``ARGMAX`` write (``RD_VEC`` reads
-them).
+(for energy) and keeps the scalar registers that ``SETR``/``ARGMAX``/``ARGMAXC`` write
+(``RD_VEC`` reads them).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class AsicModel:
         op, a = ins.op, ins.args
         if op == Op.SETR:
             self.regs[a["reg"] % N_REGS] = a["imm"]
-        elif op == Op.ARGMAX:
+        elif op in (Op.ARGMAX, Op.ARGMAXC):
             self.regs[a["reg"] % N_REGS] = 0  # the perf model has no data
         c = self.vu.cost(ins)
         self.ops += c.ops

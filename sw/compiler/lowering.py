@@ -139,7 +139,8 @@ class Lowering(AttentionLowering):
     # ---- GEMV ----------------------------------------------------------------------------
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
              prefetch: tuple = (), post=None, feeds: Region | None = None,
-             per_input: int = 1, folded: int | None = None) -> None:
+             per_input: int = 1, folded: int | None = None,
+             groups: list | None = None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -149,7 +150,8 @@ class Lowering(AttentionLowering):
         accumulators, and the last chunk runs forwards: each output group of the schedule is
         read, biased and post-processed as soon as its MACs are done (aligned with the input
         chunks of ``feeds``, the region of the GEMV that consumes the outputs, ``per_input``
-        outputs per element of its input: 2 for SwiGLU's gate and up).
+        outputs per element of its input: 2 for SwiGLU's gate and up). ``groups``: the output
+        groups ``[(i0, i1), ...]`` of local vectors (default: the schedule's).
 
         ``folded``: the address of the residual stream whose folded norm ``x`` is (``x`` from
         ``LNCENTRE``, or an RMSNorm's ``VMUL`` by the gain): ``LNRSTD`` / ``RMSRSTD`` runs on the
@@ -166,9 +168,9 @@ class Lowering(AttentionLowering):
         align = None
         if feeds is not None and len(feeds.chunks()) > 1:
             align = -(-feeds.chunks()[0][2] * per_input // S)
-        # without post-processing (the LM head) the results are only read: one group
-        groups = (self.schedule.gemv_groups(nl, align) if bias is not None or post is not None
-                  else [(0, nl)])
+        if groups is None:  # without post-processing the results are only read: one group
+            groups = (self.schedule.gemv_groups(nl, align) if bias is not None or post is not None
+                      else [(0, nl)])
         batches = [(j0, min(i1, j0 + pool.A)) for i0, i1 in groups
                    for j0 in range(i0, i1, pool.A)]
         gid = self._new_id()
@@ -334,8 +336,34 @@ class Lowering(AttentionLowering):
         if logits:
             b.tag = "ln_f"
             self._norm("ln_f", P.x, P.h)
-            b.tag = "lm_head"
-            self.gemv(mm.region("wte" if cfg.tied_head else "lm_head"), P.h, P.logits, cfg.vocab)
-            b.tag = "argmax"
-            b.emit(Op.ARGMAX, reg=TOKEN_REG, src=P.logits, n=cfg.vocab)
+            self._lm_head(mm.region("wte" if cfg.tied_head else "lm_head"))
             b.emit(Op.OUT, reg=TOKEN_REG)
+
+    def _lm_head(self, region: Region) -> None:
+        """The logits and their ARGMAX into ``R0``. With several read groups (the schedule's
+        :meth:`~.schedule.Schedule.read_groups`, contiguous runs of local vectors, so contiguous
+        ranges of the logits in order), each group is scanned as soon as it is read: ARGMAX over
+        the first, ARGMAXC over each later one, while the PIM computes the next (the merge of
+        first maxima is exact: the chain's index is one ARGMAX's); else one ARGMAX at the end."""
+        b, P, vocab = self.b, self.P, self.cfg.vocab
+        b.tag = "lm_head"
+        groups = self.schedule.read_groups(region.n_local, self.pool.A)
+        tiled = all(g[1] == h[0] for g, h in zip(groups, groups[1:], strict=False))
+        if len(groups) < 2 or groups[0][0] or groups[-1][1] != region.n_local or not tiled:
+            self.gemv(region, P.h, P.logits, vocab)
+            b.tag = "argmax"
+            b.emit(Op.ARGMAX, reg=TOKEN_REG, src=P.logits, n=vocab)
+            return
+        end = [0]
+
+        def post(lo: int, n: int) -> None:
+            assert lo == end[0], "the last chunk reads the groups in order"
+            b.tag = "argmax"
+            if lo == 0:
+                b.emit(Op.ARGMAX, reg=TOKEN_REG, src=P.logits, n=n)
+            else:
+                b.emit(Op.ARGMAXC, reg=TOKEN_REG, src=P.logits, lo=lo, n=n)
+            end[0] = lo + n
+
+        self.gemv(region, P.h, P.logits, vocab, post=post, groups=groups)
+        assert end[0] == vocab, "the groups cover the logits"

@@ -149,6 +149,18 @@ def stimulus(seed: int, n_elem: int, lanes: int):
     sp[[3100 + 5 * W + 2, 3100 + W + 9, 3100 + 6 * W]] = f32(7.0)
     prog += [I(Op.ARGMAX, reg=3, src=3000, n=8), I(Op.ARGMAX, reg=7, src=3010, n=6),
              I(Op.ARGMAX, reg=11, src=3100, n=7 * W), I(Op.ARGMAX, reg=15, src=4096, n=257)]
+    # An ARGMAX chain (ARGMAX then ARGMAXC pieces): a tie across a cut stays with the earlier
+    # piece, a later NaN wins over every number, -0 ties +0; pieces of 1 word to several blocks.
+    sp[3400:3400 + 6 * W] = f32(-3.0)
+    sp[[3402, 3400 + W + 1, 3400 + 2 * W + 6]] = f32(4.0)
+    sp[3400 + 4 * W] = 0xFFC00001
+    sp[3400 + 4 * W + 3] = 0x7FC00000
+    cuts = (3, W + 1, W + 2, 2 * W + 7, 4 * W - 1, 6 * W)
+    prog.append(I(Op.ARGMAX, reg=9, src=3400, n=cuts[0]))
+    prog += [I(Op.ARGMAXC, reg=9, src=3400, lo=lo, n=hi - lo)
+             for lo, hi in zip(cuts, cuts[1:], strict=False)]
+    sp[3600:3604] = [0x80000000, 0, 0x80000000, f32(-1.0)]  # -0 then +0: the first stays
+    prog += [I(Op.ARGMAX, reg=10, src=3600, n=1), I(Op.ARGMAXC, reg=10, src=3600, lo=1, n=3)]
     if dst > WORDS:
         raise ValueError(f"nelem={n_elem} is too large for a {WORDS}-word scratchpad")
     return sp, prog
@@ -164,11 +176,16 @@ async def vector_unit_vs_golden(dut):
     golden.run(prog + [I(Op.EOC)])
     lat = Pipeline(**p.get("pipeline", {}))
     iss = VectorISS(microcode_for(lanes, lat), sp.copy())
-    want_cycles, want_trace = [], []
+    want_cycles, want_trace, want_sregs = [], [], []
     for ins in prog:
         iss.trace = []
         want_cycles.append(iss.run(ins.op, ins.fields()).cycles)
         want_trace += iss.trace
+        if ins.op in (Op.ARGMAX, Op.ARGMAXC):  # the chain's steps: the ISS (tests/test_vu.py)
+            want_sregs.append(ins["reg"] << 32 | iss.fe_regs[ins["reg"]])
+    # ...and each register's last value: the golden model's
+    assert {v >> 32: v & 0xFFFFFFFF for v in want_sregs} == {
+        r: golden.regs[r] for r in (3, 7, 9, 10, 11, 15)}
 
     tb = VectorUnitTB(dut, lanes, seed, prefix=p.get("prefix", ""))
     await tb.reset()
@@ -185,10 +202,10 @@ async def vector_unit_vs_golden(dut):
 
     boards = {
         "scratchpad": (golden.sp.view(np.uint32).tolist(), got_sp.tolist(), None),
-        "argmax registers": ([golden.regs[r] for r in (3, 7, 11, 15)], [v for _, v in tb.sregs],
-                             str),
+        "argmax registers": (want_sregs, [r << 32 | v for r, v in tb.sregs],
+                             lambda v: f"R{v >> 32} = {v & 0xFFFFFFFF}"),
         "logits": ([int(w) for x in golden.logits for w in x.view(np.uint32)],
-                   [-1 if w is None else w for x in tb.logits for w in x], None),
+                   [-1 if w is None else w for w in tb.logits], None),
         "cycles vs ISS": (want_cycles, cycles, str),
     }
     if trace:  # (pc, cycle) packed into one integer per micro-operation

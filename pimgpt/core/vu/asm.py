@@ -191,6 +191,10 @@ class Asm:
         """Front-end register ``R[reg] = src``."""
         self._emit(_Op(UOp.WSR, (0, src, reg, 0), BSel.SREG, 0, 0, (), (), (src, reg), ()))
 
+    def rsr(self, rd: SReg, reg: SReg):
+        """``rd`` = front-end register ``R[reg]``."""
+        self._emit(_Op(UOp.RSR, (rd, 0, reg, 0), BSel.SREG, 0, 0, (), (), (reg,), (rd,)))
+
     def br(self, op: UOp, ra: SReg, rb: SReg, target: str):
         """Forward branch to ``target`` if ``ra cmp rb``."""
         self._emit(_Op(op, (0, ra, rb, 0), BSel.REG, 0, target, (), (), (ra, rb), ()))

@@ -303,6 +303,8 @@ class VectorISS:
             return
         if uop is UOp.SMOVV:
             res = 0 if v is None else int(v[w.ra][b % self.W])
+        elif uop is UOp.RSR:
+            res = self.fe_regs[b & 15]
         elif uop is UOp.SADD:
             res = a + b
         elif uop is UOp.SSUB:

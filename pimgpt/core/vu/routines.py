@@ -387,7 +387,8 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
 #: ASIC opcodes the vector unit executes (SETR and OUT are done by the front end).
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
-          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.LNCENTRE, Op.LNRSTD, Op.VMADS, Op.RMSRSTD, Op.VMULS)
+          Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.ARGMAXC, Op.LNCENTRE, Op.LNRSTD, Op.VMADS,
+          Op.RMSRSTD, Op.VMULS)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -422,6 +423,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     _vmacs(a)
     red.vmax(a)
     red.argmax(a)
+    red.argmaxc(a)
     red.softmax(a)
     red.layernorm(a)
     _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
@@ -438,8 +440,8 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
              Op.VRSQRT: "vrsqrt", Op.VGELU: "vgelu", Op.SOFTMAX: "softmax",
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
              Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
-             Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd", Op.VMADS: "vmads",
-             Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls"}
+             Op.ARGMAXC: "argmaxc", Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd",
+             Op.VMADS: "vmads", Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

@@ -1,4 +1,4 @@
-"""Routines with reductions: VMAX, ARGMAX, SOFTMAX (``rows`` rows) and LAYERNORM.
+"""Routines with reductions: VMAX, ARGMAX, ARGMAXC, SOFTMAX (``rows`` rows) and LAYERNORM.
 
 Sums follow ``numerics.f32_tree_sum`` exactly: block ``b`` of a row adds into accumulator
 ``b mod A`` (``A = 128/W`` registers = the contract's 128 virtual lanes), the accumulators are
@@ -6,7 +6,7 @@ added pairwise (tree levels ``h >= W``), then the in-register levels: with two r
 pair puts both rows' halves side by side and one add does level ``W/2`` for both, then ``VSHD``
 shifts serve the remaining levels of both rows at once. Maxima (order-independent) use the same
 trees with ``VFMAX``; ARGMAX carries an index register per value register and breaks ties towards
-the smaller index.
+the smaller index; ARGMAXC scans a piece the same way and merges it with ``src[R[reg]]``.
 """
 
 from __future__ import annotations
@@ -105,26 +105,25 @@ def _pick(a: Asm, v1: VReg, i1: VReg, v2: VReg, i2: VReg) -> tuple[VReg, VReg]:
     return v1, i1
 
 
-def argmax(a: Asm) -> None:
-    """ARGMAX reg=s1 src=s2 n=s3: ``R[reg] = numerics.f32_argmax(src)``.
+def _argmax_scan(a: Asm, S: Scalars, start: SReg, n: SReg, base: SReg) -> tuple[VReg, VReg]:
+    """First maximum of the ``n`` words at ``start``: lane 0 of the returned (value, index)
+    registers, the index counted from ``base``.
 
     ``K`` (value, index) register pairs. The first ``K`` blocks are loaded directly (lanes beyond
-    ``n`` read -Inf with an index >= n, so they never win a tie); each later block replaces a
-    lane only when strictly greater, which keeps the first index within a lane. The index
-    register records the block pointer; lane and block offsets are added at the end, then the
-    pairs are combined with the tie-break.
+    ``n`` read -Inf with an index past the piece, so they never win a tie); each later block
+    replaces a lane only when strictly greater, which keeps the first index within a lane. The
+    index register records the block pointer; lane and block offsets are added at the end, then
+    the pairs are combined with the tie-break.
     """
-    a.label("argmax")
-    S = Scalars()
     W, K = a.lanes, 4
-    p, hi = copy_reg(a, S, F[2]), window(a, S, F[2], F[3])
-    nb = blocks_of(a, S, F[3])
+    p, hi = copy_reg(a, S, start), window(a, S, start, n)
+    nb = blocks_of(a, S, n)
     val = [a.vreg("av") for _ in range(K)]
     idx = [a.vreg("ai") for _ in range(K)]
     with a.sched():
         for b in range(K):
             with a.copy(b):
-                a.ld(val[b], p, F[2], hi, Fill.NEG_INF, off=b * W)
+                a.ld(val[b], p, start, hi, Fill.NEG_INF, off=b * W)
                 a.v(UOp.VBCAST, idx[b], None, p)
         a.s(UOp.SADD, p, p, K * W)
     rest = S()
@@ -133,17 +132,17 @@ def argmax(a: Asm) -> None:
 
     def body(q, b, off):
         x, c = a.vreg("x"), a.vreg("c")
-        a.ld(x, p, F[2], hi, Fill.NEG_INF, off=off)
+        a.ld(x, p, start, hi, Fill.NEG_INF, off=off)
         a.v(UOp.VFGT, c, x, val[b])
         a.v(UOp.VCMOV, val[b], c, x)
         a.v(UOp.VCMOV, idx[b], c, p)
 
     blocks(a, S, rest, 1, K, [p], body)
-    for b in range(K):  # element index = pointer + b*W + lane - src
+    for b in range(K):  # element index = pointer + b*W + lane - base
         io, t = a.vreg(), a.vreg()
         a.v(UOp.VIOTA, io, None, b * W)
         a.v(UOp.VADD, t, idx[b], io)
-        a.v(UOp.VSUB, idx[b], t, F[2])
+        a.v(UOp.VSUB, idx[b], t, base)
     v, i = val, idx
     while len(v) > 1:
         h = len(v) // 2
@@ -157,10 +156,42 @@ def argmax(a: Asm) -> None:
         a.v(UOp.VSHD, si, i0, h)
         v0, i0 = _pick(a, v0, i0, sv, si)
         h //= 2
+    return v0, i0
+
+
+def _write_index(a: Asm, S: Scalars, i0: VReg) -> None:
+    """``R[reg] = i0[0]``."""
     r = S()
     a.movv(r, i0, 0)
     a.wsr(r, F[1])
     a.done()
+
+
+def argmax(a: Asm) -> None:
+    """ARGMAX reg=s1 src=s2 n=s3: ``R[reg] = numerics.f32_argmax(src)``."""
+    a.label("argmax")
+    S = Scalars()
+    _, i0 = _argmax_scan(a, S, F[2], F[3], F[2])
+    _write_index(a, S, i0)
+
+
+def argmaxc(a: Asm) -> None:
+    """ARGMAXC reg=s1 src=s2 lo=s3 n=s4: ``R[reg] = numerics.f32_argmax_continue(src[0 .. lo+n),
+    R[reg], lo)``: the piece's first maximum replaces ``R[reg]`` only when strictly greater than
+    ``src[R[reg]]`` (lane 0 of a one-word window; the other lanes are -Inf and never matter)."""
+    a.label("argmaxc")
+    S = Scalars()
+    start = window(a, S, F[2], F[3])
+    v0, i0 = _argmax_scan(a, S, start, F[4], F[2])
+    prev, at, one = S(), S(), S()
+    a.rsr(prev, F[1])
+    a.s(UOp.SADD, at, F[2], prev)
+    a.s(UOp.SADD, one, at, 1)
+    pv, pi = a.vreg("pv"), a.vreg("pi")
+    a.ld(pv, at, at, one, Fill.NEG_INF)
+    a.v(UOp.VBCAST, pi, None, prev)
+    _, i0 = _pick(a, pv, pi, v0, i0)
+    _write_index(a, S, i0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,4 +503,4 @@ def layernorm(a: Asm) -> None:
     a.done()
 
 
-__all__ = ["argmax", "layernorm", "nl", "softmax", "tree_regs", "tree_rows", "vmax"]
+__all__ = ["argmax", "argmaxc", "layernorm", "nl", "softmax", "tree_regs", "tree_rows", "vmax"]

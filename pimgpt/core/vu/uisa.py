@@ -8,7 +8,8 @@ Machine (``W`` lanes, ``W`` a power of two in 16..128, ``asic.vector_lanes``):
 * Per lane: a multiply-add pipeline (fp32 multiplier then fp32 adder), an integer ALU with fp32
   compare/select, a constant table, and the lane network (shift, lane broadcast, unzip).
 * A scratchpad port of ``W`` consecutive words at any alignment, masked by an address window.
-* A hardware loop stack (4 levels) and the front end's scalar registers ``R0..R15`` (``WSR``).
+* A hardware loop stack (4 levels) and the front end's scalar registers ``R0..R15`` (``WSR``,
+  ``RSR``).
 
 Micro-word (64 bits; :data:`FIELDS`, bit 0 first)::
 
@@ -48,6 +49,7 @@ SADD..SSHR  scalar ``s[rd] = s[ra] (+ - & | << >>u) B``                      1
 SMIN/SMAX   unsigned                                                         1
 SMOVV       ``s[rd] = v[ra][B]``                                             1
 WSR         ``R[B & 15] = s[ra]`` (front-end register, ARGMAX)               --
+RSR         ``s[rd] = R[B & 15]`` (front-end register, ARGMAXC)              1
 LOOP        run ``pc+1 .. imm`` ``s[ra]`` times (skip to ``imm+1`` if 0)     --
 BEQ..BGEU   ``if s[ra] cmp s[rb]: pc = imm`` (``==``, ``!=``, ``<u``, ``>=u``)  --
 DONE        end of the routine                                               --
@@ -131,6 +133,7 @@ class UOp(IntEnum):
     SMAX = 39
     SMOVV = 40
     WSR = 41
+    RSR = 42
     LOOP = 48
     BEQ = 49
     BNE = 50
@@ -166,7 +169,7 @@ TABLES: tuple[tuple[int, ...], ...] = (tuple(nl.EXP_TABLE_ADJ),)
 #: Operations by unit.
 VFP_OPS = frozenset({UOp.VFADD, UOp.VFMUL, UOp.VMAD})
 VALU_OPS = frozenset(op for op in UOp if UOp.VADD <= op <= UOp.VBCAST)
-SCALAR_OPS = frozenset(op for op in UOp if UOp.SADD <= op <= UOp.SMOVV)
+SCALAR_OPS = frozenset(op for op in UOp if UOp.SADD <= op <= UOp.SMOVV) | {UOp.RSR}
 BRANCH_OPS = frozenset({UOp.BEQ, UOp.BNE, UOp.BLTU, UOp.BGEU})
 
 
@@ -176,7 +179,7 @@ class Unit(IntEnum):
     FP = 0  #: VFADD, VFMUL, VMAD, and the float compares VFGT, VFEQ (write port F)
     INT = 1  #: the other vector operations except memory (write port I)
     MEM = 2  #: VLD (write port I), VST
-    SCALAR = 3  #: scalar operations, SMOVV, WSR
+    SCALAR = 3  #: scalar operations, SMOVV, WSR, RSR
     CONTROL = 4  #: LOOP, branches, DONE (always issue alone)
 
 
