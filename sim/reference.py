@@ -402,6 +402,17 @@ class F64Model:
             weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
                        for k, v in weights.items()}
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        # The biases holding a folded LayerNorm shift (exact, or as the DRAM stores them).
+        self.c = {}
+        if folds_layernorm_shift(cfg):
+            for i in range(cfg.n_layer):
+                for name, ln in (("attn.c_attn", "ln_1"), ("mlp.c_fc", "ln_2")):
+                    p = f"h.{i}."
+                    w, sh, b = (self.w[p + n] for n in (name + ".weight", ln + ".bias",
+                                                         name + ".bias"))
+                    c = w.T @ sh + b
+                    self.c[p + name] = (_widen(_bf16(c)).astype(np.float64) if bf16_weights
+                                        else c)
         self.act = round_bf16_f64 if bf16_acts else _exact
         self.kv = round_bf16_f64 if bf16_kv else _exact
         self.last_xf = None
@@ -416,6 +427,25 @@ class F64Model:
         mu = x.mean(axis=-1, keepdims=True)
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + eps) * gain + self.w[name + ".bias"]
+
+    def _normed_linear(self, x, ln: str, name: str):
+        """``linear(norm(x))``; with the PIM's norm folded into the GEMV (``normlinear`` of
+        ``docs/dataflow.md``) the same in exact arithmetic, but the global buffer's rounding
+        (``bf16_acts``) applies to ``(x - mean) * gain`` (RMSNorm: ``x * gain``) and the folded
+        bias is the one the DRAM holds (``bf16_weights``)."""
+        if not folds_norm(self.cfg):
+            return self._linear(self.act(self._norm(x, ln)), name)
+        eps, gain = self.cfg.ln_eps, self.w[ln + ".weight"]
+        if self.cfg.norm == "rmsnorm":
+            hc, var = x, (x * x).mean(axis=-1, keepdims=True)
+        else:
+            hc = x - x.mean(axis=-1, keepdims=True)
+            var = (hc * hc).mean(axis=-1, keepdims=True)
+        w = self.w[name + ".weight"]
+        y = (self._mm(self.act(hc * gain), w) if x.ndim > 1 else self.act(hc * gain) @ w)
+        y = y / np.sqrt(var + eps)
+        return y + self.c[name] if name in self.c else (y + self.w[name + ".bias"]
+                                                        if self.cfg.bias else y)
 
     @staticmethod
     def _mm(x, m):
@@ -451,7 +481,7 @@ class F64Model:
             cos, sin = (t[0] for t in rope_cos_sin_f64([pos], self.inv_freq))
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
+            qkv = self._normed_linear(x, p + "ln_1", p + "attn.c_attn")
             q, k, v = qkv[:d].reshape(H, dh), qkv[d:d + kv].reshape(KV, dh), qkv[d + kv:]
             if self.inv_freq is not None:
                 q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
@@ -466,7 +496,7 @@ class F64Model:
             prob = A(e / e.sum(axis=-1, keepdims=True))
             o = A(np.einsum("gjt,tgd->gjd", prob, vals).reshape(d))
             x = x + self._linear(o, p + "attn.c_proj")
-            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            u = self._normed_linear(x, p + "ln_2", p + "mlp.c_fc")
             x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
         if not need_logits:
             return None
@@ -499,7 +529,7 @@ class F64Model:
         mask = np.triu(np.ones((T, T), dtype=bool), 1)
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            qkv = self._linear(A(self._norm(x, p + "ln_1")), p + "attn.c_attn")
+            qkv = self._normed_linear(x, p + "ln_1", p + "attn.c_attn")
             q = qkv[..., :d].reshape(B, T, H, dh)
             k = qkv[..., d:d + kv].reshape(B, T, KV, dh)
             v = self.kv(qkv[..., d + kv:]).reshape(B, T, KV, dh)
@@ -512,7 +542,7 @@ class F64Model:
             prob = A(e / e.sum(axis=-1, keepdims=True))
             o = A(np.einsum("bgjtu,bugd->btgjd", prob, v).reshape(B, T, d))
             x = x + self._linear(o, p + "attn.c_proj")
-            u = self._linear(A(self._norm(x, p + "ln_2")), p + "mlp.c_fc")
+            u = self._normed_linear(x, p + "ln_2", p + "mlp.c_fc")
             x = x + self._linear(A(self._mlp_act(u)), p + "mlp.c_proj")
         head = w["wte"] if cfg.tied_head else w["lm_head"]
         out = self._mm(A(self._norm(x, "ln_f")), head.T)
