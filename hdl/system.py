@@ -147,6 +147,14 @@ class System(wiring.Component):
         hw = self.hw
         d = hw.dram
         m.submodules.asic = asic = self.asic
+        # Monitor stamps: the program's cycle count while it runs, then still counting: a refresh
+        # sequence the schedulers began before the end finishes after it, and its commands must
+        # not share the frozen end cycle.
+        clock = Signal(48)
+        with m.If(asic.start):
+            m.d.sync += clock.eq(0)
+        with m.Elif(asic.running | asic.done):
+            m.d.sync += clock.eq(clock + 1)
         for c, ch in enumerate(self.channels):
             m.submodules[f"ch{c}"] = ch
             bus = getattr(asic, f"bus{c}")
@@ -157,7 +165,7 @@ class System(wiring.Component):
             with m.If(bus.valid):
                 m.d.sync += [
                     getattr(self, f"mon{c}_count").eq(getattr(self, f"mon{c}_count") + 1),
-                    getattr(self, f"mon{c}_cycle").eq(asic.cycles),
+                    getattr(self, f"mon{c}_cycle").eq(clock),
                     getattr(self, f"mon{c}_cmd").eq(bus.p.cmd.as_value()),
                     getattr(self, f"mon{c}_fpi").eq(bus.p.fpi),
                     getattr(self, f"mon{c}_row").eq(bus.p.row),

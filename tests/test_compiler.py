@@ -82,7 +82,13 @@ def test_program_shape(small_step):
     layers = cp.tag_counts("layer")
     assert layers["L0"] == layers["L11"] and "L12" not in layers
     ops = Counter(i.op for i in prog)
-    assert ops[Op.LAYERNORM] == 2 * 12 + 1
+    # ln_1 and ln_2 folded into qkv and fc: LNCENTRE before, LNRSTD behind the first load, one
+    # VMADS per output group instead of the bias add; ln_f stays one LAYERNORM
+    assert ops[Op.LAYERNORM] == 1 and ops[Op.LNCENTRE] == ops[Op.LNRSTD] == 2 * 12
+    assert sum(i["n"] for i in prog if i.op is Op.VMADS) == 12 * (3 * 768 + 3072)
+    # every epilogue scales by the rstd word the LNRSTDs write
+    assert {i["s"] for i in prog if i.op is Op.VMADS} == {i["dst"] for i in prog
+                                                         if i.op is Op.LNRSTD}
     # GELU over every fc output once (the pipelined schedule applies it group by group)
     assert sum(i["n"] for i in prog if i.op is Op.VGELU) == 12 * 3072
     # fc groups aligned with the MLP projection's input chunks (1024 outputs = 8 local vectors)
