@@ -24,6 +24,10 @@ from pimgpt.core.vu.uisa import LANE_CHOICES
 SHAPES = (
     ("LAYERNORM n=768", I(Op.LAYERNORM, dst=0, src=4096, gamma=8192, beta=12288, n=768)),
     ("LAYERNORM n=1600", I(Op.LAYERNORM, dst=0, src=4096, gamma=8192, beta=12288, n=1600)),
+    # the folded LayerNorm: before the GEMV, under it, and each output group's epilogue
+    ("LNCENTRE n=768", I(Op.LNCENTRE, dst=0, src=4096, gamma=8192, n=768)),
+    ("LNRSTD n=768", I(Op.LNRSTD, dst=0, src=4096, tmp=8192, n=768)),
+    ("VMADS n=1024", I(Op.VMADS, dst=0, a=0, s=8192, b=4096, n=1024)),
     ("VGELU n=3072", I(Op.VGELU, dst=0, src=8192, n=3072)),
     ("SOFTMAX n=128 rows=1", I(Op.SOFTMAX, dst=0, src=0, n=128, rows=1)),
     ("SOFTMAX n=128 rows=12", I(Op.SOFTMAX, dst=0, src=0, n=128, rows=12)),
@@ -32,9 +36,12 @@ SHAPES = (
     ("VSCALE n=128", I(Op.VSCALE, dst=0, a=0, n=128, scale_f32=0x3E000000)),
     ("VREDUCE n=768 k=2", I(Op.VREDUCE, dst=0, src=4096, n=768, k=2)),
     ("ARGMAX n=50257", I(Op.ARGMAX, reg=0, src=0, n=50257)),
+    ("ARGMAXC n=1105 (the LM head's last piece)", I(Op.ARGMAXC, reg=0, src=0, lo=49152, n=1105)),
     # Llama-3.2-1B: a K/V head's 4 query heads at context 2048, the 32 query heads' rotation
     ("SOFTMAX n=2048 rows=4", I(Op.SOFTMAX, dst=0, src=0, n=2048, rows=4)),
     ("ROPE half=32 nhead=32", I(Op.ROPE, dst=0, src=0, tab=8192, half=32, nhead=32)),
+    ("RMSRSTD n=2048", I(Op.RMSRSTD, dst=0, src=4096, n=2048)),
+    ("VMULS n=2048", I(Op.VMULS, dst=0, a=0, s=8192, n=2048)),
 )
 
 
