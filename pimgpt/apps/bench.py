@@ -33,6 +33,8 @@ SECTIONS = [
      True),
     ("RTL MAC unit: area and simulation speed", "pimgpt.apps.bench_rtl_mac", True),
     ("RTL system: co-simulation speed", "pimgpt.apps.bench_rtl_system", True),
+    ("RTL vector unit at 128 and 64 lanes: bit- and cycle-exact against golden and ISS",
+     "pimgpt.apps.bench_rtl_vu_wide", True),
     ("Design-space sweep: throughput and reuse of work", "pimgpt.apps.bench_sweep", True),
 ]
 

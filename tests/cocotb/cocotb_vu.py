@@ -11,35 +11,25 @@ one-word segments and in place, SWIGLU over every corner, RMSNORM and ROPE (also
 ARGMAX with ties, NaNs and ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
-(:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`). Scoreboards compare, bit for bit, the
-whole scratchpad with :class:`pimgpt.sim.golden.GoldenMachine` after the same program, every
-``ARGMAX`` register write and every logit the tap delivered, each instruction's cycles with the
-ISS (:class:`pimgpt.core.vu.iss.VectorISS`) and, with ``trace``, the issue cycle of every
-micro-operation with the ISS's trace. Parameters: ``seed``, ``nelem``, ``lanes``, ``prefix``,
-``trace``, ``pipeline`` (``uisa.Pipeline`` keywords); the summary is reported.
+(:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`);
+:func:`~pimgpt.sim.cocotb_lib.vector_check.check_vector_unit` compares, bit for bit, the whole
+scratchpad with the golden model after the same program, every ``ARGMAX`` register write and every
+logit the tap delivered, each instruction's cycles with the ISS and, with ``trace``, the issue
+cycle of every micro-operation with the ISS's trace. Parameters: ``seed``, ``nelem``, ``lanes``,
+``prefix``, ``trace``, ``pipeline`` (``uisa.Pipeline`` keywords); the summary is reported.
 """
 
 from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from pimgpt.core import numerics as nx
-from pimgpt.core.config import load_hw
 from pimgpt.core.isa import I, Op
-from pimgpt.core.vu.cost import microcode_for
-from pimgpt.core.vu.iss import VectorISS
-from pimgpt.core.vu.uisa import Pipeline
-from pimgpt.hdl.isa_layout import instr_word
 from pimgpt.sim.cocotb_lib.exchange import params, report
-from pimgpt.sim.cocotb_lib.scoreboard import Scoreboard
-from pimgpt.sim.cocotb_lib.vector_tb import VectorUnitTB
-from pimgpt.sim.golden import GoldenMachine
+from pimgpt.sim.cocotb_lib.vector_check import check_vector_unit
 
 WORDS = 16384
-#: Fields whose product is an instruction's element count (ROPE: twice ``half * nhead``).
-SHAPE = ("n", "rows", "seg", "nseg", "half", "nhead")
 
 
 def f32(x: float) -> int:
@@ -169,60 +159,10 @@ def stimulus(seed: int, n_elem: int, lanes: int):
 @cocotb.test()
 async def vector_unit_vs_golden(dut):
     p = params()
-    seed, lanes, trace = p["seed"], p["lanes"], p.get("trace", False)
-    sp, prog = stimulus(seed, p["nelem"], lanes)
-    golden = GoldenMachine(load_hw("tiny-rtl"))
-    golden.sp[:] = sp.view(np.float32)
-    golden.run(prog + [I(Op.EOC)])
-    lat = Pipeline(**p.get("pipeline", {}))
-    iss = VectorISS(microcode_for(lanes, lat), sp.copy())
-    want_cycles, want_trace, want_sregs = [], [], []
-    for ins in prog:
-        iss.trace = []
-        want_cycles.append(iss.run(ins.op, ins.fields()).cycles)
-        want_trace += iss.trace
-        if ins.op in (Op.ARGMAX, Op.ARGMAXC):  # the chain's steps: the ISS (tests/test_vu.py)
-            want_sregs.append(ins["reg"] << 32 | iss.fe_regs[ins["reg"]])
-    # ...and each register's last value: the golden model's
-    assert {v >> 32: v & 0xFFFFFFFF for v in want_sregs} == {
-        r: golden.regs[r] for r in (3, 7, 9, 10, 11, 15)}
-
-    tb = VectorUnitTB(dut, lanes, seed, prefix=p.get("prefix", ""))
-    await tb.reset()
-    await tb.load(sp)
-    tb.start(trace=trace)
-    cycles, got_trace = [], []
-    for ins in prog:
-        mark = len(tb.issues)
-        c, t0 = await tb.send(instr_word(ins))
-        cycles.append(c)
-        got_trace += [(pc, t - t0) for t, pc in tb.issues[mark:]]
-    await ClockCycles(tb.dut.clk, 3)
-    got_sp = await tb.dump(WORDS)
-
-    boards = {
-        "scratchpad": (golden.sp.view(np.uint32).tolist(), got_sp.tolist(), None),
-        "argmax registers": (want_sregs, [r << 32 | v for r, v in tb.sregs],
-                             lambda v: f"R{v >> 32} = {v & 0xFFFFFFFF}"),
-        "logits": ([int(w) for x in golden.logits for w in x.view(np.uint32)],
-                   [-1 if w is None else w for w in tb.logits], None),
-        "cycles vs ISS": (want_cycles, cycles, str),
-    }
-    if trace:  # (pc, cycle) packed into one integer per micro-operation
-        boards["issue trace vs ISS"] = ([pc << 32 | t for pc, t in want_trace],
-                                        [pc << 32 | t for pc, t in got_trace],
-                                        lambda v: f"pc {v >> 32} at cycle {v & 0xFFFFFFFF}")
-    summary = {}
-    for name, (want, got, fmt) in boards.items():
-        board = Scoreboard(name, fmt=fmt) if fmt else Scoreboard(name)
-        board.add_expected(want)
-        board.compare_all(got)
-        summary[name] = board.summary()
-    summary["instructions"] = len(prog)
-    summary["elements"] = int(sum(np.prod([ins.args.get(f, 1) for f in SHAPE]) *
-                                  (2 if ins.op is Op.ROPE else 1) for ins in prog))
-    summary["cycles"] = int(sum(cycles))
-    summary["sreg_idx"] = [i for i, _ in tb.sregs]
+    sp, prog = stimulus(p["seed"], p["nelem"], p["lanes"])
+    summary = await check_vector_unit(dut, sp, prog, lanes=p["lanes"], seed=p["seed"],
+                                      prefix=p.get("prefix", ""), trace=p.get("trace", False),
+                                      pipeline=p.get("pipeline"))
     report("vector_unit", summary)
     for name, s in summary.items():
         if isinstance(s, dict):
