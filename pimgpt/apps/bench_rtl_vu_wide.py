@@ -50,8 +50,8 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
 
     Inputs live below 24576 (random normal words, a block of every special value, gains near 1),
     outputs above, except the in-place cases; SOFTMAX takes ``n = 1000`` x 5 rows, ``2100`` x 2,
-    ``4W + 3`` and ``8W + 3`` x 4 and groups of rows looped (8 rows, in place), a row with NaN and one of
-    ``-Inf`` (``n = 1000``).
+    ``4W + 3`` and ``8W + 3`` x 4 and groups of rows looped (8 rows, in place), a row with NaN
+    and one of ``-Inf`` (``n = 1000``).
     """
     from pimgpt.sim.cocotb_lib.stimulus import FP32_DIRECTED
 
@@ -163,8 +163,8 @@ def run_wide(lanes: int, seed: int = SEED) -> dict:
     from pimgpt.sim.cocotb_lib.harness import harness_verilog
     from pimgpt.sim.cocotb_lib.runner import build_lock, call_in_simulator, default_build_root
 
-    top = f"vu_wide{lanes}"
-    d = default_build_root() / top
+    top = "vu_wide"
+    d = default_build_root() / f"vu-wide-{lanes}"
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with build_lock(d):

@@ -23,6 +23,8 @@ Only reusable parts live here; the ``@cocotb.test`` modules that verify a block 
   :mod:`.tb` (the floating-point units and the MAC unit), :mod:`.vector_tb` (the vector unit),
   :mod:`.channel_tb` (a PIM channel), :mod:`.system_tb` (the whole system, and the job the RTL
   backend runs); :mod:`.system_run` runs programs on the system RTL from Python.
+* :mod:`.vector_check` -- one vector-unit program on the RTL against the golden model and the ISS
+  (results, cycles, issue trace), shared by the cocotb suite and the wide-unit bench.
 
 :mod:`.runner`, :mod:`.exchange`, :mod:`.bus`, :mod:`.harness`, :mod:`.stimulus`,
 :mod:`.scoreboard` and :mod:`.system_run` may be imported outside a running simulation; the other
