@@ -320,3 +320,34 @@ def test_short_head_group_first_bit_identical(monkeypatch):
     cp = compile_decode_step(cfg, hw, 40)
     assert [i["rows"] for i in cp.program if i.op is Op.SOFTMAX] == [1, 2, 2] * 2
     assert_same_generation(cfg, hw, random_weights(cfg, 6), list(range(1, 30)), 3)
+
+
+@pytest.mark.parametrize("cfg, groups", [
+    (ModelConfig("defer", n_layer=2, d_model=80, n_head=5, ctx=48, vocab=40), [[0, 1], [2, 3, 4]]),
+    (llama("defer-gqa", n_layer=2, d_model=128, n_head=8, n_kv_head=2),
+     [[0, 1, 2, 3], [4, 5, 6, 7]]),
+])
+def test_last_head_group_after_the_projection_first_chunk_bit_identical(monkeypatch, cfg,
+                                                                        groups):
+    """The attention projection's first input chunk (o[0:32]: the first group's heads) is
+    streamed before the last group's p . V, which writes only later chunks: still bit for bit
+    the reference (multi-head and grouped-query)."""
+    from pimgpt.sw.compiler.schedule import PipelinedSchedule
+
+    hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
+    monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
+    trials = []
+    # the candidates are the partition, then it deferring: pick the second
+    monkeypatch.setattr(PipelinedSchedule, "estimate", lambda self, p: -len(trials.append(p) or
+                                                                           trials))
+    cp = compile_decode_step(cfg, hw, 40)
+    assert len(trials) == 2
+    tags = [t for t in cp.tags if t.startswith("L1.attn.")]
+    last_av = max(k for k, t in enumerate(tags) if t == "L1.attn.av")
+    assert tags.index("L1.attn.proj") < last_av < len(tags) - tags[::-1].index("L1.attn.proj")
+    assert_same_generation(cfg, hw, random_weights(cfg, 7), list(range(1, 30)), 3)
+    # the reverse order's last group writes the first chunk: no deferring candidate, no trial
+    trials.clear()
+    monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups[::-1]])
+    compile_decode_step(cfg, hw, 40)
+    assert trials == []

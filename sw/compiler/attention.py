@@ -48,9 +48,11 @@ _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0
 class AttentionLowering:
     """Attention of one layer; mixed into :class:`.lowering.Lowering` (uses its state)."""
 
-    def attention(self, layer: int, pos: int) -> None:
+    def attention(self, layer: int, pos: int, proj) -> None:
         """Append K and V of position ``pos``, then ``o = attention(q, K, V)`` of every head,
-        in the order of the schedule's head blocks."""
+        in the order of the schedule's head blocks, and the attention projection:
+        ``proj(after_first)`` emits it, calling ``after_first`` (when not ``None``) after its
+        first input chunk's MACs (:meth:`.lowering.Lowering.gemv`)."""
         b, mm, d, P, dh = self.b, self.mm, self.d, self.P, self.dh
         kl = self.k_layout
         kreg = mm.region(f"h.{layer}.k_cache")
@@ -75,39 +77,55 @@ class AttentionLowering:
             {"src": v + lo * S, "n": min(hi * S, kv) - lo * S, "elem": pos % block,
              "vec": v_local(self.v_parts, blocks, pos // block, lo) * S, **vreg.isa()}
             for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
-        self._groups_of(layer, kreg, vreg, npos)
-        self._pipeline(layer, kreg, vreg, npos, self._groups[1])
+        self._groups_of(layer, kreg, vreg, npos, proj)
+        self._pipeline(layer, kreg, vreg, npos, self._groups[1], proj, self._groups[2])
 
-    def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int) -> None:
-        """The schedule's partition of the heads for a step attending ``npos`` tokens: of its
-        candidates, the one whose trial recording the schedule's cost model finds fastest
-        (the same for every layer of the step: decided at the first one)."""
+    def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int, proj) -> None:
+        """The schedule's partition of the heads for a step attending ``npos`` tokens, and
+        whether the projection's first chunk goes under the last group's softmaxes: of the
+        candidates (each partition; with a last group that leaves the first chunk of ``o``
+        final, also that partition deferring its last ``p . V``), the one whose trial
+        recording the schedule's cost model finds fastest (the same for every layer of the
+        step: decided at the first one)."""
         cached = getattr(self, "_groups", None)
         if cached is not None and cached[0] == npos:
             return
         # A head group of whole K-vector chunks opens K and V rows no other group opens.
         align = k_chunk_heads(self.cfg, self.hw)
-        cands = self.schedule.head_groups(self.H, self.cfg.group, align)
+        cands = [(groups, False)
+                 for groups in self.schedule.head_groups(self.H, self.cfg.group, align)]
+        chunks = self.mm.region(f"h.{layer}.attn.c_proj.weight").chunks()
+        if len(chunks) > 1:
+            av = _AvState(self, layer, vreg, round_up(npos, COL), self.P.score_stride(npos))
+            self._ids -= 1  # only asked, never run
+            cands += [(groups, True) for groups, _ in cands
+                      if len(groups) > 1 and av.first_written(groups[-1]) >= chunks[0][2]]
+        # With deferring candidates the trials include the projection: deferring moves its
+        # first chunk's PIM time under the last softmaxes.
+        trial_proj = proj if any(defer for _, defer in cands) else None
         best = cands[0]
         if len(cands) > 1:
             b, pool = self.b, self.pool
             mark = len(b.program), b.tag, self._ids, self._gb_q
             state = copy.deepcopy((pool.items, pool.slots, pool.clock))
             times = []
-            for groups in cands:
-                self._pipeline(layer, kreg, vreg, npos, groups)
+            for groups, defer in cands:
+                self._pipeline(layer, kreg, vreg, npos, groups, trial_proj, defer)
                 times.append(self.schedule.estimate(b.program[mark[0]:]))
                 del b.program[mark[0]:], b.tags[mark[0]:]
                 b.tag, self._ids, self._gb_q = mark[1:]
                 pool.items, pool.slots, pool.clock = copy.deepcopy(state)
             best = cands[min(range(len(cands)), key=times.__getitem__)]
-        self._groups = (npos, best)
+        self._groups = (npos, *best)
 
     def _pipeline(self, layer: int, kreg: Region, vreg: Region, npos: int,
-                  groups: list[list[int]]) -> None:
+                  groups: list[list[int]], proj=None, defer: bool = False) -> None:
         """Scores, softmaxes and ``p . V`` of the head groups ``groups``, software-pipelined:
         PIM  S0 S1 AV0 S2 AV1 ..., vector unit  SM0 SM1 SM2 ...: the softmaxes of group g+1 run
-        while the PIM computes ``p . V`` of group g and the scores of group g+2."""
+        while the PIM computes ``p . V`` of group g and the scores of group g+2; then the
+        projection ``proj(after_first)`` if given. ``defer``: the last group's ``p . V`` goes
+        after the projection's first input chunk (``o`` there is final without it), so the PIM
+        streams that chunk while the vector unit computes the last softmaxes."""
         npad = round_up(npos, COL)
         stride = self.P.score_stride(npos)
         av = _AvState(self, layer, vreg, npad, stride)
@@ -118,11 +136,24 @@ class AttentionLowering:
             self.b.emit(Op.WR_ELEM, **args)
         for g, heads in enumerate(groups):
             self._softmax(layer, heads, npos, stride)
+            if defer and g == len(groups) - 1:
+                break
             av.run(heads)
             self._gb_q = None  # p . V overwrote the global buffers
             if g + 2 < len(groups):
                 self._scores(layer, kreg, groups[g + 2], npos, stride)
-        av.finish()
+
+        def last() -> None:
+            av.run(groups[-1])
+            av.finish()
+
+        if not defer:
+            av.finish()
+        if proj is not None:
+            proj(last if defer else None)
+        elif defer:
+            last()
+        self._gb_q = None  # the projection overwrote the global buffers
 
     # ---- q . K^T ---------------------------------------------------------------------------
     def _score_plan(self, kreg: Region) -> list[tuple]:
@@ -337,6 +368,21 @@ class _AvState:
                 complete.append(key)
         pool.done(complete)
         pool.flush(complete)  # read here, not among the next group's score reads
+
+    def first_written(self, heads: list[int]) -> int:
+        """The lowest word of ``o`` (offset) that ``p . V`` of ``heads``, run last, writes: its
+        items' final reads (with the earlier heads that share them). 0 for the grouped-query
+        fallback, whose ``finish`` moves every head into ``o``."""
+        low = self.low
+        if self.group > 1 and not low.heads_fit_banks:
+            return 0
+        first = low.d
+        for a in heads:
+            for i in self._locals(a):
+                _key, mask, dst, *parts = self._spec(a, i)
+                first = min([first] + [at - low.P.o for _m, at in (parts[0] if parts
+                                                                     else ((mask, dst),))])
+        return first
 
     def _acquire_all(self, heads: list[int], i: int) -> list[int]:
         """Accumulators of the items of ``heads`` at local index ``i``, resident together when

@@ -140,7 +140,7 @@ class Lowering(AttentionLowering):
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
              prefetch: tuple = (), post=None, feeds: Region | None = None,
              per_input: int = 1, folded: int | None = None,
-             groups: list | None = None) -> None:
+             groups: list | None = None, after_first=None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -158,6 +158,10 @@ class Lowering(AttentionLowering):
         vector unit behind the first load, and each output group is finished with ``VMADS``
         (``y = acc * rstd + bias``, the bias holding a LayerNorm's folded shift) instead of the
         bias ``VADD``, or without biases ``VMULS`` (``y = acc * rstd``).
+
+        ``after_first``: called after the first chunk's MACs when there are several chunks
+        (the attention projection: the last head group's ``p . V``, which writes only inputs
+        of later chunks).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -176,6 +180,9 @@ class Lowering(AttentionLowering):
         gid = self._new_id()
         tag = b.tag
         for t_idx, (_t, start, size) in enumerate(chunks):
+            if t_idx == 1 and after_first is not None:
+                after_first()  # before the load: it may write this chunk's inputs
+                b.tag = tag
             b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
             if folded is not None and t_idx == 0:
                 # behind the load, so that it runs while the banks stream the GEMV
@@ -216,15 +223,17 @@ class Lowering(AttentionLowering):
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
                prefetch: tuple = (), post=None, feeds: str | None = None,
-               per_input: int = 1, folded: int | None = None) -> None:
+               per_input: int = 1, folded: int | None = None, after_first=None) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
-        parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``.
+        parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``;
+        ``after_first``: see :meth:`gemv`.
         Without biases (Llama) no add at all: adding +0 would turn a -0 into +0."""
         region = self.mm.region(f"h.{layer}.{name}.weight")
         bias = f"h.{layer}.{name}.bias" if self.cfg.bias else None
         consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
         self.gemv(region, x, dst, n_out, None if bias is None else self._param(bias),
-                  ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input, folded)
+                  ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input, folded,
+                  after_first=after_first)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -311,10 +320,7 @@ class Lowering(AttentionLowering):
             rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
             folded = P.x if self.fold_ln else None
             self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded)
-            self.attention(layer, pos)
-            b.tag = f"L{layer}.attn.proj"
-            self.linear(layer, "attn.c_proj", P.o, P.y, d, self._norm_params(p + "ln_2"),
-                        self._residual(f"L{layer}.attn.residual"))
+            self.attention(layer, pos, self._attn_proj(layer))
             b.tag = f"L{layer}.ln2"
             self._norm(p + "ln_2", P.x, P.h)
             b.tag = f"L{layer}.mlp.fc"
@@ -338,6 +344,16 @@ class Lowering(AttentionLowering):
             self._norm("ln_f", P.x, P.h)
             self._lm_head(mm.region("wte" if cfg.tied_head else "lm_head"))
             b.emit(Op.OUT, reg=TOKEN_REG)
+
+    def _attn_proj(self, layer: int):
+        """The attention projection of ``layer`` and its residual add, as ``proj(after_first)``
+        for :meth:`~.attention.AttentionLowering.attention`."""
+        def proj(after_first=None) -> None:
+            self.b.tag = f"L{layer}.attn.proj"
+            self.linear(layer, "attn.c_proj", self.P.o, self.P.y, self.d,
+                        self._norm_params(f"h.{layer}.ln_2"),
+                        self._residual(f"L{layer}.attn.residual"), after_first=after_first)
+        return proj
 
     def _lm_head(self, region: Region) -> None:
         """The logits and their ARGMAX into ``R0``. With several read groups (the schedule's
