@@ -20,7 +20,8 @@ from pimgpt.core.numerics import REDUCE_LANES
 
 from . import routines_fn as fn
 from .asm import Asm, SReg, VReg
-from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, log2, window
+from .routines import ZERO, F, Scalars, blocks, blocks_of, by_groups, copy_reg, window
+from .routines_ln import scaled
 from .routines_red import tree_regs, tree_rows
 from .uisa import MODE_SIGN, Fill, UOp
 
@@ -120,31 +121,16 @@ def rmsrstd(a: Asm) -> None:
     a.done()
 
 
+def _muls(a: Asm, scale: VReg, x: VReg) -> VReg:
+    y = a.vreg("y")
+    a.v(UOp.VFMUL, y, x, scale)
+    return y
+
+
 def vmuls(a: Asm) -> None:
     """VMULS dst=s1 a=s2 s=s3 n=s4: ``dst[i] = a[i] * s[0]``, in place or not (a folded
     RMSNorm's GEMV epilogue)."""
-    a.label("vmuls")
-    S = Scalars()
-    W, n = a.lanes, F[4]
-    ap, dp = copy_reg(a, S, F[2]), copy_reg(a, S, F[1])
-    ahi, dhi = window(a, S, F[2], n), window(a, S, F[1], n)
-    shi, nb = S(), S()
-    sv, scale = a.vreg("sv"), a.vreg("scale")
-    with a.sched():
-        a.s(UOp.SADD, shi, F[3], 1)
-        a.ld(sv, F[3], F[3], shi, Fill.NEG_ZERO)
-        a.v(UOp.VBCL, scale, sv, 0)
-        a.s(UOp.SADD, nb, n, W - 1)
-        a.s(UOp.SSHR, nb, nb, log2(W))
-
-    def body(q, b, off):
-        x, y = a.vreg("x"), a.vreg("y")
-        a.ld(x, ap, F[2], ahi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFMUL, y, x, scale)
-        a.st(y, dp, F[1], dhi, off=off)
-
-    blocks(a, S, nb, 1, 4, [ap, dp], body)
-    a.done()
+    scaled(a, "vmuls", (2,), 3, 4, _muls)
 
 
 def _zero(a: Asm) -> VReg:

@@ -76,6 +76,44 @@ def ln_neg_mean(a: Asm, acc: list[VReg], nf: VReg) -> tuple[VReg, VReg]:
     return nmean, inv_n
 
 
+def ln_centred_squares(a: Asm, S: Scalars, nb: SReg, rem: SReg, p: SReg, dp: SReg, xhi: SReg,
+                       dhi: SReg, nmean: VReg, sq: list[VReg], dbuf: SReg) -> None:
+    """Passes 2 and 3 of a LayerNorm: ``d = x - mean`` from the window ``[src, xhi)`` (pointer
+    ``p``) stored at ``dbuf`` (pointer ``dp``, window end ``dhi``), and ``sum(d*d)`` into the
+    accumulators ``sq``. When ``n`` is a multiple of ``W`` (``rem`` zero) there is no lane beyond
+    ``n`` and pass 3 runs in pass 2's loop on the ``d`` it just computed (the words pass 3 would
+    load back: the same sums); otherwise pass 3 loads ``d`` back with +0 beyond ``n``, whose
+    squares add nothing. ``S.shared("niter")`` must hold ``nb >> log2(max(128/W, 4))``."""
+    W = a.lanes
+    A = REDUCE_LANES // W
+    K, K2 = max(A, 2), max(A, 4)
+    split, fused_end = a.fresh("ln.split"), a.fresh("ln.fused")
+    a.br(UOp.BNE, rem, ZERO, split)
+
+    def d_body(q, b, off, square=False):
+        x, d = a.vreg("x"), a.vreg("d")
+        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
+        a.v(UOp.VFADD, d, x, nmean)
+        a.st(d, dp, dbuf, dhi, off=off)
+        if square:
+            _square_add(a, sq[b % A], d, A)
+
+    blocks(a, S, nb, 1, K2, [p, dp], lambda q, b, off: d_body(q, b, off, True), period=A,
+           counted=True)
+    a.br(UOp.BEQ, ZERO, ZERO, fused_end)
+    a.label(split)
+    blocks(a, S, nb, 1, 4, [p, dp], d_body)
+    a.s(UOp.SADD, dp, dbuf, 0)
+
+    def sq_body(q, b, off):
+        d = a.vreg("d")
+        a.ld(d, dp, dbuf, dhi, Fill.POS_ZERO, off=off)
+        _square_add(a, sq[b % A], d, A)
+
+    blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
+    a.label(fused_end)
+
+
 def lncentre(a: Asm) -> None:
     """LNCENTRE dst=s1 src=s2 gamma=s3 n=s4 (``nonlinear.layernorm_centre``):
     ``dst = (src + (-mean)) * gamma``, in place or not."""
@@ -112,10 +150,9 @@ def lnrstd(a: Asm) -> None:
     S = Scalars()
     W, n = a.lanes, F[4]
     A = REDUCE_LANES // W
-    K, K2 = max(A, 2), max(A, 4)
+    K2 = max(A, 4)
     acc, nf, xhi, p = ln_sum(a, S, F[2], n)
     nb, dhi, dp, rem = S(), S(), S(), S()
-    split, fused_end = a.fresh("lnr.split"), a.fresh("lnr.fused")
     with a.sched():
         a.s(UOp.SADD, nb, n, W - 1)
         a.s(UOp.SSHR, nb, nb, log2(W))
@@ -130,36 +167,7 @@ def lnrstd(a: Asm) -> None:
         a.s(UOp.SADD, dhi, F[3], n)
         a.s(UOp.SADD, p, F[2], 0)
         a.s(UOp.SADD, dp, F[3], 0)
-    # n a multiple of W: no lane beyond n, so the squares are summed as d is made
-    a.br(UOp.BNE, rem, ZERO, split)
-
-    def fused_body(q, b, off):
-        x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, d, x, nmean)
-        a.st(d, dp, F[3], dhi, off=off)
-        _square_add(a, sq[b % A], d, A)
-
-    blocks(a, S, nb, 1, K2, [p, dp], fused_body, period=A, counted=True)
-    a.br(UOp.BEQ, ZERO, ZERO, fused_end)
-    a.label(split)
-
-    def d_body(q, b, off):
-        x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, d, x, nmean)
-        a.st(d, dp, F[3], dhi, off=off)
-
-    blocks(a, S, nb, 1, 4, [p, dp], d_body)
-    a.s(UOp.SADD, dp, F[3], 0)
-
-    def sq_body(q, b, off):
-        d = a.vreg("d")
-        a.ld(d, dp, F[3], dhi, Fill.POS_ZERO, off=off)  # lanes beyond n square to +0
-        _square_add(a, sq[b % A], d, A)
-
-    blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
-    a.label(fused_end)
+    ln_centred_squares(a, S, nb, rem, p, dp, xhi, dhi, nmean, sq, F[3])
     one = S()
     var, ve = a.vreg("var"), a.vreg("ve")
     with a.sched():
@@ -171,32 +179,47 @@ def lnrstd(a: Asm) -> None:
     a.done()
 
 
-def vmads(a: Asm) -> None:
-    """VMADS dst=s1 a=s2 s=s3 b=s4 n=s5: ``dst[i] = a[i] * s[0] + b[i]`` (the product rounded,
-    then the add, as ``f32_add(f32_mul(a, s), b)``), in place or not."""
-    a.label("vmads")
+def scaled(a: Asm, name: str, srcs: tuple[int, ...], s_field: int, n_field: int, func) -> None:
+    """``dst[i] = func(a, scale, src...[i])`` with ``scale`` the word at field ``s_field``
+    broadcast, the sources at the fields ``srcs``, ``dst`` in field 1 and ``n`` in ``n_field``
+    (in place or not): the epilogues of a folded norm (VMADS, VMULS)."""
+    a.label(name)
     S = Scalars()
-    W, n = a.lanes, F[5]
-    ap, bp, dp = copy_reg(a, S, F[2]), copy_reg(a, S, F[4]), copy_reg(a, S, F[1])
-    ahi, bhi, dhi = window(a, S, F[2], n), window(a, S, F[4], n), window(a, S, F[1], n)
+    W, n = a.lanes, F[n_field]
+    ptrs = [copy_reg(a, S, F[f]) for f in (*srcs, 1)]
+    his = [window(a, S, F[f], n) for f in (*srcs, 1)]
     shi, nb = S(), S()
     sv, scale = a.vreg("sv"), a.vreg("scale")
     with a.sched():
-        a.s(UOp.SADD, shi, F[3], 1)
-        a.ld(sv, F[3], F[3], shi, Fill.NEG_ZERO)
+        a.s(UOp.SADD, shi, F[s_field], 1)
+        a.ld(sv, F[s_field], F[s_field], shi, Fill.NEG_ZERO)
         a.v(UOp.VBCL, scale, sv, 0)
         a.s(UOp.SADD, nb, n, W - 1)
         a.s(UOp.SSHR, nb, nb, log2(W))
 
     def body(q, b, off):
-        x, c, y = a.vreg("x"), a.vreg("c"), a.vreg("y")
-        a.ld(x, ap, F[2], ahi, Fill.NEG_ZERO, off=off)
-        a.ld(c, bp, F[4], bhi, Fill.NEG_ZERO, off=off)
-        a.mad(y, x, scale, c)
-        a.st(y, dp, F[1], dhi, off=off)
+        xs = []
+        for f, ptr, hi in zip(srcs, ptrs, his, strict=False):
+            x = a.vreg("x")
+            a.ld(x, ptr, F[f], hi, Fill.NEG_ZERO, off=off)
+            xs.append(x)
+        a.st(func(a, scale, *xs), ptrs[-1], F[1], his[-1], off=off)
 
-    blocks(a, S, nb, 1, 4, [ap, bp, dp], body)
+    blocks(a, S, nb, 1, 4, ptrs, body)
     a.done()
 
 
-__all__ = ["ln_neg_mean", "ln_sum", "lncentre", "lnrstd", "vmads"]
+def _mads(a: Asm, scale: VReg, x: VReg, c: VReg) -> VReg:
+    y = a.vreg("y")
+    a.mad(y, x, scale, c)
+    return y
+
+
+def vmads(a: Asm) -> None:
+    """VMADS dst=s1 a=s2 s=s3 b=s4 n=s5: ``dst[i] = a[i] * s[0] + b[i]`` (the product rounded,
+    then the add, as ``f32_add(f32_mul(a, s), b)``), in place or not."""
+    scaled(a, "vmads", (2, 4), 3, 5, _mads)
+
+
+__all__ = ["ln_centred_squares", "ln_neg_mean", "ln_sum", "lncentre", "lnrstd", "scaled",
+           "vmads"]

@@ -402,18 +402,17 @@ def layernorm(a: Asm) -> None:
     S = Scalars()
     W = a.lanes
     A = REDUCE_LANES // W
-    K = max(A, 2)
     P = LN_PEEL[W]
     n = F[5]
     # pass 1: sum(x) (shared with LNCENTRE and LNRSTD; imported here: that module builds on
     # this one's trees)
-    from .routines_ln import ln_neg_mean, ln_sum
+    from .routines_ln import ln_centred_squares, ln_neg_mean, ln_sum
 
     acc, nf, xhi, p = ln_sum(a, S, F[2], n)
     nb = S()
     dhi, dp, rest = S(), S(), S()
     K2 = max(A, 4)
-    split, fused_end, rem = a.fresh("ln.split"), a.fresh("ln.fused"), S()
+    rem = S()
     with a.sched():
         a.s(UOp.SADD, nb, n, W - 1)
         a.s(UOp.SSHR, nb, nb, log2(W))
@@ -425,39 +424,8 @@ def layernorm(a: Asm) -> None:
         a.s(UOp.SADD, dhi, F[1], n)
         a.s(UOp.SADD, p, F[2], 0)
         a.s(UOp.SADD, dp, F[1], 0)
-    # pass 2: d = x - mean into dst
-    # n a multiple of W: no lane beyond n, so pass 3 runs in pass 2's loop on the d it just
-    # computed (the same words pass 3 would load back: the same sums)
-    a.br(UOp.BNE, rem, ZERO, split)
-
-    def fused_body(q, b, off):
-        x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, d, x, nmean)
-        a.st(d, dp, F[1], dhi, off=off)
-        _square_add(a, sq[b % A], d, A)
-
-    blocks(a, S, nb, 1, K2, [p, dp], fused_body, period=A, counted=True)
-    a.br(UOp.BEQ, ZERO, ZERO, fused_end)
-    a.label(split)
-
-    def d_body(q, b, off):
-        x, d = a.vreg("x"), a.vreg("d")
-        a.ld(x, p, F[2], xhi, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFADD, d, x, nmean)
-        a.st(d, dp, F[1], dhi, off=off)
-
-    blocks(a, S, nb, 1, 4, [p, dp], d_body)
-    # pass 3: sum(d*d)
-    a.s(UOp.SADD, dp, F[1], 0)
-
-    def sq_body(q, b, off):
-        d = a.vreg("d")
-        a.ld(d, dp, F[1], dhi, Fill.POS_ZERO, off=off)
-        _square_add(a, sq[b % A], d, A)
-
-    blocks(a, S, nb, 1, K, [dp], sq_body, period=A)
-    a.label(fused_end)
+    # passes 2 and 3: d = x - mean into dst, sum(d*d)
+    ln_centred_squares(a, S, nb, rem, p, dp, xhi, dhi, nmean, sq, F[1])
     # pass 4: y = (d * rstd) * gamma + beta; its first P blocks (when there are) are loaded in the
     # shadow of the variance's tree and rsqrt chain
     ghi, bhi, gp, bp = S(), S(), S(), S()
