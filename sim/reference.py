@@ -32,7 +32,13 @@ from pimgpt.core import nonlinear as nl
 from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.rope import rope_cos_sin_f64, rope_table
-from pimgpt.sw.models import ModelConfig, folded_ln_bias, folds_layernorm_shift, folds_norm
+from pimgpt.sw.models import (
+    FOLDED_LN,
+    ModelConfig,
+    folded_ln_bias,
+    folds_layernorm_shift,
+    folds_norm,
+)
 
 from .reference_checks import (
     ReferenceModelError,
@@ -406,7 +412,7 @@ class F64Model:
         self.c = {}
         if folds_layernorm_shift(cfg):
             for i in range(cfg.n_layer):
-                for name, ln in (("attn.c_attn", "ln_1"), ("mlp.c_fc", "ln_2")):
+                for name, ln in FOLDED_LN.items():
                     p = f"h.{i}."
                     w, sh, b = (self.w[p + n] for n in (name + ".weight", ln + ".bias",
                                                          name + ".bias"))

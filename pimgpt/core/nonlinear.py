@@ -150,6 +150,14 @@ def _as_f32(x) -> np.ndarray:
     return flush_f32(np.asarray(x, dtype=np.float32))
 
 
+def _check_vector(name: str, x) -> np.ndarray:
+    """``_as_f32(x)`` of a function over the last axis, which must be non-empty."""
+    x = _as_f32(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{name} needs a non-empty last axis, got shape {x.shape}")
+    return x
+
+
 def fmax(a, b) -> np.ndarray:
     """Larger of ``a`` and ``b`` in the total order (``numerics.f32_order_key``); NaN if either is.
     """
@@ -466,9 +474,7 @@ def softmax(x) -> np.ndarray:
     numpy.ndarray
         ``float32`` probabilities, same shape.
     """
-    x = _as_f32(x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"softmax needs a non-empty last axis, got shape {x.shape}")
+    x = _check_vector("softmax", x)
     m = vmax(x, axis=-1)
     e = exp(f32_add(x, _neg(m)[..., None]))
     r = recip_newton(f32_tree_sum(e))
@@ -503,9 +509,7 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
     numpy.ndarray
         ``float32`` outputs, same shape as ``x``.
     """
-    x = _as_f32(x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"layernorm needs a non-empty last axis, got shape {x.shape}")
+    x = _check_vector("layernorm", x)
     gamma = _as_f32(gamma)
     beta = _as_f32(beta)
     for name, v in (("gamma", gamma), ("beta", beta)):
@@ -532,13 +536,6 @@ def _ln_stats(x: np.ndarray, eps) -> tuple[np.ndarray, np.ndarray]:
     d, inv_n = _ln_centre(x)
     var = f32_mul(f32_tree_sum(f32_mul(d, d)), inv_n)
     return d, rsqrt_newton(f32_add(var, _as_f32(eps)))
-
-
-def _check_vector(name: str, x) -> np.ndarray:
-    x = _as_f32(x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"{name} needs a non-empty last axis, got shape {x.shape}")
-    return x
 
 
 def layernorm_centre(x, gamma) -> np.ndarray:

@@ -20,6 +20,7 @@ from pimgpt.core.nonlinear import (
     _as_f32,
     _bits,
     _canonical_nan,
+    _check_vector,
     _neg,
     exp,
     reciprocal,
@@ -53,9 +54,7 @@ def rmsnorm(x, gamma, eps) -> np.ndarray:
     numpy.ndarray
         ``float32`` outputs, same shape as ``x``.
     """
-    x = _as_f32(x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"rmsnorm needs a non-empty last axis, got shape {x.shape}")
+    x = _check_vector("rmsnorm", x)
     gamma = _as_f32(gamma)
     try:
         np.broadcast_shapes(gamma.shape, x.shape)
@@ -90,9 +89,7 @@ def rmsnorm_rstd(x, eps) -> np.ndarray:
     numpy.ndarray
         ``float32``, shape ``x.shape[:-1]``.
     """
-    x = _as_f32(x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"rmsnorm_rstd needs a non-empty last axis, got shape {x.shape}")
+    x = _check_vector("rmsnorm_rstd", x)
     return np.asarray(_rms_rstd(x, eps), dtype=np.float32)
 
 

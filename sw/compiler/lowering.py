@@ -70,7 +70,7 @@ class Lowering(AttentionLowering):
         self.inv_freq = cfg.rope_inv_freq()
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
-        self.fold_ln = folds_norm(cfg)
+        self.fold_norms = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
     def _mask(self, remaining: int) -> int:
@@ -119,7 +119,7 @@ class Lowering(AttentionLowering):
     def _folded(self, prefix: str) -> bool:
         """Whether the norm ``prefix`` is folded into the GEMV it feeds (``ln_1``, ``ln_2``;
         :func:`~pimgpt.sw.models.folds_norm`)."""
-        return self.fold_ln and prefix.startswith("h.")
+        return self.fold_norms and prefix.startswith("h.")
 
     def _norm(self, prefix: str, src: int, dst: int) -> None:
         """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm); a folded
@@ -318,7 +318,7 @@ class Lowering(AttentionLowering):
             self._norm(p + "ln_1", P.x, P.h)
             b.tag = f"L{layer}.attn.qkv"
             rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
-            folded = P.x if self.fold_ln else None
+            folded = P.x if self.fold_norms else None
             self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded)
             self.attention(layer, pos, self._attn_proj(layer))
             b.tag = f"L{layer}.ln2"
