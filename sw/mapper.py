@@ -20,14 +20,19 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
 * ``mlp.c_fc`` of a SwiGLU MLP stores the gate and up projections interleaved by chunk of the
   MLP projection's input (:func:`fc_order`);
 * the V cache is stored transposed, in blocks of ``T`` tokens (:func:`v_block_tokens`): vector
-  ``blk * D + m`` (``D`` = :func:`v_dims`, ``kv_dim`` rounded up to ``slots``) holds the values
-  of K/V dimension ``m`` for tokens ``blk*T .. blk*T + T - 1``, so the softmax probabilities are
-  the broadcast operand of ``p . V``, dimension ``m`` stays in bank slot ``m % slots``, and the
+  ``blk * D + v`` (``D`` = :func:`v_dims`, ``kv_dim`` rounded up to ``slots``; ``v`` =
+  :func:`v_vector` of ``m``, below) holds the values of K/V dimension ``m`` for tokens ``blk*T
+  .. blk*T + T - 1``, so the softmax probabilities are the broadcast operand of ``p . V``,
+  dimension ``m`` stays in the same bank slot in every block, and the
   blocks of all the dimensions of a bank follow one another: a short context fills whole rows
   (one block of every local dimension side by side) instead of touching one row per dimension.
-  When the K vectors span several global-buffer chunks the dimensions go in *parts*, one per K
-  chunk (:func:`v_parts`, :func:`v_local`: vector ``v_local(blk, m // slots) * slots + m %
-  slots``), so a head group of whole chunks has rows of its own;
+  Multi-head attention with heads of whole units (``banks`` dimensions) is *channel-major*
+  (:func:`v_channel_major`, :func:`v_vector`): unit ``u`` of the K/V dimensions goes to channel
+  ``u // U`` at local index ``u % U``, so a channel's banks hold few heads and its global buffer
+  holds long blocks of their probabilities (fewer, shorter loads for ``p . V``). Otherwise, when
+  the K vectors span several global-buffer chunks the dimensions go in *parts*, one per K chunk
+  (:func:`v_parts`, :func:`v_local`: vector ``v_local(blk, m // slots) * slots + m % slots``), so
+  a head group of whole chunks has rows of its own;
 * small vectors (norm gains/shifts, biases) are packed into three regions by length
   (``params_d``, ``bias_qkv``, ``bias_fc``), each cut into pieces, one per channel
   (:func:`piece_index`), so a reload crosses every channel's pins at once, not one channel's;
@@ -327,6 +332,49 @@ def k_chunk_heads(cfg: ModelConfig, hw: HwConfig) -> int | None:
     return None
 
 
+def v_channel_major(cfg: ModelConfig, hw: HwConfig) -> bool:
+    """Whether the V cache keeps each head's dimensions in one or two channels (*channel-major*,
+    :func:`v_vector`): ``dram.v_channel_major`` set, multi-head attention whose heads are whole
+    *units* (``banks`` dimensions, one per bank of a channel at one local index). A channel's
+    banks then serve few heads, so its global buffer holds longer blocks of few heads'
+    probabilities: fewer and shorter buffer loads for ``p . V`` (one per head and block instead
+    of one per local index and block). The price: a head group's ``p . V`` runs on the channels
+    of its heads only, so the schedule gains less from splitting attention into head groups
+    (docs/dataflow.md)."""
+    return hw.dram.v_channel_major and cfg.group == 1 and cfg.d_head % hw.dram.banks == 0
+
+
+def v_vector(cfg: ModelConfig, hw: HwConfig, m: int) -> int:
+    """Vector (within a token block, before :func:`v_local`'s part order: ``local * slots +
+    slot``) that holds K/V dimension ``m``.
+
+    Channel-major (:func:`v_channel_major`): unit ``u = m // banks`` (``banks`` consecutive
+    dimensions) goes to channel ``u // U`` at local index ``u % U`` (``U`` local indices per
+    channel), bank ``m % banks``: the units of a head are consecutive local indices of one
+    channel (two where a channel's last ones end). Otherwise dimension ``m`` lies in bank slot
+    ``m % slots`` at local index ``m // slots``.
+    """
+    d = hw.dram
+    if not v_channel_major(cfg, hw):
+        return m
+    units = v_dims(cfg, hw) // d.slots
+    u, bank = divmod(m, d.banks)
+    ch, local = divmod(u, units)
+    return local * d.slots + ch * d.banks + bank
+
+
+def v_heads_per_channel(cfg: ModelConfig, hw: HwConfig) -> int:
+    """Most K/V heads whose dimensions one channel's banks hold (:func:`v_vector`)."""
+    d = hw.dram
+    nl = v_dims(cfg, hw) // d.slots
+    if not v_channel_major(cfg, hw):
+        return nl  # every local index may hold another head
+    hu = cfg.d_head // d.banks  # units per head
+    units = cfg.kv_dim // d.banks
+    return max(len({u // hu for u in range(c * nl, min((c + 1) * nl, units))})
+               for c in range(d.channels) if c * nl < units)
+
+
 def v_parts(cfg: ModelConfig, hw: HwConfig) -> list[tuple[int, int]]:
     """The V cache's parts: ranges ``[lo, hi)`` of local indices (``slots`` K/V dimensions each)
     stored one part after another: one part per K chunk when :func:`k_chunk_heads` splits the
@@ -335,7 +383,7 @@ def v_parts(cfg: ModelConfig, hw: HwConfig) -> list[tuple[int, int]]:
     d = hw.dram
     nl = v_dims(cfg, hw) // d.slots
     heads = k_chunk_heads(cfg, hw)
-    if heads is None:
+    if heads is None or v_channel_major(cfg, hw):  # channel-major: the channels split the heads
         return [(0, nl)]
     step = heads * cfg.d_head // d.slots
     return [(lo, min(lo + step, nl)) for lo in range(0, nl, step)]
@@ -353,8 +401,8 @@ def v_local(parts: list[tuple[int, int]], blocks: int, blk: int, i: int) -> int:
 def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
     """Tokens per V-cache block: a multiple of 16, at most the padded context, and small enough
     that one block's probabilities of every query head a channel serves fit its global buffer
-    (``v_dims / slots`` local dimensions per bank, each read by ``group`` query heads)."""
-    per_channel = v_dims(cfg, hw) // hw.dram.slots * cfg.group
+    (:func:`v_heads_per_channel` K/V heads, each read by ``group`` query heads)."""
+    per_channel = v_heads_per_channel(cfg, hw) * cfg.group
     cols = max(1, hw.dram.gb_elems // COL // per_channel)
     return min(cols * COL, round_up(context, COL))
 

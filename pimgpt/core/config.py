@@ -90,6 +90,10 @@ class DramConfig:
     #: perf model (controller policy): a register-mode visit that sits between two MAC_ABKs first
     #: precharges and activates the next MAC_ABK's row, so the activation runs during the visit.
     early_activate: bool = key(bool, default=True)
+    #: mapper: the V cache channel-major (each head's dimensions in one or two channels, for
+    #: multi-head attention with heads of whole banks): fewer global-buffer loads for p . V,
+    #: less overlap of the softmaxes (``pimgpt.sw.mapper.v_channel_major``).
+    v_channel_major: bool = key(bool, default=False)
     #: DRAM standard preset (a name of ``pimgpt.core.dram.STANDARDS``: rows, modes, command
     #: timing); left out, the default preset (``pimgpt.core.dram.DEFAULT_STANDARD``).
     standard: str | None = None

@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 
 from pimgpt.core.isa import Op, f32_bits
-from pimgpt.sw.mapper import COL, Region, k_chunk_heads, round_up, v_local
+from pimgpt.sw.mapper import COL, Region, k_chunk_heads, round_up, v_local, v_vector
 
 _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
 
@@ -72,11 +72,19 @@ class AttentionLowering:
                    **kreg.isa())
         # V's append goes after the first scores (p . V is the first to read it): the PIM
         # writes it while the vector unit computes the first softmaxes.
-        blocks, kv, S = vreg.n_vectors // self.v_dims, self.cfg.kv_dim, self.S
-        self._v_append = [
-            {"src": v + lo * S, "n": min(hi * S, kv) - lo * S, "elem": pos % block,
-             "vec": v_local(self.v_parts, blocks, pos // block, lo) * S, **vreg.isa()}
-            for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
+        blocks, kv, S, B = vreg.n_vectors // self.v_dims, self.cfg.kv_dim, self.S, self.B
+        blk = pos // block
+        if self.v_channel_major:  # one run of vectors per unit (mapper.v_vector)
+            self._v_append = [
+                {"src": v + m, "n": B, "elem": pos % block,
+                 "vec": v_local(self.v_parts, blocks, blk, vec // S) * S + vec % S,
+                 **vreg.isa()}
+                for m in range(0, kv, B) for vec in [v_vector(self.cfg, self.hw, m)]]
+        else:
+            self._v_append = [
+                {"src": v + lo * S, "n": min(hi * S, kv) - lo * S, "elem": pos % block,
+                 "vec": v_local(self.v_parts, blocks, blk, lo) * S, **vreg.isa()}
+                for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
         self._groups_of(layer, kreg, vreg, npos, proj)
         self._pipeline(layer, kreg, vreg, npos, self._groups[1], proj, self._groups[2])
 
@@ -283,6 +291,8 @@ class _AvState:
         self.id = low._new_id()
         S, kv = low.S, low.cfg.kv_dim
         self.masks = [low._mask(kv - i * S) for i in range(self.nl)]
+        self.cm = low.v_channel_major
+        self.hu = low.dh // low.B  # units (banks dimensions) per head, channel-major
         # heads still to be done per accumulator item: it is complete after the last
         self.pending: dict = {}
         for a in range(low.H):
@@ -317,6 +327,9 @@ class _AvState:
 
     def run(self, heads: list[int]) -> None:
         """``p . V`` of ``heads`` over every block of the context."""
+        if self.cm:
+            self._run_channel_major(heads)
+            return
         low = self.low
         b, pool = low.b, low.pool
         b.tag = f"L{self.layer}.attn.av"
@@ -369,11 +382,71 @@ class _AvState:
         pool.done(complete)
         pool.flush(complete)  # read here, not among the next group's score reads
 
+    def _run_channel_major(self, heads: list[int]) -> None:
+        """``p . V`` of ``heads`` with a channel-major V cache (:func:`pimgpt.sw.mapper.v_vector`).
+
+        Per block: one buffer load per head and channel, into the slice of the head's rank among
+        the heads of that channel, then per local index one ``MAC_ABK`` per slice over the
+        channels whose unit there belongs to one of ``heads`` (in batches of the slices a global
+        buffer holds, when a channel's heads do not fit it at once). The group's items (one per
+        local index: its channels' accumulators) are complete after the last block and read
+        straight into ``o``, channel by channel (consecutive local indices of a channel in one
+        ``RD_MAC``); spills go to ``ov``.
+        """
+        low = self.low
+        b, pool, B, U = low.b, low.pool, low.B, self.nl
+        b.tag = f"L{self.layer}.attn.av"
+        cb = self.T // COL
+        slots = max(1, low.G // COL // cb)
+        macs: dict = {}  # local index -> {slice: channel mask}
+        loads: dict = {}  # (head, slice) -> channel mask
+        for a in heads:
+            for u in range(a * self.hu, (a + 1) * self.hu):
+                c, i = divmod(u, U)
+                k = a - c * U // self.hu
+                macs.setdefault(i, {})
+                macs[i][k] = macs[i].get(k, 0) | 1 << c
+                loads[a, k] = loads.get((a, k), 0) | 1 << c
+        specs = {}
+        for i in sorted(macs):
+            mask = 0
+            for chm in macs[i].values():
+                mask |= chm
+            parts = tuple((1 << c, low.P.o + (c * U + i) * B)
+                          for c in range(low.C) if mask >> c & 1)
+            specs[i] = ((self.id, i, heads[0]), mask, low.P.ov + i * low.S, parts)
+        for t0 in range(0, self.npad, self.T):
+            ncols = (min(self.npad, t0 + self.T) - t0) // COL
+            blk = t0 // self.T
+            top = max(k for _a, k in loads) + 1
+            for k0 in range(0, top, slots):  # slices k0 .. k0 + slots - 1 at a time
+                for (a, k), chm in loads.items():
+                    if k0 <= k < k0 + slots:
+                        b.emit(Op.WR_GB, ch_mask=chm, gb_col=(k - k0) * cb, ncols=ncols,
+                               src=low.P.score_at(a, self.stride) + t0)
+                for i, spec in specs.items():
+                    batch = [(k, chm) for k, chm in sorted(macs[i].items())
+                             if k0 <= k < k0 + slots]
+                    if not batch:
+                        continue
+                    pool.acquire([spec])
+                    acc = pool.acc(spec[0])
+                    local = v_local(low.v_parts, self.blocks, blk, i)
+                    for row, col, nc, gb_col in self.vreg.segments(local, 0, ncols * COL):
+                        for k, chm in batch:
+                            b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
+                                   gb_col=(k - k0) * cb + gb_col, acc=acc)
+        keys = [spec[0] for spec in specs.values()]
+        pool.done(keys)
+        pool.flush(keys)
+
     def first_written(self, heads: list[int]) -> int:
         """The lowest word of ``o`` (offset) that ``p . V`` of ``heads``, run last, writes: its
         items' final reads (with the earlier heads that share them). 0 for the grouped-query
         fallback, whose ``finish`` moves every head into ``o``."""
         low = self.low
+        if self.cm:  # the group's own items, read unit by unit into o
+            return min(heads) * low.dh
         if self.group > 1 and not low.heads_fit_banks:
             return 0
         first = low.d

@@ -33,7 +33,15 @@ import numpy as np
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, f32_bits
 from pimgpt.core.rope import rope_table
-from pimgpt.sw.mapper import COL, MemoryMap, Region, k_layout, v_dims, v_parts
+from pimgpt.sw.mapper import (
+    COL,
+    MemoryMap,
+    Region,
+    k_layout,
+    v_channel_major,
+    v_dims,
+    v_parts,
+)
 from pimgpt.sw.models import ModelConfig, folds_norm
 
 from .accum import AccPool
@@ -65,6 +73,7 @@ class Lowering(AttentionLowering):
         self.heads_fit_banks = self.dh % self.B == 0
         self.v_dims = v_dims(cfg, hw)
         self.v_parts = v_parts(cfg, hw)
+        self.v_channel_major = v_channel_major(cfg, hw)
         self.k_layout = k_layout(cfg, hw, mm.context)
         self.P = ScratchPlan(cfg, hw, mm)
         self.inv_freq = cfg.rope_inv_freq()

@@ -8,7 +8,7 @@ allocated from the same address.
 from __future__ import annotations
 
 from pimgpt.core.config import HwConfig
-from pimgpt.sw.mapper import COL, MemoryMap, round_up, v_dims
+from pimgpt.sw.mapper import COL, MemoryMap, round_up, v_channel_major, v_dims
 from pimgpt.sw.models import ModelConfig
 
 from .program import CompileError
@@ -65,7 +65,9 @@ class ScratchPlan:
         Per head, its row of scores (then probabilities) at the full context, ``score_len``
         words. A step at ``npos`` positions packs the rows closer: :meth:`score_at`.
     ov : int or None
-        Grouped-query attention: ``p . V`` partial sums by query head of a group.
+        Grouped-query attention: ``p . V`` partial sums by query head of a group; a channel-major
+        V cache (:func:`pimgpt.sw.mapper.v_channel_major`): where ``p . V`` spills its partial
+        sums (their final reads go straight into ``o``). Else ``None``.
     u, g, logits : int
         fc output (SwiGLU: gate and up interleaved by chunk), GELU / SwiGLU output, logits.
     high : int
@@ -95,7 +97,8 @@ class ScratchPlan:
         # partial sums of each query head of a group (spills, and the fallback's reads)
         self.score_len = self.score_words(mm)
         self.score_addr = [sp.alloc(f"score{a}", self.score_len) for a in range(cfg.n_head)]
-        self.ov = sp.alloc("ov", self.ov_words(cfg, hw)) if cfg.group > 1 else None
+        self.ov = (sp.alloc("ov", self.ov_words(cfg, hw))
+                   if cfg.group > 1 or v_channel_major(cfg, hw) else None)
         # MLP phase
         sp.top = union
         self.u = sp.alloc("u", self.out_size(cfg.fc_dim))
@@ -142,7 +145,7 @@ class ScratchPlan:
         """Words of every buffer but the parameters (an upper bound of the plan below)."""
         d, B = cfg.d_model, self.B
         attention = cfg.n_head * self.score_words(self.mm)
-        if cfg.group > 1:
+        if cfg.group > 1 or v_channel_major(cfg, self.mm.hw):
             attention += self.ov_words(cfg, self.mm.hw)
         mlp = round_up(cfg.fc_dim, B) + cfg.d_ff
         return (round_up(cfg.qkv_dim, B) + 2 * round_up(d, B)
@@ -150,8 +153,8 @@ class ScratchPlan:
 
     @staticmethod
     def ov_words(cfg: ModelConfig, hw: HwConfig) -> int:
-        """Words of the grouped-query ``p . V`` buffer: per query head of a group, one word per
-        K/V dimension (rounded up to whole local indices)."""
+        """Words of the ``p . V`` buffer ``ov``: per query head of a group, one word per K/V
+        dimension (rounded up to whole local indices)."""
         return cfg.group * v_dims(cfg, hw)
 
     def score_words(self, mm: MemoryMap) -> int:

@@ -1,0 +1,96 @@
+"""The channel-major V cache (``dram.v_channel_major``): placement, values bit for bit against
+the independent reference, what it changes on the perf model, and its config key."""
+
+import numpy as np
+import pytest
+from test_end_to_end import assert_same_generation
+
+from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
+from pimgpt.core.isa import Op
+from pimgpt.sim.perf.engine import PerfEngine
+from pimgpt.sw.checkpoint import random_weights
+from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sw.mapper import (
+    v_block_tokens,
+    v_channel_major,
+    v_dims,
+    v_heads_per_channel,
+    v_vector,
+)
+from pimgpt.sw.models import ModelConfig, get_model
+
+
+def with_dram(name: str, **dram):
+    base = load_hw(name).raw
+    return hw_from_dict({**base, "dram": {**base["dram"], **dram}}, where="test")
+
+
+HW_CM = with_dram("pimgpt-gddr6-8ch", v_channel_major=True)
+
+
+def test_placement_keeps_each_head_in_at_most_two_channels():
+    cfg, hw = get_model("gpt2-small"), HW_CM
+    d = hw.dram
+    assert v_channel_major(cfg, hw) and not v_channel_major(cfg, load_hw("pimgpt-gddr6-8ch"))
+    vec = np.array([v_vector(cfg, hw, m) for m in range(cfg.kv_dim)])
+    assert len(set(vec.tolist())) == cfg.kv_dim and vec.max() < v_dims(cfg, hw)
+    channel, bank = vec % d.slots // d.banks, vec % d.banks
+    assert (bank == np.arange(cfg.kv_dim) % d.banks).all()
+    for h in range(cfg.n_head):
+        assert len(set(channel[h * cfg.d_head:(h + 1) * cfg.d_head].tolist())) <= 2
+    # 6 local indices per channel: 1.5 heads, at most 2 (interleaved: 6 heads per channel)
+    assert v_heads_per_channel(cfg, hw) == 2
+    assert v_heads_per_channel(cfg, load_hw("pimgpt-gddr6-8ch")) == 6
+    assert v_block_tokens(cfg, hw, 1024) == 512
+    assert v_block_tokens(cfg, load_hw("pimgpt-gddr6-8ch"), 1024) == 160
+
+
+def test_grouped_query_attention_keeps_the_interleaved_layout():
+    cfg = get_model("tinyllama-1.1b")
+    assert cfg.group > 1 and not v_channel_major(cfg, HW_CM)
+
+
+def test_tiny_generation_bit_identical():
+    cfg = get_model("tiny")
+    assert v_channel_major(cfg, HW_CM)
+    assert_same_generation(cfg, HW_CM, random_weights(cfg, 11), [1, 2, 3], 4)
+
+
+def test_tiny_rtl_generation_bit_identical():
+    """Two channels of four banks: two heads per channel, each of four local indices."""
+    hw = with_dram("tiny-rtl", v_channel_major=True)
+    cfg = get_model("tiny")
+    assert v_heads_per_channel(cfg, hw) == 2
+    assert_same_generation(cfg, hw, random_weights(cfg, 12), [200, 3], 4)
+
+
+def test_heads_beyond_the_global_buffer_go_in_batches_bit_identical():
+    """A global buffer of two columns and four heads per channel: the buffer loads and MACs of
+    p . V go in batches of two heads, over blocks of 16 tokens; 40 tokens make three blocks."""
+    hw = with_dram("tiny-rtl", v_channel_major=True, row_bytes=256, gb_bytes=64, rows=2048)
+    cfg = ModelConfig("narrow", n_layer=1, d_model=128, n_head=8, ctx=48, vocab=40)
+    assert v_heads_per_channel(cfg, hw) == 4 and v_block_tokens(cfg, hw, 48) == 16
+    assert_same_generation(cfg, hw, random_weights(cfg, 13), list(range(1, 38)), 3)
+
+
+def _step(hw, ctx):
+    comp = compile_decode_step(get_model("gpt2-small"), hw, ctx)
+    res = PerfEngine(hw).run(comp.program)
+    av = [i for i, t in enumerate(comp.tags) if t == "L0.attn.av"]
+    loads = sum(int(res.pins[i]) for i in av if comp.program[i].op is Op.WR_GB)
+    return res.pim_busy(0, res.n_instr), loads
+
+
+@pytest.mark.parametrize("ctx", [1024])
+def test_fewer_buffer_bytes_and_less_pim_time_at_long_context(ctx):
+    """gpt2-small at ctx 1024: the probabilities cross the pins for 2 heads per channel instead
+    of 6, and the PIM side is busy for less time (the softmaxes may be less hidden)."""
+    busy, loads = _step(HW_CM, ctx)
+    busy0, loads0 = _step(load_hw("pimgpt-gddr6-8ch"), ctx)
+    assert loads * 2 < loads0
+    assert busy < 0.95 * busy0
+
+
+def test_config_key_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="v_channel_major"):
+        with_dram("pimgpt-gddr6-8ch", v_channel_major="yes")
