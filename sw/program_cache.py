@@ -40,6 +40,8 @@ PROGRAM_HW_FIELDS = (
     # mapper: bank slots, row and global-buffer geometry, capacity check
     "dram.channels", "dram.banks", "dram.rows", "dram.row_bytes", "dram.column_bytes",
     "dram.gb_bytes",
+    # mapper: the V cache's layout
+    "dram.v_channel_major",
     # ISA v2: MAC accumulators per bank (the compiler batches RD_MACs over them)
     "dram.accumulators",
     # the pipelined schedule's cost model: pin rate, DRAM clock and burst (transfer times)
