@@ -94,3 +94,40 @@ def test_fewer_buffer_bytes_and_less_pim_time_at_long_context(ctx):
 def test_config_key_must_be_a_boolean():
     with pytest.raises(ConfigError, match="v_channel_major"):
         with_dram("pimgpt-gddr6-8ch", v_channel_major="yes")
+
+
+def test_balanced_head_groups_give_every_channel_the_same_share():
+    """gpt2-small: a channel holds 6 units (1.5 heads); in the two-group partition every channel
+    gives the first group 4 units and the second 2, so both groups' p . V use every channel."""
+    from pimgpt.sw.compiler.lowering import Lowering
+    from pimgpt.sw.compiler.schedule import make_schedule
+    from pimgpt.sw.mapper import map_model
+
+    cfg = get_model("gpt2-small")
+    low = Lowering(cfg, HW_CM, map_model(cfg, HW_CM), make_schedule("pipelined", HW_CM))
+    two = low._balanced_groups()[0]
+    assert two == [[0, 2, 3, 5, 6, 8, 9, 11], [1, 4, 7, 10]]
+    d = HW_CM.dram
+    for group, units in zip(two, (4, 2), strict=True):
+        per = np.zeros(d.channels, int)
+        for a in group:
+            for m in range(a * cfg.d_head, (a + 1) * cfg.d_head, d.banks):
+                per[v_vector(cfg, HW_CM, m) % d.slots // d.banks] += 1
+        assert (per == units).all()
+
+
+def test_cost_model_prices_an_append_on_the_channels_it_writes():
+    from pimgpt.core.isa import Instr
+    from pimgpt.sw.compiler.schedule import CostModel
+
+    cost = CostModel(HW_CM)
+    d = HW_CM.dram
+    one = Instr(Op.WR_ELEM, dict(src=0, n=16, elem=0, vec=3 * d.banks, region_row=0, n_local=1,
+                                 vec_len=16))
+    every = Instr(Op.WR_ELEM, dict(src=0, n=16 * d.channels, elem=0, vec=0, region_row=0,
+                                   n_local=1, vec_len=16))
+    rows = [None] * d.channels
+    chans, t_one = cost.pim(one, rows)
+    assert chans == (3,)
+    chans, t_every = cost.pim(every, rows)
+    assert chans == tuple(range(d.channels)) and t_every == t_one  # 16 writes per channel each

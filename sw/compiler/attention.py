@@ -100,8 +100,10 @@ class AttentionLowering:
             return
         # A head group of whole K-vector chunks opens K and V rows no other group opens.
         align = k_chunk_heads(self.cfg, self.hw)
-        cands = [(groups, False)
-                 for groups in self.schedule.head_groups(self.H, self.cfg.group, align)]
+        parts = self.schedule.head_groups(self.H, self.cfg.group, align)
+        if self.v_channel_major:
+            parts += [g for g in self._balanced_groups() if g not in parts]
+        cands = [(groups, False) for groups in parts]
         chunks = self.mm.region(f"h.{layer}.attn.c_proj.weight").chunks()
         if len(chunks) > 1:
             av = _AvState(self, layer, vreg, round_up(npos, COL), self.P.score_stride(npos))
@@ -126,6 +128,23 @@ class AttentionLowering:
             best = cands[min(range(len(cands)), key=times.__getitem__)]
         self._groups = (npos, *best)
 
+    def _balanced_groups(self) -> list[list[list[int]]]:
+        """Head partitions for a channel-major V cache (``mapper.v_vector``), whose channels
+        hold consecutive heads: a group of consecutive heads would run its ``p . V`` on a few
+        channels. Here head ``a`` joins group ``floor(n * offset / U)``, ``offset`` being the
+        local index of its first unit within its channel (``U`` per channel), so every channel
+        gives each group about ``U / n`` units; 2 .. 4 groups, each also reversed."""
+        U, hu = self.v_dims // self.S, self.dh // self.B
+        offset = [a * hu % U for a in range(self.H)]
+        out = []
+        for n in range(2, min(4, self.H) + 1):
+            groups = [[a for a in range(self.H) if offset[a] * n // U == g] for g in range(n)]
+            groups = [g for g in groups if g]
+            for cand in (groups, groups[::-1]):
+                if len(cand) > 1 and cand not in out:
+                    out.append(cand)
+        return out
+
     def _pipeline(self, layer: int, kreg: Region, vreg: Region, npos: int,
                   groups: list[list[int]], proj=None, defer: bool = False) -> None:
         """Scores, softmaxes and ``p . V`` of the head groups ``groups``, software-pipelined:
@@ -136,6 +155,8 @@ class AttentionLowering:
         streams that chunk while the vector unit computes the last softmaxes."""
         npad = round_up(npos, COL)
         stride = self.P.score_stride(npos)
+        order = [a for heads in groups for a in heads]
+        self._rows = {a: r for r, a in enumerate(order)} if self.v_channel_major else {}
         av = _AvState(self, layer, vreg, npad, stride)
         for heads in groups[:2]:
             self._scores(layer, kreg, heads, npos, stride)
@@ -222,7 +243,7 @@ class AttentionLowering:
         """Scores of ``heads``: row ``a`` of the score buffer (at ``stride``), token ``t`` at
         word ``t``. The read of local token ``i`` writes whole channels, up to word
         ``round_up(npos, banks) <= stride``: it never reaches the next head's row."""
-        b, S, P, pool = self.b, self.S, self.P, self.pool
+        b, S, pool = self.b, self.S, self.pool
         b.tag = f"L{layer}.attn.score"
         n_tok_local = -(-npos // S)
         sid = self._new_id()
@@ -238,7 +259,7 @@ class AttentionLowering:
                 assert i * S + mask.bit_count() * self.B <= stride, "score read past its row"
                 for j0 in range(0, len(items), pool.A):
                     batch = items[j0:j0 + pool.A]
-                    pool.acquire([((sid, a, i), mask, P.score_at(a, stride) + i * S)
+                    pool.acquire([((sid, a, i), mask, self._score_at(a, stride) + i * S)
                                   for a, *_ in batch])
                     for a, lo, hi, qlo, last in batch:
                         acc = pool.acc((sid, a, i))
@@ -250,13 +271,18 @@ class AttentionLowering:
                             pool.done([(sid, a, i)])
         pool.flush()
 
+    def _score_at(self, a: int, stride: int) -> int:
+        """Address of head ``a``'s row of scores: the rows go in the order of the step's head
+        groups (``self._rows``), so each group's rows are contiguous (one ``SOFTMAX``)."""
+        return self.P.score_at(self._rows.get(a, a), stride)
+
     def _softmax(self, layer: int, heads: list[int], npos: int, stride: int) -> None:
         """Probabilities of ``heads`` (whose scores are complete): per run of consecutive heads,
         one ``VSCALE``, ``-inf`` over each row's pad, one ``SOFTMAX`` of all the run's rows of
         ``stride`` (see the module notes: the pads add exactly nothing)."""
         b = self.b
         b.tag = f"L{layer}.attn.softmax"
-        for first, rows in _runs(heads):
+        for first, rows in _runs([self._rows.get(a, a) for a in heads]):
             base = self.P.score_at(first, stride)
             if self.mm.q_scale == 1.0:  # else the image's q weights carry the scale
                 b.emit(Op.VSCALE, dst=base, a=base, n=rows * stride, scale_f32=self.scale)
@@ -358,7 +384,7 @@ class _AvState:
                     k += 1
                 for a, i, chm in batch:
                     b.emit(Op.WR_GB, ch_mask=chm, gb_col=self._slot(a, i, slots) * cb,
-                           ncols=ncols, src=low.P.score_at(a, self.stride) + t0)
+                           ncols=ncols, src=low._score_at(a, self.stride) + t0)
                 # ... then their MACs: the query heads that read the same V vector (one K/V
                 # head's group) go row piece by row piece, so a vector that straddles two rows
                 # opens each once
@@ -423,7 +449,7 @@ class _AvState:
                 for (a, k), chm in loads.items():
                     if k0 <= k < k0 + slots:
                         b.emit(Op.WR_GB, ch_mask=chm, gb_col=(k - k0) * cb, ncols=ncols,
-                               src=low.P.score_at(a, self.stride) + t0)
+                               src=low._score_at(a, self.stride) + t0)
                 for i, spec in specs.items():
                     batch = [(k, chm) for k, chm in sorted(macs[i].items())
                              if k0 <= k < k0 + slots]
@@ -502,7 +528,7 @@ class _AvState:
         for c in self._chans(a, i):
             banks = [bank for bank in range(low.B) if lo <= i * low.S + c * low.B + bank < hi]
             b.emit(Op.WR_GB, ch_mask=1 << c, gb_col=0, ncols=ncols,
-                   src=low.P.score_at(a, self.stride) + t0)
+                   src=low._score_at(a, self.stride) + t0)
             for bank in banks:
                 for row, col, nc, gb_col in segs:
                     b.emit(Op.MAC_SBK, ch_mask=1 << c, bank=bank, row=row, col=col, ncols=nc,

@@ -79,6 +79,7 @@ class Lowering(AttentionLowering):
         self.inv_freq = cfg.rope_inv_freq()
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
+        self._rows: dict = {}  # head -> its row of scores, when not its index (attention.py)
         self.fold_norms = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------

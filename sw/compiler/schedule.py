@@ -76,11 +76,17 @@ class CostModel:
             return chans, bursts * self.io + (self.rd_lat if op is Op.RD_MAC else self.wr_lat)
         if op is Op.WR_GB:
             return chans, a["ncols"] * self.io + self.wr_lat
+        n = a.get("n", a.get("ncols", 1) * COL)
+        if op is Op.WR_ELEM:  # one burst per element, each in the channel of its vector
+            per = [0] * self.C
+            for v in range(a["vec"], a["vec"] + n):
+                per[v % (self.C * self.NB) // self.NB] += 1
+            chans = tuple(c for c in range(self.C) if per[c])
+            for c in chans:
+                open_rows[c] = None
+            return chans, max(per) * self.io + self.miss
         for c in chans:
             open_rows[c] = None
-        n = a.get("n", a.get("ncols", 1) * COL)
-        if op is Op.WR_ELEM:  # one burst per element, spread over the channels
-            return chans, -(-n // self.C) * self.io + self.miss
         return chans, -(-n // COL) * self.io + self.miss + self.rd_lat
 
 
