@@ -404,7 +404,22 @@ def v_block_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
     (:func:`v_heads_per_channel` K/V heads, each read by ``group`` query heads)."""
     per_channel = v_heads_per_channel(cfg, hw) * cfg.group
     cols = max(1, hw.dram.gb_elems // COL // per_channel)
+    if v_channel_major(cfg, hw):  # a block of every local index in one row: short contexts
+        nl = v_dims(cfg, hw) // hw.dram.slots  # touch one row (v_load_tokens: longer loads)
+        cols = min(cols, max(1, hw.dram.row_elems // COL // nl))
     return min(cols * COL, round_up(context, COL))
+
+
+def v_load_tokens(cfg: ModelConfig, hw: HwConfig, context: int) -> int:
+    """Tokens of probabilities per global-buffer load of ``p . V``: a whole number of V-cache
+    blocks (:func:`v_block_tokens`). Channel-major (:func:`v_channel_major`): as many blocks as
+    one slice per head of a channel allows (its few heads take long slices), at most the padded
+    context; otherwise one block."""
+    block = v_block_tokens(cfg, hw, context)
+    if not v_channel_major(cfg, hw):
+        return block
+    cols = max(1, hw.dram.gb_elems // COL // v_heads_per_channel(cfg, hw))
+    return block * max(1, min(cols // (block // COL), -(-round_up(context, COL) // block)))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pimgpt.sw.mapper import (
     v_channel_major,
     v_dims,
     v_heads_per_channel,
+    v_load_tokens,
     v_vector,
 )
 from pimgpt.sw.models import ModelConfig, get_model
@@ -41,8 +42,12 @@ def test_placement_keeps_each_head_in_at_most_two_channels():
     # 6 local indices per channel: 1.5 heads, at most 2 (interleaved: 6 heads per channel)
     assert v_heads_per_channel(cfg, hw) == 2
     assert v_heads_per_channel(cfg, load_hw("pimgpt-gddr6-8ch")) == 6
-    assert v_block_tokens(cfg, hw, 1024) == 512
+    # blocks of one row (6 local indices x 10 columns), loads of three blocks (2 heads x 30
+    # columns of a 64-column buffer); interleaved: loads of one block of 6 heads
+    assert v_block_tokens(cfg, hw, 1024) == 160 and v_load_tokens(cfg, hw, 1024) == 480
+    assert v_load_tokens(cfg, hw, 128) == 128
     assert v_block_tokens(cfg, load_hw("pimgpt-gddr6-8ch"), 1024) == 160
+    assert v_load_tokens(cfg, load_hw("pimgpt-gddr6-8ch"), 1024) == 160
 
 
 def test_grouped_query_attention_keeps_the_interleaved_layout():
@@ -131,3 +136,12 @@ def test_cost_model_prices_an_append_on_the_channels_it_writes():
     assert chans == (3,)
     chans, t_every = cost.pim(every, rows)
     assert chans == tuple(range(d.channels)) and t_every == t_one  # 16 writes per channel each
+
+
+def test_a_buffer_load_spanning_several_blocks_bit_identical():
+    """Rows of 8 columns hold one 16-token block of all 8 local indices, while a channel's 2
+    heads take 4-column slices of the 8-column buffer: each load serves 4 blocks (4 rows)."""
+    hw = with_dram("tiny-rtl", v_channel_major=True, row_bytes=256, gb_bytes=256, rows=2048)
+    cfg = ModelConfig("loads", n_layer=1, d_model=64, n_head=4, ctx=64, vocab=40)
+    assert v_block_tokens(cfg, hw, 64) == 16 and v_load_tokens(cfg, hw, 64) == 64
+    assert_same_generation(cfg, hw, random_weights(cfg, 14), [t % 40 for t in range(1, 42)], 3)

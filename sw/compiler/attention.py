@@ -40,7 +40,15 @@ from __future__ import annotations
 import copy
 
 from pimgpt.core.isa import Op, f32_bits
-from pimgpt.sw.mapper import COL, Region, k_chunk_heads, round_up, v_local, v_vector
+from pimgpt.sw.mapper import (
+    COL,
+    Region,
+    k_chunk_heads,
+    round_up,
+    v_load_tokens,
+    v_local,
+    v_vector,
+)
 
 _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0 exactly
 
@@ -411,19 +419,21 @@ class _AvState:
     def _run_channel_major(self, heads: list[int]) -> None:
         """``p . V`` of ``heads`` with a channel-major V cache (:func:`pimgpt.sw.mapper.v_vector`).
 
-        Per block: one buffer load per head and channel, into the slice of the head's rank among
-        the heads of that channel, then per local index one ``MAC_ABK`` per slice over the
-        channels whose unit there belongs to one of ``heads`` (in batches of the slices a global
-        buffer holds, when a channel's heads do not fit it at once). The group's items (one per
-        local index: its channels' accumulators) are complete after the last block and read
-        straight into ``o``, channel by channel (consecutive local indices of a channel in one
-        ``RD_MAC``); spills go to ``ov``.
+        Per load (:func:`pimgpt.sw.mapper.v_load_tokens`: several V-cache blocks): one buffer
+        load per head and channel, into the slice of the head's rank among the heads of that
+        channel, then block by block (a row each), per local index one ``MAC_ABK`` per slice
+        over the channels whose unit there belongs to one of ``heads`` (in batches of the slices
+        a global buffer holds, when a channel's heads do not fit it at once). The group's items
+        (one per local index: its channels' accumulators) are complete after the last block and
+        read straight into ``o``, channel by channel (consecutive local indices of a channel in
+        one ``RD_MAC``); spills go to ``ov``.
         """
         low = self.low
         b, pool, B, U = low.b, low.pool, low.B, self.nl
         b.tag = f"L{self.layer}.attn.av"
-        cb = self.T // COL
-        slots = max(1, low.G // COL // cb)
+        load = v_load_tokens(low.cfg, low.hw, low.mm.context)
+        cl = load // COL  # columns of a slice
+        slots = max(1, low.G // COL // cl)
         macs: dict = {}  # local index -> {slice: channel mask}
         loads: dict = {}  # (head, slice) -> channel mask
         for a in heads:
@@ -441,27 +451,29 @@ class _AvState:
             parts = tuple((1 << c, low.P.o + (c * U + i) * B)
                           for c in range(low.C) if mask >> c & 1)
             specs[i] = ((self.id, i, heads[0]), mask, low.P.ov + i * low.S, parts)
-        for t0 in range(0, self.npad, self.T):
-            ncols = (min(self.npad, t0 + self.T) - t0) // COL
-            blk = t0 // self.T
-            top = max(k for _a, k in loads) + 1
+        top = max(k for _a, k in loads) + 1
+        for g0 in range(0, self.npad, load):
+            g1 = min(self.npad, g0 + load)
             for k0 in range(0, top, slots):  # slices k0 .. k0 + slots - 1 at a time
                 for (a, k), chm in loads.items():
                     if k0 <= k < k0 + slots:
-                        b.emit(Op.WR_GB, ch_mask=chm, gb_col=(k - k0) * cb, ncols=ncols,
-                               src=low._score_at(a, self.stride) + t0)
-                for i, spec in specs.items():
-                    batch = [(k, chm) for k, chm in sorted(macs[i].items())
-                             if k0 <= k < k0 + slots]
-                    if not batch:
-                        continue
-                    pool.acquire([spec])
-                    acc = pool.acc(spec[0])
-                    local = v_local(low.v_parts, self.blocks, blk, i)
-                    for row, col, nc, gb_col in self.vreg.segments(local, 0, ncols * COL):
-                        for k, chm in batch:
-                            b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
-                                   gb_col=(k - k0) * cb + gb_col, acc=acc)
+                        b.emit(Op.WR_GB, ch_mask=chm, gb_col=(k - k0) * cl,
+                               ncols=(g1 - g0) // COL, src=low._score_at(a, self.stride) + g0)
+                for t0 in range(g0, g1, self.T):  # the load's blocks, a row each
+                    ncols = (min(g1, t0 + self.T) - t0) // COL
+                    shift = (t0 - g0) // COL
+                    for i, spec in specs.items():
+                        batch = [(k, chm) for k, chm in sorted(macs[i].items())
+                                 if k0 <= k < k0 + slots]
+                        if not batch:
+                            continue
+                        pool.acquire([spec])
+                        acc = pool.acc(spec[0])
+                        local = v_local(low.v_parts, self.blocks, t0 // self.T, i)
+                        for row, col, nc, gb_col in self.vreg.segments(local, 0, ncols * COL):
+                            for k, chm in batch:
+                                b.emit(Op.MAC_ABK, ch_mask=chm, row=row, col=col, ncols=nc,
+                                       gb_col=(k - k0) * cl + shift + gb_col, acc=acc)
         keys = [spec[0] for spec in specs.values()]
         pool.done(keys)
         pool.flush(keys)
