@@ -145,3 +145,20 @@ def test_a_buffer_load_spanning_several_blocks_bit_identical():
     cfg = ModelConfig("loads", n_layer=1, d_model=64, n_head=4, ctx=64, vocab=40)
     assert v_block_tokens(cfg, hw, 64) == 16 and v_load_tokens(cfg, hw, 64) == 64
     assert_same_generation(cfg, hw, random_weights(cfg, 14), [t % 40 for t in range(1, 42)], 3)
+
+
+def test_serial_schedule_keeps_one_head_group_bit_identical():
+    """The serial schedule offers one head group: no balanced partitions are added (it has no
+    cost model to choose among them)."""
+    from pimgpt.sim.golden import run_golden
+    from pimgpt.sw.compiler import compile_generation
+
+    cfg = get_model("tiny")
+    w = random_weights(cfg, 15)
+    want = run_golden(cfg, HW_CM, w, [5, 6], 3)[1]
+    serial = compile_generation(cfg, HW_CM, [5, 6], 3, schedule="serial")
+    # one SOFTMAX per layer and step (2 prompt steps + 2 decode steps)
+    assert sum(i.op is Op.SOFTMAX for i in serial.program) == len(serial.steps) * cfg.n_layer == 8
+    got = run_golden(cfg, HW_CM, w, [5, 6], 3, compiled=serial)[1]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))

@@ -109,7 +109,7 @@ class AttentionLowering:
         # A head group of whole K-vector chunks opens K and V rows no other group opens.
         align = k_chunk_heads(self.cfg, self.hw)
         parts = self.schedule.head_groups(self.H, self.cfg.group, align)
-        if self.v_channel_major:
+        if self.v_channel_major and len(parts) > 1:  # a schedule that splits heads (pipelined)
             parts += [g for g in self._balanced_groups() if g not in parts]
         cands = [(groups, False) for groups in parts]
         chunks = self.mm.region(f"h.{layer}.attn.c_proj.weight").chunks()
