@@ -337,10 +337,9 @@ def v_channel_major(cfg: ModelConfig, hw: HwConfig) -> bool:
     :func:`v_vector`): ``dram.v_channel_major`` set, multi-head attention whose heads are whole
     *units* (``banks`` dimensions, one per bank of a channel at one local index). A channel's
     banks then serve few heads, so its global buffer holds longer blocks of few heads'
-    probabilities: fewer and shorter buffer loads for ``p . V`` (one per head and block instead
-    of one per local index and block). The price: a head group's ``p . V`` runs on the channels
-    of its heads only, so the schedule gains less from splitting attention into head groups
-    (docs/dataflow.md)."""
+    probabilities: fewer, longer buffer loads for ``p . V`` (one per head of the channel instead
+    of one per local index). A group of consecutive heads then runs its ``p . V`` on its heads'
+    channels only; the compiler also offers channel-balanced head groups (docs/dataflow.md)."""
     return hw.dram.v_channel_major and cfg.group == 1 and cfg.d_head % hw.dram.banks == 0
 
 
