@@ -114,8 +114,8 @@ class AttentionLowering:
         cands = [(groups, False) for groups in parts]
         chunks = self.mm.region(f"h.{layer}.attn.c_proj.weight").chunks()
         if len(chunks) > 1:
-            av = _AvState(self, layer, vreg, round_up(npos, COL), self.P.score_stride(npos))
-            self._ids -= 1  # only asked, never run
+            av = _AvState(self, layer, vreg, round_up(npos, COL), self.P.score_stride(npos),
+                          query=True)
             cands += [(groups, True) for groups, _ in cands
                       if len(groups) > 1 and av.first_written(groups[-1]) >= chunks[0][2]]
         # With deferring candidates the trials include the projection: deferring moves its
@@ -315,14 +315,17 @@ def _runs(heads: list[int]) -> list[tuple[int, int]]:
 class _AvState:
     """``o = p . V`` of one layer, head group by head group (see the module notes)."""
 
-    def __init__(self, low, layer: int, vreg: Region, npad: int, stride: int):
+    def __init__(self, low, layer: int, vreg: Region, npad: int, stride: int,
+                 query: bool = False):
+        """``query``: only asked (:meth:`first_written`), never run: it takes no item id, so
+        trial recordings keep the ids they would have had."""
         self.low, self.vreg, self.npad, self.stride = low, vreg, npad, stride
         self.layer = layer
         self.group = low.cfg.group
         self.T = vreg.vec_len  # tokens per block
         self.nl = low.v_dims // low.S  # local indices of the K/V dimensions
         self.blocks = vreg.n_vectors // low.v_dims
-        self.id = low._new_id()
+        self.id = None if query else low._new_id()
         S, kv = low.S, low.cfg.kv_dim
         self.masks = [low._mask(kv - i * S) for i in range(self.nl)]
         self.cm = low.v_channel_major
