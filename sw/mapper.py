@@ -29,7 +29,7 @@ Mapping decisions (:mod:`pimgpt.sw.compiler` describes the loop order that strea
   Multi-head attention with heads of whole units (``banks`` dimensions) is *channel-major*
   (:func:`v_channel_major`, :func:`v_vector`): unit ``u`` of the K/V dimensions goes to channel
   ``u // U`` at local index ``u % U``, so a channel's banks hold few heads and its global buffer
-  holds long blocks of their probabilities (fewer, shorter loads for ``p . V``). Otherwise, when
+  holds long blocks of their probabilities (fewer loads, of fewer heads, for ``p . V``); else, when
   the K vectors span several global-buffer chunks the dimensions go in *parts*, one per K chunk
   (:func:`v_parts`, :func:`v_local`: vector ``v_local(blk, m // slots) * slots + m % slots``), so
   a head group of whole chunks has rows of its own;
@@ -356,22 +356,25 @@ def v_vector(cfg: ModelConfig, hw: HwConfig, m: int) -> int:
     d = hw.dram
     if not v_channel_major(cfg, hw):
         return m
-    units = v_dims(cfg, hw) // d.slots
-    u, bank = divmod(m, d.banks)
-    ch, local = divmod(u, units)
-    return local * d.slots + ch * d.banks + bank
+    ch, local, _slice = v_head_units(cfg, hw, m // cfg.d_head)[m % cfg.d_head // d.banks]
+    return local * d.slots + ch * d.banks + m % d.banks
+
+
+def v_head_units(cfg: ModelConfig, hw: HwConfig, g: int) -> list[tuple[int, int, int]]:
+    """Channel-major (:func:`v_channel_major`): ``(channel, local, slice)`` of each unit of K/V
+    head ``g`` in order, unit ``u`` in channel ``u // U`` at local index ``u % U`` (``U`` local
+    indices per channel); ``slice``: the rank of ``g`` among the heads of that channel (where
+    ``p . V`` puts its probabilities in the channel's global buffer)."""
+    U = v_dims(cfg, hw) // hw.dram.slots
+    hu = cfg.d_head // hw.dram.banks  # units per head
+    return [(u // U, u % U, g - u // U * U // hu) for u in range(g * hu, (g + 1) * hu)]
 
 
 def v_heads_per_channel(cfg: ModelConfig, hw: HwConfig) -> int:
     """Most K/V heads whose dimensions one channel's banks hold (:func:`v_vector`)."""
-    d = hw.dram
-    nl = v_dims(cfg, hw) // d.slots
     if not v_channel_major(cfg, hw):
-        return nl  # every local index may hold another head
-    hu = cfg.d_head // d.banks  # units per head
-    units = cfg.kv_dim // d.banks
-    return max(len({u // hu for u in range(c * nl, min((c + 1) * nl, units))})
-               for c in range(d.channels) if c * nl < units)
+        return v_dims(cfg, hw) // hw.dram.slots  # every local index may hold another head
+    return 1 + max(s for g in range(cfg.n_kv_head) for _c, _i, s in v_head_units(cfg, hw, g))
 
 
 def v_parts(cfg: ModelConfig, hw: HwConfig) -> list[tuple[int, int]]:

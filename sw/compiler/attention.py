@@ -45,6 +45,7 @@ from pimgpt.sw.mapper import (
     Region,
     k_chunk_heads,
     round_up,
+    v_head_units,
     v_load_tokens,
     v_local,
     v_vector,
@@ -142,8 +143,8 @@ class AttentionLowering:
         channels. Here head ``a`` joins group ``floor(n * offset / U)``, ``offset`` being the
         local index of its first unit within its channel (``U`` per channel), so every channel
         gives each group about ``U / n`` units; 2 .. 4 groups, each also reversed."""
-        U, hu = self.v_dims // self.S, self.dh // self.B
-        offset = [a * hu % U for a in range(self.H)]
+        U = self.v_dims // self.S
+        offset = [v_head_units(self.cfg, self.hw, a)[0][1] for a in range(self.H)]
         out = []
         for n in range(2, min(4, self.H) + 1):
             groups = [[a for a in range(self.H) if offset[a] * n // U == g] for g in range(n)]
@@ -329,10 +330,10 @@ class _AvState:
         S, kv = low.S, low.cfg.kv_dim
         self.masks = [low._mask(kv - i * S) for i in range(self.nl)]
         self.cm = low.v_channel_major
-        self.hu = low.dh // low.B  # units (banks dimensions) per head, channel-major
-        # heads still to be done per accumulator item: it is complete after the last
+        # heads still to be done per accumulator item: it is complete after the last (the
+        # channel-major items are a head group's own: complete after its run)
         self.pending: dict = {}
-        for a in range(low.H):
+        for a in range(0 if self.cm else low.H):
             for i in self._locals(a):
                 key = self._key(a, i)
                 self.pending[key] = self.pending.get(key, 0) + 1
@@ -432,27 +433,24 @@ class _AvState:
         one ``RD_MAC``); spills go to ``ov``.
         """
         low = self.low
-        b, pool, B, U = low.b, low.pool, low.B, self.nl
+        b, pool = low.b, low.pool
         b.tag = f"L{self.layer}.attn.av"
         load = v_load_tokens(low.cfg, low.hw, low.mm.context)
         cl = load // COL  # columns of a slice
         slots = max(1, low.G // COL // cl)
         macs: dict = {}  # local index -> {slice: channel mask}
         loads: dict = {}  # (head, slice) -> channel mask
+        dims: dict = {}  # local index -> {channel: first K/V dimension of its unit there}
         for a in heads:
-            for u in range(a * self.hu, (a + 1) * self.hu):
-                c, i = divmod(u, U)
-                k = a - c * U // self.hu
+            for j, (c, i, k) in enumerate(v_head_units(low.cfg, low.hw, a)):
                 macs.setdefault(i, {})
                 macs[i][k] = macs[i].get(k, 0) | 1 << c
                 loads[a, k] = loads.get((a, k), 0) | 1 << c
+                dims.setdefault(i, {})[c] = a * low.dh + j * low.B
         specs = {}
         for i in sorted(macs):
-            mask = 0
-            for chm in macs[i].values():
-                mask |= chm
-            parts = tuple((1 << c, low.P.o + (c * U + i) * B)
-                          for c in range(low.C) if mask >> c & 1)
+            parts = tuple((1 << c, low.P.o + dims[i][c]) for c in sorted(dims[i]))
+            mask = sum(m for m, _dst in parts)
             specs[i] = ((self.id, i, heads[0]), mask, low.P.ov + i * low.S, parts)
         top = max(k for _a, k in loads) + 1
         for g0 in range(0, self.npad, load):
@@ -462,12 +460,13 @@ class _AvState:
                     if k0 <= k < k0 + slots:
                         b.emit(Op.WR_GB, ch_mask=chm, gb_col=(k - k0) * cl,
                                ncols=(g1 - g0) // COL, src=low._score_at(a, self.stride) + g0)
+                batches = {i: [(k, chm) for k, chm in sorted(macs[i].items())
+                               if k0 <= k < k0 + slots] for i in specs}
                 for t0 in range(g0, g1, self.T):  # the load's blocks, a row each
                     ncols = (min(g1, t0 + self.T) - t0) // COL
                     shift = (t0 - g0) // COL
                     for i, spec in specs.items():
-                        batch = [(k, chm) for k, chm in sorted(macs[i].items())
-                                 if k0 <= k < k0 + slots]
+                        batch = batches[i]
                         if not batch:
                             continue
                         pool.acquire([spec])
