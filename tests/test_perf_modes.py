@@ -246,6 +246,43 @@ def test_cocotb_monitor_checks_modes_like_the_checker():
     assert any("needs register mode" in str(v) for v in bad.violations)
 
 
+def test_early_activate_opens_an_appended_row_in_every_bank():
+    """``dram.early_activate``: a single-bank write (``WR_VEC``, the K-cache append) into the row
+    the next ``MAC_ABK`` streams opens that row in every bank (PREA, ACT16), so the write hides
+    under the activation: channel 0 streams at 282 like the channels it did not write (ACT16 226
+    + nRCDRDMAC; its WRs 254..260 after nRCDWR). In order it opens its own bank first and the
+    ``MAC_ABK`` then the 15 others after the last WR (PRE 261..266, single ACTs and one ``ACT4``
+    per nFAW window): the stream starts at 497. A write into another row opens nothing ahead.
+    Every log passes the independent checker (``run``)."""
+    def wr_vec(row):  # vector 0: channel 0, bank 0, elements 0..63 = columns 0..3 of ``row``
+        return I(Op.WR_VEC, src=0, n=64, vec=0, region_row=row, n_local=1, vec_len=64)
+
+    prog = [mac(0, ncols=64), wr_vec(1), mac(1, ncols=64)]
+    res = run(prog)
+    assert issues(res, "PREA") == [194] and issues(res, "ACT16") == [0, 226]
+    assert issues(res, "ACT") == [] and issues(res, "ACT4") == []
+    assert issues(res, "WR") == [254, 256, 258, 260]
+    assert issues(res, "MAC16")[64] == 282 == issues(res, "MAC16", ch=1)[64]
+    in_order = run(prog, hw_with(dram=IN_ORDER))
+    assert issues(in_order, "ACT") == [226, 293, 304, 315]
+    assert issues(in_order, "ACT4") == [357, 399, 441]
+    assert issues(in_order, "MAC16")[64] == 497
+    assert in_order.cycles - res.cycles == 497 - 282
+    other = run([mac(0, ncols=64), wr_vec(2), mac(1, ncols=64)])
+    # its own bank only (ACT 226), then after the write recovery (WR 260 + nCWL + nBL + nWR =
+    # 301) PREA and ACT16 333 for the MAC_ABK
+    assert issues(other, "ACT") == [226] and issues(other, "ACT16") == [0, 333]
+    # A register visit before the append looks ahead across it when it writes the MAC_ABK's row:
+    # the RD_MAC opens row 1 (PREA 194, ACT16 226) before its visit (MODREG 227, MODARR 263),
+    # the WRs follow at once (MODARR + nMODCH = 295), the stream at 301 + nCWL + nBL + nWTRL =
+    # 320. An append into another row stops the look-ahead: MODREG right after the last MAC16.
+    res = run([mac(0, ncols=64), rd_mac(), wr_vec(1), mac(1, ncols=64)])
+    assert issues(res, "ACT16") == [0, 226] and issues(res, "MODREG") == [227]
+    assert issues(res, "WR") == [295, 297, 299, 301] and issues(res, "MAC16")[64] == 320
+    res = run([mac(0, ncols=64), rd_mac(), wr_vec(2), mac(1, ncols=64)])
+    assert issues(res, "MODREG") == [183] and issues(res, "ACT") == [283]
+
+
 def test_early_activate_hides_the_row_switch_under_the_visit():
     """``dram.early_activate`` (default): the RD_MAC between two MAC trains first opens the next
     row. Last MAC16 at 182 (64 columns from 56); PREA 182 + nRTP = 194, ACT16 194 + nRP = 226;

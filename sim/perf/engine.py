@@ -12,10 +12,14 @@ How a program runs
   standard (:mod:`.expand`); every command issues at the earliest cycle the standard's timing
   table allows (:mod:`.device`: ready-time tables, closed-form trains, open-page rows, mode
   switches, refresh, lockstep channels). Nothing is ticked.
-* ``dram.early_activate`` (with mode switches): a register instruction (``WR_GB``, ``RD_MAC``,
-  ``WR_BIAS``) that enters register mode while only register instructions separate it from the
-  next ``MAC_ABK`` first opens that ``MAC_ABK``'s row, so the precharge and activation run during
-  the register-mode visit instead of after it.
+* ``dram.early_activate``: the controller looks ahead to the next ``MAC_ABK`` across register
+  instructions (``WR_GB``, ``RD_MAC``, ``WR_BIAS``), ASIC instructions and single-bank vector
+  accesses (``WR_VEC``, ``RD_VEC``) of that ``MAC_ABK``'s row. A register instruction that enters
+  register mode first opens that row, so the precharge and activation run during the
+  register-mode visit instead of after it; a vector access of that row (a K-cache append before
+  the scores that stream it) opens it in every bank with one all-bank activation, not in its own
+  bank alone (the others would then open one bank group at a time, each ``ACT4`` a whole
+  ``nFAW`` window, after its last write).
 * ``dram.act_overlap``: each bank gets a second row buffer (subarray group; row ``r`` uses buffer
   ``r % 2``). While a ``MAC_ABK`` streams row ``r``, the row of the next ``MAC_ABK`` on another row
   (a ``SYNC`` between does not stop it: opening a row changes no data) is precharged/activated in
@@ -179,9 +183,11 @@ class PerfEngine:
         self.expand = Expander(self.dev, hw, self.regs)
         self.std = self.dev.std
         self.C, self.NB, self.NS = hw.dram.channels, hw.dram.banks, self.dev.NS
-        # Register instructions that may open the next MAC row before their visit.
-        self.early = (frozenset(REGISTER_OPS) if self.std.modes and hw.dram.early_activate
-                      else frozenset())
+        # Instructions that may open the next MAC row ahead (``dram.early_activate``): register
+        # instructions before their visit, single-bank vector accesses of that very row.
+        ahead = hw.dram.early_activate
+        self.early = frozenset(REGISTER_OPS) if self.std.modes and ahead else frozenset()
+        self.vec_ahead = frozenset(VEC_AHEAD_OPS) if ahead else frozenset()
 
     @property
     def states(self) -> list:
@@ -238,8 +244,9 @@ class PerfEngine:
         start, end, chm, busy, pins = ([0] * n for _ in range(5))
         side = [PIM_SIDE] * n
         ops = [ins.op for ins in program]
-        next_mac = (_lookahead(program, self.NS > 1, self.early)
-                    if self.NS > 1 or self.early else None)
+        next_mac = (_lookahead(program, self.NS > 1, self.early, self.vec_ahead,
+                               self.expand.vec_rows)
+                    if self.NS > 1 or self.early or self.vec_ahead else None)
         barrier = 0  # both sides dispatch at or after this cycle
         pim_done = 0  # completion of every PIM instruction so far
         # [instruction, completion, (lo, hi) once a reader needed it] of the PIM scratchpad
@@ -339,21 +346,29 @@ class PerfEngine:
 
 #: PIM instructions whose commands are register-mode commands of the standard.
 REGISTER_OPS = (Op.WR_GB, Op.RD_MAC, Op.WR_BIAS)
+#: Single-bank vector accesses that open the next ``MAC_ABK``'s row in every bank when they
+#: access that row (``dram.early_activate``; :meth:`.expand.Expander._vec`).
+VEC_AHEAD_OPS = (Op.WR_VEC, Op.RD_VEC)
 assert {S.CMD[c] for c in ("WRGB", "RDMAC16", "WRMAC16")} == {
     S.CMD[c] for c in S.STANDARDS["gddr6-aim"].register_mode}
 
 
-def _lookahead(program, macs: bool, early: frozenset) -> list:
+def _lookahead(program, macs: bool, early: frozenset, vec: frozenset = frozenset(),
+               vec_rows=None) -> list:
     """For each MAC_ABK (when ``macs``), the ``(row, ch_mask)`` of the next MAC_ABK on another row
-    (or channels) before the next EOC, SYNCs included; for each instruction of ``early``, that of
-    the next MAC_ABK if only instructions of ``early`` and ASIC instructions lie between (no
-    SYNC; else ``None``)."""
+    (or channels) before the next EOC, SYNCs included; for each instruction of ``early`` or
+    ``vec``, that of the next MAC_ABK if only instructions of ``early``, ASIC instructions and
+    instructions of ``vec`` that access that MAC_ABK's row alone lie between (no SYNC; else
+    ``None``). ``vec_rows(ins)``: the ``(channel, rows)`` an instruction of ``vec`` accesses
+    (``None``: not known before it runs). A vector access of another row ends the run of the
+    instructions before it: it would close the row they open, in its bank."""
     out = [None] * len(program)
     nxt = None  # next MAC_ABK before the next barrier
     nxt_other = None  # the first MAC_ABK after ``nxt`` on another row (or channels)
     reg_only = True  # only early/ASIC instructions between here and ``nxt``
     eoc, mac = int(Op.EOC), int(Op.MAC_ABK)
     early = frozenset(int(op) for op in early)
+    vec = frozenset(int(op) for op in vec)
     i = len(program)
     for ins in reversed(program):
         i -= 1
@@ -369,6 +384,12 @@ def _lookahead(program, macs: bool, early: frozenset) -> list:
         elif op in early:
             if reg_only:
                 out[i] = nxt
+        elif op in vec:
+            if reg_only:
+                out[i] = nxt
+            acc = vec_rows(ins) if (nxt is not None and vec_rows is not None) else None
+            reg_only = (reg_only and acc is not None and acc[1] == {nxt[0]}
+                        and nxt[1] >> acc[0] & 1 == 1)
         elif op < 0x20:
             if op == eoc:
                 nxt = nxt_other = None

@@ -79,18 +79,27 @@ class Expander:
                 "compile the program for this hardware"
             )
 
-    def _runs(self, mask, t_min, runs, c):
-        """Issue single-bank runs ``(bank, row, col, ncols)`` of command ``c`` (at least one)."""
+    def _runs(self, mask, t_min, runs, c, la=None):
+        """Issue single-bank runs ``(bank, row, col, ncols)`` of command ``c`` (at least one).
+
+        ``la``: the ``(row, ch_mask)`` of the next ``MAC_ABK`` (``dram.early_activate``); when
+        every run is in that row and the mask covers the channels, the row is first opened in
+        every bank (one all-bank activation), ready for that ``MAC_ABK``."""
         dev = self.dev
+        rows = tuple([r[1] for r in runs])
 
         def body(st, t, g):
+            if la is not None and (la[1] & g.mask) == g.mask and rows.count(la[0]) == len(rows):
+                dev.open(st, range(self.NB), la[0], t, g)
             last = t
             for bank, row, _col, ncols in runs:
                 dev.open(st, (bank,), row, t, g)
                 last = dev.train(st, c, bank, row % self.NS, ncols, t, g, (), row)
             return last + self.done[c]
         sig = ("runs", c, tuple([(r[0], r[3]) for r in runs]))
-        return dev.uniform(mask, t_min, body, sig, tuple([r[1] for r in runs]))
+        if la is None:
+            return dev.uniform(mask, t_min, body, sig, rows)
+        return dev.uniform(mask, t_min, body, sig + ("ahead",), rows + (la[0],), la[1])
 
     # ---- handlers ---------------------------------------------------------------------------
     def _open_ahead(self, st, la, t, g) -> None:
@@ -245,7 +254,16 @@ class Expander:
             e = stop
         return ch, runs
 
-    def _vec(self, ins, t_min, mask, _la):
+    def vec_rows(self, ins):
+        """``(channel, set of rows)`` that a ``RD_VEC``/``WR_VEC`` accesses; ``None`` when its
+        vector comes from a register (known only when it runs) or it accesses nothing."""
+        a = ins.args
+        if (ins.op == Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG) or a["n"] == 0:
+            return None
+        ch, runs = self._vec_runs(a["vec"], a["n"], a["region_row"], a["n_local"], a["vec_len"])
+        return ch, {r[1] for r in runs}
+
+    def _vec(self, ins, t_min, mask, la):
         a = ins.args
         vec = a["vec"]
         if ins.op == Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG:
@@ -259,7 +277,7 @@ class Expander:
             self.io_out += nbytes
         else:
             self.io_in += nbytes
-        return self._runs(1 << ch, t_min, runs, c)
+        return self._runs(1 << ch, t_min, runs, c, la)
 
     def _wr_elem(self, ins, t_min, mask, _la):
         """``WR_ELEM``: one column write per vector, in waves of distinct banks."""
