@@ -6,7 +6,11 @@ from pimgpt.sim.perf import checker
 
 def test_check_point_finds_no_violation_on_a_paper_step():
     r = bench_check.check_point("gpt2-small", "pimgpt-gddr6-8ch", 128)
-    assert r["log_records"] > 10_000 and r["violations"] == 0 and r["first_violations"] == []
+    # every command of the token is in the log: its 491,808 MAC16 (61.5 us of MAC columns at
+    # nCCDL on 8 channels) and the rest (the number of records depends on how many channels
+    # run in lockstep, not on the work)
+    assert r["commands"] > 491_808 and r["log_records"] > 1_000
+    assert r["violations"] == 0 and r["first_violations"] == []
 
 
 def test_a_violation_fails_the_section(monkeypatch, capsys):

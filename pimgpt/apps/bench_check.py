@@ -44,8 +44,11 @@ def check_point(model: str, hw_name: str, ctx: int) -> dict:
     res = PerfEngine(hw).run(comp.program, log=True)
     t0 = time.process_time()
     errors = check_log(res.log, hw)
+    # A record is a train of one command on a group of channels in lockstep: the commands
+    # checked are its members on every channel of the group.
+    commands = sum(rec[6] * bin(rec[1]).count("1") for rec in res.log)
     return {"model": model, "hw": hw_name, "ctx": ctx, "log_records": len(res.log),
-            "violations": len(errors), "first_violations": errors[:3],
+            "commands": commands, "violations": len(errors), "first_violations": errors[:3],
             "check_cpu_s": time.process_time() - t0}
 
 
