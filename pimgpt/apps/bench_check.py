@@ -59,9 +59,11 @@ def run(quick: bool = False) -> dict:
 
 def print_table(res: dict) -> None:
     """The figures of :func:`run` as a table, and every violation found."""
-    print(f"{'decode step':44} {'log records':>11} {'violations':>10} {'check CPU s':>11}")
+    print(f"{'decode step':44} {'log records':>11} {'commands':>10} {'violations':>10} "
+          f"{'check CPU s':>11}")
     for name, r in res.items():
-        print(f"{name:44} {r['log_records']:>11} {r['violations']:>10} {r['check_cpu_s']:>11.2f}")
+        print(f"{name:44} {r['log_records']:>11} {r['commands']:>10} {r['violations']:>10} "
+              f"{r['check_cpu_s']:>11.2f}")
         for msg in r["first_violations"]:
             print(f"    {msg}")
 
