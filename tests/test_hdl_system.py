@@ -135,7 +135,7 @@ def test_system_isa_coverage_vs_golden_and_perf():
           f"{sum(res.status['dram_commands'])} DRAM commands")
 
 
-def test_system_tiny_generation_bit_exact(tmp_path):
+def test_system_tiny_generation_bit_exact(tmp_path, capsys):
     """``pimgpt run --backend rtl --model tiny --prompt 1,2,3 --new-tokens 5``: the prefill of the
     prompt (whose last step gives the first token) and 4 decode steps; every logit of every
     generated token bit for bit equal to the golden model's, no protocol violation, the same
@@ -152,6 +152,8 @@ def test_system_tiny_generation_bit_exact(tmp_path):
     rc = main(["run", "--backend", "rtl", "--model", "tiny", "--prompt", "1,2,3", "--new-tokens",
                "5", "--seed", "0", "--stats", str(stats_file), "--logits", str(logits_file)])
     assert rc == 0
+    # The rtl backend runs tiny-rtl unless --hw says otherwise: the output names it.
+    assert "model tiny on tiny-rtl (verilator): " in capsys.readouterr().out
     stats = json.loads(stats_file.read_text())
     assert stats["tokens"] == stats["golden_tokens"] and len(stats["tokens"]) == 5
     assert stats["logits_checked"] == 5 * 256

@@ -126,6 +126,9 @@ class RtlBackend:
             "build_dir": str(res.build_dir),
         }
         lines = [
+            # The rtl backend has its own default hardware (tiny-rtl): say which one ran.
+            f"model {program.memmap.cfg.name} on {hw.name} ({self.simulator}): "
+            f"{len(program.program)} instructions",
             f"cycles: {stats['cycles']} (perf simulator {stats['perf_cycles']}, "
             f"{100 * (stats['cycle_difference'] or 0):+.2f} %)",
             f"golden_match: {str(stats['golden_match']).lower()} ({n_match}/{len(want)} logits "

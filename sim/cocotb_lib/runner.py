@@ -40,6 +40,7 @@ __all__ = [
     "call_in_simulator",
     "default_build_root",
     "build_lock",
+    "needs_build",
 ]
 
 #: Simulators this library drives, by ``cocotb_tools.runner`` name.
@@ -137,6 +138,25 @@ def _forget_other_toolchain(build_dir: Path, simulator: str) -> None:
         else:
             entry.unlink()
     stamp.write_text(json.dumps(want), encoding="utf-8")
+
+
+def needs_build(simulator: str, build_dir: os.PathLike | str, sources, toplevel: str) -> bool:
+    """Whether :func:`run_cocotb` with these arguments will build (not reuse) the simulator.
+
+    True when the build folder has no executable yet, one older than a source, or one made with
+    another toolchain (which :func:`run_cocotb` throws away). Callers use it to announce a build
+    that takes minutes before it starts, and to stay quiet when a cached build is reused.
+    """
+    folder = Path(build_dir).resolve() / simulator
+    exe = folder / (toplevel if simulator == "verilator" else "sim.vvp")
+    try:
+        stamp = json.loads((folder / "toolchain.json").read_text(encoding="utf-8"))
+        built = exe.stat().st_mtime
+    except (OSError, ValueError):
+        return True
+    if stamp != _toolchain(simulator):
+        return True
+    return any(not Path(src).exists() or Path(src).stat().st_mtime > built for src in sources)
 
 
 def verilator_bin_dir() -> Path | None:

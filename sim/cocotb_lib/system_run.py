@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,14 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 
 from .harness import write_if_changed
-from .runner import CocotbError, build_lock, call_in_simulator, default_build_root
+from .runner import CocotbError, build_lock, call_in_simulator, default_build_root, needs_build
 
-__all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for"]
+__all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for",
+           "announce_build"]
 
 TOPLEVEL = "pimgpt_system"
+#: How the build notice names each simulator.
+SIMULATOR_NAMES = {"verilator": "Verilator", "icarus": "Icarus Verilog"}
 
 
 class SystemRunError(PimgptError):
@@ -78,6 +82,17 @@ def _rtl_key(hw: HwConfig, params: dict) -> str:
     return h.hexdigest()
 
 
+def _verilog_params(prog_depth: int, out_depth: int = 256, cap_depth: int = 8192) -> dict:
+    return {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth,
+            "bank_instances": True}
+
+
+def _verilog_current(outdir: Path, key: str) -> bool:
+    """Whether ``outdir`` holds the Verilog that ``key`` (:func:`_rtl_key`) describes."""
+    path, key_file = outdir / f"{TOPLEVEL}.v", outdir / "rtl.key"
+    return path.exists() and key_file.exists() and key_file.read_text() == key
+
+
 def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: int = 256,
                    cap_depth: int = 8192) -> tuple[Path, float]:
     """Write ``outdir/pimgpt_system.v`` (with the simulation models) unless it is up to date.
@@ -89,12 +104,11 @@ def system_verilog(hw: HwConfig, outdir, *, prog_depth: int = 8192, out_depth: i
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    params = {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth,
-              "bank_instances": True}
+    params = _verilog_params(prog_depth, out_depth, cap_depth)
     key = _rtl_key(hw, params)
     path = outdir / f"{TOPLEVEL}.v"
     key_file = outdir / "rtl.key"
-    if path.exists() and key_file.exists() and key_file.read_text() == key:
+    if _verilog_current(outdir, key):
         return path, 0.0
     from amaranth.back import verilog
 
@@ -178,8 +192,37 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
                            build_args, p_idle, seed, sp_read, max_cycles, sp_init)
 
 
+def announce_build(hw: HwConfig, build_dir: Path, depth: int, simulator: str) -> bool:
+    """Print one line to stderr when the run must generate and build the system first.
+
+    That takes minutes (the Verilog, then the simulator's C++ or bytecode) and is silent
+    otherwise. "building" when there is no usable simulator build yet; "updating" when there is
+    one but the Verilog must be remade (pimgpt's sources changed: the simulator rebuilds only if
+    the Verilog differs). A run that reuses the cached build prints nothing.
+
+    Returns
+    -------
+    bool
+        Whether a build was announced.
+    """
+    key = _rtl_key(hw, _verilog_params(depth))
+    build = needs_build(simulator, build_dir, [build_dir / f"{TOPLEVEL}.v"], TOPLEVEL)
+    if not build and _verilog_current(build_dir, key):
+        return False
+    name = SIMULATOR_NAMES.get(simulator, simulator)
+    if build:
+        print(f"building the {name} model of {hw.name} in {build_dir} (first run on this "
+              "hardware and RTL version: a few minutes; later runs reuse it)", file=sys.stderr,
+              flush=True)
+    else:  # a build exists, but pimgpt changed since: the Verilog is remade, maybe rebuilt
+        print(f"updating the {name} model of {hw.name} in {build_dir} (pimgpt changed since it "
+              "was built: up to a few minutes)", file=sys.stderr, flush=True)
+    return True
+
+
 def _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
                 p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
+    announce_build(hw, build_dir, depth, simulator)
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
