@@ -198,6 +198,8 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
     """
     import yaml  # local: only model YAML files need it
 
+    from pimgpt.core.config import check_known_keys
+
     path = Path(path)
     text = read_text(path, "model file", ModelError)
     try:
@@ -208,12 +210,8 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
         raise ModelError(f"{path} is not valid YAML{where}; fix its syntax") from exc
     if not isinstance(raw, dict):
         raise ModelError(f"{path} must be a mapping of ModelConfig fields (n_layer: 2, ...)")
-    allowed = [f.name for f in fields(ModelConfig)]
-    unknown = sorted(str(k) for k in raw if k not in allowed)
-    if unknown:
-        raise ModelError(
-            f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(allowed)}"
-        )
+    check_known_keys(raw, [f.name for f in fields(ModelConfig)], str(path), "the top level",
+                     ModelError)
     values = dict(raw)
     values.setdefault("name", path.stem)
     values["name"] = str(values["name"])

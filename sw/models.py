@@ -29,6 +29,7 @@ layouts) lives in :mod:`pimgpt.sw.checkpoint`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -123,11 +124,10 @@ class RopeScaling:
         raw = dict(raw)
         if "type" in raw and "rope_type" not in raw:
             raw["rope_type"] = raw.pop("type")
+        from pimgpt.core.config import check_known_keys  # local: presets need no YAML
+
         allowed = [f.name for f in fields(cls)]
-        unknown = sorted(str(k) for k in raw if k not in allowed)
-        if unknown:
-            raise ModelError(f"{where}: unknown key {unknown[0]!r}; allowed keys are "
-                             f"{', '.join(allowed)}")
+        check_known_keys(raw, allowed, where, error=ModelError)
         if raw.get("rope_type", "llama3") not in ROPE_SCALING_TYPES:
             raise ModelError(
                 f"{where}: rope scaling type {raw['rope_type']!r} is not supported; use "
@@ -473,6 +473,12 @@ def get_model(name_or_path: str | Path) -> ModelConfig:
         return checkpoint.config_from_dir(path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return checkpoint.config_from_yaml(path)
+    if not path.exists() and (path.suffix in (".yaml", ".yml") or "/" in key
+                              or os.sep in key):
+        # Meant as a file or folder, not a preset name: the preset list would not help.
+        what = "file" if path.suffix in (".yaml", ".yml") else "file or folder"
+        raise ModelError(f"{key}: no such {what}; check the path, or give a preset name "
+                         "(`pimgpt models` lists them)")
     raise ModelError(
         f"unknown model '{key}'; use a preset ({', '.join(list_models())}), "
         "a Hugging Face checkpoint directory, or a model .yaml file"

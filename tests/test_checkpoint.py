@@ -352,7 +352,8 @@ def test_yaml_with_checkpoint(tmp_path, weights):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("n_layer: 2\nd_model: 64\nn_head: 4\nctx: 8\nlayers: 3\n", "unknown key 'layers'"),
+    ("n_layer: 2\nd_model: 64\nn_head: 4\nctx: 8\nlayers: 3\n",
+     r"unknown keys \['layers'\] in the top level \(did you mean 'n_layer'\?\)"),
     ("n_layer: 2\nd_model: 64\n", "missing key n_head"),
     ("n_layer: [2\n", r"is not valid YAML \(line"),
     ("- 1\n- 2\n", "must be a mapping"),

@@ -114,7 +114,8 @@ def test_derived_sizes_and_weight_names():
     ({"rope_scaling": {"factor": 8, "low_freq_factor": 1, "high_freq_factor": 4}},
      "missing key 'original_max_position_embeddings'"),
     ({"rope_scaling": {"factor": 8, "low_freq_factor": 1, "high_freq_factor": 4,
-                       "original_max_position_embeddings": 64, "beta": 1}}, "unknown key 'beta'"),
+                       "original_max_position_embeddings": 64, "beta": 1}},
+     "rope_scaling: unknown keys ['beta']; valid keys: factor, "),
     ({"rope_scaling": [8, 1, 4, 64]}, "rope_scaling must be a mapping"),
 ])
 def test_model_config_validation(over, message):
@@ -150,12 +151,14 @@ def test_yaml_llama_model(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     ("rope_scaling: {rope_type: llama3, factor: 8, low_freq_factor: 1, high_freq_factor: 4, "
-     "original_max_position_embeddings: 64, extra: 1}\n", "unknown key 'extra'"),
+     "original_max_position_embeddings: 64, extra: 1}\n",
+     r"rope_scaling: unknown keys \['extra'\]"),
     ("rope_scaling: {rope_type: dynamic, factor: 2}\n", "'dynamic' is not supported"),
     ("rope_theta: big\n", "rope_theta must be a number"),
     ("rope_scaling: {rope_type: llama3, factor: eight, low_freq_factor: 1, high_freq_factor: 4, "
      "original_max_position_embeddings: 64}\n", "factor must be a number"),
-    ("n_kv_heads: 2\n", "unknown key 'n_kv_heads'"),
+    ("n_kv_heads: 2\n",
+     r"unknown keys \['n_kv_heads'\] in the top level \(did you mean 'n_kv_head'\?\)"),
     ("norm: RMSNorm\n", "norm must be one of layernorm, rmsnorm"),
 ])
 def test_yaml_llama_errors(tmp_path, extra, message):

@@ -266,19 +266,51 @@ def _section(data: dict, name: str, where: str, required: bool = True) -> dict:
     return value
 
 
-def _no_unknown(section: dict, valid, where: str, path: str) -> None:
-    unknown = sorted((str(k) for k in section if k not in valid), key=str)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], [str(v) for v in valid], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{where}: unknown keys {unknown} in {path}{hint}; valid keys: "
-                          f"{', '.join(map(str, valid))}")
+def check_known_keys(section: dict, valid, where: str, path: str | None = None,
+                     error: type[PimgptError] = ConfigError) -> None:
+    """Refuse a mapping with keys outside ``valid`` (a misspelt key would be ignored silently).
+
+    Every unknown key is named in the one line, with the closest valid key of each that has one
+    (``did you mean 'channels'?``) and the list of valid keys. Hardware configs, model YAML files
+    and their sections share this message.
+
+    Parameters
+    ----------
+    section : dict
+        The parsed mapping.
+    valid : iterable
+        Its allowed keys, in the order to list them.
+    where : str
+        The file or config the mapping comes from, first in the message.
+    path : str, optional
+        The section (``"dram:"``, ``"the top level"``), after the unknown keys.
+    error : type
+        The :class:`PimgptError` subclass to raise.
+
+    Raises
+    ------
+    PimgptError
+        ``error``, when any key is unknown.
+    """
+    valid = [str(v) for v in valid]
+    unknown = sorted(str(k) for k in section if str(k) not in valid)
+    if not unknown:
+        return
+    close = {k: m[0] for k in unknown if (m := difflib.get_close_matches(k, valid, n=1))}
+    if len(close) == 1 and len(unknown) == 1:
+        hint = f" (did you mean '{close[unknown[0]]}'?)"
+    elif close:
+        hint = " (did you mean " + ", ".join(f"'{m}' for '{k}'" for k, m in close.items()) + "?)"
+    else:
+        hint = ""
+    inside = f" in {path}" if path else ""
+    raise error(f"{where}: unknown keys {unknown}{inside}{hint}; valid keys: {', '.join(valid)}")
 
 
 def _from_fields(cls, section: dict, where: str, path: str):
     """An instance of a config dataclass from a YAML mapping, every key checked."""
     keyed = [f for f in fields(cls) if "key" in f.metadata]
-    _no_unknown(section, [f.name for f in fields(cls)], where, f"{path}:")
+    check_known_keys(section, [f.name for f in fields(cls)], where, f"{path}:")
     values = {}
     for f in keyed:
         if f.name not in section:
@@ -332,7 +364,7 @@ def _dram(d: dict, where: str) -> DramConfig:
 
 
 def _timing(t: dict, where: str) -> dict:
-    _no_unknown(t, TIMING_KEYS, where, "timing:")
+    check_known_keys(t, TIMING_KEYS, where, "timing:")
     out = {}
     for name, lo in TIMING_MIN.items():
         if name not in t:
@@ -352,7 +384,7 @@ def _asic(a: dict, where: str) -> AsicConfig:
 
 
 def _energy(energy: dict, where: str) -> dict:
-    _no_unknown(energy, ENERGY_KEYS, where, "energy:")
+    check_known_keys(energy, ENERGY_KEYS, where, "energy:")
     return {k: check_value(v, Key(float, 0.0, MAX_ENERGY), f"energy.{k}", where)
             for k, v in energy.items()}
 
@@ -371,7 +403,7 @@ def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
     data = _with_base(data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: top level must be a mapping with dram/timing/asic sections")
-    _no_unknown(data, TOP_KEYS, where, "the top level")
+    check_known_keys(data, TOP_KEYS, where, "the top level")
     name = data.get("name", where)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: 'name' must be a non-empty string, got {name!r}")
@@ -391,10 +423,11 @@ def hw_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_yaml(path: Path, what: str = "YAML file") -> dict:
+def load_yaml(path: Path, what: str = "YAML file",
+              missing: str = "give a preset name or an existing YAML path") -> dict:
     """``yaml.safe_load`` a UTF-8 file; I/O, encoding and syntax errors are :class:`ConfigError`
-    (``what`` names the file in messages)."""
-    text = read_text(path, what, ConfigError, missing="give a preset name or an existing YAML path")
+    (``what`` names the file in messages, ``missing`` is the fix for a file that is not there)."""
+    text = read_text(path, what, ConfigError, missing=missing)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
