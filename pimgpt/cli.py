@@ -38,16 +38,27 @@ HANDLERS = {
 }
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, hw_default: str) -> None:
     p.add_argument(
         "--model",
         "-m",
         default="tiny",
-        help="preset name, shipped model, HF checkpoint dir or model YAML (default: tiny)",
+        help="preset name, shipped model, HF checkpoint dir or model YAML (docs/models.md; "
+        "default: tiny)",
     )
     p.add_argument(
-        "--hw", default=None, help="hardware preset or YAML file (default: pimgpt-gddr6-8ch)"
+        "--hw", default=None, help=f"hardware preset or YAML file (default: {hw_default})"
     )
+
+
+def _run_hw_default() -> str:
+    """The ``--hw`` default of ``pimgpt run``: the global preset, and each backend's own."""
+    from pimgpt.apps.run_cli import BACKENDS
+    from pimgpt.core.config import DEFAULT_HW
+
+    own = [f"{e.default_hw} with --backend {name}" for name, e in BACKENDS.items()
+           if e.default_hw]
+    return "; ".join([DEFAULT_HW] + own)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verilog", help=HANDLERS["verilog"][2], description="Convert an Amaranth block to Verilog."
     )
     p.add_argument("block", help="block name (mac, bf16mul, fp32add, ...; `list` lists them)")
-    p.add_argument("-o", "--output", default="build/verilog", help="output directory")
+    p.add_argument("-o", "--output", default="build/verilog",
+                   help="output directory (default: %(default)s)")
     p.add_argument("--hw", default=None, help="hardware preset or YAML (blocks that need it)")
 
     p = sub.add_parser(
@@ -72,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile a model into program.bin, program.asm, memmap.yaml "
         "and program.aim. By default one decode step at position --context - 1.",
     )
-    _add_model_args(p)
+    from pimgpt.core.config import DEFAULT_HW
+
+    _add_model_args(p, DEFAULT_HW)
     p.add_argument(
         "--context",
         type=int,
@@ -85,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated prompt token ids: compile prefill plus --new-tokens decode "
         "steps instead of a single step",
     )
-    p.add_argument("--new-tokens", type=int, default=1, help="decode steps with --prompt")
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="tokens to generate, with --prompt only (default: 1)")
     p.add_argument("-o", "--output", required=True, help="output directory")
 
     p = sub.add_parser(
@@ -93,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=HANDLERS["run"][2],
         description="Compile and run a model; print generated tokens (or text).",
     )
-    _add_model_args(p)
+    _add_model_args(p, _run_hw_default())
     from pimgpt.apps.run_cli import BACKENDS
 
     p.add_argument("--backend", choices=list(BACKENDS), default="golden",
@@ -108,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="perf backend: context length of the simulated decode step",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (presets)")
-    p.add_argument("--stats", default=None, help="write statistics JSON here")
+    p.add_argument("--stats", default=None,
+                   help="write statistics JSON here (perf: the top-level latency_ns, energy_nj, "
+                   "row_hit_rate and mac_utilization cover the whole program, preamble "
+                   "included; the *_per_token keys and the prefill/decode sections leave the "
+                   "preamble out, as the printed summary does)")
     p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
     p.add_argument(
         "--program",
@@ -128,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=HANDLERS["paper"][2],
         description="Run the 8 presets over context lengths; write Markdown, CSV and PNG plots.",
     )
-    p.add_argument("-o", "--output", default="build/paper", help="output directory")
+    p.add_argument("-o", "--output", default="build/paper",
+                   help="output directory (default: %(default)s)")
     p.add_argument("--hw", default=None, help="hardware preset or YAML")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
@@ -139,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the PIM numerics against float64 and write "
         "docs/accuracy.md-style Markdown plus JSON.",
     )
-    p.add_argument("-o", "--output", default="build/accuracy", help="output directory")
+    p.add_argument("-o", "--output", default="build/accuracy",
+                   help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer steps/tokens (smoke run)")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
 
@@ -163,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help=HANDLERS["models"][2], description=HANDLERS["models"][2])
     p = sub.add_parser("demo", help=HANDLERS["demo"][2], description=HANDLERS["demo"][2])
-    p.add_argument("-o", "--output", default="build/demo", help="output directory")
+    p.add_argument("-o", "--output", default="build/demo",
+                   help="output directory (default: %(default)s)")
     p = sub.add_parser("bench", help=HANDLERS["bench"][2], description=HANDLERS["bench"][2])
     p.add_argument("--quick", action="store_true", help="smaller sizes")
     return parser

@@ -58,3 +58,11 @@ def prompt_from_args(args, cfg, default: list[int] | None = (0,)) -> list[int] |
         print(f"no --prompt given, using {list(default)}")
         return list(default)
     return None
+
+
+def check_new_tokens(n) -> int:
+    """``n`` if it is a valid ``--new-tokens`` (an integer of at least 1), else :class:`PromptError`
+    naming the flag (``pimgpt run`` and ``pimgpt compile`` word it the same)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise PromptError(f"--new-tokens must be at least 1, got {n!r}")
+    return n

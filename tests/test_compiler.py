@@ -237,10 +237,18 @@ def test_input_errors():
         compile_generation(cfg, HW, [1.5], 1)
     with pytest.raises(CompileError, match="new_tokens"):
         compile_generation(cfg, HW, [1], 0)
-    with pytest.raises(CompileError, match="KV cache holds 64"):
+    with pytest.raises(CompileError, match="^60 prompt tokens [+] 6 new tokens need 65 "
+                       "KV-cache positions .* holds 64; generate at most 5 new tokens or shorten "
+                       "the prompt to at most 59 tokens$"):
         compile_generation(cfg, HW, list(range(60)), 6)
-    with pytest.raises(CompileError, match="KV cache holds 10"):
+    with pytest.raises(CompileError, match="KV cache of model tiny holds 10"):
         compile_generation(cfg, HW, [1] * 8, 4, memmap=map_model(cfg, HW, 10))
+    with pytest.raises(CompileError, match="^11 prompt tokens [+] 11 new tokens need 21 .* "
+                       "holds 10; give at most 11 prompt and new tokens in all$"):
+        compile_generation(cfg, HW, [1] * 11, 11, memmap=map_model(cfg, HW, 10))
+    with pytest.raises(CompileError, match="^1 prompt token [+] 10 new tokens need 10 .* "
+                       "holds 9; generate at most 9 new tokens$"):
+        compile_generation(cfg, HW, [1], 10, memmap=map_model(cfg, HW, 9))
     with pytest.raises(CompileError, match="context"):
         compile_decode_step(cfg, HW, 65)
     with pytest.raises(CompileError, match="another model"):

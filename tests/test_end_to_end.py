@@ -134,7 +134,8 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["run", "-m", "gpt2-small", "--prompt-text", "hi"]) == 1
     assert "byte-level" in capsys.readouterr().err
     assert main(["run", "-m", "tiny", "--prompt", "1", "--new-tokens", "65"]) == 1
-    assert "KV cache holds 64" in capsys.readouterr().err
+    assert "the KV cache of model tiny holds 64; generate at most 64 new tokens" in \
+        capsys.readouterr().err
     assert not out.exists()
 
 

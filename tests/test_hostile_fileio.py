@@ -94,6 +94,35 @@ def test_unwritable_folder_is_refused(tmp_path):
         ro.chmod(0o700)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_folder_that_refuses_files_is_refused_up_front():
+    """os.access says yes to root for /proc; a probe file finds out, with no misleading reason
+    (creating a file there fails with ENOENT although the folder exists)."""
+    for make in (lambda: Outputs({"--stats": "/proc/s.json"}),
+                 lambda: check_directory("-o", "/proc/sub/out")):
+        with pytest.raises(OutputError, match=r"folder /proc is not writable") as exc:
+            make()
+        assert "No such file" not in str(exc.value) and "choose another path" in str(exc.value)
+
+
+def test_probe_names_a_read_only_file_system(tmp_path, monkeypatch):
+    import errno
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", refuse)
+    with pytest.raises(OutputError, match=r"^--x: folder .* is not writable \(read-only file "
+                                          r"system\); choose another path$"):
+        Outputs({"--x": tmp_path / "x.json"})
+
+
+def test_probe_leaves_nothing_behind(tmp_path):
+    Outputs({"--x": tmp_path / "x.json"})
+    check_directory("-o", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_error_before_commit_leaves_nothing(tmp_path):
     (tmp_path / "old.json").write_text("old")
     before = tree(tmp_path)

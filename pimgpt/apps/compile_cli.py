@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from pimgpt.sw.prompt import PromptError, parse_prompt  # noqa: F401 (re-exported)
+from pimgpt.core.errors import PimgptError, plural
+from pimgpt.sw.prompt import PromptError, check_new_tokens, parse_prompt  # noqa: F401 (re-exported)
 
 
 def cli_compile(args) -> int:
@@ -16,6 +17,13 @@ def cli_compile(args) -> int:
     from pimgpt.sw.mapper import map_model, summary
     from pimgpt.sw.models import get_model
 
+    # An option the compile would ignore is refused, as `pimgpt run` refuses them.
+    new_tokens = getattr(args, "new_tokens", None)
+    if args.prompt is None and new_tokens is not None:
+        raise PimgptError("--new-tokens is not used without --prompt (one decode step is "
+                          "compiled); drop it or give --prompt ids to compile a generation")
+    if args.prompt is not None:
+        new_tokens = check_new_tokens(1 if new_tokens is None else new_tokens)
     outs = program_outputs(args.output)  # every destination checked before compiling
     cfg = get_model(args.model)
     hw = load_hw(args.hw)
@@ -23,8 +31,8 @@ def cli_compile(args) -> int:
     if args.prompt is not None:
         prompt = parse_prompt(args.prompt, cfg)
         memmap = map_model(cfg, hw, args.context) if args.context is not None else None
-        compiled = compile_generation(cfg, hw, prompt, args.new_tokens, memmap)
-        what = f"{len(prompt)}-token prefill + {args.new_tokens} generated tokens"
+        compiled = compile_generation(cfg, hw, prompt, new_tokens, memmap)
+        what = f"{len(prompt)}-token prefill + {plural(new_tokens, 'generated token')}"
     else:
         compiled = compile_decode_step(cfg, hw, args.context)
         what = f"one decode step at context {args.context or cfg.ctx}"

@@ -93,14 +93,26 @@ def _variant(hw, section: str, **keys):
     return hw_from_dict(raw, where=f"{hw.name} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
 
 
+#: An example value of each list option, for the fix of a bad one.
+LIST_EXAMPLES = {"models": "gpt2-small,gpt2-xl", "contexts": "128,1024"}
+
+
 def _parse_list(text, what, cast):
+    fix = f"give e.g. --{what} {LIST_EXAMPLES[what]}"
     try:
         vals = [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise PaperError(f"--{what} {text!r} is not a comma-separated list") from None
+        raise PaperError(f"--{what} {text!r} is not a comma-separated list; {fix}") from None
     if not vals:
-        raise PaperError(f"--{what} is empty")
+        raise PaperError(f"--{what} is empty; {fix}")
     return vals
+
+
+def _check_contexts(contexts) -> None:
+    for c in contexts or ():
+        if c < 1:
+            raise PaperError(f"context {c} is not a positive number of tokens; give lengths of "
+                             f"at least 1, e.g. --contexts {LIST_EXAMPLES['contexts']}")
 
 
 def split_models(models) -> tuple[list, list]:
@@ -118,9 +130,7 @@ def plan(models=None, contexts=None) -> list[tuple[str, int]]:
     names = models or PAPER_MODELS
     for n in names:
         get_model(n)  # raises a one-line error for unknown names
-    for c in contexts or ():
-        if c < 1:
-            raise PaperError(f"context {c} is not a positive number of tokens")
+    _check_contexts(contexts)
     pts = []
     for n in names:
         cfg = get_model(n)
@@ -443,6 +453,7 @@ def cli_paper(args) -> int:
     """Entry point of ``pimgpt paper``."""
     models = _parse_list(args.models, "models", str) if args.models else None
     contexts = _parse_list(args.contexts, "contexts", int) if args.contexts else None
+    _check_contexts(contexts)  # before the Llama plan too, whose error would say "shorter"
     # A subset run (--models/--contexts) skips the fixed sweeps unless it asks for everything.
     sweeps = models is None and contexts is None
     result = run_paper(args.output, args.hw, models, contexts, sweeps=sweeps)

@@ -194,6 +194,7 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
     from pimgpt.core.config import load_hw
     from pimgpt.sw import checkpoint, tokenizer
     from pimgpt.sw.models import get_model
+    from pimgpt.sw.prompt import check_new_tokens
 
     if isinstance(backend, str):
         backend = make_backend(backend)
@@ -201,7 +202,7 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
     cfg = get_model(model)
     hwc = load_hw(entry.default_hw if hw is None and entry else hw)
     checkpoint.check_seed(seed)
-    _check_new_tokens(new_tokens)
+    check_new_tokens(new_tokens)
     if context is not None and (isinstance(context, bool) or not isinstance(context, int)
                                 or not 1 <= context <= cfg.ctx):
         raise RunError(f"--context {context!r} is out of range for {cfg.name}; use 1..{cfg.ctx}")
@@ -224,11 +225,6 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
         result.stats.setdefault("context", context if prompt is not None else
                                 (cfg.ctx if context is None else context))
     return result
-
-
-def _check_new_tokens(n) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise RunError(f"--new-tokens must be at least 1, got {n!r}")
 
 
 def load_program(path: str, cfg, hw):

@@ -354,7 +354,9 @@ def parse_spec(data, spec_dir: str | Path = ".", text: str = "") -> SweepSpec:
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a spec file (``yaml.safe_load``)."""
     path = Path(path)
-    data = load_yaml(path)
+    # A spec is always a file (there are no spec presets): point at the shipped example.
+    data = load_yaml(path, "sweep spec", missing="give the path of a sweep spec YAML file, such "
+                     "as examples/sweep_channels_lanes.yaml (docs/sweep.md)")
     try:
         text = path.read_text()
     except OSError:

@@ -1,12 +1,13 @@
 """Files in and out: whole outputs or none, clean errors for unreadable inputs, the user cache.
 
 Outputs. Every command writes its results through :class:`Outputs`: the destinations are checked
-before the command starts its work (an empty path, a directory where a file should go, an
-unwritable folder or two options naming the same file are refused at once), the files are written
-into a temporary folder beside their targets, and :meth:`Outputs.commit` moves them all into place
-at the end. If anything fails, before or during the commit, no target is changed: files that a
-commit had already replaced are put back. Every file gets the mode an ordinary ``open()`` would
-give it (``mkstemp`` alone gives 0600). :func:`atomic_write` is the one-file form.
+before the command starts its work (an empty path, a directory where a file should go, an unwritable
+folder, found by creating and removing a file in it, or two options naming the same file are refused
+at once), the files are written into a temporary folder beside their targets, and
+:meth:`Outputs.commit` moves them all into place at the end. If anything fails, before or during the
+commit, no target is changed: files that a commit had already replaced are put back. Every file gets
+the mode an ordinary ``open()`` would give it (``mkstemp`` alone gives 0600). :func:`atomic_write`
+is the one-file form.
 
 Inputs. :func:`read_text` reads a UTF-8 text file and turns every failure (missing, a directory,
 unreadable, not UTF-8) into a one-line :class:`~pimgpt.core.errors.PimgptError`.
@@ -17,6 +18,7 @@ Caches. :func:`cache_dir` is the user cache folder of pimgpt (``$PIMGPT_CACHE_DI
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -344,8 +346,31 @@ def _check_parent(opt: str, path: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise OutputError(f"{opt}: {parent} is not a folder; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{opt}: folder {parent} is not writable; choose another path")
+    _probe_writable(opt, parent)
+
+
+#: Reasons worth naming when a probe file cannot be created (others, such as the ENOENT that
+#: /proc gives, would mislead: the folder is there).
+_PROBE_REASONS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def _probe_writable(opt: str, folder: Path) -> None:
+    """Create and remove a file in ``folder``, or raise :class:`OutputError`.
+
+    ``os.access`` asks the permission bits, which say yes to root everywhere, also in /proc or on
+    a read-only mount: the outputs would then fail only after the whole run.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pimgpt-probe-", dir=folder)
+    except OSError as exc:
+        why = f" ({exc.strerror.lower()})" if exc.errno in _PROBE_REASONS and exc.strerror else ""
+        raise OutputError(f"{opt}: folder {folder} is not writable{why}; choose another "
+                          "path") from None
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass  # a folder that takes files but refuses removals; the probe file stays harmless
 
 
 def check_directory(opt: str, raw: str | Path) -> Path:
@@ -362,8 +387,7 @@ def check_directory(opt: str, raw: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise OutputError(f"{opt}: {raw} exists and is not a folder; give a folder path")
     if path.is_dir():
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise OutputError(f"{opt}: folder {raw} is not writable; choose another path")
+        _probe_writable(opt, path)
     else:
         _check_parent(opt, path)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pimgpt.core.config import HwConfig
+from pimgpt.core.errors import plural
 from pimgpt.core.isa import Op
 from pimgpt.sw.mapper import MappingError, MemoryMap, map_model
 from pimgpt.sw.models import ModelConfig
@@ -112,10 +113,17 @@ def compile_generation(cfg: ModelConfig, hw: HwConfig, prompt, new_tokens: int,
     total = len(prompt) + new_tokens - 1
     mm = _check_memmap(cfg, hw, memmap, min(total, cfg.ctx))
     if total > mm.context:
+        # The last new token is produced but never attended, hence the - 1 in ``total``.
+        fixes = []
+        if (most := mm.context - len(prompt) + 1) >= 1:
+            fixes.append(f"generate at most {plural(most, 'new token')}")
+        if (most := mm.context - new_tokens + 1) >= 1:
+            fixes.append(f"shorten the prompt to at most {plural(most, 'token')}")
+        fix = " or ".join(fixes) or f"give at most {mm.context + 1} prompt and new tokens in all"
         raise CompileError(
-            f"{len(prompt)} prompt tokens + {new_tokens} new tokens need {total} positions but "
-            f"the KV cache holds {mm.context} (model {cfg.name}); shorten the prompt or generate "
-            "fewer tokens"
+            f"{plural(len(prompt), 'prompt token')} + {plural(new_tokens, 'new token')} need "
+            f"{total} KV-cache positions (every token but the last new one is cached), but the "
+            f"KV cache of model {cfg.name} holds {mm.context}; {fix}"
         )
     comp = _Compiler(cfg, hw, mm, schedule)
     for pos, tok in enumerate(prompt):
