@@ -60,9 +60,28 @@ def test_rope_rotates_every_query_and_key_head_once_per_layer():
                  if t == f"L{layer}.attn.rope" and i.op is Op.ROPE]
         assert all(i["dst"] == i["src"] and i["half"] == cfg.d_head // 2 for i in ropes)
         assert sum(i["nhead"] for i in ropes) == cfg.n_head + cfg.n_kv_head
-        # in order over the contiguous q and k heads of the qkv buffer
+        # in order over the contiguous q and k heads of the qkv buffer (every query head fits
+        # the first global-buffer window here: nothing waits for the keys)
         starts = [i["dst"] for i in ropes]
         assert starts == sorted(starts) and ropes[0]["dst"] == ropes[0]["src"]
+
+
+def test_rope_rotates_the_first_windows_queries_then_the_keys_then_the_rest():
+    """tinyllama on 32 channels: 32 query heads of 64, 4 K/V heads, a 1024-element global
+    buffer. The scores' first window needs queries 0-15 and the appended keys; queries 16-31
+    are rotated after the keys, while the banks compute the first window's scores."""
+    cfg = get_model("tinyllama-1.1b")
+    hw = load_hw("pimgpt-gddr6-32ch")
+    cp = compile_decode_step(cfg, hw, 16)
+    dh = cfg.d_head
+    for layer in (0, cfg.n_layer - 1):
+        ropes = [i for i, t in zip(cp.program, cp.tags, strict=True)
+                 if t == f"L{layer}.attn.rope" and i.op is Op.ROPE]
+        q0 = ropes[0]["dst"]
+        assert [((i["dst"] - q0) // dh, i["nhead"]) for i in ropes] == [(0, 16), (32, 4), (16, 16)]
+        at = [next(k for k, i in enumerate(cp.program) if i is r) for r in ropes]
+        k_append = next(k for k, t in enumerate(cp.tags) if t == f"L{layer}.attn.kv")
+        assert at[0] < at[1] < at[2] and at[1] < k_append  # the keys before their append
 
 
 def test_swiglu_layout_interleaves_gate_and_up_by_chunk():

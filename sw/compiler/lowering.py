@@ -277,19 +277,39 @@ class Lowering(AttentionLowering):
 
     def _rope(self, tag: str):
         """RoPE of the query and key heads (contiguous in ``qkv``, ``d_head`` words each) whose
-        outputs are in, in place."""
-        P, dh = self.P, self.dh
-        heads = self.H + self.cfg.n_kv_head
-        state = {"done": 0}
+        outputs are in, in place.
+
+        When the query heads arrive in an earlier output group than the keys, only the queries
+        of the first global-buffer window of the scores (``G / d_head`` heads) are rotated at
+        once; the others wait until the keys are rotated. The K append, and with it every
+        score, waits for the keys, while the first window's scores need only its queries: the
+        vector unit rotates the rest while the banks compute them. ROPE is per head, so the
+        order changes no bit."""
+        P, dh, H = self.P, self.dh, self.H
+        heads = H + self.cfg.n_kv_head
+        first = max(1, min(H, self.G // dh))
+        state = {"done": 0, "held": None}
+
+        def rope(a: int, z: int) -> None:
+            if z > a:
+                at = P.qkv + a * dh
+                self.b.emit(Op.ROPE, dst=at, src=at, tab=P.rope, half=dh // 2, nhead=z - a)
 
         def post(lo: int, n: int) -> None:
             ready = min(heads, (lo + n) // dh)
-            if ready > state["done"]:
-                self.b.tag = tag
-                at = P.qkv + state["done"] * dh
-                self.b.emit(Op.ROPE, dst=at, src=at, tab=P.rope, half=dh // 2,
-                            nhead=ready - state["done"])
-                state["done"] = ready
+            a = state["done"]
+            if ready <= a:
+                return
+            self.b.tag = tag
+            state["done"] = ready
+            held = state["held"]
+            q_end = min(ready, H)
+            rope(a, max(a, min(q_end, first)))
+            if q_end > max(a, first):  # later queries wait for the keys
+                held = state["held"] = (held[0] if held else max(a, first), q_end)
+            rope(max(a, H), ready)  # keys
+            if ready == heads and held is not None:
+                rope(*held)
         return post
 
     def _rope_table(self, pos: int) -> None:
