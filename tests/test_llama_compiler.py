@@ -52,6 +52,19 @@ def test_rope_table_is_sent_as_exact_immediates():
     assert [(i["n"], isa.bits_f32(i["value_f32"])) for i in first] == [(8, 1.0), (8, 0.0)]
 
 
+def test_rope_table_goes_behind_the_first_qkv_load():
+    """The step's RoPE table (``VFILL`` immediates) is first read by layer 0's ``ROPE``: it is
+    recorded after layer 0's first QKV load, so the vector unit writes it while the banks
+    stream, not before the first GEMV (where nothing hid it)."""
+    cp = compile_decode_step(small_llama(), TINY_RTL, 20)
+    tags, prog = cp.tags, cp.program
+    fills = [k for k, t in enumerate(tags) if t == "rope" and prog[k].op is Op.VFILL]
+    load = next(k for k, t in enumerate(tags) if t == "L0.attn.qkv" and prog[k].op is Op.WR_GB)
+    first_rope = next(k for k, t in enumerate(tags) if t == "L0.attn.rope")
+    assert fills and load < fills[0] and fills[-1] < first_rope
+    assert fills == list(range(fills[0], fills[-1] + 1))  # one run
+
+
 def test_rope_rotates_every_query_and_key_head_once_per_layer():
     cfg = small_llama()
     cp = compile_decode_step(cfg, TINY_RTL, 20)

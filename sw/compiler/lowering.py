@@ -150,7 +150,7 @@ class Lowering(AttentionLowering):
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
              prefetch: tuple = (), post=None, feeds: Region | None = None,
              per_input: int = 1, folded: int | None = None,
-             groups: list | None = None, after_first=None) -> None:
+             groups: list | None = None, after_first=None, behind_load=None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -172,6 +172,10 @@ class Lowering(AttentionLowering):
         ``after_first``: called after the first chunk's MACs when there are several chunks
         (the attention projection: the last head group's ``p . V``, which writes only inputs
         of later chunks).
+
+        ``behind_load``: called after the first load (and the folded norm's statistics), for
+        vector-unit work that the GEMV's outputs do not need yet: it runs while the banks
+        stream (the RoPE table of the step, before the first layer's QKV).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -201,6 +205,9 @@ class Lowering(AttentionLowering):
                 else:
                     b.emit(Op.LNRSTD, dst=self.P.stat, src=folded, tmp=self.P.tmp, n=self.d,
                            eps_f32=self.eps)
+            if behind_load is not None and t_idx == 0:
+                behind_load()
+                b.tag = tag
             last = t_idx == k - 1
             for j0, j1 in (batches if (k - 1 - t_idx) % 2 == 0 else batches[::-1]):
                 keys = [(gid, i) for i in range(j0, j1)]
@@ -233,17 +240,18 @@ class Lowering(AttentionLowering):
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
                prefetch: tuple = (), post=None, feeds: str | None = None,
-               per_input: int = 1, folded: int | None = None, after_first=None) -> None:
+               per_input: int = 1, folded: int | None = None, after_first=None,
+               behind_load=None) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
         parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``;
-        ``after_first``: see :meth:`gemv`.
+        ``after_first``, ``behind_load``: see :meth:`gemv`.
         Without biases (Llama) no add at all: adding +0 would turn a -0 into +0."""
         region = self.mm.region(f"h.{layer}.{name}.weight")
         bias = f"h.{layer}.{name}.bias" if self.cfg.bias else None
         consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
         self.gemv(region, x, dst, n_out, None if bias is None else self._param(bias),
                   ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input, folded,
-                  after_first=after_first)
+                  after_first=after_first, behind_load=behind_load)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -340,6 +348,8 @@ class Lowering(AttentionLowering):
             b.emit(Op.VADD, dst=P.x, a=P.x, b=P.tmp, n=d)
         else:
             self._prefetch(self._norm_params("h.0.ln_1"))
+
+        def rope_table() -> None:  # needed first by layer 0's ROPE: behind its QKV's first load
             b.tag = "rope"
             self._rope_table(pos)
         for layer in range(cfg.n_layer):
@@ -349,7 +359,8 @@ class Lowering(AttentionLowering):
             b.tag = f"L{layer}.attn.qkv"
             rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
             folded = P.x if self.fold_norms else None
-            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded)
+            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
+                        behind_load=rope_table if rope is not None and layer == 0 else None)
             self.attention(layer, pos, self._attn_proj(layer))
             b.tag = f"L{layer}.ln2"
             self._norm(p + "ln_2", P.x, P.h)
