@@ -35,9 +35,11 @@ from pimgpt.core.rope import rope_cos_sin_f64, rope_table
 from pimgpt.sw.models import (
     FOLDED_LN,
     ModelConfig,
+    folded_gain_weight,
     folded_ln_bias,
     folds_layernorm_shift,
     folds_norm,
+    folds_rmsnorm_gain,
 )
 
 from .reference_checks import (
@@ -172,8 +174,8 @@ class PimModel:
         # The score scale is the fp32 constant nearest 1/sqrt(d_head).
         self.scale = np.float32(1.0 / math.sqrt(cfg.d_head))
 
-        def mat(name):  # [in, out] -> one bf16 vector per output neuron, [out, in]
-            return np.ascontiguousarray(_bf16(weights[name]).T)
+        def mat(name, w=None):  # [in, out] -> one bf16 vector per output neuron, [out, in]
+            return np.ascontiguousarray(_bf16(weights[name] if w is None else w).T)
 
         def vec(name):  # w(.) of a 1-D parameter
             return _widen(_bf16(weights[name]))
@@ -183,6 +185,9 @@ class PimModel:
                 c = folded_ln_bias(weights[name + ".weight"], weights[norm + ".bias"],
                                    weights[name + ".bias"])
                 return mat(name + ".weight"), _widen(_bf16(c))
+            if norm is not None and folds_rmsnorm_gain(cfg):  # the gain in the weights
+                w = folded_gain_weight(weights[name + ".weight"], weights[norm + ".weight"])
+                return mat(name + ".weight", w), vec(name + ".bias") if cfg.bias else None
             return mat(name + ".weight"), vec(name + ".bias") if cfg.bias else None
 
         def norm(name):
@@ -222,12 +227,13 @@ class PimModel:
         ``docs/dataflow.md``): ``y_j = f32_mul(chunkdot(bf16(hc), W[:, j]), rstd)``, plus
         ``w(c_j)`` with biases (``f32_add``), where LayerNorm: ``hc = layernorm_centre(x, gain)``
         and ``c`` the folded bias (:func:`pimgpt.sw.models.folded_ln_bias`); RMSNorm:
-        ``hc = f32_mul(x, gain)`` and ``c`` the bias."""
+        ``hc = x``, the gain being in the weights (:func:`pimgpt.sw.models.folded_gain_weight`),
+        and ``c`` the bias."""
         if not self.fold:
             return self.linear(self.norm(x, norm), layer)
         (gain, shift), (w16, c) = norm, layer
         if shift is None:
-            hc, rstd = nm.f32_mul(x, gain), nll.rmsnorm_rstd(x, self.eps)
+            hc, rstd = x, nll.rmsnorm_rstd(x, self.eps)
         else:
             hc, (_, rstd) = nl.layernorm_centre(x, gain), nl.layernorm_stats(x, self.eps)
         y = nm.f32_mul(chunkdot(_bf16(hc), w16), rstd)
@@ -404,10 +410,22 @@ class F64Model:
         _check_model(cfg, weights)
         self.cfg = cfg
         self.capacity = _check_capacity(cfg, capacity)
+        given = weights
         if bf16_weights:
             weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
                        for k, v in weights.items()}
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        # The weights holding a folded RMSNorm gain: exact, or as the DRAM stores them.
+        self.wg = {}
+        if folds_rmsnorm_gain(cfg):
+            for i in range(cfg.n_layer):
+                for name, ln in FOLDED_LN.items():
+                    p = f"h.{i}."
+                    w, g = self.w[p + name + ".weight"], self.w[p + ln + ".weight"]
+                    self.wg[p + name] = (
+                        _widen(_bf16(folded_gain_weight(given[p + name + ".weight"],
+                                                        given[p + ln + ".weight"])))
+                        .astype(np.float64) if bf16_weights else g[:, None] * w)
         # The biases holding a folded LayerNorm shift (exact, or as the DRAM stores them).
         self.c = {}
         if folds_layernorm_shift(cfg):
@@ -437,8 +455,9 @@ class F64Model:
     def _normed_linear(self, x, ln: str, name: str):
         """``linear(norm(x))``; with the PIM's norm folded into the GEMV (``normlinear`` of
         ``docs/dataflow.md``) the same in exact arithmetic, but the global buffer's rounding
-        (``bf16_acts``) applies to ``(x - mean) * gain`` (RMSNorm: ``x * gain``) and the folded
-        bias is the one the DRAM holds (``bf16_weights``)."""
+        (``bf16_acts``) applies to ``(x - mean) * gain`` (RMSNorm: to ``x``, the gain being in
+        the weights) and the folded bias or weights are the ones the DRAM holds
+        (``bf16_weights``)."""
         if not folds_norm(self.cfg):
             return self._linear(self.act(self._norm(x, ln)), name)
         eps, gain = self.cfg.ln_eps, self.w[ln + ".weight"]
@@ -448,6 +467,8 @@ class F64Model:
             hc = x - x.mean(axis=-1, keepdims=True)
             var = (hc * hc).mean(axis=-1, keepdims=True)
         w = self.w[name + ".weight"]
+        if name in self.wg:
+            w, gain = self.wg[name], 1.0
         y = (self._mm(self.act(hc * gain), w) if x.ndim > 1 else self.act(hc * gain) @ w)
         y = y / np.sqrt(var + eps)
         return y + self.c[name] if name in self.c else (y + self.w[name + ".bias"]

@@ -5,7 +5,8 @@ per bank slot (:func:`write_region`); the packed small vectors go piece by piece
 (:meth:`.mapper.MemoryMap.pieces`); the K/V caches start at zero. The query columns of every
 ``attn.c_attn`` weight and bias carry :attr:`.mapper.MemoryMap.q_scale` (the scores' scale when it
 is a power of two: exact, and no vector instruction scales ``q`` or the scores then). The biases of
-the GEMVs a LayerNorm feeds hold the folded shift (:func:`.models.folded_ln_bias`).
+the GEMVs a LayerNorm feeds hold the folded shift (:func:`.models.folded_ln_bias`); the weights
+of the GEMVs an RMSNorm feeds hold its gain (:func:`.models.folded_gain_weight`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from pimgpt.sw.mapper import MappingError, MemoryMap, Region, fc_order, to_bf16
-from pimgpt.sw.models import FOLDED_LN, folded_ln_bias, folds_layernorm_shift
+from pimgpt.sw.models import (
+    FOLDED_LN,
+    folded_gain_weight,
+    folded_ln_bias,
+    folds_layernorm_shift,
+    folds_rmsnorm_gain,
+)
 
 
 def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
@@ -32,7 +39,7 @@ def _bf16_vectors(mm: MemoryMap, name: str, weights: dict) -> np.ndarray | None:
                     out[v, :n] = bf[lo:lo + n]
         return out
     # Conv1D [in, out] -> one vector per output neuron
-    vectors = to_bf16(_q_scaled(mm, name, np.asarray(weights[name], np.float32))).T
+    vectors = to_bf16(_q_scaled(mm, name, _matrix(mm, name, weights))).T
     if name.endswith("mlp.c_fc.weight") and mm.cfg.mlp == "swiglu":
         vectors = vectors[fc_order(mm.cfg, mm.hw)]
     return vectors
@@ -51,6 +58,17 @@ def _param(mm: MemoryMap, name: str, weights: dict) -> np.ndarray:
                                weights[p + FOLDED_LN[matrix] + ".bias"], value)
     if name.endswith("mlp.c_fc.bias"):  # in the order of the outputs (its vectors')
         value = value[fc_order(mm.cfg, mm.hw)]
+    return value
+
+
+def _matrix(mm: MemoryMap, name: str, weights: dict) -> np.ndarray:
+    """The fp32 values the image stores for the matrix ``name``: the checkpoint's, or for a GEMV
+    an RMSNorm feeds, with its gain folded in (:func:`~pimgpt.sw.models.folded_gain_weight`)."""
+    value = np.asarray(weights[name], np.float32)
+    layer, _, rest = name.partition(".")[2].partition(".")
+    matrix = rest.removesuffix(".weight")
+    if name.startswith("h.") and matrix in FOLDED_LN and folds_rmsnorm_gain(mm.cfg):
+        value = folded_gain_weight(value, weights[f"h.{layer}.{FOLDED_LN[matrix]}.weight"])
     return value
 
 

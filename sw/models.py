@@ -366,6 +366,33 @@ def folded_ln_bias(weight, shift, bias) -> np.ndarray:
     return c.astype(np.float32)
 
 
+def folds_rmsnorm_gain(cfg: ModelConfig) -> bool:
+    """Whether the gains of ``ln_1``/``ln_2`` are folded into the weights of the GEMVs they feed
+    (:func:`folded_gain_weight`): an RMSNorm's folded GEMV then starts on the residual stream
+    itself, with no vector instruction before it."""
+    return cfg.norm == "rmsnorm" and folds_norm(cfg)
+
+
+def folded_gain_weight(weight, gain) -> np.ndarray:
+    """The weight of a GEMV whose input RMSNorm's gain is folded into it: ``gain[i] * W[i, j]``
+    in fp32 (one rounding; the DRAM image then stores its ``bf16``), ``W`` being ``[in, out]`` as
+    the checkpoint stores it.
+
+    Parameters
+    ----------
+    weight : array_like of float32, shape (in, out)
+    gain : array_like of float32, shape (in,)
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(in, out)``.
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    g = np.asarray(gain, dtype=np.float32)
+    return (g[:, None] * w).astype(np.float32)
+
+
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The name and shape of every weight of ``cfg`` in a fixed order (see the module notes).
 

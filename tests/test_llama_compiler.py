@@ -123,6 +123,37 @@ def test_swiglu_layout_interleaves_gate_and_up_by_chunk():
     assert all(i["up"] - i["gate"] == i["n"] for i in sw)
 
 
+def test_rmsnorm_gain_is_folded_into_the_weights():
+    """A folded RMSNorm's gain is in the weights of the GEMV it feeds: the DRAM image stores
+    ``bf16(fp32(gain[i] * W[i, j]))`` (the query columns also carry the scores' scale, a power of
+    two), and the step runs no vector instruction between the residual add and the GEMV."""
+    cfg = small_llama()
+    w = random_weights(cfg, 3)
+    rng = np.random.default_rng(0)
+    for i in range(cfg.n_layer):
+        for ln in ("ln_1", "ln_2"):
+            w[f"h.{i}.{ln}.weight"] = rng.uniform(0.5, 1.5, cfg.d_model).astype(np.float32)
+    mm = map_model(cfg, TINY_RTL, 20)
+    image = build_dram_image(mm, w)
+    d = TINY_RTL.dram
+    order = fc_order(cfg, TINY_RTL)  # stored vector k of c_fc: the checkpoint's column order[k]
+    for name, ln, col, v, scale in (("attn.c_attn", "ln_1", 3, 3, mm.q_scale),
+                                    ("mlp.c_fc", "ln_2", 5, int(np.flatnonzero(order == 5)[0]),
+                                     1.0)):
+        reg = mm.region(f"h.1.{name}.weight")
+        slot, local = v % reg.slots, v // reg.slots
+        ch, bank = divmod(slot, d.banks)
+        row, el = divmod(reg.flat(local, 0), d.row_elems)
+        got = image[ch, bank, row, el:el + 16]
+        prod = w[f"h.1.{ln}.weight"][:16] * w[f"h.1.{name}.weight"][:16, col]
+        assert (got == to_bf16((prod * np.float32(scale)).astype(np.float32))).all(), name
+        assert not (got == to_bf16(w[f"h.1.{name}.weight"][:16, col] * np.float32(scale))).all()
+    cp = compile_decode_step(cfg, TINY_RTL, 20)
+    assert not any(t.endswith((".ln1", ".ln2")) for t in cp.tags)
+    assert not any(i.op is Op.VMUL for i in cp.program)
+    assert sum(i.op is Op.RMSRSTD for i in cp.program) == 2 * cfg.n_layer
+
+
 @pytest.mark.parametrize("name,hw_name,heads,passes", [
     ("llama-3.2-1b", "pimgpt-gddr6-16ch", 4, 2),   # 4 query heads per K/V head, d_head 64
     ("llama-3.2-3b", "pimgpt-gddr6-16ch", 2, 4),   # 3 per K/V head, d_head 128

@@ -121,9 +121,12 @@ class Lowering(AttentionLowering):
 
     def _norm_params(self, prefix: str) -> tuple:
         """Parameter names of the norm ``prefix`` that the vector unit reads (gain, and the
-        shift of a LayerNorm that is not folded into its GEMV)."""
+        shift of a LayerNorm that is not folded into its GEMV; nothing for a folded RMSNorm,
+        whose gain is in the GEMV's weights)."""
         if self.cfg.norm == "layernorm" and not self._folded(prefix):
             return (prefix + ".weight", prefix + ".bias")
+        if self.cfg.norm == "rmsnorm" and self._folded(prefix):
+            return ()
         return (prefix + ".weight",)
 
     def _folded(self, prefix: str) -> bool:
@@ -131,13 +134,15 @@ class Lowering(AttentionLowering):
         :func:`~pimgpt.sw.models.folds_norm`)."""
         return self.fold_norms and prefix.startswith("h.")
 
-    def _norm(self, prefix: str, src: int, dst: int) -> None:
-        """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm); a folded
-        LayerNorm only centres and scales (``LNCENTRE``): the GEMV it feeds finishes it."""
+    def _norm(self, prefix: str, src: int, dst: int) -> int:
+        """``dst = norm(src)`` with the parameters of ``prefix`` (LayerNorm or RMSNorm); returns
+        where the GEMV it feeds reads its input. A folded LayerNorm only centres and scales
+        (``LNCENTRE``): the GEMV it feeds finishes it; a folded RMSNorm emits nothing: its gain is
+        in the weights (:func:`~pimgpt.sw.models.folded_gain_weight`), the GEMV reads ``src``."""
         W = self._param
         if self._folded(prefix) and self.cfg.norm == "rmsnorm":
-            self.b.emit(Op.VMUL, dst=dst, a=src, b=W(prefix + ".weight"), n=self.d)
-        elif self._folded(prefix):
+            return src
+        if self._folded(prefix):
             self.b.emit(Op.LNCENTRE, dst=dst, src=src, gamma=W(prefix + ".weight"), n=self.d)
         elif self.cfg.norm == "layernorm":
             self.b.emit(Op.LAYERNORM, dst=dst, src=src, gamma=W(prefix + ".weight"),
@@ -145,6 +150,7 @@ class Lowering(AttentionLowering):
         else:
             self.b.emit(Op.RMSNORM, dst=dst, src=src, gamma=W(prefix + ".weight"), n=self.d,
                         eps_f32=self.eps)
+        return dst
 
     # ---- GEMV ----------------------------------------------------------------------------
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
@@ -355,22 +361,22 @@ class Lowering(AttentionLowering):
         for layer in range(cfg.n_layer):
             p = f"h.{layer}."
             b.tag = f"L{layer}.ln1"
-            self._norm(p + "ln_1", P.x, P.h)
+            h = self._norm(p + "ln_1", P.x, P.h)
             b.tag = f"L{layer}.attn.qkv"
             rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
             folded = P.x if self.fold_norms else None
-            self.linear(layer, "attn.c_attn", P.h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
+            self.linear(layer, "attn.c_attn", h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
                         behind_load=rope_table if rope is not None and layer == 0 else None)
             self.attention(layer, pos, self._attn_proj(layer))
             b.tag = f"L{layer}.ln2"
-            self._norm(p + "ln_2", P.x, P.h)
+            h = self._norm(p + "ln_2", P.x, P.h)
             b.tag = f"L{layer}.mlp.fc"
             if cfg.mlp == "swiglu":
-                self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.fc_dim,
+                self.linear(layer, "mlp.c_fc", h, P.u, cfg.fc_dim,
                             post=self._swiglu(f"L{layer}.mlp.swiglu"), feeds="mlp.c_proj",
                             per_input=2, folded=folded)
             else:
-                self.linear(layer, "mlp.c_fc", P.h, P.u, cfg.d_ff,
+                self.linear(layer, "mlp.c_fc", h, P.u, cfg.d_ff,
                             post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj",
                             folded=folded)
             b.tag = f"L{layer}.mlp.proj"
