@@ -33,7 +33,6 @@ from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
 from pimgpt.core.rope import rope_cos_sin_f64, rope_table
 from pimgpt.sw.models import (
-    FOLDED_LN,
     ModelConfig,
     folded_gain_weight,
     folded_ln_bias,
@@ -51,6 +50,7 @@ from .reference_checks import (
     _check_pos,
     _check_tokens,
 )
+from .reference_folds import f64_folds
 
 MAC_LANES = nm.MAC_LANES
 #: Output neurons per dot_bf16 call: bounds the temporaries (about 100 bytes per product).
@@ -415,28 +415,8 @@ class F64Model:
             weights = {k: nm.bf16_to_f32(nm.f32_to_bf16(np.asarray(v, np.float32)))
                        for k, v in weights.items()}
         self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
-        # The weights holding a folded RMSNorm gain: exact, or as the DRAM stores them.
-        self.wg = {}
-        if folds_rmsnorm_gain(cfg):
-            for i in range(cfg.n_layer):
-                for name, ln in FOLDED_LN.items():
-                    p = f"h.{i}."
-                    w, g = self.w[p + name + ".weight"], self.w[p + ln + ".weight"]
-                    self.wg[p + name] = (
-                        _widen(_bf16(folded_gain_weight(given[p + name + ".weight"],
-                                                        given[p + ln + ".weight"])))
-                        .astype(np.float64) if bf16_weights else g[:, None] * w)
-        # The biases holding a folded LayerNorm shift (exact, or as the DRAM stores them).
-        self.c = {}
-        if folds_layernorm_shift(cfg):
-            for i in range(cfg.n_layer):
-                for name, ln in FOLDED_LN.items():
-                    p = f"h.{i}."
-                    w, sh, b = (self.w[p + n] for n in (name + ".weight", ln + ".bias",
-                                                         name + ".bias"))
-                    c = w.T @ sh + b
-                    self.c[p + name] = (_widen(_bf16(c)).astype(np.float64) if bf16_weights
-                                        else c)
+        # The folded norms' biases and weights (exact, or as the DRAM stores them).
+        self.c, self.wg = f64_folds(cfg, given, self.w, bf16_weights)
         self.act = round_bf16_f64 if bf16_acts else _exact
         self.kv = round_bf16_f64 if bf16_kv else _exact
         self.last_xf = None
