@@ -381,15 +381,13 @@ def _lookahead(program, macs: bool, early: frozenset, vec: frozenset = frozenset
                 # more columns of this row first, and the row to open ahead is the one after.
                 out[i] = nxt_other = nxt_other if nxt == here else nxt
             nxt, reg_only = here, True
-        elif op in early:
+        elif op in early or op in vec:
             if reg_only:
                 out[i] = nxt
-        elif op in vec:
-            if reg_only:
-                out[i] = nxt
-            acc = vec_rows(ins) if (nxt is not None and vec_rows is not None) else None
-            reg_only = (reg_only and acc is not None and acc[1] == {nxt[0]}
-                        and nxt[1] >> acc[0] & 1 == 1)
+                if op in vec:  # the run goes on only across an access of nxt's row alone
+                    acc = vec_rows(ins) if nxt is not None and vec_rows is not None else None
+                    reg_only = (acc is not None and acc[1] == {nxt[0]}
+                                and nxt[1] >> acc[0] & 1 == 1)
         elif op < 0x20:
             if op == eoc:
                 nxt = nxt_other = None
