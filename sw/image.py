@@ -16,10 +16,10 @@ import numpy as np
 from pimgpt.sw.mapper import MappingError, MemoryMap, Region, fc_order, to_bf16
 from pimgpt.sw.models import (
     FOLDED_LN,
+    folded_gain_name,
     folded_gain_weight,
     folded_ln_bias,
     folds_layernorm_shift,
-    folds_rmsnorm_gain,
 )
 
 
@@ -65,11 +65,8 @@ def _matrix(mm: MemoryMap, name: str, weights: dict) -> np.ndarray:
     """The fp32 values the image stores for the matrix ``name``: the checkpoint's, or for a GEMV
     an RMSNorm feeds, with its gain folded in (:func:`~pimgpt.sw.models.folded_gain_weight`)."""
     value = np.asarray(weights[name], np.float32)
-    layer, _, rest = name.partition(".")[2].partition(".")
-    matrix = rest.removesuffix(".weight")
-    if name.startswith("h.") and matrix in FOLDED_LN and folds_rmsnorm_gain(mm.cfg):
-        value = folded_gain_weight(value, weights[f"h.{layer}.{FOLDED_LN[matrix]}.weight"])
-    return value
+    gain = folded_gain_name(mm.cfg, name)
+    return value if gain is None else folded_gain_weight(value, weights[gain])
 
 
 def _q_scaled(mm: MemoryMap, name: str, w: np.ndarray) -> np.ndarray:

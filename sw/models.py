@@ -373,6 +373,18 @@ def folds_rmsnorm_gain(cfg: ModelConfig) -> bool:
     return cfg.norm == "rmsnorm" and folds_norm(cfg)
 
 
+def folded_gain_name(cfg: ModelConfig, name: str) -> str | None:
+    """The gain folded into the matrix ``name`` (``h.{i}.attn.c_attn.weight`` ->
+    ``h.{i}.ln_1.weight``, ``h.{i}.mlp.c_fc.weight`` -> ``h.{i}.ln_2.weight``) when ``cfg`` folds
+    RMSNorm gains (:func:`folds_rmsnorm_gain`); else ``None``."""
+    layer, _, rest = name.partition(".")[2].partition(".")
+    matrix = rest.removesuffix(".weight")
+    if name.startswith("h.") and rest.endswith(".weight") and matrix in FOLDED_LN \
+            and folds_rmsnorm_gain(cfg):
+        return f"h.{layer}.{FOLDED_LN[matrix]}.weight"
+    return None
+
+
 def folded_gain_weight(weight, gain) -> np.ndarray:
     """The weight of a GEMV whose input RMSNorm's gain is folded into it: ``gain[i] * W[i, j]``
     in fp32 (one rounding; the DRAM image then stores its ``bf16``), ``W`` being ``[in, out]`` as

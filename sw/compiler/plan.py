@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pimgpt.core.config import HwConfig
 from pimgpt.sw.mapper import COL, MemoryMap, round_up, v_channel_major, v_dims
-from pimgpt.sw.models import FOLDED_LN, ModelConfig, folds_rmsnorm_gain
+from pimgpt.sw.models import FOLDED_LN, ModelConfig, folded_gain_name
 
 from .program import CompileError
 
@@ -117,9 +117,8 @@ class ScratchPlan:
 
         layer_of = {n: int(n.split(".")[1]) if n.startswith("h.") else -1 for n in mm.vectors}
         # A folded RMSNorm's gain is in its GEMV's weights: the vector unit never reads it.
-        unread = ({n for n in mm.vectors if n.startswith("h.")
-                   and n.split(".", 2)[2].removesuffix(".weight") in FOLDED_LN.values()}
-                  if folds_rmsnorm_gain(cfg) else set())
+        unread = {folded_gain_name(cfg, f"h.{i}.{m}.weight")
+                  for i in range(cfg.n_layer) for m in FOLDED_LN} - {None}
         names = sorted((n for n in mm.vectors if n not in unread),
                        key=lambda n: (layer_of[n], mm.vectors[n]))
         per_layer = [sum(words(n) for n in names if layer_of[n] == i)
