@@ -50,8 +50,9 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
 
     Inputs live below 24576 (random normal words, a block of every special value, gains near 1),
     outputs above, except the in-place cases; SOFTMAX takes ``n = 1000`` x 5 rows, ``2100`` x 2,
-    ``4W + 3`` and ``8W + 3`` x 4 and groups of rows looped (8 rows, in place), a row with NaN
-    and one of ``-Inf`` (``n = 1000``).
+    ``4W + 3`` and ``8W + 3`` x 4, groups of rows looped (8 rows, in place), a row with NaN
+    and one of ``-Inf`` (``n = 1000``), and last ``8W`` x 9 in place over the first inputs (the
+    fused path: the next group's maxima in the exp loop).
     """
     from pimgpt.sim.cocotb_lib.stimulus import FP32_DIRECTED
 
@@ -119,7 +120,8 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
                          (1000, 3, 21000)):
         prog.append(I(Op.SOFTMAX, dst=alloc(n * rows), src=src, n=n, rows=rows))
     prog += [I(Op.SOFTMAX, dst=8192, src=8192, n=1000, rows=8),
-             I(Op.SOFTMAX, dst=12000, src=12000, n=1000, rows=4)]
+             I(Op.SOFTMAX, dst=12000, src=12000, n=1000, rows=4),
+             I(Op.SOFTMAX, dst=0, src=0, n=8 * W, rows=9)]
     if out > WORDS:
         raise ValueError(f"the wide stimulus does not fit a {WORDS}-word scratchpad")
     return sp, prog

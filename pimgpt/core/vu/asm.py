@@ -250,13 +250,14 @@ class Asm:
         box.extend(self._sched.ops)
         self._sched = None
 
-    def modulo(self, ops: list, advance: int) -> tuple[list, list, list] | None:
+    def modulo(self, ops: list, advance: int, ptrs: tuple = ()) -> tuple | None:
         """Software-pipeline one loop iteration of identical copies
-        (:func:`.modulo.software_pipeline`):
-        ``(prologue, body, epilogue)`` or None when the copies do not fit two stages."""
+        (:func:`.modulo.software_pipeline`): ``(prologue, body, epilogue, advanced)`` or None
+        when the copies do not fit two stages; ``advanced``: the pointers ``ptrs`` advance
+        inside the prologue and the body."""
         from .modulo import software_pipeline
 
-        return software_pipeline(ops, self.lat, advance, self.vreg)
+        return software_pipeline(ops, self.lat, advance, self.vreg, tuple(ptrs))
 
     def emit_ops(self, ops: list) -> None:
         """Append already formed operations (a part of :meth:`modulo`'s plan) in order."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .asm import VReg, _Op
-from .uisa import Pipeline, Unit, unit_of
+from .uisa import BSel, Pipeline, Unit, UOp, unit_of
 
 
 def _copy_slots(ops: list[_Op], lat: Pipeline) -> tuple[int, list[int]] | None:
@@ -72,8 +72,18 @@ def _fit(ii: int, issue: int, units: list, ports: list, wl: list[int],
     return at if place(0) else None
 
 
+def _advance_slots(placed: list, T: int, n: int) -> list[int] | None:
+    """Cycles of the iteration (``[0, T)``) where a pointer's ``SADD`` can pair with the one
+    operation issued there (not a scalar one), the first ``n`` of them; None if too few."""
+    per: dict = {}
+    for t, _st, _c, _i, o in placed:
+        per.setdefault(t, []).append(unit_of(o.op))
+    free = [t for t in range(T) if len(per.get(t, ())) == 1 and per[t][0] is not Unit.SCALAR]
+    return free[:n] if len(free) >= n else None
+
+
 def software_pipeline(ops: list[_Op], lat: Pipeline, advance: int,
-                      fresh) -> tuple[list, list, list] | None:
+                      fresh, ptrs: tuple = ()) -> tuple[list, list, list, bool] | None:
     """Software pipelining of one loop iteration: ``ops`` are ``C`` copies of one body (the same
     operations in the same order, copy numbers ``0..C-1``), every memory operation addressed
     from a pointer that the caller advances by ``advance`` after each part. Copy ``c`` starts
@@ -84,7 +94,15 @@ def software_pipeline(ops: list[_Op], lat: Pipeline, advance: int,
     (stage 1 of the last); stage-1 memory offsets are lowered by ``advance``. Values passed from
     stage 0 to stage 1 keep their virtual register across the three parts (live across the
     loop); the others are renamed per part. None when a copy needs more than two stages or a
-    passed value would be overwritten before it is read."""
+    passed value would be overwritten before it is read.
+
+    ``ptrs``: the pointer registers the caller would advance after the prologue and after each
+    body. When the iteration has an issue slot for each beside a lone operation, their ``SADD``
+    operations go there instead (in the prologue and the body, at the same cycles), and every
+    memory operation behind one in program order has its offset lowered by ``advance`` once
+    more; the last element of the result then says so (the caller advances nothing). Scalar
+    operations behind the loop body took a cycle each (12 per iteration of SOFTMAX's fused exp
+    loop)."""
     by_copy: dict = {}
     for o in ops:
         by_copy.setdefault(o.copy, []).append(o)
@@ -120,6 +138,14 @@ def software_pipeline(ops: list[_Op], lat: Pipeline, advance: int,
             for r in o.vw:
                 stage_of[r] = (st, g)
     placed.sort(key=lambda x: (x[0], -x[1], x[2], x[3]))
+    slots = _advance_slots(placed, T, len(ptrs)) if ptrs else None
+    inside = slots is not None
+    if inside:
+        for k, (t, r) in enumerate(zip(slots, ptrs, strict=True)):
+            sadd = _Op(UOp.SADD, (r, r, 0, 0), BSel.IMM, 0, advance & 0xFFFFFFFF, (), (), (r,),
+                       (r,))
+            placed.append((t, 0, len(copies), k, sadd))  # after the slot's operation
+        placed.sort(key=lambda x: (x[0], -x[1], x[2], x[3]))
 
     def part(stages):
         names: dict = {}
@@ -132,16 +158,25 @@ def software_pipeline(ops: list[_Op], lat: Pipeline, advance: int,
             return r
 
         out = []
+        moved: set = set()  # pointers advanced so far in this part
         for _, st, _, _, o in placed:
+            if o.op is UOp.SADD:
+                if 0 in stages:  # not in the epilogue
+                    moved.add(o.regs[0])
+                    out.append(o)
+                continue
             if st not in stages:
                 continue
-            imm = (o.imm - advance) & 0xFFFFFFFF if (o.mem and st == 1) else o.imm
+            imm = o.imm
+            if o.mem:
+                times = (st == 1) + (o.regs[1] in moved)
+                imm = (o.imm - times * advance) & 0xFFFFFFFF
             out.append(replace(o, regs=tuple(ren(r) for r in o.regs), imm=imm,
                                vr=tuple(ren(r) for r in o.vr), vw=tuple(ren(r) for r in o.vw),
                                copy=None, pos=-1))
         return out
 
-    return part({0}), part({0, 1}), part({1})
+    return part({0}), part({0, 1}), part({1}), inside
 
 
 __all__ = ["software_pipeline"]

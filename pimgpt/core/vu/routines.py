@@ -118,20 +118,22 @@ def blocks(a: Asm, S: Scalars, nb: SReg, rows: int, K: int, ptrs: list[SReg], bo
     if pipelined:
         with a.capture() as ops:
             copies(K)
-        plan = a.modulo(ops, K * W)
+        plan = a.modulo(ops, K * W, ptrs)
     if plan is not None:  # prologue, niter - 1 iterations, epilogue
-        pro, mid, epi = plan
+        pro, mid, epi, inside = plan
         plain, end = a.fresh("pipe.plain"), a.fresh("pipe.end")
         # the fill and drain cost about one iteration's ramp each: with fewer than 16 copies an
         # iteration's ramp is short, so the plain loop stays cheaper for two iterations
         a.li(bit, 2 if K * rows >= 16 else 3)
         a.br(UOp.BLTU, niter, bit, plain)
         a.emit_ops(pro)
-        advance(K)
+        if not inside:
+            advance(K)
         a.s(UOp.SSUB, niter, niter, 1)
         with a.loop(niter):
             a.emit_ops(mid)
-            advance(K)
+            if not inside:
+                advance(K)
         a.emit_ops(epi)
         a.br(UOp.BEQ, ZERO, ZERO, end)
         a.label(plain)  # one iteration (or none) costs less without the stagger
@@ -362,14 +364,17 @@ def _elementwise_body_only(a: Asm, S: Scalars, n: SReg, func) -> None:
     a.done()
 
 
-def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group) -> None:
+def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group, full: bool = True) -> None:
     """``group(g)`` for ``rows // G`` groups of ``G`` rows (a loop), then one group of each
-    ``g = G/2, G/4, ..., 1`` whose bit is set in ``rows`` (SOFTMAX's rows, ROPE's heads)."""
-    ngroups = S()
-    a.s(UOp.SSHR, ngroups, rows, log2(G))
+    ``g = G/2, G/4, ..., 1`` whose bit is set in ``rows`` (SOFTMAX's rows, ROPE's heads).
+    Without ``full`` only the latter (the caller has done the full groups)."""
+    if full:
+        ngroups = S()
+        a.s(UOp.SSHR, ngroups, rows, log2(G))
     mark = S.next
-    with a.loop(ngroups):
-        group(G)
+    if full:
+        with a.loop(ngroups):
+            group(G)
     g = G // 2
     while g >= 1:
         S.next = mark

@@ -58,14 +58,25 @@ EXP_CONSTS = (nl.EXP_C8_BITS, nl.ROUND_MAGIC_BITS, nl.EXP_P1_BITS)
 GELU_CONSTS = (nl.EXP_C8_BITS, nl.ROUND_MAGIC_BITS, nl.EXP_P1_BITS ^ SIGN, nl.GELU_G1_BITS)
 
 
-def _exp2(a: Asm, k: Consts, xc: VReg, negate: bool = False) -> tuple[VReg, VReg, VReg]:
-    """Steps 2-5 of ``exp`` on clamped ``xc``: ``(t, p or -p, s = 2**(k + j/8))``."""
+def _exp2(a: Asm, k: Consts, xc: VReg, negate: bool = False,
+          sk: tuple | None = None) -> tuple[VReg, VReg, VReg]:
+    """Steps 2-5 of ``exp`` on clamped ``xc``: ``(t, p or -p, s = 2**(k + j/8))``. With ``sk``
+    (scalar registers holding ``EXP_C8``, ``-1.0``, ``EXP_P2``) the constants come from them
+    (broadcast ``B`` operands, the other term as the immediate ``C``: the same products and
+    sums) and ``k`` is not used: three vector registers fewer."""
     t, nnf, r, q, p, tb, sh, s = (a.vreg(n) for n in ("t", "nnf", "r", "q", "p", "tb", "sh", "s"))
     sg = SIGN if negate else 0
-    a.mad(t, xc, k[nl.EXP_C8_BITS], nl.ROUND_MAGIC_BITS)
-    a.mad(nnf, t, f32(-1.0), k[nl.ROUND_MAGIC_BITS])
-    a.mad(r, xc, k[nl.EXP_C8_BITS], nnf)
-    a.mad(q, r, nl.EXP_P2_BITS ^ sg, k[nl.EXP_P1_BITS ^ sg])
+    if sk is not None and not negate:
+        c8, m1, p2 = sk
+        a.mad(t, xc, c8, nl.ROUND_MAGIC_BITS)
+        a.mad(nnf, t, m1, nl.ROUND_MAGIC_BITS)
+        a.mad(r, xc, c8, nnf)
+        a.mad(q, r, p2, nl.EXP_P1_BITS)
+    else:
+        a.mad(t, xc, k[nl.EXP_C8_BITS], nl.ROUND_MAGIC_BITS)
+        a.mad(nnf, t, f32(-1.0), k[nl.ROUND_MAGIC_BITS])
+        a.mad(r, xc, k[nl.EXP_C8_BITS], nnf)
+        a.mad(q, r, nl.EXP_P2_BITS ^ sg, k[nl.EXP_P1_BITS ^ sg])
     a.mad(p, q, r, f32(1.0) ^ sg)
     a.v(UOp.VTBL, tb, t, 0, mode=0)
     a.v(UOp.VSHL, sh, t, 20)
@@ -73,14 +84,16 @@ def _exp2(a: Asm, k: Consts, xc: VReg, negate: bool = False) -> tuple[VReg, VReg
     return t, p, s
 
 
-def exp_nonpos(a: Asm, k: Consts, d: VReg, mad_only: bool = False) -> VReg:
+def exp_nonpos(a: Asm, k: Consts, d: VReg, mad_only: bool = False,
+               sk: tuple | None = None) -> VReg:
     """``nonlinear.exp`` for ``d <= 0`` or NaN (SOFTMAX): 10 micro-operations. With
     ``mad_only`` the last product is ``mad(p, s, -0)`` (the same bits: a product is never
     subnormal and ``x + -0 = x``), so that every fp operation has the multiply-add's latency
-    (a steady pipelined loop then finds a free write-port slot for each)."""
+    (a steady pipelined loop then finds a free write-port slot for each). ``sk``: see
+    :func:`_exp2`."""
     xc, y = a.vreg("xc"), a.vreg("y")
     a.v(UOp.VFMAX, xc, d, f32(nl.EXP_X_LO))
-    _, p, s = _exp2(a, k, xc)
+    _, p, s = _exp2(a, k, xc, sk=sk)
     if mad_only:
         a.mad(y, p, s, SIGN)
     else:

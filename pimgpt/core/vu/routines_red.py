@@ -340,12 +340,11 @@ def softmax(a: Asm) -> None:
     k = fn.Consts(a)
     k.need(*fn.EXP_CONSTS)
     n = F[3]
-    rows, base_s, base_d = S(), S(), S()
+    # the fields' own registers: the fused path needs every scalar temporary
+    rows, base_s, base_d = F[4], F[2], F[1]
     S.shared("niter"), S.shared("nrem")
     wreg = S.shared("kb")
-    a.s(UOp.SMAX, rows, F[4], 1)  # a program of format 1 has no rows field: one row
-    a.s(UOp.SADD, base_s, F[2], 0)
-    a.s(UOp.SADD, base_d, F[1], 0)
+    a.s(UOp.SMAX, rows, rows, 1)  # a program of format 1 has no rows field: one row
     mark = S.next
     end = a.fresh("smax.end")
     for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
@@ -359,10 +358,39 @@ def softmax(a: Asm) -> None:
         a.label(longer)
     S.next = mark
     nb = blocks_of(a, S, n)
-    by_groups(a, S, rows, SOFTMAX_ROWS[a.lanes],
-               lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb))
+    from .routines_smax import FUSED_LANES, FUSED_MIN_BLOCKS, softmax_fused
+
+    G = SOFTMAX_ROWS[a.lanes]
+    fused = a.fresh("smax.fused")
+    use_fused = a.lanes in FUSED_LANES
+    if use_fused:
+        # n a multiple of W: the next group's maxima in this group's exp loop. It pays from
+        # two groups of rows of 8 blocks (its loop runs at 9 cycles a block, not 8, and saves
+        # the max pass of every group but the first; bench_vu)
+        plain = a.fresh("smax.plain")
+        a.s(UOp.SAND, wreg, n, a.lanes - 1)
+        a.br(UOp.BNE, wreg, ZERO, plain)
+        a.li(wreg, FUSED_MIN_BLOCKS * a.lanes)
+        a.br(UOp.BLTU, n, wreg, plain)
+        a.li(wreg, 2 * G)
+        a.br(UOp.BGEU, rows, wreg, fused)
+        a.label(plain)
+    mark = S.next
+    by_groups(a, S, rows, G, lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb))
     a.label(end)
     a.done()
+    if use_fused:
+        # last in the routine: the constant registers of the paths above are dead here (the
+        # fused loop keeps its constants in scalar registers; the registers are the bound)
+        a.label(fused)
+        S.next = mark
+        softmax_fused(a, S, G, base_s, base_d, n, nb, rows)
+        S.next = mark
+        k2 = fn.Consts(a)
+        k2.need(*fn.EXP_CONSTS)
+        by_groups(a, S, rows, G, lambda g: _softmax_group(a, S, k2, g, base_s, base_d, n, nb),
+                  full=False)
+        a.done()
 
 
 # ---------------------------------------------------------------------------------------------
