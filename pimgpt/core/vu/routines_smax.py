@@ -2,9 +2,10 @@
 the next group of rows are taken inside this group's ``exp`` loop.
 
 The ``exp`` loop is bound by its 8 fp operations per block (port F); the maxima need a load and a
-``VFMAX`` per block (port I, INT class), which fit beside them in the same 8 cycles (16
-operations per block at dual issue). So the separate max pass (about 2.4 cycles per block on 128
-lanes) runs once per instruction, for the first group, instead of once per group.
+``VFMAX`` per block (port I, INT class), which fit beside them (on 64 lanes in the same 8 cycles;
+on 128 lanes, where each row's ``-max`` is a scalar register and its subtraction a ``VFADD`` of
+latency 2 among the multiply-adds, in 9). So the separate max pass (about 2.4 cycles per block)
+runs once per instruction, for the first group, instead of once per group.
 
 With every block whole (``n`` a multiple of ``W``) no load or store needs its row's own window:
 one window over all full groups serves every row (``[0, E)`` for the source, ``[0, D)`` for the
@@ -66,15 +67,10 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
         a.s(UOp.SADD, E, E, gn)
         a.s(UOp.SADD, D, D, gn)
 
-    def chain(ptrs, first):
-        a.s(UOp.SADD, ptrs[0], first, 0)
-        for q in range(1, G):
-            a.s(UOp.SADD, ptrs[q], ptrs[q - 1], n)
-
     # the first group's maxima: K accumulators per row, folded to one per row (the loop's form)
     with a.sched():
         mx2 = [[_bcast(a, NEG_INF) for _ in range(Km)] for _ in range(G)]
-        chain(pn, base_s)
+        _chain(a, pn, base_s, n)
 
     def max_body(q, b, off):
         x = a.vreg("x")
@@ -92,15 +88,20 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
     a.label(skip)
 
 
+def _chain(a: Asm, ptrs: list, first: SReg, n: SReg) -> None:
+    """Row pointers ``ptrs[q] = first + q * n``."""
+    a.s(UOp.SADD, ptrs[0], first, 0)
+    for q in range(1, len(ptrs)):
+        a.s(UOp.SADD, ptrs[q], ptrs[q - 1], n)
+
+
 def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
            base_d: SReg, n: SReg, nb: SReg, E: SReg, D: SReg, p, dp, pn, mx, nm) -> None:
     """One group: its maxima are in ``mx`` (one register per row) on entry, the next group's on
     exit."""
 
     def chain(ptrs, first):
-        a.s(UOp.SADD, ptrs[0], first, 0)
-        for q in range(1, G):
-            a.s(UOp.SADD, ptrs[q], ptrs[q - 1], n)
+        _chain(a, ptrs, first, n)
 
     neg_m = a.vreg("nm")
     with a.sched():
