@@ -262,22 +262,32 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
            pipelined=pipe)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
-        inv = fn.recip_newton(
-            a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
-        for q in range(G):
-            a.v(UOp.VBCL, rq[q], inv, q * seg)
+        row_reciprocals(a, acc, rq, seg)
         starts(dp, base_d, dhi)
         a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
         a.s(UOp.SADD, base_d, dhi[G - 1], 0)
+    scale_rows(a, S, nb, dp, dhi, rq)  # pass 3: p = e * r
 
-    # pass 3: p = e * r
+
+def row_reciprocals(a: Asm, acc: list, rq: list, seg: int) -> None:
+    """``rq[q]`` = ``1 / sum`` of row ``q`` in every lane, from its sum registers ``acc[q]`` (the
+    contract's tree, the rows side by side in ``seg`` lanes each)."""
+    inv = fn.recip_newton(
+        a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
+    for q, r in enumerate(rq):
+        a.v(UOp.VBCL, r, inv, q * seg)
+
+
+def scale_rows(a: Asm, S: Scalars, nb: SReg, dp: list, his: list, rq: list) -> None:
+    """SOFTMAX's last pass: row ``q``'s exponentials at ``dp[q]`` (window ``[0, his[q])``)
+    times ``rq[q]``, in place."""
     def scale_body(q, b, off):
         e, y = a.vreg("e"), a.vreg("y")
-        a.ld(e, dp[q], ZERO, dhi[q], Fill.NEG_ZERO, off=off)
+        a.ld(e, dp[q], ZERO, his[q], Fill.NEG_ZERO, off=off)
         a.v(UOp.VFMUL, y, e, rq[q])
-        a.st(y, dp[q], ZERO, dhi[q], off=off)
+        a.st(y, dp[q], ZERO, his[q], off=off)
 
-    blocks(a, S, nb, G, max(2, 4 // G), dp, scale_body)
+    blocks(a, S, nb, len(dp), max(2, 4 // len(dp)), dp, scale_body)
 
 
 #: Rows per group of the SOFTMAX routine, by lane count (bounded by the vector registers).

@@ -22,7 +22,15 @@ from pimgpt.core.numerics import REDUCE_LANES
 from . import routines_fn as fn
 from .asm import Asm, SReg
 from .routines import ZERO, F, Scalars, blocks, log2
-from .routines_red import NEG_INF, NEG_ZERO, _bcast, tree_regs, tree_rows
+from .routines_red import (
+    NEG_INF,
+    NEG_ZERO,
+    _bcast,
+    row_reciprocals,
+    scale_rows,
+    tree_regs,
+    tree_rows,
+)
 from .uisa import Fill, UOp
 
 #: Scalar registers of exp's constants (SOFTMAX's unused fields s5..s7, cleared at dispatch).
@@ -136,20 +144,10 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
     blocks(a, S, nb, G, Ks, p + dp + pn, body, max_open=4, period=A, pipelined=True)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
-        inv = fn.recip_newton(
-            a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in acc]))
-        for q in range(G):
-            a.v(UOp.VBCL, rq[q], inv, q * seg)
+        row_reciprocals(a, acc, rq, seg)
         chain(dp, base_d)
         a.s(UOp.SADD, base_d, dp[G - 1], n)
-
-    def scale_body(q, b, off):
-        e, y = a.vreg("e"), a.vreg("y")
-        a.ld(e, dp[q], ZERO, D, Fill.NEG_ZERO, off=off)
-        a.v(UOp.VFMUL, y, e, rq[q])
-        a.st(y, dp[q], ZERO, D, off=off)
-
-    blocks(a, S, nb, G, max(2, 4 // G), dp, scale_body)
+    scale_rows(a, S, nb, dp, [D] * G, rq)
 
 
 __all__ = ["softmax_fused"]
