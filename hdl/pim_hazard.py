@@ -18,7 +18,7 @@ from pimgpt.core import isa
 from pimgpt.core.config import HwConfig
 
 from .isa_layout import InstrWord, opcode, sp_access
-from .pim_ops import ENT_BITS, N_ENT, check_engine_args
+from .pim_ops import check_engine_args, ent_bits
 
 __all__ = ["HazardTracker"]
 
@@ -41,22 +41,25 @@ class HazardTracker(wiring.Component):
     block : Out(1)
         ``ins`` must wait: it reads words an in-flight read will write, or it writes and no entry
         is free.
-    ent : Out(ENT_BITS)
-        Entry of the writer being expanded (from the cycle it is accepted).
+    ent : Out(ent_bits(hw))
+        Entry of the writer being expanded (from the cycle it is accepted); one of
+        ``asic.pim_read_entries`` (the perf engine holds a writer back as long, ``sim/perf``).
     """
 
     def __init__(self, hw: HwConfig, *, sp_addr_width: int):
         self._aw = check_engine_args(hw, sp_addr_width)
         self.hw = hw
+        eb = ent_bits(hw)
         super().__init__({
             "ins": In(InstrWord), "accept": In(1), "idle": In(1), "tag_push": In(6),
-            "done": In(data.StructLayout({"valid": 1, "ent": ENT_BITS})),
-            "block": Out(1), "ent": Out(ENT_BITS),
+            "done": In(data.StructLayout({"valid": 1, "ent": eb})),
+            "block": Out(1), "ent": Out(eb),
         })
 
     def elaborate(self, platform):
         m = Module()
         w = self._aw + 2
+        n_ent = self.hw.asic.pim_read_entries
         ins = self.ins
         r_lo = Signal(w)
         r_len = Signal(w)
@@ -74,25 +77,25 @@ class HazardTracker(wiring.Component):
                                  (is_writer if write else is_reader).eq(1)]
         r_hi = r_lo + r_len
 
-        ent_valid = Signal(N_ENT)
-        ent_open = Signal(N_ENT)  # its instruction is still being expanded
-        ent_lo = [Signal(w, name=f"ent_lo{k}") for k in range(N_ENT)]
-        ent_hi = [Signal(w + 1, name=f"ent_hi{k}") for k in range(N_ENT)]
-        ent_cnt = [Signal(10, name=f"ent_cnt{k}") for k in range(N_ENT)]
+        ent_valid = Signal(n_ent)
+        ent_open = Signal(n_ent)  # its instruction is still being expanded
+        ent_lo = [Signal(w, name=f"ent_lo{k}") for k in range(n_ent)]
+        ent_hi = [Signal(w + 1, name=f"ent_hi{k}") for k in range(n_ent)]
+        ent_cnt = [Signal(10, name=f"ent_cnt{k}") for k in range(n_ent)]
         conflict = Cat(*[ent_valid[k] & (r_lo < ent_hi[k]) & (ent_lo[k] < r_hi)
-                         for k in range(N_ENT)]).any()
+                         for k in range(n_ent)]).any()
         free = ~ent_valid
-        free_idx = Signal(ENT_BITS)
-        for k in reversed(range(N_ENT)):
+        free_idx = Signal(ent_bits(self.hw))
+        for k in reversed(range(n_ent)):
             with m.If(free[k]):
                 m.d.comb += free_idx.eq(k)
         m.d.comb += self.block.eq((is_reader & conflict) | (is_writer & (free == 0)))
 
         # The entry of the instruction being expanded: a writer accepted now takes a free one
         # (its first op may create a read in the same cycle).
-        ent_reg = Signal(ENT_BITS)
+        ent_reg = Signal(ent_bits(self.hw))
         m.d.comb += self.ent.eq(Mux(self.accept & is_writer, free_idx, ent_reg))
-        for k in range(N_ENT):
+        for k in range(n_ent):
             up = Mux(self.ent == k, self.tag_push, 0)
             down = Mux(self.done.valid & (self.done.ent == k), 1, 0)
             m.d.sync += ent_cnt[k].eq(ent_cnt[k] + up - down)
@@ -102,7 +105,7 @@ class HazardTracker(wiring.Component):
             m.d.sync += ent_open.eq(0)  # the previous instruction is fully expanded
         with m.If(self.accept & is_writer):
             m.d.sync += ent_reg.eq(free_idx)
-            for k in range(N_ENT):
+            for k in range(n_ent):
                 with m.If(free_idx == k):
                     m.d.sync += [ent_valid[k].eq(1), ent_open[k].eq(1), ent_lo[k].eq(r_lo),
                                  ent_hi[k].eq(r_hi)]

@@ -24,12 +24,12 @@ from pimgpt.core.config import HwConfig
 from .bank import ACCS_PER_BURST
 from .fp import check_int
 from .pim_ops import (
-    ENT_BITS,
     DataMode,
     TagKind,
     bf16_to_f32,
     check_engine_args,
     engine_op_layout,
+    ent_bits,
     f32_to_bf16,
     popcount,
     return_signature,
@@ -53,7 +53,7 @@ class IssueStage(wiring.Component):
     ----------
     i : In(stream.Signature(engine_op_layout(hw, aw)))
         Ops; ``i.ready`` is high when the stage is empty or pushes this cycle.
-    ent : In(ENT_BITS)
+    ent : In(ent_bits(hw))
         Hazard entry of the instruction being expanded (recorded in its read tags).
     new_instr : In(1)
         An instruction is accepted: its first op for every channel (this cycle or later) carries
@@ -70,8 +70,8 @@ class IssueStage(wiring.Component):
     def __init__(self, hw: HwConfig, *, sp_addr_width: int):
         self._aw = check_engine_args(hw, sp_addr_width)
         self.hw = hw
-        members = {"i": In(stream.Signature(engine_op_layout(hw, self._aw))), "ent": In(ENT_BITS),
-                   "new_instr": In(1)}
+        members = {"i": In(stream.Signature(engine_op_layout(hw, self._aw))),
+                   "ent": In(ent_bits(hw)), "new_instr": In(1)}
         for c in range(hw.dram.channels):
             members[f"ch{c}"] = Out(stream.Signature(chop_layout(hw)))
             for k in TagKind:
@@ -86,7 +86,7 @@ class IssueStage(wiring.Component):
         aw = self._aw
         b = Signal(engine_op_layout(self.hw, aw))
         b_valid = Signal()
-        b_ent = Signal(ENT_BITS)
+        b_ent = Signal(ent_bits(self.hw))
         marked = Signal(C)  # channels that already got this instruction's first op
         # An instruction accepted now has no op out yet; the held op is still the previous one's.
         marked_now = Mux(self.new_instr, 0, marked)
@@ -183,7 +183,7 @@ class ReturnWriter(wiring.Component):
             members[f"ret{c}"] = In(return_signature(hw))
         members.update({
             "sp_wr": Out(sp_wide_write_signature(self._aw, 16)),
-            "done": Out(data.StructLayout({"valid": 1, "ent": ENT_BITS})),
+            "done": Out(data.StructLayout({"valid": 1, "ent": ent_bits(hw)})),
             "busy": Out(1),
         })
         super().__init__(members)

@@ -25,16 +25,17 @@ from .dram_timing import DramCmd
 from .fp import check_int
 from .pim_sched import chop_layout
 
-__all__ = ["DataMode", "TagKind", "N_ENT", "ENT_BITS", "WORD", "engine_op_layout", "run_layout",
+__all__ = ["DataMode", "TagKind", "ent_bits", "WORD", "engine_op_layout", "run_layout",
            "region_cmd_layout", "acc_cmd_layout", "elem_cmd_layout", "tag_layout",
            "return_signature", "f32_to_bf16", "bf16_to_f32", "flat_width", "popcount",
            "check_engine_args"]
 
 #: Width of the instruction fields the generators keep (the ISA's 32-bit slots).
 WORD = 32
-#: Scratchpad ranges of in-flight PIM reads tracked for read-after-write hazards.
-N_ENT = 8
-ENT_BITS = max(1, ceil_log2(N_ENT))
+def ent_bits(hw: HwConfig) -> int:
+    """Width of a hazard-tracker entry index: ``asic.pim_read_entries`` entries (scratchpad
+    ranges of in-flight PIM reads tracked for read-after-write hazards)."""
+    return max(1, ceil_log2(hw.asic.pim_read_entries))
 
 
 class DataMode(enum.Enum, shape=2):
@@ -118,7 +119,7 @@ def acc_cmd_layout(hw: HwConfig) -> data.StructLayout:
 
 def tag_layout(hw: HwConfig, aw: int) -> data.StructLayout:
     """An outstanding read: scratchpad ``base`` of word 0, lane ``mask``, hazard entry ``ent``."""
-    return data.StructLayout({"base": aw, "mask": hw.dram.col_elems, "ent": ENT_BITS})
+    return data.StructLayout({"base": aw, "mask": hw.dram.col_elems, "ent": ent_bits(hw)})
 
 
 def return_signature(hw: HwConfig) -> wiring.Signature:

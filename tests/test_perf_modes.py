@@ -303,3 +303,22 @@ def test_early_activate_hides_the_row_switch_under_the_visit():
     res = run([mac(0, ncols=64), rd_mac(), I(Op.RD_SBK, ch=0, bank=0, row=5, elem=0, n=16,
                                              dst=64), mac(1, ncols=64)])
     assert issues(res, "MODREG")[0] == 183  # right after the last MAC16: no row opened first
+
+
+def test_scratchpad_writers_in_flight_are_bounded_by_the_hazard_entries():
+    """The PIM engine's hazard tracker has ``asic.pim_read_entries`` entries, one per scratchpad
+    writer whose reads have not landed (``hdl/pim_hazard.py``): a writer beyond them is accepted
+    when the first in flight completes, and the engine accepts in order, so what follows waits
+    with it."""
+    prog = [I(Op.RD_VEC, dst=16 * k, n=16, vec=k, region_row=0, n_local=1, vec_len=16)
+            for k in range(3)]
+    prog.append(I(Op.WR_GB, ch_mask=0x2, gb_col=0, ncols=1, src=4096))  # another channel
+    few = copy.deepcopy(load_hw("pimgpt-gddr6-8ch").raw)
+    few["asic"].update(PIPE0, pim_read_entries=2)
+    res = run(prog, hw_from_dict(few, where="test variant"))
+    assert res.start[:2].tolist() == [0, 0]
+    assert res.start[2] == res.end[0] > 0  # the third waits for the first's reads to land
+    assert res.start[3] == res.start[2]  # in order: the buffer load behind it too
+    many = run(prog)  # 32 entries
+    assert many.start.tolist()[:4] == [0, 0, 0, 0]
+    assert many.end[2] < res.end[2]

@@ -155,6 +155,10 @@ class AsicConfig:
     #: from read data leaving the pins (RD, RDMAC16: the standard's ``done_after``) to their
     #: scratchpad write, which a barrier or a hazard waits for (return writer)
     pim_return_latency: int = key(int, 0, 64, default=1)
+    #: PIM instructions that write the scratchpad (RD_VEC, RD_MAC, ...) with reads not landed
+    #: yet: the PIM engine's hazard tracker keeps one entry each, and the next such instruction
+    #: (and everything behind it: the engine accepts instructions in order) waits for a free one
+    pim_read_entries: int = key(int, 1, 256, default=8)
     #: the WR_ELEM wave generator: tCK to examine one element (also the one that closes a wave,
     #: and the end check or channel step before each wave emitted at the end)
     elem_scan_cycles: int = key(int, 0, 64, default=2)

@@ -249,6 +249,11 @@ class PerfEngine:
                     if self.NS > 1 or self.early or self.vec_ahead else None)
         barrier = 0  # both sides dispatch at or after this cycle
         pim_done = 0  # completion of every PIM instruction so far
+        # The PIM engine accepts instructions in order; a scratchpad writer takes one of
+        # ``entries`` hazard-tracker entries until its reads have landed (completions below).
+        accept = 0
+        entries = self.hw.asic.pim_read_entries
+        in_flight: list = []
         # [instruction, completion, (lo, hi) once a reader needed it] of the PIM scratchpad
         # writes since the last SYNC.
         sp_writes = []
@@ -282,9 +287,16 @@ class PerfEngine:
                     n = i + 1
                     break
                 continue
-            t_min = barrier
+            t_min = barrier if barrier > accept else accept
             if sp_writes and op in SP_READERS:
                 t_min = self._after_writes(ins, sp_writes, t_min)
+            if op in SP_WRITERS:
+                in_flight = [c for c in in_flight if c > t_min]
+                if len(in_flight) >= entries:  # wait for the entry that frees first
+                    in_flight.sort()
+                    t_min = in_flight[len(in_flight) - entries]
+                    in_flight = [c for c in in_flight if c > t_min]
+            accept = t_min
             a = ins.args
             mask = a.get("ch_mask", None)
             if mask is None:
@@ -301,6 +313,7 @@ class PerfEngine:
                 pim_done = e0
             if op in SP_WRITERS:
                 sp_writes.append([ins, e0, None])
+                in_flight.append(e0)
         start, end, chm, busy, pins = (np.array(x[:n], dtype=np.int64)
                                        for x in (start, end, chm, busy, pins))
         side = np.array(side[:n], dtype=np.int8)
