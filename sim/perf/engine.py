@@ -28,6 +28,9 @@ How a program runs
   leaves that long after its dispatch; read data (RD, RDMAC16) complete ``asic.pim_return_latency``
   after the standard's ``done_after`` (in the scratchpad); ``WR_ELEM`` waves leave at the wave
   generator's pace (``asic.elem_scan_cycles``, ``asic.elem_wave_cycles``, :mod:`.expand`).
+  PIM instructions are accepted in order, and a scratchpad writer (``RD_VEC``, ``RD_MAC``) only
+  while fewer than ``asic.pim_read_entries`` earlier ones have reads in flight (the RTL's
+  hazard tracker, ``hdl/pim_hazard.py``).
 * ASIC: one vector unit (:mod:`.asic`, the shared cost model: the cycles of the instruction's
   microcode, :mod:`pimgpt.core.vu.cost`), at ``asic.clock_ghz``, rounded up to DRAM tCK, the
   common time base.
