@@ -107,10 +107,6 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
            base_d: SReg, n: SReg, nb: SReg, E: SReg, D: SReg, p, dp, pn, mx, nm) -> None:
     """One group: its maxima are in ``mx`` (one register per row) on entry, the next group's on
     exit."""
-
-    def chain(ptrs, first):
-        _chain(a, ptrs, first, n)
-
     neg_m = a.vreg("nm")
     with a.sched():
         a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, list(mx)), fn.SIGN)
@@ -119,8 +115,8 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
             # vector registers are the loop's bound
             a.movv(nm[q], neg_m, q * seg)
             a.v(UOp.VBCAST, mx[q], None, NEG_INF)
-        chain(p, base_s)
-        chain(dp, base_d)
+        _chain(a, p, base_s, n)
+        _chain(a, dp, base_d, n)
         a.s(UOp.SADD, pn[0], p[G - 1], n)
         for q in range(1, G):
             a.s(UOp.SADD, pn[q], pn[q - 1], n)
@@ -145,7 +141,7 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         row_reciprocals(a, acc, rq, seg)
-        chain(dp, base_d)
+        _chain(a, dp, base_d, n)
         a.s(UOp.SADD, base_d, dp[G - 1], n)
     scale_rows(a, S, nb, dp, [D] * G, rq)
 
