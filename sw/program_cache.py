@@ -49,6 +49,8 @@ PROGRAM_HW_FIELDS = (
     # ... the DRAM timings it prices MAC trains, row switches and transfers with
     "timing.nCCDL", "timing.nCCDS", "timing.nCL", "timing.nCWL", "timing.nRCDRDMAC", "timing.nRP",
     "timing.nRTP",
+    # ... the register-access mode it prices visits with, and the refresh it adds to estimates
+    "dram.standard", "dram.mode_switch", "timing.nMODCH", "timing.nRFC", "timing.nREFI",
     # scratchpad plan; the vector unit's cost
     "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.fp_add_latency",
     "asic.fp_mul_latency", "asic.sp_read_latency", "asic.vector_issue_width",

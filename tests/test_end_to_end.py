@@ -337,6 +337,7 @@ def test_last_head_group_after_the_projection_first_chunk_bit_identical(monkeypa
 
     hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
     monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
+    monkeypatch.setattr(PipelinedSchedule, "v_late", False)  # no trial of the value projection
     trials = []
     # the candidates are the partition, then it deferring: pick the second
     monkeypatch.setattr(PipelinedSchedule, "estimate", lambda self, p: -len(trials.append(p) or

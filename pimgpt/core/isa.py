@@ -276,6 +276,9 @@ VALID_FLAGS: dict[Op, int] = {op: s.flags for op, s in SPEC.items()}
 PIM_OPS = frozenset(op for op, s in SPEC.items() if s.side is Side.PIM)
 ASIC_OPS = frozenset(op for op, s in SPEC.items() if s.side is Side.ASIC)
 #: PIM instructions that write / read scratchpad words.
+#: PIM instructions whose DRAM commands (``WRGB``, ``RDMAC16``, ``WRMAC16``) need a standard's
+#: register-access mode (:attr:`pimgpt.core.dram.DramStandard.register_mode`).
+REGISTER_OPS = (Op.WR_GB, Op.RD_MAC, Op.WR_BIAS)
 PIM_SP_WRITERS = frozenset(op for op in PIM_OPS
                            if any(a.space == "sp" and a.write for a in SPEC[op].accesses))
 PIM_SP_READERS = frozenset(op for op in PIM_OPS

@@ -49,7 +49,7 @@ import numpy as np
 
 from pimgpt.core import dram as S
 from pimgpt.core.config import HwConfig
-from pimgpt.core.isa import PIM_SP_READERS, PIM_SP_WRITERS, Op, effects
+from pimgpt.core.isa import PIM_SP_READERS, PIM_SP_WRITERS, REGISTER_OPS, Op, effects
 from pimgpt.sim.perf.asic import AsicModel
 from pimgpt.sim.perf.device import Device
 from pimgpt.sim.perf.expand import Expander
@@ -360,8 +360,6 @@ class PerfEngine:
         return 0, 0
 
 
-#: PIM instructions whose commands are register-mode commands of the standard.
-REGISTER_OPS = (Op.WR_GB, Op.RD_MAC, Op.WR_BIAS)
 #: Single-bank vector accesses that open the next ``MAC_ABK``'s row in every bank when they
 #: access that row (``dram.early_activate``; :meth:`.expand.Expander._vec`).
 VEC_AHEAD_OPS = (Op.WR_VEC, Op.RD_VEC)

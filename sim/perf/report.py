@@ -31,12 +31,11 @@ import numpy as np
 
 from pimgpt.core.config import MAX_CYCLES, HwConfig, hw_from_dict
 from pimgpt.core.dram import derived_timing, mode_switching
-from pimgpt.core.isa import I, Op
+from pimgpt.core.isa import REGISTER_OPS, I, Op
 from pimgpt.sim.perf.engine import (
     ASIC_SIDE,
     BARRIER,
     PIM_SIDE,
-    REGISTER_OPS,
     PerfEngine,
     PerfResult,
 )

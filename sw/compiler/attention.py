@@ -57,11 +57,13 @@ _NEG_INF = f32_bits(float("-inf"))  # the pads of the score rows: exp(-inf) = +0
 class AttentionLowering:
     """Attention of one layer; mixed into :class:`.lowering.Lowering` (uses its state)."""
 
-    def attention(self, layer: int, pos: int, proj) -> None:
+    def attention(self, layer: int, pos: int, proj, v_proj=None) -> None:
         """Append K and V of position ``pos``, then ``o = attention(q, K, V)`` of every head,
         in the order of the schedule's head blocks, and the attention projection:
         ``proj(after_first)`` emits it, calling ``after_first`` (when not ``None``) after its
-        first input chunk's MACs (:meth:`.lowering.Lowering.gemv`)."""
+        first input chunk's MACs (:meth:`.lowering.Lowering.gemv`). ``v_proj``: emits the
+        value projection (split off the QKV GEMV), which then runs after the first head groups'
+        scores, while the vector unit computes the first softmaxes."""
         b, mm, d, P, dh = self.b, self.mm, self.d, self.P, self.dh
         kl = self.k_layout
         kreg = mm.region(f"h.{layer}.k_cache")
@@ -94,10 +96,11 @@ class AttentionLowering:
                 {"src": v + lo * S, "n": min(hi * S, kv) - lo * S, "elem": pos % block,
                  "vec": v_local(self.v_parts, blocks, blk, lo) * S, **vreg.isa()}
                 for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
-        self._groups_of(layer, kreg, vreg, npos, proj)
-        self._pipeline(layer, kreg, vreg, npos, self._groups[1], proj, self._groups[2])
+        self._groups_of(layer, kreg, vreg, npos, proj, v_proj)
+        self._pipeline(layer, kreg, vreg, npos, self._groups[1], proj, self._groups[2], v_proj)
 
-    def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int, proj) -> None:
+    def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int, proj,
+                   v_proj=None) -> None:
         """The schedule's partition of the heads for a step attending ``npos`` tokens, and
         whether the projection's first chunk goes under the last group's softmaxes: of the
         candidates (each partition; with a last group that leaves the first chunk of ``o``
@@ -105,7 +108,7 @@ class AttentionLowering:
         recording the schedule's cost model finds fastest (the same for every layer of the
         step: decided at the first one)."""
         cached = getattr(self, "_groups", None)
-        if cached is not None and cached[0] == npos:
+        if cached is not None and cached[0] == (npos, v_proj is not None):
             return
         # A head group of whole K-vector chunks opens K and V rows no other group opens.
         align = k_chunk_heads(self.cfg, self.hw)
@@ -129,13 +132,13 @@ class AttentionLowering:
             state = copy.deepcopy((pool.items, pool.slots, pool.clock))
             times = []
             for groups, defer in cands:
-                self._pipeline(layer, kreg, vreg, npos, groups, trial_proj, defer)
+                self._pipeline(layer, kreg, vreg, npos, groups, trial_proj, defer, v_proj)
                 times.append(self.schedule.estimate(b.program[mark[0]:]))
                 del b.program[mark[0]:], b.tags[mark[0]:]
                 b.tag, self._ids, self._gb_q = mark[1:]
                 pool.items, pool.slots, pool.clock = copy.deepcopy(state)
             best = cands[min(range(len(cands)), key=times.__getitem__)]
-        self._groups = (npos, *best)
+        self._groups = ((npos, v_proj is not None), *best)
 
     def _balanced_groups(self) -> list[list[list[int]]]:
         """Head partitions for a channel-major V cache (``mapper.v_vector``), whose channels
@@ -155,25 +158,36 @@ class AttentionLowering:
         return out
 
     def _pipeline(self, layer: int, kreg: Region, vreg: Region, npos: int,
-                  groups: list[list[int]], proj=None, defer: bool = False) -> None:
+                  groups: list[list[int]], proj=None, defer: bool = False,
+                  v_proj=None) -> None:
         """Scores, softmaxes and ``p . V`` of the head groups ``groups``, software-pipelined:
         PIM  S0 S1 AV0 S2 AV1 ..., vector unit  SM0 SM1 SM2 ...: the softmaxes of group g+1 run
         while the PIM computes ``p . V`` of group g and the scores of group g+2; then the
         projection ``proj(after_first)`` if given. ``defer``: the last group's ``p . V`` goes
         after the projection's first input chunk (``o`` there is final without it), so the PIM
-        streams that chunk while the vector unit computes the last softmaxes."""
+        streams that chunk while the vector unit computes the last softmaxes. ``v_proj``: the
+        value projection's PIM work, recorded after the first group's scores (it runs under
+        the first softmaxes); it returns its vector-unit work, recorded behind the first
+        softmaxes and followed by the V append."""
         npad = round_up(npos, COL)
         stride = self.P.score_stride(npos)
         order = [a for heads in groups for a in heads]
         self._rows = {a: r for r, a in enumerate(order)} if self.v_channel_major else {}
         av = _AvState(self, layer, vreg, npad, stride)
-        for heads in groups[:2]:
+        finish = None
+        for g, heads in enumerate(groups[:2]):
             self._scores(layer, kreg, heads, npos, stride)
-        self.b.tag = f"L{layer}.attn.kv"
-        for args in self._v_append:
-            self.b.emit(Op.WR_ELEM, **args)
+            if g == 0 and v_proj is not None:
+                finish = v_proj()
+                self._gb_q = None  # its loads overwrote the global buffers
+        if v_proj is None:
+            self._append_v(layer)
         for g, heads in enumerate(groups):
             self._softmax(layer, heads, npos, stride)
+            if g == 0 and finish is not None:
+                for fin in finish:  # behind the first softmaxes in the vector unit's order
+                    fin()
+                self._append_v(layer)
             if defer and g == len(groups) - 1:
                 break
             av.run(heads)
@@ -192,6 +206,11 @@ class AttentionLowering:
         elif defer:
             last()
         self._gb_q = None  # the projection overwrote the global buffers
+
+    def _append_v(self, layer: int) -> None:
+        self.b.tag = f"L{layer}.attn.kv"
+        for args in self._v_append:
+            self.b.emit(Op.WR_ELEM, **args)
 
     # ---- q . K^T ---------------------------------------------------------------------------
     def _score_plan(self, kreg: Region) -> list[tuple]:

@@ -26,6 +26,7 @@ so that they need no extra ``SYNC``.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -156,7 +157,9 @@ class Lowering(AttentionLowering):
     def gemv(self, region: Region, x: int, dst: int, n_out: int, bias: int | None = None,
              prefetch: tuple = (), post=None, feeds: Region | None = None,
              per_input: int = 1, folded: int | None = None,
-             groups: list | None = None, after_first=None, behind_load=None) -> None:
+             groups: list | None = None, after_first=None, behind_load=None,
+             part: tuple[int, int] | None = None, stat: bool = True,
+             finish: list | None = None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -182,19 +185,29 @@ class Lowering(AttentionLowering):
         ``behind_load``: called after the first load (and the folded norm's statistics), for
         vector-unit work that the GEMV's outputs do not need yet: it runs while the banks
         stream (the RoPE table of the step, before the first layer's QKV).
+
+        ``part``: only the local vectors ``[i0, i1)`` (outputs ``[i0 * slots, i1 * slots)``):
+        a GEMV split in two (the value projection after the first softmax, :mod:`.attention`).
+        ``stat``: ``False`` when an earlier part of the same GEMV computed the folded norm's
+        statistics. ``finish``: a list that receives each output group's vector-unit work (bias,
+        norm scale, ``post``) as a function to call later, instead of emitting it (the caller
+        places it in the vector unit's order).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
         chunks = region.chunks()
         k = len(chunks)
         nl = region.n_local
+        p0, p1 = part if part is not None else (0, nl)
         masks = [self._mask(n_out - i * S) for i in range(nl)]
         align = None
         if feeds is not None and len(feeds.chunks()) > 1:
             align = -(-feeds.chunks()[0][2] * per_input // S)
         if groups is None:  # without post-processing the results are only read: one group
-            groups = (self.schedule.gemv_groups(nl, align) if bias is not None or post is not None
-                      else [(0, nl)])
+            groups = [(p0 + i0, p0 + i1) for i0, i1 in
+                      (self.schedule.gemv_groups(p1 - p0, align)
+                       if bias is not None or post is not None
+                       else [(0, p1 - p0)])]
         batches = [(j0, min(i1, j0 + pool.A)) for i0, i1 in groups
                    for j0 in range(i0, i1, pool.A)]
         gid = self._new_id()
@@ -204,7 +217,7 @@ class Lowering(AttentionLowering):
                 after_first()  # before the load: it may write this chunk's inputs
                 b.tag = tag
             b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
-            if folded is not None and t_idx == 0:
+            if folded is not None and t_idx == 0 and stat:
                 # behind the load, so that it runs while the banks stream the GEMV
                 if self.cfg.norm == "rmsnorm":
                     b.emit(Op.RMSRSTD, dst=self.P.stat, src=folded, n=self.d, eps_f32=self.eps)
@@ -232,22 +245,34 @@ class Lowering(AttentionLowering):
                 i0, i1 = group
                 pool.flush([(gid, i) for i in range(i0, i1)])
                 lo = i0 * S
-                n_g = min(n_out, i1 * S) - lo
-                if folded is not None and bias is None:
-                    b.emit(Op.VMULS, dst=dst + lo, a=dst + lo, s=self.P.stat, n=n_g)
-                elif folded is not None:
-                    b.emit(Op.VMADS, dst=dst + lo, a=dst + lo, s=self.P.stat, b=bias + lo,
-                           n=n_g)
-                elif bias is not None:
-                    b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n_g)
-                if post is not None:
-                    post(lo, n_g)
-                    b.tag = tag
+                fin = self._finisher(dst, lo, min(n_out, i1 * S) - lo, bias, folded, post, tag)
+                if finish is None:
+                    fin()
+                else:
+                    finish.append(fin)
+
+    def _finisher(self, dst: int, lo: int, n: int, bias: int | None, folded: int | None, post,
+                  tag: str):
+        """The vector-unit work that finishes the outputs ``dst[lo:lo + n]`` of a GEMV once they
+        are read (:meth:`gemv`), as a function that emits it."""
+        def fin() -> None:
+            b = self.b
+            b.tag = tag
+            if folded is not None and bias is None:
+                b.emit(Op.VMULS, dst=dst + lo, a=dst + lo, s=self.P.stat, n=n)
+            elif folded is not None:
+                b.emit(Op.VMADS, dst=dst + lo, a=dst + lo, s=self.P.stat, b=bias + lo, n=n)
+            elif bias is not None:
+                b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n)
+            if post is not None:
+                post(lo, n)
+                b.tag = tag
+        return fin
 
     def linear(self, layer: int, name: str, x: int, dst: int, n_out: int,
                prefetch: tuple = (), post=None, feeds: str | None = None,
                per_input: int = 1, folded: int | None = None, after_first=None,
-               behind_load=None) -> None:
+               behind_load=None, part: tuple[int, int] | None = None) -> None:
         """``dst = linear(x, h.{layer}.{name})``; a non-resident bias is loaded first, then the
         parameters named in ``prefetch``; ``feeds``: the layer's matrix that consumes ``dst``;
         ``after_first``, ``behind_load``: see :meth:`gemv`.
@@ -257,7 +282,7 @@ class Lowering(AttentionLowering):
         consumer = self.mm.region(f"h.{layer}.{feeds}.weight") if feeds else None
         self.gemv(region, x, dst, n_out, None if bias is None else self._param(bias),
                   ((bias,) if bias else ()) + tuple(prefetch), post, consumer, per_input, folded,
-                  after_first=after_first, behind_load=behind_load)
+                  after_first=after_first, behind_load=behind_load, part=part)
 
     def _residual(self, tag: str):
         def post(lo: int, n: int) -> None:
@@ -359,38 +384,105 @@ class Lowering(AttentionLowering):
             b.tag = "rope"
             self._rope_table(pos)
         for layer in range(cfg.n_layer):
-            p = f"h.{layer}."
-            b.tag = f"L{layer}.ln1"
-            h = self._norm(p + "ln_1", P.x, P.h)
-            b.tag = f"L{layer}.attn.qkv"
-            rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
-            folded = P.x if self.fold_norms else None
-            self.linear(layer, "attn.c_attn", h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
-                        behind_load=rope_table if rope is not None and layer == 0 else None)
-            self.attention(layer, pos, self._attn_proj(layer))
-            b.tag = f"L{layer}.ln2"
-            h = self._norm(p + "ln_2", P.x, P.h)
-            b.tag = f"L{layer}.mlp.fc"
-            if cfg.mlp == "swiglu":
-                self.linear(layer, "mlp.c_fc", h, P.u, cfg.fc_dim,
-                            post=self._swiglu(f"L{layer}.mlp.swiglu"), feeds="mlp.c_proj",
-                            per_input=2, folded=folded)
-            else:
-                self.linear(layer, "mlp.c_fc", h, P.u, cfg.d_ff,
-                            post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj",
-                            folded=folded)
-            b.tag = f"L{layer}.mlp.proj"
-            if layer + 1 < cfg.n_layer:
-                nxt = self._norm_params(f"h.{layer + 1}.ln_1")
-            else:
-                nxt = self._norm_params("ln_f") if logits else ()
-            self.linear(layer, "mlp.c_proj", P.g, P.y, d, nxt,
-                        self._residual(f"L{layer}.mlp.residual"))
+            self._layer(layer, pos, logits, rope_table if layer == 0 else None)
         if logits:
             b.tag = "ln_f"
             self._norm("ln_f", P.x, P.h)
             self._lm_head(mm.region("wte" if cfg.tied_head else "lm_head"))
             b.emit(Op.OUT, reg=TOKEN_REG)
+
+    def _layer(self, layer: int, pos: int, logits: bool, behind_load) -> None:
+        """Record layer ``layer`` of the step at ``pos`` (``behind_load``: the RoPE table, at
+        the first layer)."""
+        b, d, cfg, P = self.b, self.d, self.cfg, self.P
+        p = f"h.{layer}."
+        b.tag = f"L{layer}.ln1"
+        h = self._norm(p + "ln_1", P.x, P.h)
+        folded = P.x if self.fold_norms else None
+        npos = pos + 1
+        late = getattr(self, "_v_late", None)
+        if late is None or late[0] != npos:
+            late = self._v_late = (npos, self._v_late_faster(layer, pos, h, folded, behind_load))
+        self._qkv_attention(layer, pos, h, folded, behind_load, late[1])
+        b.tag = f"L{layer}.ln2"
+        h = self._norm(p + "ln_2", P.x, P.h)
+        b.tag = f"L{layer}.mlp.fc"
+        if cfg.mlp == "swiglu":
+            self.linear(layer, "mlp.c_fc", h, P.u, cfg.fc_dim,
+                        post=self._swiglu(f"L{layer}.mlp.swiglu"), feeds="mlp.c_proj",
+                        per_input=2, folded=folded)
+        else:
+            self.linear(layer, "mlp.c_fc", h, P.u, cfg.d_ff,
+                        post=self._gelu(f"L{layer}.mlp.gelu"), feeds="mlp.c_proj",
+                        folded=folded)
+        b.tag = f"L{layer}.mlp.proj"
+        if layer + 1 < cfg.n_layer:
+            nxt = self._norm_params(f"h.{layer + 1}.ln_1")
+        else:
+            nxt = self._norm_params("ln_f") if logits else ()
+        self.linear(layer, "mlp.c_proj", P.g, P.y, d, nxt,
+                    self._residual(f"L{layer}.mlp.residual"))
+
+    def _v_late_faster(self, layer: int, pos: int, h: int, folded: int | None,
+                       behind_load) -> bool:
+        """Whether the schedule's cost model finds the QKV projection, attention and attention
+        projection of ``layer`` faster with the value projection late (:meth:`_qkv_attention`),
+        from trial recordings of both. Decided at the first layer of a step, kept for the
+        others."""
+        if self._v_split() is None:
+            return False
+        if self.schedule.v_late is not None:
+            return self.schedule.v_late
+        b, pool = self.b, self.pool
+        mark = (len(b.program), b.tag, self._ids, getattr(self, "_gb_q", None),
+                getattr(self, "_groups", None))
+        state = copy.deepcopy((pool.items, pool.slots, pool.clock))
+        times = []
+        for v_late in (False, True):
+            self._qkv_attention(layer, pos, h, folded, behind_load, v_late)
+            times.append(self.schedule.estimate(b.program[mark[0]:]))
+            del b.program[mark[0]:], b.tags[mark[0]:]
+            b.tag, self._ids, self._gb_q, self._groups = mark[1:]
+            pool.items, pool.slots, pool.clock = copy.deepcopy(state)
+        return times[1] < times[0]
+
+    def _qkv_attention(self, layer: int, pos: int, h: int, folded: int | None,
+                       behind_load, v_late: bool) -> None:
+        """The QKV projection of ``layer``, its attention and the attention projection;
+        ``v_late``: the value projection split off the QKV GEMV (:meth:`_v_split`) and recorded
+        after the first head group's scores, so that the PIM computes it while the vector unit
+        computes the first softmaxes."""
+        cfg, P, b = self.cfg, self.P, self.b
+        b.tag = f"L{layer}.attn.qkv"
+        rope = self._rope(f"L{layer}.attn.rope") if cfg.position == "rope" else None
+        behind = behind_load if rope is not None else None
+        if not v_late:
+            self.linear(layer, "attn.c_attn", h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
+                        behind_load=behind)
+            self.attention(layer, pos, self._attn_proj(layer))
+            return
+        split = self._v_split()
+        region = self.mm.region(f"h.{layer}.attn.c_attn.weight")
+        self.linear(layer, "attn.c_attn", h, P.qkv, cfg.qkv_dim, post=rope, folded=folded,
+                    behind_load=behind, part=(0, split))
+        bias = self._param(f"h.{layer}.attn.c_attn.bias") if cfg.bias else None
+
+        def v_proj() -> list:
+            b.tag = f"L{layer}.attn.qkv"
+            finish: list = []
+            self.gemv(region, h, P.qkv, cfg.qkv_dim, bias, folded=folded,
+                      part=(split, region.n_local), stat=False, finish=finish)
+            return finish
+        self.attention(layer, pos, self._attn_proj(layer), v_proj)
+
+    def _v_split(self) -> int | None:
+        """The first local vector of the QKV projection that holds only value outputs, when the
+        value projection can be split off there (a pipelined schedule, outputs past it)."""
+        if self.schedule.name != "pipelined":
+            return None
+        nl = -(-self.cfg.qkv_dim // self.S)
+        first = -(-(self.d + self.cfg.kv_dim) // self.S)
+        return first if first < nl else None
 
     def _attn_proj(self, layer: int):
         """The attention projection of ``layer`` and its residual add, as ``proj(after_first)``

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from pimgpt.core.config import HwConfig
-from pimgpt.core.dram import derived_timing
-from pimgpt.core.isa import Instr, Op
+from pimgpt.core.dram import derived_timing, mode_switching
+from pimgpt.core.isa import REGISTER_OPS, Instr, Op
 from pimgpt.core.vu.cost import VectorUnitModel
 from pimgpt.sw.mapper import COL
 
@@ -47,24 +47,40 @@ class CostModel:
         self.C, self.NB = d.channels, d.banks
         self.ccd = max(t["nCCDL"], t["nCCDS"], 1)
         self.miss = t["nRTP"] + t["nRP"] + t["nRCDRDMAC"]
+        self.rfc, self.refi = t["nRFC"], t["nREFI"]
         self.io = t["nIO"]
         self.rd_lat, self.wr_lat = t["nCL"], t["nCWL"]
         # fp32 accumulator values per 32-byte burst
         self.acc_per_burst = d.column_bytes // 4
         self.asic_tck = 1.0 / hw.asic.clock_ghz / d.tck_ns
         self.vu = VectorUnitModel(hw)
+        # a channel switching between array and register-access mode (docs/paper.md)
+        self.modch = t["nMODCH"] if mode_switching(hw) else 0
 
     def asic(self, ins: Instr) -> float:
         return self.vu.cost(ins).cycles * self.asic_tck
 
-    def pim(self, ins: Instr, open_rows: list) -> tuple[tuple, float]:
-        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams)."""
+    def pim(self, ins: Instr, open_rows: list, modes: list | None = None) -> tuple[tuple, float]:
+        """``(channels, duration)``; updates ``open_rows`` (the row each channel streams) and
+        ``modes`` (per channel, whether its last instruction was a register one: ``WR_GB``,
+        ``RD_MAC``, ``WR_BIAS``; ``None``: not tracked). Where the standard switches modes, an
+        instruction that moves a channel into or out of a register-mode visit pays ``nMODCH``."""
         op, a = ins.op, ins.args
         mask = a.get("ch_mask")
         if mask is None:
             chans = (a["ch"],) if "ch" in a else tuple(range(self.C))
         else:
             chans = tuple(c for c in range(self.C) if mask >> c & 1)
+        chans, t = self._pim(op, a, chans, open_rows)
+        if modes is None or not self.modch:
+            return chans, t
+        reg = op in REGISTER_OPS
+        switch = any(modes[c] != reg for c in chans)
+        for c in chans:
+            modes[c] = reg
+        return chans, t + (self.modch if switch else 0)
+
+    def _pim(self, op: Op, a: dict, chans: tuple, open_rows: list) -> tuple[tuple, float]:
         if op in (Op.MAC_ABK, Op.MAC_SBK):
             row = a["row"]
             miss = any(open_rows[c] != row for c in chans)
@@ -170,11 +186,12 @@ def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tu
     cP = [0.0] * nP
     pchans: list = [()] * nP
     open_rows: list = [None] * cost.C
+    modes: list = [False] * cost.C
     for k, u in enumerate(P):
-        pchans[k], cP[k] = cost.pim(program[u], open_rows)
+        pchans[k], cP[k] = cost.pim(program[u], open_rows, modes)
     cA = [cost.asic(program[u]) for u in A]
     out = []
-    total = 0.0
+    total = idle = 0.0
     p = a = 0
     while p < nP or a < nA:
         ch = [0.0] * cost.C
@@ -209,7 +226,13 @@ def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tu
                 j += 1
         out.append((P[p:i], A[a:j]))
         total += max(tP, tA)
+        if tA - tP >= cost.rfc / 2:
+            idle += tA - tP
         p, a = i, j
+    if cost.refi:
+        # refresh: nRFC per nREFI of the piece's time, less what windows of an idle PIM side
+        # (at least nRFC / 2 long, as the refresh policy takes them) can hold for free
+        total += max(0.0, total * cost.rfc / cost.refi - idle)
     return out, total
 
 
@@ -223,6 +246,11 @@ class Schedule:
     """
 
     name = ""
+    #: Where the value projection goes (:meth:`pimgpt.sw.compiler.lowering.Lowering.
+    #: _qkv_attention`): ``None`` lets the cost model choose per step, ``True`` / ``False``
+    #: force it late (under the first softmaxes) or in the QKV GEMV. Only a pipelined schedule
+    #: splits it off.
+    v_late: bool | None = None
 
     def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
