@@ -106,9 +106,11 @@ class AttentionLowering:
         candidates (each partition; with a last group that leaves the first chunk of ``o``
         final, also that partition deferring its last ``p . V``), the one whose trial
         recording the schedule's cost model finds fastest (the same for every layer of the
-        step: decided at the first one)."""
-        cached = getattr(self, "_groups", None)
-        if cached is not None and cached[0] == (npos, v_proj is not None):
+        step: decided at the first one, for either place of the value projection)."""
+        key = (npos, v_proj is not None)
+        chosen = self.__dict__.setdefault("_group_choice", {})
+        if key in chosen:
+            self._groups = (key, *chosen[key])
             return
         # A head group of whole K-vector chunks opens K and V rows no other group opens.
         align = k_chunk_heads(self.cfg, self.hw)
@@ -138,7 +140,8 @@ class AttentionLowering:
                 b.tag, self._ids, self._gb_q = mark[1:]
                 pool.items, pool.slots, pool.clock = copy.deepcopy(state)
             best = cands[min(range(len(cands)), key=times.__getitem__)]
-        self._groups = ((npos, v_proj is not None), *best)
+        chosen[key] = best
+        self._groups = (key, *best)
 
     def _balanced_groups(self) -> list[list[list[int]]]:
         """Head partitions for a channel-major V cache (``mapper.v_vector``), whose channels
