@@ -21,7 +21,11 @@ from pimgpt.sw.compiler.schedule import make_schedule
 from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import ModelConfig, get_model
 
-HW = load_hw("pimgpt-gddr6-8ch")
+#: The default hardware with the interleaved V cache, whose program structure these tests spell
+#: out (``tests/test_v_channel_major.py`` covers the default channel-major layout).
+HW = hw_from_dict({**load_hw("pimgpt-gddr6-8ch").raw,
+                   "dram": {**load_hw("pimgpt-gddr6-8ch").raw["dram"], "v_channel_major": False}},
+                  where="test")
 
 
 def custom_hw(dram=None, asic=None):

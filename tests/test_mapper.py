@@ -236,7 +236,8 @@ def test_v_cache_parts_follow_the_k_chunks_and_share_no_row():
     holds dimensions of both parts."""
     from pimgpt.sw.mapper import k_chunk_heads, v_local, v_parts
 
-    hw = load_hw("pimgpt-gddr6-8ch")
+    base = load_hw("pimgpt-gddr6-8ch").raw  # the interleaved V cache (parts are its layout)
+    hw = hw_from_dict({**base, "dram": {**base["dram"], "v_channel_major": False}}, where="test")
     cfg = get_model("gpt2-xl")
     assert k_chunk_heads(cfg, hw) == 16
     assert k_chunk_heads(get_model("gpt2-small"), hw) is None

@@ -26,13 +26,15 @@ def with_dram(name: str, **dram):
     return hw_from_dict({**base, "dram": {**base["dram"], **dram}}, where="test")
 
 
-HW_CM = with_dram("pimgpt-gddr6-8ch", v_channel_major=True)
+HW_CM = with_dram("pimgpt-gddr6-8ch", v_channel_major=True)  # the default since 2026-12-05
+HW_IL = with_dram("pimgpt-gddr6-8ch", v_channel_major=False)  # the interleaved layout
 
 
 def test_placement_keeps_each_head_in_at_most_two_channels():
     cfg, hw = get_model("gpt2-small"), HW_CM
     d = hw.dram
-    assert v_channel_major(cfg, hw) and not v_channel_major(cfg, load_hw("pimgpt-gddr6-8ch"))
+    assert v_channel_major(cfg, hw) and not v_channel_major(cfg, HW_IL)
+    assert v_channel_major(cfg, load_hw("pimgpt-gddr6-8ch"))  # the default
     vec = np.array([v_vector(cfg, hw, m) for m in range(cfg.kv_dim)])
     assert len(set(vec.tolist())) == cfg.kv_dim and vec.max() < v_dims(cfg, hw)
     channel, bank = vec % d.slots // d.banks, vec % d.banks
@@ -41,13 +43,13 @@ def test_placement_keeps_each_head_in_at_most_two_channels():
         assert len(set(channel[h * cfg.d_head:(h + 1) * cfg.d_head].tolist())) <= 2
     # 6 local indices per channel: 1.5 heads, at most 2 (interleaved: 6 heads per channel)
     assert v_heads_per_channel(cfg, hw) == 2
-    assert v_heads_per_channel(cfg, load_hw("pimgpt-gddr6-8ch")) == 6
+    assert v_heads_per_channel(cfg, HW_IL) == 6
     # blocks of one row (6 local indices x 10 columns), loads of three blocks (2 heads x 30
     # columns of a 64-column buffer); interleaved: loads of one block of 6 heads
     assert v_block_tokens(cfg, hw, 1024) == 160 and v_load_tokens(cfg, hw, 1024) == 480
     assert v_load_tokens(cfg, hw, 128) == 128
-    assert v_block_tokens(cfg, load_hw("pimgpt-gddr6-8ch"), 1024) == 160
-    assert v_load_tokens(cfg, load_hw("pimgpt-gddr6-8ch"), 1024) == 160
+    assert v_block_tokens(cfg, HW_IL, 1024) == 160
+    assert v_load_tokens(cfg, HW_IL, 1024) == 160
 
 
 def test_grouped_query_attention_keeps_the_interleaved_layout():
@@ -90,13 +92,13 @@ def _step(hw, ctx):
 def test_fewer_buffer_bytes_and_less_pim_time_at_long_context(ctx, monkeypatch):
     """gpt2-small at ctx 1024: the probabilities cross the pins for 2 heads per channel instead
     of 6, and the PIM side is busy for less time (the softmaxes may be less hidden). Both with
-    the value projection in the QKV GEMV, to compare the layouts alone (the default layout's
-    step moves it under the softmax here, which takes its PIM time below both)."""
+    the value projection in the QKV GEMV, to compare the layouts alone (the interleaved
+    layout's step moves it under the softmax here, which takes its PIM time below both)."""
     from pimgpt.sw.compiler.schedule import PipelinedSchedule
 
     monkeypatch.setattr(PipelinedSchedule, "v_late", False)
     busy, loads = _step(HW_CM, ctx)
-    busy0, loads0 = _step(load_hw("pimgpt-gddr6-8ch"), ctx)
+    busy0, loads0 = _step(HW_IL, ctx)
     assert loads * 2 < loads0
     assert busy < 0.95 * busy0
 

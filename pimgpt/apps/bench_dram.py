@@ -8,7 +8,7 @@
   gpt2-small only), for the hardware as configured (``gddr6-aim``, mode switches on), with the
   in-order controller (``dram.early_activate: false``), without mode switches
   (``dram.mode_switch: false``), with ``dram.act_overlap: true``, on the plain ``gddr6``
-  standard, and with the channel-major V cache (``dram.v_channel_major: true``; these variants
+  standard, and with the interleaved V cache (``dram.v_channel_major: false``; these variants
   also at gpt2-small context 1024): latency, PIM-side busy time against the bank-bandwidth
   floor, activations and pin bytes against their ideals, register-mode visits, the vector
   unit's exposed time, and ``bound``: the least PIM busy time any schedule of the same work could
@@ -48,11 +48,11 @@ VARIANTS = {
     "no mode switch": {"mode_switch": False},
     "act_overlap": {"act_overlap": True},
     "plain gddr6": {"standard": "gddr6"},
-    "channel-major V": {"v_channel_major": True},
+    "interleaved V": {"v_channel_major": False},
 }
 POINTS = (("gpt2-small", 128), ("gpt2-xl", 1024))
 #: Where the variants are also measured (not the budget): a long context of a small model, where
-#: the channel-major V cache pays.
+#: the V cache's layout matters most.
 VARIANT_POINTS = POINTS + (("gpt2-small", 1024),)
 ACCUMULATORS = (1, 4, 8, 16)
 

@@ -129,19 +129,25 @@ class AttentionLowering:
         trial_proj = proj if any(defer for _, defer in cands) else None
         best = cands[0]
         if len(cands) > 1:
-            b, pool = self.b, self.pool
-            mark = len(b.program), b.tag, self._ids, self._gb_q
-            state = copy.deepcopy((pool.items, pool.slots, pool.clock))
-            times = []
-            for groups, defer in cands:
-                self._pipeline(layer, kreg, vreg, npos, groups, trial_proj, defer, v_proj)
-                times.append(self.schedule.estimate(b.program[mark[0]:]))
-                del b.program[mark[0]:], b.tags[mark[0]:]
-                b.tag, self._ids, self._gb_q = mark[1:]
-                pool.items, pool.slots, pool.clock = copy.deepcopy(state)
+            times = [self._trial_time(lambda g=groups, d=defer: self._pipeline(
+                layer, kreg, vreg, npos, g, trial_proj, d, v_proj)) for groups, defer in cands]
             best = cands[min(range(len(cands)), key=times.__getitem__)]
         chosen[key] = best
         self._groups = (key, *best)
+
+    def _trial_time(self, record) -> float:
+        """The schedule's estimate (tCK) of what ``record()`` records, then undone: the
+        recording, the current tag, the item ids, the global buffers' queries and the
+        accumulator pool are as before."""
+        b, pool = self.b, self.pool
+        mark = len(b.program), b.tag, self._ids, getattr(self, "_gb_q", None)
+        state = copy.deepcopy((pool.items, pool.slots, pool.clock))
+        record()
+        time = self.schedule.estimate(b.program[mark[0]:])
+        del b.program[mark[0]:], b.tags[mark[0]:]
+        b.tag, self._ids, self._gb_q = mark[1:]
+        pool.items, pool.slots, pool.clock = state
+        return time
 
     def _balanced_groups(self) -> list[list[list[int]]]:
         """Head partitions for a channel-major V cache (``mapper.v_vector``), whose channels

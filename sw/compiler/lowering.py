@@ -26,7 +26,6 @@ so that they need no extra ``SYNC``.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -433,17 +432,9 @@ class Lowering(AttentionLowering):
             return False
         if self.schedule.v_late is not None:
             return self.schedule.v_late
-        b, pool = self.b, self.pool
-        mark = len(b.program), b.tag, self._ids, getattr(self, "_gb_q", None)
-        state = copy.deepcopy((pool.items, pool.slots, pool.clock))
-        times = []
-        for v_late in (False, True):
-            self._qkv_attention(layer, pos, h, folded, behind_load, v_late)
-            times.append(self.schedule.estimate(b.program[mark[0]:]))
-            del b.program[mark[0]:], b.tags[mark[0]:]
-            b.tag, self._ids, self._gb_q = mark[1:]
-            pool.items, pool.slots, pool.clock = copy.deepcopy(state)
-        return times[1] < times[0] * (1 - self.schedule.v_late_margin)
+        fused, late = (self._trial_time(lambda v=v: self._qkv_attention(
+            layer, pos, h, folded, behind_load, v)) for v in (False, True))
+        return late < fused * (1 - self.schedule.v_late_margin)
 
     def _qkv_attention(self, layer: int, pos: int, h: int, folded: int | None,
                        behind_load, v_late: bool) -> None:
