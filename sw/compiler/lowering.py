@@ -6,7 +6,9 @@
   accumulator, chunk after chunk, and is read into the scratchpad with ``RD_MAC`` when its last
   chunk is done (groups of local vectors in consecutive accumulators are read together); the bias
   is a ``VADD``.
-* **Attention**: :mod:`.attention`.
+* **Attention**: :mod:`.attention`. The QKV GEMV may stop after the keys: its value outputs'
+  GEMV then runs after the first head group's scores, under the first softmaxes, where the
+  schedule's cost model finds the step faster (:meth:`Lowering._qkv_attention`).
 * LayerNorm, GELU, softmax, residual adds are the vector unit's ops; the LM head is a GEMV over
   ``wte`` followed by ``ARGMAX`` and ``OUT``.
 
