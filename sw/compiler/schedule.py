@@ -38,7 +38,9 @@ class CostModel:
     MAC columns stream at ``nCCDL``; a MAC that needs another row pays ``nRTP + nRP +
     nRCDRDMAC``; transfers over the pins take ``nIO`` per 32-byte burst plus their latency
     (``nCWL`` into the device, ``nCL`` out of it); an access outside the MAC stream also opens
-    a row. Estimates need not be exact: a wrong one costs some overlap, never correctness.
+    a row; entering or leaving a register-mode visit costs ``nMODCH`` where the standard
+    switches modes (:meth:`pim`). Estimates need not be exact: a wrong one costs some overlap or
+    a slower choice, never correctness.
     """
 
     def __init__(self, hw: HwConfig):
@@ -174,7 +176,8 @@ def list_schedule(program: list, banks: int, cost: CostModel,
 
 def schedule_time(program: list, banks: int, cost: CostModel, limit: int) -> float:
     """Estimated duration (tCK) of ``program`` placed by :func:`list_schedule`: per interval,
-    the longer side by :class:`CostModel`."""
+    the longer side by :class:`CostModel`, plus the refreshes of that time (``nRFC`` per
+    ``nREFI``) that the intervals' idle PIM windows of at least ``nRFC / 2`` cannot hold."""
     return _list_schedule(program, banks, cost, limit)[1]
 
 
