@@ -536,7 +536,8 @@ def test_late_value_projection_hides_the_softmax_at_long_context():
 
 def test_cost_model_charges_mode_switches_and_refresh():
     """The list scheduler's cost model: a register instruction after array work (and array
-    work after it) pays nMODCH, consecutive register instructions share one visit; a piece's
+    work after it) pays nMODCH, consecutive register instructions share one visit (and its
+    reads one read latency); a piece's
     estimate adds the refreshes of its time that the idle windows of its PIM side cannot
     hold."""
     from pimgpt.core.dram import derived_timing
@@ -550,6 +551,11 @@ def test_cost_model_charges_mode_switches_and_refresh():
     plain = [cost.pim(i, [3] * 8)[1] for i in (mac, wr)]
     got = [cost.pim(i, rows, modes)[1] for i in (mac, wr, wr, mac)]
     assert got == [plain[0], plain[1] + t["nMODCH"], plain[1], plain[0] + t["nMODCH"]]
+    # the read latency once per visit: later reads stream behind the first
+    rd = isa.I(Op.RD_MAC, ch_mask=255, acc=0, nacc=1)
+    one = cost.pim(rd, [3] * 8)[1]
+    got = [cost.pim(i, rows, modes)[1] for i in (rd, rd, mac)]
+    assert got == [one + t["nMODCH"], one - t["nCL"], plain[0] + t["nMODCH"]]
     # refresh: 20 MACs streaming one row back to back have no idle window to hide it in
     macs = [mac] * 20
     busy = 20 * plain[0] + cost.miss

@@ -66,7 +66,8 @@ class CostModel:
         """``(channels, duration)``; updates ``open_rows`` (the row each channel streams) and
         ``modes`` (per channel, whether its last instruction was a register one: ``WR_GB``,
         ``RD_MAC``, ``WR_BIAS``; ``None``: not tracked). Where the standard switches modes, an
-        instruction that moves a channel into or out of a register-mode visit pays ``nMODCH``."""
+        instruction that moves a channel into or out of a register-mode visit pays ``nMODCH``,
+        and only the visit's first ``RD_MAC`` pays the read latency ``nCL``."""
         op, a = ins.op, ins.args
         mask = a.get("ch_mask")
         if mask is None:
@@ -80,6 +81,8 @@ class CostModel:
         switch = any(modes[c] != reg for c in chans)
         for c in chans:
             modes[c] = reg
+        if op is Op.RD_MAC and not switch:
+            t -= self.rd_lat  # a later read of the visit streams behind the first: nCL once
         return chans, t + (self.modch if switch else 0)
 
     def _pim(self, op: Op, a: dict, chans: tuple, open_rows: list) -> tuple[tuple, float]:
