@@ -511,8 +511,8 @@ def test_late_value_projection_is_bit_identical(model, hw_name, monkeypatch):
 def test_late_value_projection_hides_the_softmax_at_long_context():
     """gpt2-medium at context 1024: one head group's softmaxes (16 rows of 1024) take about
     2 us a layer. With the value projection in the QKV GEMV the PIM waits for them; late, it
-    computes the value projection meanwhile. The cost model picks late; measured 450.1 us a
-    token against 466.7 us with the best in-GEMV grouping (467.5 us by the cost model's pick)."""
+    computes the value projection meanwhile. The cost model picks late; measured 446.8 us a
+    token against 464.3 us with the value projection in the QKV GEMV (interleaved V cache)."""
     from pimgpt.sim.perf.engine import PerfEngine
     from pimgpt.sw.compiler.schedule import PipelinedSchedule
 
