@@ -23,8 +23,8 @@ from pimgpt.sw.models import ModelConfig, get_model
 
 #: The default hardware with the interleaved V cache, whose program structure these tests spell
 #: out (``tests/test_v_channel_major.py`` covers the default channel-major layout).
-HW = hw_from_dict({**load_hw("pimgpt-gddr6-8ch").raw,
-                   "dram": {**load_hw("pimgpt-gddr6-8ch").raw["dram"], "v_channel_major": False}},
+_DEFAULT = load_hw("pimgpt-gddr6-8ch").raw
+HW = hw_from_dict({**_DEFAULT, "dram": {**_DEFAULT["dram"], "v_channel_major": False}},
                   where="test")
 
 

@@ -108,7 +108,7 @@ class AttentionLowering:
         recording the schedule's cost model finds fastest (the same for every layer of the
         step: decided at the first one, for either place of the value projection)."""
         key = (npos, v_proj is not None)
-        chosen = self.__dict__.setdefault("_group_choice", {})
+        chosen = self._group_choice
         if key in chosen:
             self._groups = (key, *chosen[key])
             return
@@ -140,7 +140,7 @@ class AttentionLowering:
         recording, the current tag, the item ids, the global buffers' queries and the
         accumulator pool are as before."""
         b, pool = self.b, self.pool
-        mark = len(b.program), b.tag, self._ids, getattr(self, "_gb_q", None)
+        mark = len(b.program), b.tag, self._ids, self._gb_q
         state = copy.deepcopy((pool.items, pool.slots, pool.clock))
         record()
         time = self.schedule.estimate(b.program[mark[0]:])

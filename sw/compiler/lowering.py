@@ -82,6 +82,10 @@ class Lowering(AttentionLowering):
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
         self._rows: dict = {}  # head -> its row of scores, when not its index (attention.py)
+        self._gb_q = None  # the window of queries the global buffers hold (attention.py)
+        # per (positions attended, value projection late): the head groups chosen (attention.py)
+        self._group_choice: dict = {}
+        self._v_late = None  # (positions attended, whether the value projection goes late)
         self.fold_norms = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -159,8 +163,7 @@ class Lowering(AttentionLowering):
              prefetch: tuple = (), post=None, feeds: Region | None = None,
              per_input: int = 1, folded: int | None = None,
              groups: list | None = None, after_first=None, behind_load=None,
-             part: tuple[int, int] | None = None, stat: bool = True,
-             finish: list | None = None) -> None:
+             part: tuple[int, int] | None = None, finish: list | None = None) -> None:
         """``dst = dot(bf16(x), region vectors) (+ bias)``, then ``post(lo, n)`` per output group.
 
         Chunk-outer: one ``WR_GB`` per input chunk; each local vector accumulates all its chunks
@@ -188,11 +191,11 @@ class Lowering(AttentionLowering):
         stream (the RoPE table of the step, before the first layer's QKV).
 
         ``part``: only the local vectors ``[i0, i1)`` (outputs ``[i0 * slots, i1 * slots)``):
-        a GEMV split in two (the value projection after the first softmax, :mod:`.attention`).
-        ``stat``: ``False`` when an earlier part of the same GEMV computed the folded norm's
-        statistics. ``finish``: a list that receives each output group's vector-unit work (bias,
-        norm scale, ``post``) as a function to call later, instead of emitting it (the caller
-        places it in the vector unit's order).
+        a GEMV split in two (the value projection after the first softmax, :mod:`.attention`);
+        a part after the first uses the folded norm's statistics the first part computed.
+        ``finish``: a list that receives each output group's vector-unit work (bias, norm
+        scale, ``post``) as a function to call later, instead of emitting it (the caller places
+        it in the vector unit's order).
         """
         b, S, pool = self.b, self.S, self.pool
         self._prefetch(prefetch)
@@ -218,7 +221,7 @@ class Lowering(AttentionLowering):
                 after_first()  # before the load: it may write this chunk's inputs
                 b.tag = tag
             b.emit(Op.WR_GB, ch_mask=self.all_ch, gb_col=0, ncols=size // COL, src=x + start)
-            if folded is not None and t_idx == 0 and stat:
+            if folded is not None and t_idx == 0 and p0 == 0:
                 # behind the load, so that it runs while the banks stream the GEMV
                 if self.cfg.norm == "rmsnorm":
                     b.emit(Op.RMSRSTD, dst=self.P.stat, src=folded, n=self.d, eps_f32=self.eps)
@@ -401,7 +404,7 @@ class Lowering(AttentionLowering):
         h = self._norm(p + "ln_1", P.x, P.h)
         folded = P.x if self.fold_norms else None
         npos = pos + 1
-        late = getattr(self, "_v_late", None)
+        late = self._v_late
         if late is None or late[0] != npos:
             late = self._v_late = (npos, self._v_late_faster(layer, pos, h, folded, behind_load))
         self._qkv_attention(layer, pos, h, folded, behind_load, late[1])
@@ -463,15 +466,13 @@ class Lowering(AttentionLowering):
             b.tag = f"L{layer}.attn.qkv"
             finish: list = []
             self.gemv(region, h, P.qkv, cfg.qkv_dim, bias, folded=folded,
-                      part=(split, region.n_local), stat=False, finish=finish)
+                      part=(split, region.n_local), finish=finish)
             return finish
         self.attention(layer, pos, self._attn_proj(layer), v_proj)
 
     def _v_split(self) -> int | None:
         """The first local vector of the QKV projection that holds only value outputs, when the
-        value projection can be split off there (a pipelined schedule, outputs past it)."""
-        if self.schedule.name != "pipelined":
-            return None
+        value projection can be split off there (outputs past it)."""
         nl = -(-self.cfg.qkv_dim // self.S)
         first = -(-(self.d + self.cfg.kv_dim) // self.S)
         return first if first < nl else None

@@ -254,8 +254,7 @@ class Schedule:
     name = ""
     #: Where the value projection goes (:meth:`pimgpt.sw.compiler.lowering.Lowering.
     #: _qkv_attention`): ``None`` lets the cost model choose per step, ``True`` / ``False``
-    #: force it late (under the first softmaxes) or in the QKV GEMV. Only a pipelined schedule
-    #: splits it off.
+    #: force it late (under the first softmaxes) or in the QKV GEMV (the serial schedule's).
     v_late: bool | None = None
     #: The split value projection must be estimated this much faster (a fraction of the
     #: estimate) to be chosen: it loads the QKV input twice and adds a register-mode visit,
@@ -297,6 +296,7 @@ class SerialSchedule(Schedule):
     at every race. The vector unit and the PIM rarely overlap: kept for comparison."""
 
     name = "serial"
+    v_late = False  # the value projection stays in the QKV GEMV: no trial
 
     def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]
