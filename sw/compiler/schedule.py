@@ -47,6 +47,7 @@ class CostModel:
         d = hw.dram
         t = derived_timing(hw)
         self.C, self.NB = d.channels, d.banks
+        self.G, self.RE = d.gb_elems, d.row_elems
         self.ccd = max(t["nCCDL"], t["nCCDS"], 1)
         self.miss = t["nRTP"] + t["nRP"] + t["nRCDRDMAC"]
         self.rfc, self.refi = t["nRFC"], t["nREFI"]
@@ -98,17 +99,34 @@ class CostModel:
         if op is Op.WR_GB:
             return chans, a["ncols"] * self.io + self.wr_lat
         n = a.get("n", a.get("ncols", 1) * COL)
-        if op is Op.WR_ELEM:  # one burst per element, each in the channel of its vector
-            per = [0] * self.C
-            for v in range(a["vec"], a["vec"] + n):
-                per[v % (self.C * self.NB) // self.NB] += 1
-            chans = tuple(c for c in range(self.C) if per[c])
-            for c in chans:
-                open_rows[c] = None
-            return chans, max(per) * self.io + self.miss
+        if op is Op.WR_ELEM:
+            return self._wr_elem(a, n, open_rows)
         for c in chans:
             open_rows[c] = None
         return chans, -(-n // COL) * self.io + self.miss + self.rd_lat
+
+    def _wr_elem(self, a: dict, n: int, open_rows: list) -> tuple[tuple, float]:
+        """One burst per element, each in the channel of its vector; a channel whose elements
+        lie in the rows its last ``WR_ELEM`` wrote keeps them open (the V cache's append writes
+        the same rows, instruction after instruction), else it opens them (``docs/isa.md``'s
+        region layout, as the perf simulator resolves it)."""
+        G, RE, slots = self.G, self.RE, self.C * self.NB
+        elem, vec0 = a["elem"], a["vec"]
+        tk = elem // G
+        lt = min(G, a["vec_len"] - tk * G)
+        base = tk * a["n_local"] * G + elem - tk * G
+        per: dict = {}  # channel -> [elements, {(bank, row)}]
+        for v in range(vec0, vec0 + n):
+            c, bank = divmod(v % slots, self.NB)
+            cur = per.setdefault(c, [0, set()])
+            cur[0] += 1
+            cur[1].add((bank, a["region_row"] + (base + v // slots * lt) // RE))
+        t = 0.0
+        for c, (count, rows) in per.items():
+            key = ("elem", frozenset(rows))
+            t = max(t, count * self.io + (self.miss if open_rows[c] != key else 0))
+            open_rows[c] = key
+        return tuple(sorted(per)), t
 
 
 # ---------------------------------------------------------------------------------------------
