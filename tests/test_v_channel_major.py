@@ -145,6 +145,29 @@ def test_cost_model_prices_an_append_on_the_channels_it_writes():
     assert chans == tuple(range(d.channels)) and t_every == t_one  # 16 writes per channel each
 
 
+def test_cost_model_keeps_an_append_rows_open():
+    """The V cache's append writes the same rows token after token: a WR_ELEM into the rows the
+    channel's last WR_ELEM wrote pays no row switch; one into another row, or after a MAC on the
+    channel, pays it (the perf simulator's timing of the same appends agrees on the order)."""
+    from pimgpt.core.isa import Instr
+    from pimgpt.sw.compiler.schedule import CostModel
+
+    cost = CostModel(HW_CM)
+    d = HW_CM.dram
+
+    def app(elem, region_row=0):
+        return Instr(Op.WR_ELEM, dict(src=0, n=16, elem=elem, vec=3 * d.banks,
+                                      region_row=region_row, n_local=1, vec_len=64))
+    rows = [None] * d.channels
+    first = cost.pim(app(0), rows)[1]
+    assert first == 16 * cost.io + cost.miss
+    assert cost.pim(app(1), rows)[1] == 16 * cost.io  # the next token: same rows, still open
+    assert cost.pim(app(1, region_row=1), rows)[1] == first  # another row
+    mac = Instr(Op.MAC_ABK, dict(ch_mask=1 << 3, row=7, col=0, ncols=8, gb_col=0, acc=0))
+    cost.pim(mac, rows)
+    assert cost.pim(app(2, region_row=1), rows)[1] == first  # the MAC opened its own row
+
+
 def test_a_buffer_load_spanning_several_blocks_bit_identical():
     """Rows of 8 columns hold one 16-token block of all 8 local indices, while a channel's 2
     heads take 4-column slices of the 8-column buffer: each load serves 4 blocks (4 rows)."""
