@@ -24,7 +24,7 @@ from pimgpt.core.isa import REGISTER_OPS, Instr, Op
 from pimgpt.core.vu.cost import VectorUnitModel
 from pimgpt.sw.mapper import COL
 
-from .program import REG_BASE, Builder, effects, hazards
+from .program import Builder, effects, hazards
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,18 +134,15 @@ class CostModel:
 # ---------------------------------------------------------------------------------------------
 def _side_queues(program: list, banks: int, limit: int) -> tuple[dict, dict]:
     """Per side, its instruction indices in order and, for each, the position in the other
-    side's queue of the last earlier instruction it conflicts with (-1 if none)."""
+    side's queue of the last earlier instruction it conflicts with (-1 if none).
+
+    The words are tracked per elementary segment (between consecutive range ends of the
+    program), which every range covers whole: the same answers as per word, in arrays as long
+    as the program has distinct range ends rather than as the scratchpad (``limit`` words)."""
     eff = [effects(ins, banks) for ins in program]
-    top = limit
-    for _, rs, ws in eff:
-        for lo, hi in rs + ws:
-            if lo < REG_BASE:
-                top = max(top, hi)
-    size = top + 16
-
-    def words(lo, hi):
-        return (lo - REG_BASE + top, hi - REG_BASE + top) if lo >= REG_BASE else (lo, hi)
-
+    ends = sorted({e for _, rs, ws in eff for r in rs + ws for e in r})
+    seg = {e: k for k, e in enumerate(ends)}
+    size = max(len(ends), 1)
     last_w = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
     last_r = {True: np.full(size, -1, np.int64), False: np.full(size, -1, np.int64)}
     queues: dict = {True: [], False: []}
@@ -154,19 +151,17 @@ def _side_queues(program: list, banks: int, limit: int) -> tuple[dict, dict]:
         q = queues[pim]
         pos = len(q)
         ow, orr = last_w[not pim], last_r[not pim]
+        rs = [(seg[lo], seg[hi]) for lo, hi in rs]
+        ws = [(seg[lo], seg[hi]) for lo, hi in ws]
         dep = -1
         for lo, hi in rs:
-            lo, hi = words(lo, hi)
             dep = max(dep, int(ow[lo:hi].max()))
         for lo, hi in ws:
-            lo, hi = words(lo, hi)
             dep = max(dep, int(ow[lo:hi].max()), int(orr[lo:hi].max()))
         mw, mr = last_w[pim], last_r[pim]
         for lo, hi in rs:
-            lo, hi = words(lo, hi)
             mr[lo:hi] = pos
         for lo, hi in ws:
-            lo, hi = words(lo, hi)
             mw[lo:hi] = pos
         q.append(u)
         deps[pim].append(dep)
