@@ -22,7 +22,7 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.dram import derived_timing, mode_switching
 from pimgpt.core.isa import REGISTER_OPS, Instr, Op
 from pimgpt.core.vu.cost import VectorUnitModel
-from pimgpt.sw.mapper import COL
+from pimgpt.sw.mapper import COL, element_address
 
 from .program import Builder, effects, hazards
 
@@ -108,21 +108,18 @@ class CostModel:
     def _wr_elem(self, a: dict, n: int, open_rows: list) -> tuple[tuple, float]:
         """One burst per element, each in the channel of its vector; a channel whose elements
         lie in the rows its last ``WR_ELEM`` wrote keeps them open (the V cache's append writes
-        the same rows, instruction after instruction), else it opens them (``docs/isa.md``'s
-        region layout, as the perf simulator resolves it)."""
-        G, RE, slots = self.G, self.RE, self.C * self.NB
-        elem, vec0 = a["elem"], a["vec"]
-        tk = elem // G
-        lt = min(G, a["vec_len"] - tk * G)
-        base = tk * a["n_local"] * G + elem - tk * G
-        per: dict = {}  # channel -> [elements, {(bank, row)}]
-        for v in range(vec0, vec0 + n):
-            c, bank = divmod(v % slots, self.NB)
+        the same rows, instruction after instruction), else it opens them (the rows of
+        :func:`~pimgpt.sw.mapper.element_address`, the region layout of ``docs/isa.md``)."""
+        ch, bank, row, _ = element_address(
+            a["region_row"], a["n_local"], a["vec_len"], np.arange(a["vec"], a["vec"] + n),
+            a["elem"], channels=self.C, banks=self.NB, row_elems=self.RE, gb_elems=self.G)
+        per: dict = {}  # channel -> [elements, {(bank, row) written}]
+        for c, b, r in zip(ch.tolist(), bank.tolist(), row.tolist(), strict=True):
             cur = per.setdefault(c, [0, set()])
             cur[0] += 1
-            cur[1].add((bank, a["region_row"] + (base + v // slots * lt) // RE))
+            cur[1].add((b, r))
         t = 0.0
-        for c, (count, rows) in per.items():
+        for c, (count, rows) in sorted(per.items()):
             key = ("elem", frozenset(rows))
             t = max(t, count * self.io + (self.miss if open_rows[c] != key else 0))
             open_rows[c] = key
