@@ -173,7 +173,7 @@ def test_late_value_projection_chosen_with_the_append_priced_right():
     switch the estimate found the late value projection 0.9 % faster (under the 1 % margin);
     with the append's rows kept open, 7 %, and the compiler takes it. Measured 929.1 us a token
     (with the preamble) against 957.1 us with the value projection in the QKV GEMV."""
-    from pimgpt.sw.compiler.schedule import PipelinedSchedule
+    from test_compiler import fused_value_projection_cycles
 
     cfg = get_model("gpt2-large")
     cp = compile_decode_step(cfg, HW_CM, 1024)
@@ -181,11 +181,7 @@ def test_late_value_projection_chosen_with_the_append_priced_right():
     assert any(t == "L1.attn.qkv" and cp.program[i].op is Op.MAC_ABK
                for i, t in enumerate(cp.tags) if i > first)  # value projection after the scores
     late = PerfEngine(HW_CM).run(cp.program).cycles
-    PipelinedSchedule.v_late = False
-    try:
-        fused = PerfEngine(HW_CM).run(compile_decode_step(cfg, HW_CM, 1024).program).cycles
-    finally:
-        PipelinedSchedule.v_late = None
+    fused = fused_value_projection_cycles(cfg, HW_CM, 1024)
     assert late < 0.98 * fused, (late, fused)
 
 
