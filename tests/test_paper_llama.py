@@ -9,6 +9,8 @@ import pytest
 
 from pimgpt.apps.paper import run_paper, split_models
 from pimgpt.apps.paper_llama import H200_BYTES_PER_S, h200_bound_us, llama_plan
+from pimgpt.core.config import load_hw
+from pimgpt.sw.compiler import attention_plan, compile_decode_step
 from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, get_model
 
 
@@ -56,4 +58,9 @@ def test_run_paper_llama_rows(tmp_path):
     text = (out / "results.md").read_text()
     assert "## Llama family" in text and text.count("| tiny-llama-py |") == 4
     with open(out / "llama.csv") as f:
-        assert len(list(csv.DictReader(f))) == 4
+        table = list(csv.DictReader(f))
+    assert len(table) == 4
+    for r, t in zip(rows, table, strict=True):  # the compiler's plan, from the program
+        comp = compile_decode_step(cfg, load_hw(r["hw"]), r["ctx"])
+        assert {k: r[k] for k in ("head_groups", "value_projection_late")} == attention_plan(comp)
+        assert t["head_groups"] == str(r["head_groups"]) and r["head_groups"] >= 1

@@ -9,7 +9,7 @@ from pimgpt.core.config import ConfigError, hw_from_dict, load_hw
 from pimgpt.core.isa import Op
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sw.checkpoint import random_weights
-from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sw.compiler import attention_plan, compile_decode_step
 from pimgpt.sw.mapper import (
     v_block_tokens,
     v_channel_major,
@@ -180,6 +180,7 @@ def test_late_value_projection_chosen_with_the_append_priced_right():
     first = cp.tags.index("L1.attn.score")
     assert any(t == "L1.attn.qkv" and cp.program[i].op is Op.MAC_ABK
                for i, t in enumerate(cp.tags) if i > first)  # value projection after the scores
+    assert attention_plan(cp) == {"head_groups": 1, "value_projection_late": True}
     late = PerfEngine(HW_CM).run(cp.program).cycles
     fused = fused_value_projection_cycles(cfg, HW_CM, 1024)
     assert late < 0.98 * fused, (late, fused)

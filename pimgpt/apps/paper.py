@@ -37,6 +37,7 @@ from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
 from pimgpt.sim.perf.summary import run_compiled, simulate_model
+from pimgpt.sw.compiler import attention_plan
 from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, get_model
 
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
@@ -165,6 +166,7 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) 
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_bytes_over_ideal": d["pin_bytes_over_ideal"],
         "register_mode_visits": d["register_mode_visits"],
+        **(attention_plan(comp) or {}),  # the compiler's head groups and value projection
         "sim_wall_s": res.wall_s,
     }
     if hw_overlap is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pimgpt.core.config import load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.perf.summary import run_compiled
-from pimgpt.sw.compiler import compile_decode_step, kv_traffic
+from pimgpt.sw.compiler import attention_plan, compile_decode_step, kv_traffic
 from pimgpt.sw.compiler.plan import ScratchPlan
 from pimgpt.sw.mapper import map_model
 from pimgpt.sw.models import LLAMA_MODELS, get_model
@@ -77,6 +77,7 @@ def simulate_llama_point(model: str, hw_name: str, ctx: int) -> dict:
         "kv_ideal_mb": kv["kv_bytes_ideal"] / 1e6,
         "kv_over_ideal": kv["kv_over_ideal"],
         "kv_row_opens_over_ideal": kv["kv_row_opens_over_ideal"],
+        **(attention_plan(comp) or {}),
         "h200_bound_us": bound,
         "x_h200_bound": bound / lat_us,
         "sim_wall_s": res.wall_s,

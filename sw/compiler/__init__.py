@@ -17,7 +17,7 @@ Modules
 :mod:`.accum`
     The banks' MAC accumulators as a pool (batched reads, exact spills).
 :mod:`.traffic`
-    K/V-cache traffic of a compiled step against the grouped-query ideal.
+    K/V-cache traffic of a compiled step against the grouped-query ideal; its attention plan.
 :mod:`.driver`
     The entry points.
 """
@@ -35,8 +35,9 @@ from .program import (
     program_outputs,
 )
 from .schedule import SCHEDULES
-from .traffic import kv_traffic
+from .traffic import attention_plan, kv_traffic
 
 __all__ = ["PREAMBLE_TAG", "PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError",
-           "CompiledProgram", "Step", "compile_decode_step", "compile_generation", "default_memmap",
-           "hazards", "kv_traffic", "preamble_length", "program_outputs"]
+           "CompiledProgram", "Step", "attention_plan", "compile_decode_step",
+           "compile_generation", "default_memmap", "hazards", "kv_traffic", "preamble_length",
+           "program_outputs"]

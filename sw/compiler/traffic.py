@@ -1,4 +1,5 @@
-"""K/V-cache traffic of a compiled step against the grouped-query ideal (``docs/dataflow.md``).
+"""K/V-cache traffic of a compiled step against the grouped-query ideal (``docs/dataflow.md``),
+and the attention plan the compiler chose for it.
 
 The attention MACs of a step (tags ``L*.attn.score`` and ``L*.attn.av``) are read from the
 program, not simulated: the bytes they stream out of the banks (bank-columns x column bytes), the
@@ -71,4 +72,33 @@ def kv_traffic(comp: CompiledProgram, cfg: ModelConfig, step: int = -1) -> dict:
         "kv_row_opens": opens,
         "kv_rows": len(touched),
         "kv_row_opens_over_ideal": opens / len(touched) if touched else None,
+    }
+
+
+def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
+    """The attention plan of step ``step`` of ``comp`` (default: the last), read from the program:
+    ``head_groups``, the ``SOFTMAX`` instructions of its first attention layer (one per head
+    group, ``docs/dataflow.md``, "Attention schedule"), and ``value_projection_late``, whether
+    that layer's value projection runs after its first scores (``Schedule.v_late``). The
+    compiler decides both once per step, for every layer. ``None`` if the step has no
+    attention (a program without steps: the whole program)."""
+    if comp.steps:
+        st = comp.steps[step]
+        k = comp.steps.index(st)
+        lo = st.start
+        hi = comp.steps[k + 1].start if k + 1 < len(comp.steps) else len(comp.program)
+    else:
+        lo, hi = 0, len(comp.program)
+    tags = comp.tags[lo:hi]
+    first = next((t.split(".", 1)[0] for t in tags if t.endswith(".attn.score")), None)
+    if first is None:
+        return None
+    score, qkv, softmax = (f"{first}.attn.{kind}" for kind in ("score", "qkv", "softmax"))
+    prog = comp.program[lo:hi]
+    s0 = tags.index(score)
+    return {
+        "head_groups": sum(1 for ins, t in zip(prog, tags, strict=True)
+                           if t == softmax and ins.op is Op.SOFTMAX),
+        "value_projection_late": any(t == qkv and ins.op in (Op.MAC_ABK, Op.MAC_SBK)
+                                     for ins, t in zip(prog[s0:], tags[s0:], strict=True)),
     }
