@@ -567,5 +567,5 @@ def test_cost_model_charges_mode_switches_and_refresh():
     # refresh: 20 MACs streaming one row back to back have no idle window to hide it in
     macs = [mac] * 20
     busy = 20 * plain[0] + cost.miss
-    assert schedule_time(macs, HW.dram.banks, cost, 1 << 16) == pytest.approx(
+    assert schedule_time(macs, HW.dram.banks, cost) == pytest.approx(
         busy * (1 + t["nRFC"] / t["nREFI"]))

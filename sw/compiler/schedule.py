@@ -118,24 +118,26 @@ class CostModel:
             cur = per.setdefault(c, [0, set()])
             cur[0] += 1
             cur[1].add((b, r))
+        chans = sorted(per)
         t = 0.0
-        for c, (count, rows) in sorted(per.items()):
+        for c in chans:
+            count, rows = per[c]
             key = ("elem", frozenset(rows))
             t = max(t, count * self.io + (self.miss if open_rows[c] != key else 0))
             open_rows[c] = key
-        return tuple(sorted(per)), t
+        return tuple(chans), t
 
 
 # ---------------------------------------------------------------------------------------------
 # The list scheduler
 # ---------------------------------------------------------------------------------------------
-def _side_queues(program: list, banks: int, limit: int) -> tuple[dict, dict]:
+def _side_queues(program: list, banks: int) -> tuple[dict, dict]:
     """Per side, its instruction indices in order and, for each, the position in the other
     side's queue of the last earlier instruction it conflicts with (-1 if none).
 
     The words are tracked per elementary segment (between consecutive range ends of the
     program), which every range covers whole: the same answers as per word, in arrays as long
-    as the program has distinct range ends rather than as the scratchpad (``limit`` words)."""
+    as the program has distinct range ends rather than as the scratchpad."""
     eff = [effects(ins, banks) for ins in program]
     ends = sorted({e for _, rs, ws in eff for r in rs + ws for e in r})
     seg = {e: k for k, e in enumerate(ends)}
@@ -165,8 +167,7 @@ def _side_queues(program: list, banks: int, limit: int) -> tuple[dict, dict]:
     return queues, deps
 
 
-def list_schedule(program: list, banks: int, cost: CostModel,
-                  limit: int) -> list[tuple[list, list]]:
+def list_schedule(program: list, banks: int, cost: CostModel) -> list[tuple[list, list]]:
     """Split a sequential instruction stream into SYNC intervals that overlap the two sides.
 
     Each side keeps its own program order; an instruction may join an interval only when every
@@ -184,18 +185,18 @@ def list_schedule(program: list, banks: int, cost: CostModel,
     list of (list of int, list of int)
         Per interval, the PIM and the ASIC instruction indices into ``program``.
     """
-    return _list_schedule(program, banks, cost, limit)[0]
+    return _list_schedule(program, banks, cost)[0]
 
 
-def schedule_time(program: list, banks: int, cost: CostModel, limit: int) -> float:
+def schedule_time(program: list, banks: int, cost: CostModel) -> float:
     """Estimated duration (tCK) of ``program`` placed by :func:`list_schedule`: per interval,
     the longer side by :class:`CostModel`, plus the refreshes of that time (``nRFC`` per
     ``nREFI``) that the intervals' idle PIM windows of at least ``nRFC / 2`` cannot hold."""
-    return _list_schedule(program, banks, cost, limit)[1]
+    return _list_schedule(program, banks, cost)[1]
 
 
-def _list_schedule(program: list, banks: int, cost: CostModel, limit: int) -> tuple[list, float]:
-    queues, deps = _side_queues(program, banks, limit)
+def _list_schedule(program: list, banks: int, cost: CostModel) -> tuple[list, float]:
+    queues, deps = _side_queues(program, banks)
     P, A = queues[True], queues[False]
     dP, dA = deps[True], deps[False]
     nP, nA = len(P), len(A)
@@ -391,12 +392,11 @@ class PipelinedSchedule(Schedule):
         return out
 
     def estimate(self, program):
-        return schedule_time(program, self.hw.dram.banks, self.cost,
-                             self.hw.asic.scratchpad_words)
+        return schedule_time(program, self.hw.dram.banks, self.cost)
 
     def place(self, out, program, tags):
         banks = self.hw.dram.banks
-        intervals = list_schedule(program, banks, self.cost, self.hw.asic.scratchpad_words)
+        intervals = list_schedule(program, banks, self.cost)
         prog, otags = out.program, out.tags
         for k, (pim, asic) in enumerate(intervals):
             members = pim + asic

@@ -39,10 +39,8 @@ def kv_traffic(comp: CompiledProgram, cfg: ModelConfig, step: int = -1) -> dict:
         touched: the ideal opens each once) and ``kv_row_opens_over_ideal``.
     """
     hw = comp.memmap.hw.dram
-    steps = comp.steps
-    st = steps[step]
-    k = steps.index(st)
-    hi = steps[k + 1].start if k + 1 < len(steps) else len(comp.program)
+    st = comp.steps[step]
+    _, hi = _step_range(comp, step)
     last: dict = {}  # (channel, bank) -> row its last MAC streamed
     opens = cols = 0
     touched: set = set()
@@ -82,13 +80,7 @@ def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
     that layer's value projection runs after its first scores (``Schedule.v_late``). The
     compiler decides both once per step, for every layer. ``None`` if the step has no
     attention (a program without steps: the whole program)."""
-    if comp.steps:
-        st = comp.steps[step]
-        k = comp.steps.index(st)
-        lo = st.start
-        hi = comp.steps[k + 1].start if k + 1 < len(comp.steps) else len(comp.program)
-    else:
-        lo, hi = 0, len(comp.program)
+    lo, hi = _step_range(comp, step) if comp.steps else (0, len(comp.program))
     tags = comp.tags[lo:hi]
     first = next((t.split(".", 1)[0] for t in tags if t.endswith(".attn.score")), None)
     if first is None:
@@ -102,3 +94,11 @@ def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
         "value_projection_late": any(t == qkv and ins.op in (Op.MAC_ABK, Op.MAC_SBK)
                                      for ins, t in zip(prog[s0:], tags[s0:], strict=True)),
     }
+
+
+def _step_range(comp: CompiledProgram, step: int) -> tuple[int, int]:
+    """The instructions ``[lo, hi)`` of step ``step`` of ``comp`` (an index into its steps)."""
+    steps = comp.steps
+    k = steps.index(steps[step])
+    hi = steps[k + 1].start if k + 1 < len(steps) else len(comp.program)
+    return steps[k].start, hi
