@@ -15,14 +15,15 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from pimgpt.core.config import HwConfig
+from pimgpt.core.isa import Op
 
 from .bank import dram_cmd_layout
 from .fp import check_int
 from .frontend import Frontend
-from .isa_layout import INSTR_BITS
+from .isa_layout import INSTR_BITS, InstrWord, opcode
 from .pim_engine import PimEngine, return_signature
 from .pim_sched import ChannelScheduler
 from .scratchpad import Scratchpad, sp_read_signature, sp_write_signature
@@ -128,24 +129,27 @@ class Asic(wiring.Component):
         hw = self.hw
         C = hw.dram.channels
         m.submodules.fe = fe = Frontend(prog_depth=self.prog_depth, out_depth=self.out_depth)
-        vu = VectorUnit.from_hw(hw, self.sp_aw)
+        N = hw.asic.vector_units
+        vus = [VectorUnit.from_hw(hw, self.sp_aw) for _ in range(N)]
+        vu = vus[0]
         W = vu.lanes
-        # The vector unit runs at the ASIC clock: one step every `ratio` DRAM clocks (tCK).
+        # The vector units run at the ASIC clock: one step every `ratio` DRAM clocks (tCK).
         ratio = asic_clock_ratio(hw)
         ce = Signal()
         if ratio > 1:
             phase = Signal(range(ratio))
             m.d.sync += phase.eq(Mux(phase == ratio - 1, 0, phase + 1))
             m.d.comb += ce.eq(phase == 0)
-            m.submodules.vu = EnableInserter(ce)(vu)
         else:
             m.d.comb += ce.eq(1)
-            m.submodules.vu = vu
+        for u, v in enumerate(vus):
+            m.submodules[f"vu{u}" if u else "vu"] = EnableInserter(ce)(v) if ratio > 1 else v
         m.submodules.pim = pim = PimEngine(hw, sp_addr_width=self.sp_aw)
-        # Banks: one DRAM column (PIM engine) or one vector register (vector unit) per cycle.
+        # Banks: one DRAM column (PIM engine) or one vector register (each vector unit) per
+        # cycle, each client on ports of its own.
         m.submodules.sp = sp = Scratchpad(hw.asic.scratchpad_words, lanes=max(16, W),
-                                          word_read_ports=1, word_write_ports=1, wide_ports=2,
-                                          wide_widths=(16, W))
+                                          word_read_ports=1, word_write_ports=1,
+                                          wide_ports=1 + N, wide_widths=(16,) + (W,) * N)
         scheds = []
         for c in range(C):
             s = ChannelScheduler(hw, depth=self.queue_depth)
@@ -170,25 +174,35 @@ class Asic(wiring.Component):
             pim.instr.valid.eq(pim_q.r_rdy | fe.pim.valid),
             pim_q.r_en.eq(pim.instr.ready & pim_q.r_rdy),
         ]
-        # Handshakes and strobes of the vector unit count only on its clock's edges.
-        # Likewise the vector queue (the unit takes an instruction on an ASIC clock edge).
+        # Handshakes and strobes of the vector units count only on their clock's edges.
+        # Likewise the vector queue (the units take an instruction on an ASIC clock edge, all
+        # of them together: each is idle then).
         vu_direct = ~vu_q.r_rdy & fe.vu.valid
-        vu_take = vu.cmd.ready & ce
+        all_ready = Cat(*[v.cmd.ready for v in vus]).all()
+        vu_take = all_ready & ce
+        word = Mux(vu_q.r_rdy, vu_q.r_data, fe.vu.payload.as_value())
+        offer = (vu_q.r_rdy | fe.vu.valid) & vu_take
         m.d.comb += [
             vu_q.w_data.eq(fe.vu.payload.as_value()),
             vu_q.w_en.eq(fe.vu.valid & ~(vu_direct & vu_take)),
             fe.vu.ready.eq(vu_q.w_rdy),
-            vu.cmd.payload.eq(Mux(vu_q.r_rdy, vu_q.r_data, fe.vu.payload.as_value())),
-            vu.cmd.valid.eq((vu_q.r_rdy | fe.vu.valid) & ce),
             vu_q.r_en.eq(vu_take & vu_q.r_rdy),
             fe.sreg.idx.eq(vu.sreg.idx), fe.sreg.data.eq(vu.sreg.data),
             fe.sreg.en.eq(vu.sreg.en & ce),
-            fe.rsr.idx.eq(vu.rsr.idx), vu.rsr.data.eq(fe.rsr.data),
-            sp.wide_rd1.addr.eq(vu.sp_rd.addr), sp.wide_rd1.en.eq(vu.sp_rd.en & ce),
-            vu.sp_rd.data.eq(sp.wide_rd1.data),
-            sp.wide_wr1.addr.eq(vu.sp_wr.addr), sp.wide_wr1.data.eq(vu.sp_wr.data),
-            sp.wide_wr1.mask.eq(vu.sp_wr.mask & ce.replicate(W)),
+            fe.rsr.idx.eq(vu.rsr.idx),
         ]
+        if N == 1:
+            m.d.comb += [vu.cmd.payload.eq(word), vu.cmd.valid.eq((vu_q.r_rdy | fe.vu.valid) & ce)]
+        else:
+            self._share_out(m, vus, word, offer)
+        for u, v in enumerate(vus):
+            rd, wr = getattr(sp, f"wide_rd{u + 1}"), getattr(sp, f"wide_wr{u + 1}")
+            m.d.comb += [
+                v.rsr.data.eq(fe.rsr.data),
+                rd.addr.eq(v.sp_rd.addr), rd.en.eq(v.sp_rd.en & ce), v.sp_rd.data.eq(rd.data),
+                wr.addr.eq(v.sp_wr.addr), wr.data.eq(v.sp_wr.data),
+                wr.mask.eq(v.sp_wr.mask & ce.replicate(W)),
+            ]
         wiring.connect(m, pim.sp_rd, sp.wide_rd)
         wiring.connect(m, pim.sp_wr, sp.wide_wr)
         wiring.connect(m, wiring.flipped(self.host_sp_rd), sp.rd0)
@@ -197,7 +211,7 @@ class Asic(wiring.Component):
         pim_idle = ~pim.busy & Cat(*[s.idle for s in scheds]).all() & ~pim_q.r_rdy
         m.d.comb += [
             fe.start.eq(self.start), fe.pim_idle.eq(pim_idle),
-            fe.vu_idle.eq(~vu.busy & ~vu_q.r_rdy),
+            fe.vu_idle.eq(~Cat(*[v.busy for v in vus]).any() & ~vu_q.r_rdy),
             fe.prog_wr.eq(self.host_prog),
             fe.out_addr.eq(self.host_out_addr), self.host_out_data.eq(fe.out_data),
             self.running.eq(fe.running), self.done.eq(fe.done), self.error.eq(fe.error),
@@ -207,6 +221,28 @@ class Asic(wiring.Component):
 
         self._capture(m, vu, ce, fe)
         return m
+
+    def _share_out(self, m, vus, word, offer):
+        """Dispatch to several vector units (``pimgpt/core/vu/cluster.py``): a ``SOFTMAX`` goes
+        to every unit with rows to take, each with its share's ``rows``, ``src`` and ``dst``
+        (``row_share``: ``q, r = divmod(rows, N)``, unit ``u`` from row ``u * q + min(u, r)``,
+        ``q + (u < r)`` rows); anything else to unit 0 alone."""
+        N = len(vus)
+        ins = InstrWord(word)
+        sm = ins.args_of(Op.SOFTMAX)
+        split = ins.op == opcode(Op.SOFTMAX)
+        q, r = sm.rows >> exact_log2(N), sm.rows[:exact_log2(N)]
+        for u, v in enumerate(vus):
+            sub = Signal(InstrWord, name=f"vu{u}_ins")
+            share = sub.args_of(Op.SOFTMAX)
+            first = q * u + Mux(r < u, r, u)
+            count = q + (r > u)
+            m.d.comb += sub.eq(ins)
+            with m.If(split):
+                m.d.comb += [share.rows.eq(count), share.src.eq(sm.src + first * sm.n),
+                             share.dst.eq(sm.dst + first * sm.n)]
+            takes = (split & (count != 0)) if u else 1
+            m.d.comb += [v.cmd.payload.eq(sub), v.cmd.valid.eq(offer & takes)]
 
     def _capture(self, m, vu, ce, fe):
         """Logit capture: the words every ``ARGMAX``/``ARGMAXC`` loads, at ``n_cap`` + their

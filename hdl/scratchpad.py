@@ -88,7 +88,7 @@ class Scratchpad(wiring.Component):
     wide_rd, wide_wr, wide_rd1, wide_wr1 ... : In(wide read / write signatures)
         Wide ports (``wide_ports`` pairs).
     wide_ports : int
-        Pairs of wide read/write ports, 1..4.
+        Pairs of wide read/write ports, 1..9 (the PIM engine and up to 8 vector units).
     """
 
     def __init__(self, words: int, *, lanes: int = 16, word_read_ports: int = 2,
@@ -101,7 +101,7 @@ class Scratchpad(wiring.Component):
             raise ValueError(f"words ({words}) must be a multiple of lanes ({lanes})")
         self._nr = check_int("word_read_ports", word_read_ports, 0, 4)
         self._nw = check_int("word_write_ports", word_write_ports, 0, 4)
-        self._nwide = check_int("wide_ports", wide_ports, 1, 4)
+        self._nwide = check_int("wide_ports", wide_ports, 1, 9)
         widths = (lanes,) * wide_ports if wide_widths is None else tuple(wide_widths)
         if len(widths) != wide_ports:
             raise ValueError(f"wide_widths {wide_widths!r} must give one width per wide port "

@@ -54,6 +54,7 @@ PROGRAM_HW_FIELDS = (
     # scratchpad plan; the vector unit's cost
     "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.fp_add_latency",
     "asic.fp_mul_latency", "asic.sp_read_latency", "asic.vector_issue_width",
+    "asic.vector_units",
 )
 
 class ProgramCacheError(PimgptError):

@@ -47,6 +47,9 @@ def _raw():
     (lambda r: r["asic"].update(lanes=4), "unknown keys ['lanes'] in asic:"),
     (lambda r: r["asic"].update(vector_lanes=48), "'asic.vector_lanes' must be an integer in "
                                                   "16..128 and a power of two"),
+    (lambda r: r["asic"].update(vector_units=3), "'asic.vector_units' must be an integer in 1..8 "
+                                                 "and a power of two"),
+    (lambda r: r["asic"].update(vector_units=16), "'asic.vector_units' must be an integer in 1..8"),
     (lambda r: r["asic"].update(fp_add_latency=0), "'asic.fp_add_latency' must be an integer in 1"),
     (lambda r: r["asic"].pop("sp_read_latency"), "missing key 'sp_read_latency' in asic:"),
     (lambda r: r["asic"].update(scratchpad_words=2**40), "'asic.scratchpad_words' must be an "

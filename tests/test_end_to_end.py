@@ -338,6 +338,7 @@ def test_last_head_group_after_the_projection_first_chunk_bit_identical(monkeypa
     hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
     monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
     monkeypatch.setattr(PipelinedSchedule, "v_late", False)  # no trial of the value projection
+    monkeypatch.setattr(PipelinedSchedule, "max_merged_groups", 1)  # no one-p.V candidate
     trials = []
     # the candidates are the partition, then it deferring: pick the second
     monkeypatch.setattr(PipelinedSchedule, "estimate", lambda self, p: -len(trials.append(p) or
@@ -353,3 +354,45 @@ def test_last_head_group_after_the_projection_first_chunk_bit_identical(monkeypa
     monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups[::-1]])
     compile_decode_step(cfg, hw, 40)
     assert trials == []
+
+
+@pytest.mark.parametrize("v_late", [False, True])
+@pytest.mark.parametrize("cfg, groups", [
+    (ModelConfig("merged", n_layer=2, d_model=80, n_head=5, ctx=48, vocab=40),
+     [[0, 1], [2, 3, 4]]),
+    (llama("merged-gqa", n_layer=2, d_model=128, n_head=8, n_kv_head=2),
+     [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    (llama("merged-gqa3", n_layer=2, d_model=128, n_head=8, n_kv_head=4),
+     [[0, 1], [2, 3, 4, 5], [6, 7]]),
+])
+def test_one_pv_after_the_grouped_softmaxes_bit_identical(monkeypatch, cfg, groups, v_late):
+    """Scores and softmaxes by head groups, then one p . V of every head after the last softmax
+    (``AttentionLowering._merged``), with the value projection in the QKV GEMV or after the first
+    scores: the p . V is that of one group (the same PIM instructions in the same order), the
+    softmaxes are the groups', and the generation is bit for bit the reference."""
+    from pimgpt.core.isa import Op
+    from pimgpt.sw.compiler.schedule import PipelinedSchedule
+
+    hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
+    monkeypatch.setattr(PipelinedSchedule, "v_late", v_late)
+    trials = []
+
+    def av_and_softmax(parts, sign):
+        # sign -1: the last candidate wins (the partition with one p . V); +1: the first
+        monkeypatch.setattr(PipelinedSchedule, "estimate",
+                            lambda self, p: sign * len(trials.append(p) or trials))
+        monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [parts])
+        cp = compile_decode_step(cfg, hw, 40)
+        pairs = list(zip(cp.tags, cp.program, strict=True))
+        return ([i for t, i in pairs if t == "L1.attn.av" and i.op in isa.PIM_OPS
+                 and i.op is not Op.SYNC],
+                [i["rows"] for t, i in pairs if t.startswith("L1.") and i.op is Op.SOFTMAX])
+
+    merged_av, merged_rows = av_and_softmax(groups, -1)
+    one_av, one_rows = av_and_softmax([[a for g in groups for a in g]], 1)
+    assert merged_av == one_av and len(one_av) > 10
+    assert merged_rows == [len(g) for g in groups] and one_rows == [cfg.n_head]
+    monkeypatch.setattr(PipelinedSchedule, "estimate",
+                        lambda self, p: -len(trials.append(p) or trials))
+    monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
+    assert_same_generation(cfg, hw, random_weights(cfg, 8), list(range(1, 30)), 3)

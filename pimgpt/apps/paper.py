@@ -9,13 +9,15 @@ Measured GPU (H200) and CPU baselines ship with the package (``pimgpt/data/basel
 in its README; ``$PIMGPT_ANCHORS`` names another folder), matched by model and context, both modes
 (``hf-eager`` and ``graph``).
 Two small sweeps follow: channel scaling (gpt2-medium, context 1024, 4-32 channels) and the
-vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test. The Llama
+vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test; a third, of
+the number of vector units (llama-3.2-1b on 32 channels, context 4096), follows the Llama points.
+The Llama
 presets (and any other model that is not GPT-2-style named in ``--models``) run on the 16- and
 32-channel presets, contexts 128-4096 where they fit (:mod:`pimgpt.apps.paper_llama`).
 
 Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at the end):
-``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv``, ``llama.csv`` and PNG
-plots.
+``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv``, ``llama.csv``,
+``units.csv`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from pimgpt.apps.paper_llama import llama_markdown, llama_plan, llama_plot, simulate_llama_point
+from pimgpt.apps.paper_llama import (
+    UNITS,
+    llama_markdown,
+    llama_plan,
+    llama_plot,
+    simulate_llama_point,
+    simulate_units_point,
+    units_markdown,
+)
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
@@ -403,7 +413,8 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     out = check_directory("-o", output)
     # The fixed files are checked now; the plots' names are known only after the run.
     Outputs({name: out / name for name in ("results.md", "results.csv", "scaling.csv",
-                                           "lanes.csv", "llama.csv")}, label=f"-o {output}")
+                                           "lanes.csv", "llama.csv", "units.csv")},
+            label=f"-o {output}")
     hw = load_hw(hw_name)
     hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
     hw_nosw = _variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
@@ -417,13 +428,18 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     extra = []
     if sweeps:
         extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
-    total = len(points) + len(extra) + len(l_points)
+    units = UNITS if sweeps and l_points else ()
+    total = len(points) + len(extra) + len(l_points) + len(units)
     with progress_bar(total, "pimgpt paper", "run", progress) as bar:
         rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors)
-        l_rows = []
+        l_rows, u_rows = [], []
         for point in l_points:
             bar.set_postfix_str(" ".join(map(str, point)))
             l_rows.append(simulate_llama_point(*point))
+            bar.update()
+        for v in units:
+            bar.set_postfix_str(f"vector units {v}")
+            u_rows.append(simulate_units_point(v))
             bar.update()
     with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
         tmp = Path(tmpdir)
@@ -433,6 +449,9 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
             text += "\n".join(llama_markdown(l_rows, l_skipped)) + "\n"
             (tmp / "llama.csv").write_text(_csv(l_rows))
             llama_plot(l_rows, tmp)
+        if u_rows:
+            text += "\n".join(units_markdown(u_rows)) + "\n"
+            (tmp / "units.csv").write_text(_csv(u_rows))
         (tmp / "results.md").write_text(text)
         if rows:
             (tmp / "results.csv").write_text(_csv(rows))
@@ -447,7 +466,7 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
             for f in made:
                 outs.write(f.name, lambda dst, f=f: shutil.copyfile(f, dst))
             outs.commit()
-    return {"rows": rows, "scaling": scaling, "lanes": lanes, "llama": l_rows,
+    return {"rows": rows, "scaling": scaling, "lanes": lanes, "llama": l_rows, "units": u_rows,
             "llama_skipped": l_skipped, "anchors": str(anchors_path)}
 
 

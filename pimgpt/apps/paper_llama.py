@@ -11,7 +11,9 @@ lower bound on the GPU's time per token, so ``x H200 bound`` overstates nothing 
 
 from __future__ import annotations
 
-from pimgpt.core.config import load_hw
+import copy
+
+from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.perf.summary import run_compiled
 from pimgpt.sw.compiler import attention_plan, compile_decode_step, kv_traffic
@@ -23,6 +25,9 @@ LLAMA_HW = ("pimgpt-gddr6-16ch", "pimgpt-gddr6-32ch")
 LLAMA_CONTEXTS = (128, 256, 512, 1024, 2048, 4096)
 #: NVIDIA H200 SXM memory bandwidth (vendor specification), bytes per second.
 H200_BYTES_PER_S = 4.8e12
+#: The vector-unit count sweep: the point where the vector unit weighs most (the softmax over
+#: 32 heads of 4096 positions, on the hardware with the most banks per unit).
+UNITS_MODEL, UNITS_HW, UNITS_CTX, UNITS = "llama-3.2-1b", "pimgpt-gddr6-32ch", 4096, (1, 2, 4, 8)
 
 
 def llama_plan(models=None, contexts=None, hw_names=LLAMA_HW) -> tuple[list, list]:
@@ -52,9 +57,10 @@ def h200_bound_us(cfg, ctx: int) -> float:
     return (2 * cfg.n_params + kv) / H200_BYTES_PER_S * 1e6
 
 
-def simulate_llama_point(model: str, hw_name: str, ctx: int) -> dict:
-    """One decode step of ``model`` at ``ctx`` on ``hw_name``: the row of the Llama table."""
-    cfg, hw = get_model(model), load_hw(hw_name)
+def simulate_llama_point(model: str, hw_name: str, ctx: int, hw=None) -> dict:
+    """One decode step of ``model`` at ``ctx`` on ``hw_name`` (or on ``hw``, a variant of it):
+    the row of the Llama table."""
+    cfg, hw = get_model(model), load_hw(hw_name) if hw is None else hw
     comp = compile_decode_step(cfg, hw, ctx)
     res, st = run_compiled(comp, hw)
     dec = st["decode"]
@@ -64,7 +70,8 @@ def simulate_llama_point(model: str, hw_name: str, ctx: int) -> dict:
     kv = kv_traffic(comp, cfg)
     bound = h200_bound_us(cfg, ctx)
     return {
-        "model": model, "hw": hw_name, "channels": hw.dram.channels, "ctx": ctx,
+        "model": model, "hw": hw_name, "channels": hw.dram.channels,
+        "vector_units": hw.asic.vector_units, "ctx": ctx,
         "latency_us": lat_us,
         "energy_uj": st["energy_nj_per_token"] / 1e3,
         "row_hit_rate": dec["row_hit_rate"],
@@ -91,13 +98,14 @@ def llama_markdown(rows: list[dict], skipped: list) -> list[str]:
            "I/O); ASIC = the vector unit's exposed share; K/V = bytes the attention MACs stream "
            "against the grouped-query ideal (each attended K/V element once) and rows opened "
            "against rows touched; H200 bound = (bf16 weights + attended K/V bytes) / 4.8 TB/s, "
-           "x bound = that bound / simulated latency.", "",
+           "x bound = that bound / simulated latency; VU = vector units (one per 8 channels).", "",
            "| model | hw | ctx | us/token | uJ/token | row hits | floor | non-GEMV | ASIC | "
            "PIM/floor | K/V MB | K/V / ideal | K/V rows / ideal | H200 bound us | x bound |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(
-            f"| {r['model']} | {r['channels']} ch | {r['ctx']} | {r['latency_us']:.1f} | "
+            f"| {r['model']} | {r['channels']} ch, {r['vector_units']} VU | {r['ctx']} | "
+            f"{r['latency_us']:.1f} | "
             f"{r['energy_uj']:.0f} | {r['row_hit_rate'] * 100:.2f} % | "
             f"{r['mac_utilization'] * 100:.1f} % | {r['non_gemv_share'] * 100:.1f} % | "
             f"{r['asic_exposed_share'] * 100:.1f} % | {r['pim_busy_over_floor']:.2f}x | "
@@ -110,6 +118,29 @@ def llama_markdown(rows: list[dict], skipped: list) -> list[str]:
     if first:
         out += ["", "Not simulated (the model and its K/V caches do not fit): " + "; ".join(
             f"{m} on {h} from context {c} ({why})" for (m, h), (c, why) in first.items()) + "."]
+    return out
+
+
+def simulate_units_point(units: int) -> dict:
+    """The Llama row of :data:`UNITS_MODEL` at :data:`UNITS_CTX` on :data:`UNITS_HW` with
+    ``asic.vector_units`` set to ``units``."""
+    raw = copy.deepcopy(load_hw(UNITS_HW).raw)
+    raw["asic"]["vector_units"] = units
+    raw["name"] = f"{UNITS_HW}-{units}vu"
+    return simulate_llama_point(UNITS_MODEL, UNITS_HW, UNITS_CTX, hw_from_dict(raw, raw["name"]))
+
+
+def units_markdown(rows: list[dict]) -> list[str]:
+    """The vector-unit count section of ``results.md``."""
+    out = ["", f"## Vector units ({UNITS_MODEL} on {UNITS_HW}, context {UNITS_CTX})", "",
+           "`asic.vector_units` identical 128-lane units; a row-batched SOFTMAX is shared out by "
+           "rows, everything else runs on one unit. The presets give one unit per 8 channels.",
+           "", "| vector units | us/token | ASIC | head groups | PIM/floor |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['vector_units']} | {r['latency_us']:.1f} | "
+                   f"{r['asic_exposed_share'] * 100:.1f} % | {r.get('head_groups', '-')} | "
+                   f"{r['pim_busy_over_floor']:.2f}x |")
     return out
 
 

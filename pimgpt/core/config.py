@@ -148,6 +148,9 @@ class AsicConfig:
     sp_read_latency: int = key(int, 1, 8)
     #: micro-operations the vector unit issues per cycle (1, or 2 of different classes)
     vector_issue_width: int = key(int, 1, 2)
+    #: identical vector units sharing the scratchpad; a row-batched SOFTMAX is shared out among
+    #: them by rows, everything else runs on unit 0 (pimgpt/core/vu/cluster.py)
+    vector_units: int = key(int, 1, 8, default=1, pow2=True)
     #: PIM engine pipeline (tCK; the defaults are the RTL's, docs/rtl.md "Cycles against the
     #: performance simulator"): from a barrier to the first DRAM command of a PIM instruction
     #: (front end, PIM engine decode, issue stage)

@@ -342,6 +342,8 @@ class PipelinedSchedule(Schedule):
     #: Most head groups of attention tried (:meth:`head_groups`); more than 8 never won on the
     #: shipped models (their p . V reopens too many V rows).
     max_head_groups = 8
+    #: Most head groups tried with one ``p . V`` of all heads after their softmaxes
+    max_merged_groups = 4
 
     def __init__(self, hw: HwConfig):
         self.hw = hw

@@ -9,7 +9,8 @@ latencies ``asic.fp_add_latency``, ``fp_mul_latency``, ``sp_read_latency``) runs
 timing mode (:mod:`.iss`), which follows the cycle rules the RTL implements. Routines branch only
 on the instruction's fields, so the cost is a function of the opcode and its shape (``n``, ``k``,
 ``rows``, ``seg``, ``nseg``, ``half``, ``nhead``; for ``VMOV`` also the copy direction) and is
-cached per shape.
+cached per shape. With several units (``asic.vector_units``) an instruction :mod:`.cluster` shares
+out takes as long as its longest share and does the work of all of them.
 ``SETR`` and ``OUT`` (front end) take one cycle.
 """
 
@@ -21,6 +22,7 @@ from functools import lru_cache
 from pimgpt.core.config import HwConfig
 from pimgpt.core.isa import Instr, Op
 
+from .cluster import split_instr
 from .iss import Microcode, VectorISS
 from .routines import VU_OPS, build_microcode
 from .uisa import Pipeline
@@ -58,15 +60,17 @@ class VectorUnitModel:
     Parameters
     ----------
     hw : HwConfig
-        ``asic.vector_lanes`` and the pipeline latencies select the microcode.
+        ``asic.vector_lanes`` and the pipeline latencies select the microcode;
+        ``asic.vector_units`` how many units share a row-batched instruction.
     """
 
     def __init__(self, hw: HwConfig):
         self.lanes = hw.asic.vector_lanes
+        self.units = hw.asic.vector_units
         self.lat = pipeline_of(hw)
         self.microcode = microcode_for(self.lanes, self.lat)
         self._iss = VectorISS(self.microcode, timing_only=True)
-        self._cache = _shared_cache(self.lanes, self.lat)
+        self._cache = _shared_cache(self.lanes, self.lat, self.units)
 
     def cost(self, ins: Instr) -> VuCost:
         """The cost of ``ins`` (an ASIC-side instruction)."""
@@ -78,12 +82,15 @@ class VectorUnitModel:
             key += (a["src"] < a["dst"],)
         hit = self._cache.get(key)
         if hit is None:
-            st = self._iss.run(op, ins.fields())
-            hit = self._cache[key] = VuCost(cycles=st.cycles, ops=st.fp_ops, words=st.words)
+            # the shares start together; the next instruction waits for the last to end
+            shares = [self._iss.run(sub.op, sub.fields()) for sub in split_instr(ins, self.units)]
+            hit = self._cache[key] = VuCost(cycles=max(st.cycles for st in shares),
+                                            ops=sum(st.fp_ops for st in shares),
+                                            words=sum(st.words for st in shares))
         return hit
 
 
 @lru_cache(maxsize=16)
-def _shared_cache(lanes: int, lat: Pipeline) -> dict:
-    """One shape cache per microcode, shared by every model in the process."""
+def _shared_cache(lanes: int, lat: Pipeline, units: int) -> dict:
+    """One shape cache per microcode and unit count, shared by every model in the process."""
     return {}

@@ -1,0 +1,149 @@
+"""Several vector units (``asic.vector_units``): the row split (``pimgpt/core/vu/cluster.py``),
+its cost, its results (the golden model's, bit for bit) and the RTL that shares a ``SOFTMAX``
+out (a two-unit system under Verilator, against the golden model and the perf model)."""
+
+import numpy as np
+import pytest
+
+from pimgpt.core import numerics as nx
+from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.isa import I, Op
+from pimgpt.core.vu.cluster import row_share, split_instr
+from pimgpt.core.vu.cost import VectorUnitModel
+from pimgpt.sim.golden import GoldenMachine
+
+
+def _with_units(name: str, units: int):
+    hw = load_hw(name)
+    raw = dict(hw.raw)
+    # its own name: the RTL build folder is named after the hardware
+    raw["asic"] = dict(raw["asic"], vector_units=units)
+    raw["name"] = f"{name}-{units}vu"
+    return hw_from_dict(raw, raw["name"])
+
+
+@pytest.mark.parametrize("units", [1, 2, 4, 8])
+def test_row_share_covers_the_rows_in_order(units):
+    for rows in range(1, 40):
+        shares = [row_share(rows, units, u) for u in range(units)]
+        at = 0
+        for first, count in shares:
+            assert first == at
+            at += count
+        assert at == rows
+        counts = [c for _, c in shares]
+        assert max(counts) - min(counts) <= 1 and counts[0] == max(counts)
+        assert counts == sorted(counts, reverse=True)
+
+
+def test_split_instr():
+    sm = I(Op.SOFTMAX, dst=1000, src=100, n=40, rows=5)
+    parts = split_instr(sm, 4)
+    assert [(p.args["src"], p.args["dst"], p.args["rows"]) for p in parts] == [
+        (100, 1000, 2), (180, 1080, 1), (220, 1120, 1), (260, 1160, 1)]
+    assert split_instr(I(Op.SOFTMAX, dst=0, src=64, n=8, rows=2), 4)[1].args["src"] == 72
+    assert len(split_instr(I(Op.SOFTMAX, dst=0, src=64, n=8, rows=2), 4)) == 2
+    assert split_instr(sm, 1) == [sm]
+    add = I(Op.VADD, dst=0, a=8, b=16, n=8)
+    assert split_instr(add, 4) == [add]
+
+
+def test_cost_is_the_longest_share():
+    one = VectorUnitModel(load_hw("pimgpt-gddr6-8ch"))
+    four = VectorUnitModel(_with_units("pimgpt-gddr6-8ch", 4))
+    big = I(Op.SOFTMAX, dst=0, src=100_000, n=4096, rows=16)
+    quarter = I(Op.SOFTMAX, dst=0, src=100_000, n=4096, rows=4)
+    assert four.cost(big).cycles == one.cost(quarter).cycles
+    assert four.cost(big).cycles < one.cost(big).cycles / 3
+    # the work (energy) is that of all the shares
+    assert four.cost(big).ops == 4 * one.cost(quarter).ops
+    odd = I(Op.SOFTMAX, dst=0, src=50_000, n=1000, rows=5)
+    two_rows = I(Op.SOFTMAX, dst=0, src=50_000, n=1000, rows=2)
+    one_row = I(Op.SOFTMAX, dst=0, src=50_000, n=1000, rows=1)
+    assert four.cost(odd).cycles == one.cost(two_rows).cycles
+    assert four.cost(odd).ops == one.cost(two_rows).ops + 3 * one.cost(one_row).ops
+    # everything else runs on unit 0 alone
+    ln = I(Op.VGELU, dst=0, src=8192, n=3072)
+    assert four.cost(ln) == one.cost(ln)
+
+
+def test_scaled_presets_have_one_unit_per_eight_channels():
+    for name in ("pimgpt-gddr6-8ch", "pimgpt-gddr6-16ch", "pimgpt-gddr6-32ch", "tiny-rtl"):
+        hw = load_hw(name)
+        assert hw.asic.vector_units == max(1, hw.dram.channels // 8), name
+
+
+def test_shares_give_the_whole_instruction_bit_for_bit():
+    """Rows are independent: the shares, run one after another, write what the whole does."""
+    hw = load_hw("tiny-rtl")
+    rng = np.random.default_rng(3)
+    image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
+    sp = (rng.normal(0, 4, 4096)).astype(np.float32)
+    sp[17] = np.inf
+    sm = I(Op.SOFTMAX, dst=2048, src=0, n=37, rows=7)
+    whole, parts = GoldenMachine(hw, image.copy()), GoldenMachine(hw, image.copy())
+    whole.sp[:4096] = sp
+    parts.sp[:4096] = sp
+    whole.run([sm, I(Op.EOC)])
+    parts.run(split_instr(sm, 4) + [I(Op.EOC)])
+    assert np.array_equal(whole.sp.view(np.uint32), parts.sp.view(np.uint32))
+
+
+def _cluster_program():
+    rng = np.random.default_rng(21)
+    sp = np.zeros(4096, dtype=np.float32)
+    sp[:2048] = rng.normal(0, 3, 2048)
+    sp[40] = -np.inf
+    prog = [
+        I(Op.SOFTMAX, dst=2048, src=0, n=40, rows=3),    # 2 + 1 rows
+        I(Op.VADD, dst=2200, a=2048, b=2088, n=40),       # unit 0 alone, reads both shares
+        I(Op.SOFTMAX, dst=2300, src=200, n=64, rows=8),   # 4 + 4
+        I(Op.SOFTMAX, dst=2900, src=800, n=33, rows=1),   # unit 0 alone
+        I(Op.SOFTMAX, dst=3000, src=900, n=16, rows=5),   # 3 + 2
+        I(Op.VGELU, dst=3100, src=2300, n=48),
+        I(Op.SYNC),
+        I(Op.EOC),
+    ]
+    return sp, prog
+
+
+def test_two_unit_system_rtl_matches_golden_and_perf():
+    """The dispatch of ``hdl/controller.py`` with two units, under Verilator: every word the
+    program writes equals the golden model's, and the cycles are the perf model's (which costs
+    each ``SOFTMAX`` as its longest share)."""
+    from pimgpt.sim.cocotb_lib.runner import simulator_available
+    from pimgpt.sim.cocotb_lib.system_run import run_system
+    from pimgpt.sim.perf import simulate
+
+    ok, why = simulator_available("verilator")
+    if not ok:
+        pytest.skip(f"verilator tests skipped: {why}")
+    hw = _with_units("tiny-rtl", 2)
+    image = nx.f32_to_bf16(np.zeros((2, 4, 4, 1024), dtype=np.float32))
+    sp, prog = _cluster_program()
+    golden = GoldenMachine(hw, image.copy())
+    golden.sp[:len(sp)] = sp
+    golden.run(prog)
+    res = run_system(hw, prog, image, sp_init=sp.view(np.uint32), sp_read=[(2048, 1200)],
+                     max_cycles=200_000)
+    got = np.array(res.status["sp_words"][0], dtype=np.uint32)
+    want = golden.sp.view(np.uint32)[2048:2048 + 1200]
+    assert np.array_equal(got, want), np.nonzero(got != want)[0][:10]
+    perf2 = simulate(prog, hw).cycles
+    perf1 = simulate(prog, load_hw("tiny-rtl")).cycles
+    print(f"two units: RTL {res.cycles} cycles, perf {perf2} (one unit: perf {perf1})")
+    assert perf2 < perf1 - 1000  # the shares really run side by side
+    assert abs(res.cycles - perf2) <= 0.01 * perf2
+
+
+def test_more_units_shorten_a_softmax_bound_token():
+    """``pimgpt paper``'s vector-unit sweep point: llama-3.2-1b on 32 channels at context 4096,
+    where one unit's softmaxes take longer than the attention's PIM work."""
+    from pimgpt.apps.paper_llama import simulate_units_point, units_markdown
+
+    one, four = simulate_units_point(1), simulate_units_point(4)
+    assert (one["vector_units"], four["vector_units"]) == (1, 4)
+    assert four["latency_us"] < 0.85 * one["latency_us"]
+    assert four["asic_exposed_share"] < 0.6 * one["asic_exposed_share"]
+    table = units_markdown([one, four])
+    assert table[-2].startswith("| 1 | ") and table[-1].startswith("| 4 | ")
