@@ -103,12 +103,15 @@ class AttentionLowering:
 
     def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int, proj,
                    v_proj=None) -> None:
-        """The schedule's partition of the heads for a step attending ``npos`` tokens, and
-        whether the projection's first chunk goes under the last group's softmaxes: of the
-        candidates (each partition; with a last group that leaves the first chunk of ``o``
-        final, also that partition deferring its last ``p . V``), the one whose trial
-        recording the schedule's cost model finds fastest (the same for every layer of the
-        step: decided at the first one, for either place of the value projection)."""
+        """The schedule's partition of the heads for a step attending ``npos`` tokens, whether
+        the projection's first chunk goes under the last group's softmaxes, and whether one
+        ``p . V`` of every head follows the softmaxes: of the candidates (each partition; with
+        a last group that leaves the first chunk of ``o`` final, also that partition deferring
+        its last ``p . V``; each partition of 2 to ``max_merged_groups`` groups also with one
+        ``p . V``, :meth:`_merged`), the one whose trial recording the schedule's cost model
+        finds fastest (the same for every layer of the step: decided at the first one, for
+        either place of the value projection). ``self._groups``: ``(key, groups, defer,
+        merge)``."""
         key = (npos, v_proj is not None)
         chosen = self._group_choice
         if key in chosen:
@@ -123,7 +126,7 @@ class AttentionLowering:
         chunks = self.mm.region(f"h.{layer}.attn.c_proj.weight").chunks()
         if len(chunks) > 1:
             av = AvState(self, layer, vreg, round_up(npos, COL), self.P.score_stride(npos),
-                          query=True)
+                         query=True)
             cands += [(groups, True, False) for groups, *_ in cands
                       if len(groups) > 1 and av.first_written(groups[-1]) >= chunks[0][2]]
         cands += [(groups, False, True) for groups in parts
