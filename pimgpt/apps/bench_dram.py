@@ -28,12 +28,11 @@ It prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 import numpy as np
 
-from pimgpt.core.config import MAX_CYCLES, hw_from_dict, load_hw
+from pimgpt.core.config import MAX_CYCLES, hw_variant, load_hw
 from pimgpt.core.isa import I, Op
 from pimgpt.sim.perf.engine import PerfEngine
 from pimgpt.sim.perf.summary import simulate_model
@@ -57,15 +56,9 @@ VARIANT_POINTS = POINTS + (("gpt2-small", 1024),)
 ACCUMULATORS = (1, 4, 8, 16)
 
 
-def _variant(hw, section: str, **keys):
-    raw = copy.deepcopy(hw.raw)
-    raw[section].update(keys)
-    return hw_from_dict(raw, where=f"{hw.name} {keys}")
-
-
 def calibration(hw_name: str | None = None) -> dict:
     """The two calibration programs on one channel, refresh out of the window."""
-    hw = _variant(load_hw(hw_name), "timing", nREFI=MAX_CYCLES)
+    hw = hw_variant(load_hw(hw_name), "timing", nREFI=MAX_CYCLES)
     macs = [I(Op.MAC_ABK, ch_mask=1, row=r, col=0, ncols=64, gb_col=0) for r in range(200)]
     reads = [x for m in macs for x in (m, I(Op.RD_MAC, ch_mask=1, dst=0))]
     out = {}
@@ -118,7 +111,7 @@ def budget(model: str, ctx: int, hw) -> dict:
     floor = busy / st["dram"]["pim_busy_over_floor"]
     steps, h, prev = [], hw, busy
     for cause, section, keys in LADDER:
-        h = _variant(h, section, **keys)
+        h = hw_variant(h, section, **keys)
         _, _, s2 = simulate_model(get_model(model), h, context=ctx)
         now = s2["pim_busy_ns_per_token"] / 1e3
         steps.append((cause, prev - now))
@@ -147,7 +140,7 @@ def excess_by_instruction(model: str, ctx: int, hw, top: int | None = 8) -> list
 
     h = hw
     for _cause, section, keys in LADDER:
-        h = _variant(h, section, **keys)
+        h = hw_variant(h, section, **keys)
     comp, res, _ = simulate_model(get_model(model), h, context=ctx)
     lo = comp.steps[-1].start if comp.steps else 0
     idx = np.arange(lo, res.n_instr)
@@ -182,11 +175,11 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
     out = {"calibration": calibration(hw_name), "tokens": {}, "accumulators": {}}
     for model, ctx in POINTS[:1] if quick else VARIANT_POINTS:
         for name, keys in VARIANTS.items():
-            h = _variant(hw, "dram", **keys) if keys else hw
+            h = hw_variant(hw, "dram", **keys) if keys else hw
             out["tokens"][f"{model} ctx {ctx}, {name}"] = token_figures(model, ctx, h)
     model, ctx = POINTS[0]
     for n in ACCUMULATORS:
-        h = _variant(hw, "dram", accumulators=n)
+        h = hw_variant(hw, "dram", accumulators=n)
         out["accumulators"][n] = token_figures(model, ctx, h)
     out["budget"] = {f"{m} ctx {c}": budget(m, c, hw) for m, c in (POINTS[:1] if quick else POINTS)}
     model, ctx = POINTS[0]

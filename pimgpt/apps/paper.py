@@ -22,7 +22,6 @@ Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at th
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -42,7 +41,7 @@ from pimgpt.apps.paper_llama import (
     simulate_units_point,
     units_markdown,
 )
-from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.config import hw_variant, load_hw
 from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory, read_text
@@ -96,12 +95,6 @@ def load_anchors(folder: Path | None) -> dict:
             if math.isfinite(seconds) and seconds > 0:
                 out[key] = seconds
     return out
-
-
-def _variant(hw, section: str, **keys):
-    raw = copy.deepcopy(hw.raw)
-    raw[section].update(keys)
-    return hw_from_dict(raw, where=f"{hw.name} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
 
 
 #: An example value of each list option, for the fix of a bad one.
@@ -385,10 +378,10 @@ def _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors):
     for kind, v in extra:
         bar.set_postfix_str(f"{kind} {v}")
         if kind == "scaling":
-            h = _variant(hw, "dram", channels=v)
+            h = hw_variant(hw, "dram", channels=v)
             model, ctx = SCALING_MODEL, SCALING_CTX
         else:
-            h = _variant(hw, "asic", vector_lanes=v)
+            h = hw_variant(hw, "asic", vector_lanes=v)
             model, ctx = LANES_MODEL, LANES_CTX
         st = simulate_model(get_model(model), h, context=ctx)[2]["decode"]
         cls = st["by_class_ns"]
@@ -416,8 +409,8 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
                                            "lanes.csv", "llama.csv", "units.csv")},
             label=f"-o {output}")
     hw = load_hw(hw_name)
-    hw_ovl = _variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
-    hw_nosw = _variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
+    hw_ovl = hw_variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
+    hw_nosw = hw_variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
     gpt_models, llama_models = split_models(models)
     points = plan(gpt_models, contexts) if gpt_models else []
     l_points, l_skipped = llama_plan(llama_models, contexts) if llama_models else ([], [])

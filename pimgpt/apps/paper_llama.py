@@ -11,9 +11,7 @@ lower bound on the GPU's time per token, so ``x H200 bound`` overstates nothing 
 
 from __future__ import annotations
 
-import copy
-
-from pimgpt.core.config import hw_from_dict, load_hw
+from pimgpt.core.config import hw_variant, load_hw
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.perf.summary import run_compiled
 from pimgpt.sw.compiler import attention_plan, compile_decode_step, kv_traffic
@@ -124,10 +122,8 @@ def llama_markdown(rows: list[dict], skipped: list) -> list[str]:
 def simulate_units_point(units: int) -> dict:
     """The Llama row of :data:`UNITS_MODEL` at :data:`UNITS_CTX` on :data:`UNITS_HW` with
     ``asic.vector_units`` set to ``units``."""
-    raw = copy.deepcopy(load_hw(UNITS_HW).raw)
-    raw["asic"]["vector_units"] = units
-    raw["name"] = f"{UNITS_HW}-{units}vu"
-    return simulate_llama_point(UNITS_MODEL, UNITS_HW, UNITS_CTX, hw_from_dict(raw, raw["name"]))
+    hw = hw_variant(load_hw(UNITS_HW), "asic", vector_units=units)
+    return simulate_llama_point(UNITS_MODEL, UNITS_HW, UNITS_CTX, hw)
 
 
 def units_markdown(rows: list[dict]) -> list[str]:

@@ -15,6 +15,7 @@ one field with its :func:`key`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import MISSING, dataclass, field, fields
@@ -394,6 +395,14 @@ def _energy(energy: dict, where: str) -> dict:
     check_known_keys(energy, ENERGY_KEYS, where, "energy:")
     return {k: check_value(v, Key(float, 0.0, MAX_ENERGY), f"energy.{k}", where)
             for k, v in energy.items()}
+
+
+def hw_variant(hw: HwConfig, section: str, **keys) -> HwConfig:
+    """``hw`` with the keys ``keys`` of section ``section`` replaced, validated as a preset is
+    (a design-space point: ``hw_variant(hw, "dram", act_overlap=True)``); the name stays."""
+    raw = copy.deepcopy(hw.raw)
+    raw[section].update(keys)
+    return hw_from_dict(raw, where=f"{hw.name} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
 
 
 def hw_from_dict(data: dict, where: str = "hw config") -> HwConfig:
