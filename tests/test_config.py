@@ -98,8 +98,8 @@ def test_hw_variant_replaces_keys_and_validates():
     from pimgpt.core.config import hw_variant
 
     hw = load_hw("pimgpt-gddr6-32ch")
-    v = hw_variant(hw, "asic", vector_units=8)
-    assert (v.name, v.asic.vector_units, v.dram.channels) == (hw.name, 8, 32)
-    assert hw.asic.vector_units == 4  # the original is untouched
+    v = hw_variant(hw, "asic", vector_units=2)
+    assert (v.name, v.asic.vector_units, v.dram.channels) == (hw.name, 2, 32)
+    assert hw.asic.vector_units == 8  # the original is untouched
     with pytest.raises(ConfigError, match="'asic.vector_units' must be an integer in 1..8"):
         hw_variant(hw, "asic", vector_units=3)

@@ -190,8 +190,8 @@ def test_large_hardware_presets_only_add_channels_and_vector_units():
         hw = load_hw(f"pimgpt-gddr6-{n}ch")
         assert hw.name == f"pimgpt-gddr6-{n}ch" and hw.dram.channels == n
         assert hw.dram.capacity_bytes == n // 2 * 2**30
-        # one vector unit per 8 channels, as in the default; nothing else of the ASIC changes
-        assert hw.asic == dataclasses.replace(base.asic, vector_units=n // 8)
+        # one vector unit per 4 channels, as in the default; nothing else of the ASIC changes
+        assert hw.asic == dataclasses.replace(base.asic, vector_units=n // 4)
         assert (hw.timing, hw.energy) == (base.timing, base.energy)
         assert {k: v for k, v in vars(hw.dram).items() if k != "channels"} == {
             k: v for k, v in vars(base.dram).items() if k != "channels"}

@@ -121,7 +121,8 @@ def test_energy_breakdown(small):
     e = HW.energy
     assert parts["mac"] == pytest.approx(e["mac_col_pj"] * res.mac_bank_cols / 1e3)
     assert parts["activate"] == pytest.approx(e["act_pj"] * res.bank_acts / 1e3)
-    static_w = (e["dram_static_mw_per_channel"] * 8 + e["asic_static_mw"]) / 1e3
+    asic_mw = e["asic_static_mw"] + e["vector_unit_static_mw"] * (HW.asic.vector_units - 1)
+    static_w = (e["dram_static_mw_per_channel"] * 8 + asic_mw) / 1e3
     assert parts["dram_static"] + parts["asic_static"] == pytest.approx(
         static_w * res.latency_ns)  # W x ns = nJ
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pimgpt.core import nonlinear as nl
 from pimgpt.core import nonlinear_llama as nll
 from pimgpt.core import numerics as nm
-from pimgpt.core.config import load_hw
+from pimgpt.core.config import hw_variant, load_hw
 from pimgpt.core.isa import I, Op
 from pimgpt.core.vu import routines_red, uisa
 from pimgpt.core.vu.asm import Asm, AsmError, SReg
@@ -501,7 +501,8 @@ def test_vmacs_and_llama_routines_match_golden(lanes):
 # The cost model
 # ---------------------------------------------------------------------------------------------
 def test_cost_is_the_microcode_cycles_and_is_cached():
-    hw = load_hw("pimgpt-gddr6-8ch")
+    # one unit: the whole instruction on one microcode run (more units: tests/test_vu_cluster.py)
+    hw = hw_variant(load_hw("pimgpt-gddr6-8ch"), "asic", vector_units=1)
     model = VectorUnitModel(hw)
     assert model.microcode is microcode_for(hw.asic.vector_lanes, pipeline_of(hw))
     ins = I(Op.SOFTMAX, dst=0, src=4096, n=300, rows=3)  # rows longer than 2W: three passes

@@ -49,7 +49,7 @@ def test_split_instr():
 
 
 def test_cost_is_the_longest_share():
-    one = VectorUnitModel(load_hw("pimgpt-gddr6-8ch"))
+    one = VectorUnitModel(_with_units("pimgpt-gddr6-8ch", 1))
     four = VectorUnitModel(_with_units("pimgpt-gddr6-8ch", 4))
     big = I(Op.SOFTMAX, dst=0, src=100_000, n=4096, rows=16)
     quarter = I(Op.SOFTMAX, dst=0, src=100_000, n=4096, rows=4)
@@ -67,10 +67,10 @@ def test_cost_is_the_longest_share():
     assert four.cost(ln) == one.cost(ln)
 
 
-def test_scaled_presets_have_one_unit_per_eight_channels():
+def test_presets_have_one_unit_per_four_channels():
     for name in ("pimgpt-gddr6-8ch", "pimgpt-gddr6-16ch", "pimgpt-gddr6-32ch", "tiny-rtl"):
         hw = load_hw(name)
-        assert hw.asic.vector_units == max(1, hw.dram.channels // 8), name
+        assert hw.asic.vector_units == max(1, hw.dram.channels // 4), name
 
 
 def test_shares_give_the_whole_instruction_bit_for_bit():
@@ -146,11 +146,27 @@ def test_two_unit_system_rtl_matches_golden_and_perf():
 def test_more_units_shorten_a_softmax_bound_token():
     """``pimgpt paper``'s vector-unit sweep point: llama-3.2-1b on 32 channels at context 4096,
     where one unit's softmaxes take longer than the attention's PIM work."""
-    from pimgpt.apps.paper_llama import simulate_units_point, units_markdown
+    from pimgpt.apps.paper_llama import simulate_units_point, units_markdown, units_plan
 
-    one, four = simulate_units_point(1), simulate_units_point(4)
+    point = ("llama-3.2-1b", "pimgpt-gddr6-32ch", 4096)
+    one, four = simulate_units_point(*point, 1), simulate_units_point(*point, 4)
     assert (one["vector_units"], four["vector_units"]) == (1, 4)
     assert four["latency_us"] < 0.85 * one["latency_us"]
     assert four["asic_exposed_share"] < 0.6 * one["asic_exposed_share"]
     table = units_markdown([one, four])
-    assert table[-2].startswith("| 1 | ") and table[-1].startswith("| 4 | ")
+    assert table[-2].startswith("| llama-3.2-1b | 32 | 4096 | 1 | ")
+    assert table[-1].startswith("| llama-3.2-1b | 32 | 4096 | 4 | ")
+    # each family's sweeps run only where that family does
+    assert {p[0] for p in units_plan(True, False)} == {"gpt2-small", "gpt3-small"}
+    assert units_plan(False, True) == [(*point, u) for u in (1, 2, 4, 8)]
+
+
+def test_further_units_add_their_leakage():
+    from pimgpt.core.config import hw_variant
+    from pimgpt.sim.perf.energy import asic_static_mw
+
+    hw = load_hw("pimgpt-gddr6-8ch")
+    e = hw.energy
+    assert asic_static_mw(hw_variant(hw, "asic", vector_units=1)) == e["asic_static_mw"]
+    assert asic_static_mw(hw_variant(hw, "asic", vector_units=8)) == pytest.approx(
+        e["asic_static_mw"] + 7 * e["vector_unit_static_mw"])

@@ -10,10 +10,11 @@ in its README; ``$PIMGPT_ANCHORS`` names another folder), matched by model and c
 (``hf-eager`` and ``graph``).
 Two small sweeps follow: channel scaling (gpt2-medium, context 1024, 4-32 channels) and the
 vector unit's width (gpt3-xl, context 2048), the two claims of the paper they test; a third, of
-the number of vector units (llama-3.2-1b on 32 channels, context 4096), follows the Llama points.
-The Llama
-presets (and any other model that is not GPT-2-style named in ``--models``) run on the 16- and
-32-channel presets, contexts 128-4096 where they fit (:mod:`pimgpt.apps.paper_llama`).
+the number of vector units (``paper_llama.UNITS_SWEEPS``: gpt2-small at context 128 and gpt3-small
+at 2048 on the default hardware, llama-3.2-1b on 32 channels at 4096; each where its family runs)
+comes last. The Llama presets (and any other model that is not GPT-2-style named in
+``--models``) run on the 16- and 32-channel presets, contexts 128-4096 where they fit
+(:mod:`pimgpt.apps.paper_llama`).
 
 Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at the end):
 ``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv``, ``llama.csv``,
@@ -33,13 +34,13 @@ from importlib import resources
 from pathlib import Path
 
 from pimgpt.apps.paper_llama import (
-    UNITS,
     llama_markdown,
     llama_plan,
     llama_plot,
     simulate_llama_point,
     simulate_units_point,
     units_markdown,
+    units_plan,
 )
 from pimgpt.core.config import hw_variant, load_hw
 from pimgpt.core.dram import mode_switching
@@ -421,7 +422,7 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     extra = []
     if sweeps:
         extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
-    units = UNITS if sweeps and l_points else ()
+    units = units_plan(bool(points), bool(l_points)) if sweeps else []
     total = len(points) + len(extra) + len(l_points) + len(units)
     with progress_bar(total, "pimgpt paper", "run", progress) as bar:
         rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors)
@@ -430,9 +431,9 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
             bar.set_postfix_str(" ".join(map(str, point)))
             l_rows.append(simulate_llama_point(*point))
             bar.update()
-        for v in units:
-            bar.set_postfix_str(f"vector units {v}")
-            u_rows.append(simulate_units_point(v))
+        for point in units:
+            bar.set_postfix_str(f"{point[0]} ctx {point[2]}: vector units {point[3]}")
+            u_rows.append(simulate_units_point(*point))
             bar.update()
     with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
         tmp = Path(tmpdir)

@@ -23,9 +23,15 @@ LLAMA_HW = ("pimgpt-gddr6-16ch", "pimgpt-gddr6-32ch")
 LLAMA_CONTEXTS = (128, 256, 512, 1024, 2048, 4096)
 #: NVIDIA H200 SXM memory bandwidth (vendor specification), bytes per second.
 H200_BYTES_PER_S = 4.8e12
-#: The vector-unit count sweep: the point where the vector unit weighs most (the softmax over
-#: 32 heads of 4096 positions, on the hardware with the most banks per unit).
-UNITS_MODEL, UNITS_HW, UNITS_CTX, UNITS = "llama-3.2-1b", "pimgpt-gddr6-32ch", 4096, (1, 2, 4, 8)
+#: The vector-unit count sweeps, ``(model, hardware, context, unit counts)``: the headline GPT
+#: point (whose vector-unit windows also hide refreshes), the GPT point of the default hardware
+#: where the softmax weighs most (12 heads of 2048 positions), and the Llama point where it
+#: weighs most (32 heads of 4096 positions, on the hardware with the most banks per unit).
+UNITS_SWEEPS = (
+    ("gpt2-small", "pimgpt-gddr6-8ch", 128, (1, 2, 4)),
+    ("gpt3-small", "pimgpt-gddr6-8ch", 2048, (1, 2, 4)),
+    ("llama-3.2-1b", "pimgpt-gddr6-32ch", 4096, (1, 2, 4, 8)),
+)
 
 
 def llama_plan(models=None, contexts=None, hw_names=LLAMA_HW) -> tuple[list, list]:
@@ -96,7 +102,7 @@ def llama_markdown(rows: list[dict], skipped: list) -> list[str]:
            "I/O); ASIC = the vector unit's exposed share; K/V = bytes the attention MACs stream "
            "against the grouped-query ideal (each attended K/V element once) and rows opened "
            "against rows touched; H200 bound = (bf16 weights + attended K/V bytes) / 4.8 TB/s, "
-           "x bound = that bound / simulated latency; VU = vector units (one per 8 channels).", "",
+           "x bound = that bound / simulated latency; VU = vector units (one per 4 channels).", "",
            "| model | hw | ctx | us/token | uJ/token | row hits | floor | non-GEMV | ASIC | "
            "PIM/floor | K/V MB | K/V / ideal | K/V rows / ideal | H200 bound us | x bound |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -119,22 +125,32 @@ def llama_markdown(rows: list[dict], skipped: list) -> list[str]:
     return out
 
 
-def simulate_units_point(units: int) -> dict:
-    """The Llama row of :data:`UNITS_MODEL` at :data:`UNITS_CTX` on :data:`UNITS_HW` with
-    ``asic.vector_units`` set to ``units``."""
-    hw = hw_variant(load_hw(UNITS_HW), "asic", vector_units=units)
-    return simulate_llama_point(UNITS_MODEL, UNITS_HW, UNITS_CTX, hw)
+def units_plan(gpt: bool, llama: bool) -> list[tuple]:
+    """``(model, hw name, context, units)`` of every :data:`UNITS_SWEEPS` point whose family is
+    in the run (``gpt``/``llama``)."""
+    return [(m, h, c, u) for m, h, c, counts in UNITS_SWEEPS
+            if (llama if m in LLAMA_MODELS else gpt) for u in counts]
+
+
+def simulate_units_point(model: str, hw_name: str, ctx: int, units: int) -> dict:
+    """The row of ``model`` at ``ctx`` on ``hw_name`` with ``asic.vector_units`` set to
+    ``units`` (the columns of the Llama table)."""
+    hw = hw_variant(load_hw(hw_name), "asic", vector_units=units)
+    return simulate_llama_point(model, hw_name, ctx, hw)
 
 
 def units_markdown(rows: list[dict]) -> list[str]:
     """The vector-unit count section of ``results.md``."""
-    out = ["", f"## Vector units ({UNITS_MODEL} on {UNITS_HW}, context {UNITS_CTX})", "",
+    out = ["", "## Vector units", "",
            "`asic.vector_units` identical 128-lane units; a row-batched SOFTMAX is shared out by "
-           "rows, everything else runs on one unit. The presets give one unit per 8 channels.",
-           "", "| vector units | us/token | ASIC | head groups | PIM/floor |",
-           "|---|---|---|---|---|"]
+           "rows, everything else runs on one unit. The presets give one unit per 4 channels "
+           "(2, 4 and 8 on 8, 16 and 32 channels); each further unit adds "
+           "`energy.vector_unit_static_mw` of leakage.",
+           "", "| model | channels | ctx | vector units | us/token | uJ/token | ASIC | head groups "
+           "| PIM/floor |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['vector_units']} | {r['latency_us']:.1f} | "
+        out.append(f"| {r['model']} | {r['channels']} | {r['ctx']} | {r['vector_units']} | "
+                   f"{r['latency_us']:.1f} | {r['energy_uj']:.0f} | "
                    f"{r['asic_exposed_share'] * 100:.1f} % | {r.get('head_groups', '-')} | "
                    f"{r['pim_busy_over_floor']:.2f}x |")
     return out

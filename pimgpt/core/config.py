@@ -200,6 +200,7 @@ ENERGY_KEYS = (
     "asic_sram_pj_per_word",
     "dram_static_mw_per_channel",
     "asic_static_mw",
+    "vector_unit_static_mw",
 )
 #: Largest energy figure (pJ per event or mW): 1 mJ per event keeps every total finite.
 MAX_ENERGY = 1e9

@@ -16,7 +16,8 @@ sources and assumptions are commented there):
 ``asic_op_pj``                 per fp32 add/mul of the vector unit
 ``asic_sram_pj_per_word``      per scratchpad word read or written by a vector instruction
 ``dram_static_mw_per_channel``  background power of each channel, times the latency
-``asic_static_mw``             ASIC leakage, times the latency
+``asic_static_mw``             ASIC leakage with one vector unit, times the latency
+``vector_unit_static_mw``      leakage of each further vector unit (``asic.vector_units``)
 ============================  =====================================================================
 """
 
@@ -61,6 +62,13 @@ def counter_diff(a: dict, b: dict) -> dict:
     return out
 
 
+def asic_static_mw(hw: HwConfig) -> float:
+    """The ASIC's leakage (mW): the preset's figure, which holds one vector unit, plus each
+    further unit's."""
+    e = hw.energy
+    return e["asic_static_mw"] + e["vector_unit_static_mw"] * (hw.asic.vector_units - 1)
+
+
 def energy_of(cnt: dict, cycles: float, hw: HwConfig) -> dict:
     """Energy (nJ) of event counters ``cnt`` (:meth:`PerfResult.counters`) over ``cycles`` tCK."""
     e = _need(hw)
@@ -81,7 +89,7 @@ def energy_of(cnt: dict, cycles: float, hw: HwConfig) -> dict:
         "asic_ops": e["asic_op_pj"] * cnt["asic_ops"],
         "asic_sram": e["asic_sram_pj_per_word"] * cnt["asic_words"],
         "dram_static": e["dram_static_mw_per_channel"] * 1e-3 * hw.dram.channels * seconds * 1e12,
-        "asic_static": e["asic_static_mw"] * 1e-3 * seconds * 1e12,
+        "asic_static": asic_static_mw(hw) * 1e-3 * seconds * 1e12,
     }
     nj = {k: v * 1e-3 for k, v in pj.items()}
     return {"total_nj": sum(nj.values()), "by_component_nj": nj}
