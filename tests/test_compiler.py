@@ -538,6 +538,33 @@ def test_late_value_projection_hides_the_softmax_at_long_context():
     assert late < 0.98 * fused, (late, fused)
 
 
+def test_attention_plan_is_the_compilers_record(monkeypatch):
+    """gpt2-small at context 1024: the recorded plan (``Step.plan``) says how the heads were
+    grouped and whether one ``p . V`` followed all the softmaxes (``merged_av``), as the
+    program shows: one SOFTMAX per group in layer 1 and, merged, every ``p . V`` MAC after the
+    last of them. With the merged plans out of the trials (``max_merged_groups`` 1) the record
+    says so. Without the record the plan is read from the program."""
+    from pimgpt.sw.compiler.schedule import PipelinedSchedule
+
+    def plan_and_program():  # on the default hardware (the channel-major V cache)
+        cp = compile_decode_step(get_model("gpt2-small"), load_hw("pimgpt-gddr6-8ch"), 1024)
+        soft = [i for i, t in enumerate(cp.tags)
+                if t == "L1.attn.softmax" and cp.program[i].op is Op.SOFTMAX]
+        av = [i for i, t in enumerate(cp.tags)
+              if t == "L1.attn.av" and cp.program[i].op is Op.MAC_ABK]
+        plan = attention_plan(cp)
+        assert len(soft) == plan["head_groups"] and not plan["deferred_av"]
+        return cp, plan, av[0] > soft[-1]
+
+    cp, plan, av_last = plan_and_program()
+    assert plan["merged_av"] and plan["head_groups"] == 2 and av_last
+    cp.steps[-1].plan = None
+    assert attention_plan(cp) == {"head_groups": 2, "value_projection_late": False}
+    monkeypatch.setattr(PipelinedSchedule, "max_merged_groups", 1)
+    _, plan, _ = plan_and_program()
+    assert not plan["merged_av"]
+
+
 def fused_value_projection_cycles(cfg, hw, context: int) -> int:
     """Perf cycles of the decode step at ``context`` compiled with the value projection kept in
     the QKV GEMV (the pipelined schedule's ``v_late`` forced off, then restored)."""

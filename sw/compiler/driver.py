@@ -37,6 +37,7 @@ class _Compiler:
     def run_step(self, pos: int, token: int | None, logits: bool) -> None:
         self.steps.append(Step(len(self.out.program), pos, token, logits))
         self.lower.step(pos, token, logits)
+        self.steps[-1].plan = self.lower.step_plan()
         program, tags = self.lower.b.take()
         self.schedule.place(self.out, program, tags)
 

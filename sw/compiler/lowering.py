@@ -86,6 +86,7 @@ class Lowering(AttentionLowering):
         # per (positions attended, value projection late): the head groups chosen (attention.py)
         self._group_choice: dict = {}
         self._v_late = None  # (positions attended, whether the value projection goes late)
+        self._groups = None  # the attention's plan: (key, groups, defer, merge) (attention.py)
         self.fold_norms = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -370,9 +371,23 @@ class Lowering(AttentionLowering):
             k += run
 
     # ---- one model step ------------------------------------------------------------------
+    def step_plan(self) -> dict | None:
+        """The attention plan of the step recorded last, the same for all its layers (decided
+        at the first): ``head_groups`` (the groups the heads are partitioned into),
+        ``value_projection_late`` (:meth:`_qkv_attention`), ``merged_av`` (one ``p . V`` of
+        every head after the grouped softmaxes) and ``deferred_av`` (the last group's
+        ``p . V`` after the projection's first input chunk); ``None`` without attention."""
+        if self._groups is None:
+            return None
+        _, groups, defer, merge = self._groups
+        return {"head_groups": len(groups),
+                "value_projection_late": bool(self._v_late is not None and self._v_late[1]),
+                "merged_av": bool(merge), "deferred_av": bool(defer)}
+
     def step(self, pos: int, token: int | None, logits: bool) -> None:
         """Record the step of token ``token`` (``None``: the token in ``R0``) at ``pos``."""
         b, mm, d, cfg, P = self.b, self.mm, self.d, self.cfg, self.P
+        self._groups = None
         b.tag = "embed"
         if token is not None:
             b.emit(Op.SETR, reg=TOKEN_REG, imm=token)

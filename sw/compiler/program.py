@@ -191,6 +191,8 @@ class Step:
     pos: int
     token: int | None  # prompt token, or None when the token comes from the previous ARGMAX
     logits: bool
+    #: The attention plan the compiler chose for the step (``Lowering.step_plan``), or None
+    plan: dict | None = None
 
 
 @dataclass

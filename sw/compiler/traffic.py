@@ -74,12 +74,16 @@ def kv_traffic(comp: CompiledProgram, cfg: ModelConfig, step: int = -1) -> dict:
 
 
 def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
-    """The attention plan of step ``step`` of ``comp`` (default: the last), read from the program:
-    ``head_groups``, the ``SOFTMAX`` instructions of its first attention layer (one per head
-    group, ``docs/dataflow.md``, "Attention schedule"), and ``value_projection_late``, whether
-    that layer's value projection runs after its first scores (``Schedule.v_late``). The
-    compiler decides both once per step, for every layer. ``None`` if the step has no
-    attention (a program without steps: the whole program)."""
+    """The attention plan of step ``step`` of ``comp`` (default: the last), as the compiler
+    recorded it (``Step.plan``: ``head_groups``, ``value_projection_late``, ``merged_av``,
+    ``deferred_av``; :meth:`.lowering.Lowering.step_plan`, ``docs/dataflow.md``, "Attention
+    schedule"). The compiler decides it once per step, for every layer. A program without that
+    record (or without steps: the whole program) is read instead: ``head_groups`` = the
+    ``SOFTMAX`` instructions of its first attention layer (more than the groups where a group's
+    heads are not consecutive rows) and ``value_projection_late``, whether that layer's value
+    projection runs after its first scores. ``None`` if the step has no attention."""
+    if comp.steps and comp.steps[step].plan is not None:
+        return dict(comp.steps[step].plan)
     lo, hi = _step_range(comp, step) if comp.steps else (0, len(comp.program))
     tags = comp.tags[lo:hi]
     first = next((t.split(".", 1)[0] for t in tags if t.endswith(".attn.score")), None)
