@@ -2,6 +2,8 @@
 its cost, its results (the golden model's, bit for bit) and the RTL that shares a ``SOFTMAX``
 out (a two-unit system under Verilator, against the golden model and the perf model)."""
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -162,11 +164,22 @@ def test_more_units_shorten_a_softmax_bound_token():
 
 
 def test_further_units_add_their_leakage():
-    from pimgpt.core.config import hw_variant
-    from pimgpt.sim.perf.energy import asic_static_mw
+    from pimgpt.core.config import ConfigError, hw_variant
+    from pimgpt.sim.perf.energy import asic_static_mw, energy_of
 
     hw = load_hw("pimgpt-gddr6-8ch")
     e = hw.energy
     assert asic_static_mw(hw_variant(hw, "asic", vector_units=1)) == e["asic_static_mw"]
     assert asic_static_mw(hw_variant(hw, "asic", vector_units=8)) == pytest.approx(
         e["asic_static_mw"] + 7 * e["vector_unit_static_mw"])
+    # a hardware file written before the key still runs with one unit, and says what is
+    # missing with more
+    counts = dict.fromkeys(("bank_acts", "bank_pres", "mac_bank_cols", "io_bytes_in",
+                             "io_bytes_out", "asic_ops", "asic_words"), 0)
+    counts["counts"] = collections.defaultdict(int)
+    raw = dict(hw.raw, energy={k: v for k, v in e.items() if k != "vector_unit_static_mw"})
+    old = hw_from_dict(dict(raw, asic=dict(raw["asic"], vector_units=1)), "old")
+    assert asic_static_mw(old) == e["asic_static_mw"]
+    assert energy_of(counts, 100, old)["by_component_nj"]["asic_static"] > 0
+    with pytest.raises(ConfigError, match=r"energy keys \['vector_unit_static_mw'\]"):
+        energy_of(counts, 100, hw_from_dict(raw, "old two"))

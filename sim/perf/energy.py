@@ -28,7 +28,9 @@ from pimgpt.sim.perf.engine import PerfResult
 
 
 def _need(hw: HwConfig) -> dict:
-    missing = [k for k in ENERGY_KEYS if k not in hw.energy]
+    # A further vector unit's leakage matters only where there is one.
+    optional = {"vector_unit_static_mw"} if hw.asic.vector_units == 1 else set()
+    missing = [k for k in ENERGY_KEYS if k not in hw.energy and k not in optional]
     if missing:
         raise ConfigError(
             f"{hw.name}: the energy model needs energy keys {missing}; copy the energy section of "
@@ -65,8 +67,8 @@ def counter_diff(a: dict, b: dict) -> dict:
 def asic_static_mw(hw: HwConfig) -> float:
     """The ASIC's leakage (mW): the preset's figure, which holds one vector unit, plus each
     further unit's."""
-    e = hw.energy
-    return e["asic_static_mw"] + e["vector_unit_static_mw"] * (hw.asic.vector_units - 1)
+    e, more = hw.energy, hw.asic.vector_units - 1
+    return e["asic_static_mw"] + (e["vector_unit_static_mw"] * more if more else 0.0)
 
 
 def energy_of(cnt: dict, cycles: float, hw: HwConfig) -> dict:
