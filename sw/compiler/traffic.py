@@ -77,27 +77,12 @@ def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
     """The attention plan of step ``step`` of ``comp`` (default: the last), as the compiler
     recorded it (``Step.plan``: ``head_groups``, ``value_projection_late``, ``merged_av``,
     ``deferred_av``; :meth:`.lowering.Lowering.step_plan`, ``docs/dataflow.md``, "Attention
-    schedule"). The compiler decides it once per step, for every layer. A program without that
-    record (or without steps: the whole program) is read instead: ``head_groups`` = the
-    ``SOFTMAX`` instructions of its first attention layer (more than the groups where a group's
-    heads are not consecutive rows) and ``value_projection_late``, whether that layer's value
-    projection runs after its first scores. ``None`` if the step has no attention."""
-    if comp.steps and comp.steps[step].plan is not None:
-        return dict(comp.steps[step].plan)
-    lo, hi = _step_range(comp, step) if comp.steps else (0, len(comp.program))
-    tags = comp.tags[lo:hi]
-    first = next((t.split(".", 1)[0] for t in tags if t.endswith(".attn.score")), None)
-    if first is None:
+    schedule"). The compiler decides it once per step, for every layer. ``None`` for a step
+    without attention, or a program the compiler did not record (no steps, or read from
+    files)."""
+    if not comp.steps or comp.steps[step].plan is None:
         return None
-    score, qkv, softmax = (f"{first}.attn.{kind}" for kind in ("score", "qkv", "softmax"))
-    prog = comp.program[lo:hi]
-    s0 = tags.index(score)
-    return {
-        "head_groups": sum(1 for ins, t in zip(prog, tags, strict=True)
-                           if t == softmax and ins.op is Op.SOFTMAX),
-        "value_projection_late": any(t == qkv and ins.op in (Op.MAC_ABK, Op.MAC_SBK)
-                                     for ins, t in zip(prog[s0:], tags[s0:], strict=True)),
-    }
+    return dict(comp.steps[step].plan)
 
 
 def _step_range(comp: CompiledProgram, step: int) -> tuple[int, int]:
