@@ -223,24 +223,29 @@ class Asic(wiring.Component):
         return m
 
     def _share_out(self, m, vus, word, offer):
-        """Dispatch to several vector units (``pimgpt/core/vu/cluster.py``): a ``SOFTMAX`` goes
-        to every unit with rows to take, each with its share's ``rows``, ``src`` and ``dst``
+        """Dispatch to several vector units (``pimgpt/core/vu/cluster.py``): a ``SOFTMAX`` or
+        ``SOFTMAXU`` goes to every unit with rows to take, each with its share's ``rows``,
+        ``src`` and ``dst`` (and ``rcp``)
         (``row_share``: ``q, r = divmod(rows, N)``, unit ``u`` from row ``u * q + min(u, r)``,
         ``q + (u < r)`` rows); anything else to unit 0 alone."""
         N = len(vus)
         ins = InstrWord(word)
-        sm = ins.args_of(Op.SOFTMAX)
-        split = ins.op == opcode(Op.SOFTMAX)
+        # SOFTMAXU's first four fields are SOFTMAX's (isa.SPEC): one view serves both
+        sm, su = ins.args_of(Op.SOFTMAX), ins.args_of(Op.SOFTMAXU)
+        unnorm = ins.op == opcode(Op.SOFTMAXU)
+        split = (ins.op == opcode(Op.SOFTMAX)) | unnorm
         q, r = sm.rows >> exact_log2(N), sm.rows[:exact_log2(N)]
         for u, v in enumerate(vus):
             sub = Signal(InstrWord, name=f"vu{u}_ins")
-            share = sub.args_of(Op.SOFTMAX)
+            share, share_u = sub.args_of(Op.SOFTMAX), sub.args_of(Op.SOFTMAXU)
             first = q * u + Mux(r < u, r, u)
             count = q + (r > u)
             m.d.comb += sub.eq(ins)
             with m.If(split):
                 m.d.comb += [share.rows.eq(count), share.src.eq(sm.src + first * sm.n),
                              share.dst.eq(sm.dst + first * sm.n)]
+                with m.If(unnorm):
+                    m.d.comb += share_u.rcp.eq(su.rcp + first * su.rseg)
             takes = (split & (count != 0)) if u else 1
             m.d.comb += [v.cmd.payload.eq(sub), v.cmd.valid.eq(offer & takes)]
 

@@ -1,4 +1,4 @@
-"""The golden model's vector-unit instructions (``VADD`` ... ``VMULS``, not ``ARGMAX``): a mixin
+"""The golden model's vector-unit instructions (``VADD`` ... ``SOFTMAXU``, not ``ARGMAX``): a mixin
 of :class:`~pimgpt.sim.golden.GoldenMachine`, one method per opcode, each the function of
 ``pimgpt/core/nonlinear.py`` / ``nonlinear_llama.py`` / ``numerics.py`` that ``docs/isa.md`` names,
 on the machine's fp32 scratchpad ``sp`` (``_sp_range`` and ``_fail`` come from the machine)."""
@@ -80,6 +80,15 @@ class VectorOps:
             self._fail("rows must be at least 1")
         x = self._vec(a["src"], n * rows).reshape(rows, n)
         self._store(a["dst"], nonlinear.softmax(x).reshape(-1))
+
+    def _softmaxu(self, a, flags):
+        n, rows = a["n"], a["rows"]
+        self._need_n(n)
+        if rows == 0:
+            self._fail("rows must be at least 1")
+        e, r = nonlinear.softmax_parts(self._vec(a["src"], n * rows).reshape(rows, n))
+        self._store(a["dst"], e.reshape(-1))
+        self._store(a["rcp"], np.repeat(r, a["rseg"]))
 
     def _layernorm(self, a, flags):
         n = a["n"]

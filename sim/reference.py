@@ -158,6 +158,10 @@ class PimModel:
         does not depend on it (the chunks of a dot product accumulate in the bank).
     capacity : int, optional
         Positions the K/V caches hold (default ``cfg.ctx``; fewer save memory).
+    late_norm_at : collection of int, optional
+        Positions whose steps multiply ``p . V``'s outputs by each row's ``1/sum`` instead of
+        the probabilities (``SOFTMAXU``, ``docs/dataflow.md``): the compiler's choice, which its
+        steps record (:func:`pimgpt.sw.compiler.late_norm_positions`). Default none.
 
     Attributes
     ----------
@@ -165,9 +169,11 @@ class PimModel:
         The fp32 output of the final norm of the last step that computed logits.
     """
 
-    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int, capacity=None):
+    def __init__(self, cfg: ModelConfig, weights: dict, gb_elems: int, capacity=None,
+                 late_norm_at=()):
         _check_model(cfg, weights)
         self.cfg = cfg
+        self.late_norm_at = frozenset(int(p) for p in late_norm_at)
         self.G = _check_gb(gb_elems)
         self.capacity = _check_capacity(cfg, capacity)
         self.eps = np.float32(cfg.ln_eps)
@@ -256,10 +262,12 @@ class PimModel:
         keys = kc[:pos + 1].reshape(pos + 1, cfg.n_kv_head, dh)
         g = np.arange(H) // cfg.group  # query head a attends with K/V head a // group
         scores = np.stack([chunkdot(q16[a], keys[:, g[a]]) for a in range(H)])  # [heads, pos+1]
-        p = nl.softmax(nm.f32_mul(scores, self.scale))
-        p16 = _bf16(p)[:, None, :]  # [heads, 1, pos+1]
-        vt = vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, pos + 1)[g]
-        return chunkdot(p16, vt).reshape(cfg.d_model)
+        x, vt = nm.f32_mul(scores, self.scale), vc[:, :pos + 1].reshape(cfg.n_kv_head, dh, -1)[g]
+        if pos in self.late_norm_at:  # SOFTMAXU, then o times each row's 1/sum
+            e, r = nl.softmax_parts(x)
+            o = chunkdot(_bf16(e)[:, None, :], vt).reshape(H, dh)
+            return nm.f32_mul(o, r[:, None]).reshape(cfg.d_model)
+        return chunkdot(_bf16(nl.softmax(x))[:, None, :], vt).reshape(cfg.d_model)
 
     def step(self, tok: int, pos: int, need_logits: bool) -> np.ndarray | None:
         """Process token ``tok`` at position ``pos``; return fp32 logits if ``need_logits``."""
@@ -309,7 +317,7 @@ def _generate(model, prompt: list[int], new_tokens: int):
 
 
 def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequence[int],
-                 new_tokens: int) -> tuple[list[int], list[np.ndarray]]:
+                 new_tokens: int, late_norm_at=()) -> tuple[list[int], list[np.ndarray]]:
     """Greedy generation with the PIM arithmetic of ``docs/dataflow.md``.
 
     One step per token: the prompt tokens at positions ``0..len(prompt)-1`` (logits only at the
@@ -328,6 +336,8 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
         Prompt token ids (at least one).
     new_tokens : int
         Tokens to generate; ``len(prompt) + new_tokens - 1 <= cfg.ctx``.
+    late_norm_at : collection of int, optional
+        See :class:`PimModel`.
 
     Returns
     -------
@@ -344,12 +354,14 @@ def pim_generate(cfg: ModelConfig, weights: dict, gb_elems: int, prompt: Sequenc
     prompt = _check_tokens(cfg, prompt, "prompt")
     new_tokens = _check_lengths(cfg, len(prompt), new_tokens)
     capacity = len(prompt) + max(new_tokens, 1) - 1
-    return _generate(PimModel(cfg, weights, gb_elems, capacity), prompt, new_tokens)
+    return _generate(PimModel(cfg, weights, gb_elems, capacity, late_norm_at), prompt,
+                     new_tokens)
 
 
 def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
-                              tokens: Sequence[int]) -> np.ndarray:
-    """PIM-arithmetic logits at every position of ``tokens`` (for perplexity).
+                              tokens: Sequence[int], late_norm_at=()) -> np.ndarray:
+    """PIM-arithmetic logits at every position of ``tokens`` (for perplexity;
+    ``late_norm_at``: see :class:`PimModel`).
 
     Returns
     -------
@@ -358,7 +370,7 @@ def pim_logits_teacher_forced(cfg: ModelConfig, weights: dict, gb_elems: int,
     """
     tokens = _check_tokens(cfg, tokens, "tokens")
     _check_lengths(cfg, len(tokens), 1)
-    model = PimModel(cfg, weights, gb_elems, len(tokens))
+    model = PimModel(cfg, weights, gb_elems, len(tokens), late_norm_at)
     return np.stack([model.step(t, pos, need_logits=True) for pos, t in enumerate(tokens)])
 
 

@@ -55,6 +55,8 @@ PROGRAM_HW_FIELDS = (
     "asic.scratchpad_words", "asic.clock_ghz", "asic.vector_lanes", "asic.fp_add_latency",
     "asic.fp_mul_latency", "asic.sp_read_latency", "asic.vector_issue_width",
     "asic.vector_units",
+    # the attention's softmax normalisation (SOFTMAXU where the cost model finds it faster)
+    "asic.late_softmax_norm",
 )
 
 class ProgramCacheError(PimgptError):

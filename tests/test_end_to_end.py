@@ -13,7 +13,12 @@ from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.sim.golden import run_golden
 from pimgpt.sim.reference import pim_generate
 from pimgpt.sw.checkpoint import load_weights, random_weights
-from pimgpt.sw.compiler import compile_decode_step, compile_generation, hazards
+from pimgpt.sw.compiler import (
+    compile_decode_step,
+    compile_generation,
+    hazards,
+    late_norm_positions,
+)
 from pimgpt.sw.models import LLAMA_MODELS, PAPER_MODELS, PRESETS, ModelConfig, get_model
 from pimgpt.sw.tokenizer import encode
 
@@ -26,8 +31,10 @@ def custom_hw(**dram):
 
 
 def assert_same_generation(cfg, hw, weights, prompt, new_tokens):
-    tokens, logits, stats = run_golden(cfg, hw, weights, prompt, new_tokens)
-    ref_tokens, ref_logits = pim_generate(cfg, weights, hw.dram.gb_elems, prompt, new_tokens)
+    compiled = compile_generation(cfg, hw, prompt, new_tokens)
+    tokens, logits, stats = run_golden(cfg, hw, weights, prompt, new_tokens, compiled=compiled)
+    ref_tokens, ref_logits = pim_generate(cfg, weights, hw.dram.gb_elems, prompt, new_tokens,
+                                          late_norm_positions(compiled))
     assert tokens == ref_tokens
     assert len(logits) == len(ref_logits) == new_tokens
     for got, want in zip(logits, ref_logits, strict=True):
@@ -339,6 +346,7 @@ def test_last_head_group_after_the_projection_first_chunk_bit_identical(monkeypa
     monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
     monkeypatch.setattr(PipelinedSchedule, "v_late", False)  # no trial of the value projection
     monkeypatch.setattr(PipelinedSchedule, "max_merged_groups", 1)  # no one-p.V candidate
+    monkeypatch.setattr(PipelinedSchedule, "late_norm", False)  # no trial of SOFTMAXU
     trials = []
     # the candidates are the partition, then it deferring: pick the second
     monkeypatch.setattr(PipelinedSchedule, "estimate", lambda self, p: -len(trials.append(p) or
@@ -375,6 +383,7 @@ def test_one_pv_after_the_grouped_softmaxes_bit_identical(monkeypatch, cfg, grou
 
     hw = custom_hw(row_bytes=256, gb_bytes=64, rows=2048)
     monkeypatch.setattr(PipelinedSchedule, "v_late", v_late)
+    monkeypatch.setattr(PipelinedSchedule, "late_norm", False)  # no trial of SOFTMAXU
     trials = []
 
     def av_and_softmax(parts, sign):

@@ -323,6 +323,10 @@ def test_llama_ops_match_contract():
         (I(Op.SOFTMAX, dst=4, src=0, n=8, rows=2), "overlaps"),
         (I(Op.VREDUCE, dst=8, src=0, n=8, k=2), "overlaps"),
         (I(Op.LAYERNORM, dst=100, src=0, gamma=100, beta=200, n=16), "overlaps"),
+        # SOFTMAXU's reciprocals are written while later rows are still to be read
+        (I(Op.SOFTMAXU, dst=0, src=0, n=8, rows=2, rcp=8, rseg=2), "rcp .* must be disjoint"),
+        (I(Op.SOFTMAXU, dst=100, src=0, n=8, rows=2, rcp=104, rseg=2), "must be disjoint"),
+        (I(Op.SOFTMAXU, dst=0, src=0, n=8, rows=2, rcp=100, rseg=0), "rseg must be at least 1"),
     ],
 )
 def test_bad_instructions_raise(ins, words):
@@ -402,6 +406,23 @@ def test_mac_on_non_contiguous_channels():
                                  gb[32:64].reshape(2, 16))
     np.testing.assert_array_equal(bits(m.sp[100:106]), bits(want.reshape(-1)))
     assert m.sp[102] == 0 and m.sp[103] == 0
+
+
+def test_softmaxu_leaves_the_product_to_a_vmul():
+    """SOFTMAXU stores the exponentials and each row's 1/sum over ``rseg`` words; a VMUL by
+    them gives SOFTMAX's probabilities bit for bit."""
+    m = machine()
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal(3 * 20) * 4).astype(np.float32)
+    m.sp[0:60] = x
+    m.sp[200:260] = x
+    m.run([I(Op.SOFTMAXU, dst=0, src=0, n=20, rows=3, rcp=100, rseg=20),
+           I(Op.VMUL, dst=0, a=0, b=100, n=60), I(Op.SOFTMAX, dst=200, src=200, n=20, rows=3),
+           I(Op.EOC)])
+    e, r = nonlinear.softmax_parts(x.reshape(3, 20))
+    np.testing.assert_array_equal(bits(m.sp[100:160]), bits(np.repeat(r, 20)))
+    np.testing.assert_array_equal(bits(m.sp[0:60]), bits(m.sp[200:260]))
+    assert not np.array_equal(bits(e.reshape(-1)), bits(m.sp[0:60]))
 
 
 def test_vmacs_scales_by_one_scalar_per_segment():

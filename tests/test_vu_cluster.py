@@ -46,6 +46,9 @@ def test_split_instr():
     assert split_instr(I(Op.SOFTMAX, dst=0, src=64, n=8, rows=2), 4)[1].args["src"] == 72
     assert len(split_instr(I(Op.SOFTMAX, dst=0, src=64, n=8, rows=2), 4)) == 2
     assert split_instr(sm, 1) == [sm]
+    su = I(Op.SOFTMAXU, dst=1000, src=1000, n=40, rows=5, rcp=3000, rseg=64)
+    assert [(p.args["src"], p.args["rows"], p.args["rcp"]) for p in split_instr(su, 4)] == [
+        (1000, 2, 3000), (1080, 1, 3128), (1120, 1, 3192), (1160, 1, 3256)]
     add = I(Op.VADD, dst=0, a=8, b=16, n=8)
     assert split_instr(add, 4) == [add]
 
@@ -82,13 +85,14 @@ def test_shares_give_the_whole_instruction_bit_for_bit():
     image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
     sp = (rng.normal(0, 4, 4096)).astype(np.float32)
     sp[17] = np.inf
-    sm = I(Op.SOFTMAX, dst=2048, src=0, n=37, rows=7)
-    whole, parts = GoldenMachine(hw, image.copy()), GoldenMachine(hw, image.copy())
-    whole.sp[:4096] = sp
-    parts.sp[:4096] = sp
-    whole.run([sm, I(Op.EOC)])
-    parts.run(split_instr(sm, 4) + [I(Op.EOC)])
-    assert np.array_equal(whole.sp.view(np.uint32), parts.sp.view(np.uint32))
+    for sm in (I(Op.SOFTMAX, dst=2048, src=0, n=37, rows=7),
+               I(Op.SOFTMAXU, dst=2048, src=0, n=37, rows=7, rcp=3000, rseg=5)):
+        whole, parts = GoldenMachine(hw, image.copy()), GoldenMachine(hw, image.copy())
+        whole.sp[:4096] = sp
+        parts.sp[:4096] = sp
+        whole.run([sm, I(Op.EOC)])
+        parts.run(split_instr(sm, 4) + [I(Op.EOC)])
+        assert np.array_equal(whole.sp.view(np.uint32), parts.sp.view(np.uint32))
 
 
 def _cluster_program():
@@ -103,6 +107,7 @@ def _cluster_program():
         I(Op.SOFTMAX, dst=2900, src=800, n=33, rows=1),   # unit 0 alone
         I(Op.SOFTMAX, dst=3000, src=900, n=16, rows=5),   # 3 + 2
         I(Op.VGELU, dst=3100, src=2300, n=48),
+        I(Op.SOFTMAXU, dst=3150, src=1000, n=20, rows=3, rcp=3215, rseg=9),  # 2 + 1, rcp too
         I(Op.SYNC),
         I(Op.EOC),
     ]

@@ -51,8 +51,9 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
     Inputs live below 24576 (random normal words, a block of every special value, gains near 1),
     outputs above, except the in-place cases; SOFTMAX takes ``n = 1000`` x 5 rows, ``2100`` x 2,
     ``4W + 3`` and ``8W + 3`` x 4, groups of rows looped (8 rows, in place), a row with NaN
-    and one of ``-Inf`` (``n = 1000``), and last ``8W`` x 9 in place over the first inputs (the
-    fused path: the next group's maxima in the exp loop).
+    and one of ``-Inf`` (``n = 1000``), and ``8W`` x 9 in place over the first inputs (the
+    fused path: the next group's maxima in the exp loop); then SOFTMAXU, ``1000`` x 5 to another
+    place and ``8W`` x 9 in place over earlier results (its fused path).
     """
     from pimgpt.sim.cocotb_lib.stimulus import FP32_DIRECTED
 
@@ -122,6 +123,11 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
     prog += [I(Op.SOFTMAX, dst=8192, src=8192, n=1000, rows=8),
              I(Op.SOFTMAX, dst=12000, src=12000, n=1000, rows=4),
              I(Op.SOFTMAX, dst=0, src=0, n=8 * W, rows=9)]
+    # SOFTMAXU: long rows to another place (the reciprocals spread over 70 words), and in place
+    # over a copy (the fused path: n a multiple of W, two groups of rows and more)
+    prog += [I(Op.SOFTMAXU, dst=alloc(3000), src=2000, n=1000, rows=3, rcp=alloc(210),
+               rseg=70),
+             I(Op.SOFTMAXU, dst=4096, src=4096, n=8 * W, rows=9, rcp=alloc(9 * 16), rseg=16)]
     if out > WORDS:
         raise ValueError(f"the wide stimulus does not fit a {WORDS}-word scratchpad")
     return sp, prog

@@ -172,6 +172,11 @@ class AsicConfig:
     #: one WR_ELEM wave generator per channel (each on its channel's command bus, in parallel)
     #: instead of the RTL's one generator whose ops take turns across the channels
     elem_per_channel: bool = key(bool, default=False)
+    #: the compiler may give a step SOFTMAXU: the softmax leaves out its product by 1/sum, which
+    #: a VMUL applies to p . V's outputs (d_head words a head, not one word a position;
+    #: docs/numerics.md, "Softmax"), where its cost model finds the step faster so. The step's
+    #: numerics follow (its plan records it; the reference models are told, sim/reference.py)
+    late_softmax_norm: bool = key(bool, default=False)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class Op(IntEnum):
     VMADS = 0x38
     RMSRSTD = 0x39
     VMULS = 0x3A
+    SOFTMAXU = 0x3B
 
 
 class Side(Enum):
@@ -266,6 +267,11 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
     OpSpec(Op.VMULS, _A, ("dst", "a", "s", "n"),
            (_sp("a", "n"), _sp("s", 1), _sp("dst", "n", write=True)),
            doc="dst = a * s[0] (a folded RMSNorm's GEMV epilogue)"),
+    OpSpec(Op.SOFTMAXU, _A, ("dst", "src", "n", "rows", "rcp", "rseg"),
+           (_sp("src", "n", "rows"), _sp("dst", "n", "rows", write=True),
+            _sp("rcp", "rseg", "rows", write=True)), nonzero=("n", "rows", "rseg"),
+           doc="unnormalised softmax of rows contiguous rows of n: dst = exp(src - max) and row "
+               "r's 1/sum in rcp[r*rseg .. (r+1)*rseg) (a VMUL normalises after p . V)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

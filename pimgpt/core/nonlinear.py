@@ -474,11 +474,27 @@ def softmax(x) -> np.ndarray:
     numpy.ndarray
         ``float32`` probabilities, same shape.
     """
-    x = _check_vector("softmax", x)
-    m = vmax(x, axis=-1)
-    e = exp(f32_add(x, _neg(m)[..., None]))
-    r = recip_newton(f32_tree_sum(e))
+    e, r = softmax_parts(x)
     return np.asarray(f32_mul(e, r[..., None]), dtype=np.float32)
+
+
+def softmax_parts(x) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-5 of :func:`softmax` (``SOFTMAXU``): ``softmax(x) == mul(e, r[..., None])`` bit
+    for bit; ``SOFTMAXU`` stores both so that the product can follow ``p . V``.
+
+    Parameters
+    ----------
+    x : array_like of float32
+        Scores, shape ``(..., n)`` with ``n >= 1``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``e`` (``float32``, the shape of ``x``) and ``r`` (``float32``, the last axis removed).
+    """
+    x = _check_vector("softmax", x)
+    e = exp(f32_add(x, _neg(vmax(x, axis=-1))[..., None]))
+    return np.asarray(e, dtype=np.float32), np.asarray(recip_newton(f32_tree_sum(e)), np.float32)
 
 
 def layernorm(x, gamma, beta, eps) -> np.ndarray:

@@ -87,13 +87,18 @@ def _problem(ins: Instr, lim: _Limits) -> str | None:
 #: Vector-unit sources read after the destination may have been written (a later pass, a
 #: per-segment scale, a per-head table): they must not overlap the destination at all.
 _READ_LATE = {Op.LAYERNORM: ("gamma", "beta"), Op.VMACS: ("s",), Op.ROPE: ("tab",)}
+#: Vector-unit destinations written while sources are still to be read (a ``SOFTMAXU`` writes
+#: each group's reciprocals before the next group's rows are read): disjoint from every other
+#: operand.
+_WRITE_LATE = {Op.SOFTMAXU: ("rcp",)}
 
 
 def _overlap_problem(ins: Instr, banks: int) -> str | None:
     """The vector unit works block by block: an ASIC instruction's destination is one of its
     sources exactly (in place: the same first word) or disjoint from it, never shifted against
     it (``VMOV`` excepted: it copies in the safe direction); :data:`_READ_LATE` sources are
-    disjoint from it (``docs/isa.md``)."""
+    disjoint from it, :data:`_WRITE_LATE` destinations from every other operand
+    (``docs/isa.md``)."""
     spec = SPEC[ins.op]
     if spec.side is not Side.ASIC or ins.op is Op.VMOV:
         return None
@@ -103,9 +108,14 @@ def _overlap_problem(ins: Instr, banks: int) -> str | None:
     for acc_d, dst, nd in ranges:
         if not acc_d.write:
             continue
+        late = acc_d.base in _WRITE_LATE.get(ins.op, ())
         for acc, lo, n in ranges:
-            if acc.write or not (n and nd and lo < dst + nd and dst < lo + n):
+            if acc is acc_d or (acc.write and not late) or not (
+                    n and nd and lo < dst + nd and dst < lo + n):
                 continue
+            if late:
+                return (f"{acc_d.base} [{dst}, {dst + nd}) overlaps {acc.base} [{lo}, {lo + n}); "
+                        f"{acc_d.base} must be disjoint from the other operands")
             if lo != dst or acc.base in _READ_LATE.get(ins.op, ()):
                 return (f"dst [{dst}, {dst + nd}) overlaps a source [{lo}, {lo + n}) ({acc.base}); "
                         "use the same start (in place) or disjoint ranges")

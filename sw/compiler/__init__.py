@@ -35,9 +35,9 @@ from .program import (
     program_outputs,
 )
 from .schedule import SCHEDULES
-from .traffic import attention_plan, kv_traffic
+from .traffic import attention_plan, kv_traffic, late_norm_positions
 
 __all__ = ["PREAMBLE_TAG", "PROGRAM_FILES", "SCHEDULES", "TOKEN_REG", "CompileError",
            "CompiledProgram", "Step", "attention_plan", "compile_decode_step",
-           "compile_generation", "default_memmap", "hazards", "kv_traffic", "preamble_length",
-           "program_outputs"]
+           "compile_generation", "default_memmap", "hazards", "kv_traffic",
+           "late_norm_positions", "preamble_length", "program_outputs"]

@@ -98,8 +98,8 @@ class AttentionLowering:
                  "vec": v_local(self.v_parts, blocks, blk, lo) * S, **vreg.isa()}
                 for lo, hi in self.v_parts]  # one run of vectors per V part (mapper.v_parts)
         self._groups_of(layer, kreg, vreg, npos, proj, v_proj)
-        self._pipeline(layer, kreg, vreg, npos, self._groups[1], proj, self._groups[2], v_proj,
-                       self._groups[3])
+        _key, groups, defer, merge, unnorm = self._groups
+        self._pipeline(layer, kreg, vreg, npos, groups, proj, defer, v_proj, merge, unnorm)
 
     def _groups_of(self, layer: int, kreg: Region, vreg: Region, npos: int, proj,
                    v_proj=None) -> None:
@@ -111,7 +111,11 @@ class AttentionLowering:
         ``p . V``, :meth:`_merged`), the one whose trial recording the schedule's cost model
         finds fastest (the same for every layer of the step: decided at the first one, for
         either place of the value projection). ``self._groups``: ``(key, groups, defer,
-        merge)``."""
+        merge, unnorm)``; ``unnorm``: the softmaxes are ``SOFTMAXU`` and the product by
+        ``1/sum`` follows ``p . V`` (:meth:`_normalise_o`), where the configuration allows it
+        (:func:`late_norm_allowed`), the chosen candidate does not defer (the projection's
+        first chunk would read ``o`` before the product) and its trial with them is faster by
+        ``late_norm_margin``."""
         key = (npos, v_proj is not None)
         chosen = self._group_choice
         if key in chosen:
@@ -134,14 +138,26 @@ class AttentionLowering:
         # With deferring candidates the trials include the projection: deferring moves its
         # first chunk's PIM time under the last softmaxes.
         trial_proj = proj if any(defer for _, defer, _ in cands) else None
-        best = cands[0]
+        best, time = cands[0], None
         if len(cands) > 1:
             times = [self._trial_time(lambda g=groups, d=defer, mg=merge: self._pipeline(
                 layer, kreg, vreg, npos, g, trial_proj, d, v_proj, mg))
                 for groups, defer, merge in cands]
-            best = cands[min(range(len(cands)), key=times.__getitem__)]
-        chosen[key] = best
-        self._groups = (key, *best)
+            k = min(range(len(cands)), key=times.__getitem__)
+            best, time = cands[k], times[k]
+        groups, defer, merge = best
+        unnorm, force = False, self.schedule.late_norm
+        if not defer and force is not False and late_norm_allowed(self.hw, npos):
+            def trial(u: bool) -> float:
+                return self._trial_time(lambda: self._pipeline(
+                    layer, kreg, vreg, npos, groups, trial_proj, defer, v_proj, merge, u))
+            if force:
+                unnorm = True
+            else:
+                base = trial(False) if time is None else time
+                unnorm = trial(True) < base * (1 - self.schedule.late_norm_margin)
+        chosen[key] = (*best, unnorm)
+        self._groups = (key, *chosen[key])
 
     def _trial_time(self, record) -> float:
         """The schedule's estimate (tCK) of what ``record()`` records, then undone: the
@@ -176,7 +192,7 @@ class AttentionLowering:
 
     def _pipeline(self, layer: int, kreg: Region, vreg: Region, npos: int,
                   groups: list[list[int]], proj=None, defer: bool = False,
-                  v_proj=None, merge: bool = False) -> None:
+                  v_proj=None, merge: bool = False, unnorm: bool = False) -> None:
         """Scores, softmaxes and ``p . V`` of the head groups ``groups``, software-pipelined:
         PIM  S0 S1 AV0 S2 AV1 ..., vector unit  SM0 SM1 SM2 ...: the softmaxes of group g+1 run
         while the PIM computes ``p . V`` of group g and the scores of group g+2; then the
@@ -185,14 +201,20 @@ class AttentionLowering:
         streams that chunk while the vector unit computes the last softmaxes. ``v_proj``: the
         value projection's PIM work, recorded after the first group's scores (it runs under
         the first softmaxes); it returns its vector-unit work, recorded behind the first
-        softmaxes and followed by the V append."""
+        softmaxes and followed by the V append. ``unnorm`` (never with ``defer``): the
+        softmaxes are ``SOFTMAXU`` and the product by ``1/sum`` follows ``p . V``
+        (:meth:`_normalise_o`)."""
         npad = round_up(npos, COL)
         stride = self.P.score_stride(npos)
         order = [a for heads in groups for a in heads]
         self._rows = {a: r for r, a in enumerate(order)} if self.v_channel_major else {}
+        self._unnorm = unnorm
+        if unnorm and defer:
+            raise ValueError("a deferred p . V cannot follow unnormalised softmaxes")
         av = AvState(self, layer, vreg, npad, stride)
         if merge:
             self._merged(layer, kreg, npos, stride, groups, av, v_proj)
+            self._normalise_o(layer)
             if proj is not None:
                 proj(None)
             self._gb_q = None
@@ -224,6 +246,7 @@ class AttentionLowering:
 
         if not defer:
             av.finish()
+            self._normalise_o(layer)
         if proj is not None:
             proj(last if defer else None)
         elif defer:
@@ -366,7 +389,43 @@ class AttentionLowering:
                 for r in range(rows):
                     b.emit(Op.VFILL, dst=base + r * stride + npos, n=stride - npos,
                            value_f32=_NEG_INF)
-            b.emit(Op.SOFTMAX, dst=base, src=base, n=stride, rows=rows)
+            if self._unnorm:
+                b.emit(Op.SOFTMAXU, dst=base, src=base, n=stride, rows=rows,
+                       rcp=self.P.tmp + first * self.dh, rseg=self.dh)
+            else:
+                b.emit(Op.SOFTMAX, dst=base, src=base, n=stride, rows=rows)
+
+    def _norm_runs(self) -> list[tuple[int, int, int]]:
+        """``(first head, its row, heads)``: runs of consecutive heads whose rows of scores
+        are consecutive too (one ``VMUL`` of :meth:`_normalise_o` each)."""
+        runs: list = []
+        for a in range(self.H):
+            r = self._rows.get(a, a)
+            if runs and runs[-1][0] + runs[-1][2] == a and runs[-1][1] + runs[-1][2] == r:
+                runs[-1][2] += 1
+            else:
+                runs.append([a, r, 1])
+        return [tuple(run) for run in runs]
+
+
+    def _normalise_o(self, layer: int) -> None:
+        """After ``SOFTMAXU``: ``o`` of each head times its row's ``1/sum``, one ``VMUL`` per
+        run of :meth:`_norm_runs` (SOFTMAX's last product, moved past ``p . V``:
+        ``docs/numerics.md``, "Softmax")."""
+        if not self._unnorm:
+            return
+        b, P, dh = self.b, self.P, self.dh
+        b.tag = f"L{layer}.attn.softmax"
+        for a, r, k in self._norm_runs():
+            b.emit(Op.VMUL, dst=P.o + a * dh, a=P.o + a * dh, b=P.tmp + r * dh, n=k * dh)
+
+
+def late_norm_allowed(hw, npos: int) -> bool:
+    """Whether a step attending ``npos`` positions may take ``SOFTMAXU`` and
+    :meth:`AttentionLowering._normalise_o`: ``asic.late_softmax_norm`` and rows longer than two
+    vector registers (shorter ones keep the probabilities in registers, where the product costs
+    one multiply a register, less than the ``VMUL`` after ``p . V``)."""
+    return hw.asic.late_softmax_norm and npos > 2 * hw.asic.vector_lanes
 
 
 def _runs(heads: list[int]) -> list[tuple[int, int]]:

@@ -169,3 +169,15 @@ def compile_decode_step(cfg: ModelConfig, hw: HwConfig, context: int | None = No
     comp = _Compiler(cfg, hw, mm, schedule)
     comp.run_step(context - 1, None, True)
     return comp.finish()
+
+
+def late_norm_positions_upto(cfg: ModelConfig, hw: HwConfig, positions: int) -> set[int]:
+    """Positions ``< positions`` whose decode step (:func:`compile_decode_step`, alone) the
+    compiler gives ``SOFTMAXU`` (:func:`.traffic.late_norm_positions`): for reference runs
+    that compile nothing. Only positions where the configuration allows it are compiled
+    (:func:`.attention.late_norm_allowed`), so none for contexts within two vector registers."""
+    from .attention import late_norm_allowed
+    from .traffic import late_norm_positions
+
+    return {pos for pos in range(min(positions, cfg.ctx)) if late_norm_allowed(hw, pos + 1)
+            and late_norm_positions(compile_decode_step(cfg, hw, pos + 1))}

@@ -82,11 +82,12 @@ class Lowering(AttentionLowering):
         self.pool = AccPool(self.b, dram.accumulators, self.B)
         self._ids = 0
         self._rows: dict = {}  # head -> its row of scores, when not its index (attention.py)
+        self._unnorm = False  # the layer's softmaxes are SOFTMAXU (attention.py)
         self._gb_q = None  # the window of queries the global buffers hold (attention.py)
         # per (positions attended, value projection late): the head groups chosen (attention.py)
         self._group_choice: dict = {}
         self._v_late = None  # (positions attended, whether the value projection goes late)
-        self._groups = None  # the attention's plan: (key, groups, defer, merge) (attention.py)
+        self._groups = None  # the attention's plan: (key, groups, defer, merge, unnorm)
         self.fold_norms = folds_norm(cfg)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -375,14 +376,16 @@ class Lowering(AttentionLowering):
         """The attention plan of the step recorded last, the same for all its layers (decided
         at the first): ``head_groups`` (the groups the heads are partitioned into),
         ``value_projection_late`` (:meth:`_qkv_attention`), ``merged_av`` (one ``p . V`` of
-        every head after the grouped softmaxes) and ``deferred_av`` (the last group's
-        ``p . V`` after the projection's first input chunk); ``None`` without attention."""
+        every head after the grouped softmaxes), ``deferred_av`` (the last group's ``p . V``
+        after the projection's first input chunk) and ``unnormalised_softmax`` (``SOFTMAXU``,
+        the product by ``1/sum`` after ``p . V``); ``None`` without attention."""
         if self._groups is None:
             return None
-        _, groups, defer, merge = self._groups
+        _, groups, defer, merge, unnorm = self._groups
         return {"head_groups": len(groups),
                 "value_projection_late": bool(self._v_late is not None and self._v_late[1]),
-                "merged_av": bool(merge), "deferred_av": bool(defer)}
+                "merged_av": bool(merge), "deferred_av": bool(defer),
+                "unnormalised_softmax": bool(unnorm)}
 
     def step(self, pos: int, token: int | None, logits: bool) -> None:
         """Record the step of token ``token`` (``None``: the token in ``R0``) at ``pos``."""

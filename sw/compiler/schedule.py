@@ -272,6 +272,15 @@ class Schedule:
     #: which the cost model prices only roughly (llama-2-7b ctx 128: estimated 0.06 % faster,
     #: measured 0.5 % slower).
     v_late_margin = 0.01
+    #: Late softmax normalisation (``SOFTMAXU``, :mod:`.attention`) where the configuration
+    #: allows it: ``None`` lets the cost model choose per step, ``True`` / ``False`` force it on
+    #: or off (no trial; off is the serial schedule's).
+    late_norm: bool | None = None
+    #: ... and must be estimated this much faster: its VMUL sits between p . V and the
+    #: projection, and the idle window it shortens held refreshes the estimate does not see
+    #: (gpt2-xl ctx 1024: estimated 0.01 % faster, measured 0.3 % slower; gpt2-large ctx 1024:
+    #: estimated 1.4 % faster, measured 0.6 % slower; gpt3-medium ctx 2048: 2.6 %, the same).
+    late_norm_margin = 0.02
 
     def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
@@ -308,6 +317,7 @@ class SerialSchedule(Schedule):
 
     name = "serial"
     v_late = False  # the value projection stays in the QKV GEMV: no trial
+    late_norm = False  # SOFTMAX's own product: no trial
 
     def gemv_groups(self, n_local, align=None):
         return [(0, n_local)]

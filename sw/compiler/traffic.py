@@ -76,13 +76,21 @@ def kv_traffic(comp: CompiledProgram, cfg: ModelConfig, step: int = -1) -> dict:
 def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
     """The attention plan of step ``step`` of ``comp`` (default: the last), as the compiler
     recorded it (``Step.plan``: ``head_groups``, ``value_projection_late``, ``merged_av``,
-    ``deferred_av``; :meth:`.lowering.Lowering.step_plan`, ``docs/dataflow.md``, "Attention
-    schedule"). The compiler decides it once per step, for every layer. ``None`` for a step
-    without attention, or a program the compiler did not record (no steps, or read from
-    files)."""
+    ``deferred_av``, ``unnormalised_softmax``; :meth:`.lowering.Lowering.step_plan`,
+    ``docs/dataflow.md``, "Attention schedule"). The compiler decides it once per step, for
+    every layer. ``None`` for a step without attention, or a program the compiler did not
+    record (no steps, or read from files)."""
     if not comp.steps or comp.steps[step].plan is None:
         return None
     return dict(comp.steps[step].plan)
+
+
+def late_norm_positions(comp: CompiledProgram) -> set[int]:
+    """Positions of the steps of ``comp`` that normalise after ``p . V`` (a ``SOFTMAXU`` among
+    their instructions): what the reference models are told (``PimModel(late_norm_at=)``).
+    Read from the program, so it holds for programs read from files too."""
+    return {s.pos for k, s in enumerate(comp.steps)
+            if any(ins.op is Op.SOFTMAXU for ins in comp.program[slice(*_step_range(comp, k))])}
 
 
 def _step_range(comp: CompiledProgram, step: int) -> tuple[int, int]:

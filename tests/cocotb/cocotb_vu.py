@@ -5,9 +5,10 @@ distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, th
 exp and GELU), and a program of every vector-unit instruction over it: element-wise functions,
 binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
-place, LAYERNORM of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded
-into its GEMV; also in place), RMSRSTD and VMULS (a folded RMSNorm), VMACS of short, long and
-one-word segments and in place, SWIGLU over every corner, RMSNORM and ROPE (also in place),
+place, SOFTMAXU (the same kinds of rows, its reciprocals spread over short and long runs),
+LAYERNORM of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded into
+its GEMV; also in place), RMSRSTD and VMULS (a folded RMSNorm), VMACS of short, long and one-word
+segments and in place, SWIGLU over every corner, RMSNORM and ROPE (also in place),
 ARGMAX with ties, NaNs and ties across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
@@ -88,6 +89,16 @@ def stimulus(seed: int, n_elem: int, lanes: int):
     prog.append(I(Op.SOFTMAX, dst=5000, src=5000, n=50, rows=2))  # in place
     prog.append(I(Op.SOFTMAX, dst=dst, src=0, n=20, rows=1))  # Inf/NaN inputs
     dst += 20
+    # SOFTMAXU: the exponentials and each row's 1/sum spread over rseg words; short, two-register
+    # and long rows, not in place and in place (long rows in place: the fused path on 64 and
+    # 128 lanes), a spread longer than a block, Inf/NaN inputs.
+    for length, rows, rseg, at in ((7, 3, 5, dst), (2 * W, 2, 1, dst), (9 * W + 1, 2, W + 3, dst),
+                                   (8 * W, 5, 2, 4096 + 1000), (20, 1, 3, dst)):
+        src = 0 if length == 20 else (4096 + 5 * length % 512 if at == dst else at)
+        prog.append(I(Op.SOFTMAXU, dst=at, src=src, n=length, rows=rows, rcp=3700, rseg=rseg))
+        prog.append(I(Op.VMOV, dst=dst + (length * rows if at == dst else 0), src=3700,
+                      n=rows * rseg))
+        dst += (length * rows if at == dst else 0) + rows * rseg
     prog += [
         I(Op.LAYERNORM, dst=dst, src=4096, gamma=4096 + 64, beta=4096 + 128, n=64,
           eps_f32=f32(1e-5)),

@@ -184,7 +184,7 @@ def _random_model(rep: dict, name: str, hw, sizes, bar, tmpdir: Path) -> None:
         steps = min(sizes.steps_max, cfg.ctx - plen + 1)
     prompt = [int(t) for t in np.random.default_rng(SEED).integers(0, cfg.vocab, plen)]
     with bar(plen + steps - 1, f"{name} decode") as b:
-        model = ref.PimModel(cfg, weights, G)
+        model = ref.PimModel(cfg, weights, G, late_norm_at=_late_norm_at(cfg, hw))
         res = decode_compare(cfg, weights, G, prompt, steps, b.update, pim_model=model)
     res["shape"] = _shape(cfg)
     # Random weights make greedy decoding repeat one token; teacher forcing on random tokens adds
@@ -232,7 +232,7 @@ def _trained_model(rep: dict, name: str, hw, sizes, bar, held: np.ndarray, quick
             entry["f64_training_windows"] = {
                 "windows": len(ev), "nats": f64_window_loss(cfg, weights, held, ev),
                 "training_json_nats": train_eval.get("held_out_loss")}
-    model = ref.PimModel(cfg, weights, G)
+    model = ref.PimModel(cfg, weights, G, late_norm_at=_late_norm_at(cfg, hw))
     starts = eval_offsets(len(held), cfg.ctx, sizes.ppl_windows[name])
     with bar(len(starts) * cfg.ctx, f"{name} perplexity") as b:
         ppl = perplexity_compare(cfg, weights, G, held, starts, b.update, model)
@@ -247,6 +247,14 @@ def _trained_model(rep: dict, name: str, hw, sizes, bar, held: np.ndarray, quick
     rep["golden"][name] = golden_crosscheck(cfg, hw, weights, runs, sizes.golden_tokens)
     entry.update(perplexity=ppl, greedy=gr, seconds=time.perf_counter() - t0)
     rep["trained"][name] = entry
+
+
+def _late_norm_at(cfg, hw) -> set[int]:
+    """The positions whose decode steps ``hw``'s compiler gives ``SOFTMAXU`` (the arithmetic
+    the reference model follows there; none within two vector registers of context)."""
+    from pimgpt.sw.compiler.driver import late_norm_positions_upto
+
+    return late_norm_positions_upto(cfg, hw, cfg.ctx)
 
 
 def _shape(cfg) -> str:

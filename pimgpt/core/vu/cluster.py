@@ -1,11 +1,12 @@
 """Several identical vector units (``asic.vector_units``): how one instruction is shared out.
 
-A row-batched ``SOFTMAX`` (``rows`` independent rows of ``n`` words) is the one instruction the
-units share: unit ``u`` takes the contiguous rows :func:`row_share` gives it, as a ``SOFTMAX`` of
-its own (its ``src``/``dst`` moved by ``first * n`` words), and the instruction ends when the last
-unit ends. Every other instruction runs on unit 0 alone, the others idle. Rows are independent
-(each row's maximum and sum are its own, ``docs/numerics.md``), so the results are those of one
-unit, bit for bit; only the time changes.
+A row-batched ``SOFTMAX`` or ``SOFTMAXU`` (``rows`` independent rows of ``n`` words) is the one
+instruction the units share: unit ``u`` takes the contiguous rows :func:`row_share` gives it, as
+an instruction of its own (its ``src``/``dst`` moved by ``first * n`` words, a ``SOFTMAXU``'s
+``rcp`` by ``first * rseg``), and the instruction ends when the last unit ends. Every other
+instruction runs on unit 0 alone, the others idle. Rows are independent (each row's maximum and
+sum are its own, ``docs/numerics.md``), so the results are those of one unit, bit for bit; only
+the time changes.
 
 Why rows and not other splits: at long context the softmax over all heads of a layer is most of
 the vector unit's work (a 32-channel Llama at 4096 positions spends more time in it than in the
@@ -24,7 +25,7 @@ from pimgpt.core.isa import Instr, Op
 __all__ = ["row_share", "split_instr", "SPLIT_OPS"]
 
 #: Opcodes shared out by rows.
-SPLIT_OPS = (Op.SOFTMAX,)
+SPLIT_OPS = (Op.SOFTMAX, Op.SOFTMAXU)
 
 
 def row_share(rows: int, units: int, u: int) -> tuple[int, int]:
@@ -51,6 +52,8 @@ def split_instr(ins: Instr, units: int) -> list[Instr]:
     for u in range(units):
         first, count = row_share(rows, units, u)
         if count:
-            out.append(Instr(ins.op, dict(a, rows=count, src=a["src"] + first * n,
-                                          dst=a["dst"] + first * n), ins.flags))
+            share = dict(a, rows=count, src=a["src"] + first * n, dst=a["dst"] + first * n)
+            if ins.op is Op.SOFTMAXU:  # and the share's rows of reciprocals
+                share["rcp"] = a["rcp"] + first * a["rseg"]
+            out.append(Instr(ins.op, share, ins.flags))
     return out

@@ -393,7 +393,7 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group, full: bool = True) 
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
           Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.ARGMAXC, Op.LNCENTRE, Op.LNRSTD, Op.VMADS,
-          Op.RMSRSTD, Op.VMULS)
+          Op.RMSRSTD, Op.VMULS, Op.SOFTMAXU)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -430,6 +430,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     red.argmax(a)
     red.argmaxc(a)
     red.softmax(a)
+    red.softmax(a, unnorm=True)
     red.layernorm(a)
     _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
     llama.rmsnorm(a)
@@ -446,7 +447,8 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
              Op.LAYERNORM: "layernorm", Op.ARGMAX: "argmax", Op.VFILL: "vfill",
              Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
              Op.ARGMAXC: "argmaxc", Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd",
-             Op.VMADS: "vmads", Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls"}
+             Op.VMADS: "vmads", Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls",
+             Op.SOFTMAXU: "softmaxu"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

@@ -198,9 +198,11 @@ def argmaxc(a: Asm) -> None:
 # SOFTMAX
 # ---------------------------------------------------------------------------------------------
 def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_d: SReg,
-                   n: SReg, nb: SReg) -> None:
+                   n: SReg, nb: SReg, rcp: tuple | None = None) -> None:
     """Softmax of ``G`` rows starting at ``base_s`` (results at ``base_d``). Row ``q``'s window is
-    ``[0, end of row q)``: its blocks never reach below its start, so the lower bound can be 0."""
+    ``[0, end of row q)``: its blocks never reach below its start, so the lower bound can be 0.
+    ``rcp`` (SOFTMAXU): the ``(pointer, rseg)`` registers of :func:`store_rcp`; no third
+    pass."""
     W = a.lanes
     A = REDUCE_LANES // W
     seg = W // G
@@ -266,7 +268,25 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         starts(dp, base_d, dhi)
         a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
         a.s(UOp.SADD, base_d, dhi[G - 1], 0)
-    scale_rows(a, S, nb, dp, dhi, rq)  # pass 3: p = e * r
+    if rcp is None:
+        scale_rows(a, S, nb, dp, dhi, rq)  # pass 3: p = e * r
+    else:  # the row pointers are dead after the exp pass: the scratch
+        store_rcp(a, rq, *rcp, p[0], dp[0])
+
+
+def store_rcp(a: Asm, rq: list, ptr: SReg, rseg: SReg, hi: SReg, cnt: SReg) -> None:
+    """SOFTMAXU: row ``q``'s ``1/sum`` (every lane of ``rq[q]``) to the ``rseg`` words from
+    ``ptr``, one row after another (a loop of ``ceil(rseg / W)`` stores, the last masked at
+    the row's end); ``ptr`` moves past the group. ``hi`` and ``cnt`` are scratch."""
+    W = a.lanes
+    a.s(UOp.SADD, cnt, rseg, W - 1)
+    a.s(UOp.SSHR, cnt, cnt, log2(W))
+    for r in rq:
+        a.s(UOp.SADD, hi, ptr, rseg)
+        with a.loop(cnt):
+            a.st(r, ptr, ZERO, hi)
+            a.s(UOp.SADD, ptr, ptr, W)
+        a.s(UOp.SADD, ptr, hi, 0)
 
 
 def row_reciprocals(a: Asm, acc: list, rq: list, seg: int) -> None:
@@ -297,11 +317,12 @@ SOFTMAX_SHORT_ROWS = 8
 
 
 def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SReg,
-                   base_d: SReg, n: SReg) -> None:
+                   base_d: SReg, n: SReg, rcp: tuple | None = None) -> None:
     """Softmax of ``G`` rows of ``n <= B*W`` (``B`` = 1 or 2): ``B`` registers per row, loaded
     once, stored once, the whole group in one scheduled region. Row ``q`` spans
     ``[bs[q], bs[q+1])``. With two registers the sum's first step is ``e0 + e1`` (the fold, or
-    the register-level tree level of the contract, with the empty virtual lanes left out)."""
+    the register-level tree level of the contract, with the empty virtual lanes left out).
+    ``rcp`` (SOFTMAXU): the ``(pointer, rseg)`` registers of :func:`store_rcp`."""
     W = a.lanes
     seg = W // G
     bs, bd = [base_s] + [S() for _ in range(G)], [base_d] + [S() for _ in range(G)]
@@ -328,7 +349,14 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
                     a.v(UOp.VFADD, d, x[q][j], nm)
                     e[q][j] = fn.exp_nonpos(a, k, d)
         inv = fn.recip_newton(a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in e]))
-        for q in range(G):
+        rq = [a.vreg("rq") for _ in range(G)]
+        if rcp is not None:  # SOFTMAXU: the exponentials and the reciprocals as they are
+            for q in range(G):
+                for j in range(B):
+                    with a.copy(2 * G * B + q * B + j):
+                        a.st(e[q][j], bd[q], ZERO, bd[q + 1], off=j * W)
+                a.v(UOp.VBCL, rq[q], inv, q * seg)
+        for q in range(G if rcp is None else 0):
             r = a.vreg("rq")
             a.v(UOp.VBCL, r, inv, q * seg)
             for j in range(B):
@@ -338,20 +366,27 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
                     a.st(y, bd[q], ZERO, bd[q + 1], off=j * W)
         a.s(UOp.SADD, base_s, bs[G], 0)
         a.s(UOp.SADD, base_d, bd[G], 0)
+    if rcp is not None:  # the row bounds are dead now: the scratch
+        store_rcp(a, rq, *rcp, bs[1], bd[1])
 
 
-def softmax(a: Asm) -> None:
+def softmax(a: Asm, unnorm: bool = False) -> None:
     """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
     register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
     that fit two half as many (the registers bound both); longer rows ``G`` at a time
-    (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad."""
-    a.label("softmax")
+    (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad.
+
+    ``unnorm``: SOFTMAXU (the same fields, then rcp=s5 rseg=s6): the exponentials, and each
+    row's ``1/sum`` in ``rseg`` words from ``rcp + row * rseg`` (:func:`store_rcp`); no
+    product, so long rows take two passes."""
+    a.label("softmaxu" if unnorm else "softmax")
     S = Scalars()
     k = fn.Consts(a)
     k.need(*fn.EXP_CONSTS)
     n = F[3]
     # the fields' own registers: the fused path needs every scalar temporary
     rows, base_s, base_d = F[4], F[2], F[1]
+    rcp = (F[5], F[6]) if unnorm else None
     S.shared("niter"), S.shared("nrem")
     wreg = S.shared("kb")
     a.s(UOp.SMAX, rows, rows, 1)  # a program of format 1 has no rows field: one row
@@ -363,7 +398,7 @@ def softmax(a: Asm) -> None:
         a.br(UOp.BGEU, n, wreg, longer)
         S.next = mark
         by_groups(a, S, rows, G,
-                   lambda g, B=B: _softmax_short(a, S, k, g, B, base_s, base_d, n))
+                  lambda g, B=B: _softmax_short(a, S, k, g, B, base_s, base_d, n, rcp))
         a.br(UOp.BEQ, ZERO, ZERO, end)
         a.label(longer)
     S.next = mark
@@ -383,10 +418,12 @@ def softmax(a: Asm) -> None:
         a.li(wreg, FUSED_MIN_BLOCKS * a.lanes)
         a.br(UOp.BLTU, n, wreg, plain)
         a.li(wreg, 2 * G)
+        if unnorm:  # in place only (routines_smax: the registers)
+            a.br(UOp.BNE, base_s, base_d, plain)
         a.br(UOp.BGEU, rows, wreg, fused)
         a.label(plain)
     mark = S.next
-    by_groups(a, S, rows, G, lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb))
+    by_groups(a, S, rows, G, lambda g: _softmax_group(a, S, k, g, base_s, base_d, n, nb, rcp))
     a.label(end)
     a.done()
     if use_fused:
@@ -394,12 +431,12 @@ def softmax(a: Asm) -> None:
         # fused loop keeps its constants in scalar registers; the registers are the bound)
         a.label(fused)
         S.next = mark
-        softmax_fused(a, S, G, base_s, base_d, n, nb, rows)
+        softmax_fused(a, S, G, base_s, base_d, n, nb, rows, rcp)
         S.next = mark
         k2 = fn.Consts(a)
         k2.need(*fn.EXP_CONSTS)
-        by_groups(a, S, rows, G, lambda g: _softmax_group(a, S, k2, g, base_s, base_d, n, nb),
-                  full=False)
+        by_groups(a, S, rows, G,
+                  lambda g: _softmax_group(a, S, k2, g, base_s, base_d, n, nb, rcp), full=False)
         a.done()
 
 
@@ -509,4 +546,5 @@ def layernorm(a: Asm) -> None:
     a.done()
 
 
-__all__ = ["argmax", "argmaxc", "layernorm", "nl", "softmax", "tree_regs", "tree_rows", "vmax"]
+__all__ = ["argmax", "argmaxc", "layernorm", "nl", "softmax", "store_rcp", "tree_regs", "tree_rows",
+           "vmax"]

@@ -28,6 +28,7 @@ from .routines_red import (
     _bcast,
     row_reciprocals,
     scale_rows,
+    store_rcp,
     tree_regs,
     tree_rows,
 )
@@ -48,20 +49,29 @@ FUSED_MIN_BLOCKS = 8
 
 
 def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
-                  n: SReg, nb: SReg, rows: SReg) -> None:
+                  n: SReg, nb: SReg, rows: SReg, rcp: tuple | None = None) -> None:
     """The ``rows // G`` full groups of ``G`` rows (``G >= 2``, ``n`` a multiple of ``W``) from
     ``base_s`` (results at ``base_d``); ``base_s``/``base_d`` are left at the first row after
     them. Numerics as :func:`.routines_red._softmax_group`: the same maxima (order-free), the
-    same sums in the same order, the same products."""
+    same sums in the same order, the same products. ``rcp`` (SOFTMAXU): the ``(pointer, rseg)``
+    registers of :func:`.routines_red.store_rcp` (its scratch: two row pointers, dead after the
+    ``exp`` loop), in place only (``dst = src``: one pointer and one window per row serve the
+    loads and the stores); exp's constants then take ``s7`` and two temporaries, and the product
+    pass goes."""
     W = a.lanes
     A = REDUCE_LANES // W
     seg = W // G
     Km, Ks = max(2, 8 // G), max(A, 4)
-    ngroups, E, D = S(), S(), S()
+    # SOFTMAXU takes this path in place only (dst = src): one pointer per row serves its loads
+    # and stores, and one window, which frees the registers for exp's constants
+    ngroups, E = S(), S()
+    D = S() if rcp is None else E
+    sk = SK if rcp is None else (F[7], S(), S())
     # exp's constants in the unused field registers: the loop's vector registers are the bound
-    for reg, bits in zip(SK, (nl.EXP_C8_BITS, fn.f32(-1.0), nl.EXP_P2_BITS), strict=True):
+    for reg, bits in zip(sk, (nl.EXP_C8_BITS, fn.f32(-1.0), nl.EXP_P2_BITS), strict=True):
         a.li(reg, bits)
-    p, dp, pn, nm = ([S() for _ in range(G)] for _ in range(4))
+    p, pn, nm = ([S() for _ in range(G)] for _ in range(3))
+    dp = [S() for _ in range(G)] if rcp is None else p
     gn = S.shared("kb")  # free until the first blocks()
     skip = a.fresh("smaxf.none")
     a.s(UOp.SSHR, ngroups, rows, log2(G))
@@ -70,10 +80,12 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
     with a.sched():
         a.s(UOp.SSHL, gn, n, log2(G))
         a.s(UOp.SADD, E, base_s, 0)
-        a.s(UOp.SADD, D, base_d, 0)
+        if D is not E:
+            a.s(UOp.SADD, D, base_d, 0)
     with a.loop(ngroups):
         a.s(UOp.SADD, E, E, gn)
-        a.s(UOp.SADD, D, D, gn)
+        if D is not E:
+            a.s(UOp.SADD, D, D, gn)
 
     # the first group's maxima: K accumulators per row, folded to one per row (the loop's form)
     with a.sched():
@@ -92,7 +104,7 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
             a.v(UOp.VFMAX, mx[q], tree_regs(a, UOp.VFMAX, mx2[q]), NEG_INF)
 
     with a.loop(ngroups):
-        _group(a, S, G, A, seg, Ks, base_s, base_d, n, nb, E, D, p, dp, pn, mx, nm)
+        _group(a, S, G, A, seg, Ks, base_s, base_d, n, nb, E, D, p, dp, pn, mx, nm, sk, rcp)
     a.label(skip)
 
 
@@ -104,9 +116,10 @@ def _chain(a: Asm, ptrs: list, first: SReg, n: SReg) -> None:
 
 
 def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
-           base_d: SReg, n: SReg, nb: SReg, E: SReg, D: SReg, p, dp, pn, mx, nm) -> None:
+           base_d: SReg, n: SReg, nb: SReg, E: SReg, D: SReg, p, dp, pn, mx, nm, sk,
+           rcp: tuple | None) -> None:
     """One group: its maxima are in ``mx`` (one register per row) on entry, the next group's on
-    exit."""
+    exit. ``sk``: exp's constant registers; ``rcp``: SOFTMAXU's pointer."""
     neg_m = a.vreg("nm")
     with a.sched():
         a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, list(mx)), fn.SIGN)
@@ -116,7 +129,8 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
             a.movv(nm[q], neg_m, q * seg)
             a.v(UOp.VBCAST, mx[q], None, NEG_INF)
         _chain(a, p, base_s, n)
-        _chain(a, dp, base_d, n)
+        if dp is not p:
+            _chain(a, dp, base_d, n)
         a.s(UOp.SADD, pn[0], p[G - 1], n)
         for q in range(1, G):
             a.s(UOp.SADD, pn[q], pn[q - 1], n)
@@ -130,20 +144,27 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
         x, d, s = a.vreg("x"), a.vreg("d"), acc[q][b % A]
         a.ld(x, p[q], ZERO, E, Fill.NEG_INF, off=off)
         a.v(UOp.VFADD, d, x, nm[q])  # = mad(x, 1.0, -m): the same bits
-        e = fn.exp_nonpos(a, None, d, mad_only=True, sk=SK)
+        e = fn.exp_nonpos(a, None, d, mad_only=True, sk=sk)
         a.st(e, dp[q], ZERO, D, off=off)
         a.mad(s, e, fn.ONE, s)
         y = a.vreg("xn")
         a.ld(y, pn[q], ZERO, E, Fill.NEG_INF, off=off)
         a.v(UOp.VFMAX, mx[q], mx[q], y)
 
-    blocks(a, S, nb, G, Ks, p + dp + pn, body, max_open=4, period=A, pipelined=True)
+    ptrs = p + pn if dp is p else p + dp + pn
+    blocks(a, S, nb, G, Ks, ptrs, body, max_open=4, period=A, pipelined=True)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         row_reciprocals(a, acc, rq, seg)
-        _chain(a, dp, base_d, n)
-        a.s(UOp.SADD, base_d, dp[G - 1], n)
-    scale_rows(a, S, nb, dp, [D] * G, rq)
+        if rcp is None:
+            _chain(a, dp, base_d, n)
+            a.s(UOp.SADD, base_d, dp[G - 1], n)
+        else:  # in place
+            a.s(UOp.SADD, base_d, base_s, 0)
+    if rcp is None:
+        scale_rows(a, S, nb, dp, [D] * G, rq)
+    else:
+        store_rcp(a, rq, *rcp, p[0], p[1])
 
 
 __all__ = ["softmax_fused"]
