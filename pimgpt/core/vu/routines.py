@@ -429,8 +429,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     red.vmax(a)
     red.argmax(a)
     red.argmaxc(a)
-    red.softmax(a)
-    red.softmax(a, unnorm=True)
+    red.softmax(a)  # SOFTMAX and SOFTMAXU
     red.layernorm(a)
     _elementwise(a, "swiglu", (2, 3), 4, llama.swiglu_lane, fn.EXP_CONSTS, max_open=3)
     llama.rmsnorm(a)
@@ -448,7 +447,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
              Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
              Op.ARGMAXC: "argmaxc", Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd",
              Op.VMADS: "vmads", Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls",
-             Op.SOFTMAXU: "softmaxu"}
+             Op.SOFTMAXU: "softmax"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 

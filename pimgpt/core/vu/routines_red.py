@@ -198,11 +198,10 @@ def argmaxc(a: Asm) -> None:
 # SOFTMAX
 # ---------------------------------------------------------------------------------------------
 def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_d: SReg,
-                   n: SReg, nb: SReg, rcp: tuple | None = None) -> None:
+                   n: SReg, nb: SReg, rcp: tuple) -> None:
     """Softmax of ``G`` rows starting at ``base_s`` (results at ``base_d``). Row ``q``'s window is
     ``[0, end of row q)``: its blocks never reach below its start, so the lower bound can be 0.
-    ``rcp`` (SOFTMAXU): the ``(pointer, rseg)`` registers of :func:`store_rcp`; no third
-    pass."""
+    ``rcp``: the ``(pointer, rseg)`` registers of :func:`store_rcp` (:func:`product_or_rcp`)."""
     W = a.lanes
     A = REDUCE_LANES // W
     seg = W // G
@@ -267,11 +266,23 @@ def _softmax_group(a: Asm, S: Scalars, k: fn.Consts, G: int, base_s: SReg, base_
         row_reciprocals(a, acc, rq, seg)
         starts(dp, base_d, dhi)
         a.s(UOp.SADD, base_s, hi[G - 1], 0)  # the next group starts where this one ends
-        a.s(UOp.SADD, base_d, dhi[G - 1], 0)
-    if rcp is None:
-        scale_rows(a, S, nb, dp, dhi, rq)  # pass 3: p = e * r
-    else:  # the row pointers are dead after the exp pass: the scratch
-        store_rcp(a, rq, *rcp, p[0], dp[0])
+    # pass 3, p = e * r (SOFTMAX: rseg = 0), or SOFTMAXU's reciprocals (the row pointers are
+    # dead after the exp pass: the scratch)
+    product_or_rcp(a, rcp, lambda: scale_rows(a, S, nb, dp, dhi, rq),
+                   lambda: store_rcp(a, rq, *rcp, p[0], dp[0]))
+    a.s(UOp.SADD, base_d, dhi[G - 1], 0)  # (the branches' join: a label needs an operation)
+
+
+def product_or_rcp(a: Asm, rcp: tuple, product, reciprocals) -> None:
+    """The end of a group of rows: ``product()`` for SOFTMAX (``rseg``, a field SOFTMAX does
+    not have, reads 0), ``reciprocals()`` for SOFTMAXU; the caller emits an operation after."""
+    unnorm, join = a.fresh("smax.rcp"), a.fresh("smax.join")
+    a.br(UOp.BNE, rcp[1], ZERO, unnorm)
+    product()
+    a.br(UOp.BEQ, ZERO, ZERO, join)
+    a.label(unnorm)
+    reciprocals()
+    a.label(join)
 
 
 def store_rcp(a: Asm, rq: list, ptr: SReg, rseg: SReg, hi: SReg, cnt: SReg) -> None:
@@ -370,36 +381,41 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
         store_rcp(a, rq, *rcp, bs[1], bd[1])
 
 
-def softmax(a: Asm, unnorm: bool = False) -> None:
-    """SOFTMAX dst=s1 src=s2 n=s3 rows=s4: ``rows`` contiguous rows of ``n``. Rows that fit one
-    register (``n <= W``) go :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows
-    that fit two half as many (the registers bound both); longer rows ``G`` at a time
-    (:data:`SOFTMAX_ROWS`) in three passes over the scratchpad.
-
-    ``unnorm``: SOFTMAXU (the same fields, then rcp=s5 rseg=s6): the exponentials, and each
-    row's ``1/sum`` in ``rseg`` words from ``rcp + row * rseg`` (:func:`store_rcp`); no
-    product, so long rows take two passes."""
-    a.label("softmaxu" if unnorm else "softmax")
+def softmax(a: Asm) -> None:
+    """SOFTMAX dst=s1 src=s2 n=s3 rows=s4, and SOFTMAXU (the same fields, then rcp=s5 rseg=s6):
+    ``rows`` contiguous rows of ``n``. Rows that fit one register (``n <= W``) go
+    :data:`SOFTMAX_SHORT_ROWS` at a time through registers only, rows that fit two half as many
+    (the registers bound both); longer rows ``G`` at a time (:data:`SOFTMAX_ROWS`) in three
+    passes over the scratchpad. One routine for both opcodes: ``rseg`` (0 for SOFTMAX, whose
+    unused fields are cleared at dispatch) selects, at the end of each group of rows, the
+    product by ``1/sum`` or SOFTMAXU's reciprocals over ``rseg`` words from ``rcp + row * rseg``
+    (:func:`store_rcp`; long rows then take two passes)."""
+    a.label("softmax")
     S = Scalars()
     k = fn.Consts(a)
     k.need(*fn.EXP_CONSTS)
     n = F[3]
     # the fields' own registers: the fused path needs every scalar temporary
     rows, base_s, base_d = F[4], F[2], F[1]
-    rcp = (F[5], F[6]) if unnorm else None
+    rcp = (F[5], F[6])
     S.shared("niter"), S.shared("nrem")
     wreg = S.shared("kb")
     a.s(UOp.SMAX, rows, rows, 1)  # a program of format 1 has no rows field: one row
     mark = S.next
     end = a.fresh("smax.end")
     for B, G in ((1, SOFTMAX_SHORT_ROWS), (2, SOFTMAX_SHORT_ROWS // 2)):
-        longer = a.fresh("smax.longer")
+        longer, unnorm = a.fresh("smax.longer"), a.fresh("smax.short_u")
         a.li(wreg, B * a.lanes + 1)
         a.br(UOp.BGEU, n, wreg, longer)
-        S.next = mark
-        by_groups(a, S, rows, G,
-                  lambda g, B=B: _softmax_short(a, S, k, g, B, base_s, base_d, n, rcp))
-        a.br(UOp.BEQ, ZERO, ZERO, end)
+        # each short group is one scheduled region, which cannot branch: a copy for each
+        a.br(UOp.BNE, rcp[1], ZERO, unnorm)
+        for r in (None, rcp):
+            S.next = mark
+            by_groups(a, S, rows, G,
+                      lambda g, B=B, r=r: _softmax_short(a, S, k, g, B, base_s, base_d, n, r))
+            a.br(UOp.BEQ, ZERO, ZERO, end)
+            if r is None:
+                a.label(unnorm)
         a.label(longer)
     S.next = mark
     nb = blocks_of(a, S, n)
@@ -409,17 +425,16 @@ def softmax(a: Asm, unnorm: bool = False) -> None:
     fused = a.fresh("smax.fused")
     use_fused = a.lanes in FUSED_LANES
     if use_fused:
-        # n a multiple of W: the next group's maxima in this group's exp loop. It pays from
-        # two groups of rows of 8 blocks (its loop runs at 9 cycles a block, not 8, and saves
-        # the max pass of every group but the first; bench_vu)
+        # n a multiple of W, in place: the next group's maxima in this group's exp loop. It
+        # pays from two groups of rows of 8 blocks (its loop runs at 9 cycles a block, not 8,
+        # and saves the max pass of every group but the first; bench_vu)
         plain = a.fresh("smax.plain")
         a.s(UOp.SAND, wreg, n, a.lanes - 1)
         a.br(UOp.BNE, wreg, ZERO, plain)
         a.li(wreg, FUSED_MIN_BLOCKS * a.lanes)
         a.br(UOp.BLTU, n, wreg, plain)
         a.li(wreg, 2 * G)
-        if unnorm:  # in place only (routines_smax: the registers)
-            a.br(UOp.BNE, base_s, base_d, plain)
+        a.br(UOp.BNE, base_s, base_d, plain)  # in place only (routines_smax: the registers)
         a.br(UOp.BGEU, rows, wreg, fused)
         a.label(plain)
     mark = S.next
@@ -546,5 +561,5 @@ def layernorm(a: Asm) -> None:
     a.done()
 
 
-__all__ = ["argmax", "argmaxc", "layernorm", "nl", "softmax", "store_rcp", "tree_regs", "tree_rows",
-           "vmax"]
+__all__ = ["argmax", "argmaxc", "layernorm", "nl", "product_or_rcp", "softmax", "store_rcp",
+           "tree_regs", "tree_rows", "vmax"]

@@ -1,5 +1,5 @@
-"""SOFTMAX's long rows when ``n`` is a multiple of ``W`` (:func:`softmax_fused`): the maxima of
-the next group of rows are taken inside this group's ``exp`` loop.
+"""SOFTMAX's and SOFTMAXU's long rows when ``n`` is a multiple of ``W`` (:func:`softmax_fused`):
+the maxima of the next group of rows are taken inside this group's ``exp`` loop.
 
 The ``exp`` loop is bound by its 8 fp operations per block (port F); the maxima need a load and a
 ``VFMAX`` per block (port I, INT class), which fit beside them (on 64 lanes in the same 8 cycles;
@@ -8,9 +8,9 @@ latency 2 among the multiply-adds, in 9). So the separate max pass (about 2.4 cy
 runs once per instruction, for the first group, instead of once per group.
 
 With every block whole (``n`` a multiple of ``W``) no load or store needs its row's own window:
-one window over all full groups serves every row (``[0, E)`` for the source, ``[0, D)`` for the
-destination), so each stream needs one pointer register per row (the scalar registers bound the
-rows in flight). The next group's loads in the last group's loop lie past ``E`` and read -Inf
+one window over all full groups serves every row (``[0, E)``), and in place (the path requires
+it) one pointer register per row serves its loads and stores (the scalar registers bound the rows
+in flight). The next group's loads in the last group's loop lie past ``E`` and read -Inf
 (maxima nobody uses); the rows left over (``rows mod G``) run through the general routine.
 """
 
@@ -26,6 +26,7 @@ from .routines_red import (
     NEG_INF,
     NEG_ZERO,
     _bcast,
+    product_or_rcp,
     row_reciprocals,
     scale_rows,
     store_rcp,
@@ -33,9 +34,6 @@ from .routines_red import (
     tree_rows,
 )
 from .uisa import Fill, UOp
-
-#: Scalar registers of exp's constants (SOFTMAX's unused fields s5..s7, cleared at dispatch).
-SK = (F[5], F[6], F[7])
 
 #: Lane counts that take this path. On 128 lanes (4 rows per group) the loop's negated maxima
 #: are scalar registers (a ``VFADD`` with a broadcast ``B``: the same bits as the ``mad`` by 1.0)
@@ -49,29 +47,25 @@ FUSED_MIN_BLOCKS = 8
 
 
 def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
-                  n: SReg, nb: SReg, rows: SReg, rcp: tuple | None = None) -> None:
-    """The ``rows // G`` full groups of ``G`` rows (``G >= 2``, ``n`` a multiple of ``W``) from
-    ``base_s`` (results at ``base_d``); ``base_s``/``base_d`` are left at the first row after
-    them. Numerics as :func:`.routines_red._softmax_group`: the same maxima (order-free), the
-    same sums in the same order, the same products. ``rcp`` (SOFTMAXU): the ``(pointer, rseg)``
-    registers of :func:`.routines_red.store_rcp` (its scratch: two row pointers, dead after the
-    ``exp`` loop), in place only (``dst = src``: one pointer and one window per row serve the
-    loads and the stores); exp's constants then take ``s7`` and two temporaries, and the product
-    pass goes."""
+                  n: SReg, nb: SReg, rows: SReg, rcp: tuple) -> None:
+    """The ``rows // G`` full groups of ``G`` rows (``G >= 2``, ``n`` a multiple of ``W``) in
+    place (``base_s = base_d``: one pointer and one window per row serve the loads and the
+    stores, which leaves scalar registers for exp's constants: ``s7`` and two temporaries);
+    ``base_s``/``base_d`` are left at the first row after them. Numerics as
+    :func:`.routines_red._softmax_group`: the same maxima (order-free), the same sums in the same
+    order, the same products or reciprocals (``rcp``: :func:`.routines_red.product_or_rcp`;
+    the scratch of :func:`.routines_red.store_rcp` is two row pointers, dead after the ``exp``
+    loop)."""
     W = a.lanes
     A = REDUCE_LANES // W
     seg = W // G
     Km, Ks = max(2, 8 // G), max(A, 4)
-    # SOFTMAXU takes this path in place only (dst = src): one pointer per row serves its loads
-    # and stores, and one window, which frees the registers for exp's constants
     ngroups, E = S(), S()
-    D = S() if rcp is None else E
-    sk = SK if rcp is None else (F[7], S(), S())
+    sk = (F[7], S(), S())  # s5, s6: SOFTMAXU's rcp and rseg
     # exp's constants in the unused field registers: the loop's vector registers are the bound
     for reg, bits in zip(sk, (nl.EXP_C8_BITS, fn.f32(-1.0), nl.EXP_P2_BITS), strict=True):
         a.li(reg, bits)
     p, pn, nm = ([S() for _ in range(G)] for _ in range(3))
-    dp = [S() for _ in range(G)] if rcp is None else p
     gn = S.shared("kb")  # free until the first blocks()
     skip = a.fresh("smaxf.none")
     a.s(UOp.SSHR, ngroups, rows, log2(G))
@@ -80,12 +74,8 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
     with a.sched():
         a.s(UOp.SSHL, gn, n, log2(G))
         a.s(UOp.SADD, E, base_s, 0)
-        if D is not E:
-            a.s(UOp.SADD, D, base_d, 0)
     with a.loop(ngroups):
         a.s(UOp.SADD, E, E, gn)
-        if D is not E:
-            a.s(UOp.SADD, D, D, gn)
 
     # the first group's maxima: K accumulators per row, folded to one per row (the loop's form)
     with a.sched():
@@ -104,7 +94,7 @@ def softmax_fused(a: Asm, S: Scalars, G: int, base_s: SReg, base_d: SReg,
             a.v(UOp.VFMAX, mx[q], tree_regs(a, UOp.VFMAX, mx2[q]), NEG_INF)
 
     with a.loop(ngroups):
-        _group(a, S, G, A, seg, Ks, base_s, base_d, n, nb, E, D, p, dp, pn, mx, nm, sk, rcp)
+        _group(a, S, G, A, seg, Ks, base_s, base_d, n, nb, E, p, pn, mx, nm, sk, rcp)
     a.label(skip)
 
 
@@ -116,10 +106,9 @@ def _chain(a: Asm, ptrs: list, first: SReg, n: SReg) -> None:
 
 
 def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
-           base_d: SReg, n: SReg, nb: SReg, E: SReg, D: SReg, p, dp, pn, mx, nm, sk,
-           rcp: tuple | None) -> None:
-    """One group: its maxima are in ``mx`` (one register per row) on entry, the next group's on
-    exit. ``sk``: exp's constant registers; ``rcp``: SOFTMAXU's pointer."""
+           base_d: SReg, n: SReg, nb: SReg, E: SReg, p, pn, mx, nm, sk, rcp: tuple) -> None:
+    """One group, in place: its maxima are in ``mx`` (one register per row) on entry, the next
+    group's on exit. ``sk``: exp's constant registers; ``rcp``: SOFTMAXU's registers."""
     neg_m = a.vreg("nm")
     with a.sched():
         a.v(UOp.VXOR, neg_m, tree_rows(a, UOp.VFMAX, list(mx)), fn.SIGN)
@@ -129,8 +118,6 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
             a.movv(nm[q], neg_m, q * seg)
             a.v(UOp.VBCAST, mx[q], None, NEG_INF)
         _chain(a, p, base_s, n)
-        if dp is not p:
-            _chain(a, dp, base_d, n)
         a.s(UOp.SADD, pn[0], p[G - 1], n)
         for q in range(1, G):
             a.s(UOp.SADD, pn[q], pn[q - 1], n)
@@ -145,26 +132,20 @@ def _group(a: Asm, S: Scalars, G: int, A: int, seg: int, Ks: int, base_s: SReg,
         a.ld(x, p[q], ZERO, E, Fill.NEG_INF, off=off)
         a.v(UOp.VFADD, d, x, nm[q])  # = mad(x, 1.0, -m): the same bits
         e = fn.exp_nonpos(a, None, d, mad_only=True, sk=sk)
-        a.st(e, dp[q], ZERO, D, off=off)
+        a.st(e, p[q], ZERO, E, off=off)
         a.mad(s, e, fn.ONE, s)
         y = a.vreg("xn")
         a.ld(y, pn[q], ZERO, E, Fill.NEG_INF, off=off)
         a.v(UOp.VFMAX, mx[q], mx[q], y)
 
-    ptrs = p + pn if dp is p else p + dp + pn
-    blocks(a, S, nb, G, Ks, ptrs, body, max_open=4, period=A, pipelined=True)
+    blocks(a, S, nb, G, Ks, p + pn, body, max_open=4, period=A, pipelined=True)
     rq = [a.vreg("rq") for _ in range(G)]
     with a.sched():
         row_reciprocals(a, acc, rq, seg)
-        if rcp is None:
-            _chain(a, dp, base_d, n)
-            a.s(UOp.SADD, base_d, dp[G - 1], n)
-        else:  # in place
-            a.s(UOp.SADD, base_d, base_s, 0)
-    if rcp is None:
-        scale_rows(a, S, nb, dp, [D] * G, rq)
-    else:
-        store_rcp(a, rq, *rcp, p[0], p[1])
+        _chain(a, p, base_d, n)  # for the product; in place, base_d is this group's start
+    product_or_rcp(a, rcp, lambda: scale_rows(a, S, nb, p, [E] * G, rq),
+                   lambda: store_rcp(a, rq, *rcp, p[0], p[1]))
+    a.s(UOp.SADD, base_d, base_s, 0)  # in place: where the next group starts
 
 
 __all__ = ["softmax_fused"]
