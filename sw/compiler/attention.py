@@ -407,7 +407,6 @@ class AttentionLowering:
                 runs.append([a, r, 1])
         return [tuple(run) for run in runs]
 
-
     def _normalise_o(self, layer: int) -> None:
         """After ``SOFTMAXU``: ``o`` of each head times its row's ``1/sum``, one ``VMUL`` per
         run of :meth:`_norm_runs` (SOFTMAX's last product, moved past ``p . V``:
