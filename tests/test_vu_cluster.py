@@ -163,6 +163,8 @@ def test_more_units_shorten_a_softmax_bound_token():
     table = units_markdown([one, four])
     assert table[-2].startswith("| llama-3.2-1b | 32 | 4096 | 1 | ")
     assert table[-1].startswith("| llama-3.2-1b | 32 | 4096 | 4 | ")
+    # one unit's softmaxes bound the token: the compiler normalises after p . V
+    assert one["unnormalised_softmax"] and table[-2].split(" | ")[-2] == "yes"
     # each family's sweeps run only where that family does
     assert {p[0] for p in units_plan(True, False)} == {"gpt2-small", "gpt3-small"}
     assert units_plan(False, True) == [(*point, u) for u in (1, 2, 4, 8)]

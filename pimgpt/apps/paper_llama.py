@@ -145,13 +145,16 @@ def units_markdown(rows: list[dict]) -> list[str]:
            "`asic.vector_units` identical 128-lane units; a row-batched SOFTMAX is shared out by "
            "rows, everything else runs on one unit. The presets give one unit per 4 channels "
            "(2, 4 and 8 on 8, 16 and 32 channels); each further unit adds "
-           "`energy.vector_unit_static_mw` of leakage.",
+           "`energy.vector_unit_static_mw` of leakage. Late norm: the step's softmaxes leave "
+           "their product by 1/sum to one VMUL after p . V (SOFTMAXU, the compiler's choice).",
            "", "| model | channels | ctx | vector units | us/token | uJ/token | ASIC | head groups "
-           "| PIM/floor |", "|---|---|---|---|---|---|---|---|---|"]
+           "| late norm | PIM/floor |", "|---|---|---|---|---|---|---|---|---|---|"]
+    yes_no = {True: "yes", False: "no"}
     for r in rows:
         out.append(f"| {r['model']} | {r['channels']} | {r['ctx']} | {r['vector_units']} | "
                    f"{r['latency_us']:.1f} | {r['energy_uj']:.0f} | "
                    f"{r['asic_exposed_share'] * 100:.1f} % | {r.get('head_groups', '-')} | "
+                   f"{yes_no.get(r.get('unnormalised_softmax'), '-')} | "
                    f"{r['pim_busy_over_floor']:.2f}x |")
     return out
 
