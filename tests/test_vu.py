@@ -439,6 +439,18 @@ def test_softmaxu_rows_match_golden(lanes, n, rows, rseg):
         assert not sp[outside].any()
 
 
+def test_softmaxu_cost_follows_the_reciprocals_spread():
+    """SOFTMAXU's cost depends on ``rseg`` (a loop of ``ceil(rseg / W)`` stores a row): the cost
+    model's cache tells two spreads apart, and the cost is the ISS's."""
+    hw = hw_variant(load_hw("tiny-rtl"), "asic", vector_lanes=16)
+    model = VectorUnitModel(hw)
+    short, wide = (I(Op.SOFTMAXU, dst=0, src=0, n=100, rows=4, rcp=9000, rseg=r) for r in (16, 200))
+    iss = VectorISS(microcode_for(16, pipeline_of(hw)), timing_only=True)
+    for ins in (short, wide):
+        assert model.cost(ins).cycles == iss.run(ins.op, ins.fields()).cycles
+    assert model.cost(wide).cycles > model.cost(short).cycles
+
+
 def test_softmaxu_saves_the_product_pass_on_long_rows():
     """SOFTMAXU leaves out SOFTMAX's last pass (load, multiply, store of every word): on 128
     lanes 16 rows of 2048 (a gpt3-medium layer at context 2048) take at least 10 % fewer

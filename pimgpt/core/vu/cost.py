@@ -8,9 +8,9 @@ configuration's ``asic.vector_lanes``, issue width ``asic.vector_issue_width`` a
 latencies ``asic.fp_add_latency``, ``fp_mul_latency``, ``sp_read_latency``) runs on the ISS in
 timing mode (:mod:`.iss`), which follows the cycle rules the RTL implements. Routines branch only
 on the instruction's fields, so the cost is a function of the opcode and its shape (``n``, ``k``,
-``rows``, ``seg``, ``nseg``, ``half``, ``nhead``; for ``VMOV`` also the copy direction) and is
-cached per shape. With several units (``asic.vector_units``) an instruction :mod:`.cluster` shares
-out takes as long as its longest share and does the work of all of them.
+``rows``, ``seg``, ``nseg``, ``half``, ``nhead``, ``rseg``; for ``VMOV`` also the copy
+direction) and is cached per shape. With several units (``asic.vector_units``) an instruction
+:mod:`.cluster` shares out takes as long as its longest share and does the work of all of them.
 ``SETR`` and ``OUT`` (front end) take one cycle.
 """
 
@@ -50,7 +50,7 @@ def microcode_for(lanes: int, lat: Pipeline) -> Microcode:
     return build_microcode(lanes, lat)
 
 
-_SHAPE = ("n", "k", "rows", "seg", "nseg", "half", "nhead")
+_SHAPE = ("n", "k", "rows", "seg", "nseg", "half", "nhead", "rseg")
 _FRONT_END = VuCost(cycles=1, ops=0, words=0)
 
 
