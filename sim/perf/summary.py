@@ -88,6 +88,9 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         out["energy_nj_per_token"] = whole["energy_nj"]
         out["decode"] = whole
         return _top_breakdowns(out, whole)
+    # the compiler's attention plan of the last step (its record; absent in files read back)
+    if steps[-1].plan:
+        out["attention_plan"] = dict(steps[-1].plan)
     bounds = [s.start for s in steps] + [res.n_instr]
     # Instructions before the first step are the preamble (resident parameters, loaded once per
     # generation): reported apart, outside every per-token figure.
@@ -194,6 +197,8 @@ def format_summary(stats: dict) -> str:
         lines.append("    time: " + ", ".join(f"{k} {v / tot * 100:.1f} %" for k, v in cls.items()))
         lines.append(_fmt_sides(st))
         lines.append(_fmt_dram(st["dram"], st.get("tokens", 1)))
+    if stats.get("attention_plan"):
+        lines.append(_fmt_plan(stats["attention_plan"]))
     return "\n".join(lines)
 
 
@@ -216,3 +221,16 @@ def _fmt_dram(d: dict, n: int) -> str:
             f"whole-row ideal); pins {d['pin_bytes'] / n / 1e3:.1f} kB/token (ideal {pins}, "
             f"{ratio(d['pin_bytes_over_ideal'])}); register-mode visits "
             f"{d['register_mode_visits'] / n:.0f}/token per channel")
+
+
+def _fmt_plan(plan: dict) -> str:
+    """The last step's attention plan (``sw.compiler.attention_plan``) in words."""
+    k = plan["head_groups"]
+    parts = [f"{k} head group{'s' if k != 1 else ''}"]
+    for key, words in (("value_projection_late", "value projection under the first softmaxes"),
+                       ("merged_av", "one p . V after the grouped softmaxes"),
+                       ("deferred_av", "the last p . V after the projection's first chunk"),
+                       ("unnormalised_softmax", "softmax normalised after p . V (SOFTMAXU)")):
+        if plan.get(key):
+            parts.append(words)
+    return "    attention plan (last step): " + ", ".join(parts)
