@@ -150,6 +150,8 @@ class PerfBackend:
         res = PerfEngine(hw).run(program.program, log=False, marks=marks)
         stats = summarize(res, hw, program.tags, program.steps, program.program)
         stats["model"] = program.memmap.cfg.name
+        if program.steps and program.steps[-1].plan:  # the compiler's record (not in files)
+            stats["attention_plan"] = dict(program.steps[-1].plan)
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:
             from pimgpt.sim.perf.timeline import trace_events

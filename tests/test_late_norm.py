@@ -9,7 +9,7 @@ from test_end_to_end import HW, assert_same_generation
 from pimgpt.core import isa
 from pimgpt.core.config import load_hw
 from pimgpt.core.isa import Op
-from pimgpt.sim.perf.summary import format_summary, run_compiled
+from pimgpt.sim.backend import PerfBackend
 from pimgpt.sim.reference import pim_generate
 from pimgpt.sw.checkpoint import random_weights
 from pimgpt.sw.compiler import (
@@ -23,7 +23,7 @@ from pimgpt.sw.models import get_model
 
 def test_late_normalisation_where_the_cost_model_finds_it_faster():
     """gpt3-medium ctx 2048 (one group of 16 heads, its softmax exposed): the cost model takes
-    SOFTMAXU (its product by 1/sum after p . V), recorded in the plan, which the perf summary
+    SOFTMAXU (its product by 1/sum after p . V), recorded in the plan, which the perf backend
     reports; gpt2-small ctx 128 (rows within two registers) is not allowed it; the serial
     schedule never tries it."""
     hw = load_hw("pimgpt-gddr6-8ch")
@@ -31,11 +31,10 @@ def test_late_normalisation_where_the_cost_model_finds_it_faster():
     ops = [i.op for i, t in zip(cp.program, cp.tags, strict=True) if t.startswith("L3.attn.")]
     assert attention_plan(cp)["unnormalised_softmax"]
     assert Op.SOFTMAXU in ops and Op.SOFTMAX not in ops and Op.VMUL in ops
-    # the perf statistics carry the plan, and the text summary says it
-    _, stats = run_compiled(cp, hw)
-    stats["model"] = "gpt3-medium"  # as the perf backend sets it
-    assert stats["attention_plan"] == attention_plan(cp)
-    assert format_summary(stats).splitlines()[-1] == (
+    # `pimgpt run --backend perf`: the statistics carry the plan, the text summary says it
+    run = PerfBackend().run(cp, None, hw)
+    assert run.stats["attention_plan"] == attention_plan(cp)
+    assert run.lines[-1] == (
         "    attention plan (last step): 1 head group, value projection under the first "
         "softmaxes, softmax normalised after p . V (SOFTMAXU)")
     small = compile_decode_step(get_model("gpt2-small"), hw, 128)

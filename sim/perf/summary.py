@@ -88,9 +88,6 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         out["energy_nj_per_token"] = whole["energy_nj"]
         out["decode"] = whole
         return _top_breakdowns(out, whole)
-    # the compiler's attention plan of the last step (its record; absent in files read back)
-    if steps[-1].plan:
-        out["attention_plan"] = dict(steps[-1].plan)
     bounds = [s.start for s in steps] + [res.n_instr]
     # Instructions before the first step are the preamble (resident parameters, loaded once per
     # generation): reported apart, outside every per-token figure.
