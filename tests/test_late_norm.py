@@ -57,7 +57,10 @@ def test_late_softmax_normalisation_bit_identical(monkeypatch, name):
     compiled = compile_generation(cfg, hw, prompt, 3)
     late = late_norm_positions(compiled)
     assert late == {s.pos for s in compiled.steps if s.pos >= 2 * hw.asic.vector_lanes}
-    assert {s.pos for s in compiled.steps if s.plan["unnormalised_softmax"]} == late
+    # the record is the program: SOFTMAXU in exactly those steps
+    bounds = [s.start for s in compiled.steps] + [len(compiled.program)]
+    assert late == {s.pos for s, lo, hi in zip(compiled.steps, bounds, bounds[1:], strict=False)
+                    if any(i.op is Op.SOFTMAXU for i in compiled.program[lo:hi])}
     weights = random_weights(cfg, 4)
     assert_same_generation(cfg, hw, weights, prompt, 3)
     # told nothing, the reference differs: the two normalisations are not the same arithmetic

@@ -209,8 +209,6 @@ class AttentionLowering:
         order = [a for heads in groups for a in heads]
         self._rows = {a: r for r, a in enumerate(order)} if self.v_channel_major else {}
         self._unnorm = unnorm
-        if unnorm and defer:
-            raise ValueError("a deferred p . V cannot follow unnormalised softmaxes")
         av = AvState(self, layer, vreg, npad, stride)
         if merge:
             self._merged(layer, kreg, npos, stride, groups, av, v_proj)

@@ -86,11 +86,11 @@ def attention_plan(comp: CompiledProgram, step: int = -1) -> dict | None:
 
 
 def late_norm_positions(comp: CompiledProgram) -> set[int]:
-    """Positions of the steps of ``comp`` that normalise after ``p . V`` (a ``SOFTMAXU`` among
-    their instructions): what the reference models are told (``PimModel(late_norm_at=)``).
-    Read from the program, so it holds for programs read from files too."""
-    return {s.pos for k, s in enumerate(comp.steps)
-            if any(ins.op is Op.SOFTMAXU for ins in comp.program[slice(*_step_range(comp, k))])}
+    """Positions of the steps of ``comp`` whose plan (``Step.plan``, as the compiler recorded
+    it) normalises after ``p . V`` (``unnormalised_softmax``): what the reference models are
+    told (``PimModel(late_norm_at=)``). A program without the record (read from files) has
+    none."""
+    return {s.pos for s in comp.steps if s.plan and s.plan["unnormalised_softmax"]}
 
 
 def _step_range(comp: CompiledProgram, step: int) -> tuple[int, int]:

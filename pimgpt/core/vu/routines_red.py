@@ -360,7 +360,7 @@ def _softmax_short(a: Asm, S: Scalars, k: fn.Consts, G: int, B: int, base_s: SRe
                     a.v(UOp.VFADD, d, x[q][j], nm)
                     e[q][j] = fn.exp_nonpos(a, k, d)
         inv = fn.recip_newton(a, tree_rows(a, UOp.VFADD, [tree_regs(a, UOp.VFADD, r) for r in e]))
-        rq = [a.vreg("rq") for _ in range(G)]
+        rq = [a.vreg("rq") for _ in range(G if rcp is not None else 0)]
         if rcp is not None:  # SOFTMAXU: the exponentials and the reciprocals as they are
             for q in range(G):
                 for j in range(B):
