@@ -341,6 +341,31 @@ def test_pim_busy_bound():
     assert 0 <= d["pim_busy_cycles"] - d["pim_busy_bound_cycles"] <= t["nRCDRDMAC"] + t["nCL"]
 
 
+def test_latency_bound():
+    """The latency bound is the busy bound plus the refreshes a window must hold: (B - 18 nRFC)
+    / (1 - nRFC / nREFI) on gddr6-aim (8 postponed, 8 pulled in, 2 for the window's ends). A
+    long full-row train, refreshes in the row switches, lies above it and comes within 1 %; with
+    refresh out of reach it is the busy bound."""
+    from pimgpt.core.dram import standard_of
+    from pimgpt.sim.perf.report import dram_figures
+
+    t = HW.timing
+    std = standard_of(HW)
+    assert 2 + std.refresh_postpone + std.refresh_pull_in == 18
+    train = [mac(r) for r in range(2000)] + [I(Op.EOC)]
+    res = PerfEngine(HW).run(train)
+    d = dram_figures(res, res.counters(), train, None, HW)
+    b = d["pim_busy_bound_cycles"]
+    assert d["latency_bound_cycles"] == pytest.approx(
+        (b - 18 * t["nRFC"]) / (1 - t["nRFC"] / t["nREFI"]))
+    assert res.counters()["counts"]["REFab"] > 8 * 100  # the bound's refreshes happened
+    assert b < d["latency_bound_cycles"] <= res.cycles < 1.01 * d["latency_bound_cycles"]
+    hw = variant("timing", nREFI=MAX_CYCLES)
+    res = PerfEngine(hw).run(train)
+    d = dram_figures(res, res.counters(), train, None, hw)
+    assert d["latency_bound_cycles"] == d["pim_busy_bound_cycles"] <= res.cycles
+
+
 def test_pim_busy_bound_below_a_compiled_step(small):
     """On gpt2-small's compiled decode step the bound lies below the simulated PIM busy time,
     on the default DRAM and with the second row buffer."""
@@ -351,3 +376,4 @@ def test_pim_busy_bound_below_a_compiled_step(small):
         res = PerfEngine(hw).run(comp.program)
         d = dram_figures(res, res.counters(), comp.program, comp.tags, hw)
         assert d["floor_cycles"] < d["pim_busy_bound_cycles"] < d["pim_busy_cycles"]
+        assert d["pim_busy_bound_cycles"] < d["latency_bound_cycles"] < res.cycles

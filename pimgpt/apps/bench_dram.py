@@ -12,7 +12,9 @@
   also at gpt2-small context 1024): latency, PIM-side busy time against the bank-bandwidth
   floor, activations and pin bytes against their ideals, register-mode visits, the vector
   unit's exposed time, and ``bound``: the least PIM busy time any schedule of the same work could
-  reach on that DRAM, against the floor (:func:`pimgpt.sim.perf.report.pim_busy_bound`);
+  reach on that DRAM, against the floor (:func:`pimgpt.sim.perf.report.pim_busy_bound`), and
+  ``lat bound``: the least latency per token any schedule of that work could reach, refresh
+  included (:func:`pimgpt.sim.perf.report.latency_bound`);
 * the same figures for ``dram.accumulators`` 1, 4, 8 and 16 (gpt2-small; the compiler decides how
   many accumulators its ``RD_MAC``\\ s read per visit);
 * the PIM-side budget per token: a ladder that takes the DRAM's costs away one after another
@@ -81,6 +83,7 @@ def token_figures(model: str, ctx: int, hw) -> dict:
         "asic_exposed_us": st["asic_exposed_ns_per_token"] / 1e3,
         "pim_busy_over_floor": d["pim_busy_over_floor"],
         "pim_busy_bound_over_floor": d["pim_busy_bound_over_floor"],
+        "latency_bound_us": d["latency_bound_cycles"] * st["tck_ns"] / st["tokens"] / 1e3,
         "activations_per_token": d["bank_activations"],
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_kbytes_per_token": d["pin_bytes"] / 1e3,
@@ -188,12 +191,14 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
 
 
 def _table(rows: dict, first: str) -> list[str]:
-    lines = [f"{first:44} {'us/tok':>8} {'PIM us':>8} {'PIM/floor':>9} {'bound':>6} "
+    lines = [f"{first:44} {'us/tok':>8} {'lat bound':>9} {'PIM us':>8} {'PIM/floor':>9} "
+             f"{'bound':>6} "
              f"{'acts/ideal':>10} "
              f"{'pins kB':>8} {'pins/ideal':>10} {'visits':>7} {'ASIC exp us':>11}"]
     for name, r in rows.items():
         lines.append(
-            f"{name!s:44} {r['latency_us']:8.1f} {r['pim_busy_us']:8.1f} "
+            f"{name!s:44} {r['latency_us']:8.1f} {r['latency_bound_us']:9.1f} "
+            f"{r['pim_busy_us']:8.1f} "
             f"{r['pim_busy_over_floor']:8.2f}x {r['pim_busy_bound_over_floor']:5.2f}x "
             f"{r['activations_over_ideal']:10.3f} "
             f"{r['pin_kbytes_per_token']:8.1f} {r['pin_bytes_over_ideal']:10.3f} "

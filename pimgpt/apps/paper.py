@@ -167,6 +167,7 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) 
         "asic_exposed_us": dec["asic_exposed_ns"] / 1e3,
         "pim_busy_over_floor": d["pim_busy_over_floor"],
         "pim_busy_bound_over_floor": d["pim_busy_bound_over_floor"],
+        "latency_bound_us": d["latency_bound_cycles"] * st["tck_ns"] / st.get("tokens", 1) / 1e3,
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_bytes_over_ideal": d["pin_bytes_over_ideal"],
         "register_mode_visits": d["register_mode_visits"],
@@ -182,6 +183,8 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) 
         row["overlap_speedup"] = dec["latency_ns"] / ovs["latency_ns"]
         row["pim_busy_over_floor_overlap"] = ovs["dram"]["pim_busy_over_floor"]
         row["pim_busy_bound_over_floor_overlap"] = ovs["dram"]["pim_busy_bound_over_floor"]
+        row["latency_bound_overlap_us"] = (ovs["dram"]["latency_bound_cycles"] * st["tck_ns"]
+                                           / st.get("tokens", 1) / 1e3)
     if hw_noswitch is not None:
         nss = run_compiled(comp, hw_noswitch)[1]["decode"]
         row["latency_noswitch_us"] = nss["latency_ns"] / 1e3
@@ -266,20 +269,26 @@ def _dram_table(rows) -> list[str]:
            "hidden under the PIM side (the ASIC share); floor = MAC bytes / (banks x 32 B per "
            "nCCDL); bound = the least PIM busy of any schedule of the same work on that DRAM "
            "(floor + whole-row switches + register-mode pin transfers, no mode switch or "
-           "refresh) over the floor; acts = bank activations / (MAC bank-columns / columns per "
+           "refresh) over the floor; latency bound = the least latency per token of any such "
+           "schedule, refresh included; acts = bank activations / (MAC bank-columns / columns per "
            "row); pins = bytes "
            "over the pins / (input vectors + results + appended K/V and embedding elements); "
            "visits = register-mode visits per channel; switch cost = latency with the mode "
            "switches - latency with `dram.mode_switch: false`.", "",
-           "| model | ctx | PIM busy us | ASIC busy us | ASIC exposed us | PIM/floor (bound) | "
+           "| model | ctx | us/token (latency bound) | PIM busy us | ASIC busy us | "
+           "ASIC exposed us | PIM/floor (bound) | +ovl us/token (latency bound) | "
            "PIM/floor +ovl (bound) | acts/ideal | pins/ideal | visits | switch cost us |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sw = (r["latency_us"] - r["latency_noswitch_us"]) if "latency_noswitch_us" in r else None
         out.append(
-            f"| {r['model']} | {r['ctx']} | {r['pim_busy_us']:.1f} | {r['asic_busy_us']:.1f} | "
+            f"| {r['model']} | {r['ctx']} | {r['latency_us']:.1f} "
+            f"({_f(r.get('latency_bound_us'), '.1f')}) | {r['pim_busy_us']:.1f} | "
+            f"{r['asic_busy_us']:.1f} | "
             f"{r['asic_exposed_us']:.1f} | {_f(r['pim_busy_over_floor'], '.2f')}x "
             f"({_f(r.get('pim_busy_bound_over_floor'), '.2f')}x) | "
+            f"{_f(r.get('latency_overlap_us'), '.1f')} "
+            f"({_f(r.get('latency_bound_overlap_us'), '.1f')}) | "
             f"{_f(r.get('pim_busy_over_floor_overlap'), '.2f')}x "
             f"({_f(r.get('pim_busy_bound_over_floor_overlap'), '.2f')}x) | "
             f"{_f(r['activations_over_ideal'], '.3f')} | {_f(r['pin_bytes_over_ideal'], '.3f')} | "

@@ -19,6 +19,16 @@ columns per row), bytes over the pins against the ideal (input vectors into the 
 results out, and the elements of the K/V-cache appends and the embedding reads; parameter reads
 and the unused part of element-wise column writes are the excess), register-mode visits per
 channel, and the PIM side's busy time against the bank-bandwidth floor.
+
+Lower bounds (:func:`pim_busy_bound`, :func:`latency_bound`): the least PIM busy time, and the
+least latency, any schedule of the same PIM work reaches on the configured DRAM. The latency
+bound adds the refreshes the standard forces into any window: a channel's ``REFab`` blocks it
+for ``nRFC`` (in array mode, so no MAC, register transfer or mode switch of that channel overlaps
+it), and a window of ``L`` cycles issues at least ``L / nREFI - 2 - refresh_postpone -
+refresh_pull_in`` of them (the standard keeps ``-pull_in <= owed <= postpone`` at every cycle;
+one more for the whole intervals in ``L`` and one for a refresh that ends past the window). So
+``L >= B + (L / nREFI - s) * nRFC`` per channel, averaged over the channels: ``L >= (B - s * nRFC)
+/ (1 - nRFC / nREFI)``, with ``B`` the PIM busy bound and ``s`` the slack above.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import re
 import numpy as np
 
 from pimgpt.core.config import MAX_CYCLES, HwConfig, hw_from_dict
-from pimgpt.core.dram import derived_timing, mode_switching
+from pimgpt.core.dram import derived_timing, mode_switching, standard_of
 from pimgpt.core.isa import REGISTER_OPS, I, Op
 from pimgpt.sim.perf.engine import (
     ASIC_SIDE,
@@ -177,7 +187,8 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
         ``bank_activations`` and ``ideal_activations`` (MAC bank-columns / columns per row) and
         their ratio; ``pin_bytes``, ``ideal_pin_bytes`` (``None`` without the program) and their
         ratio; ``register_mode_visits`` per channel; ``pim_busy_cycles``, ``floor_cycles`` and
-        ``pim_busy_over_floor``.
+        ``pim_busy_over_floor``; ``pim_busy_bound_cycles`` (:func:`pim_busy_bound`),
+        ``latency_bound_cycles`` (:func:`latency_bound`) and each over the floor.
     """
     hi = res.n_instr if hi is None else hi
     ideal_acts = cnt["mac_bank_cols"] / res.cols_per_row
@@ -199,6 +210,8 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
         "pim_busy_over_floor": busy / floor if floor else None,
         "pim_busy_bound_cycles": bound,
         "pim_busy_bound_over_floor": bound / floor if floor else None,
+        "latency_bound_cycles": (lat := latency_bound(hw, bound)),
+        "latency_bound_over_floor": lat / floor if floor else None,
     }
 
 
@@ -251,6 +264,28 @@ def pim_busy_bound(res: PerfResult, hw: HwConfig, floor: float, lo: int = 0,
         bursts = nbytes / hw.dram.column_bytes / max(res.channels, 1)
         bound += bursts * derived_timing(hw)["nIO"]
     return bound
+
+
+def latency_bound(hw: HwConfig, busy_bound: float) -> float:
+    """Lower bound (tCK) on the latency of a range whose PIM busy bound is ``busy_bound``: that
+    bound plus the refreshes any window of the range's length must hold (module docstring).
+
+    Parameters
+    ----------
+    hw : HwConfig
+    busy_bound : float
+        :func:`pim_busy_bound` of the range (tCK).
+
+    Returns
+    -------
+    float
+        At least ``busy_bound``; equal to it when ``nREFI`` is beyond the refreshes' reach.
+    """
+    t = derived_timing(hw)
+    std = standard_of(hw)
+    nrfc, nrefi = float(t["nRFC"]), float(t["nREFI"])
+    slack = 2 + std.refresh_postpone + std.refresh_pull_in
+    return max(busy_bound, (busy_bound - slack * nrfc) / (1.0 - nrfc / nrefi))
 
 
 def breakdown(res: PerfResult, tags: list | None, lo: int = 0, hi: int | None = None,
