@@ -143,6 +143,7 @@ class PerfBackend:
         from pimgpt.core.fileio import json_text
         from pimgpt.sim.perf.engine import PerfEngine
         from pimgpt.sim.perf.summary import format_summary, summarize
+        from pimgpt.sw.compiler import attention_plan
 
         # A decode step's single step and a generation's steps alike: the preamble that loads
         # the resident parameters is reported apart, outside the per-token figures.
@@ -150,8 +151,9 @@ class PerfBackend:
         res = PerfEngine(hw).run(program.program, log=False, marks=marks)
         stats = summarize(res, hw, program.tags, program.steps, program.program)
         stats["model"] = program.memmap.cfg.name
-        if program.steps and program.steps[-1].plan:  # the compiler's record (not in files)
-            stats["attention_plan"] = dict(program.steps[-1].plan)
+        plan = attention_plan(program)
+        if plan:  # the compiler's record (a program read from files has none)
+            stats["attention_plan"] = plan
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:
             from pimgpt.sim.perf.timeline import trace_events

@@ -15,8 +15,9 @@ reads a field missing from this list (so the list cannot silently fall behind th
 The cache lives in the user cache folder (:func:`pimgpt.core.fileio.cache_dir`:
 ``$PIMGPT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pimgpt``, else ``~/.cache/pimgpt``), in
 ``programs/``: per key a ``.bin``
-(:func:`pimgpt.core.isa.encode`) and a ``.json`` (instruction tags, the ``.bin``'s SHA-256),
-each written atomically, the JSON last, so a reader sees a complete entry or none.
+(:func:`pimgpt.core.isa.encode`) and a ``.json`` (instruction tags, the ``.bin``'s SHA-256, the
+compiler's attention plan of the step), each written atomically, the JSON last, so a reader sees
+a complete entry or none.
 """
 
 from __future__ import annotations
@@ -157,8 +158,10 @@ class ProgramCache:
         sub = self.dir / key[:2]
         return sub / f"{key}.bin", sub / f"{key}.json"
 
-    def get(self, key: str) -> tuple[list, list] | None:
-        """``(program, tags)`` stored under ``key``, or ``None`` (missing or damaged entry)."""
+    def get(self, key: str) -> tuple[list, list, dict | None] | None:
+        """``(program, tags, plan)`` stored under ``key`` (``plan``: the step's attention plan,
+        :func:`pimgpt.sw.compiler.attention_plan`, or ``None``), or ``None`` (missing or damaged
+        entry)."""
         bin_path, meta_path = self._paths(key)
         try:
             meta = json.loads(meta_path.read_text())
@@ -170,20 +173,22 @@ class ProgramCache:
         try:
             program = decode(blob, source=str(bin_path))
             tags = [tag for tag, count in meta["tags"] for _ in range(count)]
+            plan = meta.get("plan")
         except (PimgptError, KeyError, TypeError, ValueError):
             return None
-        if len(tags) != len(program):
+        if len(tags) != len(program) or not isinstance(plan, dict | None):
             return None
-        return program, tags
+        return program, tags, plan
 
-    def put(self, key: str, program: list, tags: list) -> None:
-        """Store a program; the metadata is written last, so readers never see half an entry."""
+    def put(self, key: str, program: list, tags: list, plan: dict | None = None) -> None:
+        """Store a program (and its step's attention plan); the metadata is written last, so
+        readers never see half an entry."""
         blob = encode(program)
         bin_path, meta_path = self._paths(key)
         try:
             atomic_write(bin_path, lambda tmp: tmp.write_bytes(blob))
             meta = {"sha256": hashlib.sha256(blob).hexdigest(), "instructions": len(program),
-                    "tags": _rle(tags)}
+                    "tags": _rle(tags), "plan": plan}
             atomic_write_text(meta_path, json.dumps(meta, separators=(",", ":")))
         except PimgptError as exc:
             raise ProgramCacheError(
@@ -192,7 +197,7 @@ class ProgramCache:
 
 
 def compile_decode_step_cached(cfg: ModelConfig, hw: HwConfig, context: int,
-                               cache: ProgramCache | None) -> tuple[list, list, bool]:
+                               cache: ProgramCache | None) -> tuple[list, list, bool, dict | None]:
     """Compile one decode step, or take it from ``cache``.
 
     Returns
@@ -201,15 +206,19 @@ def compile_decode_step_cached(cfg: ModelConfig, hw: HwConfig, context: int,
     tags : list of str
     hit : bool
         Whether the program came from the cache.
+    plan : dict or None
+        The step's attention plan (:func:`pimgpt.sw.compiler.attention_plan`), kept with the
+        program in the cache.
     """
-    from pimgpt.sw.compiler import compile_decode_step
+    from pimgpt.sw.compiler import attention_plan, compile_decode_step
 
     key = program_key(cfg, hw, context) if cache is not None else None
     if cache is not None:
         found = cache.get(key)
         if found is not None:
-            return found[0], found[1], True
+            return found[0], found[1], True, found[2]
     comp = compile_decode_step(cfg, hw, context)
+    plan = attention_plan(comp)
     if cache is not None:
-        cache.put(key, comp.program, comp.tags)
-    return comp.program, comp.tags, False
+        cache.put(key, comp.program, comp.tags, plan)
+    return comp.program, comp.tags, False, plan

@@ -17,7 +17,7 @@ from pimgpt.apps.sweep_eval import SUMMARY_ONLY_SECTIONS, compile_task, sim_key,
 from pimgpt.core.config import hw_from_dict, load_hw
 from pimgpt.core.isa import encode
 from pimgpt.sim.perf.engine import PerfEngine
-from pimgpt.sw.compiler import compile_decode_step
+from pimgpt.sw.compiler import attention_plan, compile_decode_step
 from pimgpt.sw.models import get_model
 from pimgpt.sw.program_cache import (
     PROGRAM_HW_FIELDS,
@@ -217,10 +217,13 @@ def test_fields_outside_the_projection_do_not_change_the_program():
 def test_cache_round_trip_and_damage(tmp_path):
     cfg, hw = get_model("tiny"), _hw()
     cache = ProgramCache(tmp_path)
-    prog, tags, hit = compile_decode_step_cached(cfg, hw, 16, cache)
+    prog, tags, hit, plan = compile_decode_step_cached(cfg, hw, 16, cache)
     assert not hit
-    prog2, tags2, hit2 = compile_decode_step_cached(cfg, _hw(dram__act_overlap=True), 16, cache)
+    assert plan == attention_plan(compile_decode_step(cfg, hw, 16)) and "head_groups" in plan
+    prog2, tags2, hit2, plan2 = compile_decode_step_cached(cfg, _hw(dram__act_overlap=True), 16,
+                                                           cache)
     assert hit2 and encode(prog2) == encode(prog) and tags2 == tags
+    assert plan2 == plan  # the plan comes back with the program
     key = program_key(cfg, hw, 16)
     bin_path = tmp_path / "programs" / key[:2] / f"{key}.bin"
     assert bin_path.is_file() and sorted(p.suffix for p in bin_path.parent.iterdir()) == [
@@ -228,7 +231,7 @@ def test_cache_round_trip_and_damage(tmp_path):
     # a damaged program is a miss (then rewritten), never a wrong program
     bin_path.write_bytes(bin_path.read_bytes()[:-32])
     assert cache.get(key) is None
-    _, _, hit3 = compile_decode_step_cached(cfg, hw, 16, cache)
+    _, _, hit3, _ = compile_decode_step_cached(cfg, hw, 16, cache)
     assert not hit3 and cache.get(key) is not None
     (bin_path.parent / f"{key}.json").write_text("{not json")
     assert cache.get(key) is None

@@ -83,6 +83,7 @@ def test_sweep_outputs_and_shared_work(client, cache, tmp_path):
     rec = ResultStore(out / "results.jsonl").load()[row["id"]]["stats"]
     mine, ref = flatten(rec), flatten(json.loads(json.dumps(stats, default=float)))
     assert mine.keys() == ref.keys()  # every key of `pimgpt run --backend perf --stats`
+    assert rec["attention_plan"] == stats["attention_plan"]  # kept with the cached program
     assert {k: v for k, v in mine.items() if "wall" not in k} == {
         k: v for k, v in ref.items() if "wall" not in k}
     # outputs

@@ -72,14 +72,15 @@ def compile_task(cfg: ModelConfig, context: int, hw: dict, cache_dir: str | None
     -------
     dict
         ``status`` (``ok``/``invalid``/``error``); with ``ok``: ``key``, ``blob`` (the encoded
-        program), ``tags``, ``cache`` (``hit``/``miss``/``off``), ``compile_s`` and
-        ``compile_cpu_s`` (wall and CPU seconds of the task).
+        program), ``tags``, ``plan`` (the compiler's attention plan, or ``None``), ``cache``
+        (``hit``/``miss``/``off``), ``compile_s`` and ``compile_cpu_s`` (wall and CPU seconds
+        of the task).
     """
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         hwc = hw_from_dict(hw, where="hardware")
         cache = ProgramCache(cache_dir) if use_cache else None
-        program, tags, hit = compile_decode_step_cached(cfg, hwc, context, cache)
+        program, tags, hit, plan = compile_decode_step_cached(cfg, hwc, context, cache)
         key = program_key(cfg, hwc, context)
         blob = encode(program)
     except PimgptError as exc:
@@ -87,7 +88,7 @@ def compile_task(cfg: ModelConfig, context: int, hw: dict, cache_dir: str | None
     except Exception as exc:  # noqa: BLE001 - a crashing point is recorded, the sweep goes on
         return {"status": "error", "error": _describe(exc)}
     _remember(key, program, tags)
-    return {"status": "ok", "key": key, "blob": blob, "tags": tags,
+    return {"status": "ok", "key": key, "blob": blob, "tags": tags, "plan": plan,
             "cache": ("hit" if hit else "miss") if use_cache else "off",
             "compile_s": time.perf_counter() - t0, "compile_cpu_s": time.process_time() - c0}
 
@@ -159,6 +160,8 @@ def simulate_task(points: list[dict], compiled: dict) -> list[dict]:
         rec = _base_record(p)
         try:
             stats = summarize(res, hw_from_dict(p["hw"], where="hardware"), tags, program=program)
+            if compiled.get("plan"):  # as `pimgpt run --backend perf` reports it
+                stats["attention_plan"] = compiled["plan"]
             stats["model"] = p["model"]
             stats["context"] = p["context"]
         except PimgptError as exc:

@@ -147,10 +147,18 @@ def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
     Returns
     -------
     (PerfResult, dict)
-        The run and :func:`summarize` of it by the program's steps.
+        The run and :func:`summarize` of it by the program's steps, with the last step's
+        ``attention_plan`` (:func:`pimgpt.sw.compiler.attention_plan`) where the compiler
+        recorded one.
     """
+    from pimgpt.sw.compiler import attention_plan
+
     res = PerfEngine(hw).run(comp.program, log=log, marks=[s.start for s in comp.steps])
-    return res, summarize(res, hw, comp.tags, comp.steps, comp.program)
+    stats = summarize(res, hw, comp.tags, comp.steps, comp.program)
+    plan = attention_plan(comp)
+    if plan:  # the compiler's record (a program read from files has none)
+        stats["attention_plan"] = plan
+    return res, stats
 
 
 def simulate_model(model, hw, context=None, prompt=None, new_tokens: int = 1, log=False):
