@@ -282,10 +282,12 @@ class Schedule:
     #: estimated 1.4 % faster, measured 0.6 % slower; gpt3-medium ctx 2048: 2.6 %, the same).
     late_norm_margin = 0.02
 
-    def gemv_groups(self, n_local: int, align: int | None = None) -> list[tuple[int, int]]:
+    def gemv_groups(self, n_local: int, align: int | None = None,
+                    tail: bool = True) -> list[tuple[int, int]]:
         """Output groups ``[(i0, i1), ...]`` of the local vectors of a GEMV: a group's results
         are read and post-processed (bias, GELU, residual) as soon as they are in; ``align``:
-        local vectors per input chunk of the GEMV that consumes the outputs."""
+        local vectors per input chunk of the GEMV that consumes the outputs; ``tail``: without
+        ``align``, whether a short tail group follows the bulk."""
         raise NotImplementedError
 
     def read_groups(self, n_local: int, batch: int) -> list[tuple[int, int]]:
@@ -319,7 +321,7 @@ class SerialSchedule(Schedule):
     v_late = False  # the value projection stays in the QKV GEMV: no trial
     late_norm = False  # SOFTMAX's own product: no trial
 
-    def gemv_groups(self, n_local, align=None):
+    def gemv_groups(self, n_local, align=None, tail=True):
         return [(0, n_local)]
 
     def head_groups(self, n_head, group=1, align=None):
@@ -336,7 +338,8 @@ class PipelinedSchedule(Schedule):
 
     * GEMV outputs finish group by group (bias, then GELU or the residual add per group), so the
       vector unit works while the PIM streams later rows: groups aligned with the consuming
-      GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail;
+      GEMV's input chunks (fc -> GELU -> MLP projection), else a bulk and a short tail (where
+      the lowering asks for it: not before a LayerNorm, ``Lowering.residual_tail``);
     * attention: head groups software-pipelined (the PIM computes ``p . V`` of group g and
       the scores of group g+2 while the vector unit computes the softmaxes of group g+1), the
       number of groups chosen per step by the cost model (:meth:`head_groups`).
@@ -359,9 +362,11 @@ class PipelinedSchedule(Schedule):
         self.hw = hw
         self.cost = CostModel(hw)
 
-    def gemv_groups(self, n_local, align=None):
+    def gemv_groups(self, n_local, align=None, tail=True):
         if align:  # the consumer's chunk t can start once group t is post-processed
             return [(i0, min(n_local, i0 + align)) for i0 in range(0, n_local, align)]
+        if not tail:
+            return [(0, n_local)]
         tail = min(n_local - 1, -(-n_local // self.tail_fraction))
         return [(0, n_local - tail), (n_local - tail, n_local)] if tail > 0 else [(0, n_local)]
 
