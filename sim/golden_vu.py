@@ -28,6 +28,11 @@ class VectorOps:
         n = a["n"]
         self._store(a["dst"], f32_add(self._vec(a["a"], n), self._vec(a["b"], n)))
 
+    def _vadd3(self, a, flags):
+        n = a["n"]
+        bc = f32_add(self._vec(a["b"], n), self._vec(a["c"], n))
+        self._store(a["dst"], f32_add(self._vec(a["a"], n), bc))
+
     def _vmul(self, a, flags):
         n = a["n"]
         self._store(a["dst"], f32_mul(self._vec(a["a"], n), self._vec(a["b"], n)))

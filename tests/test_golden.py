@@ -72,6 +72,26 @@ def test_wr_gb_mac_rd_mac_matches_mac_columns():
     assert m.fast_macs == 2
 
 
+def test_vadd3_is_two_vadds():
+    """The golden machine's VADD3 (a + (b + c)) leaves the bits two VADDs leave: b + c rounded
+    first (NaN, infinities, signed zeros, subnormals, and sums that round)."""
+    rng = np.random.default_rng(3)
+    n = 300
+    vals = np.concatenate([np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-39,
+                                     3.4e38, 1.0, 2.0 ** -24], np.float32),
+                           (rng.standard_normal(n - 10) * 1e3).astype(np.float32)])
+    perm = rng.permutation(vals)
+    runs = []
+    for prog in ([I(Op.VADD3, dst=0, a=0, b=n, c=2 * n, n=n)],
+                 [I(Op.VADD, dst=n, a=n, b=2 * n, n=n), I(Op.VADD, dst=0, a=0, b=n, n=n)]):
+        m = GoldenMachine(make_hw(channels=1, banks=1), np.zeros((1, 1, 1, 128), np.uint16))
+        m.sp[:n], m.sp[n:2 * n], m.sp[2 * n:3 * n] = vals, perm, vals[::-1]
+        m.run(prog + [I(Op.EOC)])
+        runs.append(bits(m.sp[:n]).copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.isnan(m.sp[:n]).any() and (bits(m.sp[:n]) != bits(vals)).any()
+
+
 def test_rd_mac_packs_selected_channels_in_slot_order():
     hw = make_hw(channels=3, banks=2)
     m = GoldenMachine(hw, np.zeros((3, 2, 1, 128), np.uint16))

@@ -218,6 +218,24 @@ def test_elementwise_routines_match_golden(lanes):
 
 
 @pytest.mark.parametrize("lanes", LANES)
+def test_vadd3_rounds_as_two_vadds(lanes):
+    """VADD3 dst = a + (b + c): the microcode's bits are those of two VADDs (b + c rounded,
+    then a + it) on short, partial and long vectors with NaN, infinities, zeros of both signs
+    and subnormals; in place on a (the residual stream), and ``dst`` beyond touched nowhere."""
+    rng = np.random.default_rng(lanes + 11)
+    for n in (1, lanes + 3, 9 * lanes + 5):
+        x, y, z = _data(rng, n, 64.0), _data(rng, n), rng.permutation(_data(rng, n))
+        want = b32(nm.f32_add(x, nm.f32_add(y, z)))
+        for dst in (100, 8000):
+            sp = np.zeros(16384, np.uint32)
+            sp[100:100 + n], sp[2000:2000 + n], sp[4000:4000 + n] = b32(x), b32(y), b32(z)
+            _run(lanes, Op.VADD3, (dst, 100, 2000, 4000, n), sp)
+            np.testing.assert_array_equal(sp[dst:dst + n], want)
+            assert not sp[8000 + n:].any() and not sp[4000 + n:8000].any()
+            assert (sp[100:100 + n] == (want if dst == 100 else b32(x))).all()
+
+
+@pytest.mark.parametrize("lanes", LANES)
 def test_move_fill_reduce_routines_match_golden(lanes):
     rng = np.random.default_rng(lanes + 1)
     for n in (1, 2 * lanes + 7):

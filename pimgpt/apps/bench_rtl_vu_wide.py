@@ -12,8 +12,8 @@ a small machine (too long for the test suite); the build is cached.
 
 * :func:`stimulus` -- the program: long-row SOFTMAX that takes the pipelined loop (and its plain
   form and single rows beside it), LNCENTRE/LNRSTD/VMADS at d = 768 and 1600, RMSRSTD/VMULS at
-  2048, ARGMAX/ARGMAXC chains over a vocabulary-sized vector, a few element-wise ops, reductions
-  and LAYERNORM/RMSNORM.
+  2048, ARGMAX/ARGMAXC chains over a vocabulary-sized vector, a few element-wise ops (VADD3 in
+  place among them), reductions and LAYERNORM/RMSNORM.
 * :func:`pipelined_groups` -- how many SOFTMAX row groups of a program the ISS ran through the
   pipelined loop (the check that the stimulus reaches it).
 * ``python -m pimgpt.apps.bench_rtl_vu_wide [--quick] [--lanes W ...]`` prints one line per lane
@@ -80,7 +80,8 @@ def stimulus(seed: int, lanes: int) -> tuple[np.ndarray, list]:
     prog += [I(Op.VEXP, dst=alloc(3000), src=0, n=3000),
              I(Op.VGELU, dst=alloc(1000), src=20480 - 500, n=1000),
              I(Op.VADD, dst=alloc(4 * W + 5), a=0, b=8192, n=4 * W + 5),
-             I(Op.VMUL, dst=alloc(777), a=100, b=20480, n=777),
+             I(Op.VMUL, dst=(m := alloc(777)), a=100, b=20480, n=777),
+             I(Op.VADD3, dst=m, a=m, b=0, c=8192, n=777),  # in place, as x += y + bias
              I(Op.VMOV, dst=alloc(9 * W + 1), src=3, n=9 * W + 1),
              I(Op.VREDUCE, dst=alloc(2), src=8192, n=9 * W + 3, k=2),
              I(Op.VMAX, dst=alloc(1), src=0, n=17 * W + 5)]

@@ -94,6 +94,7 @@ class Op(IntEnum):
     RMSRSTD = 0x39
     VMULS = 0x3A
     SOFTMAXU = 0x3B
+    VADD3 = 0x3C
 
 
 class Side(Enum):
@@ -272,6 +273,9 @@ SPEC: dict[Op, OpSpec] = {s.op: s for s in (
             _sp("rcp", "rseg", "rows", write=True)), nonzero=("n", "rows", "rseg"),
            doc="unnormalised softmax of rows contiguous rows of n: dst = exp(src - max) and row "
                "r's 1/sum in rcp[r*rseg .. (r+1)*rseg) (a VMUL normalises after p . V)"),
+    OpSpec(Op.VADD3, _A, ("dst", "a", "b", "c", "n"),
+           (_sp("a", "n"), _sp("b", "n"), _sp("c", "n"), _sp("dst", "n", write=True)),
+           doc="dst = a + (b + c) (a GEMV's bias and the residual add in one pass)"),
 )}
 assert set(SPEC) == set(Op), "every opcode needs an OpSpec"
 

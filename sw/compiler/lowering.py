@@ -277,6 +277,14 @@ class Lowering(AttentionLowering):
                 b.emit(Op.VMULS, dst=dst + lo, a=dst + lo, s=self.P.stat, n=n)
             elif folded is not None:
                 b.emit(Op.VMADS, dst=dst + lo, a=dst + lo, s=self.P.stat, b=bias + lo, n=n)
+            elif bias is not None and getattr(post, "residual", False):
+                # the bias and the residual add in one pass: x + (y + bias), as the two VADDs
+                assert dst == self.P.y, "a residual post adds y"
+                b.tag = post.residual
+                b.emit(Op.VADD3, dst=self.P.x + lo, a=self.P.x + lo, b=dst + lo, c=bias + lo,
+                       n=n)
+                b.tag = tag
+                return
             elif bias is not None:
                 b.emit(Op.VADD, dst=dst + lo, a=dst + lo, b=bias + lo, n=n)
             if post is not None:
@@ -301,9 +309,12 @@ class Lowering(AttentionLowering):
                   after_first=after_first, behind_load=behind_load, part=part, tail=tail)
 
     def _residual(self, tag: str):
+        """``x += y`` per output group (a GEMV into ``y``); ``post.residual`` (its tag) lets a
+        biased GEMV's finisher fuse the bias into it (``VADD3``)."""
         def post(lo: int, n: int) -> None:
             self.b.tag = tag
             self.b.emit(Op.VADD, dst=self.P.x + lo, a=self.P.x + lo, b=self.P.y + lo, n=n)
+        post.residual = tag
         return post
 
     def _gelu(self, tag: str):

@@ -1,15 +1,15 @@
 """cocotb test of the vector unit (``VectorUnitTop``) against the golden model and the ISS.
 
-Stimulus (seeded by ``seed``): a scratchpad of random fp32 words drawn from several
-distributions plus every corner value (zeros, subnormals, Inf, NaN, extremes, the clamp edges of
-exp and GELU), and a program of every vector-unit instruction over it: element-wise functions,
-binary ops, moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
+Stimulus (seeded by ``seed``): a scratchpad of random fp32 words drawn from several distributions
+plus every corner value (zeros, subnormals, Inf, NaN, extremes, the clamp edges of exp and GELU),
+and a program of every vector-unit instruction over it: element-wise functions, binary ops (VADD3 in
+place too), moves in both overlap directions, fills, reductions of ``k`` parts, maxima, SOFTMAX of
 short rows (in registers), two-register rows and long rows, several rows per instruction and in
-place, SOFTMAXU (the same kinds of rows, its reciprocals spread over short and long runs),
-LAYERNORM of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded into
-its GEMV; also in place), RMSRSTD and VMULS (a folded RMSNorm), VMACS of short, long and one-word
-segments and in place, SWIGLU over every corner, RMSNORM and ROPE (also in place),
-ARGMAX with ties, NaNs and ties across blocks.
+place, SOFTMAXU (the same kinds of rows, its reciprocals spread over short and long runs), LAYERNORM
+of several lengths and in place, LNCENTRE, LNRSTD and VMADS (a LayerNorm folded into its GEMV; also
+in place), RMSRSTD and VMULS (a folded RMSNorm), VMACS of short, long and one-word segments and in
+place, SWIGLU over every corner, RMSNORM and ROPE (also in place), ARGMAX with ties, NaNs and ties
+across blocks.
 Every length is chosen so that the routines' remainder paths (``nb mod K``, row groups) are taken.
 The driver sends instructions with random idle gaps and honours ``ready``
 (:class:`~pimgpt.sim.cocotb_lib.vector_tb.VectorUnitTB`);
@@ -69,6 +69,7 @@ def stimulus(seed: int, n_elem: int, lanes: int):
     prog += [
         I(Op.VADD, dst=out, a=0, b=4096, n=n - 3),
         I(Op.VMUL, dst=out + n, a=0, b=4096, n=n),
+        I(Op.VADD3, dst=out + n, a=out + n, b=0, c=4096, n=n - 5),  # in place on a, as x += y+b
         I(Op.VSCALE, dst=out + 2 * n, a=4096, n=n - 1, scale_f32=f32(0.125)),
         I(Op.VFILL, dst=out + 3 * n, n=37, value_f32=0x7FC00001),
         I(Op.VMOV, dst=out + 3 * n + 3, src=out + 3 * n, n=40),  # overlap, dst > src

@@ -205,6 +205,15 @@ def _binary(op: UOp):
     return f
 
 
+def _add3(a, k, x, y, z):
+    """``x + (y + z)``: VADD3, two VADDs' roundings in one pass."""
+    t = a.vreg("t")
+    a.v(UOp.VFADD, t, y, z)
+    r = a.vreg("r")
+    a.v(UOp.VFADD, r, x, t)
+    return r
+
+
 def _scale(a, k, x):
     z = a.vreg("z")
     a.v(UOp.VFMUL, z, x, F[4])
@@ -393,7 +402,7 @@ def by_groups(a: Asm, S: Scalars, rows: SReg, G: int, group, full: bool = True) 
 VU_OPS = (Op.VADD, Op.VMUL, Op.VSCALE, Op.VMOV, Op.VREDUCE, Op.VMAX, Op.VEXP, Op.VRECIP,
           Op.VRSQRT, Op.VGELU, Op.SOFTMAX, Op.LAYERNORM, Op.ARGMAX, Op.VFILL, Op.VMACS,
           Op.RMSNORM, Op.ROPE, Op.SWIGLU, Op.ARGMAXC, Op.LNCENTRE, Op.LNRSTD, Op.VMADS,
-          Op.RMSRSTD, Op.VMULS, Op.SOFTMAXU)
+          Op.RMSRSTD, Op.VMULS, Op.SOFTMAXU, Op.VADD3)
 
 
 def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
@@ -413,6 +422,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
     a = Asm(lanes, lat)
     _elementwise(a, "vadd", (2, 3), 4, _binary(UOp.VFADD))
     _elementwise(a, "vmul", (2, 3), 4, _binary(UOp.VFMUL))
+    _elementwise(a, "vadd3", (2, 3, 4), 5, _add3)
     _elementwise(a, "vscale", (2,), 3, _scale)
     _elementwise(a, "vgelu", (2,), 3, fn.gelu, fn.GELU_CONSTS)
     # Long bodies that the compiler does not emit: four blocks per iteration, the rest in a loop
@@ -447,7 +457,7 @@ def build_microcode(lanes: int, lat: Pipeline | None = None) -> Microcode:
              Op.VMACS: "vmacs", Op.RMSNORM: "rmsnorm", Op.ROPE: "rope", Op.SWIGLU: "swiglu",
              Op.ARGMAXC: "argmaxc", Op.LNCENTRE: "lncentre", Op.LNRSTD: "lnrstd",
              Op.VMADS: "vmads", Op.RMSRSTD: "rmsrstd", Op.VMULS: "vmuls",
-             Op.SOFTMAXU: "softmax"}
+             Op.SOFTMAXU: "softmax", Op.VADD3: "vadd3"}
     return Microcode(words, {op: labels[nm] for op, nm in names.items()}, lanes, lat, labels)
 
 
