@@ -197,6 +197,7 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
     floor = cnt["mac_bank_cols"] / res.slots * res.nccdl
     busy = res.pim_busy(lo, hi)
     bound = pim_busy_bound(res, hw, floor, lo, hi)
+    lat = latency_bound(hw, bound)
     return {
         "bank_activations": cnt["bank_acts"],
         "ideal_activations": ideal_acts,
@@ -210,7 +211,7 @@ def dram_figures(res: PerfResult, cnt: dict, program, tags, hw: HwConfig, lo: in
         "pim_busy_over_floor": busy / floor if floor else None,
         "pim_busy_bound_cycles": bound,
         "pim_busy_bound_over_floor": bound / floor if floor else None,
-        "latency_bound_cycles": (lat := latency_bound(hw, bound)),
+        "latency_bound_cycles": lat,
         "latency_bound_over_floor": lat / floor if floor else None,
     }
 

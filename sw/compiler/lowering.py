@@ -92,9 +92,9 @@ class Lowering(AttentionLowering):
         # A residual projection (attention, MLP) reads a tail group only where the residual
         # stream is the next GEMV's input as it is (a folded RMSNorm): that GEMV's first input
         # chunk loads while the tail streams. Before a LayerNorm, whose statistics need every
-        # output, the tail's register-mode visit buys only the bulk's residual add: measured
-        # slower (gpt2-small ctx 128 132.47 -> 132.18 us without, gpt2-large 819.8 -> 816.6,
-        # gpt2-xl ctx 1024 1807.3 -> 1805.1; llama-3.2-1b ctx 128 617.6 -> 618.9 without).
+        # output, the tail's register-mode visit buys only the bulk's residual add. Measured,
+        # with the tail and without: gpt2-small ctx 128 132.47 / 132.18 us, gpt2-large 819.8 /
+        # 816.6, gpt2-xl ctx 1024 1807.3 / 1805.1; llama-3.2-1b ctx 128 617.6 / 618.9.
         self.residual_tail = cfg.norm == "rmsnorm" and self.fold_norms
 
     # ---- helpers -------------------------------------------------------------------------
