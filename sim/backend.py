@@ -141,19 +141,13 @@ class PerfBackend:
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.core.fileio import json_text
-        from pimgpt.sim.perf.engine import PerfEngine
-        from pimgpt.sim.perf.summary import format_summary, summarize
-        from pimgpt.sw.compiler import attention_plan
+        from pimgpt.sim.perf.summary import format_summary, run_compiled
 
         # A decode step's single step and a generation's steps alike: the preamble that loads
-        # the resident parameters is reported apart, outside the per-token figures.
-        marks = [s.start for s in program.steps]
-        res = PerfEngine(hw).run(program.program, log=False, marks=marks)
-        stats = summarize(res, hw, program.tags, program.steps, program.program)
+        # the resident parameters is reported apart, outside the per-token figures; the
+        # compiler's attention plan where it recorded one.
+        res, stats = run_compiled(program, hw)
         stats["model"] = program.memmap.cfg.name
-        plan = attention_plan(program)
-        if plan:  # the compiler's record (a program read from files has none)
-            stats["attention_plan"] = plan
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:
             from pimgpt.sim.perf.timeline import trace_events

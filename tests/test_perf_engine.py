@@ -191,6 +191,10 @@ def test_cli_decode_stats_and_timeline(tmp_path, capsys):
     for key in ("pim_busy_ns_per_token", "asic_busy_ns_per_token"):
         assert s[key] > 0, key
     assert s["asic_exposed_ns_per_token"] <= s["asic_busy_ns_per_token"]
+    # the latency bound per token: the decode step's bound in ns, at most its latency
+    assert s["latency_bound_ns_per_token"] == pytest.approx(
+        s["dram"]["latency_bound_cycles"] * hw.dram.tck_ns)
+    assert 0 < s["latency_bound_ns_per_token"] <= s["latency_ns_per_token"]
     assert s["dram"]["register_mode_visits"] > 0  # tiny-rtl: GDDR6-AiM's register mode
     assert s["dram"]["pin_bytes"] >= s["dram"]["ideal_pin_bytes"] > 0
     assert set(s["decode"]["by_class_ns"]) == {"gemv", "attention", "asic", "io"}

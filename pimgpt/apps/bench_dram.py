@@ -83,7 +83,7 @@ def token_figures(model: str, ctx: int, hw) -> dict:
         "asic_exposed_us": st["asic_exposed_ns_per_token"] / 1e3,
         "pim_busy_over_floor": d["pim_busy_over_floor"],
         "pim_busy_bound_over_floor": d["pim_busy_bound_over_floor"],
-        "latency_bound_us": d["latency_bound_cycles"] * st["tck_ns"] / st["tokens"] / 1e3,
+        "latency_bound_us": st["latency_bound_ns_per_token"] / 1e3,
         "activations_per_token": d["bank_activations"],
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_kbytes_per_token": d["pin_bytes"] / 1e3,

@@ -167,7 +167,7 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) 
         "asic_exposed_us": dec["asic_exposed_ns"] / 1e3,
         "pim_busy_over_floor": d["pim_busy_over_floor"],
         "pim_busy_bound_over_floor": d["pim_busy_bound_over_floor"],
-        "latency_bound_us": d["latency_bound_cycles"] * st["tck_ns"] / st.get("tokens", 1) / 1e3,
+        "latency_bound_us": st["latency_bound_ns_per_token"] / 1e3,
         "activations_over_ideal": d["activations_over_ideal"],
         "pin_bytes_over_ideal": d["pin_bytes_over_ideal"],
         "register_mode_visits": d["register_mode_visits"],
@@ -183,8 +183,7 @@ def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) 
         row["overlap_speedup"] = dec["latency_ns"] / ovs["latency_ns"]
         row["pim_busy_over_floor_overlap"] = ovs["dram"]["pim_busy_over_floor"]
         row["pim_busy_bound_over_floor_overlap"] = ovs["dram"]["pim_busy_bound_over_floor"]
-        row["latency_bound_overlap_us"] = (ovs["dram"]["latency_bound_cycles"] * st["tck_ns"]
-                                           / st.get("tokens", 1) / 1e3)
+        row["latency_bound_overlap_us"] = ovs["latency_bound_ns"] / ovs.get("tokens", 1) / 1e3
     if hw_noswitch is not None:
         nss = run_compiled(comp, hw_noswitch)[1]["decode"]
         row["latency_noswitch_us"] = nss["latency_ns"] / 1e3

@@ -26,6 +26,7 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
     mac = np.isin(res.op_codes[lo:hi], [int(op) for op in MAC_OPS])
     mac_busy = int(res.busy[lo:hi][mac].sum())
     attributed = attribute(res, tags, lo, hi)  # shared by the breakdown and the side times
+    dram = dram_figures(res, cnt, program, tags, hw, lo, hi)
     return {
         "cycles": int(cycles),
         "latency_ns": cycles * res.tck_ns,
@@ -40,7 +41,8 @@ def _range_stats(res: PerfResult, hw, tags, lo: int, hi: int, c0: dict, c1: dict
         "commands": cnt["counts"],
         **breakdown(res, tags, lo, hi, attributed),
         **side_times(res, lo, hi, attributed),
-        "dram": dram_figures(res, cnt, program, tags, hw, lo, hi),
+        "dram": dram,
+        "latency_bound_ns": dram["latency_bound_cycles"] * res.tck_ns,
     }
 
 
@@ -129,7 +131,8 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     tokens = part.get("tokens", 1)
     for key in ("mac_busy_efficiency", "dram"):
         out[key] = part[key]
-    for key in ("pim_busy_ns", "asic_busy_ns", "asic_exposed_ns", "hidden_ns"):
+    for key in ("pim_busy_ns", "asic_busy_ns", "asic_exposed_ns", "hidden_ns",
+                "latency_bound_ns"):
         out[f"{key[:-3]}_ns_per_token"] = part[key] / tokens
     return out
 
