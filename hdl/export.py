@@ -311,6 +311,29 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
     }
 
 
+#: Blocks that hold every channel or the whole ASIC: at a full-size preset their conversion takes
+#: minutes and GBs (pimgpt-gddr6-8ch, 2026-12-05: ``asic`` past 150 s and 1.7 GB, a ``channel``
+#: 57 s and 0.6 GB; ``system`` holds the ASIC and all 8 channels). tiny-rtl's ``system``: 54 s.
+LARGE_BLOCKS = ("system", "asic")
+#: Channels x banks and lanes up to which a system converts in about a minute (tiny-rtl's).
+SMALL_SYSTEM = (8, 16)
+
+
+def _warn_if_large(block: str, hw) -> None:
+    """Say on stderr, before a long conversion starts, what it builds and the small option."""
+    if hw is None:
+        from pimgpt.core.config import load_hw
+
+        hw = load_hw(None)
+    d, lanes = hw.dram, hw.asic.vector_lanes
+    if d.channels * d.banks <= SMALL_SYSTEM[0] and lanes <= SMALL_SYSTEM[1]:
+        return
+    print(f"pimgpt verilog: {block} of {hw.name} ({d.channels} channels x {d.banks} banks, "
+          f"{lanes}-lane vector unit) is a large design: its conversion takes many minutes and "
+          "several GB of memory; --hw tiny-rtl (2 x 4 banks, 16 lanes) takes about a minute",
+          file=sys.stderr)
+
+
 def cli_verilog(args) -> int:
     """``pimgpt verilog BLOCK -o DIR [--hw HW]``; ``pimgpt verilog list`` lists the blocks."""
     if args.block == "list":
@@ -325,6 +348,8 @@ def cli_verilog(args) -> int:
         from pimgpt.core.config import load_hw
 
         hw = load_hw(args.hw)
+    if args.block in LARGE_BLOCKS:
+        _warn_if_large(args.block, hw)
     path = write_verilog(args.block, args.output, hw)
     print(f"wrote {path}")
     return 0

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from pimgpt.core.config import DEFAULT_HW
 
     p = sub.add_parser(
         "verilog", help=HANDLERS["verilog"][2], description="Convert an Amaranth block to Verilog."
@@ -76,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("block", help="block name (mac, bf16mul, fp32add, ...; `list` lists them)")
     p.add_argument("-o", "--output", default="build/verilog",
                    help="output directory (default: %(default)s)")
-    p.add_argument("--hw", default=None, help="hardware preset or YAML (blocks that need it)")
+    p.add_argument("--hw", default=None,
+                   help="hardware preset or YAML of the blocks that depend on it (default: the "
+                   f"default preset, {DEFAULT_HW}; tiny-rtl is the small system the RTL tests "
+                   "and `pimgpt run --backend rtl` use)")
 
     p = sub.add_parser(
         "compile",
@@ -84,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile a model into program.bin, program.asm, memmap.yaml "
         "and program.aim. By default one decode step at position --context - 1.",
     )
-    from pimgpt.core.config import DEFAULT_HW
-
     _add_model_args(p, DEFAULT_HW)
     p.add_argument(
         "--context",
@@ -152,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", default=None, help="hardware preset or YAML")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
+    p.add_argument("--workers", type=int, default=None,
+                   help="points run side by side on a local Dask cluster of this many worker "
+                   "processes (default: one per core; 1: in this process); with --scheduler: "
+                   "wait for this many workers")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
 
     p = sub.add_parser(
         "accuracy",

@@ -109,3 +109,16 @@ def test_full_yosys_cell_counts():
     assert r["cells"] == sum(r["cell_types"].values()) > 100
     assert all(k.startswith("_") for k in r["cell_types"])  # gate-level cells only
     assert 0 < r["flip_flops"] <= 33
+
+
+def test_large_blocks_say_so_before_converting(capsys):
+    """``system``/``asic`` of a full-size preset convert for many minutes: one line on stderr says
+    so first and names tiny-rtl; tiny-rtl's own says nothing."""
+    from pimgpt.core.config import load_hw
+
+    export._warn_if_large("system", None)  # the default preset
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "system of pimgpt-gddr6-8ch (8 channels x 16 banks" in err
+    assert "--hw tiny-rtl" in err
+    export._warn_if_large("asic", load_hw("tiny-rtl"))
+    assert capsys.readouterr().err == ""
