@@ -209,3 +209,40 @@ def test_cli_unreachable_scheduler(capsys, tmp_path, monkeypatch):
                         "--scheduler", f"tcp://127.0.0.1:{port}")
     assert rc == 1 and "cannot reach the Dask scheduler" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_on_a_local_cluster_is_one_line(tmp_path):
+    """Ctrl-C (SIGINT to the process group) during a sweep on its embedded cluster (real worker
+    processes): the driver says so in one line and exits 130; the workers, which ignore it,
+    print nothing (they printed a traceback each)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8, 16, 32, 64]\naxes: "  # 160
+                    "{dram.channels: [1, 2], dram.act_overlap: [false, true], "
+                    "energy.act_pj: [500, 550, 600, 650, 700, 750, 800, 850, 900, 950]}\n")
+    out = tmp_path / "o"
+    env = {**os.environ, "PIMGPT_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "sweep", str(spec), "-o",
+                             str(out), "--workers", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as at a terminal, whatever this test's runner ignores
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "results.jsonl").is_file() and (out / "results.jsonl").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(3.0)  # the worker in the middle of its points
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["pimgpt sweep: interrupted"], err

@@ -17,6 +17,8 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -126,6 +128,11 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _main_thread() -> bool:
+    """Whether this is the main thread (the only one that may set signal handlers)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A Dask ``Client``: an embedded LocalCluster, or a connection to ``scheduler``."""
@@ -151,9 +158,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
                 f"{CONNECT_TIMEOUT_S} s; start them with `dask worker {scheduler}`"
             ) from None
     else:
-        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                               processes=True, dashboard_address=":0",
-                               worker_dashboard_address=None, silence_logs=logging.ERROR)
+        # The worker processes ignore Ctrl-C (they inherit SIGINT ignored, so Python installs
+        # no KeyboardInterrupt handler in them): this process alone reports the interrupt in one
+        # line and closes the cluster, instead of every worker printing its traceback.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
+                                   processes=True, dashboard_address=":0",
+                                   worker_dashboard_address=None, silence_logs=logging.ERROR)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         client = Client(cluster)
     try:
         yield client
