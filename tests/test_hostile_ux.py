@@ -99,6 +99,12 @@ def paper_negative_context_llama_only(root):
 
 
 @case
+def paper_zero_workers(root):
+    return ["paper", "--models", "tiny", "--contexts", "16", "--workers", "0", "-o", root / "p"], \
+        "--workers 0 must be at least 1", (), True
+
+
+@case
 def stats_in_proc(root):
     # os.access says yes to root for /proc: the whole simulation ran, then the write failed.
     return ["run", "--backend", "perf", "--model", "gpt2-small", "--stats", "/proc/s.json"], \

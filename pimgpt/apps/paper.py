@@ -42,6 +42,7 @@ from pimgpt.apps.paper_llama import (
     units_markdown,
     units_plan,
 )
+from pimgpt.apps.tasks import run_tasks
 from pimgpt.core.config import hw_variant, load_hw
 from pimgpt.core.dram import mode_switching
 from pimgpt.core.errors import PimgptError
@@ -374,41 +375,50 @@ def plots(rows, scaling, lanes, folder: Path) -> list[str]:
     return files
 
 
-def _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors):
-    """Simulate every (model, context) point and the channel/lane sweeps."""
-    rows = []
-    for model, ctx in points:
-        bar.set_postfix_str(f"{model} ctx {ctx}")
-        row = simulate_point(model, ctx, hw, hw_ovl, hw_nosw)
-        add_baselines(row, anchors)
-        rows.append(row)
-        bar.update()
-    scaling, lanes = [], []
-    for kind, v in extra:
-        bar.set_postfix_str(f"{kind} {v}")
-        if kind == "scaling":
-            h = hw_variant(hw, "dram", channels=v)
-            model, ctx = SCALING_MODEL, SCALING_CTX
-        else:
-            h = hw_variant(hw, "asic", vector_lanes=v)
-            model, ctx = LANES_MODEL, LANES_CTX
-        st = simulate_model(get_model(model), h, context=ctx)[2]["decode"]
-        cls = st["by_class_ns"]
-        tot = sum(cls.values()) or 1.0
-        rec = {"latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,
-               "mac_utilization": st["mac_utilization"], "frac_asic": cls["asic"] / tot}
-        (scaling if kind == "scaling" else lanes).append(
-            {"channels" if kind == "scaling" else "lanes": v, **rec})
-        bar.update()
-    return rows, scaling, lanes
+def paper_task(kind: str, point: tuple, hw, hw_ovl, hw_nosw):
+    """One point of the report (a Dask task of :func:`run_paper`, or a call in this process):
+    ``kind`` ``gpt`` (``point`` = model, context: :func:`simulate_point`), ``scaling`` or
+    ``lanes`` (``point`` = channels or lanes: the sweeps' record), ``llama`` or ``units``
+    (:func:`~pimgpt.apps.paper_llama.simulate_llama_point`, ``simulate_units_point``)."""
+    if kind == "gpt":
+        return simulate_point(*point, hw, hw_ovl, hw_nosw)
+    if kind == "llama":
+        return simulate_llama_point(*point)
+    if kind == "units":
+        return simulate_units_point(*point)
+    (v,) = point
+    if kind == "scaling":
+        h = hw_variant(hw, "dram", channels=v)
+        model, ctx = SCALING_MODEL, SCALING_CTX
+    else:
+        h = hw_variant(hw, "asic", vector_lanes=v)
+        model, ctx = LANES_MODEL, LANES_CTX
+    st = simulate_model(get_model(model), h, context=ctx)[2]["decode"]
+    cls = st["by_class_ns"]
+    tot = sum(cls.values()) or 1.0
+    return {"channels" if kind == "scaling" else "lanes": v,
+            "latency_us": st["latency_ns"] / 1e3, "gemv_us": cls["gemv"] / 1e3,
+            "mac_utilization": st["mac_utilization"], "frac_asic": cls["asic"] / tot}
+
+
+def _label(kind: str, point: tuple) -> str:
+    """What the progress bar shows for a task."""
+    if kind == "gpt":
+        return f"{point[0]} ctx {point[1]}"
+    if kind == "units":
+        return f"{point[0]} ctx {point[2]}: vector units {point[3]}"
+    return " ".join(map(str, point)) if kind == "llama" else f"{kind} {point[0]}"
 
 
 def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
-              progress=True) -> dict:
+              progress=True, workers: int | None = 1, scheduler: str | None = None) -> dict:
     """Run the evaluation and write the report into ``output``; returns the rows.
 
     The output files are checked before the run and committed together at its end
-    (:class:`pimgpt.core.fileio.Outputs`).
+    (:class:`pimgpt.core.fileio.Outputs`). The points run side by side on a Dask cluster
+    (:func:`pimgpt.apps.tasks.run_tasks`: ``workers`` processes of an embedded one, None: one
+    per core, or the cluster at ``scheduler``); ``workers=1`` (the default here; the command's
+    default is one per core) runs them in this process. The figures are the same either way.
     """
     from pimgpt.core.progress import progress as progress_bar
 
@@ -431,18 +441,18 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     if sweeps:
         extra += [("scaling", c) for c in SCALING_CHANNELS] + [("lanes", n) for n in LANES]
     units = units_plan(bool(points), bool(l_points)) if sweeps else []
-    total = len(points) + len(extra) + len(l_points) + len(units)
-    with progress_bar(total, "pimgpt paper", "run", progress) as bar:
-        rows, scaling, lanes = _run_points(bar, points, extra, hw, hw_ovl, hw_nosw, anchors)
-        l_rows, u_rows = [], []
-        for point in l_points:
-            bar.set_postfix_str(" ".join(map(str, point)))
-            l_rows.append(simulate_llama_point(*point))
-            bar.update()
-        for point in units:
-            bar.set_postfix_str(f"{point[0]} ctx {point[2]}: vector units {point[3]}")
-            u_rows.append(simulate_units_point(*point))
-            bar.update()
+    tasks = ([("gpt", p) for p in points] + [(k, (v,)) for k, v in extra]
+             + [("llama", p) for p in l_points] + [("units", p) for p in units])
+    with progress_bar(len(tasks), "pimgpt paper", "run", progress) as bar:
+        results = run_tasks(paper_task, [(k, p, hw, hw_ovl, hw_nosw) for k, p in tasks],
+                            [_label(k, p) for k, p in tasks], bar, workers=workers,
+                            scheduler=scheduler)
+    by_kind = {k: [r for (kk, _), r in zip(tasks, results, strict=True) if kk == k]
+               for k in ("gpt", "scaling", "lanes", "llama", "units")}
+    rows, scaling, lanes = by_kind["gpt"], by_kind["scaling"], by_kind["lanes"]
+    l_rows, u_rows = by_kind["llama"], by_kind["units"]
+    for row in rows:
+        add_baselines(row, anchors)
     with tempfile.TemporaryDirectory(prefix="pimgpt-paper-") as tmpdir:
         tmp = Path(tmpdir)
         text = (markdown(rows, scaling, lanes, hw.name, bool(anchors)) if rows
@@ -479,7 +489,8 @@ def cli_paper(args) -> int:
     _check_contexts(contexts)  # before the Llama plan too, whose error would say "shorter"
     # A subset run (--models/--contexts) skips the fixed sweeps unless it asks for everything.
     sweeps = models is None and contexts is None
-    result = run_paper(args.output, args.hw, models, contexts, sweeps=sweeps)
+    result = run_paper(args.output, args.hw, models, contexts, sweeps=sweeps,
+                       workers=args.workers, scheduler=args.scheduler)
     out = Path(args.output)
     print((out / "results.md").read_text())
     print(f"written: {out}/results.md, the CSV tables and PNG plots")
