@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", default=None,
                    help="write statistics JSON here (perf: the top-level latency_ns, energy_nj, "
                    "row_hit_rate and mac_utilization cover the whole program, preamble "
-                   "included; the *_per_token keys and the prefill/decode sections leave the "
-                   "preamble out, as the printed summary does)")
+                   "included, like the 'whole' section; the prefill/decode sections leave the "
+                   "preamble out, as the printed summary does, and each section's breakdowns "
+                   "add up to its own latency_ns; the *_per_token keys and the top-level "
+                   "breakdown_*, mac_busy_efficiency and dram cover the decode section "
+                   "(prefill without decode), breakdown_* and dram totalled over its tokens)")
     p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
     p.add_argument(
         "--program",

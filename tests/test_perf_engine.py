@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -218,6 +219,41 @@ def test_cli_prompt_reports_prefill_and_decode(tmp_path):
     assert sum(p["latency_ns"] for p in parts) == pytest.approx(whole["latency_ns"])
     assert sum(p["energy_nj"] for p in parts) == pytest.approx(whole["energy_nj"], rel=1e-9)
     assert s["latency_ns_per_token"] == pytest.approx(s["decode"]["latency_ns"] / 2)
+
+
+@pytest.mark.parametrize("args", [["--prompt-text", "def ", "--new-tokens", "4"], []],
+                         ids=["prompt+decode", "decode-only"])
+def test_cli_parts_charge_their_own_latency(tmp_path, capsys, args):
+    """Each part's charged time adds up to that part's latency (every cycle charged once): a
+    decode step's opening SYNC dispatches inside the prefill's last segment, which the decode
+    part used to charge again, so its time by class overshot its latency and the printed
+    "asic .. %" and "ASIC share" disagreed."""
+    stats = tmp_path / "s.json"
+    rc = main(["run", "--backend", "perf", "-m", "tiny-py", *args, "--stats", str(stats)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    s = json.loads(stats.read_text())
+    parts = [k for k in ("preamble", "prefill", "decode") if k in s]
+    assert parts == (["preamble", "prefill", "decode"] if args else ["preamble", "decode"])
+    for name in (*parts, "whole"):
+        st = s[name]
+        for key in ("by_class_ns", "by_layer_ns", "by_kind_ns", "by_tag_ns"):
+            assert sum(st[key].values()) == pytest.approx(st["latency_ns"], rel=1e-12), (
+                name, key)
+        assert st["by_class_ns"]["asic"] == pytest.approx(st["asic_exposed_ns"], rel=1e-12)
+    # the parts partition the whole program's time
+    assert sum(sum(s[k]["by_class_ns"].values()) for k in parts) == pytest.approx(
+        s["whole"]["latency_ns"], rel=1e-12)
+    assert sum(s[k]["asic_exposed_ns"] for k in parts) == pytest.approx(
+        s["whole"]["asic_exposed_ns"], rel=1e-12)
+    # the top-level breakdowns are the decode part's (the --stats help says so)
+    assert s["breakdown_by_class_ns"] == s["decode"]["by_class_ns"]
+    assert s["latency_ns_per_token"] * s["decode"]["tokens"] == pytest.approx(
+        sum(s["breakdown_by_class_ns"].values()), rel=1e-12)
+    # the two printed ASIC percentages agree in every part
+    for cls_pct, share in zip(re.findall(r"asic ([\d.]+) %", out),
+                              re.findall(r"ASIC share ([\d.]+)%", out), strict=True):
+        assert cls_pct == share
 
 
 @pytest.mark.parametrize("args,msg", [(["--context", "999"], "out of range"),

@@ -28,6 +28,7 @@ from pimgpt.sim.perf.report import (
     breakdown,
     ideal_pin_bytes,
     op_class,
+    range_begin,
     split_tag,
 )
 from pimgpt.sw.compiler import compile_decode_step, compile_generation
@@ -42,11 +43,12 @@ DEFAULT = load_hw("pimgpt-gddr6-8ch")
 # ---- the references: plain loops -----------------------------------------------------------
 def ref_attribute(res, lo=0, hi=None):
     hi = res.n_instr if hi is None else hi
-    side, start, end = res.side[lo:hi], res.start[lo:hi], res.end[lo:hi]
+    side, end = res.side[lo:hi], res.end[lo:hi]
     span = res.busy[lo:hi].astype(np.float64)
     charged = np.zeros(hi - lo)
     hidden = 0.0
-    seg_start_t = float(start[0]) if hi > lo else 0.0
+    # the range begins when every instruction before it has completed
+    seg_start_t = float(max((int(e) for e in res.end[:lo]), default=0))
     seg_lo = 0
     for b in list(np.nonzero(side == BARRIER)[0]) + [hi - lo]:
         idx = np.arange(seg_lo, b)
@@ -148,6 +150,22 @@ def test_generation_steps():
         assert_same(res, comp.tags, comp.program, TINY, step.start, hi)
     assert_same(res, None, comp.program, TINY)  # untagged
     assert_same(res, comp.tags[:40], comp.program, TINY)  # breakdown: tags shorter than it
+
+
+def test_consecutive_ranges_charge_each_cycle_once():
+    """The steps of a generation, charged apart, add up to the program's latency: each range
+    runs from the completion of everything before it (a step's opening SYNC dispatches at the
+    previous barrier, inside the previous step's last segment)."""
+    comp = compile_generation(get_model("tiny"), TINY, [1, 2, 3], 3)
+    res = PerfEngine(TINY).run(comp.program)
+    bounds = [0] + [s.start for s in comp.steps] + [res.n_instr]
+    total = 0.0
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        charged = attribute(res, comp.tags, lo, hi)[0].sum()
+        end = range_begin(res, hi) if hi < res.n_instr else res.cycles
+        assert charged == pytest.approx(end - range_begin(res, lo), rel=1e-12, abs=1e-9)
+        total += charged
+    assert total == pytest.approx(res.cycles, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

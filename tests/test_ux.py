@@ -46,6 +46,8 @@ def test_stats_help_says_which_figures_cover_the_whole_program():
     text = _option_help("run", "stats")
     assert "mac_utilization cover the whole program, preamble included" in text
     assert "prefill/decode sections leave the preamble out" in text
+    # the top-level breakdowns are the decode part's, not the whole program's
+    assert "top-level breakdown_*, mac_busy_efficiency and dram cover the decode section" in text
 
 
 def test_compile_new_tokens_has_no_silent_default():

@@ -6,9 +6,11 @@ instruction completes, the vector unit only the time it *extends* the segment be
 *exposed* time). Within a side the charge is split in proportion to the instructions' own time
 (PIM: on the channel that took longest, from the end of its previous instruction, or the
 dispatch, to completion; ASIC: busy time). A segment with no instruction is charged to its
-barrier. The charged times add up exactly to the total latency; the vector-unit time that runs
-under the PIM side is *hidden* (``hidden_ns``). So a segment whose PIM side runs 10 us and whose
-vector unit runs 10.1 us charges 10 us to the PIM and 0.1 us to the ASIC, and 10 us are hidden.
+barrier. The charged times add up exactly to the total latency (of a range of instructions, such
+as a part of a generation: from the completion of everything before it, :func:`range_begin`, to
+that of its own last instruction); the vector-unit time that runs under the PIM side is *hidden*
+(``hidden_ns``). So a segment whose PIM side runs 10 us and whose vector unit runs 10.1 us
+charges 10 us to the PIM and 0.1 us to the ASIC, and 10 us are hidden.
 
 Side totals (:func:`side_times`): ``pim_busy_ns`` is the union of the PIM instructions' spans,
 ``asic_busy_ns`` the vector unit's busy time, ``asic_exposed_ns`` its charged time (the ASIC share
@@ -77,11 +79,41 @@ def op_class(op: Op, kind: str) -> str:
     return "io"
 
 
+def range_begin(res: PerfResult, lo: int) -> int:
+    """Cycle at which the instructions from ``lo`` on begin: when every instruction before ``lo``
+    has completed (0 for the first).
+
+    Parameters
+    ----------
+    res : PerfResult
+    lo : int
+        Index of the range's first instruction.
+
+    Returns
+    -------
+    int
+        The boundary between ``[.., lo)`` and ``[lo, ..)``; :func:`attribute` charges a range
+        the time from its ``range_begin`` to the next range's.
+    """
+    return int(res.end[:lo].max(initial=0))
+
+
 def attribute(res: PerfResult, tags: list | None = None, lo: int = 0, hi: int | None = None):
     """Charge the latency of instructions ``[lo, hi)`` to instructions (module docstring).
 
-    Vectorised over the segments; every charge is the same floating-point expression as a
-    segment-by-segment loop would compute (``tests/test_perf_report.py`` compares the two).
+    The range's time runs from :func:`range_begin` of ``lo`` (the completion of everything
+    before it) to the completion of its last instruction, so consecutive ranges (the parts of a
+    generation) charge every cycle of the program once. Vectorised over the segments; every
+    charge is the same floating-point expression as a segment-by-segment loop would compute
+    (``tests/test_perf_report.py`` compares the two).
+
+    Parameters
+    ----------
+    res : PerfResult
+    tags : list of str or None
+        Unused (kept for the callers' symmetry with :func:`breakdown`).
+    lo, hi : int
+        The range of instructions (``hi``: default the end of the program).
 
     Returns
     -------
@@ -92,7 +124,7 @@ def attribute(res: PerfResult, tags: list | None = None, lo: int = 0, hi: int | 
     """
     hi = res.n_instr if hi is None else hi
     n = hi - lo
-    side, start, end = res.side[lo:hi], res.start[lo:hi], res.end[lo:hi]
+    side, end = res.side[lo:hi], res.end[lo:hi]
     span = res.busy[lo:hi].astype(np.float64)
     charged = np.zeros(n)
     if not n:
@@ -101,9 +133,11 @@ def attribute(res: PerfResult, tags: list | None = None, lo: int = 0, hi: int | 
     bars = np.nonzero(is_bar)[0]
     nseg = len(bars) + 1  # the last segment runs from the last barrier to the end
     seg = np.cumsum(is_bar) - is_bar  # segment of each instruction (barriers: the one they end)
-    # Each segment starts where the previous ended: the range's first start, then its barriers.
+    # Each segment starts where the previous ended: the range's beginning, then its barriers.
+    # Not the first instruction's dispatch: a step's opening SYNC dispatches at the previous
+    # barrier, inside the previous step's last segment, whose cycles that range already charges.
     t0 = np.empty(nseg)
-    t0[0] = float(start[0])
+    t0[0] = float(range_begin(res, lo))
     t0[1:] = end[bars].astype(np.float64)
     t1 = np.empty(nseg)
     t1[:-1] = t0[1:]

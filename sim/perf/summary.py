@@ -61,6 +61,18 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         ``preamble``) is one decode step after it, if the run marked the preamble's end.
     program : list of Instr, optional
         The simulated program (for the ideal pin bytes of ``dram``; ``None`` leaves them out).
+
+    Returns
+    -------
+    dict
+        Per part (``preamble``, ``prefill``, ``decode``; ``whole`` for the program) its
+        statistics, the breakdowns of each adding up to its ``latency_ns`` (the parts cut the
+        program's time at :func:`~pimgpt.sim.perf.report.range_begin` of their first
+        instructions). At the top level, ``cycles``, ``latency_ns``, ``energy_nj``,
+        ``row_hit_rate`` and ``mac_utilization`` are those of the whole program; the
+        ``*_per_token`` figures, ``breakdown_*``, ``mac_busy_efficiency`` and ``dram`` those of
+        the per-token part (decode, or prefill without decode; a program without steps is one
+        decode step), ``breakdown_*`` and ``dram`` totalled over its tokens.
     """
     from pimgpt.sw.compiler import Step, preamble_length
 
@@ -93,11 +105,11 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
     bounds = [s.start for s in steps] + [res.n_instr]
     # Instructions before the first step are the preamble (resident parameters, loaded once per
     # generation): reported apart, outside every per-token figure.
-    ends = [int(res.end[:bounds[0]].max()) if bounds[0] else 0]
-    for k in range(len(steps)):
-        hi = bounds[k + 1]
-        ends.append(int(res.end[bounds[k]:hi].max()) if hi > bounds[k] else ends[-1])
-    ends[-1] = res.cycles
+    # A part runs from the completion of everything before it to the next part's beginning: the
+    # boundaries at which ``attribute`` charges it, so its breakdowns add up to its latency.
+    # (``range_begin`` of each bound, from one running maximum.)
+    done = np.maximum.accumulate(res.end)
+    ends = [int(done[b - 1]) if b else 0 for b in bounds[:-1]] + [res.cycles]
     final = res.counters()
 
     def snap(i):
@@ -125,7 +137,8 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
 
 
 def _top_breakdowns(out: dict, part: dict) -> dict:
-    """Copy the per-token part's breakdowns to the top level of the statistics."""
+    """Copy the per-token part's breakdowns to the top level of the statistics (keys
+    ``breakdown_*``, totals of that part: they add up to its latency, not the program's)."""
     for key in ("by_layer_ns", "by_kind_ns", "by_class_ns", "energy_by_component_nj"):
         out[f"breakdown_{key}"] = part[key]
     tokens = part.get("tokens", 1)
