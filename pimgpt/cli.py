@@ -38,13 +38,14 @@ HANDLERS = {
 }
 
 
-def _add_model_args(p: argparse.ArgumentParser, hw_default: str) -> None:
+def _add_model_args(p: argparse.ArgumentParser, hw_default: str,
+                    model_default: str | None = "tiny", model_note: str = "") -> None:
     p.add_argument(
         "--model",
         "-m",
-        default="tiny",
+        default=model_default,
         help="preset name, shipped model, HF checkpoint dir or model YAML (docs/models.md; "
-        "default: tiny)",
+        f"default: tiny{model_note})",
     )
     p.add_argument(
         "--hw", default=None, help=f"hardware preset or YAML file (default: {hw_default})"
@@ -62,11 +63,14 @@ def _run_hw_default() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pimgpt import __version__
+
     parser = argparse.ArgumentParser(
         prog="pimgpt",
         description="DRAM processing-in-memory GPT accelerator: RTL, golden model, compiler, "
         "performance simulator.",
     )
+    parser.add_argument("--version", action="version", version=f"pimgpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     from pimgpt.core.config import DEFAULT_HW
@@ -110,21 +114,31 @@ def build_parser() -> argparse.ArgumentParser:
         help=HANDLERS["run"][2],
         description="Compile and run a model; print generated tokens (or text).",
     )
-    _add_model_args(p, _run_hw_default())
-    from pimgpt.apps.run_cli import BACKENDS
+    # Options that a run may ignore default to None, so that cli_run can tell an option the user
+    # gave (refused where it would be ignored) from the default (run_cli.RUN_DEFAULTS).
+    from pimgpt.apps.run_cli import BACKENDS, RUN_DEFAULTS
 
+    _add_model_args(p, _run_hw_default(), model_default=None,
+                    model_note="; with --program, the model named in its memmap.yaml")
     p.add_argument("--backend", choices=list(BACKENDS), default="golden",
-                   help="; ".join(f"{name}: {e.description}" for name, e in BACKENDS.items()))
+                   help="; ".join(f"{name}: {e.description}" for name, e in BACKENDS.items())
+                   + " (default: %(default)s)")
     p.add_argument("--prompt", default=None, help="comma-separated prompt token ids, e.g. 1,2,3")
     p.add_argument("--prompt-text", default=None, help="prompt as text (byte-level models)")
-    p.add_argument("--new-tokens", type=int, default=4, help="tokens to generate")
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="tokens to generate (default: {new_tokens}); perf: with --prompt or "
+                   "--prompt-text only".format(**RUN_DEFAULTS))
     p.add_argument(
         "--context",
         type=int,
         default=None,
-        help="perf backend: context length of the simulated decode step",
+        help="perf backend: the context the simulated decode step attends, or with --prompt the "
+        "KV-cache capacity (default: the model's maximum context in both cases)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights (presets)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="golden/rtl: seed of the random weights of an untrained preset or model "
+                   "YAML; a model with a checkpoint refuses it (default: {seed})"
+                   .format(**RUN_DEFAULTS))
     p.add_argument("--stats", default=None,
                    help="write statistics JSON here (perf: the top-level latency_ns, energy_nj, "
                    "row_hit_rate and mac_utilization cover the whole program, preamble "
@@ -138,14 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--program",
         default=None,
         help="golden: run this program.bin (from `pimgpt compile --prompt`) instead of "
-        "compiling one",
+        "compiling one; its prompt and token count are compiled in, so --prompt, --prompt-text "
+        "and --new-tokens are refused",
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
     from pimgpt.sim.cocotb_lib.runner import SIMULATORS
 
-    p.add_argument("--simulator", default=SIMULATORS[0], choices=SIMULATORS,
-                   help="rtl: HDL simulator")
+    p.add_argument("--simulator", default=None, choices=SIMULATORS,
+                   help="rtl: HDL simulator (default: {simulator})".format(**RUN_DEFAULTS))
 
     p = sub.add_parser(
         "paper",

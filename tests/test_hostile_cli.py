@@ -373,6 +373,37 @@ def program_without_memmap(root, inputs):
         "memmap.yaml: no such file; a compiled program needs the memmap.yaml"
 
 
+# A --program run fixes its prompt, token count and KV-cache capacity: options that would
+# change them were ignored.
+_PROGRAM_FIX = "(the program was compiled with its own prompt and number of tokens); drop it " \
+    "or recompile with `pimgpt compile ... --prompt IDS --new-tokens N`"
+
+
+@case("accepted")
+def program_with_prompt_and_new_tokens(root, inputs):
+    return ["run", "--program", inputs / "prog" / "program.bin", "--prompt", "1,2",
+            "--new-tokens", "5"], "--prompt is not used with --program " + _PROGRAM_FIX
+
+
+@case("accepted")
+def program_with_new_tokens(root, inputs):
+    return ["run", "--program", inputs / "prog" / "program.bin", "--new-tokens", "5"], \
+        "--new-tokens is not used with --program " + _PROGRAM_FIX
+
+
+@case("accepted")
+def program_with_prompt_text(root, inputs):
+    return ["run", "--program", inputs / "prog" / "program.bin", "--prompt-text", "ab"], \
+        "--prompt-text is not used with --program " + _PROGRAM_FIX
+
+
+@case("accepted")
+def program_with_context(root, inputs):
+    return ["run", "--program", inputs / "prog" / "program.bin", "--context", "8"], \
+        "--context is not used with --program (the program was compiled with its own KV-cache " \
+        "capacity); drop it or recompile with `pimgpt compile ... --context N`"
+
+
 # Partial outputs (issue: 6)
 def _blocked(root):
     (root / "file").write_text("a file, not a folder")

@@ -112,6 +112,41 @@ def stats_in_proc(root):
         ("No such file",), True
 
 
+# Options a run would ignore (docs/reliability.md: refused, not silently dropped).
+@case
+def run_perf_new_tokens_without_prompt(root):
+    # perf without a prompt simulates one decode step: it reported "decode: 1 token(s)".
+    return ["run", "--backend", "perf", "-m", "tiny", "--new-tokens", "2"], \
+        "--new-tokens is not used by the perf backend without --prompt (one decode step is " \
+        "simulated); drop it or give --prompt ids to simulate a generation", ("token(s)",), True
+
+
+@case
+def run_simulator_on_golden(root):
+    return ["run", "--simulator", "icarus"], \
+        "--simulator is not used by the golden backend; drop it or use --backend rtl", (), True
+
+
+@case
+def run_simulator_on_perf(root):
+    return ["run", "--backend", "perf", "--simulator", "verilator"], \
+        "--simulator is not used by the perf backend; drop it or use --backend rtl", (), True
+
+
+@case
+def run_seed_with_trained_model(root):
+    return ["run", "-m", "tiny-py", "--seed", "3"], \
+        "--seed is not used by model tiny-py: its weights come from its checkpoint, and the " \
+        "seed only draws random weights for untrained presets and model YAML files; drop " \
+        "--seed", (), True
+
+
+@case
+def run_seed_on_perf(root):
+    return ["run", "--backend", "perf", "--seed", "3"], \
+        "--seed is not used by the perf backend; drop it or use --backend golden or rtl", (), True
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_one_clean_line(name, tmp_path):
     root = tmp_path / "case"
@@ -132,3 +167,54 @@ def test_bad_input_is_one_clean_line(name, tmp_path):
     after.pop(".cache", None)
     assert after == before
     assert res.seconds < TIME_LIMIT
+
+
+def test_version(capsys):
+    from pimgpt import __version__
+    from pimgpt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"pimgpt {__version__}\n"
+
+
+def test_options_given_where_they_are_used_still_run(capsys):
+    """The refusals above are of options given where they are ignored: the same options where
+    they are used, and the defaults, still run."""
+    from pimgpt.cli import main
+
+    assert main(["run", "-m", "tiny", "--seed", "3", "--new-tokens", "1"]) == 0
+    assert main(["run", "--backend", "perf", "-m", "tiny", "--prompt", "1,2",
+                 "--new-tokens", "2"]) == 0
+    assert main(["run", "--backend", "perf", "-m", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "decode: 1 token(s)" in out and "decode: 2 token(s)" not in out
+
+
+def test_run_help_shows_the_defaults(capsys):
+    from pimgpt.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("tokens to generate (default: 4)", "(default: golden)",
+                  "(default: 0)", "(default: the model's maximum context",
+                  "HDL simulator (default: verilator)"):
+        assert words in text, words
+
+
+def test_program_runs_on_its_compiled_model(tmp_path, capsys):
+    """Without -m, a --program run takes the model named in its memmap.yaml: a tiny-py program
+    ran on tiny's random weights (the same shape passes the fingerprint check)."""
+    import json
+
+    from pimgpt.cli import main
+
+    out = tmp_path / "p"
+    assert main(["compile", "-m", "tiny-py", "--prompt", "100,101", "--new-tokens", "2",
+                 "-o", str(out)]) == 0
+    stats = tmp_path / "s.json"
+    assert main(["run", "--program", str(out / "program.bin"), "--stats", str(stats)]) == 0
+    st = json.loads(stats.read_text())
+    assert st["model"] == "tiny-py" and st["prompt"] == [100, 101] and len(st["tokens"]) == 2

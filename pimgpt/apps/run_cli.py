@@ -9,9 +9,12 @@ together (:class:`pimgpt.core.fileio.Outputs`: every destination checked before 
 written or none). The statistics JSON holds the backend's own figures plus ``backend``, ``model``,
 ``hw``, ``prompt``, ``seed``, ``compile_seconds`` and ``weights_seconds``.
 
-``--program``: the ``memmap.yaml`` beside the program gives the KV-cache capacity and its
-fingerprint must match the model, the hardware and the program (:mod:`pimgpt.sw.fingerprint`);
-the prompt and the number of tokens are those compiled into it.
+``--program``: the ``memmap.yaml`` beside the program gives the KV-cache capacity and the default
+model, and its fingerprint must match the model, the hardware and the program
+(:mod:`pimgpt.sw.fingerprint`); the prompt and the number of tokens are those compiled into it,
+so ``--prompt``, ``--prompt-text`` and ``--new-tokens`` are refused. Every option the run would
+ignore is refused (:func:`check_program_options`, :func:`check_backend_options`,
+:func:`check_run_options`).
 
 Backends are registered by name in :data:`BACKENDS` (:func:`register_backend` adds one);
 :func:`run_model` runs a model on a backend from Python.
@@ -27,7 +30,11 @@ from pathlib import Path
 from pimgpt.core.errors import PimgptError
 
 __all__ = ["BACKENDS", "BackendEntry", "register_backend", "make_program", "run_program",
-           "run_model", "load_program", "cli_run"]
+           "run_model", "load_program", "cli_run", "RUN_DEFAULTS"]
+
+#: Defaults of the ``pimgpt run`` options that parse as None: the handler refuses such an option
+#: where the run would ignore it only when the user gave it, then fills in these values.
+RUN_DEFAULTS = {"model": "tiny", "new_tokens": 4, "seed": 0, "simulator": "verilator"}
 
 
 class RunError(PimgptError):
@@ -80,16 +87,18 @@ def _rtl(options: dict):
 #: Backends of ``pimgpt run --backend NAME``.
 BACKENDS: dict[str, BackendEntry] = {
     "golden": BackendEntry(_golden, "functional, bit-exact: tokens and logits", None,
-                           ("logits", "program")),
+                           ("logits", "program", "seed")),
     "perf": BackendEntry(_perf, "cycle-accurate timing and energy", None,
                          ("timeline", "context")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
-                        "tiny-rtl", ("logits", "waves")),
+                        "tiny-rtl", ("logits", "waves", "seed", "simulator")),
 }
-#: Flags of the backend-specific options (argparse destination -> flag).
+#: Flags of the backend-specific options (argparse destination -> flag). ``--seed`` draws weights,
+#: which perf does not read (it times the program only).
 OPTION_FLAGS = {"logits": "--logits", "program": "--program", "timeline": "--timeline",
-                "waves": "--waves", "context": "--context"}
+                "waves": "--waves", "context": "--context", "seed": "--seed",
+                "simulator": "--simulator"}
 #: Optional output files a backend may offer (RunResult.files key -> option).
 FILE_OPTIONS = {"timeline": "--timeline", "waves": "--waves"}
 
@@ -123,6 +132,69 @@ def check_backend_options(args) -> None:
         if args.backend not in users:
             raise PimgptError(f"{flag} is not used by the {args.backend} backend; drop it or use "
                               f"--backend {' or '.join(users)}")
+
+
+def check_program_options(args) -> None:
+    """Refuse the options that a ``--program`` run ignores: the program fixes its prompt, its
+    number of tokens and its KV-cache capacity. Checked before :func:`check_backend_options`,
+    whose advice for ``--context`` (use perf) does not fit a program, which only golden runs.
+
+    Raises
+    ------
+    RunError
+        Naming the option and the fix.
+    """
+    if getattr(args, "program", None) is None:
+        return
+    given = [flag for dest, flag in (("prompt", "--prompt"), ("prompt_text", "--prompt-text"),
+                                     ("new_tokens", "--new-tokens"))
+             if getattr(args, dest, None) is not None]
+    if given:
+        raise RunError(f"{given[0]} is not used with --program (the program was compiled with its "
+                       "own prompt and number of tokens); drop it or recompile with `pimgpt "
+                       "compile ... --prompt IDS --new-tokens N`")
+    if getattr(args, "context", None) is not None:
+        raise RunError("--context is not used with --program (the program was compiled with its "
+                       "own KV-cache capacity); drop it or recompile with `pimgpt compile ... "
+                       "--context N`")
+
+
+def check_run_options(args, cfg) -> None:
+    """Refuse the options that this run would ignore, beyond those of a ``--program`` run
+    (:func:`check_program_options`) and of other backends (:func:`check_backend_options`):
+    ``--new-tokens`` on perf without a prompt; ``--seed`` with a trained model.
+
+    Raises
+    ------
+    RunError
+        Naming the option and the fix.
+    """
+    if (args.backend == "perf" and getattr(args, "new_tokens", None) is not None
+            and args.prompt is None and getattr(args, "prompt_text", None) is None):
+        raise RunError("--new-tokens is not used by the perf backend without --prompt (one "
+                       "decode step is simulated); drop it or give --prompt ids to simulate a "
+                       "generation")
+    if getattr(args, "seed", None) is not None and cfg.checkpoint:
+        raise RunError(f"--seed is not used by model {cfg.name}: its weights come from its "
+                       "checkpoint, and the seed only draws random weights for untrained presets "
+                       "and model YAML files; drop --seed")
+
+
+def _compiled_model(program: str) -> str:
+    """The model named in the memmap.yaml beside ``program``: the default ``-m`` of a
+    ``--program`` run, so that a tiny-py program does not run on tiny's random weights (the
+    same shape passes the fingerprint). The default model where it cannot be read: the program's
+    own checks then report the file."""
+    import yaml
+
+    from pimgpt.core.fileio import read_text
+
+    try:
+        info = yaml.safe_load(read_text(Path(program).with_name("memmap.yaml"), error=RunError))
+    except (PimgptError, ValueError, yaml.YAMLError):
+        return RUN_DEFAULTS["model"]
+    name = info.get("model") if isinstance(info, dict) else None
+    return name if isinstance(name, str) and name else RUN_DEFAULTS["model"]
 
 
 def make_program(cfg, hw, prompt, new_tokens: int, context: int | None = None):
@@ -273,9 +345,10 @@ def _backend_from_args(args, generation: bool):
     waves = getattr(args, "waves", None)
     if waves is not None and Path(waves).suffix not in (".fst", ".vcd"):
         raise RunError(f"--waves {waves}: give a .fst or .vcd file name")
+    simulator = getattr(args, "simulator", None)
     return make_backend(args.backend, progress=True, generation=generation,
                         timeline=getattr(args, "timeline", None) is not None,
-                        simulator=getattr(args, "simulator", "verilator"),
+                        simulator=RUN_DEFAULTS["simulator"] if simulator is None else simulator,
                         waves=Path(waves).suffix[1:] if waves else None)
 
 
@@ -294,19 +367,30 @@ def cli_run(args) -> int:
     from pimgpt.core.fileio import Outputs
     from pimgpt.sw import tokenizer
     from pimgpt.sw.models import get_model
-    from pimgpt.sw.prompt import prompt_from_args
+    from pimgpt.sw.prompt import check_new_tokens, prompt_from_args
 
+    # A bad value is named as such before any "not used" refusal: fixing it is the first step.
+    if getattr(args, "new_tokens", None) is not None:
+        check_new_tokens(args.new_tokens)
+    check_program_options(args)
     check_backend_options(args)
     outs = Outputs({"--stats": args.stats, "--logits": getattr(args, "logits", None),
                     "--timeline": getattr(args, "timeline", None),
                     "--waves": getattr(args, "waves", None)})
-    cfg = get_model(args.model)
     program = getattr(args, "program", None)
+    model = args.model
+    if model is None:
+        model = RUN_DEFAULTS["model"] if program is None else _compiled_model(program)
+    cfg = get_model(model)
+    check_run_options(args, cfg)
     prompt = None if program is not None else prompt_from_args(
         args, cfg, default=(0,) if args.backend != "perf" else None)
     backend = _backend_from_args(args, generation=prompt is not None or program is not None)
-    result = run_model(backend, args.model, hw=args.hw, prompt=prompt,
-                       new_tokens=args.new_tokens, seed=args.seed,
+    new_tokens = getattr(args, "new_tokens", None)
+    seed = getattr(args, "seed", None)
+    result = run_model(backend, model, hw=args.hw, prompt=prompt,
+                       new_tokens=RUN_DEFAULTS["new_tokens"] if new_tokens is None else new_tokens,
+                       seed=RUN_DEFAULTS["seed"] if seed is None else seed,
                        context=getattr(args, "context", None), program=program)
     prompt = result.stats["prompt"]
     if result.tokens is not None:
