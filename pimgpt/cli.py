@@ -52,6 +52,17 @@ def _add_model_args(p: argparse.ArgumentParser, hw_default: str,
     )
 
 
+def _add_cluster_args(p, in_process: bool = False) -> None:
+    """``--workers`` and ``--scheduler`` of a command whose points run on Dask (``in_process``:
+    ``--workers 1`` runs them in the calling process)."""
+    alone = "; 1: in this process" if in_process else ""
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"local cluster: worker processes (default: one per core{alone}); with "
+                   "--scheduler: wait for this many workers")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+
+
 def _run_hw_default() -> str:
     """The ``--hw`` default of ``pimgpt run``: the global preset, and each backend's own."""
     from pimgpt.apps.run_cli import BACKENDS
@@ -172,12 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", default=None, help="hardware preset or YAML")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
-    p.add_argument("--workers", type=int, default=None,
-                   help="points run side by side on a local Dask cluster of this many worker "
-                   "processes (default: one per core; 1: in this process); with --scheduler: "
-                   "wait for this many workers")
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    _add_cluster_args(p, in_process=True)
 
     p = sub.add_parser(
         "accuracy",
@@ -198,11 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="sweep specification YAML")
     p.add_argument("-o", "--output", required=True, help="output directory (resumed if present)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local cluster: worker processes (default: one per core); with "
-                   "--scheduler: wait for this many workers")
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    _add_cluster_args(p)
     p.add_argument("--cache-dir", default=None,
                    help="program cache directory (default: $PIMGPT_CACHE_DIR or ~/.cache/pimgpt)")
     p.add_argument("--no-cache", action="store_true",
