@@ -555,9 +555,9 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         need = mm.rows_used * dram.row_bytes * dram.slots
         raise MappingError(
             f"model {cfg.name} with a {context}-token KV cache needs {mm.rows_used} rows per bank "
-            f"({_mib(need)}) but hw {hw.name} has {dram.rows} rows per bank "
-            f"({_mib(dram.capacity_bytes)}); use a bigger --hw (more channels/banks/rows) "
-            "or a smaller model or --context"
+            f"({_mib(need)}) but hw {hw.name} ({dram.channels} channels x {dram.banks} banks) has "
+            f"{dram.rows} rows per bank ({_mib(dram.capacity_bytes)}); use a bigger --hw (more "
+            "channels/banks/rows) or a smaller model or --context"
         )
     return mm
 

@@ -218,7 +218,8 @@ class ModelConfig:
         if self.d_model % self.n_head:
             raise ModelError(
                 f"model {self.name}: d_model {self.d_model} is not divisible by "
-                f"n_head {self.n_head}"
+                f"n_head {self.n_head}; choose n_head so that d_model / n_head is a whole d_head "
+                "(a multiple of 16)"
             )
         if self.d_head % 16:
             raise ModelError(

@@ -128,6 +128,13 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def check_workers(workers: int | None) -> None:
+    """Refuse a ``--workers`` count below 1 (None: one per core) in one line that says the fix."""
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise SweepError(f"--workers {workers} must be at least 1; give a number of worker "
+                         "processes, or drop it for one per core")
+
+
 def _main_thread() -> bool:
     """Whether this is the main thread (the only one that may set signal handlers)."""
     return threading.current_thread() is threading.main_thread()
@@ -138,8 +145,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A Dask ``Client``: an embedded LocalCluster, or a connection to ``scheduler``."""
     from dask.distributed import Client, LocalCluster
 
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise SweepError(f"--workers {workers} must be at least 1")
+    check_workers(workers)
     cluster = None
     if scheduler:
         try:
@@ -353,8 +359,7 @@ def _locked(out: Path):
 def cli_sweep(args) -> int:
     """Entry point of ``pimgpt sweep``."""
     spec = load_spec(args.spec)
-    if args.workers is not None and args.workers < 1:
-        raise SweepError(f"--workers {args.workers} must be at least 1")
+    check_workers(args.workers)
     check_directory("-o", args.output)  # before a cluster is started for nothing
     cache_dir = args.cache_dir
     if cache_dir is not None:  # workers of a local cluster may run in another directory
@@ -364,7 +369,8 @@ def cli_sweep(args) -> int:
         nworkers = len(client.scheduler_info()["workers"])
         where = args.scheduler or "a local cluster"
         print(f"sweep {spec.name}: {len(spec.points())} points on {where} "
-              f"({nworkers} workers), output {args.output}", flush=True)
+              f"({nworkers} worker{'' if nworkers == 1 else 's'}), output {args.output}",
+              flush=True)
         o = run_sweep(spec, args.output, client, cache_dir=cache_dir, use_cache=use_cache)
     from pimgpt.apps.sweep_report import format_outcome
 

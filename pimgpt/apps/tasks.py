@@ -54,10 +54,9 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], labels: Sequence[str], bar, 
         The results in the order of ``tasks``. A task's exception is raised here (on a
         cluster: the first to fail; the cluster is closed before it leaves).
     """
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        from pimgpt.apps.sweep_run import SweepError
+    from pimgpt.apps.sweep_run import check_workers
 
-        raise SweepError(f"--workers {workers} must be at least 1")
+    check_workers(workers)
     if in_process(len(tasks), workers, scheduler):
         out = []
         for args, label in zip(tasks, labels, strict=True):
