@@ -115,7 +115,8 @@ def _trained_section(rep: dict) -> list[str]:
     held = meta.get("held_out", {})
     lines += [
         "## Trained byte-level models on held-out text", "",
-        f"Held-out text: the split the training script trains on (`pimgpt/sw/corpus.py`): "
+        "Held-out text: the files the training script leaves out of the corpus it trains on "
+        f"(`pimgpt/sw/corpus.py`), never seen in training: "
         f"{len(held.get('files', []))} stdlib files of this Python, {held.get('bytes', 0):,} "
         f"bytes, sha256 `{held.get('sha256', '-')[:16]}...`.",
         "",

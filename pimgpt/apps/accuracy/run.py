@@ -133,7 +133,7 @@ def run_accuracy(models: Sequence[str], quick: bool = False, hw_name: str | None
     sizes = QUICK if quick else FULL
     hw = load_hw(hw_name)
     t_start = time.perf_counter()
-    rep = {"meta": {"quick": quick, "models": list(models), "hw": hw_name or "default",
+    rep = {"meta": {"quick": quick, "models": list(models), "hw": hw.name,
                     "gb_elems": hw.dram.gb_elems, "seed": SEED, "machine": _machine(),
                     "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
            "random": {}, "trained": {}, "golden": {}, "ablation": {}, "skipped": {}}
