@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "paper",
         help=HANDLERS["paper"][2],
-        description="Run the 8 presets over context lengths; write Markdown, CSV and PNG plots.",
+        description="Run the 8 presets over context lengths; write Markdown, CSV and PNG plots. "
+        "The points run side by side on Dask (a local cluster, or --scheduler).",
     )
     p.add_argument("-o", "--output", default="build/paper",
                    help="output directory (default: %(default)s)")

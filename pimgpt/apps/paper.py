@@ -16,6 +16,10 @@ comes last. The Llama presets (and any other model that is not GPT-2-style named
 ``--models``) run on the 16- and 32-channel presets, contexts 128-4096 where they fit
 (:mod:`pimgpt.apps.paper_llama`).
 
+The points are independent: they run side by side on Dask (:mod:`pimgpt.apps.tasks`; an embedded
+cluster of one worker per core, ``--workers N``, or ``--scheduler ADDR``), and the report is the
+same wherever they ran.
+
 Outputs in ``-o DIR`` (written to a temporary folder first, moved in place at the end):
 ``results.md`` (tables), ``results.csv``, ``scaling.csv``, ``lanes.csv``, ``llama.csv``,
 ``units.csv`` and PNG plots.
