@@ -315,23 +315,29 @@ def yosys_cell_counts(name: str = "mac", hw=None, *, tool: str = "auto",
 #: minutes and GBs (pimgpt-gddr6-8ch, 2026-12-05: ``asic`` past 150 s and 1.7 GB, a ``channel``
 #: 57 s and 0.6 GB; ``system`` holds the ASIC and all 8 channels). tiny-rtl's ``system``: 54 s.
 LARGE_BLOCKS = ("system", "asic")
-#: Channels x banks and lanes up to which a system converts in about a minute (tiny-rtl's).
-SMALL_SYSTEM = (8, 16)
+#: The preset whose system converts in about a minute: larger ones get a warning.
+SMALL_PRESET = "tiny-rtl"
 
 
 def _warn_if_large(block: str, hw) -> None:
-    """Say on stderr, before a long conversion starts, what it builds and the small option."""
-    if hw is None:
-        from pimgpt.core.config import load_hw
+    """Say on stderr, before a long conversion starts, what it builds and the small option
+    (:data:`SMALL_PRESET`), when ``hw`` (None: the default preset) is larger than that."""
+    from pimgpt.core.config import load_hw
 
-        hw = load_hw(None)
-    d, lanes = hw.dram, hw.asic.vector_lanes
-    if d.channels * d.banks <= SMALL_SYSTEM[0] and lanes <= SMALL_SYSTEM[1]:
+    hw = load_hw(None) if hw is None else hw
+    small = load_hw(SMALL_PRESET)
+
+    def size(h):
+        return h.dram.channels * h.dram.banks, h.asic.vector_lanes
+
+    (units, lanes), (small_units, small_lanes) = size(hw), size(small)
+    if units <= small_units and lanes <= small_lanes:
         return
+    d, sd = hw.dram, small.dram
     print(f"pimgpt verilog: {block} of {hw.name} ({d.channels} channels x {d.banks} banks, "
           f"{lanes}-lane vector unit) is a large design: its conversion takes many minutes and "
-          "several GB of memory; --hw tiny-rtl (2 x 4 banks, 16 lanes) takes about a minute",
-          file=sys.stderr)
+          f"several GB of memory; --hw {SMALL_PRESET} ({sd.channels} x {sd.banks} banks, "
+          f"{small_lanes} lanes) takes about a minute", file=sys.stderr)
 
 
 def cli_verilog(args) -> int:

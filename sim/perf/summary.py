@@ -11,7 +11,14 @@ import numpy as np
 
 from pimgpt.sim.perf.energy import counter_diff, energy_of
 from pimgpt.sim.perf.engine import PerfEngine, PerfResult
-from pimgpt.sim.perf.report import MAC_OPS, attribute, breakdown, dram_figures, side_times
+from pimgpt.sim.perf.report import (
+    MAC_OPS,
+    attribute,
+    breakdown,
+    dram_figures,
+    range_begin,
+    side_times,
+)
 
 __all__ = ["summarize", "run_compiled", "simulate_model", "format_summary"]
 
@@ -107,9 +114,7 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
     # generation): reported apart, outside every per-token figure.
     # A part runs from the completion of everything before it to the next part's beginning: the
     # boundaries at which ``attribute`` charges it, so its breakdowns add up to its latency.
-    # (``range_begin`` of each bound, from one running maximum.)
-    done = np.maximum.accumulate(res.end)
-    ends = [int(done[b - 1]) if b else 0 for b in bounds[:-1]] + [res.cycles]
+    ends = [range_begin(res, b) for b in bounds[:-1]] + [res.cycles]
     final = res.counters()
 
     def snap(i):
