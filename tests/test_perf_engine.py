@@ -351,6 +351,14 @@ def test_dram_figures_of_an_ideal_gemv():
     r2 = PerfEngine(HW).run(app)
     d2 = dram_figures(r2, r2.counters(), app, None, HW)
     assert d2["pin_bytes"] == 16 * 32 and d2["ideal_pin_bytes"] == 16 * 2
+    # An accumulator spilled between two rows (RD_MAC) and restored (WR_BIAS): the read is no
+    # result, so the ideal stays one input vector and one read of the results.
+    spill = prog[:2] + [I(Op.RD_MAC, ch_mask=0xFF, dst=0), I(Op.WR_BIAS, ch_mask=0xFF, src=0),
+                        mac(1)] + prog[2:]
+    r3 = PerfEngine(HW).run(spill)
+    d3 = dram_figures(r3, r3.counters(), spill, None, HW)
+    assert d3["ideal_pin_bytes"] == d["ideal_pin_bytes"]
+    assert d3["pin_bytes"] == d["pin_bytes"] + 2 * 16 * 4 * 8
 
 
 def test_pim_busy_bound():

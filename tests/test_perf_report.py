@@ -111,6 +111,8 @@ def ref_ideal_pins(res, program, tags, hw, lo=0, hi=None):
         op = res.ops[i]
         if op in _PIN_ESSENTIAL:
             total += int(res.pins[i])
+        elif op == Op.WR_BIAS:  # a restore: the spill read that it undoes was no result
+            total -= int(res.pins[i])
         elif op in _PIN_APPENDS or (op == Op.RD_VEC and tags is not None
                                     and split_tag(tags[i])[1] == "embed"):
             total += program[i].args["n"] * elem

@@ -18,8 +18,9 @@ of the token is ``asic_exposed_ns`` / latency).
 
 DRAM figures (:func:`dram_figures`): activations against the whole-row ideal (MAC bank-columns /
 columns per row), bytes over the pins against the ideal (input vectors into the global buffers,
-results out, and the elements of the K/V-cache appends and the embedding reads; parameter reads
-and the unused part of element-wise column writes are the excess), register-mode visits per
+results out, and the elements of the K/V-cache appends and the embedding reads; parameter reads,
+accumulator spills and restores, and the unused part of element-wise column writes are the
+excess), register-mode visits per
 channel, and the PIM side's busy time against the bank-bandwidth floor.
 
 Lower bounds (:func:`pim_busy_bound`, :func:`latency_bound`): the least PIM busy time, and the
@@ -203,7 +204,10 @@ def ideal_pin_bytes(res: PerfResult, program, tags, hw: HwConfig, lo: int = 0,
     elem = hw.dram.column_bytes // hw.dram.col_elems
     codes = res.op_codes[lo:hi]
     essential = np.isin(codes, [int(op) for op in _PIN_ESSENTIAL])
-    total = int(res.pins[lo:hi][essential].sum())
+    # A spilled accumulator's RD_MAC is not a result: every WR_BIAS restores the bytes one read
+    # out (sw/compiler/accum.py), so the restores' bytes leave the reads' count as well.
+    restores = codes == int(Op.WR_BIAS)
+    total = int(res.pins[lo:hi][essential].sum()) - int(res.pins[lo:hi][restores].sum())
     for k in np.nonzero(np.isin(codes, [int(op) for op in (*_PIN_APPENDS, Op.RD_VEC)]))[0]:
         i = lo + int(k)
         if res.ops[i] != Op.RD_VEC or (tags is not None and split_tag(tags[i])[1] == "embed"):
