@@ -556,8 +556,8 @@ def map_model(cfg: ModelConfig, hw: HwConfig, context: int | None = None) -> Mem
         raise MappingError(
             f"model {cfg.name} with a {context}-token KV cache needs {mm.rows_used} rows per bank "
             f"({_mib(need)}) but hw {hw.name} ({dram.channels} channels x {dram.banks} banks) has "
-            f"{dram.rows} rows per bank ({_mib(dram.capacity_bytes)}); use a bigger --hw (more "
-            "channels/banks/rows) or a smaller model or --context"
+            f"{dram.rows} rows per bank ({_mib(dram.capacity_bytes)}); use hardware with more "
+            "channels, banks or rows (--hw, or a sweep's dram axes) or a smaller model or context"
         )
     return mm
 

@@ -275,8 +275,8 @@ def _dram_table(rows) -> list[str]:
            "(floor + whole-row switches + register-mode pin transfers, no mode switch or "
            "refresh) over the floor; latency bound = the least latency per token of any such "
            "schedule, refresh included; acts = bank activations / (MAC bank-columns / columns per "
-           "row); pins = bytes "
-           "over the pins / (input vectors + results + appended K/V and embedding elements); "
+           "row); pins = bytes over the pins / (input vectors + results, not accumulator "
+           "spills, + appended K/V and embedding elements); "
            "visits = register-mode visits per channel; switch cost = latency with the mode "
            "switches - latency with `dram.mode_switch: false`.", "",
            "| model | ctx | us/token (latency bound) | PIM busy us | ASIC busy us | "
