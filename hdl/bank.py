@@ -62,7 +62,10 @@ __all__ = ["Bank", "dram_cmd_layout", "ACCS_PER_BURST", "ARRAY_MODULE", "ARRAY_V
 #: instantiated by the bank and emitted beside the generated Verilog.
 ARRAY_MODULE = "pimgpt_dram_array"
 ARRAY_VERILOG = """\
-// Simulation model of one PIM bank's DRAM array (pimgpt, hdl/bank.py).
+// Simulation model of one PIM bank's DRAM array (pimgpt, hdl/bank.py). Every exported file that
+// instantiates it carries a copy; the guard lets several such files be compiled together.
+`ifndef PIMGPT_DRAM_ARRAY_V
+`define PIMGPT_DRAM_ARRAY_V
 module pimgpt_dram_array #(parameter WIDTH = 256, DEPTH = 16384, AW = 14, LANES = 16) (
     input  wire             clk,
     input  wire [AW-1:0]    raddr,
@@ -84,6 +87,7 @@ module pimgpt_dram_array #(parameter WIDTH = 256, DEPTH = 16384, AW = 14, LANES 
             if (wen[i]) mem[waddr][i*LW +: LW] <= wdata[i*LW +: LW];
     end
 endmodule
+`endif
 """
 
 #: fp32 accumulators per 32-byte RDMAC16/WRMAC16 burst.

@@ -37,7 +37,11 @@ def bank_verilog(hw: HwConfig, *, mac_add_latency: int = 1) -> str:
     from amaranth.back import verilog
 
     bank = Bank(hw, 0, mac_add_latency=mac_add_latency, array_model="verilog")
-    return verilog.convert(bank, name=BANK_MODULE, emit_src=False)
+    # Guarded like the array model: the channel and the system files both carry the module, so
+    # that they can be compiled together (for the same hardware: the first definition is kept).
+    guard = f"{BANK_MODULE.upper()}_V"
+    return (f"`ifndef {guard}\n`define {guard}\n"
+            + verilog.convert(bank, name=BANK_MODULE, emit_src=False) + "`endif\n")
 
 
 def _instance(bank: Bank) -> Instance:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.fileio import Outputs, check_directory
+from pimgpt.core.progress import progress_enabled
 
 from .rtl_blocks import register as _register_rtl_blocks
 
@@ -42,13 +43,15 @@ class Block:
 
     factory: Callable
     description: str
+    uses_hw: bool = True  #: the hardware config sizes it (``--hw`` changes its Verilog)
 
 
 #: name -> :class:`Block`; the names are also the Verilog module and file names.
 BLOCKS: dict[str, Block] = {}
 
 
-def register_block(name: str, factory: Callable, description: str) -> None:
+def register_block(name: str, factory: Callable, description: str,
+                   uses_hw: bool = True) -> None:
     """Register an RTL block for export.
 
     Parameters
@@ -60,12 +63,14 @@ def register_block(name: str, factory: Callable, description: str) -> None:
         ``None`` (use the defaults).
     description : str
         One line shown by ``pimgpt verilog list``.
+    uses_hw : bool
+        Whether ``factory`` reads ``hw`` (``pimgpt verilog list`` marks such blocks ``--hw``).
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"block name must be a Verilog identifier, not {name!r}")
     if name in BLOCKS:
         raise ValueError(f"block {name!r} is already registered")
-    BLOCKS[name] = Block(factory, description)
+    BLOCKS[name] = Block(factory, description, uses_hw)
 
 
 def _mac(hw):
@@ -94,9 +99,10 @@ def _fp32mul(hw):
 
 
 register_block("mac", _mac, "in-bank MAC unit: 16 bf16 pairs per cycle into an fp32 accumulator")
-register_block("bf16mul", _bf16mul, "exact bf16 x bf16 -> fp32 multiplier (1 cycle)")
-register_block("fp32add", _fp32add, "fp32 adder, RNE, DAZ/FTZ (2 cycles)")
-register_block("fp32mul", _fp32mul, "fp32 multiplier, RNE, DAZ/FTZ (2 cycles)")
+register_block("bf16mul", _bf16mul, "exact bf16 x bf16 -> fp32 multiplier (1 cycle)",
+               uses_hw=False)
+register_block("fp32add", _fp32add, "fp32 adder, RNE, DAZ/FTZ (2 cycles)", uses_hw=False)
+register_block("fp32mul", _fp32mul, "fp32 multiplier, RNE, DAZ/FTZ (2 cycles)", uses_hw=False)
 
 # System-level blocks (bank, channel, ASIC, system...): see rtl_blocks.py.
 _register_rtl_blocks(register_block)
@@ -342,20 +348,27 @@ def _warn_if_large(block: str, hw) -> None:
 
 def cli_verilog(args) -> int:
     """``pimgpt verilog BLOCK -o DIR [--hw HW]``; ``pimgpt verilog list`` lists the blocks."""
+    from pimgpt.core.config import load_hw
+
     if args.block == "list":
         width = max(map(len, BLOCKS))
         for name in block_names():
-            print(f"{name:<{width}}  {BLOCKS[name].description}")
+            b = BLOCKS[name]
+            print(f"{name:<{width}}  {b.description}{' (--hw)' if b.uses_hw else ''}")
+        print(f"(--hw): sized by the hardware config (default {load_hw(None).name}; "
+              f"{SMALL_PRESET} is the small one); give each config its own -o folder, as the "
+              "file names are the block names")
         return 0
     if args.block not in BLOCKS:  # unknown names fail before the config is even read
         build_block(args.block)
     hw = None
     if getattr(args, "hw", None) is not None:
-        from pimgpt.core.config import load_hw
-
         hw = load_hw(args.hw)
     if args.block in LARGE_BLOCKS:
         _warn_if_large(args.block, hw)
+    if progress_enabled():  # on a terminal: a conversion can take a minute before any output
+        name = (hw or load_hw(None)).name if BLOCKS[args.block].uses_hw else "no config"
+        print(f"pimgpt verilog: converting {args.block} ({name})...", file=sys.stderr, flush=True)
     path = write_verilog(args.block, args.output, hw)
     print(f"wrote {path}")
     return 0

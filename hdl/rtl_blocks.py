@@ -28,7 +28,9 @@ def _with_model(component):
 def _system(hw):
     from .system import System
 
-    return System(_hw(hw))
+    # Banks as instances of one shared module, as the RTL flow (`pimgpt run --backend rtl`)
+    # simulates them: the exported file is the Verilog that flow checks, under the block's name.
+    return System(_hw(hw), bank_instances=True)
 
 
 def _asic(hw):
@@ -38,9 +40,13 @@ def _asic(hw):
 
 
 def _channel(hw):
-    from .channel import Channel
+    from .bank import ARRAY_VERILOG
+    from .channel import Channel, bank_verilog
 
-    return _with_model(Channel(_hw(hw)))
+    hw = _hw(hw)
+    channel = Channel(hw, bank_instances=True)  # as in the system (see _system)
+    channel.extra_verilog = bank_verilog(hw) + ARRAY_VERILOG
+    return channel
 
 
 def _bank(hw):
@@ -113,14 +119,18 @@ def _frontend(hw):
     return Frontend()
 
 
+#: Blocks whose factory ignores the hardware config.
+HW_FREE = frozenset({"frontend"})
 #: name -> (factory, description)
 BLOCK_INFO = {
-    "system": (_system, "whole system: host interface + ASIC + PIM channels (--hw)"),
+    "system": (_system, "whole system: host interface + ASIC + PIM channels (the Verilog "
+                         "that `pimgpt run --backend rtl` simulates)"),
     "asic": (_asic, "ASIC: fetch/decode, PIM command generator, schedulers, vector unit, SRAM"),
-    "channel": (_channel, "PIM channel: banks, global buffer, command decode (--hw)"),
+    "channel": (_channel, "PIM channel: banks (instances of one pimgpt_bank), global buffer, "
+                           "command decode"),
     "bank": (_bank, "PIM bank: array model, row buffer, MAC unit, result register, timers"),
     "vector_unit": (_vector_unit, "vector unit: microcode sequencer, dual issue, asic.vector_lanes "
-                                  "lanes (--hw)"),
+                                  "lanes"),
     "scratchpad": (_scratchpad, "ASIC SRAM scratchpad, word and 16-word unaligned ports"),
     "pim_engine": (_pim_engine, "PIM instruction -> channel-op expander (of the pim_* parts)"),
     "pim_decode": (_pim_part("pim_decode"), "PIM engine: instruction fields -> generator commands"),
@@ -139,4 +149,4 @@ BLOCK_INFO = {
 def register(register_block) -> None:
     """Register every block of :data:`BLOCK_INFO` with ``register_block(name, factory, desc)``."""
     for name, (factory, description) in BLOCK_INFO.items():
-        register_block(name, factory, description)
+        register_block(name, factory, description, uses_hw=name not in HW_FREE)
