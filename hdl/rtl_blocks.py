@@ -26,11 +26,11 @@ def _with_model(component):
 
 
 def _system(hw):
-    from .system import System
+    from .system import SIMULATED, System
 
-    # Banks as instances of one shared module, as the RTL flow (`pimgpt run --backend rtl`)
-    # simulates them: the exported file is the Verilog that flow checks, under the block's name.
-    return System(_hw(hw), bank_instances=True)
+    # Built as the RTL flow (`pimgpt run --backend rtl`) builds it: the exported file is the
+    # Verilog that flow checks, under the block's name.
+    return System(_hw(hw), **SIMULATED)
 
 
 def _asic(hw):

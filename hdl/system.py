@@ -36,7 +36,11 @@ from .channel import Channel, bank_verilog
 from .controller import Asic
 from .fp import check_int
 
-__all__ = ["System", "HostOp", "host_cmd_layout", "dram_addr"]
+__all__ = ["System", "HostOp", "host_cmd_layout", "dram_addr", "SIMULATED"]
+
+#: How the RTL flow (``pimgpt run --backend rtl``) and ``pimgpt verilog system`` build the system:
+#: every bank an instance of one shared module, so Verilator compiles a bank once, not per bank.
+SIMULATED = {"bank_instances": True}
 
 
 class HostOp(enum.Enum, shape=4):

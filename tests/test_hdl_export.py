@@ -154,3 +154,15 @@ def test_large_blocks_say_so_before_converting(capsys):
     assert "--hw tiny-rtl" in err
     export._warn_if_large("asic", load_hw("tiny-rtl"))
     assert capsys.readouterr().err == ""
+
+
+def test_exported_system_is_built_as_the_rtl_flow_builds_it():
+    """``pimgpt verilog system`` and the RTL flow share ``hdl/system.py``'s ``SIMULATED``."""
+    from pimgpt.core.config import load_hw
+    from pimgpt.hdl.system import SIMULATED
+    from pimgpt.sim.cocotb_lib.system_run import _verilog_params
+
+    system = export.build_block("system", load_hw("tiny-rtl"))
+    assert system._bank_instances is SIMULATED["bank_instances"] is True
+    assert _verilog_params(8192)["bank_instances"] is True
+    assert "module pimgpt_bank(" in system.extra_verilog

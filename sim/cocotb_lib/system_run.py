@@ -83,8 +83,10 @@ def _rtl_key(hw: HwConfig, params: dict) -> str:
 
 
 def _verilog_params(prog_depth: int, out_depth: int = 256, cap_depth: int = 8192) -> dict:
+    from pimgpt.hdl.system import SIMULATED
+
     return {"prog_depth": prog_depth, "out_depth": out_depth, "cap_depth": cap_depth,
-            "bank_instances": True}
+            **SIMULATED}
 
 
 def _verilog_current(outdir: Path, key: str) -> bool:
