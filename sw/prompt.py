@@ -19,8 +19,11 @@ def parse_prompt(text: str, cfg) -> list[int]:
         try:
             tok = int(item)
         except ValueError:
+            # (Python refuses ints of more than 4300 digits: such an item is too large, not bad)
+            what = "is too large for a token id" if item.isdigit() else "is not a token id"
+            shown = item if len(item) <= 40 else f"{item[:20]}...({len(item)} characters)"
             raise PromptError(
-                f"prompt item {item!r} is not a token id; give comma-separated integers"
+                f"prompt item {shown!r} {what}; give comma-separated integers"
             ) from None
         if not 0 <= tok < cfg.vocab:
             raise PromptError(

@@ -138,6 +138,10 @@ def test_cli_errors(tmp_path, capsys):
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
     assert main(["compile", "-m", "tiny", "--prompt", "1,x", "-o", str(out)]) == 1
     assert "not a token id" in capsys.readouterr().err
+    # a 5001-digit item: named short, and as too large (Python's int() refuses it)
+    assert main(["compile", "-m", "tiny", "--prompt", "1," + "9" * 5001, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "too large for a token id" in err and "(5001 characters)" in err and len(err) < 200
     assert main(["run", "-m", "gpt2-small", "--prompt-text", "hi"]) == 1
     assert "byte-level" in capsys.readouterr().err
     assert main(["run", "-m", "tiny", "--prompt", "1", "--new-tokens", "65"]) == 1

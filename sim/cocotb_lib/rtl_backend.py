@@ -10,11 +10,13 @@ there is one comparison). The RTL's tokens and the logits it scanned
 (every word its ``ARGMAX`` read) are compared bit for bit with the golden run; a difference is the
 result's ``error``.
 
-Statistics: ``tokens``, ``golden_tokens``, ``cycles``, ``golden_match`` (true only when every
-token and every logit matched bit for bit), ``tokens_match``, ``logits_checked``,
-``logits_matching``, ``perf_cycles``, ``cycle_difference`` (relative),
-``column_commands_match_perf``, ``commands_rtl_vs_perf``, the DRAM command counts, protocol
-violations (always empty in a passing run), timings and ``build_dir``.
+Statistics (every key is described in docs/rtl.md, "Statistics of an RTL run"): ``tokens``,
+``golden_tokens``, ``cycles``, ``golden_match`` (true only when every token and every logit
+matched bit for bit), ``tokens_match``, ``logits_checked``, ``logits_matching``, ``perf_cycles``,
+``cycle_difference`` (a fraction of ``perf_cycles``), ``column_commands_match_perf``,
+``commands_rtl_vs_perf`` (channel -> command -> ``{"rtl": n, "perf": n}``), ``dram_commands``
+(channel -> commands the monitor saw), protocol violations (always empty in a passing run),
+timings and ``build_dir``.
 """
 
 from __future__ import annotations
@@ -110,10 +112,11 @@ class RtlBackend:
             "cycle_difference": (res.cycles - cmp["perf_cycles"]) / cmp["perf_cycles"]
             if cmp["perf_cycles"] else None,
             "column_commands_match_perf": cmp["column_sequences_equal"],
-            "commands_rtl_vs_perf": {str(c): v["rtl_vs_perf"]
-                                     for c, v in cmp["channels"].items()},
+            "commands_rtl_vs_perf": {
+                str(c): {cmd: {"rtl": r, "perf": p} for cmd, (r, p) in v["rtl_vs_perf"].items()}
+                for c, v in cmp["channels"].items()},
             "instructions": len(program.program),
-            "dram_commands": st.get("dram_commands"),
+            "dram_commands": {str(c): n for c, n in enumerate(st.get("dram_commands") or [])},
             "protocol_violations": st.get("violations", []),
             "dram_error": bool(st.get("dram_error")),
             "sim_seconds": sim_s,
