@@ -167,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and --new-tokens are refused",
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
-    p.add_argument("--waves", default=None, help="rtl: write waveforms (.vcd or .fst)")
+    p.add_argument("--waves", default=None,
+                   help="rtl: write waveforms (.vcd, or .fst where liblz4-dev is installed); "
+                   "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "
+                   "3-token prompt, 4 new tokens); plain, .vcd and .fst runs each build their "
+                   "own simulator model (minutes, once)")
     from pimgpt.sim.cocotb_lib.runner import SIMULATORS
 
     p.add_argument("--simulator", default=None, choices=SIMULATORS,

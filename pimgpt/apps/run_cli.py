@@ -22,6 +22,7 @@ Backends are registered by name in :data:`BACKENDS` (:func:`register_backend` ad
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -365,7 +366,6 @@ def _save_npy(array) -> Callable[[Path], None]:
 def cli_run(args) -> int:
     """``pimgpt run``; see the module docstring."""
     from pimgpt.core.fileio import Outputs
-    from pimgpt.sw import tokenizer
     from pimgpt.sw.models import get_model
     from pimgpt.sw.prompt import check_new_tokens, prompt_from_args
 
@@ -392,6 +392,37 @@ def cli_run(args) -> int:
                        new_tokens=RUN_DEFAULTS["new_tokens"] if new_tokens is None else new_tokens,
                        seed=RUN_DEFAULTS["seed"] if seed is None else seed,
                        context=getattr(args, "context", None), program=program)
+    try:
+        written = _report(result, outs)
+    finally:
+        # A file a backend offered but nobody took (an output failed, Ctrl-C) may be a GB
+        # waveform in the build cache: drop it (a no-op for one already moved into place).
+        for offered in result.files.values():
+            getattr(offered, "discard", lambda: None)()
+    if "--waves" in written:  # a dump grows by kB per cycle: say what this one cost
+        print(_waves_size(written["--waves"], result.stats.get("cycles")), file=sys.stderr)
+    if result.error:  # reported with its evidence: the outputs are written first
+        raise RunError(result.error)
+    return 0
+
+
+def _waves_size(path, cycles) -> str:
+    """One line: the waveform ``path``, its size and its bytes per simulated cycle."""
+    n = Path(path).stat().st_size
+    size, unit = float(n), "bytes"
+    for bigger in ("kB", "MB", "GB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    shown = f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+    per = f" ({cycles:,} simulated cycles, {n / cycles:,.0f} bytes per cycle)" if cycles else ""
+    return f"{path}: {shown} of waveforms{per}"
+
+
+def _report(result, outs) -> dict:
+    """Print the run's summary, write its outputs; the written files by option."""
+    from pimgpt.sw import tokenizer
+
     prompt = result.stats["prompt"]
     if result.tokens is not None:
         print("tokens: " + ",".join(str(t) for t in result.tokens))
@@ -414,6 +445,4 @@ def cli_run(args) -> int:
     for opt, path in written.items():
         hint = " (open in ui.perfetto.dev)" if opt == "--timeline" else ""
         print(f"{labels.get(opt, opt)}: {path}{hint}")
-    if result.error:  # reported with its evidence: the outputs are written first
-        raise RunError(result.error)
-    return 0
+    return written

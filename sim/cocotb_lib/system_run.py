@@ -20,7 +20,15 @@ from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 
 from .harness import write_if_changed
-from .runner import CocotbError, build_lock, call_in_simulator, default_build_root, needs_build
+from .runner import (
+    CocotbError,
+    build_lock,
+    call_in_simulator,
+    default_build_root,
+    fst_support_missing,
+    needs_build,
+)
+from .waves import remove_dumps
 
 __all__ = ["SystemResult", "system_verilog", "write_job", "run_system", "prog_depth_for",
            "announce_build"]
@@ -187,6 +195,10 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
     if waves:
         build_dir = build_dir.with_name(f"{build_dir.name}-waves-{waves}")
         if simulator == "verilator" and waves == "fst":
+            # Before the build folder exists: a build that cannot link its FST writer fails
+            # only after minutes and leaves that folder behind.
+            if fst_support_missing():
+                raise SystemRunError(fst_support_missing())
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
     with build_lock(build_dir):  # the build folder is in a cache shared by every process
@@ -228,6 +240,20 @@ def _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet, build_
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
+    try:
+        return _simulate(hw, build_dir, job, src, simulator, waves, quiet, build_args, p_idle,
+                         seed, verilog_s)
+    except BaseException:
+        # A failed or interrupted traced run leaves a partial dump (GBs) that nobody will take
+        # out of the cache; the build beside it stays for the next run.
+        if waves:
+            remove_dumps(build_dir, waves)
+        raise
+
+
+def _simulate(hw, build_dir, job, src, simulator, waves, quiet, build_args, p_idle, seed,
+              verilog_s) -> SystemResult:
+    """The simulation of :func:`_run_locked` and the checks of its result."""
     try:
         run = call_in_simulator(
             "pimgpt.sim.cocotb_lib.system_tb:run_job",
