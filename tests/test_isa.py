@@ -27,7 +27,9 @@ U32 = st.integers(min_value=0, max_value=2**32 - 1)
 @st.composite
 def instructions(draw):
     op = draw(st.sampled_from(list(Op)))
-    args = {name: draw(U32) for name in FIELDS[op]}
+    # SPEC's nonzero fields are at least 1: parse_asm refuses a zero count.
+    args = {name: draw(st.integers(min_value=1, max_value=2**32 - 1)
+                       if name in isa.SPEC[op].nonzero else U32) for name in FIELDS[op]}
     flags = draw(st.sampled_from([0, isa.VALID_FLAGS[op]]))
     return Instr(op, args, flags)
 
@@ -48,6 +50,7 @@ def test_binary_round_trip(program):
 @settings(max_examples=200, deadline=None)
 @given(programs)
 def test_asm_round_trip(program):
+    program = program + [I(Op.EOC)]  # a program ends with EOC (parse_asm refuses one without)
     text = isa.to_asm(program)
     back = isa.parse_asm(text)
     assert back == program
@@ -61,9 +64,9 @@ def test_f32_immediates_text():
     assert ins.to_text() == "VSCALE dst=1 a=2 n=3 scale_f32=0.125"
     nan = isa.I(Op.VFILL, dst=0, n=1, value_f32=0xFFC00001)
     assert "value_f32=0xffc00001" in nan.to_text()
-    assert isa.parse_asm(nan.to_text())[0]["value_f32"] == 0xFFC00001
+    assert isa.parse_asm(nan.to_text(), complete=False)[0]["value_f32"] == 0xFFC00001
     neg_zero = isa.I(Op.VFILL, dst=0, n=1, value_f32=0x80000000)
-    assert isa.parse_asm(neg_zero.to_text())[0]["value_f32"] == 0x80000000
+    assert isa.parse_asm(neg_zero.to_text(), complete=False)[0]["value_f32"] == 0x80000000
 
 
 def _valid_blob(n=3):
@@ -147,9 +150,9 @@ def test_bad_asm_names_the_line(line, words):
 
 def test_program_error_is_user_facing():
     assert issubclass(ProgramError, PimgptError)
-    ins = isa.I(Op.RD_VEC, isa.FLAG_VEC_FROM_REG, dst=0, n=16, vec=3)
+    ins = isa.I(Op.RD_VEC, isa.FLAG_VEC_FROM_REG, dst=0, n=16, vec=3, n_local=1, vec_len=16)
     assert ins.flags == isa.FLAG_VEC_FROM_REG
-    assert isa.parse_asm(ins.to_text()) == [ins]
+    assert isa.parse_asm(ins.to_text(), complete=False) == [ins]
     with pytest.raises(ProgramError):
         Instr(Op.VADD, {"dst": np.float32(1.0)})
 
@@ -223,8 +226,84 @@ def test_docs_list_every_opcode_with_its_fields():
 def test_defaults_fill_missing_fields_and_version_is_checked():
     assert I(Op.RD_MAC, ch_mask=1, dst=0)["nacc"] == 1
     assert I(Op.SOFTMAX, dst=0, src=0, n=4)["rows"] == 1
-    assert isa.parse_asm("RD_MAC ch_mask=0x1 dst=3")[0]["nacc"] == 1
+    assert isa.parse_asm("RD_MAC ch_mask=0x1 dst=3 acc=2\nEOC")[0]["nacc"] == 1
+    assert isa.parse_asm("softmax dst=0 src=8 n=4\neoc")[0]["rows"] == 1
     blob = bytearray(encode([I(Op.EOC)]))
     blob[8] = 1  # version 1
     with pytest.raises(ProgramError, match="version 1"):
         isa.decode(bytes(blob))
+
+
+# ---- strict text form (parse_asm) ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        # A field without a SPEC default must be given: row 0 was taken for a missing row.
+        ("MAC_ABK ch_mask=0x1 col=0 ncols=1 gb_col=0 acc=0\nEOC",
+         r"prog\.asm:1: MAC_ABK lacks row; add row=\.\.\. \(its fields: ch_mask row col ncols"),
+        ("VSCALE dst=0 a=0 n=4\nEOC", r"prog\.asm:1: VSCALE lacks scale_f32; add scale_f32="),
+        ("SYNC\nVADD dst=0 a=0 n=4\nEOC", r"prog\.asm:2: VADD lacks b; add b=\.\.\."),
+        # SPEC's nonzero counts
+        ("VREDUCE dst=0 src=0 n=4 k=0\nEOC", r"prog\.asm:1: VREDUCE k=0; k must be at least 1"),
+        ("RD_MAC ch_mask=0x1 dst=0 acc=0 nacc=0\nEOC", r"prog\.asm:1: RD_MAC nacc=0"),
+        # A program ends with EOC.
+        ("", r"prog\.asm: the program has no instructions; it must end with EOC"),
+        ("# only a comment\n\n", r"prog\.asm: the program has no instructions"),
+        ("SYNC\nVADD dst=0 a=0 b=0 n=4\n", r"prog\.asm: the program does not end with EOC; "
+                                           r"it is truncated, add an EOC line"),
+    ],
+)
+def test_strict_asm(text, words):
+    with pytest.raises(ProgramError, match=words) as info:
+        isa.parse_asm(text, source="prog.asm")
+    assert "\n" not in str(info.value)
+
+
+def test_asm_defaults_flags_and_lowercase():
+    prog = isa.parse_asm("rd_mac ch_mask=0x3 dst=16 acc=1  # nacc defaults to 1\n"
+                         "VFILL dst=0 n=2 value_f32=-inf\n"
+                         "RD_VEC dst=0 n=16 vec=2 region_row=1 n_local=1 vec_len=16 flags=0x1\n"
+                         "eoc\n")
+    assert [ins.op for ins in prog] == [Op.RD_MAC, Op.VFILL, Op.RD_VEC, Op.EOC]
+    assert prog[0].args == {"ch_mask": 3, "dst": 16, "acc": 1, "nacc": 1}
+    assert prog[1]["value_f32"] == 0xFF800000 and prog[2].flags == FLAG_VEC_FROM_REG
+    # A fragment (no EOC) parses when asked for one.
+    assert isa.parse_asm("SYNC", complete=False) == [I(Op.SYNC)]
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny-py"])
+def test_compiled_asm_round_trips_byte_identically(model, tmp_path):
+    """Every field the compiler writes is parsed back: program.asm gives program.bin's bytes,
+    and the instructions write the same lines again."""
+    from pimgpt.core.config import load_hw
+    from pimgpt.sw.compiler import compile_generation
+    from pimgpt.sw.models import get_model
+
+    compile_generation(get_model(model), load_hw(None), [1, 2], 2).write(tmp_path)
+    text = (tmp_path / "program.asm").read_text()
+    prog = isa.parse_asm(text)
+    assert isa.encode(prog) == (tmp_path / "program.bin").read_bytes()
+    assert isa.to_asm(prog) == "".join(line + "\n" for line in text.splitlines()
+                                       if not line.startswith("#"))
+    assert len(prog) > 100 and prog[-1].op is Op.EOC
+
+
+def test_docs_program_files_examples_work(tmp_path, monkeypatch):
+    """docs/isa.md "Program files": its assembly example parses and its two-liner makes the
+    binary of an assembly file."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
+    section = text.split("## Program files", 1)[1]
+    asm_block, _, python_block = re.findall(r"```(?:python)?\n(.*?)```", section, re.S)
+    prog = isa.parse_asm(asm_block)
+    assert [ins.op for ins in prog][-2:] == [Op.VSCALE, Op.EOC]
+    assert prog[3]["value_f32"] == 0xFF800000 and prog[1].flags == FLAG_VEC_FROM_REG
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "DIR" / "program.asm").write_text(asm_block)
+    monkeypatch.chdir(tmp_path)
+    exec(python_block, {})
+    assert (tmp_path / "DIR" / "program.bin").read_bytes() == encode(prog)
+    assert f"a {HEADER.size}-byte header" in section
+    assert f"one {INSTR.size}-byte ({INSTR.size * 8}-bit)" in section

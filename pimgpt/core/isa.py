@@ -6,7 +6,8 @@ binary form is fixed-width: a 16-byte header then 32 bytes per instruction, litt
     header : magic b"PIMGPT\\0\\0" | version u16 | reserved u16 | count u32
     instr  : opcode u16 | flags u16 | f0..f6 u32
 
-The text form is one instruction per line, ``OPNAME key=value ...`` with ``#`` comments. Float
+The text form (:mod:`pimgpt.core.asm`; ``parse_asm``/``to_asm`` are importable from here too) is
+one instruction per line, ``OPNAME key=value ...`` with ``#`` comments. Float
 immediates are written as decimal (exact for float32) and stored as their fp32 bit pattern; a NaN
 is written as its hexadecimal bit pattern (``scale_f32=0x7fc00000``) so that its bits survive.
 
@@ -516,46 +517,28 @@ def decode(blob: bytes, source: str = "program") -> list[Instr]:
     return program
 
 
-# ---------------------------------------------------------------------------------------------
-# Text form
-# ---------------------------------------------------------------------------------------------
-def to_asm(program: list[Instr]) -> str:
-    """Assembly text for a program, one instruction per line."""
-    return "".join(ins.to_text() + "\n" for ins in program)
+def check_complete(program: list[Instr], source: str = "program") -> None:
+    """Refuse a program that does not end with ``EOC`` (an executor would run off its end).
+
+    Raises
+    ------
+    ProgramError
+        Naming the source and the fix.
+    """
+    if not program:
+        raise ProgramError(f"{source}: the program has no instructions; it must end with EOC "
+                           "(recompile with `pimgpt compile`)")
+    if program[-1].op is not Op.EOC:
+        raise ProgramError(f"{source}: the program does not end with EOC; it is truncated, add "
+                           "an EOC line or recompile")
 
 
-def parse_asm(text: str, source: str = "program.asm") -> list[Instr]:
-    """Parse assembly text; errors name the line."""
-    program = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, *pairs = line.split()
-        try:
-            op = Op[name.upper()]
-        except KeyError:
-            raise ProgramError(f"{source}:{lineno}: unknown instruction {name!r}") from None
-        args, flags, seen = {}, 0, set()
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise ProgramError(f"{source}:{lineno}: expected key=value, got {pair!r}")
-            if key in seen:
-                raise ProgramError(f"{source}:{lineno}: field {key!r} given twice")
-            seen.add(key)
-            try:
-                if key == "flags":
-                    flags = int(value, 0)
-                elif key.endswith("_f32"):
-                    is_bits = value.lower().startswith("0x")
-                    args[key] = int(value, 16) if is_bits else f32_bits(float(value))
-                else:
-                    args[key] = int(value, 0)
-            except ValueError:
-                raise ProgramError(f"{source}:{lineno}: bad value {pair!r}") from None
-        try:
-            program.append(Instr(op, args, flags))
-        except ProgramError as exc:
-            raise ProgramError(f"{source}:{lineno}: {exc}") from None
-    return program
+def __getattr__(name: str):
+    """``parse_asm`` and ``to_asm``: the text form lives in :mod:`pimgpt.core.asm` (this module's
+    size) and stays importable from here, where callers look for the ISA. Looked up lazily, as
+    :mod:`pimgpt.core.asm` imports this module."""
+    if name in ("parse_asm", "to_asm"):
+        from pimgpt.core import asm
+
+        return getattr(asm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
