@@ -70,7 +70,8 @@ def _run_hw_default() -> str:
 
     own = [f"{e.default_hw} with --backend {name}" for name, e in BACKENDS.items()
            if e.default_hw]
-    return "; ".join([DEFAULT_HW] + own)
+    return "; ".join([DEFAULT_HW] + own + ["with --program, the hardware named in its "
+                                           "memmap.yaml"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--program",
         default=None,
-        help="golden: run this program.bin (from `pimgpt compile --prompt`) instead of "
-        "compiling one; its prompt and token count are compiled in, so --prompt, --prompt-text "
-        "and --new-tokens are refused",
+        help="golden/perf: run this program.bin or (edited) program.asm from `pimgpt compile "
+        "--prompt` instead of compiling one, on the model and hardware of the memmap.yaml beside "
+        "it; its prompt and token count are compiled in, so --prompt, --prompt-text and "
+        "--new-tokens are refused",
     )
     p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
     p.add_argument("--waves", default=None,

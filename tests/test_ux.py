@@ -27,7 +27,7 @@ def _option_help(command: str, dest: str) -> str:
 def test_run_hw_help_names_the_rtl_default():
     text = _option_help("run", "hw")
     assert text == "hardware preset or YAML file (default: pimgpt-gddr6-8ch; tiny-rtl with " \
-        "--backend rtl)"
+        "--backend rtl; with --program, the hardware named in its memmap.yaml)"
 
 
 def test_compile_hw_help_names_its_default_only():

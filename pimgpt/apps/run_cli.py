@@ -2,19 +2,22 @@
 
 The handler parses the model, the hardware and the prompt; makes the program (a generation of
 ``--new-tokens`` after the prompt; for perf without a prompt, one decode step at ``--context``; or
-``--program``, a program.bin made by ``pimgpt compile --prompt``); loads the weights when the
-backend needs them; runs the backend; prints the tokens (and the text of byte-level models) and
-the backend's summary; and writes ``--stats``, ``--logits``, ``--timeline`` and ``--waves``
-together (:class:`pimgpt.core.fileio.Outputs`: every destination checked before the run, all
-written or none). The statistics JSON holds the backend's own figures plus ``backend``, ``model``,
-``hw``, ``prompt``, ``seed``, ``compile_seconds`` and ``weights_seconds``.
+``--program``, a program.bin or program.asm of ``pimgpt compile --prompt``); loads the weights
+when the backend needs them; runs the backend; prints the tokens (and the text of byte-level
+models) and the backend's summary; and writes ``--stats``, ``--logits``, ``--timeline`` and
+``--waves`` together (:class:`pimgpt.core.fileio.Outputs`: every destination checked before the
+run, all written or none). The statistics JSON holds the backend's own figures plus ``backend``,
+``model``, ``hw``, ``prompt``, ``seed``, ``compile_seconds`` and ``weights_seconds``.
 
-``--program``: the ``memmap.yaml`` beside the program gives the KV-cache capacity and the default
-model, and its fingerprint must match the model, the hardware and the program
-(:mod:`pimgpt.sw.fingerprint`); the prompt and the number of tokens are those compiled into it,
-so ``--prompt``, ``--prompt-text`` and ``--new-tokens`` are refused. Every option the run would
-ignore is refused (:func:`check_program_options`, :func:`check_backend_options`,
-:func:`check_run_options`).
+``--program`` (golden and perf; :mod:`pimgpt.apps.program_file`): the binary or the (edited)
+assembly; the ``memmap.yaml`` beside it gives the KV-cache capacity, the default model and the
+default hardware, and its fingerprint must match the model shape and the hardware
+(:mod:`pimgpt.sw.fingerprint`); a ``-m`` or ``--hw`` that contradicts it is refused. The prompt
+and the number of tokens are those compiled into it, so ``--prompt``, ``--prompt-text`` and
+``--new-tokens`` are refused. The rtl backend refuses ``--program`` (not wired up: a program
+runs on its own hardware, and on the default 8-channel preset an RTL simulation would take far
+too long; run it on golden or perf). Every option the run would ignore is refused
+(:func:`check_program_options`, :func:`check_backend_options`, :func:`check_run_options`).
 
 Backends are registered by name in :data:`BACKENDS` (:func:`register_backend` adds one);
 :func:`run_model` runs a model on a backend from Python.
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pimgpt.apps.program_file import LoadedProgram, load_program
 from pimgpt.core.errors import PimgptError
 
 __all__ = ["BACKENDS", "BackendEntry", "register_backend", "make_program", "run_program",
@@ -90,7 +94,7 @@ BACKENDS: dict[str, BackendEntry] = {
     "golden": BackendEntry(_golden, "functional, bit-exact: tokens and logits", None,
                            ("logits", "program", "seed")),
     "perf": BackendEntry(_perf, "cycle-accurate timing and energy", None,
-                         ("timeline", "context")),
+                         ("timeline", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
                         "tiny-rtl", ("logits", "waves", "seed", "simulator")),
@@ -138,7 +142,7 @@ def check_backend_options(args) -> None:
 def check_program_options(args) -> None:
     """Refuse the options that a ``--program`` run ignores: the program fixes its prompt, its
     number of tokens and its KV-cache capacity. Checked before :func:`check_backend_options`,
-    whose advice for ``--context`` (use perf) does not fit a program, which only golden runs.
+    whose advice for ``--context`` (use perf) does not fit a program.
 
     Raises
     ------
@@ -181,23 +185,6 @@ def check_run_options(args, cfg) -> None:
                        "and model YAML files; drop --seed")
 
 
-def _compiled_model(program: str) -> str:
-    """The model named in the memmap.yaml beside ``program``: the default ``-m`` of a
-    ``--program`` run, so that a tiny-py program does not run on tiny's random weights (the
-    same shape passes the fingerprint). The default model where it cannot be read: the program's
-    own checks then report the file."""
-    import yaml
-
-    from pimgpt.core.fileio import read_text
-
-    try:
-        info = yaml.safe_load(read_text(Path(program).with_name("memmap.yaml"), error=RunError))
-    except (PimgptError, ValueError, yaml.YAMLError):
-        return RUN_DEFAULTS["model"]
-    name = info.get("model") if isinstance(info, dict) else None
-    return name if isinstance(name, str) and name else RUN_DEFAULTS["model"]
-
-
 def make_program(cfg, hw, prompt, new_tokens: int, context: int | None = None):
     """A generation of ``new_tokens`` after ``prompt`` (``context``: the KV-cache capacity), or,
     when ``prompt`` is None, one decode step attending ``context`` tokens (default: the model's
@@ -236,7 +223,7 @@ def run_program(backend, program, hw, seed: int = 0, prompt=None):
     return result
 
 
-def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
+def run_model(backend, model: str | None, *, hw: str | None = None, prompt=None,
               prompt_text: str | None = None, new_tokens: int = 4, seed: int = 0,
               context: int | None = None, program: str | None = None):
     """Make the program for ``model`` and run it on ``backend`` (what ``pimgpt run`` does).
@@ -245,10 +232,12 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
     ----------
     backend : Backend or str
         A backend object, or a registered name (made with default options).
-    model : str
-        Preset, shipped model, checkpoint folder or model YAML.
+    model : str or None
+        Preset, shipped model, checkpoint folder or model YAML (None with ``program``: the model
+        its memmap.yaml names).
     hw : str, optional
-        Hardware preset or YAML (default: the backend's default hardware).
+        Hardware preset or YAML (default: the program's hardware with ``program``, else the
+        backend's default hardware).
     prompt : list of int, optional
         Prompt ids; ``prompt_text`` (byte-level models) instead. Without either, a backend that
         computes data generates after ``[0]``; perf simulates one decode step at ``context``.
@@ -256,9 +245,11 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
         Tokens to generate; seed of random weights.
     context : int, optional
         KV-cache capacity (with a prompt), or the tokens the decode step attends (without).
-    program : str, optional
-        A program.bin of ``pimgpt compile`` to run instead of compiling (see the module
-        docstring); ``prompt``/``new_tokens`` are then those compiled into it.
+    program : str or LoadedProgram, optional
+        A program.bin or program.asm of ``pimgpt compile`` to run instead of compiling (see the
+        module docstring), or one read by :func:`~pimgpt.apps.program_file.load_program`;
+        ``prompt``/``new_tokens`` are then those compiled into it, and the statistics say
+        ``program_edited`` when it differs from the one compiled with its memmap.yaml.
 
     Returns
     -------
@@ -272,8 +263,14 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
     if isinstance(backend, str):
         backend = make_backend(backend)
     entry = BACKENDS.get(backend.name)
-    cfg = get_model(model)
-    hwc = load_hw(entry.default_hw if hw is None and entry else hw)
+    loaded = program if isinstance(program, LoadedProgram) else None
+    if program is not None:
+        if loaded is None:
+            loaded = load_program(program, model, hw)
+        cfg, hwc = loaded.cfg, loaded.hw
+    else:
+        cfg = get_model(model)
+        hwc = load_hw(entry.default_hw if hw is None and entry else hw)
     checkpoint.check_seed(seed)
     check_new_tokens(new_tokens)
     if context is not None and (isinstance(context, bool) or not isinstance(context, int)
@@ -287,59 +284,21 @@ def run_model(backend, model: str, *, hw: str | None = None, prompt=None,
     if prompt is None and program is None and backend.needs_weights:
         prompt = [0]
     t0 = time.perf_counter()
-    if program is not None:
-        compiled, prompt = load_program(program, cfg, hwc)
+    if loaded is not None:
+        compiled, prompt = loaded.compiled, loaded.prompt
     else:
         compiled = make_program(cfg, hwc, prompt, new_tokens, context)
     compile_seconds = time.perf_counter() - t0
     result = run_program(backend, compiled, hwc, seed, prompt)
     result.stats.setdefault("compile_seconds", compile_seconds)
+    if loaded is not None:
+        result.stats.setdefault("program", loaded.path)
+        result.stats.setdefault("program_edited", loaded.edited)
     if backend.name == "perf":
-        result.stats.setdefault("context", context if prompt is not None else
+        result.stats.setdefault("context", compiled.memmap.context if loaded else
+                                context if prompt is not None else
                                 (cfg.ctx if context is None else context))
     return result
-
-
-def load_program(path: str, cfg, hw):
-    """A :class:`~pimgpt.sw.compiler.CompiledProgram` from a ``program.bin`` of ``pimgpt compile``
-    (and the ``memmap.yaml`` beside it), and the prompt compiled into it."""
-    import yaml
-
-    from pimgpt.core.fileio import read_bytes, read_text
-    from pimgpt.core.isa import FLAG_VEC_FROM_REG, Op, decode
-    from pimgpt.sw.compiler import CompiledProgram, Step
-    from pimgpt.sw.fingerprint import check_fingerprint
-    from pimgpt.sw.mapper import MappingError, map_model
-
-    p = Path(path)
-    blob = read_bytes(path, "program file", RunError,
-                      missing="make a program.bin with `pimgpt compile --prompt ...`")
-    program = decode(blob, source=str(path))
-    if not program or program[-1].op is not Op.EOC:
-        raise RunError(f"{path}: the program does not end with EOC; it is truncated, recompile it")
-    mm_file = p.with_name("memmap.yaml")
-    text = read_text(mm_file, "memory map", RunError,
-                     missing=f"a compiled program needs the memmap.yaml written beside "
-                             f"{p.name} by `pimgpt compile`; keep the files together")
-    try:
-        info = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RunError(f"{mm_file}: malformed YAML; recompile") from None
-    if not isinstance(info, dict):
-        raise RunError(f"{mm_file}: not a memory map (a mapping); recompile")
-    check_fingerprint(info, cfg, hw, blob, str(mm_file))
-    try:
-        memmap = map_model(cfg, hw, info.get("context"))
-    except MappingError as exc:
-        raise RunError(f"{mm_file}: {exc}") from None
-    # Every compiled step reads its token embedding by register once: that marks the steps.
-    starts = [i for i, ins in enumerate(program)
-              if ins.op is Op.RD_VEC and ins.flags & FLAG_VEC_FROM_REG]
-    steps = [Step(start, pos, None, False) for pos, start in enumerate(starts)]
-    prompt = [ins["imm"] for ins in program if ins.op is Op.SETR]
-    compiled = CompiledProgram(program=program, memmap=memmap, tags=[""] * len(program),
-                               scratchpad_words_used=0, steps=steps)
-    return compiled, prompt
 
 
 def _backend_from_args(args, generation: bool):
@@ -379,9 +338,12 @@ def cli_run(args) -> int:
                     "--waves": getattr(args, "waves", None)})
     program = getattr(args, "program", None)
     model = args.model
-    if model is None:
-        model = RUN_DEFAULTS["model"] if program is None else _compiled_model(program)
-    cfg = get_model(model)
+    if program is not None:  # the model (and hardware) named in its memmap.yaml by default
+        program = load_program(program, model, args.hw)
+        cfg = program.cfg
+    else:
+        model = RUN_DEFAULTS["model"] if model is None else model
+        cfg = get_model(model)
     check_run_options(args, cfg)
     prompt = None if program is not None else prompt_from_args(
         args, cfg, default=(0,) if args.backend != "perf" else None)
@@ -424,6 +386,10 @@ def _report(result, outs) -> dict:
     from pimgpt.sw import tokenizer
 
     prompt = result.stats["prompt"]
+    if result.stats.get("program_edited"):
+        print(f"note: {result.stats['program']} differs from the program compiled with its "
+              f"memmap.yaml (edited); it ran on that memory map ({cfg.name} on "
+              f"{result.stats['hw']})")
     if result.tokens is not None:
         print("tokens: " + ",".join(str(t) for t in result.tokens))
         if "text" in result.stats:
