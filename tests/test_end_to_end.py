@@ -409,3 +409,16 @@ def test_one_pv_after_the_grouped_softmaxes_bit_identical(monkeypatch, cfg, grou
                         lambda self, p: -len(trials.append(p) or trials))
     monkeypatch.setattr(PipelinedSchedule, "head_groups", lambda self, *a: [groups])
     assert_same_generation(cfg, hw, random_weights(cfg, 8), list(range(1, 30)), 3)
+
+
+def test_bad_seed_and_logits_name_fail_before_anything_is_printed(tmp_path, capsys):
+    """Values are checked before the run announces its default prompt; ``--logits`` is always
+    NumPy's .npy, so another suffix is refused instead of silently written as .npy."""
+    assert main(["run", "-m", "tiny", "--seed", "99999999999"]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and "seed 99999999999 is out of range" in cap.err
+    bad = tmp_path / "l.txt"
+    assert main(["run", "-m", "tiny", "--logits", str(bad)]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and "give a file name ending in .npy" in cap.err
+    assert not bad.exists()

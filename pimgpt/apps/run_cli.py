@@ -301,10 +301,20 @@ def run_model(backend, model: str | None, *, hw: str | None = None, prompt=None,
     return result
 
 
-def _backend_from_args(args, generation: bool):
+def _check_output_suffixes(args) -> None:
+    """The formats are chosen by suffix (waves) or fixed (logits: NumPy ``.npy``): a file name
+    whose suffix says otherwise is refused before anything runs."""
     waves = getattr(args, "waves", None)
     if waves is not None and Path(waves).suffix not in (".fst", ".vcd"):
         raise RunError(f"--waves {waves}: give a .fst or .vcd file name")
+    logits = getattr(args, "logits", None)
+    if logits is not None and Path(logits).suffix not in (".npy", ""):
+        raise RunError(f"--logits {logits}: the logits are written in NumPy's .npy format; "
+                       "give a file name ending in .npy")
+
+
+def _backend_from_args(args, generation: bool):
+    waves = getattr(args, "waves", None)
     simulator = getattr(args, "simulator", None)
     return make_backend(args.backend, progress=True, generation=generation,
                         timeline=getattr(args, "timeline", None) is not None,
@@ -325,12 +335,17 @@ def _save_npy(array) -> Callable[[Path], None]:
 def cli_run(args) -> int:
     """``pimgpt run``; see the module docstring."""
     from pimgpt.core.fileio import Outputs
+    from pimgpt.sw.checkpoint import check_seed
     from pimgpt.sw.models import get_model
     from pimgpt.sw.prompt import check_new_tokens, prompt_from_args
 
-    # A bad value is named as such before any "not used" refusal: fixing it is the first step.
+    # A bad value is named as such before any "not used" refusal (and before anything is
+    # printed): fixing it is the first step.
     if getattr(args, "new_tokens", None) is not None:
         check_new_tokens(args.new_tokens)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
+    _check_output_suffixes(args)
     check_program_options(args)
     check_backend_options(args)
     outs = Outputs({"--stats": args.stats, "--logits": getattr(args, "logits", None),
@@ -388,7 +403,7 @@ def _report(result, outs) -> dict:
     prompt = result.stats["prompt"]
     if result.stats.get("program_edited"):
         print(f"note: {result.stats['program']} differs from the program compiled with its "
-              f"memmap.yaml (edited); it ran on that memory map ({cfg.name} on "
+              f"memmap.yaml (edited); it ran on that memory map ({result.stats['model']} on "
               f"{result.stats['hw']})")
     if result.tokens is not None:
         print("tokens: " + ",".join(str(t) for t in result.tokens))
