@@ -280,10 +280,17 @@ def test_timeline_merges_by_tag_when_large(small):
     full = trace_events(res, comp.tags, comp.program, max_events=10**7)
     merged = trace_events(res, comp.tags, comp.program, max_events=1000)
     fx = [e for e in full["traceEvents"] if e["ph"] == "X"]
+    fi = [e for e in full["traceEvents"] if e["ph"] == "i"]
     mx = [e for e in merged["traceEvents"] if e["ph"] == "X"]
     assert not full["otherData"]["merged_by_tag"] and merged["otherData"]["merged_by_tag"]
     assert len(mx) < len(fx) / 10
-    assert sum(e["args"]["instructions"] for e in mx) == len(fx)
+    assert sum(e["args"]["instructions"] for e in mx) == len(fx) + len(fi)
+    # An instruction done under the previous slice of its thread is an instant at its end, not a
+    # slice of no length (vector reads and V appends beside MAC trains).
+    assert fi and all(e["ts"] == round(float(res.end[e["args"]["i"]]) * res.tck_ns * 1e-3, 4)
+                      for e in fi)
+    assert not [e for e in fx if e["dur"] == 0
+                and res.end[e["args"]["i"]] > res.start[e["args"]["i"]]]
     assert {e["name"] for e in mx} <= set(comp.tags)
     # Slices of a thread never overlap.
     for track in {(e["pid"], e["tid"]) for e in mx}:

@@ -6,7 +6,11 @@ track are merged into one slice named after the tag (``args`` counts the instruc
 so a gpt2-xl token stays a few MB. Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM
 instructions; thread ``1 + bank``: single-bank instructions), the last process is the ASIC (thread
 0: vector unit, thread 1: SYNC barriers). Times are microseconds (the trace format's unit).
-Instructions that select several channels appear on each of them.
+Instructions that select several channels appear on each of them. A thread's slices must not
+overlap (the viewer would nest them), while an instruction's span runs from its dispatch to its
+completion and queued instructions overlap: a slice starts where the previous one of its thread
+ended. An instruction that completes before that (a vector read finishing under a MAC train) is
+an instant event (``"ph": "i"``) at its completion, not a slice of no length.
 """
 
 from __future__ import annotations
@@ -76,10 +80,15 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
             t0 = max(ts, busy_until.get((pid, tid), 0.0))
             d = max(ts + dur - t0, 0.0)
             busy_until[(pid, tid)] = t0 + d
-            emit((pid, tid), {"ph": "X", "name": (tag or name) if merge else name,
-                              "cat": tag.split(".")[-1] or name, "pid": pid, "tid": tid,
-                              "ts": round(t0, 4), "dur": round(d, 4),
-                              "args": {"i": i, "tag": tag, "op": name}})
+            ev = {"ph": "X", "name": (tag or name) if merge else name,
+                  "cat": tag.split(".")[-1] or name, "pid": pid, "tid": tid,
+                  "ts": round(t0, 4), "dur": round(d, 4), "args": {"i": i, "tag": tag, "op": name}}
+            if d <= 0 and dur > 0 and not merge:  # done under the previous slice (module doc)
+                del ev["dur"]
+                ev.update(ph="i", s="t", ts=round(ts + dur, 4))
+                events.append(ev)
+                continue
+            emit((pid, tid), ev)
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
                          "merged_by_tag": merge}}
