@@ -34,6 +34,7 @@ __all__ = [
     "write_verilog",
     "yosys_cell_counts",
     "cli_verilog",
+    "large_design",
 ]
 
 
@@ -325,9 +326,10 @@ LARGE_BLOCKS = ("system", "asic")
 SMALL_PRESET = "tiny-rtl"
 
 
-def _warn_if_large(block: str, hw) -> None:
-    """Say on stderr, before a long conversion starts, what it builds and the small option
-    (:data:`SMALL_PRESET`), when ``hw`` (None: the default preset) is larger than that."""
+def large_design(hw) -> str | None:
+    """``None`` when ``hw`` (None: the default preset) is no larger than :data:`SMALL_PRESET`,
+    else a clause naming its size and the small preset's (for messages before long conversions
+    and builds)."""
     from pimgpt.core.config import load_hw
 
     hw = load_hw(None) if hw is None else hw
@@ -338,12 +340,20 @@ def _warn_if_large(block: str, hw) -> None:
 
     (units, lanes), (small_units, small_lanes) = size(hw), size(small)
     if units <= small_units and lanes <= small_lanes:
-        return
+        return None
     d, sd = hw.dram, small.dram
-    print(f"pimgpt verilog: {block} of {hw.name} ({d.channels} channels x {d.banks} banks, "
-          f"{lanes}-lane vector unit) is a large design: its conversion takes many minutes and "
-          f"several GB of memory; --hw {SMALL_PRESET} ({sd.channels} x {sd.banks} banks, "
-          f"{small_lanes} lanes) takes about a minute", file=sys.stderr)
+    return (f"{hw.name} ({d.channels} channels x {d.banks} banks, {lanes}-lane vector unit) is a "
+            f"large design: its conversion takes many minutes and several GB of memory; --hw "
+            f"{SMALL_PRESET} ({sd.channels} x {sd.banks} banks, {small_lanes} lanes) takes about "
+            "a minute")
+
+
+def _warn_if_large(block: str, hw) -> None:
+    """Say on stderr, before a long conversion starts, what it builds and the small option
+    (:data:`SMALL_PRESET`), when ``hw`` (None: the default preset) is larger than that."""
+    note = large_design(hw)
+    if note:
+        print(f"pimgpt verilog: {block} of {note}", file=sys.stderr)
 
 
 def cli_verilog(args) -> int:

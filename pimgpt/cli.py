@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--program",
         default=None,
-        help="golden/perf: run this program.bin or (edited) program.asm from `pimgpt compile "
+        help="run this program.bin or (edited) program.asm from `pimgpt compile "
         "--prompt` instead of compiling one, on the model and hardware of the memmap.yaml beside "
         "it; its prompt and token count are compiled in, so --prompt, --prompt-text and "
         "--new-tokens are refused",

@@ -1,4 +1,4 @@
-"""``pimgpt run --program``: the binary and the (edited) text form, on golden and perf; the
+"""``pimgpt run --program``: the binary and the (edited) text form, on golden, perf and rtl; the
 model and hardware of the program's memmap.yaml as defaults; contradicting options refused."""
 
 import json
@@ -100,11 +100,21 @@ def test_perf_runs_a_program_like_a_compiled_run(progs, tmp_path, capsys, form):
         assert got["breakdown_by_kind_ns"] == pytest.approx(want["breakdown_by_kind_ns"])
 
 
-def test_rtl_refuses_a_program_with_the_fix(progs, tmp_path, capsys):
-    line = _error(["--backend", "rtl", "--program", progs / "rtl" / "program.bin"], tmp_path,
-                  capsys)
-    assert line.endswith("--program is not used by the rtl backend; drop it or use --backend "
-                         "golden or perf")
+def test_rtl_runs_a_program_as_the_golden_model_does(progs, tmp_path, capsys):
+    """The tiny-rtl program (text form) on the Verilog system: every logit bit-exact, the tokens
+    of the golden run of the same file, the cycles within 1 % of perf's."""
+    from pimgpt.sim.cocotb_lib.runner import simulator_available
+
+    ok, why = simulator_available("verilator")
+    if not ok:
+        pytest.skip(f"verilator tests skipped: {why}")
+    asm = progs / "rtl" / "program.asm"
+    rc, _, _, golden = _run(["--program", asm], tmp_path, capsys)
+    assert rc == 0
+    rc, _, _, st = _run(["--backend", "rtl", "--program", asm], tmp_path, capsys)
+    assert rc == 0 and st["golden_match"] and st["hw"] == "tiny-rtl"
+    assert st["tokens"] == golden["tokens"] and st["program_edited"] is False
+    assert abs(st["cycle_difference"]) < 0.01
 
 
 def test_hardware_and_model_default_to_the_memmap(progs, tmp_path, capsys):

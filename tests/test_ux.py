@@ -156,6 +156,18 @@ def test_first_rtl_run_announces_the_build(system, tmp_path, capsys):
                        "on this hardware and RTL version: a few minutes; later runs reuse it)\n")
 
 
+def test_a_large_rtl_build_says_so_first(system, tmp_path, capsys):
+    """The default preset simulates 8 x 16 banks and a 128-lane unit: not "a few minutes"."""
+    from pimgpt.core.config import load_hw
+
+    system_run, _ = system
+    assert system_run.announce_build(load_hw(None), tmp_path / "b", 8192, "verilator") is True
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(
+        "note: pimgpt-gddr6-8ch (8 channels x 16 banks, 128-lane vector unit) is a large design")
+    assert "--hw tiny-rtl" in lines[0] and lines[1].startswith("building the Verilator model")
+
+
 def test_cached_rtl_build_is_reused_silently(system, tmp_path, capsys):
     system_run, hw = system
     _cached_build(tmp_path)

@@ -9,14 +9,14 @@ models) and the backend's summary; and writes ``--stats``, ``--logits``, ``--tim
 run, all written or none). The statistics JSON holds the backend's own figures plus ``backend``,
 ``model``, ``hw``, ``prompt``, ``seed``, ``compile_seconds`` and ``weights_seconds``.
 
-``--program`` (golden and perf; :mod:`pimgpt.apps.program_file`): the binary or the (edited)
+``--program`` (every backend; :mod:`pimgpt.apps.program_file`): the binary or the (edited)
 assembly; the ``memmap.yaml`` beside it gives the KV-cache capacity, the default model and the
 default hardware, and its fingerprint must match the model shape and the hardware
 (:mod:`pimgpt.sw.fingerprint`); a ``-m`` or ``--hw`` that contradicts it is refused. The prompt
 and the number of tokens are those compiled into it, so ``--prompt``, ``--prompt-text`` and
-``--new-tokens`` are refused. The rtl backend refuses ``--program`` (not wired up: a program
-runs on its own hardware, and on the default 8-channel preset an RTL simulation would take far
-too long; run it on golden or perf). Every option the run would ignore is refused
+``--new-tokens`` are refused. On the rtl backend a program runs on its own hardware, so compile it
+for ``tiny-rtl`` (the default presets simulate every bank: a large design, announced before its
+build). Every option the run would ignore is refused
 (:func:`check_program_options`, :func:`check_backend_options`, :func:`check_run_options`).
 
 Backends are registered by name in :data:`BACKENDS` (:func:`register_backend` adds one);
@@ -97,7 +97,7 @@ BACKENDS: dict[str, BackendEntry] = {
                          ("timeline", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
-                        "tiny-rtl", ("logits", "waves", "seed", "simulator")),
+                        "tiny-rtl", ("logits", "program", "waves", "seed", "simulator")),
 }
 #: Flags of the backend-specific options (argparse destination -> flag). ``--seed`` draws weights,
 #: which perf does not read (it times the program only).

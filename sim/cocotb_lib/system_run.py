@@ -223,7 +223,13 @@ def announce_build(hw: HwConfig, build_dir: Path, depth: int, simulator: str) ->
     build = needs_build(simulator, build_dir, [build_dir / f"{TOPLEVEL}.v"], TOPLEVEL)
     if not build and _verilog_current(build_dir, key):
         return False
+    from pimgpt.hdl.export import large_design
+
     name = SIMULATOR_NAMES.get(simulator, simulator)
+    large = large_design(hw)
+    if large:  # the default presets simulate every bank: far beyond "a few minutes"
+        print(f"note: {large}; its simulator build takes longer still", file=sys.stderr,
+              flush=True)
     if build:
         print(f"building the {name} model of {hw.name} in {build_dir} (first run on this "
               "hardware and RTL version: a few minutes; later runs reuse it)", file=sys.stderr,
