@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "
                    "3-token prompt, 4 new tokens); plain, .vcd and .fst runs each build their "
                    "own simulator model (minutes, once)")
+    p.add_argument("--commands", default=None,
+                   help="rtl: write the DRAM commands the RTL issued as CSV (channel, cycle, "
+                   "command, footprint index: the bank, the bank group or 0 for all banks)")
     from pimgpt.sim.cocotb_lib.runner import SIMULATORS
 
     p.add_argument("--simulator", default=None, choices=SIMULATORS,

@@ -111,10 +111,24 @@ def test_rtl_runs_a_program_as_the_golden_model_does(progs, tmp_path, capsys):
     asm = progs / "rtl" / "program.asm"
     rc, _, _, golden = _run(["--program", asm], tmp_path, capsys)
     assert rc == 0
-    rc, _, _, st = _run(["--backend", "rtl", "--program", asm], tmp_path, capsys)
+    cmds = tmp_path / "cmds.csv"
+    rc, _, _, st = _run(["--backend", "rtl", "--program", asm, "--commands", cmds], tmp_path,
+                        capsys)
     assert rc == 0 and st["golden_match"] and st["hw"] == "tiny-rtl"
     assert st["tokens"] == golden["tokens"] and st["program_edited"] is False
     assert abs(st["cycle_difference"]) < 0.01
+    # --commands: every command the protocol monitor counted, by channel, cycles in order
+    rows = [line.split(",") for line in cmds.read_text().splitlines()]
+    assert rows[0] == ["channel", "cycle", "command", "footprint_index"]
+    for ch, n in st["dram_commands"].items():
+        mine = [r for r in rows[1:] if r[0] == ch]
+        assert len(mine) == n > 0
+        assert [int(r[1]) for r in mine] == sorted(int(r[1]) for r in mine)
+        per_cmd = {c: sum(1 for r in mine if r[2] == c) for c in {r[2] for r in mine}}
+        assert per_cmd == {c: v["rtl"] for c, v in st["commands_rtl_vs_perf"][ch].items()
+                           if v["rtl"]}
+    line = _error(["--program", asm, "--commands", cmds], tmp_path, capsys)
+    assert "--commands is not used by the golden backend" in line
 
 
 def test_hardware_and_model_default_to_the_memmap(progs, tmp_path, capsys):

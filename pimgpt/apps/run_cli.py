@@ -97,15 +97,17 @@ BACKENDS: dict[str, BackendEntry] = {
                          ("timeline", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
-                        "tiny-rtl", ("logits", "program", "waves", "seed", "simulator")),
+                        "tiny-rtl", ("logits", "program", "waves", "commands", "seed",
+                                     "simulator")),
 }
 #: Flags of the backend-specific options (argparse destination -> flag). ``--seed`` draws weights,
 #: which perf does not read (it times the program only).
 OPTION_FLAGS = {"logits": "--logits", "program": "--program", "timeline": "--timeline",
-                "waves": "--waves", "context": "--context", "seed": "--seed",
+                "waves": "--waves", "commands": "--commands", "context": "--context",
+                "seed": "--seed",
                 "simulator": "--simulator"}
 #: Optional output files a backend may offer (RunResult.files key -> option).
-FILE_OPTIONS = {"timeline": "--timeline", "waves": "--waves"}
+FILE_OPTIONS = {"timeline": "--timeline", "waves": "--waves", "commands": "--commands"}
 
 
 def register_backend(name: str, entry: BackendEntry) -> None:
@@ -350,7 +352,8 @@ def cli_run(args) -> int:
     check_backend_options(args)
     outs = Outputs({"--stats": args.stats, "--logits": getattr(args, "logits", None),
                     "--timeline": getattr(args, "timeline", None),
-                    "--waves": getattr(args, "waves", None)})
+                    "--waves": getattr(args, "waves", None),
+                    "--commands": getattr(args, "commands", None)})
     program = getattr(args, "program", None)
     model = args.model
     if program is not None:  # the model (and hardware) named in its memmap.yaml by default
@@ -422,7 +425,7 @@ def _report(result, outs) -> dict:
             outs.write_json("--stats", result.stats, indent=2)
         written = outs.commit()
     labels = {"--stats": "statistics", "--logits": "logits",
-              "--timeline": "timeline", "--waves": "waves"}
+              "--timeline": "timeline", "--waves": "waves", "--commands": "DRAM commands"}
     for opt, path in written.items():
         hint = " (open in ui.perfetto.dev)" if opt == "--timeline" else ""
         print(f"{labels.get(opt, opt)}: {path}{hint}")

@@ -33,10 +33,26 @@ from pimgpt.sim.backend import GoldenBackend, RunResult
 from .runner import SIMULATORS, fst_support_missing, simulator_available
 from .waves import WaveDump
 
-__all__ = ["RtlBackend", "RtlRunError"]
+__all__ = ["RtlBackend", "RtlRunError", "commands_csv"]
 
 #: Waveform formats the simulators write.
 WAVE_FORMATS = ("vcd", "fst")
+
+
+def commands_csv(traces: dict) -> str:
+    """The DRAM commands of an RTL run (``SystemResult.traces``) as CSV, by channel then cycle.
+
+    Columns: ``channel``, ``cycle`` (RTL clock, from ``START``), ``command`` (a name of
+    :data:`pimgpt.core.dram.COMMANDS`), ``footprint_index`` (the bank of a single-bank command,
+    the bank group of a four-bank one, 0 for an all-bank one).
+    """
+    from pimgpt.core.dram import COMMANDS
+
+    lines = ["channel,cycle,command,footprint_index"]
+    for ch in sorted(traces):
+        for cycle, cmd, fpi in np.asarray(traces[ch]).reshape(-1, 3).tolist():
+            lines.append(f"{ch},{cycle},{COMMANDS[cmd]},{fpi}")
+    return "\n".join(lines) + "\n"
 
 
 class RtlRunError(PimgptError):
@@ -154,6 +170,8 @@ class RtlBackend:
             f"bit-exact, tokens {'equal' if tokens_match else 'DIFFER'})",
         ]
         files = {"waves": dump} if dump is not None else {}
+        files["commands"] = lambda path: path.write_text(commands_csv(res.traces),
+                                                         encoding="utf-8")
         error = None if stats["golden_match"] else (
             f"the RTL's tokens or logits differ from the golden model (see {res.build_dir})")
         return RunResult(tokens, logits, stats, lines=lines, files=files, error=error)
