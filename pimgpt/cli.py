@@ -74,6 +74,36 @@ def _run_hw_default() -> str:
                                            "memmap.yaml"])
 
 
+def _add_run_outputs(p) -> None:
+    """``pimgpt run``'s output files and ``--program`` (kept apart: build_parser's size)."""
+    p.add_argument("--stats", default=None,
+                   help="write statistics JSON here (perf: the top-level latency_ns, energy_nj, "
+                   "row_hit_rate and mac_utilization cover the whole program, preamble "
+                   "included, like the 'whole' section; the prefill/decode sections leave the "
+                   "preamble out, as the printed summary does, and each section's breakdowns "
+                   "add up to its own latency_ns; the *_per_token keys and the top-level "
+                   "breakdown_*, mac_busy_efficiency and dram cover the decode section "
+                   "(prefill without decode), breakdown_* and dram totalled over its tokens)")
+    p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
+    p.add_argument(
+        "--program",
+        default=None,
+        help="run this program.bin or (edited) program.asm from `pimgpt compile "
+        "--prompt` instead of compiling one, on the model and hardware of the memmap.yaml beside "
+        "it; its prompt and token count are compiled in, so --prompt, --prompt-text and "
+        "--new-tokens are refused",
+    )
+    p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
+    p.add_argument("--waves", default=None,
+                   help="rtl: write waveforms (.vcd, or .fst where liblz4-dev is installed); "
+                   "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "
+                   "3-token prompt, 4 new tokens); plain, .vcd and .fst runs each build their "
+                   "own simulator model (minutes, once)")
+    p.add_argument("--commands", default=None,
+                   help="rtl: write the DRAM commands the RTL issued as CSV (channel, cycle, "
+                   "command, footprint index: the bank, the bank group or 0 for all banks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pimgpt import __version__
 
@@ -151,32 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="golden/rtl: seed of the random weights of an untrained preset or model "
                    "YAML; a model with a checkpoint refuses it (default: {seed})"
                    .format(**RUN_DEFAULTS))
-    p.add_argument("--stats", default=None,
-                   help="write statistics JSON here (perf: the top-level latency_ns, energy_nj, "
-                   "row_hit_rate and mac_utilization cover the whole program, preamble "
-                   "included, like the 'whole' section; the prefill/decode sections leave the "
-                   "preamble out, as the printed summary does, and each section's breakdowns "
-                   "add up to its own latency_ns; the *_per_token keys and the top-level "
-                   "breakdown_*, mac_busy_efficiency and dram cover the decode section "
-                   "(prefill without decode), breakdown_* and dram totalled over its tokens)")
-    p.add_argument("--logits", default=None, help="golden/rtl: write logits (.npy) here")
-    p.add_argument(
-        "--program",
-        default=None,
-        help="run this program.bin or (edited) program.asm from `pimgpt compile "
-        "--prompt` instead of compiling one, on the model and hardware of the memmap.yaml beside "
-        "it; its prompt and token count are compiled in, so --prompt, --prompt-text and "
-        "--new-tokens are refused",
-    )
-    p.add_argument("--timeline", default=None, help="perf: write a Chrome/Perfetto trace JSON")
-    p.add_argument("--waves", default=None,
-                   help="rtl: write waveforms (.vcd, or .fst where liblz4-dev is installed); "
-                   "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "
-                   "3-token prompt, 4 new tokens); plain, .vcd and .fst runs each build their "
-                   "own simulator model (minutes, once)")
-    p.add_argument("--commands", default=None,
-                   help="rtl: write the DRAM commands the RTL issued as CSV (channel, cycle, "
-                   "command, footprint index: the bank, the bank group or 0 for all banks)")
+    _add_run_outputs(p)
     from pimgpt.sim.cocotb_lib.runner import SIMULATORS
 
     p.add_argument("--simulator", default=None, choices=SIMULATORS,
