@@ -151,25 +151,25 @@ def _target(info: dict, mm_file: Path, model, hw):
     from pimgpt.sw.models import get_model
 
     want_model, want_hw = _named(info, "model", mm_file), _named(info, "hw", mm_file)
-    try:
-        cfg = get_model(want_model if model is None else model)
-    except PimgptError as exc:
-        if model is not None:
-            raise
-        raise ProgramFileError(f"{mm_file}: model {want_model!r} cannot be loaded ({exc}); pass "
-                               "-m with the model the program was compiled for") from None
+    cfg = _load(get_model, model, want_model, mm_file, "model", "-m")
     if cfg.name != want_model:
         raise ProgramFileError(f"-m {model} contradicts {mm_file}: the program was compiled for "
                                f"model {want_model!r}, not {cfg.name!r}; drop -m")
-    try:
-        hwc = load_hw(want_hw if hw is None else hw)
-    except PimgptError as exc:
-        if hw is not None:
-            raise
-        raise ProgramFileError(f"{mm_file}: hardware {want_hw!r} cannot be loaded ({exc}); pass "
-                               "--hw with the hardware the program was compiled for") from None
+    hwc = _load(load_hw, hw, want_hw, mm_file, "hardware", "--hw")
     check_fingerprint(info, cfg, hwc, str(mm_file))
     return cfg, hwc
+
+
+def _load(loader, given, named: str, mm_file: Path, what: str, flag: str):
+    """``loader(given)``, or ``loader(named)`` without ``given``: a name from the memory map that
+    cannot be loaded is reported naming that file (a given one reports itself)."""
+    try:
+        return loader(named if given is None else given)
+    except PimgptError as exc:
+        if given is not None:
+            raise
+        raise ProgramFileError(f"{mm_file}: {what} {named!r} cannot be loaded ({exc}); pass "
+                               f"{flag} with the {what} the program was compiled for") from None
 
 
 def load_program(path, model: str | None = None, hw: str | None = None) -> LoadedProgram:

@@ -197,8 +197,8 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
         if simulator == "verilator" and waves == "fst":
             # Before the build folder exists: a build that cannot link its FST writer fails
             # only after minutes and leaves that folder behind.
-            if fst_support_missing():
-                raise SystemRunError(fst_support_missing())
+            if why := fst_support_missing():
+                raise SystemRunError(why)
             build_args.append("--trace-fst")
     build_dir = build_dir.resolve()
     with build_lock(build_dir):  # the build folder is in a cache shared by every process
