@@ -130,14 +130,18 @@ class PerfBackend:
         one decode step after its preamble).
     timeline : bool
         Offer the Chrome/Perfetto trace as the ``"timeline"`` file.
+    commands : bool
+        Offer the DRAM commands the engine issued as the ``"commands"`` CSV file (the format
+        of the RTL backend's, :func:`pimgpt.sim.perf.commands.commands_csv`).
     """
 
     name = "perf"
     needs_weights = False
 
-    def __init__(self, generation: bool = True, timeline: bool = False):
+    def __init__(self, generation: bool = True, timeline: bool = False, commands: bool = False):
         self.generation = bool(generation)
         self.timeline = bool(timeline)
+        self.commands = bool(commands)
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.core.fileio import json_text
@@ -146,16 +150,25 @@ class PerfBackend:
         # A decode step's single step and a generation's steps alike: the preamble that loads
         # the resident parameters is reported apart, outside the per-token figures; the
         # compiler's attention plan where it recorded one.
-        res, stats = run_compiled(program, hw)
+        # The command log feeds the timeline's register-mode and refresh tracks and the CSV.
+        res, stats = run_compiled(program, hw, log=self.timeline or self.commands)
         stats["model"] = program.memmap.cfg.name
         files: dict[str, Callable[[Path], None]] = {}
         if self.timeline:
             from pimgpt.sim.perf.timeline import trace_events
 
             def write_timeline(path: Path) -> None:
-                events = trace_events(res, program.tags, program.program)
+                events = trace_events(res, program.tags, program.program, hw=hw)
                 path.write_text(json_text(events, "--timeline", separators=(",", ":")))
 
             files["timeline"] = write_timeline
+        if self.commands:
+            from pimgpt.sim.perf.commands import perf_commands, write_commands_csv
+
+            def write_commands(path: Path) -> None:
+                with open(path, "w", encoding="utf-8", newline="\n") as fh:
+                    write_commands_csv(perf_commands(res.log, hw.dram.channels), fh)
+
+            files["commands"] = write_commands
         return RunResult(None, None, stats, lines=format_summary(stats).splitlines(),
                          files=files)

@@ -79,7 +79,8 @@ def _perf(options: dict):
     from pimgpt.sim.backend import PerfBackend
 
     return PerfBackend(generation=options.get("generation", True),
-                       timeline=options.get("timeline", False))
+                       timeline=options.get("timeline", False),
+                       commands=options.get("commands", False))
 
 
 def _rtl(options: dict):
@@ -94,7 +95,7 @@ BACKENDS: dict[str, BackendEntry] = {
     "golden": BackendEntry(_golden, "functional, bit-exact: tokens and logits", None,
                            ("logits", "program", "seed")),
     "perf": BackendEntry(_perf, "cycle-accurate timing and energy", None,
-                         ("timeline", "context", "program")),
+                         ("timeline", "commands", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
                         "tiny-rtl", ("logits", "program", "waves", "commands", "seed",
@@ -309,6 +310,10 @@ def _check_output_suffixes(args) -> None:
     waves = getattr(args, "waves", None)
     if waves is not None and Path(waves).suffix not in (".fst", ".vcd"):
         raise RunError(f"--waves {waves}: give a .fst or .vcd file name")
+    commands = getattr(args, "commands", None)
+    if commands is not None and Path(commands).suffix not in (".csv", ""):
+        raise RunError(f"--commands {commands}: the commands are written as CSV; give a file "
+                       "name ending in .csv")
     logits = getattr(args, "logits", None)
     if logits is not None and Path(logits).suffix not in (".npy", ""):
         raise RunError(f"--logits {logits}: the logits are written in NumPy's .npy format; "
@@ -320,6 +325,7 @@ def _backend_from_args(args, generation: bool):
     simulator = getattr(args, "simulator", None)
     return make_backend(args.backend, progress=True, generation=generation,
                         timeline=getattr(args, "timeline", None) is not None,
+                        commands=getattr(args, "commands", None) is not None,
                         simulator=RUN_DEFAULTS["simulator"] if simulator is None else simulator,
                         waves=Path(waves).suffix[1:] if waves else None)
 

@@ -29,6 +29,7 @@ import numpy as np
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.backend import GoldenBackend, RunResult
+from pimgpt.sim.perf.commands import commands_csv, write_commands_csv
 
 from .runner import SIMULATORS, fst_support_missing, simulator_available
 from .waves import WaveDump
@@ -39,20 +40,12 @@ __all__ = ["RtlBackend", "RtlRunError", "commands_csv"]
 WAVE_FORMATS = ("vcd", "fst")
 
 
-def commands_csv(traces: dict) -> str:
-    """The DRAM commands of an RTL run (``SystemResult.traces``) as CSV, by channel then cycle.
+def _csv_writer(traces: dict):
+    def write(path: Path) -> None:
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            write_commands_csv(traces, fh)
 
-    Columns: ``channel``, ``cycle`` (RTL clock, from ``START``), ``command`` (a name of
-    :data:`pimgpt.core.dram.COMMANDS`), ``footprint_index`` (the bank of a single-bank command,
-    the bank group of a four-bank one, 0 for an all-bank one).
-    """
-    from pimgpt.core.dram import COMMANDS
-
-    lines = ["channel,cycle,command,footprint_index"]
-    for ch in sorted(traces):
-        for cycle, cmd, fpi in np.asarray(traces[ch]).reshape(-1, 3).tolist():
-            lines.append(f"{ch},{cycle},{COMMANDS[cmd]},{fpi}")
-    return "\n".join(lines) + "\n"
+    return write
 
 
 class RtlRunError(PimgptError):
@@ -170,8 +163,7 @@ class RtlBackend:
             f"bit-exact, tokens {'equal' if tokens_match else 'DIFFER'})",
         ]
         files = {"waves": dump} if dump is not None else {}
-        files["commands"] = lambda path: path.write_text(commands_csv(res.traces),
-                                                         encoding="utf-8")
+        files["commands"] = _csv_writer(res.traces)
         error = None if stats["golden_match"] else (
             f"the RTL's tokens or logits differ from the golden model (see {res.build_dir})")
         return RunResult(tokens, logits, stats, lines=lines, files=files, error=error)

@@ -343,19 +343,16 @@ def compare_with_perf(hw: HwConfig, program, traces: dict, tokens=()) -> dict:
     """
     from pimgpt.core.dram import CMD, COMMANDS
     from pimgpt.sim.perf import simulate
+    from pimgpt.sim.perf.commands import perf_commands
 
     res = simulate(resolve_registers(program, tokens), hw, log=True)
-    perf = {c: [] for c in range(hw.dram.channels)}
-    for cmd, mask, fpi, _sub, _row, t, n, gap in res.log:
-        for ch in range(hw.dram.channels):
-            if mask >> ch & 1:
-                perf[ch].extend((t + k * gap, cmd, fpi) for k in range(n))
+    perf = perf_commands(res.log, hw.dram.channels)
     cols = {CMD[c] for c in COLUMN_COMMANDS}
     out = {"perf_cycles": int(res.cycles), "channels": {}}
     equal = True
     for ch in range(hw.dram.channels):
         rtl = [tuple(int(v) for v in x) for x in traces.get(ch, [])]
-        pf = sorted(perf[ch])
+        pf = [tuple(x) for x in perf[ch].tolist()]
         a = [(c, f) for _, c, f in rtl if c in cols]
         b = [(c, f) for _, c, f in pf if c in cols]
         equal &= a == b

@@ -4,7 +4,8 @@ Size stays bounded: one complete event (``"ph": "X"``) per *instruction*, not pe
 when that would exceed ``max_events``, consecutive instructions with the same tag on the same
 track are merged into one slice named after the tag (``args`` counts the instructions by opcode),
 so a gpt2-xl token stays a few MB. Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM
-instructions; thread ``1 + bank``: single-bank instructions), the last process is the ASIC (thread
+instructions; thread ``1 + bank``: single-bank instructions; thread ``1 + banks``, where the run
+kept its command log: register-mode visits and refreshes), the last process is the ASIC (thread
 0: vector unit, thread 1: SYNC barriers). Times are microseconds (the trace format's unit).
 Instructions that select several channels appear on each of them. A thread's slices must not
 overlap (the viewer would nest them), while an instruction's span runs from its dispatch to its
@@ -25,8 +26,13 @@ _BANK_FIELD = {"MAC_SBK", "WR_SBK", "RD_SBK", "COPY_BKGB", "COPY_GBBK"}
 
 
 def trace_events(res: PerfResult, tags: list | None = None, program=None,
-                 max_events: int = 200_000) -> dict:
-    """The trace as a JSON-able dict (``traceEvents`` plus metadata)."""
+                 max_events: int = 200_000, hw=None) -> dict:
+    """The trace as a JSON-able dict (``traceEvents`` plus metadata).
+
+    With ``hw`` and a run that kept its command log (``log=True``), each channel also gets a
+    thread of its register-mode visits (``MODREG`` to ``nMODCH`` after ``MODARR``) and its
+    refreshes (``nRFC`` each): what the silicon's timing adds to the MAC streams.
+    """
     us = res.tck_ns * 1e-3
     channels = max(res.channels, 1)
     events = []
@@ -89,15 +95,45 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
                 events.append(ev)
                 continue
             emit((pid, tid), ev)
+    if hw is not None and res.log:
+        events += _mode_events(res, hw, channels, us)
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
                          "merged_by_tag": merge}}
 
 
+def _mode_events(res: PerfResult, hw, channels: int, us: float) -> list:
+    """The register-mode visits and refreshes of every channel, on a thread of their own."""
+    from pimgpt.core.dram import CMD, derived_timing
+    from pimgpt.sim.perf.commands import perf_commands, register_mode_spans
+
+    t = derived_timing(hw)
+    tid = mode_thread(hw.dram.banks)
+    cmds = perf_commands(res.log, channels)
+    visits = register_mode_spans(cmds, t["nMODCH"])
+    events = []
+    for c in range(channels):
+        events.append({"ph": "M", "name": "thread_name", "pid": c, "tid": tid,
+                       "args": {"name": "register-mode visits, refreshes"}})
+        spans = [(a, b, "register mode") for a, b in visits[c]]
+        refs = cmds[c][cmds[c][:, 1] == CMD["REFab"], 0].tolist()
+        spans += [(a, a + t["nRFC"], "refresh") for a in refs]
+        for a, b, name in sorted(spans):
+            events.append({"ph": "X", "name": name, "cat": "dram", "pid": c, "tid": tid,
+                           "ts": round(a * us, 4), "dur": round((b - a) * us, 4),
+                           "args": {"tck": int(b - a)}})
+    return events
+
+
+def mode_thread(banks: int) -> int:
+    """Thread of a channel's register-mode visits and refreshes (after its bank threads)."""
+    return 1 + banks
+
+
 def write_trace(path, res: PerfResult, tags: list | None = None, program=None,
-                max_events: int = 200_000) -> Path:
+                max_events: int = 200_000, hw=None) -> Path:
     """Write the trace JSON atomically (temporary file, then rename: no partial file)."""
     path = Path(path)
-    data = trace_events(res, tags, program, max_events)
+    data = trace_events(res, tags, program, max_events, hw)
     atomic_write_json(path, data, separators=(",", ":"))
     return path
