@@ -79,6 +79,13 @@ def test_demo_reports_the_per_token_floor(capsys):
     assert f"{step:.1f}" != f"{whole:.1f}"  # else this test could not tell them apart
     assert f"bank-bandwidth floor reached {step:.1f} %" in out, out
     assert f"row-buffer hits {stats['decode']['row_hit_rate'] * 100:.1f} %" in out, out
+    # the two sides of the token: the PIM against its floor and bound, the vector unit's share
+    d = stats["dram"]
+    assert (f"PIM side busy {stats['pim_busy_ns_per_token'] / 1e3:.1f} us = "
+            f"{d['pim_busy_over_floor']:.2f}x the bank-bandwidth floor") in out, out
+    assert 1 < d["pim_busy_bound_over_floor"] < d["pim_busy_over_floor"]
+    share = 100 * stats["asic_exposed_ns_per_token"] / stats["latency_ns_per_token"]
+    assert f"({share:.1f} % of the token)" in out and 0 < share < 5, out
 
 
 def test_demo_builds_the_rtl_in_the_shared_cache(monkeypatch, capsys):

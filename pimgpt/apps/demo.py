@@ -62,6 +62,16 @@ def demo_gpt2_small_perf() -> dict:
         f"uJ/token, row-buffer hits {dec['row_hit_rate'] * 100:.1f} %, "
         f"bank-bandwidth floor reached {dec['mac_utilization'] * 100:.1f} %"
     )
+    d = stats["dram"]
+    lat_ns = stats["latency_ns_per_token"]
+    print(
+        f"  PIM side busy {stats['pim_busy_ns_per_token'] / 1e3:.1f} us = "
+        f"{d['pim_busy_over_floor']:.2f}x the bank-bandwidth floor (no schedule of this work "
+        f"goes below {d['pim_busy_bound_over_floor']:.2f}x)\n  vector unit exposed "
+        f"{stats['asic_exposed_ns_per_token'] / 1e3:.1f} us "
+        f"({100 * stats['asic_exposed_ns_per_token'] / lat_ns:.1f} % of the token); "
+        f"{d['register_mode_visits']:.0f} register-mode visits per channel"
+    )
     anchors = load_anchors(anchors_dir())
     for dev, label in (("gpu", "GPU (NVIDIA H200, fp16)"), ("cpu", "CPU (16 Xeon cores, fp32)")):
         for mode in ("graph", "hf-eager"):
