@@ -94,8 +94,9 @@ def _add_run_outputs(p) -> None:
         "--new-tokens are refused",
     )
     p.add_argument("--timeline", default=None,
-                   help="perf: write a Chrome/Perfetto trace JSON (instructions per channel and "
-                   "on the vector unit; each channel's register-mode visits and refreshes)")
+                   help="perf, rtl: write a Chrome/Perfetto trace JSON (perf: instructions per "
+                   "channel and on the vector unit; rtl: MAC trains and row commands per channel, "
+                   "dispatches; both: each channel's register-mode visits and refreshes)")
     p.add_argument("--waves", default=None,
                    help="rtl: write waveforms (.vcd, or .fst where liblz4-dev is installed); "
                    "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "

@@ -111,9 +111,9 @@ def test_rtl_runs_a_program_as_the_golden_model_does(progs, tmp_path, capsys):
     asm = progs / "rtl" / "program.asm"
     rc, _, _, golden = _run(["--program", asm], tmp_path, capsys)
     assert rc == 0
-    cmds = tmp_path / "cmds.csv"
-    rc, _, _, st = _run(["--backend", "rtl", "--program", asm, "--commands", cmds], tmp_path,
-                        capsys)
+    cmds, tl = tmp_path / "cmds.csv", tmp_path / "t.json"
+    rc, _, _, st = _run(["--backend", "rtl", "--program", asm, "--commands", cmds, "--timeline",
+                         tl], tmp_path, capsys)
     assert rc == 0 and st["golden_match"] and st["hw"] == "tiny-rtl"
     assert st["tokens"] == golden["tokens"] and st["program_edited"] is False
     assert abs(st["cycle_difference"]) < 0.01
@@ -127,6 +127,20 @@ def test_rtl_runs_a_program_as_the_golden_model_does(progs, tmp_path, capsys):
         per_cmd = {c: sum(1 for r in mine if r[2] == c) for c in {r[2] for r in mine}}
         assert per_cmd == {c: v["rtl"] for c, v in st["commands_rtl_vs_perf"][ch].items()
                            if v["rtl"]}
+    # --timeline: per channel the register-mode visits and refreshes the monitors saw, MAC
+    # trains covering every MAC command; every instruction's dispatch on the front end
+    events = json.loads(tl.read_text())["traceEvents"]
+    for ch in st["dram_commands"]:
+        mine = [e for e in events if e["pid"] == int(ch) and e["ph"] in ("X", "i")]
+        for name, cmd in (("register mode", "MODREG"), ("refresh", "REFab")):
+            assert sum(e["name"] == name for e in mine) == sum(
+                1 for r in rows[1:] if r[0] == ch and r[2] == cmd), name
+        assert sum(e["args"]["columns"] for e in mine if e["name"] == "MAC train") == sum(
+            1 for r in rows[1:] if r[0] == ch and r[2] in ("MAC", "MAC16")) > 0
+    front = [e for e in events if e.get("cat") == "dispatch"]
+    # (all but the last, the EOC that ends the run before the monitor samples its dispatch)
+    assert {e["args"]["pc"] for e in front} == set(range(st["instructions"] - 1))
+    assert asm.read_text().rstrip().splitlines()[-1].split()[0] == "EOC"
     line = _error(["--program", asm, "--commands", cmds], tmp_path, capsys)
     assert "--commands is not used by the golden backend" in line
 

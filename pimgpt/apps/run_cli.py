@@ -87,7 +87,7 @@ def _rtl(options: dict):
     from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
 
     return RtlBackend(simulator=options.get("simulator", "verilator"),
-                      waves=options.get("waves"))
+                      waves=options.get("waves"), timeline=options.get("timeline", False))
 
 
 #: Backends of ``pimgpt run --backend NAME``.
@@ -98,8 +98,8 @@ BACKENDS: dict[str, BackendEntry] = {
                          ("timeline", "commands", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
-                        "tiny-rtl", ("logits", "program", "waves", "commands", "seed",
-                                     "simulator")),
+                        "tiny-rtl", ("logits", "program", "waves", "commands", "timeline",
+                                     "seed", "simulator")),
 }
 #: Flags of the backend-specific options (argparse destination -> flag). ``--seed`` draws weights,
 #: which perf does not read (it times the program only).

@@ -48,6 +48,18 @@ def _csv_writer(traces: dict):
     return write
 
 
+def _timeline_writer(res, program, hw):
+    def write(path: Path) -> None:
+        from pimgpt.core.fileio import json_text
+
+        from .rtl_timeline import rtl_trace_events
+
+        events = rtl_trace_events(res.traces, res.dispatch, program, hw)
+        path.write_text(json_text(events, "--timeline", separators=(",", ":")))
+
+    return write
+
+
 class RtlRunError(PimgptError):
     """The RTL run could not be done."""
 
@@ -65,13 +77,16 @@ class RtlBackend:
     build_dir : path, optional
         Build directory (default: ``system-<hw>`` in the build cache,
         :func:`pimgpt.sim.cocotb_lib.runner.default_build_root`).
+    timeline : bool
+        Offer a Chrome/Perfetto trace of the run as the ``"timeline"`` file
+        (:func:`~.rtl_timeline.rtl_trace_events`).
     """
 
     name = "rtl"
     needs_weights = True
 
     def __init__(self, simulator: str = "verilator", waves: str | None = None,
-                 p_idle: float = 0.0, build_dir=None):
+                 p_idle: float = 0.0, build_dir=None, timeline: bool = False):
         if simulator not in SIMULATORS:
             raise RtlRunError(f"unknown simulator {simulator!r}; use {' or '.join(SIMULATORS)}")
         if waves is not None and waves not in WAVE_FORMATS:
@@ -86,6 +101,7 @@ class RtlBackend:
         self.waves = waves
         self.p_idle = p_idle
         self.build_dir = build_dir
+        self.timeline = bool(timeline)
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.sw.image import build_dram_image
@@ -164,6 +180,8 @@ class RtlBackend:
         ]
         files = {"waves": dump} if dump is not None else {}
         files["commands"] = _csv_writer(res.traces)
+        if self.timeline:
+            files["timeline"] = _timeline_writer(res, program.program, hw)
         error = None if stats["golden_match"] else (
             f"the RTL's tokens or logits differ from the golden model (see {res.build_dir})")
         return RunResult(tokens, logits, stats, lines=lines, files=files, error=error)

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from pimgpt.core.dram import COMMANDS as COMMANDS_BY_CODE
 from pimgpt.core.fileio import atomic_write_json
 from pimgpt.sim.perf.engine import ASIC_SIDE, BARRIER, PerfResult
 
@@ -104,24 +107,65 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
 
 def _mode_events(res: PerfResult, hw, channels: int, us: float) -> list:
     """The register-mode visits and refreshes of every channel, on a thread of their own."""
+    from pimgpt.sim.perf.commands import perf_commands
+
+    return command_events(perf_commands(res.log, channels), hw, us,
+                          mode_tid=mode_thread(hw.dram.banks))
+
+
+def command_events(traces: dict, hw, us: float, mode_tid: int, train_tid: int | None = None,
+                   max_events: int = 200_000) -> list:
+    """Trace events of DRAM command traces (channel -> ``(cycle, code, footprint)`` rows, as
+    :func:`pimgpt.sim.perf.commands.perf_commands` gives them and the RTL's monitors record
+    them), process ``pid = channel``.
+
+    Thread ``mode_tid``: register-mode visits (``MODREG`` to ``nMODCH`` after ``MODARR``) and
+    refreshes (``nRFC``). Thread ``train_tid`` (optional; the RTL's view, which has no
+    instruction spans): MAC trains (a run of MAC column commands, each within ``2 nCCDL`` of
+    the one before, one slice) and row commands (instants), while the total stays under
+    ``max_events`` (else left out, and said so in the thread's name).
+    """
     from pimgpt.core.dram import CMD, derived_timing
-    from pimgpt.sim.perf.commands import perf_commands, register_mode_spans
+    from pimgpt.sim.perf.commands import register_mode_spans
 
     t = derived_timing(hw)
-    tid = mode_thread(hw.dram.banks)
-    cmds = perf_commands(res.log, channels)
-    visits = register_mode_spans(cmds, t["nMODCH"])
-    events = []
-    for c in range(channels):
-        events.append({"ph": "M", "name": "thread_name", "pid": c, "tid": tid,
+    visits = register_mode_spans(traces, t["nMODCH"])
+    rows_cmds = [CMD[c] for c in ("ACT", "ACT4", "ACT16", "PRE", "PRE4", "PREA")]
+    macs = [CMD["MAC"], CMD["MAC16"]]
+    gap = 2 * max(t["nCCDL"], t["nCCDS"], 1)
+    events: list = []
+    trains: list = []
+    for c in sorted(traces):
+        rows = np.asarray(traces[c], dtype=np.int64).reshape(-1, 3)
+        events.append({"ph": "M", "name": "thread_name", "pid": c, "tid": mode_tid,
                        "args": {"name": "register-mode visits, refreshes"}})
         spans = [(a, b, "register mode") for a, b in visits[c]]
-        refs = cmds[c][cmds[c][:, 1] == CMD["REFab"], 0].tolist()
-        spans += [(a, a + t["nRFC"], "refresh") for a in refs]
+        spans += [(a, a + t["nRFC"], "refresh") for a in rows[rows[:, 1] == CMD["REFab"], 0]]
         for a, b, name in sorted(spans):
-            events.append({"ph": "X", "name": name, "cat": "dram", "pid": c, "tid": tid,
-                           "ts": round(a * us, 4), "dur": round((b - a) * us, 4),
+            events.append({"ph": "X", "name": name, "cat": "dram", "pid": c, "tid": mode_tid,
+                           "ts": round(int(a) * us, 4), "dur": round(int(b - a) * us, 4),
                            "args": {"tck": int(b - a)}})
+        if train_tid is None:
+            continue
+        mac = rows[np.isin(rows[:, 1], macs), 0]
+        if len(mac):
+            cut = np.flatnonzero(np.diff(mac) > gap) + 1
+            for first, last, n in zip(mac[np.r_[0, cut]], mac[np.r_[cut - 1, len(mac) - 1]],
+                                      np.diff(np.r_[0, cut, len(mac)]), strict=True):
+                trains.append({"ph": "X", "name": "MAC train", "cat": "dram", "pid": c,
+                               "tid": train_tid, "ts": round(int(first) * us, 4),
+                               "dur": round(int(last - first + t["nCCDL"]) * us, 4),
+                               "args": {"columns": int(n)}})
+        for cyc, code in rows[np.isin(rows[:, 1], rows_cmds)][:, :2].tolist():
+            trains.append({"ph": "i", "s": "t", "name": COMMANDS_BY_CODE[code], "cat": "dram",
+                           "pid": c, "tid": train_tid, "ts": round(cyc * us, 4)})
+    if train_tid is not None:
+        keep = len(trains) <= max_events
+        name = "MAC trains, row commands" + ("" if keep else
+                                             f" (left out: {len(trains)} events)")
+        events += [{"ph": "M", "name": "thread_name", "pid": c, "tid": train_tid,
+                    "args": {"name": name}} for c in sorted(traces)]
+        events += trains if keep else []
     return events
 
 
