@@ -105,7 +105,7 @@ def _add_run_outputs(p) -> None:
     p.add_argument("--commands", default=None,
                    help="rtl, perf: write the DRAM commands issued as CSV (channel, cycle, "
                    "command, footprint index: the bank, the bank group or 0 for all banks); "
-                   "perf: a line per command, about 590k (12 MB) for a gpt2-small token")
+                   "perf: a line per command, about 590k (10 MB) for a gpt2-small token")
 
 
 def build_parser() -> argparse.ArgumentParser:
