@@ -127,3 +127,25 @@ def test_cli_refuses_a_commands_file_that_is_not_csv(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and ".csv" in err[0] and "--commands" in err[0]
     assert not out.exists()
+
+
+def test_command_events_trains_rows_and_the_event_cap():
+    """The RTL view's MAC-train thread: a train per run of MAC commands within 2 nCCDL, row
+    commands as instants, the whole thread left out (and named so) past the event cap."""
+    from pimgpt.sim.perf.timeline import command_events
+
+    hw = load_hw("tiny-rtl")
+    t = derived_timing(hw)
+    step = t["nCCDL"]
+    mac = [(100 + k * step, CMD["MAC16"], 0) for k in range(8)]
+    mac += [(1000 + k * step, CMD["MAC16"], 0) for k in range(3)]
+    rows = sorted([(60, CMD["ACT16"], 0), (900, CMD["PREA"], 0), *mac])
+    ev = command_events({0: rows}, hw, 1e-3, mode_tid=1, train_tid=0)
+    trains = [e for e in ev if e["name"] == "MAC train"]
+    assert [(e["ts"], e["args"]["columns"]) for e in trains] == [(0.1, 8), (1.0, 3)]
+    assert trains[0]["dur"] == pytest.approx(8 * step * 1e-3)
+    assert [e["name"] for e in ev if e["ph"] == "i"] == ["ACT16", "PREA"]
+    capped = command_events({0: rows}, hw, 1e-3, mode_tid=1, train_tid=0, max_events=3)
+    assert not [e for e in capped if e["ph"] in ("X", "i") and e["tid"] == 0]
+    assert any("left out: 4 events" in e["args"].get("name", "") for e in capped
+               if e["ph"] == "M")
