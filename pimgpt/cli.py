@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 
+from pimgpt.apps.terminate import EXIT_TERMINATED, Terminated, sigterm_raises
 from pimgpt.core.errors import PimgptError
 
 # subcommand -> (module, function, one-line help)
@@ -247,11 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     module, func, _ = HANDLERS[args.command]
     try:
         handler = getattr(importlib.import_module(module), func)
-        return int(handler(args) or 0)
+        with sigterm_raises():  # `kill` cleans up as Ctrl-C does (pimgpt/apps/terminate.py)
+            return int(handler(args) or 0)
     except PimgptError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"pimgpt {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"pimgpt {args.command}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"pimgpt {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -246,3 +246,64 @@ def test_ctrl_c_on_a_local_cluster_is_one_line(tmp_path):
             proc.wait()
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["pimgpt sweep: interrupted"], err
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out.update(kids)
+            todo += kids
+    return out
+
+
+def test_sigterm_on_a_local_cluster_cleans_up(tmp_path):
+    """`kill` (SIGTERM to the driver alone) during a sweep on its embedded cluster: one line,
+    exit 143, and the cluster's worker processes end with it (Python's default SIGTERM ended the
+    driver at once, leaving them and its temporary files)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc to find the worker processes")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8, 16, 32, 64]\naxes: "
+                    "{dram.channels: [1, 2], dram.act_overlap: [false, true], "
+                    "energy.act_pj: [500, 550, 600, 650, 700, 750, 800, 850, 900, 950]}\n")
+    out = tmp_path / "o"
+    env = {**os.environ, "PIMGPT_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "sweep", str(spec), "-o",
+                             str(out), "--workers", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "results.jsonl").is_file() and (out / "results.jsonl").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        workers = _descendants(proc.pid)
+        assert workers  # the embedded cluster's processes
+        proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
+        _, err = proc.communicate(timeout=120)
+        deadline = time.monotonic() + 30
+        while (alive := {p for p in workers if Path(f"/proc/{p}").exists()
+                         and "zombie" not in Path(f"/proc/{p}/status").read_text()}):
+            assert time.monotonic() < deadline, f"worker processes left: {alive}"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["pimgpt sweep: terminated"], err

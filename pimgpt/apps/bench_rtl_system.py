@@ -254,4 +254,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pimgpt.apps.terminate import sigterm_raises
+
+    with sigterm_raises():  # a `kill` stops its Yosys child and removes its folder too
+        raise SystemExit(main())
