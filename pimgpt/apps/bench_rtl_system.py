@@ -241,13 +241,16 @@ def main(argv=None) -> int:
               f"perf simulator {s['perf_cycles']} cycles "
               f"({100 * s['cycle_difference']:+.1f} %)")
     if not args.no_area:
-        for c in cell_counts(("bank",) if args.quick else ("asic", "bank", "vector_unit")):
+        # block by block, each printed when done: the whole default run takes ~25 minutes, and
+        # one interrupted should keep what it finished
+        for block in ("bank",) if args.quick else ("asic", "bank", "vector_unit"):
+            (c,) = cell_counts((block,))
             if "error" in c:
-                print(f"{c['block']}: {c['error']}")
+                print(f"{c['block']}: {c['error']}", flush=True)
                 continue
             print(f"{c['block']} ({c['hw']}): {c['cells']} coarse cells, "
                   f"~{c.get('gate_equivalents', 0)} gate equivalents, {c['flip_flops']} "
-                  f"flip-flop bits, yosys {c['seconds']} s")
+                  f"flip-flop bits, yosys {c['seconds']} s", flush=True)
             print(f"  {c['command']}")
     bad = [r for r in rows if not r["golden_match"]]
     return 1 if bad else 0
