@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from pimgpt.cli import main
@@ -96,6 +97,13 @@ def test_timeline_has_the_visits_and_refreshes_of_each_channel(run):
             assert tck >= 2 * t["nMODCH"] if e["name"] == "register mode" else tck == t["nRFC"]
         spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in mine)
         assert all(b[0] >= a[1] - 1e-6 for a, b in zip(spans, spans[1:], strict=False))
+        # the next thread: MAC trains covering every MAC command, a row command per instant
+        trains = [e for e in events if e["pid"] == c and e["tid"] == tid + 1]
+        macs = np.isin(cmds[c][:, 1], [CMD["MAC"], CMD["MAC16"]])
+        rows = np.isin(cmds[c][:, 1], [CMD[k] for k in ("ACT", "ACT4", "ACT16", "PRE", "PRE4",
+                                                         "PREA")])
+        assert sum(e["args"]["columns"] for e in trains if e["ph"] == "X") == macs.sum() > 0
+        assert sum(e["ph"] == "i" for e in trains) == rows.sum() > 0
     # without hw (or without the log) the trace is the instructions alone, as before
     plain = trace_events(res, comp.tags, comp.program)["traceEvents"]
     assert not [e for e in plain if e.get("tid") == tid and e["ph"] == "X"]

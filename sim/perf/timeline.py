@@ -4,9 +4,10 @@ Size stays bounded: one complete event (``"ph": "X"``) per *instruction*, not pe
 when that would exceed ``max_events``, consecutive instructions with the same tag on the same
 track are merged into one slice named after the tag (``args`` counts the instructions by opcode),
 so a gpt2-xl token stays a few MB. Process ``pid = c`` is DRAM channel ``c`` (thread 0: its PIM
-instructions; thread ``1 + bank``: single-bank instructions; thread ``1 + banks``, where the run
-kept its command log: register-mode visits and refreshes), the last process is the ASIC (thread
-0: vector unit, thread 1: SYNC barriers). Times are microseconds (the trace format's unit).
+instructions; thread ``1 + bank``: single-bank instructions; where the run kept its command log,
+thread ``1 + banks``: register-mode visits and refreshes, thread ``2 + banks``: MAC trains and
+row commands, left out past ``max_events``), the last process is the ASIC (thread 0: vector
+unit, thread 1: SYNC barriers). Times are microseconds (the trace format's unit).
 Instructions that select several channels appear on each of them. A thread's slices must not
 overlap (the viewer would nest them), while an instruction's span runs from its dispatch to its
 completion and queued instructions overlap: a slice starts where the previous one of its thread
@@ -34,7 +35,8 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
 
     With ``hw`` and a run that kept its command log (``log=True``), each channel also gets a
     thread of its register-mode visits (``MODREG`` to ``nMODCH`` after ``MODARR``) and its
-    refreshes (``nRFC`` each): what the silicon's timing adds to the MAC streams.
+    refreshes (``nRFC`` each), what the silicon's timing adds to the MAC streams, and one of its
+    MAC trains and row commands (:func:`command_events`).
     """
     us = res.tck_ns * 1e-3
     channels = max(res.channels, 1)
@@ -99,18 +101,20 @@ def trace_events(res: PerfResult, tags: list | None = None, program=None,
                 continue
             emit((pid, tid), ev)
     if hw is not None and res.log:
-        events += _mode_events(res, hw, channels, us)
+        events += _command_threads(res, hw, channels, us, max_events)
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"hw": res.hw_name, "cycles": res.cycles, "tck_ns": res.tck_ns,
                          "merged_by_tag": merge}}
 
 
-def _mode_events(res: PerfResult, hw, channels: int, us: float) -> list:
-    """The register-mode visits and refreshes of every channel, on a thread of their own."""
+def _command_threads(res: PerfResult, hw, channels: int, us: float, max_events: int) -> list:
+    """Each channel's register-mode visits and refreshes, and its MAC trains and row commands
+    (while they stay under ``max_events``), on threads of their own: those of the RTL's trace."""
     from pimgpt.sim.perf.commands import perf_commands
 
-    return command_events(perf_commands(res.log, channels), hw, us,
-                          mode_tid=mode_thread(hw.dram.banks))
+    tid = mode_thread(hw.dram.banks)
+    return command_events(perf_commands(res.log, channels), hw, us, mode_tid=tid,
+                          train_tid=tid + 1, max_events=max_events)
 
 
 def command_events(traces: dict, hw, us: float, mode_tid: int, train_tid: int | None = None,
