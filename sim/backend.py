@@ -17,7 +17,6 @@ They are registered by name for ``pimgpt run`` in :mod:`pimgpt.apps.run_cli`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,17 +163,9 @@ class PerfBackend:
 
             files["timeline"] = write_timeline
         if self.commands:
-            from pimgpt.sim.perf.commands import perf_commands, write_commands_csv
+            from pimgpt.sim.perf.commands import perf_commands, save_commands_csv
 
-            def write_commands(path: Path) -> None:
-                traces = perf_commands(res.log, hw.dram.channels)
-                n = sum(len(v) for v in traces.values())
-                if n > 2_000_000:  # ~18 bytes and ~1.5 us a line: say why it takes a while
-                    print(f"--commands: writing {n:,} DRAM commands (about {n * 18 / 1e6:,.0f} "
-                          "MB)", file=sys.stderr, flush=True)
-                with open(path, "w", encoding="utf-8", newline="\n") as fh:
-                    write_commands_csv(traces, fh)
-
-            files["commands"] = write_commands
+            files["commands"] = lambda path: save_commands_csv(
+                perf_commands(res.log, hw.dram.channels), path)
         return RunResult(None, None, stats, lines=format_summary(stats).splitlines(),
                          files=files)

@@ -16,7 +16,7 @@ from pimgpt.sim.perf.commands import (
     commands_csv,
     perf_commands,
     register_mode_spans,
-    write_commands_csv,
+    save_commands_csv,
 )
 from pimgpt.sim.perf.timeline import mode_thread, trace_events
 from pimgpt.sw.compiler import compile_decode_step
@@ -61,8 +61,7 @@ def test_csv_rows_and_writer_agree(run, tmp_path):
     traces = perf_commands(res.log, hw.dram.channels)
     text = commands_csv(traces)
     path = tmp_path / "c.csv"
-    with open(path, "w", encoding="utf-8") as fh:
-        n = write_commands_csv(traces, fh)
+    n = save_commands_csv(traces, path)
     assert path.read_text() == text
     lines = text.splitlines()
     assert lines[0] == "channel,cycle,command,footprint_index"

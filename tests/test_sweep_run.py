@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -211,10 +212,10 @@ def test_cli_unreachable_scheduler(capsys, tmp_path, monkeypatch):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_ctrl_c_on_a_local_cluster_is_one_line(tmp_path):
-    """Ctrl-C (SIGINT to the process group) during a sweep on its embedded cluster (real worker
-    processes): the driver says so in one line and exits 130; the workers, which ignore it,
-    print nothing (they printed a traceback each)."""
+@contextmanager
+def _sweep_under_way(tmp_path, **popen):
+    """A sweep of 160 points on its embedded cluster (real worker processes) in a new session,
+    yielded once its first point is recorded; killed at the end if still running."""
     import os
     import signal
     import subprocess
@@ -229,21 +230,33 @@ def test_ctrl_c_on_a_local_cluster_is_one_line(tmp_path):
     env = {**os.environ, "PIMGPT_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "sweep", str(spec), "-o",
                              str(out), "--workers", "1"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            # as at a terminal, whatever this test's runner ignores
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **popen)
     try:
         deadline = time.monotonic() + 120
         while not ((out / "results.jsonl").is_file() and (out / "results.jsonl").read_text()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
-        time.sleep(3.0)  # the worker in the middle of its points
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
-        _, err = proc.communicate(timeout=120)
+        yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_ctrl_c_on_a_local_cluster_is_one_line(tmp_path):
+    """Ctrl-C (SIGINT to the process group) during a sweep on its embedded cluster (real worker
+    processes): the driver says so in one line and exits 130; the workers, which ignore it,
+    print nothing (they printed a traceback each)."""
+    import os
+    import signal
+    import time
+
+    # as at a terminal, whatever this test's runner ignores
+    with _sweep_under_way(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                    signal.SIG_DFL)) as proc:
+        time.sleep(3.0)  # the worker in the middle of its points
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["pimgpt sweep: interrupted"], err
 
@@ -269,29 +282,13 @@ def test_sigterm_on_a_local_cluster_cleans_up(tmp_path):
     """`kill` (SIGTERM to the driver alone) during a sweep on its embedded cluster: one line,
     exit 143, and the cluster's worker processes end with it (Python's default SIGTERM ended the
     driver at once, leaving them and its temporary files)."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
     from pathlib import Path
 
     if not Path("/proc/self/task").is_dir():
         pytest.skip("needs Linux /proc to find the worker processes")
-    spec = tmp_path / "s.yaml"
-    spec.write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8, 16, 32, 64]\naxes: "
-                    "{dram.channels: [1, 2], dram.act_overlap: [false, true], "
-                    "energy.act_pj: [500, 550, 600, 650, 700, 750, 800, 850, 900, 950]}\n")
-    out = tmp_path / "o"
-    env = {**os.environ, "PIMGPT_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "pimgpt.cli", "sweep", str(spec), "-o",
-                             str(out), "--workers", "1"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not ((out / "results.jsonl").is_file() and (out / "results.jsonl").read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.2)
+    with _sweep_under_way(tmp_path) as proc:
         workers = _descendants(proc.pid)
         assert workers  # the embedded cluster's processes
         proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
@@ -301,9 +298,5 @@ def test_sigterm_on_a_local_cluster_cleans_up(tmp_path):
                          and "zombie" not in Path(f"/proc/{p}/status").read_text()}):
             assert time.monotonic() < deadline, f"worker processes left: {alive}"
             time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 143, err
     assert err.strip().splitlines() == ["pimgpt sweep: terminated"], err

@@ -29,23 +29,15 @@ import numpy as np
 from pimgpt.core.config import HwConfig
 from pimgpt.core.errors import PimgptError
 from pimgpt.sim.backend import GoldenBackend, RunResult
-from pimgpt.sim.perf.commands import commands_csv, write_commands_csv
+from pimgpt.sim.perf.commands import save_commands_csv
 
 from .runner import SIMULATORS, fst_support_missing, simulator_available
 from .waves import WaveDump
 
-__all__ = ["RtlBackend", "RtlRunError", "commands_csv"]
+__all__ = ["RtlBackend", "RtlRunError"]
 
 #: Waveform formats the simulators write.
 WAVE_FORMATS = ("vcd", "fst")
-
-
-def _csv_writer(traces: dict):
-    def write(path: Path) -> None:
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            write_commands_csv(traces, fh)
-
-    return write
 
 
 def _timeline_writer(res, program, hw):
@@ -179,7 +171,7 @@ class RtlBackend:
             f"bit-exact, tokens {'equal' if tokens_match else 'DIFFER'})",
         ]
         files = {"waves": dump} if dump is not None else {}
-        files["commands"] = _csv_writer(res.traces)
+        files["commands"] = lambda path: save_commands_csv(res.traces, path)
         if self.timeline:
             files["timeline"] = _timeline_writer(res, program.program, hw)
         error = None if stats["golden_match"] else (

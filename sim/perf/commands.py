@@ -11,6 +11,8 @@ compared (:func:`pimgpt.sim.cocotb_lib.system_run.compare_with_perf`) and writte
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from pimgpt.core.dram import CMD, COMMANDS
@@ -45,11 +47,11 @@ def perf_commands(log, channels: int) -> dict[int, np.ndarray]:
     # one row per command of a train: record k repeated count[k] times, at first + j * stride
     k = np.repeat(np.arange(len(rec)), count)
     j = np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count)
-    cycle = rec[k, 5] + j * rec[k, 7]
+    every = np.stack([rec[k, 5] + j * rec[k, 7], rec[k, 0], rec[k, 2]], axis=1)
+    mask = rec[k, 1]
     out = {}
     for c in range(channels):
-        on = (rec[k, 1] >> c) & 1 == 1
-        rows = np.stack([cycle[on], rec[k[on], 0], rec[k[on], 2]], axis=1)
+        rows = every[(mask >> c) & 1 == 1]
         out[c] = rows[np.argsort(rows[:, 0], kind="stable")]
     return out
 
@@ -74,6 +76,18 @@ def write_commands_csv(traces: dict, fh) -> int:
         fh.write(chunk)
         n += chunk.count("\n")
     return n - 1  # the header
+
+
+def save_commands_csv(traces: dict, path) -> int:
+    """Write :func:`commands_csv` into the file ``path`` (what ``pimgpt run --commands`` writes,
+    on either backend), with a note on stderr first when it is large (over 2M commands: ~18
+    bytes and ~1.5 us a line); returns the number of commands written."""
+    n = sum(len(v) for v in traces.values())
+    if n > 2_000_000:
+        print(f"--commands: writing {n:,} DRAM commands (about {n * 18 / 1e6:,.0f} MB)",
+              file=sys.stderr, flush=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        return write_commands_csv(traces, fh)
 
 
 def _csv_chunks(traces: dict, rows_per_chunk: int = 200_000):
