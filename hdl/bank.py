@@ -46,7 +46,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from pimgpt.core import dram as S
-from pimgpt.core.config import HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 
 from .dram_timing import DramCmd
 from .fp import check_int
@@ -133,7 +133,7 @@ def acc_transfer_bursts(hw: HwConfig, nacc: int) -> list[tuple[int, int, int]]:
 def check_acc_transfers(hw: HwConfig) -> None:
     """The MAC unit's accumulator file must hold ``dram.accumulators``."""
     if hw.dram.accumulators > MAX_ACCUMULATORS:
-        raise ValueError(f"{hw.name}: the RTL MAC unit has at most {MAX_ACCUMULATORS} "
+        raise ConfigError(f"{hw.name}: the RTL MAC unit has at most {MAX_ACCUMULATORS} "
                          f"accumulators, not dram.accumulators {hw.dram.accumulators}")
 
 

@@ -17,7 +17,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from pimgpt.core.config import HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 from pimgpt.core.isa import Op
 
 from .bank import dram_cmd_layout
@@ -39,7 +39,7 @@ def asic_clock_ratio(hw: HwConfig) -> int:
     """
     ratio = 1.0 / (hw.asic.clock_ghz * hw.dram.tck_ns)
     if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
-        raise ValueError(f"{hw.name}: asic.clock_ghz {hw.asic.clock_ghz} must be the DRAM clock "
+        raise ConfigError(f"{hw.name}: asic.clock_ghz {hw.asic.clock_ghz} must be the DRAM clock "
                          f"(1/tck_ns = {1 / hw.dram.tck_ns:g} GHz) divided by an integer")
     return int(round(ratio))
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from amaranth.lib import enum
 
 from pimgpt.core import dram as S
-from pimgpt.core.config import HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 
 __all__ = ["DramCmd", "TimingTables", "BANK", "BANKGROUP", "CHANNEL", "CMD_WIDTH"]
 
@@ -100,7 +100,7 @@ class TimingTables:
         if not isinstance(hw, HwConfig):
             raise TypeError(f"hw must be a HwConfig, not {hw!r}")
         if S.act_overlap(hw):
-            raise ValueError(f"{hw.name}: the RTL has one row buffer per bank; set "
+            raise ConfigError(f"{hw.name}: the RTL has one row buffer per bank; set "
                              "dram.act_overlap: false")
         self.hw = hw
         self.std = std = S.build_standard(hw)
@@ -135,7 +135,7 @@ class TimingTables:
         self.checks = [sorted(c) for c in checks]
         self.done_after = tuple(std.done_after)
         if self.bus != 1:
-            raise ValueError(f"{hw.name}: the RTL issues at most one command per cycle and "
+            raise ConfigError(f"{hw.name}: the RTL issues at most one command per cycle and "
                              f"needs a command-bus spacing of 1 tCK, not {self.bus}")
 
     # ---- the channel tree ---------------------------------------------------------------

@@ -18,7 +18,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.core.config import HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 
 from .bank import check_acc_transfers
 from .dram_timing import DramCmd
@@ -58,7 +58,7 @@ def check_engine_args(hw: HwConfig, sp_addr_width: int) -> int:
     if not isinstance(hw, HwConfig):
         raise TypeError(f"hw must be a HwConfig, not {hw!r}")
     if hw.dram.col_elems != 16 or hw.dram.row_elems % 16:
-        raise ValueError(f"{hw.name}: the PIM engine needs 16-element columns (dram.column_bytes "
+        raise ConfigError(f"{hw.name}: the PIM engine needs 16-element columns (dram.column_bytes "
                          f"32), not {hw.dram.col_elems}")
     check_acc_transfers(hw)
     return check_int("sp_addr_width", sp_addr_width, 4, 26)

@@ -33,8 +33,11 @@ from pimgpt.core.config import HwConfig
 
 from .bank import ARRAY_VERILOG
 from .channel import Channel, bank_verilog
-from .controller import Asic
+from .controller import Asic, asic_clock_ratio
+from .dram_timing import TimingTables
 from .fp import check_int
+from .pim_ops import check_engine_args
+from .vector_unit import check_vector_unit_hw
 
 __all__ = ["System", "HostOp", "host_cmd_layout", "dram_addr", "SIMULATED"]
 
@@ -65,6 +68,18 @@ def dram_addr(hw: HwConfig, ch: int, bank: int, row: int, col: int) -> int:
     d = hw.dram
     word_bits = ceil_log2(d.rows * d.cols_per_row)
     return ((ch * d.banks + bank) << word_bits) | (row * d.cols_per_row + col)
+
+
+def check_system_hw(hw: HwConfig) -> None:
+    """Raise :class:`~pimgpt.core.config.ConfigError` (one line: the key and the fix) where the
+    RTL cannot build ``hw``: the checks the blocks' constructors make, all at once and in
+    moments, so that a run or an export fails before it announces a build of minutes."""
+    if not isinstance(hw, HwConfig):
+        raise TypeError(f"hw must be a HwConfig, not {hw!r}")
+    TimingTables(hw)  # one row buffer per bank, one command per tCK
+    asic_clock_ratio(hw)
+    check_engine_args(hw, 16)  # 16-element columns, the MAC unit's accumulators
+    check_vector_unit_hw(hw)
 
 
 class System(wiring.Component):
@@ -98,8 +113,7 @@ class System(wiring.Component):
     def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
                  cap_depth: int = 8192, array_model: str = "verilog",
                  bank_instances: bool = False):
-        if not isinstance(hw, HwConfig):
-            raise TypeError(f"hw must be a HwConfig, not {hw!r}")
+        check_system_hw(hw)
         self.hw = hw
         check_int("prog_depth", prog_depth, 16, 1 << 20)
         self.asic = Asic(hw, prog_depth=prog_depth, out_depth=out_depth, cap_depth=cap_depth)

@@ -30,7 +30,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from pimgpt.core.config import HwConfig
+from pimgpt.core.config import ConfigError, HwConfig
 from pimgpt.core.isa import Op
 from pimgpt.core.vu import uisa
 from pimgpt.core.vu.cost import microcode_for, pipeline_of
@@ -58,6 +58,15 @@ def tap_layout(lanes: int) -> data.StructLayout:
     end of one (``end``, with the piece's length ``count``)."""
     return data.StructLayout({"valid": 1, "index": 32, "mask": lanes,
                               "data": data.ArrayLayout(32, lanes), "end": 1, "count": 32})
+
+
+def check_vector_unit_hw(hw: HwConfig) -> None:
+    """Raise :class:`~pimgpt.core.config.ConfigError` where ``hw`` asks for a vector unit the
+    RTL does not build (``asic.vector_unit_ideal``: the performance model's what-if)."""
+    if hw.asic.vector_unit_ideal:
+        raise ConfigError(f"{hw.name}: asic.vector_unit_ideal is a what-if of the performance "
+                          "model (every vector instruction in one cycle) that no RTL builds; "
+                          "set it false")
 
 
 class VRegFile(wiring.Component):
@@ -152,6 +161,7 @@ class VectorUnit(wiring.Component):
     @classmethod
     def from_hw(cls, hw: HwConfig, sp_addr_width: int) -> VectorUnit:
         """The vector unit of a hardware configuration."""
+        check_vector_unit_hw(hw)
         return cls(lanes=hw.asic.vector_lanes, lat=pipeline_of(hw), sp_addr_width=sp_addr_width)
 
     def elaborate(self, platform):

@@ -58,6 +58,8 @@ PROGRAM_HW_FIELDS = (
     "asic.vector_units",
     # the attention's softmax normalisation (SOFTMAXU where the cost model finds it faster)
     "asic.late_softmax_norm",
+    # the what-if of a vector unit that costs one cycle an instruction (the schedule's cost)
+    "asic.vector_unit_ideal",
 )
 
 class ProgramCacheError(PimgptError):

@@ -54,6 +54,20 @@ def test_excess_by_instruction_adds_up_to_the_last_rung(small_budget):
     assert counts[("WR_VEC", "attn.kv")] == 12 and counts[("WR_ELEM", "attn.kv")] == 12 * 48
 
 
+def test_what_if_of_an_ideal_vector_unit():
+    """The bench's what-if rows: a vector unit of one cycle an instruction leaves the token bound
+    by the PIM side alone (no exposed vector-unit time), never slower than as configured."""
+    hw = load_hw("pimgpt-gddr6-8ch")
+    h = bench_dram.variant(hw, bench_dram.VARIANTS["act_overlap, vector unit ideal"])
+    assert h.dram.act_overlap and h.asic.vector_unit_ideal and not hw.asic.vector_unit_ideal
+    real = bench_dram.token_figures("gpt2-small", 128, hw)
+    ideal = bench_dram.token_figures("gpt2-small", 128, bench_dram.variant(
+        hw, bench_dram.VARIANTS["vector unit ideal"]))
+    assert real["asic_exposed_us"] > 1.0 and ideal["asic_exposed_us"] < 0.2
+    assert ideal["latency_us"] < real["latency_us"]
+    assert ideal["latency_us"] >= ideal["latency_bound_us"] == real["latency_bound_us"]
+
+
 @pytest.mark.parametrize("module", [m for _t, m, _q in __import__(
     "pimgpt.apps.bench", fromlist=["SECTIONS"]).SECTIONS])
 def test_every_bench_section_has_a_command_line(module, capsys):

@@ -208,6 +208,19 @@ def seed_negative(root, inputs):
     return ["run", "--seed", "-1"], "seed -1 is out of range; give an integer in 0..4294967295"
 
 
+@case("traceback")
+def rtl_second_row_buffer(root, inputs):
+    # a perf-model option the RTL has no hardware for: refused before any build is announced
+    return ["verilog", "channel", "--hw", hw_yaml(root, dram__act_overlap=True), "-o",
+            root / "v"], "the RTL has one row buffer per bank; set dram.act_overlap: false"
+
+
+@case("traceback")
+def rtl_ideal_vector_unit(root, inputs):
+    return ["run", "--backend", "rtl", "--hw", hw_yaml(root, asic__vector_unit_ideal=True)], \
+        "asic.vector_unit_ideal is a what-if of the performance model"
+
+
 # Hangs (issue: 3)
 @case("hang")
 def refresh_interval_zero(root, inputs):

@@ -497,6 +497,22 @@ def test_asic_vector_latency():
         assert run([ins]).cycles == 2 * cycles
 
 
+def test_ideal_vector_unit_takes_one_cycle_and_does_the_work():
+    # asic.vector_unit_ideal (a what-if): each vector instruction one ASIC cycle (2 tCK), its
+    # fp32 operations and scratchpad words (energy) those of the routine.
+    real = VectorUnitModel(load_hw("pimgpt-gddr6-8ch"))
+    ideal = VectorUnitModel(hw_with(asic={"vector_unit_ideal": True}))
+    pim = mac(0, ncols=64)
+    for ins in (I(Op.VADD, dst=0, a=64, b=128, n=64), I(Op.SOFTMAX, dst=0, src=0, n=32)):
+        r, i = real.cost(ins), ideal.cost(ins)
+        assert r.cycles > 10 and i.cycles == 1
+        assert (i.ops, i.words) == (r.ops, r.words) and r.ops > 0
+        assert run([ins], hw_with(asic={"vector_unit_ideal": True})).cycles == 2
+        # serial after a MAC train: only its one cycle adds to the train's 184 tCK
+        assert run([pim, I(Op.SYNC), ins], hw_with(asic={"vector_unit_ideal": True})).cycles \
+            == 184 + 2
+
+
 def test_pim_and_asic_overlap_until_sync():
     # PIM: MAC16s of one row end at 56 + 126 + nCCDL = 184. ASIC: VSCALE of 16000 (longer than
     # the MACs). Without SYNC they overlap: the ASIC's time; with SYNC between: the sum.

@@ -8,8 +8,10 @@
   gpt2-small only), for the hardware as configured (``gddr6-aim``, mode switches on), with the
   in-order controller (``dram.early_activate: false``), without mode switches
   (``dram.mode_switch: false``), with ``dram.act_overlap: true``, on the plain ``gddr6``
-  standard, and with the interleaved V cache (``dram.v_channel_major: false``; these variants
-  also at gpt2-small context 1024): latency, PIM-side busy time against the bank-bandwidth
+  standard, with the interleaved V cache (``dram.v_channel_major: false``), and the what-if of a
+  vector unit that takes one cycle an instruction (``asic.vector_unit_ideal``, also with
+  ``act_overlap``: what a faster vector unit could still buy; these variants also at gpt2-small
+  context 1024): latency, PIM-side busy time against the bank-bandwidth
   floor, activations and pin bytes against their ideals, register-mode visits, the vector
   unit's exposed time, and ``bound``: the least PIM busy time any schedule of the same work could
   reach on that DRAM, against the floor (:func:`pimgpt.sim.perf.report.pim_busy_bound`), and
@@ -43,14 +45,26 @@ from pimgpt.sw.models import get_model
 #: The AiM model's figures for the calibration programs (tCK), as quoted by the issue that asked
 #: for the mode switch.
 AIM_REFERENCE = {"macs": 45159, "macs_rdmac": 56538}
+#: The hardware variants of the token table: name -> ``(section, keys)`` changes, applied in turn.
 VARIANTS = {
-    "as configured": {},
-    "in-order controller": {"early_activate": False},
-    "no mode switch": {"mode_switch": False},
-    "act_overlap": {"act_overlap": True},
-    "plain gddr6": {"standard": "gddr6"},
-    "interleaved V": {"v_channel_major": False},
+    "as configured": (),
+    "in-order controller": (("dram", {"early_activate": False}),),
+    "no mode switch": (("dram", {"mode_switch": False}),),
+    "act_overlap": (("dram", {"act_overlap": True}),),
+    "plain gddr6": (("dram", {"standard": "gddr6"}),),
+    "interleaved V": (("dram", {"v_channel_major": False}),),
+    # what-ifs: a vector unit that takes one cycle an instruction (what a faster one could buy)
+    "vector unit ideal": (("asic", {"vector_unit_ideal": True}),),
+    "act_overlap, vector unit ideal": (("dram", {"act_overlap": True}),
+                                       ("asic", {"vector_unit_ideal": True})),
 }
+
+
+def variant(hw, changes):
+    """``hw`` with a :data:`VARIANTS` entry's changes applied."""
+    for section, keys in changes:
+        hw = hw_variant(hw, section, **keys)
+    return hw
 POINTS = (("gpt2-small", 128), ("gpt2-xl", 1024))
 #: Where the variants are also measured (not the budget): a long context of a small model, where
 #: the V cache's layout matters most.
@@ -177,8 +191,8 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
     hw = load_hw(hw_name)
     out = {"calibration": calibration(hw_name), "tokens": {}, "accumulators": {}}
     for model, ctx in POINTS[:1] if quick else VARIANT_POINTS:
-        for name, keys in VARIANTS.items():
-            h = hw_variant(hw, "dram", **keys) if keys else hw
+        for name, changes in VARIANTS.items():
+            h = variant(hw, changes)
             out["tokens"][f"{model} ctx {ctx}, {name}"] = token_figures(model, ctx, h)
     model, ctx = POINTS[0]
     for n in ACCUMULATORS:
@@ -191,13 +205,13 @@ def run(quick: bool = False, hw_name: str | None = None) -> dict:
 
 
 def _table(rows: dict, first: str) -> list[str]:
-    lines = [f"{first:44} {'us/tok':>8} {'lat bound':>9} {'PIM us':>8} {'PIM/floor':>9} "
+    lines = [f"{first:52} {'us/tok':>8} {'lat bound':>9} {'PIM us':>8} {'PIM/floor':>9} "
              f"{'bound':>6} "
              f"{'acts/ideal':>10} "
              f"{'pins kB':>8} {'pins/ideal':>10} {'visits':>7} {'ASIC exp us':>11}"]
     for name, r in rows.items():
         lines.append(
-            f"{name!s:44} {r['latency_us']:8.1f} {r['latency_bound_us']:9.1f} "
+            f"{name!s:52} {r['latency_us']:8.1f} {r['latency_bound_us']:9.1f} "
             f"{r['pim_busy_us']:8.1f} "
             f"{r['pim_busy_over_floor']:8.2f}x {r['pim_busy_bound_over_floor']:5.2f}x "
             f"{r['activations_over_ideal']:10.3f} "

@@ -177,6 +177,10 @@ class AsicConfig:
     #: docs/numerics.md, "Softmax"), where its cost model finds the step faster so. The step's
     #: numerics follow (its plan records it; the reference models are told, sim/reference.py)
     late_softmax_norm: bool = key(bool, default=False)
+    #: a what-if of the performance model: every vector-unit instruction takes one ASIC cycle
+    #: (its work still counts for energy), the vector unit a real design could at best
+    #: approach; tells what a faster unit would still buy. The RTL refuses it
+    vector_unit_ideal: bool = key(bool, default=False)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,9 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
     SystemResult
     """
     from pimgpt.core.isa import decode
+    from pimgpt.hdl.system import check_system_hw
 
+    check_system_hw(hw)  # before anything is built or announced
     prog = decode(bytes(program)) if isinstance(program, (bytes, bytearray)) else list(program)
     depth = prog_depth_for(len(prog))
     d = hw.dram

@@ -11,7 +11,8 @@ on the instruction's fields, so the cost is a function of the opcode and its sha
 ``rows``, ``seg``, ``nseg``, ``half``, ``nhead``, ``rseg``; for ``VMOV`` also the copy
 direction) and is cached per shape. With several units (``asic.vector_units``) an instruction
 :mod:`.cluster` shares out takes as long as its longest share and does the work of all of them.
-``SETR`` and ``OUT`` (front end) take one cycle.
+``SETR`` and ``OUT`` (front end) take one cycle. With ``asic.vector_unit_ideal`` (a what-if of
+the performance model) every instruction takes one cycle and does the routine's work.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class VectorUnitModel:
         self.microcode = microcode_for(self.lanes, self.lat)
         self._iss = VectorISS(self.microcode, timing_only=True)
         self._cache = _shared_cache(self.lanes, self.lat, self.units)
+        self.ideal = hw.asic.vector_unit_ideal
 
     def cost(self, ins: Instr) -> VuCost:
         """The cost of ``ins`` (an ASIC-side instruction)."""
@@ -87,6 +89,8 @@ class VectorUnitModel:
             hit = self._cache[key] = VuCost(cycles=max(st.cycles for st in shares),
                                             ops=sum(st.fp_ops for st in shares),
                                             words=sum(st.words for st in shares))
+        if self.ideal:  # the what-if: the work is the routine's, the time one cycle
+            return VuCost(cycles=1, ops=hit.ops, words=hit.words)
         return hit
 
 
