@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from pimgpt.apps.terminate import EXIT_TERMINATED, Terminated, sigterm_raises
-from pimgpt.core.errors import PimgptError
+from pimgpt.apps.entry import run_guarded
 
 # subcommand -> (module, function, one-line help)
 HANDLERS = {
@@ -246,26 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     module, func, _ = HANDLERS[args.command]
-    try:
-        handler = getattr(importlib.import_module(module), func)
-        with sigterm_raises():  # `kill` cleans up as Ctrl-C does (pimgpt/apps/terminate.py)
-            return int(handler(args) or 0)
-    except PimgptError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message holds
-        print(f"pimgpt {args.command}: error: {message}", file=sys.stderr)
-        return 1
-    except Terminated:
-        print(f"pimgpt {args.command}: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print(f"pimgpt {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader of stdout went away (`pimgpt models | head -1`): stop quietly, and keep
-        # Python from reporting the failed flush of stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
+    def command() -> int | None:
+        return getattr(importlib.import_module(module), func)(args)
+
+    return run_guarded(f"pimgpt {args.command}", command)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -147,6 +147,12 @@ def run_seed_on_perf(root):
         "--seed is not used by the perf backend; drop it or use --backend golden or rtl", (), True
 
 
+@case
+def run_unknown_hardware(root):
+    # was named only after "no --prompt given, using [0]" on stdout
+    return ["run", "--hw", "nope"], "unknown hardware preset 'nope'; choose one of", (), True
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_one_clean_line(name, tmp_path):
     root = tmp_path / "case"
@@ -218,3 +224,29 @@ def test_program_runs_on_its_compiled_model(tmp_path, capsys):
     assert main(["run", "--program", str(out / "program.bin"), "--stats", str(stats)]) == 0
     st = json.loads(stats.read_text())
     assert st["model"] == "tiny-py" and st["prompt"] == [100, 101] and len(st["tokens"]) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench_dram", "--hw", "nope"],
+    ["bench_compiler", "--hw", "nope"],
+    ["bench_numerics", "--reference", "nope"],
+    ["bench_llama_numerics", "--model", "nope"],
+])
+def test_bench_module_bad_input_is_one_clean_line(argv, tmp_path):
+    """``python -m pimgpt.apps.<bench>`` ends as ``pimgpt`` does (pimgpt/apps/entry.py): one line
+    naming the module, exit 1, before the report's work (each printed a traceback, and the
+    numerics benches only after minutes)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PIMGPT_CACHE_DIR": str(tmp_path / "cache")}
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", f"pimgpt.apps.{argv[0]}", *argv[1:]],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 1, res.stderr[-2000:]
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"python -m pimgpt.apps.{argv[0]}: error: unknown "), lines[0]
+    assert res.stdout == "" and time.perf_counter() - t0 < 60

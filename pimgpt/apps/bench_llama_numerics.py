@@ -205,6 +205,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="tiny-llama-py",
                         help="model for the PIM-vs-float64 logit comparison ('' to skip)")
     args = parser.parse_args(argv)
+    if args.model:  # a bad name is refused before the minutes of the report
+        from pimgpt.sw.models import get_model
+
+        get_model(args.model)
     t0 = time.perf_counter()
     print(format_report(llama_report(quick=args.quick)))
     if args.model:
@@ -218,4 +222,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

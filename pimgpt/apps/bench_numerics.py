@@ -435,6 +435,10 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     if args.stride < 0:
         parser.error("--stride must be 0 (off) or a positive stride")
+    if args.reference:  # a bad name is refused before the minutes of the report
+        from pimgpt.sw.models import get_model
+
+        get_model(args.reference)
     print(format_report(numerics_report(quick=args.quick, stride=args.stride)))
     if args.reference:
         r = reference_speed(args.reference)
@@ -447,4 +451,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

@@ -115,4 +115,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

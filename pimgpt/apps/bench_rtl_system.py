@@ -257,7 +257,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from pimgpt.apps.terminate import sigterm_raises
+    from pimgpt.apps.entry import module_main
 
-    with sigterm_raises():  # a `kill` stops its Yosys child and removes its folder too
-        raise SystemExit(main())
+    module_main(main)  # a `kill` stops its Yosys child and removes its folder too

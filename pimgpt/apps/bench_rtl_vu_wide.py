@@ -29,6 +29,7 @@ import numpy as np
 
 from pimgpt.core import numerics as nx
 from pimgpt.core.isa import I, Op
+from pimgpt.core.vu.uisa import LANE_CHOICES
 
 __all__ = ["WORDS", "stimulus", "pipelined_groups", "run_wide", "wide_check", "main"]
 
@@ -198,7 +199,8 @@ def mismatches(res: dict) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="128 lanes only")
-    parser.add_argument("--lanes", type=int, nargs="+", default=None)
+    parser.add_argument("--lanes", type=int, nargs="+", default=None, choices=LANE_CHOICES,
+                        help="the widths to run (default: 128 and 64)")
     args = parser.parse_args(argv)
     lanes = args.lanes or ([128] if args.quick else [128, 64])
     bad = 0
@@ -219,4 +221,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

@@ -82,4 +82,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

@@ -342,6 +342,7 @@ def _save_npy(array) -> Callable[[Path], None]:
 
 def cli_run(args) -> int:
     """``pimgpt run``; see the module docstring."""
+    from pimgpt.core.config import load_hw
     from pimgpt.core.fileio import Outputs
     from pimgpt.sw.checkpoint import check_seed
     from pimgpt.sw.models import get_model
@@ -368,6 +369,8 @@ def cli_run(args) -> int:
     else:
         model = RUN_DEFAULTS["model"] if model is None else model
         cfg = get_model(model)
+        if args.hw is not None:  # a bad --hw is named before the default prompt is announced
+            load_hw(args.hw)
     check_run_options(args, cfg)
     prompt = None if program is not None else prompt_from_args(
         args, cfg, default=(0,) if args.backend != "perf" else None)
