@@ -54,6 +54,20 @@ def test_excess_by_instruction_adds_up_to_the_last_rung(small_budget):
     assert counts[("WR_VEC", "attn.kv")] == 12 and counts[("WR_ELEM", "attn.kv")] == 12 * 48
 
 
+def test_points_are_parsed_and_checked():
+    from pimgpt.core.errors import PimgptError
+
+    assert bench_dram.parse_points("gpt2-small:128, llama-3.2-1b:512") == (
+        ("gpt2-small", 128), ("llama-3.2-1b", 512))
+    for bad, words in (("gpt2-small", "give MODEL:CONTEXT pairs"),
+                       ("gpt2-small:x", "give MODEL:CONTEXT pairs"),
+                       ("gpt2-small:2000", "context 2000 is out of range for gpt2-small; use "
+                                           "1..1024"),
+                       ("nope:128", "unknown model 'nope'")):
+        with pytest.raises(PimgptError, match=words):
+            bench_dram.parse_points(bad)
+
+
 def test_what_if_of_an_ideal_vector_unit():
     """The bench's what-if rows: a vector unit of one cycle an instruction leaves the token bound
     by the PIM side alone (no exposed vector-unit time), never slower than as configured."""

@@ -10,8 +10,9 @@
   (``dram.mode_switch: false``), with ``dram.act_overlap: true``, on the plain ``gddr6``
   standard, with the interleaved V cache (``dram.v_channel_major: false``), and the what-if of a
   vector unit that takes one cycle an instruction (``asic.vector_unit_ideal``, also with
-  ``act_overlap``: what a faster vector unit could still buy; these variants also at gpt2-small
-  context 1024): latency, PIM-side busy time against the bank-bandwidth
+  ``act_overlap``, and that with ``dram.mode_switch: false`` too: what a faster vector unit could
+  still buy; these variants also at gpt2-small context 1024; ``--points MODEL:CTX,...`` for other
+  decode points): latency, PIM-side busy time against the bank-bandwidth
   floor, activations and pin bytes against their ideals, register-mode visits, the vector
   unit's exposed time, and ``bound``: the least PIM busy time any schedule of the same work could
   reach on that DRAM, against the floor (:func:`pimgpt.sim.perf.report.pim_busy_bound`), and
@@ -57,6 +58,9 @@ VARIANTS = {
     "vector unit ideal": (("asic", {"vector_unit_ideal": True}),),
     "act_overlap, vector unit ideal": (("dram", {"act_overlap": True}),
                                        ("asic", {"vector_unit_ideal": True})),
+    # ... and without the register-access mode: the best this schedule does on a second row buffer
+    "act_overlap, no mode switch, VU ideal": (("dram", {"act_overlap": True, "mode_switch": False}),
+                                              ("asic", {"vector_unit_ideal": True})),
 }
 
 
@@ -186,32 +190,57 @@ def excess_by_instruction(model: str, ctx: int, hw, top: int | None = 8) -> list
     return rows if top is None else rows[:top]
 
 
-def run(quick: bool = False, hw_name: str | None = None) -> dict:
-    """Every figure of this benchmark (``quick``: gpt2-small only)."""
+def parse_points(text: str) -> tuple:
+    """``"gpt2-small:128,llama-3.2-1b:512"`` -> ``(("gpt2-small", 128), ("llama-3.2-1b", 512))``,
+    each model known and each context within it (else one :class:`PimgptError` line)."""
+    from pimgpt.core.errors import PimgptError
+
+    points = []
+    for item in text.split(","):
+        model, sep, ctx = item.strip().rpartition(":")
+        if not sep or not model or not ctx.strip().isdigit():
+            raise PimgptError(f"--points {item.strip()!r}: give MODEL:CONTEXT pairs separated by "
+                              "commas, e.g. gpt2-small:128,gpt2-xl:1024")
+        cfg, n = get_model(model), int(ctx)
+        if not 1 <= n <= cfg.ctx:
+            raise PimgptError(f"--points {item.strip()!r}: context {n} is out of range for "
+                              f"{cfg.name}; use 1..{cfg.ctx}")
+        points.append((model, n))
+    return tuple(points)
+
+
+def run(quick: bool = False, hw_name: str | None = None, points: tuple | None = None) -> dict:
+    """Every figure of this benchmark (``quick``: the first point only).
+
+    ``points``: ``(model, context)`` decode points instead of :data:`POINTS` (the variants then
+    run at these alone, the accumulator table and the excess at the first).
+    """
     hw = load_hw(hw_name)
+    base = POINTS if points is None else tuple(points)
+    var_points = VARIANT_POINTS if points is None else base
     out = {"calibration": calibration(hw_name), "tokens": {}, "accumulators": {}}
-    for model, ctx in POINTS[:1] if quick else VARIANT_POINTS:
+    for model, ctx in base[:1] if quick else var_points:
         for name, changes in VARIANTS.items():
             h = variant(hw, changes)
             out["tokens"][f"{model} ctx {ctx}, {name}"] = token_figures(model, ctx, h)
-    model, ctx = POINTS[0]
+    model, ctx = base[0]
+    out["accumulators_point"] = f"{model} ctx {ctx}"
     for n in ACCUMULATORS:
         h = hw_variant(hw, "dram", accumulators=n)
         out["accumulators"][n] = token_figures(model, ctx, h)
-    out["budget"] = {f"{m} ctx {c}": budget(m, c, hw) for m, c in (POINTS[:1] if quick else POINTS)}
-    model, ctx = POINTS[0]
+    out["budget"] = {f"{m} ctx {c}": budget(m, c, hw) for m, c in (base[:1] if quick else base)}
     out["excess"] = {f"{model} ctx {ctx}": excess_by_instruction(model, ctx, hw)}
     return out
 
 
 def _table(rows: dict, first: str) -> list[str]:
-    lines = [f"{first:52} {'us/tok':>8} {'lat bound':>9} {'PIM us':>8} {'PIM/floor':>9} "
+    lines = [f"{first:58} {'us/tok':>8} {'lat bound':>9} {'PIM us':>8} {'PIM/floor':>9} "
              f"{'bound':>6} "
              f"{'acts/ideal':>10} "
              f"{'pins kB':>8} {'pins/ideal':>10} {'visits':>7} {'ASIC exp us':>11}"]
     for name, r in rows.items():
         lines.append(
-            f"{name!s:52} {r['latency_us']:8.1f} {r['latency_bound_us']:9.1f} "
+            f"{name!s:58} {r['latency_us']:8.1f} {r['latency_bound_us']:9.1f} "
             f"{r['pim_busy_us']:8.1f} "
             f"{r['pim_busy_over_floor']:8.2f}x {r['pim_busy_bound_over_floor']:5.2f}x "
             f"{r['activations_over_ideal']:10.3f} "
@@ -224,9 +253,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="gpt2-small only")
     p.add_argument("--hw", default=None, help="hardware preset or YAML (default: the default)")
+    p.add_argument("--points", default=None, metavar="MODEL:CTX[,MODEL:CTX...]",
+                   help="decode points (default: gpt2-small:128,gpt2-xl:1024, the variants also "
+                   "at gpt2-small:1024); the accumulator table and the excess at the first")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
-    res = run(args.quick, args.hw)
+    points = parse_points(args.points) if args.points is not None else None
+    res = run(args.quick, args.hw, points)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -236,8 +269,8 @@ def main(argv=None) -> int:
           f"with RD_MAC after each {cal['macs_rdmac']['cycles']} tCK (AiM model "
           f"{cal['macs_rdmac']['aim_model']}); {cal['tck_per_rdmac']:.2f} tCK per RD_MAC")
     print("\n".join(_table(res["tokens"], "decode token")))
-    model, ctx = POINTS[0]
-    acc = {f"{model} ctx {ctx}, {n} accumulator(s)": r for n, r in res["accumulators"].items()}
+    point = res["accumulators_point"]
+    acc = {f"{point}, {n} accumulator(s)": r for n, r in res["accumulators"].items()}
     print("\n".join(_table(acc, "dram.accumulators")))
     for point, b in res["budget"].items():
         print(f"PIM busy budget, {point}: {b['pim_busy_us']:.1f} us = floor {b['floor_us']:.1f} us "
