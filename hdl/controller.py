@@ -79,6 +79,10 @@ class Asic(wiring.Component):
         Status; ``cycles`` counts cycles from ``start`` to the end of the program.
     """
 
+    #: The vector unit's class (a subclass with stand-in lanes counts the area by parts:
+    #: ``pimgpt.apps.bench_rtl_system``)
+    VECTOR_UNIT = VectorUnit
+
     def __init__(self, hw: HwConfig, *, prog_depth: int = 8192, out_depth: int = 256,
                  cap_depth: int = 8192, queue_depth: int = 32, iq_depth: int = 64,
                  vq_depth: int = 32):
@@ -130,7 +134,7 @@ class Asic(wiring.Component):
         C = hw.dram.channels
         m.submodules.fe = fe = Frontend(prog_depth=self.prog_depth, out_depth=self.out_depth)
         N = hw.asic.vector_units
-        vus = [VectorUnit.from_hw(hw, self.sp_aw) for _ in range(N)]
+        vus = [self.VECTOR_UNIT.from_hw(hw, self.sp_aw) for _ in range(N)]
         vu = vus[0]
         W = vu.lanes
         # The vector units run at the ASIC clock: one step every `ratio` DRAM clocks (tCK).

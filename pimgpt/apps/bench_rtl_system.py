@@ -5,14 +5,15 @@
   simulator process (host loading excluded), build time, golden match, cycles against the perf
   simulator on the same program and hardware.
 * :func:`cell_counts` -- Yosys cells of the ASIC alone, of one bank's PIM logic and of the vector
-  unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic).
+  unit (built-in Yosys, coarse cells; the DRAM array is not part of the bank's logic); the ASIC
+  and the vector unit by parts (:func:`area_by_parts`) unless ``--flat``.
 * :func:`bank_area_by_accumulators` -- one bank's PIM logic for 1, 4, 8, 16 MAC accumulators
   (``dram.accumulators``), the price of batching ``RD_MAC`` reads (issue 11).
 * :func:`vector_unit_lanes` -- the vector unit for 16, 32, 64 and 128 lanes: its area (the same
   Yosys flow, plus the microcode ROM's bits) against the token latency of the perf backend on
   gpt2-small (context 128) and gpt2-xl (context 1024) with that lane count (issue 10).
-* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area] [--accumulators] [--lanes]``
-  prints the tables.
+* ``python -m pimgpt.apps.bench_rtl_system [--quick] [--no-area] [--flat] [--accumulators]
+  [--lanes]`` prints the tables.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
-__all__ = ["cosim", "cell_counts", "bank_area_by_accumulators", "vector_unit_area",
+__all__ = ["cosim", "cell_counts", "bank_area_by_accumulators", "area_by_parts",
            "vector_unit_lanes", "main"]
 
 HW = "tiny-rtl"
@@ -85,23 +86,11 @@ def bank_area_by_accumulators(counts=(1, 4, 8, 16), hw: str = "pimgpt-gddr6-8ch"
     return out
 
 
-def vector_unit_area(hw, timeout: float = 7200.0) -> dict:
-    """Built-in Yosys area of the vector unit of ``hw``, by parts.
-
-    Yosys on the whole flattened unit takes about 9 minutes at 16 lanes and grows much faster
-    than the design (its ``share``/``opt`` passes over 2W floating-point units), so the unit is
-    counted as the sum of: one lane's multiply-add pipeline and one lane's INT unit, times ``W``,
-    and the unit with both replaced by pass-through stand-ins (sequencer, register file, lane
-    network, operand and write-port multiplexers, memory stage), less the stand-ins' own cost
-    (each stand-in output depends on every input, so the logic around it cannot simplify). At 16
-    lanes the sum is within 1 % of the whole unit's gate equivalents (359,276 against 356,319;
-    cells 5,763 against 5,492; flip-flops equal). Returns the totals and the parts.
-    """
+def _stand_in_unit():
+    """A :class:`~pimgpt.hdl.vector_unit.VectorUnit` whose lanes are pass-through stand-ins, and
+    the two stand-in lane classes (:func:`area_by_parts`)."""
     from amaranth.hdl import Module
-    from amaranth.utils import ceil_log2
 
-    from pimgpt.core.vu.cost import pipeline_of
-    from pimgpt.hdl.export import yosys_cell_counts
     from pimgpt.hdl.vector_unit import VectorUnit
     from pimgpt.hdl.vu_lanes import FpLane, IntLane, VectorLanes
 
@@ -127,11 +116,46 @@ def vector_unit_area(hw, timeout: float = 7200.0) -> dict:
     class _Unit(VectorUnit):
         LANES = _Lanes
 
+    return _Unit, _FpStandIn, _IntStandIn
+
+
+def area_by_parts(hw, block: str = "vector_unit", timeout: float = 7200.0) -> dict:
+    """Built-in Yosys area of the vector unit (``block="vector_unit"``) or of the whole ASIC
+    (``"asic"``, its vector units included) of ``hw``, by parts.
+
+    Yosys on the whole flattened vector unit takes about 9 minutes at 16 lanes (the ASIC around
+    it about 16) and grows much faster than the design (its ``share``/``opt`` passes over 2W
+    floating-point units), so the block is counted as the sum of: one lane's multiply-add
+    pipeline and one lane's INT unit, times ``W`` and the vector units, and the block with both
+    replaced by pass-through stand-ins (sequencer, register file, lane network, operand and
+    write-port multiplexers, memory stage; around them, for the ASIC, its front end, PIM engine,
+    schedulers and scratchpad), less the stand-ins' own cost (each stand-in output depends on
+    every input, so the logic around it cannot simplify). At 16 lanes the vector unit's sum is
+    within 1 % of the whole unit's gate equivalents (359,276 against 356,319; cells 5,763 against
+    5,492; flip-flops equal). Returns the totals and the parts.
+    """
+    from amaranth.utils import ceil_log2
+
+    from pimgpt.core.vu.cost import pipeline_of
+    from pimgpt.hdl.controller import Asic
+    from pimgpt.hdl.export import yosys_cell_counts
+    from pimgpt.hdl.vu_lanes import FpLane, IntLane
+
+    unit, fp_stand_in, int_stand_in = _stand_in_unit()
     w, lat = hw.asic.vector_lanes, pipeline_of(hw)
-    aw = max(4, ceil_log2(hw.asic.scratchpad_words))
-    parts = {"fp_lane": FpLane(lat), "int_lane": IntLane(1), "fp_stand_in": _FpStandIn(lat),
-             "int_stand_in": _IntStandIn(1), "rest": _Unit(lanes=w, lat=lat, sp_addr_width=aw)}
-    got = {k: yosys_cell_counts(f"vu_{k}", component=c, tool="builtin", timeout=timeout)
+    if block == "asic":
+        class _Asic(Asic):
+            VECTOR_UNIT = unit
+
+        rest, n_lanes = _Asic(hw), w * hw.asic.vector_units
+    elif block == "vector_unit":
+        rest = unit(lanes=w, lat=lat, sp_addr_width=max(4, ceil_log2(hw.asic.scratchpad_words)))
+        n_lanes = w
+    else:
+        raise ValueError(f"block must be 'vector_unit' or 'asic', not {block!r}")
+    parts = {"fp_lane": FpLane(lat), "int_lane": IntLane(1), "fp_stand_in": fp_stand_in(lat),
+             "int_stand_in": int_stand_in(1), "rest": rest}
+    got = {k: yosys_cell_counts(f"{block}_{k}", component=c, tool="builtin", timeout=timeout)
            for k, c in parts.items()}
     out = {"parts": {k: {x: r[x] for x in ("cells", "gate_equivalents", "flip_flops")}
                      for k, r in got.items()},
@@ -139,7 +163,7 @@ def vector_unit_area(hw, timeout: float = 7200.0) -> dict:
     for x in ("cells", "gate_equivalents", "flip_flops"):
         lane = got["fp_lane"][x] + got["int_lane"][x]
         stand_in = got["fp_stand_in"][x] + got["int_stand_in"][x]
-        out[x] = got["rest"][x] + w * (lane - stand_in)
+        out[x] = got["rest"][x] + n_lanes * (lane - stand_in)
     return out
 
 
@@ -149,7 +173,7 @@ def vector_unit_lanes(lanes=(16, 32, 64, 128), hw: str = "pimgpt-gddr6-8ch",
     """The vector unit of ``hw`` with ``asic.vector_lanes`` set to each of ``lanes``.
 
     Per lane count: built-in Yosys cells, gate equivalents and flip-flop bits of the vector unit
-    (:func:`vector_unit_area`; the microcode ROM is a memory, counted as ``rom_bits`` beside), and
+    (:func:`area_by_parts`; the microcode ROM is a memory, counted as ``rom_bits`` beside), and
     per ``(model, context)`` of ``points`` the perf backend's decode latency per token and the
     share of it the vector unit is exposed (not hidden behind PIM work).
     """
@@ -171,7 +195,7 @@ def vector_unit_lanes(lanes=(16, 32, 64, 128), hw: str = "pimgpt-gddr6-8ch",
                "rom_words": len(microcode_for(w, pipeline_of(hww)).words)}
         row["rom_bits"] = row["rom_words"] * WORD_BITS
         if area:
-            r = vector_unit_area(hww, timeout)
+            r = area_by_parts(hww, timeout=timeout)
             row.update(cells=r["cells"], gate_equivalents=r["gate_equivalents"],
                        flip_flops=r["flip_flops"], yosys_seconds=r["yosys_seconds"],
                        parts=r["parts"])
@@ -201,8 +225,11 @@ def _print_lanes(rows) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pimgpt.apps.bench_rtl_system")
     parser.add_argument("--quick", action="store_true",
-                        help="2 new tokens instead of 4; cell counts of the bank only (the vector "
-                             "unit's and the whole ASIC's take 7 and over 15 minutes here)")
+                        help="2 new tokens instead of 4; cell counts of the bank only")
+    parser.add_argument("--flat", action="store_true",
+                        help="count the ASIC and the vector unit whole, flattened (about 16 and 9 "
+                             "minutes here), not by parts (one lane times the lanes, plus the "
+                             "rest with stand-in lanes: minutes)")
     parser.add_argument("--no-area", action="store_true", help="skip the Yosys cell counts")
     parser.add_argument("--accumulators", action="store_true",
                         help="only the bank's area for 1, 4, 8, 16 MAC accumulators")
@@ -241,17 +268,24 @@ def main(argv=None) -> int:
               f"perf simulator {s['perf_cycles']} cycles "
               f"({100 * s['cycle_difference']:+.1f} %)")
     if not args.no_area:
-        # block by block, each printed when done: the whole default run takes ~25 minutes, and
-        # one interrupted should keep what it finished
+        # block by block, each printed when done: one run interrupted keeps what it finished
         for block in ("bank",) if args.quick else ("asic", "bank", "vector_unit"):
-            (c,) = cell_counts((block,))
-            if "error" in c:
-                print(f"{c['block']}: {c['error']}", flush=True)
-                continue
-            print(f"{c['block']} ({c['hw']}): {c['cells']} coarse cells, "
+            if block == "bank" or args.flat:
+                (c,) = cell_counts((block,))
+                if "error" in c:
+                    print(f"{c['block']}: {c['error']}", flush=True)
+                    continue
+                how, seconds = "", c["seconds"]
+            else:
+                from pimgpt.core.config import load_hw
+
+                c = dict(area_by_parts(load_hw(HW), block), hw=HW)
+                how, seconds = " by parts", c["yosys_seconds"]
+            print(f"{block} ({c['hw']}){how}: {c['cells']} coarse cells, "
                   f"~{c.get('gate_equivalents', 0)} gate equivalents, {c['flip_flops']} "
-                  f"flip-flop bits, yosys {c['seconds']} s", flush=True)
-            print(f"  {c['command']}")
+                  f"flip-flop bits, yosys {seconds} s", flush=True)
+            if "command" in c:
+                print(f"  {c['command']}")
     bad = [r for r in rows if not r["golden_match"]]
     return 1 if bad else 0
 
