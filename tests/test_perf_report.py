@@ -182,3 +182,24 @@ def test_random_programs(seed):
     assert (res.side == BARRIER).sum() > 3
     assert_same(res, tags, prog, hw)
     assert_same(res, tags, prog, hw, 10, len(prog) - 3)
+
+
+def test_what_ifs_are_named_in_the_statistics_and_the_summary():
+    """A run on an idealised configuration says so first: its figures are bounds, not a
+    machine's (asic.vector_unit_ideal, dram.mode_switch: false on a standard with modes)."""
+    from pimgpt.core.config import hw_variant
+    from pimgpt.sim.perf.summary import format_summary, simulate_model
+
+    hw = load_hw("pimgpt-gddr6-8ch")
+    _, _, st = simulate_model(get_model("tiny"), hw, context=16)
+    assert "idealised" not in st and "what-if" not in format_summary(st)
+    h = hw_variant(hw_variant(hw, "asic", vector_unit_ideal=True), "dram", mode_switch=False)
+    _, _, st = simulate_model(get_model("tiny"), h, context=16)
+    assert [w.split(":")[0] for w in st["idealised"]] == ["asic.vector_unit_ideal",
+                                                         "dram.mode_switch"]
+    lines = format_summary(st).splitlines()
+    assert lines[1].startswith("  what-if, not a buildable machine: asic.vector_unit_ideal")
+    # the plain JEDEC standard has no register-access mode: nothing idealised by switching off
+    plain = hw_variant(hw, "dram", standard="gddr6", mode_switch=False)
+    _, _, st = simulate_model(get_model("tiny"), plain, context=16)
+    assert "idealised" not in st

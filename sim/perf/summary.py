@@ -155,6 +155,20 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
     return out
 
 
+def idealisations(hw) -> list[str]:
+    """The what-if options of ``hw`` that no silicon (and no RTL) has, each as ``key: what``:
+    its figures are bounds, not a machine's, and the summary says so first."""
+    from pimgpt.core.dram import mode_switching, standard_of
+
+    out = []
+    if hw.asic.vector_unit_ideal:
+        out.append("asic.vector_unit_ideal: every vector instruction in one cycle")
+    if standard_of(hw).has_modes and not mode_switching(hw):
+        out.append(f"dram.mode_switch: false: {hw.dram.standard} without its register-access "
+                   "mode switches")
+    return out
+
+
 def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
     """Simulate a compiled program; statistics per part (preamble, prefill, decode).
 
@@ -176,6 +190,8 @@ def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
 
     res = PerfEngine(hw).run(comp.program, log=log, marks=[s.start for s in comp.steps])
     stats = summarize(res, hw, comp.tags, comp.steps, comp.program)
+    if what_ifs := idealisations(hw):
+        stats["idealised"] = what_ifs
     plan = attention_plan(comp)
     if plan:  # the compiler's record (a program read from files has none)
         stats["attention_plan"] = plan
@@ -208,6 +224,8 @@ def format_summary(stats: dict) -> str:
     hits, the bank-bandwidth floor reached and the time by instruction class."""
     lines = [f"model {stats['model']} on {stats['hw']}: {stats['instructions']} instructions, "
              f"{stats['cycles']} cycles (simulated in {stats['sim_wall_s']:.2f} s)"]
+    for what_if in stats.get("idealised", ()):
+        lines.append(f"  what-if, not a buildable machine: {what_if}")
     for part in ("prefill", "decode"):
         st = stats.get(part)
         if st is None:
