@@ -101,6 +101,10 @@ def _add_run_outputs(p) -> None:
                    "large: about 58 kB per simulated cycle on tiny-rtl (3.7 GB for tiny-py, "
                    "3-token prompt, 4 new tokens); plain, .vcd and .fst runs each build their "
                    "own simulator model (minutes, once)")
+    p.add_argument("--waves-window", default=None, metavar="FIRST:LAST",
+                   help="rtl, with --waves FILE.vcd: keep program cycles FIRST..LAST only (the "
+                   "cycles of --commands, --timeline and the statistics, 0 at the program's "
+                   "start); the whole run is traced, then cut (about a minute per GB)")
     p.add_argument("--commands", default=None,
                    help="rtl, perf: write the DRAM commands issued as CSV (channel, cycle, "
                    "command, footprint index: the bank, the bank group or 0 for all banks); "

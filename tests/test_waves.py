@@ -204,6 +204,63 @@ def test_run_moves_the_waves_and_says_their_size(tmp_path, monkeypatch, capsys):
                             "5 bytes per cycle)\n")
 
 
+def test_run_cuts_a_window_of_program_cycles(tmp_path, monkeypatch, capsys):
+    from test_vcd_window import HEADER
+    from test_vcd_window import dump as write_vcd
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    windows = []
+
+    class FakeTracedRtl(FakeRtl):
+        def run(self, program, weights, hw):
+            write_vcd(cache, cycles=10)  # cache/whole.vcd: program cycles 0..9
+            return RunResult([1], None, {"cycles": 10}, files={"waves": WaveDump(
+                cache / "whole.vcd", window=windows[-1])})
+
+    def factory(options):
+        windows.append(options["waves_window"])
+        return FakeTracedRtl(cache / "whole.vcd")
+
+    monkeypatch.setitem(BACKENDS, "rtl", BackendEntry(factory, "fake", "tiny-rtl",
+                                                      BACKENDS["rtl"].options))
+    target = tmp_path / "w.vcd"
+    assert main(["run", "--backend", "rtl", "--model", "tiny", "--prompt", "1",
+                 "--new-tokens", "1", "--waves", str(target), "--waves-window", "5:7"]) == 0
+    assert windows == [(5, 7)]
+    text = target.read_text()
+    assert text.startswith(HEADER) and "#8000\n$dumpvars" in text and "#11000" not in text
+    assert not (cache / "whole.vcd").exists()  # the whole dump does not stay in the cache
+    err = capsys.readouterr().err
+    assert err.startswith(f"{target}: ") and "(3 simulated cycles, " in err
+    # a window past the program's end: one line, nothing written, the dump removed all the same
+    assert main(["run", "--backend", "rtl", "--model", "tiny", "--prompt", "1",
+                 "--new-tokens", "1", "--waves", str(tmp_path / "x.vcd"),
+                 "--waves-window", "50:60"]) == 1
+    assert capsys.readouterr().err == ("pimgpt run: error: --waves-window 50:60: the program "
+                                       "ended before cycle 50; choose a window inside its "
+                                       "cycles\n")
+    assert not (tmp_path / "x.vcd").exists() and not (cache / "whole.vcd").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--backend", "rtl", "--waves-window", "1:2"], "--waves-window 1:2 cuts a VCD: give "
+                                                    "--waves FILE.vcd too"),
+    (["--backend", "rtl", "--waves", "w.fst", "--waves-window", "1:2"],
+     "--waves-window 1:2 cuts a VCD: give --waves FILE.vcd too (not w.fst)"),
+    (["--backend", "rtl", "--waves", "w.vcd", "--waves-window", "2-3"],
+     "--waves-window '2-3': give FIRST:LAST program cycles"),
+    (["--waves-window", "1:2"], "--waves-window is not used by the golden backend"),
+])
+def test_waves_window_refused_before_anything_runs(argv, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIMGPT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["run", "--model", "tiny", "--prompt", "1", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("pimgpt run: error: " + words), captured.err
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
+
+
 def test_run_interrupted_before_its_outputs_removes_the_dump(tmp_path, monkeypatch, capsys):
     dump = fake_rtl(monkeypatch, tmp_path)
 

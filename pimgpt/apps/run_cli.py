@@ -87,7 +87,8 @@ def _rtl(options: dict):
     from pimgpt.sim.cocotb_lib.rtl_backend import RtlBackend
 
     return RtlBackend(simulator=options.get("simulator", "verilator"),
-                      waves=options.get("waves"), timeline=options.get("timeline", False))
+                      waves=options.get("waves"), timeline=options.get("timeline", False),
+                      waves_window=options.get("waves_window"))
 
 
 #: Backends of ``pimgpt run --backend NAME``.
@@ -98,13 +99,14 @@ BACKENDS: dict[str, BackendEntry] = {
                          ("timeline", "commands", "context", "program")),
     # The RTL simulates every bank: the default 8-channel preset would be far too slow.
     "rtl": BackendEntry(_rtl, "the Verilog system under Verilator/Icarus, checked against golden",
-                        "tiny-rtl", ("logits", "program", "waves", "commands", "timeline",
-                                     "seed", "simulator")),
+                        "tiny-rtl", ("logits", "program", "waves", "waves_window", "commands",
+                                     "timeline", "seed", "simulator")),
 }
 #: Flags of the backend-specific options (argparse destination -> flag). ``--seed`` draws weights,
 #: which perf does not read (it times the program only).
 OPTION_FLAGS = {"logits": "--logits", "program": "--program", "timeline": "--timeline",
-                "waves": "--waves", "commands": "--commands", "context": "--context",
+                "waves": "--waves", "waves_window": "--waves-window",
+                "commands": "--commands", "context": "--context",
                 "seed": "--seed",
                 "simulator": "--simulator"}
 #: Optional output files a backend may offer (RunResult.files key -> option).
@@ -310,6 +312,16 @@ def _check_output_suffixes(args) -> None:
     waves = getattr(args, "waves", None)
     if waves is not None and Path(waves).suffix not in (".fst", ".vcd"):
         raise RunError(f"--waves {waves}: give a .fst or .vcd file name")
+    window = getattr(args, "waves_window", None)
+    entry = BACKENDS.get(getattr(args, "backend", None))
+    if window is not None and entry is not None and "waves_window" in entry.options:
+        # (a backend without it refuses the option itself: check_backend_options)
+        from pimgpt.sim.cocotb_lib.vcd_window import parse_window
+
+        parse_window(window)
+        if waves is None or Path(waves).suffix != ".vcd":
+            raise RunError(f"--waves-window {window} cuts a VCD: give --waves FILE.vcd too"
+                           + (f" (not {waves})" if waves else ""))
     commands = getattr(args, "commands", None)
     if commands is not None and Path(commands).suffix not in (".csv", ""):
         raise RunError(f"--commands {commands}: the commands are written as CSV; give a file "
@@ -321,13 +333,17 @@ def _check_output_suffixes(args) -> None:
 
 
 def _backend_from_args(args, generation: bool):
+    from pimgpt.sim.cocotb_lib.vcd_window import parse_window
+
     waves = getattr(args, "waves", None)
+    window = getattr(args, "waves_window", None)
     simulator = getattr(args, "simulator", None)
     return make_backend(args.backend, progress=True, generation=generation,
                         timeline=getattr(args, "timeline", None) is not None,
                         commands=getattr(args, "commands", None) is not None,
                         simulator=RUN_DEFAULTS["simulator"] if simulator is None else simulator,
-                        waves=Path(waves).suffix[1:] if waves else None)
+                        waves=Path(waves).suffix[1:] if waves else None,
+                        waves_window=parse_window(window) if window is not None else None)
 
 
 def _save_npy(array) -> Callable[[Path], None]:
@@ -389,7 +405,8 @@ def cli_run(args) -> int:
         for offered in result.files.values():
             getattr(offered, "discard", lambda: None)()
     if "--waves" in written:  # a dump grows by kB per cycle: say what this one cost
-        print(_waves_size(written["--waves"], result.stats.get("cycles")), file=sys.stderr)
+        cycles = getattr(result.files.get("waves"), "cycles", None) or result.stats.get("cycles")
+        print(_waves_size(written["--waves"], cycles), file=sys.stderr)
     if result.error:  # reported with its evidence: the outputs are written first
         raise RunError(result.error)
     return 0

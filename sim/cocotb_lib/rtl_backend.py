@@ -72,13 +72,17 @@ class RtlBackend:
     timeline : bool
         Offer a Chrome/Perfetto trace of the run as the ``"timeline"`` file
         (:func:`~.rtl_timeline.rtl_trace_events`).
+    waves_window : (int, int), optional
+        With ``waves="vcd"``: the offered file holds program cycles ``first..last`` only
+        (:func:`~.vcd_window.crop_vcd`).
     """
 
     name = "rtl"
     needs_weights = True
 
     def __init__(self, simulator: str = "verilator", waves: str | None = None,
-                 p_idle: float = 0.0, build_dir=None, timeline: bool = False):
+                 p_idle: float = 0.0, build_dir=None, timeline: bool = False,
+                 waves_window: tuple[int, int] | None = None):
         if simulator not in SIMULATORS:
             raise RtlRunError(f"unknown simulator {simulator!r}; use {' or '.join(SIMULATORS)}")
         if waves is not None and waves not in WAVE_FORMATS:
@@ -94,6 +98,9 @@ class RtlBackend:
         self.p_idle = p_idle
         self.build_dir = build_dir
         self.timeline = bool(timeline)
+        if waves_window is not None and waves != "vcd":
+            raise RtlRunError("a waves window cuts a VCD: use waves='vcd'")
+        self.waves_window = waves_window
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
         from pimgpt.sw.image import build_dram_image
@@ -184,4 +191,4 @@ class RtlBackend:
         if not found:
             raise RtlRunError(f"the simulator wrote no .{self.waves} waveform in {build_dir}; "
                               "this is a bug, run again without --waves")
-        return WaveDump(found[-1])
+        return WaveDump(found[-1], window=self.waves_window)

@@ -46,20 +46,38 @@ def remove_dumps(build_dir, fmt: str) -> list[Path]:
 class WaveDump:
     """The waveform a run left in its build folder: a ``files`` writer that moves it out.
 
-    ``dump(dest)`` moves the file to ``dest``; :meth:`discard` removes it if it was not moved
+    ``dump(dest)`` moves the file to ``dest`` (with ``window``, writes the cut of those program
+    cycles there and removes the whole dump); :meth:`discard` removes it if it was not moved
     (the run failed or was interrupted before its outputs were written).
 
     Parameters
     ----------
     path : path
         The dump in the build folder.
+    window : (int, int), optional
+        Program cycles ``first..last`` to keep (a VCD; :func:`.vcd_window.crop_vcd`).
+
+    Attributes
+    ----------
+    cycles : int or None
+        After a cut, the program cycles it covers.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, window: tuple[int, int] | None = None):
         self.path = Path(path)
+        self.window = window
+        self.cycles = None
 
     def __call__(self, dest) -> None:
-        move_file(self.path, dest)
+        if self.window is None:
+            move_file(self.path, dest)
+            return
+        from .vcd_window import crop_vcd
+
+        try:
+            self.cycles = crop_vcd(self.path, dest, *self.window)
+        finally:
+            self.discard()  # the whole dump (GBs) does not stay in the cache, cut or not
 
     def discard(self) -> None:
         """Remove the dump if it is still in the build folder."""
