@@ -104,7 +104,7 @@ def _add_run_outputs(p) -> None:
     p.add_argument("--waves-window", default=None, metavar="FIRST:LAST",
                    help="rtl, with --waves FILE.vcd: keep program cycles FIRST..LAST only (the "
                    "cycles of --commands, --timeline and the statistics, 0 at the program's "
-                   "start); the whole run is traced, then cut (about a minute per GB)")
+                   "start); the whole run is traced, then cut (about 30 s per GB of the whole)")
     p.add_argument("--commands", default=None,
                    help="rtl, perf: write the DRAM commands issued as CSV (channel, cycle, "
                    "command, footprint index: the bank, the bank group or 0 for all banks); "
