@@ -71,9 +71,20 @@ def dram_addr(hw: HwConfig, ch: int, bank: int, row: int, col: int) -> int:
 
 
 def check_system_hw(hw: HwConfig) -> None:
-    """Raise :class:`~pimgpt.core.config.ConfigError` (one line: the key and the fix) where the
-    RTL cannot build ``hw``: the checks the blocks' constructors make, all at once and in
-    moments, so that a run or an export fails before it announces a build of minutes."""
+    """Refuse a hardware configuration the RTL cannot build: the checks the blocks' constructors
+    make, all at once and in moments, so that a run fails before it announces a build of
+    minutes.
+
+    Parameters
+    ----------
+    hw : HwConfig
+
+    Raises
+    ------
+    ConfigError
+        One line: the key and the fix (a second row buffer, clocks that do not divide, columns
+        other than 16 elements, more accumulators than the MAC unit has, the vector unit's).
+    """
     if not isinstance(hw, HwConfig):
         raise TypeError(f"hw must be a HwConfig, not {hw!r}")
     TimingTables(hw)  # one row buffer per bank, one command per tCK

@@ -60,13 +60,32 @@ def tap_layout(lanes: int) -> data.StructLayout:
                               "data": data.ArrayLayout(32, lanes), "end": 1, "count": 32})
 
 
+#: The least scratchpad read latency the RTL vector unit takes (a synchronous read, then the
+#: lanes' alignment); the performance model accepts 1.
+MIN_SP_READ_LATENCY = 2
+
+
 def check_vector_unit_hw(hw: HwConfig) -> None:
-    """Raise :class:`~pimgpt.core.config.ConfigError` where ``hw`` asks for a vector unit the
-    RTL does not build (``asic.vector_unit_ideal``: the performance model's what-if)."""
+    """Refuse a vector unit the RTL does not build.
+
+    Parameters
+    ----------
+    hw : HwConfig
+
+    Raises
+    ------
+    ConfigError
+        For ``asic.vector_unit_ideal`` (the performance model's what-if) and an
+        ``asic.sp_read_latency`` below :data:`MIN_SP_READ_LATENCY`.
+    """
     if hw.asic.vector_unit_ideal:
         raise ConfigError(f"{hw.name}: asic.vector_unit_ideal is a what-if of the performance "
                           "model (every vector instruction in one cycle) that no RTL builds; "
                           "set it false")
+    if hw.asic.sp_read_latency < MIN_SP_READ_LATENCY:
+        raise ConfigError(f"{hw.name}: asic.sp_read_latency {hw.asic.sp_read_latency} must be at "
+                          f"least {MIN_SP_READ_LATENCY} in the RTL (the scratchpad read is "
+                          "synchronous, then the lanes take the words)")
 
 
 class VRegFile(wiring.Component):
@@ -139,9 +158,10 @@ class VectorUnit(wiring.Component):
         lat = Pipeline() if lat is None else lat
         if not isinstance(lat, Pipeline):
             raise TypeError(f"lat must be a uisa.Pipeline, not {lat!r}")
-        if lat.load < 2:
-            raise ValueError(f"sp_read_latency {lat.load} must be >= 2 in RTL (the scratchpad "
-                             "read is synchronous, then the lanes take the words)")
+        if lat.load < MIN_SP_READ_LATENCY:
+            raise ValueError(f"sp_read_latency {lat.load} must be >= {MIN_SP_READ_LATENCY} in "
+                             "RTL (the scratchpad read is synchronous, then the lanes take the "
+                             "words)")
         self.lat = lat
         self._aw = check_int("sp_addr_width", sp_addr_width, 4, 26)
         self.microcode = microcode_for(lanes, lat) if microcode is None else microcode

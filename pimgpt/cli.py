@@ -103,8 +103,9 @@ def _add_run_outputs(p) -> None:
                    "own simulator model (minutes, once)")
     p.add_argument("--waves-window", default=None, metavar="FIRST:LAST",
                    help="rtl, with --waves FILE.vcd: keep program cycles FIRST..LAST only (the "
-                   "cycles of --commands, --timeline and the statistics, 0 at the program's "
-                   "start); the whole run is traced, then cut (about 30 s per GB of the whole)")
+                   "cycles of --commands, --timeline and the statistics: 0 at the program's "
+                   "start, not the loading before it); the whole run is traced, then cut "
+                   "(about 30 s per GB of the whole)")
     p.add_argument("--commands", default=None,
                    help="rtl, perf: write the DRAM commands issued as CSV (channel, cycle, "
                    "command, footprint index: the bank, the bank group or 0 for all banks); "
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(importlib.import_module(module), func)(args)
 
     return run_guarded(f"pimgpt {args.command}", command)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -216,6 +216,13 @@ def rtl_second_row_buffer(root, inputs):
 
 
 @case("traceback")
+def rtl_scratchpad_read_of_one_cycle(root, inputs):
+    # the perf model takes it; the RTL vector unit's synchronous read needs two
+    return ["run", "--backend", "rtl", "--hw", hw_yaml(root, asic__sp_read_latency=1)], \
+        "asic.sp_read_latency 1 must be at least 2 in the RTL"
+
+
+@case("traceback")
 def rtl_ideal_vector_unit(root, inputs):
     return ["run", "--backend", "rtl", "--hw", hw_yaml(root, asic__vector_unit_ideal=True)], \
         "asic.vector_unit_ideal is a what-if of the performance model"

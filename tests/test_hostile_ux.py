@@ -250,3 +250,35 @@ def test_bench_module_bad_input_is_one_clean_line(argv, tmp_path):
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith(f"python -m pimgpt.apps.{argv[0]}: error: unknown "), lines[0]
     assert res.stdout == "" and time.perf_counter() - t0 < 60
+
+
+def test_module_main_ends_on_sigterm_like_pimgpt(tmp_path):
+    """``module_main`` (every ``python -m pimgpt.apps.<bench>``): SIGTERM runs the cleanup an
+    interrupt runs and ends with one line and status 143, as ``pimgpt`` does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "slowmod.py").write_text(
+        "import sys, time\n"
+        "from pimgpt.apps.entry import module_main\n\n\n"
+        "def main(argv=None):\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        print('cleaned up', flush=True)\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    module_main(main)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.Popen([sys.executable, "-m", "slowmod"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+    assert out == "cleaned up\n" and err == "python -m slowmod: terminated\n"

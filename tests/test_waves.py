@@ -229,7 +229,7 @@ def test_run_cuts_a_window_of_program_cycles(tmp_path, monkeypatch, capsys):
                  "--new-tokens", "1", "--waves", str(target), "--waves-window", "5:7"]) == 0
     assert windows == [(5, 7)]
     text = target.read_text()
-    assert text.startswith(HEADER) and "#8000\n$dumpvars" in text and "#11000" not in text
+    assert text.startswith(HEADER) and "#9000\n$dumpvars" in text and "#12000" not in text
     assert not (cache / "whole.vcd").exists()  # the whole dump does not stay in the cache
     err = capsys.readouterr().err
     assert err.startswith(f"{target}: ") and "(3 simulated cycles, " in err
@@ -238,8 +238,7 @@ def test_run_cuts_a_window_of_program_cycles(tmp_path, monkeypatch, capsys):
                  "--new-tokens", "1", "--waves", str(tmp_path / "x.vcd"),
                  "--waves-window", "50:60"]) == 1
     assert capsys.readouterr().err == ("pimgpt run: error: --waves-window 50:60: the program "
-                                       "ended before cycle 50; choose a window inside its "
-                                       "cycles\n")
+                                       "ran 10 cycles (0 to 9); choose a window inside them\n")
     assert not (tmp_path / "x.vcd").exists() and not (cache / "whole.vcd").exists()
 
 

@@ -65,10 +65,23 @@ VARIANTS = {
 
 
 def variant(hw, changes):
-    """``hw`` with a :data:`VARIANTS` entry's changes applied."""
+    """``hw`` with a :data:`VARIANTS` entry's changes applied.
+
+    Parameters
+    ----------
+    hw : HwConfig
+    changes : tuple of (str, dict)
+        ``(section, keys)`` pairs, applied in turn (:func:`pimgpt.core.config.hw_variant`).
+
+    Returns
+    -------
+    HwConfig
+    """
     for section, keys in changes:
         hw = hw_variant(hw, section, **keys)
     return hw
+
+
 POINTS = (("gpt2-small", 128), ("gpt2-xl", 1024))
 #: Where the variants are also measured (not the budget): a long context of a small model, where
 #: the V cache's layout matters most.
@@ -191,14 +204,29 @@ def excess_by_instruction(model: str, ctx: int, hw, top: int | None = 8) -> list
 
 
 def parse_points(text: str) -> tuple:
-    """``"gpt2-small:128,llama-3.2-1b:512"`` -> ``(("gpt2-small", 128), ("llama-3.2-1b", 512))``,
-    each model known and each context within it (else one :class:`PimgptError` line)."""
+    """Parse ``--points``.
+
+    Parameters
+    ----------
+    text : str
+        ``"gpt2-small:128,llama-3.2-1b:512"``: model and context pairs.
+
+    Returns
+    -------
+    tuple of (str, int)
+        ``(("gpt2-small", 128), ("llama-3.2-1b", 512))``.
+
+    Raises
+    ------
+    PimgptError
+        One line naming the bad item: the form, an unknown model, a context out of its range.
+    """
     from pimgpt.core.errors import PimgptError
 
     points = []
     for item in text.split(","):
         model, sep, ctx = item.strip().rpartition(":")
-        if not sep or not model or not ctx.strip().isdigit():
+        if not sep or not model or not (ctx.strip().isascii() and ctx.strip().isdecimal()):
             raise PimgptError(f"--points {item.strip()!r}: give MODEL:CONTEXT pairs separated by "
                               "commas, e.g. gpt2-small:128,gpt2-xl:1024")
         cfg, n = get_model(model), int(ctx)
@@ -251,7 +279,7 @@ def _table(rows: dict, first: str) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="gpt2-small only")
+    p.add_argument("--quick", action="store_true", help="the first point only (gpt2-small)")
     p.add_argument("--hw", default=None, help="hardware preset or YAML (default: the default)")
     p.add_argument("--points", default=None, metavar="MODEL:CTX[,MODEL:CTX...]",
                    help="decode points (default: gpt2-small:128,gpt2-xl:1024, the variants also "

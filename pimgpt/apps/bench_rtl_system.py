@@ -120,8 +120,24 @@ def _stand_in_unit():
 
 
 def area_by_parts(hw, block: str = "vector_unit", timeout: float = 7200.0) -> dict:
-    """Built-in Yosys area of the vector unit (``block="vector_unit"``) or of the whole ASIC
-    (``"asic"``, its vector units included) of ``hw``, by parts.
+    """Built-in Yosys area of the vector unit or of the whole ASIC of ``hw``, by parts.
+
+    Parameters
+    ----------
+    hw : HwConfig
+    block : {"vector_unit", "asic"}
+        The vector unit alone, or the ASIC with its vector units.
+    timeout : float
+        Seconds each Yosys run may take.
+
+    Returns
+    -------
+    dict
+        ``cells``, ``gate_equivalents``, ``flip_flops`` (the sums), ``parts`` (each part's
+        counts) and ``yosys_seconds``.
+
+    Notes
+    -----
 
     Yosys on the whole flattened vector unit takes about 9 minutes at 16 lanes (the ASIC around
     it about 16) and grows much faster than the design (its ``share``/``opt`` passes over 2W
@@ -132,7 +148,8 @@ def area_by_parts(hw, block: str = "vector_unit", timeout: float = 7200.0) -> di
     schedulers and scratchpad), less the stand-ins' own cost (each stand-in output depends on
     every input, so the logic around it cannot simplify). At 16 lanes the vector unit's sum is
     within 1 % of the whole unit's gate equivalents (359,276 against 356,319; cells 5,763 against
-    5,492; flip-flops equal). Returns the totals and the parts.
+    5,492; flip-flops equal); the ASIC's within 0.7 % (471,817 against 468,573; cells 10,837
+    against 10,439; flip-flops equal; 2026-12-06).
     """
     from amaranth.utils import ceil_log2
 
@@ -279,7 +296,11 @@ def main(argv=None) -> int:
             else:
                 from pimgpt.core.config import load_hw
 
-                c = dict(area_by_parts(load_hw(HW), block), hw=HW)
+                try:
+                    c = dict(area_by_parts(load_hw(HW), block), hw=HW)
+                except Exception as exc:  # noqa: BLE001 - reported; the other blocks go on
+                    print(f"{block}: {exc}", flush=True)
+                    continue
                 how, seconds = " by parts", c["yosys_seconds"]
             print(f"{block} ({c['hw']}){how}: {c['cells']} coarse cells, "
                   f"~{c.get('gate_equivalents', 0)} gate equivalents, {c['flip_flops']} "

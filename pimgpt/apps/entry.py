@@ -49,7 +49,19 @@ def run_guarded(prog: str, fn: Callable[[], int | None]) -> int:
 
 
 def module_main(main: Callable[..., int | None]) -> None:
-    """``if __name__ == "__main__": module_main(main)``: run a module's ``main()`` as
-    ``python -m <module>`` under :func:`run_guarded` and exit with its status."""
+    """Run a module's ``main()`` as ``python -m <module>`` under :func:`run_guarded` and exit.
+
+    ``if __name__ == "__main__": module_main(main)`` ends every benchmark module.
+
+    Parameters
+    ----------
+    main : callable
+        The module's entry (no arguments: it parses ``sys.argv``); returns the exit status.
+
+    Raises
+    ------
+    SystemExit
+        Always, with the status.
+    """
     spec = getattr(sys.modules.get(main.__module__), "__spec__", None)  # "__main__" under -m
     raise SystemExit(run_guarded(f"python -m {spec.name if spec else main.__module__}", main))

@@ -398,6 +398,7 @@ def cli_run(args) -> int:
                        seed=RUN_DEFAULTS["seed"] if seed is None else seed,
                        context=getattr(args, "context", None), program=program)
     try:
+        _check_window(getattr(args, "waves_window", None), result)
         written = _report(result, outs)
     finally:
         # A file a backend offered but nobody took (an output failed, Ctrl-C) may be a GB
@@ -410,6 +411,21 @@ def cli_run(args) -> int:
     if result.error:  # reported with its evidence: the outputs are written first
         raise RunError(result.error)
     return 0
+
+
+def _check_window(window, result) -> None:
+    """Refuse a ``--waves-window`` that starts past the program's end before any output is
+    written (with the RTL's own verdict, where its checks failed)."""
+    cycles = result.stats.get("cycles")
+    if window is None or cycles is None:
+        return
+    from pimgpt.sim.cocotb_lib.vcd_window import parse_window
+
+    first, _ = parse_window(window)
+    if first >= cycles:
+        also = f"; and {result.error}" if result.error else ""
+        raise RunError(f"--waves-window {window}: the program ran {cycles:,} cycles (0 to "
+                       f"{cycles - 1:,}); choose a window inside them{also}")
 
 
 def _waves_size(path, cycles) -> str:

@@ -103,10 +103,12 @@ class RtlBackend:
         self.waves_window = waves_window
 
     def run(self, program, weights: dict | None, hw: HwConfig) -> RunResult:
+        from pimgpt.hdl.system import check_system_hw
         from pimgpt.sw.image import build_dram_image
 
         from .system_run import run_system
 
+        check_system_hw(hw)  # before the golden run and the minutes of a build
         t0 = time.perf_counter()
         golden = GoldenBackend().run(program, weights, hw)
         golden_s = time.perf_counter() - t0

@@ -103,6 +103,8 @@ def summarize(res: PerfResult, hw, tags, steps=None, program=None) -> dict:
         "sim_wall_s": res.wall_s,
         "whole": whole,
     }
+    if what_ifs := idealisations(hw):
+        out["idealised"] = what_ifs
     if not steps:
         out["tokens"] = 1
         out["latency_ns_per_token"] = whole["latency_ns"]
@@ -156,8 +158,19 @@ def _top_breakdowns(out: dict, part: dict) -> dict:
 
 
 def idealisations(hw) -> list[str]:
-    """The what-if options of ``hw`` that no silicon (and no RTL) has, each as ``key: what``:
-    its figures are bounds, not a machine's, and the summary says so first."""
+    """The what-if options of ``hw`` that no silicon (and no RTL) has.
+
+    Parameters
+    ----------
+    hw : HwConfig
+
+    Returns
+    -------
+    list of str
+        ``"key: what"`` each (``asic.vector_unit_ideal``; ``dram.mode_switch: false`` on a
+        standard with modes): the run's figures are bounds, not a machine's, and
+        :func:`summarize` records them as ``idealised``, which the summary prints first.
+    """
     from pimgpt.core.dram import mode_switching, standard_of
 
     out = []
@@ -190,8 +203,6 @@ def run_compiled(comp, hw, log: bool = False) -> tuple[PerfResult, dict]:
 
     res = PerfEngine(hw).run(comp.program, log=log, marks=[s.start for s in comp.steps])
     stats = summarize(res, hw, comp.tags, comp.steps, comp.program)
-    if what_ifs := idealisations(hw):
-        stats["idealised"] = what_ifs
     plan = attention_plan(comp)
     if plan:  # the compiler's record (a program read from files has none)
         stats["attention_plan"] = plan
