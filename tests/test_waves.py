@@ -220,7 +220,9 @@ def test_run_cuts_a_window_of_program_cycles(tmp_path, monkeypatch, capsys):
 
     def factory(options):
         windows.append(options["waves_window"])
-        return FakeTracedRtl(cache / "whole.vcd")
+        backend = FakeTracedRtl(cache / "whole.vcd")
+        backend.waves_window = options["waves_window"]  # as RtlBackend keeps it
+        return backend
 
     monkeypatch.setitem(BACKENDS, "rtl", BackendEntry(factory, "fake", "tiny-rtl",
                                                       BACKENDS["rtl"].options))

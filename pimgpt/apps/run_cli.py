@@ -398,7 +398,7 @@ def cli_run(args) -> int:
                        seed=RUN_DEFAULTS["seed"] if seed is None else seed,
                        context=getattr(args, "context", None), program=program)
     try:
-        _check_window(getattr(args, "waves_window", None), result)
+        _check_window(getattr(backend, "waves_window", None), result)
         written = _report(result, outs)
     finally:
         # A file a backend offered but nobody took (an output failed, Ctrl-C) may be a GB
@@ -414,17 +414,16 @@ def cli_run(args) -> int:
 
 
 def _check_window(window, result) -> None:
-    """Refuse a ``--waves-window`` that starts past the program's end before any output is
-    written (with the RTL's own verdict, where its checks failed)."""
+    """Refuse a ``--waves-window`` (the backend's parsed ``(first, last)``) that starts past the
+    program's end before any output is written (with the RTL's own verdict, where its checks
+    failed)."""
     cycles = result.stats.get("cycles")
     if window is None or cycles is None:
         return
-    from pimgpt.sim.cocotb_lib.vcd_window import parse_window
-
-    first, _ = parse_window(window)
+    first, last = window
     if first >= cycles:
         also = f"; and {result.error}" if result.error else ""
-        raise RunError(f"--waves-window {window}: the program ran {cycles:,} cycles (0 to "
+        raise RunError(f"--waves-window {first}:{last}: the program ran {cycles:,} cycles (0 to "
                        f"{cycles - 1:,}); choose a window inside them{also}")
 
 
