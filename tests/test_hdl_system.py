@@ -23,7 +23,7 @@ from pimgpt.hdl.controller import asic_clock_ratio
 from pimgpt.hdl.system import System
 from pimgpt.sim.cocotb_lib.dram_monitor import ProtocolChecker
 from pimgpt.sim.cocotb_lib.runner import simulator_available
-from pimgpt.sim.cocotb_lib.system_run import compare_with_perf, run_system
+from pimgpt.sim.cocotb_lib.system_run import SystemRunError, compare_with_perf, run_system
 from pimgpt.sim.golden import GoldenMachine
 
 HW = "tiny-rtl"
@@ -190,7 +190,6 @@ def test_system_stops_on_an_opcode_it_does_not_implement():
     """An opcode outside the ISA (a corrupt program word) stops the front end with ``error``
     instead of being dropped."""
     _need_verilator()
-    from pimgpt.sim.cocotb_lib.system_run import SystemRunError
 
     class Unknown:  # what a corrupt word decodes to in hardware: opcode 0x1F, no fields
         op, flags = 0x1F, 0
@@ -202,3 +201,12 @@ def test_system_stops_on_an_opcode_it_does_not_implement():
     image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
     with pytest.raises(SystemRunError, match="bad instruction \\(pc 0\\)"):
         run_system(hw, [Unknown(), I(Op.EOC)], image, max_cycles=10_000)
+
+
+def test_an_unknown_cxx_opt_is_refused_before_a_build_folder(tmp_path):
+    """``cxx_opt`` names a build folder of its own, so a bad one is refused before anything."""
+    hw = load_hw(HW)
+    image = np.zeros((2, 4, 4, 1024), dtype=np.uint16)
+    with pytest.raises(SystemRunError, match="cxx_opt '-O7': use one of -O0, "):
+        run_system(hw, [I(Op.EOC)], image, build_dir=tmp_path / "b", cxx_opt="-O7")
+    assert list(tmp_path.iterdir()) == []

