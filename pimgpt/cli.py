@@ -198,12 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "paper",
         help=HANDLERS["paper"][2],
-        description="Run the 8 presets over context lengths; write Markdown, CSV and PNG plots. "
-        "The points run side by side on Dask (a local cluster, or --scheduler).",
+        description="Run the 8 GPT-2/3 and 5 Llama presets over context lengths; write "
+        "Markdown, CSV and PNG plots. The points run side by side on Dask (a local cluster, "
+        "or --scheduler).",
     )
     p.add_argument("-o", "--output", default="build/paper",
                    help="output directory (default: %(default)s)")
-    p.add_argument("--hw", default=None, help="hardware preset or YAML")
+    p.add_argument("--hw", default=None,
+                   help="hardware preset or YAML for every model (default: pimgpt-gddr6-8ch "
+                   "for the GPT models, pimgpt-gddr6-16ch and -32ch for the Llama models)")
     p.add_argument("--models", default=None, help="comma-separated subset of models")
     p.add_argument("--contexts", default=None, help="comma-separated context lengths")
     _add_cluster_args(p, in_process=True)

@@ -228,7 +228,10 @@ def config_from_yaml(path: str | Path) -> ModelConfig:
         ckpt_path = Path(str(ckpt))
         if not ckpt_path.is_absolute():
             ckpt_path = path.parent / ckpt_path
-        base = config_from_dir(ckpt_path)
+        try:
+            base = config_from_dir(ckpt_path)
+        except ModelError as exc:  # name the file that points there
+            raise ModelError(f"{path}: checkpoint: {exc}") from None
         given = {k: v for k, v in values.items() if k not in ("name", "checkpoint")}
         try:
             mine = ModelConfig(**{**base.to_dict(), **given})

@@ -99,6 +99,38 @@ def paper_negative_context_llama_only(root):
 
 
 @case
+def paper_default_contexts_beyond_the_model(root):
+    # said "holds contexts None; use shorter ones"
+    return ["paper", "--models", "tiny", "-o", root / "p"], \
+        "no model among tiny runs at any of the contexts 128, 256, 512, 1024, 2048 (longest " \
+        "contexts: tiny 64); give --contexts within them", ("None",), True
+
+
+@case
+def paper_empty_models(root):
+    # ran every default model
+    return ["paper", "--models", "", "-o", root / "p"], \
+        "--models is empty; give e.g. --models gpt2-small,gpt2-xl", (), True
+
+
+@case
+def paper_llama_beyond_the_hw(root):
+    # --hw was not used for the Llama models (they ran on the 16- and 32-channel presets)
+    return ["paper", "--models", "llama-3.2-1b", "--contexts", "128", "--hw", "tiny-rtl",
+            "-o", root / "p"], \
+        "llama-3.2-1b on tiny-rtl at 128: model llama-3.2-1b with a 128-token KV cache needs", \
+        ("16ch",), True
+
+
+@case
+def paper_a_million_workers(root):
+    # hung starting a local cluster of a million processes
+    return ["paper", "--models", "tiny", "--contexts", "16,32", "--workers", "1000000",
+            "-o", root / "p"], \
+        "--workers 1000000: an embedded cluster runs at most", (), True
+
+
+@case
 def paper_zero_workers(root):
     return ["paper", "--models", "tiny", "--contexts", "16", "--workers", "0", "-o", root / "p"], \
         "--workers 0 must be at least 1", (), True

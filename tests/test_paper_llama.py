@@ -67,3 +67,12 @@ def test_run_paper_llama_rows(tmp_path):
                              "unnormalised_softmax"}
         assert {k: r[k] for k in plan} == plan
         assert t["head_groups"] == str(r["head_groups"]) and r["head_groups"] >= 1
+
+
+def test_hw_runs_the_llama_models_too(tmp_path):
+    """``--hw`` is every model's hardware: the Llama rows run on it alone, not on the 16- and
+    32-channel presets (it had been ignored for them)."""
+    res = run_paper(tmp_path / "p", hw_name="pimgpt-gddr6-16ch", models=["tiny-llama-py"],
+                    contexts=[16], sweeps=False, progress=False)
+    assert [(r["hw"], r["channels"], r["ctx"]) for r in res["llama"]] == \
+        [("pimgpt-gddr6-16ch", 16, 16)]

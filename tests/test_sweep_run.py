@@ -183,6 +183,8 @@ def test_cli_runs_quietly_without_a_terminal(capsys, cache, tmp_path, monkeypatc
     (["missing.yaml", "-o", "{o}"], "missing.yaml: no such file"),
     (["{spec}", "-o", "{file}"], "exists and is not a folder"),
     (["{spec}", "-o", "{o}", "--workers", "0"], "--workers 0 must be at least 1"),
+    (["{spec}", "-o", "{o}", "--workers", "1000000"],
+     "--workers 1000000: an embedded cluster runs at most"),
     (["{bad}", "-o", "{o}"], "axes.dram.chanels"),
     (["{spec}", "-o", "{o}", "--cache-dir", "{file}"], "--cache-dir: "),
     (["{spec}", "-o", "{o}", "--cache-dir", ""], "--cache-dir is an empty path"),
@@ -300,3 +302,30 @@ def test_sigterm_on_a_local_cluster_cleans_up(tmp_path):
             time.sleep(0.2)
     assert proc.returncode == 143, err
     assert err.strip().splitlines() == ["pimgpt sweep: terminated"], err
+
+
+def test_cli_refuses_an_unwritable_program_cache_before_the_cluster(capsys, tmp_path,
+                                                                     monkeypatch):
+    """With the embedded cluster the workers use this process's cache folder: one that cannot
+    be made is one line before any point (it had made every point invalid, for good)."""
+    (tmp_path / "s.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\ncontexts: [8]\n")
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv("PIMGPT_CACHE_DIR", str(tmp_path / "f" / "cache"))
+    rc, out, err = _cli(capsys, str(tmp_path / "s.yaml"), "-o", str(tmp_path / "o"),
+                        "--workers", "1")
+    assert rc == 1 and len(err.strip().splitlines()) == 1, err
+    assert "the program cache ($PIMGPT_CACHE_DIR or --cache-dir)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unwritable_cache_on_a_worker_is_an_error_retried(client, tmp_path):
+    """A worker whose program cache cannot be written records its points as ``error`` (its
+    environment, not the points' input), and a resume computes them again."""
+    spec = parse_spec({**SPEC, "contexts": [16], "axes": {"dram.act_overlap": [False, True]}})
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "o"
+    o = run_sweep(spec, out, client, cache_dir=str(tmp_path / "f"), progress=False)
+    assert dict(o.computed) == {"error": 2}
+    assert all("program cache" in r["error"] for r in _rows(out))
+    again = run_sweep(spec, out, client, cache_dir=str(tmp_path / "c"), progress=False)
+    assert again.skipped == 0 and dict(again.computed) == {"ok": 2}

@@ -267,3 +267,16 @@ def test_sweep_doc_shows_the_real_misspelt_axis_message(tmp_path, monkeypatch, c
     assert line.startswith("pimgpt sweep: error: spec.yaml: axes.dram.chanels: ")
     assert line in (REPO / "docs" / "sweep.md").read_text(), line
     assert not Path("out").exists()
+
+
+def test_mac_demo_module_has_help_and_refuses_a_bad_length_first(capsys, tmp_path):
+    """``python -m pimgpt.apps.mac_demo --help`` is help, not an output folder named --help."""
+    from pimgpt.apps import mac_demo
+    from pimgpt.core.errors import PimgptError
+
+    with pytest.raises(SystemExit) as exc:
+        mac_demo.main(["--help"])
+    assert exc.value.code == 0 and "RTL MAC unit" in capsys.readouterr().out
+    with pytest.raises(PimgptError, match="positive multiple of 16, got 17"):
+        mac_demo.main([str(tmp_path / "out"), "--length", "17"])
+    assert not (tmp_path / "out").exists()

@@ -227,7 +227,8 @@ def parse_points(text: str) -> tuple:
     for item in text.split(","):
         model, sep, ctx = item.strip().rpartition(":")
         if not sep or not model or not (ctx.strip().isascii() and ctx.strip().isdecimal()):
-            raise PimgptError(f"--points {item.strip()!r}: give MODEL:CONTEXT pairs separated by "
+            bad = f"{item.strip()!r}" if item.strip() else f"{text!r} (an empty item)"
+            raise PimgptError(f"--points {bad}: give MODEL:CONTEXT pairs separated by "
                               "commas, e.g. gpt2-small:128,gpt2-xl:1024")
         cfg, n = get_model(model), int(ctx)
         if not 1 <= n <= cfg.ctx:

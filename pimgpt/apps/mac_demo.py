@@ -3,12 +3,11 @@
 ``run_mac_demo(outdir)`` writes ``outdir/mac.v``, builds it with Verilator (cocotb runner, build
 directory ``outdir/sim``), streams 64 columns of 16 bf16 pairs through it and compares the result
 with :func:`pimgpt.core.numerics.dot_bf16` and with a float64 reference.
-Command line: ``python -m pimgpt.apps.mac_demo [OUTDIR]``.
+Command line: ``python -m pimgpt.apps.mac_demo [OUTDIR] [--length N] [--seed S]``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,5 +119,30 @@ async def simulate_dot(dut, operands: str) -> dict:
     return {"rtl_bits": int(results[0]), "columns": len(a16), "cycles": tb.driver.cycles}
 
 
+def main(argv=None) -> int:
+    """``python -m pimgpt.apps.mac_demo [OUTDIR] [--length N] [--seed S]``; 0 when bit-exact."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="python -m pimgpt.apps.mac_demo",
+        description="One bf16 dot product through the RTL MAC unit on Verilator (a build of a "
+                    "minute the first time), checked bit for bit against the golden model and "
+                    "against float64.")
+    ap.add_argument("outdir", nargs="?", default="build/mac_demo",
+                    help="output folder: mac.v, the operands, the simulator build "
+                    "(default: build/mac_demo)")
+    ap.add_argument("--length", type=int, default=1024,
+                    help="vector length, a positive multiple of 16 (default 1024: one DRAM row)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    args = ap.parse_args(argv)
+    from pimgpt.core.fileio import check_directory
+
+    check_directory("OUTDIR", args.outdir)  # before the Verilog is written
+    run_mac_demo(args.outdir, length=args.length, seed=args.seed)
+    return 0
+
+
 if __name__ == "__main__":
-    run_mac_demo(sys.argv[1] if len(sys.argv) > 1 else "build/mac_demo")
+    from pimgpt.apps.entry import module_main
+
+    module_main(main)

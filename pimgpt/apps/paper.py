@@ -38,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 
 from pimgpt.apps.paper_llama import (
+    LLAMA_HW,
     llama_markdown,
     llama_plan,
     llama_plot,
@@ -115,7 +116,7 @@ def _parse_list(text, what, cast):
         raise PaperError(f"--{what} {text!r} is not a comma-separated list; {fix}") from None
     if not vals:
         raise PaperError(f"--{what} is empty; {fix}")
-    return vals
+    return list(dict.fromkeys(vals))  # a name or length given twice is one point
 
 
 def _check_contexts(contexts) -> None:
@@ -146,8 +147,19 @@ def plan(models=None, contexts=None) -> list[tuple[str, int]]:
         cfg = get_model(n)
         pts += [(n, c) for c in (contexts or DEFAULT_CONTEXTS) if c <= cfg.ctx]
     if not pts:
-        raise PaperError(f"no model among {names} holds contexts {contexts}; use shorter ones")
+        raise PaperError(_none_fit(names, contexts or DEFAULT_CONTEXTS))
     return pts
+
+
+def _none_fit(names, contexts, skipped=()) -> str:
+    """The message for a plan without a point: the contexts tried, the models' longest ones and
+    why the hardware could not hold one (``skipped``: the Llama plan's)."""
+    most = ", ".join(f"{n} {get_model(n).ctx}" for n in names)
+    why = (f"; {skipped[0][0]} on {skipped[0][1]} at {skipped[0][2]}: {skipped[0][3]}"
+           if skipped else "")
+    return (f"no model among {', '.join(names)} runs at any of the contexts "
+            f"{', '.join(map(str, contexts))} (longest contexts: {most}){why}; give --contexts "
+            "within them, or other --hw")
 
 
 def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) -> dict:
@@ -436,9 +448,12 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     hw_nosw = hw_variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
     gpt_models, llama_models = split_models(models)
     points = plan(gpt_models, contexts) if gpt_models else []
-    l_points, l_skipped = llama_plan(llama_models, contexts) if llama_models else ([], [])
+    # --hw runs the Llama models too; by default they run on the 16- and 32-channel presets
+    l_hw = (hw_name,) if hw_name else LLAMA_HW
+    l_points, l_skipped = llama_plan(llama_models, contexts, l_hw) if llama_models else ([], [])
     if not points and not l_points:
-        raise PaperError(f"no model among {models} fits at contexts {contexts}; use shorter ones")
+        raise PaperError(_none_fit(gpt_models + llama_models, contexts or DEFAULT_CONTEXTS,
+                                   l_skipped))
     anchors_path = anchors_dir()
     anchors = load_anchors(anchors_path)
     extra = []
@@ -488,8 +503,8 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
 
 def cli_paper(args) -> int:
     """Entry point of ``pimgpt paper``."""
-    models = _parse_list(args.models, "models", str) if args.models else None
-    contexts = _parse_list(args.contexts, "contexts", int) if args.contexts else None
+    models = _parse_list(args.models, "models", str) if args.models is not None else None
+    contexts = _parse_list(args.contexts, "contexts", int) if args.contexts is not None else None
     _check_contexts(contexts)  # before the Llama plan too, whose error would say "shorter"
     # A subset run (--models/--contexts) skips the fixed sweeps unless it asks for everything.
     sweeps = models is None and contexts is None

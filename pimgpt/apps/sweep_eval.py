@@ -12,7 +12,8 @@ The driver (:mod:`pimgpt.apps.sweep_run`) groups the points of a sweep twice:
 Both tasks run in Dask worker processes, never raise, and return plain data: a failing point
 becomes a record with ``status`` ``invalid`` (a :class:`PimgptError`: the point's own input is
 wrong, e.g. the model does not fit) or ``error`` (anything else, with the exception's type,
-message and place).
+message and place; also a program cache the worker cannot write, which is its environment, not
+the point: ``error`` points are computed again when the sweep is resumed).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from pimgpt.core.config import hw_from_dict
 from pimgpt.core.errors import PimgptError
 from pimgpt.core.isa import decode, encode
 from pimgpt.sw.models import ModelConfig
-from pimgpt.sw.program_cache import ProgramCache, compile_decode_step_cached, program_key
+from pimgpt.sw.program_cache import (
+    ProgramCache,
+    ProgramCacheError,
+    compile_decode_step_cached,
+    program_key,
+)
 
 #: Top-level sections of the hardware config that only enter the statistics (energy), never the
 #: simulated timing: points differing only there share one simulation.
@@ -83,6 +89,9 @@ def compile_task(cfg: ModelConfig, context: int, hw: dict, cache_dir: str | None
         program, tags, hit, plan = compile_decode_step_cached(cfg, hwc, context, cache)
         key = program_key(cfg, hwc, context)
         blob = encode(program)
+    except ProgramCacheError as exc:
+        # the worker's environment, not the point's input: an error, tried again on a resume
+        return {"status": "error", "error": " ".join(str(exc).split())}
     except PimgptError as exc:
         return {"status": "invalid", "error": " ".join(str(exc).split())}
     except Exception as exc:  # noqa: BLE001 - a crashing point is recorded, the sweep goes on

@@ -128,11 +128,24 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def check_workers(workers: int | None) -> None:
-    """Refuse a ``--workers`` count below 1 (None: one per core) in one line that says the fix."""
+#: Most worker processes of an embedded cluster per core: the tasks are CPU-bound, and each
+#: worker is a Python process of its own (a million would exhaust the memory, not finish sooner).
+MAX_LOCAL_WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int | None, scheduler: str | None = None) -> None:
+    """Refuse a ``--workers`` count below 1 (None: one per core), or above
+    :data:`MAX_LOCAL_WORKERS_PER_CORE` per core for an embedded cluster (no ``scheduler``), in
+    one line that says the fix."""
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise SweepError(f"--workers {workers} must be at least 1; give a number of worker "
                          "processes, or drop it for one per core")
+    most = MAX_LOCAL_WORKERS_PER_CORE * default_workers()
+    if workers is not None and scheduler is None and workers > most:
+        raise SweepError(
+            f"--workers {workers}: an embedded cluster runs at most {most} worker processes "
+            f"here ({MAX_LOCAL_WORKERS_PER_CORE} per core); give fewer, or start workers with "
+            "`dask worker ADDR` on more machines and pass --scheduler ADDR")
 
 
 def _main_thread() -> bool:
@@ -145,7 +158,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A Dask ``Client``: an embedded LocalCluster, or a connection to ``scheduler``."""
     from dask.distributed import Client, LocalCluster
 
-    check_workers(workers)
+    check_workers(workers, scheduler)
     cluster = None
     if scheduler:
         try:
@@ -359,16 +372,24 @@ def _locked(out: Path):
 def cli_sweep(args) -> int:
     """Entry point of ``pimgpt sweep``."""
     spec = load_spec(args.spec)
-    check_workers(args.workers)
+    check_workers(args.workers, args.scheduler)
     check_directory("-o", args.output)  # before a cluster is started for nothing
     cache_dir = args.cache_dir
     if cache_dir is not None:  # workers of a local cluster may run in another directory
         cache_dir = str(check_directory("--cache-dir", cache_dir).resolve())
     use_cache = not getattr(args, "no_cache", False)
+    if use_cache and cache_dir is None and args.scheduler is None:
+        # The embedded cluster's workers use this process's cache folder: one that cannot be
+        # written is refused now, not once per point.
+        from pimgpt.core.fileio import CACHE_ENV
+        from pimgpt.sw.program_cache import ProgramCache
+
+        check_directory(f"the program cache (${CACHE_ENV} or --cache-dir)", ProgramCache().dir)
     with dask_client(args.workers, args.scheduler) as client:
         nworkers = len(client.scheduler_info()["workers"])
         where = args.scheduler or "a local cluster"
-        print(f"sweep {spec.name}: {len(spec.points())} points on {where} "
+        n = len(spec.points())
+        print(f"sweep {spec.name}: {n} point{'' if n == 1 else 's'} on {where} "
               f"({nworkers} worker{'' if nworkers == 1 else 's'}), output {args.output}",
               flush=True)
         o = run_sweep(spec, args.output, client, cache_dir=cache_dir, use_cache=use_cache)

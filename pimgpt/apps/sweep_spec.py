@@ -361,6 +361,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         text = path.read_text()
     except OSError:
         text = ""
+    if isinstance(data, dict) and "name" not in data:
+        data = {**data, "name": path.stem}  # titles name the file, not "sweep sweep"
     try:
         return parse_spec(data, path.parent, text)
     except SweepSpecError as exc:

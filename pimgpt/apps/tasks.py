@@ -56,7 +56,7 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], labels: Sequence[str], bar, 
     """
     from pimgpt.apps.sweep_run import check_workers
 
-    check_workers(workers)
+    check_workers(workers, scheduler)
     if in_process(len(tasks), workers, scheduler):
         out = []
         for args, label in zip(tasks, labels, strict=True):
