@@ -63,7 +63,9 @@ def test_points_are_parsed_and_checked():
                        ("gpt2-small:x", "give MODEL:CONTEXT pairs"),
                        ("gpt2-small:2000", "context 2000 is out of range for gpt2-small; use "
                                            "1..1024"),
-                       ("nope:128", "unknown model 'nope'")):
+                       ("nope:128", "unknown model 'nope'"),
+                       ("", "--points is empty"), (" ", "--points is empty"),
+                       ("gpt2-small:128,", "--points 'gpt2-small:128,' \\(an empty item\\)")):
         with pytest.raises(PimgptError, match=words):
             bench_dram.parse_points(bad)
 

@@ -76,3 +76,16 @@ def test_hw_runs_the_llama_models_too(tmp_path):
                     contexts=[16], sweeps=False, progress=False)
     assert [(r["hw"], r["channels"], r["ctx"]) for r in res["llama"]] == \
         [("pimgpt-gddr6-16ch", 16, 16)]
+
+
+def test_paper_lists_drop_repeats_and_a_mixed_run_keeps_what_fits(tmp_path):
+    """``--models a,a`` is one model's rows; a GPT model that holds none of the contexts does not
+    stop a Llama model that does (it had refused the whole run)."""
+    from pimgpt.apps.paper import _parse_list
+
+    assert _parse_list("tiny, tiny,gpt2-xl", "models", str) == ["tiny", "gpt2-xl"]
+    assert _parse_list("16,16", "contexts", int) == [16]
+    res = run_paper(tmp_path / "p", hw_name="pimgpt-gddr6-16ch", models=["tiny", "llama-3.2-1b"],
+                    contexts=[128], sweeps=False, progress=False)
+    assert res["rows"] == [] and [(r["model"], r["ctx"]) for r in res["llama"]] == \
+        [("llama-3.2-1b", 128)]

@@ -314,7 +314,8 @@ def test_cli_refuses_an_unwritable_program_cache_before_the_cluster(capsys, tmp_
     rc, out, err = _cli(capsys, str(tmp_path / "s.yaml"), "-o", str(tmp_path / "o"),
                         "--workers", "1")
     assert rc == 1 and len(err.strip().splitlines()) == 1, err
-    assert "the program cache ($PIMGPT_CACHE_DIR or --cache-dir)" in err
+    assert f"program cache: {tmp_path / 'f'} is not a folder; set $PIMGPT_CACHE_DIR or pass " \
+        "--cache-dir to a writable folder" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -132,3 +132,13 @@ def test_load_spec_resolves_base_beside_the_spec(tmp_path):
     spec_path.write_text("base: hw/mine.yaml\nmodels: [tiny]\naxes: {asic.bnks: [4, 8]}\n")
     with pytest.raises(SweepSpecError, match=r"s\.yaml: axes\.asic\.bnks: no value is accepted"):
         load_spec(spec_path)
+
+
+def test_a_spec_without_a_name_takes_its_files(tmp_path):
+    """The titles name the file (they read "sweep sweep" with the old default)."""
+    from pimgpt.apps.sweep_spec import load_spec
+
+    (tmp_path / "lanes.yaml").write_text("base: tiny-rtl\nmodels: [tiny]\n")
+    (tmp_path / "named.yaml").write_text("name: mine\nbase: tiny-rtl\nmodels: [tiny]\n")
+    assert load_spec(tmp_path / "lanes.yaml").name == "lanes"
+    assert load_spec(tmp_path / "named.yaml").name == "mine"

@@ -223,6 +223,9 @@ def parse_points(text: str) -> tuple:
     """
     from pimgpt.core.errors import PimgptError
 
+    if not text.strip():
+        raise PimgptError("--points is empty; give MODEL:CONTEXT pairs separated by commas, "
+                          "e.g. gpt2-small:128,gpt2-xl:1024")
     points = []
     for item in text.split(","):
         model, sep, ctx = item.strip().rpartition(":")

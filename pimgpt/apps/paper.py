@@ -13,8 +13,8 @@ vector unit's width (gpt3-xl, context 2048), the two claims of the paper they te
 the number of vector units (``paper_llama.UNITS_SWEEPS``: gpt2-small at context 128 and gpt3-small
 at 2048 on the default hardware, llama-3.2-1b on 32 channels at 4096; each where its family runs)
 comes last. The Llama presets (and any other model that is not GPT-2-style named in
-``--models``) run on the 16- and 32-channel presets, contexts 128-4096 where they fit
-(:mod:`pimgpt.apps.paper_llama`).
+``--models``) run on the 16- and 32-channel presets (on ``--hw`` where one is given), contexts
+128-4096 where they fit (:mod:`pimgpt.apps.paper_llama`).
 
 The points are independent: they run side by side on Dask (:mod:`pimgpt.apps.tasks`; an embedded
 cluster of one worker per core, ``--workers N``, or ``--scheduler ADDR``), and the report is the
@@ -135,9 +135,9 @@ def split_models(models) -> tuple[list, list]:
     return gpt, [n for n in models if n not in gpt]
 
 
-def plan(models=None, contexts=None) -> list[tuple[str, int]]:
+def plan(models=None, contexts=None, strict: bool = True) -> list[tuple[str, int]]:
     """(model, context) points: every requested context the model's KV cache holds (contexts
-    beyond a model's maximum are skipped for that model)."""
+    beyond a model's maximum are skipped for that model); ``strict``: none is an error."""
     names = models or PAPER_MODELS
     for n in names:
         get_model(n)  # raises a one-line error for unknown names
@@ -146,20 +146,23 @@ def plan(models=None, contexts=None) -> list[tuple[str, int]]:
     for n in names:
         cfg = get_model(n)
         pts += [(n, c) for c in (contexts or DEFAULT_CONTEXTS) if c <= cfg.ctx]
-    if not pts:
-        raise PaperError(_none_fit(names, contexts or DEFAULT_CONTEXTS))
+    if strict and not pts:
+        raise PaperError(_none_fit(names, contexts))
     return pts
 
 
 def _none_fit(names, contexts, skipped=()) -> str:
-    """The message for a plan without a point: the contexts tried, the models' longest ones and
-    why the hardware could not hold one (``skipped``: the Llama plan's)."""
+    """The message for a plan without a point, with its fix: where the hardware could not hold a
+    model at a context it has (``skipped``: the Llama plan's), a larger ``--hw``; else contexts
+    the models hold."""
+    if skipped:
+        model, hw_name, ctx, why = skipped[0]
+        return (f"{model} does not fit {hw_name} at context {ctx} ({why}); give a larger --hw, "
+                "e.g. pimgpt-gddr6-32ch, or drop it from --models")
+    tried = ", ".join(map(str, contexts or DEFAULT_CONTEXTS))
     most = ", ".join(f"{n} {get_model(n).ctx}" for n in names)
-    why = (f"; {skipped[0][0]} on {skipped[0][1]} at {skipped[0][2]}: {skipped[0][3]}"
-           if skipped else "")
-    return (f"no model among {', '.join(names)} runs at any of the contexts "
-            f"{', '.join(map(str, contexts))} (longest contexts: {most}){why}; give --contexts "
-            "within them, or other --hw")
+    return (f"no model among {', '.join(names)} holds any of the contexts {tried} (the longest "
+            f"each holds: {most}); give --contexts up to those")
 
 
 def simulate_point(model: str, ctx: int, hw, hw_overlap=None, hw_noswitch=None) -> dict:
@@ -398,8 +401,8 @@ def paper_task(kind: str, point: tuple, hw, hw_ovl, hw_nosw):
     (:func:`~pimgpt.apps.paper_llama.simulate_llama_point`, ``simulate_units_point``)."""
     if kind == "gpt":
         return simulate_point(*point, hw, hw_ovl, hw_nosw)
-    if kind == "llama":
-        return simulate_llama_point(*point)
+    if kind == "llama":  # on --hw (``hw``, by its name), else on the preset the point names
+        return simulate_llama_point(*point, hw=hw if point[1] == hw.name else None)
     if kind == "units":
         return simulate_units_point(*point)
     (v,) = point
@@ -447,13 +450,13 @@ def run_paper(output, hw_name=None, models=None, contexts=None, sweeps=True,
     hw_ovl = hw_variant(hw, "dram", act_overlap=True) if not hw.dram.act_overlap else None
     hw_nosw = hw_variant(hw, "dram", mode_switch=False) if mode_switching(hw) else None
     gpt_models, llama_models = split_models(models)
-    points = plan(gpt_models, contexts) if gpt_models else []
-    # --hw runs the Llama models too; by default they run on the 16- and 32-channel presets
-    l_hw = (hw_name,) if hw_name else LLAMA_HW
+    points = plan(gpt_models, contexts, strict=False) if gpt_models else []
+    # --hw runs the Llama models too (the loaded config travels with the tasks, so a YAML path
+    # need not exist on a remote worker); by default they run on the 16- and 32-channel presets
+    l_hw = (hw,) if hw_name else LLAMA_HW
     l_points, l_skipped = llama_plan(llama_models, contexts, l_hw) if llama_models else ([], [])
     if not points and not l_points:
-        raise PaperError(_none_fit(gpt_models + llama_models, contexts or DEFAULT_CONTEXTS,
-                                   l_skipped))
+        raise PaperError(_none_fit(gpt_models + llama_models, contexts, l_skipped))
     anchors_path = anchors_dir()
     anchors = load_anchors(anchors_path)
     extra = []

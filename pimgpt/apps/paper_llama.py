@@ -36,13 +36,15 @@ UNITS_SWEEPS = (
 
 def llama_plan(models=None, contexts=None, hw_names=LLAMA_HW) -> tuple[list, list]:
     """``(points, skipped)``: ``(model, hw name, context)`` for every context the model holds and
-    the hardware fits, and ``(model, hw name, reason)`` for the hardware that cannot hold it."""
+    the hardware fits, and ``(model, hw name, context, reason)`` where the hardware cannot hold
+    it. ``hw_names``: preset names, YAML paths or loaded :class:`HwConfig` objects."""
     points, skipped = [], []
     for name in models or LLAMA_MODELS:
         cfg = get_model(name)
         ctxs = [c for c in (contexts or LLAMA_CONTEXTS) if c <= cfg.ctx]
-        for hw_name in hw_names:
-            hw = load_hw(hw_name)
+        for which in hw_names:
+            hw = load_hw(which) if isinstance(which, str) else which
+            hw_name = hw.name
             fits = []
             for c in ctxs:
                 try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from pimgpt.apps.sweep_spec import SweepSpec, load_spec
 from pimgpt.core.config import hw_from_dict
 from pimgpt.core.errors import PimgptError
-from pimgpt.core.fileio import atomic_write_text, check_directory
+from pimgpt.core.fileio import OutputError, atomic_write_text, check_directory
 from pimgpt.core.progress import progress as progress_bar
 from pimgpt.sw.program_cache import program_key
 
@@ -141,7 +141,7 @@ def check_workers(workers: int | None, scheduler: str | None = None) -> None:
         raise SweepError(f"--workers {workers} must be at least 1; give a number of worker "
                          "processes, or drop it for one per core")
     most = MAX_LOCAL_WORKERS_PER_CORE * default_workers()
-    if workers is not None and scheduler is None and workers > most:
+    if workers is not None and not scheduler and workers > most:
         raise SweepError(
             f"--workers {workers}: an embedded cluster runs at most {most} worker processes "
             f"here ({MAX_LOCAL_WORKERS_PER_CORE} per core); give fewer, or start workers with "
@@ -378,13 +378,18 @@ def cli_sweep(args) -> int:
     if cache_dir is not None:  # workers of a local cluster may run in another directory
         cache_dir = str(check_directory("--cache-dir", cache_dir).resolve())
     use_cache = not getattr(args, "no_cache", False)
-    if use_cache and cache_dir is None and args.scheduler is None:
+    if use_cache and cache_dir is None and not args.scheduler:
         # The embedded cluster's workers use this process's cache folder: one that cannot be
         # written is refused now, not once per point.
         from pimgpt.core.fileio import CACHE_ENV
         from pimgpt.sw.program_cache import ProgramCache
 
-        check_directory(f"the program cache (${CACHE_ENV} or --cache-dir)", ProgramCache().dir)
+        try:
+            check_directory("program cache", ProgramCache().dir)
+        except OutputError as exc:
+            problem = str(exc).split("; ")[0]  # the fix is this one, not "another path"
+            raise SweepError(f"{problem}; set ${CACHE_ENV} or pass --cache-dir to a writable "
+                             "folder") from None
     with dask_client(args.workers, args.scheduler) as client:
         nworkers = len(client.scheduler_info()["workers"])
         where = args.scheduler or "a local cluster"

@@ -410,7 +410,8 @@ def run_cocotb(
         directory instead of the terminal.
     cxx_opt : str, optional
         Verilator only: the C++ compiler's optimisation flag for the model (Verilator's
-        ``OPT_FAST``, ``OPT_SLOW`` and ``OPT_GLOBAL``; default: Verilator's own, ``-Os``).
+        ``OPT_FAST``, ``OPT_SLOW`` and ``OPT_GLOBAL``; default: Verilator's own, ``-Os`` for
+        the first and the last).
         ``"-O0"`` builds a large model in about a third of the time and runs it several times
         slower: for short runs. Give such a build its own ``build_dir``.
 

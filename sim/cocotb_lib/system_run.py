@@ -201,8 +201,8 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
         raise SystemRunError(f"waveform format {waves!r}: use vcd or fst")
     if cxx_opt is not None and cxx_opt not in CXX_OPTS:  # before a folder is named after it
         raise SystemRunError(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
-    if cxx_opt:
-        build_dir = build_dir.with_name(f"{build_dir.name}{cxx_opt}")
+    if cxx_opt:  # "+" appears in no hardware name: no other config's default folder
+        build_dir = build_dir.with_name(f"{build_dir.name}+cxx{cxx_opt}")
     if waves:
         build_dir = build_dir.with_name(f"{build_dir.name}-waves-{waves}")
         if simulator == "verilator" and waves == "fst":
