@@ -56,6 +56,13 @@ _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 CXX_OPTS = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og")
 
 
+def check_cxx_opt(cxx_opt: str | None, error: type[Exception] | None = None) -> None:
+    """Refuse a ``cxx_opt`` outside :data:`CXX_OPTS` (``None``: Verilator's default) with
+    ``error`` (default :class:`CocotbError`), in one line that lists the flags taken."""
+    if cxx_opt is not None and cxx_opt not in CXX_OPTS:
+        raise (error or CocotbError)(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
+
+
 class CocotbError(PimgptError):
     """A cocotb build or simulation failed; the message names the build directory to inspect."""
 
@@ -428,8 +435,7 @@ def run_cocotb(
     ok, why = simulator_available(simulator)
     if not ok:
         raise CocotbError(why)
-    if cxx_opt is not None and cxx_opt not in CXX_OPTS:
-        raise CocotbError(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
+    check_cxx_opt(cxx_opt)
     from cocotb_tools.check_results import get_results
 
     _with_path(simulator)

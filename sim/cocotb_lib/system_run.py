@@ -21,10 +21,10 @@ from pimgpt.core.errors import PimgptError
 
 from .harness import write_if_changed
 from .runner import (
-    CXX_OPTS,
     CocotbError,
     build_lock,
     call_in_simulator,
+    check_cxx_opt,
     default_build_root,
     fst_support_missing,
     needs_build,
@@ -199,8 +199,7 @@ def run_system(hw: HwConfig, program, image: np.ndarray, *, build_dir=None,
         if simulator == "verilator" else []
     if waves not in (None, "vcd", "fst"):
         raise SystemRunError(f"waveform format {waves!r}: use vcd or fst")
-    if cxx_opt is not None and cxx_opt not in CXX_OPTS:  # before a folder is named after it
-        raise SystemRunError(f"cxx_opt {cxx_opt!r}: use one of {', '.join(CXX_OPTS)}")
+    check_cxx_opt(cxx_opt, SystemRunError)  # before a folder is named after it
     if cxx_opt:  # "+" appears in no hardware name: no other config's default folder
         build_dir = build_dir.with_name(f"{build_dir.name}+cxx{cxx_opt}")
     if waves:
